@@ -1,0 +1,327 @@
+//! Operator configuration, `handoff.toml`: where the store lives, the host's
+//! ceiling on every adapter, and each adapter instance's bindings (real
+//! directories, config values, secrets).
+//!
+//! Strict like the manifest: unknown keys are refused with their location.
+//! Relative paths are resolved against the directory of the config file.
+
+use crate::sandbox::manifest::Origin;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+    #[error(
+        "adapter instance {instance:?}: secret {secret:?} is not available ({why}); \
+         set it in [adapters.{instance}.secrets]"
+    )]
+    Secret {
+        instance: String,
+        secret: String,
+        why: String,
+    },
+}
+
+/// Destination ranges no adapter may reach, whatever it declares: link-local
+/// (cloud metadata lives at 169.254.169.254), unspecified, multicast,
+/// broadcast. Loopback and private ranges are reachable when declared: the
+/// systems handoff closes work in usually live there.
+pub const ALWAYS_DENIED_NETWORKS: [&str; 8] = [
+    "0.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+    "::/128",
+    "fe80::/10",
+    "ff00::/8",
+    "100.100.100.200/32",
+];
+
+/// The host's upper bound on every adapter's grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCeiling {
+    pub max_memory_mib: u32,
+    pub max_call_timeout_ms: u64,
+    /// When set, only these origins can ever be granted.
+    pub http_origins: Option<BTreeSet<Origin>>,
+    /// Extra destination ranges denied to every adapter.
+    pub denied_networks: Vec<IpNet>,
+    /// Whether any adapter may open sockets at all.
+    pub sockets: bool,
+}
+
+impl Default for HostCeiling {
+    fn default() -> Self {
+        HostCeiling {
+            max_memory_mib: 256,
+            max_call_timeout_ms: 60_000,
+            http_origins: None,
+            denied_networks: Vec::new(),
+            sockets: true,
+        }
+    }
+}
+
+impl HostCeiling {
+    pub fn allows_origin(&self, origin: &Origin) -> bool {
+        self.http_origins
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(origin))
+    }
+
+    /// Why an address is out of bounds, or `None` when it may be reached.
+    pub fn denies_ip(&self, ip: IpAddr) -> Option<String> {
+        let ip = crate::sandbox::manifest::normalize_ip(ip);
+        ALWAYS_DENIED_NETWORKS
+            .iter()
+            .map(|n| n.parse::<IpNet>().expect("built-in network"))
+            .chain(self.denied_networks.iter().copied())
+            .find(|net| net.contains(&ip))
+            .map(|net| format!("{ip} is in the denied network {net}"))
+    }
+}
+
+/// Where an operator secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum SecretSource {
+    /// An environment variable of the host process.
+    Env(String),
+    /// A file (its content, trailing newline trimmed).
+    File(PathBuf),
+}
+
+/// One adapter instance: a package and what the operator binds to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterInstance {
+    pub name: String,
+    pub package: PathBuf,
+    pub config: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Logical directory name (as declared) → real directory.
+    pub directories: BTreeMap<String, PathBuf>,
+}
+
+impl AdapterInstance {
+    /// An instance with no bindings.
+    pub fn new(name: &str, package: &Path) -> Self {
+        AdapterInstance {
+            name: name.to_string(),
+            package: package.to_path_buf(),
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            directories: BTreeMap::new(),
+        }
+    }
+
+    /// Read a secret's value now.
+    pub fn secret_value(&self, secret: &str) -> Result<String, ConfigError> {
+        let fail = |why: String| ConfigError::Secret {
+            instance: self.name.clone(),
+            secret: secret.to_string(),
+            why,
+        };
+        match self.secrets.get(secret) {
+            None => Err(fail("no source configured".into())),
+            Some(SecretSource::Env(var)) => {
+                std::env::var(var).map_err(|_| fail(format!("environment variable {var} is not set")))
+            }
+            Some(SecretSource::File(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+}
+
+/// The whole operator configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub store_path: PathBuf,
+    pub cache_dir: PathBuf,
+    pub ceiling: HostCeiling,
+    pub adapters: BTreeMap<String, AdapterInstance>,
+}
+
+impl Default for Config {
+    /// The embedded default: everything under `.handoff/` in the current directory.
+    fn default() -> Self {
+        Config {
+            store_path: PathBuf::from(".handoff/handoff.db"),
+            cache_dir: PathBuf::from(".handoff/cache"),
+            ceiling: HostCeiling::default(),
+            adapters: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    ceiling: RawCeiling,
+    #[serde(default)]
+    adapters: BTreeMap<String, RawInstance>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStore {
+    path: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCeiling {
+    max_memory_mib: Option<u32>,
+    max_call_timeout_ms: Option<u64>,
+    http_origins: Option<Vec<String>>,
+    #[serde(default)]
+    deny_networks: Vec<IpNet>,
+    sockets: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInstance {
+    package: PathBuf,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    directories: BTreeMap<String, PathBuf>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let defaults = Config::default();
+        let ceiling_defaults = HostCeiling::default();
+        let http_origins = match raw.ceiling.http_origins {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|u| Origin::parse(u).map_err(|p| invalid(format!("ceiling.http-origins: {p}"))))
+                    .collect::<Result<BTreeSet<_>, _>>()?,
+            ),
+        };
+        let adapters = raw
+            .adapters
+            .into_iter()
+            .map(|(name, r)| {
+                let instance = AdapterInstance {
+                    name: name.clone(),
+                    package: resolve(r.package),
+                    config: r.config,
+                    secrets: r
+                        .secrets
+                        .into_iter()
+                        .map(|(k, s)| {
+                            let s = match s {
+                                SecretSource::File(p) => SecretSource::File(resolve(p)),
+                                env => env,
+                            };
+                            (k, s)
+                        })
+                        .collect(),
+                    directories: r
+                        .directories
+                        .into_iter()
+                        .map(|(k, p)| (k, resolve(p)))
+                        .collect(),
+                };
+                (name, instance)
+            })
+            .collect();
+        Ok(Config {
+            store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
+            cache_dir: raw.store.cache_dir.map(resolve).unwrap_or(defaults.cache_dir),
+            ceiling: HostCeiling {
+                max_memory_mib: raw
+                    .ceiling
+                    .max_memory_mib
+                    .unwrap_or(ceiling_defaults.max_memory_mib),
+                max_call_timeout_ms: raw
+                    .ceiling
+                    .max_call_timeout_ms
+                    .unwrap_or(ceiling_defaults.max_call_timeout_ms),
+                http_origins,
+                denied_networks: raw.ceiling.deny_networks,
+                sockets: raw.ceiling.sockets.unwrap_or(ceiling_defaults.sockets),
+            },
+            adapters,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("[ceiling]\nallow-everything = true\n", Path::new("h.toml")).unwrap_err();
+        assert!(err.to_string().contains("allow-everything"), "{err}");
+    }
+
+    #[test]
+    fn instance_paths_resolve_against_the_config_directory() {
+        let text = r#"
+[adapters.archive]
+package = "pkgs/archive"
+directories = { evidence = "evidence" }
+secrets = { token = { file = "secrets/token" } }
+"#;
+        let cfg = Config::parse(text, Path::new("/etc/handoff/handoff.toml")).unwrap();
+        let a = &cfg.adapters["archive"];
+        assert_eq!(a.package, Path::new("/etc/handoff/pkgs/archive"));
+        assert_eq!(a.directories["evidence"], Path::new("/etc/handoff/evidence"));
+        assert_eq!(
+            a.secrets["token"],
+            SecretSource::File(PathBuf::from("/etc/handoff/secrets/token"))
+        );
+    }
+
+    #[test]
+    fn metadata_and_link_local_addresses_are_always_denied() {
+        let c = HostCeiling::default();
+        assert!(c.denies_ip("169.254.169.254".parse().unwrap()).is_some());
+        assert!(c.denies_ip("::ffff:169.254.169.254".parse().unwrap()).is_some());
+        assert!(c.denies_ip("127.0.0.1".parse().unwrap()).is_none());
+        let c = HostCeiling {
+            denied_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..HostCeiling::default()
+        };
+        assert!(c.denies_ip("127.0.0.1".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_instance_and_the_fix() {
+        let i = AdapterInstance::new("tracker", Path::new("p"));
+        let err = i.secret_value("api_key").unwrap_err().to_string();
+        assert!(err.contains("tracker") && err.contains("[adapters.tracker.secrets]"), "{err}");
+    }
+}

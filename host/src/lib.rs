@@ -1,0 +1,16 @@
+//! handoff: carries approved closure work through to completion, inside the
+//! capabilities each adapter declared and an operator approved, and proves
+//! what it did.
+//!
+//! Module map: [`sandbox`] loads and runs adapter components under least
+//! privilege; [`store`] is the durable SQLite store; [`config`] is the
+//! operator's `handoff.toml`; [`cli`] is the `handoff` command.
+
+pub mod cli;
+pub mod config;
+pub mod sandbox;
+pub mod store;
+
+/// Where this build put the adapter packages it built (reference adapters
+/// and test guests), for the demo, tests and benchmarks.
+pub const BUILT_PACKAGES_DIR: &str = env!("HANDOFF_PACKAGES_DIR");

@@ -1,0 +1,313 @@
+//! Approval: what an operator or reviewer accepted, compared with what a
+//! package declares now, and the effective grant that results.
+//!
+//! Effective grant = declared ∩ approved ∩ host ceiling. A changed component
+//! digest, a widened declaration, or no approval at all refuses the load.
+//! A declaration narrower than its approval loads, with the narrower grant.
+
+use super::manifest::{Capabilities, FileMode, Grants, HttpGrant, Limits};
+use super::package::Package;
+use crate::config::HostCeiling;
+use crate::store::adapters::Approval;
+use std::fmt;
+
+/// One difference between an approval and a declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The declaration asks for more than was approved.
+    Widened(String),
+    /// The declaration asks for less (it loads, with the smaller grant).
+    Narrowed(String),
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Widened(s) => write!(f, "+ {s}"),
+            Change::Narrowed(s) => write!(f, "- {s}"),
+        }
+    }
+}
+
+/// Where a package stands against its approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    NotApproved,
+    Revoked { by: String, at: String },
+    /// The component bytes are not the ones approved.
+    ComponentChanged { approved: String, actual: String },
+    /// The manifest asks for more than was approved.
+    Widened(Vec<Change>),
+    /// Approved; `changes` lists narrowings since approval, if any.
+    Approved { changes: Vec<Change> },
+}
+
+impl Status {
+    pub fn allows_load(&self) -> bool {
+        matches!(self, Status::Approved { .. })
+    }
+}
+
+/// Compare a package with its latest approval record (if any).
+pub fn status(package: &Package, approval: Option<&Approval>) -> Status {
+    let Some(approval) = approval else {
+        return Status::NotApproved;
+    };
+    if let (Some(by), Some(at)) = (&approval.revoked_by, &approval.revoked_at) {
+        return Status::Revoked {
+            by: by.clone(),
+            at: at.clone(),
+        };
+    }
+    if approval.component_sha256 != package.component_sha256 {
+        return Status::ComponentChanged {
+            approved: approval.component_sha256.clone(),
+            actual: package.component_sha256.clone(),
+        };
+    }
+    let changes = compare(&approval.grants, &package.manifest.grants);
+    if changes.iter().any(|c| matches!(c, Change::Widened(_))) {
+        Status::Widened(changes)
+    } else {
+        Status::Approved { changes }
+    }
+}
+
+/// Every difference between `approved` and `declared`.
+pub fn compare(approved: &Grants, declared: &Grants) -> Vec<Change> {
+    let mut out = Vec::new();
+    if approved.world != declared.world {
+        out.push(Change::Widened(format!(
+            "world {} (approved: {})",
+            declared.world, approved.world
+        )));
+    }
+    for a in declared.actions.difference(&approved.actions) {
+        out.push(Change::Widened(format!("action {}", a.name())));
+    }
+    for a in approved.actions.difference(&declared.actions) {
+        out.push(Change::Narrowed(format!("action {}", a.name())));
+    }
+    compare_capabilities(&approved.capabilities, &declared.capabilities, &mut out);
+    compare_limits(&approved.limits, &declared.limits, &mut out);
+    out
+}
+
+fn compare_capabilities(approved: &Capabilities, declared: &Capabilities, out: &mut Vec<Change>) {
+    for (origin, d) in &declared.http {
+        match approved.http.get(origin) {
+            None => out.push(Change::Widened(format!("http {origin} {}", methods(d)))),
+            Some(a) => {
+                for m in d.methods.difference(&a.methods) {
+                    out.push(Change::Widened(format!("http {origin} method {m}")));
+                }
+                for m in a.methods.difference(&d.methods) {
+                    out.push(Change::Narrowed(format!("http {origin} method {m}")));
+                }
+                if d.inject_header != a.inject_header {
+                    let show = |g: &HttpGrant| match &g.inject_header {
+                        Some(h) => format!("header {} from secret {}", h.name, h.secret),
+                        None => "no injected header".to_string(),
+                    };
+                    let change = format!("http {origin} {} (approved: {})", show(d), show(a));
+                    out.push(if d.inject_header.is_some() {
+                        Change::Widened(change)
+                    } else {
+                        Change::Narrowed(change)
+                    });
+                }
+            }
+        }
+    }
+    for (origin, a) in &approved.http {
+        if !declared.http.contains_key(origin) {
+            out.push(Change::Narrowed(format!("http {origin} {}", methods(a))));
+        }
+    }
+    for (name, mode) in &declared.files {
+        match approved.files.get(name) {
+            None => out.push(Change::Widened(format!("files {name} {}", mode.name()))),
+            Some(FileMode::ReadOnly) if *mode == FileMode::ReadWrite => out.push(Change::Widened(
+                format!("files {name} read-write (approved: read-only)"),
+            )),
+            Some(FileMode::ReadWrite) if *mode == FileMode::ReadOnly => out.push(Change::Narrowed(
+                format!("files {name} read-only (approved: read-write)"),
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, mode) in &approved.files {
+        if !declared.files.contains_key(name) {
+            out.push(Change::Narrowed(format!("files {name} {}", mode.name())));
+        }
+    }
+    for addr in declared.sockets.difference(&approved.sockets) {
+        out.push(Change::Widened(format!("socket tcp {addr}")));
+    }
+    for addr in approved.sockets.difference(&declared.sockets) {
+        out.push(Change::Narrowed(format!("socket tcp {addr}")));
+    }
+}
+
+fn compare_limits(approved: &Limits, declared: &Limits, out: &mut Vec<Change>) {
+    use std::cmp::Ordering::*;
+    match declared.memory_mib.cmp(&approved.memory_mib) {
+        Greater => out.push(Change::Widened(format!(
+            "memory {} MiB (approved: {} MiB)",
+            declared.memory_mib, approved.memory_mib
+        ))),
+        Less => out.push(Change::Narrowed(format!(
+            "memory {} MiB (approved: {} MiB)",
+            declared.memory_mib, approved.memory_mib
+        ))),
+        Equal => {}
+    }
+    match declared.call_timeout_ms.cmp(&approved.call_timeout_ms) {
+        Greater => out.push(Change::Widened(format!(
+            "call timeout {} ms (approved: {} ms)",
+            declared.call_timeout_ms, approved.call_timeout_ms
+        ))),
+        Less => out.push(Change::Narrowed(format!(
+            "call timeout {} ms (approved: {} ms)",
+            declared.call_timeout_ms, approved.call_timeout_ms
+        ))),
+        Equal => {}
+    }
+}
+
+fn methods(g: &HttpGrant) -> String {
+    g.methods.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+/// declared ∩ approved ∩ ceiling. Callers check [`status`] first; this only
+/// ever shrinks what `declared` asks for.
+pub fn effective(declared: &Grants, approved: &Grants, ceiling: &HostCeiling) -> Grants {
+    let mut caps = Capabilities::default();
+    for (origin, d) in &declared.capabilities.http {
+        let Some(a) = approved.capabilities.http.get(origin) else {
+            continue;
+        };
+        if !ceiling.allows_origin(origin) {
+            continue;
+        }
+        let methods: std::collections::BTreeSet<String> =
+            d.methods.intersection(&a.methods).cloned().collect();
+        if methods.is_empty() {
+            continue;
+        }
+        caps.http.insert(
+            origin.clone(),
+            HttpGrant {
+                origin: origin.clone(),
+                methods,
+                inject_header: if d.inject_header == a.inject_header {
+                    d.inject_header.clone()
+                } else {
+                    None
+                },
+            },
+        );
+    }
+    for (name, mode) in &declared.capabilities.files {
+        if let Some(approved_mode) = approved.capabilities.files.get(name) {
+            let mode = if *mode == FileMode::ReadWrite && *approved_mode == FileMode::ReadWrite {
+                FileMode::ReadWrite
+            } else {
+                FileMode::ReadOnly
+            };
+            caps.files.insert(name.clone(), mode);
+        }
+    }
+    if ceiling.sockets {
+        caps.sockets = declared
+            .capabilities
+            .sockets
+            .intersection(&approved.capabilities.sockets)
+            .copied()
+            .collect();
+    }
+    Grants {
+        world: declared.world,
+        actions: declared
+            .actions
+            .intersection(&approved.actions)
+            .copied()
+            .collect(),
+        capabilities: caps,
+        limits: Limits {
+            memory_mib: declared
+                .limits
+                .memory_mib
+                .min(approved.limits.memory_mib)
+                .min(ceiling.max_memory_mib),
+            call_timeout_ms: declared
+                .limits
+                .call_timeout_ms
+                .min(approved.limits.call_timeout_ms)
+                .min(ceiling.max_call_timeout_ms),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::manifest::Manifest;
+    use std::path::Path;
+
+    fn grants(extra: &str) -> Grants {
+        let text = format!(
+            "[adapter]\nname = \"t\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\nactions = [\"set-state\"]\n{extra}"
+        );
+        Manifest::parse(&text, Path::new("t.toml")).unwrap().grants
+    }
+
+    const HTTP_GET: &str = "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\"]\n";
+    const HTTP_GET_PUT: &str =
+        "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\", \"PUT\"]\n";
+
+    #[test]
+    fn a_new_method_is_a_widening() {
+        let changes = compare(&grants(HTTP_GET), &grants(HTTP_GET_PUT));
+        assert_eq!(
+            changes,
+            [Change::Widened("http http://127.0.0.1:3000 method PUT".into())]
+        );
+    }
+
+    #[test]
+    fn dropping_a_method_is_a_narrowing_and_shrinks_the_grant() {
+        let approved = grants(HTTP_GET_PUT);
+        let declared = grants(HTTP_GET);
+        let changes = compare(&approved, &declared);
+        assert!(changes.iter().all(|c| matches!(c, Change::Narrowed(_))), "{changes:?}");
+        let eff = effective(&declared, &approved, &HostCeiling::default());
+        let methods = &eff.capabilities.http.values().next().unwrap().methods;
+        assert_eq!(methods.iter().collect::<Vec<_>>(), ["GET"]);
+    }
+
+    #[test]
+    fn read_only_to_read_write_is_a_widening() {
+        let ro = grants("[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n");
+        let rw = grants("[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-write\"\n");
+        assert!(matches!(compare(&ro, &rw)[..], [Change::Widened(_)]));
+        assert!(matches!(compare(&rw, &ro)[..], [Change::Narrowed(_)]));
+    }
+
+    #[test]
+    fn the_ceiling_caps_limits_and_can_remove_origins_and_sockets() {
+        let g = grants(&format!(
+            "{HTTP_GET}[[capabilities.sockets]]\naddress = \"127.0.0.1:4222\"\n[limits]\nmemory-mib = 512\n"
+        ));
+        let ceiling = HostCeiling {
+            max_memory_mib: 64,
+            sockets: false,
+            http_origins: Some(Default::default()),
+            ..HostCeiling::default()
+        };
+        let eff = effective(&g, &g, &ceiling);
+        assert_eq!(eff.limits.memory_mib, 64);
+        assert!(eff.capabilities.http.is_empty());
+        assert!(eff.capabilities.sockets.is_empty());
+    }
+}

@@ -1,0 +1,97 @@
+//! The link-time check: every interface a component imports must be covered
+//! by the contract, by the inert WASI baseline, or by a declared capability.
+//! An uncovered import refuses the load and is named.
+
+use super::manifest::{Capabilities, World};
+use serde::Serialize;
+
+/// Why an import may be linked, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+pub enum Coverage {
+    /// Part of the handoff contract.
+    Contract,
+    /// Linked, but gives nothing away: empty environment and arguments, no
+    /// stdin, output discarded, clocks and randomness.
+    Baseline,
+    /// Covered by a declared capability (named).
+    Capability(String),
+    /// Nothing declared covers it: the load is refused.
+    Uncovered(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Import {
+    pub name: String,
+    pub coverage: Coverage,
+}
+
+/// Classify one import name (`wasi:http/types@0.2.12`).
+pub fn classify(name: &str, caps: &Capabilities) -> Coverage {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    let (package, interface) = unversioned.split_once('/').unwrap_or((unversioned, ""));
+    let needs = |granted: bool, cap: &str, fix: &str| {
+        if granted {
+            Coverage::Capability(cap.to_string())
+        } else {
+            Coverage::Uncovered(format!("no {cap} capability is declared; {fix}"))
+        }
+    };
+    match (package, interface) {
+        ("handoff:adapter", "host" | "types") => Coverage::Contract,
+        ("wasi:io" | "wasi:clocks" | "wasi:random", _) => Coverage::Baseline,
+        (
+            "wasi:cli",
+            "environment" | "exit" | "stdin" | "stdout" | "stderr" | "terminal-input"
+            | "terminal-output" | "terminal-stdin" | "terminal-stdout" | "terminal-stderr",
+        ) => Coverage::Baseline,
+        ("wasi:filesystem", "types" | "preopens") => needs(
+            !caps.files.is_empty(),
+            "files",
+            "declare [[capabilities.files]] or remove the file access",
+        ),
+        ("wasi:sockets", _) => needs(
+            !caps.sockets.is_empty(),
+            "sockets",
+            "declare [[capabilities.sockets]] or remove the network code",
+        ),
+        ("wasi:http", "outgoing-handler" | "types") => needs(
+            !caps.http.is_empty(),
+            "http",
+            "declare [[capabilities.http]] or remove the HTTP code",
+        ),
+        _ => Coverage::Uncovered(
+            "handoff does not offer this interface to adapters".to_string(),
+        ),
+    }
+}
+
+/// The exports a world requires.
+pub fn required_exports(world: World) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if world.exports_source() {
+        out.push("handoff:adapter/source@0.1.0");
+    }
+    if world.exports_target() {
+        out.push("handoff:adapter/target@0.1.0");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_and_http_need_a_declared_capability() {
+        let none = Capabilities::default();
+        assert!(matches!(classify("wasi:sockets/tcp@0.2.6", &none), Coverage::Uncovered(_)));
+        assert!(matches!(
+            classify("wasi:http/outgoing-handler@0.2.12", &none),
+            Coverage::Uncovered(_)
+        ));
+        assert_eq!(classify("wasi:io/streams@0.2.6", &none), Coverage::Baseline);
+        assert_eq!(classify("handoff:adapter/host@0.1.0", &none), Coverage::Contract);
+        assert!(matches!(classify("wasi:keyvalue/store@0.2.0", &none), Coverage::Uncovered(_)));
+    }
+}

@@ -1,0 +1,70 @@
+//! An adapter package on disk: `adapter.toml` beside `<name>.wasm`, and the
+//! sha256 digests that approvals are keyed on.
+
+use super::manifest::{MANIFEST_FILE, Manifest, ManifestError};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(
+        "{dir}: no {MANIFEST_FILE} here; a package is a directory holding {MANIFEST_FILE} and <name>.wasm"
+    )]
+    NoManifest { dir: PathBuf },
+    #[error("{path}: cannot read the component: {source}; build it, or point at the package that holds it")]
+    Component {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A package read from disk, with its digests.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub manifest_sha256: String,
+    pub component_path: PathBuf,
+    pub component_sha256: String,
+    pub component: Vec<u8>,
+}
+
+impl Package {
+    /// Read a package from its directory (or from the path of its manifest).
+    pub fn read(path: &Path) -> Result<Package, PackageError> {
+        let (dir, manifest_path) = if path.is_dir() {
+            (path.to_path_buf(), path.join(MANIFEST_FILE))
+        } else {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (dir, path.to_path_buf())
+        };
+        if !manifest_path.is_file() {
+            return Err(PackageError::NoManifest { dir });
+        }
+        let manifest_text = std::fs::read(&manifest_path).map_err(|e| ManifestError {
+            path: manifest_path.clone(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        let manifest = Manifest::parse(&String::from_utf8_lossy(&manifest_text), &manifest_path)?;
+        let component_path = dir.join(format!("{}.wasm", manifest.name));
+        let component = std::fs::read(&component_path).map_err(|source| PackageError::Component {
+            path: component_path.clone(),
+            source,
+        })?;
+        Ok(Package {
+            dir,
+            manifest_sha256: sha256_hex(&manifest_text),
+            component_sha256: sha256_hex(&component),
+            manifest,
+            component_path,
+            component,
+        })
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

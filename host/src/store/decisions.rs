@@ -1,0 +1,58 @@
+//! Capability decisions: every check the sandbox made at a choke point
+//! (allowed or denied), attributed to the adapter and its component digest.
+
+use super::{Store, StoreError};
+use crate::sandbox::decision::{CapabilityDecision, Verdict};
+use rusqlite::params;
+
+impl Store {
+    /// Append decisions in one transaction.
+    pub fn record_decisions(&mut self, decisions: &[CapabilityDecision]) -> Result<(), StoreError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn_mut().transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO capability_decisions
+                     (at, adapter, component_sha256, surface, target, verdict, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for d in decisions {
+                stmt.execute(params![
+                    d.at,
+                    d.adapter,
+                    d.component_sha256,
+                    d.surface.name(),
+                    d.target,
+                    d.verdict.name(),
+                    d.reason
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Decisions recorded for an adapter, oldest first.
+    pub fn decisions_for(&self, adapter: &str) -> Result<Vec<(String, String, Verdict, String)>, StoreError> {
+        let mut stmt = self.conn().prepare(
+            "SELECT surface, target, verdict, reason FROM capability_decisions
+             WHERE adapter = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([adapter], |r| {
+            let verdict: String = r.get(2)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                if verdict == "allowed" {
+                    Verdict::Allowed
+                } else {
+                    Verdict::Denied
+                },
+                r.get(3)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,95 @@
+//! The schema, as a constant list of migrations applied in order.
+//!
+//! `PRAGMA user_version` records how many have been applied. A migration is
+//! never edited once released: a change is a new entry at the end.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Every migration, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: adapter approvals. One row per approval; revoking sets revoked_*.
+    "CREATE TABLE adapter_approvals (
+        id               INTEGER PRIMARY KEY,
+        name             TEXT NOT NULL,
+        version          TEXT NOT NULL,
+        world            TEXT NOT NULL,
+        component_sha256 TEXT NOT NULL,
+        manifest_sha256  TEXT NOT NULL,
+        grants_json      TEXT NOT NULL,
+        approved_by      TEXT NOT NULL,
+        approved_at      TEXT NOT NULL,
+        revoked_by       TEXT,
+        revoked_at       TEXT
+    );
+    CREATE INDEX adapter_approvals_by_name ON adapter_approvals(name, id);",
+    // 2: capability decisions made by the sandbox (allowed and denied).
+    "CREATE TABLE capability_decisions (
+        id               INTEGER PRIMARY KEY,
+        at               TEXT NOT NULL,
+        adapter          TEXT NOT NULL,
+        component_sha256 TEXT NOT NULL,
+        surface          TEXT NOT NULL,
+        target           TEXT NOT NULL,
+        verdict          TEXT NOT NULL CHECK (verdict IN ('allowed', 'denied')),
+        reason           TEXT NOT NULL
+    );
+    CREATE INDEX capability_decisions_by_adapter ON capability_decisions(adapter, id);",
+];
+
+/// Bring the schema up to date, one transaction per migration.
+pub fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_applies_in_order_on_an_empty_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        // Applying again changes nothing and does not fail.
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+    }
+
+    #[test]
+    fn each_migration_is_valid_sql_on_its_own_predecessors() {
+        for upto in 1..=MIGRATIONS.len() {
+            let conn = Connection::open_in_memory().unwrap();
+            for sql in &MIGRATIONS[..upto] {
+                conn.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("migration {upto} fails: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_store_newer_than_this_binary_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        let err = apply(&mut conn, Path::new("x.db")).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { found: 999, .. }), "{err}");
+    }
+}

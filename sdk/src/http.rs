@@ -1,0 +1,344 @@
+//! Outbound HTTP for adapters.
+//!
+//! Requests go through the host, which checks each one against the adapter's
+//! granted origins and methods, adds any secret header the operator
+//! configured, and refuses the rest. A refusal comes back as
+//! [`AdapterError::Denied`] naming the request, so an adapter can simply use
+//! `?`. Redirects are followed (GET and HEAD, at most [`MAX_REDIRECTS`]), and
+//! every hop is checked by the host again.
+
+use crate::AdapterError;
+
+/// How many redirects a GET or HEAD follows before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// An outbound request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A response; any status, including 4xx and 5xx, is a `Response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn new(method: &str, url: &str) -> Self {
+        Request {
+            method: method.to_ascii_uppercase(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A JSON body (the caller serializes), with its content type.
+    pub fn json(self, body: impl Into<Vec<u8>>) -> Self {
+        let mut request = self.header("content-type", "application/json");
+        request.body = body.into();
+        request
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+impl Response {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as UTF-8 text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Map a non-2xx status to the adapter error the host acts on: 404 is
+    /// not-found, 409/412/422 conflict, 401/403 denied, 408/429/5xx transient.
+    pub fn error_for_status(self, what: &str) -> Result<Response, AdapterError> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let message = format!("{what}: HTTP {}", self.status);
+        Err(match self.status {
+            404 | 410 => AdapterError::NotFound(message),
+            409 | 412 | 422 => AdapterError::Conflict(message),
+            401 | 403 => AdapterError::Denied(message),
+            408 | 429 | 500..=599 => AdapterError::Transient(message),
+            _ => AdapterError::Invalid(message),
+        })
+    }
+}
+
+/// `GET url`.
+pub fn get(url: &str) -> Result<Response, AdapterError> {
+    send(Request::new("GET", url))
+}
+
+/// Send a request, following redirects for GET and HEAD.
+pub fn send(request: Request) -> Result<Response, AdapterError> {
+    let follows = request.method == "GET" || request.method == "HEAD";
+    let mut request = request;
+    for _ in 0..=MAX_REDIRECTS {
+        let response = backend::send_once(&request)?;
+        let location = response.header("location").map(str::to_string);
+        match (follows, response.status, location) {
+            (true, 301 | 302 | 303 | 307 | 308, Some(location)) => {
+                request.url = resolve_location(&request.url, &location);
+            }
+            _ => return Ok(response),
+        }
+    }
+    Err(AdapterError::Invalid(format!(
+        "{} {}: more than {MAX_REDIRECTS} redirects",
+        request.method, request.url
+    )))
+}
+
+/// The parts of an absolute `http(s)` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    pub scheme: String,
+    pub authority: String,
+    pub path_and_query: String,
+}
+
+/// Split `scheme://authority/path?query`; anything else is `invalid`.
+pub fn split_url(url: &str) -> Result<UrlParts, AdapterError> {
+    let invalid = || AdapterError::Invalid(format!("not an absolute http(s) URL: {url:?}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid());
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(invalid());
+    }
+    let path_and_query = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok(UrlParts {
+        scheme,
+        authority: authority.to_string(),
+        path_and_query,
+    })
+}
+
+fn resolve_location(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    match split_url(base) {
+        Ok(parts) if location.starts_with('/') => {
+            format!("{}://{}{}", parts.scheme, parts.authority, location)
+        }
+        Ok(parts) => {
+            let dir = parts
+                .path_and_query
+                .rsplit_once('/')
+                .map(|(d, _)| d)
+                .unwrap_or("");
+            format!("{}://{}{}/{}", parts.scheme, parts.authority, dir, location)
+        }
+        Err(_) => location.to_string(),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod backend {
+    use super::{Request, Response, split_url};
+    use crate::AdapterError;
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{
+        ErrorCode, Fields, HeaderError, Method, OutgoingBody, OutgoingRequest, Scheme,
+    };
+    use wasip2::io::streams::StreamError;
+
+    pub fn send_once(request: &Request) -> Result<Response, AdapterError> {
+        let what = format!("{} {}", request.method, request.url);
+        let url = split_url(&request.url)?;
+        let headers = Fields::new();
+        for (name, value) in &request.headers {
+            headers
+                .append(name, value.as_bytes())
+                .map_err(|e| header_error(&what, name, e))?;
+        }
+        let outgoing = OutgoingRequest::new(headers);
+        let method = match request.method.as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_string()),
+        };
+        let scheme = if url.scheme == "https" {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        let invalid = |part: &str| AdapterError::Invalid(format!("{what}: invalid {part}"));
+        outgoing.set_method(&method).map_err(|()| invalid("method"))?;
+        outgoing
+            .set_scheme(Some(&scheme))
+            .map_err(|()| invalid("scheme"))?;
+        outgoing
+            .set_authority(Some(&url.authority))
+            .map_err(|()| invalid("authority"))?;
+        outgoing
+            .set_path_with_query(Some(&url.path_and_query))
+            .map_err(|()| invalid("path"))?;
+        let body = outgoing.body().map_err(|()| invalid("body"))?;
+
+        let pending = outgoing_handler::handle(outgoing, None).map_err(|e| error_code(&what, e))?;
+        {
+            let stream = body.write().map_err(|()| invalid("body stream"))?;
+            for chunk in request.body.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| AdapterError::Transient(format!("{what}: writing body: {e:?}")))?;
+            }
+        }
+        OutgoingBody::finish(body, None).map_err(|e| error_code(&what, e))?;
+
+        pending.subscribe().block();
+        let incoming = match pending.get() {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(e))) => return Err(error_code(&what, e)),
+            Some(Err(())) | None => {
+                return Err(AdapterError::Transient(format!(
+                    "{what}: response already taken"
+                )));
+            }
+        };
+        let status = incoming.status();
+        let headers = incoming
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let body_resource = incoming
+            .consume()
+            .map_err(|()| AdapterError::Transient(format!("{what}: response body unavailable")))?;
+        let mut body = Vec::new();
+        {
+            let stream = body_resource
+                .stream()
+                .map_err(|()| AdapterError::Transient(format!("{what}: response body unavailable")))?;
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => body.extend_from_slice(&chunk),
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return Err(AdapterError::Transient(format!(
+                            "{what}: reading body: {}",
+                            e.to_debug_string()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn header_error(what: &str, name: &str, e: HeaderError) -> AdapterError {
+        match e {
+            HeaderError::Forbidden | HeaderError::Immutable => AdapterError::Denied(format!(
+                "{what}: the host does not let this adapter set header {name:?} \
+                 (the host injects it, or it is forbidden)"
+            )),
+            HeaderError::InvalidSyntax => {
+                AdapterError::Invalid(format!("{what}: invalid header {name:?}"))
+            }
+        }
+    }
+
+    fn error_code(what: &str, e: ErrorCode) -> AdapterError {
+        match e {
+            ErrorCode::HttpRequestDenied => AdapterError::Denied(format!(
+                "{what}: refused by the host: not within this adapter's granted HTTP capabilities"
+            )),
+            ErrorCode::DestinationIpProhibited => AdapterError::Denied(format!(
+                "{what}: refused by the host: the destination address is outside the host's ceiling"
+            )),
+            ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
+                AdapterError::Invalid(format!("{what}: {e:?}"))
+            }
+            other => AdapterError::Transient(format!("{what}: {other:?}")),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod backend {
+    use super::{Request, Response};
+    use crate::AdapterError;
+
+    pub fn send_once(request: &Request) -> Result<Response, AdapterError> {
+        crate::testing::with_current(|h| h.answer_http(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_url_separates_scheme_authority_and_path() {
+        let parts = split_url("HTTP://127.0.0.1:3000/issues/1.json?include=journals").unwrap();
+        assert_eq!(parts.scheme, "http");
+        assert_eq!(parts.authority, "127.0.0.1:3000");
+        assert_eq!(parts.path_and_query, "/issues/1.json?include=journals");
+        assert_eq!(split_url("https://h?q=1").unwrap().path_and_query, "/?q=1");
+        assert_eq!(split_url("https://h").unwrap().path_and_query, "/");
+    }
+
+    #[test]
+    fn split_url_refuses_other_schemes_and_userinfo() {
+        assert!(split_url("ftp://h/x").is_err());
+        assert!(split_url("/relative").is_err());
+        assert!(split_url("http://user:pw@h/").is_err());
+    }
+
+    #[test]
+    fn relative_redirects_resolve_against_the_request() {
+        assert_eq!(resolve_location("http://a:1/x/y", "/z"), "http://a:1/z");
+        assert_eq!(resolve_location("http://a:1/x/y", "z"), "http://a:1/x/z");
+        assert_eq!(resolve_location("http://a:1/x", "http://b/"), "http://b/");
+    }
+}

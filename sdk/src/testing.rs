@@ -1,0 +1,201 @@
+//! A harness to unit-test adapter logic natively, without the host.
+//!
+//! In a native build (`cargo test` on your machine) the SDK's `config`, `log`
+//! and `http` calls go to the harness installed on the current thread:
+//!
+//! ```
+//! use handoff_sdk::testing::Harness;
+//! use handoff_sdk::http::{self, Response};
+//!
+//! let harness = Harness::new()
+//!     .config("base_url", "http://tracker.test")
+//!     .on_http(|req| {
+//!         assert_eq!(req.url, "http://tracker.test/issues/7.json");
+//!         Response { status: 200, headers: vec![], body: br#"{"status":"closed"}"#.to_vec() }
+//!     });
+//! let body = harness.run(|| {
+//!     let base = handoff_sdk::config("base_url").unwrap();
+//!     http::get(&format!("{base}/issues/7.json")).map(|r| r.text())
+//! });
+//! assert_eq!(body.unwrap(), r#"{"status":"closed"}"#);
+//! assert_eq!(harness.requests().len(), 1);
+//! ```
+//!
+//! The harness answers requests with your handler; tests against the real
+//! system belong in the host's integration tests, where the sandbox runs too.
+
+use crate::http::{Request, Response};
+use crate::{AdapterError, Level};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+type HttpHandler = Box<dyn Fn(&Request) -> Response>;
+
+#[derive(Default)]
+struct State {
+    config: HashMap<String, String>,
+    http: Option<HttpHandler>,
+    requests: Vec<Request>,
+    logs: Vec<(Level, String)>,
+}
+
+/// Configuration, scripted HTTP answers and captured logs for native tests.
+#[derive(Clone, Default)]
+pub struct Harness {
+    state: Rc<RefCell<State>>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("Harness")
+            .field("config", &state.config)
+            .field("requests", &state.requests.len())
+            .field("logs", &state.logs.len())
+            .finish()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Harness>> = const { RefCell::new(None) };
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A configuration value the adapter reads with [`crate::config`].
+    pub fn config(self, key: &str, value: &str) -> Self {
+        self.state
+            .borrow_mut()
+            .config
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Answer every outbound request with `handler`. Without one, requests
+    /// fail as `denied`, as they would for an adapter with no HTTP grant.
+    pub fn on_http(self, handler: impl Fn(&Request) -> Response + 'static) -> Self {
+        self.state.borrow_mut().http = Some(Box::new(handler));
+        self
+    }
+
+    /// Run `f` with this harness serving the SDK calls on this thread.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = CURRENT.with(|c| c.replace(Some(self.clone())));
+        struct Restore(Option<Harness>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.with(|c| *c.borrow_mut() = self.0.take());
+            }
+        }
+        let _restore = Restore(previous);
+        f()
+    }
+
+    /// Every request the adapter sent, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.borrow().requests.clone()
+    }
+
+    /// Every log line the adapter wrote, in order.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.state.borrow().logs.clone()
+    }
+
+    pub(crate) fn config_value(&self, key: &str) -> Option<String> {
+        self.state.borrow().config.get(key).cloned()
+    }
+
+    pub(crate) fn record_log(&self, level: Level, message: &str) {
+        self.state
+            .borrow_mut()
+            .logs
+            .push((level, message.to_string()));
+    }
+
+    pub(crate) fn answer_http(&self, request: &Request) -> Result<Response, AdapterError> {
+        self.state.borrow_mut().requests.push(request.clone());
+        let state = self.state.borrow();
+        match &state.http {
+            Some(handler) => Ok(handler(request)),
+            None => Err(AdapterError::Denied(format!(
+                "{} {}: no HTTP handler in the test harness",
+                request.method, request.url
+            ))),
+        }
+    }
+}
+
+/// Run `f` against the harness of this thread; outside [`Harness::run`] that
+/// is a test bug, reported as such.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Harness) -> R) -> R {
+    CURRENT.with(|c| match &*c.borrow() {
+        Some(harness) => f(harness),
+        None => panic!(
+            "handoff-sdk: config/log/http called natively outside Harness::run; \
+             wrap the adapter call in handoff_sdk::testing::Harness::new().run(|| ...)"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http;
+
+    #[test]
+    fn config_and_logs_go_through_the_harness() {
+        let harness = Harness::new().config("project", "rel");
+        let value = harness.run(|| {
+            crate::log(Level::Info, "reading project");
+            crate::config("project")
+        });
+        assert_eq!(value.as_deref(), Some("rel"));
+        assert_eq!(harness.logs(), vec![(Level::Info, "reading project".to_string())]);
+        assert_eq!(harness.run(|| crate::config("absent")), None);
+    }
+
+    #[test]
+    fn requests_without_a_handler_are_denied() {
+        let harness = Harness::new();
+        let err = harness.run(|| http::get("http://x.test/")).unwrap_err();
+        assert!(matches!(err, AdapterError::Denied(_)), "{err:?}");
+    }
+
+    #[test]
+    fn redirects_are_followed_through_the_harness() {
+        let harness = Harness::new().on_http(|req| match req.url.as_str() {
+            "http://a.test/old" => Response {
+                status: 302,
+                headers: vec![("Location".into(), "/new".into())],
+                body: vec![],
+            },
+            _ => Response {
+                status: 200,
+                headers: vec![],
+                body: b"here".to_vec(),
+            },
+        });
+        let response = harness.run(|| http::get("http://a.test/old")).unwrap();
+        assert_eq!(response.text(), "here");
+        let urls: Vec<_> = harness.requests().into_iter().map(|r| r.url).collect();
+        assert_eq!(urls, ["http://a.test/old", "http://a.test/new"]);
+    }
+
+    #[test]
+    fn error_statuses_map_to_adapter_errors() {
+        let response = |status| Response {
+            status,
+            headers: vec![],
+            body: vec![],
+        };
+        assert!(matches!(response(404).error_for_status("x"), Err(AdapterError::NotFound(_))));
+        assert!(matches!(response(503).error_for_status("x"), Err(AdapterError::Transient(_))));
+        assert!(matches!(response(403).error_for_status("x"), Err(AdapterError::Denied(_))));
+        assert!(matches!(response(422).error_for_status("x"), Err(AdapterError::Conflict(_))));
+        assert!(response(204).error_for_status("x").is_ok());
+    }
+}
