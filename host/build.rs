@@ -19,7 +19,14 @@ const GUEST_DIRS: [&str; 2] = ["adapters", "tests/guests"];
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for watched in ["adapters", "tests/guests", "sdk/src", "sdk/build.rs", "wit", "Cargo.lock"] {
+    for watched in [
+        "adapters",
+        "tests/guests",
+        "sdk/src",
+        "sdk/build.rs",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=HANDOFF_SKIP_GUESTS");
@@ -45,7 +52,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--locked", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE])
+        .args([
+            "build",
+            "--locked",
+            "--target",
+            GUEST_TARGET,
+            "--profile",
+            GUEST_PROFILE,
+        ])
         .arg("--target-dir")
         .arg(&guest_target_dir);
     for (crate_name, _) in &guests {
@@ -62,9 +76,8 @@ fn main() {
     let built = guest_target_dir.join(GUEST_TARGET).join(GUEST_PROFILE);
     for (crate_name, dir) in &guests {
         let manifest = fs::read_to_string(dir.join("adapter.toml")).unwrap();
-        let name = adapter_name(&manifest).unwrap_or_else(|| {
-            panic!("{}: adapter.toml has no adapter.name", dir.display())
-        });
+        let name = adapter_name(&manifest)
+            .unwrap_or_else(|| panic!("{}: adapter.toml has no adapter.name", dir.display()));
         let package = packages_dir.join(&name);
         fs::create_dir_all(&package).unwrap();
         fs::write(package.join("adapter.toml"), &manifest).unwrap();
@@ -139,7 +152,9 @@ fn ensure_target() {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!("`rustup target add {GUEST_TARGET}` failed ({s}); run it by hand and rebuild"),
+        Ok(s) => {
+            panic!("`rustup target add {GUEST_TARGET}` failed ({s}); run it by hand and rebuild")
+        }
         Err(e) => panic!(
             "the {GUEST_TARGET} target is missing and rustup could not be run ({e}); \
              install the target for your toolchain and rebuild"

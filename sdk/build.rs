@@ -17,8 +17,12 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let wit_path = manifest_dir.join("../wit/adapter.wit");
     println!("cargo:rerun-if-changed={}", wit_path.display());
-    let wit = fs::read_to_string(&wit_path)
-        .unwrap_or_else(|e| panic!("cannot read the WIT contract at {}: {e}", wit_path.display()));
+    let wit = fs::read_to_string(&wit_path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the WIT contract at {}: {e}",
+            wit_path.display()
+        )
+    });
 
     let mut out = String::new();
     for (arm, world) in WORLDS {
@@ -31,7 +35,7 @@ macro_rules! __handoff_world_{arm} {{
         $crate::__private::wit_bindgen::generate!({{
             inline: {wit:?},
             world: "{world}",
-            runtime_path: "::handoff_sdk::__private::wit_bindgen",
+            runtime_path: "::handoff_sdk::__private::wit_bindgen::rt",
             export_macro_name: "__handoff_export_world",
             with: {{
                 "handoff:adapter/types@0.1.0": ::handoff_sdk::types,

@@ -208,7 +208,9 @@ mod backend {
             Scheme::Http
         };
         let invalid = |part: &str| AdapterError::Invalid(format!("{what}: invalid {part}"));
-        outgoing.set_method(&method).map_err(|()| invalid("method"))?;
+        outgoing
+            .set_method(&method)
+            .map_err(|()| invalid("method"))?;
         outgoing
             .set_scheme(Some(&scheme))
             .map_err(|()| invalid("scheme"))?;
@@ -253,9 +255,9 @@ mod backend {
             .map_err(|()| AdapterError::Transient(format!("{what}: response body unavailable")))?;
         let mut body = Vec::new();
         {
-            let stream = body_resource
-                .stream()
-                .map_err(|()| AdapterError::Transient(format!("{what}: response body unavailable")))?;
+            let stream = body_resource.stream().map_err(|()| {
+                AdapterError::Transient(format!("{what}: response body unavailable"))
+            })?;
             loop {
                 match stream.blocking_read(64 * 1024) {
                     Ok(chunk) => body.extend_from_slice(&chunk),

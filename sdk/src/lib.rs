@@ -28,6 +28,7 @@
 //! logic natively with [`testing::Harness`].
 
 mod bindings;
+pub mod fs;
 pub mod http;
 pub mod testing;
 
@@ -61,7 +62,11 @@ pub trait Target {
     fn observe(record: RecordRef) -> Result<Observed, AdapterError>;
 
     /// Apply one action; must be safe to repeat with the same key.
-    fn apply(record: RecordRef, action: Action, idempotency_key: String) -> Result<Observed, AdapterError> {
+    fn apply(
+        record: RecordRef,
+        action: Action,
+        idempotency_key: String,
+    ) -> Result<Observed, AdapterError> {
         let _ = (record, idempotency_key);
         Err(AdapterError::Unsupported(format!(
             "this adapter does not apply {}",

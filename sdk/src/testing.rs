@@ -38,6 +38,7 @@ struct State {
     http: Option<HttpHandler>,
     requests: Vec<Request>,
     logs: Vec<(Level, String)>,
+    dirs: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Configuration, scripted HTTP answers and captured logs for native tests.
@@ -75,6 +76,15 @@ impl Harness {
         self
     }
 
+    /// Bind a directory the adapter sees at `/<name>` (as an operator would).
+    pub fn dir(self, name: &str, host_path: &std::path::Path) -> Self {
+        self.state
+            .borrow_mut()
+            .dirs
+            .push((format!("/{name}"), host_path.to_path_buf()));
+        self
+    }
+
     /// Answer every outbound request with `handler`. Without one, requests
     /// fail as `denied`, as they would for an adapter with no HTTP grant.
     pub fn on_http(self, handler: impl Fn(&Request) -> Response + 'static) -> Self {
@@ -105,10 +115,34 @@ impl Harness {
         self.state.borrow().logs.clone()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn mount_names(&self) -> Vec<String> {
+        self.state
+            .borrow()
+            .dirs
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The host path of a guest path under a bound directory.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn resolve_mount(&self, p: &std::path::Path) -> std::path::PathBuf {
+        let state = self.state.borrow();
+        for (name, host) in &state.dirs {
+            if let Ok(rest) = p.strip_prefix(name) {
+                return host.join(rest);
+            }
+        }
+        p.to_path_buf()
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn config_value(&self, key: &str) -> Option<String> {
         self.state.borrow().config.get(key).cloned()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn record_log(&self, level: Level, message: &str) {
         self.state
             .borrow_mut()
@@ -116,6 +150,7 @@ impl Harness {
             .push((level, message.to_string()));
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn answer_http(&self, request: &Request) -> Result<Response, AdapterError> {
         self.state.borrow_mut().requests.push(request.clone());
         let state = self.state.borrow();
@@ -131,6 +166,7 @@ impl Harness {
 
 /// Run `f` against the harness of this thread; outside [`Harness::run`] that
 /// is a test bug, reported as such.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Harness) -> R) -> R {
     CURRENT.with(|c| match &*c.borrow() {
         Some(harness) => f(harness),
@@ -154,7 +190,10 @@ mod tests {
             crate::config("project")
         });
         assert_eq!(value.as_deref(), Some("rel"));
-        assert_eq!(harness.logs(), vec![(Level::Info, "reading project".to_string())]);
+        assert_eq!(
+            harness.logs(),
+            vec![(Level::Info, "reading project".to_string())]
+        );
         assert_eq!(harness.run(|| crate::config("absent")), None);
     }
 
@@ -192,10 +231,22 @@ mod tests {
             headers: vec![],
             body: vec![],
         };
-        assert!(matches!(response(404).error_for_status("x"), Err(AdapterError::NotFound(_))));
-        assert!(matches!(response(503).error_for_status("x"), Err(AdapterError::Transient(_))));
-        assert!(matches!(response(403).error_for_status("x"), Err(AdapterError::Denied(_))));
-        assert!(matches!(response(422).error_for_status("x"), Err(AdapterError::Conflict(_))));
+        assert!(matches!(
+            response(404).error_for_status("x"),
+            Err(AdapterError::NotFound(_))
+        ));
+        assert!(matches!(
+            response(503).error_for_status("x"),
+            Err(AdapterError::Transient(_))
+        ));
+        assert!(matches!(
+            response(403).error_for_status("x"),
+            Err(AdapterError::Denied(_))
+        ));
+        assert!(matches!(
+            response(422).error_for_status("x"),
+            Err(AdapterError::Conflict(_))
+        ));
         assert!(response(204).error_for_status("x").is_ok());
     }
 }

@@ -1,1 +1,8 @@
+//! The integration tests: one binary, one module per area. They run real
+//! components in the real sandbox, against real servers on 127.0.0.1.
 
+mod approval;
+mod cli;
+mod hostile;
+mod sandbox;
+mod support;

@@ -129,9 +129,8 @@ impl AdapterInstance {
         };
         match self.secrets.get(secret) {
             None => Err(fail("no source configured".into())),
-            Some(SecretSource::Env(var)) => {
-                std::env::var(var).map_err(|_| fail(format!("environment variable {var} is not set")))
-            }
+            Some(SecretSource::Env(var)) => std::env::var(var)
+                .map_err(|_| fail(format!("environment variable {var} is not set"))),
             Some(SecretSource::File(path)) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
@@ -224,7 +223,9 @@ impl Config {
             None => None,
             Some(list) => Some(
                 list.iter()
-                    .map(|u| Origin::parse(u).map_err(|p| invalid(format!("ceiling.http-origins: {p}"))))
+                    .map(|u| {
+                        Origin::parse(u).map_err(|p| invalid(format!("ceiling.http-origins: {p}")))
+                    })
                     .collect::<Result<BTreeSet<_>, _>>()?,
             ),
         };
@@ -258,7 +259,11 @@ impl Config {
             .collect();
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
-            cache_dir: raw.store.cache_dir.map(resolve).unwrap_or(defaults.cache_dir),
+            cache_dir: raw
+                .store
+                .cache_dir
+                .map(resolve)
+                .unwrap_or(defaults.cache_dir),
             ceiling: HostCeiling {
                 max_memory_mib: raw
                     .ceiling
@@ -283,7 +288,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::parse("[ceiling]\nallow-everything = true\n", Path::new("h.toml")).unwrap_err();
+        let err =
+            Config::parse("[ceiling]\nallow-everything = true\n", Path::new("h.toml")).unwrap_err();
         assert!(err.to_string().contains("allow-everything"), "{err}");
     }
 
@@ -298,7 +304,10 @@ secrets = { token = { file = "secrets/token" } }
         let cfg = Config::parse(text, Path::new("/etc/handoff/handoff.toml")).unwrap();
         let a = &cfg.adapters["archive"];
         assert_eq!(a.package, Path::new("/etc/handoff/pkgs/archive"));
-        assert_eq!(a.directories["evidence"], Path::new("/etc/handoff/evidence"));
+        assert_eq!(
+            a.directories["evidence"],
+            Path::new("/etc/handoff/evidence")
+        );
         assert_eq!(
             a.secrets["token"],
             SecretSource::File(PathBuf::from("/etc/handoff/secrets/token"))
@@ -309,7 +318,10 @@ secrets = { token = { file = "secrets/token" } }
     fn metadata_and_link_local_addresses_are_always_denied() {
         let c = HostCeiling::default();
         assert!(c.denies_ip("169.254.169.254".parse().unwrap()).is_some());
-        assert!(c.denies_ip("::ffff:169.254.169.254".parse().unwrap()).is_some());
+        assert!(
+            c.denies_ip("::ffff:169.254.169.254".parse().unwrap())
+                .is_some()
+        );
         assert!(c.denies_ip("127.0.0.1".parse().unwrap()).is_none());
         let c = HostCeiling {
             denied_networks: vec!["127.0.0.0/8".parse().unwrap()],
@@ -322,6 +334,9 @@ secrets = { token = { file = "secrets/token" } }
     fn a_missing_secret_names_the_instance_and_the_fix() {
         let i = AdapterInstance::new("tracker", Path::new("p"));
         let err = i.secret_value("api_key").unwrap_err().to_string();
-        assert!(err.contains("tracker") && err.contains("[adapters.tracker.secrets]"), "{err}");
+        assert!(
+            err.contains("tracker") && err.contains("[adapters.tracker.secrets]"),
+            "{err}"
+        );
     }
 }

@@ -33,13 +33,21 @@ impl fmt::Display for Change {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     NotApproved,
-    Revoked { by: String, at: String },
+    Revoked {
+        by: String,
+        at: String,
+    },
     /// The component bytes are not the ones approved.
-    ComponentChanged { approved: String, actual: String },
+    ComponentChanged {
+        approved: String,
+        actual: String,
+    },
     /// The manifest asks for more than was approved.
     Widened(Vec<Change>),
     /// Approved; `changes` lists narrowings since approval, if any.
-    Approved { changes: Vec<Change> },
+    Approved {
+        changes: Vec<Change>,
+    },
 }
 
 impl Status {
@@ -262,7 +270,8 @@ mod tests {
         Manifest::parse(&text, Path::new("t.toml")).unwrap().grants
     }
 
-    const HTTP_GET: &str = "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\"]\n";
+    const HTTP_GET: &str =
+        "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\"]\n";
     const HTTP_GET_PUT: &str =
         "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\", \"PUT\"]\n";
 
@@ -271,7 +280,9 @@ mod tests {
         let changes = compare(&grants(HTTP_GET), &grants(HTTP_GET_PUT));
         assert_eq!(
             changes,
-            [Change::Widened("http http://127.0.0.1:3000 method PUT".into())]
+            [Change::Widened(
+                "http http://127.0.0.1:3000 method PUT".into()
+            )]
         );
     }
 
@@ -280,7 +291,10 @@ mod tests {
         let approved = grants(HTTP_GET_PUT);
         let declared = grants(HTTP_GET);
         let changes = compare(&approved, &declared);
-        assert!(changes.iter().all(|c| matches!(c, Change::Narrowed(_))), "{changes:?}");
+        assert!(
+            changes.iter().all(|c| matches!(c, Change::Narrowed(_))),
+            "{changes:?}"
+        );
         let eff = effective(&declared, &approved, &HostCeiling::default());
         let methods = &eff.capabilities.http.values().next().unwrap().methods;
         assert_eq!(methods.iter().collect::<Vec<_>>(), ["GET"]);

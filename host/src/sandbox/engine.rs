@@ -122,7 +122,9 @@ impl ArtifactCache {
             let loaded = unsafe { Component::deserialize_file(engine, &path) };
             match loaded {
                 Ok(c) => return Ok((c, CacheOutcome::Loaded)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "recompiling a cached artifact that does not load"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "recompiling a cached artifact that does not load")
+                }
             }
         }
         let compiled = engine.precompile_component(bytes)?;

@@ -235,7 +235,10 @@ mod tests {
         let origin = Origin::parse(url).unwrap();
         let grant = HttpGrant {
             origin: origin.clone(),
-            methods: methods.iter().map(|m| m.to_string()).collect::<BTreeSet<_>>(),
+            methods: methods
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<BTreeSet<_>>(),
             inject_header: None,
         };
         HttpPolicy {

@@ -60,9 +60,7 @@ pub fn classify(name: &str, caps: &Capabilities) -> Coverage {
             "http",
             "declare [[capabilities.http]] or remove the HTTP code",
         ),
-        _ => Coverage::Uncovered(
-            "handoff does not offer this interface to adapters".to_string(),
-        ),
+        _ => Coverage::Uncovered("handoff does not offer this interface to adapters".to_string()),
     }
 }
 
@@ -85,13 +83,22 @@ mod tests {
     #[test]
     fn sockets_and_http_need_a_declared_capability() {
         let none = Capabilities::default();
-        assert!(matches!(classify("wasi:sockets/tcp@0.2.6", &none), Coverage::Uncovered(_)));
+        assert!(matches!(
+            classify("wasi:sockets/tcp@0.2.6", &none),
+            Coverage::Uncovered(_)
+        ));
         assert!(matches!(
             classify("wasi:http/outgoing-handler@0.2.12", &none),
             Coverage::Uncovered(_)
         ));
         assert_eq!(classify("wasi:io/streams@0.2.6", &none), Coverage::Baseline);
-        assert_eq!(classify("handoff:adapter/host@0.1.0", &none), Coverage::Contract);
-        assert!(matches!(classify("wasi:keyvalue/store@0.2.0", &none), Coverage::Uncovered(_)));
+        assert_eq!(
+            classify("handoff:adapter/host@0.1.0", &none),
+            Coverage::Contract
+        );
+        assert!(matches!(
+            classify("wasi:keyvalue/store@0.2.0", &none),
+            Coverage::Uncovered(_)
+        ));
     }
 }

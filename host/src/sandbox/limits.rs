@@ -49,7 +49,10 @@ impl ResourceLimiter for MemoryLimiter {
         self.exceeded = Some(desired);
         self.log.deny(
             Surface::Memory,
-            format!("grow linear memory to {} MiB", desired.div_ceil(1024 * 1024)),
+            format!(
+                "grow linear memory to {} MiB",
+                desired.div_ceil(1024 * 1024)
+            ),
             format!(
                 "over the granted {} MiB (limits.memory-mib)",
                 self.max_bytes / (1024 * 1024)

@@ -117,7 +117,11 @@ impl Origin {
         let default_port = match scheme.as_str() {
             "http" => 80,
             "https" => 443,
-            _ => return Err(format!("{url:?}: only http and https origins can be declared")),
+            _ => {
+                return Err(format!(
+                    "{url:?}: only http and https origins can be declared"
+                ));
+            }
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
@@ -125,8 +129,8 @@ impl Origin {
                 "{url:?}: an origin is scheme://host[:port], without path, query or user info"
             ));
         }
-        let (host, port) = split_host_port(rest)
-            .ok_or_else(|| format!("{url:?}: cannot read host and port"))?;
+        let (host, port) =
+            split_host_port(rest).ok_or_else(|| format!("{url:?}: cannot read host and port"))?;
         let port = match port {
             Some(p) => p
                 .parse::<u16>()
@@ -211,10 +215,33 @@ pub struct FileGrant {
 /// Declared capabilities, normalized so that they compare and intersect.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
+    #[serde(with = "grants_by_origin")]
     pub http: BTreeMap<Origin, HttpGrant>,
     pub files: BTreeMap<String, FileMode>,
     /// TCP connections to exact addresses.
     pub sockets: BTreeSet<SocketAddr>,
+}
+
+/// HTTP grants are keyed by origin in memory and stored as a list (JSON
+/// object keys must be strings; each grant carries its origin anyway).
+mod grants_by_origin {
+    use super::{HttpGrant, Origin};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<Origin, HttpGrant>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.values().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Origin, HttpGrant>, D::Error> {
+        let list = Vec::<HttpGrant>::deserialize(d)?;
+        Ok(list.into_iter().map(|g| (g.origin.clone(), g)).collect())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,7 +383,9 @@ impl Manifest {
         }
         let version = raw.adapter.version;
         if version.split('.').count() != 3
-            || !version.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            || !version
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         {
             return Err(err(format!(
                 "adapter.version {version:?}: use MAJOR.MINOR.PATCH, e.g. \"0.1.0\""
@@ -475,8 +504,15 @@ impl Manifest {
                     )));
                 }
             };
-            if capabilities.files.insert(files.name.clone(), mode).is_some() {
-                return Err(err(format!("{at}: directory {:?} is declared twice", files.name)));
+            if capabilities
+                .files
+                .insert(files.name.clone(), mode)
+                .is_some()
+            {
+                return Err(err(format!(
+                    "{at}: directory {:?} is declared twice",
+                    files.name
+                )));
             }
         }
         for (i, socket) in raw.capabilities.sockets.into_iter().enumerate() {
@@ -498,10 +534,15 @@ impl Manifest {
 
         let limits = Limits {
             memory_mib: raw.limits.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
-            call_timeout_ms: raw.limits.call_timeout_ms.unwrap_or(DEFAULT_CALL_TIMEOUT_MS),
+            call_timeout_ms: raw
+                .limits
+                .call_timeout_ms
+                .unwrap_or(DEFAULT_CALL_TIMEOUT_MS),
         };
         if limits.memory_mib == 0 || limits.call_timeout_ms == 0 {
-            return Err(err("limits: memory-mib and call-timeout-ms must be above 0".into()));
+            return Err(err(
+                "limits: memory-mib and call-timeout-ms must be above 0".into(),
+            ));
         }
 
         Ok(Manifest {
@@ -590,7 +631,10 @@ actions = ["set-state", "annotate"]
 
     #[test]
     fn http_without_methods_allows_only_safe_methods() {
-        let m = parse(&format!("{MINIMAL}\n[[capabilities.http]]\nurl = \"https://h\"\n")).unwrap();
+        let m = parse(&format!(
+            "{MINIMAL}\n[[capabilities.http]]\nurl = \"https://h\"\n"
+        ))
+        .unwrap();
         let grant = m.grants.capabilities.http.values().next().unwrap();
         assert_eq!(grant.origin.port, 443);
         assert_eq!(grant.methods.iter().collect::<Vec<_>>(), ["GET", "HEAD"]);
@@ -603,7 +647,13 @@ actions = ["set-state", "annotate"]
         ))
         .unwrap();
         assert_eq!(
-            m.grants.capabilities.sockets.iter().next().unwrap().to_string(),
+            m.grants
+                .capabilities
+                .sockets
+                .iter()
+                .next()
+                .unwrap()
+                .to_string(),
             "127.0.0.1:4222"
         );
         let err = parse(&format!(

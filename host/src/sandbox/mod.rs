@@ -45,7 +45,9 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-pub use wit::{Action, AdapterError, Change, ChangePage, Decision, Link, Message, Observed, RecordRef};
+pub use wit::{
+    Action, AdapterError, Change, ChangePage, Decision, Link, Message, Observed, RecordRef,
+};
 
 /// Why an adapter was not loaded.
 #[derive(Debug, Error)]
@@ -133,9 +135,13 @@ impl LoadError {
 /// Why a call produced no adapter result.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CallError {
-    #[error("adapter {adapter}: the call ran past its {ms} ms limit and was stopped (limits.call-timeout-ms)")]
+    #[error(
+        "adapter {adapter}: the call ran past its {ms} ms limit and was stopped (limits.call-timeout-ms)"
+    )]
     Timeout { adapter: String, ms: u64 },
-    #[error("adapter {adapter}: memory limit exceeded (asked for {asked_mib} MiB, granted {granted_mib} MiB; limits.memory-mib)")]
+    #[error(
+        "adapter {adapter}: memory limit exceeded (asked for {asked_mib} MiB, granted {granted_mib} MiB; limits.memory-mib)"
+    )]
     Memory {
         adapter: String,
         asked_mib: usize,
@@ -143,7 +149,9 @@ pub enum CallError {
     },
     #[error("adapter {adapter}: trapped: {message}")]
     Trap { adapter: String, message: String },
-    #[error("adapter {adapter}: this instance trapped earlier and cannot be called again; instantiate a fresh one")]
+    #[error(
+        "adapter {adapter}: this instance trapped earlier and cannot be called again; instantiate a fresh one"
+    )]
     Dead { adapter: String },
     #[error("adapter {adapter}: does not export the {interface} interface (world {world})")]
     NotExported {
@@ -166,7 +174,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("ceiling", &self.ceiling).finish()
+        f.debug_struct("Sandbox")
+            .field("ceiling", &self.ceiling)
+            .finish()
     }
 }
 
@@ -198,12 +208,8 @@ impl Sandbox {
         let host = |e: String| LoadError::Host(e);
         let engine = engine::new_engine(&ceiling).map_err(|e| host(format!("engine: {e:#}")))?;
         let linker = linker::build(&engine).map_err(|e| host(format!("linker: {e:#}")))?;
-        let cache = ArtifactCache::new(cache_dir, &engine).map_err(|e| {
-            host(format!(
-                "artifact cache at {}: {e}",
-                cache_dir.display()
-            ))
-        })?;
+        let cache = ArtifactCache::new(cache_dir, &engine)
+            .map_err(|e| host(format!("artifact cache at {}: {e}", cache_dir.display())))?;
         let _ticker = EpochTicker::start(&engine);
         Ok(Sandbox {
             engine,
@@ -245,7 +251,10 @@ impl Sandbox {
                 coverage: imports::classify(name, &declared.capabilities),
             })
             .collect();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let missing_exports = imports::required_exports(declared.world)
             .into_iter()
             .filter(|r| !exports.iter().any(|e| e == r))
@@ -277,20 +286,8 @@ impl Sandbox {
         let name = package.manifest.name.clone();
         let shown = package.dir.display().to_string();
         let inspection = self.inspect(package, approval)?;
-        let uncovered = inspection.uncovered();
-        if !uncovered.is_empty() {
-            return Err(LoadError::UncoveredImports {
-                adapter: name,
-                imports: uncovered,
-            });
-        }
-        if !inspection.missing_exports.is_empty() {
-            return Err(LoadError::MissingExports {
-                adapter: name,
-                world: package.manifest.grants.world.to_string(),
-                missing: inspection.missing_exports,
-            });
-        }
+        // The approval verdict first: for bytes nobody approved, nothing
+        // else about them matters yet.
         match inspection.status {
             Status::Approved { .. } => {}
             Status::NotApproved => {
@@ -300,7 +297,13 @@ impl Sandbox {
                     package: shown,
                 });
             }
-            Status::Revoked { by, at } => return Err(LoadError::Revoked { adapter: name, by, at }),
+            Status::Revoked { by, at } => {
+                return Err(LoadError::Revoked {
+                    adapter: name,
+                    by,
+                    at,
+                });
+            }
             Status::ComponentChanged { approved, actual } => {
                 return Err(LoadError::ComponentChanged {
                     adapter: name,
@@ -316,6 +319,20 @@ impl Sandbox {
                     package: shown,
                 });
             }
+        }
+        let uncovered = inspection.uncovered();
+        if !uncovered.is_empty() {
+            return Err(LoadError::UncoveredImports {
+                adapter: name,
+                imports: uncovered,
+            });
+        }
+        if !inspection.missing_exports.is_empty() {
+            return Err(LoadError::MissingExports {
+                adapter: name,
+                world: package.manifest.grants.world.to_string(),
+                missing: inspection.missing_exports,
+            });
         }
         let grants = inspection
             .effective
@@ -338,8 +355,9 @@ impl Sandbox {
                     .map_err(|e| binding(e.to_string()))?;
                 let name = ::http::HeaderName::from_bytes(h.name.as_bytes())
                     .map_err(|_| binding(format!("bad header name {}", h.name)))?;
-                let mut value = ::http::HeaderValue::from_str(&value)
-                    .map_err(|_| binding(format!("secret {} is not a valid header value", h.secret)))?;
+                let mut value = ::http::HeaderValue::from_str(&value).map_err(|_| {
+                    binding(format!("secret {} is not a valid header value", h.secret))
+                })?;
                 value.set_sensitive(true);
                 inject.insert(origin.clone(), (name, value));
             }
@@ -450,7 +468,11 @@ impl LoadedAdapter {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits::deadline_ticks(self.grants.limits.call_timeout_ms));
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(failed)?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(failed)?;
         let source = match &self.source {
             Some(i) => Some(i.load(&mut store, &instance).map_err(failed)?),
             None => None,
@@ -538,7 +560,10 @@ impl Instance {
             log.deny(
                 Surface::Cpu,
                 "call".into(),
-                format!("ran past {} ms (limits.call-timeout-ms)", self.limits.call_timeout_ms),
+                format!(
+                    "ran past {} ms (limits.call-timeout-ms)",
+                    self.limits.call_timeout_ms
+                ),
             );
             return Err(CallError::Timeout {
                 adapter,

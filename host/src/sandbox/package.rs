@@ -14,7 +14,9 @@ pub enum PackageError {
         "{dir}: no {MANIFEST_FILE} here; a package is a directory holding {MANIFEST_FILE} and <name>.wasm"
     )]
     NoManifest { dir: PathBuf },
-    #[error("{path}: cannot read the component: {source}; build it, or point at the package that holds it")]
+    #[error(
+        "{path}: cannot read the component: {source}; build it, or point at the package that holds it"
+    )]
     Component {
         path: PathBuf,
         source: std::io::Error,
@@ -50,10 +52,11 @@ impl Package {
         })?;
         let manifest = Manifest::parse(&String::from_utf8_lossy(&manifest_text), &manifest_path)?;
         let component_path = dir.join(format!("{}.wasm", manifest.name));
-        let component = std::fs::read(&component_path).map_err(|source| PackageError::Component {
-            path: component_path.clone(),
-            source,
-        })?;
+        let component =
+            std::fs::read(&component_path).map_err(|source| PackageError::Component {
+                path: component_path.clone(),
+                source,
+            })?;
         Ok(Package {
             dir,
             manifest_sha256: sha256_hex(&manifest_text),

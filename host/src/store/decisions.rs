@@ -35,7 +35,10 @@ impl Store {
     }
 
     /// Decisions recorded for an adapter, oldest first.
-    pub fn decisions_for(&self, adapter: &str) -> Result<Vec<(String, String, Verdict, String)>, StoreError> {
+    pub fn decisions_for(
+        &self,
+        adapter: &str,
+    ) -> Result<Vec<(String, String, Verdict, String)>, StoreError> {
         let mut stmt = self.conn().prepare(
             "SELECT surface, target, verdict, reason FROM capability_decisions
              WHERE adapter = ?1 ORDER BY id",

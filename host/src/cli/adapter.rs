@@ -1,0 +1,360 @@
+//! `handoff adapter ...`: what a security reviewer reads and decides with.
+
+use super::{Ctx, exit};
+use crate::sandbox::approval::{Change, Status};
+use crate::sandbox::imports::Coverage;
+use crate::sandbox::manifest::{Grants, Manifest};
+use crate::sandbox::package::Package;
+use crate::sandbox::{Inspection, Sandbox};
+use crate::store::adapters::{Approval, NewApproval};
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Show a package's digests, declared capabilities, actual imports and
+    /// exports, and where it stands against its approval.
+    Inspect {
+        /// The package directory (holding adapter.toml and <name>.wasm).
+        package: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a package exactly as it is now (its digests and declared grants).
+    Approve {
+        package: PathBuf,
+        /// Who approves: recorded with the approval.
+        #[arg(long)]
+        by: String,
+    },
+    /// List the current approval of every adapter.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an adapter's approval; it will not load until approved again.
+    Revoke {
+        /// The adapter name (adapter.name in its manifest).
+        name: String,
+        #[arg(long)]
+        by: String,
+    },
+}
+
+pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
+    match cmd {
+        AdapterCommand::Inspect { package, json } => {
+            let store = ctx.open_store()?;
+            let package = Package::read(&package)?;
+            let approval = store.latest_approval(&package.manifest.name)?;
+            let sandbox = Sandbox::new(&ctx.config.cache_dir, ctx.config.ceiling.clone())?;
+            let inspection = sandbox.inspect(&package, approval.as_ref())?;
+            if json {
+                let report = Report::new(&package, approval.as_ref(), &inspection);
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render(&package, approval.as_ref(), &inspection));
+            }
+            Ok(exit::OK)
+        }
+        AdapterCommand::Approve { package, by } => {
+            if by.trim().is_empty() {
+                bail!("--by must name who approves");
+            }
+            let mut store = ctx.open_store()?;
+            let package = Package::read(&package)?;
+            let sandbox = Sandbox::new(&ctx.config.cache_dir, ctx.config.ceiling.clone())?;
+            let inspection = sandbox.inspect(&package, None)?;
+            let uncovered = inspection.uncovered();
+            if !uncovered.is_empty() || !inspection.missing_exports.is_empty() {
+                print!("{}", render(&package, None, &inspection));
+                bail!(
+                    "not approved: {} cannot load as declared (see the imports and exports above); \
+                     fix its manifest or component first",
+                    package.manifest.name
+                );
+            }
+            let m = &package.manifest;
+            let approval = store.approve_adapter(&NewApproval {
+                name: &m.name,
+                version: &m.version,
+                component_sha256: &package.component_sha256,
+                manifest_sha256: &package.manifest_sha256,
+                grants: &m.grants,
+                approved_by: &by,
+            })?;
+            println!(
+                "approved {} {} (component sha256 {}) by {} at {}",
+                m.name,
+                m.version,
+                approval.component_sha256,
+                approval.approved_by,
+                approval.approved_at
+            );
+            print!("{}", render_grants(&m.grants));
+            Ok(exit::OK)
+        }
+        AdapterCommand::List { json } => {
+            let store = ctx.open_store()?;
+            let approvals = store.current_approvals()?;
+            if json {
+                let rows: Vec<_> = approvals.iter().map(ApprovalJson::from).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if approvals.is_empty() {
+                println!("no adapters approved in {}", store.path().display());
+            } else {
+                for a in &approvals {
+                    let state = match (&a.revoked_by, &a.revoked_at) {
+                        (Some(by), Some(at)) => format!("REVOKED by {by} at {at}"),
+                        _ => format!("approved by {} at {}", a.approved_by, a.approved_at),
+                    };
+                    println!(
+                        "{:<16} {:<8} {}  {}",
+                        a.name,
+                        a.version,
+                        &a.component_sha256[..12],
+                        state
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        AdapterCommand::Revoke { name, by } => {
+            let mut store = ctx.open_store()?;
+            if store
+                .revoke_adapter(&name, &by)
+                .context("revoking the approval")?
+            {
+                println!("revoked the approval of {name}; it will not load until approved again");
+                Ok(exit::OK)
+            } else {
+                bail!("{name} has no live approval to revoke (see `handoff adapter list`)")
+            }
+        }
+    }
+}
+
+fn status_line(status: &Status) -> String {
+    match status {
+        Status::NotApproved => "NOT APPROVED: it will not load".into(),
+        Status::Revoked { by, at } => format!("REVOKED by {by} at {at}: it will not load"),
+        Status::ComponentChanged { approved, .. } => format!(
+            "COMPONENT CHANGED since approval (approved sha256 {approved}): it will not load"
+        ),
+        Status::Widened(_) => "WIDENED since approval: it will not load".into(),
+        Status::Approved { changes } if changes.is_empty() => "approved, unchanged".into(),
+        Status::Approved { .. } => {
+            "approved; narrowed since approval (loads with the narrower grant)".into()
+        }
+    }
+}
+
+/// The grants as a reviewer reads them.
+pub fn render_grants(g: &Grants) -> String {
+    let mut out = String::new();
+    let actions: Vec<_> = g.actions.iter().map(|a| a.name()).collect();
+    let _ = writeln!(
+        out,
+        "  actions   {}",
+        if actions.is_empty() {
+            "(none)".to_string()
+        } else {
+            actions.join(", ")
+        }
+    );
+    if g.capabilities.http.is_empty() {
+        let _ = writeln!(out, "  http      (none)");
+    }
+    for grant in g.capabilities.http.values() {
+        let methods: Vec<_> = grant.methods.iter().cloned().collect();
+        let inject = match &grant.inject_header {
+            Some(h) => format!("  + host injects {} from secret {}", h.name, h.secret),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  http      {}  {}{}",
+            grant.origin,
+            methods.join(","),
+            inject
+        );
+    }
+    if g.capabilities.files.is_empty() {
+        let _ = writeln!(out, "  files     (none)");
+    }
+    for (name, mode) in &g.capabilities.files {
+        let _ = writeln!(out, "  files     /{name}  {}", mode.name());
+    }
+    if g.capabilities.sockets.is_empty() {
+        let _ = writeln!(out, "  sockets   (none)");
+    }
+    for addr in &g.capabilities.sockets {
+        let _ = writeln!(out, "  sockets   tcp {addr}");
+    }
+    let _ = writeln!(
+        out,
+        "  limits    memory {} MiB, {} ms per call",
+        g.limits.memory_mib, g.limits.call_timeout_ms
+    );
+    out
+}
+
+/// The human report of `adapter inspect`.
+pub fn render(package: &Package, approval: Option<&Approval>, inspection: &Inspection) -> String {
+    let m: &Manifest = &package.manifest;
+    let mut out = String::new();
+    let _ = writeln!(out, "adapter    {} {}", m.name, m.version);
+    if let Some(d) = &m.description {
+        let _ = writeln!(out, "           {d}");
+    }
+    let _ = writeln!(out, "world      {}", m.grants.world);
+    let _ = writeln!(out, "package    {}", package.dir.display());
+    let _ = writeln!(
+        out,
+        "component  sha256 {}  ({} KiB)",
+        package.component_sha256,
+        package.component.len().div_ceil(1024)
+    );
+    let _ = writeln!(out, "manifest   sha256 {}", package.manifest_sha256);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "declared capabilities");
+    out.push_str(&render_grants(&m.grants));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "imports (what the component links against)");
+    for import in &inspection.imports {
+        let (mark, why) = match &import.coverage {
+            Coverage::Contract => ("ok", "handoff contract".to_string()),
+            Coverage::Baseline => ("ok", "inert baseline (empty env, no stdio)".to_string()),
+            Coverage::Capability(c) => ("ok", format!("covered by declared {c}")),
+            Coverage::Uncovered(why) => ("NO", format!("UNCOVERED: {why}")),
+        };
+        let _ = writeln!(out, "  {mark}  {:<42} {why}", import.name);
+    }
+    let _ = writeln!(out, "exports");
+    for e in &inspection.exports {
+        let _ = writeln!(out, "      {e}");
+    }
+    for e in &inspection.missing_exports {
+        let _ = writeln!(out, "  NO  {e:<42} MISSING: required by the declared world");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "approval   {}", status_line(&inspection.status));
+    if let Some(a) = approval {
+        let _ = writeln!(
+            out,
+            "           last approved by {} at {} (component {})",
+            a.approved_by,
+            a.approved_at,
+            &a.component_sha256[..12]
+        );
+    }
+    let changes: &[Change] = match &inspection.status {
+        Status::Widened(c) | Status::Approved { changes: c } => c,
+        _ => &[],
+    };
+    if !changes.is_empty() {
+        let _ = writeln!(out, "changed since approval (+ widened, - narrowed)");
+        for c in changes {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
+    if let Some(effective) = &inspection.effective {
+        let _ = writeln!(out, "effective grant (declared ∩ approved ∩ host ceiling)");
+        out.push_str(&render_grants(effective));
+    }
+    let uncovered = inspection.uncovered();
+    let verdict = if !uncovered.is_empty() {
+        format!("REFUSED: {} uncovered import(s)", uncovered.len())
+    } else if !inspection.missing_exports.is_empty() {
+        "REFUSED: missing exports".to_string()
+    } else if !inspection.status.allows_load() {
+        format!(
+            "REFUSED until approved: handoff adapter approve {} --by NAME",
+            package.dir.display()
+        )
+    } else {
+        "loads".to_string()
+    };
+    let _ = writeln!(out, "verdict    {verdict}");
+    out
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    name: &'a str,
+    version: &'a str,
+    world: String,
+    package: String,
+    component_sha256: &'a str,
+    manifest_sha256: &'a str,
+    declared: &'a Grants,
+    imports: &'a [crate::sandbox::imports::Import],
+    exports: &'a [String],
+    missing_exports: &'a [String],
+    approval: Option<ApprovalJson>,
+    status: String,
+    changes: Vec<String>,
+    effective: Option<&'a Grants>,
+    loads: bool,
+}
+
+impl<'a> Report<'a> {
+    fn new(package: &'a Package, approval: Option<&Approval>, i: &'a Inspection) -> Self {
+        let changes = match &i.status {
+            Status::Widened(c) | Status::Approved { changes: c } => {
+                c.iter().map(|c| c.to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        Report {
+            name: &package.manifest.name,
+            version: &package.manifest.version,
+            world: package.manifest.grants.world.to_string(),
+            package: package.dir.display().to_string(),
+            component_sha256: &package.component_sha256,
+            manifest_sha256: &package.manifest_sha256,
+            declared: &package.manifest.grants,
+            imports: &i.imports,
+            exports: &i.exports,
+            missing_exports: &i.missing_exports,
+            approval: approval.map(ApprovalJson::from),
+            status: status_line(&i.status),
+            changes,
+            effective: i.effective.as_ref(),
+            loads: i.uncovered().is_empty()
+                && i.missing_exports.is_empty()
+                && i.status.allows_load(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ApprovalJson {
+    name: String,
+    version: String,
+    component_sha256: String,
+    manifest_sha256: String,
+    approved_by: String,
+    approved_at: String,
+    revoked_by: Option<String>,
+    revoked_at: Option<String>,
+}
+
+impl From<&Approval> for ApprovalJson {
+    fn from(a: &Approval) -> Self {
+        ApprovalJson {
+            name: a.name.clone(),
+            version: a.version.clone(),
+            component_sha256: a.component_sha256.clone(),
+            manifest_sha256: a.manifest_sha256.clone(),
+            approved_by: a.approved_by.clone(),
+            approved_at: a.approved_at.clone(),
+            revoked_by: a.revoked_by.clone(),
+            revoked_at: a.revoked_at.clone(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Files in the directories an adapter's grant mounts (`/<name>`).
+//!
+//! The host's sandbox is what enforces the grant: nothing but the mounted
+//! directories exists for the component. These helpers add clear, typed
+//! errors on top: a path outside every mount (absolute elsewhere, or `..`
+//! climbing out) is [`AdapterError::Denied`] naming the mounts, a refused
+//! write is `denied`, a missing file `not-found`.
+
+use crate::AdapterError;
+use std::path::{Component, Path, PathBuf};
+
+/// Read a whole file.
+pub fn read(path: &str) -> Result<Vec<u8>, AdapterError> {
+    let p = inside_mounts(path)?;
+    std::fs::read(backend::host_path(&p)).map_err(|e| io_error("read", path, e))
+}
+
+/// Read a whole file as UTF-8.
+pub fn read_to_string(path: &str) -> Result<String, AdapterError> {
+    let bytes = read(path)?;
+    String::from_utf8(bytes).map_err(|_| AdapterError::Invalid(format!("read {path}: not UTF-8")))
+}
+
+/// Write a whole file (create or replace).
+pub fn write(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
+    let p = inside_mounts(path)?;
+    std::fs::write(backend::host_path(&p), contents).map_err(|e| io_error("write", path, e))
+}
+
+/// Append to a file, creating it if needed.
+pub fn append(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
+    use std::io::Write;
+    let p = inside_mounts(path)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(backend::host_path(&p))
+        .and_then(|mut f| f.write_all(contents))
+        .map_err(|e| io_error("append", path, e))
+}
+
+/// The names in a directory, sorted.
+pub fn list(path: &str) -> Result<Vec<String>, AdapterError> {
+    let p = inside_mounts(path)?;
+    let entries =
+        std::fs::read_dir(backend::host_path(&p)).map_err(|e| io_error("list", path, e))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Whether a path exists (false outside the mounts).
+pub fn exists(path: &str) -> bool {
+    inside_mounts(path)
+        .map(|p| backend::host_path(&p).exists())
+        .unwrap_or(false)
+}
+
+/// The mounted directories, as the guest sees them (`/evidence`...).
+pub fn mounts() -> Vec<String> {
+    backend::mounts()
+}
+
+/// Normalize `path` lexically and check it lies in a mount.
+fn inside_mounts(path: &str) -> Result<PathBuf, AdapterError> {
+    let mounts = backend::mounts();
+    let denied = |why: &str| {
+        AdapterError::Denied(format!(
+            "{path}: {why}; this adapter's directories are: {}",
+            if mounts.is_empty() {
+                "(none)".to_string()
+            } else {
+                mounts.join(", ")
+            }
+        ))
+    };
+    if !path.starts_with('/') {
+        return Err(denied("use an absolute path under a granted directory"));
+    }
+    let mut normal = PathBuf::from("/");
+    for part in Path::new(path).components() {
+        match part {
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return Err(denied("climbs above the root"));
+                }
+            }
+            Component::Normal(p) => normal.push(p),
+            Component::Prefix(_) => return Err(denied("not a path this adapter can use")),
+        }
+    }
+    let inside = mounts.iter().any(|m| normal.starts_with(Path::new(m)));
+    if inside {
+        Ok(normal)
+    } else {
+        Err(denied("outside the directories granted to this adapter"))
+    }
+}
+
+fn io_error(op: &str, path: &str, e: std::io::Error) -> AdapterError {
+    use std::io::ErrorKind;
+    let message = format!("{op} {path}: {e}");
+    // 63 is WASI's EPERM, 76 ENOTCAPABLE: refused by the sandbox.
+    match (e.kind(), e.raw_os_error()) {
+        (ErrorKind::PermissionDenied, _) | (_, Some(63 | 76)) => AdapterError::Denied(message),
+        (ErrorKind::NotFound, _) => AdapterError::NotFound(message),
+        (ErrorKind::ReadOnlyFilesystem, _) => AdapterError::Denied(message),
+        _ => AdapterError::Transient(message),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod backend {
+    use std::path::{Path, PathBuf};
+
+    pub fn mounts() -> Vec<String> {
+        wasip2::filesystem::preopens::get_directories()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    pub fn host_path(p: &Path) -> PathBuf {
+        p.to_path_buf()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod backend {
+    use std::path::{Path, PathBuf};
+
+    pub fn mounts() -> Vec<String> {
+        crate::testing::with_current(|h| h.mount_names())
+    }
+
+    pub fn host_path(p: &Path) -> PathBuf {
+        crate::testing::with_current(|h| h.resolve_mount(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+
+    #[test]
+    fn paths_outside_the_mounts_are_denied_with_the_mounts_named() {
+        let dir = std::env::temp_dir();
+        let h = Harness::new().dir("evidence", &dir);
+        for path in [
+            "/etc/passwd",
+            "/evidence/../etc/passwd",
+            "relative",
+            "/evidencex/a",
+        ] {
+            let err = h.run(|| read(path)).unwrap_err();
+            match err {
+                AdapterError::Denied(m) => assert!(m.contains("/evidence"), "{m}"),
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn files_under_a_mount_are_read_and_written_in_the_bound_directory() {
+        let dir = std::env::temp_dir().join(format!("handoff-sdk-fs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let h = Harness::new().dir("out", &dir);
+        h.run(|| write("/out/./a.txt", b"one")).unwrap();
+        assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"one");
+        assert_eq!(h.run(|| read_to_string("/out/a.txt")).unwrap(), "one");
+        assert_eq!(h.run(|| list("/out")).unwrap(), ["a.txt"]);
+        let missing = h.run(|| read("/out/none")).unwrap_err();
+        assert!(matches!(missing, AdapterError::NotFound(_)), "{missing:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

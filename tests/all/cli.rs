@@ -1,0 +1,171 @@
+//! The `handoff adapter` commands, run as a reviewer would run them.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn handoff(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .current_dir(cwd)
+        .env_remove("HANDOFF_CONFIG")
+        .env_remove("HANDOFF_STORE")
+        .env("HANDOFF_LOG", "error")
+        .args(args)
+        .output()
+        .expect("run handoff")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn inspect_shows_digests_capabilities_imports_and_approval() {
+    let cwd = tempfile::tempdir().unwrap();
+    let pkg = built("probe");
+    let out = handoff(cwd.path(), &["adapter", "inspect", pkg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let digest = handoff::sandbox::package::Package::read(&pkg)
+        .unwrap()
+        .component_sha256;
+    for expected in [
+        "adapter    probe 0.1.0",
+        &format!("component  sha256 {digest}"),
+        "http      http://127.0.0.1:1  GET",
+        "files     /data  read-write",
+        "covered by declared sockets",
+        "handoff:adapter/target@0.1.0",
+        "NOT APPROVED",
+        "verdict    REFUSED until approved",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // The embedded default put the store and cache under ./.handoff.
+    assert!(cwd.path().join(".handoff/handoff.db").is_file());
+}
+
+#[test]
+fn approve_then_inspect_list_and_revoke() {
+    let cwd = tempfile::tempdir().unwrap();
+    let pkg = built("minimal");
+    let pkg = pkg.to_str().unwrap();
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "approve", pkg, "--by", "sec-review"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("approved minimal 0.1.0"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = handoff(cwd.path(), &["adapter", "inspect", pkg, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["loads"], true);
+    assert_eq!(report["approval"]["approved_by"], "sec-review");
+    assert_eq!(report["status"], "approved, unchanged");
+    assert!(
+        report["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["coverage"]["kind"] != "uncovered")
+    );
+
+    let out = handoff(cwd.path(), &["adapter", "list"]);
+    assert!(
+        stdout(&out).contains("minimal") && stdout(&out).contains("sec-review"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "revoke", "minimal", "--by", "sec-review"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = handoff(cwd.path(), &["adapter", "inspect", pkg]);
+    assert!(
+        stdout(&out).contains("REVOKED by sec-review"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "revoke", "minimal", "--by", "sec-review"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no live approval"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn approve_refuses_a_package_whose_imports_are_not_declared() {
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = package(
+        "probe",
+        "[adapter]\nname = \"undeclared\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\n",
+    );
+    let out = handoff(
+        cwd.path(),
+        &[
+            "adapter",
+            "approve",
+            dir.path().to_str().unwrap(),
+            "--by",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("UNCOVERED"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not approved"), "{}", stderr(&out));
+    let out = handoff(cwd.path(), &["adapter", "list"]);
+    assert!(
+        stdout(&out).contains("no adapters approved"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_bad_package_path_or_manifest_says_where_and_what() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = handoff(cwd.path(), &["adapter", "inspect", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no adapter.toml here"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = package(
+        "minimal",
+        "[adapter]\nname = \"m\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\n",
+    );
+    std::fs::write(
+        dir.path().join("adapter.toml"),
+        "[adapter]\nname = \"m\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\nshell = true\n",
+    )
+    .unwrap();
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "inspect", dir.path().to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("adapter.toml") && err.contains("shell"),
+        "{err}"
+    );
+}

@@ -1,0 +1,393 @@
+//! Hostile adapters: each attempt is refused with a typed error (or, for
+//! exceeded limits, the instance is stopped), nothing reaches what was not
+//! granted, and the host goes on serving.
+
+use crate::support::*;
+use handoff::config::{AdapterInstance, HostCeiling, SecretSource};
+use handoff::sandbox::decision::{Surface, Verdict};
+use handoff::sandbox::{Action, AdapterError, CallError, Instance, LoadError, Message};
+use handoff::store::Store;
+
+/// The probe with one directory `data` (read-write) holding `inside.txt`,
+/// one read-only `evidence`, and HTTP GET to `server`.
+struct Fixture {
+    _pkg: tempfile::TempDir,
+    data: tempfile::TempDir,
+    evidence: tempfile::TempDir,
+    _outside: tempfile::TempDir,
+    outside_file: std::path::PathBuf,
+    instance: Instance,
+}
+
+async fn fixture(server: &TestServer) -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let evidence = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("inside.txt"), "inside").unwrap();
+    std::fs::write(evidence.path().join("bundle.txt"), "evidence").unwrap();
+    let outside_file = outside.path().join("secret.txt");
+    std::fs::write(&outside_file, "outside secret").unwrap();
+    std::os::unix::fs::symlink(&outside_file, data.path().join("escape")).unwrap();
+    let pkg = package(
+        "probe",
+        &probe_manifest(
+            "hostile",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\"]\n\
+                 inject-header = {{ name = \"X-Api-Key\", secret = \"api_key\" }}\n\
+                 [[capabilities.files]]\nname = \"data\"\nmode = \"read-write\"\n\
+                 [[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
+",
+                server.origin()
+            ),
+        ),
+    );
+    let mut cfg = AdapterInstance::new("hostile", pkg.path());
+    cfg.directories
+        .insert("data".into(), data.path().to_path_buf());
+    cfg.directories
+        .insert("evidence".into(), evidence.path().to_path_buf());
+    std::fs::write(data.path().join("token"), "s3cret").unwrap();
+    cfg.secrets.insert(
+        "api_key".into(),
+        SecretSource::File(data.path().join("token")),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(&sandbox, pkg.path(), &cfg);
+    let instance = adapter.instantiate().await.unwrap();
+    // The sandbox may be dropped: the loaded adapter keeps its engine.
+    Fixture {
+        _pkg: pkg,
+        data,
+        evidence,
+        _outside: outside,
+        outside_file,
+        instance,
+    }
+}
+
+/// Assert `denied`, and that the same instance still works afterwards.
+async fn assert_denied(instance: &mut Instance, kind: &str, id: &str) -> String {
+    let result = instance.observe(&rec(kind, id)).await;
+    let message = match result {
+        Ok(Err(AdapterError::Denied(m))) => m,
+        other => panic!("{kind} {id}: expected denied, got {other:?}"),
+    };
+    let still = instance.observe(&rec("noop", "")).await;
+    assert!(
+        matches!(still, Ok(Ok(_))),
+        "instance broken after {kind} {id}: {still:?}"
+    );
+    message
+}
+
+fn denials(instance: &mut Instance, surface: Surface) -> Vec<String> {
+    instance
+        .take_decisions()
+        .into_iter()
+        .filter(|d| d.surface == surface && d.verdict == Verdict::Denied)
+        .map(|d| format!("{} ({})", d.target, d.reason))
+        .collect()
+}
+
+/// Plain `std::fs` in the guest, bypassing the SDK: whatever error the
+/// guest's libc reports, the content of the file outside never comes back.
+async fn assert_unreadable_raw(instance: &mut Instance, path: &str) {
+    let result = instance.observe(&rec("read-raw", path)).await;
+    match result {
+        Ok(Err(AdapterError::Denied(_) | AdapterError::NotFound(_))) => {}
+        other => panic!("raw read of {path} was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reading_outside_the_granted_directory_is_denied() {
+    let server = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let outside = f.outside_file.display().to_string();
+    let dotdot = format!("/data/../..{outside}");
+    for path in [
+        dotdot.as_str(),
+        outside.as_str(),
+        "/etc/passwd",
+        "/data/escape",
+    ] {
+        let message = assert_denied(&mut f.instance, "read", path).await;
+        assert!(!message.contains("outside secret"), "{message}");
+        assert_unreadable_raw(&mut f.instance, path).await;
+    }
+    // Raw `..` and symlink escapes are refused by the sandbox itself.
+    for path in [dotdot.as_str(), "/data/escape"] {
+        assert_denied(&mut f.instance, "read-raw", path).await;
+    }
+    // The directory itself is readable: the refusals are about escaping it.
+    let inside = f
+        .instance
+        .observe(&rec("read", "/data/inside.txt"))
+        .await
+        .unwrap();
+    assert!(inside.is_ok(), "{inside:?}");
+}
+
+#[tokio::test]
+async fn writing_to_a_read_only_directory_is_denied() {
+    let server = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    for op in ["write", "write-raw"] {
+        assert_denied(&mut f.instance, op, "/evidence/bundle.txt").await;
+        assert_denied(&mut f.instance, op, "/evidence/new.txt").await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(f.evidence.path().join("bundle.txt")).unwrap(),
+        "evidence"
+    );
+    assert!(!f.evidence.path().join("new.txt").exists());
+    // The read-write directory next to it takes the same write.
+    f.instance
+        .observe(&rec("write", "/data/new.txt"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.data.path().join("new.txt").is_file());
+}
+
+#[tokio::test]
+async fn http_outside_the_declared_origins_and_methods_never_leaves_the_host() {
+    let server = TestServer::start().await;
+    let outsider = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let port = server.addr.port();
+    let other_port = outsider.addr.port();
+    let cases = [
+        format!("GET http://{}/hello", outsider.addr), // undeclared host:port
+        format!("GET http://127.0.0.1:{other_port}/hello"), // declared host, other port
+        format!("GET https://127.0.0.1:{port}/hello"), // declared host, other scheme
+        format!("PUT http://127.0.0.1:{port}/hello"),  // declared origin, other method
+        format!("GET http://localhost:{port}/hello"),  // another name for it
+        format!("GET http://[::ffff:127.0.0.1]:{port}/hello"), // IPv4-mapped IPv6
+        format!("GET http://2130706433:{port}/hello"), // decimal IPv4
+        format!("GET http://[::ffff:127.0.0.1]:{other_port}/hello"),
+        format!("GET http://2130706433:{other_port}/hello"),
+    ];
+    for case in &cases {
+        let message = assert_denied(&mut f.instance, "http", case).await;
+        assert!(message.contains("refused by the host"), "{case}: {message}");
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(outsider.requests().is_empty(), "{:?}", outsider.requests());
+    let recorded = denials(&mut f.instance, Surface::Http);
+    assert_eq!(recorded.len(), cases.len(), "{recorded:#?}");
+    assert!(
+        recorded[3].contains("method PUT is not granted"),
+        "{}",
+        recorded[3]
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_an_undeclared_host_is_not_followed() {
+    let server = TestServer::start().await;
+    let outsider = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let id = format!(
+        "GET {}",
+        server.url(&format!("/redirect?to={}", outsider.url("/hello")))
+    );
+    assert_denied(&mut f.instance, "http", &id).await;
+    assert_eq!(server.requests().len(), 1, "the redirect itself was served");
+    assert!(outsider.requests().is_empty(), "{:?}", outsider.requests());
+}
+
+#[tokio::test]
+async fn the_guest_cannot_set_the_header_the_host_injects() {
+    let server = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let id = format!("GET {} X-Api-Key=forged", server.url("/hello"));
+    let message = assert_denied(&mut f.instance, "http", &id).await;
+    assert!(
+        message.contains("x-api-key") || message.contains("X-Api-Key"),
+        "{message}"
+    );
+    assert!(server.requests().is_empty());
+    assert!(!denials(&mut f.instance, Surface::Http).is_empty());
+}
+
+#[tokio::test]
+async fn secrets_in_the_host_environment_are_invisible() {
+    let server = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    // Whatever the host process has, the guest's environment is empty.
+    for name in ["HOME", "PATH", "api_key", "HANDOFF_STORE"] {
+        let result = f.instance.observe(&rec("env", name)).await.unwrap();
+        assert!(
+            matches!(result, Err(AdapterError::NotFound(_))),
+            "{name}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_socket_to_an_undeclared_address_is_denied() {
+    let server = TestServer::start().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut f = fixture(&server).await;
+    let addr = listener.local_addr().unwrap().to_string();
+    assert_denied(&mut f.instance, "tcp", &addr).await;
+    assert_denied(&mut f.instance, "tcp", &server.addr.to_string()).await;
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the listener"
+    );
+    assert_eq!(denials(&mut f.instance, Surface::Sockets).len(), 2);
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let dir = package("probe", &probe_manifest("spinner", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("spinner", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let err = instance.observe(&rec("spin", "")).await.unwrap_err();
+    assert!(matches!(err, CallError::Timeout { ms: 1000, .. }), "{err}");
+    assert_eq!(denials(&mut instance, Surface::Cpu).len(), 1);
+    // The trapped instance refuses further calls; a fresh one works.
+    let again = instance.observe(&rec("noop", "")).await.unwrap_err();
+    assert!(matches!(again, CallError::Dead { .. }), "{again}");
+    let mut fresh = adapter.instantiate().await.unwrap();
+    assert!(fresh.observe(&rec("noop", "")).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_one_gib_allocation_is_refused() {
+    let dir = package("probe", &probe_manifest("hog", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("hog", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let err = instance.observe(&rec("alloc", "1024")).await.unwrap_err();
+    match &err {
+        CallError::Memory {
+            asked_mib,
+            granted_mib,
+            ..
+        } => {
+            assert!(*asked_mib >= 1024, "{err}");
+            assert_eq!(*granted_mib, 32);
+        }
+        other => panic!("expected a memory refusal, got {other}"),
+    }
+    assert_eq!(denials(&mut instance, Surface::Memory).len(), 1);
+    let mut fresh = adapter.instantiate().await.unwrap();
+    let small = fresh.observe(&rec("alloc", "4")).await.unwrap();
+    assert!(small.is_ok(), "{small:?}");
+}
+
+#[tokio::test]
+async fn an_action_outside_the_approved_set_is_refused_without_calling_the_adapter() {
+    let dir = package("probe", &probe_manifest("limited", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("limited", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let publish = Action::Publish(Message {
+        subject: "s".into(),
+        body: String::new(),
+        links: vec![],
+    });
+    let result = instance
+        .apply(&rec("queue", "q"), &publish, "k")
+        .await
+        .unwrap();
+    assert!(
+        matches!(result, Err(AdapterError::Denied(ref m)) if m.contains("publish")),
+        "{result:?}"
+    );
+    assert_eq!(denials(&mut instance, Surface::Action).len(), 1);
+}
+
+#[tokio::test]
+async fn an_undeclared_import_refuses_the_load_and_names_it() {
+    // The probe's component imports sockets, files and HTTP; this manifest
+    // declares only HTTP.
+    let dir = package(
+        "probe",
+        "[adapter]\nname = \"sneaky\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\n\
+         [[capabilities.http]]\nurl = \"http://127.0.0.1:1\"\n",
+    );
+    let mut store = Store::in_memory().unwrap();
+    approve(&mut store, dir.path());
+    let err = load(
+        &sandbox(),
+        &store,
+        dir.path(),
+        &AdapterInstance::new("sneaky", dir.path()),
+    )
+    .unwrap_err();
+    let LoadError::UncoveredImports { imports, .. } = &err else {
+        panic!("expected uncovered imports, got {err}");
+    };
+    let names: Vec<&str> = imports.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("wasi:sockets/tcp@")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("wasi:filesystem/preopens@")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("wasi:http")),
+        "{names:?}"
+    );
+    assert!(
+        err.to_string().contains("declare [[capabilities.sockets]]"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_resolving_into_a_denied_network_is_refused() {
+    let server = TestServer::start().await;
+    let port = server.addr.port();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "rebind",
+            &format!("[[capabilities.http]]\nurl = \"http://localhost:{port}\"\n"),
+        ),
+    );
+    let ceiling = HostCeiling {
+        denied_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        ..HostCeiling::default()
+    };
+    let sandbox = sandbox_with(ceiling);
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("rebind", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let message = assert_denied(
+        &mut instance,
+        "http",
+        &format!("GET http://localhost:{port}/hello"),
+    )
+    .await;
+    assert!(message.contains("destination address"), "{message}");
+    assert!(server.requests().is_empty());
+    let recorded = denials(&mut instance, Surface::Http);
+    assert!(recorded[0].contains("denied network"), "{recorded:?}");
+}

@@ -1,0 +1,284 @@
+//! What an adapter may do, it can do: against a real HTTP server, real
+//! directories and a real TCP listener on 127.0.0.1.
+
+use crate::support::*;
+use handoff::config::{AdapterInstance, SecretSource};
+use handoff::sandbox::decision::{Surface, Verdict};
+use handoff::sandbox::{Action, AdapterError};
+use handoff::store::Store;
+
+fn field<'a>(o: &'a handoff::sandbox::Observed, name: &str) -> &'a str {
+    o.fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no field {name} in {o:?}"))
+}
+
+#[tokio::test]
+async fn http_to_a_declared_origin_reaches_the_real_server() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-http",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\", \"PUT\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-http", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let observed = instance
+        .observe(&rec("http", &format!("PUT {}", server.url("/hello"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&observed, "status"), "200");
+    assert_eq!(field(&observed, "body"), "hello PUT");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("PUT", "/hello")
+    );
+    let decisions = instance.take_decisions();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.surface == Surface::Http && d.verdict == Verdict::Allowed),
+        "{decisions:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_host_injects_the_secret_header_which_the_guest_cannot_read() {
+    let server = TestServer::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("token"), "s3cret-value\n").unwrap();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-inject",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\ninject-header = {{ name = \"X-Api-Key\", secret = \"api_key\" }}\n",
+                server.origin()
+            ),
+        ),
+    );
+    let mut instance_cfg = AdapterInstance::new("probe-inject", dir.path());
+    instance_cfg.secrets.insert(
+        "api_key".into(),
+        SecretSource::File(secrets.path().join("token")),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(&sandbox, dir.path(), &instance_cfg);
+    let mut instance = adapter.instantiate().await.unwrap();
+    instance
+        .observe(&rec("http", &format!("GET {}", server.url("/hello"))))
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = server.requests();
+    let key: Vec<_> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-api-key")
+        .collect();
+    assert_eq!(
+        key,
+        [&("x-api-key".to_string(), "s3cret-value".to_string())]
+    );
+    // Neither config nor the environment hands the secret to the guest.
+    let config = instance.observe(&rec("config", "api_key")).await.unwrap();
+    assert!(
+        matches!(config, Err(AdapterError::NotFound(_))),
+        "{config:?}"
+    );
+    let env = instance.observe(&rec("env", "api_key")).await.unwrap();
+    assert!(matches!(env, Err(AdapterError::NotFound(_))), "{env:?}");
+}
+
+#[tokio::test]
+async fn granted_directories_are_readable_and_the_read_write_one_writable() {
+    let evidence = tempfile::tempdir().unwrap();
+    std::fs::write(evidence.path().join("bundle.txt"), "evidence v1").unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-files",
+            "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
+             [[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
+        ),
+    );
+    let mut cfg = AdapterInstance::new("probe-files", dir.path());
+    cfg.directories
+        .insert("evidence".into(), evidence.path().to_path_buf());
+    cfg.directories
+        .insert("outbox".into(), outbox.path().to_path_buf());
+    let sandbox = sandbox();
+    let adapter = approved(&sandbox, dir.path(), &cfg);
+    let mut instance = adapter.instantiate().await.unwrap();
+
+    let read = instance
+        .observe(&rec("read", "/evidence/bundle.txt"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&read, "content"), "evidence v1");
+    let listed = instance
+        .observe(&rec("list", "/evidence"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&listed, "names"), "bundle.txt");
+    instance
+        .observe(&rec("write", "/outbox/note.txt"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outbox.path().join("note.txt")).unwrap(),
+        "written by probe"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_socket_address_connects_to_a_real_listener() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-tcp",
+            &format!("[[capabilities.sockets]]\naddress = \"{addr}\"\n"),
+        ),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-tcp", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    instance
+        .observe(&rec("tcp", &addr.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    // The connection is in the listener's backlog: accepting does not block.
+    listener.set_nonblocking(true).unwrap();
+    let (_conn, peer) = listener.accept().expect("the guest's connection arrived");
+    assert!(peer.ip().is_loopback());
+}
+
+#[tokio::test]
+async fn config_values_reach_the_adapter_and_the_environment_is_empty() {
+    let dir = package("probe", &probe_manifest("probe-config", ""));
+    let mut cfg = AdapterInstance::new("probe-config", dir.path());
+    cfg.config.insert("project".into(), "release-42".into());
+    let sandbox = sandbox();
+    let adapter = approved(&sandbox, dir.path(), &cfg);
+    let mut instance = adapter.instantiate().await.unwrap();
+    let value = instance
+        .observe(&rec("config", "project"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&value, "value"), "release-42");
+    // PATH is set in this test process; the guest's environment is empty.
+    assert!(std::env::var("PATH").is_ok());
+    let env = instance.observe(&rec("env", "PATH")).await.unwrap();
+    match env {
+        Err(AdapterError::NotFound(m)) => assert!(m.contains("has 0 variables"), "{m}"),
+        other => panic!("the guest read PATH: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_instance_starts_fresh() {
+    let dir = package("probe", &probe_manifest("probe-fresh", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-fresh", dir.path()),
+    );
+    let mut first = adapter.instantiate().await.unwrap();
+    let count = |o: handoff::sandbox::Observed| field(&o, "count").to_string();
+    assert_eq!(
+        count(first.observe(&rec("count", "")).await.unwrap().unwrap()),
+        "1"
+    );
+    assert_eq!(
+        count(first.observe(&rec("count", "")).await.unwrap().unwrap()),
+        "2"
+    );
+    let mut second = adapter.instantiate().await.unwrap();
+    assert_eq!(
+        count(second.observe(&rec("count", "")).await.unwrap().unwrap()),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn apply_passes_the_action_and_key_and_returns_the_adapters_report() {
+    let dir = package("probe", &probe_manifest("probe-apply", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-apply", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let after = instance
+        .apply(
+            &rec("issue", "17"),
+            &Action::SetState("closed".into()),
+            "key-1",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, "closed");
+    assert_eq!(after.applied_keys, ["key-1"]);
+}
+
+#[tokio::test]
+async fn decisions_are_recorded_in_the_store() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-record",
+            &format!("[[capabilities.http]]\nurl = \"{}\"\n", server.origin()),
+        ),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-record", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let _ = instance
+        .observe(&rec("http", &format!("GET {}", server.url("/hello"))))
+        .await;
+    let _ = instance
+        .observe(&rec("http", "GET http://127.0.0.1:9/x"))
+        .await;
+    let mut store = Store::in_memory().unwrap();
+    store.record_decisions(&instance.take_decisions()).unwrap();
+    let rows = store.decisions_for("probe-record").unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].2, Verdict::Allowed);
+    assert_eq!(rows[1].2, Verdict::Denied);
+    assert!(rows[1].1.contains("127.0.0.1:9"), "{rows:?}");
+}

@@ -1,0 +1,132 @@
+//! A test adapter that does exactly what its record asks, so tests can drive
+//! every capability surface from the host. `record.kind` names the operation,
+//! `record.id` its argument. Results come back as `observed.fields`.
+
+use handoff_sdk::http::{self, Request};
+use handoff_sdk::{Action, AdapterError, Level, Observed, RecordRef, Target, export};
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+struct Probe;
+
+fn done(fields: Vec<(&str, String)>) -> Result<Observed, AdapterError> {
+    Ok(Observed {
+        exists: true,
+        state: "done".into(),
+        revision: None,
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        links: Vec::new(),
+        applied_keys: Vec::new(),
+    })
+}
+
+/// File and socket errors as the host's sandbox produces them.
+fn io_error(what: &str, e: std::io::Error) -> AdapterError {
+    // 76 is WASI's ENOTCAPABLE: the path is outside every preopen.
+    if e.kind() == ErrorKind::PermissionDenied || e.raw_os_error() == Some(76) {
+        AdapterError::Denied(format!("{what}: {e}"))
+    } else if e.kind() == ErrorKind::NotFound {
+        AdapterError::NotFound(format!("{what}: {e}"))
+    } else {
+        AdapterError::Invalid(format!("{what}: {e} ({:?})", e.kind()))
+    }
+}
+
+impl Target for Probe {
+    fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
+        let arg = record.id.as_str();
+        match record.kind.as_str() {
+            "noop" => done(vec![]),
+            // Counts calls in this instance: a fresh instance starts at 1.
+            "count" => {
+                let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                done(vec![("count", n.to_string())])
+            }
+            "config" => match handoff_sdk::config(arg) {
+                Some(v) => done(vec![("value", v)]),
+                None => Err(AdapterError::NotFound(format!("config {arg}"))),
+            },
+            "log" => {
+                handoff_sdk::log(Level::Info, arg);
+                done(vec![])
+            }
+            // "METHOD URL [HEADER=VALUE]"
+            "http" => {
+                let mut parts = arg.splitn(3, ' ');
+                let method = parts.next().unwrap_or("GET");
+                let url = parts.next().unwrap_or_default();
+                let mut request = Request::new(method, url);
+                if let Some((name, value)) = parts.next().and_then(|h| h.split_once('=')) {
+                    request = request.header(name, value);
+                }
+                let response = http::send(request)?;
+                done(vec![
+                    ("status", response.status.to_string()),
+                    ("body", response.text()),
+                ])
+            }
+            "read" => handoff_sdk::fs::read_to_string(arg).and_then(|c| done(vec![("content", c)])),
+            "write" => handoff_sdk::fs::write(arg, b"written by probe").and_then(|()| done(vec![])),
+            "list" => handoff_sdk::fs::list(arg).and_then(|n| done(vec![("names", n.join(","))])),
+            // Plain std, bypassing the SDK's checks: the sandbox alone decides.
+            "read-raw" => std::fs::read_to_string(arg)
+                .map_err(|e| io_error(&format!("read {arg}"), e))
+                .and_then(|content| done(vec![("content", content)])),
+            "write-raw" => std::fs::write(arg, b"written by probe")
+                .map_err(|e| io_error(&format!("write {arg}"), e))
+                .and_then(|()| done(vec![])),
+            "env" => {
+                let all: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                match std::env::var(arg) {
+                    Ok(v) => done(vec![("value", v), ("names", all.join(","))]),
+                    Err(_) => Err(AdapterError::NotFound(format!(
+                        "environment variable {arg} (environment has {} variables)",
+                        all.len()
+                    ))),
+                }
+            }
+            "tcp" => std::net::TcpStream::connect(arg)
+                .map_err(|e| io_error(&format!("connect {arg}"), e))
+                .and_then(|_| done(vec![])),
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mib: usize = arg.parse().unwrap_or(1024);
+                let buffer = vec![1u8; mib * 1024 * 1024];
+                done(vec![(
+                    "len",
+                    std::hint::black_box(buffer).len().to_string(),
+                )])
+            }
+            other => Err(AdapterError::Unsupported(format!(
+                "probe has no operation {other:?}"
+            ))),
+        }
+    }
+
+    fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
+        let state = match action {
+            Action::SetState(s) => s,
+            other => handoff_sdk::action_name(&other).to_string(),
+        };
+        Ok(Observed {
+            exists: true,
+            state,
+            revision: Some(record.id),
+            fields: Vec::new(),
+            links: Vec::new(),
+            applied_keys: vec![key],
+        })
+    }
+}
+
+export!(Probe: target);
