@@ -80,14 +80,7 @@ fn main() {
 
     let mut store = Store::in_memory().unwrap();
     store
-        .approve_adapter(&NewApproval {
-            name: &minimal.manifest.name,
-            version: &minimal.manifest.version,
-            component_sha256: &minimal.component_sha256,
-            manifest_sha256: &minimal.manifest_sha256,
-            grants: &minimal.manifest.grants,
-            approved_by: "bench",
-        })
+        .approve_adapter(&NewApproval::of(&minimal, "bench"))
         .unwrap();
     let approval = store.latest_approval("minimal").unwrap();
     let loaded = sandbox

@@ -24,8 +24,8 @@
 //! The harness answers requests with your handler; tests against the real
 //! system belong in the host's integration tests, where the sandbox runs too.
 
+use crate::Level;
 use crate::http::{Request, Response};
-use crate::{AdapterError, Level};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -151,12 +151,12 @@ impl Harness {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn answer_http(&self, request: &Request) -> Result<Response, AdapterError> {
+    pub(crate) fn answer_http(&self, request: &Request) -> Result<Response, crate::AdapterError> {
         self.state.borrow_mut().requests.push(request.clone());
         let state = self.state.borrow();
         match &state.http {
             Some(handler) => Ok(handler(request)),
-            None => Err(AdapterError::Denied(format!(
+            None => Err(crate::AdapterError::Denied(format!(
                 "{} {}: no HTTP handler in the test harness",
                 request.method, request.url
             ))),
@@ -180,6 +180,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Harness) -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AdapterError;
     use crate::http;
 
     #[test]

@@ -169,3 +169,32 @@ fn a_bad_package_path_or_manifest_says_where_and_what() {
         "{err}"
     );
 }
+
+#[test]
+fn inspect_lists_what_a_manifest_widened_since_approval() {
+    let cwd = tempfile::tempdir().unwrap();
+    let manifest = "[adapter]\nname = \"grower\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\nactions = [\"set-state\"]\n";
+    let dir = package("minimal", manifest);
+    let pkg = dir.path().to_str().unwrap();
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "approve", pkg, "--by", "sec-review"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        dir.path().join("adapter.toml"),
+        manifest.replace("[\"set-state\"]", "[\"set-state\", \"publish\"]")
+            + "[limits]\nmemory-mib = 64\n",
+    )
+    .unwrap();
+    let out = handoff(cwd.path(), &["adapter", "inspect", pkg]);
+    let text = stdout(&out);
+    for expected in [
+        "WIDENED since approval",
+        "+ action publish",
+        "+ memory 64 MiB (approved: 32 MiB)",
+        "verdict    REFUSED until approved",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

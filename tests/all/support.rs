@@ -50,14 +50,7 @@ pub fn sandbox() -> Sandbox {
 pub fn approve(store: &mut Store, dir: &Path) {
     let p = Package::read(dir).unwrap();
     store
-        .approve_adapter(&NewApproval {
-            name: &p.manifest.name,
-            version: &p.manifest.version,
-            component_sha256: &p.component_sha256,
-            manifest_sha256: &p.manifest_sha256,
-            grants: &p.manifest.grants,
-            approved_by: "security-review",
-        })
+        .approve_adapter(&NewApproval::of(&p, "security-review"))
         .unwrap();
 }
 

@@ -79,14 +79,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
                 );
             }
             let m = &package.manifest;
-            let approval = store.approve_adapter(&NewApproval {
-                name: &m.name,
-                version: &m.version,
-                component_sha256: &package.component_sha256,
-                manifest_sha256: &package.manifest_sha256,
-                grants: &m.grants,
-                approved_by: &by,
-            })?;
+            let approval = store.approve_adapter(&NewApproval::of(&package, &by))?;
             println!(
                 "approved {} {} (component sha256 {}) by {} at {}",
                 m.name,

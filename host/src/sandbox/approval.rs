@@ -158,28 +158,28 @@ fn compare_capabilities(approved: &Capabilities, declared: &Capabilities, out: &
 }
 
 fn compare_limits(approved: &Limits, declared: &Limits, out: &mut Vec<Change>) {
-    use std::cmp::Ordering::*;
-    match declared.memory_mib.cmp(&approved.memory_mib) {
-        Greater => out.push(Change::Widened(format!(
-            "memory {} MiB (approved: {} MiB)",
-            declared.memory_mib, approved.memory_mib
-        ))),
-        Less => out.push(Change::Narrowed(format!(
-            "memory {} MiB (approved: {} MiB)",
-            declared.memory_mib, approved.memory_mib
-        ))),
-        Equal => {}
-    }
-    match declared.call_timeout_ms.cmp(&approved.call_timeout_ms) {
-        Greater => out.push(Change::Widened(format!(
-            "call timeout {} ms (approved: {} ms)",
-            declared.call_timeout_ms, approved.call_timeout_ms
-        ))),
-        Less => out.push(Change::Narrowed(format!(
-            "call timeout {} ms (approved: {} ms)",
-            declared.call_timeout_ms, approved.call_timeout_ms
-        ))),
-        Equal => {}
+    limit_change(
+        "memory",
+        "MiB",
+        declared.memory_mib.into(),
+        approved.memory_mib.into(),
+        out,
+    );
+    limit_change(
+        "call timeout",
+        "ms",
+        declared.call_timeout_ms,
+        approved.call_timeout_ms,
+        out,
+    );
+}
+
+fn limit_change(what: &str, unit: &str, declared: u64, approved: u64, out: &mut Vec<Change>) {
+    let text = format!("{what} {declared} {unit} (approved: {approved} {unit})");
+    match declared.cmp(&approved) {
+        std::cmp::Ordering::Greater => out.push(Change::Widened(text)),
+        std::cmp::Ordering::Less => out.push(Change::Narrowed(text)),
+        std::cmp::Ordering::Equal => {}
     }
 }
 

@@ -27,6 +27,32 @@ impl Surface {
             Surface::Load => "load",
         }
     }
+
+    /// What an operator does when a denial on this surface was legitimate.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Surface::Http => {
+                "if the adapter should reach it, declare the origin and method under \
+                 [[capabilities.http]] in its adapter.toml, then `handoff adapter approve` it again"
+            }
+            Surface::Files => {
+                "if the adapter should see it, declare the directory under [[capabilities.files]] \
+                 and bind it in handoff.toml [adapters.NAME.directories]"
+            }
+            Surface::Sockets => {
+                "if the adapter should connect there, declare the address under \
+                 [[capabilities.sockets]], then approve it again"
+            }
+            Surface::Cpu => {
+                "raise [limits] call-timeout-ms (and the host ceiling) if the work is legitimate"
+            }
+            Surface::Memory => {
+                "raise [limits] memory-mib (and the host ceiling) if the work is legitimate"
+            }
+            Surface::Action => "add the action to adapter.actions, then approve the adapter again",
+            Surface::Load => "see `handoff adapter inspect` for the package",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +118,7 @@ impl DecisionLog {
                 surface = surface.name(),
                 %target,
                 %reason,
+                fix = surface.fix(),
                 "capability denied"
             );
         }

@@ -32,6 +32,20 @@ pub struct NewApproval<'a> {
     pub approved_by: &'a str,
 }
 
+impl<'a> NewApproval<'a> {
+    /// Approve a package exactly as it is: its digests and declared grants.
+    pub fn of(package: &'a crate::sandbox::package::Package, approved_by: &'a str) -> Self {
+        NewApproval {
+            name: &package.manifest.name,
+            version: &package.manifest.version,
+            component_sha256: &package.component_sha256,
+            manifest_sha256: &package.manifest_sha256,
+            grants: &package.manifest.grants,
+            approved_by,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, name, version, world, component_sha256, manifest_sha256, grants_json, \
                        approved_by, approved_at, revoked_by, revoked_at";
 
