@@ -39,6 +39,12 @@ pub fn append(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
         .map_err(|e| io_error("append", path, e))
 }
 
+/// Create a directory and its parents (no error if it exists).
+pub fn create_dir_all(path: &str) -> Result<(), AdapterError> {
+    let p = inside_mounts(path)?;
+    std::fs::create_dir_all(backend::host_path(&p)).map_err(|e| io_error("create", path, e))
+}
+
 /// The names in a directory, sorted.
 pub fn list(path: &str) -> Result<Vec<String>, AdapterError> {
     let p = inside_mounts(path)?;

@@ -4,5 +4,6 @@
 mod approval;
 mod cli;
 mod hostile;
+mod reference;
 mod sandbox;
 mod support;

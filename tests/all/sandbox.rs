@@ -95,6 +95,25 @@ async fn the_host_injects_the_secret_header_which_the_guest_cannot_read() {
         key,
         [&("x-api-key".to_string(), "s3cret-value".to_string())]
     );
+    // A server echoing the header back does not hand it to the guest either.
+    let echoed = instance
+        .observe(&rec("http", &format!("GET {}", server.url("/echo-key"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&echoed, "body"), "echoed");
+    assert!(
+        !field(&echoed, "headers").contains("x-api-key"),
+        "{echoed:?}"
+    );
+    assert_eq!(
+        server.requests()[1]
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-api-key")
+            .count(),
+        1
+    );
     // Neither config nor the environment hands the secret to the guest.
     let config = instance.observe(&rec("config", "api_key")).await.unwrap();
     assert!(

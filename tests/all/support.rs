@@ -106,7 +106,8 @@ pub struct Seen {
 }
 
 /// A real HTTP server on 127.0.0.1 with a few routes:
-/// `/hello` answers "hello"; `/redirect?to=URL` answers 302 to URL; anything
+/// `/hello` answers "hello"; `/echo-key` sends the request's `x-api-key`
+/// back as a response header; `/redirect?to=URL` answers 302 to URL; anything
 /// else 404. Every request is recorded before it is answered.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -149,6 +150,11 @@ async fn answer(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let echoed_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     seen.lock().unwrap().push(Seen {
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -159,6 +165,7 @@ async fn answer(
     });
     match uri.path() {
         "/hello" => (StatusCode::OK, format!("hello {method}")).into_response(),
+        "/echo-key" => (StatusCode::OK, [("x-api-key", echoed_key)], "echoed").into_response(),
         "/redirect" => {
             let to = uri
                 .query()

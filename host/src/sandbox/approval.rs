@@ -324,4 +324,134 @@ mod tests {
         assert!(eff.capabilities.http.is_empty());
         assert!(eff.capabilities.sockets.is_empty());
     }
+
+    mod properties {
+        use super::*;
+        use crate::sandbox::manifest::{ActionKind, HttpGrant, Origin, World};
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, BTreeSet};
+        use std::net::SocketAddr;
+
+        fn grants() -> impl Strategy<Value = Grants> {
+            let origins = proptest::collection::btree_map(
+                (0u16..4).prop_map(|p| Origin {
+                    scheme: "http".into(),
+                    host: "127.0.0.1".into(),
+                    port: 3000 + p,
+                }),
+                (
+                    proptest::collection::btree_set(
+                        prop_oneof![Just("GET"), Just("PUT"), Just("POST")].prop_map(String::from),
+                        1..3,
+                    ),
+                    any::<bool>(),
+                ),
+                0..4,
+            );
+            let files = proptest::collection::btree_map(
+                prop_oneof![Just("a"), Just("b"), Just("c")].prop_map(String::from),
+                prop_oneof![Just(FileMode::ReadOnly), Just(FileMode::ReadWrite)],
+                0..3,
+            );
+            let sockets = proptest::collection::btree_set(
+                (0u16..3).prop_map(|p| SocketAddr::from(([127, 0, 0, 1], 4000 + p))),
+                0..3,
+            );
+            let actions = proptest::collection::btree_set(
+                proptest::sample::select(ActionKind::ALL.to_vec()),
+                0..5,
+            );
+            (origins, files, sockets, actions, 1u32..512, 1u64..100_000).prop_map(
+                |(origins, files, sockets, actions, memory_mib, call_timeout_ms)| Grants {
+                    world: World::Target,
+                    actions,
+                    capabilities: Capabilities {
+                        http: origins
+                            .into_iter()
+                            .map(|(origin, (methods, inject))| {
+                                let grant = HttpGrant {
+                                    origin: origin.clone(),
+                                    methods,
+                                    inject_header: inject.then(|| {
+                                        crate::sandbox::manifest::InjectHeader {
+                                            name: "x-key".into(),
+                                            secret: "key".into(),
+                                        }
+                                    }),
+                                };
+                                (origin, grant)
+                            })
+                            .collect::<BTreeMap<_, _>>(),
+                        files,
+                        sockets,
+                    },
+                    limits: Limits {
+                        memory_mib,
+                        call_timeout_ms,
+                    },
+                },
+            )
+        }
+
+        /// `inner` grants nothing that `outer` does not.
+        fn within(inner: &Grants, outer: &Grants) -> bool {
+            inner.actions.is_subset(&outer.actions)
+                && inner
+                    .capabilities
+                    .sockets
+                    .is_subset(&outer.capabilities.sockets)
+                && inner.limits.memory_mib <= outer.limits.memory_mib
+                && inner.limits.call_timeout_ms <= outer.limits.call_timeout_ms
+                && inner.capabilities.http.iter().all(|(o, g)| {
+                    outer.capabilities.http.get(o).is_some_and(|og| {
+                        g.methods.is_subset(&og.methods)
+                            && (g.inject_header.is_none() || g.inject_header == og.inject_header)
+                    })
+                })
+                && inner.capabilities.files.iter().all(|(n, m)| {
+                    outer
+                        .capabilities
+                        .files
+                        .get(n)
+                        .is_some_and(|om| *m == FileMode::ReadOnly || *om == FileMode::ReadWrite)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn the_effective_grant_never_exceeds_declared_approved_or_ceiling(
+                declared in grants(), approved in grants(), ceiling_mib in 1u32..512
+            ) {
+                let ceiling = HostCeiling { max_memory_mib: ceiling_mib, ..HostCeiling::default() };
+                let eff = effective(&declared, &approved, &ceiling);
+                prop_assert!(within(&eff, &declared));
+                prop_assert!(within(&eff, &approved));
+                prop_assert!(eff.limits.memory_mib <= ceiling_mib);
+            }
+
+            #[test]
+            fn a_declaration_beyond_its_approval_is_always_reported_as_widened(
+                declared in grants(), approved in grants()
+            ) {
+                let widened = compare(&approved, &declared)
+                    .iter()
+                    .any(|c| matches!(c, Change::Widened(_)));
+                prop_assert_eq!(widened, !within(&declared, &approved));
+            }
+        }
+
+        #[test]
+        fn no_ceiling_origins_means_no_http() {
+            let g = grants_with_http();
+            let ceiling = HostCeiling {
+                http_origins: Some(BTreeSet::new()),
+                ..HostCeiling::default()
+            };
+            assert!(effective(&g, &g, &ceiling).capabilities.http.is_empty());
+        }
+
+        fn grants_with_http() -> Grants {
+            super::grants(HTTP_GET)
+        }
+    }
 }

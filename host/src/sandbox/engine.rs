@@ -128,7 +128,11 @@ impl ArtifactCache {
             }
         }
         let compiled = engine.precompile_component(bytes)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per write: threads of one process may compile the same
+        // component at once, and each must rename its own file into place.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&tmp, &compiled)?;
         std::fs::rename(&tmp, &path)?;
         #[allow(unsafe_code)]

@@ -8,9 +8,11 @@
 //!    against the ceiling (link-local/metadata and operator-denied networks):
 //!    another name for a denied address is still denied;
 //! 3. plain HTTP is sent to the checked address itself (the request keeps its
-//!    Host header), so a second lookup cannot swap the destination;
+//!    Host header), so a second lookup cannot swap the destination; HTTPS
+//!    connects by name (the certificate must match it), after the check;
 //! 4. the operator's secret header is added by the host; the guest may not
-//!    set that header itself (it is forbidden to it, like `Host`).
+//!    set that header itself, nor read it from a response (it is forbidden to
+//!    it, like `Host`).
 //!
 //! Redirects are responses like any other; the SDK follows them by sending a
 //! new request, which comes through this hook again.
@@ -144,10 +146,13 @@ impl WasiHttpHooks for HttpGate {
         let log = self.log.clone();
         Arc::new(move |name| {
             if injected.contains(name) {
+                // Called both when the guest sets a header and when a
+                // response's headers are handed to it: in either direction
+                // the secret header never crosses into the guest.
                 log.deny(
                     Surface::Http,
-                    format!("set header {name}"),
-                    "this header is injected by the host from an operator secret".into(),
+                    format!("header {name}"),
+                    "withheld from the guest: the host injects it from an operator secret".into(),
                 );
                 return true;
             }

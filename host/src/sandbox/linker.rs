@@ -21,7 +21,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use handoff::adapter::types as wit;
+pub use self::handoff::adapter::types as wit;
 
 /// The state of one instance's store.
 pub struct HostState {
@@ -53,9 +53,9 @@ impl WasiHttpView for HostState {
     }
 }
 
-impl handoff::adapter::types::Host for HostState {}
+impl self::handoff::adapter::types::Host for HostState {}
 
-impl handoff::adapter::host::Host for HostState {
+impl self::handoff::adapter::host::Host for HostState {
     fn log(&mut self, level: wit::Level, message: String) {
         let adapter = &self.log.ident().instance;
         // Bounded: a log line is for an operator, not a data channel.
@@ -79,7 +79,13 @@ pub fn build(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    handoff::adapter::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-    handoff::adapter::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    self::handoff::adapter::host::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
+    self::handoff::adapter::types::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
     Ok(linker)
 }

@@ -65,9 +65,12 @@ impl Target for Probe {
                     request = request.header(name, value);
                 }
                 let response = http::send(request)?;
+                let header_names: Vec<&str> =
+                    response.headers.iter().map(|(k, _)| k.as_str()).collect();
                 done(vec![
                     ("status", response.status.to_string()),
                     ("body", response.text()),
+                    ("headers", header_names.join(",")),
                 ])
             }
             "read" => handoff_sdk::fs::read_to_string(arg).and_then(|c| done(vec![("content", c)])),

@@ -1,0 +1,307 @@
+//! A record store kept as files: `/records/<kind>/<id>.json`, one JSON
+//! object per record. It serves as a decision source (a review record's
+//! state and fields) and as a closure target (checklists, trackers, queues,
+//! channels) for the embedded default, where no servers run.
+//!
+//! Every write that changes something is appended to
+//! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
+//! operators can count what was really written. Applying an action whose
+//! key the record already carries changes nothing and journals nothing.
+
+use handoff_sdk::{
+    Action, AdapterError, Decision, Observed, RecordRef, Source, Target, action_name, export, fs,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const JOURNAL: &str = "/records/journal.jsonl";
+
+/// A record as stored.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Record {
+    state: String,
+    revision: u64,
+    fields: BTreeMap<String, String>,
+    links: Vec<String>,
+    notes: Vec<String>,
+    messages: Vec<Published>,
+    applied_keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Published {
+    subject: String,
+    links: Vec<String>,
+    key: String,
+}
+
+#[derive(Serialize)]
+struct JournalLine<'a> {
+    kind: &'a str,
+    id: &'a str,
+    action: &'a str,
+    key: &'a str,
+    revision: u64,
+}
+
+fn path(record: &RecordRef) -> Result<String, AdapterError> {
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !s.starts_with('.')
+    };
+    if !safe(&record.kind) || !safe(&record.id) {
+        return Err(AdapterError::Invalid(format!(
+            "record {}/{}: kind and id use letters, digits, '-', '_' and '.'",
+            record.kind, record.id
+        )));
+    }
+    Ok(format!("/records/{}/{}.json", record.kind, record.id))
+}
+
+fn load(record: &RecordRef) -> Result<Option<Record>, AdapterError> {
+    match fs::read(&path(record)?) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            AdapterError::Invalid(format!(
+                "record {}/{} is not readable: {e}",
+                record.kind, record.id
+            ))
+        }),
+        Err(AdapterError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn store(record: &RecordRef, value: &Record) -> Result<(), AdapterError> {
+    let path = path(record)?;
+    fs::create_dir_all(&format!("/records/{}", record.kind))?;
+    let json = serde_json::to_vec_pretty(value)
+        .map_err(|e| AdapterError::Invalid(format!("encode {path}: {e}")))?;
+    fs::write(&path, &json)
+}
+
+fn observed(record: Option<&Record>) -> Observed {
+    match record {
+        None => Observed::missing(),
+        Some(r) => Observed {
+            exists: true,
+            state: r.state.clone(),
+            revision: Some(r.revision.to_string()),
+            fields: r
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            links: r.links.clone(),
+            applied_keys: r.applied_keys.clone(),
+        },
+    }
+}
+
+struct Records;
+
+impl Source for Records {
+    fn read_decision(record: RecordRef) -> Result<Decision, AdapterError> {
+        let found = load(&record)?.ok_or_else(|| {
+            AdapterError::NotFound(format!("record {}/{}", record.kind, record.id))
+        })?;
+        Ok(Decision {
+            state: found.state.clone(),
+            revision: Some(found.revision.to_string()),
+            fields: found.fields.into_iter().collect(),
+            links: found.links,
+            record,
+        })
+    }
+}
+
+impl Target for Records {
+    fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
+        Ok(observed(load(&record)?.as_ref()))
+    }
+
+    fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
+        let existing = load(&record)?;
+        if existing
+            .as_ref()
+            .is_some_and(|r| r.applied_keys.contains(&key))
+        {
+            return Ok(observed(existing.as_ref()));
+        }
+        let name = action_name(&action);
+        let mut value = match (existing, &action) {
+            (Some(r), _) => r,
+            // A channel comes into being with its first message.
+            (None, Action::Publish(_)) => Record::default(),
+            // Clearing an entry that is not there: already done.
+            (None, Action::ClearEntry) => return Ok(Observed::missing()),
+            (None, _) => {
+                return Err(AdapterError::NotFound(format!(
+                    "record {}/{}",
+                    record.kind, record.id
+                )));
+            }
+        };
+        match action {
+            Action::SetState(state) => value.state = state,
+            Action::AttachLink(link) => {
+                if !value.links.contains(&link.url) {
+                    value.links.push(link.url);
+                }
+            }
+            Action::Annotate(note) => value.notes.push(note),
+            Action::ClearEntry => value.state = "cleared".into(),
+            Action::Publish(message) => value.messages.push(Published {
+                subject: message.subject,
+                links: message.links.into_iter().map(|l| l.url).collect(),
+                key: key.clone(),
+            }),
+        }
+        value.revision += 1;
+        value.applied_keys.push(key.clone());
+        if value.state == "cleared" {
+            // A cleared queue entry keeps no data, only its state and keys
+            // (so a repeat is recognised).
+            value.fields.clear();
+        }
+        store(&record, &value)?;
+        let line = serde_json::to_string(&JournalLine {
+            kind: &record.kind,
+            id: &record.id,
+            action: name,
+            key: &key,
+            revision: value.revision,
+        })
+        .map_err(|e| AdapterError::Invalid(format!("journal: {e}")))?;
+        fs::append(JOURNAL, format!("{line}\n").as_bytes())?;
+        Ok(observed(Some(&value)))
+    }
+}
+
+export!(Records: source, target);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use handoff_sdk::testing::Harness;
+    use handoff_sdk::{Link, Message};
+
+    fn rec(kind: &str, id: &str) -> RecordRef {
+        RecordRef {
+            system: "records".into(),
+            kind: kind.into(),
+            id: id.into(),
+        }
+    }
+
+    fn harness(name: &str) -> (Harness, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("fs-records-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("checklist")).unwrap();
+        std::fs::write(
+            dir.join("checklist/CL-7.json"),
+            r#"{"state":"open","revision":1,"fields":{"release_id":"R-42"}}"#,
+        )
+        .unwrap();
+        (Harness::new().dir("records", &dir), dir)
+    }
+
+    fn journal(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("journal.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_key_is_one_write() {
+        let (h, dir) = harness("repeat");
+        let close = || {
+            Records::apply(
+                rec("checklist", "CL-7"),
+                Action::SetState("closed".into()),
+                "k1".into(),
+            )
+        };
+        let first = h.run(close).unwrap();
+        let second = h.run(close).unwrap();
+        assert_eq!(first.state, "closed");
+        assert_eq!(second.revision.as_deref(), Some("2"));
+        assert_eq!(journal(&dir).len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_action_changes_what_observe_reports() {
+        let (h, dir) = harness("actions");
+        let r = rec("checklist", "CL-7");
+        h.run(|| {
+            Records::apply(
+                r.clone(),
+                Action::AttachLink(Link {
+                    url: "https://e/1".into(),
+                    title: "evidence".into(),
+                }),
+                "a".into(),
+            )
+        })
+        .unwrap();
+        h.run(|| {
+            Records::apply(
+                r.clone(),
+                Action::Annotate("closed by handoff".into()),
+                "b".into(),
+            )
+        })
+        .unwrap();
+        let msg = Message {
+            subject: "R-42 ready".into(),
+            body: String::new(),
+            links: vec![],
+        };
+        h.run(|| {
+            Records::apply(
+                rec("channel", "coord"),
+                Action::Publish(msg.clone()),
+                "c".into(),
+            )
+        })
+        .unwrap();
+        let after = h.run(|| Records::observe(r.clone())).unwrap();
+        assert_eq!(after.links, ["https://e/1"]);
+        assert_eq!(after.field("release_id"), Some("R-42"));
+        assert_eq!(after.applied_keys, ["a", "b"]);
+        let channel = h.run(|| Records::observe(rec("channel", "coord"))).unwrap();
+        assert!(channel.exists && channel.applied_keys == ["c"]);
+        assert_eq!(journal(&dir).len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_records_and_bad_ids_are_typed_errors() {
+        let (h, dir) = harness("errors");
+        let e = h.run(|| {
+            Records::apply(
+                rec("checklist", "none"),
+                Action::SetState("closed".into()),
+                "k".into(),
+            )
+        });
+        assert!(matches!(e, Err(AdapterError::NotFound(_))), "{e:?}");
+        let e = h.run(|| Records::observe(rec("checklist", "../../etc")));
+        assert!(matches!(e, Err(AdapterError::Invalid(_))), "{e:?}");
+        let d = h
+            .run(|| Records::read_decision(rec("checklist", "CL-7")))
+            .unwrap();
+        assert_eq!(
+            (d.state.as_str(), d.revision.as_deref()),
+            ("open", Some("1"))
+        );
+        assert!(journal(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

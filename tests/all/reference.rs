@@ -1,0 +1,97 @@
+//! The filesystem reference adapters, as built packages in the real sandbox:
+//! each sees only its own directory.
+
+use crate::support::*;
+use handoff::config::AdapterInstance;
+use handoff::sandbox::{Action, AdapterError, Link, LoadedAdapter};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+fn loaded(name: &str, dir_name: &str, dir: &Path) -> LoadedAdapter {
+    let mut cfg = AdapterInstance::new(name, &built(name));
+    cfg.directories.insert(dir_name.into(), dir.to_path_buf());
+    approved(&sandbox(), &built(name), &cfg)
+}
+
+fn journal_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_archive_reports_a_bundles_sha256_as_the_host_computes_it() {
+    let archive = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(archive.path().join("R-42")).unwrap();
+    let content = b"rollback notes, sign-offs, review packet";
+    std::fs::write(archive.path().join("R-42/evidence.tar"), content).unwrap();
+    let adapter = loaded("fs-archive", "archive", archive.path());
+    let mut instance = adapter.instantiate().await.unwrap();
+    let seen = instance
+        .observe(&rec("bundle", "R-42/evidence.tar"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(seen.exists);
+    let sha = seen.fields.iter().find(|(k, _)| k == "sha256").unwrap();
+    assert_eq!(sha.1, hex::encode(Sha256::digest(content)));
+    let missing = instance
+        .observe(&rec("bundle", "R-42/other.tar"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!missing.exists);
+    // It declares no actions: the host refuses any write without calling it.
+    let link = Action::AttachLink(Link {
+        url: "x".into(),
+        title: "x".into(),
+    });
+    let refused = instance
+        .apply(&rec("bundle", "R-42/evidence.tar"), &link, "k")
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(AdapterError::Denied(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_record_store_journals_each_real_write_once() {
+    let records = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(records.path().join("checklist")).unwrap();
+    std::fs::write(
+        records.path().join("checklist/CL-7.json"),
+        r#"{"state":"open","revision":1,"fields":{"release_id":"R-42"}}"#,
+    )
+    .unwrap();
+    let adapter = loaded("fs-records", "records", records.path());
+    let close = Action::SetState("closed".into());
+    for _ in 0..3 {
+        // A fresh instance each time, as separate runs would have.
+        let mut instance = adapter.instantiate().await.unwrap();
+        let after = instance
+            .apply(&rec("checklist", "CL-7"), &close, "key-close-CL-7")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.state, "closed");
+    }
+    assert_eq!(journal_lines(records.path()), 1);
+    let on_disk = std::fs::read_to_string(records.path().join("checklist/CL-7.json")).unwrap();
+    assert!(on_disk.contains("\"closed\""), "{on_disk}");
+
+    let mut instance = adapter.instantiate().await.unwrap();
+    let decision = instance
+        .read_decision(&rec("checklist", "CL-7"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decision.state, "closed");
+    assert_eq!(decision.revision.as_deref(), Some("2"));
+    let outside = instance.observe(&rec("checklist", "..")).await.unwrap();
+    assert!(
+        matches!(outside, Err(AdapterError::Invalid(_))),
+        "{outside:?}"
+    );
+}
