@@ -3,9 +3,10 @@
 //! what it did.
 //!
 //! Module map: [`sandbox`] loads and runs adapter components under least
-//! privilege; [`store`] is the durable SQLite store; [`config`] is the
+//! privilege; [`audit`] is the hash-chained audit trail; [`store`] is the durable SQLite store; [`config`] is the
 //! operator's `handoff.toml`; [`cli`] is the `handoff` command.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod sandbox;

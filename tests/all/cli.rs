@@ -39,6 +39,7 @@ fn inspect_shows_digests_capabilities_imports_and_approval() {
         "http      http://127.0.0.1:1  GET",
         "files     /data  read-write",
         "covered by declared sockets",
+        "inert baseline",
         "handoff:adapter/target@0.1.0",
         "NOT APPROVED",
         "verdict    REFUSED until approved",

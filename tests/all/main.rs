@@ -2,6 +2,7 @@
 //! components in the real sandbox, against real servers on 127.0.0.1.
 
 mod approval;
+mod audit;
 mod cli;
 mod hostile;
 mod reference;

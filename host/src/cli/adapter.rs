@@ -218,14 +218,30 @@ pub fn render(package: &Package, approval: Option<&Approval>, inspection: &Inspe
     out.push_str(&render_grants(&m.grants));
     let _ = writeln!(out);
     let _ = writeln!(out, "imports (what the component links against)");
+    let mut baseline = Vec::new();
     for import in &inspection.imports {
         let (mark, why) = match &import.coverage {
             Coverage::Contract => ("ok", "handoff contract".to_string()),
-            Coverage::Baseline => ("ok", "inert baseline (empty env, no stdio)".to_string()),
+            Coverage::Baseline => {
+                baseline.push(import.name.as_str());
+                continue;
+            }
             Coverage::Capability(c) => ("ok", format!("covered by declared {c}")),
             Coverage::Uncovered(why) => ("NO", format!("UNCOVERED: {why}")),
         };
         let _ = writeln!(out, "  {mark}  {:<42} {why}", import.name);
+    }
+    if !baseline.is_empty() {
+        let packages: std::collections::BTreeSet<&str> = baseline
+            .iter()
+            .map(|n| n.split('/').next().unwrap_or(n))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  ok  {} more from {}: inert baseline (empty environment, no stdio; --json lists them)",
+            baseline.len(),
+            packages.into_iter().collect::<Vec<_>>().join(", ")
+        );
     }
     let _ = writeln!(out, "exports");
     for e in &inspection.exports {

@@ -2,6 +2,7 @@
 //! group lives in its own module and returns an exit code.
 
 mod adapter;
+mod audit;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -33,6 +34,9 @@ enum Command {
     /// Review, approve and revoke adapter packages.
     #[command(subcommand)]
     Adapter(adapter::AdapterCommand),
+    /// Verify and export the audit chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Exit codes, stable for scripts.
@@ -43,6 +47,8 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// The command line itself was wrong (clap's code).
     pub const USAGE: u8 = 2;
+    /// `audit verify` found the chain broken.
+    pub const VERIFY_FAILED: u8 = 4;
 }
 
 /// Run the command line; errors are printed with their causes.
@@ -78,6 +84,7 @@ fn run(cli: Cli) -> Result<u8> {
     };
     match cli.command {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
+        Command::Audit(cmd) => audit::run(cmd, &ctx),
     }
 }
 

@@ -6,7 +6,8 @@ use crate::sandbox::decision::{CapabilityDecision, Verdict};
 use rusqlite::params;
 
 impl Store {
-    /// Append decisions in one transaction.
+    /// Append decisions in one transaction, each also as a row of the audit
+    /// chain (kind `capability-decision`).
     pub fn record_decisions(&mut self, decisions: &[CapabilityDecision]) -> Result<(), StoreError> {
         if decisions.is_empty() {
             return Ok(());
@@ -28,6 +29,21 @@ impl Store {
                     d.verdict.name(),
                     d.reason
                 ])?;
+                super::audit::append(
+                    &tx,
+                    &crate::audit::Entry {
+                        kind: "capability-decision".into(),
+                        payload: serde_json::json!({
+                            "adapter": d.adapter,
+                            "surface": d.surface.name(),
+                            "target": d.target,
+                            "verdict": d.verdict.name(),
+                            "reason": d.reason,
+                        }),
+                        adapter_sha256: Some(d.component_sha256.clone()),
+                        ..Default::default()
+                    },
+                )?;
             }
         }
         tx.commit()?;

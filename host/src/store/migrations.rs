@@ -36,6 +36,21 @@ pub const MIGRATIONS: &[&str] = &[
         reason           TEXT NOT NULL
     );
     CREATE INDEX capability_decisions_by_adapter ON capability_decisions(adapter, id);",
+    // 3: the audit chain. Append-only: each row's hash covers its content and
+    // the previous row's hash (see crate::audit).
+    "CREATE TABLE audit (
+        seq            INTEGER PRIMARY KEY,
+        at             TEXT NOT NULL,
+        run_id         TEXT,
+        event_id       TEXT,
+        kind           TEXT NOT NULL,
+        payload        TEXT NOT NULL,
+        policy_sha256  TEXT,
+        adapter_sha256 TEXT,
+        prev_hash      TEXT NOT NULL,
+        hash           TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX audit_by_run ON audit(run_id, seq);",
 ];
 
 /// Bring the schema up to date, one transaction per migration.

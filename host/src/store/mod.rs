@@ -5,6 +5,7 @@
 //! change and its audit row) go through one transaction.
 
 pub mod adapters;
+pub mod audit;
 pub mod decisions;
 pub mod migrations;
 

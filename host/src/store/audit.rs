@@ -1,0 +1,103 @@
+//! The `audit` table: appended in the caller's transaction, read in order.
+
+use super::{Store, StoreError, now_rfc3339};
+use crate::audit::{Entry, GENESIS, Row, hash};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// Append one row inside `tx`, chained to the current head. The caller
+/// commits it together with the state change it records.
+pub fn append(tx: &Transaction<'_>, entry: &Entry) -> Result<Row, StoreError> {
+    let head: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev_hash) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_string()),
+    };
+    // serde_json's map is ordered by key: the text is canonical.
+    let payload = entry.payload.to_string();
+    let at = now_rfc3339();
+    let row = Row {
+        hash: hash(
+            seq,
+            &at,
+            entry.run_id.as_deref(),
+            entry.event_id.as_deref(),
+            &entry.kind,
+            &payload,
+            entry.policy_sha256.as_deref(),
+            entry.adapter_sha256.as_deref(),
+            &prev_hash,
+        ),
+        seq,
+        at,
+        run_id: entry.run_id.clone(),
+        event_id: entry.event_id.clone(),
+        kind: entry.kind.clone(),
+        payload,
+        policy_sha256: entry.policy_sha256.clone(),
+        adapter_sha256: entry.adapter_sha256.clone(),
+        prev_hash,
+    };
+    tx.execute(
+        "INSERT INTO audit (seq, at, run_id, event_id, kind, payload, policy_sha256,
+                            adapter_sha256, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            row.seq,
+            row.at,
+            row.run_id,
+            row.event_id,
+            row.kind,
+            row.payload,
+            row.policy_sha256,
+            row.adapter_sha256,
+            row.prev_hash,
+            row.hash
+        ],
+    )?;
+    Ok(row)
+}
+
+/// Every row (or one run's rows), in sequence order.
+pub fn rows(conn: &Connection, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, run_id, event_id, kind, payload, policy_sha256, adapter_sha256,
+                prev_hash, hash
+         FROM audit WHERE (?1 IS NULL OR run_id = ?1) ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok(Row {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            run_id: r.get(2)?,
+            event_id: r.get(3)?,
+            kind: r.get(4)?,
+            payload: r.get(5)?,
+            policy_sha256: r.get(6)?,
+            adapter_sha256: r.get(7)?,
+            prev_hash: r.get(8)?,
+            hash: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl Store {
+    /// Append one row in a transaction of its own (for records that stand
+    /// alone; state changes append inside their own transaction).
+    pub fn audit(&mut self, entry: &Entry) -> Result<Row, StoreError> {
+        let tx = self.conn_mut().transaction()?;
+        let row = append(&tx, entry)?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    pub fn audit_rows(&self, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
+        rows(self.conn(), run_id)
+    }
+}

@@ -1,0 +1,154 @@
+//! The audit chain in a real store file: tampering with a row's payload, its
+//! order, or removing it is found by `handoff audit verify`, which names the
+//! row.
+
+use handoff::audit::{Entry, verify};
+use handoff::store::Store;
+use rusqlite::Connection;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn seeded(path: &Path, rows: usize) {
+    let mut store = Store::open(path).unwrap();
+    for i in 1..=rows {
+        store
+            .audit(&Entry {
+                run_id: Some(format!("run-{}", i % 2)),
+                event_id: Some("evt-1".into()),
+                kind: "step-applied".into(),
+                payload: serde_json::json!({ "step": format!("s{i}"), "state": "closed" }),
+                policy_sha256: Some("p".repeat(64)),
+                adapter_sha256: Some("a".repeat(64)),
+            })
+            .unwrap();
+    }
+}
+
+fn verify_cli(store: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["--store", store.to_str().unwrap(), "audit", "verify"])
+        .env_remove("HANDOFF_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_untouched_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    seeded(&db, 6);
+    let out = verify_cli(&db);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified: 6 rows"));
+}
+
+#[test]
+fn tampering_with_a_payload_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    seeded(&db, 6);
+    Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE audit SET payload = '{\"state\":\"open\"}' WHERE seq = 4",
+            [],
+        )
+        .unwrap();
+    let out = verify_cli(&db);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken at row 4") && err.contains("altered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn deleting_or_reordering_rows_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    seeded(&db, 6);
+    Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM audit WHERE seq = 3", [])
+        .unwrap();
+    let err = verify(Store::open(&db).unwrap().audit_rows(None).unwrap()).unwrap_err();
+    assert_eq!(err.seq, 3, "{err}");
+
+    let db2 = dir.path().join("h2.db");
+    seeded(&db2, 6);
+    let conn = Connection::open(&db2).unwrap();
+    conn.execute_batch(
+        "UPDATE audit SET seq = 100 WHERE seq = 2;
+         UPDATE audit SET seq = 2 WHERE seq = 5;
+         UPDATE audit SET seq = 5 WHERE seq = 100;",
+    )
+    .unwrap();
+    let out = verify_cli(&db2);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken at row 2"));
+}
+
+#[test]
+fn export_writes_json_lines_optionally_for_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    seeded(&db, 5);
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args([
+            "--store",
+            db.to_str().unwrap(),
+            "audit",
+            "export",
+            "--run",
+            "run-1",
+        ])
+        .env_remove("HANDOFF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["run_id"] == "run-1"));
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[1]["prev_hash"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn capability_decisions_are_chained_into_the_audit_trail() {
+    use handoff::sandbox::decision::{CapabilityDecision, Surface, Verdict};
+    let mut store = Store::in_memory().unwrap();
+    let decision = CapabilityDecision {
+        at: "t".into(),
+        adapter: "tracker".into(),
+        component_sha256: "c".repeat(64),
+        surface: Surface::Http,
+        target: "GET http://127.0.0.1:9/x".into(),
+        verdict: Verdict::Denied,
+        reason: "origin not granted".into(),
+    };
+    store
+        .record_decisions(&[decision.clone(), decision])
+        .unwrap();
+    let rows = store.audit_rows(None).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].kind, "capability-decision");
+    assert!(
+        rows[0].payload.contains("\"verdict\":\"denied\""),
+        "{}",
+        rows[0].payload
+    );
+    assert_eq!(
+        rows[0].adapter_sha256.as_deref(),
+        Some("c".repeat(64).as_str())
+    );
+    assert_eq!(verify(rows).unwrap().rows, 2);
+}
