@@ -1,0 +1,433 @@
+//! Policies (`policies/*.toml`): which decision authorizes which bounded
+//! steps. Data, versioned and hashed: the sha256 of the file is stamped on
+//! every run and audit row.
+//!
+//! Parsing is strict (unknown keys refused, with the file and the key), the
+//! actions are the closed set of the contract, conditions are declarative
+//! (equality and existence), and every template is checked for syntax here
+//! so that a typo fails at load, not halfway through a run.
+
+pub mod template;
+
+use crate::sandbox::manifest::ActionKind;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("{path}: {problem}")]
+pub struct PolicyError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// When the source is read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Revalidate {
+    /// Once, before the first write.
+    Once,
+    /// Before every write.
+    BeforeEachWrite,
+}
+
+/// A record reference with templated fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordTemplate {
+    pub kind: String,
+    pub id: String,
+}
+
+/// A condition value: a string (templated) or a boolean (for `exists`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Expected {
+    Bool(bool),
+    Text(String),
+}
+
+/// `path = expected` pairs, all of which must hold. Paths: `exists`,
+/// `state`, `revision`, `fields.NAME`, `links` (contains).
+pub type Condition = BTreeMap<String, Expected>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTemplate {
+    pub url: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    pub subject: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// The closed set of actions, with templated arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ActionTemplate {
+    SetState(String),
+    AttachLink(LinkTemplate),
+    Annotate(String),
+    ClearEntry,
+    Publish(MessageTemplate),
+}
+
+impl ActionTemplate {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            ActionTemplate::SetState(_) => ActionKind::SetState,
+            ActionTemplate::AttachLink(_) => ActionKind::AttachLink,
+            ActionTemplate::Annotate(_) => ActionKind::Annotate,
+            ActionTemplate::ClearEntry => ActionKind::ClearEntry,
+            ActionTemplate::Publish(_) => ActionKind::Publish,
+        }
+    }
+
+    fn texts(&self) -> Vec<&str> {
+        match self {
+            ActionTemplate::SetState(s) | ActionTemplate::Annotate(s) => vec![s],
+            ActionTemplate::AttachLink(l) => vec![&l.url, &l.title],
+            ActionTemplate::ClearEntry => vec![],
+            ActionTemplate::Publish(m) => {
+                let mut v = vec![m.subject.as_str(), m.body.as_str()];
+                v.extend(m.links.iter().map(String::as_str));
+                v
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub id: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The CloudEvent `type` this policy answers.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Decision states (in `event.data.state`) that authorize the work.
+    pub states: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceSpec {
+    /// The adapter instance that reads decisions.
+    pub adapter: String,
+    pub record: RecordTemplate,
+    /// What the source must still show when read again.
+    pub must_match: Condition,
+    pub revalidate: Revalidate,
+    /// Values that identify the decision across re-sent events (e.g. review
+    /// id and version); with them, a new event id for the same decision is
+    /// still a duplicate.
+    #[serde(default)]
+    pub business_key: Vec<String>,
+}
+
+/// A mapping check made before any write.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    pub adapter: String,
+    pub record: RecordTemplate,
+    pub expect: Condition,
+}
+
+/// One bounded closure step.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Step {
+    pub id: String,
+    pub adapter: String,
+    pub record: RecordTemplate,
+    pub action: ActionTemplate,
+    /// The end state that counts as done (checked before, to skip, and
+    /// after, to confirm).
+    pub done_when: Condition,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FollowUpSpec {
+    /// A role, never a person.
+    pub route_to: String,
+    /// Hours a person has to pick it up.
+    #[serde(default = "default_sla_hours")]
+    pub sla_hours: u32,
+}
+
+fn default_sla_hours() -> u32 {
+    24
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPolicy {
+    policy: Header,
+    trigger: Trigger,
+    source: SourceSpec,
+    #[serde(default, rename = "check")]
+    checks: Vec<Check>,
+    #[serde(rename = "step")]
+    steps: Vec<Step>,
+    follow_up: FollowUpSpec,
+}
+
+/// A parsed, validated policy and the digest of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub id: String,
+    pub version: String,
+    pub sha256: String,
+    pub trigger: Trigger,
+    pub source: SourceSpec,
+    pub checks: Vec<Check>,
+    pub steps: Vec<Step>,
+    pub follow_up: FollowUpSpec,
+}
+
+const CONDITION_PATHS: &str = "exists, state, revision, links, fields.NAME";
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            path: path.to_path_buf(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        Policy::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+        let err = |problem: String| PolicyError {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        if raw.policy.id.trim().is_empty() || raw.policy.version.trim().is_empty() {
+            return Err(err("policy.id and policy.version must not be empty".into()));
+        }
+        if raw.trigger.states.is_empty() {
+            return Err(err(
+                "trigger.states is empty: no decision state would authorize anything".into(),
+            ));
+        }
+        if raw.steps.is_empty() {
+            return Err(err("a policy needs at least one [[step]]".into()));
+        }
+        if raw.follow_up.route_to.trim().is_empty() {
+            return Err(err("follow-up.route-to must name a role".into()));
+        }
+        let mut ids = BTreeSet::new();
+        for step in &raw.steps {
+            if !ids.insert(step.id.as_str()) {
+                return Err(err(format!("step id {:?} is used twice", step.id)));
+            }
+            if step.done_when.is_empty() {
+                return Err(err(format!(
+                    "step {}: done-when is empty; say which end state counts as done",
+                    step.id
+                )));
+            }
+        }
+
+        // Every template and condition path, checked now.
+        let check_text = |text: &str, place: String| {
+            template::references(text, &place).map_err(|e| err(e.to_string()))
+        };
+        let check_condition = |c: &Condition, place: &str| -> Result<(), PolicyError> {
+            for (key, expected) in c {
+                let valid = matches!(key.as_str(), "exists" | "state" | "revision" | "links")
+                    || key.strip_prefix("fields.").is_some_and(|f| !f.is_empty());
+                if !valid {
+                    return Err(err(format!(
+                        "{place}: unknown condition {key:?}; use {CONDITION_PATHS}"
+                    )));
+                }
+                match (key.as_str(), expected) {
+                    ("exists", Expected::Bool(_)) => {}
+                    ("exists", Expected::Text(_)) => {
+                        return Err(err(format!("{place}: exists takes true or false")));
+                    }
+                    (_, Expected::Bool(_)) => {
+                        return Err(err(format!("{place}: {key} takes a text value")));
+                    }
+                    (_, Expected::Text(t)) => {
+                        template::references(t, &format!("{place}.{key}"))
+                            .map_err(|e| err(e.to_string()))?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        check_text(&raw.source.record.kind, "source.record.kind".into())?;
+        check_text(&raw.source.record.id, "source.record.id".into())?;
+        check_condition(&raw.source.must_match, "source.must-match")?;
+        for (i, key) in raw.source.business_key.iter().enumerate() {
+            check_text(key, format!("source.business-key[{i}]"))?;
+        }
+        for check in &raw.checks {
+            let place = format!("check {:?}", check.name);
+            check_text(&check.record.kind, format!("{place} record.kind"))?;
+            check_text(&check.record.id, format!("{place} record.id"))?;
+            check_condition(&check.expect, &format!("{place} expect"))?;
+        }
+        for step in &raw.steps {
+            let place = format!("step {}", step.id);
+            check_text(&step.record.kind, format!("{place} record.kind"))?;
+            check_text(&step.record.id, format!("{place} record.id"))?;
+            for t in step.action.texts() {
+                check_text(t, format!("{place} action"))?;
+            }
+            check_condition(&step.done_when, &format!("{place} done-when"))?;
+        }
+
+        Ok(Policy {
+            id: raw.policy.id,
+            version: raw.policy.version,
+            sha256: crate::sandbox::package::sha256_hex(text.as_bytes()),
+            trigger: raw.trigger,
+            source: raw.source,
+            checks: raw.checks,
+            steps: raw.steps,
+            follow_up: raw.follow_up,
+        })
+    }
+
+    /// Every (adapter, action) the policy can ask for: what approving a
+    /// policy authorizes, and what a changed policy must not widen.
+    pub fn reach(&self) -> BTreeSet<(String, ActionKind)> {
+        self.steps
+            .iter()
+            .map(|s| (s.adapter.clone(), s.action.kind()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const RELEASE: &str = r#"
+[policy]
+id = "release-readiness-closure"
+version = "3"
+
+[trigger]
+type = "release.review.decided"
+states = ["accepted"]
+
+[source]
+adapter = "governance"
+record = { kind = "review", id = "{{event.data.review_id}}" }
+must-match = { state = "accepted", "fields.review_version" = "{{event.data.review_version}}" }
+revalidate = "before-each-write"
+business-key = ["{{event.data.review_id}}", "{{event.data.review_version}}"]
+
+[[check]]
+name = "milestone mapping"
+adapter = "tracker"
+record = { kind = "version", id = "{{context.milestone_id}}" }
+expect = { exists = true, "fields.release_id" = "{{event.data.release_id}}" }
+
+[[step]]
+id = "close-checklist"
+adapter = "checklist"
+record = { kind = "issue", id = "{{context.checklist_id}}" }
+action = { set-state = "closed" }
+done-when = { state = "closed" }
+
+[[step]]
+id = "clear-queue-entry"
+adapter = "queue"
+record = { kind = "entry", id = "{{event.data.review_id}}" }
+action = "clear-entry"
+done-when = { state = "cleared" }
+
+[[step]]
+id = "notify-coordinator"
+adapter = "notify"
+record = { kind = "channel", id = "release-coordinators" }
+action = { publish = { subject = "Release {{event.data.release_id}} ready for scheduling", links = ["{{context.evidence_url}}"] } }
+done-when = { exists = true }
+
+[follow-up]
+route-to = "release-coordinator"
+"#;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text, Path::new("policies/release.toml"))
+    }
+
+    #[test]
+    fn the_release_policy_parses_with_its_digest_and_reach() {
+        let p = parse(RELEASE).unwrap();
+        assert_eq!(
+            (p.id.as_str(), p.version.as_str()),
+            ("release-readiness-closure", "3")
+        );
+        assert_eq!(p.sha256.len(), 64);
+        assert_eq!(p.steps[1].action, ActionTemplate::ClearEntry);
+        assert_eq!(p.follow_up.sla_hours, 24);
+        assert!(
+            p.reach()
+                .contains(&("notify".to_string(), ActionKind::Publish))
+        );
+        assert_ne!(
+            parse(&RELEASE.replace("\"3\"", "\"4\"")).unwrap().sha256,
+            p.sha256
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_actions_are_refused_with_their_names() {
+        let err = parse(&RELEASE.replace("revalidate =", "retries = 3\nrevalidate =")).unwrap_err();
+        assert!(err.problem.contains("retries"), "{err}");
+        let err = parse(&RELEASE.replace("{ set-state = \"closed\" }", "{ deploy = \"prod\" }"))
+            .unwrap_err();
+        assert!(err.problem.contains("deploy"), "{err}");
+    }
+
+    #[test]
+    fn bad_templates_and_conditions_fail_at_load_naming_the_step() {
+        let err = parse(&RELEASE.replace("{{context.checklist_id}}", "{{env.HOME}}")).unwrap_err();
+        assert!(
+            err.problem.contains("step close-checklist record.id"),
+            "{err}"
+        );
+        let err = parse(&RELEASE.replace(
+            "done-when = { state = \"closed\" }",
+            "done-when = { status = \"closed\" }",
+        ))
+        .unwrap_err();
+        assert!(
+            err.problem.contains("unknown condition \"status\""),
+            "{err}"
+        );
+        let err = parse(&RELEASE.replace("exists = true,", "exists = \"yes\",")).unwrap_err();
+        assert!(err.problem.contains("exists takes true or false"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_step_ids_and_empty_triggers_are_refused() {
+        let err = parse(&RELEASE.replace("id = \"clear-queue-entry\"", "id = \"close-checklist\""))
+            .unwrap_err();
+        assert!(err.problem.contains("used twice"), "{err}");
+        let err = parse(&RELEASE.replace("states = [\"accepted\"]", "states = []")).unwrap_err();
+        assert!(err.problem.contains("trigger.states is empty"), "{err}");
+    }
+}
