@@ -241,7 +241,17 @@ impl Sandbox {
         package: &Package,
         approval: Option<&Approval>,
     ) -> Result<Inspection, LoadError> {
-        let (component, _) = self.component(package)?;
+        self.examine(package, approval)
+            .map(|(inspection, _, _)| inspection)
+    }
+
+    /// The inspection, and the component it was made from (for linking).
+    fn examine(
+        &self,
+        package: &Package,
+        approval: Option<&Approval>,
+    ) -> Result<(Inspection, Component, CacheOutcome), LoadError> {
+        let (component, cache) = self.component(package)?;
         let declared = &package.manifest.grants;
         let ty = component.component_type();
         let imports = ty
@@ -267,13 +277,14 @@ impl Sandbox {
             }
             _ => None,
         };
-        Ok(Inspection {
+        let inspection = Inspection {
             imports,
             exports,
             missing_exports,
             status,
             effective,
-        })
+        };
+        Ok((inspection, component, cache))
     }
 
     /// Load an adapter instance for running, or say exactly why not.
@@ -285,7 +296,7 @@ impl Sandbox {
     ) -> Result<LoadedAdapter, LoadError> {
         let name = package.manifest.name.clone();
         let shown = package.dir.display().to_string();
-        let inspection = self.inspect(package, approval)?;
+        let (inspection, component, cache) = self.examine(package, approval)?;
         // The approval verdict first: for bytes nobody approved, nothing
         // else about them matters yet.
         match inspection.status {
@@ -368,7 +379,6 @@ impl Sandbox {
             ceiling: self.ceiling.clone(),
         });
 
-        let (component, cache) = self.component(package)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
