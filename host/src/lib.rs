@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod pipeline;
 pub mod policy;
 pub mod sandbox;
 pub mod store;

@@ -5,6 +5,7 @@ mod approval;
 mod audit;
 mod cli;
 mod hostile;
+mod intake;
 mod reference;
 mod sandbox;
 mod support;

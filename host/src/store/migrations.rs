@@ -51,6 +51,21 @@ pub const MIGRATIONS: &[&str] = &[
         hash           TEXT NOT NULL UNIQUE
     );
     CREATE INDEX audit_by_run ON audit(run_id, seq);",
+    // 4: events as received. The unique keys are the dedupe: (source, id),
+    // and the business key a policy derives (a decision re-sent under a new
+    // event id is still the same decision).
+    "CREATE TABLE events (
+        seq          INTEGER PRIMARY KEY,
+        source       TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        event_type   TEXT NOT NULL,
+        business_key TEXT,
+        received_at  TEXT NOT NULL,
+        raw          TEXT NOT NULL,
+        UNIQUE (source, event_id)
+    );
+    CREATE UNIQUE INDEX events_by_business_key ON events(business_key)
+        WHERE business_key IS NOT NULL;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.

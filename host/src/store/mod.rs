@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod audit;
 pub mod decisions;
+pub mod events;
 pub mod migrations;
 
 use rusqlite::Connection;

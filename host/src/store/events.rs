@@ -1,0 +1,55 @@
+//! The `events` table: each delivery recorded once (see pipeline::intake).
+
+use crate::pipeline::intake::{CloudEvent, DuplicateOf};
+use crate::store::{StoreError, now_rfc3339};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// An event already stored under the same (source, id) or business key.
+pub fn find(
+    conn: &Connection,
+    source: &str,
+    event_id: &str,
+    business_key: Option<&str>,
+) -> Result<Option<(i64, DuplicateOf)>, StoreError> {
+    let by_id: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM events WHERE source = ?1 AND event_id = ?2",
+            params![source, event_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(seq) = by_id {
+        return Ok(Some((seq, DuplicateOf::EventId)));
+    }
+    let Some(key) = business_key else {
+        return Ok(None);
+    };
+    let by_key: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM events WHERE business_key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(by_key.map(|seq| (seq, DuplicateOf::BusinessKey)))
+}
+
+pub fn insert(
+    conn: &Connection,
+    event: &CloudEvent,
+    business_key: Option<&str>,
+) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO events (source, event_id, event_type, business_key, received_at, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            event.source,
+            event.id,
+            event.event_type,
+            business_key,
+            now_rfc3339(),
+            event.raw.to_string()
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
