@@ -55,7 +55,8 @@ async fn fixture(server: &TestServer) -> Fixture {
     let sandbox = sandbox();
     let adapter = approved(&sandbox, pkg.path(), &cfg);
     let instance = adapter.instantiate().await.unwrap();
-    // The sandbox may be dropped: the loaded adapter keeps its engine.
+    // The sandbox may be dropped: the loaded adapter keeps its engine and
+    // the epoch ticker.
     Fixture {
         _pkg: pkg,
         data,
@@ -260,6 +261,41 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     assert!(matches!(again, CallError::Dead { .. }), "{again}");
     let mut fresh = adapter.instantiate().await.unwrap();
     assert!(fresh.observe(&rec("noop", "")).await.unwrap().is_ok());
+}
+
+#[test]
+fn deadlines_still_fire_after_the_sandbox_is_dropped() {
+    let dir = package("probe", &probe_manifest("orphan", ""));
+    let adapter = {
+        let sandbox = sandbox();
+        approved(
+            &sandbox,
+            dir.path(),
+            &AdapterInstance::new("orphan", dir.path()),
+        )
+    };
+    // The call runs on a thread of its own: if its deadline never fired it
+    // would spin there forever, and this thread, still free, turns that into
+    // a failure. The bound is far above the adapter's own 1000 ms limit.
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let mut instance = adapter.instantiate().await.unwrap();
+            instance.observe(&rec("spin", "")).await
+        });
+        let _ = done.send(result);
+    });
+    let outcome = outcome
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the spinning call was never stopped");
+    assert!(
+        matches!(outcome, Err(CallError::Timeout { .. })),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

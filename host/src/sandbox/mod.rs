@@ -169,7 +169,9 @@ pub struct Sandbox {
     linker: Linker<HostState>,
     cache: ArtifactCache,
     ceiling: HostCeiling,
-    _ticker: EpochTicker,
+    /// Shared with every loaded adapter: deadlines must keep firing for as
+    /// long as anything can call a guest, even after the sandbox is dropped.
+    ticker: Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -210,13 +212,13 @@ impl Sandbox {
         let linker = linker::build(&engine).map_err(|e| host(format!("linker: {e:#}")))?;
         let cache = ArtifactCache::new(cache_dir, &engine)
             .map_err(|e| host(format!("artifact cache at {}: {e}", cache_dir.display())))?;
-        let _ticker = EpochTicker::start(&engine);
+        let ticker = Arc::new(EpochTicker::start(&engine));
         Ok(Sandbox {
             engine,
             linker,
             cache,
             ceiling,
-            _ticker,
+            ticker,
         })
     }
 
@@ -409,6 +411,7 @@ impl Sandbox {
             config: Arc::new(instance.config.clone()),
             http: http_policy,
             engine: self.engine.clone(),
+            _ticker: self.ticker.clone(),
             pre,
             source,
             target,
@@ -425,6 +428,7 @@ pub struct LoadedAdapter {
     config: Arc<BTreeMap<String, String>>,
     http: Arc<http::HttpPolicy>,
     engine: Engine,
+    _ticker: Arc<EpochTicker>,
     pre: InstancePre<HostState>,
     source: Option<source::GuestIndices>,
     target: Option<target::GuestIndices>,
