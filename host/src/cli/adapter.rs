@@ -1,7 +1,7 @@
 //! `handoff adapter ...`: what a security reviewer reads and decides with.
 
 use super::{Ctx, exit};
-use crate::sandbox::approval::{Change, Status};
+use crate::sandbox::approval::Status;
 use crate::sandbox::imports::Coverage;
 use crate::sandbox::manifest::{Grants, Manifest};
 use crate::sandbox::package::Package;
@@ -261,10 +261,7 @@ pub fn render(package: &Package, approval: Option<&Approval>, inspection: &Inspe
             &a.component_sha256[..12]
         );
     }
-    let changes: &[Change] = match &inspection.status {
-        Status::Widened(c) | Status::Approved { changes: c } => c,
-        _ => &[],
-    };
+    let changes = inspection.status.changes();
     if !changes.is_empty() {
         let _ = writeln!(out, "changed since approval (+ widened, - narrowed)");
         for c in changes {
@@ -313,12 +310,7 @@ struct Report<'a> {
 
 impl<'a> Report<'a> {
     fn new(package: &'a Package, approval: Option<&Approval>, i: &'a Inspection) -> Self {
-        let changes = match &i.status {
-            Status::Widened(c) | Status::Approved { changes: c } => {
-                c.iter().map(|c| c.to_string()).collect()
-            }
-            _ => Vec::new(),
-        };
+        let changes = i.status.changes().iter().map(|c| c.to_string()).collect();
         Report {
             name: &package.manifest.name,
             version: &package.manifest.version,
@@ -334,9 +326,7 @@ impl<'a> Report<'a> {
             status: status_line(&i.status),
             changes,
             effective: i.effective.as_ref(),
-            loads: i.uncovered().is_empty()
-                && i.missing_exports.is_empty()
-                && i.status.allows_load(),
+            loads: i.loads(),
         }
     }
 }

@@ -54,6 +54,14 @@ impl Status {
     pub fn allows_load(&self) -> bool {
         matches!(self, Status::Approved { .. })
     }
+
+    /// The differences from the approval, where the package was compared.
+    pub fn changes(&self) -> &[Change] {
+        match self {
+            Status::Widened(c) | Status::Approved { changes: c } => c,
+            _ => &[],
+        }
+    }
 }
 
 /// Compare a package with its latest approval record (if any).

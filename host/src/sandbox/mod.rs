@@ -194,6 +194,11 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// Whether `Sandbox::load` would accept the package (bindings aside).
+    pub fn loads(&self) -> bool {
+        self.uncovered().is_empty() && self.missing_exports.is_empty() && self.status.allows_load()
+    }
+
     pub fn uncovered(&self) -> Vec<(String, String)> {
         self.imports
             .iter()
@@ -220,10 +225,6 @@ impl Sandbox {
             ceiling,
             ticker,
         })
-    }
-
-    pub fn ceiling(&self) -> &HostCeiling {
-        &self.ceiling
     }
 
     /// Compile (or load from the cache) a package's component.
