@@ -37,11 +37,11 @@ fn the_same_event_delivered_ten_times_at_once_is_recorded_once() {
         .filter(|o| matches!(o, Intake::New { .. }))
         .collect();
     assert_eq!(new.len(), 1, "{outcomes:?}");
-    let Intake::New { seq } = *new[0] else {
+    let Intake::New { seq, .. } = *new[0] else {
         unreachable!()
     };
     assert!(outcomes.iter().all(|o| match o {
-        Intake::New { seq: s } | Intake::Duplicate { seq: s, .. } => *s == seq,
+        Intake::New { seq: s, .. } | Intake::Duplicate { seq: s, .. } => *s == seq,
     }));
 
     let store = Store::open(&db).unwrap();
@@ -68,21 +68,23 @@ fn the_same_event_delivered_ten_times_at_once_is_recorded_once() {
 fn a_re_sent_decision_under_a_new_event_id_is_a_duplicate_by_business_key() {
     let mut store = Store::in_memory().unwrap();
     let first = store.intake(&event("evt-1"), Some("RV-9@3")).unwrap();
-    let Intake::New { seq } = first else {
+    let Intake::New { seq, .. } = first else {
         panic!("{first:?}")
     };
     assert_eq!(
         store.intake(&event("evt-2"), Some("RV-9@3")).unwrap(),
         Intake::Duplicate {
             seq,
-            of: DuplicateOf::BusinessKey
+            of: DuplicateOf::BusinessKey,
+            run_id: None,
         }
     );
     assert_eq!(
         store.intake(&event("evt-1"), None).unwrap(),
         Intake::Duplicate {
             seq,
-            of: DuplicateOf::EventId
+            of: DuplicateOf::EventId,
+            run_id: None,
         }
     );
     // A new review version is a new decision.

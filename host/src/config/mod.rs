@@ -145,6 +145,44 @@ pub struct Config {
     pub cache_dir: PathBuf,
     pub ceiling: HostCeiling,
     pub adapters: BTreeMap<String, AdapterInstance>,
+    /// Policy files, in the order given.
+    pub policies: Vec<PathBuf>,
+    pub retry: Retry,
+}
+
+/// How transient target failures are retried: `attempts` calls in all, the
+/// pause doubling from `base_delay_ms` up to `max_delay_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Retry {
+    pub attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            base_delay_ms: 200,
+            max_delay_ms: 5_000,
+        }
+    }
+}
+
+impl Retry {
+    /// The pause before attempt `n` (1-based; attempt 1 has none).
+    pub fn delay_before(&self, attempt: u32) -> std::time::Duration {
+        if attempt <= 1 {
+            return std::time::Duration::ZERO;
+        }
+        let factor = 1u64 << (attempt - 2).min(20);
+        std::time::Duration::from_millis(
+            self.base_delay_ms
+                .saturating_mul(factor)
+                .min(self.max_delay_ms),
+        )
+    }
 }
 
 impl Default for Config {
@@ -155,6 +193,8 @@ impl Default for Config {
             cache_dir: PathBuf::from(".handoff/cache"),
             ceiling: HostCeiling::default(),
             adapters: BTreeMap::new(),
+            policies: Vec::new(),
+            retry: Retry::default(),
         }
     }
 }
@@ -168,6 +208,10 @@ struct RawConfig {
     ceiling: RawCeiling,
     #[serde(default)]
     adapters: BTreeMap<String, RawInstance>,
+    #[serde(default)]
+    policies: Vec<PathBuf>,
+    #[serde(default)]
+    retry: Retry,
 }
 
 #[derive(Deserialize, Default)]
@@ -278,6 +322,14 @@ impl Config {
                 sockets: raw.ceiling.sockets.unwrap_or(ceiling_defaults.sockets),
             },
             adapters,
+            policies: raw.policies.into_iter().map(resolve).collect(),
+            retry: if raw.retry.attempts == 0 {
+                return Err(invalid(
+                    "retry.attempts must be at least 1 (the first call counts)".into(),
+                ));
+            } else {
+                raw.retry
+            },
         })
     }
 }
@@ -328,6 +380,19 @@ secrets = { token = { file = "secrets/token" } }
             ..HostCeiling::default()
         };
         assert!(c.denies_ip("127.0.0.1".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn retry_pauses_double_up_to_the_cap() {
+        let r = Retry {
+            attempts: 5,
+            base_delay_ms: 100,
+            max_delay_ms: 300,
+        };
+        let ms: Vec<u128> = (1..=5).map(|n| r.delay_before(n).as_millis()).collect();
+        assert_eq!(ms, [0, 100, 200, 300, 300]);
+        let err = Config::parse("[retry]\nattempts = 0\n", Path::new("h.toml")).unwrap_err();
+        assert!(err.to_string().contains("retry.attempts"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (equality and existence), and every template is checked for syntax here
 //! so that a typo fails at load, not halfway through a run.
 
+pub mod condition;
 pub mod template;
 
 use crate::sandbox::manifest::ActionKind;
@@ -41,7 +42,7 @@ pub struct RecordTemplate {
 }
 
 /// A condition value: a string (templated) or a boolean (for `exists`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum Expected {
     Bool(bool),
@@ -49,7 +50,8 @@ pub enum Expected {
 }
 
 /// `path = expected` pairs, all of which must hold. Paths: `exists`,
-/// `state`, `revision`, `fields.NAME`, `links` (contains).
+/// `state`, `revision`, `fields.NAME`, `links` (contains), `applied` (the
+/// step's own key is on the record; `done-when` only).
 pub type Condition = BTreeMap<String, Expected>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -138,11 +140,24 @@ pub struct SourceSpec {
     pub business_key: Vec<String>,
 }
 
-/// A mapping check made before any write.
+/// What a check guards: it decides the reason code when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// A target record the steps write to (a milestone, a checklist).
+    #[default]
+    Mapping,
+    /// Archived evidence (a bundle and its digest).
+    Evidence,
+}
+
+/// A check made before any write: a record must exist and match.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
     pub name: String,
+    #[serde(default)]
+    pub guards: CheckKind,
     pub adapter: String,
     pub record: RecordTemplate,
     pub expect: Condition,
@@ -191,6 +206,8 @@ struct RawPolicy {
 /// A parsed, validated policy and the digest of its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The text as read: what an approval records and a run resumes under.
+    pub text: String,
     pub id: String,
     pub version: String,
     pub sha256: String,
@@ -201,7 +218,7 @@ pub struct Policy {
     pub follow_up: FollowUpSpec,
 }
 
-const CONDITION_PATHS: &str = "exists, state, revision, links, fields.NAME";
+const CONDITION_PATHS: &str = "exists, applied, state, revision, links, fields.NAME";
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
@@ -251,17 +268,24 @@ impl Policy {
         };
         let check_condition = |c: &Condition, place: &str| -> Result<(), PolicyError> {
             for (key, expected) in c {
-                let valid = matches!(key.as_str(), "exists" | "state" | "revision" | "links")
-                    || key.strip_prefix("fields.").is_some_and(|f| !f.is_empty());
+                let valid = matches!(
+                    key.as_str(),
+                    "exists" | "applied" | "state" | "revision" | "links"
+                ) || key.strip_prefix("fields.").is_some_and(|f| !f.is_empty());
                 if !valid {
                     return Err(err(format!(
                         "{place}: unknown condition {key:?}; use {CONDITION_PATHS}"
                     )));
                 }
                 match (key.as_str(), expected) {
-                    ("exists", Expected::Bool(_)) => {}
-                    ("exists", Expected::Text(_)) => {
-                        return Err(err(format!("{place}: exists takes true or false")));
+                    ("applied", _) if !place.ends_with("done-when") => {
+                        return Err(err(format!(
+                            "{place}: applied is about a step's own key; use it in done-when only"
+                        )));
+                    }
+                    ("exists" | "applied", Expected::Bool(_)) => {}
+                    ("exists" | "applied", Expected::Text(_)) => {
+                        return Err(err(format!("{place}: {key} takes true or false")));
                     }
                     (_, Expected::Bool(_)) => {
                         return Err(err(format!("{place}: {key} takes a text value")));
@@ -297,6 +321,7 @@ impl Policy {
         }
 
         Ok(Policy {
+            text: text.to_string(),
             id: raw.policy.id,
             version: raw.policy.version,
             sha256: crate::sandbox::package::sha256_hex(text.as_bytes()),
@@ -316,10 +341,26 @@ impl Policy {
             .map(|s| (s.adapter.clone(), s.action.kind()))
             .collect()
     }
+
+    /// Every adapter instance the policy reads or writes through.
+    pub fn adapters(&self) -> BTreeSet<&str> {
+        std::iter::once(self.source.adapter.as_str())
+            .chain(self.checks.iter().map(|c| c.adapter.as_str()))
+            .chain(self.steps.iter().map(|s| s.adapter.as_str()))
+            .collect()
+    }
+
+    /// The reach as `adapter: action` lines, for approvals and messages.
+    pub fn reach_lines(&self) -> Vec<String> {
+        self.reach()
+            .iter()
+            .map(|(a, k)| format!("{a}: {}", k.name()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const RELEASE: &str = r#"

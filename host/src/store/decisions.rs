@@ -9,6 +9,16 @@ impl Store {
     /// Append decisions in one transaction, each also as a row of the audit
     /// chain (kind `capability-decision`).
     pub fn record_decisions(&mut self, decisions: &[CapabilityDecision]) -> Result<(), StoreError> {
+        self.record_run_decisions(decisions, None, None)
+    }
+
+    /// As [`Store::record_decisions`], attributed to a run and its event.
+    pub fn record_run_decisions(
+        &mut self,
+        decisions: &[CapabilityDecision],
+        run_id: Option<&str>,
+        event_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         if decisions.is_empty() {
             return Ok(());
         }
@@ -41,6 +51,8 @@ impl Store {
                             "reason": d.reason,
                         }),
                         adapter_sha256: Some(d.component_sha256.clone()),
+                        run_id: run_id.map(str::to_string),
+                        event_id: event_id.map(str::to_string),
                         ..Default::default()
                     },
                 )?;

@@ -66,6 +66,65 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX events_by_business_key ON events(business_key)
         WHERE business_key IS NOT NULL;",
+    // 5: policies, runs, their steps, and follow-up packets.
+    // A policy approval keeps the approved text itself, so a run can always
+    // be resumed under exactly the policy it started with.
+    "CREATE TABLE policy_approvals (
+        id           INTEGER PRIMARY KEY,
+        policy_id    TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        reach_json   TEXT NOT NULL,
+        text         TEXT NOT NULL,
+        approved_by  TEXT NOT NULL,
+        approved_at  TEXT NOT NULL,
+        revoked_by   TEXT,
+        revoked_at   TEXT
+    );
+    CREATE INDEX policy_approvals_by_id ON policy_approvals(policy_id, id);
+    CREATE TABLE runs (
+        run_id        TEXT PRIMARY KEY,
+        event_seq     INTEGER NOT NULL UNIQUE REFERENCES events(seq),
+        event_id      TEXT NOT NULL,
+        policy_id     TEXT NOT NULL,
+        policy_sha256 TEXT NOT NULL,
+        context       TEXT NOT NULL,
+        outcome       TEXT CHECK (outcome IN ('completed', 'completed-with-skips',
+                        'partially-completed', 'halted-for-follow-up')),
+        lease_owner   TEXT,
+        lease_until   TEXT,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX runs_unfinished ON runs(run_id) WHERE outcome IS NULL;
+    CREATE TABLE steps (
+        run_id      TEXT NOT NULL REFERENCES runs(run_id),
+        position    INTEGER NOT NULL,
+        step_id     TEXT NOT NULL,
+        adapter     TEXT NOT NULL,
+        plan        TEXT NOT NULL,
+        idem_key    TEXT NOT NULL UNIQUE,
+        state       TEXT NOT NULL CHECK (state IN ('planned', 'observed', 'applied',
+                        'verified', 'skipped', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (run_id, step_id)
+    );
+    CREATE TABLE follow_ups (
+        id            INTEGER PRIMARY KEY,
+        run_id        TEXT NOT NULL REFERENCES runs(run_id),
+        reason        TEXT NOT NULL,
+        route_to      TEXT NOT NULL,
+        due_at        TEXT NOT NULL,
+        packet        TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        resolution    TEXT CHECK (resolution IN ('resume', 'abandon', 'mark-resolved')),
+        resolved_by   TEXT,
+        resolved_note TEXT,
+        resolved_at   TEXT
+    );
+    CREATE INDEX follow_ups_open ON follow_ups(id) WHERE resolution IS NULL;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.

@@ -8,7 +8,11 @@ pub mod adapters;
 pub mod audit;
 pub mod decisions;
 pub mod events;
+pub mod follow_ups;
 pub mod migrations;
+pub mod policies;
+pub mod runs;
+pub mod steps;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -96,8 +100,32 @@ impl Store {
 
 /// Now, as RFC 3339 UTC with milliseconds: sortable as text.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Millisecond)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_string()
+    rfc3339(jiff::Timestamp::now())
+}
+
+/// A time as RFC 3339 UTC with exactly three fraction digits, so that text
+/// order is time order (leases and due times are compared as text).
+pub fn rfc3339(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// `from_now` later than now, in the same form.
+pub fn rfc3339_in(from_now: std::time::Duration) -> String {
+    let span = jiff::SignedDuration::try_from(from_now).unwrap_or(jiff::SignedDuration::MAX);
+    rfc3339(
+        jiff::Timestamp::now()
+            .checked_add(span)
+            .unwrap_or(jiff::Timestamp::MAX),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_sort_as_text() {
+        let a = jiff::Timestamp::from_millisecond(1_700_000_000_790).unwrap();
+        let b = jiff::Timestamp::from_millisecond(1_700_000_000_795).unwrap();
+        assert!(super::rfc3339(a) < super::rfc3339(b));
+        assert_eq!(super::rfc3339(a), "2023-11-14T22:13:20.790Z");
+    }
 }

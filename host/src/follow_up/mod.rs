@@ -1,0 +1,221 @@
+//! Manual follow-up packets: the contract with a person when handoff stops.
+//!
+//! A packet says why (a reason code from a closed set), in one line what
+//! happened, which steps were done, skipped and are still pending, the
+//! source snapshot that was seen, the links, what the person may decide, the
+//! role it goes to and by when. It is rendered as Markdown for people and
+//! JSON for tools.
+
+use crate::policy::condition::{Mismatch, View};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Why a run stopped for a person. Closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// The source no longer shows the approval.
+    StaleApproval,
+    /// The decision was revoked, rejected or withdrawn.
+    Revoked,
+    /// A newer decision replaced this one.
+    Superseded,
+    /// The source shows another version than the event.
+    VersionMismatch,
+    /// A mapped target record does not exist.
+    MappingMissing,
+    /// A mapped target record exists but does not match.
+    MappingConflict,
+    EvidenceMissing,
+    EvidenceHashMismatch,
+    /// A target kept failing after every retry.
+    RetriesExhausted,
+    /// A target acknowledged a write but does not show its end state.
+    NotConfirmed,
+    /// The sandbox refused something the step needed.
+    CapabilityDenied,
+    /// A target refused the request as invalid.
+    TargetRefused,
+    /// The policy, or its approval, does not cover the request.
+    OutOfScope,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::StaleApproval => "stale-approval",
+            Reason::Revoked => "revoked",
+            Reason::Superseded => "superseded",
+            Reason::VersionMismatch => "version-mismatch",
+            Reason::MappingMissing => "mapping-missing",
+            Reason::MappingConflict => "mapping-conflict",
+            Reason::EvidenceMissing => "evidence-missing",
+            Reason::EvidenceHashMismatch => "evidence-hash-mismatch",
+            Reason::RetriesExhausted => "retries-exhausted",
+            Reason::NotConfirmed => "not-confirmed",
+            Reason::CapabilityDenied => "capability-denied",
+            Reason::TargetRefused => "target-refused",
+            Reason::OutOfScope => "out-of-scope",
+        }
+    }
+}
+
+/// What a person may decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// Revalidate and carry out only the unfinished steps.
+    Resume,
+    /// Stop for good; nothing more is written.
+    Abandon,
+    /// The person finished the work by hand.
+    MarkResolved,
+}
+
+impl Resolution {
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Resume => "resume",
+            Resolution::Abandon => "abandon",
+            Resolution::MarkResolved => "mark-resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Resolution> {
+        [
+            Resolution::Resume,
+            Resolution::Abandon,
+            Resolution::MarkResolved,
+        ]
+        .into_iter()
+        .find(|r| r.name() == s)
+    }
+}
+
+/// A step as the packet reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLine {
+    pub step: String,
+    pub adapter: String,
+    pub record: String,
+    pub action: String,
+}
+
+/// The packet itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packet {
+    pub reason: Reason,
+    pub summary: String,
+    pub run_id: String,
+    pub event_id: String,
+    pub policy: String,
+    pub policy_sha256: String,
+    pub done: Vec<StepLine>,
+    pub skipped: Vec<StepLine>,
+    pub pending: Vec<StepLine>,
+    /// The source record as read when the run stopped (if it was read).
+    pub source_snapshot: Option<View>,
+    /// The condition that did not hold, when one did not.
+    pub mismatch: Option<Mismatch>,
+    pub links: Vec<String>,
+    pub next_actions: Vec<Resolution>,
+    pub route_to: String,
+    pub due_at: String,
+}
+
+/// A stored packet and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FollowUp {
+    pub id: i64,
+    pub created_at: String,
+    pub packet: Packet,
+    pub resolution: Option<Resolution>,
+    pub resolved_by: Option<String>,
+    pub resolved_note: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+impl FollowUp {
+    pub fn is_open(&self) -> bool {
+        self.resolution.is_none()
+    }
+
+    /// The packet for a person.
+    pub fn markdown(&self) -> String {
+        let p = &self.packet;
+        let mut md = String::new();
+        let _ = writeln!(md, "# Follow-up {}: {}\n", self.id, p.reason.name());
+        let _ = writeln!(md, "{}\n", p.summary);
+        let _ = writeln!(md, "- **Route to:** {} (a role)", p.route_to);
+        let _ = writeln!(md, "- **Due:** {}", p.due_at);
+        let _ = writeln!(md, "- **Run:** {} (event {})", p.run_id, p.event_id);
+        let _ = writeln!(
+            md,
+            "- **Policy:** {} (sha256 {})",
+            p.policy, p.policy_sha256
+        );
+        match &self.resolution {
+            None => {
+                let _ = writeln!(md, "- **Status:** open");
+            }
+            Some(r) => {
+                let _ = writeln!(
+                    md,
+                    "- **Status:** {} by {} at {}",
+                    r.name(),
+                    self.resolved_by.as_deref().unwrap_or("?"),
+                    self.resolved_at.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        if let Some(m) = &p.mismatch {
+            let _ = writeln!(md, "\n**What did not hold:** {m}");
+        }
+        for (title, steps) in [
+            ("Done", &p.done),
+            ("Skipped (already in their end state)", &p.skipped),
+            ("Still pending", &p.pending),
+        ] {
+            let _ = writeln!(md, "\n## {title}");
+            if steps.is_empty() {
+                let _ = writeln!(md, "- (none)");
+            }
+            for s in steps {
+                let _ = writeln!(
+                    md,
+                    "- `{}`: {} on {} via {}",
+                    s.step, s.action, s.record, s.adapter
+                );
+            }
+        }
+        if let Some(v) = &p.source_snapshot {
+            let _ = writeln!(md, "\n## Source as seen");
+            let _ = writeln!(
+                md,
+                "- exists: {}, state: {:?}, revision: {}",
+                v.exists,
+                v.state,
+                v.revision.as_deref().unwrap_or("-")
+            );
+            for (k, val) in &v.fields {
+                let _ = writeln!(md, "- {k}: {val:?}");
+            }
+        }
+        if !p.links.is_empty() {
+            let _ = writeln!(md, "\n## Links");
+            for l in &p.links {
+                let _ = writeln!(md, "- {l}");
+            }
+        }
+        let _ = writeln!(md, "\n## Next");
+        for a in &p.next_actions {
+            let _ = writeln!(
+                md,
+                "- `handoff follow-ups resolve {} --action {} --by ROLE --note TEXT`",
+                self.id,
+                a.name()
+            );
+        }
+        md
+    }
+}

@@ -1,0 +1,109 @@
+//! The `follow_ups` table: packets handed to people, and their resolution
+//! (who decided what, when). The packet is stored whole here; the audit
+//! chain gets only its reason and identifiers.
+
+use super::{StoreError, now_rfc3339};
+use crate::follow_up::{FollowUp, Packet, Resolution};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+pub fn insert(tx: &Transaction<'_>, packet: &Packet) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO follow_ups (run_id, reason, route_to, due_at, packet, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            packet.run_id,
+            packet.reason.name(),
+            packet.route_to,
+            packet.due_at,
+            serde_json::to_string(packet).expect("a packet encodes"),
+            now_rfc3339()
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+const SELECT: &str = "SELECT id, created_at, packet, resolution, resolved_by, resolved_note,
+    resolved_at FROM follow_ups";
+
+/// A row as stored, before the packet is decoded.
+struct RawFollowUp {
+    id: i64,
+    created_at: String,
+    packet: String,
+    resolution: Option<String>,
+    resolved_by: Option<String>,
+    resolved_note: Option<String>,
+    resolved_at: Option<String>,
+}
+
+fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawFollowUp> {
+    Ok(RawFollowUp {
+        id: r.get(0)?,
+        created_at: r.get(1)?,
+        packet: r.get(2)?,
+        resolution: r.get(3)?,
+        resolved_by: r.get(4)?,
+        resolved_note: r.get(5)?,
+        resolved_at: r.get(6)?,
+    })
+}
+
+fn decode(raw: RawFollowUp) -> Result<FollowUp, StoreError> {
+    let id = raw.id;
+    Ok(FollowUp {
+        id,
+        created_at: raw.created_at,
+        packet: serde_json::from_str(&raw.packet)
+            .map_err(|e| StoreError::Corrupt(format!("follow-up {id}: {e}")))?,
+        resolution: raw
+            .resolution
+            .map(|r| {
+                Resolution::parse(&r)
+                    .ok_or_else(|| StoreError::Corrupt(format!("follow-up {id}: resolution {r:?}")))
+            })
+            .transpose()?,
+        resolved_by: raw.resolved_by,
+        resolved_note: raw.resolved_note,
+        resolved_at: raw.resolved_at,
+    })
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<FollowUp>, StoreError> {
+    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], read)
+        .optional()?
+        .map(decode)
+        .transpose()
+}
+
+/// Follow-ups, newest first; only open ones unless `all`.
+pub fn list(conn: &Connection, all: bool) -> Result<Vec<FollowUp>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} WHERE ?1 OR resolution IS NULL ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map([all], read)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// A run's follow-ups, oldest first.
+pub fn for_run(conn: &Connection, run_id: &str) -> Result<Vec<FollowUp>, StoreError> {
+    let mut stmt = conn.prepare(&format!("{SELECT} WHERE run_id = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map([run_id], read)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// Record a resolution; false when the follow-up was already resolved.
+pub fn resolve(
+    tx: &Transaction<'_>,
+    id: i64,
+    resolution: Resolution,
+    by: &str,
+    note: &str,
+) -> Result<bool, StoreError> {
+    let changed = tx.execute(
+        "UPDATE follow_ups SET resolution = ?1, resolved_by = ?2, resolved_note = ?3,
+             resolved_at = ?4
+         WHERE id = ?5 AND resolution IS NULL",
+        params![resolution.name(), by, note, now_rfc3339(), id],
+    )?;
+    Ok(changed == 1)
+}

@@ -1,0 +1,276 @@
+//! The `runs` table: one run per accepted event, its policy digest and
+//! context, its outcome once it has one, and the lease that keeps two
+//! drivers from working on it at once.
+//!
+//! A run with no outcome is unfinished: `handoff resume` (and a restarted
+//! service) picks it up.
+
+use super::{StoreError, now_rfc3339};
+use crate::pipeline::Outcome;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use std::time::Duration;
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub event_seq: i64,
+    pub event_id: String,
+    /// The decision's business key, when the policy defines one.
+    pub business_key: Option<String>,
+    pub event_source: String,
+    pub policy_id: String,
+    pub policy_sha256: String,
+    pub context: serde_json::Value,
+    /// The event as received (the template scope `event.*`).
+    pub event: serde_json::Value,
+    pub outcome: Option<Outcome>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a new run records.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub policy_id: &'a str,
+    pub policy_sha256: &'a str,
+    pub context: &'a serde_json::Value,
+}
+
+/// The run id of the run for event `seq`.
+pub fn run_id_for(event_seq: i64) -> String {
+    format!("run-{event_seq}")
+}
+
+pub fn insert(
+    tx: &Transaction<'_>,
+    event_seq: i64,
+    event_id: &str,
+    new: &NewRun<'_>,
+) -> Result<String, StoreError> {
+    let run_id = run_id_for(event_seq);
+    let now = now_rfc3339();
+    tx.execute(
+        "INSERT INTO runs (run_id, event_seq, event_id, policy_id, policy_sha256, context,
+                           created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![
+            run_id,
+            event_seq,
+            event_id,
+            new.policy_id,
+            new.policy_sha256,
+            new.context.to_string(),
+            now
+        ],
+    )?;
+    Ok(run_id)
+}
+
+const SELECT: &str = "SELECT r.run_id, r.event_seq, r.event_id, r.policy_id, r.policy_sha256,
+        r.context, e.raw, r.outcome, r.created_at, r.updated_at, e.business_key, e.source
+    FROM runs r JOIN events e ON e.seq = r.event_seq";
+
+fn json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+/// A row as stored, before its JSON columns are decoded.
+struct RawRun {
+    run_id: String,
+    event_seq: i64,
+    event_id: String,
+    policy_id: String,
+    policy_sha256: String,
+    context: String,
+    event: String,
+    outcome: Option<String>,
+    created_at: String,
+    updated_at: String,
+    business_key: Option<String>,
+    event_source: String,
+}
+
+fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok(RawRun {
+        run_id: r.get(0)?,
+        event_seq: r.get(1)?,
+        event_id: r.get(2)?,
+        policy_id: r.get(3)?,
+        policy_sha256: r.get(4)?,
+        context: r.get(5)?,
+        event: r.get(6)?,
+        outcome: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        business_key: r.get(10)?,
+        event_source: r.get(11)?,
+    })
+}
+
+fn parse_outcome(o: &str) -> Result<Outcome, StoreError> {
+    Outcome::parse(o).ok_or_else(|| StoreError::Corrupt(format!("unknown outcome {o:?}")))
+}
+
+fn decode(raw: RawRun) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        context: json(&raw.context)?,
+        event: json(&raw.event)?,
+        outcome: raw.outcome.as_deref().map(parse_outcome).transpose()?,
+        run_id: raw.run_id,
+        event_seq: raw.event_seq,
+        event_id: raw.event_id,
+        business_key: raw.business_key,
+        event_source: raw.event_source,
+        policy_id: raw.policy_id,
+        policy_sha256: raw.policy_sha256,
+        created_at: raw.created_at,
+        updated_at: raw.updated_at,
+    })
+}
+
+pub fn get(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    conn.query_row(&format!("{SELECT} WHERE r.run_id = ?1"), [run_id], read)
+        .optional()?
+        .map(decode)
+        .transpose()
+}
+
+/// The run started by event `seq`, if any.
+pub fn for_event(conn: &Connection, event_seq: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT run_id FROM runs WHERE event_seq = ?1",
+            [event_seq],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Runs, newest first.
+pub fn list(conn: &Connection, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY r.event_seq DESC LIMIT ?1"))?;
+    let rows = stmt.query_map([limit as i64], read)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// Runs without an outcome, oldest first.
+pub fn unfinished(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT run_id FROM runs WHERE outcome IS NULL ORDER BY event_seq")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Set (or, for a resumed run, clear) the outcome, ending the lease.
+pub fn set_outcome(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    outcome: Option<Outcome>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE runs SET outcome = ?1, updated_at = ?2, lease_owner = NULL, lease_until = NULL
+         WHERE run_id = ?3",
+        params![outcome.map(Outcome::name), now_rfc3339(), run_id],
+    )?;
+    Ok(())
+}
+
+/// Who holds a lease: this host and process.
+pub fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Whether a lease holder is a process on this host that no longer exists
+/// (killed): its lease need not run out before another takes the run.
+fn holder_is_gone(owner: &str, mine: &str) -> bool {
+    let (Some((host, pid)), Some((my_host, _))) = (owner.rsplit_once(':'), mine.rsplit_once(':'))
+    else {
+        return false;
+    };
+    host == my_host
+        && pid.parse::<u32>().is_ok()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Why a run could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Taken,
+    /// It already has an outcome.
+    Finished(Outcome),
+    /// Another live driver holds it until the given time.
+    Held {
+        owner: String,
+        until: String,
+    },
+    Missing,
+}
+
+/// Take a run for driving, or say why not. A lease runs out after `ttl`
+/// unless renewed; a lease held by a dead process on this host is taken
+/// over at once.
+pub fn claim(
+    conn: &mut Connection,
+    run_id: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<Claim, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = tx
+        .query_row(
+            "SELECT outcome, lease_owner, lease_until FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((outcome, holder, until)) = row else {
+        return Ok(Claim::Missing);
+    };
+    if let Some(o) = outcome {
+        return Ok(Claim::Finished(parse_outcome(&o)?));
+    }
+    let now = now_rfc3339();
+    if let (Some(holder), Some(until)) = (holder, until)
+        && holder != owner
+        && until > now
+        && !holder_is_gone(&holder, owner)
+    {
+        return Ok(Claim::Held {
+            owner: holder,
+            until,
+        });
+    }
+    renew(&tx, run_id, owner, ttl)?;
+    tx.commit()?;
+    Ok(Claim::Taken)
+}
+
+/// Extend the lease (inside a step's transaction).
+pub fn renew(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let until = super::rfc3339_in(ttl);
+    tx.execute(
+        "UPDATE runs SET lease_owner = ?1, lease_until = ?2, updated_at = ?3 WHERE run_id = ?4",
+        params![owner, until, now_rfc3339(), run_id],
+    )?;
+    Ok(())
+}
+
+/// Give a lease back without finishing (the run stays unfinished).
+pub fn release(conn: &Connection, run_id: &str, owner: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE runs SET lease_owner = NULL, lease_until = NULL
+         WHERE run_id = ?1 AND lease_owner = ?2",
+        params![run_id, owner],
+    )?;
+    Ok(())
+}

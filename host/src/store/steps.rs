@@ -1,0 +1,142 @@
+//! The `steps` table: each planned step of a run and where it stands.
+//!
+//! planned → observed (about to write, key recorded) → applied → verified;
+//! planned → skipped (the end state already held); any → failed (retries
+//! exhausted or refused; a resumed run starts it again from observe).
+
+use super::{StoreError, now_rfc3339};
+use crate::pipeline::plan::PlannedStep;
+use rusqlite::{Connection, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    Planned,
+    Observed,
+    Applied,
+    Verified,
+    Skipped,
+    Failed,
+}
+
+impl StepState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepState::Planned => "planned",
+            StepState::Observed => "observed",
+            StepState::Applied => "applied",
+            StepState::Verified => "verified",
+            StepState::Skipped => "skipped",
+            StepState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<StepState> {
+        [
+            StepState::Planned,
+            StepState::Observed,
+            StepState::Applied,
+            StepState::Verified,
+            StepState::Skipped,
+            StepState::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.name() == s)
+    }
+
+    /// Whether nothing is left to do for the step.
+    pub fn is_final(self) -> bool {
+        matches!(self, StepState::Verified | StepState::Skipped)
+    }
+}
+
+/// A stored step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRow {
+    pub plan: PlannedStep,
+    pub state: StepState,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub updated_at: String,
+}
+
+/// Store a run's plan, every step `planned`.
+pub fn insert_plan(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    steps: &[PlannedStep],
+) -> Result<(), StoreError> {
+    let now = now_rfc3339();
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO steps (run_id, position, step_id, adapter, plan, idem_key, state, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'planned', ?7)",
+    )?;
+    for (position, step) in steps.iter().enumerate() {
+        let plan = serde_json::to_string(step).expect("a plan encodes");
+        stmt.execute(params![
+            run_id,
+            position as i64,
+            step.id,
+            step.adapter,
+            plan,
+            step.key,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+/// A run's steps in plan order.
+pub fn for_run(conn: &Connection, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT plan, state, attempts, error, updated_at FROM steps
+         WHERE run_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (plan, state, attempts, error, updated_at) = row?;
+        Ok(StepRow {
+            plan: serde_json::from_str(&plan)
+                .map_err(|e| StoreError::Corrupt(format!("stored plan: {e}")))?,
+            state: StepState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("step state {state:?}")))?,
+            attempts,
+            error,
+            updated_at,
+        })
+    })
+    .collect()
+}
+
+/// Move a step to `state`; `attempts` adds to its count of write attempts.
+pub fn set_state(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    step_id: &str,
+    state: StepState,
+    attempts: u32,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE steps SET state = ?1, attempts = attempts + ?2, error = ?3, updated_at = ?4
+         WHERE run_id = ?5 AND step_id = ?6",
+    )?
+    .execute(params![
+        state.name(),
+        attempts,
+        error,
+        now_rfc3339(),
+        run_id,
+        step_id
+    ])?;
+    Ok(())
+}
