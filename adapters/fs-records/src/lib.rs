@@ -7,6 +7,13 @@
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
 //! operators can count what was really written. Applying an action whose
 //! key the record already carries changes nothing and journals nothing.
+//!
+//! Two behaviours of real record systems, on request:
+//! - a file `/records/OFFLINE` means the store is down for maintenance:
+//!   every call answers `transient` until it is removed;
+//! - config `frozen-kinds` (comma-separated kinds) makes `set-state` on those
+//!   kinds answer success without changing anything, as a tracker does when
+//!   its workflow forbids a transition.
 
 use handoff_sdk::{
     Action, AdapterError, Decision, Observed, RecordRef, Source, Target, action_name, export, fs,
@@ -15,6 +22,22 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const JOURNAL: &str = "/records/journal.jsonl";
+const OFFLINE: &str = "/records/OFFLINE";
+
+fn online() -> Result<(), AdapterError> {
+    if fs::exists(OFFLINE) {
+        return Err(AdapterError::Transient(format!(
+            "the record store is offline for maintenance ({OFFLINE} is present)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether state changes on `kind` are acknowledged and ignored.
+fn frozen(kind: &str) -> bool {
+    handoff_sdk::config("frozen-kinds")
+        .is_some_and(|list| list.split(',').any(|k| k.trim() == kind))
+}
 
 /// A record as stored.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -105,6 +128,7 @@ struct Records;
 
 impl Source for Records {
     fn read_decision(record: RecordRef) -> Result<Decision, AdapterError> {
+        online()?;
         let found = load(&record)?.ok_or_else(|| {
             AdapterError::NotFound(format!("record {}/{}", record.kind, record.id))
         })?;
@@ -120,11 +144,16 @@ impl Source for Records {
 
 impl Target for Records {
     fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
+        online()?;
         Ok(observed(load(&record)?.as_ref()))
     }
 
     fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
+        online()?;
         let existing = load(&record)?;
+        if matches!(action, Action::SetState(_)) && frozen(&record.kind) {
+            return Ok(observed(existing.as_ref()));
+        }
         if existing
             .as_ref()
             .is_some_and(|r| r.applied_keys.contains(&key))
@@ -278,6 +307,28 @@ mod tests {
         let channel = h.run(|| Records::observe(rec("channel", "coord"))).unwrap();
         assert!(channel.exists && channel.applied_keys == ["c"]);
         assert_eq!(journal(&dir).len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn offline_is_transient_and_frozen_kinds_ignore_state_changes() {
+        let (h, dir) = harness("quirks");
+        std::fs::write(dir.join("OFFLINE"), b"").unwrap();
+        let e = h.run(|| Records::observe(rec("checklist", "CL-7")));
+        assert!(matches!(e, Err(AdapterError::Transient(_))), "{e:?}");
+        std::fs::remove_file(dir.join("OFFLINE")).unwrap();
+        let h = h.config("frozen-kinds", "milestone, checklist");
+        let after = h
+            .run(|| {
+                Records::apply(
+                    rec("checklist", "CL-7"),
+                    Action::SetState("closed".into()),
+                    "k".into(),
+                )
+            })
+            .unwrap();
+        assert_eq!(after.state, "open");
+        assert!(journal(&dir).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
