@@ -2,13 +2,18 @@
 //! capabilities each adapter declared and an operator approved, and proves
 //! what it did.
 //!
-//! Module map: [`sandbox`] loads and runs adapter components under least
-//! privilege; [`audit`] is the hash-chained audit trail; [`store`] is the durable SQLite store; [`config`] is the
-//! operator's `handoff.toml`; [`cli`] is the `handoff` command.
+//! Module map: [`pipeline`] takes an event through intake, revalidation,
+//! validation, planning, execution and confirmation; [`policy`] says which
+//! decision authorizes which steps; [`follow_up`] is the packet handed to a
+//! person when a run stops; [`sandbox`] loads and runs adapter components
+//! under least privilege; [`audit`] is the hash-chained audit trail;
+//! [`store`] is the durable SQLite store; [`config`] is the operator's
+//! `handoff.toml`; [`cli`] is the `handoff` command.
 
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod follow_up;
 pub mod pipeline;
 pub mod policy;
 pub mod sandbox;

@@ -6,6 +6,8 @@ mod audit;
 mod cli;
 mod hostile;
 mod intake;
+mod pipeline;
 mod reference;
 mod sandbox;
+mod scenario;
 mod support;

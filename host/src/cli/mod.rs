@@ -3,6 +3,10 @@
 
 mod adapter;
 mod audit;
+mod follow_ups;
+mod policy;
+mod run;
+mod runs;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -37,6 +41,31 @@ enum Command {
     /// Verify and export the audit chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Review, approve and revoke policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Take one event through the pipeline.
+    Run {
+        /// A CloudEvents 1.0 JSON file.
+        #[arg(long)]
+        event: PathBuf,
+        /// The linked workflow context (JSON object), for `{{context.*}}`.
+        #[arg(long)]
+        context: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drive every unfinished run (after a crash or a stop) to an outcome.
+    Resume {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List runs and show one run's timeline.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Packets handed to people, and their resolution.
+    #[command(subcommand, name = "follow-ups")]
+    FollowUps(follow_ups::FollowUpsCommand),
 }
 
 /// Exit codes, stable for scripts.
@@ -47,6 +76,9 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// The command line itself was wrong (clap's code).
     pub const USAGE: u8 = 2;
+    /// A run ended needing a person: halted-for-follow-up or
+    /// partially-completed.
+    pub const FOLLOW_UP: u8 = 3;
     /// `audit verify` found the chain broken.
     pub const VERIFY_FAILED: u8 = 4;
 }
@@ -85,6 +117,15 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
+        Command::Policy(cmd) => policy::run(cmd, &ctx),
+        Command::Run {
+            event,
+            context,
+            json,
+        } => run::run_event(&ctx, &event, context.as_deref(), json),
+        Command::Resume { json } => run::resume(&ctx, json),
+        Command::Runs(cmd) => runs::run(cmd, &ctx),
+        Command::FollowUps(cmd) => follow_ups::run(cmd, &ctx),
     }
 }
 

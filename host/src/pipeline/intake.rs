@@ -3,6 +3,7 @@
 //! a duplicate: no new run. The event row and its audit row commit together.
 
 use crate::audit::Entry;
+use crate::store::runs::{self, NewRun};
 use crate::store::{Store, StoreError};
 use serde_json::Value;
 use thiserror::Error;
@@ -110,12 +111,17 @@ pub enum DuplicateOf {
 }
 
 /// What intake did with a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intake {
-    /// First delivery: stored as event `seq`.
-    New { seq: i64 },
-    /// Already stored as event `seq`: suppressed, no new run.
-    Duplicate { seq: i64, of: DuplicateOf },
+    /// First delivery: stored as event `seq`, with its run when one was asked for.
+    New { seq: i64, run_id: Option<String> },
+    /// Already stored as event `seq`: suppressed, no new run. `run_id` is
+    /// the run the first delivery started, if any.
+    Duplicate {
+        seq: i64,
+        of: DuplicateOf,
+        run_id: Option<String>,
+    },
 }
 
 impl Store {
@@ -126,28 +132,54 @@ impl Store {
         event: &CloudEvent,
         business_key: Option<&str>,
     ) -> Result<Intake, StoreError> {
+        self.intake_run(event, business_key, None)
+    }
+
+    /// Record a delivery once and, when it is new, create its run in the
+    /// same transaction: an event is never stored without the run it
+    /// starts, nor a run without its event.
+    pub fn intake_run(
+        &mut self,
+        event: &CloudEvent,
+        business_key: Option<&str>,
+        run: Option<&NewRun<'_>>,
+    ) -> Result<Intake, StoreError> {
         let tx = self
             .conn_mut()
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing = crate::store::events::find(&tx, &event.source, &event.id, business_key)?;
         let (outcome, kind) = match existing {
-            Some((seq, of)) => (Intake::Duplicate { seq, of }, "duplicate-suppressed"),
+            Some((seq, of)) => {
+                let run_id = runs::for_event(&tx, seq)?;
+                (
+                    Intake::Duplicate { seq, of, run_id },
+                    "duplicate-suppressed",
+                )
+            }
             None => {
                 let seq = crate::store::events::insert(&tx, event, business_key)?;
-                (Intake::New { seq }, "event-received")
+                let run_id = run
+                    .map(|new| runs::insert(&tx, seq, &event.id, new))
+                    .transpose()?;
+                (Intake::New { seq, run_id }, "event-received")
             }
+        };
+        let (seq, run_id) = match &outcome {
+            Intake::New { seq, run_id } | Intake::Duplicate { seq, run_id, .. } => (*seq, run_id),
         };
         crate::store::audit::append(
             &tx,
             &Entry {
+                run_id: run_id.clone(),
                 event_id: Some(event.id.clone()),
                 kind: kind.into(),
                 payload: serde_json::json!({
                     "source": event.source,
                     "type": event.event_type,
                     "business_key": business_key,
-                    "event_seq": match outcome { Intake::New { seq } | Intake::Duplicate { seq, .. } => seq },
+                    "event_seq": seq,
                 }),
+                policy_sha256: run.map(|r| r.policy_sha256.to_string()),
                 ..Default::default()
             },
         )?;

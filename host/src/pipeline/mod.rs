@@ -1,4 +1,424 @@
-//! The hand-off pipeline, one module per stage. Built so far: [`intake`].
-//! Still to come: revalidate, validate, plan, execute, confirm.
+//! The pipeline: intake → revalidate → validate → plan → execute → confirm →
+//! completion record. Each stage is a module with one job; the [`Engine`]
+//! holds what they share (store, sandbox, approved policies) and
+//! [`driver`] moves a run through them, writing every state transition and
+//! its audit row in one transaction.
 
+pub mod calls;
+pub mod confirm;
+pub mod driver;
+pub mod execute;
+pub mod faults;
 pub mod intake;
+pub mod plan;
+pub mod resolve;
+pub mod revalidate;
+pub mod validate;
+
+use crate::config::{AdapterInstance, Config};
+use crate::policy::template::{Scope, TemplateError};
+use crate::policy::{Policy, PolicyError};
+use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
+use crate::store::policies::PolicyStatus;
+use crate::store::runs::{self, NewRun};
+use crate::store::{Store, StoreError};
+use intake::{CloudEvent, EventError, Intake};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How a run ended. Closed set: the CLI, the audit chain and the store use
+/// these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every step applied and confirmed.
+    Completed,
+    /// Done; some steps were already in their end state (skipped as idempotent).
+    CompletedWithSkips,
+    /// A target failed after its retries, or did not confirm; resumable.
+    PartiallyCompleted,
+    /// Stale, revoked, superseded, mapping drift, evidence mismatch,
+    /// out of scope, capability denied: a person decides.
+    HaltedForFollowUp,
+    /// The decision was already received: no new run.
+    DuplicateSuppressed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Completed,
+        Outcome::CompletedWithSkips,
+        Outcome::PartiallyCompleted,
+        Outcome::HaltedForFollowUp,
+        Outcome::DuplicateSuppressed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::CompletedWithSkips => "completed-with-skips",
+            Outcome::PartiallyCompleted => "partially-completed",
+            Outcome::HaltedForFollowUp => "halted-for-follow-up",
+            Outcome::DuplicateSuppressed => "duplicate-suppressed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.name() == s)
+    }
+
+    /// Whether a person has something to do.
+    pub fn needs_follow_up(self) -> bool {
+        matches!(
+            self,
+            Outcome::PartiallyCompleted | Outcome::HaltedForFollowUp
+        )
+    }
+}
+
+/// Why the pipeline could not take or drive a run (as opposed to a run that
+/// ended in a follow-up, which is an outcome).
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(
+        "no configured policy is triggered by events of type {event_type:?} (configured: {known})"
+    )]
+    NoPolicy { event_type: String, known: String },
+    #[error(
+        "policies {first} and {second} are both triggered by {event_type:?}; one event type, one policy"
+    )]
+    AmbiguousTrigger {
+        event_type: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "policy {policy} ({path}): adapter instance {adapter:?} is not configured; add [adapters.{adapter}] to the configuration"
+    )]
+    UnknownAdapter {
+        policy: String,
+        path: PathBuf,
+        adapter: String,
+    },
+    #[error("policy {policy} ({path}) {problem}")]
+    PolicyNotApproved {
+        policy: String,
+        path: PathBuf,
+        problem: String,
+    },
+    #[error("event {event_id}: {problem}")]
+    Trigger { event_id: String, problem: String },
+    #[error("no run {0}; see handoff runs list")]
+    NoSuchRun(String),
+    #[error("run {run_id} is being driven by {owner} (lease until {until})")]
+    Busy {
+        run_id: String,
+        owner: String,
+        until: String,
+    },
+    #[error("no follow-up {0}; see handoff follow-ups list")]
+    NoSuchFollowUp(i64),
+    #[error("follow-up {0} is already resolved")]
+    AlreadyResolved(i64),
+}
+
+/// What became of one event or one drive of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub event_id: String,
+    pub outcome: Outcome,
+    /// The follow-up opened by this drive, if any.
+    pub follow_up: Option<i64>,
+}
+
+/// A policy as configured: parsed from its file.
+#[derive(Debug, Clone)]
+pub struct ConfiguredPolicy {
+    pub path: PathBuf,
+    pub policy: Policy,
+}
+
+/// What every stage shares.
+pub struct Engine {
+    pub(crate) store: Store,
+    sandbox: Sandbox,
+    instances: BTreeMap<String, AdapterInstance>,
+    loaded: BTreeMap<String, Arc<LoadedAdapter>>,
+    policies: Vec<ConfiguredPolicy>,
+    pub(crate) retry: crate::config::Retry,
+    pub(crate) owner: String,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) faults: faults::Faults,
+}
+
+impl Engine {
+    /// Read the configured policies and check that every adapter they name
+    /// is configured. Nothing is loaded or run yet.
+    pub fn new(config: &Config, store: Store) -> Result<Engine, RunError> {
+        let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
+        let mut policies: Vec<ConfiguredPolicy> = Vec::new();
+        for path in &config.policies {
+            let policy = Policy::load(path)?;
+            for adapter in policy.adapters() {
+                if !config.adapters.contains_key(adapter) {
+                    return Err(RunError::UnknownAdapter {
+                        policy: policy.id.clone(),
+                        path: path.clone(),
+                        adapter: adapter.to_string(),
+                    });
+                }
+            }
+            if let Some(other) = policies
+                .iter()
+                .find(|p| p.policy.trigger.event_type == policy.trigger.event_type)
+            {
+                return Err(RunError::AmbiguousTrigger {
+                    event_type: policy.trigger.event_type.clone(),
+                    first: other.policy.id.clone(),
+                    second: policy.id.clone(),
+                });
+            }
+            policies.push(ConfiguredPolicy {
+                path: path.clone(),
+                policy,
+            });
+        }
+        Ok(Engine {
+            store,
+            sandbox,
+            instances: config.adapters.clone(),
+            loaded: BTreeMap::new(),
+            policies,
+            retry: config.retry,
+            owner: runs::lease_owner(),
+            lease_ttl: Duration::from_secs(300),
+            faults: faults::Faults::from_env(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn policies(&self) -> &[ConfiguredPolicy] {
+        &self.policies
+    }
+
+    /// The loaded adapter for an instance name (loaded once, on first use).
+    pub(crate) fn adapter(&mut self, name: &str) -> Result<Arc<LoadedAdapter>, LoadError> {
+        if let Some(a) = self.loaded.get(name) {
+            return Ok(a.clone());
+        }
+        let instance = self.instances.get(name).ok_or_else(|| LoadError::Binding {
+            instance: name.to_string(),
+            problem: "is not configured in [adapters]".into(),
+        })?;
+        let package = crate::sandbox::package::Package::read(&instance.package)?;
+        let approval = self
+            .store
+            .latest_approval(&package.manifest.name)
+            .map_err(|e| LoadError::Host(e.to_string()))?;
+        let loaded = match self.sandbox.load(&package, approval.as_ref(), instance) {
+            Ok(l) => Arc::new(l),
+            Err(err) => {
+                let decision = err.decision(name, &package.component_sha256);
+                let _ = self.store.record_decisions(&[decision]);
+                return Err(err);
+            }
+        };
+        self.loaded.insert(name.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forget loaded adapters (their approval may have changed).
+    pub fn reload_adapters(&mut self) {
+        self.loaded.clear();
+    }
+
+    /// Take one event: match its policy, check everything it will need can
+    /// be filled in, record it with its run (or recognise a duplicate), then
+    /// drive the run. Bad input fails here with nothing written.
+    pub async fn submit(
+        &mut self,
+        event: &CloudEvent,
+        context: &serde_json::Value,
+    ) -> Result<Report, RunError> {
+        let configured = self
+            .policies
+            .iter()
+            .find(|p| p.policy.trigger.event_type == event.event_type)
+            .ok_or_else(|| RunError::NoPolicy {
+                event_type: event.event_type.clone(),
+                known: known_types(&self.policies),
+            })?
+            .clone();
+        let policy = &configured.policy;
+        self.require_approved(&configured)?;
+        let state = event
+            .data
+            .get("state")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| RunError::Trigger {
+                event_id: event.id.clone(),
+                problem: format!(
+                    "data.state is missing; policy {} acts on decisions in states {:?}",
+                    policy.id, policy.trigger.states
+                ),
+            })?;
+        if !policy.trigger.states.contains(state) {
+            return Err(RunError::Trigger {
+                event_id: event.id.clone(),
+                problem: format!(
+                    "decision state {state:?} does not authorize policy {} (it acts on {:?}); nothing to do",
+                    policy.id, policy.trigger.states
+                ),
+            });
+        }
+        let scope = Scope {
+            event: &event.raw,
+            context,
+        };
+        let business_key = business_key(policy, scope)?;
+        dry_render(
+            policy,
+            scope,
+            &event.source,
+            business_key.as_deref(),
+            &event.id,
+        )?;
+
+        let new = NewRun {
+            policy_id: &policy.id,
+            policy_sha256: &policy.sha256,
+            context,
+        };
+        match self
+            .store
+            .intake_run(event, business_key.as_deref(), Some(&new))?
+        {
+            Intake::New { run_id, .. } => {
+                let run_id = run_id.expect("a run was asked for");
+                self.drive(&run_id).await
+            }
+            Intake::Duplicate { run_id, .. } => Ok(Report {
+                run_id: run_id.unwrap_or_default(),
+                event_id: event.id.clone(),
+                outcome: Outcome::DuplicateSuppressed,
+                follow_up: None,
+            }),
+        }
+    }
+
+    fn require_approved(&self, configured: &ConfiguredPolicy) -> Result<(), RunError> {
+        let policy = &configured.policy;
+        let refuse = |problem: String| RunError::PolicyNotApproved {
+            policy: policy.id.clone(),
+            path: configured.path.clone(),
+            problem,
+        };
+        let fix = format!(
+            "review it and approve it: handoff policy approve {} --by NAME",
+            configured.path.display()
+        );
+        match self.store.policy_status(policy)? {
+            PolicyStatus::Approved(_) => Ok(()),
+            PolicyStatus::NotApproved => Err(refuse(format!("is not approved; {fix}"))),
+            PolicyStatus::Revoked { by, at } => Err(refuse(format!(
+                "was revoked by {by} at {at}; nothing runs under it until it is approved again ({fix})"
+            ))),
+            PolicyStatus::Changed { widened, .. } if widened.is_empty() => Err(refuse(format!(
+                "changed since it was approved (sha256 {}); {fix}",
+                policy.sha256
+            ))),
+            PolicyStatus::Changed { widened, .. } => Err(refuse(format!(
+                "changed since it was approved and now reaches further: {}; {fix}",
+                widened.join(", ")
+            ))),
+        }
+    }
+
+    /// Drive every unfinished run (after a crash or a stop).
+    pub async fn resume_unfinished(&mut self) -> Result<Vec<Report>, RunError> {
+        let mut reports = Vec::new();
+        for run_id in runs::unfinished(self.store.conn())? {
+            match self.drive(&run_id).await {
+                Err(RunError::Busy { .. }) => continue,
+                other => reports.push(other?),
+            }
+        }
+        Ok(reports)
+    }
+}
+
+fn known_types(policies: &[ConfiguredPolicy]) -> String {
+    if policies.is_empty() {
+        return "none; list policy files under `policies` in handoff.toml".into();
+    }
+    policies
+        .iter()
+        .map(|p| format!("{:?} → {}", p.policy.trigger.event_type, p.policy.id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The business key: the policy's parts joined with `/`, or none.
+fn business_key(policy: &Policy, scope: Scope<'_>) -> Result<Option<String>, TemplateError> {
+    if policy.source.business_key.is_empty() {
+        return Ok(None);
+    }
+    let parts = policy
+        .source
+        .business_key
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            crate::policy::template::render(t, scope, &format!("source.business-key[{i}]"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(format!("{}:{}", policy.id, parts.join("/"))))
+}
+
+/// Fill every template the run will need, now, so that a missing value
+/// fails before anything is written.
+fn dry_render(
+    policy: &Policy,
+    scope: Scope<'_>,
+    source: &str,
+    business_key: Option<&str>,
+    event_id: &str,
+) -> Result<(), TemplateError> {
+    use crate::policy::{condition, template::render};
+    render(&policy.source.record.kind, scope, "source.record.kind")?;
+    render(&policy.source.record.id, scope, "source.record.id")?;
+    condition::render(&policy.source.must_match, scope, "source.must-match")?;
+    for check in &policy.checks {
+        let place = format!("check {:?}", check.name);
+        render(&check.record.kind, scope, &format!("{place} record.kind"))?;
+        render(&check.record.id, scope, &format!("{place} record.id"))?;
+        condition::render(&check.expect, scope, &format!("{place} expect"))?;
+    }
+    plan::plan(
+        policy,
+        scope,
+        plan::Decision {
+            source,
+            key: business_key.unwrap_or(event_id),
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! `handoff policy ...`: a policy takes effect only once a person approved
+//! its exact text; a changed policy waits for a new approval.
+
+use super::{Ctx, exit};
+use crate::policy::Policy;
+use crate::store::policies::PolicyStatus;
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show a policy's id, version, digest, reach and approval status.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a policy exactly as it is now.
+    Approve {
+        file: PathBuf,
+        /// Who approves (a workflow owner): recorded with the approval.
+        #[arg(long)]
+        by: String,
+    },
+    /// The latest approval of every policy id.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a policy's approval: no new run starts under it, and
+    /// unfinished runs stop at their next drive.
+    Revoke {
+        /// The policy id ([policy] id).
+        id: String,
+        #[arg(long)]
+        by: String,
+    },
+}
+
+fn status_text(status: &PolicyStatus) -> String {
+    match status {
+        PolicyStatus::Approved(a) => format!("approved by {} at {}", a.approved_by, a.approved_at),
+        PolicyStatus::NotApproved => "NOT APPROVED: no run starts under it".into(),
+        PolicyStatus::Revoked { by, at } => format!("REVOKED by {by} at {at}"),
+        PolicyStatus::Changed { widened, .. } if widened.is_empty() => {
+            "CHANGED since its approval: approve it again".into()
+        }
+        PolicyStatus::Changed { widened, .. } => format!(
+            "CHANGED since its approval and WIDENED ({}): approve it again",
+            widened.join(", ")
+        ),
+    }
+}
+
+pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
+    match cmd {
+        PolicyCommand::Inspect { file, json } => {
+            let store = ctx.open_store()?;
+            let policy = Policy::load(&file)?;
+            let status = store.policy_status(&policy)?;
+            if json {
+                let report = serde_json::json!({
+                    "id": policy.id, "version": policy.version, "sha256": policy.sha256,
+                    "trigger": policy.trigger.event_type, "reach": policy.reach_lines(),
+                    "adapters": policy.adapters(), "status": status_text(&status),
+                    "approved": matches!(status, PolicyStatus::Approved(_)),
+                });
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("policy   {} v{}", policy.id, policy.version);
+                println!("sha256   {}", policy.sha256);
+                println!(
+                    "trigger  {} in states {:?}",
+                    policy.trigger.event_type, policy.trigger.states
+                );
+                println!("reach    {}", policy.reach_lines().join("\n         "));
+                println!("status   {}", status_text(&status));
+            }
+            Ok(exit::OK)
+        }
+        PolicyCommand::Approve { file, by } => {
+            if by.trim().is_empty() {
+                bail!("--by must name who approves");
+            }
+            let mut store = ctx.open_store()?;
+            let policy = Policy::load(&file)?;
+            if let PolicyStatus::Approved(a) = store.policy_status(&policy)? {
+                println!(
+                    "policy {} v{} is already approved (by {} at {})",
+                    policy.id, policy.version, a.approved_by, a.approved_at
+                );
+                return Ok(exit::OK);
+            }
+            store.approve_policy(&policy, &by)?;
+            println!(
+                "approved policy {} v{} (sha256 {}) by {by}; it may do:\n  {}",
+                policy.id,
+                policy.version,
+                policy.sha256,
+                policy.reach_lines().join("\n  ")
+            );
+            Ok(exit::OK)
+        }
+        PolicyCommand::List { json } => {
+            let store = ctx.open_store()?;
+            let approvals = store.current_policy_approvals()?;
+            if json {
+                let rows: Vec<_> = approvals
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "id": a.policy_id, "version": a.version, "sha256": a.sha256,
+                            "reach": a.reach, "approved_by": a.approved_by,
+                            "approved_at": a.approved_at, "revoked_by": a.revoked_by,
+                            "revoked_at": a.revoked_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if approvals.is_empty() {
+                println!("no policies approved in {}", store.path().display());
+            }
+            if !json {
+                for a in &approvals {
+                    let state = match &a.revoked_by {
+                        Some(by) => format!("REVOKED by {by}"),
+                        None => format!("approved by {} at {}", a.approved_by, a.approved_at),
+                    };
+                    println!(
+                        "{:<28} v{:<4} {}  {}",
+                        a.policy_id,
+                        a.version,
+                        &a.sha256[..12],
+                        state
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        PolicyCommand::Revoke { id, by } => {
+            let mut store = ctx.open_store()?;
+            if store.revoke_policy(&id, &by)? {
+                println!("revoked policy {id}; no run starts or continues under it");
+                Ok(exit::OK)
+            } else {
+                bail!("policy {id} has no live approval to revoke (see `handoff policy list`)")
+            }
+        }
+    }
+}

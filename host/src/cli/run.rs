@@ -1,0 +1,94 @@
+//! `handoff run` and `handoff resume`: drive events and unfinished runs
+//! from the command line, one report line (or JSON object) each.
+
+use super::{Ctx, exit};
+use crate::pipeline::intake::CloudEvent;
+use crate::pipeline::{Engine, Outcome, Report};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// The exit code for an outcome: follow-ups are not errors, but scripts
+/// must be able to tell them apart.
+pub fn code(outcome: Outcome) -> u8 {
+    if outcome.needs_follow_up() {
+        exit::FOLLOW_UP
+    } else {
+        exit::OK
+    }
+}
+
+pub fn print_report(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    let run = if report.run_id.is_empty() {
+        "(no run)"
+    } else {
+        &report.run_id
+    };
+    print!(
+        "{run}  event {}  {}",
+        report.event_id,
+        report.outcome.name()
+    );
+    match report.follow_up {
+        Some(id) => println!("  → follow-up {id}: handoff follow-ups show {id}"),
+        None => println!(),
+    }
+    Ok(())
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {
+    Ok(Engine::new(&ctx.config, ctx.open_store()?)?)
+}
+
+fn read_json(path: &Path, what: &str) -> Result<serde_json::Value> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the {what} is not JSON (line {}, column {}): {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+pub fn run_event(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) -> Result<u8> {
+    let bytes =
+        std::fs::read(event).with_context(|| format!("reading the event {}", event.display()))?;
+    let event = CloudEvent::parse(&bytes, &event.display().to_string())?;
+    let context = match context {
+        Some(path) => read_json(path, "context")?,
+        None => serde_json::json!({}),
+    };
+    let mut engine = engine(ctx)?;
+    let report = runtime()?.block_on(engine.submit(&event, &context))?;
+    print_report(&report, json)?;
+    Ok(code(report.outcome))
+}
+
+pub fn resume(ctx: &Ctx, json: bool) -> Result<u8> {
+    let mut engine = engine(ctx)?;
+    let reports = runtime()?.block_on(engine.resume_unfinished())?;
+    if reports.is_empty() && !json {
+        println!("no unfinished runs");
+    }
+    for r in &reports {
+        print_report(r, json)?;
+    }
+    Ok(reports
+        .iter()
+        .map(|r| code(r.outcome))
+        .max()
+        .unwrap_or(exit::OK))
+}

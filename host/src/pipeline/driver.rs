@@ -1,0 +1,389 @@
+//! The driver moves one run through the stages, in order, from whatever the
+//! store says it last reached. It owns the run's lease and its adapter
+//! instances, and it is the only writer of run and step transitions: each
+//! one commits together with its audit row.
+
+use super::calls::Calls;
+use super::{Engine, Outcome, Report, RunError, execute, revalidate, validate};
+use crate::audit::Entry;
+use crate::follow_up::{Packet, Reason, Resolution, StepLine};
+use crate::policy::Policy;
+use crate::policy::condition::{Mismatch, View};
+use crate::policy::template::Scope;
+use crate::store::StoreError;
+use crate::store::runs::{self, Claim, RunRecord};
+use crate::store::steps::{self, StepRow, StepState};
+use rusqlite::Transaction;
+use serde_json::json;
+use std::time::Duration;
+
+/// Why a run stops for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Halt {
+    pub reason: Reason,
+    pub summary: String,
+    pub mismatch: Option<Mismatch>,
+}
+
+impl Halt {
+    pub fn new(reason: Reason, summary: impl Into<String>) -> Halt {
+        Halt {
+            reason,
+            summary: summary.into(),
+            mismatch: None,
+        }
+    }
+
+    /// A target that failed or did not confirm leaves the run resumable
+    /// as it stands; every other reason needs a decision first.
+    pub fn outcome(&self) -> Outcome {
+        match self.reason {
+            Reason::RetriesExhausted | Reason::NotConfirmed => Outcome::PartiallyCompleted,
+            _ => Outcome::HaltedForFollowUp,
+        }
+    }
+}
+
+/// One audit row a transition appends (run, event and policy are filled in).
+pub struct Row {
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+    pub adapter_sha256: Option<String>,
+}
+
+impl Row {
+    pub fn new(kind: &'static str, payload: serde_json::Value) -> Row {
+        Row {
+            kind,
+            payload,
+            adapter_sha256: None,
+        }
+    }
+
+    pub fn by(mut self, adapter_sha256: Option<String>) -> Row {
+        self.adapter_sha256 = adapter_sha256;
+        self
+    }
+}
+
+/// A run being driven.
+pub struct Driver<'e> {
+    pub engine: &'e mut Engine,
+    pub run: RunRecord,
+    pub policy: Policy,
+    pub calls: Calls,
+    /// The source as last read.
+    pub snapshot: Option<View>,
+    /// Links seen on the way (evidence), for a follow-up packet.
+    pub links: Vec<String>,
+}
+
+/// An audit entry of this run.
+fn entry(run: &RunRecord, row: Row) -> Entry {
+    Entry {
+        run_id: Some(run.run_id.clone()),
+        event_id: Some(run.event_id.clone()),
+        kind: row.kind.into(),
+        payload: row.payload,
+        policy_sha256: Some(run.policy_sha256.clone()),
+        adapter_sha256: row.adapter_sha256,
+    }
+}
+
+impl Engine {
+    /// Drive a run from where it stands to an outcome.
+    pub async fn drive(&mut self, run_id: &str) -> Result<Report, RunError> {
+        match runs::claim(self.store.conn_mut(), run_id, &self.owner, self.lease_ttl)? {
+            Claim::Taken => {}
+            Claim::Missing => return Err(RunError::NoSuchRun(run_id.to_string())),
+            Claim::Held { owner, until } => {
+                return Err(RunError::Busy {
+                    run_id: run_id.to_string(),
+                    owner,
+                    until,
+                });
+            }
+            Claim::Finished(outcome) => {
+                let run = runs::get(self.store.conn(), run_id)?
+                    .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
+                return Ok(Report {
+                    run_id: run.run_id,
+                    event_id: run.event_id,
+                    outcome,
+                    follow_up: None,
+                });
+            }
+        }
+        let run = runs::get(self.store.conn(), run_id)?
+            .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
+        let policy = self
+            .store
+            .approved_policy(&run.policy_sha256)?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "run {run_id}: policy {} has no approved text",
+                    run.policy_sha256
+                ))
+            })?;
+        let owner = self.owner.clone();
+        let mut driver = Driver {
+            engine: self,
+            run,
+            policy,
+            calls: Calls::default(),
+            snapshot: None,
+            links: Vec::new(),
+        };
+        let result = driver.run().await;
+        if result.is_err() {
+            // Leave it unfinished and free for the next driver.
+            let _ = runs::release(self.store.conn(), run_id, &owner);
+        }
+        result
+    }
+}
+
+impl Driver<'_> {
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            event: &self.run.event,
+            context: &self.run.context,
+        }
+    }
+
+    async fn run(&mut self) -> Result<Report, RunError> {
+        if let Some(halt) = self.policy_withdrawn()? {
+            return self.halt(halt);
+        }
+        if let Err(halt) = revalidate::revalidate(self).await? {
+            return self.halt(halt);
+        }
+        if let Err(halt) = validate::validate(self).await? {
+            return self.halt(halt);
+        }
+        let steps = self.planned_steps()?;
+        // The source was just read: the first write needs no second look.
+        let mut fresh = true;
+        for row in steps {
+            if row.state.is_final() {
+                continue;
+            }
+            if let Err(halt) = execute::execute(self, &row, &mut fresh).await? {
+                return self.halt(halt);
+            }
+        }
+        self.complete()
+    }
+
+    /// A run resumed after its policy's approval was revoked stops.
+    fn policy_withdrawn(&self) -> Result<Option<Halt>, RunError> {
+        let revoked: Option<String> = self.engine.store.conn().query_row(
+            "SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
+             AND NOT EXISTS (SELECT 1 FROM policy_approvals WHERE sha256 = ?1 AND revoked_at IS NULL)",
+            [&self.run.policy_sha256],
+            |r| r.get(0),
+        ).map_err(StoreError::from)?;
+        Ok(revoked.map(|by| {
+            Halt::new(
+                Reason::OutOfScope,
+                format!(
+                    "the approval of policy {} was revoked by {by}; nothing more is written under it",
+                    self.policy.id
+                ),
+            )
+        }))
+    }
+
+    /// The stored plan, or a new one stored now.
+    fn planned_steps(&mut self) -> Result<Vec<StepRow>, RunError> {
+        let existing = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+        let decision = super::plan::Decision {
+            source: &self.run.event_source,
+            key: self
+                .run
+                .business_key
+                .as_deref()
+                .unwrap_or(&self.run.event_id),
+        };
+        let plan = super::plan::plan(&self.policy, self.scope(), decision)?;
+        let summary: Vec<_> = plan
+            .iter()
+            .map(|s| {
+                json!({
+                    "step": s.id, "adapter": s.adapter, "kind": s.record.kind,
+                    "id": s.record.id, "action": s.action.name(), "key": s.key,
+                })
+            })
+            .collect();
+        let run_id = self.run.run_id.clone();
+        self.transition(
+            |tx| steps::insert_plan(tx, &run_id, &plan),
+            vec![Row::new("planned", json!({ "steps": summary }))],
+        )?;
+        Ok(steps::for_run(self.engine.store.conn(), &self.run.run_id)?)
+    }
+
+    /// Commit a state change and its audit rows in one transaction, and
+    /// extend the lease.
+    pub fn transition(
+        &mut self,
+        change: impl FnOnce(&Transaction<'_>) -> Result<(), StoreError>,
+        rows: Vec<Row>,
+    ) -> Result<(), StoreError> {
+        let (owner, ttl) = (self.engine.owner.clone(), self.engine.lease_ttl);
+        let tx = self
+            .engine
+            .store
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Renew first: a change that finishes the run ends the lease.
+        runs::renew(&tx, &self.run.run_id, &owner, ttl)?;
+        change(&tx)?;
+        for row in rows {
+            crate::store::audit::append(&tx, &entry(&self.run, row))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Move one step, with its audit rows.
+    pub fn step_transition(
+        &mut self,
+        step_id: &str,
+        state: StepState,
+        attempts: u32,
+        error: Option<&str>,
+        rows: Vec<Row>,
+    ) -> Result<(), StoreError> {
+        let run_id = self.run.run_id.clone();
+        self.transition(
+            |tx| steps::set_state(tx, &run_id, step_id, state, attempts, error),
+            rows,
+        )
+    }
+
+    fn lines(&self, rows: &[StepRow], pick: impl Fn(StepState) -> bool) -> Vec<StepLine> {
+        rows.iter()
+            .filter(|r| pick(r.state))
+            .map(|r| StepLine {
+                step: r.plan.id.clone(),
+                adapter: r.plan.adapter.clone(),
+                record: format!("{}/{}", r.plan.record.kind, r.plan.record.id),
+                action: r.plan.action.name().into(),
+            })
+            .collect()
+    }
+
+    /// Stop for a person: the outcome, the packet and their audit rows in
+    /// one transaction.
+    pub fn halt(&mut self, halt: Halt) -> Result<Report, RunError> {
+        let outcome = halt.outcome();
+        let rows = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
+        let pending = if rows.is_empty() {
+            // Never planned: every step of the policy is still to do.
+            self.policy
+                .steps
+                .iter()
+                .map(|s| StepLine {
+                    step: s.id.clone(),
+                    adapter: s.adapter.clone(),
+                    record: format!("{}/{}", s.record.kind, s.record.id),
+                    action: s.action.kind().name().into(),
+                })
+                .collect()
+        } else {
+            self.lines(&rows, |s| !s.is_final())
+        };
+        let due = crate::store::rfc3339_in(Duration::from_secs(
+            u64::from(self.policy.follow_up.sla_hours) * 3600,
+        ));
+        let packet = Packet {
+            reason: halt.reason,
+            summary: halt.summary,
+            run_id: self.run.run_id.clone(),
+            event_id: self.run.event_id.clone(),
+            policy: format!("{} v{}", self.policy.id, self.policy.version),
+            policy_sha256: self.policy.sha256.clone(),
+            done: self.lines(&rows, |s| s == StepState::Verified),
+            skipped: self.lines(&rows, |s| s == StepState::Skipped),
+            pending,
+            source_snapshot: self.snapshot.clone(),
+            mismatch: halt.mismatch,
+            links: self.links.clone(),
+            next_actions: vec![
+                Resolution::Resume,
+                Resolution::Abandon,
+                Resolution::MarkResolved,
+            ],
+            route_to: self.policy.follow_up.route_to.clone(),
+            due_at: due,
+        };
+        let run_id = self.run.run_id.clone();
+        let pending_ids: Vec<_> = packet.pending.iter().map(|s| s.step.clone()).collect();
+        // The follow-up's id is known only inside the transaction.
+        let tx = self
+            .engine
+            .store
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let id = crate::store::follow_ups::insert(&tx, &packet)?;
+        runs::set_outcome(&tx, &run_id, Some(outcome))?;
+        let rows = [
+            Row::new(
+                "follow-up-emitted",
+                json!({
+                    "follow_up": id, "reason": packet.reason.name(),
+                    "route_to": packet.route_to, "due_at": packet.due_at,
+                    "pending": pending_ids,
+                }),
+            ),
+            Row::new("run-halted", json!({ "outcome": outcome.name() })),
+        ];
+        for row in rows {
+            crate::store::audit::append(&tx, &entry(&self.run, row))?;
+        }
+        tx.commit().map_err(StoreError::from)?;
+        Ok(Report {
+            run_id,
+            event_id: self.run.event_id.clone(),
+            outcome,
+            follow_up: Some(id),
+        })
+    }
+
+    fn complete(&mut self) -> Result<Report, RunError> {
+        let rows = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
+        let ids = |state: StepState| -> Vec<String> {
+            rows.iter()
+                .filter(|r| r.state == state)
+                .map(|r| r.plan.id.clone())
+                .collect()
+        };
+        let skipped = ids(StepState::Skipped);
+        let outcome = if skipped.is_empty() {
+            Outcome::Completed
+        } else {
+            Outcome::CompletedWithSkips
+        };
+        let run_id = self.run.run_id.clone();
+        let payload = json!({
+            "outcome": outcome.name(),
+            "verified": ids(StepState::Verified),
+            "skipped": skipped,
+        });
+        self.transition(
+            |tx| runs::set_outcome(tx, &run_id, Some(outcome)),
+            vec![Row::new("run-completed", payload)],
+        )?;
+        Ok(Report {
+            run_id,
+            event_id: self.run.event_id.clone(),
+            outcome,
+            follow_up: None,
+        })
+    }
+}

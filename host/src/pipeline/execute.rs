@@ -1,0 +1,136 @@
+//! Execute: one step at a time. Observe first: if the end state already
+//! holds, the step is skipped as idempotent (or, when the target carries
+//! this step's own key, recognised as our write from before a crash).
+//! Otherwise record the intent, revalidate when the policy asks for it,
+//! apply with the step's idempotency key, record the write, and confirm.
+
+use super::RunError;
+use super::calls::view_of;
+use super::confirm::confirm;
+use super::driver::{Driver, Halt, Row};
+use super::revalidate::revalidate;
+use crate::policy::Revalidate;
+use crate::policy::condition;
+use crate::store::steps::{StepRow, StepState};
+use serde_json::json;
+
+/// Carry one step to verified or skipped, or say why the run stops.
+/// `fresh` is whether the source was read since the last write.
+pub async fn execute(
+    d: &mut Driver<'_>,
+    row: &StepRow,
+    fresh: &mut bool,
+) -> Result<Result<(), Halt>, RunError> {
+    let step = &row.plan;
+    let record = step.record_ref();
+    let ids = json!({
+        "step": step.id, "adapter": step.adapter, "kind": step.record.kind,
+        "id": step.record.id, "action": step.action.name(), "key": step.key,
+    });
+    let with = |extra: serde_json::Value| {
+        let mut v = ids.clone();
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        v
+    };
+
+    let before = match d.observe(&step.adapter, &record).await {
+        Ok(o) => o,
+        Err(halt) => return fail(d, row, halt),
+    };
+    let sha = d.adapter_sha(&step.adapter);
+    let ours = before.applied_keys.contains(&step.key);
+    if condition::check(&step.done_when, &view_of(&before), Some(&step.key)).is_ok() {
+        if ours {
+            // Written by an earlier attempt that stopped before recording it.
+            d.step_transition(
+                &step.id,
+                StepState::Verified,
+                0,
+                None,
+                vec![
+                    Row::new("step-applied", with(json!({ "recovered": true }))).by(sha.clone()),
+                    Row::new("step-verified", ids.clone()).by(sha),
+                ],
+            )?;
+        } else {
+            d.step_transition(
+                &step.id,
+                StepState::Skipped,
+                0,
+                None,
+                vec![
+                    Row::new("step-observed", with(json!({ "done": true }))).by(sha.clone()),
+                    Row::new(
+                        "step-skipped",
+                        with(json!({ "why": "already in its end state" })),
+                    )
+                    .by(sha),
+                ],
+            )?;
+        }
+        return Ok(Ok(()));
+    }
+
+    if d.policy.source.revalidate == Revalidate::BeforeEachWrite
+        && !*fresh
+        && let Err(halt) = revalidate(d).await?
+    {
+        return Ok(Err(halt));
+    }
+    // The intent, with its key, is on record before the write.
+    d.step_transition(
+        &step.id,
+        StepState::Observed,
+        1,
+        None,
+        vec![Row::new("step-observed", with(json!({ "done": false }))).by(sha.clone())],
+    )?;
+    d.engine.faults.point("before-apply", &step.id);
+    if let Err(halt) = d
+        .apply(&step.adapter, &record, step.action.to_wit(), &step.key)
+        .await
+    {
+        return fail(d, row, halt);
+    }
+    *fresh = false;
+    d.engine.faults.point("after-apply", &step.id);
+    d.step_transition(
+        &step.id,
+        StepState::Applied,
+        0,
+        None,
+        vec![Row::new("step-applied", ids.clone()).by(sha.clone())],
+    )?;
+    d.engine.faults.point("after-record", &step.id);
+    if let Err(halt) = confirm(d, step).await {
+        return fail(d, row, halt);
+    }
+    d.step_transition(
+        &step.id,
+        StepState::Verified,
+        0,
+        None,
+        vec![Row::new("step-verified", ids).by(sha)],
+    )?;
+    Ok(Ok(()))
+}
+
+/// Record the step as failed, and stop the run.
+fn fail(d: &mut Driver<'_>, row: &StepRow, halt: Halt) -> Result<Result<(), Halt>, RunError> {
+    let step = &row.plan;
+    let sha = d.adapter_sha(&step.adapter);
+    let payload = json!({
+        "step": step.id, "adapter": step.adapter, "kind": step.record.kind,
+        "id": step.record.id, "reason": halt.reason.name(),
+    });
+    d.step_transition(
+        &step.id,
+        StepState::Failed,
+        0,
+        Some(&halt.summary),
+        vec![Row::new("step-failed", payload).by(sha)],
+    )?;
+    Ok(Err(halt))
+}

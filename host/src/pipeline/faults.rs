@@ -1,0 +1,38 @@
+//! Named pause points for crash testing.
+//!
+//! With `HANDOFF_FAULT_PAUSE=<point>` set (for example
+//! `after-apply:close-checklist`), the process stops at that point (after
+//! the target was written and before the store records it), says so on
+//! stderr, and waits to be killed. The crash tests SIGKILL it there and
+//! check that a restart neither loses nor repeats anything. Unset, every
+//! point is a no-op.
+
+/// The configured pause point, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pause_at: Option<String>,
+}
+
+/// The line printed on stderr when a pause point is reached.
+pub const PAUSED: &str = "handoff: paused at fault point";
+
+impl Faults {
+    pub fn from_env() -> Faults {
+        Faults {
+            pause_at: std::env::var("HANDOFF_FAULT_PAUSE")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// Stop here forever if this is the configured point.
+    pub fn point(&self, stage: &str, step: &str) {
+        let Some(target) = &self.pause_at else { return };
+        if *target == format!("{stage}:{step}") || *target == stage {
+            eprintln!("{PAUSED} {stage}:{step}");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}

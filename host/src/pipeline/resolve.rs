@@ -1,0 +1,59 @@
+//! A person's answer to a follow-up: recorded (who, what, when) with its
+//! audit row in one transaction; `resume` then revalidates and carries out
+//! only the unfinished steps.
+
+use super::{Engine, Report, RunError};
+use crate::audit::Entry;
+use crate::follow_up::Resolution;
+use crate::store::{StoreError, follow_ups, runs};
+
+impl Engine {
+    /// Resolve follow-up `id`. For `resume`, the run is driven again and
+    /// its report returned.
+    pub async fn resolve(
+        &mut self,
+        id: i64,
+        resolution: Resolution,
+        by: &str,
+        note: &str,
+    ) -> Result<Option<Report>, RunError> {
+        let follow_up =
+            follow_ups::get(self.store.conn(), id)?.ok_or(RunError::NoSuchFollowUp(id))?;
+        if !follow_up.is_open() {
+            return Err(RunError::AlreadyResolved(id));
+        }
+        let run_id = follow_up.packet.run_id.clone();
+        let tx = self
+            .store
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        if !follow_ups::resolve(&tx, id, resolution, by, note)? {
+            return Err(RunError::AlreadyResolved(id));
+        }
+        if resolution == Resolution::Resume {
+            runs::set_outcome(&tx, &run_id, None)?;
+        }
+        // The note stays in the follow-up record: the chain keeps
+        // identifiers and decisions, not narrative.
+        crate::store::audit::append(
+            &tx,
+            &Entry {
+                run_id: Some(run_id.clone()),
+                event_id: Some(follow_up.packet.event_id.clone()),
+                kind: "follow-up-resolved".into(),
+                payload: serde_json::json!({
+                    "follow_up": id, "action": resolution.name(), "by": by,
+                }),
+                policy_sha256: Some(follow_up.packet.policy_sha256.clone()),
+                adapter_sha256: None,
+            },
+        )?;
+        tx.commit().map_err(StoreError::from)?;
+        if resolution == Resolution::Resume {
+            self.reload_adapters();
+            return Ok(Some(self.drive(&run_id).await?));
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,135 @@
+//! Revalidate: read the decision again from its source of truth and check
+//! that it still authorizes the work (state, version...). The event said
+//! "accepted"; only the source can say it still is. Stale, revoked,
+//! superseded or a different version: stop before any write.
+
+use super::RunError;
+use super::calls::view_of_decision;
+use super::driver::{Driver, Halt, Row};
+use crate::follow_up::Reason;
+use crate::policy::condition::{self, Mismatch, View};
+use crate::policy::template::render;
+use crate::sandbox::RecordRef;
+use serde_json::json;
+
+/// Decision states that mean it was taken back.
+const REVOKED_STATES: [&str; 3] = ["revoked", "rejected", "withdrawn"];
+
+/// Why a decision that no longer matches stopped the run.
+pub fn classify(mismatch: &Mismatch, seen: &View) -> Reason {
+    if seen
+        .fields
+        .get("superseded_by")
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Reason::Superseded;
+    }
+    match mismatch.path.as_str() {
+        "state" if REVOKED_STATES.contains(&seen.state.as_str()) => Reason::Revoked,
+        "revision" => Reason::VersionMismatch,
+        path if path.starts_with("fields.") && path.contains("version") => Reason::VersionMismatch,
+        _ => Reason::StaleApproval,
+    }
+}
+
+/// Read the source and check it. The snapshot is kept on the driver for
+/// any follow-up packet.
+pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> {
+    let spec = d.policy.source.clone();
+    let scope = d.scope();
+    let record = RecordRef {
+        system: spec.adapter.clone(),
+        kind: render(&spec.record.kind, scope, "source.record.kind")?,
+        id: render(&spec.record.id, scope, "source.record.id")?,
+    };
+    let must = condition::render(&spec.must_match, scope, "source.must-match")?;
+    let decision = match d.read_decision(&spec.adapter, &record).await {
+        Ok(decision) => decision,
+        Err(mut halt) => {
+            if halt.reason == Reason::MappingMissing {
+                // The decision record itself is gone.
+                halt.reason = Reason::StaleApproval;
+            }
+            return Ok(Err(halt));
+        }
+    };
+    let seen = view_of_decision(&decision);
+    d.snapshot = Some(seen.clone());
+    // Only what must match goes into the audit row: identifiers and states.
+    let matched: serde_json::Map<String, serde_json::Value> = must
+        .keys()
+        .filter_map(|path| {
+            let name = path.strip_prefix("fields.")?;
+            Some((path.clone(), json!(seen.fields.get(name))))
+        })
+        .collect();
+    let sha = d.adapter_sha(&spec.adapter);
+    let verdict = condition::check(&must, &seen, None);
+    let payload = json!({
+        "adapter": spec.adapter, "kind": record.kind, "id": record.id,
+        "state": seen.state, "revision": seen.revision, "fields": matched,
+        "still-authorized": verdict.is_ok(),
+    });
+    d.transition(|_| Ok(()), vec![Row::new("revalidated", payload).by(sha)])?;
+    Ok(verdict.map_err(|mismatch| {
+        let reason = classify(&mismatch, &seen);
+        Halt {
+            reason,
+            summary: format!(
+                "the decision {}/{} no longer authorizes this work: {mismatch}",
+                record.kind, record.id
+            ),
+            mismatch: Some(mismatch),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(state: &str, fields: &[(&str, &str)]) -> View {
+        View {
+            exists: true,
+            state: state.into(),
+            revision: Some("2".into()),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            links: vec![],
+            applied_keys: vec![],
+        }
+    }
+
+    fn at(path: &str) -> Mismatch {
+        Mismatch {
+            path: path.into(),
+            expected: "x".into(),
+            found: "y".into(),
+        }
+    }
+
+    #[test]
+    fn reasons_follow_what_changed_in_the_source() {
+        assert_eq!(
+            classify(&at("state"), &seen("withdrawn", &[])),
+            Reason::Revoked
+        );
+        assert_eq!(
+            classify(&at("state"), &seen("reopened", &[])),
+            Reason::StaleApproval
+        );
+        assert_eq!(
+            classify(&at("fields.review_version"), &seen("accepted", &[])),
+            Reason::VersionMismatch
+        );
+        assert_eq!(
+            classify(
+                &at("state"),
+                &seen("accepted", &[("superseded_by", "RV-10")])
+            ),
+            Reason::Superseded
+        );
+    }
+}

@@ -1,0 +1,614 @@
+//! The hand-off pipeline end to end on the embedded default: the
+//! release-readiness example, the real `handoff` binary, the filesystem
+//! reference adapters as real components. Writes are counted in the
+//! targets' own journals, never in our store.
+
+use crate::scenario::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+
+fn report(o: &std::process::Output) -> Value {
+    let (code, out, err) = outcome(o);
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("exit {code}, not a JSON report ({e}): {out}\n{err}"))
+}
+
+fn run_json(s: &Scenario) -> (i32, Value) {
+    let o = s.handoff(&[
+        "run",
+        "--event",
+        "events/accepted.json",
+        "--context",
+        "context.json",
+        "--json",
+    ]);
+    (o.status.code().unwrap(), report(&o))
+}
+
+fn verify(s: &Scenario) {
+    let (code, out, err) = outcome(&s.handoff(&["audit", "verify"]));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn audit_kinds(s: &Scenario) -> Vec<(String, Value)> {
+    s.store()
+        .audit_rows(Some("run-1"))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, serde_json::from_str(&r.payload).unwrap()))
+        .collect()
+}
+
+fn step_states(s: &Scenario) -> Vec<(String, String)> {
+    let store = s.store();
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT step_id, state FROM steps ORDER BY position")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Every target in its end state, each written exactly once per step.
+fn assert_all_closed(s: &Scenario) {
+    assert_eq!(
+        s.record("checklist", "checklist", "CL-7")["state"],
+        "closed"
+    );
+    let release = s.record("tracker", "release", "R-2026.11");
+    assert_eq!(release["state"], "approved");
+    assert_eq!(
+        release["links"],
+        json!(["https://evidence.example.internal/releases/R-2026.11/evidence.tar"])
+    );
+    assert_eq!(
+        s.record("queue", "review-queue", "RV-118")["state"],
+        "cleared"
+    );
+    let scheduler = s.record("queue", "channel", "scheduler-intake");
+    assert_eq!(scheduler["messages"].as_array().unwrap().len(), 1);
+    let coordinators = s.record("notify", "channel", "release-coordinators");
+    assert_eq!(coordinators["messages"].as_array().unwrap().len(), 1);
+    let writes = s.writes();
+    let keys: std::collections::BTreeSet<_> = writes.iter().map(|w| w["key"].to_string()).collect();
+    assert_eq!(writes.len(), 6, "{writes:#?}");
+    assert_eq!(keys.len(), 6, "a key written twice: {writes:#?}");
+}
+
+#[test]
+fn happy_path_all_closure_steps_done_and_confirmed_and_the_audit_verifies() {
+    let s = Scenario::new();
+    let (code, r) = run_json(&s);
+    assert_eq!((code, r["outcome"].as_str()), (0, Some("completed")), "{r}");
+    assert_all_closed(&s);
+    let kinds: Vec<_> = audit_kinds(&s).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "step-verified").count(), 6);
+    assert_eq!(kinds.last().map(String::as_str), Some("run-completed"));
+    // Before each write the source was read again (the policy says so).
+    assert_eq!(kinds.iter().filter(|k| *k == "revalidated").count(), 6);
+    verify(&s);
+    // The timeline names every record touched.
+    let (_, show, _) = outcome(&s.handoff(&["runs", "show", "run-1"]));
+    for touched in [
+        "checklist/CL-7",
+        "release/R-2026.11",
+        "review-queue/RV-118",
+        "channel/scheduler-intake",
+        "channel/release-coordinators",
+        "bundle/R-2026.11/evidence.tar",
+        "review/RV-118",
+    ] {
+        assert!(show.contains(touched), "{touched} missing from:\n{show}");
+    }
+}
+
+#[test]
+fn the_same_event_delivered_ten_times_concurrently_is_one_run_writing_each_target_once() {
+    let s = Scenario::new();
+    // Ten deliveries at once: the same event id, and the same decision
+    // re-sent under a new event id.
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            let event = if i % 2 == 0 {
+                "events/accepted.json"
+            } else {
+                "events/accepted-resent.json"
+            };
+            s.command(&[
+                "run",
+                "--event",
+                event,
+                "--context",
+                "context.json",
+                "--json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let reports: Vec<Value> = children
+        .into_iter()
+        .map(|c| report(&c.wait_with_output().unwrap()))
+        .collect();
+    let outcomes: Vec<_> = reports
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "completed").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == "duplicate-suppressed")
+            .count(),
+        9
+    );
+    assert!(
+        reports.iter().all(|r| r["run_id"] == "run-1"),
+        "{reports:?}"
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 1);
+    assert_all_closed(&s);
+    // And ten more, one after another, change nothing.
+    for _ in 0..10 {
+        let (code, r) = run_json(&s);
+        assert_eq!(
+            (code, r["outcome"].as_str()),
+            (0, Some("duplicate-suppressed"))
+        );
+    }
+    assert_all_closed(&s);
+    verify(&s);
+}
+
+fn halts_before_any_write(s: &Scenario, reason: &str) -> Value {
+    let (code, r) = run_json(s);
+    assert_eq!(code, 3, "{r}");
+    assert_eq!(r["outcome"], "halted-for-follow-up");
+    assert!(s.writes().is_empty(), "written: {:?}", s.writes());
+    let packet = s.follow_up(r["follow_up"].as_i64().unwrap());
+    assert_eq!(packet["packet"]["reason"], reason, "{packet:#}");
+    assert_eq!(packet["packet"]["route_to"], "release-coordinator");
+    assert_eq!(packet["packet"]["pending"].as_array().unwrap().len(), 6);
+    assert!(packet["packet"]["done"].as_array().unwrap().is_empty());
+    verify(s);
+    packet
+}
+
+#[test]
+fn a_review_reopened_after_the_event_halts_before_any_write_with_the_snapshot() {
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["state"],
+        json!("reopened"),
+    );
+    let packet = halts_before_any_write(&s, "stale-approval");
+    let snapshot = &packet["packet"]["source_snapshot"];
+    assert_eq!(snapshot["state"], "reopened");
+    assert_eq!(snapshot["fields"]["review_version"], "3");
+    assert_eq!(packet["packet"]["mismatch"]["path"], "state");
+}
+
+#[test]
+fn a_superseded_review_version_halts_before_any_write() {
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["fields", "review_version"],
+        json!("4"),
+    );
+    let packet = halts_before_any_write(&s, "version-mismatch");
+    assert_eq!(
+        packet["packet"]["source_snapshot"]["fields"]["review_version"],
+        "4"
+    );
+}
+
+#[test]
+fn a_missing_milestone_mapping_halts_before_any_write() {
+    let s = Scenario::new();
+    std::fs::remove_file(s.path("state/tracker/milestone/M-2026.11.json")).unwrap();
+    halts_before_any_write(&s, "mapping-missing");
+}
+
+#[test]
+fn a_milestone_mapped_to_another_release_halts_before_any_write() {
+    let s = Scenario::new();
+    s.set(
+        "tracker",
+        "milestone",
+        "M-2026.11",
+        &["fields", "release_id"],
+        json!("R-2026.12"),
+    );
+    halts_before_any_write(&s, "mapping-conflict");
+}
+
+#[test]
+fn an_evidence_hash_mismatch_halts_before_any_write() {
+    let s = Scenario::new();
+    std::fs::write(s.path("state/archive/R-2026.11/evidence.tar"), b"tampered").unwrap();
+    let packet = halts_before_any_write(&s, "evidence-hash-mismatch");
+    assert_eq!(packet["packet"]["mismatch"]["path"], "fields.sha256");
+}
+
+#[test]
+fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
+    let s = Scenario::new();
+    std::fs::write(s.path("state/queue/OFFLINE"), b"").unwrap();
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (3, Some("partially-completed")),
+        "{r}"
+    );
+    let states = step_states(&s);
+    assert_eq!(
+        states.iter().map(|(_, st)| st.as_str()).collect::<Vec<_>>(),
+        [
+            "verified", "verified", "verified", "failed", "planned", "planned"
+        ]
+    );
+    let written_before = s.writes();
+    assert_eq!(written_before.len(), 3);
+    let id = r["follow_up"].as_i64().unwrap();
+    let packet = s.follow_up(id);
+    assert_eq!(packet["packet"]["reason"], "retries-exhausted");
+    assert_eq!(packet["packet"]["done"].as_array().unwrap().len(), 3);
+    assert_eq!(packet["packet"]["pending"].as_array().unwrap().len(), 3);
+
+    // The queue is back; a person resumes.
+    std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id.to_string(),
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+        "--note",
+        "queue maintenance over",
+        "--json",
+    ]);
+    let r = report(&o);
+    assert_eq!(
+        (o.status.code(), r["outcome"].as_str()),
+        (Some(0), Some("completed"))
+    );
+    assert_all_closed(&s);
+    // The first three were not written again, and not even re-applied.
+    for w in &written_before {
+        assert_eq!(
+            s.writes().iter().filter(|x| x["key"] == w["key"]).count(),
+            1
+        );
+    }
+    let kinds = audit_kinds(&s);
+    let resolved = kinds
+        .iter()
+        .find(|(k, _)| k == "follow-up-resolved")
+        .unwrap();
+    assert_eq!(resolved.1["by"], "release-coordinator");
+    assert_eq!(resolved.1["action"], "resume");
+    assert!(
+        !kinds
+            .iter()
+            .any(|(_, p)| p.to_string().contains("maintenance over")),
+        "the note is not audit material"
+    );
+    let shown = s.follow_up(id);
+    assert_eq!(shown["resolution"], "resume");
+    assert_eq!(shown["resolved_note"], "queue maintenance over");
+    verify(&s);
+}
+
+#[test]
+fn steps_already_done_by_hand_are_skipped_as_idempotent_and_logged() {
+    let s = Scenario::new();
+    s.set(
+        "checklist",
+        "checklist",
+        "CL-7",
+        &["state"],
+        json!("closed"),
+    );
+    s.set(
+        "tracker",
+        "release",
+        "R-2026.11",
+        &["state"],
+        json!("approved"),
+    );
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (0, Some("completed-with-skips")),
+        "{r}"
+    );
+    let skipped: Vec<_> = audit_kinds(&s)
+        .into_iter()
+        .filter(|(k, _)| k == "step-skipped")
+        .map(|(_, p)| p["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(skipped, ["close-checklist", "sync-tracker"]);
+    let written: Vec<_> = s.writes().iter().map(|w| w["action"].clone()).collect();
+    assert_eq!(written.len(), 4, "{written:?}");
+    assert!(s.journal("checklist").is_empty());
+    verify(&s);
+}
+
+#[test]
+fn a_target_that_acknowledges_a_write_without_changing_is_caught_by_confirm() {
+    let s = Scenario::new();
+    // The tracker's workflow silently refuses status changes on releases.
+    s.edit_config(
+        "directories = { records = \"state/tracker\" }",
+        "directories = { records = \"state/tracker\" }\nconfig = { frozen-kinds = \"release\" }",
+    );
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (3, Some("partially-completed")),
+        "{r}"
+    );
+    let packet = s.follow_up(r["follow_up"].as_i64().unwrap());
+    assert_eq!(packet["packet"]["reason"], "not-confirmed");
+    assert_eq!(packet["packet"]["mismatch"]["found"], "\"in-review\"");
+    assert_eq!(
+        s.record("tracker", "release", "R-2026.11")["state"],
+        "in-review"
+    );
+    let states = step_states(&s);
+    assert_eq!(
+        states[1],
+        ("sync-tracker".to_string(), "failed".to_string())
+    );
+    assert_eq!(
+        states[2].1, "planned",
+        "nothing after the unconfirmed step ran"
+    );
+}
+
+#[test]
+fn a_process_killed_between_a_write_and_its_record_resumes_without_duplicates() {
+    for point in [
+        "before-apply:close-checklist",
+        "after-apply:close-checklist",
+        "after-record:attach-evidence",
+        "after-apply:clear-review-queue",
+        "after-apply:notify-coordinator",
+    ] {
+        let s = Scenario::new();
+        let mut child = s.spawn_paused(point);
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let paused = lines
+            .by_ref()
+            .map(|l| l.unwrap())
+            .find(|l| l.contains(handoff::pipeline::faults::PAUSED));
+        assert!(
+            paused.is_some(),
+            "{point}: the run never reached its pause point"
+        );
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{point}: {status:?}");
+        assert_eq!(
+            s.count("SELECT COUNT(*) FROM runs WHERE outcome IS NULL"),
+            1
+        );
+
+        let o = s.handoff(&["resume", "--json"]);
+        let r = report(&o);
+        assert_eq!(r["outcome"], "completed", "{point}: {r}");
+        assert_all_closed(&s);
+        verify(&s);
+        if point.starts_with("after-apply") {
+            let recovered = audit_kinds(&s)
+                .into_iter()
+                .filter(|(k, p)| k == "step-applied" && p["recovered"] == true)
+                .count();
+            assert_eq!(
+                recovered, 1,
+                "{point}: the write before the kill is recognised"
+            );
+        }
+        // A second resume finds nothing to do.
+        let (_, out, _) = outcome(&s.handoff(&["resume"]));
+        assert!(out.contains("no unfinished runs"), "{out}");
+    }
+}
+
+#[test]
+fn tampering_with_a_pipeline_audit_row_is_detected_by_verify() {
+    let s = Scenario::new();
+    assert_eq!(run_json(&s).0, 0);
+    let store = s.store();
+    let seq: i64 = store
+        .conn()
+        .query_row(
+            "SELECT seq FROM audit WHERE kind = 'step-applied' ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    store
+        .conn()
+        .execute(
+            "UPDATE audit SET payload = replace(payload, 'CL-7', 'CL-8') WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    drop(store);
+    let (code, _, err) = outcome(&s.handoff(&["audit", "verify"]));
+    assert_eq!(code, 4);
+    assert!(err.contains(&format!("row {seq}")), "{err}");
+}
+
+/// Bad input fails with the place named, exit 1, and nothing stored.
+fn refused(s: &Scenario, o: &std::process::Output, expected: &[&str]) {
+    let (code, out, err) = outcome(o);
+    assert_eq!(code, 1, "{out}{err}");
+    for e in expected {
+        assert!(err.contains(e), "{e:?} not in: {err}");
+    }
+    if s.path("state/handoff.db").exists() {
+        assert_eq!(s.count("SELECT COUNT(*) FROM events"), 0);
+        assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 0);
+    }
+    assert!(s.writes().is_empty());
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
+    let s = Scenario::new();
+    std::fs::write(
+        s.path("events/broken.json"),
+        "{\"id\": \"x\",\n \"source\": }",
+    )
+    .unwrap();
+    let o = s.run_event("events/broken.json");
+    refused(&s, &o, &["events/broken.json", "line 2"]);
+
+    std::fs::write(s.path("context.json"), r#"{"milestone_id": "M-2026.11"}"#).unwrap();
+    let o = s.run();
+    refused(
+        &s,
+        &o,
+        &[
+            "check \"evidence bundle\" record.id",
+            "context.evidence_bundle",
+        ],
+    );
+
+    let s = Scenario::new();
+    let policy = s.path("policies/release-readiness.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace("[follow-up]", "[follow-up]\nescalate = true"),
+    )
+    .unwrap();
+    refused(&s, &s.run(), &["release-readiness.toml", "escalate"]);
+
+    let s = Scenario::new();
+    std::fs::write(
+        policy_path(&s),
+        std::fs::read_to_string(policy_path(&s))
+            .unwrap()
+            .replace("adapter = \"notify\"", "adapter = \"pager\""),
+    )
+    .unwrap();
+    refused(
+        &s,
+        &s.run(),
+        &["adapter instance \"pager\"", "[adapters.pager]"],
+    );
+}
+
+fn policy_path(s: &Scenario) -> std::path::PathBuf {
+    s.path("policies/release-readiness.toml")
+}
+
+#[test]
+fn a_policy_runs_only_once_approved_and_a_widened_one_waits_for_a_new_approval() {
+    let s = Scenario::new();
+    let text = std::fs::read_to_string(policy_path(&s)).unwrap();
+    let widened = format!(
+        "{text}\n[[step]]\nid = \"annotate-review\"\nadapter = \"governance\"\n\
+         record = {{ kind = \"review\", id = \"{{{{event.data.review_id}}}}\" }}\n\
+         action = {{ annotate = \"closed by handoff\" }}\ndone-when = {{ applied = true }}\n"
+    );
+    std::fs::write(policy_path(&s), widened).unwrap();
+    refused(
+        &s,
+        &s.run(),
+        &[
+            "reaches further",
+            "governance: annotate",
+            "handoff policy approve",
+        ],
+    );
+    let o = s.handoff(&[
+        "policy",
+        "approve",
+        "policies/release-readiness.toml",
+        "--by",
+        "release-owner",
+    ]);
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert_eq!(run_json(&s).1["outcome"], "completed");
+
+    let s = Scenario::unapproved();
+    let o = s.run();
+    let (code, _, err) = outcome(&o);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not approved"), "{err}");
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    format!("{}{}", text(&o.stdout), text(&o.stderr))
+}
+
+#[test]
+fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["state"],
+        json!("withdrawn"),
+    );
+    let (code, r) = run_json(&s);
+    assert_eq!(code, 3);
+    let id = r["follow_up"].as_i64().unwrap().to_string();
+    let (_, md, _) = outcome(&s.handoff(&["follow-ups", "show", &id]));
+    for part in [
+        "revoked",
+        "**Route to:** release-coordinator",
+        "## Still pending",
+        "`close-checklist`",
+        "state: \"withdrawn\"",
+        "--action resume",
+    ] {
+        assert!(md.contains(part), "{part:?} not in:\n{md}");
+    }
+    let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
+    assert!(list.contains("revoked") && list.contains("open"), "{list}");
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(o.status.success(), "{}", text_of(&o));
+    let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
+    assert!(list.contains("no open follow-ups"), "{list}");
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(text_of(&o).contains("already resolved"), "{}", text_of(&o));
+    assert!(s.writes().is_empty());
+}

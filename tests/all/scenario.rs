@@ -1,0 +1,207 @@
+//! The release-readiness example (`examples/release-readiness`) set up in a
+//! temporary directory: its seed copied to `state/`, its configuration
+//! pointed at the packages this build made, adapters and policy approved.
+//! Tests drive it through the real `handoff` binary and read the results
+//! back from the targets' own files and journals.
+
+use handoff::policy::Policy;
+use handoff::sandbox::package::Package;
+use handoff::store::Store;
+use handoff::store::adapters::NewApproval;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use tempfile::TempDir;
+
+pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-readiness");
+
+/// The systems of the example, each an adapter instance with its own directory.
+pub const TARGETS: [&str; 4] = ["checklist", "tracker", "queue", "notify"];
+
+pub struct Scenario {
+    pub dir: TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Scenario {
+    /// The example, seeded and approved.
+    pub fn new() -> Scenario {
+        let s = Scenario::unapproved();
+        let mut store = s.store();
+        for name in ["fs-records", "fs-archive"] {
+            let pkg = Package::read(&crate::support::built(name)).unwrap();
+            store
+                .approve_adapter(&NewApproval::of(&pkg, "security-review"))
+                .unwrap();
+        }
+        s.approve_policy();
+        s
+    }
+
+    /// The example, seeded, nothing approved.
+    pub fn unapproved() -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let example = Path::new(EXAMPLE);
+        copy_dir(&example.join("seed"), &dir.path().join("state"));
+        copy_dir(&example.join("policies"), &dir.path().join("policies"));
+        copy_dir(&example.join("events"), &dir.path().join("events"));
+        std::fs::copy(
+            example.join("context.json"),
+            dir.path().join("context.json"),
+        )
+        .unwrap();
+        // Packages from this build; compiled artifacts shared across tests.
+        let config = std::fs::read_to_string(example.join("handoff.toml"))
+            .unwrap()
+            .replace("../../target/handoff-packages", handoff::BUILT_PACKAGES_DIR)
+            .replace(
+                "cache-dir = \"state/cache\"",
+                &format!(
+                    "cache-dir = \"{}/artifact-cache\"",
+                    env!("CARGO_TARGET_TMPDIR")
+                ),
+            )
+            .replace("base-delay-ms = 100", "base-delay-ms = 5")
+            .replace("max-delay-ms = 1000", "max-delay-ms = 20");
+        std::fs::write(dir.path().join("handoff.toml"), config).unwrap();
+        Scenario { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.path("state/handoff.db")).unwrap()
+    }
+
+    pub fn approve_policy(&self) {
+        let policy = Policy::load(&self.path("policies/release-readiness.toml")).unwrap();
+        self.store()
+            .approve_policy(&policy, "release-owner")
+            .unwrap();
+    }
+
+    /// Change the configuration text (e.g. to add adapter config).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.path("handoff.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in the config");
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_handoff"));
+        c.current_dir(self.dir.path())
+            .env_remove("HANDOFF_CONFIG")
+            .env_remove("HANDOFF_STORE")
+            .env_remove("HANDOFF_FAULT_PAUSE")
+            .env("HANDOFF_LOG", "error")
+            .args(args);
+        c
+    }
+
+    pub fn handoff(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run handoff")
+    }
+
+    /// `handoff run` with the example's accepted event and context.
+    pub fn run(&self) -> Output {
+        self.run_event("events/accepted.json")
+    }
+
+    pub fn run_event(&self, event: &str) -> Output {
+        self.handoff(&["run", "--event", event, "--context", "context.json"])
+    }
+
+    /// `handoff run` in the background, stopping at a fault point.
+    pub fn spawn_paused(&self, point: &str) -> Child {
+        self.command(&[
+            "run",
+            "--event",
+            "events/accepted.json",
+            "--context",
+            "context.json",
+        ])
+        .env("HANDOFF_FAULT_PAUSE", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn handoff")
+    }
+
+    /// A system's journal: one JSON object per real write.
+    pub fn journal(&self, system: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.path(&format!("state/{system}/journal.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Every real write, across all targets.
+    pub fn writes(&self) -> Vec<Value> {
+        TARGETS.iter().flat_map(|t| self.journal(t)).collect()
+    }
+
+    pub fn record(&self, system: &str, kind: &str, id: &str) -> Value {
+        let text = std::fs::read_to_string(self.path(&format!("state/{system}/{kind}/{id}.json")))
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn write_record(&self, system: &str, kind: &str, id: &str, value: Value) {
+        let path = self.path(&format!("state/{system}/{kind}/{id}.json"));
+        std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    }
+
+    /// Change one field of a stored record.
+    pub fn set(&self, system: &str, kind: &str, id: &str, path: &[&str], value: Value) {
+        let mut record = self.record(system, kind, id);
+        let mut slot = &mut record;
+        for p in path {
+            slot = &mut slot[*p];
+        }
+        *slot = value;
+        self.write_record(system, kind, id, record);
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.store()
+            .conn()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The open follow-up of the only run, as JSON.
+    pub fn follow_up(&self, id: i64) -> Value {
+        let out = self.handoff(&["follow-ups", "show", &id.to_string(), "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The exit code, and stdout and stderr for messages.
+pub fn outcome(o: &Output) -> (i32, String, String) {
+    (
+        o.status.code().unwrap_or(-1),
+        text(&o.stdout),
+        text(&o.stderr),
+    )
+}
