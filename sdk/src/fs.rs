@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 /// Read a whole file.
 pub fn read(path: &str) -> Result<Vec<u8>, AdapterError> {
     let p = inside_mounts(path)?;
-    std::fs::read(backend::host_path(&p)).map_err(|e| io_error("read", path, e))
+    backend::read(&p, path)
 }
 
 /// Read a whole file as UTF-8.
@@ -24,19 +24,13 @@ pub fn read_to_string(path: &str) -> Result<String, AdapterError> {
 /// Write a whole file (create or replace).
 pub fn write(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
     let p = inside_mounts(path)?;
-    std::fs::write(backend::host_path(&p), contents).map_err(|e| io_error("write", path, e))
+    backend::write(&p, path, contents, false)
 }
 
 /// Append to a file, creating it if needed.
 pub fn append(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
-    use std::io::Write;
     let p = inside_mounts(path)?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(backend::host_path(&p))
-        .and_then(|mut f| f.write_all(contents))
-        .map_err(|e| io_error("append", path, e))
+    backend::write(&p, path, contents, true)
 }
 
 /// Create a directory and its parents (no error if it exists).
@@ -119,9 +113,15 @@ fn io_error(op: &str, path: &str, e: std::io::Error) -> AdapterError {
     }
 }
 
+/// In a component, whole-file reads and writes go through
+/// `wasi:filesystem` descriptors (positional read and write) rather than
+/// streams: a host runs those on the calling thread, where a stream write
+/// is a round trip through a thread pool for every call.
 #[cfg(target_arch = "wasm32")]
 mod backend {
+    use crate::AdapterError;
     use std::path::{Path, PathBuf};
+    use wasip2::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
     pub fn mounts() -> Vec<String> {
         wasip2::filesystem::preopens::get_directories()
@@ -133,10 +133,92 @@ mod backend {
     pub fn host_path(p: &Path) -> PathBuf {
         p.to_path_buf()
     }
+
+    fn error(op: &str, path: &str, code: ErrorCode) -> AdapterError {
+        let message = format!("{op} {path}: {}", code.message());
+        match code {
+            ErrorCode::NoEntry => AdapterError::NotFound(message),
+            ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => {
+                AdapterError::Denied(message)
+            }
+            _ => AdapterError::Transient(message),
+        }
+    }
+
+    // Symlinks are followed as `std::fs` follows them; the host resolves
+    // them beneath the mount and refuses one that leads out (`denied`).
+
+    /// The mount holding `p` (the longest matching one) and the path inside it.
+    fn locate(p: &Path, op: &str, shown: &str) -> Result<(Descriptor, String), AdapterError> {
+        let (dir, name) = wasip2::filesystem::preopens::get_directories()
+            .into_iter()
+            .filter(|(_, name)| p.starts_with(name))
+            .max_by_key(|(_, name)| name.len())
+            .ok_or_else(|| error(op, shown, ErrorCode::NotPermitted))?;
+        let rel = p
+            .strip_prefix(&name)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((dir, if rel.is_empty() { ".".into() } else { rel }))
+    }
+
+    pub fn read(p: &Path, shown: &str) -> Result<Vec<u8>, AdapterError> {
+        let (dir, rel) = locate(p, "read", shown)?;
+        let file = dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                &rel,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .map_err(|c| error("read", shown, c))?;
+        let mut out = Vec::new();
+        loop {
+            let (chunk, end) = file
+                .read(64 * 1024, out.len() as u64)
+                .map_err(|c| error("read", shown, c))?;
+            out.extend_from_slice(&chunk);
+            if end || chunk.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
+        let op = if append { "append" } else { "write" };
+        let (dir, rel) = locate(p, op, shown)?;
+        let open = if append {
+            OpenFlags::CREATE
+        } else {
+            OpenFlags::CREATE | OpenFlags::TRUNCATE
+        };
+        let file = dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                &rel,
+                open,
+                DescriptorFlags::WRITE,
+            )
+            .map_err(|c| error(op, shown, c))?;
+        let start = if append {
+            file.stat().map_err(|c| error(op, shown, c))?.size
+        } else {
+            0
+        };
+        let mut done = 0;
+        while done < bytes.len() {
+            let n = file
+                .write(&bytes[done..], start + done as u64)
+                .map_err(|c| error(op, shown, c))?;
+            done += n as usize;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 mod backend {
+    use crate::AdapterError;
     use std::path::{Path, PathBuf};
 
     pub fn mounts() -> Vec<String> {
@@ -145,6 +227,23 @@ mod backend {
 
     pub fn host_path(p: &Path) -> PathBuf {
         crate::testing::with_current(|h| h.resolve_mount(p))
+    }
+
+    pub fn read(p: &Path, shown: &str) -> Result<Vec<u8>, AdapterError> {
+        std::fs::read(host_path(p)).map_err(|e| super::io_error("read", shown, e))
+    }
+
+    pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
+        use std::io::Write;
+        let op = if append { "append" } else { "write" };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(host_path(p))
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| super::io_error(op, shown, e))
     }
 }
 
