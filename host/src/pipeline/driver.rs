@@ -76,6 +76,10 @@ pub struct Driver<'e> {
     pub snapshot: Option<View>,
     /// Links seen on the way (evidence), for a follow-up packet.
     pub links: Vec<String>,
+    /// Audit rows of reads (revalidated, check passed...) waiting for the
+    /// next transition's transaction. A read changes nothing: if the
+    /// process stops first, the next drive reads again and records that.
+    pending: Vec<Row>,
 }
 
 /// An audit entry of this run.
@@ -133,6 +137,7 @@ impl Engine {
             calls: Calls::default(),
             snapshot: None,
             links: Vec::new(),
+            pending: Vec::new(),
         };
         let result = driver.run().await;
         if result.is_err() {
@@ -226,6 +231,11 @@ impl Driver<'_> {
         Ok(steps::for_run(self.engine.store.conn(), &self.run.run_id)?)
     }
 
+    /// Record a read: its audit row goes with the next transition.
+    pub fn note(&mut self, row: Row) {
+        self.pending.push(row);
+    }
+
     /// Commit a state change and its audit rows in one transaction, and
     /// extend the lease.
     pub fn transition(
@@ -242,7 +252,7 @@ impl Driver<'_> {
         // Renew first: a change that finishes the run ends the lease.
         runs::renew(&tx, &self.run.run_id, &owner, ttl)?;
         change(&tx)?;
-        for row in rows {
+        for row in self.pending.drain(..).chain(rows) {
             crate::store::audit::append(&tx, &entry(&self.run, row))?;
         }
         tx.commit()?;
@@ -332,6 +342,9 @@ impl Driver<'_> {
             .map_err(StoreError::from)?;
         let id = crate::store::follow_ups::insert(&tx, &packet)?;
         runs::set_outcome(&tx, &run_id, Some(outcome))?;
+        for row in self.pending.drain(..) {
+            crate::store::audit::append(&tx, &entry(&self.run, row))?;
+        }
         let rows = [
             Row::new(
                 "follow-up-emitted",

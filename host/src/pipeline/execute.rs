@@ -1,8 +1,8 @@
 //! Execute: one step at a time. Observe first: if the end state already
 //! holds, the step is skipped as idempotent (or, when the target carries
 //! this step's own key, recognised as our write from before a crash).
-//! Otherwise record the intent, revalidate when the policy asks for it,
-//! apply with the step's idempotency key, record the write, and confirm.
+//! Otherwise revalidate when the policy asks for it, record the intent,
+//! apply with the step's idempotency key, confirm, and record both.
 
 use super::RunError;
 use super::calls::view_of;
@@ -96,15 +96,12 @@ pub async fn execute(
     }
     *fresh = false;
     d.engine.faults.point("after-apply", &step.id);
-    d.step_transition(
-        &step.id,
-        StepState::Applied,
-        0,
-        None,
-        vec![Row::new("step-applied", ids.clone()).by(sha.clone())],
-    )?;
-    d.engine.faults.point("after-record", &step.id);
+    // The write and its confirmation are recorded together: a stop between
+    // them leaves the step `observed`, and the next drive finds the key on
+    // the target and records it then.
+    let applied = Row::new("step-applied", ids.clone()).by(sha.clone());
     if let Err(halt) = confirm(d, step).await {
+        d.note(applied);
         return fail(d, row, halt);
     }
     d.step_transition(
@@ -112,8 +109,9 @@ pub async fn execute(
         StepState::Verified,
         0,
         None,
-        vec![Row::new("step-verified", ids).by(sha)],
+        vec![applied, Row::new("step-verified", ids).by(sha)],
     )?;
+    d.engine.faults.point("after-record", &step.id);
     Ok(Ok(()))
 }
 

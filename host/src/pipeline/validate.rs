@@ -46,7 +46,7 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
                     "check": check.name, "adapter": check.adapter,
                     "kind": record.kind, "id": record.id, "links": seen.links,
                 });
-                d.transition(|_| Ok(()), vec![Row::new("check-passed", payload).by(sha)])?;
+                d.note(Row::new("check-passed", payload).by(sha));
             }
             Err(mismatch) => {
                 let reason = classify(check.guards, &seen);
@@ -55,7 +55,7 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
                     "kind": record.kind, "id": record.id, "reason": reason.name(),
                     "path": mismatch.path, "expected": mismatch.expected, "found": mismatch.found,
                 });
-                d.transition(|_| Ok(()), vec![Row::new("check-failed", payload).by(sha)])?;
+                d.note(Row::new("check-failed", payload).by(sha));
                 return Ok(Err(Halt {
                     reason,
                     summary: format!(

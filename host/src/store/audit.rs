@@ -8,11 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 /// commits it together with the state change it records.
 pub fn append(tx: &Transaction<'_>, entry: &Entry) -> Result<Row, StoreError> {
     let head: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, prev_hash) = match head {
         Some((seq, hash)) => (seq + 1, hash),
@@ -43,23 +40,23 @@ pub fn append(tx: &Transaction<'_>, entry: &Entry) -> Result<Row, StoreError> {
         adapter_sha256: entry.adapter_sha256.clone(),
         prev_hash,
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (seq, at, run_id, event_id, kind, payload, policy_sha256,
                             adapter_sha256, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            row.seq,
-            row.at,
-            row.run_id,
-            row.event_id,
-            row.kind,
-            row.payload,
-            row.policy_sha256,
-            row.adapter_sha256,
-            row.prev_hash,
-            row.hash
-        ],
-    )?;
+    )?
+    .execute(params![
+        row.seq,
+        row.at,
+        row.run_id,
+        row.event_id,
+        row.kind,
+        row.payload,
+        row.policy_sha256,
+        row.adapter_sha256,
+        row.prev_hash,
+        row.hash
+    ])?;
     Ok(row)
 }
 

@@ -258,10 +258,10 @@ pub fn renew(
     ttl: Duration,
 ) -> Result<(), StoreError> {
     let until = super::rfc3339_in(ttl);
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE runs SET lease_owner = ?1, lease_until = ?2, updated_at = ?3 WHERE run_id = ?4",
-        params![owner, until, now_rfc3339(), run_id],
-    )?;
+    )?
+    .execute(params![owner, until, now_rfc3339(), run_id])?;
     Ok(())
 }
 
