@@ -274,3 +274,83 @@ pub fn release(conn: &Connection, run_id: &str, owner: &str) -> Result<(), Store
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::intake::{CloudEvent, Intake};
+    use crate::store::Store;
+
+    fn store_with_run() -> (Store, String) {
+        let mut store = Store::in_memory().unwrap();
+        let event = CloudEvent::parse(
+            br#"{"specversion":"1.0","id":"e1","source":"s","type":"t"}"#,
+            "test",
+        )
+        .unwrap();
+        let context = serde_json::json!({});
+        let new = NewRun {
+            policy_id: "p",
+            policy_sha256: "abc",
+            context: &context,
+        };
+        let Intake::New { run_id, .. } = store.intake_run(&event, None, Some(&new)).unwrap() else {
+            panic!("not new")
+        };
+        (store, run_id.unwrap())
+    }
+
+    #[test]
+    fn a_live_lease_keeps_other_drivers_out_until_it_ends() {
+        let (mut store, run) = store_with_run();
+        let ttl = Duration::from_secs(60);
+        let me = lease_owner();
+        // Another host's live lease: held.
+        assert_eq!(
+            claim(store.conn_mut(), &run, "elsewhere:1", ttl).unwrap(),
+            Claim::Taken
+        );
+        assert!(matches!(
+            claim(store.conn_mut(), &run, &me, ttl).unwrap(),
+            Claim::Held { owner, .. } if owner == "elsewhere:1"
+        ));
+        // Its holder gives it back: free again.
+        release(store.conn(), &run, "elsewhere:1").unwrap();
+        assert_eq!(
+            claim(store.conn_mut(), &run, &me, ttl).unwrap(),
+            Claim::Taken
+        );
+        // A finished run is not driven again.
+        let tx = store.conn_mut().transaction().unwrap();
+        set_outcome(&tx, &run, Some(Outcome::Completed)).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            claim(store.conn_mut(), &run, "elsewhere:1", ttl).unwrap(),
+            Claim::Finished(Outcome::Completed)
+        );
+    }
+
+    #[test]
+    fn a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once() {
+        let (mut store, run) = store_with_run();
+        let ttl = Duration::from_secs(600);
+        let me = lease_owner();
+        let host = me.rsplit_once(':').unwrap().0;
+        // No process has pid u32::MAX - 1 on Linux (pid_max is far lower).
+        let dead = format!("{host}:{}", u32::MAX - 1);
+        assert_eq!(
+            claim(store.conn_mut(), &run, &dead, ttl).unwrap(),
+            Claim::Taken
+        );
+        assert_eq!(
+            claim(store.conn_mut(), &run, &me, ttl).unwrap(),
+            Claim::Taken
+        );
+        // The live one (this process) is respected in turn.
+        let other_live = format!("{host}:1");
+        assert!(matches!(
+            claim(store.conn_mut(), &run, &other_live, ttl).unwrap(),
+            Claim::Held { .. }
+        ));
+    }
+}
