@@ -120,8 +120,7 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
                 println!("no policies approved in {}", store.path().display());
-            }
-            if !json {
+            } else {
                 for a in &approvals {
                     let state = match &a.revoked_by {
                         Some(by) => format!("REVOKED by {by}"),

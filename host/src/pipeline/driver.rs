@@ -182,12 +182,10 @@ impl Driver<'_> {
 
     /// A run resumed after its policy's approval was revoked stops.
     fn policy_withdrawn(&self) -> Result<Option<Halt>, RunError> {
-        let revoked: Option<String> = self.engine.store.conn().query_row(
-            "SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
-             AND NOT EXISTS (SELECT 1 FROM policy_approvals WHERE sha256 = ?1 AND revoked_at IS NULL)",
-            [&self.run.policy_sha256],
-            |r| r.get(0),
-        ).map_err(StoreError::from)?;
+        let revoked = self
+            .engine
+            .store
+            .policy_revoked_by(&self.run.policy_sha256)?;
         Ok(revoked.map(|by| {
             Halt::new(
                 Reason::OutOfScope,
@@ -243,6 +241,15 @@ impl Driver<'_> {
         change: impl FnOnce(&Transaction<'_>) -> Result<(), StoreError>,
         rows: Vec<Row>,
     ) -> Result<(), StoreError> {
+        self.transition_with(|tx| change(tx).map(|()| ((), rows)))
+    }
+
+    /// As [`Driver::transition`], for a change whose audit rows depend on
+    /// what it wrote (a new row's id).
+    pub fn transition_with<T>(
+        &mut self,
+        change: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Row>), StoreError>,
+    ) -> Result<T, StoreError> {
         let (owner, ttl) = (self.engine.owner.clone(), self.engine.lease_ttl);
         let tx = self
             .engine
@@ -251,12 +258,12 @@ impl Driver<'_> {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Renew first: a change that finishes the run ends the lease.
         runs::renew(&tx, &self.run.run_id, &owner, ttl)?;
-        change(&tx)?;
+        let (value, rows) = change(&tx)?;
         for row in self.pending.drain(..).chain(rows) {
             crate::store::audit::append(&tx, &entry(&self.run, row))?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(value)
     }
 
     /// Move one step, with its audit rows.
@@ -333,33 +340,22 @@ impl Driver<'_> {
         };
         let run_id = self.run.run_id.clone();
         let pending_ids: Vec<_> = packet.pending.iter().map(|s| s.step.clone()).collect();
-        // The follow-up's id is known only inside the transaction.
-        let tx = self
-            .engine
-            .store
-            .conn_mut()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let id = crate::store::follow_ups::insert(&tx, &packet)?;
-        runs::set_outcome(&tx, &run_id, Some(outcome))?;
-        for row in self.pending.drain(..) {
-            crate::store::audit::append(&tx, &entry(&self.run, row))?;
-        }
-        let rows = [
-            Row::new(
-                "follow-up-emitted",
-                json!({
-                    "follow_up": id, "reason": packet.reason.name(),
-                    "route_to": packet.route_to, "due_at": packet.due_at,
-                    "pending": pending_ids,
-                }),
-            ),
-            Row::new("run-halted", json!({ "outcome": outcome.name() })),
-        ];
-        for row in rows {
-            crate::store::audit::append(&tx, &entry(&self.run, row))?;
-        }
-        tx.commit().map_err(StoreError::from)?;
+        let id = self.transition_with(|tx| {
+            let id = crate::store::follow_ups::insert(tx, &packet)?;
+            runs::set_outcome(tx, &run_id, Some(outcome))?;
+            let rows = vec![
+                Row::new(
+                    "follow-up-emitted",
+                    json!({
+                        "follow_up": id, "reason": packet.reason.name(),
+                        "route_to": packet.route_to, "due_at": packet.due_at,
+                        "pending": pending_ids,
+                    }),
+                ),
+                Row::new("run-halted", json!({ "outcome": outcome.name() })),
+            ];
+            Ok((id, rows))
+        })?;
         Ok(Report {
             run_id,
             event_id: self.run.event_id.clone(),

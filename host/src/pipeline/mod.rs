@@ -402,14 +402,17 @@ fn dry_render(
     business_key: Option<&str>,
     event_id: &str,
 ) -> Result<(), TemplateError> {
-    use crate::policy::{condition, template::render};
-    render(&policy.source.record.kind, scope, "source.record.kind")?;
-    render(&policy.source.record.id, scope, "source.record.id")?;
+    use crate::policy::condition;
+    policy
+        .source
+        .record
+        .render(&policy.source.adapter, scope, "source.")?;
     condition::render(&policy.source.must_match, scope, "source.must-match")?;
     for check in &policy.checks {
         let place = format!("check {:?}", check.name);
-        render(&check.record.kind, scope, &format!("{place} record.kind"))?;
-        render(&check.record.id, scope, &format!("{place} record.id"))?;
+        check
+            .record
+            .render(&check.adapter, scope, &format!("{place} "))?;
         condition::render(&check.expect, scope, &format!("{place} expect"))?;
     }
     plan::plan(

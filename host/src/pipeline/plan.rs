@@ -139,9 +139,12 @@ pub fn plan(
         .iter()
         .map(|step| {
             let place = format!("step {}", step.id);
+            let filled = step
+                .record
+                .render(&step.adapter, scope, &format!("{place} "))?;
             let record = TargetRecord {
-                kind: render(&step.record.kind, scope, &format!("{place} record.kind"))?,
-                id: render(&step.record.id, scope, &format!("{place} record.id"))?,
+                kind: filled.kind,
+                id: filled.id,
             };
             let r = |t: &str| render(t, scope, &format!("{place} action"));
             let action = match &step.action {

@@ -8,8 +8,6 @@ use super::calls::view_of_decision;
 use super::driver::{Driver, Halt, Row};
 use crate::follow_up::Reason;
 use crate::policy::condition::{self, Mismatch, View};
-use crate::policy::template::render;
-use crate::sandbox::RecordRef;
 use serde_json::json;
 
 /// Decision states that mean it was taken back.
@@ -37,11 +35,7 @@ pub fn classify(mismatch: &Mismatch, seen: &View) -> Reason {
 pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> {
     let spec = d.policy.source.clone();
     let scope = d.scope();
-    let record = RecordRef {
-        system: spec.adapter.clone(),
-        kind: render(&spec.record.kind, scope, "source.record.kind")?,
-        id: render(&spec.record.id, scope, "source.record.id")?,
-    };
+    let record = spec.record.render(&spec.adapter, scope, "source.")?;
     let must = condition::render(&spec.must_match, scope, "source.must-match")?;
     let decision = match d.read_decision(&spec.adapter, &record).await {
         Ok(decision) => decision,

@@ -8,8 +8,6 @@ use super::driver::{Driver, Halt, Row};
 use crate::follow_up::Reason;
 use crate::policy::CheckKind;
 use crate::policy::condition::{self, View};
-use crate::policy::template::render;
-use crate::sandbox::RecordRef;
 use serde_json::json;
 
 /// Why a failed check stopped the run.
@@ -26,11 +24,9 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
     for check in d.policy.checks.clone() {
         let place = format!("check {:?}", check.name);
         let scope = d.scope();
-        let record = RecordRef {
-            system: check.adapter.clone(),
-            kind: render(&check.record.kind, scope, &format!("{place} record.kind"))?,
-            id: render(&check.record.id, scope, &format!("{place} record.id"))?,
-        };
+        let record = check
+            .record
+            .render(&check.adapter, scope, &format!("{place} "))?;
         let expect = condition::render(&check.expect, scope, &format!("{place} expect"))?;
         let seen = match d.observe(&check.adapter, &record).await {
             Ok(o) => view_of(&o),

@@ -41,6 +41,23 @@ pub struct RecordTemplate {
     pub id: String,
 }
 
+impl RecordTemplate {
+    /// The record, filled in, as `adapter` is asked for it. `place` starts
+    /// the name of each field in errors (`"source."`, `"step x "`).
+    pub fn render(
+        &self,
+        adapter: &str,
+        scope: template::Scope<'_>,
+        place: &str,
+    ) -> Result<crate::sandbox::RecordRef, template::TemplateError> {
+        Ok(crate::sandbox::RecordRef {
+            system: adapter.to_string(),
+            kind: template::render(&self.kind, scope, &format!("{place}record.kind"))?,
+            id: template::render(&self.id, scope, &format!("{place}record.id"))?,
+        })
+    }
+}
+
 /// A condition value: a string (templated) or a boolean (for `exists`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(untagged)]
