@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod follow_up;
 pub mod pipeline;
 pub mod policy;

@@ -4,6 +4,7 @@
 mod approval;
 mod audit;
 mod cli;
+mod demo;
 mod hostile;
 mod intake;
 mod pipeline;

@@ -3,6 +3,7 @@
 
 mod adapter;
 mod audit;
+mod demo;
 mod follow_ups;
 mod policy;
 mod run;
@@ -41,6 +42,16 @@ enum Command {
     /// Verify and export the audit chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run the release-readiness scenario and its failure variants on the
+    /// embedded default, and show what became of each.
+    Demo {
+        /// Where the cases' stores and systems are kept (made fresh).
+        #[arg(long, default_value = "handoff-demo")]
+        dir: PathBuf,
+        /// The adapter packages to use (default: the ones this build made).
+        #[arg(long, default_value = crate::BUILT_PACKAGES_DIR)]
+        packages: PathBuf,
+    },
     /// Review, approve and revoke policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -86,7 +97,10 @@ pub mod exit {
 /// Run the command line; errors are printed with their causes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo's output is its table; retries it provokes on purpose are
+    // not warnings to the person reading it.
+    let quiet = matches!(cli.command, Command::Demo { .. });
+    init_tracing(if quiet { "error" } else { "warn" });
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -99,9 +113,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -118,6 +132,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Policy(cmd) => policy::run(cmd, &ctx),
+        // The demo writes its own configuration for each case.
+        Command::Demo { dir, packages } => demo::run(&dir, &packages),
         Command::Run {
             event,
             context,

@@ -1,0 +1,125 @@
+//! `handoff demo`: runs the release-readiness scenario and its failure
+//! variants on the embedded default and prints what became of each: a
+//! table of outcomes, the follow-up packets handed to people, and the audit
+//! verification.
+
+use super::exit;
+use crate::demo::{self, CaseResult};
+use anyhow::Result;
+use std::path::Path;
+
+const INTRO: &str = "\
+handoff demo: the release-readiness scenario (examples/release-readiness)
+
+Governance review RV-118 of release R-2026.11 is accepted. handoff re-reads the
+review from its source, checks the milestone mapping and the archived evidence's
+sha256, then carries out six closure steps: close checklist CL-7, mark the release
+approved, attach the evidence link, clear the review-queue entry, tell the scheduler
+intake, notify the release coordinators. Every system is a directory of records,
+reached only through a sandboxed WebAssembly adapter. Each case starts from the
+same seed with one thing changed.
+";
+
+pub fn run(dir: &Path, packages: &Path) -> Result<u8> {
+    println!("{INTRO}");
+    println!(
+        "  {:<2} {:<48} {:<44} {:>6}",
+        "#", "case", "outcome", "writes"
+    );
+    let results = demo::run_all(dir, packages, |r| {
+        let outcomes: Vec<&str> = r.outcomes.iter().map(|o| o.name()).collect();
+        let mark = if r.as_expected() {
+            ""
+        } else {
+            "  ✗ unexpected"
+        };
+        println!(
+            "  {:<2} {:<48} {:<44} {:>6}{mark}",
+            r.number,
+            r.name,
+            outcomes.join(" → "),
+            r.writes
+        );
+    })?;
+    follow_ups(&results);
+    audit(&results, dir);
+    let unexpected: Vec<String> = results
+        .iter()
+        .filter(|r| !r.as_expected())
+        .map(|r| {
+            let want: Vec<&str> = r.expected.iter().map(|o| o.name()).collect();
+            format!("case {} should end {}", r.number, want.join(" → "))
+        })
+        .collect();
+    if unexpected.is_empty() {
+        println!("\nEvery case ended as it should.");
+        Ok(exit::OK)
+    } else {
+        println!("\nNot as expected: {}", unexpected.join("; "));
+        Ok(exit::ERROR)
+    }
+}
+
+fn follow_ups(results: &[CaseResult]) {
+    println!("\nFollow-up packets handed to a person (a role, never a person by name):");
+    for r in results {
+        for f in &r.follow_ups {
+            let p = &f.packet;
+            println!(
+                "  case {} #{} [{}] to {}: {}",
+                r.number,
+                f.id,
+                p.reason.name(),
+                p.route_to,
+                p.summary
+            );
+            let names = |lines: &[crate::follow_up::StepLine]| {
+                lines
+                    .iter()
+                    .map(|l| l.step.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut facts = Vec::new();
+            if !p.done.is_empty() {
+                facts.push(format!("done: {}", names(&p.done)));
+            }
+            if !p.pending.is_empty() {
+                facts.push(format!("pending: {}", names(&p.pending)));
+            }
+            if !facts.is_empty() {
+                println!("      {}", facts.join("; "));
+            }
+            match (&f.resolution, &f.resolved_by) {
+                (Some(res), Some(by)) => println!("      resolved: {} by {by}", res.name()),
+                _ => {
+                    let next: Vec<&str> = p.next_actions.iter().map(|a| a.name()).collect();
+                    println!("      open, due {}; next: {}", p.due_at, next.join(" | "));
+                }
+            }
+        }
+    }
+}
+
+fn audit(results: &[CaseResult], dir: &Path) {
+    let rows: usize = results.iter().map(|r| r.audit_rows).sum();
+    let verified = results.iter().filter(|r| r.audit_verified).count();
+    println!(
+        "\nAudit: {verified} of {} hash chains recomputed and verified ({rows} rows, \
+         identifiers, states and links only).",
+        results.len()
+    );
+    if let Some(halted) = results.iter().find(|r| !r.follow_ups.is_empty()) {
+        let config = halted.workspace.join("handoff.toml");
+        println!(
+            "\nEach case's store and systems are kept under {}. Look closer:",
+            dir.display()
+        );
+        println!("  handoff --config {} runs show run-1", config.display());
+        println!(
+            "  handoff --config {} follow-ups show {}",
+            config.display(),
+            halted.follow_ups[0].id
+        );
+    }
+}
