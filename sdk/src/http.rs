@@ -191,6 +191,18 @@ mod backend {
                 .append(name, value.as_bytes())
                 .map_err(|e| header_error(&what, name, e))?;
         }
+        // A body goes with its length: some servers (thin, under Redmine)
+        // ignore a chunked request body.
+        let has_length = request
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        if !request.body.is_empty() && !has_length {
+            let length = request.body.len().to_string();
+            headers
+                .append("content-length", length.as_bytes())
+                .map_err(|e| header_error(&what, "content-length", e))?;
+        }
         let outgoing = OutgoingRequest::new(headers);
         let method = match request.method.as_str() {
             "GET" => Method::Get,

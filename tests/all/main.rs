@@ -8,6 +8,7 @@ mod demo;
 mod hostile;
 mod intake;
 mod pipeline;
+mod redmine;
 mod reference;
 mod sandbox;
 mod scenario;

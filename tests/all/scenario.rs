@@ -38,9 +38,15 @@ fn copy_dir(from: &Path, to: &Path) {
 impl Scenario {
     /// The example, seeded and approved.
     pub fn new() -> Scenario {
-        let s = Scenario::unapproved();
+        Scenario::with_config("handoff.toml", &["fs-records", "fs-archive"])
+    }
+
+    /// The example under another of its operator configurations, with these
+    /// packages approved.
+    pub fn with_config(config: &str, packages: &[&str]) -> Scenario {
+        let s = Scenario::unapproved_with(config);
         let mut store = s.store();
-        for name in ["fs-records", "fs-archive"] {
+        for name in packages {
             let pkg = Package::read(&crate::support::built(name)).unwrap();
             store
                 .approve_adapter(&NewApproval::of(&pkg, "security-review"))
@@ -52,6 +58,10 @@ impl Scenario {
 
     /// The example, seeded, nothing approved.
     pub fn unapproved() -> Scenario {
+        Scenario::unapproved_with("handoff.toml")
+    }
+
+    fn unapproved_with(config: &str) -> Scenario {
         let dir = tempfile::tempdir().unwrap();
         let example = Path::new(EXAMPLE);
         copy_dir(&example.join("seed"), &dir.path().join("state"));
@@ -63,7 +73,7 @@ impl Scenario {
         )
         .unwrap();
         // Packages from this build; compiled artifacts shared across tests.
-        let config = std::fs::read_to_string(example.join("handoff.toml"))
+        let config = std::fs::read_to_string(example.join(config))
             .unwrap()
             .replace("../../target/handoff-packages", handoff::BUILT_PACKAGES_DIR)
             .replace(
