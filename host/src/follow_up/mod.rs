@@ -34,7 +34,8 @@ pub enum Reason {
     NotConfirmed,
     /// The sandbox refused something the step needed.
     CapabilityDenied,
-    /// A target refused the request as invalid.
+    /// A target refused the request: invalid, or in conflict with the
+    /// record's state. Not retried.
     TargetRefused,
     /// The policy, or its approval, does not cover the request.
     OutOfScope,

@@ -51,7 +51,10 @@ pub enum Failure {
 /// Sort an adapter's error.
 pub fn classify(err: &AdapterError) -> Failure {
     match err {
-        AdapterError::Transient(m) | AdapterError::Conflict(m) => Failure::Transient(m.clone()),
+        AdapterError::Transient(m) => Failure::Transient(m.clone()),
+        // The contract: only `transient` is retried. Sending the same request
+        // again into a state that refused it would only repeat the refusal.
+        AdapterError::Conflict(m) => Failure::Final(Reason::TargetRefused, m.clone()),
         AdapterError::NotFound(m) => Failure::Final(Reason::MappingMissing, m.clone()),
         AdapterError::Denied(m) => Failure::Final(Reason::CapabilityDenied, m.clone()),
         AdapterError::Invalid(m) => Failure::Final(Reason::TargetRefused, m.clone()),
