@@ -1,10 +1,13 @@
-//! The SDK's own bindings: the shared types and the host interface.
+//! The SDK's own bindings: the shared types, the host interface and the
+//! optional capability interfaces (`jetstream`, `mail`).
 //!
-//! The world here imports only `host`, so the type information it adds to a
-//! component declares no export; the export world comes from `export!`.
+//! The world here only imports, so the type information it adds to a
+//! component declares no export; the export world comes from `export!`. An
+//! interface the adapter never calls is not imported by the final component
+//! (so it needs no capability).
 
 wit_bindgen::generate!({
-    inline: "package handoff:sdk-internal; world sdk { import handoff:adapter/host@0.1.0; }",
+    inline: "package handoff:sdk-internal; world sdk { import handoff:adapter/host@0.1.0; import handoff:adapter/jetstream@0.1.0; import handoff:adapter/mail@0.1.0; }",
     path: "../wit",
     world: "handoff:sdk-internal/sdk",
     generate_all,
@@ -12,4 +15,4 @@ wit_bindgen::generate!({
     additional_derives: [PartialEq, Eq, Clone],
 });
 
-pub use self::handoff::adapter::{host, types};
+pub use self::handoff::adapter::{host, jetstream, mail, types};

@@ -30,6 +30,9 @@
 mod bindings;
 pub mod fs;
 pub mod http;
+pub mod mail;
+pub mod nats;
+pub mod sent;
 pub mod testing;
 
 pub use bindings::types;

@@ -188,6 +188,21 @@ pub fn render_grants(g: &Grants) -> String {
     for addr in &g.capabilities.sockets {
         let _ = writeln!(out, "  sockets   tcp {addr}");
     }
+    // Shown only when declared: most adapters use neither.
+    for scope in &g.capabilities.nats {
+        let _ = writeln!(
+            out,
+            "  nats      {}",
+            scope.to_string().trim_start_matches("nats ")
+        );
+    }
+    for scope in &g.capabilities.smtp {
+        let _ = writeln!(
+            out,
+            "  smtp      {}",
+            scope.to_string().trim_start_matches("smtp ")
+        );
+    }
     let _ = writeln!(
         out,
         "  limits    memory {} MiB, {} ms per call",

@@ -163,6 +163,22 @@ fn compare_capabilities(approved: &Capabilities, declared: &Capabilities, out: &
     for addr in approved.sockets.difference(&declared.sockets) {
         out.push(Change::Narrowed(format!("socket tcp {addr}")));
     }
+    compare_sets(&approved.nats, &declared.nats, out);
+    compare_sets(&approved.smtp, &declared.smtp, out);
+}
+
+/// Scopes are compared as sets: each one declared and not approved widens.
+fn compare_sets<T: Ord + fmt::Display>(
+    approved: &std::collections::BTreeSet<T>,
+    declared: &std::collections::BTreeSet<T>,
+    out: &mut Vec<Change>,
+) {
+    for s in declared.difference(approved) {
+        out.push(Change::Widened(s.to_string()));
+    }
+    for s in approved.difference(declared) {
+        out.push(Change::Narrowed(s.to_string()));
+    }
 }
 
 fn compare_limits(approved: &Limits, declared: &Limits, out: &mut Vec<Change>) {
@@ -242,6 +258,22 @@ pub fn effective(declared: &Grants, approved: &Grants, ceiling: &HostCeiling) ->
             .copied()
             .collect();
     }
+    // Service servers are addresses, checked against the ceiling's denied
+    // networks here, once, since nothing is resolved later.
+    caps.nats = declared
+        .capabilities
+        .nats
+        .intersection(&approved.capabilities.nats)
+        .filter(|s| ceiling.denies_ip(s.server.ip()).is_none())
+        .cloned()
+        .collect();
+    caps.smtp = declared
+        .capabilities
+        .smtp
+        .intersection(&approved.capabilities.smtp)
+        .filter(|s| ceiling.denies_ip(s.server.ip()).is_none())
+        .cloned()
+        .collect();
     Grants {
         world: declared.world,
         actions: declared
@@ -335,6 +367,7 @@ mod tests {
 
     mod properties {
         use super::*;
+        use crate::sandbox::jetstream::{NatsScope, ScopeKind as NatsKind};
         use crate::sandbox::manifest::{ActionKind, HttpGrant, Origin, World};
         use proptest::prelude::*;
         use std::collections::{BTreeMap, BTreeSet};
@@ -369,8 +402,26 @@ mod tests {
                 proptest::sample::select(ActionKind::ALL.to_vec()),
                 0..5,
             );
-            (origins, files, sockets, actions, 1u32..512, 1u64..100_000).prop_map(
-                |(origins, files, sockets, actions, memory_mib, call_timeout_ms)| Grants {
+            let nats = proptest::collection::btree_set(
+                (
+                    0u16..2,
+                    any::<bool>(),
+                    prop_oneof![Just("a.>"), Just("b"), Just("q")],
+                )
+                    .prop_map(|(p, bucket, name)| NatsScope {
+                        server: SocketAddr::from(([127, 0, 0, 1], 4222 + p)),
+                        kind: if bucket {
+                            NatsKind::Bucket
+                        } else {
+                            NatsKind::Subject
+                        },
+                        name: name.into(),
+                    }),
+                0..4,
+            );
+            let services = (sockets, nats);
+            (origins, files, services, actions, 1u32..512, 1u64..100_000).prop_map(
+                |(origins, files, (sockets, nats), actions, memory_mib, call_timeout_ms)| Grants {
                     world: World::Target,
                     actions,
                     capabilities: Capabilities {
@@ -392,6 +443,8 @@ mod tests {
                             .collect::<BTreeMap<_, _>>(),
                         files,
                         sockets,
+                        nats,
+                        smtp: Default::default(),
                     },
                     limits: Limits {
                         memory_mib,
@@ -408,6 +461,7 @@ mod tests {
                     .capabilities
                     .sockets
                     .is_subset(&outer.capabilities.sockets)
+                && inner.capabilities.nats.is_subset(&outer.capabilities.nats)
                 && inner.limits.memory_mib <= outer.limits.memory_mib
                 && inner.limits.call_timeout_ms <= outer.limits.call_timeout_ms
                 && inner.capabilities.http.iter().all(|(o, g)| {

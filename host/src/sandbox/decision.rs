@@ -9,6 +9,8 @@ pub enum Surface {
     Http,
     Files,
     Sockets,
+    Nats,
+    Smtp,
     Cpu,
     Memory,
     Action,
@@ -21,6 +23,8 @@ impl Surface {
             Surface::Http => "http",
             Surface::Files => "files",
             Surface::Sockets => "sockets",
+            Surface::Nats => "nats",
+            Surface::Smtp => "smtp",
             Surface::Cpu => "cpu",
             Surface::Memory => "memory",
             Surface::Action => "action",
@@ -42,6 +46,14 @@ impl Surface {
             Surface::Sockets => {
                 "if the adapter should connect there, declare the address under \
                  [[capabilities.sockets]], then approve it again"
+            }
+            Surface::Nats => {
+                "if the adapter should reach it, declare the server with the subject pattern or \
+                 bucket under [[capabilities.nats]], then approve it again"
+            }
+            Surface::Smtp => {
+                "if the adapter should send it, declare the server, sender and recipient domain \
+                 under [[capabilities.smtp]], then approve it again"
             }
             Surface::Cpu => {
                 "raise [limits] call-timeout-ms (and the host ceiling) if the work is legitimate"

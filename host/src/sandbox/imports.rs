@@ -39,6 +39,16 @@ pub fn classify(name: &str, caps: &Capabilities) -> Coverage {
     };
     match (package, interface) {
         ("handoff:adapter", "host" | "types") => Coverage::Contract,
+        ("handoff:adapter", "jetstream") => needs(
+            !caps.nats.is_empty(),
+            "nats",
+            "declare [[capabilities.nats]] or remove the NATS code",
+        ),
+        ("handoff:adapter", "mail") => needs(
+            !caps.smtp.is_empty(),
+            "smtp",
+            "declare [[capabilities.smtp]] or remove the mail code",
+        ),
         ("wasi:io" | "wasi:clocks" | "wasi:random", _) => Coverage::Baseline,
         (
             "wasi:cli",

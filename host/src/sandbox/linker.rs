@@ -7,7 +7,9 @@
 
 use super::decision::DecisionLog;
 use super::http::HttpGate;
+use super::jetstream::NatsGate;
 use super::limits::MemoryLimiter;
+use super::mail::MailGate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::Engine;
@@ -16,8 +18,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 wasmtime::component::bindgen!({
-    world: "adapter",
+    world: "host-runtime",
     path: "../wit",
+    imports: { default: async },
     exports: { default: async },
 });
 
@@ -32,6 +35,8 @@ pub struct HostState {
     pub limiter: MemoryLimiter,
     pub config: Arc<BTreeMap<String, String>>,
     pub log: DecisionLog,
+    pub nats: NatsGate,
+    pub mail: MailGate,
 }
 
 impl WasiView for HostState {
@@ -56,7 +61,7 @@ impl WasiHttpView for HostState {
 impl self::handoff::adapter::types::Host for HostState {}
 
 impl self::handoff::adapter::host::Host for HostState {
-    fn log(&mut self, level: wit::Level, message: String) {
+    async fn log(&mut self, level: wit::Level, message: String) {
         let adapter = &self.log.ident().instance;
         // Bounded: a log line is for an operator, not a data channel.
         let message: String = message.chars().take(4096).collect();
@@ -69,8 +74,55 @@ impl self::handoff::adapter::host::Host for HostState {
         }
     }
 
-    fn config(&mut self, key: String) -> Option<String> {
+    async fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+}
+
+use self::handoff::adapter::{jetstream, mail};
+
+impl jetstream::Host for HostState {
+    async fn publish(
+        &mut self,
+        server: String,
+        subject: String,
+        msg_id: String,
+        payload: Vec<u8>,
+    ) -> Result<jetstream::PublishAck, wit::AdapterError> {
+        self.nats.publish(server, subject, msg_id, payload).await
+    }
+
+    async fn recent_msg_ids(
+        &mut self,
+        server: String,
+        subject: String,
+        limit: u32,
+    ) -> Result<Vec<String>, wit::AdapterError> {
+        self.nats.recent_msg_ids(server, subject, limit).await
+    }
+
+    async fn kv_get(
+        &mut self,
+        server: String,
+        bucket: String,
+        key: String,
+    ) -> Result<Option<jetstream::KvEntry>, wit::AdapterError> {
+        self.nats.kv_get(server, bucket, key).await
+    }
+
+    async fn kv_delete(
+        &mut self,
+        server: String,
+        bucket: String,
+        key: String,
+    ) -> Result<(), wit::AdapterError> {
+        self.nats.kv_delete(server, bucket, key).await
+    }
+}
+
+impl mail::Host for HostState {
+    async fn send(&mut self, server: String, email: mail::Email) -> Result<(), wit::AdapterError> {
+        self.mail.send(server, email).await
     }
 }
 
@@ -87,5 +139,7 @@ pub fn build(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         &mut linker,
         |s| s,
     )?;
+    jetstream::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    mail::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

@@ -5,6 +5,8 @@
 //! named. The result is a normalized [`Manifest`] whose capability sets can be
 //! compared (for approval) and intersected (for the effective grant).
 
+use super::jetstream::NatsScope;
+use super::mail::SmtpScope;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -220,6 +222,12 @@ pub struct Capabilities {
     pub files: BTreeMap<String, FileMode>,
     /// TCP connections to exact addresses.
     pub sockets: BTreeSet<SocketAddr>,
+    /// NATS JetStream subjects and buckets, per server.
+    #[serde(default)]
+    pub nats: BTreeSet<NatsScope>,
+    /// SMTP senders and recipient domains, per server.
+    #[serde(default)]
+    pub smtp: BTreeSet<SmtpScope>,
 }
 
 /// HTTP grants are keyed by origin in memory and stored as a list (JSON
@@ -301,6 +309,28 @@ struct RawCapabilities {
     files: Vec<RawFiles>,
     #[serde(default)]
     sockets: Vec<RawSocket>,
+    #[serde(default)]
+    nats: Vec<RawNats>,
+    #[serde(default)]
+    smtp: Vec<RawSmtp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNats {
+    server: String,
+    #[serde(default)]
+    subjects: Vec<String>,
+    #[serde(default)]
+    buckets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSmtp {
+    server: String,
+    senders: Vec<String>,
+    recipient_domains: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -530,6 +560,17 @@ impl Manifest {
                 )));
             }
             capabilities.sockets.insert(normalize_socket(addr));
+        }
+        for (i, nats) in raw.capabilities.nats.into_iter().enumerate() {
+            let scopes = super::jetstream::parse_grant(&nats.server, &nats.subjects, &nats.buckets)
+                .map_err(|p| err(format!("capabilities.nats[{i}]: {p}")))?;
+            capabilities.nats.extend(scopes);
+        }
+        for (i, smtp) in raw.capabilities.smtp.into_iter().enumerate() {
+            let scopes =
+                super::mail::parse_grant(&smtp.server, &smtp.senders, &smtp.recipient_domains)
+                    .map_err(|p| err(format!("capabilities.smtp[{i}]: {p}")))?;
+            capabilities.smtp.extend(scopes);
         }
 
         let limits = Limits {

@@ -2,8 +2,8 @@
 //! authors declared and an operator approved, and runs each call under
 //! least privilege.
 //!
-//! One module per surface: [`http`], [`files`], [`sockets`], [`limits`]
-//! (CPU and memory); [`imports`] is the link-time check, [`approval`] the
+//! One module per surface: [`http`], [`files`], [`sockets`], [`jetstream`]
+//! (NATS), [`mail`] (SMTP), [`limits`] (CPU and memory); [`imports`] is the link-time check, [`approval`] the
 //! digest and grant comparison, [`manifest`] and [`package`] what is on disk,
 //! [`engine`] the wasmtime engine and artifact cache, [`linker`] the wiring.
 //!
@@ -19,8 +19,10 @@ pub mod engine;
 pub mod files;
 pub mod http;
 pub mod imports;
+pub mod jetstream;
 pub mod limits;
 pub mod linker;
+pub mod mail;
 pub mod manifest;
 pub mod package;
 pub mod sockets;
@@ -172,6 +174,8 @@ pub struct Sandbox {
     /// Shared with every loaded adapter: deadlines must keep firing for as
     /// long as anything can call a guest, even after the sandbox is dropped.
     ticker: Arc<EpochTicker>,
+    /// NATS connections, one per server, shared by every adapter.
+    nats: Arc<jetstream::NatsPool>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -224,6 +228,7 @@ impl Sandbox {
             cache,
             ceiling,
             ticker,
+            nats: Arc::default(),
         })
     }
 
@@ -403,6 +408,8 @@ impl Sandbox {
             None
         };
         Ok(LoadedAdapter {
+            nats_scopes: Arc::new(grants.capabilities.nats.clone()),
+            smtp_scopes: Arc::new(grants.capabilities.smtp.clone()),
             ident: Arc::new(AdapterIdent {
                 instance: instance.name.clone(),
                 component_sha256: package.component_sha256.clone(),
@@ -411,6 +418,7 @@ impl Sandbox {
             mounts,
             config: Arc::new(instance.config.clone()),
             http: http_policy,
+            nats: self.nats.clone(),
             engine: self.engine.clone(),
             _ticker: self.ticker.clone(),
             pre,
@@ -428,6 +436,9 @@ pub struct LoadedAdapter {
     mounts: Vec<files::Mount>,
     config: Arc<BTreeMap<String, String>>,
     http: Arc<http::HttpPolicy>,
+    nats_scopes: Arc<std::collections::BTreeSet<jetstream::NatsScope>>,
+    smtp_scopes: Arc<std::collections::BTreeSet<mail::SmtpScope>>,
+    nats: Arc<jetstream::NatsPool>,
     engine: Engine,
     _ticker: Arc<EpochTicker>,
     pre: InstancePre<HostState>,
@@ -477,6 +488,12 @@ impl LoadedAdapter {
             gate: http::HttpGate::new(self.http.clone(), log.clone()),
             limiter: limits::MemoryLimiter::new(self.grants.limits.memory_mib, log.clone()),
             config: self.config.clone(),
+            nats: jetstream::NatsGate::new(
+                self.nats_scopes.clone(),
+                self.nats.clone(),
+                log.clone(),
+            ),
+            mail: mail::MailGate::new(self.smtp_scopes.clone(), log.clone()),
             log,
         };
         let mut store = Store::new(&self.engine, state);
