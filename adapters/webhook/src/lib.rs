@@ -1,0 +1,126 @@
+//! Notifications through a chat webhook (Slack-compatible).
+//!
+//! A record is a channel (`kind = "channel"`); config `url-<id>` holds its
+//! webhook URL. `publish` POSTs `{"text": ...}` (the policy's subject, body
+//! and links, in Slack's `<url|title>` link form) with a `webhook-id` header
+//! set to the idempotency key, and records the key in `/sent/<id>.sent` once
+//! the receiver answered 2xx. `observe` reports the latest `observe-window`
+//! (default 100) recorded keys as applied.
+
+use handoff_sdk::http::{self, Request};
+use handoff_sdk::sent::SentLog;
+use handoff_sdk::{
+    Action, AdapterError, Message, Observed, RecordRef, Target, action_name, export,
+};
+
+struct Webhook;
+
+fn channel(record: &RecordRef) -> Result<(SentLog, String), AdapterError> {
+    if record.kind != "channel" {
+        return Err(AdapterError::Unsupported(format!(
+            "record kind {:?}: this adapter posts to `channel` records",
+            record.kind
+        )));
+    }
+    let key = format!("url-{}", record.id);
+    let url = handoff_sdk::config(&key)
+        .ok_or_else(|| AdapterError::Invalid(format!("config `{key}` is not set")))?;
+    Ok((SentLog::new("/sent", &record.id)?, url))
+}
+
+fn observed(log: &SentLog) -> Result<Observed, AdapterError> {
+    let window = handoff_sdk::config("observe-window")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(100);
+    Ok(Observed {
+        exists: true,
+        state: "open".into(),
+        revision: None,
+        fields: Vec::new(),
+        links: Vec::new(),
+        applied_keys: log.recent(window)?,
+    })
+}
+
+/// Slack's `text` field: `&`, `<` and `>` escaped, links as `<url|title>`.
+fn text(message: &Message) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut text = escape(&message.subject);
+    if !message.body.is_empty() {
+        text.push('\n');
+        text.push_str(&escape(&message.body));
+    }
+    for link in &message.links {
+        text.push_str(&format!("\n<{}|{}>", link.url, escape(&link.title)));
+    }
+    text
+}
+
+impl Target for Webhook {
+    fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
+        let (log, _) = channel(&record)?;
+        observed(&log)
+    }
+
+    fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
+        let Action::Publish(message) = &action else {
+            return Err(AdapterError::Unsupported(format!(
+                "{} on a webhook channel",
+                action_name(&action)
+            )));
+        };
+        let (log, url) = channel(&record)?;
+        if !log.contains(&key)? {
+            let body = serde_json::json!({ "text": text(message) }).to_string();
+            let response = http::send(
+                Request::new("POST", &url)
+                    .header("webhook-id", &key)
+                    .json(body),
+            )?;
+            match response.status {
+                200..=299 => log.record(&key)?,
+                429 | 500..=599 => {
+                    return Err(AdapterError::Transient(format!(
+                        "POST {}: the receiver answered {}",
+                        record.id, response.status
+                    )));
+                }
+                status => {
+                    return Err(AdapterError::Conflict(format!(
+                        "POST {}: the receiver refused it with {status}",
+                        record.id
+                    )));
+                }
+            }
+        }
+        observed(&log)
+    }
+}
+
+export!(Webhook: target);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use handoff_sdk::Link;
+
+    #[test]
+    fn text_escapes_and_formats_links_the_slack_way() {
+        let m = Message {
+            subject: "Release R-1 <ready> & done".into(),
+            body: String::new(),
+            links: vec![Link {
+                url: "https://e.example/x".into(),
+                title: "Evidence".into(),
+            }],
+        };
+        assert_eq!(
+            text(&m),
+            "Release R-1 &lt;ready&gt; &amp; done\n<https://e.example/x|Evidence>"
+        );
+    }
+}
