@@ -138,18 +138,17 @@ impl Scenario {
 
     /// `handoff run` in the background, stopping at a fault point.
     pub fn spawn_paused(&self, point: &str) -> Child {
-        self.command(&[
-            "run",
-            "--event",
-            "events/accepted.json",
-            "--context",
-            "context.json",
-        ])
-        .env("HANDOFF_FAULT_PAUSE", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn handoff")
+        self.spawn_paused_with("events/accepted.json", point)
+    }
+
+    /// `handoff run` of this event in the background, stopping at a fault point.
+    pub fn spawn_paused_with(&self, event: &str, point: &str) -> Child {
+        self.command(&["run", "--event", event, "--context", "context.json"])
+            .env("HANDOFF_FAULT_PAUSE", point)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn handoff")
     }
 
     /// A system's journal: one JSON object per real write.

@@ -1,0 +1,315 @@
+//! The whole release-readiness scenario on real servers: Redmine, NATS
+//! JetStream and the SMTP receiver, with the evidence archive on disk.
+//! Every assertion reads the systems themselves: Redmine over REST, NATS
+//! through async-nats, mail from the receiver's Maildir.
+
+use crate::scenario::*;
+use crate::servers::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const EVIDENCE: &str = "https://evidence.example.internal/releases/R-2026.11/evidence.tar";
+
+/// The mails about this review (the notification names it).
+fn mails_for(seeded: &Seeded) -> Vec<String> {
+    mails_containing(&format!("(review {} v3)", seeded.review))
+}
+
+fn intake_messages(n: &Nats, seeded: &Seeded) -> Vec<(String, Value)> {
+    n.messages(&format!("{}.scheduler-intake", seeded.prefix))
+}
+
+/// Every target in its end state, each written once.
+fn assert_all_done_once(r: &Redmine, n: &Nats, seeded: &Seeded) {
+    assert_eq!(r.status_of(seeded.checklist), "Closed");
+    assert_eq!(r.status_of(seeded.release), "Approved");
+    let release_notes = r.notes(seeded.release);
+    assert_eq!(
+        release_notes
+            .iter()
+            .filter(|n| n.contains(EVIDENCE))
+            .count(),
+        1,
+        "{release_notes:?}"
+    );
+    let mut keys = keys_in(&release_notes);
+    keys.extend(keys_in(&r.notes(seeded.checklist)));
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "one note per Redmine step: {keys:?}");
+
+    let (operation, _) = n.entry(&seeded.review.to_string()).expect("the entry");
+    assert_eq!(operation, "Delete", "the review-queue entry is cleared");
+    let messages = intake_messages(n, seeded);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let (msg_id, payload) = &messages[0];
+    assert!(
+        msg_id.starts_with("hk1-"),
+        "Nats-Msg-Id is the key: {msg_id}"
+    );
+    assert_eq!(payload["idempotency_key"], msg_id.as_str());
+    assert_eq!(payload["subject"], "release R-2026.11 ready-for-handoff");
+    assert_eq!(payload["links"][0]["url"], EVIDENCE);
+
+    let mails = mails_for(seeded);
+    assert_eq!(mails.len(), 1, "one mail to the coordinators");
+    let mail = &mails[0];
+    assert!(
+        mail.contains("X-RcptTo: release-coordinators@example.internal"),
+        "{mail}"
+    );
+    assert!(mail.contains("From: handoff@example.internal"), "{mail}");
+    let id_line = mail
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        .expect("a Message-ID");
+    assert!(id_line.contains("@handoff>"), "{id_line}");
+    assert!(mail.contains(EVIDENCE), "{mail}");
+    assert!(
+        r.notes(seeded.review).iter().all(|n| n == NARRATIVE),
+        "the decision itself is never written"
+    );
+}
+
+#[test]
+fn release_readiness_on_real_servers_is_done_once_even_when_delivered_ten_more_times() {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = scenario(&r, &n, &seeded);
+    let (code, report) = run(&s, "events/redmine.json");
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("completed")),
+        "{report}"
+    );
+    for i in 0..10 {
+        let event = ["events/redmine-resent.json", "events/redmine.json"][i % 2];
+        let (code, again) = run(&s, event);
+        assert_eq!(
+            (code, again["outcome"].as_str()),
+            (0, Some("duplicate-suppressed"))
+        );
+    }
+    assert_all_done_once(&r, &n, &seeded);
+
+    let verify = s.handoff(&["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stdout));
+    let show = text(&s.handoff(&["runs", "show", "run-1"]).stdout);
+    for touched in [
+        format!("review/{}", seeded.review),
+        format!("checklist/{}", seeded.checklist),
+        format!("release/{}", seeded.release),
+        format!("milestone/{}", seeded.milestone),
+        format!("review-queue/{}", seeded.review),
+        "channel/scheduler-intake".to_string(),
+        "channel/release-coordinators".to_string(),
+    ] {
+        assert!(show.contains(&touched), "{touched} missing from:\n{show}");
+    }
+}
+
+#[test]
+fn messages_mails_notes_and_audit_carry_identifiers_states_and_links_never_the_narrative() {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = scenario(&r, &n, &seeded);
+    assert!(r.issue(seeded.review)["description"] == NARRATIVE, "seeded");
+    let (code, report) = run(&s, "events/redmine.json");
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("completed")),
+        "{report}"
+    );
+
+    let secret = "CONFIDENTIAL-7731";
+    let messages = intake_messages(&n, &seeded);
+    let mails = mails_for(&seeded);
+    let (checklist_notes, release_notes) = (r.notes(seeded.checklist), r.notes(seeded.release));
+    // One message, one mail, the checklist's closing note, the release's
+    // state and evidence notes.
+    assert_eq!(
+        (
+            messages.len(),
+            mails.len(),
+            checklist_notes.len(),
+            release_notes.len()
+        ),
+        (1, 1, 1, 2)
+    );
+    let mut carried: Vec<String> = messages.into_iter().map(|(_, p)| p.to_string()).collect();
+    carried.extend(mails);
+    carried.extend(checklist_notes);
+    carried.extend(release_notes);
+    carried.push(text(&s.handoff(&["audit", "export"]).stdout));
+    for c in &carried {
+        assert!(
+            !c.contains(secret),
+            "the reviewer's narrative leaked into:\n{c}"
+        );
+        assert!(!c.contains("rollback drill"), "narrative leaked into:\n{c}");
+    }
+    // What they do carry: the identifiers and the link.
+    assert!(carried[0].contains("R-2026.11") && carried[0].contains(EVIDENCE));
+    assert!(carried[1].contains(&format!("review {}", seeded.review)));
+}
+
+/// A NATS server of the test's own, so that stopping it disturbs no other
+/// test. Its data directory survives a restart, as JetStream's does.
+struct OwnNats {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = OwnNats::spawn(dir.path(), port);
+        OwnNats { dir, port, child }
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> Child {
+        let mut child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start nats-server: {e} ({NEEDS})"));
+        // Ready when it says so (it logs this once it accepts clients); the
+        // rest of its log is drained so that it never blocks on a full pipe.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Server is ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        assert!(
+            rx.recv().is_ok(),
+            "nats-server on {port} exited before it was ready"
+        );
+        child
+    }
+
+    fn server(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn restart(&mut self) {
+        self.child = OwnNats::spawn(self.dir.path(), self.port);
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nats_stopped_mid_run_leaves_a_partial_run_and_resume_does_only_the_rest() {
+    let r = Redmine::from_env();
+    let mut own = OwnNats::start();
+    let (seeded, s) = {
+        let n = Nats::connect(&own.server());
+        let seeded = seed(&r, &n);
+        let s = scenario(&r, &n, &seeded);
+        (seeded, s)
+    };
+    own.stop();
+
+    let (code, report) = run(&s, "events/redmine.json");
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (3, Some("partially-completed")),
+        "{report}"
+    );
+    assert_eq!(report["packet"]["reason"], "retries-exhausted", "{report}");
+    assert_eq!(
+        report["packet"]["done"].as_array().unwrap().len(),
+        3,
+        "{report}"
+    );
+    let notes_before = (r.notes(seeded.checklist), r.notes(seeded.release));
+    assert_eq!(r.status_of(seeded.checklist), "Closed");
+    assert!(
+        mails_for(&seeded).is_empty(),
+        "the mail comes after the queue"
+    );
+
+    own.restart();
+    let n = Nats::connect(&own.server());
+    assert_eq!(
+        n.entry(&seeded.review.to_string()).unwrap().0,
+        "Put",
+        "still queued"
+    );
+    let id = report["follow_up"].as_i64().unwrap().to_string();
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+        "--note",
+        "NATS is back",
+        "--json",
+    ]);
+    let resumed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (o.status.code(), resumed["outcome"].as_str()),
+        (Some(0), Some("completed")),
+        "{resumed}"
+    );
+    assert_all_done_once(&r, &n, &seeded);
+    assert_eq!(
+        (r.notes(seeded.checklist), r.notes(seeded.release)),
+        notes_before,
+        "the Redmine steps were not written again"
+    );
+}
+
+#[test]
+fn killed_mid_run_on_real_servers_resumes_without_a_second_message_or_mail() {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    for point in [
+        "after-apply:tell-scheduler",
+        "after-apply:notify-coordinator",
+    ] {
+        let seeded = seed(&r, &n);
+        let s = scenario(&r, &n, &seeded);
+        let mut child = s.spawn_paused_with("events/redmine.json", point);
+        let paused = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(handoff::pipeline::faults::PAUSED));
+        assert!(paused, "{point}: the run never reached its pause point");
+        child.kill().unwrap(); // SIGKILL, after the write and before its record
+        child.wait().unwrap();
+
+        let o = s.handoff(&["resume", "--json"]);
+        let resumed: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{point}: {e}: {}", text(&o.stderr)));
+        assert_eq!(resumed["outcome"], "completed", "{point}: {resumed}");
+        assert_all_done_once(&r, &n, &seeded);
+        let verify = s.handoff(&["audit", "verify"]);
+        assert_eq!(verify.status.code(), Some(0), "{point}");
+    }
+}

@@ -1,0 +1,427 @@
+//! The release-readiness scenario on real servers on 127.0.0.1 (started by
+//! `scripts/test-servers start`): Redmine holds the review, the checklist,
+//! the release and its milestone; NATS JetStream the review queue (a
+//! key-value bucket) and the scheduler-intake subject; the coordinators get
+//! mail through the SMTP receiver. Tests seed them and read every result
+//! back with independent clients (Redmine REST, async-nats, the receiver's
+//! Maildir), never through the adapters.
+
+use crate::scenario::*;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The Redmine the tests seed and read back, as an admin.
+pub struct Redmine {
+    pub url: String,
+    key: String,
+}
+
+pub const NEEDS: &str = "this test needs the real test servers: run `scripts/test` \
+     (starts them, runs every test, stops them), or `scripts/test-servers start` \
+     and then `. target/test-servers/env` before `cargo test`";
+
+fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS}"))
+}
+
+impl Redmine {
+    pub fn from_env() -> Redmine {
+        Redmine {
+            url: env_var("HANDOFF_TEST_REDMINE_URL"),
+            key: env_var("HANDOFF_TEST_REDMINE_KEY"),
+        }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let request = ureq::request(method, &format!("{}{path}", self.url))
+            .set("X-Redmine-API-Key", &self.key);
+        let response = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e} ({NEEDS})"));
+        let text = response.into_string().unwrap();
+        if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.call("GET", path, None)
+    }
+
+    pub fn status_id(&self, name: &str) -> u64 {
+        self.get("/issue_statuses.json")["issue_statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| {
+                panic!("no status {name}; was Redmine set up by scripts/test-servers?")
+            })["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub fn field_id(&self, name: &str, customized: &str) -> u64 {
+        self.get("/custom_fields.json")["custom_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name && f["customized_type"] == customized)
+            .unwrap_or_else(|| panic!("no {customized} field {name:?}"))["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub fn issue(&self, id: u64) -> Value {
+        self.get(&format!("/issues/{id}.json?include=journals"))["issue"].clone()
+    }
+
+    pub fn status_of(&self, id: u64) -> String {
+        self.issue(id)["status"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The notes written on an issue (journals with text).
+    pub fn notes(&self, id: u64) -> Vec<String> {
+        self.issue(id)["journals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|j| j["notes"].as_str())
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn set_status(&self, id: u64, status: &str) {
+        let status_id = self.status_id(status);
+        self.call(
+            "PUT",
+            &format!("/issues/{id}.json"),
+            Some(json!({ "issue": { "status_id": status_id } })),
+        );
+        assert_eq!(self.status_of(id), status, "the test's own status change");
+    }
+
+    pub fn create_issue(&self, project: u64, subject: &str, fields: Value) -> u64 {
+        self.call(
+            "POST",
+            "/issues.json",
+            Some(json!({ "issue": {
+                "project_id": project, "tracker_id": 2, "subject": subject,
+                "custom_fields": fields,
+            }})),
+        )["issue"]["id"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// What one test seeded in its own project.
+pub struct Seeded {
+    pub review: u64,
+    pub checklist: u64,
+    pub release: u64,
+    pub milestone: u64,
+    /// This test's own subject prefix, so its messages are its own.
+    pub prefix: String,
+}
+
+/// What a reviewer wrote in the review: must never leave Redmine.
+pub const NARRATIVE: &str = "Reviewer narrative: the rollback drill exposed CONFIDENTIAL-7731";
+
+static PROJECTS: AtomicU32 = AtomicU32::new(0);
+
+pub fn seed(r: &Redmine, nats: &Nats) -> Seeded {
+    let n = PROJECTS.fetch_add(1, Ordering::SeqCst);
+    let ident = format!("rr-{}-{n}", std::process::id());
+    let project = r.call(
+        "POST",
+        "/projects.json",
+        Some(json!({ "project": {
+            "name": format!("Release readiness {ident}"), "identifier": ident,
+            "tracker_ids": [1, 2, 3],
+        }})),
+    )["project"]["id"]
+        .as_u64()
+        .unwrap();
+    let review_version = r.field_id("Review version", "issue");
+    let release_field = r.field_id("Release ID", "issue");
+    let version_release = r.field_id("Release ID", "version");
+    let milestone = r.call(
+        "POST",
+        &format!("/projects/{project}/versions.json"),
+        Some(json!({ "version": {
+            "name": "M-2026.11",
+            "custom_fields": [{ "id": version_release, "value": "R-2026.11" }],
+        }})),
+    )["version"]["id"]
+        .as_u64()
+        .unwrap();
+    let review = r.create_issue(
+        project,
+        "Release review RV for R-2026.11",
+        json!([{ "id": review_version, "value": "3" }, { "id": release_field, "value": "R-2026.11" }]),
+    );
+    r.call(
+        "PUT",
+        &format!("/issues/{review}.json"),
+        Some(json!({ "issue": { "description": NARRATIVE, "notes": NARRATIVE } })),
+    );
+    r.set_status(review, "Accepted");
+    nats.put_entry(
+        &review.to_string(),
+        json!({ "review_id": review.to_string(), "release_id": "R-2026.11" }),
+    );
+    let checklist = r.create_issue(project, "Readiness checklist R-2026.11", json!([]));
+    let release = r.create_issue(
+        project,
+        "Release R-2026.11",
+        json!([{ "id": release_field, "value": "R-2026.11" }]),
+    );
+    r.set_status(release, "In Progress");
+    Seeded {
+        review,
+        checklist,
+        release,
+        milestone,
+        prefix: format!("handoff.{ident}"),
+    }
+}
+
+/// The example under its server configuration, with an event and context
+/// naming the seeded records.
+pub fn scenario(r: &Redmine, nats: &Nats, seeded: &Seeded) -> Scenario {
+    let s = Scenario::with_config(
+        "handoff-servers.toml",
+        &["redmine", "nats", "smtp", "fs-archive"],
+    );
+    // The adapters' manifests declare these servers; a reviewer approved them.
+    assert_eq!(
+        r.url, "http://127.0.0.1:3100",
+        "the redmine manifest grants only this origin"
+    );
+    if nats.server != SHARED_NATS {
+        // A test's own NATS server: what an operator does for theirs,
+        // declare it in the manifest and have that manifest approved.
+        let package = s.path("packages/nats");
+        std::fs::create_dir_all(&package).unwrap();
+        let built = crate::support::built("nats");
+        std::fs::copy(built.join("nats.wasm"), package.join("nats.wasm")).unwrap();
+        let manifest = std::fs::read_to_string(built.join("adapter.toml")).unwrap();
+        std::fs::write(
+            package.join("adapter.toml"),
+            manifest.replace(SHARED_NATS, &nats.server),
+        )
+        .unwrap();
+        let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
+        s.store()
+            .approve_adapter(&handoff::store::adapters::NewApproval::of(
+                &pkg,
+                "security-review",
+            ))
+            .unwrap();
+        s.edit_config(
+            &format!("{}/nats\"", handoff::BUILT_PACKAGES_DIR),
+            &format!("{}\"", package.display()),
+        );
+        s.edit_config(
+            &format!("server = \"{SHARED_NATS}\""),
+            &format!("server = \"{}\"", nats.server),
+        );
+    }
+    s.edit_config(
+        "subject-prefix = \"handoff\"",
+        &format!("subject-prefix = \"{}\"", seeded.prefix),
+    );
+    std::fs::create_dir_all(s.path("state/sent")).unwrap();
+    let event = json!({
+        "specversion": "1.0", "id": format!("redmine-{}", seeded.review),
+        "source": "redmine/release-reviews", "type": "release.review.decided",
+        "subject": seeded.review.to_string(), "time": "2026-11-22T09:14:03Z",
+        "data": { "review_id": seeded.review.to_string(), "review_version": "3",
+                  "release_id": "R-2026.11", "state": "accepted" },
+    });
+    std::fs::write(s.path("events/redmine.json"), event.to_string()).unwrap();
+    let mut resent = event.clone();
+    resent["id"] = json!(format!("redmine-{}-resent", seeded.review));
+    std::fs::write(s.path("events/redmine-resent.json"), resent.to_string()).unwrap();
+    let mut context: Value =
+        serde_json::from_slice(&std::fs::read(s.path("context.json")).unwrap()).unwrap();
+    context["checklist_id"] = json!(seeded.checklist.to_string());
+    context["release_record"] = json!(seeded.release.to_string());
+    context["milestone_id"] = json!(seeded.milestone.to_string());
+    std::fs::write(s.path("context.json"), context.to_string()).unwrap();
+    s
+}
+
+/// `handoff run`; the report carries its follow-up packet, if any.
+pub fn run(s: &Scenario, event: &str) -> (i32, Value) {
+    let o = s.handoff(&[
+        "run",
+        "--event",
+        event,
+        "--context",
+        "context.json",
+        "--json",
+    ]);
+    let out = text(&o.stdout);
+    let mut report: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {out}\n{}", text(&o.stderr)));
+    if let Some(id) = report["follow_up"].as_i64() {
+        report["packet"] = s.follow_up(id)["packet"].clone();
+    }
+    (o.status.code().unwrap(), report)
+}
+
+pub fn keys_in(notes: &[String]) -> Vec<String> {
+    notes
+        .iter()
+        .flat_map(|n| n.lines())
+        .filter_map(|l| l.strip_prefix("handoff-key: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// NATS JetStream as the tests see it: the stream that captures `handoff.>`
+/// and the `review-queue` bucket, through async-nats directly.
+pub struct Nats {
+    pub server: String,
+    rt: tokio::runtime::Runtime,
+    js: async_nats::jetstream::Context,
+}
+
+/// The server scripts/test-servers starts, which the nats manifest declares.
+pub const SHARED_NATS: &str = "127.0.0.1:4322";
+pub const STREAM: &str = "HANDOFF";
+pub const BUCKET: &str = "review-queue";
+
+impl Nats {
+    pub fn from_env() -> Nats {
+        let url = env_var("HANDOFF_TEST_NATS_URL");
+        Nats::connect(url.trim_start_matches("nats://"))
+    }
+
+    /// Connect to a server at `IP:port` and make sure the stream and the
+    /// bucket exist.
+    pub fn connect(server: &str) -> Nats {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let js = rt.block_on(async {
+            let client = async_nats::connect(server)
+                .await
+                .unwrap_or_else(|e| panic!("connect to NATS {server}: {e} ({NEEDS})"));
+            let js = async_nats::jetstream::new(client);
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: STREAM.into(),
+                subjects: vec!["handoff.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            // The bucket's stream is made by hand, shaped the way the KV API
+            // expects: async-nats 0.51's `create_key_value` cannot read the
+            // answer of the NATS 2.9 server Debian ships, while reading and
+            // deleting entries works.
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: format!("KV_{BUCKET}"),
+                subjects: vec![format!("$KV.{BUCKET}.>")],
+                max_messages_per_subject: 5,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            js
+        });
+        Nats {
+            server: server.to_string(),
+            rt,
+            js,
+        }
+    }
+
+    pub fn put_entry(&self, key: &str, value: Value) {
+        self.rt.block_on(async {
+            let kv = self.js.get_key_value(BUCKET).await.unwrap();
+            kv.put(key, value.to_string().into()).await.unwrap();
+        });
+    }
+
+    /// The entry's latest operation (`Put`, `Delete`...) and value.
+    pub fn entry(&self, key: &str) -> Option<(String, String)> {
+        self.rt.block_on(async {
+            let kv = self.js.get_key_value(BUCKET).await.unwrap();
+            kv.entry(key).await.unwrap().map(|e| {
+                (
+                    format!("{:?}", e.operation),
+                    String::from_utf8_lossy(&e.value).into_owned(),
+                )
+            })
+        })
+    }
+
+    /// Every message the stream holds on a subject: (Nats-Msg-Id, payload).
+    pub fn messages(&self, subject: &str) -> Vec<(String, Value)> {
+        use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        use futures_util::StreamExt;
+        self.rt.block_on(async {
+            let stream = self.js.get_stream(STREAM).await.unwrap();
+            let mut consumer = stream
+                .create_consumer(pull::Config {
+                    filter_subject: subject.into(),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let pending = consumer.info().await.unwrap().num_pending as usize;
+            let mut out = Vec::new();
+            if pending == 0 {
+                return out;
+            }
+            let mut batch = consumer
+                .batch()
+                .max_messages(pending)
+                .messages()
+                .await
+                .unwrap();
+            while out.len() < pending {
+                let m = batch.next().await.unwrap().unwrap();
+                let id = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                out.push((id, serde_json::from_slice(&m.payload).unwrap()));
+            }
+            out
+        })
+    }
+}
+
+/// The SMTP receiver's Maildir: every mail it accepted, as text.
+pub fn mails_containing(needle: &str) -> Vec<String> {
+    let dir = std::path::PathBuf::from(env_var("HANDOFF_TEST_MAILDIR")).join("new");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        if text.contains(needle) {
+            out.push(text);
+        }
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! CONTRACT TEST: Slack's incoming webhooks are a hosted API that cannot run
+//! here, so the `webhook` adapter is checked against a hand-written receiver
+//! that answers the way Slack documents it: `200 ok`, `429` with
+//! `Retry-After` when rate limited, `404 no_service` for a revoked URL,
+//! `500 rollup_error` on its own failures. The rest of the scenario runs on
+//! the filesystem adapters. The receiver is a real HTTP server on 127.0.0.1;
+//! the adapter's manifest is re-declared for its origin and approved, as an
+//! operator does for their own chat system.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::scenario::Scenario;
+use crate::servers::run;
+
+const HOOK_PATH: &str = "/services/T0001/B0002/hook-secret";
+
+/// One POST as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Posted {
+    path: String,
+    webhook_id: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+}
+
+#[derive(Default)]
+struct Receiver {
+    posted: Vec<Posted>,
+    /// Answers to give, in order; after they run out, `200 ok`.
+    script: VecDeque<u16>,
+}
+
+/// The fake Slack receiver, served on its own thread's runtime so that the
+/// test can drive the `handoff` binary synchronously.
+struct FakeSlack {
+    origin: String,
+    state: Arc<Mutex<Receiver>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeSlack {
+    fn start(script: &[u16]) -> FakeSlack {
+        let state = Arc::new(Mutex::new(Receiver {
+            posted: Vec::new(),
+            script: script.iter().copied().collect(),
+        }));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(answer).with_state(state.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeSlack {
+            origin,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    fn posted(&self) -> Vec<Posted> {
+        self.state.lock().unwrap().posted.clone()
+    }
+}
+
+async fn answer(
+    State(state): State<Arc<Mutex<Receiver>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut state = state.lock().unwrap();
+    state.posted.push(Posted {
+        path: uri.path().to_string(),
+        webhook_id: header("webhook-id"),
+        content_type: header("content-type"),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+    });
+    if uri.path() != HOOK_PATH {
+        return (StatusCode::NOT_FOUND, "no_service").into_response();
+    }
+    match state.script.pop_front().unwrap_or(200) {
+        200 => (StatusCode::OK, "ok").into_response(),
+        429 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "rate_limited",
+        )
+            .into_response(),
+        404 => (StatusCode::NOT_FOUND, "no_service").into_response(),
+        code => (StatusCode::from_u16(code).unwrap(), "rollup_error").into_response(),
+    }
+}
+
+/// The filesystem example with `notify` served by the webhook adapter,
+/// whose manifest now declares the receiver's origin (and is approved).
+fn scenario(slack: &FakeSlack) -> Scenario {
+    let s = Scenario::new();
+    let package = s.path("packages/webhook");
+    std::fs::create_dir_all(&package).unwrap();
+    let built = crate::support::built("webhook");
+    std::fs::copy(built.join("webhook.wasm"), package.join("webhook.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(built.join("adapter.toml")).unwrap();
+    assert!(manifest.contains("url = \"https://hooks.slack.com\""));
+    std::fs::write(
+        package.join("adapter.toml"),
+        manifest.replace("https://hooks.slack.com", &slack.origin),
+    )
+    .unwrap();
+    let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
+    s.store()
+        .approve_adapter(&handoff::store::adapters::NewApproval::of(
+            &pkg,
+            "security-review",
+        ))
+        .unwrap();
+    std::fs::create_dir_all(s.path("state/sent")).unwrap();
+    s.edit_config(
+        &format!(
+            "[adapters.notify]\npackage = \"{}/fs-records\"\ndirectories = {{ records = \"state/notify\" }}",
+            handoff::BUILT_PACKAGES_DIR
+        ),
+        &format!(
+            "[adapters.notify]\npackage = \"{}\"\ndirectories = {{ sent = \"state/sent\" }}\n\
+             config = {{ url-release-coordinators = \"{}{HOOK_PATH}\" }}",
+            package.display(),
+            slack.origin
+        ),
+    );
+    s
+}
+
+#[test]
+fn one_post_with_the_key_as_webhook_id_even_when_the_event_is_delivered_again() {
+    let slack = FakeSlack::start(&[]);
+    let s = scenario(&slack);
+    let (code, first) = run(&s, "events/accepted.json");
+    assert_eq!(
+        (code, first["outcome"].as_str()),
+        (0, Some("completed")),
+        "{first}"
+    );
+    for _ in 0..10 {
+        let (code, again) = run(&s, "events/accepted.json");
+        assert_eq!(code, 0, "{again}");
+    }
+    let posted = slack.posted();
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+    let post = &posted[0];
+    assert_eq!(post.path, HOOK_PATH);
+    assert_eq!(post.content_type.as_deref(), Some("application/json"));
+    let key = post.webhook_id.as_deref().expect("a webhook-id header");
+    let sent = std::fs::read_to_string(s.path("state/sent/release-coordinators.sent")).unwrap();
+    assert_eq!(
+        sent.lines().collect::<Vec<_>>(),
+        vec![key],
+        "the key is recorded once"
+    );
+    let text = post.body["text"].as_str().expect("Slack's `text` field");
+    assert!(text.contains("R-2026.11"), "{text}");
+    assert!(
+        text.contains("<https://evidence.example.internal/releases/R-2026.11/evidence.tar|"),
+        "the evidence link in Slack's form: {text}"
+    );
+}
+
+#[test]
+fn rate_limited_and_server_errors_are_retried_with_the_same_webhook_id() {
+    let slack = FakeSlack::start(&[429, 500]);
+    let s = scenario(&slack);
+    let (code, report) = run(&s, "events/accepted.json");
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("completed")),
+        "{report}"
+    );
+    let ids: Vec<Option<String>> = slack.posted().into_iter().map(|p| p.webhook_id).collect();
+    assert_eq!(ids.len(), 3, "429, 500, then 200: {ids:?}");
+    assert!(
+        ids[0].is_some() && ids.iter().all(|id| *id == ids[0]),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn a_revoked_webhook_url_is_refused_not_retried_and_goes_to_a_person() {
+    let slack = FakeSlack::start(&[404]);
+    let s = scenario(&slack);
+    let (code, report) = run(&s, "events/accepted.json");
+    assert_ne!(report["outcome"].as_str(), Some("completed"), "{report}");
+    assert_eq!(code, 3, "a run that hands work to a person: {report}");
+    assert_eq!(slack.posted().len(), 1, "a refusal is not retried");
+    let packet = &report["packet"];
+    assert_eq!(packet["reason"], "target-refused", "{packet}");
+    let pending: Vec<&str> = packet["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["notify-coordinator"], "{packet}");
+    assert!(
+        packet["summary"].as_str().unwrap().contains("404"),
+        "the receiver's answer is in the packet: {packet}"
+    );
+    assert!(
+        std::fs::read_to_string(s.path("state/sent/release-coordinators.sent"))
+            .unwrap_or_default()
+            .is_empty(),
+        "nothing recorded as delivered"
+    );
+}
