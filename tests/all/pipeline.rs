@@ -237,6 +237,19 @@ fn a_milestone_mapped_to_another_release_halts_before_any_write() {
 }
 
 #[test]
+fn a_renamed_milestone_halts_before_any_write() {
+    let s = Scenario::new();
+    s.set(
+        "tracker",
+        "milestone",
+        "M-2026.11",
+        &["fields", "name"],
+        json!("M-2026.11 (moved)"),
+    );
+    halts_before_any_write(&s, "mapping-conflict");
+}
+
+#[test]
 fn an_evidence_hash_mismatch_halts_before_any_write() {
     let s = Scenario::new();
     std::fs::write(s.path("state/archive/R-2026.11/evidence.tar"), b"tampered").unwrap();
@@ -482,7 +495,11 @@ fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
     let o = s.run_event("events/broken.json");
     refused(&s, &o, &["events/broken.json", "line 2"]);
 
-    std::fs::write(s.path("context.json"), r#"{"milestone_id": "M-2026.11"}"#).unwrap();
+    std::fs::write(
+        s.path("context.json"),
+        r#"{"milestone_id": "M-2026.11", "milestone_name": "M-2026.11"}"#,
+    )
+    .unwrap();
     let o = s.run();
     refused(
         &s,

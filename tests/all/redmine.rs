@@ -80,16 +80,27 @@ fn a_review_reopened_in_redmine_after_the_event_halts_with_nothing_written() {
 }
 
 #[test]
-fn a_milestone_missing_or_mapped_to_another_release_halts_before_any_write() {
+fn a_milestone_missing_renamed_or_mapped_to_another_release_halts_before_any_write() {
     let r = Redmine::from_env();
     let n = Nats::from_env();
-    for (change, reason) in [("delete", "mapping-missing"), ("remap", "mapping-conflict")] {
+    for (change, reason) in [
+        ("delete", "mapping-missing"),
+        ("rename", "mapping-conflict"),
+        ("remap", "mapping-conflict"),
+    ] {
         let seeded = seed(&r, &n);
         let s = scenario(&r, &n, &seeded);
         let path = format!("/versions/{}.json", seeded.milestone);
         match change {
             "delete" => {
                 r.call("DELETE", &path, None);
+            }
+            "rename" => {
+                r.call(
+                    "PUT",
+                    &path,
+                    Some(json!({ "version": { "name": "M-2026.11 (moved)" } })),
+                );
             }
             _ => {
                 let field = r.field_id("Release ID", "version");
