@@ -222,6 +222,32 @@ impl Drop for OwnNats {
 }
 
 #[test]
+fn evidence_that_does_not_match_its_hash_halts_with_nothing_written_anywhere() {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = scenario(&r, &n, &seeded);
+    std::fs::write(
+        s.path("state/archive/R-2026.11/evidence.tar"),
+        b"a bundle replaced after the review",
+    )
+    .unwrap();
+    let (code, report) = run(&s, "events/redmine.json");
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (3, Some("halted-for-follow-up")),
+        "{report}"
+    );
+    assert_eq!(report["packet"]["reason"], "evidence-hash-mismatch");
+    assert_eq!(r.status_of(seeded.checklist), "New");
+    assert_eq!(r.status_of(seeded.release), "In Progress");
+    assert!(r.notes(seeded.checklist).is_empty() && r.notes(seeded.release).is_empty());
+    let (operation, _) = n.entry(&seeded.review.to_string()).expect("the entry");
+    assert_eq!(operation, "Put", "the review-queue entry is still there");
+    assert!(intake_messages(&n, &seeded).is_empty());
+    assert!(mails_for(&seeded).is_empty());
+}
+
+#[test]
 fn nats_stopped_mid_run_leaves_a_partial_run_and_resume_does_only_the_rest() {
     let r = Redmine::from_env();
     let mut own = OwnNats::start();
@@ -312,4 +338,55 @@ fn killed_mid_run_on_real_servers_resumes_without_a_second_message_or_mail() {
         let verify = s.handoff(&["audit", "verify"]);
         assert_eq!(verify.status.code(), Some(0), "{point}");
     }
+}
+
+/// The example's own seeding script, run as an operator would, seeds what
+/// the scenario needs; the event it writes then completes on the servers.
+#[test]
+fn the_examples_seed_script_prepares_the_servers_for_a_run_that_completes() {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let s = Scenario::with_config(
+        "handoff-servers.toml",
+        &["redmine", "nats", "smtp", "fs-archive"],
+    );
+    // This test's own subjects, so that its message count is its own.
+    let prefix = format!("handoff.seed-script-{}", std::process::id());
+    s.edit_config(
+        "subject-prefix = \"handoff\"",
+        &format!("subject-prefix = \"{prefix}\""),
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/release-readiness/seed-servers");
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg("--workspace")
+        .arg(s.path(""))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ids: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    let id = |name: &str| ids[name].as_u64().unwrap();
+    let seeded = Seeded {
+        review: id("review"),
+        checklist: id("checklist"),
+        release: id("release"),
+        milestone: id("milestone"),
+        prefix,
+    };
+    assert_eq!(r.status_of(seeded.review), "Accepted");
+    assert_eq!(r.issue(seeded.review)["description"], NARRATIVE);
+    assert_eq!(r.status_of(seeded.release), "In Progress");
+    let (operation, _) = n.entry(&seeded.review.to_string()).expect("queued");
+    assert_eq!(operation, "Put");
+
+    std::fs::copy(s.path("context-servers.json"), s.path("context.json")).unwrap();
+    let (code, report) = run(&s, "events/servers-accepted.json");
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("completed")),
+        "{report}"
+    );
+    let (code, again) = run(&s, "events/servers-accepted-resent.json");
+    assert_eq!(code, 0, "{again}");
+    assert_all_done_once(&r, &n, &seeded);
 }
