@@ -11,6 +11,7 @@ pub mod execute;
 pub mod faults;
 pub mod intake;
 pub mod plan;
+pub mod reconcile;
 pub mod resolve;
 pub mod revalidate;
 pub mod validate;
@@ -134,6 +135,8 @@ pub enum RunError {
     NoSuchFollowUp(i64),
     #[error("follow-up {0} is already resolved")]
     AlreadyResolved(i64),
+    #[error("reconciling source adapter {adapter}: {problem}")]
+    Reconcile { adapter: String, problem: String },
 }
 
 /// What became of one event or one drive of a run.
@@ -144,6 +147,15 @@ pub struct Report {
     pub outcome: Outcome,
     /// The follow-up opened by this drive, if any.
     pub follow_up: Option<i64>,
+}
+
+/// What intake made of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored with a new run, not yet driven.
+    New { run_id: String },
+    /// Already seen (same source and id, or same business key).
+    Duplicate { run_id: Option<String> },
 }
 
 /// A policy as configured: parsed from its file.
@@ -250,14 +262,33 @@ impl Engine {
         self.loaded.clear();
     }
 
-    /// Take one event: match its policy, check everything it will need can
-    /// be filled in, record it with its run (or recognise a duplicate), then
-    /// drive the run. Bad input fails here with nothing written.
+    /// Take one event: accept it, then drive its run.
     pub async fn submit(
         &mut self,
         event: &CloudEvent,
         context: &serde_json::Value,
     ) -> Result<Report, RunError> {
+        match self.accept(event, context)? {
+            Accepted::New { run_id } => self.drive(&run_id).await,
+            Accepted::Duplicate { run_id } => Ok(Report {
+                run_id: run_id.unwrap_or_default(),
+                event_id: event.id.clone(),
+                outcome: Outcome::DuplicateSuppressed,
+                follow_up: None,
+            }),
+        }
+    }
+
+    /// Match an event's policy, check everything its run will need can be
+    /// filled in, and record it with its run (or recognise a duplicate), in
+    /// one transaction. Bad input fails here with nothing written. When this
+    /// returns, the event is durable: the run can be driven now or after a
+    /// restart.
+    pub fn accept(
+        &mut self,
+        event: &CloudEvent,
+        context: &serde_json::Value,
+    ) -> Result<Accepted, RunError> {
         let configured = self
             .policies
             .iter()
@@ -311,16 +342,10 @@ impl Engine {
             .store
             .intake_run(event, business_key.as_deref(), Some(&new))?
         {
-            Intake::New { run_id, .. } => {
-                let run_id = run_id.expect("a run was asked for");
-                self.drive(&run_id).await
-            }
-            Intake::Duplicate { run_id, .. } => Ok(Report {
-                run_id: run_id.unwrap_or_default(),
-                event_id: event.id.clone(),
-                outcome: Outcome::DuplicateSuppressed,
-                follow_up: None,
+            Intake::New { run_id, .. } => Ok(Accepted::New {
+                run_id: run_id.expect("a run was asked for"),
             }),
+            Intake::Duplicate { run_id, .. } => Ok(Accepted::Duplicate { run_id }),
         }
     }
 
