@@ -125,6 +125,15 @@ pub const MIGRATIONS: &[&str] = &[
         resolved_at   TEXT
     );
     CREATE INDEX follow_ups_open ON follow_ups(id) WHERE resolution IS NULL;",
+    // 6: where reconciliation polling stands, per source adapter instance
+    // and policy (the adapter's own cursor, opaque to the host).
+    "CREATE TABLE poll_cursors (
+        adapter     TEXT NOT NULL,
+        policy_id   TEXT NOT NULL,
+        cursor      TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (adapter, policy_id)
+    );",
 ];
 
 /// Bring the schema up to date, one transaction per migration.

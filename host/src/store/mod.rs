@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod audit;
+pub mod cursors;
 pub mod decisions;
 pub mod events;
 pub mod follow_ups;
