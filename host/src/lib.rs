@@ -8,7 +8,8 @@
 //! person when a run stops; [`sandbox`] loads and runs adapter components
 //! under least privilege; [`audit`] is the hash-chained audit trail;
 //! [`store`] is the durable SQLite store; [`config`] is the operator's
-//! `handoff.toml`; [`cli`] is the `handoff` command.
+//! `handoff.toml`; [`serve`] is the long-lived service (`handoff serve`); [`cli`] is the
+//! `handoff` command.
 
 pub mod audit;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod follow_up;
 pub mod pipeline;
 pub mod policy;
 pub mod sandbox;
+pub mod serve;
 pub mod store;
 
 /// Where this build put the adapter packages it built (reference adapters

@@ -13,6 +13,7 @@ mod redmine;
 mod reference;
 mod sandbox;
 mod scenario;
+mod serve;
 mod servers;
 mod support;
 mod webhook;

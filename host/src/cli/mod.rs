@@ -8,6 +8,7 @@ mod follow_ups;
 mod policy;
 mod run;
 mod runs;
+mod serve;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -71,6 +72,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the service: signed events over HTTP (POST /v1/events), runs
+    /// driven by a fixed set of workers, /healthz, /readyz and /metrics;
+    /// stops on SIGTERM or Ctrl-C.
+    Serve {
+        /// Overrides serve.listen (use 127.0.0.1:0 for any free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Logs as JSON lines (on stderr).
+        #[arg(long)]
+        log_json: bool,
+    },
     /// List runs and show one run's timeline.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -99,8 +111,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's output is its table; retries it provokes on purpose are
     // not warnings to the person reading it.
-    let quiet = matches!(cli.command, Command::Demo { .. });
-    init_tracing(if quiet { "error" } else { "warn" });
+    match cli.command {
+        Command::Demo { .. } => init_tracing("error", false),
+        Command::Serve { log_json, .. } => init_tracing("info", log_json),
+        _ => init_tracing("warn", false),
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -113,13 +128,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        fmt.json().try_init()
+    } else {
+        fmt.try_init()
+    };
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -140,6 +159,7 @@ fn run(cli: Cli) -> Result<u8> {
             json,
         } => run::run_event(&ctx, &event, context.as_deref(), json),
         Command::Resume { json } => run::resume(&ctx, json),
+        Command::Serve { listen, .. } => serve::serve(&ctx, listen),
         Command::Runs(cmd) => runs::run(cmd, &ctx),
         Command::FollowUps(cmd) => follow_ups::run(cmd, &ctx),
     }

@@ -13,6 +13,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+pub mod serve;
+pub use serve::{Scheme, ServeConfig, SourceConfig};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: {problem}")]
@@ -129,11 +132,7 @@ impl AdapterInstance {
         };
         match self.secrets.get(secret) {
             None => Err(fail("no source configured".into())),
-            Some(SecretSource::Env(var)) => std::env::var(var)
-                .map_err(|_| fail(format!("environment variable {var} is not set"))),
-            Some(SecretSource::File(path)) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
+            Some(source) => source.read().map_err(fail),
         }
     }
 }
@@ -148,6 +147,8 @@ pub struct Config {
     /// Policy files, in the order given.
     pub policies: Vec<PathBuf>,
     pub retry: Retry,
+    /// `handoff serve`'s intake (defaults when the section is absent).
+    pub serve: ServeConfig,
 }
 
 /// How transient target failures are retried: `attempts` calls in all, the
@@ -195,6 +196,7 @@ impl Default for Config {
             adapters: BTreeMap::new(),
             policies: Vec::new(),
             retry: Retry::default(),
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -212,6 +214,8 @@ struct RawConfig {
     policies: Vec<PathBuf>,
     #[serde(default)]
     retry: Retry,
+    #[serde(default)]
+    serve: serve::RawServe,
 }
 
 #[derive(Deserialize, Default)]
@@ -323,6 +327,7 @@ impl Config {
             },
             adapters,
             policies: raw.policies.into_iter().map(resolve).collect(),
+            serve: raw.serve.finish(&resolve).map_err(invalid)?,
             retry: if raw.retry.attempts == 0 {
                 return Err(invalid(
                     "retry.attempts must be at least 1 (the first call counts)".into(),

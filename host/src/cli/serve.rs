@@ -1,0 +1,64 @@
+//! `handoff serve`: run the service until SIGTERM or Ctrl-C.
+
+use super::{Ctx, exit};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::net::SocketAddr;
+
+pub fn serve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let served = runtime.block_on(async {
+        let addr = listen.unwrap_or(ctx.config.serve.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (serve.listen or --listen)"))?;
+        crate::serve::serve(
+            &ctx.config,
+            ctx.store_path.clone(),
+            listener,
+            shutdown_signal(),
+            |bound| {
+                // One line on stdout, for people and for scripts waiting on it.
+                say(&format!("listening on http://{bound}"));
+            },
+        )
+        .await
+    });
+    // A run still parked after the grace period must not hold the process:
+    // its state is in the store and the next start resumes it.
+    runtime.shutdown_background();
+    served?;
+    say("stopped");
+    Ok(exit::OK)
+}
+
+/// A status line on stdout. Best effort: a supervisor that closed our
+/// stdout must not turn a clean stop into a crash.
+fn say(what: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "handoff serve: {what}");
+    let _ = out.flush();
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {},
+                _ = ctrl_c => {},
+            },
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

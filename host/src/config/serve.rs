@@ -1,0 +1,174 @@
+//! The `[serve]` section of `handoff.toml`: where `handoff serve` listens,
+//! how much it takes at once, and who may send it events.
+//!
+//! ```toml
+//! [serve]
+//! listen = "127.0.0.1:8480"
+//! context = "context.json"          # the workflow context every run gets
+//! workers = 2                       # runs driven at once
+//! max-queued = 1000                 # accepted runs waiting; beyond, 429
+//! max-body-bytes = 262144
+//! shutdown-grace-seconds = 30       # for runs in flight when stopping
+//! reconcile-seconds = 300           # poll every policy's source; 0: never
+//!
+//! [serve.sources."governance/release-reviews"]   # the CloudEvent `source`
+//! signature = "standard-webhooks"   # or "github"
+//! secrets = [{ env = "GOVERNANCE_WEBHOOK_SECRET" }]   # several while rotating
+//! tolerance-seconds = 300
+//! ```
+//!
+//! A source with no secret is a configuration error: handoff never accepts
+//! an unsigned event.
+
+use super::SecretSource;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How a source signs its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    StandardWebhooks,
+    #[serde(rename = "github")]
+    GitHub,
+}
+
+/// One configured event source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    pub scheme: Scheme,
+    pub secrets: Vec<SecretSource>,
+    pub tolerance_secs: i64,
+}
+
+/// `[serve]`, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub context: Option<PathBuf>,
+    pub workers: usize,
+    pub max_queued: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_secs: u64,
+    /// Between reconciliation passes; 0 turns polling off.
+    pub reconcile_secs: u64,
+    /// Keyed by the CloudEvent `source` attribute.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            context: None,
+            workers: 2,
+            max_queued: 1000,
+            max_body_bytes: 256 * 1024,
+            shutdown_grace_secs: 30,
+            reconcile_secs: 300,
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawServe {
+    listen: Option<SocketAddr>,
+    context: Option<PathBuf>,
+    workers: Option<usize>,
+    max_queued: Option<usize>,
+    max_body_bytes: Option<usize>,
+    shutdown_grace_seconds: Option<u64>,
+    reconcile_seconds: Option<u64>,
+    #[serde(default)]
+    sources: BTreeMap<String, RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSource {
+    signature: Scheme,
+    #[serde(default)]
+    secrets: Vec<SecretSource>,
+    tolerance_seconds: Option<i64>,
+}
+
+impl RawServe {
+    /// Fill defaults and check; `resolve` makes paths relative to the
+    /// configuration file.
+    pub(super) fn finish(
+        self,
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> Result<ServeConfig, String> {
+        let defaults = ServeConfig::default();
+        let positive = |name: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(format!("serve.{name} must be at least 1")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let mut sources = BTreeMap::new();
+        for (name, raw) in self.sources {
+            if raw.secrets.is_empty() {
+                return Err(format!(
+                    "serve.sources.{name:?} has no secrets: handoff does not accept unsigned \
+                     events; add secrets = [{{ env = \"VAR\" }}] or [{{ file = \"path\" }}]"
+                ));
+            }
+            let tolerance = raw.tolerance_seconds.unwrap_or(300);
+            if !(1..=3600).contains(&tolerance) {
+                return Err(format!(
+                    "serve.sources.{name:?}.tolerance-seconds is {tolerance}; use 1 to 3600"
+                ));
+            }
+            let secrets = raw
+                .secrets
+                .into_iter()
+                .map(|s| match s {
+                    SecretSource::File(p) => SecretSource::File(resolve(p)),
+                    env => env,
+                })
+                .collect();
+            sources.insert(
+                name,
+                SourceConfig {
+                    scheme: raw.signature,
+                    secrets,
+                    tolerance_secs: tolerance,
+                },
+            );
+        }
+        Ok(ServeConfig {
+            listen: self.listen.unwrap_or(defaults.listen),
+            context: self.context.map(resolve),
+            workers: positive("workers", self.workers, defaults.workers)?,
+            max_queued: positive("max-queued", self.max_queued, defaults.max_queued)?,
+            max_body_bytes: positive(
+                "max-body-bytes",
+                self.max_body_bytes,
+                defaults.max_body_bytes,
+            )?,
+            shutdown_grace_secs: self
+                .shutdown_grace_seconds
+                .unwrap_or(defaults.shutdown_grace_secs),
+            reconcile_secs: self.reconcile_seconds.unwrap_or(defaults.reconcile_secs),
+            sources,
+        })
+    }
+}
+
+impl SecretSource {
+    /// The secret's value, read now (a file's trailing newline trimmed).
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}

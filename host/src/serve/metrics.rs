@@ -1,0 +1,258 @@
+//! `/metrics` in the Prometheus text format.
+//!
+//! Two kinds of numbers. What happened at the door (requests refused and
+//! why, events accepted, time from request to durable acknowledgement, runs
+//! in flight) is counted in memory by this process. What the store knows
+//! (runs by outcome, duplicates suppressed, follow-ups by reason, open, and
+//! how long they took to resolve, capability denials) is read from the store
+//! at scrape time, so it survives restarts and matches `handoff runs list`.
+
+use crate::store::Store;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    total: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            braces(labels),
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{} {total}", braces(labels));
+    }
+}
+
+/// The in-memory counters of one `handoff serve` process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Refused requests by reason (`signature-mismatch`, `too-large`...).
+    refused: Mutex<BTreeMap<String, u64>>,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub queued: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// Runs created by reconciliation (decisions no event brought).
+    pub reconciled: AtomicU64,
+    /// From the request's arrival to the durable store's commit.
+    pub intake_latency: Histogram,
+    /// Per adapter: one step, observe to confirmed.
+    steps: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+}
+
+impl Metrics {
+    pub fn refuse(&self, reason: &str) {
+        *self
+            .refused
+            .lock()
+            .unwrap()
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.refused
+            .lock()
+            .unwrap()
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn step(&self, adapter: &str, took: Duration) {
+        let histogram = self
+            .steps
+            .lock()
+            .unwrap()
+            .entry(adapter.to_string())
+            .or_default()
+            .clone();
+        histogram.observe(took);
+    }
+
+    /// The whole exposition: this process's counters, then the store's.
+    pub fn render(&self, store: &Store) -> String {
+        let mut out = String::new();
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            "handoff_requests_refused_total",
+            "counter",
+            "Requests refused at intake, by reason.",
+        );
+        for (reason, n) in self.refused.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "handoff_requests_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let gauges: [(&str, &str, &str, &AtomicU64); 5] = [
+            (
+                "handoff_events_accepted_total",
+                "counter",
+                "Events stored with a new run by this process.",
+                &self.accepted,
+            ),
+            (
+                "handoff_events_duplicate_total",
+                "counter",
+                "Deliveries recognised as duplicates by this process.",
+                &self.duplicates,
+            ),
+            (
+                "handoff_runs_queued",
+                "gauge",
+                "Accepted runs waiting for a worker.",
+                &self.queued,
+            ),
+            (
+                "handoff_runs_in_flight",
+                "gauge",
+                "Runs being driven now.",
+                &self.in_flight,
+            ),
+            (
+                "handoff_reconciled_runs_total",
+                "counter",
+                "Runs created by reconciliation polling.",
+                &self.reconciled,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        family(
+            &mut out,
+            "handoff_intake_seconds",
+            "histogram",
+            "From request to durable acknowledgement.",
+        );
+        self.intake_latency
+            .render(&mut out, "handoff_intake_seconds", "");
+        family(
+            &mut out,
+            "handoff_step_seconds",
+            "histogram",
+            "One step (observe, apply, confirm), by adapter.",
+        );
+        for (adapter, h) in self.steps.lock().unwrap().iter() {
+            h.render(
+                &mut out,
+                "handoff_step_seconds",
+                &format!("adapter=\"{adapter}\""),
+            );
+        }
+        match from_store(store) {
+            Ok(text) => out.push_str(&text),
+            Err(e) => {
+                let _ = writeln!(out, "# the store could not be read: {e}");
+            }
+        }
+        out
+    }
+}
+
+fn from_store(store: &Store) -> Result<String, rusqlite::Error> {
+    let conn = store.conn();
+    let mut out = String::new();
+    let grouped = |out: &mut String, name: &str, help: &str, sql: &str, label: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (value, n) = row?;
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+        }
+        Ok::<_, rusqlite::Error>(())
+    };
+    grouped(
+        &mut out,
+        "handoff_runs",
+        "Runs in the store by outcome (unfinished: running).",
+        "SELECT COALESCE(outcome, 'running'), COUNT(*) FROM runs GROUP BY 1 ORDER BY 1",
+        "outcome",
+    )?;
+    grouped(
+        &mut out,
+        "handoff_follow_ups",
+        "Follow-up packets by reason (stale-approval, revoked, superseded... are suppressed propagations).",
+        "SELECT reason, COUNT(*) FROM follow_ups GROUP BY 1 ORDER BY 1",
+        "reason",
+    )?;
+    grouped(
+        &mut out,
+        "handoff_capability_decisions",
+        "Sandbox capability decisions by verdict.",
+        "SELECT verdict, COUNT(*) FROM capability_decisions GROUP BY 1 ORDER BY 1",
+        "verdict",
+    )?;
+    let one = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, f64>(0));
+    let duplicates = one("SELECT COUNT(*) FROM audit WHERE kind = 'duplicate-suppressed'")?;
+    let open = one("SELECT COUNT(*) FROM follow_ups WHERE resolution IS NULL")?;
+    let (resolved, resolve_secs) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM((julianday(resolved_at) - julianday(created_at)) * 86400.0), 0)
+         FROM follow_ups WHERE resolution IS NOT NULL",
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+    )?;
+    let _ = writeln!(
+        out,
+        "# HELP handoff_duplicates_suppressed Deliveries recognised as duplicates, all time.\n\
+         # TYPE handoff_duplicates_suppressed gauge\nhandoff_duplicates_suppressed {duplicates}\n\
+         # HELP handoff_follow_ups_open Follow-up packets waiting for a person.\n\
+         # TYPE handoff_follow_ups_open gauge\nhandoff_follow_ups_open {open}\n\
+         # HELP handoff_follow_up_resolve_seconds From packet to resolution.\n\
+         # TYPE handoff_follow_up_resolve_seconds summary\n\
+         handoff_follow_up_resolve_seconds_sum {resolve_secs}\n\
+         handoff_follow_up_resolve_seconds_count {resolved}"
+    );
+    Ok(out)
+}

@@ -1,0 +1,220 @@
+//! `handoff serve`: the long-lived service. Events arrive over HTTP
+//! (`POST /v1/events`, signed per source), are stored with their run before
+//! the answer goes back, and are driven by a fixed set of workers.
+//!
+//! ```text
+//!  request ─► intake (size, mode, source, signature, event) ─► store ─► 202
+//!                                                               │
+//!                               bounded run queue ◄─────────────┘ (full: 429)
+//!                                      │
+//!                          workers (each its own engine and store connection)
+//! ```
+//!
+//! Shutdown (SIGTERM or Ctrl-C): intake answers 503, the listener closes,
+//! each worker finishes the run it is driving and stops; runs still queued
+//! stay unfinished in the store and are queued again on the next start.
+
+pub mod intake;
+pub mod metrics;
+pub mod signature;
+mod workers;
+
+use crate::config::{Config, Scheme};
+use crate::pipeline::Engine;
+use crate::store::Store;
+use anyhow::{Context, Result, anyhow};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use metrics::Metrics;
+use serde_json::Value;
+use signature::Verifier;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What the request handlers share.
+pub struct App {
+    /// Intake's own engine and store connection (no adapter is loaded on it).
+    intake: std::sync::Mutex<Engine>,
+    verifiers: BTreeMap<String, Verifier>,
+    context: Value,
+    pub metrics: Arc<Metrics>,
+    queue: mpsc::Sender<String>,
+    max_body_bytes: usize,
+    max_queued: usize,
+    stopping: AtomicBool,
+    ready: AtomicBool,
+}
+
+/// Every source's verifier, with its secrets read now: a missing or weak
+/// secret stops the service from starting.
+fn verifiers(config: &Config) -> Result<BTreeMap<String, Verifier>> {
+    let mut out = BTreeMap::new();
+    for (source, sc) in &config.serve.sources {
+        let mut keys = Vec::new();
+        for (i, secret) in sc.secrets.iter().enumerate() {
+            let place = format!("serve.sources.{source:?}.secrets[{i}]");
+            let value = secret.read().map_err(|e| anyhow!("{place}: {e}"))?;
+            keys.push(match sc.scheme {
+                Scheme::StandardWebhooks => {
+                    signature::standard_key(&value).map_err(|e| anyhow!("{place}: {e}"))?
+                }
+                Scheme::GitHub if value.len() < 16 => {
+                    return Err(anyhow!(
+                        "{place}: the secret is {} bytes; use at least 16",
+                        value.len()
+                    ));
+                }
+                Scheme::GitHub => value.into_bytes(),
+            });
+        }
+        let verifier = match sc.scheme {
+            Scheme::StandardWebhooks => Verifier::StandardWebhooks {
+                keys,
+                tolerance_secs: sc.tolerance_secs,
+            },
+            Scheme::GitHub => Verifier::GitHub { secrets: keys },
+        };
+        out.insert(source.clone(), verifier);
+    }
+    Ok(out)
+}
+
+/// Serve until `shutdown` resolves. `on_ready` is told the bound address
+/// once everything is set up and requests are about to be taken.
+pub async fn serve(
+    config: &Config,
+    store_path: PathBuf,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
+    let serve = &config.serve;
+    let verifiers = verifiers(config)?;
+    if verifiers.is_empty() {
+        tracing::warn!("no [serve.sources]: every event will be refused as from an unknown source");
+    }
+    let context = match &serve.context {
+        None => Value::Object(Default::default()),
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("serve.context: reading {}", path.display()))?;
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("serve.context: {} is not JSON", path.display()))?
+        }
+    };
+    let open = || {
+        Store::open(&store_path)
+            .with_context(|| format!("opening the store at {}", store_path.display()))
+    };
+    let intake_engine = Engine::new(config, open()?)?;
+    let unfinished = crate::store::runs::unfinished(intake_engine.store().conn())?;
+    let mut engines = Vec::new();
+    for _ in 0..serve.workers {
+        engines.push(Engine::new(config, open()?)?);
+    }
+
+    let (queue, receiver) = mpsc::channel(serve.max_queued);
+    let metrics = Arc::new(Metrics::default());
+    let app = Arc::new(App {
+        intake: std::sync::Mutex::new(intake_engine),
+        verifiers,
+        context: context.clone(),
+        metrics: metrics.clone(),
+        queue: queue.clone(),
+        max_body_bytes: serve.max_body_bytes,
+        max_queued: serve.max_queued,
+        stopping: AtomicBool::new(false),
+        ready: AtomicBool::new(false),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = workers::spawn(engines, receiver, stopped.clone(), metrics.clone());
+    if serve.reconcile_secs > 0 {
+        workers.push(workers::spawn_reconciler(
+            Engine::new(config, open()?)?,
+            Duration::from_secs(serve.reconcile_secs),
+            context.clone(),
+            queue.clone(),
+            stopped,
+            metrics.clone(),
+        ));
+    }
+
+    // Runs left unfinished by an earlier process go first.
+    if !unfinished.is_empty() {
+        tracing::info!(runs = unfinished.len(), "resuming unfinished runs");
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            for run_id in unfinished {
+                metrics.queued.fetch_add(1, Ordering::Relaxed);
+                if queue.send(run_id).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let router = Router::new()
+        .route("/v1/events", post(intake::post_event))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(app.clone());
+    app.ready.store(true, Ordering::SeqCst);
+    on_ready(listener.local_addr()?);
+    let stopping = app.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("stopping: intake closed, letting the runs in flight finish");
+            stopping.stopping.store(true, Ordering::SeqCst);
+            stopping.ready.store(false, Ordering::SeqCst);
+        })
+        .await
+        .context("serving HTTP")?;
+
+    let _ = stop.send(true);
+    let grace = Duration::from_secs(serve.shutdown_grace_secs);
+    let joined = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    });
+    if tokio::time::timeout(grace, joined).await.is_err() {
+        tracing::warn!(
+            "runs still in flight after {grace:?} (serve.shutdown-grace-seconds); they stay \
+             unfinished in the store and resume on the next start"
+        );
+    }
+    Ok(())
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    if app.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn render_metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoResponse {
+    let text = tokio::task::spawn_blocking(move || {
+        let engine = app.intake.lock().unwrap_or_else(|p| p.into_inner());
+        app.metrics.render(engine.store())
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

@@ -1,0 +1,560 @@
+//! `handoff serve` over real HTTP on 127.0.0.1: the binary is started on a
+//! free port in a copy of the example (filesystem adapters), events are
+//! signed as Standard Webhooks and GitHub senders sign them, and results are
+//! read from the store and the targets' journals.
+
+use crate::scenario::*;
+use handoff::serve::signature::{sign_github, sign_standard, standard_key};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The Standard Webhooks specification's example key.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const GITHUB_SECRET: &str = "a-github-webhook-secret";
+const SOURCE: &str = "governance/release-reviews";
+
+fn serve_config(workers: usize, max_queued: usize, reconcile_seconds: u64, source: &str) -> String {
+    format!(
+        r#"
+[serve]
+context = "context.json"
+workers = {workers}
+max-queued = {max_queued}
+max-body-bytes = 8192
+shutdown-grace-seconds = 1
+reconcile-seconds = {reconcile_seconds}
+
+[serve.sources."{source}"]
+signature = "standard-webhooks"
+secrets = [{{ env = "HANDOFF_TEST_WEBHOOK_SECRET" }}]
+
+[serve.sources."github/releases"]
+signature = "github"
+secrets = [{{ file = "github-secret" }}]
+"#
+    )
+}
+
+/// A running `handoff serve`; killed when dropped.
+struct Service {
+    child: Child,
+    url: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Service {
+    fn start(s: &Scenario, pause_at: Option<&str>) -> Service {
+        let mut command = s.command(&["serve", "--listen", "127.0.0.1:0"]);
+        command
+            .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(point) = pause_at {
+            command.env("HANDOFF_FAULT_PAUSE", point);
+        }
+        let mut child = command.spawn().expect("spawn handoff serve");
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line.trim().strip_prefix("handoff serve: listening on ") else {
+            let _ = child.kill();
+            let err: Vec<String> = stderr.try_iter().collect();
+            panic!("serve did not start: {line:?}\n{}", err.join("\n"));
+        };
+        Service {
+            url: addr.to_string(),
+            child,
+            stderr,
+        }
+    }
+
+    /// Wait for a line on the service's stderr (a fault point reached).
+    fn wait_for(&self, needle: &str) {
+        loop {
+            let line = self
+                .stderr
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no {needle:?} on the service's stderr"));
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    fn post(&self, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
+        let mut request = ureq::post(&format!("{}/v1/events", self.url));
+        for (k, v) in headers {
+            request = request.set(k, v);
+        }
+        let response = match request.send_bytes(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST: {e}"),
+        };
+        let status = response.status();
+        let retry_after = response.header("retry-after").map(str::to_string);
+        let mut value: Value = response.into_json().unwrap_or(Value::Null);
+        if let Some(r) = retry_after {
+            value["retry-after"] = json!(r);
+        }
+        (status, value)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&format!("{}{path}", self.url)).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+type Headers = Vec<(&'static str, String)>;
+
+/// Standard Webhooks headers for a body, signed at `at` with `key`.
+fn signed_at(key: &[u8], id: &str, at: i64, body: &[u8]) -> Headers {
+    vec![
+        ("content-type", "application/cloudevents+json".into()),
+        ("webhook-id", id.into()),
+        ("webhook-timestamp", at.to_string()),
+        ("webhook-signature", sign_standard(key, id, at, body)),
+    ]
+}
+
+fn signed(id: &str, body: &[u8]) -> Headers {
+    signed_at(&standard_key(SECRET).unwrap(), id, now(), body)
+}
+
+/// An accepted decision for a review of its own (its own business key).
+fn decision(event_id: &str, review: &str) -> Vec<u8> {
+    json!({
+        "specversion": "1.0", "id": event_id, "source": SOURCE,
+        "type": "release.review.decided", "subject": review,
+        "data": { "review_id": review, "review_version": "3",
+                  "release_id": "R-2026.11", "state": "accepted" },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn scenario(workers: usize, max_queued: usize) -> Scenario {
+    let s = Scenario::new();
+    with_serve(&s, serve_config(workers, max_queued, 0, SOURCE));
+    s
+}
+
+fn with_serve(s: &Scenario, serve: String) {
+    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    std::fs::write(s.path("handoff.toml"), config + &serve).unwrap();
+    std::fs::write(s.path("github-secret"), format!("{GITHUB_SECRET}\n")).unwrap();
+}
+
+/// Wait until the store shows the run finished; its outcome.
+fn outcome_of(s: &Scenario, run_id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(outcome) = finished_outcome(s, run_id) {
+            return outcome;
+        }
+        assert!(Instant::now() < deadline, "run {run_id} did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The run's outcome in the store, once it has one.
+fn finished_outcome(s: &Scenario, run_id: &str) -> Option<String> {
+    s.store()
+        .conn()
+        .query_row(
+            "SELECT outcome FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .unwrap()
+}
+
+fn events_stored(s: &Scenario) -> i64 {
+    s.count("SELECT COUNT(*) FROM events")
+}
+
+#[test]
+fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_redeliveries() {
+    let s = scenario(2, 100);
+    let service = Service::start(&s, None);
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let (status, answer) = service.post(&signed("msg-1", &body), &body);
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    // Durable before the answer: the event is in the store already.
+    assert_eq!(events_stored(&s), 1);
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+
+    // The same delivery again, and the same decision under a new event id.
+    let (status, again) = service.post(&signed("msg-1", &body), &body);
+    assert_eq!(
+        (status, &again["status"]),
+        (200, &json!("duplicate")),
+        "{again}"
+    );
+    assert_eq!(again["run_id"], run_id.as_str());
+    let resent = std::fs::read(s.path("events/accepted-resent.json")).unwrap();
+    let (status, resent) = service.post(&signed("msg-2", &resent), &resent);
+    assert_eq!(
+        (status, resent["run_id"].as_str()),
+        (200, Some(run_id.as_str())),
+        "{resent}"
+    );
+
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(s.writes().len(), 6, "each step written once");
+    assert_eq!(events_stored(&s), 1);
+
+    let (code, metrics) = service.get("/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "handoff_events_accepted_total 1",
+        "handoff_events_duplicate_total 2",
+        "handoff_runs{outcome=\"completed\"} 1",
+        "handoff_intake_seconds_count 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in:\n{metrics}"
+        );
+    }
+    assert_eq!(service.get("/healthz").0, 200);
+    assert_eq!(service.get("/readyz").0, 200);
+}
+
+#[test]
+fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stored() {
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    let body = decision("evt-sig", "RV-300");
+    let key = standard_key(SECRET).unwrap();
+    let other = standard_key("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+    let unsigned = vec![("content-type", "application/cloudevents+json".to_string())];
+    // (what, headers, expected status, expected reason)
+    let cases: Vec<(&str, Headers, u16, &str)> = vec![
+        ("unsigned", unsigned, 401, "signature-missing"),
+        (
+            "wrong key",
+            signed_at(&other, "m", now(), &body),
+            401,
+            "signature-mismatch",
+        ),
+        (
+            "expired",
+            signed_at(&key, "m", now() - 600, &body),
+            401,
+            "signature-expired",
+        ),
+        (
+            "from the future",
+            signed_at(&key, "m", now() + 600, &body),
+            401,
+            "signature-expired",
+        ),
+    ];
+    for (name, headers, status, reason) in cases {
+        let (code, answer) = service.post(&headers, &body);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (status, Some(reason)),
+            "{name}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().unwrap().starts_with("signature"),
+            "{answer}"
+        );
+    }
+    // Signed for one body, sent with another.
+    let tampered = decision("evt-sig", "RV-301");
+    let (code, answer) = service.post(&signed("m", &body), &tampered);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (401, Some("signature-mismatch"))
+    );
+
+    let stranger = json!({"specversion": "1.0", "id": "x", "source": "elsewhere", "type": "t"})
+        .to_string()
+        .into_bytes();
+    let (code, answer) = service.post(&signed("m", &stranger), &stranger);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (403, Some("unknown-source")),
+        "{answer}"
+    );
+
+    let huge = vec![b' '; 9000];
+    let (code, answer) = service.post(&signed("m", &huge), &huge);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (413, Some("too-large")),
+        "{answer}"
+    );
+
+    assert_eq!(events_stored(&s), 0, "nothing refused is stored");
+    let (_, metrics) = service.get("/metrics");
+    for line in [
+        "handoff_requests_refused_total{reason=\"signature-missing\"} 1",
+        "handoff_requests_refused_total{reason=\"signature-mismatch\"} 2",
+        "handoff_requests_refused_total{reason=\"signature-expired\"} 2",
+        "handoff_requests_refused_total{reason=\"unknown-source\"} 1",
+        "handoff_requests_refused_total{reason=\"too-large\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in:\n{metrics}"
+        );
+    }
+
+    // The same request, correctly signed, is taken.
+    let (code, answer) = service.post(&signed("m", &body), &body);
+    assert_eq!(code, 202, "{answer}");
+}
+
+#[test]
+fn a_replayed_request_inside_the_window_is_a_duplicate_not_a_second_run() {
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let headers = signed("msg-replayed", &body);
+    let (first, answer) = service.post(&headers, &body);
+    assert_eq!(first, 202, "{answer}");
+    let (replay, again) = service.post(&headers, &body);
+    assert_eq!((replay, &again["status"]), (200, &json!("duplicate")));
+    assert_eq!(again["run_id"], answer["run_id"]);
+    assert_eq!(
+        outcome_of(&s, answer["run_id"].as_str().unwrap()),
+        "completed"
+    );
+    assert_eq!(s.writes().len(), 6);
+}
+
+#[test]
+fn binary_mode_and_github_signatures_are_accepted() {
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    // Binary mode: attributes in headers, the data is the body.
+    let data = json!({ "review_id": "RV-118", "review_version": "3",
+                       "release_id": "R-2026.11", "state": "accepted" })
+    .to_string()
+    .into_bytes();
+    let mut headers = signed("bin-1", &data);
+    headers[0] = ("content-type", "application/json".into());
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "bin-evt-1"),
+        ("ce-source", SOURCE),
+        ("ce-type", "release.review.decided"),
+        ("ce-subject", "RV-118"),
+    ] {
+        headers.push((k, v.to_string()));
+    }
+    let (code, answer) = service.post(&headers, &data);
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["event_id"], "bin-evt-1");
+    assert_eq!(
+        outcome_of(&s, answer["run_id"].as_str().unwrap()),
+        "completed"
+    );
+
+    let mut body: Value = serde_json::from_slice(&decision("gh-1", "RV-400")).unwrap();
+    body["source"] = json!("github/releases");
+    let body = body.to_string().into_bytes();
+    let github = |secret: &str| {
+        vec![
+            ("content-type", "application/json".to_string()),
+            ("x-hub-signature-256", sign_github(secret.as_bytes(), &body)),
+        ]
+    };
+    let (code, answer) = service.post(&github("not-the-secret-at-all"), &body);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (401, Some("signature-mismatch"))
+    );
+    let (code, answer) = service.post(&github(GITHUB_SECRET), &body);
+    assert_eq!(code, 202, "{answer}");
+}
+
+#[test]
+fn a_flood_beyond_the_queue_gets_429_and_nothing_beyond_it_is_stored() {
+    // One worker, held at a fault point by the first run; room for one more.
+    let s = scenario(1, 1);
+    let service = Service::start(&s, Some("after-apply:close-checklist"));
+    // The seeded review, so that its run gets as far as the first write.
+    let first = std::fs::read(s.path("events/accepted.json")).unwrap();
+    assert_eq!(service.post(&signed("f0", &first), &first).0, 202);
+    service.wait_for("paused at fault point");
+    let second = decision("flood-1", "RV-501");
+    assert_eq!(service.post(&signed("f1", &second), &second).0, 202);
+    let mut refused = 0;
+    for i in 2..12 {
+        let body = decision(&format!("flood-{i}"), &format!("RV-5{i:02}"));
+        let (code, answer) = service.post(&signed("f", &body), &body);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (429, Some("backpressure")),
+            "{answer}"
+        );
+        assert_eq!(answer["retry-after"], "1");
+        refused += 1;
+    }
+    assert_eq!(refused, 10);
+    assert_eq!(events_stored(&s), 2, "only what was answered 202 is stored");
+    let (code, _) = service.get("/healthz");
+    assert_eq!(code, 200, "still serving");
+}
+
+#[test]
+fn sigterm_during_a_run_then_a_restart_completes_it_once() {
+    let s = scenario(1, 10);
+    let service = Service::start(&s, Some("after-apply:sync-tracker"));
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let (code, answer) = service.post(&signed("t-1", &body), &body);
+    assert_eq!(code, 202, "{answer}");
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+    service.wait_for("paused at fault point");
+    let status = service.terminate();
+    assert!(status.success(), "a stop is not a failure: {status:?}");
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM runs WHERE outcome IS NULL"),
+        1
+    );
+
+    let service = Service::start(&s, None);
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(
+        s.writes().len(),
+        6,
+        "the write made before the stop is not repeated"
+    );
+    drop(service);
+}
+
+#[test]
+fn a_source_without_a_usable_secret_refuses_to_start() {
+    let s = scenario(1, 10);
+    s.edit_config("secrets = [{ file = \"github-secret\" }]", "secrets = []");
+    let o = s.handoff(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("github/releases") && err.contains("unsigned"),
+        "{err}"
+    );
+
+    let s = scenario(1, 10);
+    let o = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("HANDOFF_TEST_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("HANDOFF_TEST_WEBHOOK_SECRET is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
+    use crate::servers::{Nats, Redmine, seed};
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = crate::servers::scenario(&r, &n, &seeded);
+    // Polling reads this test's own project only.
+    let project = seeded.prefix.trim_start_matches("handoff.");
+    s.edit_config(
+        "issue-kinds = \"review\" }",
+        &format!("issue-kinds = \"review\", project = \"{project}\" }}"),
+    );
+    // One pass at start, none after during the test.
+    with_serve(&s, serve_config(1, 10, 3600, "redmine/release-reviews"));
+    let service = Service::start(&s, None);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        let found: Option<String> = s
+            .store()
+            .conn()
+            .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
+            .ok();
+        if let Some(run_id) = found {
+            break run_id;
+        }
+        assert!(Instant::now() < deadline, "reconciliation created no run");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    let source: String = s
+        .store()
+        .conn()
+        .query_row("SELECT source FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(source, "handoff/reconcile/governance");
+    assert_eq!(r.status_of(seeded.checklist), "Closed");
+    assert_eq!(r.status_of(seeded.release), "Approved");
+
+    // The webhook arrives late: the same decision, not a second run.
+    let body = std::fs::read(s.path("events/redmine.json")).unwrap();
+    let (code, answer) = service.post(&signed("late", &body), &body);
+    assert_eq!(
+        (code, answer["run_id"].as_str()),
+        (200, Some(run_id.as_str())),
+        "{answer}"
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 1);
+    let (_, metrics) = service.get("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "handoff_reconciled_runs_total 1"),
+        "{metrics}"
+    );
+}
