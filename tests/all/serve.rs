@@ -558,3 +558,128 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
         "{metrics}"
     );
 }
+
+/// A stream of the test's own on the shared NATS server, and a client.
+fn decisions_stream(
+    tag: &str,
+) -> (
+    String,
+    String,
+    async_nats::jetstream::Context,
+    tokio::runtime::Runtime,
+) {
+    let server = std::env::var("HANDOFF_TEST_NATS_URL")
+        .unwrap_or_else(|_| panic!("{}", crate::servers::NEEDS))
+        .trim_start_matches("nats://")
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = format!("DECISIONS_{tag}_{}", std::process::id());
+    let js = rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(server.as_str()).await.unwrap());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("decisions.{tag}.{}.>", std::process::id())],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js
+    });
+    (server, stream, js, rt)
+}
+
+#[test]
+fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() {
+    let tag = "twice";
+    let (server, stream, js, rt) = decisions_stream(tag);
+    let subject = format!("decisions.{tag}.{}.review", std::process::id());
+    let s = scenario(1, 10);
+    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    let filter = format!("decisions.{tag}.{}.>", std::process::id());
+    let nats = format!(
+        "\n[serve.nats]\nserver = \"{server}\"\nstream = \"{stream}\"\n\
+         subject = \"{filter}\"\ndurable = \"handoff\"\nack-wait-seconds = 1\n"
+    );
+    std::fs::write(s.path("handoff.toml"), config + &nats).unwrap();
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let publish = |body: Vec<u8>| {
+        rt.block_on(async {
+            js.publish(subject.clone(), body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        })
+    };
+
+    // First life: stored, then killed before the ack.
+    let service = Service::start(&s, Some("intake:nats-before-ack"));
+    publish(body.clone());
+    service.wait_for("paused at fault point intake:nats-before-ack");
+    assert_eq!(events_stored(&s), 1, "stored before the ack");
+    drop(service); // SIGKILL: the message is unacknowledged
+
+    // Second life: the message comes back, and the same event again.
+    let service = Service::start(&s, None);
+    publish(body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let consumer_done = || {
+        rt.block_on(async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+                .get_stream(&stream)
+                .await
+                .unwrap()
+                .get_consumer("handoff")
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.delivered.stream_sequence == 2
+        })
+    };
+    while !consumer_done() {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not acknowledge both messages"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run_id: String = s
+        .store()
+        .conn()
+        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 1);
+    assert_eq!(events_stored(&s), 1);
+    assert_eq!(s.writes().len(), 6);
+    let (_, metrics) = service.get("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "handoff_events_duplicate_total 2"),
+        "the redelivery and the second publish are duplicates:\n{metrics}"
+    );
+    drop(service);
+
+    // A stream that does not exist refuses the start, naming it.
+    s.edit_config(
+        &format!("stream = \"{stream}\""),
+        "stream = \"NO_SUCH_STREAM\"",
+    );
+    let o = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("NO_SUCH_STREAM"),
+        "{}",
+        text(&o.stderr)
+    );
+}

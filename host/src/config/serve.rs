@@ -17,6 +17,18 @@
 //! tolerance-seconds = 300
 //! ```
 //!
+//! Events can also come from NATS JetStream, through a durable consumer
+//! (the stream is the operator's; the consumer is created if missing):
+//!
+//! ```toml
+//! [serve.nats]
+//! server = "127.0.0.1:4222"
+//! stream = "DECISIONS"
+//! subject = "decisions.>"           # the consumer's filter
+//! durable = "handoff"
+//! ack-wait-seconds = 30             # unacknowledged for this long: redelivered
+//! ```
+//!
 //! A source with no secret is a configuration error: handoff never accepts
 //! an unsigned event.
 
@@ -43,6 +55,27 @@ pub struct SourceConfig {
     pub tolerance_secs: i64,
 }
 
+/// `[serve.nats]`: a durable JetStream consumer as a second door.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NatsIntake {
+    pub server: String,
+    pub stream: String,
+    pub subject: String,
+    #[serde(default = "default_durable")]
+    pub durable: String,
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait_seconds: u64,
+}
+
+fn default_durable() -> String {
+    "handoff".into()
+}
+
+fn default_ack_wait() -> u64 {
+    30
+}
+
 /// `[serve]`, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -54,6 +87,7 @@ pub struct ServeConfig {
     pub shutdown_grace_secs: u64,
     /// Between reconciliation passes; 0 turns polling off.
     pub reconcile_secs: u64,
+    pub nats: Option<NatsIntake>,
     /// Keyed by the CloudEvent `source` attribute.
     pub sources: BTreeMap<String, SourceConfig>,
 }
@@ -68,6 +102,7 @@ impl Default for ServeConfig {
             max_body_bytes: 256 * 1024,
             shutdown_grace_secs: 30,
             reconcile_secs: 300,
+            nats: None,
             sources: BTreeMap::new(),
         }
     }
@@ -83,6 +118,7 @@ pub(super) struct RawServe {
     max_body_bytes: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     reconcile_seconds: Option<u64>,
+    nats: Option<NatsIntake>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
 }
@@ -154,6 +190,12 @@ impl RawServe {
                 .shutdown_grace_seconds
                 .unwrap_or(defaults.shutdown_grace_secs),
             reconcile_secs: self.reconcile_seconds.unwrap_or(defaults.reconcile_secs),
+            nats: match self.nats {
+                Some(n) if n.ack_wait_seconds == 0 => {
+                    return Err("serve.nats.ack-wait-seconds must be at least 1".into());
+                }
+                other => other,
+            },
             sources,
         })
     }

@@ -144,38 +144,17 @@ pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             );
         }
     };
-    let intake = app.clone();
-    let accepted = tokio::task::spawn_blocking(move || {
-        let mut engine = intake.intake.lock().unwrap_or_else(|p| p.into_inner());
-        engine
-            .accept(&event, &intake.context)
-            .map(|a| (a, event.id))
-    })
-    .await
-    .expect("intake does not panic");
-    match accepted {
-        Ok((Accepted::New { run_id }, event_id)) => {
-            app.metrics.intake_latency.observe(arrived.elapsed());
-            app.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-            app.metrics.queued.fetch_add(1, Ordering::Relaxed);
-            permit.send(run_id.clone());
-            (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({ "status": "accepted", "run_id": run_id, "event_id": event_id })),
-            )
-                .into_response()
-        }
-        Ok((Accepted::Duplicate { run_id }, event_id)) => {
-            app.metrics.intake_latency.observe(arrived.elapsed());
-            app.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
-            (
-                StatusCode::OK,
-                axum::Json(
-                    json!({ "status": "duplicate", "run_id": run_id, "event_id": event_id }),
-                ),
-            )
-                .into_response()
-        }
+    match take(&app, event, permit, arrived).await {
+        Ok((Accepted::New { run_id }, event_id)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "accepted", "run_id": run_id, "event_id": event_id })),
+        )
+            .into_response(),
+        Ok((Accepted::Duplicate { run_id }, event_id)) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "duplicate", "run_id": run_id, "event_id": event_id })),
+        )
+            .into_response(),
         Err(RunError::Store(e)) => refuse(
             &app,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -189,4 +168,36 @@ pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             e.to_string(),
         ),
     }
+}
+
+/// Store an event with its run (one transaction, on the blocking pool) and,
+/// when the run is new, queue it with the room reserved beforehand. Every
+/// door calls this; when it returns, the event is durable.
+pub(super) async fn take(
+    app: &Arc<App>,
+    event: CloudEvent,
+    permit: tokio::sync::mpsc::OwnedPermit<String>,
+    arrived: Instant,
+) -> Result<(Accepted, String), RunError> {
+    let intake = app.clone();
+    let (accepted, event_id) = tokio::task::spawn_blocking(move || {
+        let mut engine = intake.intake.lock().unwrap_or_else(|p| p.into_inner());
+        engine
+            .accept(&event, &intake.context)
+            .map(|a| (a, event.id))
+    })
+    .await
+    .expect("intake does not panic")?;
+    app.metrics.intake_latency.observe(arrived.elapsed());
+    match &accepted {
+        Accepted::New { run_id } => {
+            app.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            app.metrics.queued.fetch_add(1, Ordering::Relaxed);
+            permit.send(run_id.clone());
+        }
+        Accepted::Duplicate { .. } => {
+            app.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok((accepted, event_id))
 }

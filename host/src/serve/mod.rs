@@ -1,6 +1,8 @@
 //! `handoff serve`: the long-lived service. Events arrive over HTTP
-//! (`POST /v1/events`, signed per source), are stored with their run before
-//! the answer goes back, and are driven by a fixed set of workers.
+//! (`POST /v1/events`, signed per source) or from a durable NATS JetStream
+//! consumer, or are found by reconciliation polling. Each is stored with
+//! its run before the answer (or the ack) goes back; runs are driven by a
+//! fixed set of workers.
 //!
 //! ```text
 //!  request ─► intake (size, mode, source, signature, event) ─► store ─► 202
@@ -16,6 +18,7 @@
 
 pub mod intake;
 pub mod metrics;
+mod nats;
 pub mod signature;
 mod workers;
 
@@ -109,6 +112,12 @@ pub async fn serve(
                 .with_context(|| format!("serve.context: {} is not JSON", path.display()))?
         }
     };
+    // Connected before anything else starts, so a wrong stream or server
+    // refuses the start with the reason.
+    let nats_consumer = match &serve.nats {
+        Some(n) => Some(nats::consumer(n).await?),
+        None => None,
+    };
     let open = || {
         Store::open(&store_path)
             .with_context(|| format!("opening the store at {}", store_path.display()))
@@ -160,6 +169,9 @@ pub async fn serve(
         });
     }
 
+    let nats_task =
+        nats_consumer.map(|c| tokio::spawn(nats::run(app.clone(), c, stop.subscribe())));
+
     let router = Router::new()
         .route("/v1/events", post(intake::post_event))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -180,6 +192,9 @@ pub async fn serve(
         .context("serving HTTP")?;
 
     let _ = stop.send(true);
+    if let Some(task) = nats_task {
+        let _ = task.await;
+    }
     let grace = Duration::from_secs(serve.shutdown_grace_secs);
     let joined = tokio::task::spawn_blocking(move || {
         for w in workers {
