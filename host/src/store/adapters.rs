@@ -75,11 +75,10 @@ impl Store {
         let grants_json = serde_json::to_string(new.grants)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode grants: {e}")))?;
         let now = now_rfc3339();
-        self.conn().execute(
-            "INSERT INTO adapter_approvals (name, version, world, component_sha256, manifest_sha256,
+        self.conn().prepare_cached("INSERT INTO adapter_approvals (name, version, world, component_sha256, manifest_sha256,
                  grants_json, approved_by, approved_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+        .execute(params![
                 new.name,
                 new.version,
                 new.grants.world.id(),
@@ -97,11 +96,10 @@ impl Store {
 
     fn approval_by_id(&self, id: i64) -> Result<Option<Approval>, StoreError> {
         self.conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM adapter_approvals WHERE id = ?1"),
-                [id],
-                from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM adapter_approvals WHERE id = ?1"
+            ))?
+            .query_row([id], from_row)
             .optional()
             .map_err(StoreError::from)
     }
@@ -109,13 +107,10 @@ impl Store {
     /// The newest approval for an adapter name (possibly revoked).
     pub fn latest_approval(&self, name: &str) -> Result<Option<Approval>, StoreError> {
         self.conn()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM adapter_approvals WHERE name = ?1 ORDER BY id DESC LIMIT 1"
-                ),
-                [name],
-                from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM adapter_approvals WHERE name = ?1 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([name], from_row)
             .optional()
             .map_err(StoreError::from)
     }
@@ -134,12 +129,14 @@ impl Store {
     /// Revoke the current approval of `name`. Returns false when there is
     /// no live approval to revoke.
     pub fn revoke_adapter(&mut self, name: &str, by: &str) -> Result<bool, StoreError> {
-        let changed = self.conn().execute(
-            "UPDATE adapter_approvals SET revoked_by = ?2, revoked_at = ?3
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE adapter_approvals SET revoked_by = ?2, revoked_at = ?3
              WHERE id = (SELECT MAX(id) FROM adapter_approvals WHERE name = ?1)
                AND revoked_at IS NULL",
-            params![name, by, now_rfc3339()],
-        )?;
+            )?
+            .execute(params![name, by, now_rfc3339()])?;
         Ok(changed == 1)
     }
 }

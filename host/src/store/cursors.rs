@@ -13,11 +13,10 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT cursor FROM poll_cursors WHERE adapter = ?1 AND policy_id = ?2",
-                params![adapter, policy_id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![adapter, policy_id], |r| r.get(0))
             .optional()?)
     }
 
@@ -27,13 +26,14 @@ impl Store {
         policy_id: &str,
         cursor: &str,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO poll_cursors (adapter, policy_id, cursor, updated_at)
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO poll_cursors (adapter, policy_id, cursor, updated_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (adapter, policy_id)
              DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-            params![adapter, policy_id, cursor, now_rfc3339()],
-        )?;
+            )?
+            .execute(params![adapter, policy_id, cursor, now_rfc3339()])?;
         Ok(())
     }
 }

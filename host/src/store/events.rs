@@ -12,11 +12,8 @@ pub fn find(
     business_key: Option<&str>,
 ) -> Result<Option<(i64, DuplicateOf)>, StoreError> {
     let by_id: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM events WHERE source = ?1 AND event_id = ?2",
-            params![source, event_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT seq FROM events WHERE source = ?1 AND event_id = ?2")?
+        .query_row(params![source, event_id], |r| r.get(0))
         .optional()?;
     if let Some(seq) = by_id {
         return Ok(Some((seq, DuplicateOf::EventId)));
@@ -25,11 +22,8 @@ pub fn find(
         return Ok(None);
     };
     let by_key: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM events WHERE business_key = ?1",
-            [key],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT seq FROM events WHERE business_key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?;
     Ok(by_key.map(|seq| (seq, DuplicateOf::BusinessKey)))
 }
@@ -39,17 +33,17 @@ pub fn insert(
     event: &CloudEvent,
     business_key: Option<&str>,
 ) -> Result<i64, StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO events (source, event_id, event_type, business_key, received_at, raw)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            event.source,
-            event.id,
-            event.event_type,
-            business_key,
-            now_rfc3339(),
-            event.raw.to_string()
-        ],
-    )?;
+    )?
+    .execute(params![
+        event.source,
+        event.id,
+        event.event_type,
+        business_key,
+        now_rfc3339(),
+        event.raw.to_string()
+    ])?;
     Ok(conn.last_insert_rowid())
 }

@@ -7,18 +7,18 @@ use crate::follow_up::{FollowUp, Packet, Resolution};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub fn insert(tx: &Transaction<'_>, packet: &Packet) -> Result<i64, StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO follow_ups (run_id, reason, route_to, due_at, packet, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            packet.run_id,
-            packet.reason.name(),
-            packet.route_to,
-            packet.due_at,
-            serde_json::to_string(packet).expect("a packet encodes"),
-            now_rfc3339()
-        ],
-    )?;
+    )?
+    .execute(params![
+        packet.run_id,
+        packet.reason.name(),
+        packet.route_to,
+        packet.due_at,
+        serde_json::to_string(packet).expect("a packet encodes"),
+        now_rfc3339()
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -69,7 +69,8 @@ fn decode(raw: RawFollowUp) -> Result<FollowUp, StoreError> {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<FollowUp>, StoreError> {
-    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], read)
+    conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+        .query_row([id], read)
         .optional()?
         .map(decode)
         .transpose()
@@ -99,11 +100,12 @@ pub fn resolve(
     by: &str,
     note: &str,
 ) -> Result<bool, StoreError> {
-    let changed = tx.execute(
-        "UPDATE follow_ups SET resolution = ?1, resolved_by = ?2, resolved_note = ?3,
+    let changed = tx
+        .prepare_cached(
+            "UPDATE follow_ups SET resolution = ?1, resolved_by = ?2, resolved_note = ?3,
              resolved_at = ?4
          WHERE id = ?5 AND resolution IS NULL",
-        params![resolution.name(), by, note, now_rfc3339(), id],
-    )?;
+        )?
+        .execute(params![resolution.name(), by, note, now_rfc3339(), id])?;
     Ok(changed == 1)
 }

@@ -42,6 +42,8 @@ pub enum StoreError {
     },
     #[error("store query failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(&'static str),
     #[error("store record is corrupt: {0}")]
     Corrupt(String),
 }
@@ -81,7 +83,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_handler(Some(wait_for_writer))?;
+        // Every statement is prepared once per connection and kept: a run
+        // uses a few dozen, and parsing them again was a visible share of
+        // intake's time.
+        conn.set_prepared_statement_cache_capacity(128);
         migrations::apply(&mut conn, &path)?;
         Ok(Store { conn, path })
     }
@@ -118,6 +124,20 @@ pub fn rfc3339_in(from_now: std::time::Duration) -> String {
             .checked_add(span)
             .unwrap_or(jiff::Timestamp::MAX),
     )
+}
+
+/// SQLite's own busy timeout sleeps in steps that grow to 100 ms, so a
+/// writer that finds another mid-commit can wait far longer than that
+/// commit takes (here, well under a millisecond). Poll every 200 µs for the
+/// first 100 ms, then every 5 ms; give up (SQLITE_BUSY) after about 10 s.
+fn wait_for_writer(attempt: i32) -> bool {
+    let delay = match attempt {
+        0..500 => std::time::Duration::from_micros(200),
+        500..2_480 => std::time::Duration::from_millis(5),
+        _ => return false,
+    };
+    std::thread::sleep(delay);
+    true
 }
 
 #[cfg(test)]

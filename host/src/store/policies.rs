@@ -68,20 +68,20 @@ impl Store {
     pub fn approve_policy(&mut self, policy: &Policy, by: &str) -> Result<(), StoreError> {
         let reach = policy.reach_lines();
         let tx = self.conn_mut().transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO policy_approvals (policy_id, version, sha256, reach_json, text,
                  approved_by, approved_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                policy.id,
-                policy.version,
-                policy.sha256,
-                serde_json::to_string(&reach).expect("strings encode"),
-                policy.text,
-                by,
-                now_rfc3339()
-            ],
-        )?;
+        )?
+        .execute(params![
+            policy.id,
+            policy.version,
+            policy.sha256,
+            serde_json::to_string(&reach).expect("strings encode"),
+            policy.text,
+            by,
+            now_rfc3339()
+        ])?;
         super::audit::append(
             &tx,
             &Entry {
@@ -103,19 +103,18 @@ impl Store {
     pub fn revoke_policy(&mut self, policy_id: &str, by: &str) -> Result<bool, StoreError> {
         let tx = self.conn_mut().transaction()?;
         let sha: Option<String> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT sha256 FROM policy_approvals WHERE policy_id = ?1 AND revoked_at IS NULL
                  ORDER BY id DESC LIMIT 1",
-                [policy_id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row([policy_id], |r| r.get(0))
             .optional()?;
         let Some(sha) = sha else { return Ok(false) };
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE policy_approvals SET revoked_by = ?1, revoked_at = ?2
              WHERE policy_id = ?3 AND revoked_at IS NULL",
-            params![by, now_rfc3339(), policy_id],
-        )?;
+        )?
+        .execute(params![by, now_rfc3339(), policy_id])?;
         super::audit::append(
             &tx,
             &Entry {
@@ -136,14 +135,11 @@ impl Store {
     ) -> Result<Option<PolicyApproval>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM policy_approvals WHERE policy_id = ?1
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM policy_approvals WHERE policy_id = ?1
                      ORDER BY id DESC LIMIT 1"
-                ),
-                [policy_id],
-                from_row,
-            )
+            ))?
+            .query_row([policy_id], from_row)
             .optional()?)
     }
 
@@ -152,14 +148,11 @@ impl Store {
     pub fn approved_policy(&self, sha256: &str) -> Result<Option<Policy>, StoreError> {
         let found: Option<PolicyApproval> = self
             .conn()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM policy_approvals WHERE sha256 = ?1
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM policy_approvals WHERE sha256 = ?1
                      ORDER BY id DESC LIMIT 1"
-                ),
-                [sha256],
-                from_row,
-            )
+            ))?
+            .query_row([sha256], from_row)
             .optional()?;
         found
             .map(|a| {
@@ -175,10 +168,9 @@ impl Store {
     /// Who revoked the approval of this exact text, when no approval of it
     /// is still in force (a run under it must stop).
     pub fn policy_revoked_by(&self, sha256: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
-             AND NOT EXISTS (SELECT 1 FROM policy_approvals WHERE sha256 = ?1 AND revoked_at IS NULL)",
-            [sha256],
+        Ok(self.conn().prepare_cached("SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
+             AND NOT EXISTS (SELECT 1 FROM policy_approvals WHERE sha256 = ?1 AND revoked_at IS NULL)")?
+        .query_row([sha256],
             |r| r.get(0),
         )?)
     }

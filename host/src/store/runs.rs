@@ -51,20 +51,20 @@ pub fn insert(
 ) -> Result<String, StoreError> {
     let run_id = run_id_for(event_seq);
     let now = now_rfc3339();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO runs (run_id, event_seq, event_id, policy_id, policy_sha256, context,
                            created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![
-            run_id,
-            event_seq,
-            event_id,
-            new.policy_id,
-            new.policy_sha256,
-            new.context.to_string(),
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        run_id,
+        event_seq,
+        event_id,
+        new.policy_id,
+        new.policy_sha256,
+        new.context.to_string(),
+        now
+    ])?;
     Ok(run_id)
 }
 
@@ -131,7 +131,8 @@ fn decode(raw: RawRun) -> Result<RunRecord, StoreError> {
 }
 
 pub fn get(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-    conn.query_row(&format!("{SELECT} WHERE r.run_id = ?1"), [run_id], read)
+    conn.prepare_cached(&format!("{SELECT} WHERE r.run_id = ?1"))?
+        .query_row([run_id], read)
         .optional()?
         .map(decode)
         .transpose()
@@ -140,11 +141,8 @@ pub fn get(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreEr
 /// The run started by event `seq`, if any.
 pub fn for_event(conn: &Connection, event_seq: i64) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT run_id FROM runs WHERE event_seq = ?1",
-            [event_seq],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT run_id FROM runs WHERE event_seq = ?1")?
+        .query_row([event_seq], |r| r.get(0))
         .optional()?)
 }
 
@@ -169,11 +167,11 @@ pub fn set_outcome(
     run_id: &str,
     outcome: Option<Outcome>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE runs SET outcome = ?1, updated_at = ?2, lease_owner = NULL, lease_until = NULL
          WHERE run_id = ?3",
-        params![outcome.map(Outcome::name), now_rfc3339(), run_id],
-    )?;
+    )?
+    .execute(params![outcome.map(Outcome::name), now_rfc3339(), run_id])?;
     Ok(())
 }
 
@@ -222,11 +220,8 @@ pub fn claim(
 ) -> Result<Claim, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let row: Option<(Option<String>, Option<String>, Option<String>)> = tx
-        .query_row(
-            "SELECT outcome, lease_owner, lease_until FROM runs WHERE run_id = ?1",
-            [run_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .prepare_cached("SELECT outcome, lease_owner, lease_until FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((outcome, holder, until)) = row else {
         return Ok(Claim::Missing);
@@ -267,11 +262,11 @@ pub fn renew(
 
 /// Give a lease back without finishing (the run stays unfinished).
 pub fn release(conn: &Connection, run_id: &str, owner: &str) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE runs SET lease_owner = NULL, lease_until = NULL
          WHERE run_id = ?1 AND lease_owner = ?2",
-        params![run_id, owner],
-    )?;
+    )?
+    .execute(params![run_id, owner])?;
     Ok(())
 }
 
