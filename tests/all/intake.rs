@@ -2,7 +2,7 @@
 //! over separate connections, is recorded once.
 
 use handoff::audit::verify;
-use handoff::pipeline::intake::{CloudEvent, DuplicateOf, Intake};
+use handoff::pipeline::intake::{CloudEvent, Delivery, DuplicateOf, Intake};
 use handoff::store::Store;
 use std::sync::{Arc, Barrier};
 
@@ -92,4 +92,90 @@ fn a_re_sent_decision_under_a_new_event_id_is_a_duplicate_by_business_key() {
         store.intake(&event("evt-3"), Some("RV-9@4")).unwrap(),
         Intake::New { .. }
     ));
+}
+
+fn delivery<'a>(event: &'a CloudEvent, key: &'a str) -> Delivery<'a> {
+    Delivery {
+        event,
+        business_key: Some(key),
+        run: None,
+    }
+}
+
+#[test]
+fn a_batch_recognises_duplicates_within_itself_and_chains_one_row_per_delivery() {
+    let mut store = Store::in_memory().unwrap();
+    let (a, b) = (event("evt-a"), event("evt-b"));
+    let c = event("evt-c");
+    let outcomes: Vec<Intake> = store
+        .intake_batch(&[
+            delivery(&a, "RV-9@3"),
+            delivery(&a, "RV-9@3"),
+            delivery(&b, "RV-9@3"),
+            delivery(&c, "RV-9@4"),
+        ])
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let Intake::New { seq, .. } = outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    let dup = |of| Intake::Duplicate {
+        seq,
+        of,
+        run_id: None,
+    };
+    assert_eq!(outcomes[1], dup(DuplicateOf::EventId));
+    assert_eq!(outcomes[2], dup(DuplicateOf::BusinessKey));
+    assert!(matches!(outcomes[3], Intake::New { seq: s, .. } if s != seq));
+    let rows = store.audit_rows(None).unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "event-received",
+            "duplicate-suppressed",
+            "duplicate-suppressed",
+            "event-received"
+        ]
+    );
+    assert_eq!(verify(rows).unwrap().rows, 4);
+}
+
+#[test]
+fn one_delivery_that_cannot_be_stored_costs_the_rest_of_its_batch_nothing() {
+    let mut store = Store::in_memory().unwrap();
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_id = 'evt-bad'
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        )
+        .unwrap();
+    let (a, bad, c) = (event("evt-a"), event("evt-bad"), event("evt-c"));
+    let outcomes = store.intake_batch(&[
+        delivery(&a, "RV-1@1"),
+        delivery(&bad, "RV-2@1"),
+        delivery(&c, "RV-3@1"),
+    ]);
+    assert!(
+        matches!(outcomes[0], Ok(Intake::New { .. })),
+        "{outcomes:?}"
+    );
+    let err = outcomes[1].as_ref().unwrap_err().to_string();
+    assert!(err.contains("refused for the test"), "{err}");
+    assert!(
+        matches!(outcomes[2], Ok(Intake::New { .. })),
+        "{outcomes:?}"
+    );
+    let stored: Vec<String> = store
+        .conn()
+        .prepare("SELECT event_id FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored, ["evt-a", "evt-c"]);
+    assert_eq!(verify(store.audit_rows(None).unwrap()).unwrap().rows, 2);
 }

@@ -147,45 +147,92 @@ impl Store {
         let tx = self
             .conn_mut()
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let existing = crate::store::events::find(&tx, &event.source, &event.id, business_key)?;
-        let (outcome, kind) = match existing {
-            Some((seq, of)) => {
-                let run_id = runs::for_event(&tx, seq)?;
-                (
-                    Intake::Duplicate { seq, of, run_id },
-                    "duplicate-suppressed",
-                )
-            }
-            None => {
-                let seq = crate::store::events::insert(&tx, event, business_key)?;
-                let run_id = run
-                    .map(|new| runs::insert(&tx, seq, &event.id, new))
-                    .transpose()?;
-                (Intake::New { seq, run_id }, "event-received")
-            }
-        };
-        let (seq, run_id) = match &outcome {
-            Intake::New { seq, run_id } | Intake::Duplicate { seq, run_id, .. } => (*seq, run_id),
-        };
-        crate::store::audit::append(
-            &tx,
-            &Entry {
-                run_id: run_id.clone(),
-                event_id: Some(event.id.clone()),
-                kind: kind.into(),
-                payload: serde_json::json!({
-                    "source": event.source,
-                    "type": event.event_type,
-                    "business_key": business_key,
-                    "event_seq": seq,
-                }),
-                policy_sha256: run.map(|r| r.policy_sha256.to_string()),
-                ..Default::default()
-            },
-        )?;
+        let outcome = record(&tx, event, business_key, run)?;
         tx.commit()?;
         Ok(outcome)
     }
+
+    /// Record several deliveries, each with its run, in one transaction
+    /// (group commit: the service's intake takes whatever arrived while the
+    /// previous commit was being written). Deliveries in one batch are
+    /// recognised as duplicates of each other exactly as across batches.
+    /// When any of them fails, the whole transaction is rolled back and each
+    /// is tried again in its own, so one bad delivery costs the others
+    /// nothing but time.
+    pub fn intake_batch(&mut self, deliveries: &[Delivery<'_>]) -> Vec<Result<Intake, StoreError>> {
+        let together = (|| {
+            let tx = self
+                .conn_mut()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let outcomes = deliveries
+                .iter()
+                .map(|d| record(&tx, d.event, d.business_key, d.run.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            Ok::<_, StoreError>(outcomes)
+        })();
+        match together {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(_) if deliveries.len() > 1 => deliveries
+                .iter()
+                .map(|d| self.intake_run(d.event, d.business_key, d.run.as_ref()))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        }
+    }
+}
+
+/// One delivery for [`Store::intake_batch`].
+pub struct Delivery<'a> {
+    pub event: &'a CloudEvent,
+    pub business_key: Option<&'a str>,
+    pub run: Option<NewRun<'a>>,
+}
+
+/// The event, its run and the audit row, inside the caller's transaction.
+fn record(
+    conn: &rusqlite::Transaction<'_>,
+    event: &CloudEvent,
+    business_key: Option<&str>,
+    run: Option<&NewRun<'_>>,
+) -> Result<Intake, StoreError> {
+    let existing = crate::store::events::find(conn, &event.source, &event.id, business_key)?;
+    let (outcome, kind) = match existing {
+        Some((seq, of)) => {
+            let run_id = runs::for_event(conn, seq)?;
+            (
+                Intake::Duplicate { seq, of, run_id },
+                "duplicate-suppressed",
+            )
+        }
+        None => {
+            let seq = crate::store::events::insert(conn, event, business_key)?;
+            let run_id = run
+                .map(|new| runs::insert(conn, seq, &event.id, new))
+                .transpose()?;
+            (Intake::New { seq, run_id }, "event-received")
+        }
+    };
+    let (seq, run_id) = match &outcome {
+        Intake::New { seq, run_id } | Intake::Duplicate { seq, run_id, .. } => (*seq, run_id),
+    };
+    crate::store::audit::append(
+        conn,
+        &Entry {
+            run_id: run_id.clone(),
+            event_id: Some(event.id.clone()),
+            kind: kind.into(),
+            payload: serde_json::json!({
+                "source": event.source,
+                "type": event.event_type,
+                "business_key": business_key,
+                "event_seq": seq,
+            }),
+            policy_sha256: run.map(|r| r.policy_sha256.to_string()),
+            ..Default::default()
+        },
+    )?;
+    Ok(outcome)
 }
 
 #[cfg(test)]

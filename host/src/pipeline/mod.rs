@@ -23,7 +23,7 @@ use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
 use crate::store::policies::PolicyStatus;
 use crate::store::runs::{self, NewRun};
 use crate::store::{Store, StoreError};
-use intake::{CloudEvent, EventError, Intake};
+use intake::{CloudEvent, Delivery, EventError, Intake};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -158,6 +158,34 @@ pub enum Accepted {
     Duplicate { run_id: Option<String> },
 }
 
+impl From<Intake> for Accepted {
+    fn from(intake: Intake) -> Self {
+        match intake {
+            Intake::New { run_id, .. } => Accepted::New {
+                run_id: run_id.expect("intake was asked for a run"),
+            },
+            Intake::Duplicate { run_id, .. } => Accepted::Duplicate { run_id },
+        }
+    }
+}
+
+/// An event that passed every check of `accept` and can be stored.
+struct Admitted {
+    policy_id: String,
+    policy_sha256: String,
+    business_key: Option<String>,
+}
+
+impl Admitted {
+    fn new_run<'a>(&'a self, context: &'a serde_json::Value) -> NewRun<'a> {
+        NewRun {
+            policy_id: &self.policy_id,
+            policy_sha256: &self.policy_sha256,
+            context,
+        }
+    }
+}
+
 /// A policy as configured: parsed from its file.
 #[derive(Debug, Clone)]
 pub struct ConfiguredPolicy {
@@ -289,6 +317,51 @@ impl Engine {
         event: &CloudEvent,
         context: &serde_json::Value,
     ) -> Result<Accepted, RunError> {
+        let admitted = self.admit(event, context)?;
+        let new = admitted.new_run(context);
+        let intake = self
+            .store
+            .intake_run(event, admitted.business_key.as_deref(), Some(&new))?;
+        Ok(Accepted::from(intake))
+    }
+
+    /// [`Engine::accept`] for several events, stored in one transaction
+    /// (group commit). Each event gets its own answer, in order: one that
+    /// is refused does not hold back the others.
+    pub fn accept_batch(
+        &mut self,
+        events: &[&CloudEvent],
+        context: &serde_json::Value,
+    ) -> Vec<Result<Accepted, RunError>> {
+        let admitted: Vec<Result<Admitted, RunError>> =
+            events.iter().map(|e| self.admit(e, context)).collect();
+        let deliveries: Vec<Delivery<'_>> = events
+            .iter()
+            .zip(&admitted)
+            .filter_map(|(event, a)| {
+                let a = a.as_ref().ok()?;
+                Some(Delivery {
+                    event,
+                    business_key: a.business_key.as_deref(),
+                    run: Some(a.new_run(context)),
+                })
+            })
+            .collect();
+        let mut stored = self.store.intake_batch(&deliveries).into_iter();
+        admitted
+            .into_iter()
+            .map(|a| {
+                a?;
+                let intake = stored.next().expect("one answer per delivery")?;
+                Ok(Accepted::from(intake))
+            })
+            .collect()
+    }
+
+    /// Everything `accept` checks before writing: the policy for the event's
+    /// type, its approval, the trigger state, and that every template the
+    /// run will need can be filled in.
+    fn admit(&self, event: &CloudEvent, context: &serde_json::Value) -> Result<Admitted, RunError> {
         let configured = self
             .policies
             .iter()
@@ -333,20 +406,11 @@ impl Engine {
             &event.id,
         )?;
 
-        let new = NewRun {
-            policy_id: &policy.id,
-            policy_sha256: &policy.sha256,
-            context,
-        };
-        match self
-            .store
-            .intake_run(event, business_key.as_deref(), Some(&new))?
-        {
-            Intake::New { run_id, .. } => Ok(Accepted::New {
-                run_id: run_id.expect("a run was asked for"),
-            }),
-            Intake::Duplicate { run_id, .. } => Ok(Accepted::Duplicate { run_id }),
-        }
+        Ok(Admitted {
+            policy_id: policy.id.clone(),
+            policy_sha256: policy.sha256.clone(),
+            business_key,
+        })
     }
 
     fn require_approved(&self, configured: &ConfiguredPolicy) -> Result<(), RunError> {

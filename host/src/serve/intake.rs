@@ -4,7 +4,7 @@
 //! Order: size (413) → CloudEvents mode, structured or binary (400) → the
 //! event's `source` must be configured (403) → its signature (401) → the
 //! event itself (400) → room in the run queue (429, nothing stored) →
-//! intake in one transaction → 202 with the run id, or 200 `duplicate` with
+//! stored with its run (group commit) → 202 with the run id, or 200 `duplicate` with
 //! the existing run's id. The answer is sent only after the commit.
 
 use super::App;
@@ -170,7 +170,7 @@ pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     }
 }
 
-/// Store an event with its run (one transaction, on the blocking pool) and,
+/// Store an event with its run (group commit, see [`super::commit`]) and,
 /// when the run is new, queue it with the room reserved beforehand. Every
 /// door calls this; when it returns, the event is durable.
 pub(super) async fn take(
@@ -179,15 +179,8 @@ pub(super) async fn take(
     permit: tokio::sync::mpsc::OwnedPermit<String>,
     arrived: Instant,
 ) -> Result<(Accepted, String), RunError> {
-    let intake = app.clone();
-    let (accepted, event_id) = tokio::task::spawn_blocking(move || {
-        let mut engine = intake.intake.lock().unwrap_or_else(|p| p.into_inner());
-        engine
-            .accept(&event, &intake.context)
-            .map(|a| (a, event.id))
-    })
-    .await
-    .expect("intake does not panic")?;
+    let event_id = event.id.clone();
+    let accepted = app.committer.accept(event).await?;
     app.metrics.intake_latency.observe(arrived.elapsed());
     match &accepted {
         Accepted::New { run_id } => {

@@ -5,7 +5,8 @@
 //! fixed set of workers.
 //!
 //! ```text
-//!  request ─► intake (size, mode, source, signature, event) ─► store ─► 202
+//!  request ─► intake (size, mode, source, signature, event) ─► commit ─► 202
+//!  NATS message ─► event ──────────────────────────────────────► (group) ─► ack
 //!                                                               │
 //!                               bounded run queue ◄─────────────┘ (full: 429)
 //!                                      │
@@ -16,6 +17,7 @@
 //! each worker finishes the run it is driving and stops; runs still queued
 //! stay unfinished in the store and are queued again on the next start.
 
+mod commit;
 pub mod intake;
 pub mod metrics;
 mod nats;
@@ -43,10 +45,11 @@ use tokio::sync::{mpsc, watch};
 
 /// What the request handlers share.
 pub struct App {
-    /// Intake's own engine and store connection (no adapter is loaded on it).
-    intake: std::sync::Mutex<Engine>,
+    /// Stores events (no adapter is loaded on its engine).
+    committer: commit::Committer,
+    /// A read connection for `/metrics`.
+    reader: std::sync::Mutex<Store>,
     verifiers: BTreeMap<String, Verifier>,
-    context: Value,
     pub metrics: Arc<Metrics>,
     queue: mpsc::Sender<String>,
     max_body_bytes: usize,
@@ -132,9 +135,10 @@ pub async fn serve(
     let (queue, receiver) = mpsc::channel(serve.max_queued);
     let metrics = Arc::new(Metrics::default());
     let app = Arc::new(App {
-        intake: std::sync::Mutex::new(intake_engine),
+        committer: commit::Committer::start(intake_engine, context.clone())
+            .context("starting the intake thread")?,
+        reader: std::sync::Mutex::new(open()?),
         verifiers,
-        context: context.clone(),
         metrics: metrics.clone(),
         queue: queue.clone(),
         max_body_bytes: serve.max_body_bytes,
@@ -220,8 +224,8 @@ async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
 
 async fn render_metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoResponse {
     let text = tokio::task::spawn_blocking(move || {
-        let engine = app.intake.lock().unwrap_or_else(|p| p.into_inner());
-        app.metrics.render(engine.store())
+        let store = app.reader.lock().unwrap_or_else(|p| p.into_inner());
+        app.metrics.render(&store)
     })
     .await
     .unwrap_or_default();
