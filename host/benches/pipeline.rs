@@ -55,7 +55,8 @@ fn seed(root: &Path, n: usize, revalidate_once: bool) -> Config {
         );
         write(
             &state.join(format!("tracker/milestone/M-{i}.json")),
-            json!({"state": "open", "revision": 1, "fields": {"release_id": release}}),
+            json!({"state": "open", "revision": 1,
+                   "fields": {"release_id": release, "name": format!("M-{i}")}}),
         );
         write(
             &state.join(format!("tracker/release/{release}.json")),
@@ -100,6 +101,7 @@ fn event(i: usize) -> CloudEvent {
 fn context(i: usize) -> serde_json::Value {
     json!({
         "checklist_id": format!("CL-{i}"), "milestone_id": format!("M-{i}"),
+        "milestone_name": format!("M-{i}"), "release_record": format!("R-{i}"),
         "evidence_bundle": "R/evidence.tar",
         "evidence_sha256": handoff::sandbox::package::sha256_hex(b"evidence"),
         "evidence_url": format!("https://evidence.example.internal/{i}"),

@@ -1,0 +1,175 @@
+//! `handoff serve` intake under load, printed as numbers (not a pass/fail
+//! test). Loopback only, bounded: N signed events from C client threads.
+//!
+//! Run: `cargo bench -p handoff --bench serve [-- N [C]]` (default 5000, 8).
+//!
+//! The service runs in this process on 127.0.0.1 with the example policy
+//! and an on-disk SQLite store (WAL). Each request is a structured
+//! CloudEvent signed as Standard Webhooks, for a decision of its own, so
+//! each one is verified, parsed, matched to the policy, filled in and
+//! stored with its run and audit row before the 202 goes back. Meanwhile
+//! the workers drive those runs (each halts at revalidation, since the
+//! benchmark's reviews do not exist in the records), competing for the same
+//! two cores and the same database. Reported: events accepted per second,
+//! and the latency from sending a request to reading its answer (p50, p99).
+//! Goal on this machine: >= 2,000 events/s with p99 < 20 ms.
+
+use handoff::config::Config;
+use handoff::policy::Policy;
+use handoff::sandbox::package::Package;
+use handoff::serve::signature::{sign_standard, standard_key};
+use handoff::store::Store;
+use handoff::store::adapters::NewApproval;
+use serde_json::json;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-readiness");
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A copy of the example with a `[serve]` section, adapters and policy approved.
+fn workspace(root: &Path, n: usize) -> Config {
+    let example = Path::new(EXAMPLE);
+    copy_dir(&example.join("seed"), &root.join("state"));
+    copy_dir(&example.join("policies"), &root.join("policies"));
+    std::fs::copy(example.join("context.json"), root.join("context.json")).unwrap();
+    std::fs::write(root.join("webhook-secret"), SECRET).unwrap();
+    let config = std::fs::read_to_string(example.join("handoff.toml"))
+        .unwrap()
+        .replace("../../target/handoff-packages", handoff::BUILT_PACKAGES_DIR)
+        + &format!(
+            "\n[serve]\ncontext = \"context.json\"\nworkers = 1\nmax-queued = {}\n\
+             reconcile-seconds = 0\n\n[serve.sources.\"governance/bench\"]\n\
+             signature = \"standard-webhooks\"\nsecrets = [{{ file = \"webhook-secret\" }}]\n",
+            n + 10
+        );
+    std::fs::write(root.join("handoff.toml"), config).unwrap();
+    let config = Config::load(&root.join("handoff.toml")).unwrap();
+    let mut store = Store::open(&config.store_path).unwrap();
+    for name in ["fs-records", "fs-archive"] {
+        let pkg = Package::read(&Path::new(handoff::BUILT_PACKAGES_DIR).join(name)).unwrap();
+        store
+            .approve_adapter(&NewApproval::of(&pkg, "bench"))
+            .unwrap();
+    }
+    let policy = Policy::load(&root.join("policies/release-readiness.toml")).unwrap();
+    store.approve_policy(&policy, "bench").unwrap();
+    config
+}
+
+fn body(i: usize) -> Vec<u8> {
+    json!({
+        "specversion": "1.0", "id": format!("bench-{i}"), "source": "governance/bench",
+        "type": "release.review.decided",
+        "data": {"review_id": format!("RV-b{i}"), "review_version": "1",
+                 "release_id": "R-2026.11", "state": "accepted"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let n = args.next().unwrap_or(5000);
+    let clients = args.next().unwrap_or(8).max(1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = workspace(dir.path(), n);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let store_path = config.store_path.clone();
+    let server = runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        handoff::serve::serve(
+            &config,
+            store_path,
+            listener,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |addr| ready_tx.send(addr).unwrap(),
+        )
+        .await
+        .unwrap();
+    });
+    let addr = ready_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let url = format!("http://{addr}/v1/events");
+    let key = standard_key(SECRET).unwrap();
+
+    println!(
+        "serve intake: {n} signed events from {clients} clients over loopback, on-disk SQLite (WAL)"
+    );
+    let start = Instant::now();
+    let per_client: Vec<Vec<usize>> = (0..clients)
+        .map(|c| (0..n).filter(|i| i % clients == c).collect())
+        .collect();
+    let handles: Vec<_> = per_client
+        .into_iter()
+        .map(|indexes| {
+            let (url, key) = (url.clone(), key.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                let mut latencies = Vec::with_capacity(indexes.len());
+                for i in indexes {
+                    let body = body(i);
+                    let id = format!("msg-{i}");
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs() as i64;
+                    let t = Instant::now();
+                    let response = agent
+                        .post(&url)
+                        .set("content-type", "application/cloudevents+json")
+                        .set("webhook-id", &id)
+                        .set("webhook-timestamp", &now.to_string())
+                        .set("webhook-signature", &sign_standard(&key, &id, now, &body))
+                        .send_bytes(&body)
+                        .unwrap_or_else(|e| panic!("event {i}: {e}"));
+                    latencies.push(t.elapsed());
+                    assert_eq!(response.status(), 202, "event {i}");
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "{:>7.0} events/s accepted   p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   ({} events in {:.2?})",
+        n as f64 / elapsed.as_secs_f64(),
+        pct(50),
+        pct(99),
+        latencies.last().unwrap(),
+        n,
+        elapsed
+    );
+    let _ = stop_tx.send(());
+    let _ = runtime.block_on(server);
+    runtime.shutdown_background();
+}
