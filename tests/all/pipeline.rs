@@ -282,6 +282,29 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     assert_eq!(packet["packet"]["done"].as_array().unwrap().len(), 3);
     assert_eq!(packet["packet"]["pending"].as_array().unwrap().len(), 3);
 
+    // A person takes it on (time to acknowledge), once.
+    let ack = |by: &str| s.handoff(&["follow-ups", "ack", &id.to_string(), "--by", by]);
+    let o = ack("release-coordinator");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = ack("someone-else");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("already acknowledged by release-coordinator"),
+        "{}",
+        text(&o.stderr)
+    );
+    let list = text(&s.handoff(&["follow-ups", "list"]).stdout);
+    assert!(list.contains("acknowledged"), "{list}");
+    let acknowledged_at = s.follow_up(id)["acknowledged_at"].clone();
+    assert!(acknowledged_at.is_string(), "{acknowledged_at}");
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "handoff_follow_up_acknowledge_seconds_count 1"),
+        "{metrics}"
+    );
+
     // The queue is back; a person resumes.
     std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
     let o = s.handoff(&[
@@ -322,9 +345,17 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
             .any(|(_, p)| p.to_string().contains("maintenance over")),
         "the note is not audit material"
     );
+    let acked = kinds
+        .iter()
+        .find(|(k, _)| k == "follow-up-acknowledged")
+        .unwrap();
+    assert_eq!(acked.1["by"], "release-coordinator");
     let shown = s.follow_up(id);
     assert_eq!(shown["resolution"], "resume");
     assert_eq!(shown["resolved_note"], "queue maintenance over");
+    assert_eq!(shown["acknowledged_at"], acknowledged_at, "kept, not reset");
+    // Resolved: nothing left to take on.
+    assert!(!ack("release-coordinator").status.success());
     verify(&s);
 }
 
@@ -605,6 +636,7 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     }
     let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
     assert!(list.contains("revoked") && list.contains("open"), "{list}");
+    assert!(md.contains("open, not yet acknowledged"), "{md}");
     let o = s.handoff(&[
         "follow-ups",
         "resolve",
@@ -628,4 +660,8 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     ]);
     assert!(text_of(&o).contains("already resolved"), "{}", text_of(&o));
     assert!(s.writes().is_empty());
+    // Never acknowledged: the resolution counts as taking it on.
+    let shown = s.follow_up(id.parse().unwrap());
+    assert_eq!(shown["acknowledged_by"], "release-coordinator");
+    assert_eq!(shown["acknowledged_at"], shown["resolved_at"]);
 }

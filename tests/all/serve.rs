@@ -683,3 +683,57 @@ fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() 
         text(&o.stderr)
     );
 }
+
+#[test]
+fn an_adapter_limit_holds_across_workers_and_each_step_is_timed_by_adapter() {
+    // The example limits each filesystem instance to one call at a time
+    // (its read-change-write has no lock); four workers then share it.
+    // Without the limit, two runs publishing to one channel at once lose
+    // one of the two messages, and the loser halts as not confirmed.
+    let s = Scenario::new();
+    with_serve(&s, serve_config(4, 100, 0, SOURCE));
+    let reviews: Vec<String> = (0..6).map(|i| format!("RV-30{i}")).collect();
+    for review in &reviews {
+        let decision_record = s.record("governance", "review", "RV-118");
+        s.write_record("governance", "review", review, decision_record);
+        let entry = s.record("queue", "review-queue", "RV-118");
+        s.write_record("queue", "review-queue", review, entry);
+    }
+    let service = Service::start(&s, None);
+    let runs: Vec<String> = reviews
+        .iter()
+        .map(|review| {
+            let body = decision(&format!("evt-{review}"), review);
+            let (code, answer) = service.post(&signed(&format!("msg-{review}"), &body), &body);
+            assert_eq!(code, 202, "{answer}");
+            answer["run_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for run in &runs {
+        let outcome = outcome_of(&s, run);
+        assert!(outcome.starts_with("completed"), "{run}: {outcome}");
+    }
+    // No update lost: each run's message is on the shared channels.
+    for (system, channel) in [
+        ("notify", "release-coordinators"),
+        ("queue", "scheduler-intake"),
+    ] {
+        let record = s.record(system, "channel", channel);
+        assert_eq!(record["messages"].as_array().unwrap().len(), 6, "{record}");
+    }
+
+    let (_, metrics) = service.get("/metrics");
+    for line in [
+        "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
+        "handoff_adapter_concurrency_limit{adapter=\"notify\"} 1",
+        // Six runs: two tracker steps and one checklist step each.
+        "handoff_step_seconds_count{adapter=\"tracker\"} 12",
+        "handoff_step_seconds_count{adapter=\"checklist\"} 6",
+        "handoff_runs_in_flight 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in:\n{metrics}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
-//! `handoff follow-ups list | show ID | resolve ID`: the packets handed to
-//! people, and their decisions.
+//! `handoff follow-ups list | show ID | ack ID | resolve ID`: the packets
+//! handed to people, who took them on, and their decisions.
 
 use super::run::{code, engine, print_report, runtime};
 use super::{Ctx, exit};
@@ -34,6 +34,13 @@ pub enum FollowUpsCommand {
         markdown: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Record that a person has taken a follow-up on (before deciding it).
+    Ack {
+        id: i64,
+        /// The role taking it on.
+        #[arg(long)]
+        by: String,
     },
     /// Record a decision on a follow-up.
     Resolve {
@@ -71,7 +78,11 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                     f.packet.run_id,
                     f.packet.route_to,
                     f.packet.due_at,
-                    f.resolution.map(|r| r.name()).unwrap_or("open")
+                    match (f.resolution, &f.acknowledged_by) {
+                        (Some(r), _) => r.name(),
+                        (None, Some(_)) => "acknowledged",
+                        (None, None) => "open",
+                    }
                 );
             }
             Ok(exit::OK)
@@ -86,6 +97,14 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             } else {
                 print!("{}", f.markdown());
             }
+            Ok(exit::OK)
+        }
+        FollowUpsCommand::Ack { id, by } => {
+            if by.trim().is_empty() {
+                bail!("--by must name the role taking it on");
+            }
+            engine(ctx)?.acknowledge(id, &by)?;
+            println!("follow-up {id}: acknowledged by {by}");
             Ok(exit::OK)
         }
         FollowUpsCommand::Resolve {

@@ -109,6 +109,9 @@ pub struct AdapterInstance {
     pub secrets: BTreeMap<String, SecretSource>,
     /// Logical directory name (as declared) → real directory.
     pub directories: BTreeMap<String, PathBuf>,
+    /// At most this many calls into the instance at once, across every
+    /// run in the process (`concurrency`); `None` is unlimited.
+    pub concurrency: Option<usize>,
 }
 
 impl AdapterInstance {
@@ -120,6 +123,7 @@ impl AdapterInstance {
             config: BTreeMap::new(),
             secrets: BTreeMap::new(),
             directories: BTreeMap::new(),
+            concurrency: None,
         }
     }
 
@@ -246,6 +250,7 @@ struct RawInstance {
     secrets: BTreeMap<String, SecretSource>,
     #[serde(default)]
     directories: BTreeMap<String, PathBuf>,
+    concurrency: Option<usize>,
 }
 
 impl Config {
@@ -277,6 +282,12 @@ impl Config {
                     .collect::<Result<BTreeSet<_>, _>>()?,
             ),
         };
+        if let Some((name, _)) = raw.adapters.iter().find(|(_, r)| r.concurrency == Some(0)) {
+            return Err(invalid(format!(
+                "adapters.{name}.concurrency is 0, so no call could ever reach it; \
+                 set 1 or more, or leave it out for no limit"
+            )));
+        }
         let adapters = raw
             .adapters
             .into_iter()
@@ -301,6 +312,7 @@ impl Config {
                         .into_iter()
                         .map(|(k, p)| (k, resolve(p)))
                         .collect(),
+                    concurrency: r.concurrency,
                 };
                 (name, instance)
             })
@@ -348,6 +360,23 @@ mod tests {
         let err =
             Config::parse("[ceiling]\nallow-everything = true\n", Path::new("h.toml")).unwrap_err();
         assert!(err.to_string().contains("allow-everything"), "{err}");
+    }
+
+    #[test]
+    fn an_adapter_concurrency_is_a_positive_count() {
+        let parse = |n: &str| {
+            Config::parse(
+                &format!("[adapters.tracker]\npackage = \"p\"\nconcurrency = {n}\n"),
+                Path::new("h.toml"),
+            )
+        };
+        assert_eq!(parse("2").unwrap().adapters["tracker"].concurrency, Some(2));
+        let err = parse("0").unwrap_err().to_string();
+        assert!(err.contains("adapters.tracker.concurrency is 0"), "{err}");
+        assert!(parse("-1").is_err());
+        assert!(parse("\"many\"").is_err());
+        let unset = Config::parse("[adapters.t]\npackage = \"p\"\n", Path::new("h.toml")).unwrap();
+        assert_eq!(unset.adapters["t"].concurrency, None);
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub struct FollowUp {
     pub resolved_by: Option<String>,
     pub resolved_note: Option<String>,
     pub resolved_at: Option<String>,
+    /// Who took it on, and when (a resolution counts as one).
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<String>,
 }
 
 impl FollowUp {
@@ -156,9 +159,14 @@ impl FollowUp {
             p.policy, p.policy_sha256
         );
         match &self.resolution {
-            None => {
-                let _ = writeln!(md, "- **Status:** open");
-            }
+            None => match (&self.acknowledged_by, &self.acknowledged_at) {
+                (Some(by), Some(at)) => {
+                    let _ = writeln!(md, "- **Status:** open, acknowledged by {by} at {at}");
+                }
+                _ => {
+                    let _ = writeln!(md, "- **Status:** open, not yet acknowledged");
+                }
+            },
             Some(r) => {
                 let _ = writeln!(
                     md,

@@ -88,6 +88,9 @@ impl Driver<'_> {
             .instances
             .get_mut(adapter)
             .expect("inserted above");
+        // Held for the call only: a run waiting between retries or on
+        // another adapter does not keep this one's room.
+        let permit = self.engine.throttle.acquire(adapter).await;
         let result: Result<Result<Answer, AdapterError>, CallError> = match call {
             Call::Observe(r) => instance.observe(r).await.map(|r| r.map(Answer::Observed)),
             Call::Apply(r, action, key) => instance
@@ -99,6 +102,7 @@ impl Driver<'_> {
                 .await
                 .map(|r| r.map(Answer::Decision)),
         };
+        drop(permit);
         let decisions = instance.take_decisions();
         let _ = self.engine.store.record_run_decisions(
             &decisions,

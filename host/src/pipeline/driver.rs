@@ -173,7 +173,10 @@ impl Driver<'_> {
             if row.state.is_final() {
                 continue;
             }
-            if let Err(halt) = execute::execute(self, &row, &mut fresh).await? {
+            let started = std::time::Instant::now();
+            let executed = execute::execute(self, &row, &mut fresh).await?;
+            self.engine.step_took(&row.plan.adapter, started.elapsed());
+            if let Err(halt) = executed {
                 return self.halt(halt);
             }
         }

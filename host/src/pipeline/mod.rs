@@ -14,6 +14,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod resolve;
 pub mod revalidate;
+pub mod throttle;
 pub mod validate;
 
 use crate::config::{AdapterInstance, Config};
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use throttle::Throttle;
 
 /// How a run ended. Closed set: the CLI, the audit chain and the store use
 /// these names.
@@ -135,6 +137,8 @@ pub enum RunError {
     NoSuchFollowUp(i64),
     #[error("follow-up {0} is already resolved")]
     AlreadyResolved(i64),
+    #[error("follow-up {id} was already acknowledged by {by} at {at}")]
+    AlreadyAcknowledged { id: i64, by: String, at: String },
     #[error("reconciling source adapter {adapter}: {problem}")]
     Reconcile { adapter: String, problem: String },
 }
@@ -204,7 +208,13 @@ pub struct Engine {
     pub(crate) owner: String,
     pub(crate) lease_ttl: Duration,
     pub(crate) faults: faults::Faults,
+    pub(crate) throttle: Arc<Throttle>,
+    /// Told how long each step took, by adapter (the service's metrics).
+    step_observer: Option<StepObserver>,
 }
+
+/// Receives (adapter instance, time a step took).
+pub type StepObserver = Arc<dyn Fn(&str, Duration) + Send + Sync>;
 
 impl Engine {
     /// Read the configured policies and check that every adapter they name
@@ -248,7 +258,32 @@ impl Engine {
             owner: runs::lease_owner(),
             lease_ttl: Duration::from_secs(300),
             faults: faults::Faults::from_env(),
+            throttle: Arc::new(Throttle::new(config.adapters.values())),
+            step_observer: None,
         })
+    }
+
+    /// The id of the event that started `run_id` (for logs: a run's span
+    /// carries both), when the run exists.
+    pub fn event_id_of(&self, run_id: &str) -> Option<String> {
+        runs::event_id(self.store.conn(), run_id).ok().flatten()
+    }
+
+    /// Share per-adapter concurrency limits with other engines, so the
+    /// limit holds across all of them rather than per engine.
+    pub fn share_throttle(&mut self, throttle: Arc<Throttle>) {
+        self.throttle = throttle;
+    }
+
+    /// Report each step's duration, by adapter, to `observer`.
+    pub fn observe_steps(&mut self, observer: StepObserver) {
+        self.step_observer = Some(observer);
+    }
+
+    pub(crate) fn step_took(&self, adapter: &str, took: Duration) {
+        if let Some(observe) = &self.step_observer {
+            observe(adapter, took);
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -8,6 +8,42 @@ use crate::follow_up::Resolution;
 use crate::store::{StoreError, follow_ups, runs};
 
 impl Engine {
+    /// Record that `by` has taken follow-up `id` on (time to acknowledge),
+    /// with its audit row, in one transaction. Nothing else changes: the
+    /// run stays halted until the follow-up is resolved.
+    pub fn acknowledge(&mut self, id: i64, by: &str) -> Result<(), RunError> {
+        let follow_up =
+            follow_ups::get(self.store.conn(), id)?.ok_or(RunError::NoSuchFollowUp(id))?;
+        if !follow_up.is_open() {
+            return Err(RunError::AlreadyResolved(id));
+        }
+        if let (Some(by), Some(at)) = (follow_up.acknowledged_by, follow_up.acknowledged_at) {
+            return Err(RunError::AlreadyAcknowledged { id, by, at });
+        }
+        let tx = self
+            .store
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        if !follow_ups::acknowledge(&tx, id, by)? {
+            // Taken on or resolved by someone else since the read above.
+            return Err(RunError::AlreadyResolved(id));
+        }
+        crate::store::audit::append(
+            &tx,
+            &Entry {
+                run_id: Some(follow_up.packet.run_id.clone()),
+                event_id: Some(follow_up.packet.event_id.clone()),
+                kind: "follow-up-acknowledged".into(),
+                payload: serde_json::json!({ "follow_up": id, "by": by }),
+                policy_sha256: Some(follow_up.packet.policy_sha256.clone()),
+                adapter_sha256: None,
+            },
+        )?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(())
+    }
+
     /// Resolve follow-up `id`. For `resume`, the run is driven again and
     /// its report returned.
     pub async fn resolve(

@@ -83,9 +83,24 @@ pub struct Metrics {
     pub intake_latency: Histogram,
     /// Per adapter: one step, observe to confirmed.
     steps: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// Configured `[adapters.X] concurrency`, for the exposition.
+    adapter_limits: BTreeMap<String, usize>,
 }
 
 impl Metrics {
+    /// Counters at zero, with the configured per-adapter limits.
+    pub fn with_limits<'a>(
+        instances: impl IntoIterator<Item = &'a crate::config::AdapterInstance>,
+    ) -> Metrics {
+        Metrics {
+            adapter_limits: instances
+                .into_iter()
+                .filter_map(|a| Some((a.name.clone(), a.concurrency?)))
+                .collect(),
+            ..Metrics::default()
+        }
+    }
+
     pub fn refuse(&self, reason: &str) {
         *self
             .refused
@@ -190,6 +205,18 @@ impl Metrics {
                 &format!("adapter=\"{adapter}\""),
             );
         }
+        family(
+            &mut out,
+            "handoff_adapter_concurrency_limit",
+            "gauge",
+            "Calls an adapter instance may have in flight at once ([adapters.X] concurrency).",
+        );
+        for (adapter, limit) in &self.adapter_limits {
+            let _ = writeln!(
+                out,
+                "handoff_adapter_concurrency_limit{{adapter=\"{adapter}\"}} {limit}"
+            );
+        }
         match from_store(store) {
             Ok(text) => out.push_str(&text),
             Err(e) => {
@@ -243,6 +270,20 @@ fn from_store(store: &Store) -> Result<String, rusqlite::Error> {
         [],
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
     )?;
+    let (acknowledged, acknowledge_secs) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM((julianday(acknowledged_at) - julianday(created_at)) * 86400.0), 0)
+         FROM follow_ups WHERE acknowledged_at IS NOT NULL",
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+    )?;
+    let _ = writeln!(
+        out,
+        "# HELP handoff_follow_up_acknowledge_seconds From packet to a person taking it on \
+         (handoff follow-ups ack, or the resolution when there was none).\n\
+         # TYPE handoff_follow_up_acknowledge_seconds summary\n\
+         handoff_follow_up_acknowledge_seconds_sum {acknowledge_secs}\n\
+         handoff_follow_up_acknowledge_seconds_count {acknowledged}"
+    );
     let _ = writeln!(
         out,
         "# HELP handoff_duplicates_suppressed Deliveries recognised as duplicates, all time.\n\

@@ -26,6 +26,7 @@ mod workers;
 
 use crate::config::{Config, Scheme};
 use crate::pipeline::Engine;
+use crate::pipeline::throttle::Throttle;
 use crate::store::Store;
 use anyhow::{Context, Result, anyhow};
 use axum::Router;
@@ -127,13 +128,20 @@ pub async fn serve(
     };
     let intake_engine = Engine::new(config, open()?)?;
     let unfinished = crate::store::runs::unfinished(intake_engine.store().conn())?;
+    let (queue, receiver) = mpsc::channel(serve.max_queued);
+    let metrics = Arc::new(Metrics::with_limits(config.adapters.values()));
+    // One throttle for every engine: `[adapters.X] concurrency` limits the
+    // process, not each worker.
+    let throttle = Arc::new(Throttle::new(config.adapters.values()));
     let mut engines = Vec::new();
     for _ in 0..serve.workers {
-        engines.push(Engine::new(config, open()?)?);
+        let mut engine = Engine::new(config, open()?)?;
+        engine.share_throttle(throttle.clone());
+        let metrics = metrics.clone();
+        engine.observe_steps(Arc::new(move |adapter, took| metrics.step(adapter, took)));
+        engines.push(engine);
     }
 
-    let (queue, receiver) = mpsc::channel(serve.max_queued);
-    let metrics = Arc::new(Metrics::default());
     let app = Arc::new(App {
         committer: commit::Committer::start(intake_engine, context.clone())
             .context("starting the intake thread")?,
@@ -149,8 +157,10 @@ pub async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut workers = workers::spawn(engines, receiver, stopped.clone(), metrics.clone());
     if serve.reconcile_secs > 0 {
+        let mut engine = Engine::new(config, open()?)?;
+        engine.share_throttle(throttle.clone());
         workers.push(workers::spawn_reconciler(
-            Engine::new(config, open()?)?,
+            engine,
             Duration::from_secs(serve.reconcile_secs),
             context.clone(),
             queue.clone(),

@@ -58,13 +58,13 @@ async fn work(
         let Some(run_id) = next else { return };
         metrics.queued.fetch_sub(1, Ordering::Relaxed);
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("run", run_id = %run_id);
+        let event_id = engine.event_id_of(&run_id).unwrap_or_default();
+        let span = tracing::info_span!("run", run_id = %run_id, event_id = %event_id);
         let result = engine.drive(&run_id).instrument(span.clone()).await;
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         let _enter = span.enter();
         match result {
             Ok(report) => tracing::info!(
-                event_id = %report.event_id,
                 outcome = report.outcome.name(),
                 follow_up = report.follow_up,
                 "run finished"

@@ -23,7 +23,7 @@ pub fn insert(tx: &Transaction<'_>, packet: &Packet) -> Result<i64, StoreError> 
 }
 
 const SELECT: &str = "SELECT id, created_at, packet, resolution, resolved_by, resolved_note,
-    resolved_at FROM follow_ups";
+    resolved_at, acknowledged_by, acknowledged_at FROM follow_ups";
 
 /// A row as stored, before the packet is decoded.
 struct RawFollowUp {
@@ -34,6 +34,8 @@ struct RawFollowUp {
     resolved_by: Option<String>,
     resolved_note: Option<String>,
     resolved_at: Option<String>,
+    acknowledged_by: Option<String>,
+    acknowledged_at: Option<String>,
 }
 
 fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawFollowUp> {
@@ -45,6 +47,8 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawFollowUp> {
         resolved_by: r.get(4)?,
         resolved_note: r.get(5)?,
         resolved_at: r.get(6)?,
+        acknowledged_by: r.get(7)?,
+        acknowledged_at: r.get(8)?,
     })
 }
 
@@ -65,6 +69,8 @@ fn decode(raw: RawFollowUp) -> Result<FollowUp, StoreError> {
         resolved_by: raw.resolved_by,
         resolved_note: raw.resolved_note,
         resolved_at: raw.resolved_at,
+        acknowledged_by: raw.acknowledged_by,
+        acknowledged_at: raw.acknowledged_at,
     })
 }
 
@@ -103,9 +109,22 @@ pub fn resolve(
     let changed = tx
         .prepare_cached(
             "UPDATE follow_ups SET resolution = ?1, resolved_by = ?2, resolved_note = ?3,
-             resolved_at = ?4
+             resolved_at = ?4, acknowledged_by = COALESCE(acknowledged_by, ?2),
+             acknowledged_at = COALESCE(acknowledged_at, ?4)
          WHERE id = ?5 AND resolution IS NULL",
         )?
         .execute(params![resolution.name(), by, note, now_rfc3339(), id])?;
+    Ok(changed == 1)
+}
+
+/// Record that `by` has taken an open follow-up on; false when it was
+/// already acknowledged or is resolved.
+pub fn acknowledge(tx: &Transaction<'_>, id: i64, by: &str) -> Result<bool, StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE follow_ups SET acknowledged_by = ?1, acknowledged_at = ?2
+         WHERE id = ?3 AND resolution IS NULL AND acknowledged_at IS NULL",
+        )?
+        .execute(params![by, now_rfc3339(), id])?;
     Ok(changed == 1)
 }

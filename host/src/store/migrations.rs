@@ -134,6 +134,11 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at  TEXT NOT NULL,
         PRIMARY KEY (adapter, policy_id)
     );",
+    // 7: a person taking a follow-up on before deciding it (time to
+    // acknowledge). A resolution without an explicit acknowledgement counts
+    // as one at the time of the resolution.
+    "ALTER TABLE follow_ups ADD COLUMN acknowledged_by TEXT;
+    ALTER TABLE follow_ups ADD COLUMN acknowledged_at TEXT;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.

@@ -138,6 +138,14 @@ pub fn get(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreEr
         .transpose()
 }
 
+/// The id of the event that started run `run_id`.
+pub fn event_id(conn: &Connection, run_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT event_id FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// The run started by event `seq`, if any.
 pub fn for_event(conn: &Connection, event_seq: i64) -> Result<Option<String>, StoreError> {
     Ok(conn
