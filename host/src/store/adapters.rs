@@ -75,10 +75,13 @@ impl Store {
         let grants_json = serde_json::to_string(new.grants)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode grants: {e}")))?;
         let now = now_rfc3339();
-        self.conn().prepare_cached("INSERT INTO adapter_approvals (name, version, world, component_sha256, manifest_sha256,
-                 grants_json, approved_by, approved_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
-        .execute(params![
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO adapter_approvals (name, version, world, component_sha256,
+                     manifest_sha256, grants_json, approved_by, approved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
                 new.name,
                 new.version,
                 new.grants.world.id(),
@@ -87,8 +90,7 @@ impl Store {
                 grants_json,
                 new.approved_by,
                 now
-            ],
-        )?;
+            ])?;
         let id = self.conn().last_insert_rowid();
         self.approval_by_id(id)?
             .ok_or_else(|| StoreError::Corrupt(format!("approval {id} vanished")))

@@ -168,11 +168,14 @@ impl Store {
     /// Who revoked the approval of this exact text, when no approval of it
     /// is still in force (a run under it must stop).
     pub fn policy_revoked_by(&self, sha256: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.conn().prepare_cached("SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
-             AND NOT EXISTS (SELECT 1 FROM policy_approvals WHERE sha256 = ?1 AND revoked_at IS NULL)")?
-        .query_row([sha256],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
+                   AND NOT EXISTS (SELECT 1 FROM policy_approvals
+                                   WHERE sha256 = ?1 AND revoked_at IS NULL)",
+            )?
+            .query_row([sha256], |r| r.get(0))?)
     }
 
     /// Every policy id's latest approval.
