@@ -11,6 +11,7 @@
 //! the delivered event had: a decision that did arrive is a duplicate, not a
 //! second run. The cursor is saved after the page's events are stored; a
 //! crash in between reads the page again and intake suppresses the repeats.
+//! Each call counts against the adapter's `concurrency`, like a run's calls.
 
 use super::{Accepted, Engine, RunError};
 use crate::pipeline::intake::CloudEvent;
@@ -89,7 +90,9 @@ impl Engine {
                 .poll_cursor(adapter, &policy.id)?
                 .unwrap_or_default();
             loop {
+                let permit = self.throttle.acquire(adapter).await;
                 let page = instance.list_changes(&cursor, PAGE).await;
+                drop(permit);
                 self.keep_decisions(&mut instance);
                 let page = flatten(adapter, "list-changes", page)?;
                 for change in &page.changes {
@@ -99,7 +102,9 @@ impl Engine {
                         found.ignored += 1;
                         continue;
                     }
+                    let permit = self.throttle.acquire(adapter).await;
                     let decision = instance.read_decision(&change.record).await;
+                    drop(permit);
                     self.keep_decisions(&mut instance);
                     let decision = flatten(adapter, "read-decision", decision)?;
                     if !policy.trigger.states.contains(&decision.state) {
