@@ -354,6 +354,17 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     assert_eq!(shown["resolution"], "resume");
     assert_eq!(shown["resolved_note"], "queue maintenance over");
     assert_eq!(shown["acknowledged_at"], acknowledged_at, "kept, not reset");
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    for line in [
+        "# TYPE handoff_follow_up_resolve_seconds summary",
+        "handoff_follow_up_resolve_seconds_count 1",
+        "handoff_follow_up_acknowledge_seconds_count 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in:\n{metrics}"
+        );
+    }
     // Resolved: nothing left to take on.
     assert!(!ack("release-coordinator").status.success());
     verify(&s);

@@ -4,8 +4,9 @@
 //! why, events accepted, time from request to durable acknowledgement, runs
 //! in flight) is counted in memory by this process. What the store knows
 //! (runs by outcome, duplicates suppressed, follow-ups by reason, open, and
-//! how long they took to resolve, capability denials) is read from the store
-//! at scrape time, so it survives restarts and matches `handoff runs list`.
+//! how long they took to be acknowledged and resolved, capability denials)
+//! is read from the store at scrape time, so it survives restarts and
+//! matches `handoff runs list`.
 
 use crate::store::Store;
 use std::collections::BTreeMap;
@@ -264,36 +265,44 @@ fn from_store(store: &Store) -> Result<String, rusqlite::Error> {
     let one = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, f64>(0));
     let duplicates = one("SELECT COUNT(*) FROM audit WHERE kind = 'duplicate-suppressed'")?;
     let open = one("SELECT COUNT(*) FROM follow_ups WHERE resolution IS NULL")?;
-    let (resolved, resolve_secs) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM((julianday(resolved_at) - julianday(created_at)) * 86400.0), 0)
-         FROM follow_ups WHERE resolution IS NOT NULL",
-        [],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
-    )?;
-    let (acknowledged, acknowledge_secs) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM((julianday(acknowledged_at) - julianday(created_at)) * 86400.0), 0)
-         FROM follow_ups WHERE acknowledged_at IS NOT NULL",
-        [],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
-    )?;
-    let _ = writeln!(
-        out,
-        "# HELP handoff_follow_up_acknowledge_seconds From packet to a person taking it on \
-         (handoff follow-ups ack, or the resolution when there was none).\n\
-         # TYPE handoff_follow_up_acknowledge_seconds summary\n\
-         handoff_follow_up_acknowledge_seconds_sum {acknowledge_secs}\n\
-         handoff_follow_up_acknowledge_seconds_count {acknowledged}"
+    // How many follow-ups reached `column`, and the seconds from packet to it.
+    let since_packet = |column: &str| {
+        conn.query_row(
+            &format!(
+                "SELECT COUNT(*),
+                        COALESCE(SUM((julianday({column}) - julianday(created_at)) * 86400.0), 0)
+                 FROM follow_ups WHERE {column} IS NOT NULL"
+            ),
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+        )
+    };
+    let summary = |out: &mut String, name: &str, help: &str, (count, secs): (i64, f64)| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} summary\n\
+             {name}_sum {secs}\n{name}_count {count}"
+        );
+    };
+    summary(
+        &mut out,
+        "handoff_follow_up_acknowledge_seconds",
+        "From packet to a person taking it on \
+         (handoff follow-ups ack, or the resolution when there was none).",
+        since_packet("acknowledged_at")?,
     );
     let _ = writeln!(
         out,
         "# HELP handoff_duplicates_suppressed Deliveries recognised as duplicates, all time.\n\
          # TYPE handoff_duplicates_suppressed gauge\nhandoff_duplicates_suppressed {duplicates}\n\
          # HELP handoff_follow_ups_open Follow-up packets waiting for a person.\n\
-         # TYPE handoff_follow_ups_open gauge\nhandoff_follow_ups_open {open}\n\
-         # HELP handoff_follow_up_resolve_seconds From packet to resolution.\n\
-         # TYPE handoff_follow_up_resolve_seconds summary\n\
-         handoff_follow_up_resolve_seconds_sum {resolve_secs}\n\
-         handoff_follow_up_resolve_seconds_count {resolved}"
+         # TYPE handoff_follow_ups_open gauge\nhandoff_follow_ups_open {open}"
+    );
+    summary(
+        &mut out,
+        "handoff_follow_up_resolve_seconds",
+        "From packet to resolution.",
+        since_packet("resolved_at")?,
     );
     Ok(out)
 }
