@@ -15,60 +15,31 @@
 //! Goal on this machine: >= 2,000 events/s with p99 < 20 ms.
 
 use handoff::config::Config;
-use handoff::policy::Policy;
-use handoff::sandbox::package::Package;
+use handoff::demo::Workspace;
 use handoff::serve::signature::{sign_standard, standard_key};
-use handoff::store::Store;
-use handoff::store::adapters::NewApproval;
 use serde_json::json;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-readiness");
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// A copy of the example with a `[serve]` section, adapters and policy approved.
+/// The example as `handoff demo` writes it (adapters and policy approved),
+/// with a `[serve]` section taking signed events from the benchmark.
 fn workspace(root: &Path, n: usize) -> Config {
-    let example = Path::new(EXAMPLE);
-    copy_dir(&example.join("seed"), &root.join("state"));
-    copy_dir(&example.join("policies"), &root.join("policies"));
-    std::fs::copy(example.join("context.json"), root.join("context.json")).unwrap();
-    std::fs::write(root.join("webhook-secret"), SECRET).unwrap();
-    let config = std::fs::read_to_string(example.join("handoff.toml"))
-        .unwrap()
-        .replace("../../target/handoff-packages", handoff::BUILT_PACKAGES_DIR)
+    let built = Path::new(handoff::BUILT_PACKAGES_DIR);
+    let ws = Workspace::create(&root.join("ws"), built, &root.join("cache")).unwrap();
+    std::fs::write(ws.path("webhook-secret"), SECRET).unwrap();
+    let config_path = ws.path("handoff.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap()
         + &format!(
             "\n[serve]\ncontext = \"context.json\"\nworkers = 1\nmax-queued = {}\n\
              reconcile-seconds = 0\n\n[serve.sources.\"governance/bench\"]\n\
              signature = \"standard-webhooks\"\nsecrets = [{{ file = \"webhook-secret\" }}]\n",
             n + 10
         );
-    std::fs::write(root.join("handoff.toml"), config).unwrap();
-    let config = Config::load(&root.join("handoff.toml")).unwrap();
-    let mut store = Store::open(&config.store_path).unwrap();
-    for name in ["fs-records", "fs-archive"] {
-        let pkg = Package::read(&Path::new(handoff::BUILT_PACKAGES_DIR).join(name)).unwrap();
-        store
-            .approve_adapter(&NewApproval::of(&pkg, "bench"))
-            .unwrap();
-    }
-    let policy = Policy::load(&root.join("policies/release-readiness.toml")).unwrap();
-    store.approve_policy(&policy, "bench").unwrap();
-    config
+    std::fs::write(&config_path, config).unwrap();
+    Config::load(&config_path).unwrap()
 }
 
 fn body(i: usize) -> Vec<u8> {
