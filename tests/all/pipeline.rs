@@ -298,12 +298,7 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     let acknowledged_at = s.follow_up(id)["acknowledged_at"].clone();
     assert!(acknowledged_at.is_string(), "{acknowledged_at}");
     let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "handoff_follow_up_acknowledge_seconds_count 1"),
-        "{metrics}"
-    );
+    assert_lines(&metrics, &["handoff_follow_up_acknowledge_seconds_count 1"]);
 
     // The queue is back; a person resumes.
     std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
@@ -355,16 +350,14 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     assert_eq!(shown["resolved_note"], "queue maintenance over");
     assert_eq!(shown["acknowledged_at"], acknowledged_at, "kept, not reset");
     let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
-    for line in [
-        "# TYPE handoff_follow_up_resolve_seconds summary",
-        "handoff_follow_up_resolve_seconds_count 1",
-        "handoff_follow_up_acknowledge_seconds_count 1",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "{line:?} not in:\n{metrics}"
-        );
-    }
+    assert_lines(
+        &metrics,
+        &[
+            "# TYPE handoff_follow_up_resolve_seconds summary",
+            "handoff_follow_up_resolve_seconds_count 1",
+            "handoff_follow_up_acknowledge_seconds_count 1",
+        ],
+    );
     // Resolved: nothing left to take on.
     assert!(!ack("release-coordinator").status.success());
     verify(&s);

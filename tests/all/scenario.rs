@@ -202,6 +202,13 @@ impl Scenario {
     }
 }
 
+/// Each of `lines` is a whole line of `text` (a metrics exposition, say).
+pub fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.lines().any(|l| l == *line), "{line:?} not in:\n{text}");
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

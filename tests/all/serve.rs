@@ -254,17 +254,15 @@ fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_rede
 
     let (code, metrics) = service.get("/metrics");
     assert_eq!(code, 200);
-    for line in [
-        "handoff_events_accepted_total 1",
-        "handoff_events_duplicate_total 2",
-        "handoff_runs{outcome=\"completed\"} 1",
-        "handoff_intake_seconds_count 3",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "{line:?} not in:\n{metrics}"
-        );
-    }
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_events_accepted_total 1",
+            "handoff_events_duplicate_total 2",
+            "handoff_runs{outcome=\"completed\"} 1",
+            "handoff_intake_seconds_count 3",
+        ],
+    );
     assert_eq!(service.get("/healthz").0, 200);
     assert_eq!(service.get("/readyz").0, 200);
 }
@@ -339,18 +337,16 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
 
     assert_eq!(events_stored(&s), 0, "nothing refused is stored");
     let (_, metrics) = service.get("/metrics");
-    for line in [
-        "handoff_requests_refused_total{reason=\"signature-missing\"} 1",
-        "handoff_requests_refused_total{reason=\"signature-mismatch\"} 2",
-        "handoff_requests_refused_total{reason=\"signature-expired\"} 2",
-        "handoff_requests_refused_total{reason=\"unknown-source\"} 1",
-        "handoff_requests_refused_total{reason=\"too-large\"} 1",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "{line:?} not in:\n{metrics}"
-        );
-    }
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_requests_refused_total{reason=\"signature-missing\"} 1",
+            "handoff_requests_refused_total{reason=\"signature-mismatch\"} 2",
+            "handoff_requests_refused_total{reason=\"signature-expired\"} 2",
+            "handoff_requests_refused_total{reason=\"unknown-source\"} 1",
+            "handoff_requests_refused_total{reason=\"too-large\"} 1",
+        ],
+    );
 
     // The same request, correctly signed, is taken.
     let (code, answer) = service.post(&signed("m", &body), &body);
@@ -551,12 +547,7 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
     );
     assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 1);
     let (_, metrics) = service.get("/metrics");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "handoff_reconciled_runs_total 1"),
-        "{metrics}"
-    );
+    assert_lines(&metrics, &["handoff_reconciled_runs_total 1"]);
 }
 
 /// A stream of the test's own on the shared NATS server, and a client.
@@ -658,12 +649,8 @@ fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() 
     assert_eq!(events_stored(&s), 1);
     assert_eq!(s.writes().len(), 6);
     let (_, metrics) = service.get("/metrics");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "handoff_events_duplicate_total 2"),
-        "the redelivery and the second publish are duplicates:\n{metrics}"
-    );
+    // The redelivery and the second publish are duplicates.
+    assert_lines(&metrics, &["handoff_events_duplicate_total 2"]);
     drop(service);
 
     // A stream that does not exist refuses the start, naming it.
@@ -723,17 +710,15 @@ fn an_adapter_limit_holds_across_workers_and_each_step_is_timed_by_adapter() {
     }
 
     let (_, metrics) = service.get("/metrics");
-    for line in [
-        "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
-        "handoff_adapter_concurrency_limit{adapter=\"notify\"} 1",
-        // Six runs: two tracker steps and one checklist step each.
-        "handoff_step_seconds_count{adapter=\"tracker\"} 12",
-        "handoff_step_seconds_count{adapter=\"checklist\"} 6",
-        "handoff_runs_in_flight 0",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "{line:?} not in:\n{metrics}"
-        );
-    }
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
+            "handoff_adapter_concurrency_limit{adapter=\"notify\"} 1",
+            // Six runs: two tracker steps and one checklist step each.
+            "handoff_step_seconds_count{adapter=\"tracker\"} 12",
+            "handoff_step_seconds_count{adapter=\"checklist\"} 6",
+            "handoff_runs_in_flight 0",
+        ],
+    );
 }
