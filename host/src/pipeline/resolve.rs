@@ -12,22 +12,24 @@ impl Engine {
     /// with its audit row, in one transaction. Nothing else changes: the
     /// run stays halted until the follow-up is resolved.
     pub fn acknowledge(&mut self, id: i64, by: &str) -> Result<(), RunError> {
-        let follow_up =
-            follow_ups::get(self.store.conn(), id)?.ok_or(RunError::NoSuchFollowUp(id))?;
+        // Read inside the write transaction: what it shows cannot change
+        // before the update, so the refusal names what really happened.
+        let tx = self
+            .store
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let follow_up = follow_ups::get(&tx, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
         if !follow_up.is_open() {
             return Err(RunError::AlreadyResolved(id));
         }
         if let (Some(by), Some(at)) = (follow_up.acknowledged_by, follow_up.acknowledged_at) {
             return Err(RunError::AlreadyAcknowledged { id, by, at });
         }
-        let tx = self
-            .store
-            .conn_mut()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
         if !follow_ups::acknowledge(&tx, id, by)? {
-            // Taken on or resolved by someone else since the read above.
-            return Err(RunError::AlreadyResolved(id));
+            return Err(RunError::Store(StoreError::Corrupt(format!(
+                "follow-up {id} was open and unacknowledged but could not be updated"
+            ))));
         }
         crate::store::audit::append(
             &tx,
