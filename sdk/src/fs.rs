@@ -21,6 +21,21 @@ pub fn read_to_string(path: &str) -> Result<String, AdapterError> {
     String::from_utf8(bytes).map_err(|_| AdapterError::Invalid(format!("read {path}: not UTF-8")))
 }
 
+/// The end of a file: at most `max` bytes, and whether they reach back to
+/// its start (when not, the first line may be cut).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    pub bytes: Vec<u8>,
+    pub whole: bool,
+}
+
+/// Read the last `max` bytes of a file: what an append-only log needs to
+/// show its latest entries without reading its whole history.
+pub fn read_tail(path: &str, max: u64) -> Result<Tail, AdapterError> {
+    let p = inside_mounts(path)?;
+    backend::read_tail(&p, path, max)
+}
+
 /// Write a whole file (create or replace).
 pub fn write(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
     let p = inside_mounts(path)?;
@@ -184,6 +199,33 @@ mod backend {
         }
     }
 
+    pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, AdapterError> {
+        let (dir, rel) = locate(p, "read", shown)?;
+        let file = dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                &rel,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .map_err(|c| error("read", shown, c))?;
+        let size = file.stat().map_err(|c| error("read", shown, c))?.size;
+        let from = size.saturating_sub(max);
+        let mut bytes = Vec::new();
+        loop {
+            let (chunk, end) = file
+                .read(64 * 1024, from + bytes.len() as u64)
+                .map_err(|c| error("read", shown, c))?;
+            bytes.extend_from_slice(&chunk);
+            if end || chunk.is_empty() {
+                return Ok(super::Tail {
+                    bytes,
+                    whole: from == 0,
+                });
+            }
+        }
+    }
+
     pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
         let op = if append { "append" } else { "write" };
         let (dir, rel) = locate(p, op, shown)?;
@@ -233,6 +275,21 @@ mod backend {
         std::fs::read(host_path(p)).map_err(|e| super::io_error("read", shown, e))
     }
 
+    pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, AdapterError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let fail = |e| super::io_error("read", shown, e);
+        let mut file = std::fs::File::open(host_path(p)).map_err(fail)?;
+        let size = file.metadata().map_err(fail)?.len();
+        let from = size.saturating_sub(max);
+        file.seek(SeekFrom::Start(from)).map_err(fail)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(fail)?;
+        Ok(super::Tail {
+            bytes,
+            whole: from == 0,
+        })
+    }
+
     pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
         use std::io::Write;
         let op = if append { "append" } else { "write" };
@@ -279,6 +336,17 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"one");
         assert_eq!(h.run(|| read_to_string("/out/a.txt")).unwrap(), "one");
         assert_eq!(h.run(|| list("/out")).unwrap(), ["a.txt"]);
+        h.run(|| append("/out/a.txt", b"\ntwo\nthree")).unwrap();
+        let tail = h.run(|| read_tail("/out/a.txt", 7)).unwrap();
+        assert_eq!(
+            (tail.bytes.as_slice(), tail.whole),
+            (&b"o\nthree"[..], false)
+        );
+        let all = h.run(|| read_tail("/out/a.txt", 100)).unwrap();
+        assert_eq!(
+            (all.bytes.as_slice(), all.whole),
+            (&b"one\ntwo\nthree"[..], true)
+        );
         let missing = h.run(|| read("/out/none")).unwrap_err();
         assert!(matches!(missing, AdapterError::NotFound(_)), "{missing:?}");
         std::fs::remove_dir_all(&dir).unwrap();
