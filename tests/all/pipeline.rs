@@ -67,10 +67,13 @@ fn assert_all_closed(s: &Scenario) {
         s.record("queue", "review-queue", "RV-118")["state"],
         "cleared"
     );
-    let scheduler = s.record("queue", "channel", "scheduler-intake");
-    assert_eq!(scheduler["messages"].as_array().unwrap().len(), 1);
-    let coordinators = s.record("notify", "channel", "release-coordinators");
-    assert_eq!(coordinators["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(s.messages("queue", "scheduler-intake").len(), 1);
+    let coordinators = s.messages("notify", "release-coordinators");
+    assert_eq!(coordinators.len(), 1);
+    assert_eq!(
+        coordinators[0]["links"],
+        json!(["https://evidence.example.internal/releases/R-2026.11/evidence.tar"])
+    );
     let writes = s.writes();
     let keys: std::collections::BTreeSet<_> = writes.iter().map(|w| w["key"].to_string()).collect();
     assert_eq!(writes.len(), 6, "{writes:#?}");

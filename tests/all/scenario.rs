@@ -171,6 +171,16 @@ impl Scenario {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// The messages published to a channel, oldest first.
+    pub fn messages(&self, system: &str, channel: &str) -> Vec<Value> {
+        let path = self.path(&format!("state/{system}/channel/{channel}.messages.jsonl"));
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     pub fn write_record(&self, system: &str, kind: &str, id: &str, value: Value) {
         let path = self.path(&format!("state/{system}/{kind}/{id}.json"));
         std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();

@@ -3,6 +3,13 @@
 //! state and fields) and as a closure target (checklists, trackers, queues,
 //! channels) for the embedded default, where no servers run.
 //!
+//! A message published to a record (a `channel`) is appended to
+//! `/records/<kind>/<id>.messages.jsonl`, and its key to `<id>.sent`: a
+//! channel's history only grows at its end, so a publish costs the same
+//! whatever came before. Observing a channel reports the keys of its latest
+//! `observe-window` messages (config, default 100), as the mail and webhook
+//! adapters do; a publish checks every key sent before.
+//!
 //! Every write that changes something is appended to
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
 //! operators can count what was really written. Applying an action whose
@@ -15,6 +22,7 @@
 //!   kinds answer success without changing anything, as a tracker does when
 //!   its workflow forbids a transition.
 
+use handoff_sdk::sent::SentLog;
 use handoff_sdk::{
     Action, AdapterError, Decision, Observed, RecordRef, Source, Target, action_name, export, fs,
 };
@@ -48,16 +56,15 @@ struct Record {
     fields: BTreeMap<String, String>,
     links: Vec<String>,
     notes: Vec<String>,
-    messages: Vec<Published>,
     applied_keys: Vec<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Published {
-    subject: String,
-    links: Vec<String>,
-    key: String,
+/// One line of a channel's message log.
+#[derive(Serialize)]
+struct Published<'a> {
+    subject: &'a str,
+    links: Vec<&'a str>,
+    key: &'a str,
 }
 
 #[derive(Serialize)]
@@ -66,7 +73,9 @@ struct JournalLine<'a> {
     id: &'a str,
     action: &'a str,
     key: &'a str,
-    revision: u64,
+    /// The record's revision after the write (none for a message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
 }
 
 fn path(record: &RecordRef) -> Result<String, AdapterError> {
@@ -83,6 +92,76 @@ fn path(record: &RecordRef) -> Result<String, AdapterError> {
         )));
     }
     Ok(format!("/records/{}/{}.json", record.kind, record.id))
+}
+
+/// Where messages published to `record` go (its path is checked first).
+fn channel(record: &RecordRef) -> Result<(String, SentLog), AdapterError> {
+    path(record)?;
+    Ok((
+        format!("/records/{}/{}.messages.jsonl", record.kind, record.id),
+        SentLog::new(&format!("/records/{}", record.kind), &record.id)?,
+    ))
+}
+
+fn window() -> usize {
+    handoff_sdk::config("observe-window")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(100)
+}
+
+/// A record as observed: its file, and the latest keys of any messages
+/// published to it.
+fn look(record: &RecordRef) -> Result<Observed, AdapterError> {
+    let stored = load(record)?;
+    let (_, log) = channel(record)?;
+    let sent = log.recent(window())?;
+    let mut seen = observed(stored.as_ref());
+    if !sent.is_empty() {
+        if !seen.exists {
+            // A channel exists once something was published to it.
+            seen.exists = true;
+            seen.state = "open".into();
+        }
+        seen.applied_keys.extend(sent);
+    }
+    Ok(seen)
+}
+
+/// Append a message to the channel's log, then its key: a stop between the
+/// two can publish it again (with the same key), never lose it.
+fn publish(
+    record: &RecordRef,
+    message: &handoff_sdk::Message,
+    key: &str,
+) -> Result<(), AdapterError> {
+    let (messages, log) = channel(record)?;
+    fs::create_dir_all(&format!("/records/{}", record.kind))?;
+    let line = serde_json::to_string(&Published {
+        subject: &message.subject,
+        links: message.links.iter().map(|l| l.url.as_str()).collect(),
+        key,
+    })
+    .map_err(|e| AdapterError::Invalid(format!("encode {messages}: {e}")))?;
+    fs::append(&messages, format!("{line}\n").as_bytes())?;
+    log.record(key)
+}
+
+/// Count a write that changed something.
+fn journal(
+    record: &RecordRef,
+    action: &str,
+    key: &str,
+    revision: Option<u64>,
+) -> Result<(), AdapterError> {
+    let line = serde_json::to_string(&JournalLine {
+        kind: &record.kind,
+        id: &record.id,
+        action,
+        key,
+        revision,
+    })
+    .map_err(|e| AdapterError::Invalid(format!("journal: {e}")))?;
+    fs::append(JOURNAL, format!("{line}\n").as_bytes())
 }
 
 fn load(record: &RecordRef) -> Result<Option<Record>, AdapterError> {
@@ -145,11 +224,19 @@ impl Source for Records {
 impl Target for Records {
     fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
         online()?;
-        Ok(observed(load(&record)?.as_ref()))
+        look(&record)
     }
 
     fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
         online()?;
+        if let Action::Publish(message) = &action {
+            let (_, log) = channel(&record)?;
+            if !log.contains(&key)? {
+                publish(&record, message, &key)?;
+                journal(&record, action_name(&action), &key, None)?;
+            }
+            return look(&record);
+        }
         let existing = load(&record)?;
         if matches!(action, Action::SetState(_)) && frozen(&record.kind) {
             return Ok(observed(existing.as_ref()));
@@ -163,8 +250,6 @@ impl Target for Records {
         let name = action_name(&action);
         let mut value = match (existing, &action) {
             (Some(r), _) => r,
-            // A channel comes into being with its first message.
-            (None, Action::Publish(_)) => Record::default(),
             // Clearing an entry that is not there: already done.
             (None, Action::ClearEntry) => return Ok(Observed::missing()),
             (None, _) => {
@@ -183,11 +268,8 @@ impl Target for Records {
             }
             Action::Annotate(note) => value.notes.push(note),
             Action::ClearEntry => value.state = "cleared".into(),
-            Action::Publish(message) => value.messages.push(Published {
-                subject: message.subject,
-                links: message.links.into_iter().map(|l| l.url).collect(),
-                key: key.clone(),
-            }),
+            // Published above, without touching the record's file.
+            Action::Publish(_) => unreachable!("a publish returns before this"),
         }
         value.revision += 1;
         value.applied_keys.push(key.clone());
@@ -197,15 +279,7 @@ impl Target for Records {
             value.fields.clear();
         }
         store(&record, &value)?;
-        let line = serde_json::to_string(&JournalLine {
-            kind: &record.kind,
-            id: &record.id,
-            action: name,
-            key: &key,
-            revision: value.revision,
-        })
-        .map_err(|e| AdapterError::Invalid(format!("journal: {e}")))?;
-        fs::append(JOURNAL, format!("{line}\n").as_bytes())?;
+        journal(&record, name, &key, Some(value.revision))?;
         Ok(observed(Some(&value)))
     }
 }
@@ -307,6 +381,46 @@ mod tests {
         let channel = h.run(|| Records::observe(rec("channel", "coord"))).unwrap();
         assert!(channel.exists && channel.applied_keys == ["c"]);
         assert_eq!(journal(&dir).len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_channel_log_shows_its_latest_keys_and_never_repeats_an_old_one() {
+        let (h, dir) = harness("channel");
+        let h = h.config("observe-window", "2");
+        let coord = rec("channel", "coord");
+        let publish = |key: &str| {
+            let msg = Message {
+                subject: format!("message {key}"),
+                body: String::new(),
+                links: vec![Link {
+                    url: format!("https://e/{key}"),
+                    title: String::new(),
+                }],
+            };
+            h.run(|| Records::apply(coord.clone(), Action::Publish(msg), key.into()))
+                .unwrap()
+        };
+        for key in ["k1", "k2", "k3", "k4", "k5"] {
+            publish(key);
+        }
+        let seen = h.run(|| Records::observe(coord.clone())).unwrap();
+        assert!(seen.exists);
+        assert_eq!(seen.applied_keys, ["k4", "k5"]);
+        // k1 is outside the window, yet a repeat still publishes nothing.
+        publish("k1");
+        let log = std::fs::read_to_string(dir.join("channel/coord.messages.jsonl")).unwrap();
+        let keys: Vec<String> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [r#""k1""#, r#""k2""#, r#""k3""#, r#""k4""#, r#""k5""#]
+        );
+        assert!(log.contains("https://e/k3"), "{log}");
+        assert_eq!(journal(&dir).len(), 5);
+        assert!(!dir.join("channel/coord.json").exists(), "no record file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
