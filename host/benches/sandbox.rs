@@ -142,4 +142,59 @@ fn main() {
         }
         show("fresh instance + observe + apply + observe", whole);
     });
+
+    // The filesystem record store, on a real directory: what one call of
+    // the pipeline's local adapters costs.
+    let records = package("fs-records");
+    store
+        .approve_adapter(&NewApproval::of(&records, "bench"))
+        .unwrap();
+    let approval = store.latest_approval("fs-records").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issue")).unwrap();
+    std::fs::write(
+        dir.path().join("issue/42.json"),
+        br#"{"state":"open","revision":1}"#,
+    )
+    .unwrap();
+    let mut instance_config = AdapterInstance::new("records", Path::new("."));
+    instance_config
+        .directories
+        .insert("records".into(), dir.path().to_path_buf());
+    let loaded = sandbox
+        .load(&records, approval.as_ref(), &instance_config)
+        .unwrap();
+    runtime.block_on(async {
+        let mut instance = loaded.instantiate().await.unwrap();
+        let mut observe = Vec::with_capacity(5_000);
+        for _ in 0..5_000 {
+            let start = Instant::now();
+            instance.observe(&record).await.unwrap().unwrap();
+            observe.push(start.elapsed());
+        }
+        show("fs-records observe (same instance)", observe);
+        let mut fresh = Vec::with_capacity(2_000);
+        for _ in 0..2_000 {
+            let start = Instant::now();
+            let mut instance = loaded.instantiate().await.unwrap();
+            instance.observe(&record).await.unwrap().unwrap();
+            fresh.push(start.elapsed());
+        }
+        show("fs-records fresh instance + observe", fresh);
+        let mut apply = Vec::with_capacity(2_000);
+        for i in 0..2_000 {
+            let start = Instant::now();
+            instance
+                .apply(
+                    &record,
+                    &Action::Annotate(format!("n{i}")),
+                    &format!("k{i}"),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            apply.push(start.elapsed());
+        }
+        show("fs-records apply (same instance, growing record)", apply);
+    });
 }

@@ -479,6 +479,10 @@ impl LoadedAdapter {
             message: format!("{e:#}"),
         };
         let mut builder = WasiCtxBuilder::new();
+        // File operations on local mounts take microseconds: doing them on
+        // the calling thread beats a hand-off to tokio's blocking pool and
+        // back for each one. Every run's thread is a worker of its own.
+        builder.allow_blocking_current_thread(true);
         files::preopen(&mut builder, &self.mounts).map_err(failed)?;
         sockets::install(&mut builder, &self.grants.capabilities.sockets, log.clone());
         let state = HostState {
