@@ -1,12 +1,13 @@
 //! Whole-pipeline throughput, printed as numbers (not a pass/fail test).
 //!
-//! Run: `cargo bench -p handoff --bench pipeline [-- N]` (release profile;
-//! N events, default 2000).
+//! Run: `cargo bench -p handoff --bench pipeline [-- N [W]]` (release
+//! profile; N events, default 2000; W workers, default both 1 and 2).
 //!
 //! What it measures: N distinct accepted decisions from the
 //! release-readiness example (each with its own review, checklist,
-//! milestone, release and queue entry) submitted one after another to one
-//! engine: intake, revalidation, two checks, six steps each observed,
+//! milestone, release and queue entry) submitted to W workers, each with
+//! its own engine, store connection and runtime (as `handoff serve` runs
+//! them): intake, revalidation, two checks, six steps each observed,
 //! applied and confirmed through the filesystem reference adapters running
 //! as Wasm components, every transition committed to an on-disk SQLite
 //! store (WAL) with its audit row. Reported: runs/s and per-run latency
@@ -14,16 +15,16 @@
 //! before every write) and once with `revalidate = "once"`.
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
-//! Measured (2 cores, ext4): N=300: 75-82 runs/s, p50 ~12 ms; N=2000:
-//! 34 runs/s, p50 ~30 ms. The goal is not met. Where the time goes (perf):
-//! SQLite commits (~15 transactions and ~29 audit rows per run) about a
-//! third, guest code about a quarter, kernel file operations the rest. The
-//! drop with N comes from the example's two shared channel records: each
-//! message is appended to one JSON record that `fs-records` reads and
-//! rewrites whole, so every publish costs more than the last.
+//! Measured (2 cores, ext4), N=1000: 1 worker 127 runs/s (example) and
+//! 133 (once), p50 6-7 ms; 2 workers 121 runs/s, p50 16 ms. The goal is
+//! not met. Per run, about 14 transactions of ~200 µs each and 21 adapter
+//! calls (observe ~145 µs, apply ~350 µs, the first call of each adapter
+//! ~500 µs with its instantiation). A second worker does not help: both
+//! wait on SQLite's one writer lock, and the adapters' limits are shared.
 
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
+use handoff::pipeline::throttle::Throttle;
 use handoff::pipeline::{Engine, Outcome};
 use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
@@ -31,7 +32,8 @@ use handoff::store::Store;
 use handoff::store::adapters::NewApproval;
 use serde_json::json;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-readiness");
 
@@ -40,32 +42,39 @@ fn write(path: &Path, value: serde_json::Value) {
     std::fs::write(path, serde_json::to_vec(&value).unwrap()).unwrap();
 }
 
+/// The records of decision `i`: its review, checklist, milestone, release
+/// and queue entry.
+fn seed_one(root: &Path, i: usize) {
+    let state = root.join("state");
+    let release = format!("R-{i}");
+    write(
+        &state.join(format!("governance/review/RV-{i}.json")),
+        json!({"state": "accepted", "revision": 1, "fields": {"review_version": "1"}}),
+    );
+    write(
+        &state.join(format!("checklist/checklist/CL-{i}.json")),
+        json!({"state": "open", "revision": 1}),
+    );
+    write(
+        &state.join(format!("tracker/milestone/M-{i}.json")),
+        json!({"state": "open", "revision": 1,
+               "fields": {"release_id": release, "name": format!("M-{i}")}}),
+    );
+    write(
+        &state.join(format!("tracker/release/{release}.json")),
+        json!({"state": "in-review", "revision": 1}),
+    );
+    write(
+        &state.join(format!("queue/review-queue/RV-{i}.json")),
+        json!({"state": "waiting", "revision": 1}),
+    );
+}
+
 /// A fresh copy of the example with `n` decisions seeded.
 fn seed(root: &Path, n: usize, revalidate_once: bool) -> Config {
     let state = root.join("state");
     for i in 0..n {
-        let release = format!("R-{i}");
-        write(
-            &state.join(format!("governance/review/RV-{i}.json")),
-            json!({"state": "accepted", "revision": 1, "fields": {"review_version": "1"}}),
-        );
-        write(
-            &state.join(format!("checklist/checklist/CL-{i}.json")),
-            json!({"state": "open", "revision": 1}),
-        );
-        write(
-            &state.join(format!("tracker/milestone/M-{i}.json")),
-            json!({"state": "open", "revision": 1,
-                   "fields": {"release_id": release, "name": format!("M-{i}")}}),
-        );
-        write(
-            &state.join(format!("tracker/release/{release}.json")),
-            json!({"state": "in-review", "revision": 1}),
-        );
-        write(
-            &state.join(format!("queue/review-queue/RV-{i}.json")),
-            json!({"state": "waiting", "revision": 1}),
-        );
+        seed_one(root, i);
     }
     std::fs::create_dir_all(state.join("notify")).unwrap();
     std::fs::create_dir_all(state.join("archive/R")).unwrap();
@@ -108,7 +117,7 @@ fn context(i: usize) -> serde_json::Value {
     })
 }
 
-fn run(label: &str, n: usize, revalidate_once: bool) {
+fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = seed(dir.path(), n, revalidate_once);
     let mut store = Store::open(&config.store_path).unwrap();
@@ -122,48 +131,83 @@ fn run(label: &str, n: usize, revalidate_once: bool) {
     store
         .approve_policy(&Policy::load(&policy_path).unwrap(), "bench")
         .unwrap();
-    let mut engine = Engine::new(&config, store).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // As `handoff serve` runs them: each worker its own engine, connection
+    // and runtime; the adapters' concurrency limits shared by all.
+    let throttle = Arc::new(Throttle::new(config.adapters.values()));
+    let mut engines: Vec<Engine> = (0..workers)
+        .map(|_| {
+            let mut engine =
+                Engine::new(&config, Store::open(&config.store_path).unwrap()).unwrap();
+            engine.share_throttle(throttle.clone());
+            engine
+        })
+        .collect();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     // Warm up: load and compile the adapters outside the clock.
-    let warm = rt.block_on(engine.submit(&event(0), &context(0))).unwrap();
-    assert_eq!(warm.outcome, Outcome::Completed, "{warm:?}");
-
-    let mut latencies = Vec::with_capacity(n);
-    let start = Instant::now();
-    for i in 1..n {
-        let t = Instant::now();
-        let report = rt.block_on(engine.submit(&event(i), &context(i))).unwrap();
-        latencies.push(t.elapsed());
-        assert_eq!(report.outcome, Outcome::Completed, "{report:?}");
+    for (w, engine) in engines.iter_mut().enumerate() {
+        let i = n + w;
+        seed_one(dir.path(), i);
+        let warm = runtime()
+            .block_on(engine.submit(&event(i), &context(i)))
+            .unwrap();
+        assert_eq!(warm.outcome, Outcome::Completed, "{warm:?}");
     }
+
+    let start = Instant::now();
+    let threads: Vec<_> = engines
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut engine)| {
+            std::thread::spawn(move || {
+                let rt = runtime();
+                let mut latencies = Vec::new();
+                for i in (w..n).step_by(workers) {
+                    let t = Instant::now();
+                    let report = rt.block_on(engine.submit(&event(i), &context(i))).unwrap();
+                    latencies.push(t.elapsed());
+                    assert_eq!(report.outcome, Outcome::Completed, "{report:?}");
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let elapsed = start.elapsed();
     latencies.sort();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
-    let rows: i64 = engine
-        .store()
+    let rows: i64 = store
         .conn()
         .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
         .unwrap();
     println!(
-        "{label:<44} {:>7.0} runs/s   p50 {:>9.2?}   p99 {:>9.2?}   ({} runs, {} audit rows, {:.1?})",
-        (n - 1) as f64 / elapsed.as_secs_f64(),
+        "{label:<40} {workers} worker(s) {:>6.0} runs/s   p50 {:>9.2?}   p99 {:>9.2?}   ({n} runs, {rows} audit rows, {:.1?})",
+        n as f64 / elapsed.as_secs_f64(),
         pct(50),
         pct(99),
-        n - 1,
-        rows,
         elapsed
     );
 }
 
 fn main() {
-    let n: usize = std::env::args()
+    let mut numbers = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(2000);
+        .filter_map(|a| a.parse::<usize>().ok());
+    let n = numbers.next().unwrap_or(2000);
+    let workers: Vec<usize> = match numbers.next() {
+        Some(w) => vec![w.max(1)],
+        None => vec![1, 2],
+    };
     println!("pipeline: {n} accepted decisions, 2 checks + 6 steps each, on-disk SQLite (WAL)");
-    run("revalidate before each write (example)", n, false);
-    run("revalidate once", n, true);
+    for &w in &workers {
+        run("revalidate before each write (example)", n, false, w);
+        run("revalidate once", n, true, w);
+    }
 }
