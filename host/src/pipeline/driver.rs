@@ -97,7 +97,7 @@ fn entry(run: &RunRecord, row: Row) -> Entry {
 impl Engine {
     /// Drive a run from where it stands to an outcome.
     pub async fn drive(&mut self, run_id: &str) -> Result<Report, RunError> {
-        match runs::claim(self.store.conn_mut(), run_id, &self.owner, self.lease_ttl)? {
+        match runs::claim(&mut self.store, run_id, &self.owner, self.lease_ttl)? {
             Claim::Taken => {}
             Claim::Missing => return Err(RunError::NoSuchRun(run_id.to_string())),
             Claim::Held { owner, until } => {
@@ -254,11 +254,7 @@ impl Driver<'_> {
         change: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Row>), StoreError>,
     ) -> Result<T, StoreError> {
         let (owner, ttl) = (self.engine.owner.clone(), self.engine.lease_ttl);
-        let tx = self
-            .engine
-            .store
-            .conn_mut()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.engine.store.write()?;
         // Renew first: a change that finishes the run ends the lease.
         runs::renew(&tx, &self.run.run_id, &owner, ttl)?;
         let (value, rows) = change(&tx)?;

@@ -144,9 +144,7 @@ impl Store {
         business_key: Option<&str>,
         run: Option<&NewRun<'_>>,
     ) -> Result<Intake, StoreError> {
-        let tx = self
-            .conn_mut()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write()?;
         let outcome = record(&tx, event, business_key, run)?;
         tx.commit()?;
         Ok(outcome)
@@ -161,9 +159,7 @@ impl Store {
     /// nothing but time.
     pub fn intake_batch(&mut self, deliveries: &[Delivery<'_>]) -> Vec<Result<Intake, StoreError>> {
         let together = (|| {
-            let tx = self
-                .conn_mut()
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = self.write()?;
             let outcomes = deliveries
                 .iter()
                 .map(|d| record(&tx, d.event, d.business_key, d.run.as_ref()))

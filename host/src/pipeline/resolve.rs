@@ -14,11 +14,7 @@ impl Engine {
     pub fn acknowledge(&mut self, id: i64, by: &str) -> Result<(), RunError> {
         // Read inside the write transaction: what it shows cannot change
         // before the update, so the refusal names what really happened.
-        let tx = self
-            .store
-            .conn_mut()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
+        let tx = self.store.write()?;
         let follow_up = follow_ups::get(&tx, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
         if !follow_up.is_open() {
             return Err(RunError::AlreadyResolved(id));
@@ -42,7 +38,7 @@ impl Engine {
                 adapter_sha256: None,
             },
         )?;
-        tx.commit().map_err(StoreError::from)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -61,11 +57,7 @@ impl Engine {
             return Err(RunError::AlreadyResolved(id));
         }
         let run_id = follow_up.packet.run_id.clone();
-        let tx = self
-            .store
-            .conn_mut()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
+        let tx = self.store.write()?;
         if !follow_ups::resolve(&tx, id, resolution, by, note)? {
             return Err(RunError::AlreadyResolved(id));
         }
@@ -87,7 +79,7 @@ impl Engine {
                 adapter_sha256: None,
             },
         )?;
-        tx.commit().map_err(StoreError::from)?;
+        tx.commit()?;
         if resolution == Resolution::Resume {
             self.reload_adapters();
             return Ok(Some(self.drive(&run_id).await?));

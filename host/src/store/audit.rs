@@ -88,7 +88,7 @@ impl Store {
     /// Append one row in a transaction of its own (for records that stand
     /// alone; state changes append inside their own transaction).
     pub fn audit(&mut self, entry: &Entry) -> Result<Row, StoreError> {
-        let tx = self.conn_mut().transaction()?;
+        let tx = self.write()?;
         let row = append(&tx, entry)?;
         tx.commit()?;
         Ok(row)

@@ -22,7 +22,7 @@ impl Store {
         if decisions.is_empty() {
             return Ok(());
         }
-        let tx = self.conn_mut().transaction()?;
+        let tx = self.write()?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO capability_decisions

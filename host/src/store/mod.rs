@@ -10,12 +10,13 @@ pub mod cursors;
 pub mod decisions;
 pub mod events;
 pub mod follow_ups;
+pub mod gate;
 pub mod migrations;
 pub mod policies;
 pub mod runs;
 pub mod steps;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -53,6 +54,29 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    gate: std::sync::Arc<gate::Gate>,
+}
+
+/// A write transaction, begun in this process's turn to write (see
+/// [`gate`]); dropped without [`Write::commit`], it rolls back.
+pub struct Write<'c> {
+    // Declared first, so it ends (rolls back) before the turn is passed on.
+    tx: Transaction<'c>,
+    _turn: gate::Turn,
+}
+
+impl<'c> std::ops::Deref for Write<'c> {
+    type Target = Transaction<'c>;
+    fn deref(&self) -> &Transaction<'c> {
+        &self.tx
+    }
+}
+
+impl Write<'_> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
 }
 
 impl Store {
@@ -69,15 +93,24 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::init(conn, path.to_path_buf())
+        let gate = gate::Gate::for_path(path);
+        Self::init(conn, path.to_path_buf(), gate)
     }
 
     /// An in-memory store, for tests and dry runs.
     pub fn in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?, PathBuf::from(":memory:"))
+        Self::init(
+            Connection::open_in_memory()?,
+            PathBuf::from(":memory:"),
+            gate::Gate::private(),
+        )
     }
 
-    fn init(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+    fn init(
+        mut conn: Connection,
+        path: PathBuf,
+        gate: std::sync::Arc<gate::Gate>,
+    ) -> Result<Store, StoreError> {
         // WAL: readers do not block the one writer; NORMAL sync is durable
         // across process crashes (the log is fsynced at checkpoints).
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -89,7 +122,7 @@ impl Store {
         // intake's time.
         conn.set_prepared_statement_cache_capacity(128);
         migrations::apply(&mut conn, &path)?;
-        Ok(Store { conn, path })
+        Ok(Store { conn, path, gate })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,6 +135,17 @@ impl Store {
 
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// Begin a write transaction (`BEGIN IMMEDIATE`: the write lock is
+    /// taken now, so what it reads cannot change before it writes), after
+    /// waiting for this process's other writers of the same file.
+    pub fn write(&mut self) -> Result<Write<'_>, StoreError> {
+        let turn = self.gate.enter()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Write { tx, _turn: turn })
     }
 }
 

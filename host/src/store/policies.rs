@@ -67,7 +67,7 @@ impl Store {
     /// same transaction.
     pub fn approve_policy(&mut self, policy: &Policy, by: &str) -> Result<(), StoreError> {
         let reach = policy.reach_lines();
-        let tx = self.conn_mut().transaction()?;
+        let tx = self.write()?;
         tx.prepare_cached(
             "INSERT INTO policy_approvals (policy_id, version, sha256, reach_json, text,
                  approved_by, approved_at)
@@ -101,7 +101,7 @@ impl Store {
     /// Revoke the latest approval of a policy id. Runs under it stop at
     /// their next revalidation.
     pub fn revoke_policy(&mut self, policy_id: &str, by: &str) -> Result<bool, StoreError> {
-        let tx = self.conn_mut().transaction()?;
+        let tx = self.write()?;
         let sha: Option<String> = tx
             .prepare_cached(
                 "SELECT sha256 FROM policy_approvals WHERE policy_id = ?1 AND revoked_at IS NULL

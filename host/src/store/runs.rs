@@ -221,12 +221,12 @@ pub enum Claim {
 /// unless renewed; a lease held by a dead process on this host is taken
 /// over at once.
 pub fn claim(
-    conn: &mut Connection,
+    store: &mut super::Store,
     run_id: &str,
     owner: &str,
     ttl: Duration,
 ) -> Result<Claim, StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = store.write()?;
     let row: Option<(Option<String>, Option<String>, Option<String>)> = tx
         .prepare_cached("SELECT outcome, lease_owner, lease_until FROM runs WHERE run_id = ?1")?
         .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -310,25 +310,22 @@ mod tests {
         let me = lease_owner();
         // Another host's live lease: held.
         assert_eq!(
-            claim(store.conn_mut(), &run, "elsewhere:1", ttl).unwrap(),
+            claim(&mut store, &run, "elsewhere:1", ttl).unwrap(),
             Claim::Taken
         );
         assert!(matches!(
-            claim(store.conn_mut(), &run, &me, ttl).unwrap(),
+            claim(&mut store, &run, &me, ttl).unwrap(),
             Claim::Held { owner, .. } if owner == "elsewhere:1"
         ));
         // Its holder gives it back: free again.
         release(store.conn(), &run, "elsewhere:1").unwrap();
-        assert_eq!(
-            claim(store.conn_mut(), &run, &me, ttl).unwrap(),
-            Claim::Taken
-        );
+        assert_eq!(claim(&mut store, &run, &me, ttl).unwrap(), Claim::Taken);
         // A finished run is not driven again.
         let tx = store.conn_mut().transaction().unwrap();
         set_outcome(&tx, &run, Some(Outcome::Completed)).unwrap();
         tx.commit().unwrap();
         assert_eq!(
-            claim(store.conn_mut(), &run, "elsewhere:1", ttl).unwrap(),
+            claim(&mut store, &run, "elsewhere:1", ttl).unwrap(),
             Claim::Finished(Outcome::Completed)
         );
     }
@@ -341,18 +338,12 @@ mod tests {
         let host = me.rsplit_once(':').unwrap().0;
         // No process has pid u32::MAX - 1 on Linux (pid_max is far lower).
         let dead = format!("{host}:{}", u32::MAX - 1);
-        assert_eq!(
-            claim(store.conn_mut(), &run, &dead, ttl).unwrap(),
-            Claim::Taken
-        );
-        assert_eq!(
-            claim(store.conn_mut(), &run, &me, ttl).unwrap(),
-            Claim::Taken
-        );
+        assert_eq!(claim(&mut store, &run, &dead, ttl).unwrap(), Claim::Taken);
+        assert_eq!(claim(&mut store, &run, &me, ttl).unwrap(), Claim::Taken);
         // The live one (this process) is respected in turn.
         let other_live = format!("{host}:1");
         assert!(matches!(
-            claim(store.conn_mut(), &run, &other_live, ttl).unwrap(),
+            claim(&mut store, &run, &other_live, ttl).unwrap(),
             Claim::Held { .. }
         ));
     }

@@ -1,0 +1,129 @@
+//! Writers of one database inside this process take turns here.
+//!
+//! SQLite lets one writer in at a time and tells the others only "busy";
+//! they must poll, and a poll that just misses a commit sleeps through the
+//! next one. Connections of the same process (the workers of `handoff
+//! serve`, each with its own) instead wait on this gate and are woken the
+//! moment the previous write transaction ends. Other processes still meet
+//! at SQLite's lock and its busy handler.
+
+use super::StoreError;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long a writer waits for its turn before giving up (as SQLite's busy
+/// handler does for writers of other processes).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The turn-taking of one database file.
+#[derive(Debug, Default)]
+pub struct Gate {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// One writer's turn; the next writer is woken when it is dropped.
+#[derive(Debug)]
+pub struct Turn {
+    gate: Arc<Gate>,
+}
+
+fn lock(m: &Mutex<bool>) -> MutexGuard<'_, bool> {
+    // A writer that panicked mid-turn still gave its turn back on unwind;
+    // the flag itself cannot be left inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Gate {
+    /// The gate shared by every connection of this process to `path`.
+    pub fn for_path(path: &Path) -> Arc<Gate> {
+        static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<Gate>>>> = OnceLock::new();
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut gates = GATES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        gates.entry(key).or_default().clone()
+    }
+
+    /// A gate of its own (an in-memory database has no other connection).
+    pub fn private() -> Arc<Gate> {
+        Arc::default()
+    }
+
+    /// Wait for the turn to write.
+    pub fn enter(self: &Arc<Self>) -> Result<Turn, StoreError> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut taken = lock(&self.taken);
+        while *taken {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(
+                    "another writer of this process has held the store for over 10 s",
+                ));
+            }
+            taken = self
+                .freed
+                .wait_timeout(taken, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *taken = true;
+        Ok(Turn { gate: self.clone() })
+    }
+}
+
+#[cfg(test)]
+impl Gate {
+    fn try_enter(self: &Arc<Self>) -> Option<Turn> {
+        let mut taken = lock(&self.taken);
+        (!*taken).then(|| {
+            *taken = true;
+            Turn { gate: self.clone() }
+        })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *lock(&self.gate.taken) = false;
+        self.gate.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_turn_at_a_time_and_a_waiting_writer_is_woken() {
+        let gate = Gate::private();
+        let first = gate.enter().unwrap();
+        assert!(
+            gate.try_enter().is_none(),
+            "a second turn while one is held"
+        );
+        let other = gate.clone();
+        let waiter = std::thread::spawn(move || other.enter().map(drop));
+        drop(first);
+        // The waiter gets in once the first turn ends (or this join hangs
+        // and its 10 s patience fails it).
+        waiter.join().unwrap().unwrap();
+        assert!(gate.try_enter().is_some(), "the turn was given back");
+    }
+
+    #[test]
+    fn connections_to_one_file_share_a_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.db");
+        std::fs::write(&a, b"").unwrap();
+        let same = dir.path().join(".").join("a.db");
+        assert!(Arc::ptr_eq(&Gate::for_path(&a), &Gate::for_path(&same)));
+        assert!(!Arc::ptr_eq(
+            &Gate::for_path(&a),
+            &Gate::for_path(&dir.path().join("b.db"))
+        ));
+    }
+}
