@@ -76,11 +76,26 @@ pub struct Driver<'e> {
     pub snapshot: Option<View>,
     /// Links seen on the way (evidence), for a follow-up packet.
     pub links: Vec<String>,
-    /// Audit rows of reads (revalidated, check passed...) waiting for the
-    /// next transition's transaction. A read changes nothing: if the
-    /// process stops first, the next drive reads again and records that.
-    pending: Vec<Row>,
+    /// The run's steps as this driver last moved them (it holds the lease,
+    /// so no one else moves them), including moves not yet committed.
+    steps: Option<Vec<StepRow>>,
+    /// What waits for the next transition's transaction, in order.
+    pending: Vec<Pending>,
 }
+
+/// A record that may wait for the next transition's transaction, because
+/// losing it in a stop costs nothing: the next drive finds the same thing
+/// again and records it then.
+enum Pending {
+    /// The audit row of a read (revalidated, check passed...).
+    Read(Row),
+    /// A change that repeats what the targets already show (a step found
+    /// or confirmed in its end state) or what is derived again the same way
+    /// (the plan), with its audit rows.
+    Change(Change, Vec<Row>),
+}
+
+type Change = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
 
 /// An audit entry of this run.
 fn entry(run: &RunRecord, row: Row) -> Entry {
@@ -137,6 +152,7 @@ impl Engine {
             calls: Calls::default(),
             snapshot: None,
             links: Vec::new(),
+            steps: None,
             pending: Vec::new(),
         };
         let result = driver.run().await;
@@ -200,10 +216,12 @@ impl Driver<'_> {
         }))
     }
 
-    /// The stored plan, or a new one stored now.
+    /// The stored plan, or a new one, stored with the next transition (the
+    /// plan is pure: a stop before then plans the same steps again).
     fn planned_steps(&mut self) -> Result<Vec<StepRow>, RunError> {
         let existing = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
         if !existing.is_empty() {
+            self.steps = Some(existing.clone());
             return Ok(existing);
         }
         let decision = super::plan::Decision {
@@ -224,17 +242,33 @@ impl Driver<'_> {
                 })
             })
             .collect();
+        let rows: Vec<StepRow> = plan
+            .iter()
+            .map(|step| StepRow {
+                plan: step.clone(),
+                state: StepState::Planned,
+                attempts: 0,
+                error: None,
+                updated_at: crate::store::now_rfc3339(),
+            })
+            .collect();
         let run_id = self.run.run_id.clone();
-        self.transition(
-            |tx| steps::insert_plan(tx, &run_id, &plan),
+        self.pending.push(Pending::Change(
+            Box::new(move |tx| steps::insert_plan(tx, &run_id, &plan)),
             vec![Row::new("planned", json!({ "steps": summary }))],
-        )?;
-        Ok(steps::for_run(self.engine.store.conn(), &self.run.run_id)?)
+        ));
+        self.steps = Some(rows.clone());
+        Ok(rows)
     }
 
     /// Record a read: its audit row goes with the next transition.
     pub fn note(&mut self, row: Row) {
-        self.pending.push(row);
+        self.pending.push(Pending::Read(row));
+    }
+
+    /// Commit whatever waits, now.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.transition(|_| Ok(()), Vec::new())
     }
 
     /// Commit a state change and its audit rows in one transaction, and
@@ -257,15 +291,27 @@ impl Driver<'_> {
         let tx = self.engine.store.write()?;
         // Renew first: a change that finishes the run ends the lease.
         runs::renew(&tx, &self.run.run_id, &owner, ttl)?;
+        // What waited goes first, in the order it happened; if this
+        // transaction fails, it is lost with it, as a stop would lose it.
+        let mut waited = Vec::new();
+        for pending in self.pending.drain(..) {
+            match pending {
+                Pending::Read(row) => waited.push(row),
+                Pending::Change(apply, rows) => {
+                    apply(&tx)?;
+                    waited.extend(rows);
+                }
+            }
+        }
         let (value, rows) = change(&tx)?;
-        for row in self.pending.drain(..).chain(rows) {
+        for row in waited.into_iter().chain(rows) {
             crate::store::audit::append(&tx, &entry(&self.run, row))?;
         }
         tx.commit()?;
         Ok(value)
     }
 
-    /// Move one step, with its audit rows.
+    /// Move one step, with its audit rows, now.
     pub fn step_transition(
         &mut self,
         step_id: &str,
@@ -278,7 +324,44 @@ impl Driver<'_> {
         self.transition(
             |tx| steps::set_state(tx, &run_id, step_id, state, attempts, error),
             rows,
-        )
+        )?;
+        self.moved(step_id, state, attempts, error);
+        Ok(())
+    }
+
+    /// Move a step to its end state (verified or skipped) with the next
+    /// transition: the target shows that end state, so a stop before then
+    /// only means the next drive observes it again and records it then,
+    /// without writing.
+    pub fn step_settled(&mut self, step_id: &str, state: StepState, rows: Vec<Row>) {
+        debug_assert!(state.is_final());
+        let (run_id, id) = (self.run.run_id.clone(), step_id.to_string());
+        self.pending.push(Pending::Change(
+            Box::new(move |tx| steps::set_state(tx, &run_id, &id, state, 0, None)),
+            rows,
+        ));
+        self.moved(step_id, state, 0, None);
+    }
+
+    fn moved(&mut self, step_id: &str, state: StepState, attempts: u32, error: Option<&str>) {
+        if let Some(row) = self
+            .steps
+            .iter_mut()
+            .flatten()
+            .find(|r| r.plan.id == step_id)
+        {
+            row.state = state;
+            row.attempts = attempts;
+            row.error = error.map(str::to_string);
+        }
+    }
+
+    /// The run's steps as they stand, committed or waiting.
+    fn current_steps(&self) -> Result<Vec<StepRow>, StoreError> {
+        match &self.steps {
+            Some(rows) => Ok(rows.clone()),
+            None => steps::for_run(self.engine.store.conn(), &self.run.run_id),
+        }
     }
 
     fn lines(&self, rows: &[StepRow], pick: impl Fn(StepState) -> bool) -> Vec<StepLine> {
@@ -297,7 +380,7 @@ impl Driver<'_> {
     /// one transaction.
     pub fn halt(&mut self, halt: Halt) -> Result<Report, RunError> {
         let outcome = halt.outcome();
-        let rows = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
+        let rows = self.current_steps()?;
         let pending = if rows.is_empty() {
             // Never planned: every step of the policy is still to do.
             self.policy
@@ -364,7 +447,7 @@ impl Driver<'_> {
     }
 
     fn complete(&mut self) -> Result<Report, RunError> {
-        let rows = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
+        let rows = self.current_steps()?;
         let ids = |state: StepState| -> Vec<String> {
             rows.iter()
                 .filter(|r| r.state == state)

@@ -3,6 +3,11 @@
 //! this step's own key, recognised as our write from before a crash).
 //! Otherwise revalidate when the policy asks for it, record the intent,
 //! apply with the step's idempotency key, confirm, and record both.
+//!
+//! The intent is committed before the write. A step's end state (verified
+//! or skipped) is committed with the next transition (the next step's
+//! intent, or the run's outcome): it only repeats what the target shows,
+//! so a stop before then costs a second look, never a second write.
 
 use super::RunError;
 use super::calls::view_of;
@@ -44,22 +49,18 @@ pub async fn execute(
     if condition::check(&step.done_when, &view_of(&before), Some(&step.key)).is_ok() {
         if ours {
             // Written by an earlier attempt that stopped before recording it.
-            d.step_transition(
+            d.step_settled(
                 &step.id,
                 StepState::Verified,
-                0,
-                None,
                 vec![
                     Row::new("step-applied", with(json!({ "recovered": true }))).by(sha.clone()),
                     Row::new("step-verified", ids.clone()).by(sha),
                 ],
-            )?;
+            );
         } else {
-            d.step_transition(
+            d.step_settled(
                 &step.id,
                 StepState::Skipped,
-                0,
-                None,
                 vec![
                     Row::new("step-observed", with(json!({ "done": true }))).by(sha.clone()),
                     Row::new(
@@ -68,7 +69,7 @@ pub async fn execute(
                     )
                     .by(sha),
                 ],
-            )?;
+            );
         }
         return Ok(Ok(()));
     }
@@ -104,13 +105,15 @@ pub async fn execute(
         d.note(applied);
         return fail(d, row, halt);
     }
-    d.step_transition(
+    d.step_settled(
         &step.id,
         StepState::Verified,
-        0,
-        None,
         vec![applied, Row::new("step-verified", ids).by(sha)],
-    )?;
+    );
+    if d.engine.faults.armed("after-record", &step.id) {
+        // The point means what it says: the record is committed.
+        d.flush()?;
+    }
     d.engine.faults.point("after-record", &step.id);
     Ok(Ok(()))
 }

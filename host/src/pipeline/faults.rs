@@ -25,10 +25,20 @@ impl Faults {
         }
     }
 
+    /// Whether this is the configured point.
+    pub fn armed(&self, stage: &str, step: &str) -> bool {
+        self.pause_at.as_ref().is_some_and(|target| {
+            target == stage
+                || target
+                    .strip_prefix(stage)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    == Some(step)
+        })
+    }
+
     /// Stop here forever if this is the configured point.
     pub fn point(&self, stage: &str, step: &str) {
-        let Some(target) = &self.pause_at else { return };
-        if *target == format!("{stage}:{step}") || *target == stage {
+        if self.armed(stage, step) {
             eprintln!("{PAUSED} {stage}:{step}");
             loop {
                 std::thread::park();
