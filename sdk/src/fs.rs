@@ -229,16 +229,15 @@ mod backend {
     pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
         let op = if append { "append" } else { "write" };
         let (dir, rel) = locate(p, op, shown)?;
-        let open = if append {
-            OpenFlags::CREATE
-        } else {
-            OpenFlags::CREATE | OpenFlags::TRUNCATE
-        };
+        // Not opened with TRUNCATE: a file cut to zero length is flushed to
+        // disk when it is closed (ext4's auto_da_alloc), which made every
+        // record write ~3x slower. A whole write goes over the old bytes
+        // from the start and then cuts the file to its new length.
         let file = dir
             .open_at(
                 PathFlags::SYMLINK_FOLLOW,
                 &rel,
-                open,
+                OpenFlags::CREATE,
                 DescriptorFlags::WRITE,
             )
             .map_err(|c| error(op, shown, c))?;
@@ -253,6 +252,10 @@ mod backend {
                 .write(&bytes[done..], start + done as u64)
                 .map_err(|c| error(op, shown, c))?;
             done += n as usize;
+        }
+        if !append {
+            file.set_size(bytes.len() as u64)
+                .map_err(|c| error(op, shown, c))?;
         }
         Ok(())
     }

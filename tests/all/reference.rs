@@ -95,3 +95,40 @@ async fn the_record_store_journals_each_real_write_once() {
         "{outside:?}"
     );
 }
+
+#[tokio::test]
+async fn a_record_rewritten_shorter_is_replaced_whole() {
+    let records = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(records.path().join("review-queue")).unwrap();
+    let long = "x".repeat(4000);
+    std::fs::write(
+        records.path().join("review-queue/RV-1.json"),
+        serde_json::json!({"state": "waiting", "revision": 1, "fields": {"packet": long}})
+            .to_string(),
+    )
+    .unwrap();
+    let adapter = loaded("fs-records", "records", records.path());
+    let mut instance = adapter.instantiate().await.unwrap();
+    let after = instance
+        .apply(&rec("review-queue", "RV-1"), &Action::ClearEntry, "k-clear")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, "cleared");
+    // The file holds exactly the new record: nothing of the longer old one
+    // is left after it.
+    let on_disk = std::fs::read(records.path().join("review-queue/RV-1.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&on_disk)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&on_disk)));
+    assert_eq!(parsed["state"], "cleared");
+    assert!(on_disk.len() < 1000, "{} bytes", on_disk.len());
+    let seen = adapter
+        .instantiate()
+        .await
+        .unwrap()
+        .observe(&rec("review-queue", "RV-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.state, "cleared");
+}
