@@ -39,17 +39,17 @@ impl SentLog {
         })
     }
 
-    fn keys(&self) -> Result<Vec<String>, AdapterError> {
-        match fs::read_to_string(&self.path) {
-            Ok(text) => Ok(text.lines().map(str::to_string).collect()),
-            Err(AdapterError::NotFound(_)) => Ok(Vec::new()),
+    /// Whether `key` was delivered on this channel. The whole log is read
+    /// (a delivery must never be repeated, however old), but scanned in
+    /// place: a long history costs one read, not a string per key.
+    pub fn contains(&self, key: &str) -> Result<bool, AdapterError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(bytes
+                .split(|b| *b == b'\n')
+                .any(|line| line == key.as_bytes())),
+            Err(AdapterError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// Whether `key` was delivered on this channel.
-    pub fn contains(&self, key: &str) -> Result<bool, AdapterError> {
-        Ok(self.keys()?.iter().any(|k| k == key))
     }
 
     /// The latest `window` keys, oldest first. Only the end of the log is
