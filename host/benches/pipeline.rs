@@ -15,12 +15,17 @@
 //! before every write) and once with `revalidate = "once"`.
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
-//! Measured (2 cores, ext4), N=1000: 1 worker 127 runs/s (example) and
-//! 133 (once), p50 6-7 ms; 2 workers 121 runs/s, p50 16 ms. The goal is
-//! not met. Per run, about 14 transactions of ~200 µs each and 21 adapter
-//! calls (observe ~145 µs, apply ~350 µs, the first call of each adapter
-//! ~500 µs with its instantiation). A second worker does not help: both
-//! wait on SQLite's one writer lock, and the adapters' limits are shared.
+//! Measured (2 cores, ext4; the numbers move by about 10% between runs):
+//! N=1000, 1 worker: 139-155 runs/s, p50 5-6 ms; N=2000: 116-129 runs/s,
+//! p50 ~7 ms; 2 workers: 122-162 runs/s, p50 10-13 ms. The goal is not met.
+//! Per run (N=1000, 1 worker, timed inside the engine): 7 transactions of
+//! ~330 µs each (~2.3 ms: ~7 WAL pages written per commit, the audit rows'
+//! hashes, and WAL checkpoints), 26 adapter calls (~3.1 ms: observe ~95 µs,
+//! apply ~140 µs, a channel publish ~360 µs, read-decision ~65 µs; six
+//! instantiations ~55 µs each; each file operation through WASI costs
+//! ~10-20 µs), intake ~0.25 ms. A second worker adds little: the example
+//! gives every adapter `concurrency = 1` (the filesystem store rewrites
+//! shared records in place), and both workers share one write lock.
 
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
