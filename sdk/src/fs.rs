@@ -42,7 +42,9 @@ pub fn write(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
     backend::write(&p, path, contents, false)
 }
 
-/// Append to a file, creating it if needed.
+/// Append to a file, creating it if needed. Up to 4 KiB goes at the end
+/// in one piece even while other instances append to the same file (a
+/// journal line, a sent-log key is never overwritten by another's).
 pub fn append(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
     let p = inside_mounts(path)?;
     backend::write(&p, path, contents, true)
@@ -160,6 +162,24 @@ mod backend {
         }
     }
 
+    /// The most one blocking write may carry (WASI's streams promise 4 KiB).
+    const APPEND_PIECE: usize = 4096;
+
+    fn stream_error(op: &str, path: &str, e: wasip2::io::streams::StreamError) -> AdapterError {
+        use wasip2::io::streams::StreamError;
+        match e {
+            StreamError::LastOperationFailed(err) => {
+                match wasip2::filesystem::types::filesystem_error_code(&err) {
+                    Some(code) => error(op, path, code),
+                    None => {
+                        AdapterError::Transient(format!("{op} {path}: {}", err.to_debug_string()))
+                    }
+                }
+            }
+            StreamError::Closed => AdapterError::Transient(format!("{op} {path}: the file closed")),
+        }
+    }
+
     // Symlinks are followed as `std::fs` follows them; the host resolves
     // them beneath the mount and refuses one that leads out (`denied`).
 
@@ -241,22 +261,28 @@ mod backend {
                 DescriptorFlags::WRITE,
             )
             .map_err(|c| error(op, shown, c))?;
-        let start = if append {
-            file.stat().map_err(|c| error(op, shown, c))?.size
-        } else {
-            0
-        };
+        if append {
+            // Each piece is one write at the file's end, wherever another
+            // instance (another run) left it a moment ago: the host appends
+            // with RWF_APPEND, so concurrent appends never overwrite each
+            // other. A position read first (stat, then write) could.
+            let stream = file.append_via_stream().map_err(|c| error(op, shown, c))?;
+            for piece in bytes.chunks(APPEND_PIECE) {
+                stream
+                    .blocking_write_and_flush(piece)
+                    .map_err(|e| stream_error(op, shown, e))?;
+            }
+            return Ok(());
+        }
         let mut done = 0;
         while done < bytes.len() {
             let n = file
-                .write(&bytes[done..], start + done as u64)
+                .write(&bytes[done..], done as u64)
                 .map_err(|c| error(op, shown, c))?;
             done += n as usize;
         }
-        if !append {
-            file.set_size(bytes.len() as u64)
-                .map_err(|c| error(op, shown, c))?;
-        }
+        file.set_size(bytes.len() as u64)
+            .map_err(|c| error(op, shown, c))?;
         Ok(())
     }
 }

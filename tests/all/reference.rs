@@ -132,3 +132,59 @@ async fn a_record_rewritten_shorter_is_replaced_whole() {
         .unwrap();
     assert_eq!(seen.state, "cleared");
 }
+
+#[test]
+fn instances_appending_to_one_journal_at_once_lose_no_line() {
+    let records = tempfile::tempdir().unwrap();
+    let per_thread = 150;
+    std::fs::create_dir_all(records.path().join("checklist")).unwrap();
+    for t in 0..2 {
+        for i in 0..per_thread {
+            std::fs::write(
+                records.path().join(format!("checklist/CL-{t}-{i}.json")),
+                r#"{"state":"open","revision":1}"#,
+            )
+            .unwrap();
+        }
+    }
+    let adapter = loaded("fs-records", "records", records.path());
+    // Two instances on two threads, as two runs of `handoff serve` are:
+    // every write appends its line to the same journal.
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let adapter = &adapter;
+            scope.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut instance = adapter.instantiate().await.unwrap();
+                    for i in 0..per_thread {
+                        let id = format!("CL-{t}-{i}");
+                        instance
+                            .apply(
+                                &rec("checklist", &id),
+                                &Action::SetState("closed".into()),
+                                &format!("key-{id}"),
+                            )
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    }
+                });
+            });
+        }
+    });
+    let journal = std::fs::read_to_string(records.path().join("journal.jsonl")).unwrap();
+    let keys: std::collections::BTreeSet<String> = journal
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+            line["key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), 2 * per_thread, "every write has its line");
+    assert_eq!(journal.lines().count(), 2 * per_thread);
+}
