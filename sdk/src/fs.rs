@@ -131,9 +131,10 @@ fn io_error(op: &str, path: &str, e: std::io::Error) -> AdapterError {
 }
 
 /// In a component, whole-file reads and writes go through
-/// `wasi:filesystem` descriptors (positional read and write) rather than
-/// streams: a host runs those on the calling thread, where a stream write
-/// is a round trip through a thread pool for every call.
+/// `wasi:filesystem` descriptors (positional read and write), and appends
+/// through an append stream (the one way to write at the end without
+/// reading where it is first). handoff's host runs both on the calling
+/// thread; a host that does not sends each through a thread pool.
 #[cfg(target_arch = "wasm32")]
 mod backend {
     use crate::AdapterError;
