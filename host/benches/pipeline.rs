@@ -15,17 +15,22 @@
 //! before every write) and once with `revalidate = "once"`.
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
+//! The store's WAL is checkpointed by a thread of its own, as in `handoff
+//! serve`.
+//!
 //! Measured (2 cores, ext4; the numbers move by about 10% between runs):
-//! N=1000, 1 worker: 139-155 runs/s, p50 5-6 ms; N=2000: 116-129 runs/s,
-//! p50 ~7 ms; 2 workers: 122-162 runs/s, p50 10-13 ms. The goal is not met.
-//! Per run (N=1000, 1 worker, timed inside the engine): 7 transactions of
-//! ~330 µs each (~2.3 ms: ~7 WAL pages written per commit, the audit rows'
-//! hashes, and WAL checkpoints), 26 adapter calls (~3.1 ms: observe ~95 µs,
-//! apply ~140 µs, a channel publish ~360 µs, read-decision ~65 µs; six
-//! instantiations ~55 µs each; each file operation through WASI costs
-//! ~10-20 µs), intake ~0.25 ms. A second worker adds little: the example
-//! gives every adapter `concurrency = 1` (the filesystem store rewrites
-//! shared records in place), and both workers share one write lock.
+//! N=1000, 1 worker: 159-201 runs/s, p50 4.7-6.4 ms, p99 8-9 ms; 2 workers:
+//! ~210 runs/s. N=2000: 141-144 runs/s with 1 worker, 152-179 with 2. The
+//! goal is not met. Per run (N=1000, 1 worker, timed inside the engine
+//! before the background checkpoints): 7 transactions of ~330 µs each
+//! (~2.3 ms: ~7 WAL pages written per commit, the audit rows' hashes, and
+//! the checkpoints now moved off this path), 26 adapter calls (~3.1 ms:
+//! observe ~95 µs, apply ~140 µs, a channel publish ~360 µs, read-decision
+//! ~65 µs; six instantiations ~55 µs each; each file operation through
+//! WASI costs ~10-20 µs), intake ~0.25 ms. A second worker adds little: the
+//! example gives every adapter `concurrency = 1` (the filesystem store
+//! rewrites shared records in place), and both workers share one write
+//! lock.
 
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
@@ -35,6 +40,7 @@ use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
 use handoff::store::Store;
 use handoff::store::adapters::NewApproval;
+use handoff::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -139,10 +145,12 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
     // As `handoff serve` runs them: each worker its own engine, connection
     // and runtime; the adapters' concurrency limits shared by all.
     let throttle = Arc::new(Throttle::new(config.adapters.values()));
+    let checkpointer = Checkpointer::start(&config.store_path, CHECKPOINT_EVERY).unwrap();
     let mut engines: Vec<Engine> = (0..workers)
         .map(|_| {
             let mut engine =
                 Engine::new(&config, Store::open(&config.store_path).unwrap()).unwrap();
+            engine.store().leave_checkpoints_to(&checkpointer).unwrap();
             engine.share_throttle(throttle.clone());
             engine
         })

@@ -28,6 +28,7 @@ use crate::config::{Config, Scheme};
 use crate::pipeline::Engine;
 use crate::pipeline::throttle::Throttle;
 use crate::store::Store;
+use crate::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use anyhow::{Context, Result, anyhow};
 use axum::Router;
 use axum::extract::State;
@@ -122,9 +123,15 @@ pub async fn serve(
         Some(n) => Some(nats::consumer(n).await?),
         None => None,
     };
+    // Checkpoints happen on their own thread, not inside the commit of a
+    // run or a request that happens to fill the log.
+    let checkpointer = Checkpointer::start(&store_path, CHECKPOINT_EVERY)
+        .with_context(|| format!("starting checkpoints of {}", store_path.display()))?;
     let open = || {
-        Store::open(&store_path)
-            .with_context(|| format!("opening the store at {}", store_path.display()))
+        let store = Store::open(&store_path)
+            .with_context(|| format!("opening the store at {}", store_path.display()))?;
+        store.leave_checkpoints_to(&checkpointer)?;
+        anyhow::Ok(store)
     };
     let intake_engine = Engine::new(config, open()?)?;
     let unfinished = crate::store::runs::unfinished(intake_engine.store().conn())?;

@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod audit;
+pub mod checkpoint;
 pub mod cursors;
 pub mod decisions;
 pub mod events;
@@ -135,6 +136,20 @@ impl Store {
 
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// Stop this connection's commits from checkpointing the write-ahead
+    /// log: `checkpointer` does it in the background.
+    pub fn leave_checkpoints_to(
+        &self,
+        checkpointer: &checkpoint::Checkpointer,
+    ) -> Result<(), StoreError> {
+        debug_assert_eq!(
+            std::fs::canonicalize(checkpointer.path()).ok(),
+            std::fs::canonicalize(&self.path).ok()
+        );
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
     }
 
     /// Begin a write transaction (`BEGIN IMMEDIATE`: the write lock is

@@ -1,0 +1,183 @@
+//! WAL checkpoints on a thread of their own, for a long-running process.
+//!
+//! By default SQLite copies the write-ahead log back into the database
+//! (and syncs both) inside whichever commit takes the log past 1,000 pages:
+//! that commit, and the run or request waiting on it, stalls for the copy
+//! and the disk flush. `handoff serve` instead starts a [`Checkpointer`],
+//! which checkpoints in the background (`PASSIVE`: it never blocks a
+//! writer or a reader), and turns the inline checkpoints off on each of its
+//! connections ([`super::Store::leave_checkpoints_to`]). If the process
+//! stops, the next one to open the store checkpoints as usual.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often `handoff serve` checkpoints: often enough that the log stays
+/// a few megabytes at full speed, seldom enough that an idle pass is noise.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// The checkpointing thread; stopped (after its current pass) when dropped.
+pub struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    stop: bool,
+    /// A pass is wanted now.
+    wanted: bool,
+    /// Passes begun, and passes finished, so far.
+    begun: u64,
+    finished: u64,
+}
+
+impl Checkpointer {
+    /// Checkpoint the store at `path` every `every`.
+    pub fn start(path: &Path, every: Duration) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = shared.clone();
+            let shown = path.display().to_string();
+            std::thread::Builder::new()
+                .name("handoff-checkpoint".into())
+                .spawn(move || run(&conn, &shared, every, &shown))
+                .map_err(|_| StoreError::Unavailable("cannot start the checkpoint thread"))?
+        };
+        Ok(Checkpointer {
+            shared,
+            thread: Some(thread),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The store it checkpoints.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checkpoint now, and return once a pass that began after this call
+    /// has finished.
+    pub fn pass_now(&self) {
+        let mut state = self.lock();
+        let target = state.begun + 1;
+        state.wanted = true;
+        self.shared.changed.notify_all();
+        while state.finished < target {
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.lock().stop = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: &Connection, shared: &Shared, every: Duration, shown: &str) {
+    let lock = || shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        {
+            let mut state = lock();
+            state.begun += 1;
+            state.wanted = false;
+        }
+        // PASSIVE: copies what no reader still needs, never waits for a lock.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(store = shown, error = %e, "background checkpoint failed");
+        }
+        let mut state = lock();
+        state.finished += 1;
+        shared.changed.notify_all();
+        // A stop comes after one last pass, so little log is left behind.
+        if state.stop {
+            return;
+        }
+        let deadline = std::time::Instant::now() + every;
+        while !state.stop && !state.wanted {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn db_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn the_thread_copies_the_log_into_the_database_that_writers_leave_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.db");
+        let mut store = Store::open(&path).unwrap();
+        // A long period: the test's own waits decide when passes happen.
+        let checkpointer = Checkpointer::start(&path, Duration::from_secs(3600)).unwrap();
+        store.leave_checkpoints_to(&checkpointer).unwrap();
+        // The schema written by `open` is copied back first.
+        checkpointer.pass_now();
+        let before = db_bytes(&path);
+        // Far more than the 1,000 pages after which a writer would
+        // checkpoint by itself.
+        let blob = vec![b'x'; 3000];
+        for i in 0..2000 {
+            let tx = store.write().unwrap();
+            tx.execute(
+                "INSERT INTO poll_cursors (adapter, policy_id, cursor, updated_at)
+                 VALUES (?1, 'p', ?2, 'now')",
+                rusqlite::params![format!("a{i}"), String::from_utf8_lossy(&blob)],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(db_bytes(&path), before, "the writer checkpointed by itself");
+        checkpointer.pass_now();
+        assert!(
+            db_bytes(&path) > 2000 * 3000,
+            "{} bytes: the log was not copied back",
+            db_bytes(&path)
+        );
+    }
+}
