@@ -550,6 +550,48 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
     assert_lines(&metrics, &["handoff_reconciled_runs_total 1"]);
 }
 
+#[test]
+fn a_reconciliation_pass_waits_for_room_at_the_source_adapter() {
+    use crate::servers::{Nats, Redmine, seed};
+    use handoff::pipeline::throttle::Throttle;
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = crate::servers::scenario(&r, &n, &seeded);
+    let project = seeded.prefix.trim_start_matches("handoff.");
+    s.edit_config(
+        "issue-kinds = \"review\" }",
+        &format!("issue-kinds = \"review\", project = \"{project}\" }}"),
+    );
+    s.edit_config(
+        "[adapters.governance]\n",
+        "[adapters.governance]\nconcurrency = 1\n",
+    );
+    let config = handoff::config::Config::load(&s.path("handoff.toml")).unwrap();
+    let context: Value =
+        serde_json::from_slice(&std::fs::read(s.path("context.json")).unwrap()).unwrap();
+    let throttle = std::sync::Arc::new(Throttle::new(config.adapters.values()));
+    let mut engine = handoff::pipeline::Engine::new(&config, s.store()).unwrap();
+    engine.share_throttle(throttle.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Another caller holds the source adapter's only room.
+        let held = throttle.acquire("governance").await.unwrap();
+        let mut pass = std::pin::pin!(engine.reconcile(&context));
+        tokio::select! {
+            biased;
+            done = &mut pass => panic!("the pass called the adapter without room: {:?}",
+                done.map(|r| r.new_runs)),
+            () = throttle.until_waiting("governance", 1) => {}
+        }
+        drop(held);
+        let found = pass.await.unwrap();
+        assert_eq!(found.new_runs.len(), 1, "the decision made in Redmine");
+    });
+}
+
 /// A stream of the test's own on the shared NATS server, and a client.
 fn decisions_stream(
     tag: &str,

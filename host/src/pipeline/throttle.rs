@@ -8,11 +8,39 @@
 use crate::config::AdapterInstance;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Default)]
 pub struct Throttle {
-    limits: BTreeMap<String, Arc<Semaphore>>,
+    limits: BTreeMap<String, Arc<Limit>>,
+}
+
+#[derive(Debug)]
+struct Limit {
+    room: Arc<Semaphore>,
+    /// Calls waiting for room now.
+    waiting: AtomicUsize,
+    changed: Notify,
+}
+
+/// Counts one waiting call for as long as it waits (also when the wait
+/// is abandoned).
+struct Waiting<'a>(&'a Limit);
+
+impl<'a> Waiting<'a> {
+    fn new(limit: &'a Limit) -> Waiting<'a> {
+        limit.waiting.fetch_add(1, Ordering::SeqCst);
+        limit.changed.notify_waiters();
+        Waiting(limit)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
 }
 
 impl Throttle {
@@ -21,7 +49,14 @@ impl Throttle {
         Throttle {
             limits: instances
                 .into_iter()
-                .filter_map(|i| Some((i.name.clone(), Arc::new(Semaphore::new(i.concurrency?)))))
+                .filter_map(|i| {
+                    let limit = Limit {
+                        room: Arc::new(Semaphore::new(i.concurrency?)),
+                        waiting: AtomicUsize::new(0),
+                        changed: Notify::new(),
+                    };
+                    Some((i.name.clone(), Arc::new(limit)))
+                })
                 .collect(),
         }
     }
@@ -29,9 +64,38 @@ impl Throttle {
     /// Wait for room to call `adapter`; the call may proceed while the
     /// returned permit is held. `None`: that adapter is not throttled.
     pub async fn acquire(&self, adapter: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = self.limits.get(adapter)?.clone();
+        let limit = self.limits.get(adapter)?;
+        if let Ok(permit) = limit.room.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let _waiting = Waiting::new(limit);
         // The semaphore is never closed.
-        semaphore.acquire_owned().await.ok()
+        limit.room.clone().acquire_owned().await.ok()
+    }
+
+    /// How many calls to `adapter` are waiting for room now.
+    pub fn waiting(&self, adapter: &str) -> usize {
+        self.limits
+            .get(adapter)
+            .map_or(0, |l| l.waiting.load(Ordering::SeqCst))
+    }
+
+    /// Resolves once at least `n` calls to `adapter` wait for room (for
+    /// tests and tools that must know a caller is held back, not guess).
+    pub async fn until_waiting(&self, adapter: &str, n: usize) {
+        let Some(limit) = self.limits.get(adapter) else {
+            return std::future::pending().await;
+        };
+        loop {
+            let changed = limit.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the count is read, so no change is missed.
+            changed.as_mut().enable();
+            if limit.waiting.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 
@@ -63,8 +127,19 @@ mod tests {
         assert!(first.is_some() && second.is_some());
         let mut third = pin!(throttle.acquire("tracker"));
         assert!(ready(third.as_mut()).is_none(), "a third call must wait");
+        assert_eq!(throttle.waiting("tracker"), 1);
+        assert!(ready(pin!(throttle.until_waiting("tracker", 1))).is_some());
+        assert!(ready(pin!(throttle.until_waiting("tracker", 2))).is_none());
+        {
+            // A wait given up on is no longer counted.
+            let mut fourth = pin!(throttle.acquire("tracker"));
+            assert!(ready(fourth.as_mut()).is_none());
+            assert_eq!(throttle.waiting("tracker"), 2);
+        }
+        assert_eq!(throttle.waiting("tracker"), 1);
         drop(first);
         assert!(ready(third.as_mut()).unwrap().is_some());
+        assert_eq!(throttle.waiting("tracker"), 0);
         // Unlimited and unknown adapters never wait.
         for _ in 0..10 {
             assert!(ready(pin!(throttle.acquire("free"))).unwrap().is_none());
