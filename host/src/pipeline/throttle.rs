@@ -18,6 +18,8 @@ pub struct Throttle {
 
 #[derive(Debug)]
 struct Limit {
+    /// The configured `concurrency`.
+    size: usize,
     room: Arc<Semaphore>,
     /// Calls waiting for room now.
     waiting: AtomicUsize,
@@ -50,8 +52,10 @@ impl Throttle {
             limits: instances
                 .into_iter()
                 .filter_map(|i| {
+                    let size = i.concurrency?;
                     let limit = Limit {
-                        room: Arc::new(Semaphore::new(i.concurrency?)),
+                        size,
+                        room: Arc::new(Semaphore::new(size)),
                         waiting: AtomicUsize::new(0),
                         changed: Notify::new(),
                     };
@@ -71,6 +75,13 @@ impl Throttle {
         let _waiting = Waiting::new(limit);
         // The semaphore is never closed.
         limit.room.clone().acquire_owned().await.ok()
+    }
+
+    /// Each limited adapter: its limit and the calls waiting for room now.
+    pub fn limits(&self) -> impl Iterator<Item = (&str, usize, usize)> {
+        self.limits
+            .iter()
+            .map(|(name, l)| (name.as_str(), l.size, l.waiting.load(Ordering::SeqCst)))
     }
 
     /// How many calls to `adapter` are waiting for room now.

@@ -84,20 +84,16 @@ pub struct Metrics {
     pub intake_latency: Histogram,
     /// Per adapter: one step, observe to confirmed.
     steps: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
-    /// Configured `[adapters.X] concurrency`, for the exposition.
-    adapter_limits: BTreeMap<String, usize>,
+    /// The per-adapter limits shared by the workers (`[adapters.X]
+    /// concurrency`) and the calls waiting at them.
+    throttle: std::sync::Arc<crate::pipeline::throttle::Throttle>,
 }
 
 impl Metrics {
-    /// Counters at zero, with the configured per-adapter limits.
-    pub fn with_limits<'a>(
-        instances: impl IntoIterator<Item = &'a crate::config::AdapterInstance>,
-    ) -> Metrics {
+    /// Counters at zero, reporting the limits of `throttle`.
+    pub fn with_throttle(throttle: std::sync::Arc<crate::pipeline::throttle::Throttle>) -> Metrics {
         Metrics {
-            adapter_limits: instances
-                .into_iter()
-                .filter_map(|a| Some((a.name.clone(), a.concurrency?)))
-                .collect(),
+            throttle,
             ..Metrics::default()
         }
     }
@@ -212,10 +208,22 @@ impl Metrics {
             "gauge",
             "Calls an adapter instance may have in flight at once ([adapters.X] concurrency).",
         );
-        for (adapter, limit) in &self.adapter_limits {
+        for (adapter, limit, _) in self.throttle.limits() {
             let _ = writeln!(
                 out,
                 "handoff_adapter_concurrency_limit{{adapter=\"{adapter}\"}} {limit}"
+            );
+        }
+        family(
+            &mut out,
+            "handoff_adapter_calls_waiting",
+            "gauge",
+            "Calls waiting for room at an adapter's concurrency limit now.",
+        );
+        for (adapter, _, waiting) in self.throttle.limits() {
+            let _ = writeln!(
+                out,
+                "handoff_adapter_calls_waiting{{adapter=\"{adapter}\"}} {waiting}"
             );
         }
         match from_store(store) {
@@ -305,4 +313,48 @@ fn from_store(store: &Store) -> Result<String, rusqlite::Error> {
         since_packet("resolved_at")?,
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdapterInstance;
+    use crate::pipeline::throttle::Throttle;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    #[test]
+    fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
+        let mut tracker = AdapterInstance::new("tracker", std::path::Path::new("p"));
+        tracker.concurrency = Some(1);
+        let throttle = std::sync::Arc::new(Throttle::new([&tracker]));
+        let metrics = Metrics::with_throttle(throttle.clone());
+        let store = Store::in_memory().unwrap();
+        let poll = |f: std::pin::Pin<&mut dyn Future<Output = _>>| {
+            f.poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let first = pin!(throttle.acquire("tracker"));
+        let held = match poll(first) {
+            std::task::Poll::Ready(permit) => permit,
+            std::task::Poll::Pending => panic!("the first call has room"),
+        };
+        let mut second = pin!(throttle.acquire("tracker"));
+        assert!(poll(second.as_mut()).is_pending());
+        let text = metrics.render(&store);
+        for line in [
+            "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
+            "handoff_adapter_calls_waiting{adapter=\"tracker\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        drop(held);
+        assert!(poll(second.as_mut()).is_ready());
+        let text = metrics.render(&store);
+        assert!(
+            text.lines()
+                .any(|l| l == "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0"),
+            "{text}"
+        );
+    }
 }

@@ -136,10 +136,10 @@ pub async fn serve(
     let intake_engine = Engine::new(config, open()?)?;
     let unfinished = crate::store::runs::unfinished(intake_engine.store().conn())?;
     let (queue, receiver) = mpsc::channel(serve.max_queued);
-    let metrics = Arc::new(Metrics::with_limits(config.adapters.values()));
     // One throttle for every engine: `[adapters.X] concurrency` limits the
     // process, not each worker.
     let throttle = Arc::new(Throttle::new(config.adapters.values()));
+    let metrics = Arc::new(Metrics::with_throttle(throttle.clone()));
     let mut engines = Vec::new();
     for _ in 0..serve.workers {
         let mut engine = Engine::new(config, open()?)?;
