@@ -198,20 +198,23 @@ mod backend {
         Ok((dir, if rel.is_empty() { ".".into() } else { rel }))
     }
 
-    pub fn read(p: &Path, shown: &str) -> Result<Vec<u8>, AdapterError> {
+    fn open_to_read(p: &Path, shown: &str) -> Result<Descriptor, AdapterError> {
         let (dir, rel) = locate(p, "read", shown)?;
-        let file = dir
-            .open_at(
-                PathFlags::SYMLINK_FOLLOW,
-                &rel,
-                OpenFlags::empty(),
-                DescriptorFlags::READ,
-            )
-            .map_err(|c| error("read", shown, c))?;
+        dir.open_at(
+            PathFlags::SYMLINK_FOLLOW,
+            &rel,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        )
+        .map_err(|c| error("read", shown, c))
+    }
+
+    /// Everything from byte `from` to the end.
+    fn read_from(file: &Descriptor, shown: &str, from: u64) -> Result<Vec<u8>, AdapterError> {
         let mut out = Vec::new();
         loop {
             let (chunk, end) = file
-                .read(64 * 1024, out.len() as u64)
+                .read(64 * 1024, from + out.len() as u64)
                 .map_err(|c| error("read", shown, c))?;
             out.extend_from_slice(&chunk);
             if end || chunk.is_empty() {
@@ -220,31 +223,18 @@ mod backend {
         }
     }
 
+    pub fn read(p: &Path, shown: &str) -> Result<Vec<u8>, AdapterError> {
+        read_from(&open_to_read(p, shown)?, shown, 0)
+    }
+
     pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, AdapterError> {
-        let (dir, rel) = locate(p, "read", shown)?;
-        let file = dir
-            .open_at(
-                PathFlags::SYMLINK_FOLLOW,
-                &rel,
-                OpenFlags::empty(),
-                DescriptorFlags::READ,
-            )
-            .map_err(|c| error("read", shown, c))?;
+        let file = open_to_read(p, shown)?;
         let size = file.stat().map_err(|c| error("read", shown, c))?.size;
         let from = size.saturating_sub(max);
-        let mut bytes = Vec::new();
-        loop {
-            let (chunk, end) = file
-                .read(64 * 1024, from + bytes.len() as u64)
-                .map_err(|c| error("read", shown, c))?;
-            bytes.extend_from_slice(&chunk);
-            if end || chunk.is_empty() {
-                return Ok(super::Tail {
-                    bytes,
-                    whole: from == 0,
-                });
-            }
-        }
+        Ok(super::Tail {
+            bytes: read_from(&file, shown, from)?,
+            whole: from == 0,
+        })
     }
 
     pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
