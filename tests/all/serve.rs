@@ -498,18 +498,24 @@ fn a_source_without_a_usable_secret_refuses_to_start() {
     );
 }
 
-#[test]
-fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
+/// The scenario against the real servers, with its decision made in
+/// Redmine and the governance adapter listing this test's project only.
+fn redmine_polling_scenario() -> (Scenario, crate::servers::Redmine, crate::servers::Seeded) {
     use crate::servers::{Nats, Redmine, seed};
     let (r, n) = (Redmine::from_env(), Nats::from_env());
     let seeded = seed(&r, &n);
     let s = crate::servers::scenario(&r, &n, &seeded);
-    // Polling reads this test's own project only.
     let project = seeded.prefix.trim_start_matches("handoff.");
     s.edit_config(
         "issue-kinds = \"review\" }",
         &format!("issue-kinds = \"review\", project = \"{project}\" }}"),
     );
+    (s, r, seeded)
+}
+
+#[test]
+fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
+    let (s, r, seeded) = redmine_polling_scenario();
     // One pass at start, none after during the test.
     with_serve(&s, serve_config(1, 10, 3600, "redmine/release-reviews"));
     let service = Service::start(&s, None);
@@ -552,16 +558,8 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
 
 #[test]
 fn a_reconciliation_pass_waits_for_room_at_the_source_adapter() {
-    use crate::servers::{Nats, Redmine, seed};
     use handoff::pipeline::throttle::Throttle;
-    let (r, n) = (Redmine::from_env(), Nats::from_env());
-    let seeded = seed(&r, &n);
-    let s = crate::servers::scenario(&r, &n, &seeded);
-    let project = seeded.prefix.trim_start_matches("handoff.");
-    s.edit_config(
-        "issue-kinds = \"review\" }",
-        &format!("issue-kinds = \"review\", project = \"{project}\" }}"),
-    );
+    let (s, _, _) = redmine_polling_scenario();
     s.edit_config(
         "[adapters.governance]\n",
         "[adapters.governance]\nconcurrency = 1\n",
