@@ -13,6 +13,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// Instances that can be alive at once (each run takes fresh ones).
 pub const POOL_INSTANCES: u32 = 128;
 
+/// Bytes of each linear memory reset in place (only the pages an instance
+/// touched, where the kernel can say which) instead of returned to the
+/// kernel when an instance ends: the next instance in that slot starts with
+/// zeroed, already-mapped pages instead of faulting each one in again.
+const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
+
 /// The engine every adapter runs on.
 pub fn new_engine(ceiling: &HostCeiling) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
@@ -30,7 +36,10 @@ pub fn new_engine(ceiling: &HostCeiling) -> wasmtime::Result<Engine> {
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(32)
-        .max_memory_size(ceiling.max_memory_mib as usize * 1024 * 1024);
+        .max_memory_size(ceiling.max_memory_mib as usize * 1024 * 1024)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 * 1024)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
