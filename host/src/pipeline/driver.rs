@@ -15,6 +15,7 @@ use crate::store::runs::{self, Claim, RunRecord};
 use crate::store::steps::{self, StepRow, StepState};
 use rusqlite::Transaction;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a run stops for a person.
@@ -70,7 +71,7 @@ impl Row {
 pub struct Driver<'e> {
     pub engine: &'e mut Engine,
     pub run: RunRecord,
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
     pub calls: Calls,
     /// The source as last read.
     pub snapshot: Option<View>,
@@ -135,15 +136,7 @@ impl Engine {
         }
         let run = runs::get(self.store.conn(), run_id)?
             .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
-        let policy = self
-            .store
-            .approved_policy(&run.policy_sha256)?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "run {run_id}: policy {} has no approved text",
-                    run.policy_sha256
-                ))
-            })?;
+        let policy = self.approved_policy(&run)?;
         let owner = self.owner.clone();
         let mut driver = Driver {
             engine: self,
@@ -161,6 +154,26 @@ impl Engine {
             let _ = runs::release(self.store.conn(), run_id, &owner);
         }
         result
+    }
+}
+
+impl Engine {
+    /// The approved text a run started under, parsed once per engine: an
+    /// approval's text never changes (its sha256 names it), and whether it
+    /// is still in force is asked separately, on every drive.
+    fn approved_policy(&mut self, run: &RunRecord) -> Result<Arc<Policy>, StoreError> {
+        let sha256 = &run.policy_sha256;
+        if let Some(policy) = self.approved.get(sha256) {
+            return Ok(policy.clone());
+        }
+        let policy = Arc::new(self.store.approved_policy(sha256)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "run {}: policy {sha256} has no approved text",
+                run.run_id
+            ))
+        })?);
+        self.approved.insert(sha256.clone(), policy.clone());
+        Ok(policy)
     }
 }
 

@@ -204,6 +204,8 @@ pub struct Engine {
     instances: BTreeMap<String, AdapterInstance>,
     loaded: BTreeMap<String, Arc<LoadedAdapter>>,
     policies: Vec<ConfiguredPolicy>,
+    /// Approved policy texts runs were started under, parsed, by sha256.
+    approved: BTreeMap<String, Arc<Policy>>,
     pub(crate) retry: crate::config::Retry,
     pub(crate) owner: String,
     pub(crate) lease_ttl: Duration,
@@ -254,6 +256,7 @@ impl Engine {
             instances: config.adapters.clone(),
             loaded: BTreeMap::new(),
             policies,
+            approved: BTreeMap::new(),
             retry: config.retry,
             owner: runs::lease_owner(),
             lease_ttl: Duration::from_secs(300),
