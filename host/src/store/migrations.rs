@@ -139,6 +139,30 @@ pub const MIGRATIONS: &[&str] = &[
     // as one at the time of the resolution.
     "ALTER TABLE follow_ups ADD COLUMN acknowledged_by TEXT;
     ALTER TABLE follow_ups ADD COLUMN acknowledged_at TEXT;",
+    // 8: the audit chain without a unique index on `hash`. Nothing looks a
+    // row up by its hash (`audit verify` recomputes the chain in `seq`
+    // order), and the index cost each appended row a write to a random
+    // page: about a third of the store's page writes per run.
+    "CREATE TABLE audit_v8 (
+        seq            INTEGER PRIMARY KEY,
+        at             TEXT NOT NULL,
+        run_id         TEXT,
+        event_id       TEXT,
+        kind           TEXT NOT NULL,
+        payload        TEXT NOT NULL,
+        policy_sha256  TEXT,
+        adapter_sha256 TEXT,
+        prev_hash      TEXT NOT NULL,
+        hash           TEXT NOT NULL
+    );
+    INSERT INTO audit_v8 (seq, at, run_id, event_id, kind, payload, policy_sha256,
+                          adapter_sha256, prev_hash, hash)
+        SELECT seq, at, run_id, event_id, kind, payload, policy_sha256,
+               adapter_sha256, prev_hash, hash
+        FROM audit ORDER BY seq;
+    DROP TABLE audit;
+    ALTER TABLE audit_v8 RENAME TO audit;
+    CREATE INDEX audit_by_run ON audit(run_id, seq);",
 ];
 
 /// Bring the schema up to date, one transaction per migration.
@@ -186,6 +210,57 @@ mod tests {
                     .unwrap_or_else(|e| panic!("migration {upto} fails: {e}"));
             }
         }
+    }
+
+    #[test]
+    fn dropping_the_audit_hash_index_keeps_every_row_as_it_was() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        for seq in 1..=3 {
+            conn.execute(
+                "INSERT INTO audit (seq, at, run_id, event_id, kind, payload,
+                     policy_sha256, adapter_sha256, prev_hash, hash)
+                 VALUES (?1, 't', 'run-1', 'e', 'k', '{}', 'p', NULL, ?2, ?3)",
+                rusqlite::params![seq, format!("h{}", seq - 1), format!("h{seq}")],
+            )
+            .unwrap();
+        }
+        let rows = |conn: &Connection| -> Vec<(i64, String, String, Option<String>)> {
+            let mut stmt = conn
+                .prepare("SELECT seq, prev_hash, hash, adapter_sha256 FROM audit ORDER BY seq")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let before = rows(&conn);
+
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+
+        assert_eq!(rows(&conn), before);
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(indexes, ["audit_by_run"]);
+        // Appending continues after the highest sequence number.
+        conn.execute(
+            "INSERT INTO audit (at, kind, payload, prev_hash, hash)
+             VALUES ('t', 'k', '{}', 'h3', 'h4')",
+            [],
+        )
+        .unwrap();
+        let last: i64 = conn
+            .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 4);
     }
 
     #[test]
