@@ -18,19 +18,24 @@
 //! The store's WAL is checkpointed by a thread of its own, as in `handoff
 //! serve`.
 //!
-//! Measured (2 cores, ext4; the numbers move by about 10% between runs):
-//! N=1000, 1 worker: 159-201 runs/s, p50 4.7-6.4 ms, p99 8-9 ms; 2 workers:
-//! ~210 runs/s. N=2000: 141-144 runs/s with 1 worker, 152-179 with 2. The
-//! goal is not met. Per run (N=1000, 1 worker, timed inside the engine
-//! before the background checkpoints): 7 transactions of ~330 µs each
-//! (~2.3 ms: ~7 WAL pages written per commit, the audit rows' hashes, and
-//! the checkpoints now moved off this path), 26 adapter calls (~3.1 ms:
-//! observe ~95 µs, apply ~140 µs, a channel publish ~360 µs, read-decision
-//! ~65 µs; six instantiations ~55 µs each; each file operation through
-//! WASI costs ~10-20 µs), intake ~0.25 ms. A second worker adds little: the
-//! example gives every adapter `concurrency = 1` (the filesystem store
-//! rewrites shared records in place), and both workers share one write
-//! lock.
+//! `PERF_CTL=<fifo>` writes `enable` / `disable` to that fifo around the
+//! timed section, so `perf stat -D -1 --control fifo:<fifo>` (or `perf
+//! record`) counts only the runs, not the build-up and warm-up.
+//!
+//! Measured (2 cores, ext4; the numbers move by 10-15% between runs):
+//! N=1000, 1 worker: 207-214 runs/s, p50 4.4-4.8 ms, p99 7-10 ms; 2
+//! workers: 246-268 runs/s, p50 7-8 ms, p99 ~21 ms. The goal is not met:
+//! a run costs 4.6-5.0 ms of CPU (`perf stat -e task-clock` over the timed
+//! section, N=500, 1 worker), so two cores give at most ~400 runs/s. Where
+//! it goes (`perf record`, 1 worker): SQLite ~34% (7 transactions and 29
+//! audit rows per run; committing them, mostly the kernel's buffered
+//! writes of ~70 WAL frames, ~17%), the adapters' guest code ~11%, WASI
+//! file operations ~10% (~60 opens beneath the preopened directory per
+//! run, each resolved by the kernel), instantiating and dropping six
+//! component instances ~8%, intake ~5%, the rest allocation and copying
+//! spread thin. The example gives every adapter `concurrency = 1` (the
+//! filesystem store rewrites shared records in place), and all workers
+//! take turns at one write lock.
 
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
@@ -171,6 +176,10 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         assert_eq!(warm.outcome, Outcome::Completed, "{warm:?}");
     }
 
+    let ctl = std::env::var("PERF_CTL").ok();
+    if let Some(c) = &ctl {
+        std::fs::write(c, "enable\n").unwrap();
+    }
     let start = Instant::now();
     let threads: Vec<_> = engines
         .into_iter()
@@ -194,6 +203,9 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         .flat_map(|t| t.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+    if let Some(c) = &ctl {
+        std::fs::write(c, "disable\n").unwrap();
+    }
     latencies.sort();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     let rows: i64 = store
