@@ -76,6 +76,13 @@ pub fn exists(path: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a path exists, where an answer of "no" must be a real one: an
+/// error other than "not found" is an error, not `false`.
+pub fn try_exists(path: &str) -> Result<bool, AdapterError> {
+    let p = inside_mounts(path)?;
+    std::fs::exists(backend::host_path(&p)).map_err(|e| io_error("look up", path, e))
+}
+
 /// The mounted directories, as the guest sees them (`/evidence`...).
 pub fn mounts() -> Vec<String> {
     backend::mounts()

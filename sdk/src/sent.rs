@@ -7,6 +7,17 @@
 //! channel's applied keys. A crash between the delivery and the record can
 //! still deliver twice; the target receives the same key both times (a
 //! `Message-ID`, a `webhook-id`), so it can recognise the repeat.
+//!
+//! Beside the log, `<channel>.index/` spreads the same keys over 256
+//! bucket files (`00`..`ff`, by a fixed hash of the key), so asking whether
+//! a key was ever delivered reads one bucket, 1/256 of the history, instead
+//! of the whole log (which made every delivery slower than the last). A log
+//! written before the index existed is indexed once, on the first question;
+//! `.complete` in the directory says that has been done. A key is logged
+//! before it is indexed: a stop between the two leaves it in the log only,
+//! where it still counts among the recent keys (the channel reads as
+//! delivered, so the step is not applied again); asked about after it has
+//! left that window, it would be delivered again, with the same key.
 
 use crate::{AdapterError, fs};
 
@@ -19,6 +30,28 @@ const TYPICAL_LINE: u64 = 72;
 #[derive(Debug, Clone)]
 pub struct SentLog {
     path: String,
+    /// The directory of bucket files.
+    index: String,
+}
+
+/// In the index directory: every key of the log is in its bucket.
+const COMPLETE: &str = ".complete";
+
+/// The bucket a key belongs in: FNV-1a (64-bit) of its bytes, low byte.
+/// Part of the on-disk format: changing it would hide indexed keys.
+fn bucket_name(key: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:02x}", hash & 0xff)
+}
+
+/// Whether `text`, a file of lines, has `key` as one of them.
+fn has_line(text: &[u8], key: &str) -> bool {
+    text.split(|b| *b == b'\n')
+        .any(|line| line == key.as_bytes())
 }
 
 impl SentLog {
@@ -36,20 +69,47 @@ impl SentLog {
         }
         Ok(SentLog {
             path: format!("{dir}/{channel}.sent"),
+            index: format!("{dir}/{channel}.index"),
         })
     }
 
-    /// Whether `key` was delivered on this channel. The whole log is read
-    /// (a delivery must never be repeated, however old), but scanned in
-    /// place: a long history costs one read, not a string per key.
+    /// Whether `key` was ever delivered on this channel (a delivery must
+    /// never be repeated, however old).
     pub fn contains(&self, key: &str) -> Result<bool, AdapterError> {
-        match fs::read(&self.path) {
-            Ok(bytes) => Ok(bytes
-                .split(|b| *b == b'\n')
-                .any(|line| line == key.as_bytes())),
-            Err(AdapterError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
+        match fs::read(&self.in_index(&bucket_name(key))) {
+            Ok(bucket) if has_line(&bucket, key) => return Ok(true),
+            Ok(_) | Err(AdapterError::NotFound(_)) => {}
+            Err(e) => return Err(e),
         }
+        if fs::try_exists(&self.in_index(COMPLETE))? {
+            return Ok(false);
+        }
+        // A log from before the index: put each of its keys in its bucket,
+        // then say so. A stop half-way only means doing it again (a key
+        // twice in a bucket is still one key).
+        let log = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(AdapterError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        fs::create_dir_all(&self.index)?;
+        for line in String::from_utf8_lossy(&log).lines() {
+            if !line.is_empty() {
+                self.add(&bucket_name(line), line)?;
+            }
+        }
+        fs::write(&self.in_index(COMPLETE), b"")?;
+        Ok(has_line(&log, key))
+    }
+
+    fn in_index(&self, name: &str) -> String {
+        format!("{}/{name}", self.index)
+    }
+
+    /// Append `key` to its bucket: one line, one append, so a concurrent
+    /// appender's line never lands inside it.
+    fn add(&self, bucket: &str, key: &str) -> Result<(), AdapterError> {
+        fs::append(&self.in_index(bucket), format!("{key}\n").as_bytes())
     }
 
     /// The latest `window` keys, oldest first. Only the end of the log is
@@ -91,7 +151,12 @@ impl SentLog {
                 MAX_LINE - 1
             )));
         }
-        fs::append(&self.path, format!("{key}\n").as_bytes())
+        // The log first: a stop between the two leaves a key the log shows
+        // as recent (so the channel reads as delivered) rather than an
+        // indexed key the log never got.
+        fs::append(&self.path, format!("{key}\n").as_bytes())?;
+        fs::create_dir_all(&self.index)?;
+        self.add(&bucket_name(key), key)
     }
 }
 
@@ -120,5 +185,58 @@ mod tests {
             assert!(matches!(log.record(&long), Err(AdapterError::Invalid(_))));
         });
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_from_before_the_index_is_indexed_once_then_answered_without_it() {
+        let dir = std::env::temp_dir().join(format!("handoff-sdk-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old: Vec<String> = (0..40).map(|i| format!("hk1-old-{i}")).collect();
+        std::fs::write(dir.join("coord.sent"), old.join("\n") + "\n").unwrap();
+        let h = Harness::new().dir("sent", &dir);
+        h.run(|| {
+            let log = SentLog::new("/sent", "coord").unwrap();
+            assert!(
+                log.contains("hk1-old-3").unwrap(),
+                "a key logged before the index"
+            );
+            assert!(!log.contains("hk1-never").unwrap());
+            log.record("hk1-new").unwrap();
+            log.record("a key with spaces").unwrap();
+        });
+        let index = dir.join("coord.index");
+        assert!(index.join(".complete").is_file());
+        for key in old
+            .iter()
+            .map(String::as_str)
+            .chain(["hk1-new", "a key with spaces"])
+        {
+            let bucket = std::fs::read_to_string(index.join(bucket_name(key))).unwrap();
+            assert!(bucket.lines().any(|l| l == key), "{key} in its bucket");
+        }
+        let buckets = std::fs::read_dir(&index).unwrap().count() - 1;
+        assert!(
+            buckets > 1 && buckets <= 42,
+            "{buckets} buckets for 42 keys"
+        );
+        // Once indexed, a key is answered from its bucket alone: with the
+        // log gone, old and new keys are still known.
+        std::fs::remove_file(dir.join("coord.sent")).unwrap();
+        h.run(|| {
+            let log = SentLog::new("/sent", "coord").unwrap();
+            assert!(log.contains("hk1-old-0").unwrap());
+            assert!(log.contains("hk1-old-39").unwrap());
+            assert!(log.contains("a key with spaces").unwrap());
+            assert!(!log.contains("hk1-never").unwrap());
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_bucket_of_a_key_never_changes() {
+        // FNV-1a 64 of "" and of "a": the index on disk depends on these.
+        assert_eq!(bucket_name(""), "25");
+        assert_eq!(bucket_name("a"), "8c");
     }
 }

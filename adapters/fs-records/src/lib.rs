@@ -8,7 +8,8 @@
 //! channel's history only grows at its end, so a publish costs the same
 //! whatever came before. Observing a channel reports the keys of its latest
 //! `observe-window` messages (config, default 100), as the mail and webhook
-//! adapters do; a publish checks every key sent before.
+//! adapters do; a publish checks every key sent before (in one of 256
+//! index buckets, `<id>.index/`, not the whole log).
 //!
 //! Every write that changes something is appended to
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
