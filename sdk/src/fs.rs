@@ -69,11 +69,9 @@ pub fn list(path: &str) -> Result<Vec<String>, AdapterError> {
     Ok(names)
 }
 
-/// Whether a path exists (false outside the mounts).
+/// Whether a path exists (false outside the mounts, and on any error).
 pub fn exists(path: &str) -> bool {
-    inside_mounts(path)
-        .map(|p| backend::host_path(&p).exists())
-        .unwrap_or(false)
+    try_exists(path).unwrap_or(false)
 }
 
 /// Whether a path exists, where an answer of "no" must be a real one: an

@@ -48,6 +48,14 @@ fn bucket_name(key: &str) -> String {
     format!("{:02x}", hash & 0xff)
 }
 
+/// A file's bytes, or none if it does not exist.
+fn read_or_empty(path: &str) -> Result<Vec<u8>, AdapterError> {
+    match fs::read(path) {
+        Err(AdapterError::NotFound(_)) => Ok(Vec::new()),
+        read => read,
+    }
+}
+
 /// Whether `text`, a file of lines, has `key` as one of them.
 fn has_line(text: &[u8], key: &str) -> bool {
     text.split(|b| *b == b'\n')
@@ -76,10 +84,8 @@ impl SentLog {
     /// Whether `key` was ever delivered on this channel (a delivery must
     /// never be repeated, however old).
     pub fn contains(&self, key: &str) -> Result<bool, AdapterError> {
-        match fs::read(&self.in_index(&bucket_name(key))) {
-            Ok(bucket) if has_line(&bucket, key) => return Ok(true),
-            Ok(_) | Err(AdapterError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+        if has_line(&read_or_empty(&self.in_index(&bucket_name(key)))?, key) {
+            return Ok(true);
         }
         if fs::try_exists(&self.in_index(COMPLETE))? {
             return Ok(false);
@@ -87,11 +93,7 @@ impl SentLog {
         // A log from before the index: put each of its keys in its bucket,
         // then say so. A stop half-way only means doing it again (a key
         // twice in a bucket is still one key).
-        let log = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(AdapterError::NotFound(_)) => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let log = read_or_empty(&self.path)?;
         fs::create_dir_all(&self.index)?;
         for line in String::from_utf8_lossy(&log).lines() {
             if !line.is_empty() {
@@ -107,9 +109,18 @@ impl SentLog {
     }
 
     /// Append `key` to its bucket: one line, one append, so a concurrent
-    /// appender's line never lands inside it.
+    /// appender's line never lands inside it. The directory is made only
+    /// when the append finds it missing, not looked for on every record.
     fn add(&self, bucket: &str, key: &str) -> Result<(), AdapterError> {
-        fs::append(&self.in_index(bucket), format!("{key}\n").as_bytes())
+        let path = self.in_index(bucket);
+        let line = format!("{key}\n");
+        match fs::append(&path, line.as_bytes()) {
+            Err(AdapterError::NotFound(_)) => {
+                fs::create_dir_all(&self.index)?;
+                fs::append(&path, line.as_bytes())
+            }
+            done => done,
+        }
     }
 
     /// The latest `window` keys, oldest first. Only the end of the log is
@@ -155,7 +166,6 @@ impl SentLog {
         // as recent (so the channel reads as delivered) rather than an
         // indexed key the log never got.
         fs::append(&self.path, format!("{key}\n").as_bytes())?;
-        fs::create_dir_all(&self.index)?;
         self.add(&bucket_name(key), key)
     }
 }
