@@ -155,9 +155,7 @@ impl Engine {
         }
         result
     }
-}
 
-impl Engine {
     /// The approved text a run started under, parsed once per engine: an
     /// approval's text never changes (its sha256 names it), and whether it
     /// is still in force is asked separately, on every drive.
