@@ -99,38 +99,58 @@ async fn the_record_store_journals_each_real_write_once() {
 #[tokio::test]
 async fn a_record_rewritten_shorter_is_replaced_whole() {
     let records = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(records.path().join("review-queue")).unwrap();
-    let long = "x".repeat(4000);
-    std::fs::write(
-        records.path().join("review-queue/RV-1.json"),
-        serde_json::json!({"state": "waiting", "revision": 1, "fields": {"packet": long}})
+    let dir = records.path().join("review-queue");
+    std::fs::create_dir_all(&dir).unwrap();
+    // One record within a page (changed in place), one past it (a new file
+    // renamed over the old one).
+    for (id, packet) in [("RV-1", 300), ("RV-2", 6000)] {
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            serde_json::json!({"state": "waiting", "revision": 1,
+                               "fields": {"packet": "x".repeat(packet)}})
             .to_string(),
-    )
-    .unwrap();
+        )
+        .unwrap();
+    }
+    let big_before = std::fs::read(dir.join("RV-2.json")).unwrap();
+    // Opened before the write: the renamed-over record stays whole for it.
+    let mut held = std::fs::File::open(dir.join("RV-2.json")).unwrap();
     let adapter = loaded("fs-records", "records", records.path());
-    let mut instance = adapter.instantiate().await.unwrap();
-    let after = instance
-        .apply(&rec("review-queue", "RV-1"), &Action::ClearEntry, "k-clear")
-        .await
+    for id in ["RV-1", "RV-2"] {
+        let mut instance = adapter.instantiate().await.unwrap();
+        let after = instance
+            .apply(&rec("review-queue", id), &Action::ClearEntry, "k-clear")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.state, "cleared");
+        // The file holds exactly the new record: nothing of the longer old
+        // one (nor any padding) is left after it.
+        let on_disk = std::fs::read(dir.join(format!("{id}.json"))).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&on_disk)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&on_disk)));
+        assert_eq!(parsed["state"], "cleared");
+        assert!(on_disk.len() < 300, "{id}: {} bytes", on_disk.len());
+        assert!(!on_disk.ends_with(b" "), "{id}: padding left");
+        let seen = adapter
+            .instantiate()
+            .await
+            .unwrap()
+            .observe(&rec("review-queue", id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.state, "cleared");
+    }
+    let mut old = Vec::new();
+    std::io::Read::read_to_end(&mut held, &mut old).unwrap();
+    assert!(old == big_before, "{}", String::from_utf8_lossy(&old));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
-        .unwrap();
-    assert_eq!(after.state, "cleared");
-    // The file holds exactly the new record: nothing of the longer old one
-    // is left after it.
-    let on_disk = std::fs::read(records.path().join("review-queue/RV-1.json")).unwrap();
-    let parsed: serde_json::Value = serde_json::from_slice(&on_disk)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&on_disk)));
-    assert_eq!(parsed["state"], "cleared");
-    assert!(on_disk.len() < 1000, "{} bytes", on_disk.len());
-    let seen = adapter
-        .instantiate()
-        .await
-        .unwrap()
-        .observe(&rec("review-queue", "RV-1"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(seen.state, "cleared");
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["RV-1.json", "RV-2.json"], "no partial file is left");
 }
 
 #[test]

@@ -11,6 +11,9 @@
 //! adapters do; a publish checks every key sent before (in one of 256
 //! index buckets, `<id>.index/`, not the whole log).
 //!
+//! A record is written with `fs::replace`: a stop mid-write leaves the old
+//! record or the new one whole, never a torn mix of the two.
+//!
 //! Every write that changes something is appended to
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
 //! operators can count what was really written. Applying an action whose
@@ -183,7 +186,7 @@ fn store(record: &RecordRef, value: &Record) -> Result<(), AdapterError> {
     fs::create_dir_all(&format!("/records/{}", record.kind))?;
     let json = serde_json::to_vec_pretty(value)
         .map_err(|e| AdapterError::Invalid(format!("encode {path}: {e}")))?;
-    fs::write(&path, &json)
+    fs::replace(&path, &json)
 }
 
 fn observed(record: Option<&Record>) -> Observed {
