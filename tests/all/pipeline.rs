@@ -571,6 +571,23 @@ fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
         &s.run(),
         &["adapter instance \"pager\"", "[adapters.pager]"],
     );
+
+    // Configured, but its package is not where the configuration says.
+    let s = Scenario::new();
+    s.edit_config(
+        "[adapters.notify]\nconcurrency = 1\npackage = \"",
+        "[adapters.notify]\nconcurrency = 1\npackage = \"/nowhere",
+    );
+    refused(
+        &s,
+        &s.run(),
+        &[
+            "adapter instance \"notify\" has no package",
+            "/nowhere",
+            "adapter.toml",
+            "[adapters.notify]",
+        ],
+    );
 }
 
 fn policy_path(s: &Scenario) -> std::path::PathBuf {

@@ -20,6 +20,7 @@ pub mod validate;
 use crate::config::{AdapterInstance, Config};
 use crate::policy::template::{Scope, TemplateError};
 use crate::policy::{Policy, PolicyError};
+use crate::sandbox::package::Package;
 use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
 use crate::store::policies::PolicyStatus;
 use crate::store::runs::{self, NewRun};
@@ -116,6 +117,15 @@ pub enum RunError {
         policy: String,
         path: PathBuf,
         adapter: String,
+    },
+    #[error(
+        "policy {policy} ({path}): adapter instance {adapter:?} has no package: {problem}; build it, or fix `package` in [adapters.{adapter}]"
+    )]
+    MissingPackage {
+        policy: String,
+        path: PathBuf,
+        adapter: String,
+        problem: String,
     },
     #[error("policy {policy} ({path}) {problem}")]
     PolicyNotApproved {
@@ -220,18 +230,30 @@ pub type StepObserver = Arc<dyn Fn(&str, Duration) + Send + Sync>;
 
 impl Engine {
     /// Read the configured policies and check that every adapter they name
-    /// is configured. Nothing is loaded or run yet.
+    /// is configured, with a package where its configuration says. Nothing
+    /// is loaded or run yet.
     pub fn new(config: &Config, store: Store) -> Result<Engine, RunError> {
         let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
         let mut policies: Vec<ConfiguredPolicy> = Vec::new();
         for path in &config.policies {
             let policy = Policy::load(path)?;
             for adapter in policy.adapters() {
-                if !config.adapters.contains_key(adapter) {
+                let Some(instance) = config.adapters.get(adapter) else {
                     return Err(RunError::UnknownAdapter {
                         policy: policy.id.clone(),
                         path: path.clone(),
                         adapter: adapter.to_string(),
+                    });
+                };
+                // A package that is not there is a configuration mistake:
+                // said now, before any event is taken in. (Its digest and
+                // approval are checked when it loads, on first use.)
+                if let Err(e) = Package::find(&instance.package) {
+                    return Err(RunError::MissingPackage {
+                        policy: policy.id.clone(),
+                        path: path.clone(),
+                        adapter: adapter.to_string(),
+                        problem: e.to_string(),
                     });
                 }
             }
@@ -306,7 +328,7 @@ impl Engine {
             instance: name.to_string(),
             problem: "is not configured in [adapters]".into(),
         })?;
-        let package = crate::sandbox::package::Package::read(&instance.package)?;
+        let package = Package::read(&instance.package)?;
         let approval = self
             .store
             .latest_approval(&package.manifest.name)

@@ -35,8 +35,10 @@ pub struct Package {
 }
 
 impl Package {
-    /// Read a package from its directory (or from the path of its manifest).
-    pub fn read(path: &Path) -> Result<Package, PackageError> {
+    /// Where the package at `path` (its directory, or its manifest) has its
+    /// directory and manifest; an error when there is no manifest there.
+    /// Cheap (no file is read): for checking a configuration at startup.
+    pub fn find(path: &Path) -> Result<(PathBuf, PathBuf), PackageError> {
         let (dir, manifest_path) = if path.is_dir() {
             (path.to_path_buf(), path.join(MANIFEST_FILE))
         } else {
@@ -46,6 +48,12 @@ impl Package {
         if !manifest_path.is_file() {
             return Err(PackageError::NoManifest { dir });
         }
+        Ok((dir, manifest_path))
+    }
+
+    /// Read a package from its directory (or from the path of its manifest).
+    pub fn read(path: &Path) -> Result<Package, PackageError> {
+        let (dir, manifest_path) = Package::find(path)?;
         let manifest_text = std::fs::read(&manifest_path).map_err(|e| ManifestError {
             path: manifest_path.clone(),
             problem: format!("cannot read: {e}"),
