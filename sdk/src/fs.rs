@@ -309,6 +309,19 @@ mod backend {
             }
             return Ok(());
         }
+        write_from_start(&file, bytes, op, shown)?;
+        file.set_size(bytes.len() as u64)
+            .map_err(|c| error(op, shown, c))
+    }
+
+    /// Write `bytes` over the file from its first byte (the host makes it
+    /// one pwrite; the loop is for a short one).
+    fn write_from_start(
+        file: &Descriptor,
+        bytes: &[u8],
+        op: &str,
+        shown: &str,
+    ) -> Result<(), AdapterError> {
         let mut done = 0;
         while done < bytes.len() {
             let n = file
@@ -316,8 +329,6 @@ mod backend {
                 .map_err(|c| error(op, shown, c))?;
             done += n as usize;
         }
-        file.set_size(bytes.len() as u64)
-            .map_err(|c| error(op, shown, c))?;
         Ok(())
     }
 
@@ -339,14 +350,8 @@ mod backend {
             Ok(file) => {
                 let old = file.stat().map_err(|c| error(op, shown, c))?.size;
                 if let Some(padded) = super::over_in_place(bytes, old) {
-                    // One write (the host makes it one pwrite), then the cut.
-                    let mut done = 0;
-                    while done < padded.len() {
-                        let n = file
-                            .write(&padded[done..], done as u64)
-                            .map_err(|c| error(op, shown, c))?;
-                        done += n as usize;
-                    }
+                    // One write, then the cut.
+                    write_from_start(&file, &padded, op, shown)?;
                     return file
                         .set_size(bytes.len() as u64)
                         .map_err(|c| error(op, shown, c));
