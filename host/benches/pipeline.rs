@@ -23,8 +23,8 @@
 //! record`) counts only the runs, not the build-up and warm-up.
 //!
 //! Measured (2 cores, ext4; the numbers move by 10-15% between runs):
-//! N=1000, 1 worker: 207-214 runs/s, p50 4.4-4.8 ms, p99 7-10 ms; 2
-//! workers: 246-268 runs/s, p50 7-8 ms, p99 ~21 ms. The goal is not met:
+//! N=1000, 1 worker: 221-245 runs/s, p50 3.8-4.1 ms, p99 6-7 ms; 2
+//! workers: 316-319 runs/s, p50 5.6-5.7 ms, p99 15-21 ms. The goal is not met:
 //! a run costs 4.6-5.0 ms of CPU (`perf stat -e task-clock` over the timed
 //! section, N=500, 1 worker), so two cores give at most ~400 runs/s. Where
 //! it goes (`perf record`, 1 worker): SQLite ~34% (7 transactions and 29
