@@ -61,7 +61,7 @@ pub fn replace(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
     let name = p
         .file_name()
         .ok_or_else(|| AdapterError::Invalid(format!("replace {path}: not a file name")))?;
-    let partial = p.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let partial = format!(".{}.partial", name.to_string_lossy());
     backend::replace(&p, &partial, path, contents)
 }
 
@@ -332,12 +332,8 @@ mod backend {
         Ok(())
     }
 
-    pub fn replace(
-        p: &Path,
-        partial: &Path,
-        shown: &str,
-        bytes: &[u8],
-    ) -> Result<(), AdapterError> {
+    /// `partial` is the name of the sibling a new file is written to.
+    pub fn replace(p: &Path, partial: &str, shown: &str, bytes: &[u8]) -> Result<(), AdapterError> {
         let op = "replace";
         let (dir, rel) = locate(p, op, shown)?;
         // Not created here: a new file appears only by the rename, whole.
@@ -360,11 +356,8 @@ mod backend {
             Err(ErrorCode::NoEntry) => {}
             Err(c) => return Err(error(op, shown, c)),
         }
-        write(partial, shown, bytes, false)?;
-        let from = match partial.file_name() {
-            Some(name) => Path::new(&rel).with_file_name(name),
-            None => return Err(error(op, shown, ErrorCode::Invalid)),
-        };
+        write(&p.with_file_name(partial), shown, bytes, false)?;
+        let from = Path::new(&rel).with_file_name(partial);
         dir.rename_at(&from.to_string_lossy(), &dir, &rel)
             .map_err(|c| error(op, shown, c))
     }
@@ -415,12 +408,7 @@ mod backend {
             .map_err(|e| super::io_error(op, shown, e))
     }
 
-    pub fn replace(
-        p: &Path,
-        partial: &Path,
-        shown: &str,
-        bytes: &[u8],
-    ) -> Result<(), AdapterError> {
+    pub fn replace(p: &Path, partial: &str, shown: &str, bytes: &[u8]) -> Result<(), AdapterError> {
         use std::os::unix::fs::FileExt;
         let fail = |e| super::io_error("replace", shown, e);
         match std::fs::OpenOptions::new().write(true).open(host_path(p)) {
@@ -434,8 +422,9 @@ mod backend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(fail(e)),
         }
-        std::fs::write(host_path(partial), bytes).map_err(fail)?;
-        std::fs::rename(host_path(partial), host_path(p)).map_err(fail)
+        let partial = host_path(&p.with_file_name(partial));
+        std::fs::write(&partial, bytes).map_err(fail)?;
+        std::fs::rename(&partial, host_path(p)).map_err(fail)
     }
 }
 
