@@ -92,7 +92,7 @@ pub fn append(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
 /// Create a directory and its parents (no error if it exists).
 pub fn create_dir_all(path: &str) -> Result<(), AdapterError> {
     let p = inside_mounts(path)?;
-    std::fs::create_dir_all(backend::host_path(&p)).map_err(|e| io_error("create", path, e))
+    backend::create_dir_all(&p, path)
 }
 
 /// The names in a directory, sorted.
@@ -117,7 +117,7 @@ pub fn exists(path: &str) -> bool {
 /// error other than "not found" is an error, not `false`.
 pub fn try_exists(path: &str) -> Result<bool, AdapterError> {
     let p = inside_mounts(path)?;
-    std::fs::exists(backend::host_path(&p)).map_err(|e| io_error("look up", path, e))
+    backend::try_exists(&p, path)
 }
 
 /// The mounted directories, as the guest sees them (`/evidence`...).

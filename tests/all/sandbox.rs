@@ -169,6 +169,82 @@ async fn granted_directories_are_readable_and_the_read_write_one_writable() {
     );
 }
 
+/// The SDK's file calls go to `wasi:filesystem` directly inside a
+/// component (sized reads, one-`stat` lookups, its own directory walk):
+/// each is checked here where it runs, against what the disk holds.
+#[tokio::test]
+async fn the_sdk_file_calls_answer_inside_a_component_as_the_disk_does() {
+    let evidence = tempfile::tempdir().unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    // Sizes around the host's 64 KiB limit per read, and an empty file.
+    let text = |len: usize| -> String {
+        (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect()
+    };
+    let sizes = [0, 5, 65_536, 65_537, 3 * 65_536 + 100];
+    for len in sizes {
+        std::fs::write(evidence.path().join(format!("f{len}.txt")), text(len)).unwrap();
+    }
+    std::os::unix::fs::symlink("f5.txt", evidence.path().join("link")).unwrap();
+    std::os::unix::fs::symlink("gone.txt", evidence.path().join("dangling")).unwrap();
+    std::fs::write(outbox.path().join("taken"), b"a file").unwrap();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-sdk-files",
+            "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
+             [[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
+        ),
+    );
+    let mut cfg = AdapterInstance::new("probe-sdk-files", dir.path());
+    cfg.directories
+        .insert("evidence".into(), evidence.path().to_path_buf());
+    cfg.directories
+        .insert("outbox".into(), outbox.path().to_path_buf());
+    let sandbox = sandbox();
+    let adapter = approved(&sandbox, dir.path(), &cfg);
+    let mut instance = adapter.instantiate().await.unwrap();
+    let mut ask = async |op: &str, arg: &str| instance.observe(&rec(op, arg)).await.unwrap();
+
+    for len in sizes {
+        let read = ask("read", &format!("/evidence/f{len}.txt")).await.unwrap();
+        assert!(field(&read, "content") == text(len), "f{len}.txt read back");
+    }
+    for (path, exists) in [
+        ("/evidence/f5.txt", true),
+        ("/evidence/link", true),
+        ("/evidence", true),
+        ("/evidence/missing.txt", false),
+        ("/evidence/dangling", false),
+        ("/outbox/none/deeper", false),
+    ] {
+        let seen = ask("exists", path).await.unwrap();
+        assert_eq!(field(&seen, "exists"), exists.to_string(), "{path}");
+    }
+
+    ask("mkdir", "/outbox/a/b/c").await.unwrap();
+    assert!(outbox.path().join("a/b/c").is_dir());
+    // Already there: no error, nothing else made.
+    ask("mkdir", "/outbox/a/b").await.unwrap();
+    ask("mkdir", "/outbox").await.unwrap();
+    let names: Vec<_> = std::fs::read_dir(outbox.path().join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["b"]);
+    // A file in the way, and a read-only mount, are errors that say so.
+    match ask("mkdir", "/outbox/taken").await {
+        Err(AdapterError::Transient(m)) => assert!(m.contains("/outbox/taken"), "{m}"),
+        other => panic!("mkdir over a file: {other:?}"),
+    }
+    match ask("mkdir", "/evidence/new").await {
+        Err(AdapterError::Denied(m)) => assert!(m.contains("/evidence/new"), "{m}"),
+        other => panic!("mkdir in a read-only mount: {other:?}"),
+    }
+    assert!(!evidence.path().join("new").exists());
+}
+
 #[tokio::test]
 async fn a_declared_socket_address_connects_to_a_real_listener() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -12,6 +12,14 @@ pub fn host_path(p: &Path) -> PathBuf {
     crate::testing::with_current(|h| h.resolve_mount(p))
 }
 
+pub fn try_exists(p: &Path, shown: &str) -> Result<bool, AdapterError> {
+    std::fs::exists(host_path(p)).map_err(|e| super::io_error("look up", shown, e))
+}
+
+pub fn create_dir_all(p: &Path, shown: &str) -> Result<(), AdapterError> {
+    std::fs::create_dir_all(host_path(p)).map_err(|e| super::io_error("create", shown, e))
+}
+
 pub fn read(p: &Path, shown: &str) -> Result<Vec<u8>, AdapterError> {
     std::fs::read(host_path(p)).map_err(|e| super::io_error("read", shown, e))
 }

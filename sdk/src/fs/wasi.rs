@@ -1,18 +1,30 @@
-//! In a component, whole-file reads and writes go through
-//! `wasi:filesystem` descriptors (positional read and write), and appends
+//! In a component, every file operation goes through `wasi:filesystem`
+//! descriptors: whole-file reads and writes are positional, appends go
 //! through an append stream (the one way to write at the end without
-//! reading where it is first). handoff's host runs both on the calling
+//! reading where it is first). handoff's host runs them on the calling
 //! thread; a host that does not sends each through a thread pool.
+//!
+//! Each operation here is as few host calls as it can be: an instance
+//! makes dozens per run, and `std::fs` spends more than it needs (it asks
+//! the host for the mounts on every path, and for a file's identity beside
+//! its metadata).
 
 use crate::AdapterError;
 use std::path::{Path, PathBuf};
-use wasip2::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
+use std::sync::OnceLock;
+use wasip2::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+};
+
+/// The mounts and their names, asked of the host once: they are fixed when
+/// the instance is made.
+fn preopens() -> &'static [(Descriptor, String)] {
+    static PREOPENS: OnceLock<Vec<(Descriptor, String)>> = OnceLock::new();
+    PREOPENS.get_or_init(wasip2::filesystem::preopens::get_directories)
+}
 
 pub fn mounts() -> Vec<String> {
-    wasip2::filesystem::preopens::get_directories()
-        .into_iter()
-        .map(|(_, name)| name)
-        .collect()
+    preopens().iter().map(|(_, name)| name.clone()).collect()
 }
 
 pub fn host_path(p: &Path) -> PathBuf {
@@ -50,14 +62,14 @@ fn stream_error(op: &str, path: &str, e: wasip2::io::streams::StreamError) -> Ad
 // them beneath the mount and refuses one that leads out (`denied`).
 
 /// The mount holding `p` (the longest matching one) and the path inside it.
-fn locate(p: &Path, op: &str, shown: &str) -> Result<(Descriptor, String), AdapterError> {
-    let (dir, name) = wasip2::filesystem::preopens::get_directories()
-        .into_iter()
+fn locate(p: &Path, op: &str, shown: &str) -> Result<(&'static Descriptor, String), AdapterError> {
+    let (dir, name) = preopens()
+        .iter()
         .filter(|(_, name)| p.starts_with(name))
         .max_by_key(|(_, name)| name.len())
         .ok_or_else(|| error(op, shown, ErrorCode::NotPermitted))?;
     let rel = p
-        .strip_prefix(&name)
+        .strip_prefix(name)
         .map(|r| r.to_string_lossy().into_owned())
         .unwrap_or_default();
     Ok((dir, if rel.is_empty() { ".".into() } else { rel }))
@@ -74,32 +86,105 @@ fn open_to_read(p: &Path, shown: &str) -> Result<Descriptor, AdapterError> {
     .map_err(|c| error("read", shown, c))
 }
 
-/// Everything from byte `from` to the end.
-fn read_from(file: &Descriptor, shown: &str, from: u64) -> Result<Vec<u8>, AdapterError> {
-    let mut out = Vec::new();
-    loop {
+/// The bytes from `from` to the end as `stat` found it a moment before:
+/// one read of exactly that size. Reading until the host says "end"
+/// instead cost a second read, and each read has the host zero a buffer of
+/// the size asked for (64 KiB to be sure of a record).
+fn read_from(
+    file: &Descriptor,
+    shown: &str,
+    from: u64,
+    size: u64,
+) -> Result<Vec<u8>, AdapterError> {
+    let want = size.saturating_sub(from);
+    let mut out = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    while (out.len() as u64) < want {
+        let ask = (want - out.len() as u64).min(MAX_READ);
         let (chunk, end) = file
-            .read(64 * 1024, from + out.len() as u64)
+            .read(ask, from + out.len() as u64)
             .map_err(|c| error("read", shown, c))?;
         out.extend_from_slice(&chunk);
+        // Cut shorter since the stat: what is there is all there is.
         if end || chunk.is_empty() {
-            return Ok(out);
+            break;
         }
     }
+    Ok(out)
+}
+
+/// The most one read asks for (handoff's host gives at most 64 KiB).
+const MAX_READ: u64 = 64 * 1024;
+
+fn size_of(file: &Descriptor, op: &str, shown: &str) -> Result<u64, AdapterError> {
+    Ok(file.stat().map_err(|c| error(op, shown, c))?.size)
 }
 
 pub fn read(p: &Path, shown: &str) -> Result<Vec<u8>, AdapterError> {
-    read_from(&open_to_read(p, shown)?, shown, 0)
+    let file = open_to_read(p, shown)?;
+    read_from(&file, shown, 0, size_of(&file, "read", shown)?)
 }
 
 pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, AdapterError> {
     let file = open_to_read(p, shown)?;
-    let size = file.stat().map_err(|c| error("read", shown, c))?.size;
+    let size = size_of(&file, "read", shown)?;
     let from = size.saturating_sub(max);
     Ok(super::Tail {
-        bytes: read_from(&file, shown, from)?,
+        bytes: read_from(&file, shown, from, size)?,
         whole: from == 0,
     })
+}
+
+/// Whether `p` exists. Asked without following a symlink first: the host
+/// answers that with one `stat`, where following costs an open beneath
+/// the mount, a `stat` and a close. Only a symlink is asked again,
+/// followed.
+pub fn try_exists(p: &Path, shown: &str) -> Result<bool, AdapterError> {
+    let (dir, rel) = locate(p, "look up", shown)?;
+    match kind_at(dir, &rel) {
+        Ok(_) => Ok(true),
+        Err(ErrorCode::NoEntry) => Ok(false),
+        Err(c) => Err(error("look up", shown, c)),
+    }
+}
+
+/// What `rel` is, a symlink followed (beneath the mount).
+fn kind_at(dir: &Descriptor, rel: &str) -> Result<DescriptorType, ErrorCode> {
+    match dir.stat_at(PathFlags::empty(), rel)?.type_ {
+        DescriptorType::SymbolicLink => Ok(dir.stat_at(PathFlags::SYMLINK_FOLLOW, rel)?.type_),
+        kind => Ok(kind),
+    }
+}
+
+/// Create `p` and its missing parents; one existing already as a
+/// directory is no error.
+pub fn create_dir_all(p: &Path, shown: &str) -> Result<(), AdapterError> {
+    let (dir, rel) = locate(p, "create", shown)?;
+    make_dirs(dir, Path::new(&rel), shown)
+}
+
+fn make_dirs(dir: &Descriptor, rel: &Path, shown: &str) -> Result<(), AdapterError> {
+    let fail = |c| error("create", shown, c);
+    let name = rel.to_string_lossy();
+    match dir.create_directory_at(&name) {
+        Ok(()) => Ok(()),
+        Err(ErrorCode::Exist) => match kind_at(dir, &name) {
+            Ok(DescriptorType::Directory) => Ok(()),
+            Ok(_) => Err(fail(ErrorCode::Exist)),
+            Err(c) => Err(fail(c)),
+        },
+        Err(ErrorCode::NoEntry) => match rel.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => {
+                make_dirs(dir, parent, shown)?;
+                match dir.create_directory_at(&name) {
+                    // Made by another instance in between.
+                    Ok(()) | Err(ErrorCode::Exist) => Ok(()),
+                    Err(c) => Err(fail(c)),
+                }
+            }
+            _ => Err(fail(ErrorCode::NoEntry)),
+        },
+        Err(c) => Err(fail(c)),
+    }
 }
 
 pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
@@ -179,6 +264,6 @@ pub fn replace(p: &Path, partial: &str, shown: &str, bytes: &[u8]) -> Result<(),
     }
     write(&p.with_file_name(partial), shown, bytes, false)?;
     let from = Path::new(&rel).with_file_name(partial);
-    dir.rename_at(&from.to_string_lossy(), &dir, &rel)
+    dir.rename_at(&from.to_string_lossy(), dir, &rel)
         .map_err(|c| error(op, shown, c))
 }

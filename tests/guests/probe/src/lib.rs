@@ -76,6 +76,10 @@ impl Target for Probe {
             "read" => handoff_sdk::fs::read_to_string(arg).and_then(|c| done(vec![("content", c)])),
             "write" => handoff_sdk::fs::write(arg, b"written by probe").and_then(|()| done(vec![])),
             "list" => handoff_sdk::fs::list(arg).and_then(|n| done(vec![("names", n.join(","))])),
+            "exists" => {
+                handoff_sdk::fs::try_exists(arg).and_then(|e| done(vec![("exists", e.to_string())]))
+            }
+            "mkdir" => handoff_sdk::fs::create_dir_all(arg).and_then(|()| done(vec![])),
             // Plain std, bypassing the SDK's checks: the sandbox alone decides.
             "read-raw" => std::fs::read_to_string(arg)
                 .map_err(|e| io_error(&format!("read {arg}"), e))
