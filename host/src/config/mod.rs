@@ -112,6 +112,10 @@ pub struct AdapterInstance {
     /// At most this many calls into the instance at once, across every
     /// run in the process (`concurrency`); `None` is unlimited.
     pub concurrency: Option<usize>,
+    /// Calls on the same record take turns (`one-call-per-record`), for a
+    /// store that reads, changes and writes back a record with no lock of
+    /// its own; calls on different records still run side by side.
+    pub one_call_per_record: bool,
 }
 
 impl AdapterInstance {
@@ -124,6 +128,7 @@ impl AdapterInstance {
             secrets: BTreeMap::new(),
             directories: BTreeMap::new(),
             concurrency: None,
+            one_call_per_record: false,
         }
     }
 
@@ -251,6 +256,8 @@ struct RawInstance {
     #[serde(default)]
     directories: BTreeMap<String, PathBuf>,
     concurrency: Option<usize>,
+    #[serde(default)]
+    one_call_per_record: bool,
 }
 
 impl Config {
@@ -313,6 +320,7 @@ impl Config {
                         .map(|(k, p)| (k, resolve(p)))
                         .collect(),
                     concurrency: r.concurrency,
+                    one_call_per_record: r.one_call_per_record,
                 };
                 (name, instance)
             })
@@ -377,6 +385,21 @@ mod tests {
         assert!(parse("\"many\"").is_err());
         let unset = Config::parse("[adapters.t]\npackage = \"p\"\n", Path::new("h.toml")).unwrap();
         assert_eq!(unset.adapters["t"].concurrency, None);
+        assert!(!unset.adapters["t"].one_call_per_record);
+    }
+
+    #[test]
+    fn one_call_per_record_is_a_yes_or_no() {
+        let parse = |v: &str| {
+            Config::parse(
+                &format!("[adapters.records]\npackage = \"p\"\none-call-per-record = {v}\n"),
+                Path::new("h.toml"),
+            )
+        };
+        assert!(parse("true").unwrap().adapters["records"].one_call_per_record);
+        assert!(!parse("false").unwrap().adapters["records"].one_call_per_record);
+        let err = parse("\"yes\"").unwrap_err().to_string();
+        assert!(err.contains("one-call-per-record"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub enum Call {
 }
 
 impl Call {
+    /// The record it is about, as `system/kind/id`.
+    fn record_key(&self) -> String {
+        let (Call::Observe(r) | Call::Apply(r, ..) | Call::ReadDecision(r)) = self;
+        format!("{}/{}/{}", r.system, r.kind, r.id)
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Call::Observe(_) => "observe",
@@ -90,7 +96,7 @@ impl Driver<'_> {
             .expect("inserted above");
         // Held for the call only: a run waiting between retries or on
         // another adapter does not keep this one's room.
-        let permit = self.engine.throttle.acquire(adapter).await;
+        let permit = self.engine.throttle.turn(adapter, &call.record_key()).await;
         let result: Result<Result<Answer, AdapterError>, CallError> = match call {
             Call::Observe(r) => instance.observe(r).await.map(|r| r.map(Answer::Observed)),
             Call::Apply(r, action, key) => instance

@@ -4,16 +4,58 @@
 //! writes at a time (a small tracker, a rate-limited API) is protected
 //! however many runs are being driven. Instances without a limit are not
 //! throttled.
+//!
+//! An instance may also take one call per record at a time
+//! (`one-call-per-record`): calls on different records run side by side,
+//! calls on the same record take turns. That is what a store that reads a
+//! record, changes it and writes it back, with no lock of its own, needs
+//! to take more than one call at once without losing an update.
 
 use crate::config::AdapterInstance;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Default)]
 pub struct Throttle {
     limits: BTreeMap<String, Arc<Limit>>,
+    /// The instances that take one call per record at a time.
+    per_record: BTreeMap<String, Arc<Records>>,
+}
+
+/// The records of one instance with a call on them or waiting for one.
+#[derive(Debug, Default)]
+struct Records {
+    busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The right to make one call: room under the adapter's limit, and the
+/// record's turn when its instance takes one call per record.
+pub struct Turn {
+    _room: Option<OwnedSemaphorePermit>,
+    _record: Option<RecordTurn>,
+}
+
+struct RecordTurn {
+    records: Arc<Records>,
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for RecordTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        // Forget a record no one holds or waits for, so the map holds only
+        // the records in use.
+        let mut busy = self.records.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if busy
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            busy.remove(&self.key);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -46,9 +88,16 @@ impl Drop for Waiting<'_> {
 }
 
 impl Throttle {
-    /// A throttle with each instance's configured `concurrency`.
+    /// A throttle with each instance's configured `concurrency` and
+    /// `one-call-per-record`.
     pub fn new<'a>(instances: impl IntoIterator<Item = &'a AdapterInstance>) -> Throttle {
+        let instances: Vec<_> = instances.into_iter().collect();
         Throttle {
+            per_record: instances
+                .iter()
+                .filter(|i| i.one_call_per_record)
+                .map(|i| (i.name.clone(), Arc::default()))
+                .collect(),
             limits: instances
                 .into_iter()
                 .filter_map(|i| {
@@ -75,6 +124,44 @@ impl Throttle {
         let _waiting = Waiting::new(limit);
         // The semaphore is never closed.
         limit.room.clone().acquire_owned().await.ok()
+    }
+
+    /// Wait for the right to call `adapter` about `record` (a record's
+    /// identity, as `system/kind/id`): the record's turn first, when the
+    /// instance takes one call per record, then room under its limit (so a
+    /// call waiting for its record holds no room another could use).
+    pub async fn turn(&self, adapter: &str, record: &str) -> Turn {
+        let record = match self.per_record.get(adapter) {
+            Some(records) => {
+                let lock = {
+                    let mut busy = records.busy.lock().unwrap_or_else(|p| p.into_inner());
+                    // Also forgets any record a given-up wait left behind.
+                    busy.retain(|_, m| Arc::strong_count(m) > 1);
+                    busy.entry(record.to_string()).or_default().clone()
+                };
+                let mut turn = RecordTurn {
+                    records: records.clone(),
+                    key: record.to_string(),
+                    guard: None,
+                };
+                // Held in `turn` from here on: a wait given up on still
+                // lets the record be forgotten.
+                turn.guard = Some(lock.lock_owned().await);
+                Some(turn)
+            }
+            None => None,
+        };
+        Turn {
+            _room: self.acquire(adapter).await,
+            _record: record,
+        }
+    }
+
+    /// How many records of `adapter` have a call on them or waiting now.
+    pub fn records_in_use(&self, adapter: &str) -> usize {
+        self.per_record.get(adapter).map_or(0, |r| {
+            r.busy.lock().unwrap_or_else(|p| p.into_inner()).len()
+        })
     }
 
     /// Each limited adapter: its limit and the calls waiting for room now.
@@ -156,5 +243,38 @@ mod tests {
             assert!(ready(pin!(throttle.acquire("free"))).unwrap().is_none());
         }
         drop(second);
+    }
+
+    #[test]
+    fn calls_on_one_record_take_turns_and_calls_on_other_records_do_not_wait() {
+        let mut records = instance("records", Some(3));
+        records.one_call_per_record = true;
+        let throttle = Throttle::new(&[records, instance("tracker", Some(3))]);
+        let first = ready(pin!(throttle.turn("records", "r/checklist/CL-1"))).unwrap();
+        let mut same = pin!(throttle.turn("records", "r/checklist/CL-1"));
+        assert!(ready(same.as_mut()).is_none(), "the same record waits");
+        let other = ready(pin!(throttle.turn("records", "r/checklist/CL-2"))).unwrap();
+        assert_eq!(throttle.records_in_use("records"), 2);
+        // The call waiting for its record holds no room: one is left of 3.
+        let last_room = ready(pin!(throttle.acquire("records"))).unwrap();
+        assert!(ready(pin!(throttle.acquire("records"))).is_none());
+        drop(last_room);
+        {
+            // A wait given up on leaves nothing behind once the record is free.
+            let mut given_up = pin!(throttle.turn("records", "r/checklist/CL-2"));
+            assert!(ready(given_up.as_mut()).is_none());
+        }
+        drop(other);
+        assert_eq!(throttle.records_in_use("records"), 1);
+        drop(first);
+        let second = ready(same.as_mut()).expect("its turn came when the first ended");
+        drop(second);
+        assert_eq!(throttle.records_in_use("records"), 0);
+        // Without the setting, calls on one record do not take turns.
+        let a = ready(pin!(throttle.turn("tracker", "r/checklist/CL-1"))).unwrap();
+        let b = ready(pin!(throttle.turn("tracker", "r/checklist/CL-1")));
+        assert!(b.is_some());
+        assert_eq!(throttle.records_in_use("tracker"), 0);
+        drop(a);
     }
 }
