@@ -754,8 +754,8 @@ fn an_adapter_limit_holds_across_workers_and_each_step_is_timed_by_adapter() {
     assert_lines(
         &metrics,
         &[
-            "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
-            "handoff_adapter_concurrency_limit{adapter=\"notify\"} 1",
+            "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 4",
+            "handoff_adapter_concurrency_limit{adapter=\"notify\"} 4",
             // Every run has finished: nobody waits at a limit any more.
             "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
             // Six runs: two tracker steps and one checklist step each.
