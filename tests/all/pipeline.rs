@@ -689,3 +689,49 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     assert_eq!(shown["acknowledged_by"], "release-coordinator");
     assert_eq!(shown["acknowledged_at"], shown["resolved_at"]);
 }
+
+/// The example's record stores take several calls at once, one per record:
+/// a run's write to a record another call holds waits for its turn, and
+/// goes ahead once that call ends.
+#[test]
+fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
+    use handoff::pipeline::intake::CloudEvent;
+    use handoff::pipeline::throttle::Throttle;
+    let s = Scenario::new();
+    let config = handoff::config::Config::load(&s.path("handoff.toml")).unwrap();
+    assert!(config.adapters["checklist"].one_call_per_record);
+    let context: Value =
+        serde_json::from_slice(&std::fs::read(s.path("context.json")).unwrap()).unwrap();
+    let event = CloudEvent::parse(
+        &std::fs::read(s.path("events/accepted.json")).unwrap(),
+        "test",
+    )
+    .unwrap();
+    let throttle = std::sync::Arc::new(Throttle::new(config.adapters.values()));
+    let mut engine = handoff::pipeline::Engine::new(&config, s.store()).unwrap();
+    engine.share_throttle(throttle.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(async {
+        let held = throttle.turn("checklist", "checklist/checklist/CL-7").await;
+        let mut run = std::pin::pin!(engine.submit(&event, &context));
+        tokio::select! {
+            biased;
+            done = &mut run => panic!("the run did not wait for the record: {done:?}"),
+            () = throttle.until_waiting_for_records("checklist", 1) => {}
+        }
+        assert_eq!(s.record("checklist", "checklist", "CL-7")["state"], "open");
+        assert!(s.journal("checklist").is_empty());
+        drop(held);
+        run.await.unwrap()
+    });
+    assert_eq!(report.outcome, handoff::pipeline::Outcome::Completed);
+    assert_eq!(
+        s.record("checklist", "checklist", "CL-7")["state"],
+        "closed"
+    );
+    assert_eq!(s.journal("checklist").len(), 1);
+    assert_eq!(throttle.records_in_use("checklist"), 0);
+}

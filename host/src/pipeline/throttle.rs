@@ -28,6 +28,8 @@ pub struct Throttle {
 #[derive(Debug, Default)]
 struct Records {
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Calls waiting for their record's turn now.
+    waiters: Waiters,
 }
 
 /// The right to make one call: room under the adapter's limit, and the
@@ -64,25 +66,48 @@ struct Limit {
     size: usize,
     room: Arc<Semaphore>,
     /// Calls waiting for room now.
-    waiting: AtomicUsize,
+    waiters: Waiters,
+}
+
+/// A count of waiting calls that can be waited on.
+#[derive(Debug, Default)]
+struct Waiters {
+    count: AtomicUsize,
     changed: Notify,
 }
 
-/// Counts one waiting call for as long as it waits (also when the wait
-/// is abandoned).
-struct Waiting<'a>(&'a Limit);
+impl Waiters {
+    /// Count one waiting call for as long as the guard lives (also when
+    /// the wait is abandoned).
+    fn enter(&self) -> Waiting<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+        Waiting(self)
+    }
 
-impl<'a> Waiting<'a> {
-    fn new(limit: &'a Limit) -> Waiting<'a> {
-        limit.waiting.fetch_add(1, Ordering::SeqCst);
-        limit.changed.notify_waiters();
-        Waiting(limit)
+    fn now(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    async fn until(&self, n: usize) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the count is read, so no change is missed.
+            changed.as_mut().enable();
+            if self.now() >= n {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 
+struct Waiting<'a>(&'a Waiters);
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
         self.0.changed.notify_waiters();
     }
 }
@@ -105,8 +130,7 @@ impl Throttle {
                     let limit = Limit {
                         size,
                         room: Arc::new(Semaphore::new(size)),
-                        waiting: AtomicUsize::new(0),
-                        changed: Notify::new(),
+                        waiters: Waiters::default(),
                     };
                     Some((i.name.clone(), Arc::new(limit)))
                 })
@@ -121,7 +145,7 @@ impl Throttle {
         if let Ok(permit) = limit.room.clone().try_acquire_owned() {
             return Some(permit);
         }
-        let _waiting = Waiting::new(limit);
+        let _waiting = limit.waiters.enter();
         // The semaphore is never closed.
         limit.room.clone().acquire_owned().await.ok()
     }
@@ -146,7 +170,13 @@ impl Throttle {
                 };
                 // Held in `turn` from here on: a wait given up on still
                 // lets the record be forgotten.
-                turn.guard = Some(lock.lock_owned().await);
+                turn.guard = Some(match lock.clone().try_lock_owned() {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        let _waiting = records.waiters.enter();
+                        lock.lock_owned().await
+                    }
+                });
                 Some(turn)
             }
             None => None,
@@ -168,31 +198,29 @@ impl Throttle {
     pub fn limits(&self) -> impl Iterator<Item = (&str, usize, usize)> {
         self.limits
             .iter()
-            .map(|(name, l)| (name.as_str(), l.size, l.waiting.load(Ordering::SeqCst)))
+            .map(|(name, l)| (name.as_str(), l.size, l.waiters.now()))
     }
 
     /// How many calls to `adapter` are waiting for room now.
     pub fn waiting(&self, adapter: &str) -> usize {
-        self.limits
-            .get(adapter)
-            .map_or(0, |l| l.waiting.load(Ordering::SeqCst))
+        self.limits.get(adapter).map_or(0, |l| l.waiters.now())
     }
 
     /// Resolves once at least `n` calls to `adapter` wait for room (for
     /// tests and tools that must know a caller is held back, not guess).
     pub async fn until_waiting(&self, adapter: &str, n: usize) {
-        let Some(limit) = self.limits.get(adapter) else {
-            return std::future::pending().await;
-        };
-        loop {
-            let changed = limit.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            // Registered before the count is read, so no change is missed.
-            changed.as_mut().enable();
-            if limit.waiting.load(Ordering::SeqCst) >= n {
-                return;
-            }
-            changed.await;
+        match self.limits.get(adapter) {
+            Some(limit) => limit.waiters.until(n).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves once at least `n` calls to `adapter` wait for their
+    /// record's turn.
+    pub async fn until_waiting_for_records(&self, adapter: &str, n: usize) {
+        match self.per_record.get(adapter) {
+            Some(records) => records.waiters.until(n).await,
+            None => std::future::pending().await,
         }
     }
 }
@@ -253,6 +281,8 @@ mod tests {
         let first = ready(pin!(throttle.turn("records", "r/checklist/CL-1"))).unwrap();
         let mut same = pin!(throttle.turn("records", "r/checklist/CL-1"));
         assert!(ready(same.as_mut()).is_none(), "the same record waits");
+        assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_some());
+        assert!(ready(pin!(throttle.until_waiting_for_records("records", 2))).is_none());
         let other = ready(pin!(throttle.turn("records", "r/checklist/CL-2"))).unwrap();
         assert_eq!(throttle.records_in_use("records"), 2);
         // The call waiting for its record holds no room: one is left of 3.
@@ -268,6 +298,7 @@ mod tests {
         assert_eq!(throttle.records_in_use("records"), 1);
         drop(first);
         let second = ready(same.as_mut()).expect("its turn came when the first ended");
+        assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_none());
         drop(second);
         assert_eq!(throttle.records_in_use("records"), 0);
         // Without the setting, calls on one record do not take turns.
