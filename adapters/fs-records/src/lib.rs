@@ -12,7 +12,11 @@
 //! index buckets, `<id>.index/`, not the whole log).
 //!
 //! A record is written with `fs::replace`: a stop mid-write leaves the old
-//! record or the new one whole, never a torn mix of the two.
+//! record or the new one whole, never a torn mix of the two. A change reads
+//! the record and writes it back with no lock, so an instance that takes
+//! more than one call at once must take one per record
+//! (`one-call-per-record = true` in `handoff.toml`); appends to the journal
+//! and to channel logs are whole lines whoever else appends.
 //!
 //! Every write that changes something is appended to
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
