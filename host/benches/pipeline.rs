@@ -22,20 +22,21 @@
 //! timed section, so `perf stat -D -1 --control fifo:<fifo>` (or `perf
 //! record`) counts only the runs, not the build-up and warm-up.
 //!
-//! Measured (2 cores, ext4; the numbers move by 10-15% between runs):
-//! N=1000, 1 worker: 221-245 runs/s, p50 3.8-4.1 ms, p99 6-7 ms; 2
-//! workers: 316-319 runs/s, p50 5.6-5.7 ms, p99 15-21 ms. The goal is not met:
-//! a run costs 4.6-5.0 ms of CPU (`perf stat -e task-clock` over the timed
-//! section, N=500, 1 worker), so two cores give at most ~400 runs/s. Where
-//! it goes (`perf record`, 1 worker): SQLite ~34% (7 transactions and 29
-//! audit rows per run; committing them, mostly the kernel's buffered
-//! writes of ~70 WAL frames, ~17%), the adapters' guest code ~11%, WASI
-//! file operations ~10% (~60 opens beneath the preopened directory per
-//! run, each resolved by the kernel), instantiating and dropping six
-//! component instances ~8%, intake ~5%, the rest allocation and copying
-//! spread thin. The example gives every adapter `concurrency = 1` (the
-//! filesystem store rewrites shared records in place), and all workers
-//! take turns at one write lock.
+//! Measured (2 cores, ext4; the numbers move by 10-20% between runs):
+//! N=1000, 1 worker: 181-261 runs/s, p50 3.7-5.8 ms, p99 6-7.5 ms; 2
+//! workers: 303-387 runs/s, p50 4.6-6.3 ms, p99 13-19 ms. The goal is not
+//! met: a run costs ~4-5 ms of CPU (`perf stat -e task-clock` over the
+//! timed section), so two cores give at most ~450 runs/s. Where it goes
+//! (`perf record`, 1 worker): the adapters' calls ~45% (their own code
+//! ~13%, WASI file operations ~15%, most of it opens beneath the mount,
+//! the rest the host-call machinery), SQLite ~25% (9 transactions and 29
+//! audit rows per run; writing the WAL through the kernel ~13%),
+//! instantiating and dropping six component instances ~7%, intake ~5%.
+//! Bounds measured by switching a part off (not allowed, so not kept):
+//! without the six intents committed before their writes, ~20% more runs/s;
+//! with instances reused across runs, none.
+//! The example lets each record store take 4 calls at once, one per record
+//! (`one-call-per-record`); all workers take turns at one write lock.
 
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
