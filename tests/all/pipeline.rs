@@ -696,24 +696,14 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
 #[test]
 fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
     use handoff::pipeline::intake::CloudEvent;
-    use handoff::pipeline::throttle::Throttle;
     let s = Scenario::new();
-    let config = handoff::config::Config::load(&s.path("handoff.toml")).unwrap();
-    assert!(config.adapters["checklist"].one_call_per_record);
-    let context: Value =
-        serde_json::from_slice(&std::fs::read(s.path("context.json")).unwrap()).unwrap();
+    let context = s.context();
     let event = CloudEvent::parse(
         &std::fs::read(s.path("events/accepted.json")).unwrap(),
         "test",
     )
     .unwrap();
-    let throttle = std::sync::Arc::new(Throttle::new(config.adapters.values()));
-    let mut engine = handoff::pipeline::Engine::new(&config, s.store()).unwrap();
-    engine.share_throttle(throttle.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (mut engine, throttle, rt) = s.engine_sharing_throttle();
     let report = rt.block_on(async {
         let held = throttle.turn("checklist", "checklist/checklist/CL-7").await;
         let mut run = std::pin::pin!(engine.submit(&event, &context));

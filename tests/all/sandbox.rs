@@ -124,27 +124,36 @@ async fn the_host_injects_the_secret_header_which_the_guest_cannot_read() {
     assert!(matches!(env, Err(AdapterError::NotFound(_))), "{env:?}");
 }
 
+/// A probe instance with `evidence` mounted read-only and `outbox`
+/// read-write.
+async fn probe_with_files(
+    name: &str,
+    evidence: &std::path::Path,
+    outbox: &std::path::Path,
+) -> handoff::sandbox::Instance {
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            name,
+            "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
+             [[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
+        ),
+    );
+    let mut cfg = AdapterInstance::new(name, dir.path());
+    cfg.directories
+        .insert("evidence".into(), evidence.to_path_buf());
+    cfg.directories
+        .insert("outbox".into(), outbox.to_path_buf());
+    let adapter = approved(&sandbox(), dir.path(), &cfg);
+    adapter.instantiate().await.unwrap()
+}
+
 #[tokio::test]
 async fn granted_directories_are_readable_and_the_read_write_one_writable() {
     let evidence = tempfile::tempdir().unwrap();
     std::fs::write(evidence.path().join("bundle.txt"), "evidence v1").unwrap();
     let outbox = tempfile::tempdir().unwrap();
-    let dir = package(
-        "probe",
-        &probe_manifest(
-            "probe-files",
-            "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
-             [[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
-        ),
-    );
-    let mut cfg = AdapterInstance::new("probe-files", dir.path());
-    cfg.directories
-        .insert("evidence".into(), evidence.path().to_path_buf());
-    cfg.directories
-        .insert("outbox".into(), outbox.path().to_path_buf());
-    let sandbox = sandbox();
-    let adapter = approved(&sandbox, dir.path(), &cfg);
-    let mut instance = adapter.instantiate().await.unwrap();
+    let mut instance = probe_with_files("probe-files", evidence.path(), outbox.path()).await;
 
     let read = instance
         .observe(&rec("read", "/evidence/bundle.txt"))
@@ -189,22 +198,7 @@ async fn the_sdk_file_calls_answer_inside_a_component_as_the_disk_does() {
     std::os::unix::fs::symlink("f5.txt", evidence.path().join("link")).unwrap();
     std::os::unix::fs::symlink("gone.txt", evidence.path().join("dangling")).unwrap();
     std::fs::write(outbox.path().join("taken"), b"a file").unwrap();
-    let dir = package(
-        "probe",
-        &probe_manifest(
-            "probe-sdk-files",
-            "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
-             [[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
-        ),
-    );
-    let mut cfg = AdapterInstance::new("probe-sdk-files", dir.path());
-    cfg.directories
-        .insert("evidence".into(), evidence.path().to_path_buf());
-    cfg.directories
-        .insert("outbox".into(), outbox.path().to_path_buf());
-    let sandbox = sandbox();
-    let adapter = approved(&sandbox, dir.path(), &cfg);
-    let mut instance = adapter.instantiate().await.unwrap();
+    let mut instance = probe_with_files("probe-sdk-files", evidence.path(), outbox.path()).await;
     let mut ask = async |op: &str, arg: &str| instance.observe(&rec(op, arg)).await.unwrap();
 
     for len in sizes {

@@ -4,6 +4,9 @@
 //! Tests drive it through the real `handoff` binary and read the results
 //! back from the targets' own files and journals.
 
+use handoff::config::Config;
+use handoff::pipeline::Engine;
+use handoff::pipeline::throttle::Throttle;
 use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
 use handoff::store::Store;
@@ -11,6 +14,7 @@ use handoff::store::adapters::NewApproval;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use tempfile::TempDir;
 
 pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-readiness");
@@ -95,6 +99,26 @@ impl Scenario {
 
     pub fn store(&self) -> Store {
         Store::open(&self.path("state/handoff.db")).unwrap()
+    }
+
+    /// The example's workflow context.
+    pub fn context(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path("context.json")).unwrap()).unwrap()
+    }
+
+    /// An engine on the configuration as it stands, with its throttle
+    /// shared with the test (to hold room or a record's turn, as another
+    /// caller would), and a runtime to drive it on.
+    pub fn engine_sharing_throttle(&self) -> (Engine, Arc<Throttle>, tokio::runtime::Runtime) {
+        let config = Config::load(&self.path("handoff.toml")).unwrap();
+        let throttle = Arc::new(Throttle::new(config.adapters.values()));
+        let mut engine = Engine::new(&config, self.store()).unwrap();
+        engine.share_throttle(throttle.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (engine, throttle, rt)
     }
 
     pub fn approve_policy(&self) {

@@ -558,22 +558,13 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
 
 #[test]
 fn a_reconciliation_pass_waits_for_room_at_the_source_adapter() {
-    use handoff::pipeline::throttle::Throttle;
     let (s, _, _) = redmine_polling_scenario();
     s.edit_config(
         "[adapters.governance]\n",
         "[adapters.governance]\nconcurrency = 1\n",
     );
-    let config = handoff::config::Config::load(&s.path("handoff.toml")).unwrap();
-    let context: Value =
-        serde_json::from_slice(&std::fs::read(s.path("context.json")).unwrap()).unwrap();
-    let throttle = std::sync::Arc::new(Throttle::new(config.adapters.values()));
-    let mut engine = handoff::pipeline::Engine::new(&config, s.store()).unwrap();
-    engine.share_throttle(throttle.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let context = s.context();
+    let (mut engine, throttle, rt) = s.engine_sharing_throttle();
     rt.block_on(async {
         // Another caller holds the source adapter's only room.
         let held = throttle.acquire("governance").await.unwrap();
