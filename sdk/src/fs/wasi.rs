@@ -4,10 +4,10 @@
 //! reading where it is first). handoff's host runs them on the calling
 //! thread; a host that does not sends each through a thread pool.
 //!
-//! Each operation here is as few host calls as it can be: an instance
-//! makes dozens per run, and `std::fs` spends more than it needs (it asks
-//! the host for the mounts on every path, and for a file's identity beside
-//! its metadata).
+//! Each operation here is as few host calls as it can be, as an instance
+//! makes dozens per run: the mounts are asked for once, a lookup is one
+//! `stat` (`std` also asks for the file's identity), and a read asks for
+//! exactly what a `stat` of the open file says is there.
 
 use crate::AdapterError;
 use std::path::{Path, PathBuf};
