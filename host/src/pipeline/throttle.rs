@@ -201,6 +201,14 @@ impl Throttle {
             .map(|(name, l)| (name.as_str(), l.size, l.waiters.now()))
     }
 
+    /// Each instance that takes one call per record, and the calls waiting
+    /// for their record's turn now.
+    pub fn record_waits(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.per_record
+            .iter()
+            .map(|(name, r)| (name.as_str(), r.waiters.now()))
+    }
+
     /// How many calls to `adapter` are waiting for room now.
     pub fn waiting(&self, adapter: &str) -> usize {
         self.limits.get(adapter).map_or(0, |l| l.waiters.now())

@@ -226,6 +226,18 @@ impl Metrics {
                 "handoff_adapter_calls_waiting{{adapter=\"{adapter}\"}} {waiting}"
             );
         }
+        family(
+            &mut out,
+            "handoff_adapter_calls_waiting_for_record",
+            "gauge",
+            "Calls waiting for their record's turn now ([adapters.X] one-call-per-record).",
+        );
+        for (adapter, waiting) in self.throttle.record_waits() {
+            let _ = writeln!(
+                out,
+                "handoff_adapter_calls_waiting_for_record{{adapter=\"{adapter}\"}} {waiting}"
+            );
+        }
         match from_store(store) {
             Ok(text) => out.push_str(&text),
             Err(e) => {
@@ -328,12 +340,14 @@ mod tests {
     fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
         let mut tracker = AdapterInstance::new("tracker", std::path::Path::new("p"));
         tracker.concurrency = Some(1);
-        let throttle = std::sync::Arc::new(Throttle::new([&tracker]));
+        let mut records = AdapterInstance::new("records", std::path::Path::new("p"));
+        records.one_call_per_record = true;
+        let throttle = std::sync::Arc::new(Throttle::new([&tracker, &records]));
         let metrics = Metrics::with_throttle(throttle.clone());
         let store = Store::in_memory().unwrap();
-        let poll = |f: std::pin::Pin<&mut dyn Future<Output = _>>| {
+        fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
             f.poll(&mut Context::from_waker(Waker::noop()))
-        };
+        }
         let first = pin!(throttle.acquire("tracker"));
         let held = match poll(first) {
             std::task::Poll::Ready(permit) => permit,
@@ -341,20 +355,34 @@ mod tests {
         };
         let mut second = pin!(throttle.acquire("tracker"));
         assert!(poll(second.as_mut()).is_pending());
+        let record_turn = match poll(pin!(throttle.turn("records", "r/queue/Q-1"))) {
+            std::task::Poll::Ready(turn) => turn,
+            std::task::Poll::Pending => panic!("the first call on the record has its turn"),
+        };
+        let mut same_record = pin!(throttle.turn("records", "r/queue/Q-1"));
+        assert!(poll(same_record.as_mut()).is_pending());
         let text = metrics.render(&store);
         for line in [
             "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
             "handoff_adapter_calls_waiting{adapter=\"tracker\"} 1",
+            "handoff_adapter_calls_waiting_for_record{adapter=\"records\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
         }
         drop(held);
         assert!(poll(second.as_mut()).is_ready());
+        drop(record_turn);
+        assert!(poll(same_record.as_mut()).is_ready());
         let text = metrics.render(&store);
-        assert!(
-            text.lines()
-                .any(|l| l == "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0"),
-            "{text}"
-        );
+        for line in [
+            "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
+            "handoff_adapter_calls_waiting_for_record{adapter=\"records\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} not in:
+{text}"
+            );
+        }
     }
 }
