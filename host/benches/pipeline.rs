@@ -11,8 +11,9 @@
 //! applied and confirmed through the filesystem reference adapters running
 //! as Wasm components, every transition committed to an on-disk SQLite
 //! store (WAL) with its audit row. Reported: runs/s and per-run latency
-//! (median, p99), once with the example policy (the source read again
-//! before every write) and once with `revalidate = "once"`.
+//! (median, p99), and the process's CPU time per run (all threads), once
+//! with the example policy (the source read again before every write) and
+//! once with `revalidate = "once"`.
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
 //! The store's WAL is checkpointed by a thread of its own, as in `handoff
@@ -24,9 +25,10 @@
 //!
 //! Measured (2 cores, ext4; the numbers move by 10-20% between runs):
 //! N=1000, 1 worker: 181-261 runs/s, p50 3.7-5.8 ms, p99 6-7.5 ms; 2
-//! workers: 303-387 runs/s, p50 4.6-6.3 ms, p99 13-19 ms. The goal is not
-//! met: a run costs ~4-5 ms of CPU (`perf stat -e task-clock` over the
-//! timed section), so two cores give at most ~450 runs/s. Where it goes
+//! workers: 266-387 runs/s, p50 4.6-6.9 ms, p99 13-20 ms. The goal is not
+//! met: a run costs 4.3-4.5 ms of CPU with 1 worker and 5.0-6.3 ms with 2
+//! (the workers contend for the store's write lock), so two cores give at
+//! most ~450 runs/s, and 2 workers use ~1.6 of them. Where it goes
 //! (`perf record`, 1 worker): the adapters' calls ~45% (their own code
 //! ~13%, WASI file operations ~15%, most of it opens beneath the mount,
 //! the rest the host-call machinery), SQLite ~25% (9 transactions and 29
@@ -182,6 +184,7 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         std::fs::write(c, "enable\n").unwrap();
     }
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let threads: Vec<_> = engines
         .into_iter()
         .enumerate()
@@ -204,6 +207,7 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         .flat_map(|t| t.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+    let cpu = cpu_time() - cpu_start;
     if let Some(c) = &ctl {
         std::fs::write(c, "disable\n").unwrap();
     }
@@ -214,12 +218,27 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
         .unwrap();
     println!(
-        "{label:<40} {workers} worker(s) {:>6.0} runs/s   p50 {:>9.2?}   p99 {:>9.2?}   ({n} runs, {rows} audit rows, {:.1?})",
+        "{label:<40} {workers} worker(s) {:>6.0} runs/s   p50 {:>9.2?}   p99 {:>9.2?}   cpu {:.2} ms/run   ({n} runs, {rows} audit rows, {:.1?})",
         n as f64 / elapsed.as_secs_f64(),
         pct(50),
         pct(99),
+        cpu.as_secs_f64() * 1000.0 / n as f64,
         elapsed
     );
+}
+
+/// The CPU time this process has used so far, all threads (those that
+/// ended too), user and system, the store's checkpointer included: on 2
+/// cores, 1,000 runs/s leaves at most 2 ms of it per run. Read from
+/// `/proc/self/stat` in the kernel's clock ticks (100 a second on Linux).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: state is field 3, utime 14, stime 15.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks = |i: usize| fields[i - 3].parse::<u64>().unwrap();
+    Duration::from_millis((ticks(14) + ticks(15)) * 10)
 }
 
 fn main() {
