@@ -159,8 +159,6 @@ impl Throttle {
             Some(records) => {
                 let lock = {
                     let mut busy = records.busy.lock().unwrap_or_else(|p| p.into_inner());
-                    // Also forgets any record a given-up wait left behind.
-                    busy.retain(|_, m| Arc::strong_count(m) > 1);
                     busy.entry(record.to_string()).or_default().clone()
                 };
                 let mut turn = RecordTurn {
@@ -308,6 +306,14 @@ mod tests {
         let second = ready(same.as_mut()).expect("its turn came when the first ended");
         assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_none());
         drop(second);
+        assert_eq!(throttle.records_in_use("records"), 0);
+        {
+            // A wait given up on after its turn came, before it took it.
+            let held = ready(pin!(throttle.turn("records", "r/checklist/CL-3"))).unwrap();
+            let mut late = pin!(throttle.turn("records", "r/checklist/CL-3"));
+            assert!(ready(late.as_mut()).is_none());
+            drop(held);
+        }
         assert_eq!(throttle.records_in_use("records"), 0);
         // Without the setting, calls on one record do not take turns.
         let a = ready(pin!(throttle.turn("tracker", "r/checklist/CL-1"))).unwrap();
