@@ -378,11 +378,7 @@ mod tests {
             "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
             "handoff_adapter_calls_waiting_for_record{adapter=\"records\"} 0",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "{line} not in:
-{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
         }
     }
 }

@@ -250,7 +250,7 @@ pub fn replace(p: &Path, partial: &str, shown: &str, bytes: &[u8]) -> Result<(),
         DescriptorFlags::WRITE,
     ) {
         Ok(file) => {
-            let old = file.stat().map_err(|c| error(op, shown, c))?.size;
+            let old = size_of(&file, op, shown)?;
             if let Some(padded) = super::over_in_place(bytes, old) {
                 // One write, then the cut.
                 write_from_start(&file, &padded, op, shown)?;
