@@ -6,8 +6,8 @@
 //! What it measures: N distinct accepted decisions from the
 //! release-readiness example (each with its own review, checklist,
 //! milestone, release and queue entry) submitted to W workers, each with
-//! its own engine, store connection and runtime (as `handoff serve` runs
-//! them): intake, revalidation, two checks, six steps each observed,
+//! its own engine and runtime, all on one store connection (as `handoff
+//! serve` runs them): intake, revalidation, two checks, six steps each observed,
 //! applied and confirmed through the filesystem reference adapters running
 //! as Wasm components, every transition committed to an on-disk SQLite
 //! store (WAL) with its audit row. Reported: runs/s and per-run latency
@@ -150,8 +150,9 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
     store
         .approve_policy(&Policy::load(&policy_path).unwrap(), "bench")
         .unwrap();
-    // As `handoff serve` runs them: each worker its own engine, connection
-    // and runtime; the adapters' concurrency limits shared by all.
+    // As `handoff serve` runs them: each worker its own engine and runtime;
+    // the store connection and the adapters' concurrency limits shared by
+    // all.
     let throttle = Arc::new(Throttle::new(config.adapters.values()));
     let checkpointer = Checkpointer::start(&config.store_path, CHECKPOINT_EVERY).unwrap();
     let mut engines: Vec<Engine> = (0..workers)
@@ -215,6 +216,7 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     let rows: i64 = store
         .conn()
+        .unwrap()
         .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
         .unwrap();
     println!(

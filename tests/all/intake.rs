@@ -47,6 +47,7 @@ fn the_same_event_delivered_ten_times_at_once_is_recorded_once() {
     let store = Store::open(&db).unwrap();
     let events: i64 = store
         .conn()
+        .unwrap()
         .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(events, 1);
@@ -147,6 +148,7 @@ fn one_delivery_that_cannot_be_stored_costs_the_rest_of_its_batch_nothing() {
     let mut store = Store::in_memory().unwrap();
     store
         .conn()
+        .unwrap()
         .execute_batch(
             "CREATE TEMP TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_id = 'evt-bad'
              BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
@@ -170,6 +172,7 @@ fn one_delivery_that_cannot_be_stored_costs_the_rest_of_its_batch_nothing() {
     );
     let stored: Vec<String> = store
         .conn()
+        .unwrap()
         .prepare("SELECT event_id FROM events ORDER BY seq")
         .unwrap()
         .query_map([], |r| r.get(0))

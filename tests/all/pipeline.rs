@@ -41,8 +41,8 @@ fn audit_kinds(s: &Scenario) -> Vec<(String, Value)> {
 
 fn step_states(s: &Scenario) -> Vec<(String, String)> {
     let store = s.store();
-    let mut stmt = store
-        .conn()
+    let conn = store.conn().unwrap();
+    let mut stmt = conn
         .prepare("SELECT step_id, state FROM steps ORDER BY position")
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -489,6 +489,7 @@ fn tampering_with_a_pipeline_audit_row_is_detected_by_verify() {
     let store = s.store();
     let seq: i64 = store
         .conn()
+        .unwrap()
         .query_row(
             "SELECT seq FROM audit WHERE kind = 'step-applied' ORDER BY seq LIMIT 1",
             [],
@@ -497,6 +498,7 @@ fn tampering_with_a_pipeline_audit_row_is_detected_by_verify() {
         .unwrap();
     store
         .conn()
+        .unwrap()
         .execute(
             "UPDATE audit SET payload = replace(payload, 'CL-7', 'CL-8') WHERE seq = ?1",
             [seq],

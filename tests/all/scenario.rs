@@ -224,6 +224,7 @@ impl Scenario {
     pub fn count(&self, sql: &str) -> i64 {
         self.store()
             .conn()
+            .unwrap()
             .query_row(sql, [], |r| r.get(0))
             .unwrap()
     }

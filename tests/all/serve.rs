@@ -208,6 +208,7 @@ fn outcome_of(s: &Scenario, run_id: &str) -> String {
 fn finished_outcome(s: &Scenario, run_id: &str) -> Option<String> {
     s.store()
         .conn()
+        .unwrap()
         .query_row(
             "SELECT outcome FROM runs WHERE run_id = ?1",
             [run_id],
@@ -525,6 +526,7 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
         let found: Option<String> = s
             .store()
             .conn()
+            .unwrap()
             .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
             .ok();
         if let Some(run_id) = found {
@@ -537,6 +539,7 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
     let source: String = s
         .store()
         .conn()
+        .unwrap()
         .query_row("SELECT source FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(source, "handoff/reconcile/governance");
@@ -673,6 +676,7 @@ fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() 
     let run_id: String = s
         .store()
         .conn()
+        .unwrap()
         .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(outcome_of(&s, &run_id), "completed");

@@ -62,7 +62,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
     match cmd {
         FollowUpsCommand::List { all, json } => {
             let store = ctx.open_store()?;
-            let list = follow_ups::list(store.conn(), all)?;
+            let list = follow_ups::list(&*store.conn()?, all)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
@@ -89,7 +89,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
         }
         FollowUpsCommand::Show { id, json, .. } => {
             let store = ctx.open_store()?;
-            let Some(f) = follow_ups::get(store.conn(), id)? else {
+            let Some(f) = follow_ups::get(&*store.conn()?, id)? else {
                 bail!("no follow-up {id}; see handoff follow-ups list");
             };
             if json {

@@ -81,7 +81,7 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
     let store = ctx.open_store()?;
     match cmd {
         RunsCommand::List { limit, json } => {
-            let list = runs::list(store.conn(), limit)?;
+            let list = runs::list(&*store.conn()?, limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
@@ -102,11 +102,11 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         RunsCommand::Show { run_id, json } => {
-            let Some(run) = runs::get(store.conn(), &run_id)? else {
+            let Some(run) = runs::get(&*store.conn()?, &run_id)? else {
                 bail!("no run {run_id}; see handoff runs list");
             };
-            let steps = steps::for_run(store.conn(), &run_id)?;
-            let follow_ups = follow_ups::for_run(store.conn(), &run_id)?;
+            let steps = steps::for_run(&*store.conn()?, &run_id)?;
+            let follow_ups = follow_ups::for_run(&*store.conn()?, &run_id)?;
             let timeline = store.audit_rows(Some(&run_id))?;
             if json {
                 let report = serde_json::json!({

@@ -11,9 +11,9 @@ use crate::policy::Policy;
 use crate::policy::condition::{Mismatch, View};
 use crate::policy::template::Scope;
 use crate::store::StoreError;
+use crate::store::Write;
 use crate::store::runs::{self, Claim, RunRecord};
 use crate::store::steps::{self, StepRow, StepState};
-use rusqlite::Transaction;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,7 @@ enum Pending {
     Change(Change, Vec<Row>),
 }
 
-type Change = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+type Change = Box<dyn FnOnce(&Write<'_>) -> Result<(), StoreError> + Send>;
 
 /// An audit entry of this run.
 fn entry(run: &RunRecord, row: Row) -> Entry {
@@ -124,7 +124,7 @@ impl Engine {
                 });
             }
             Claim::Finished(outcome) => {
-                let run = runs::get(self.store.conn(), run_id)?
+                let run = runs::get(&*self.store.conn()?, run_id)?
                     .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
                 return Ok(Report {
                     run_id: run.run_id,
@@ -134,7 +134,7 @@ impl Engine {
                 });
             }
         }
-        let run = runs::get(self.store.conn(), run_id)?
+        let run = runs::get(&*self.store.conn()?, run_id)?
             .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
         let policy = self.approved_policy(&run)?;
         let owner = self.owner.clone();
@@ -151,7 +151,7 @@ impl Engine {
         let result = driver.run().await;
         if result.is_err() {
             // Leave it unfinished and free for the next driver.
-            let _ = runs::release(self.store.conn(), run_id, &owner);
+            let _ = runs::release(&*self.store.conn()?, run_id, &owner);
         }
         result
     }
@@ -230,7 +230,7 @@ impl Driver<'_> {
     /// The stored plan, or a new one, stored with the next transition (the
     /// plan is pure: a stop before then plans the same steps again).
     fn planned_steps(&mut self) -> Result<Vec<StepRow>, RunError> {
-        let existing = steps::for_run(self.engine.store.conn(), &self.run.run_id)?;
+        let existing = steps::for_run(&*self.engine.store.conn()?, &self.run.run_id)?;
         if !existing.is_empty() {
             self.steps = Some(existing.clone());
             return Ok(existing);
@@ -286,7 +286,7 @@ impl Driver<'_> {
     /// extend the lease.
     pub fn transition(
         &mut self,
-        change: impl FnOnce(&Transaction<'_>) -> Result<(), StoreError>,
+        change: impl FnOnce(&Write<'_>) -> Result<(), StoreError>,
         rows: Vec<Row>,
     ) -> Result<(), StoreError> {
         self.transition_with(|tx| change(tx).map(|()| ((), rows)))
@@ -296,7 +296,7 @@ impl Driver<'_> {
     /// what it wrote (a new row's id).
     pub fn transition_with<T>(
         &mut self,
-        change: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Row>), StoreError>,
+        change: impl FnOnce(&Write<'_>) -> Result<(T, Vec<Row>), StoreError>,
     ) -> Result<T, StoreError> {
         let (owner, ttl) = (self.engine.owner.clone(), self.engine.lease_ttl);
         let tx = self.engine.store.write()?;
@@ -371,7 +371,7 @@ impl Driver<'_> {
     fn current_steps(&self) -> Result<Vec<StepRow>, StoreError> {
         match &self.steps {
             Some(rows) => Ok(rows.clone()),
-            None => steps::for_run(self.engine.store.conn(), &self.run.run_id),
+            None => steps::for_run(&*self.engine.store.conn()?, &self.run.run_id),
         }
     }
 

@@ -187,7 +187,7 @@ pub struct Delivery<'a> {
 
 /// The event, its run and the audit row, inside the caller's transaction.
 fn record(
-    conn: &rusqlite::Transaction<'_>,
+    conn: &crate::store::Write<'_>,
     event: &CloudEvent,
     business_key: Option<&str>,
     run: Option<&NewRun<'_>>,

@@ -291,7 +291,9 @@ impl Engine {
     /// The id of the event that started `run_id` (for logs: a run's span
     /// carries both), when the run exists.
     pub fn event_id_of(&self, run_id: &str) -> Option<String> {
-        runs::event_id(self.store.conn(), run_id).ok().flatten()
+        runs::event_id(&*self.store.conn().ok()?, run_id)
+            .ok()
+            .flatten()
     }
 
     /// Share per-adapter concurrency limits with other engines, so the
@@ -504,7 +506,8 @@ impl Engine {
     /// Drive every unfinished run (after a crash or a stop).
     pub async fn resume_unfinished(&mut self) -> Result<Vec<Report>, RunError> {
         let mut reports = Vec::new();
-        for run_id in runs::unfinished(self.store.conn())? {
+        let unfinished = runs::unfinished(&*self.store.conn()?)?;
+        for run_id in unfinished {
             match self.drive(&run_id).await {
                 Err(RunError::Busy { .. }) => continue,
                 other => reports.push(other?),

@@ -52,7 +52,7 @@ impl Engine {
         note: &str,
     ) -> Result<Option<Report>, RunError> {
         let follow_up =
-            follow_ups::get(self.store.conn(), id)?.ok_or(RunError::NoSuchFollowUp(id))?;
+            follow_ups::get(&*self.store.conn()?, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
         if !follow_up.is_open() {
             return Err(RunError::AlreadyResolved(id));
         }

@@ -248,8 +248,8 @@ impl Metrics {
     }
 }
 
-fn from_store(store: &Store) -> Result<String, rusqlite::Error> {
-    let conn = store.conn();
+fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
+    let conn = store.conn()?;
     let mut out = String::new();
     let grouped = |out: &mut String, name: &str, help: &str, sql: &str, label: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

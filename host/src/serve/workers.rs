@@ -1,6 +1,7 @@
 //! The workers that drive accepted runs: a fixed number of threads, each
-//! with its own engine (its own store connection and loaded adapters) and
-//! its own single-threaded runtime, taking run ids from one bounded queue.
+//! with its own engine (its own loaded adapters; the store connection is
+//! the one all workers share) and its own single-threaded runtime, taking
+//! run ids from one bounded queue.
 //! A fixed count bounds how many runs touch the targets at once.
 
 use super::metrics::Metrics;

@@ -75,29 +75,32 @@ impl Store {
         let grants_json = serde_json::to_string(new.grants)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode grants: {e}")))?;
         let now = now_rfc3339();
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO adapter_approvals (name, version, world, component_sha256,
+        // One turn for the insert and its id: another user of the shared
+        // connection could insert in between.
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO adapter_approvals (name, version, world, component_sha256,
                      manifest_sha256, grants_json, approved_by, approved_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                new.name,
-                new.version,
-                new.grants.world.id(),
-                new.component_sha256,
-                new.manifest_sha256,
-                grants_json,
-                new.approved_by,
-                now
-            ])?;
-        let id = self.conn().last_insert_rowid();
+        )?
+        .execute(params![
+            new.name,
+            new.version,
+            new.grants.world.id(),
+            new.component_sha256,
+            new.manifest_sha256,
+            grants_json,
+            new.approved_by,
+            now
+        ])?;
+        let id = conn.last_insert_rowid();
+        drop(conn);
         self.approval_by_id(id)?
             .ok_or_else(|| StoreError::Corrupt(format!("approval {id} vanished")))
     }
 
     fn approval_by_id(&self, id: i64) -> Result<Option<Approval>, StoreError> {
-        self.conn()
+        self.conn()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM adapter_approvals WHERE id = ?1"
             ))?
@@ -108,7 +111,7 @@ impl Store {
 
     /// The newest approval for an adapter name (possibly revoked).
     pub fn latest_approval(&self, name: &str) -> Result<Option<Approval>, StoreError> {
-        self.conn()
+        self.conn()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM adapter_approvals WHERE name = ?1 ORDER BY id DESC LIMIT 1"
             ))?
@@ -119,7 +122,8 @@ impl Store {
 
     /// The newest approval of every adapter name, by name.
     pub fn current_approvals(&self) -> Result<Vec<Approval>, StoreError> {
-        let mut stmt = self.conn().prepare(&format!(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM adapter_approvals a
              WHERE id = (SELECT MAX(id) FROM adapter_approvals b WHERE b.name = a.name)
              ORDER BY name"
@@ -132,7 +136,7 @@ impl Store {
     /// no live approval to revoke.
     pub fn revoke_adapter(&mut self, name: &str, by: &str) -> Result<bool, StoreError> {
         let changed = self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "UPDATE adapter_approvals SET revoked_by = ?2, revoked_at = ?3
              WHERE id = (SELECT MAX(id) FROM adapter_approvals WHERE name = ?1)

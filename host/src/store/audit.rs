@@ -1,12 +1,13 @@
 //! The `audit` table: appended in the caller's transaction, read in order.
 
+use super::Write;
 use super::{Store, StoreError, now_rfc3339};
 use crate::audit::{Entry, GENESIS, Row, hash};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Append one row inside `tx`, chained to the current head. The caller
 /// commits it together with the state change it records.
-pub fn append(tx: &Transaction<'_>, entry: &Entry) -> Result<Row, StoreError> {
+pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
     let head: Option<(i64, String)> = tx
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -95,6 +96,6 @@ impl Store {
     }
 
     pub fn audit_rows(&self, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
-        rows(self.conn(), run_id)
+        rows(&*self.conn()?, run_id)
     }
 }

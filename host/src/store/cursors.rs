@@ -12,7 +12,7 @@ impl Store {
         policy_id: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "SELECT cursor FROM poll_cursors WHERE adapter = ?1 AND policy_id = ?2",
             )?
@@ -26,7 +26,7 @@ impl Store {
         policy_id: &str,
         cursor: &str,
     ) -> Result<(), StoreError> {
-        self.conn()
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO poll_cursors (adapter, policy_id, cursor, updated_at)
              VALUES (?1, ?2, ?3, ?4)

@@ -67,7 +67,8 @@ impl Store {
         &self,
         adapter: &str,
     ) -> Result<Vec<(String, String, Verdict, String)>, StoreError> {
-        let mut stmt = self.conn().prepare(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
             "SELECT surface, target, verdict, reason FROM capability_decisions
              WHERE adapter = ?1 ORDER BY id",
         )?;

@@ -2,11 +2,12 @@
 //! (who decided what, when). The packet is stored whole here; the audit
 //! chain gets only its reason and identifiers.
 
+use super::Write;
 use super::{StoreError, now_rfc3339};
 use crate::follow_up::{FollowUp, Packet, Resolution};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-pub fn insert(tx: &Transaction<'_>, packet: &Packet) -> Result<i64, StoreError> {
+pub fn insert(tx: &Write<'_>, packet: &Packet) -> Result<i64, StoreError> {
     tx.prepare_cached(
         "INSERT INTO follow_ups (run_id, reason, route_to, due_at, packet, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -100,7 +101,7 @@ pub fn for_run(conn: &Connection, run_id: &str) -> Result<Vec<FollowUp>, StoreEr
 
 /// Record a resolution; false when the follow-up was already resolved.
 pub fn resolve(
-    tx: &Transaction<'_>,
+    tx: &Write<'_>,
     id: i64,
     resolution: Resolution,
     by: &str,
@@ -119,7 +120,7 @@ pub fn resolve(
 
 /// Record that `by` has taken an open follow-up on; false when it was
 /// already acknowledged or is resolved.
-pub fn acknowledge(tx: &Transaction<'_>, id: i64, by: &str) -> Result<bool, StoreError> {
+pub fn acknowledge(tx: &Write<'_>, id: i64, by: &str) -> Result<bool, StoreError> {
     let changed = tx
         .prepare_cached(
             "UPDATE follow_ups SET acknowledged_by = ?1, acknowledged_at = ?2

@@ -15,10 +15,13 @@ pub mod gate;
 pub mod migrations;
 pub mod policies;
 pub mod runs;
+pub mod shared;
 pub mod steps;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
+use shared::{SharedConnection, Turn};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -50,39 +53,56 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A handle on the database.
+/// A handle on the database. Handles a process opens with [`Store::open`]
+/// on one file share one connection, used in turns (see [`shared`]).
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    shared: Arc<SharedConnection>,
+    gate: Arc<gate::Gate>,
     path: PathBuf,
-    gate: std::sync::Arc<gate::Gate>,
 }
 
-/// A write transaction, begun in this process's turn to write (see
-/// [`gate`]); dropped without [`Write::commit`], it rolls back.
-pub struct Write<'c> {
-    // Declared first, so it ends (rolls back) before the turn is passed on.
-    tx: Transaction<'c>,
-    _turn: gate::Turn,
+/// A write transaction (`BEGIN IMMEDIATE`), begun in this process's turn to
+/// write (see [`gate`]) and held for the whole of a turn at the connection;
+/// dropped without [`Write::commit`], it rolls back.
+#[derive(Debug)]
+pub struct Write<'a> {
+    // Declared in the order they are given back: the connection, then the
+    // turn to write.
+    turn: Turn<'a>,
+    _writing: gate::Turn,
+    open: bool,
 }
 
-impl<'c> std::ops::Deref for Write<'c> {
-    type Target = Transaction<'c>;
-    fn deref(&self) -> &Transaction<'c> {
-        &self.tx
+impl std::ops::Deref for Write<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.turn
     }
 }
 
 impl Write<'_> {
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit()?;
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.turn.execute_batch("COMMIT")?;
+        self.open = false;
         Ok(())
+    }
+}
+
+impl Drop for Write<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Before the turn passes on: the next user must not find this
+            // transaction still open.
+            let _ = self.turn.execute_batch("ROLLBACK");
+        }
     }
 }
 
 impl Store {
     /// Open (creating if needed) the database at `path` and bring its schema
-    /// up to date.
+    /// up to date; or, if this process has it open already, share that
+    /// connection.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
@@ -90,28 +110,47 @@ impl Store {
                 source,
             })?;
         }
+        let shared = SharedConnection::for_path(path, || {
+            let conn = Connection::open(path).map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Self::init(conn, path)
+        })?;
+        Ok(Store {
+            shared,
+            gate: gate::Gate::for_path(path),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// As [`Store::open`], but on a connection of its own, for long reads
+    /// (counting a whole table) that must not hold up the users of the
+    /// shared connection. Its page cache is re-read whenever they commit.
+    pub fn open_unshared(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        let gate = gate::Gate::for_path(path);
-        Self::init(conn, path.to_path_buf(), gate)
+        Ok(Store {
+            shared: Arc::new(SharedConnection::new(Self::init(conn, path)?)),
+            gate: gate::Gate::for_path(path),
+            path: path.to_path_buf(),
+        })
     }
 
     /// An in-memory store, for tests and dry runs.
     pub fn in_memory() -> Result<Store, StoreError> {
-        Self::init(
-            Connection::open_in_memory()?,
-            PathBuf::from(":memory:"),
-            gate::Gate::private(),
-        )
+        let path = PathBuf::from(":memory:");
+        let conn = Self::init(Connection::open_in_memory()?, &path)?;
+        Ok(Store {
+            shared: Arc::new(SharedConnection::new(conn)),
+            gate: gate::Gate::private(),
+            path,
+        })
     }
 
-    fn init(
-        mut conn: Connection,
-        path: PathBuf,
-        gate: std::sync::Arc<gate::Gate>,
-    ) -> Result<Store, StoreError> {
+    fn init(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
         // WAL: readers do not block the one writer; NORMAL sync is durable
         // across process crashes (the log is fsynced at checkpoints).
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -122,20 +161,18 @@ impl Store {
         // uses a few dozen, and parsing them again was a visible share of
         // intake's time.
         conn.set_prepared_statement_cache_capacity(128);
-        migrations::apply(&mut conn, &path)?;
-        Ok(Store { conn, path, gate })
+        migrations::apply(&mut conn, path)?;
+        Ok(conn)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// The connection, for reads, in this handle's turn (other users of
+    /// this process's connection wait until the returned turn is dropped).
+    pub fn conn(&self) -> Result<Turn<'_>, StoreError> {
+        self.shared.enter()
     }
 
     /// Stop this connection's commits from checkpointing the write-ahead
@@ -148,19 +185,23 @@ impl Store {
             std::fs::canonicalize(checkpointer.path()).ok(),
             std::fs::canonicalize(&self.path).ok()
         );
-        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        self.conn()?.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(())
     }
 
     /// Begin a write transaction (`BEGIN IMMEDIATE`: the write lock is
     /// taken now, so what it reads cannot change before it writes), after
-    /// waiting for this process's other writers of the same file.
+    /// waiting for this process's other writers of the same file, in this
+    /// handle's turn at its connection.
     pub fn write(&mut self) -> Result<Write<'_>, StoreError> {
-        let turn = self.gate.enter()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Ok(Write { tx, _turn: turn })
+        let writing = self.gate.enter()?;
+        let turn = self.shared.enter()?;
+        turn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Write {
+            turn,
+            _writing: writing,
+            open: true,
+        })
     }
 }
 
@@ -201,6 +242,43 @@ fn wait_for_writer(attempt: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_opened_on_one_file_share_a_connection_and_unshared_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.db");
+        let first = Store::open(&path).unwrap();
+        // A TEMP table lives in its connection only.
+        first
+            .conn()
+            .unwrap()
+            .execute_batch("CREATE TEMP TABLE mine (x INTEGER)")
+            .unwrap();
+        let sees_it = |store: &Store| {
+            store
+                .conn()
+                .unwrap()
+                .query_row(
+                    "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'mine'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap()
+                == 1
+        };
+        let second = Store::open(&dir.path().join(".").join("handoff.db")).unwrap();
+        assert!(
+            sees_it(&second),
+            "a second open made a connection of its own"
+        );
+        let reader = Store::open_unshared(&path).unwrap();
+        assert!(!sees_it(&reader), "an unshared store shares the connection");
+        // Once every shared handle is gone, the connection is closed.
+        drop((first, second));
+        assert!(!sees_it(&Store::open(&path).unwrap()));
+    }
+
     #[test]
     fn times_sort_as_text() {
         let a = jiff::Timestamp::from_millisecond(1_700_000_000_790).unwrap();

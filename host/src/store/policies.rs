@@ -134,7 +134,7 @@ impl Store {
         policy_id: &str,
     ) -> Result<Option<PolicyApproval>, StoreError> {
         Ok(self
-            .conn()
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM policy_approvals WHERE policy_id = ?1
                      ORDER BY id DESC LIMIT 1"
@@ -147,7 +147,7 @@ impl Store {
     /// still in force is [`Store::policy_status`]'s question).
     pub fn approved_policy(&self, sha256: &str) -> Result<Option<Policy>, StoreError> {
         let found: Option<PolicyApproval> = self
-            .conn()
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM policy_approvals WHERE sha256 = ?1
                      ORDER BY id DESC LIMIT 1"
@@ -169,7 +169,7 @@ impl Store {
     /// is still in force (a run under it must stop).
     pub fn policy_revoked_by(&self, sha256: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "SELECT MAX(revoked_by) FROM policy_approvals WHERE sha256 = ?1
                    AND NOT EXISTS (SELECT 1 FROM policy_approvals
@@ -180,7 +180,8 @@ impl Store {
 
     /// Every policy id's latest approval.
     pub fn current_policy_approvals(&self) -> Result<Vec<PolicyApproval>, StoreError> {
-        let mut stmt = self.conn().prepare(&format!(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM policy_approvals p WHERE id =
                  (SELECT MAX(id) FROM policy_approvals q WHERE q.policy_id = p.policy_id)
              ORDER BY policy_id"

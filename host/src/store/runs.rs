@@ -5,9 +5,10 @@
 //! A run with no outcome is unfinished: `handoff resume` (and a restarted
 //! service) picks it up.
 
+use super::Write;
 use super::{StoreError, now_rfc3339};
 use crate::pipeline::Outcome;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ pub fn run_id_for(event_seq: i64) -> String {
 }
 
 pub fn insert(
-    tx: &Transaction<'_>,
+    tx: &Write<'_>,
     event_seq: i64,
     event_id: &str,
     new: &NewRun<'_>,
@@ -171,7 +172,7 @@ pub fn unfinished(conn: &Connection) -> Result<Vec<String>, StoreError> {
 
 /// Set (or, for a resumed run, clear) the outcome, ending the lease.
 pub fn set_outcome(
-    tx: &Transaction<'_>,
+    tx: &Write<'_>,
     run_id: &str,
     outcome: Option<Outcome>,
 ) -> Result<(), StoreError> {
@@ -254,12 +255,7 @@ pub fn claim(
 }
 
 /// Extend the lease (inside a step's transaction).
-pub fn renew(
-    tx: &Transaction<'_>,
-    run_id: &str,
-    owner: &str,
-    ttl: Duration,
-) -> Result<(), StoreError> {
+pub fn renew(tx: &Write<'_>, run_id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError> {
     let until = super::rfc3339_in(ttl);
     tx.prepare_cached(
         "UPDATE runs SET lease_owner = ?1, lease_until = ?2, updated_at = ?3 WHERE run_id = ?4",
@@ -318,10 +314,10 @@ mod tests {
             Claim::Held { owner, .. } if owner == "elsewhere:1"
         ));
         // Its holder gives it back: free again.
-        release(store.conn(), &run, "elsewhere:1").unwrap();
+        release(&store.conn().unwrap(), &run, "elsewhere:1").unwrap();
         assert_eq!(claim(&mut store, &run, &me, ttl).unwrap(), Claim::Taken);
         // A finished run is not driven again.
-        let tx = store.conn_mut().transaction().unwrap();
+        let tx = store.write().unwrap();
         set_outcome(&tx, &run, Some(Outcome::Completed)).unwrap();
         tx.commit().unwrap();
         assert_eq!(

@@ -4,9 +4,10 @@
 //! planned → skipped (the end state already held); any → failed (retries
 //! exhausted or refused; a resumed run starts it again from observe).
 
+use super::Write;
 use super::{StoreError, now_rfc3339};
 use crate::pipeline::plan::PlannedStep;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,11 +63,7 @@ pub struct StepRow {
 }
 
 /// Store a run's plan, every step `planned`.
-pub fn insert_plan(
-    tx: &Transaction<'_>,
-    run_id: &str,
-    steps: &[PlannedStep],
-) -> Result<(), StoreError> {
+pub fn insert_plan(tx: &Write<'_>, run_id: &str, steps: &[PlannedStep]) -> Result<(), StoreError> {
     let now = now_rfc3339();
     let mut stmt = tx.prepare_cached(
         "INSERT INTO steps (run_id, position, step_id, adapter, plan, idem_key, state, updated_at)
@@ -119,7 +116,7 @@ pub fn for_run(conn: &Connection, run_id: &str) -> Result<Vec<StepRow>, StoreErr
 
 /// Move a step to `state`; `attempts` adds to its count of write attempts.
 pub fn set_state(
-    tx: &Transaction<'_>,
+    tx: &Write<'_>,
     run_id: &str,
     step_id: &str,
     state: StepState,

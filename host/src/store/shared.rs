@@ -1,0 +1,213 @@
+//! One connection per database file per process, used in turns.
+//!
+//! SQLite keeps a page cache per connection and throws all of it away
+//! whenever it sees that another connection has committed. With each worker
+//! of `handoff serve` on a connection of its own, every transaction began by
+//! re-reading its pages: with two workers, about 120 more reads per run than
+//! with one, and 5-7% more CPU per run. So every [`super::Store`] opened
+//! with `Store::open` on a file in this process shares one connection, and
+//! its users (readers and writers alike) take turns at it here: a turn is
+//! waited for with patience and the next user is woken the moment the
+//! previous turn ends. A connection of its own (`Store::open_unshared`) is
+//! for a user that should not wait for the others' reads: intake, and the
+//! long counts behind `/metrics`. Writers of every connection of the
+//! process still take turns at [`super::gate`] first, and other processes
+//! meet at SQLite's lock and its busy handler.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+/// How long a user waits for its turn before giving up (as SQLite's busy
+/// handler does for writers of other processes).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A connection and the turn-taking around it.
+#[derive(Debug)]
+pub struct SharedConnection {
+    /// The thread whose turn it is.
+    taken: Mutex<Option<ThreadId>>,
+    freed: Condvar,
+    // Only ever locked by the holder of the turn, so never contended: it is
+    // here because a connection may be used by one thread at a time.
+    conn: Mutex<Connection>,
+}
+
+/// One user's turn at the connection; the next user is woken when it is
+/// dropped.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    // Declared first, so the connection is given back before the turn.
+    conn: MutexGuard<'a, Connection>,
+    shared: &'a SharedConnection,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A user that panicked mid-turn still gave its turn back on unwind; a
+    // statement it left unfinished is reset by SQLite on the next use.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<SharedConnection>>>;
+
+fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<SharedConnection>>> {
+    static OPEN: OnceLock<Registry> = OnceLock::new();
+    lock(OPEN.get_or_init(Registry::default))
+}
+
+impl SharedConnection {
+    /// The connection this process already has to `path`, or a new one made
+    /// by `open` (which must create the file) and kept while a handle on it
+    /// lives. Opens of one process are taken one at a time, so two threads
+    /// opening the same new file end up with the same connection.
+    pub fn for_path(
+        path: &Path,
+        open: impl FnOnce() -> Result<Connection, StoreError>,
+    ) -> Result<Arc<SharedConnection>, StoreError> {
+        let mut open_now = registry();
+        if let Ok(key) = std::fs::canonicalize(path)
+            && let Some(shared) = open_now.get(&key).and_then(Weak::upgrade)
+        {
+            return Ok(shared);
+        }
+        let shared = Arc::new(SharedConnection::new(open()?));
+        // The file exists now; without a canonical name it is simply not
+        // shared.
+        if let Ok(key) = std::fs::canonicalize(path) {
+            open_now.retain(|_, w| w.strong_count() > 0);
+            open_now.insert(key, Arc::downgrade(&shared));
+        }
+        Ok(shared)
+    }
+
+    /// A connection nobody else can find (an in-memory database).
+    pub fn new(conn: Connection) -> SharedConnection {
+        SharedConnection {
+            taken: Mutex::new(None),
+            freed: Condvar::new(),
+            conn: Mutex::new(conn),
+        }
+    }
+
+    /// Wait for the turn to use the connection.
+    pub fn enter(&self) -> Result<Turn<'_>, StoreError> {
+        let deadline = Instant::now() + PATIENCE;
+        let me = std::thread::current().id();
+        let mut taken = lock(&self.taken);
+        while let Some(holder) = *taken {
+            if holder == me {
+                // It would wait for itself: a bug, reported at once rather
+                // than after the patience runs out.
+                return Err(StoreError::Unavailable(
+                    "the store was asked for again by the thread whose turn it is",
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(
+                    "another user of this process has held the store for over 10 s",
+                ));
+            }
+            taken = self
+                .freed
+                .wait_timeout(taken, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *taken = Some(me);
+        drop(taken);
+        Ok(Turn {
+            conn: lock(&self.conn),
+            shared: self,
+        })
+    }
+
+    #[cfg(test)]
+    fn try_enter(&self) -> Option<Turn<'_>> {
+        let mut taken = lock(&self.taken);
+        taken.is_none().then(|| {
+            *taken = Some(std::thread::current().id());
+            Turn {
+                conn: lock(&self.conn),
+                shared: self,
+            }
+        })
+    }
+}
+
+impl std::ops::Deref for Turn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Turn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.shared.taken) = None;
+        self.shared.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(path: &Path) -> impl FnOnce() -> Result<Connection, StoreError> + '_ {
+        move || Ok(Connection::open(path)?)
+    }
+
+    #[test]
+    fn one_turn_at_a_time_and_a_waiting_user_is_woken() {
+        let shared = Arc::new(SharedConnection::new(Connection::open_in_memory().unwrap()));
+        let first = shared.enter().unwrap();
+        assert!(
+            shared.try_enter().is_none(),
+            "a second turn while one is held"
+        );
+        assert!(
+            matches!(shared.enter(), Err(StoreError::Unavailable(m)) if m.contains("asked for again")),
+            "the holder asking again is refused at once"
+        );
+        let other = shared.clone();
+        let waiter = std::thread::spawn(move || other.enter().map(drop));
+        drop(first);
+        // The waiter gets in once the first turn ends (or this join hangs
+        // and its 10 s patience fails it).
+        waiter.join().unwrap().unwrap();
+        assert!(shared.try_enter().is_some(), "the turn was given back");
+    }
+
+    #[test]
+    fn opens_of_one_file_share_a_connection_while_it_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.db");
+        let first = SharedConnection::for_path(&a, open(&a)).unwrap();
+        let same = dir.path().join(".").join("a.db");
+        let again = SharedConnection::for_path(&same, || panic!("opened a second connection"));
+        assert!(Arc::ptr_eq(&first, &again.unwrap()));
+        let b = dir.path().join("b.db");
+        let other = SharedConnection::for_path(&b, open(&b)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        // Once no handle holds it, the connection is closed and the next
+        // open makes a new one.
+        drop(first);
+        let mut opened = false;
+        SharedConnection::for_path(&a, || {
+            opened = true;
+            Ok(Connection::open(&a)?)
+        })
+        .unwrap();
+        assert!(opened, "a connection nobody held was kept open");
+    }
+}
