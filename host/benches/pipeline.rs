@@ -24,21 +24,24 @@
 //! record`) counts only the runs, not the build-up and warm-up.
 //!
 //! Measured (2 cores, ext4; the numbers move by 10-20% between runs):
-//! N=1000, 1 worker: 181-261 runs/s, p50 3.7-5.8 ms, p99 6-7.5 ms; 2
-//! workers: 266-387 runs/s, p50 4.6-6.9 ms, p99 13-20 ms. The goal is not
-//! met: a run costs 4.3-4.5 ms of CPU with 1 worker and 5.0-6.3 ms with 2
-//! (the workers contend for the store's write lock), so two cores give at
-//! most ~450 runs/s, and 2 workers use ~1.6 of them. Where it goes
-//! (`perf record`, 1 worker): the adapters' calls ~45% (their own code
-//! ~13%, WASI file operations ~15%, most of it opens beneath the mount,
-//! the rest the host-call machinery), SQLite ~25% (9 transactions and 29
-//! audit rows per run; writing the WAL through the kernel ~13%),
-//! instantiating and dropping six component instances ~7%, intake ~5%.
+//! N=1000, 1 worker: 192-261 runs/s, p50 3.7-5.5 ms, p99 6-7.5 ms; 2
+//! workers: 282-387 runs/s, p50 4.6-6.9 ms, p99 13-23 ms. The goal is not
+//! met: a run costs 4.0-4.6 ms of CPU with 1 worker and 5.1-6.0 ms with 2,
+//! so two cores give at most ~450 runs/s, and 2 workers use ~1.7 of them.
+//! Where it goes (`perf record`, 1 worker): the adapters' calls ~40-45%
+//! (their own code under ~10%, WASI file operations ~15%, most of it opens
+//! beneath the mount, the rest the host-call machinery), SQLite ~25% (9
+//! transactions and 29 audit rows per run; writing the WAL through the
+//! kernel ~10%), instantiating and dropping six component instances ~7%,
+//! intake ~5%; the kernel's share of it all is about a third.
 //! Bounds measured by switching a part off (not allowed, so not kept):
 //! without the six intents committed before their writes, ~20% more runs/s;
-//! with instances reused across runs, none.
+//! with instances reused across runs, none; guests built for speed
+//! (`opt-level = 3`) or the host on another allocator (mimalloc), none.
 //! The example lets each record store take 4 calls at once, one per record
-//! (`one-call-per-record`); all workers take turns at one write lock.
+//! (`one-call-per-record`); the workers share one store connection (a
+//! connection each re-read its whole page cache after every commit of
+//! another: 5-7% more CPU per run with 2 workers) and take turns at it.
 
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
