@@ -1,38 +1,41 @@
-//! Writers of one database inside this process take turns here.
+//! Turns inside this process: writers of one database take turns at a
+//! gate, and so do the users of one shared connection ([`super::shared`]).
 //!
 //! SQLite lets one writer in at a time and tells the others only "busy";
 //! they must poll, and a poll that just misses a commit sleeps through the
-//! next one. Connections of the same process (the workers of `handoff
-//! serve`, each with its own) instead wait on this gate and are woken the
-//! moment the previous write transaction ends. Other processes still meet
-//! at SQLite's lock and its busy handler.
+//! next one. Connections of the same process (intake's and the workers'
+//! shared one in `handoff serve`) instead wait on this gate and are woken
+//! the moment the previous write transaction ends. Other processes still
+//! meet at SQLite's lock and its busy handler.
 
 use super::StoreError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 /// How long a writer waits for its turn before giving up (as SQLite's busy
 /// handler does for writers of other processes).
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// The turn-taking of one database file.
+/// The turn-taking of one database file (or one connection).
 #[derive(Debug, Default)]
 pub struct Gate {
-    taken: Mutex<bool>,
+    /// The thread whose turn it is.
+    taken: Mutex<Option<ThreadId>>,
     freed: Condvar,
 }
 
-/// One writer's turn; the next writer is woken when it is dropped.
+/// One turn; the next in line is woken when it is dropped.
 #[derive(Debug)]
 pub struct Turn {
     gate: Arc<Gate>,
 }
 
-fn lock(m: &Mutex<bool>) -> MutexGuard<'_, bool> {
-    // A writer that panicked mid-turn still gave its turn back on unwind;
-    // the flag itself cannot be left inconsistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A holder that panicked mid-turn still gave its turn back on unwind;
+    // what the mutex guards cannot be left half-changed.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -53,15 +56,23 @@ impl Gate {
         Arc::default()
     }
 
-    /// Wait for the turn to write.
+    /// Wait for the turn.
     pub fn enter(self: &Arc<Self>) -> Result<Turn, StoreError> {
         let deadline = Instant::now() + PATIENCE;
+        let me = std::thread::current().id();
         let mut taken = lock(&self.taken);
-        while *taken {
+        while let Some(holder) = *taken {
+            if holder == me {
+                // It would wait for itself: a bug, reported at once rather
+                // than after the patience runs out.
+                return Err(StoreError::Unavailable(
+                    "the store was asked for again by the thread whose turn it is",
+                ));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(StoreError::Unavailable(
-                    "another writer of this process has held the store for over 10 s",
+                    "another user of this process has held the store for over 10 s",
                 ));
             }
             taken = self
@@ -70,7 +81,7 @@ impl Gate {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        *taken = true;
+        *taken = Some(me);
         Ok(Turn { gate: self.clone() })
     }
 }
@@ -79,8 +90,8 @@ impl Gate {
 impl Gate {
     fn try_enter(self: &Arc<Self>) -> Option<Turn> {
         let mut taken = lock(&self.taken);
-        (!*taken).then(|| {
-            *taken = true;
+        taken.is_none().then(|| {
+            *taken = Some(std::thread::current().id());
             Turn { gate: self.clone() }
         })
     }
@@ -88,7 +99,7 @@ impl Gate {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        *lock(&self.gate.taken) = false;
+        *lock(&self.gate.taken) = None;
         self.gate.freed.notify_one();
     }
 }
@@ -104,6 +115,10 @@ mod tests {
         assert!(
             gate.try_enter().is_none(),
             "a second turn while one is held"
+        );
+        assert!(
+            matches!(gate.enter(), Err(StoreError::Unavailable(m)) if m.contains("asked for again")),
+            "the holder asking again is refused at once"
         );
         let other = gate.clone();
         let waiter = std::thread::spawn(move || other.enter().map(drop));

@@ -15,23 +15,16 @@
 //! meet at SQLite's lock and its busy handler.
 
 use super::StoreError;
+use super::gate::{self, Gate};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::thread::ThreadId;
-use std::time::{Duration, Instant};
-
-/// How long a user waits for its turn before giving up (as SQLite's busy
-/// handler does for writers of other processes).
-const PATIENCE: Duration = Duration::from_secs(10);
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 /// A connection and the turn-taking around it.
 #[derive(Debug)]
 pub struct SharedConnection {
-    /// The thread whose turn it is.
-    taken: Mutex<Option<ThreadId>>,
-    freed: Condvar,
+    turns: Arc<Gate>,
     // Only ever locked by the holder of the turn, so never contended: it is
     // here because a connection may be used by one thread at a time.
     conn: Mutex<Connection>,
@@ -43,7 +36,7 @@ pub struct SharedConnection {
 pub struct Turn<'a> {
     // Declared first, so the connection is given back before the turn.
     conn: MutexGuard<'a, Connection>,
-    shared: &'a SharedConnection,
+    _turn: gate::Turn,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,57 +77,21 @@ impl SharedConnection {
         Ok(shared)
     }
 
-    /// A connection nobody else can find (an in-memory database).
+    /// A connection nobody else can find (its own, or in memory).
     pub fn new(conn: Connection) -> SharedConnection {
         SharedConnection {
-            taken: Mutex::new(None),
-            freed: Condvar::new(),
+            turns: Gate::private(),
             conn: Mutex::new(conn),
         }
     }
 
-    /// Wait for the turn to use the connection.
+    /// Wait for the turn to use the connection (with the gate's patience;
+    /// the thread holding the turn is refused at once).
     pub fn enter(&self) -> Result<Turn<'_>, StoreError> {
-        let deadline = Instant::now() + PATIENCE;
-        let me = std::thread::current().id();
-        let mut taken = lock(&self.taken);
-        while let Some(holder) = *taken {
-            if holder == me {
-                // It would wait for itself: a bug, reported at once rather
-                // than after the patience runs out.
-                return Err(StoreError::Unavailable(
-                    "the store was asked for again by the thread whose turn it is",
-                ));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::Unavailable(
-                    "another user of this process has held the store for over 10 s",
-                ));
-            }
-            taken = self
-                .freed
-                .wait_timeout(taken, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *taken = Some(me);
-        drop(taken);
+        let turn = self.turns.enter()?;
         Ok(Turn {
             conn: lock(&self.conn),
-            shared: self,
-        })
-    }
-
-    #[cfg(test)]
-    fn try_enter(&self) -> Option<Turn<'_>> {
-        let mut taken = lock(&self.taken);
-        taken.is_none().then(|| {
-            *taken = Some(std::thread::current().id());
-            Turn {
-                conn: lock(&self.conn),
-                shared: self,
-            }
+            _turn: turn,
         })
     }
 }
@@ -152,40 +109,12 @@ impl std::ops::DerefMut for Turn<'_> {
     }
 }
 
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *lock(&self.shared.taken) = None;
-        self.shared.freed.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn open(path: &Path) -> impl FnOnce() -> Result<Connection, StoreError> + '_ {
         move || Ok(Connection::open(path)?)
-    }
-
-    #[test]
-    fn one_turn_at_a_time_and_a_waiting_user_is_woken() {
-        let shared = Arc::new(SharedConnection::new(Connection::open_in_memory().unwrap()));
-        let first = shared.enter().unwrap();
-        assert!(
-            shared.try_enter().is_none(),
-            "a second turn while one is held"
-        );
-        assert!(
-            matches!(shared.enter(), Err(StoreError::Unavailable(m)) if m.contains("asked for again")),
-            "the holder asking again is refused at once"
-        );
-        let other = shared.clone();
-        let waiter = std::thread::spawn(move || other.enter().map(drop));
-        drop(first);
-        // The waiter gets in once the first turn ends (or this join hangs
-        // and its 10 s patience fails it).
-        waiter.join().unwrap().unwrap();
-        assert!(shared.try_enter().is_some(), "the turn was given back");
     }
 
     #[test]
