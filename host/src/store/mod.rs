@@ -53,6 +53,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The size the write-ahead log is cut back to when it starts over. At
+/// full speed it stays a few megabytes between the background checkpoints.
+pub const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// A handle on the database. Handles a process opens with [`Store::open`]
 /// on one file share one connection, used in turns (see [`shared`]).
 #[derive(Debug)]
@@ -156,6 +160,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The log is written from its start again once a checkpoint has
+        // copied all of it, but the file keeps the size it reached: a long
+        // read that held checkpoints back would leave it that large for
+        // good. Past this size it is cut back when it starts over.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.busy_handler(Some(wait_for_writer))?;
         // Every statement is prepared once per connection and kept: a run
         // uses a few dozen, and parsing them again was a visible share of
@@ -277,6 +286,54 @@ mod tests {
         // Once every shared handle is gone, the connection is closed.
         drop((first, second));
         assert!(!sees_it(&Store::open(&path).unwrap()));
+    }
+
+    #[test]
+    fn a_log_grown_while_a_reader_held_checkpoints_back_is_cut_back_when_it_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.db");
+        let mut store = Store::open(&path).unwrap();
+        let wal = dir.path().join("handoff.db-wal");
+        let wal_size = || std::fs::metadata(&wal).unwrap().len() as i64;
+        {
+            let tx = store.write().unwrap();
+            tx.execute_batch("CREATE TABLE filler (b BLOB)").unwrap();
+            tx.commit().unwrap();
+        }
+        // A reader's snapshot keeps every frame after it in the log.
+        let reader = Store::open_unshared(&path).unwrap();
+        let reading = reader.conn().unwrap();
+        reading.execute_batch("BEGIN").unwrap();
+        let _: i64 = reading
+            .query_row("SELECT COUNT(*) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        let mib = WAL_SIZE_LIMIT / (1024 * 1024);
+        for _ in 0..mib / 8 + 2 {
+            let tx = store.write().unwrap();
+            tx.execute("INSERT INTO filler VALUES (zeroblob(8 * 1024 * 1024))", [])
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        assert!(
+            wal_size() > WAL_SIZE_LIMIT,
+            "the log did not grow past the limit"
+        );
+        reading.execute_batch("COMMIT").unwrap();
+        drop(reading);
+        // Everything copied back; the next write starts the log over.
+        store
+            .conn()
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        let tx = store.write().unwrap();
+        tx.execute("DELETE FROM filler", []).unwrap();
+        tx.commit().unwrap();
+        assert!(
+            wal_size() <= WAL_SIZE_LIMIT,
+            "the log kept {} bytes after starting over",
+            wal_size()
+        );
     }
 
     #[test]
