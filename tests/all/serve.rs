@@ -499,6 +499,19 @@ fn a_source_without_a_usable_secret_refuses_to_start() {
     );
 }
 
+#[test]
+fn the_service_starts_on_a_store_whose_directory_does_not_exist_yet() {
+    let s = scenario(1, 10);
+    s.edit_config(
+        "path = \"state/handoff.db\"",
+        "path = \"not-yet/made/handoff.db\"",
+    );
+    let service = Service::start(&s, None);
+    assert_eq!(service.get("/readyz").0, 200);
+    assert!(service.terminate().success());
+    assert!(s.path("not-yet/made/handoff.db").is_file());
+}
+
 /// The scenario against the real servers, with its decision made in
 /// Redmine and the governance adapter listing this test's project only.
 fn redmine_polling_scenario() -> (Scenario, crate::servers::Redmine, crate::servers::Seeded) {

@@ -123,6 +123,12 @@ pub async fn serve(
         Some(n) => Some(nats::consumer(n).await?),
         None => None,
     };
+    // Intake commits on a connection of its own: sharing the workers' one,
+    // it would also wait for their reads (~15% fewer events/s measured).
+    // Opened first, so the store's directory and schema exist before the
+    // checkpointer connects.
+    let intake_store = Store::open_unshared(&store_path)
+        .with_context(|| format!("opening the store at {}", store_path.display()))?;
     // Checkpoints happen on their own thread, not inside the commit of a
     // run or a request that happens to fill the log.
     let checkpointer = Checkpointer::start(&store_path, CHECKPOINT_EVERY)
@@ -133,10 +139,6 @@ pub async fn serve(
         store.leave_checkpoints_to(&checkpointer)?;
         anyhow::Ok(store)
     };
-    // Intake commits on a connection of its own: sharing the workers' one,
-    // it would also wait for their reads (a fifth fewer events/s measured).
-    let intake_store = Store::open_unshared(&store_path)
-        .with_context(|| format!("opening the store at {}", store_path.display()))?;
     intake_store.leave_checkpoints_to(&checkpointer)?;
     let intake_engine = Engine::new(config, intake_store)?;
     let unfinished = crate::store::runs::unfinished(&*intake_engine.store().conn()?)?;

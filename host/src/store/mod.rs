@@ -108,12 +108,7 @@ impl Store {
     /// up to date; or, if this process has it open already, share that
     /// connection.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
+        create_parent(path)?;
         let shared = SharedConnection::for_path(path, || {
             let conn = Connection::open(path).map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
@@ -132,6 +127,7 @@ impl Store {
     /// (counting a whole table) that must not hold up the users of the
     /// shared connection. Its page cache is re-read whenever they commit.
     pub fn open_unshared(path: &Path) -> Result<Store, StoreError> {
+        create_parent(path)?;
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -212,6 +208,17 @@ impl Store {
             open: true,
         })
     }
+}
+
+/// The directory a store file goes in, made if missing.
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Now, as RFC 3339 UTC with milliseconds: sortable as text.
