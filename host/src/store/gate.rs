@@ -33,7 +33,7 @@ pub struct Turn {
     gate: Arc<Gate>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A holder that panicked mid-turn still gave its turn back on unwind;
     // what the mutex guards cannot be left half-changed.
     m.lock().unwrap_or_else(PoisonError::into_inner)

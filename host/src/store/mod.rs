@@ -108,35 +108,36 @@ impl Store {
     /// up to date; or, if this process has it open already, share that
     /// connection.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        create_parent(path)?;
-        let shared = SharedConnection::for_path(path, || {
-            let conn = Connection::open(path).map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            Self::init(conn, path)
-        })?;
-        Ok(Store {
+        let shared = SharedConnection::for_path(path, || Self::connect(path))?;
+        Ok(Self::on_file(shared, path))
+    }
+
+    /// As [`Store::open`], but on a connection of its own, for a user that
+    /// should neither wait for the shared connection's readers nor hold
+    /// them up: intake, and long reads (counting a whole table). Its page
+    /// cache is re-read whenever another connection commits.
+    pub fn open_unshared(path: &Path) -> Result<Store, StoreError> {
+        let shared = Arc::new(SharedConnection::new(Self::connect(path)?));
+        Ok(Self::on_file(shared, path))
+    }
+
+    fn on_file(shared: Arc<SharedConnection>, path: &Path) -> Store {
+        Store {
             shared,
             gate: gate::Gate::for_path(path),
             path: path.to_path_buf(),
-        })
+        }
     }
 
-    /// As [`Store::open`], but on a connection of its own, for long reads
-    /// (counting a whole table) that must not hold up the users of the
-    /// shared connection. Its page cache is re-read whenever they commit.
-    pub fn open_unshared(path: &Path) -> Result<Store, StoreError> {
+    /// A new connection to the database at `path`, its directory made if
+    /// missing, its schema brought up to date.
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
         create_parent(path)?;
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Store {
-            shared: Arc::new(SharedConnection::new(Self::init(conn, path)?)),
-            gate: gate::Gate::for_path(path),
-            path: path.to_path_buf(),
-        })
+        Self::init(conn, path)
     }
 
     /// An in-memory store, for tests and dry runs.

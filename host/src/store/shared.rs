@@ -15,18 +15,20 @@
 //! meet at SQLite's lock and its busy handler.
 
 use super::StoreError;
-use super::gate::{self, Gate};
+use super::gate::{self, Gate, lock};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 /// A connection and the turn-taking around it.
 #[derive(Debug)]
 pub struct SharedConnection {
     turns: Arc<Gate>,
     // Only ever locked by the holder of the turn, so never contended: it is
-    // here because a connection may be used by one thread at a time.
+    // here because a connection may be used by one thread at a time. A
+    // holder that panicked left no transaction open (`Write` rolls back as
+    // it unwinds), so a poisoned lock is taken as it is.
     conn: Mutex<Connection>,
 }
 
@@ -37,12 +39,6 @@ pub struct Turn<'a> {
     // Declared first, so the connection is given back before the turn.
     conn: MutexGuard<'a, Connection>,
     _turn: gate::Turn,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A user that panicked mid-turn still gave its turn back on unwind; a
-    // statement it left unfinished is reset by SQLite on the next use.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 type Registry = Mutex<HashMap<PathBuf, Weak<SharedConnection>>>;
