@@ -46,11 +46,12 @@ pub fn write(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
 /// contents or all of its new ones, never a mix (for records).
 ///
 /// A file that stays within one page (old and new contents both at most
-/// [`IN_PLACE`] bytes) is changed where it lies, in two steps: one write of
-/// the new contents padded with spaces to the old length, then a cut to the
-/// new length. A stop between them leaves the new contents followed by
-/// spaces, which a JSON or TOML reader ignores, and a process killed during
-/// the one write of one page has written all of it or none. A larger file
+/// [`IN_PLACE`] bytes) is changed where it lies: one write of the new
+/// contents padded with spaces to the old length, then, when they are
+/// shorter, a cut to their length. A stop between them leaves the new
+/// contents followed by spaces, which a JSON or TOML reader ignores, and a
+/// process killed during the one write of one page has written all of it
+/// or none. A larger file
 /// (or a new one) is written to a hidden sibling (`.<name>.partial`) and
 /// renamed over the old one, which also keeps the old file whole for a
 /// reader that holds it open.
@@ -68,17 +69,29 @@ pub fn replace(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
 /// The largest file [`replace`] changes in place: one page.
 pub const IN_PLACE: u64 = 4096;
 
-/// What [`replace`] writes over a file of `old` bytes where it lies: the
-/// new contents padded with spaces to the old length, or nothing when
-/// either side is larger than one page (then it renames a new file over).
-fn over_in_place(contents: &[u8], old: u64) -> Option<Vec<u8>> {
+/// How [`replace`] changes a file of `old` bytes where it lies: one write
+/// of the new contents padded with spaces to the old length, then a cut to
+/// the new length when they are shorter (a file that grows or keeps its
+/// length needs none: the write leaves it at the new length). `None` when
+/// either side is larger than one page (then a new file is renamed over).
+fn over_in_place(contents: &[u8], old: u64) -> Option<InPlace> {
     let len = contents.len() as u64;
     if len.max(old) > IN_PLACE {
         return None;
     }
-    let mut padded = contents.to_vec();
-    padded.resize(len.max(old) as usize, b' ');
-    Some(padded)
+    let mut write = contents.to_vec();
+    write.resize(len.max(old) as usize, b' ');
+    Some(InPlace {
+        write,
+        cut_to: (len < old).then_some(len),
+    })
+}
+
+/// An in-place change: what to write at the start, and where to cut after.
+#[derive(Debug, PartialEq, Eq)]
+struct InPlace {
+    write: Vec<u8>,
+    cut_to: Option<u64>,
 }
 
 /// Append to a file, creating it if needed. Up to 4 KiB goes at the end
@@ -212,13 +225,17 @@ mod tests {
         let old = br#"{"state":"open","fields":{"note":"a longer old value"}}"#;
         let new = br#"{"state":"cleared"}"#;
         // What a stop after the write and before the cut leaves.
-        let between = over_in_place(new, old.len() as u64).unwrap();
+        let shrink = over_in_place(new, old.len() as u64).unwrap();
+        let between = &shrink.write;
         // The new record whole, then only spaces (which JSON ignores).
         assert_eq!(between.len(), old.len());
         assert_eq!(&between[..new.len()], new);
         assert!(between[new.len()..].iter().all(|b| *b == b' '));
-        // A growing record needs no padding; past one page, no in-place write.
-        assert_eq!(over_in_place(old, new.len() as u64).unwrap(), old);
+        assert_eq!(shrink.cut_to, Some(new.len() as u64));
+        // A growing record needs no padding and no cut; past one page, no
+        // in-place write.
+        let grow = over_in_place(old, new.len() as u64).unwrap();
+        assert_eq!((grow.write.as_slice(), grow.cut_to), (&old[..], None));
         assert!(over_in_place(new, IN_PLACE + 1).is_none());
         assert!(over_in_place(&[b' '; IN_PLACE as usize + 1], 0).is_none());
     }

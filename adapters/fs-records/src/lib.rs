@@ -143,14 +143,21 @@ fn publish(
     key: &str,
 ) -> Result<(), AdapterError> {
     let (messages, log) = channel(record)?;
-    fs::create_dir_all(&format!("/records/{}", record.kind))?;
     let line = serde_json::to_string(&Published {
         subject: &message.subject,
         links: message.links.iter().map(|l| l.url.as_str()).collect(),
         key,
     })
     .map_err(|e| AdapterError::Invalid(format!("encode {messages}: {e}")))?;
-    fs::append(&messages, format!("{line}\n").as_bytes())?;
+    let line = format!("{line}\n");
+    // The kind's directory is made by the first publish to it.
+    match fs::append(&messages, line.as_bytes()) {
+        Err(AdapterError::NotFound(_)) => {
+            fs::create_dir_all(&format!("/records/{}", record.kind))?;
+            fs::append(&messages, line.as_bytes())?;
+        }
+        done => done?,
+    }
     log.record(key)
 }
 
@@ -185,9 +192,9 @@ fn load(record: &RecordRef) -> Result<Option<Record>, AdapterError> {
     }
 }
 
+/// Write back a record that was just read (so its directory exists).
 fn store(record: &RecordRef, value: &Record) -> Result<(), AdapterError> {
     let path = path(record)?;
-    fs::create_dir_all(&format!("/records/{}", record.kind))?;
     let json = serde_json::to_vec_pretty(value)
         .map_err(|e| AdapterError::Invalid(format!("encode {path}: {e}")))?;
     fs::replace(&path, &json)

@@ -58,9 +58,12 @@ pub fn replace(p: &Path, partial: &str, shown: &str, bytes: &[u8]) -> Result<(),
     match std::fs::OpenOptions::new().write(true).open(host_path(p)) {
         Ok(file) => {
             let old = file.metadata().map_err(fail)?.len();
-            if let Some(padded) = super::over_in_place(bytes, old) {
-                file.write_all_at(&padded, 0).map_err(fail)?;
-                return file.set_len(bytes.len() as u64).map_err(fail);
+            if let Some(change) = super::over_in_place(bytes, old) {
+                file.write_all_at(&change.write, 0).map_err(fail)?;
+                if let Some(len) = change.cut_to {
+                    file.set_len(len).map_err(fail)?;
+                }
+                return Ok(());
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -251,12 +251,13 @@ pub fn replace(p: &Path, partial: &str, shown: &str, bytes: &[u8]) -> Result<(),
     ) {
         Ok(file) => {
             let old = size_of(&file, op, shown)?;
-            if let Some(padded) = super::over_in_place(bytes, old) {
-                // One write, then the cut.
-                write_from_start(&file, &padded, op, shown)?;
-                return file
-                    .set_size(bytes.len() as u64)
-                    .map_err(|c| error(op, shown, c));
+            if let Some(change) = super::over_in_place(bytes, old) {
+                // One write, then the cut (if it shrank).
+                write_from_start(&file, &change.write, op, shown)?;
+                if let Some(len) = change.cut_to {
+                    file.set_size(len).map_err(|c| error(op, shown, c))?;
+                }
+                return Ok(());
             }
         }
         Err(ErrorCode::NoEntry) => {}
