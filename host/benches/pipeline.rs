@@ -13,7 +13,9 @@
 //! store (WAL) with its audit row. Reported: runs/s and per-run latency
 //! (median, p99), and the process's CPU time per run (all threads), once
 //! with the example policy (the source read again before every write) and
-//! once with `revalidate = "once"`.
+//! once with `revalidate = "once"`. Under each, from the engine's own
+//! timings (`Engine::observe_timings`, which also feeds `/metrics`): the
+//! adapters' time per run by call kind (count per run x mean).
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
 //! The store's WAL is checkpointed by a thread of its own, as in `handoff
@@ -23,11 +25,16 @@
 //! timed section, so `perf stat -D -1 --control fifo:<fifo>` (or `perf
 //! record`) counts only the runs, not the build-up and warm-up.
 //!
-//! Measured (2 cores, ext4; the numbers move by 10-20% between runs):
-//! N=1000, 1 worker: 192-261 runs/s, p50 3.7-5.5 ms, p99 6-7.5 ms; 2
-//! workers: 282-387 runs/s, p50 4.6-6.9 ms, p99 13-23 ms. The goal is not
-//! met: a run costs 4.0-4.6 ms of CPU with 1 worker and 5.1-6.0 ms with 2,
-//! so two cores give at most ~450 runs/s, and 2 workers use ~1.7 of them.
+//! Measured (2 cores, ext4; the numbers move by 10-20% between runs, and
+//! the machine itself by as much from hour to hour): N=1000, 1 worker:
+//! 171-307 runs/s, p50 3.0-5.5 ms, p99 5-11 ms; 2 workers: 281-421 runs/s,
+//! p50 4.1-6.9 ms, p99 13-23 ms. The goal is not met: a run costs 3.3-5.9
+//! ms of CPU with 1 worker and 3.8-5.6 ms with 2, against the ~2 ms two
+//! cores allow at 1,000 runs/s. The adapters' share (the line under each
+//! result, 1 worker): 1.7-3.3 ms per run; an apply 125-290 us (a record:
+//! read, write in place, journal line; a publish: message log, sent log,
+//! its index, journal), an observe 47-74 us, a read of the source 33-100
+//! us, a fresh instance 29-64 us.
 //! Where it goes (`perf record`, 1 worker): the adapters' calls ~40-45%
 //! (their own code under ~10%, WASI file operations ~15%, most of it opens
 //! beneath the mount, the rest the host-call machinery), SQLite ~25% (9
@@ -46,15 +53,16 @@
 use handoff::config::Config;
 use handoff::pipeline::intake::CloudEvent;
 use handoff::pipeline::throttle::Throttle;
-use handoff::pipeline::{Engine, Outcome};
+use handoff::pipeline::{Engine, Outcome, Timed};
 use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
 use handoff::store::Store;
 use handoff::store::adapters::NewApproval;
 use handoff::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-readiness");
@@ -183,6 +191,21 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         assert_eq!(warm.outcome, Outcome::Completed, "{warm:?}");
     }
 
+    // Where the time goes, from the engine's own timings of the runs
+    // below (not the warm-up): adapter calls by kind, across adapters.
+    let calls: Arc<Mutex<BTreeMap<&'static str, (u32, Duration)>>> = Arc::default();
+    for engine in &mut engines {
+        let calls = calls.clone();
+        engine.observe_timings(Arc::new(move |what, took| {
+            if let Timed::Call { call, .. } = what {
+                let mut calls = calls.lock().unwrap();
+                let (count, total) = calls.entry(call).or_default();
+                *count += 1;
+                *total += took;
+            }
+        }));
+    }
+
     let ctl = std::env::var("PERF_CTL").ok();
     if let Some(c) = &ctl {
         std::fs::write(c, "enable\n").unwrap();
@@ -222,6 +245,19 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         .unwrap()
         .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
         .unwrap();
+    let per_run = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let calls = calls.lock().unwrap();
+    let parts: Vec<String> = calls
+        .iter()
+        .map(|(call, (count, total))| {
+            format!(
+                "{call} {:.1} x {:.0} us",
+                f64::from(*count) / n as f64,
+                total.as_secs_f64() * 1e6 / f64::from(*count)
+            )
+        })
+        .collect();
+    let in_calls: Duration = calls.values().map(|(_, total)| *total).sum();
     println!(
         "{label:<40} {workers} worker(s) {:>6.0} runs/s   p50 {:>9.2?}   p99 {:>9.2?}   cpu {:.2} ms/run   ({n} runs, {rows} audit rows, {:.1?})",
         n as f64 / elapsed.as_secs_f64(),
@@ -229,6 +265,12 @@ fn run(label: &str, n: usize, revalidate_once: bool, workers: usize) {
         pct(99),
         cpu.as_secs_f64() * 1000.0 / n as f64,
         elapsed
+    );
+    println!(
+        "{:<40} adapters {:.2} ms/run (wall, all workers): {}",
+        "",
+        per_run(in_calls) / 1000.0,
+        parts.join(", ")
     );
 }
 

@@ -720,7 +720,7 @@ fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() 
 }
 
 #[test]
-fn an_adapter_limit_holds_across_workers_and_each_step_is_timed_by_adapter() {
+fn an_adapter_limit_holds_across_workers_and_each_step_and_call_is_timed_by_adapter() {
     // The example limits each filesystem instance to one call at a time
     // (its read-change-write has no lock); four workers then share it.
     // Every run here closes the same release record: without the limit,
@@ -770,7 +770,23 @@ fn an_adapter_limit_holds_across_workers_and_each_step_is_timed_by_adapter() {
             // Six runs: two tracker steps and one checklist step each.
             "handoff_step_seconds_count{adapter=\"tracker\"} 12",
             "handoff_step_seconds_count{adapter=\"checklist\"} 6",
+            // One fresh instance of each adapter per run.
+            "handoff_adapter_call_seconds_count{adapter=\"checklist\",call=\"instantiate\"} 6",
+            "handoff_adapter_call_seconds_count{adapter=\"tracker\",call=\"instantiate\"} 6",
             "handoff_runs_in_flight 0",
         ],
     );
+    // Each checklist step observes once, and once more to confirm a write
+    // (how many runs found the shared checklist still open varies).
+    let count = |call: &str| -> u64 {
+        let prefix =
+            format!("handoff_adapter_call_seconds_count{{adapter=\"checklist\",call=\"{call}\"}} ");
+        let line = metrics.lines().find_map(|l| l.strip_prefix(&prefix));
+        line.unwrap_or_else(|| panic!("no {prefix}in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let applied = count("apply");
+    assert!((1..=6).contains(&applied), "{metrics}");
+    assert_eq!(count("observe"), 6 + applied, "{metrics}");
 }

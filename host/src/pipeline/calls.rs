@@ -3,10 +3,12 @@
 //! "try again" and "a person decides", and transient ones retried with a
 //! bounded, doubling pause.
 
+use super::Timed;
 use super::driver::{Driver, Halt};
 use crate::follow_up::Reason;
 use crate::sandbox::{Action, AdapterError, CallError, Decision, Instance, Observed, RecordRef};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// The run's live adapter instances, by instance name.
 #[derive(Default)]
@@ -83,10 +85,18 @@ impl Driver<'_> {
             let loaded = self.engine.adapter(adapter).map_err(|e| {
                 Failure::Final(Reason::CapabilityDenied, format!("cannot load: {e}"))
             })?;
+            let started = Instant::now();
             let instance = loaded
                 .instantiate()
                 .await
                 .map_err(|e| Failure::Transient(e.to_string()))?;
+            self.engine.took(
+                Timed::Call {
+                    adapter,
+                    call: "instantiate",
+                },
+                started.elapsed(),
+            );
             self.calls.instances.insert(adapter.to_string(), instance);
         }
         let instance = self
@@ -97,6 +107,7 @@ impl Driver<'_> {
         // Held for the call only: a run waiting between retries or on
         // another adapter does not keep this one's room.
         let permit = self.engine.throttle.turn(adapter, &call.record_key()).await;
+        let started = Instant::now();
         let result: Result<Result<Answer, AdapterError>, CallError> = match call {
             Call::Observe(r) => instance.observe(r).await.map(|r| r.map(Answer::Observed)),
             Call::Apply(r, action, key) => instance
@@ -109,6 +120,13 @@ impl Driver<'_> {
                 .map(|r| r.map(Answer::Decision)),
         };
         drop(permit);
+        self.engine.took(
+            Timed::Call {
+                adapter,
+                call: call.name(),
+            },
+            started.elapsed(),
+        );
         let decisions = instance.take_decisions();
         let _ = self.engine.store.record_run_decisions(
             &decisions,

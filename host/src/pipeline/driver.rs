@@ -202,7 +202,9 @@ impl Driver<'_> {
             }
             let started = std::time::Instant::now();
             let executed = execute::execute(self, &row, &mut fresh).await?;
-            self.engine.step_took(&row.plan.adapter, started.elapsed());
+            let adapter = &row.plan.adapter;
+            self.engine
+                .took(super::Timed::Step { adapter }, started.elapsed());
             if let Err(halt) = executed {
                 return self.halt(halt);
             }

@@ -221,12 +221,27 @@ pub struct Engine {
     pub(crate) lease_ttl: Duration,
     pub(crate) faults: faults::Faults,
     pub(crate) throttle: Arc<Throttle>,
-    /// Told how long each step took, by adapter (the service's metrics).
-    step_observer: Option<StepObserver>,
+    /// Told how long each step and each adapter call took (the service's
+    /// metrics, the benchmark's breakdown).
+    timings: Option<TimingObserver>,
 }
 
-/// Receives (adapter instance, time a step took).
-pub type StepObserver = Arc<dyn Fn(&str, Duration) + Send + Sync>;
+/// What the engine timed, by adapter instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timed<'a> {
+    /// One step: observe, apply, confirm, with retries and waits.
+    Step { adapter: &'a str },
+    /// Making a fresh instance for a run (`call` is `instantiate`), or one
+    /// call into it (`observe`, `apply`, `read-decision`): the adapter's
+    /// own time, without waiting for room at its concurrency limit.
+    Call {
+        adapter: &'a str,
+        call: &'static str,
+    },
+}
+
+/// Receives each timing as it is taken.
+pub type TimingObserver = Arc<dyn Fn(Timed<'_>, Duration) + Send + Sync>;
 
 impl Engine {
     /// Read the configured policies and check that every adapter they name
@@ -284,7 +299,7 @@ impl Engine {
             lease_ttl: Duration::from_secs(300),
             faults: faults::Faults::from_env(),
             throttle: Arc::new(Throttle::new(config.adapters.values())),
-            step_observer: None,
+            timings: None,
         })
     }
 
@@ -302,14 +317,15 @@ impl Engine {
         self.throttle = throttle;
     }
 
-    /// Report each step's duration, by adapter, to `observer`.
-    pub fn observe_steps(&mut self, observer: StepObserver) {
-        self.step_observer = Some(observer);
+    /// Report how long each step and each adapter call takes to
+    /// `observer`.
+    pub fn observe_timings(&mut self, observer: TimingObserver) {
+        self.timings = Some(observer);
     }
 
-    pub(crate) fn step_took(&self, adapter: &str, took: Duration) {
-        if let Some(observe) = &self.step_observer {
-            observe(adapter, took);
+    pub(crate) fn took(&self, what: Timed<'_>, took: Duration) {
+        if let Some(observe) = &self.timings {
+            observe(what, took);
         }
     }
 

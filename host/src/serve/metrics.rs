@@ -8,6 +8,7 @@
 //! is read from the store at scrape time, so it survives restarts and
 //! matches `handoff runs list`.
 
+use crate::pipeline::Timed;
 use crate::store::Store;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -84,6 +85,8 @@ pub struct Metrics {
     pub intake_latency: Histogram,
     /// Per adapter: one step, observe to confirmed.
     steps: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// Per adapter and call: a fresh instance, or one call into it.
+    calls: Mutex<BTreeMap<(String, &'static str), std::sync::Arc<Histogram>>>,
     /// The per-adapter limits shared by the workers (`[adapters.X]
     /// concurrency`) and the calls waiting at them.
     throttle: std::sync::Arc<crate::pipeline::throttle::Throttle>,
@@ -116,14 +119,24 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    pub fn step(&self, adapter: &str, took: Duration) {
-        let histogram = self
-            .steps
-            .lock()
-            .unwrap()
-            .entry(adapter.to_string())
-            .or_default()
-            .clone();
+    /// Count one timing the engine took.
+    pub fn timed(&self, what: Timed<'_>, took: Duration) {
+        let histogram = match what {
+            Timed::Step { adapter } => self
+                .steps
+                .lock()
+                .unwrap()
+                .entry(adapter.to_string())
+                .or_default()
+                .clone(),
+            Timed::Call { adapter, call } => self
+                .calls
+                .lock()
+                .unwrap()
+                .entry((adapter.to_string(), call))
+                .or_default()
+                .clone(),
+        };
         histogram.observe(took);
     }
 
@@ -200,6 +213,19 @@ impl Metrics {
                 &mut out,
                 "handoff_step_seconds",
                 &format!("adapter=\"{adapter}\""),
+            );
+        }
+        family(
+            &mut out,
+            "handoff_adapter_call_seconds",
+            "histogram",
+            "A fresh instance for a run (call=\"instantiate\"), or one call into it, by adapter.",
+        );
+        for ((adapter, call), h) in self.calls.lock().unwrap().iter() {
+            h.render(
+                &mut out,
+                "handoff_adapter_call_seconds",
+                &format!("adapter=\"{adapter}\",call=\"{call}\""),
             );
         }
         family(

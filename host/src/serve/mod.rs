@@ -152,7 +152,7 @@ pub async fn serve(
         let mut engine = Engine::new(config, open()?)?;
         engine.share_throttle(throttle.clone());
         let metrics = metrics.clone();
-        engine.observe_steps(Arc::new(move |adapter, took| metrics.step(adapter, took)));
+        engine.observe_timings(Arc::new(move |what, took| metrics.timed(what, took)));
         engines.push(engine);
     }
 
