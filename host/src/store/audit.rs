@@ -8,10 +8,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// Append one row inside `tx`, chained to the current head. The caller
 /// commits it together with the state change it records.
 pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
-    let head: Option<(i64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let head: Option<(i64, String)> = match tx.take_audit_head() {
+        Some(head) => Some(head),
+        None => tx
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    };
     let (seq, prev_hash) = match head {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
@@ -58,6 +61,7 @@ pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
         row.prev_hash,
         row.hash
     ])?;
+    tx.set_audit_head(row.seq, row.hash.clone());
     Ok(row)
 }
 
@@ -97,5 +101,43 @@ impl Store {
 
     pub fn audit_rows(&self, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
         rows(&*self.conn()?, run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str) -> Entry {
+        Entry {
+            run_id: Some("run-1".into()),
+            event_id: Some("evt-1".into()),
+            kind: kind.into(),
+            payload: serde_json::json!({ "step": kind }),
+            policy_sha256: None,
+            adapter_sha256: None,
+        }
+    }
+
+    #[test]
+    fn rows_of_one_transaction_and_of_the_next_chain_on_from_each_other() {
+        let mut store = Store::in_memory().unwrap();
+        store.audit(&entry("first")).unwrap();
+        let tx = store.write().unwrap();
+        let a = append(&tx, &entry("a")).unwrap();
+        let b = append(&tx, &entry("b")).unwrap();
+        tx.commit().unwrap();
+        // A transaction rolled back leaves no head behind for the next.
+        let tx = store.write().unwrap();
+        append(&tx, &entry("undone")).unwrap();
+        drop(tx);
+        let c = store.audit(&entry("c")).unwrap();
+        assert_eq!((a.seq, b.seq, c.seq), (2, 3, 4));
+        assert_eq!(b.prev_hash, a.hash);
+        assert_eq!(c.prev_hash, b.hash);
+        let rows = store.audit_rows(None).unwrap();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds, ["first", "a", "b", "c"]);
+        assert_eq!(crate::audit::verify(rows).unwrap().rows, 4);
     }
 }

@@ -76,6 +76,10 @@ pub struct Write<'a> {
     turn: Turn<'a>,
     _writing: gate::Turn,
     open: bool,
+    /// The audit chain's head (sequence, hash) as this transaction last
+    /// appended to it: nobody else appends while it is open, so the next
+    /// row of the same transaction need not read it back.
+    audit_head: std::cell::RefCell<Option<(i64, String)>>,
 }
 
 impl std::ops::Deref for Write<'_> {
@@ -87,9 +91,19 @@ impl std::ops::Deref for Write<'_> {
 
 impl Write<'_> {
     pub fn commit(mut self) -> Result<(), StoreError> {
-        self.turn.execute_batch("COMMIT")?;
+        self.turn.prepare_cached("COMMIT")?.execute([])?;
         self.open = false;
         Ok(())
+    }
+
+    /// The audit chain's head if this transaction appended to it (taken:
+    /// the appender puts the new head back).
+    pub(crate) fn take_audit_head(&self) -> Option<(i64, String)> {
+        self.audit_head.borrow_mut().take()
+    }
+
+    pub(crate) fn set_audit_head(&self, seq: i64, hash: String) {
+        *self.audit_head.borrow_mut() = Some((seq, hash));
     }
 }
 
@@ -202,11 +216,14 @@ impl Store {
     pub fn write(&mut self) -> Result<Write<'_>, StoreError> {
         let writing = self.gate.enter()?;
         let turn = self.shared.enter()?;
-        turn.execute_batch("BEGIN IMMEDIATE")?;
+        // Prepared once per connection, like every statement on the hot
+        // path: two for each of a run's transitions.
+        turn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(Write {
             turn,
             _writing: writing,
             open: true,
+            audit_head: std::cell::RefCell::new(None),
         })
     }
 }
