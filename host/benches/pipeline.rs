@@ -35,6 +35,11 @@
 //! read, write in place, journal line; a publish: message log, sent log,
 //! its index, journal), an observe 47-74 us, a read of the source 33-100
 //! us, a fresh instance 29-64 us.
+//! Two workers do not double it: with both cores busy every part of a run
+//! costs ~35% more CPU (`perf record` of 1 and 2 workers over the same
+//! runs: the extra samples are spread over SQLite, malloc, memmove,
+//! wasmtime and the kernel alike, with no lock among the top of them), and
+//! the store connection, used in turns, is held ~1.3 ms of each run.
 //! Where it goes (`perf record`, 1 worker): the adapters' calls ~40-45%
 //! (their own code under ~10%, WASI file operations ~15%, most of it opens
 //! beneath the mount, the rest the host-call machinery), SQLite ~25% (9
