@@ -1,12 +1,19 @@
 //! `handoff demo`, the README's first command: every case ends as the
 //! scenario says it must, and the demo tells a reader so.
 
+use std::path::Path;
 use std::process::Command;
 
 fn demo(dir: &std::path::Path) -> std::process::Output {
+    demo_from(dir, Path::new("."))
+}
+
+/// The demo started in `cwd`.
+fn demo_from(dir: &Path, cwd: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["demo", "--dir"])
         .arg(dir)
+        .current_dir(cwd)
         .env_remove("HANDOFF_LOG")
         .output()
         .expect("run handoff demo")
@@ -59,8 +66,18 @@ fn the_demo_runs_every_case_to_its_outcome_and_verifies_each_audit_chain() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A second run starts over in the same place.
-    assert_eq!(demo(&dir).status.code(), Some(0));
+    // A second run starts over in the same place, here started where a
+    // handoff.toml the demo cannot read lies (it writes its own).
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("handoff.toml"), "not-a-key = 1\n").unwrap();
+    let again = demo_from(&dir, &elsewhere);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]

@@ -44,7 +44,9 @@ enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Run the release-readiness scenario and its failure variants on the
-    /// embedded default, and show what became of each.
+    /// embedded default, and show what became of each. Each case has a
+    /// configuration of its own: `--config`, `--store` and a handoff.toml
+    /// in the current directory play no part.
     Demo {
         /// Where the cases' stores and systems are kept (made fresh).
         #[arg(long, default_value = "handoff-demo")]
@@ -142,6 +144,12 @@ fn init_tracing(default: &str, json: bool) {
 }
 
 fn run(cli: Cli) -> Result<u8> {
+    // The demo writes its own configuration for each case: a handoff.toml
+    // where it is started (another project's, an older one) is not its
+    // business, and must not stop it.
+    if let Command::Demo { dir, packages } = &cli.command {
+        return demo::run(dir, packages);
+    }
     let config = load_config(cli.config.as_deref())?;
     let ctx = Ctx {
         store_path: cli.store.unwrap_or_else(|| config.store_path.clone()),
@@ -151,8 +159,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Policy(cmd) => policy::run(cmd, &ctx),
-        // The demo writes its own configuration for each case.
-        Command::Demo { dir, packages } => demo::run(&dir, &packages),
+        Command::Demo { .. } => unreachable!("the demo ran above, without a config"),
         Command::Run {
             event,
             context,
