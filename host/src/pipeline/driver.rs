@@ -149,9 +149,13 @@ impl Engine {
             pending: Vec::new(),
         };
         let result = driver.run().await;
-        if result.is_err() {
-            // Leave it unfinished and free for the next driver.
-            let _ = runs::release(&*self.store.conn()?, run_id, &owner);
+        if result.is_err()
+            && let Ok(conn) = self.store.conn()
+        {
+            // Leave it unfinished and free for the next driver; if the
+            // store cannot be had now, the lease runs out. Either way the
+            // run's own error is the one to report.
+            let _ = runs::release(&conn, run_id, &owner);
         }
         result
     }
