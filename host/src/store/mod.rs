@@ -75,7 +75,6 @@ pub struct Write<'a> {
     // turn to write.
     turn: Turn<'a>,
     _writing: gate::Turn,
-    open: bool,
     /// The audit chain's head (sequence, hash) as this transaction last
     /// appended to it: nobody else appends while it is open, so the next
     /// row of the same transaction need not read it back.
@@ -90,9 +89,8 @@ impl std::ops::Deref for Write<'_> {
 }
 
 impl Write<'_> {
-    pub fn commit(mut self) -> Result<(), StoreError> {
+    pub fn commit(self) -> Result<(), StoreError> {
         self.turn.prepare_cached("COMMIT")?.execute([])?;
-        self.open = false;
         Ok(())
     }
 
@@ -109,9 +107,9 @@ impl Write<'_> {
 
 impl Drop for Write<'_> {
     fn drop(&mut self) {
-        if self.open {
-            // Before the turn passes on: the next user must not find this
-            // transaction still open.
+        if !self.turn.is_autocommit() {
+            // Not committed (or the commit failed): before the turn passes
+            // on, the next user must not find this transaction still open.
             let _ = self.turn.execute_batch("ROLLBACK");
         }
     }
@@ -222,7 +220,6 @@ impl Store {
         Ok(Write {
             turn,
             _writing: writing,
-            open: true,
             audit_head: std::cell::RefCell::new(None),
         })
     }
