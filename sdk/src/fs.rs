@@ -102,6 +102,21 @@ pub fn append(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
     backend::write(&p, path, contents, true)
 }
 
+/// As [`append`], making the file's directory (and its parents) when the
+/// append finds it missing: the directory is made by the first append, not
+/// looked for on every one.
+pub fn append_making_dir(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
+    match append(path, contents) {
+        Err(AdapterError::NotFound(_)) => {
+            let p = inside_mounts(path)?;
+            let dir = p.parent().unwrap_or(&p).to_string_lossy().into_owned();
+            create_dir_all(&dir)?;
+            append(path, contents)
+        }
+        done => done,
+    }
+}
+
 /// Create a directory and its parents (no error if it exists).
 pub fn create_dir_all(path: &str) -> Result<(), AdapterError> {
     let p = inside_mounts(path)?;
@@ -283,6 +298,23 @@ mod tests {
         );
         let missing = h.run(|| read("/out/none")).unwrap_err();
         assert!(matches!(missing, AdapterError::NotFound(_)), "{missing:?}");
+        // An append into a directory not made yet: refused as missing by
+        // `append`, made on the way by `append_making_dir`.
+        let gone = h.run(|| append("/out/new/deeper/log", b"x")).unwrap_err();
+        assert!(matches!(gone, AdapterError::NotFound(_)), "{gone:?}");
+        h.run(|| append_making_dir("/out/new/deeper/log", b"one\n"))
+            .unwrap();
+        h.run(|| append_making_dir("/out/new/deeper/log", b"two\n"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("new/deeper/log")).unwrap(),
+            "one\ntwo\n"
+        );
+        let outside = h.run(|| append_making_dir("/elsewhere/log", b"x"));
+        assert!(
+            matches!(outside, Err(AdapterError::Denied(_))),
+            "{outside:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -112,15 +112,7 @@ impl SentLog {
     /// appender's line never lands inside it. The directory is made only
     /// when the append finds it missing, not looked for on every record.
     fn add(&self, bucket: &str, key: &str) -> Result<(), AdapterError> {
-        let path = self.in_index(bucket);
-        let line = format!("{key}\n");
-        match fs::append(&path, line.as_bytes()) {
-            Err(AdapterError::NotFound(_)) => {
-                fs::create_dir_all(&self.index)?;
-                fs::append(&path, line.as_bytes())
-            }
-            done => done,
-        }
+        fs::append_making_dir(&self.in_index(bucket), format!("{key}\n").as_bytes())
     }
 
     /// The latest `window` keys, oldest first. Only the end of the log is

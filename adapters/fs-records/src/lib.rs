@@ -149,15 +149,8 @@ fn publish(
         key,
     })
     .map_err(|e| AdapterError::Invalid(format!("encode {messages}: {e}")))?;
-    let line = format!("{line}\n");
     // The kind's directory is made by the first publish to it.
-    match fs::append(&messages, line.as_bytes()) {
-        Err(AdapterError::NotFound(_)) => {
-            fs::create_dir_all(&format!("/records/{}", record.kind))?;
-            fs::append(&messages, line.as_bytes())?;
-        }
-        done => done?,
-    }
+    fs::append_making_dir(&messages, format!("{line}\n").as_bytes())?;
     log.record(key)
 }
 
