@@ -51,10 +51,9 @@ pub fn write(path: &str, contents: &[u8]) -> Result<(), AdapterError> {
 /// shorter, a cut to their length. A stop between them leaves the new
 /// contents followed by spaces, which a JSON or TOML reader ignores, and a
 /// process killed during the one write of one page has written all of it
-/// or none. A larger file
-/// (or a new one) is written to a hidden sibling (`.<name>.partial`) and
-/// renamed over the old one, which also keeps the old file whole for a
-/// reader that holds it open.
+/// or none. A larger file (or a new one) is written to a hidden sibling
+/// (`.<name>.partial`) and renamed over the old one, which also keeps the
+/// old file whole for a reader that holds it open.
 /// The two paths differ in cost, not in guarantee: on ext4 each rename
 /// makes and drops an inode, which measured ~40% slower per pipeline run.
 pub fn replace(path: &str, contents: &[u8]) -> Result<(), AdapterError> {

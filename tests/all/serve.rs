@@ -721,11 +721,11 @@ fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() 
 
 #[test]
 fn an_adapter_limit_holds_across_workers_and_each_step_and_call_is_timed_by_adapter() {
-    // The example limits each filesystem instance to one call at a time
-    // (its read-change-write has no lock); four workers then share it.
-    // Every run here closes the same release record: without the limit,
-    // two runs changing it at once can lose one change, and the loser
-    // halts as not confirmed.
+    // The example lets each filesystem instance take 4 calls at once, but
+    // one per record (its read-change-write has no lock); four workers
+    // then share it. Every run here closes the same release record:
+    // without the per-record turns, two runs changing it at once can lose
+    // one change, and the loser halts as not confirmed.
     let s = Scenario::new();
     with_serve(&s, serve_config(4, 100, 0, SOURCE));
     let reviews: Vec<String> = (0..6).map(|i| format!("RV-30{i}")).collect();
