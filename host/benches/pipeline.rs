@@ -320,6 +320,13 @@ fn cpu_time() -> Duration {
 }
 
 fn main() {
+    // As the `handoff` binary does: error values do not walk the stack
+    // (`RUST_BACKTRACE=1` would otherwise slow every adapter call).
+    // SAFETY: first thing in main, before any thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        handoff::backtraces::leave_off_unless_asked()
+    };
     let mut numbers = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<usize>().ok());

@@ -35,6 +35,13 @@ fn package(name: &str) -> Package {
 }
 
 fn main() {
+    // As the `handoff` binary does: error values do not walk the stack
+    // (`RUST_BACKTRACE=1` would otherwise slow every adapter call).
+    // SAFETY: first thing in main, before any thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        handoff::backtraces::leave_off_unless_asked()
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

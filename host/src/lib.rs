@@ -9,9 +9,11 @@
 //! under least privilege; [`audit`] is the hash-chained audit trail;
 //! [`store`] is the durable SQLite store; [`config`] is the operator's
 //! `handoff.toml`; [`serve`] is the long-lived service (`handoff serve`); [`cli`] is the
-//! `handoff` command.
+//! `handoff` command; [`backtraces`] keeps error values from walking the
+//! stack when nothing will show it.
 
 pub mod audit;
+pub mod backtraces;
 pub mod cli;
 pub mod config;
 pub mod demo;
