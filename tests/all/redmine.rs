@@ -1,9 +1,11 @@
 //! Redmine's own behaviour in the scenario: a status change its workflow
 //! forbids, a review reopened after the event, a milestone missing or
-//! mapped to another release. Read back with an independent REST client.
+//! mapped to another release, updates stamped in whole seconds. Read back
+//! with an independent REST client.
 
 use crate::servers::*;
 use serde_json::json;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[test]
 fn a_status_change_redmines_workflow_forbids_answers_204_and_confirm_catches_it() {
@@ -120,4 +122,72 @@ fn a_milestone_missing_renamed_or_mapped_to_another_release_halts_before_any_wri
         assert_eq!(report["packet"]["reason"], reason, "{change}: {report}");
         assert!(r.notes(seeded.checklist).is_empty() && r.notes(seeded.release).is_empty());
     }
+}
+
+/// Until this machine's clock (Redmine's too: it runs here) starts a new
+/// second. Not a wait for anything to happen: the test needs what follows
+/// to fall within one second, and a whole one is then ahead of it.
+fn start_of_a_second() {
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - into)));
+}
+
+#[test]
+fn reconciliation_finds_a_decision_made_in_the_second_it_last_listed() {
+    // Redmine stamps updates in whole seconds and lists them by that stamp,
+    // then by id. Here review `later` changes, a pass lists it, and review
+    // `earlier` (a lower id) is accepted, all in one second: a cursor at
+    // (that second, `later`) would never list `earlier`'s decision.
+    let (s, r, seeded) = polling_scenario();
+    let project = r.issue(seeded.review)["project"]["id"].as_u64().unwrap();
+    let fields = json!([
+        { "id": r.field_id("Review version", "issue"), "value": "1" },
+        { "id": r.field_id("Release ID", "issue"), "value": "R-2026.11" },
+    ]);
+    let context = s.context();
+    let (mut engine, _, rt) = s.engine_sharing_throttle();
+    let mut pass = || rt.block_on(engine.reconcile(&context)).unwrap();
+    let updated_on = |id: u64| r.issue(id)["updated_on"].as_str().unwrap().to_string();
+    // A slow moment can carry the three across a second: then again, with
+    // a new pair (what the earlier attempts accepted is found meanwhile).
+    let earlier = (1..=5)
+        .find_map(|_| {
+            let earlier = r.create_issue(project, "Release review, second one", fields.clone());
+            let later = r.create_issue(project, "Release review, third one", json!([]));
+            start_of_a_second();
+            r.set_status(later, "In Progress");
+            pass();
+            r.set_status(earlier, "Accepted");
+            (updated_on(earlier) == updated_on(later)).then_some(earlier)
+        })
+        .expect("five attempts to change two issues and list them within one second");
+
+    let found = pass();
+    let runs: Vec<String> = found
+        .new_runs
+        .iter()
+        .map(|run| {
+            s.store()
+                .conn()
+                .unwrap()
+                .query_row(
+                    "SELECT event_id FROM runs WHERE run_id = ?1",
+                    [run],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "one new decision, review {earlier}'s: {runs:?}"
+    );
+    assert!(
+        runs[0].starts_with(&format!("review/{earlier}@")),
+        "review {earlier}'s decision: {runs:?}"
+    );
 }

@@ -512,24 +512,9 @@ fn the_service_starts_on_a_store_whose_directory_does_not_exist_yet() {
     assert!(s.path("not-yet/made/handoff.db").is_file());
 }
 
-/// The scenario against the real servers, with its decision made in
-/// Redmine and the governance adapter listing this test's project only.
-fn redmine_polling_scenario() -> (Scenario, crate::servers::Redmine, crate::servers::Seeded) {
-    use crate::servers::{Nats, Redmine, seed};
-    let (r, n) = (Redmine::from_env(), Nats::from_env());
-    let seeded = seed(&r, &n);
-    let s = crate::servers::scenario(&r, &n, &seeded);
-    let project = seeded.prefix.trim_start_matches("handoff.");
-    s.edit_config(
-        "issue-kinds = \"review\" }",
-        &format!("issue-kinds = \"review\", project = \"{project}\" }}"),
-    );
-    (s, r, seeded)
-}
-
 #[test]
 fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
-    let (s, r, seeded) = redmine_polling_scenario();
+    let (s, r, seeded) = crate::servers::polling_scenario();
     // One pass at start, none after during the test.
     with_serve(&s, serve_config(1, 10, 3600, "redmine/release-reviews"));
     let service = Service::start(&s, None);
@@ -574,7 +559,7 @@ fn reconciliation_finds_a_decision_made_in_redmine_that_no_event_announced() {
 
 #[test]
 fn a_reconciliation_pass_waits_for_room_at_the_source_adapter() {
-    let (s, _, _) = redmine_polling_scenario();
+    let (s, _, _) = crate::servers::polling_scenario();
     s.edit_config(
         "[adapters.governance]\n",
         "[adapters.governance]\nconcurrency = 1\n",

@@ -261,6 +261,20 @@ pub fn scenario(r: &Redmine, nats: &Nats, seeded: &Seeded) -> Scenario {
     s
 }
 
+/// The scenario against the real servers, with its decision made in
+/// Redmine and the governance adapter listing this test's project only.
+pub fn polling_scenario() -> (Scenario, Redmine, Seeded) {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = scenario(&r, &n, &seeded);
+    let project = seeded.prefix.trim_start_matches("handoff.");
+    s.edit_config(
+        "issue-kinds = \"review\" }",
+        &format!("issue-kinds = \"review\", project = \"{project}\" }}"),
+    );
+    (s, r, seeded)
+}
+
 /// `handoff run`; the report carries its follow-up packet, if any.
 pub fn run(s: &Scenario, event: &str) -> (i32, Value) {
     let o = s.handoff(&[

@@ -1,6 +1,6 @@
 //! Redmine's JSON, read into what the host sees.
 
-use crate::{KEY_MARKER, field_name, get_json, state_name};
+use crate::{KEY_MARKER, clock, field_name, get_answer, state_name};
 use handoff_sdk::{AdapterError, Change, ChangePage, Observed, RecordRef};
 use serde::Deserialize;
 use serde_json::Value;
@@ -139,9 +139,26 @@ struct IssuePage {
     issues: Vec<Issue>,
 }
 
+/// How many seconds before the server's own clock an update is taken as
+/// settled, unless config `settle-seconds` says otherwise (see below).
+const SETTLE_SECONDS: i64 = 2;
+
 /// Issues updated after `cursor` (`<updated_on>/<id>` of the last one
-/// seen; empty: from the beginning), oldest first, across every status.
+/// covered; empty: from the beginning), oldest first, across every status.
 /// Config `project` limits the listing to one project.
+///
+/// Redmine keeps `updated_on` in whole seconds and sorts by it, then by id.
+/// A cursor at (second S, issue 8) would therefore pass over an issue 3
+/// updated later in that same second S, or issue 8 updated again in it:
+/// changes lost to the poller, which exists because webhooks get lost. So
+/// the cursor covers only the seconds that are over: those at least
+/// `settle-seconds` (default 2) before now. Now is the time in the answer's
+/// `Date` header, which the server stamps from the clock `updated_on` comes
+/// from; Redmine's own server (thin) sends none, and then it is this
+/// machine's clock, which the margin must also cover the difference to.
+/// The margin also covers an update stamped before its transaction
+/// committed. Later changes are listed all the same, and again by the next
+/// listing, where the host recognises them.
 pub fn list_changes(cursor: &str, limit: u32) -> Result<ChangePage, AdapterError> {
     let (after_time, after_id) = match cursor.split_once('/') {
         Some((t, id)) => (
@@ -156,6 +173,14 @@ pub fn list_changes(cursor: &str, limit: u32) -> Result<ChangePage, AdapterError
             )));
         }
     };
+    let settle = match handoff_sdk::config("settle-seconds") {
+        None => SETTLE_SECONDS,
+        Some(text) => text.trim().parse::<u32>().map(i64::from).map_err(|_| {
+            AdapterError::Invalid(format!(
+                "config settle-seconds {text:?}: a whole number of seconds"
+            ))
+        })?,
+    };
     let limit = limit.clamp(1, 100);
     let mut path = format!("/issues.json?status_id=*&sort=updated_on,id&limit={limit}");
     if let Some(project) = handoff_sdk::config("project") {
@@ -166,7 +191,16 @@ pub fn list_changes(cursor: &str, limit: u32) -> Result<ChangePage, AdapterError
         // drop what the cursor already covers.
         path.push_str(&format!("&updated_on=%3E%3D{after_time}"));
     }
-    let page: IssuePage = get_json(&path)?.unwrap_or(IssuePage { issues: Vec::new() });
+    let Some((page, date)) = get_answer::<IssuePage>(&path)? else {
+        return Ok(ChangePage {
+            changes: Vec::new(),
+            next_cursor: cursor.to_string(),
+        });
+    };
+    let now = date
+        .as_deref()
+        .and_then(clock::http_date_seconds)
+        .unwrap_or_else(clock::local_seconds);
     let kind = handoff_sdk::config("issue-kinds")
         .and_then(|k| k.split(',').next().map(|k| k.trim().to_string()))
         .unwrap_or_else(|| "issue".into());
@@ -174,10 +208,18 @@ pub fn list_changes(cursor: &str, limit: u32) -> Result<ChangePage, AdapterError
     let mut changes = Vec::new();
     for issue in page.issues {
         let updated = issue.updated_on.clone().unwrap_or_default();
+        let Some(at) = clock::iso_seconds(&updated) else {
+            return Err(AdapterError::Invalid(format!(
+                "GET {path}: issue {} has an unreadable updated_on {updated:?}",
+                issue.id
+            )));
+        };
         if (updated.as_str(), issue.id) <= (after_time.as_str(), after_id) {
             continue;
         }
-        next_cursor = format!("{updated}/{}", issue.id);
+        if at < now - settle {
+            next_cursor = format!("{updated}/{}", issue.id);
+        }
         changes.push(Change {
             record: RecordRef {
                 system: "redmine".into(),

@@ -4,7 +4,10 @@
 //! Redmine issues, kinds in `version-kinds` (default `version`) are Redmine
 //! versions (milestones); any other kind is `unsupported`. Ids are Redmine's
 //! numeric ids. Config `base_url` is the Redmine address (its origin must be
-//! granted in the manifest); the API key is injected by the host.
+//! granted in the manifest); the API key is injected by the host. For
+//! `list-changes`, config `project` limits the listing to one project and
+//! `settle-seconds` (default 2) says how long after its second an update
+//! is taken as settled (see `json::list_changes`).
 //!
 //! What the host sees of an issue: its state is the status name in lower
 //! case with spaces as dashes (`In Progress` → `in-progress`); fields are
@@ -18,6 +21,7 @@
 //! 204 and changes nothing; this adapter reports what the issue then shows
 //! and the host's confirm stage catches the difference.
 
+mod clock;
 mod json;
 
 use handoff_sdk::http::{self, Request};
@@ -80,14 +84,22 @@ pub fn field_name(name: &str) -> String {
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(path: &str) -> Result<Option<T>, AdapterError> {
+    Ok(get_answer(path)?.map(|(value, _)| value))
+}
+
+/// The answer's JSON and its `Date` header, or none on a 404.
+fn get_answer<T: serde::de::DeserializeOwned>(
+    path: &str,
+) -> Result<Option<(T, Option<String>)>, AdapterError> {
     let url = format!("{}{path}", base_url()?);
     let response = http::get(&url)?;
     if response.status == 404 {
         return Ok(None);
     }
     let response = response.error_for_status(&format!("GET {path}"))?;
+    let date = response.header("date").map(str::to_string);
     serde_json::from_slice(&response.body)
-        .map(Some)
+        .map(|value| Some((value, date)))
         .map_err(|e| AdapterError::Invalid(format!("GET {path}: unreadable answer: {e}")))
 }
 

@@ -185,14 +185,38 @@ fn a_refused_change_is_a_conflict_carrying_redmines_reason() {
     assert!(err.message().contains("Subject cannot be blank"));
 }
 
+/// An issue of a listing: `id`, status name, `updated_on`.
+fn listed(id: u64, status: &str, updated_on: &str) -> String {
+    format!(
+        r#"{{"id":{id},"project":{{"id":1,"name":"P"}},"tracker":{{"id":1,"name":"Bug"}},"status":{{"id":1,"name":"{status}"}},"updated_on":"{updated_on}"}}"#
+    )
+}
+
+/// A listing as Redmine answers it at `date` (an HTTP date).
+fn listing(date: &str, issues: &[String]) -> Response {
+    Response {
+        status: 200,
+        headers: vec![("Date".into(), date.into())],
+        body: format!(r#"{{"issues":[{}]}}"#, issues.join(",")).into_bytes(),
+    }
+}
+
 #[test]
 fn changes_are_listed_after_the_cursor_oldest_first() {
     let h = redmine().on_http(|req| {
-        assert!(req.url.contains("updated_on=%3E%3D2026-11-22T10:00:00Z"), "{}", req.url);
-        ok(r#"{"issues":[
-          {"id":3,"project":{"id":1,"name":"P"},"tracker":{"id":1,"name":"Bug"},"status":{"id":1,"name":"Accepted"},"updated_on":"2026-11-22T10:00:00Z"},
-          {"id":8,"project":{"id":1,"name":"P"},"tracker":{"id":1,"name":"Bug"},"status":{"id":1,"name":"Accepted"},"updated_on":"2026-11-22T10:00:00Z"},
-          {"id":4,"project":{"id":1,"name":"P"},"tracker":{"id":1,"name":"Bug"},"status":{"id":1,"name":"Reopened"},"updated_on":"2026-11-22T10:05:00Z"}]}"#)
+        assert!(
+            req.url.contains("updated_on=%3E%3D2026-11-22T10:00:00Z"),
+            "{}",
+            req.url
+        );
+        listing(
+            "Sun, 22 Nov 2026 10:06:00 GMT",
+            &[
+                listed(3, "Accepted", "2026-11-22T10:00:00Z"),
+                listed(8, "Accepted", "2026-11-22T10:00:00Z"),
+                listed(4, "Reopened", "2026-11-22T10:05:00Z"),
+            ],
+        )
     });
     let page = h
         .run(|| Redmine::list_changes("2026-11-22T10:00:00Z/3".into(), 10))
@@ -202,4 +226,98 @@ fn changes_are_listed_after_the_cursor_oldest_first() {
     assert_eq!(page.changes[1].state, "reopened");
     assert_eq!(page.changes[0].record.kind, "release");
     assert_eq!(page.next_cursor, "2026-11-22T10:05:00Z/4");
+}
+
+#[test]
+fn an_update_in_a_second_that_is_not_over_is_listed_again_with_those_that_join_it() {
+    // At 10:05:01, issue 8's update at 10:05:00 is listed, but the cursor
+    // stops before it: issue 3 may still be updated in that second.
+    let first = redmine().on_http(|_| {
+        listing(
+            "Sun, 22 Nov 2026 10:05:01 GMT",
+            &[
+                listed(5, "Accepted", "2026-11-22T10:00:00Z"),
+                listed(8, "In Progress", "2026-11-22T10:05:00Z"),
+            ],
+        )
+    });
+    let page = first
+        .run(|| Redmine::list_changes(String::new(), 10))
+        .unwrap();
+    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
+    assert_eq!(ids, ["5", "8"]);
+    assert_eq!(page.next_cursor, "2026-11-22T10:00:00Z/5");
+
+    // It was: issue 3 sorts before issue 8 in 10:05:00. A cursor at
+    // (10:05:00, 8) would have passed over it for good.
+    let cursor = page.next_cursor.clone();
+    let second = redmine().on_http(|req| {
+        assert!(
+            req.url.contains("updated_on=%3E%3D2026-11-22T10:00:00Z"),
+            "{}",
+            req.url
+        );
+        listing(
+            "Sun, 22 Nov 2026 10:05:30 GMT",
+            &[
+                listed(5, "Accepted", "2026-11-22T10:00:00Z"),
+                listed(3, "Accepted", "2026-11-22T10:05:00Z"),
+                listed(8, "In Progress", "2026-11-22T10:05:00Z"),
+            ],
+        )
+    });
+    let page = second.run(|| Redmine::list_changes(cursor, 10)).unwrap();
+    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
+    assert_eq!(ids, ["3", "8"]);
+    assert_eq!(
+        page.next_cursor, "2026-11-22T10:05:00Z/8",
+        "that second is over now"
+    );
+}
+
+#[test]
+fn how_long_an_update_takes_to_settle_is_the_operators_to_set() {
+    let answer = || {
+        listing(
+            "Sun, 22 Nov 2026 10:05:01 GMT",
+            &[listed(8, "Accepted", "2026-11-22T10:05:00Z")],
+        )
+    };
+    let page = redmine()
+        .config("settle-seconds", "0")
+        .on_http(move |_| answer())
+        .run(|| Redmine::list_changes(String::new(), 10))
+        .unwrap();
+    assert_eq!(page.next_cursor, "2026-11-22T10:05:00Z/8");
+    let err = redmine()
+        .config("settle-seconds", "soon")
+        .on_http(move |_| answer())
+        .run(|| Redmine::list_changes(String::new(), 10))
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::Invalid(_)), "{err:?}");
+    assert!(
+        err.message().contains("settle-seconds"),
+        "{}",
+        err.message()
+    );
+}
+
+#[test]
+fn without_a_date_in_the_answer_now_is_this_machines_clock() {
+    // Redmine's own server (thin) sends no Date. An update stamped far in
+    // the future (a server clock ahead of this one) is not over yet; one
+    // far in the past is.
+    let page = redmine()
+        .on_http(|_| {
+            ok(&format!(
+                r#"{{"issues":[{},{}]}}"#,
+                listed(8, "Accepted", "2001-01-01T00:00:00Z"),
+                listed(3, "Accepted", "2999-01-01T00:00:00Z")
+            ))
+        })
+        .run(|| Redmine::list_changes(String::new(), 10))
+        .unwrap();
+    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
+    assert_eq!(ids, ["8", "3"]);
+    assert_eq!(page.next_cursor, "2001-01-01T00:00:00Z/8");
 }
