@@ -192,6 +192,11 @@ fn listed(id: u64, status: &str, updated_on: &str) -> String {
     )
 }
 
+/// The ids of a page's changes, in order.
+fn ids(page: &ChangePage) -> Vec<&str> {
+    page.changes.iter().map(|c| c.record.id.as_str()).collect()
+}
+
 /// A listing as Redmine answers it at `date` (an HTTP date).
 fn listing(date: &str, issues: &[String]) -> Response {
     Response {
@@ -221,8 +226,7 @@ fn changes_are_listed_after_the_cursor_oldest_first() {
     let page = h
         .run(|| Redmine::list_changes("2026-11-22T10:00:00Z/3".into(), 10))
         .unwrap();
-    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
-    assert_eq!(ids, ["8", "4"]);
+    assert_eq!(ids(&page), ["8", "4"]);
     assert_eq!(page.changes[1].state, "reopened");
     assert_eq!(page.changes[0].record.kind, "release");
     assert_eq!(page.next_cursor, "2026-11-22T10:05:00Z/4");
@@ -244,8 +248,7 @@ fn an_update_in_a_second_that_is_not_over_is_listed_again_with_those_that_join_i
     let page = first
         .run(|| Redmine::list_changes(String::new(), 10))
         .unwrap();
-    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
-    assert_eq!(ids, ["5", "8"]);
+    assert_eq!(ids(&page), ["5", "8"]);
     assert_eq!(page.next_cursor, "2026-11-22T10:00:00Z/5");
 
     // It was: issue 3 sorts before issue 8 in 10:05:00. A cursor at
@@ -267,8 +270,7 @@ fn an_update_in_a_second_that_is_not_over_is_listed_again_with_those_that_join_i
         )
     });
     let page = second.run(|| Redmine::list_changes(cursor, 10)).unwrap();
-    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
-    assert_eq!(ids, ["3", "8"]);
+    assert_eq!(ids(&page), ["3", "8"]);
     assert_eq!(
         page.next_cursor, "2026-11-22T10:05:00Z/8",
         "that second is over now"
@@ -317,7 +319,6 @@ fn without_a_date_in_the_answer_now_is_this_machines_clock() {
         })
         .run(|| Redmine::list_changes(String::new(), 10))
         .unwrap();
-    let ids: Vec<&str> = page.changes.iter().map(|c| c.record.id.as_str()).collect();
-    assert_eq!(ids, ["8", "3"]);
+    assert_eq!(ids(&page), ["8", "3"]);
     assert_eq!(page.next_cursor, "2001-01-01T00:00:00Z/8");
 }
