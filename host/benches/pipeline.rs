@@ -50,7 +50,18 @@
 //! beneath the mount, the rest the host-call machinery), SQLite ~25% (9
 //! transactions and 29 audit rows per run; writing the WAL through the
 //! kernel ~10%), instantiating and dropping six component instances ~7%,
-//! intake ~5%; the kernel's share of it all is about a third.
+//! intake ~5%; the kernel's share of it all is about a third. That third,
+//! by system call: SQLite's WAL writes ~12% of all CPU (two `pwrite`s per
+//! page, ~60 pages per run: each transaction rewrites the run's row, the
+//! audit table's last page and its index, and page 1 whenever the file
+//! grows), the adapters' opens beneath their mounts ~7% and their `statx`
+//! and `close` ~3.5%, the checkpointer's `fsync` and writeback ~5%, SQLite's
+//! locks (`fcntl`) ~2%.
+//! With `RUST_BACKTRACE=1` in the environment every failed WASI file call
+//! (a file that is not there, asked about on every call) walked the stack:
+//! 18% slower runs, an observe 121 us instead of 69. The benchmark and the
+//! `handoff` binary now turn library backtraces off unless
+//! `RUST_LIB_BACKTRACE` asks for them (`handoff::backtraces`).
 //! Bounds measured by switching a part off (not allowed, so not kept):
 //! without the six intents committed before their writes, ~20% more runs/s;
 //! with instances reused across runs, none; guests built for speed
