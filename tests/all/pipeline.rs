@@ -14,10 +14,15 @@ fn report(o: &std::process::Output) -> Value {
 }
 
 fn run_json(s: &Scenario) -> (i32, Value) {
+    run_event_json(s, "events/accepted.json")
+}
+
+/// `handoff run --json` of an event file, with the example's context.
+fn run_event_json(s: &Scenario, event: &str) -> (i32, Value) {
     let o = s.handoff(&[
         "run",
         "--event",
-        "events/accepted.json",
+        event,
         "--context",
         "context.json",
         "--json",
@@ -183,6 +188,83 @@ fn halts_before_any_write(s: &Scenario, reason: &str) -> Value {
     assert!(packet["packet"]["done"].as_array().unwrap().is_empty());
     verify(s);
     packet
+}
+
+/// Another decision of the example's kind, for review `id` in `state`:
+/// its record in the source and its entry in the review queue (as the
+/// example's are before any run), and an event for it in `events/<id>.json`.
+fn another_decision(s: &Scenario, id: &str, state: &str) -> String {
+    let mut review = s.record("governance", "review", "RV-118");
+    review["state"] = json!(state);
+    s.write_record("governance", "review", id, review);
+    let entry = s.record("queue", "review-queue", "RV-118");
+    assert_eq!(
+        entry["state"], "waiting",
+        "the example's queue entry, untouched"
+    );
+    s.write_record("queue", "review-queue", id, entry);
+    let mut event: Value =
+        serde_json::from_slice(&std::fs::read(s.path("events/accepted.json")).unwrap()).unwrap();
+    event["id"] = json!(format!("decision-{id}"));
+    event["subject"] = json!(id);
+    event["data"]["review_id"] = json!(id);
+    let path = format!("events/{id}.json");
+    std::fs::write(s.path(&path), event.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn runs_list_selects_runs_by_how_they_ended_or_that_they_have_not() {
+    let s = Scenario::new();
+    // run-1: the process killed before its first write, so not ended.
+    let mut child = s.spawn_paused("before-apply:close-checklist");
+    let paused = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains(handoff::pipeline::faults::PAUSED));
+    assert!(paused.is_some(), "the run never reached its pause point");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // run-2: a decision reopened since its event, halted for a person.
+    let reopened = another_decision(&s, "RV-200", "reopened");
+    let (_, halted) = run_event_json(&s, &reopened);
+    assert_eq!(halted["outcome"], "halted-for-follow-up", "{halted}");
+    // run-3: an accepted one, carried through.
+    let accepted = another_decision(&s, "RV-300", "accepted");
+    let (_, done) = run_event_json(&s, &accepted);
+    let done_as = done["outcome"].as_str().unwrap().to_string();
+    assert!(done_as.starts_with("completed"), "{done}");
+
+    let listed = |filter: &[&str]| -> Vec<String> {
+        let mut args = vec!["runs", "list", "--json"];
+        args.extend(filter);
+        let (code, out, err) = outcome(&s.handoff(&args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let runs: Vec<Value> = serde_json::from_str(&out).unwrap();
+        runs.iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&[]), ["run-3", "run-2", "run-1"]);
+    assert_eq!(listed(&["--outcome", "unfinished"]), ["run-1"]);
+    assert_eq!(listed(&["--outcome", "halted-for-follow-up"]), ["run-2"]);
+    assert_eq!(listed(&["--outcome", &done_as]), ["run-3"]);
+    assert!(listed(&["--outcome", "partially-completed"]).is_empty());
+    assert_eq!(listed(&["--limit", "1"]), ["run-3"]);
+
+    let (code, out, _) = outcome(&s.handoff(&["runs", "list", "--outcome", "partially-completed"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("no partially-completed runs in "), "{out}");
+    let (code, out, _) = outcome(&s.handoff(&["runs", "list", "--outcome", "unfinished"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("run-1 ") && out.contains(" unfinished "),
+        "{out}"
+    );
+    // An outcome that does not exist is refused, naming the ones that do.
+    let (code, _, err) = outcome(&s.handoff(&["runs", "list", "--outcome", "done"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("halted-for-follow-up"), "{err}");
 }
 
 #[test]

@@ -3,16 +3,23 @@
 
 use super::{Ctx, exit};
 use crate::audit::Row;
+use crate::pipeline::Outcome;
+use crate::store::runs::Which;
 use crate::store::{follow_ups, runs, steps};
 use anyhow::{Result, bail};
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Runs, newest first.
     List {
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only the runs that ended so, or that have not ended.
+        #[arg(long, value_enum)]
+        outcome: Option<OutcomeFilter>,
+        /// The runs as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -22,6 +29,36 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `runs list --outcome` selects: an outcome a run can end with, or
+/// none yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeFilter {
+    Completed,
+    CompletedWithSkips,
+    PartiallyCompleted,
+    HaltedForFollowUp,
+    Unfinished,
+}
+
+impl OutcomeFilter {
+    fn which(self) -> Which {
+        match self {
+            OutcomeFilter::Completed => Which::Ended(Outcome::Completed),
+            OutcomeFilter::CompletedWithSkips => Which::Ended(Outcome::CompletedWithSkips),
+            OutcomeFilter::PartiallyCompleted => Which::Ended(Outcome::PartiallyCompleted),
+            OutcomeFilter::HaltedForFollowUp => Which::Ended(Outcome::HaltedForFollowUp),
+            OutcomeFilter::Unfinished => Which::Unfinished,
+        }
+    }
+
+    /// As it is written on the command line.
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// The identifying parts of an audit payload, as one short line.
@@ -80,14 +117,22 @@ pub fn describe(row: &Row) -> String {
 pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
     let store = ctx.open_store()?;
     match cmd {
-        RunsCommand::List { limit, json } => {
-            let list = runs::list(&*store.conn()?, limit)?;
+        RunsCommand::List {
+            limit,
+            outcome,
+            json,
+        } => {
+            let which = outcome.map_or(Which::All, OutcomeFilter::which);
+            let list = runs::list(&*store.conn()?, limit, which)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
             }
             if list.is_empty() {
-                println!("no runs in {}", store.path().display());
+                let which = outcome
+                    .map(|o| format!("{} ", o.name()))
+                    .unwrap_or_default();
+                println!("no {which}runs in {}", store.path().display());
             }
             for r in &list {
                 println!(

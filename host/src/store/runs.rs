@@ -156,10 +156,30 @@ pub fn for_event(conn: &Connection, event_seq: i64) -> Result<Option<String>, St
 }
 
 /// Runs, newest first.
-pub fn list(conn: &Connection, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY r.event_seq DESC LIMIT ?1"))?;
-    let rows = stmt.query_map([limit as i64], read)?;
+pub fn list(conn: &Connection, limit: usize, which: Which) -> Result<Vec<RunRecord>, StoreError> {
+    let (filter, outcome) = match which {
+        Which::All => ("", None),
+        Which::Unfinished => ("WHERE r.outcome IS NULL", None),
+        Which::Ended(o) => ("WHERE r.outcome = ?2", Some(o.name())),
+    };
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} {filter} ORDER BY r.event_seq DESC LIMIT ?1"
+    ))?;
+    let rows = match outcome {
+        Some(o) => stmt.query_map(params![limit as i64, o], read)?,
+        None => stmt.query_map(params![limit as i64], read)?,
+    };
     rows.map(|r| decode(r?)).collect()
+}
+
+/// Which runs [`list`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    All,
+    /// Not ended yet: running, waiting to be resumed, or stopped by a crash.
+    Unfinished,
+    /// Ended with this outcome.
+    Ended(Outcome),
 }
 
 /// Runs without an outcome, oldest first.
