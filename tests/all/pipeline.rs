@@ -235,14 +235,10 @@ fn runs_list_selects_runs_by_how_they_ended_or_that_they_have_not() {
     let done_as = done["outcome"].as_str().unwrap().to_string();
     assert!(done_as.starts_with("completed"), "{done}");
 
-    let listed = |filter: &[&str]| -> Vec<String> {
-        let mut args = vec!["runs", "list", "--json"];
-        args.extend(filter);
-        let (code, out, err) = outcome(&s.handoff(&args));
-        assert_eq!(code, 0, "{args:?}: {err}");
-        let runs: Vec<Value> = serde_json::from_str(&out).unwrap();
-        runs.iter()
-            .map(|r| r["run_id"].as_str().unwrap().to_string())
+    let listed = |filter: &[&str]| -> Vec<Value> {
+        listed_json(&s, &["runs", "list"], filter)
+            .into_iter()
+            .map(|r| r["run_id"].clone())
             .collect()
     };
     assert_eq!(listed(&[]), ["run-3", "run-2", "run-1"]);
@@ -265,6 +261,83 @@ fn runs_list_selects_runs_by_how_they_ended_or_that_they_have_not() {
     let (code, _, err) = outcome(&s.handoff(&["runs", "list", "--outcome", "done"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("halted-for-follow-up"), "{err}");
+}
+
+/// What a `list` command answers with `--json` and `filter`.
+fn listed_json(s: &Scenario, command: &[&str], filter: &[&str]) -> Vec<Value> {
+    let args: Vec<&str> = [command, &["--json"], filter].concat();
+    let (code, out, err) = outcome(&s.handoff(&args));
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// The example policy with `sla-hours` set to `hours`, approved.
+fn with_sla_hours(s: &Scenario, hours: u32) {
+    let path = s.path("policies/release-readiness.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find("sla-hours = ")
+        .expect("the example sets sla-hours");
+    let end = start + text[start..].find('\n').unwrap();
+    let edited = format!("{}sla-hours = {hours}{}", &text[..start], &text[end..]);
+    std::fs::write(&path, edited).unwrap();
+    s.approve_policy();
+}
+
+#[test]
+fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
+    let s = Scenario::new();
+    // Follow-up 1 gets no time at all: due the moment it is raised.
+    with_sla_hours(&s, 0);
+    let first = another_decision(&s, "RV-200", "reopened");
+    let (code, r) = run_event_json(&s, &first);
+    assert_eq!((code, r["follow_up"].as_i64()), (3, Some(1)), "{r}");
+    // Follow-up 2 gets eight hours.
+    with_sla_hours(&s, 8);
+    let second = another_decision(&s, "RV-300", "reopened");
+    let (code, r) = run_event_json(&s, &second);
+    assert_eq!((code, r["follow_up"].as_i64()), (3, Some(2)), "{r}");
+
+    let listed = |filter: &[&str]| -> Vec<Value> {
+        listed_json(&s, &["follow-ups", "list"], filter)
+            .into_iter()
+            .map(|f| f["id"].clone())
+            .collect()
+    };
+    assert_eq!(listed(&[]), [2, 1]);
+    assert_eq!(listed(&["--overdue"]), [1]);
+    assert_eq!(listed(&["--role", "release-coordinator"]), [2, 1]);
+    assert!(listed(&["--role", "someone-else"]).is_empty());
+    let (_, out, _) =
+        outcome(&s.handoff(&["follow-ups", "list", "--overdue", "--role", "someone-else"]));
+    assert_eq!(out.trim(), "no overdue follow-ups for someone-else");
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(
+        &metrics,
+        &["handoff_follow_ups_open 2", "handoff_follow_ups_overdue 1"],
+    );
+
+    // Decided: no longer waiting, so no longer overdue.
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        "1",
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(listed(&["--overdue"]).is_empty());
+    assert_eq!(listed(&["--all"]), [2, 1]);
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(
+        &metrics,
+        &["handoff_follow_ups_open 1", "handoff_follow_ups_overdue 0"],
+    );
+    // Overdue means open: with --all it would mean nothing.
+    let (code, _, err) = outcome(&s.handoff(&["follow-ups", "list", "--overdue", "--all"]));
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]

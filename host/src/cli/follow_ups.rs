@@ -4,7 +4,7 @@
 use super::run::{code, engine, print_report, runtime};
 use super::{Ctx, exit};
 use crate::follow_up::Resolution;
-use crate::store::follow_ups;
+use crate::store::{follow_ups, now_rfc3339};
 use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
 
@@ -22,8 +22,16 @@ pub enum ResolveAction {
 pub enum FollowUpsCommand {
     /// Open follow-ups (all with --all), newest first.
     List {
+        /// Resolved ones too.
         #[arg(long)]
         all: bool,
+        /// Only those routed to this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Only open ones past their due time (the policy's `sla-hours`).
+        #[arg(long, conflicts_with = "all")]
+        overdue: bool,
+        /// The follow-ups as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -60,15 +68,32 @@ pub enum FollowUpsCommand {
 
 pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
     match cmd {
-        FollowUpsCommand::List { all, json } => {
+        FollowUpsCommand::List {
+            all,
+            role,
+            overdue,
+            json,
+        } => {
             let store = ctx.open_store()?;
-            let list = follow_ups::list(&*store.conn()?, all)?;
+            let now = now_rfc3339();
+            let which = follow_ups::Which {
+                resolved_too: all,
+                route_to: role.as_deref(),
+                due_before: overdue.then_some(now.as_str()),
+            };
+            let list = follow_ups::list(&*store.conn()?, which)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
             }
             if list.is_empty() {
-                println!("no {}follow-ups", if all { "" } else { "open " });
+                let which = match (all, overdue) {
+                    (_, true) => "overdue ",
+                    (true, false) => "",
+                    (false, false) => "open ",
+                };
+                let to = role.map(|r| format!(" for {r}")).unwrap_or_default();
+                println!("no {which}follow-ups{to}");
             }
             for f in &list {
                 println!(

@@ -169,7 +169,13 @@ pub fn run_all(
             outcomes,
             expected: case.expected.to_vec(),
             writes: ws.writes(),
-            follow_ups: follow_ups::list(&*store.conn()?, true)?,
+            follow_ups: follow_ups::list(
+                &*store.conn()?,
+                follow_ups::Which {
+                    resolved_too: true,
+                    ..Default::default()
+                },
+            )?,
             audit_rows,
             audit_verified,
             workspace: root,

@@ -311,6 +311,7 @@ fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
     let one = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, f64>(0));
     let duplicates = one("SELECT COUNT(*) FROM audit WHERE kind = 'duplicate-suppressed'")?;
     let open = one("SELECT COUNT(*) FROM follow_ups WHERE resolution IS NULL")?;
+    let overdue = crate::store::follow_ups::overdue(&conn, &crate::store::now_rfc3339())?;
     // How many follow-ups reached `column`, and the seconds from packet to it.
     let since_packet = |column: &str| {
         conn.query_row(
@@ -342,7 +343,9 @@ fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
         "# HELP handoff_duplicates_suppressed Deliveries recognised as duplicates, all time.\n\
          # TYPE handoff_duplicates_suppressed gauge\nhandoff_duplicates_suppressed {duplicates}\n\
          # HELP handoff_follow_ups_open Follow-up packets waiting for a person.\n\
-         # TYPE handoff_follow_ups_open gauge\nhandoff_follow_ups_open {open}"
+         # TYPE handoff_follow_ups_open gauge\nhandoff_follow_ups_open {open}\n\
+         # HELP handoff_follow_ups_overdue Open follow-up packets past their due time (sla-hours).\n\
+         # TYPE handoff_follow_ups_overdue gauge\nhandoff_follow_ups_overdue {overdue}"
     );
     summary(
         &mut out,

@@ -83,13 +83,38 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<FollowUp>, StoreError> {
         .transpose()
 }
 
-/// Follow-ups, newest first; only open ones unless `all`.
-pub fn list(conn: &Connection, all: bool) -> Result<Vec<FollowUp>, StoreError> {
+/// Which follow-ups [`list`] returns.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Which<'a> {
+    /// Resolved ones too, not only those still open.
+    pub resolved_too: bool,
+    /// Only those routed to this role.
+    pub route_to: Option<&'a str>,
+    /// Only open ones whose due time is before this one (RFC 3339, as
+    /// [`crate::store::now_rfc3339`] writes it): overdue then.
+    pub due_before: Option<&'a str>,
+}
+
+/// Follow-ups, newest first.
+pub fn list(conn: &Connection, which: Which<'_>) -> Result<Vec<FollowUp>, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "{SELECT} WHERE ?1 OR resolution IS NULL ORDER BY id DESC"
+        "{SELECT} WHERE (?1 OR resolution IS NULL) AND (?2 IS NULL OR route_to = ?2)
+           AND (?3 IS NULL OR (resolution IS NULL AND due_at < ?3)) ORDER BY id DESC"
     ))?;
-    let rows = stmt.query_map([all], read)?;
+    let rows = stmt.query_map(
+        params![which.resolved_too, which.route_to, which.due_before],
+        read,
+    )?;
     rows.map(|r| decode(r?)).collect()
+}
+
+/// How many open follow-ups are past their due time at `now`.
+pub fn overdue(conn: &Connection, now: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM follow_ups WHERE resolution IS NULL AND due_at < ?1",
+        [now],
+        |r| r.get(0),
+    )?)
 }
 
 /// A run's follow-ups, oldest first.
