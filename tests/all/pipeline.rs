@@ -311,6 +311,16 @@ fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
     let (_, out, _) =
         outcome(&s.handoff(&["follow-ups", "list", "--overdue", "--role", "someone-else"]));
     assert_eq!(out.trim(), "no overdue follow-ups for someone-else");
+    let (_, out, _) = outcome(&s.handoff(&["follow-ups", "list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("2 ") && lines[0].ends_with("  open"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("1 ") && lines[1].ends_with("  open, overdue"),
+        "{out}"
+    );
     let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
     assert_lines(
         &metrics,

@@ -96,8 +96,9 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                 println!("no {which}follow-ups{to}");
             }
             for f in &list {
+                let late = f.resolution.is_none() && f.packet.due_at < now;
                 println!(
-                    "{:<4} {:<22} {:<10} → {:<22} due {}  {}",
+                    "{:<4} {:<22} {:<10} → {:<22} due {}  {}{}",
                     f.id,
                     f.packet.reason.name(),
                     f.packet.run_id,
@@ -107,7 +108,8 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                         (Some(r), _) => r.name(),
                         (None, Some(_)) => "acknowledged",
                         (None, None) => "open",
-                    }
+                    },
+                    if late { ", overdue" } else { "" }
                 );
             }
             Ok(exit::OK)
