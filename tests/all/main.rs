@@ -8,6 +8,7 @@ mod demo;
 mod end_to_end;
 mod hostile;
 mod intake;
+mod mail;
 mod pipeline;
 mod redmine;
 mod reference;

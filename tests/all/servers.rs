@@ -20,7 +20,7 @@ pub const NEEDS: &str = "this test needs the real test servers: run `scripts/tes
      (starts them, runs every test, stops them), or `scripts/test-servers start` \
      and then `. target/test-servers/env` before `cargo test`";
 
-fn env_var(name: &str) -> String {
+pub fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS}"))
 }
 

@@ -116,6 +116,10 @@ pub struct AdapterInstance {
     /// store that reads, changes and writes back a record with no lock of
     /// its own; calls on different records still run side by side.
     pub one_call_per_record: bool,
+    /// The CA certificate (PEM) that STARTTLS mail servers of this
+    /// instance's grant must chain to (`smtp-ca-file`), instead of the
+    /// public web roots.
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 impl AdapterInstance {
@@ -129,6 +133,7 @@ impl AdapterInstance {
             directories: BTreeMap::new(),
             concurrency: None,
             one_call_per_record: false,
+            smtp_ca_file: None,
         }
     }
 
@@ -258,6 +263,7 @@ struct RawInstance {
     concurrency: Option<usize>,
     #[serde(default)]
     one_call_per_record: bool,
+    smtp_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -321,6 +327,7 @@ impl Config {
                         .collect(),
                     concurrency: r.concurrency,
                     one_call_per_record: r.one_call_per_record,
+                    smtp_ca_file: r.smtp_ca_file.map(resolve),
                 };
                 (name, instance)
             })

@@ -11,6 +11,7 @@ use super::jetstream::parse_server;
 use super::linker::handoff::adapter::mail::Email;
 use super::linker::wit::AdapterError;
 use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -33,6 +34,39 @@ pub enum ScopeKind {
     Sender,
     /// A domain every recipient address must be in (exactly, not a subdomain).
     RecipientDomain,
+    /// How mail reaches the server: [`PLAIN`], or `starttls NAME` (the
+    /// session upgraded to TLS before anything is sent, the server's
+    /// certificate verified for NAME). One per server, so that asking for
+    /// less protection than approved is a change, not a narrowing.
+    Transport,
+}
+
+/// The transport of a server granted without `tls`: plain text.
+pub const PLAIN: &str = "plain";
+
+/// How a granted server is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    /// STARTTLS, the certificate verified for this name.
+    StartTls(String),
+}
+
+impl Transport {
+    fn scope_value(&self) -> String {
+        match self {
+            Transport::Plain => PLAIN.into(),
+            Transport::StartTls(name) => format!("starttls {name}"),
+        }
+    }
+
+    fn from_scope_value(value: &str) -> Option<Transport> {
+        match value.split_once(' ') {
+            None if value == PLAIN => Some(Transport::Plain),
+            Some(("starttls", name)) => Some(Transport::StartTls(name.to_string())),
+            _ => None,
+        }
+    }
 }
 
 /// One thing on one SMTP server an adapter may use.
@@ -48,13 +82,47 @@ impl fmt::Display for SmtpScope {
         match self.kind {
             ScopeKind::Sender => write!(f, "smtp {} from {}", self.server, self.value),
             ScopeKind::RecipientDomain => write!(f, "smtp {} to @{}", self.server, self.value),
+            ScopeKind::Transport => write!(f, "smtp {} over {}", self.server, self.value),
         }
     }
+}
+
+/// `tls` and `tls-name` of a `[[capabilities.smtp]]` entry.
+pub fn parse_transport(tls: Option<&str>, tls_name: Option<&str>) -> Result<Transport, String> {
+    match (tls.unwrap_or("none"), tls_name) {
+        ("none", None) => Ok(Transport::Plain),
+        ("none", Some(_)) => Err("tls-name goes with tls = \"starttls\"".into()),
+        ("starttls", None) => Err(
+            "tls = \"starttls\" needs tls-name, the name the server's certificate is for \
+             (the server itself is an address)"
+                .into(),
+        ),
+        ("starttls", Some(name)) => {
+            let name = name.to_ascii_lowercase();
+            if !is_domain(&name) {
+                return Err(format!("tls-name {name:?} is not a DNS name"));
+            }
+            Ok(Transport::StartTls(name))
+        }
+        (other, _) => Err(format!(
+            "tls {other:?}: \"none\" (plain text) or \"starttls\""
+        )),
+    }
+}
+
+fn is_domain(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Parse one `[[capabilities.smtp]]` entry into its scopes.
 pub fn parse_grant(
     server: &str,
+    transport: &Transport,
     senders: &[String],
     recipient_domains: &[String],
 ) -> Result<Vec<SmtpScope>, String> {
@@ -64,7 +132,11 @@ pub fn parse_grant(
             "server {server}: list at least one sender and one recipient domain"
         ));
     }
-    let mut out = Vec::new();
+    let mut out = vec![SmtpScope {
+        server,
+        kind: ScopeKind::Transport,
+        value: transport.scope_value(),
+    }];
     for sender in senders {
         let address = sender.to_ascii_lowercase();
         if address.parse::<lettre::Address>().is_err() {
@@ -78,13 +150,7 @@ pub fn parse_grant(
     }
     for domain in recipient_domains {
         let domain = domain.to_ascii_lowercase();
-        if domain.is_empty()
-            || domain.starts_with('.')
-            || domain.ends_with('.')
-            || !domain
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
+        if !is_domain(&domain) {
             return Err(format!(
                 "recipient-domains: {domain:?} is not a domain (no '@', no wildcards)"
             ));
@@ -98,15 +164,103 @@ pub fn parse_grant(
     Ok(out)
 }
 
+/// Every server with one transport, and none with two: scopes from
+/// several `[[capabilities.smtp]]` entries, or read back from an approval.
+/// An approval made before transports were scoped names none; its servers
+/// were reached in plain text, which is what it approved.
+pub fn one_transport_per_server(scopes: &mut BTreeSet<SmtpScope>) -> Result<(), String> {
+    let servers: BTreeSet<SocketAddr> = scopes.iter().map(|s| s.server).collect();
+    for server in servers {
+        let transports: Vec<&str> = scopes
+            .iter()
+            .filter(|s| s.server == server && s.kind == ScopeKind::Transport)
+            .map(|s| s.value.as_str())
+            .collect();
+        match transports[..] {
+            [] => {
+                scopes.insert(SmtpScope {
+                    server,
+                    kind: ScopeKind::Transport,
+                    value: PLAIN.into(),
+                });
+            }
+            [_] => {}
+            _ => {
+                return Err(format!(
+                    "server {server}: one transport per server, not {}",
+                    transports.join(" and ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the server's certificate did not verify: rustls says so from
+/// inside the I/O error that ended the handshake.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+        }
+        at = err.source();
+    }
+    false
+}
+
+/// How the scopes say `server` is reached.
+fn transport_of(scopes: &BTreeSet<SmtpScope>, server: SocketAddr) -> Option<Transport> {
+    scopes
+        .iter()
+        .find(|s| s.server == server && s.kind == ScopeKind::Transport)
+        .and_then(|s| Transport::from_scope_value(&s.value))
+}
+
+/// Reads stored scopes as [`one_transport_per_server`] completes them.
+pub fn deserialize_scopes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeSet<SmtpScope>, D::Error> {
+    let mut scopes = BTreeSet::<SmtpScope>::deserialize(d)?;
+    one_transport_per_server(&mut scopes).map_err(serde::de::Error::custom)?;
+    Ok(scopes)
+}
+
 /// The `mail` interface for one instance.
 pub struct MailGate {
     scopes: Arc<BTreeSet<SmtpScope>>,
+    /// The operator's CA certificates (PEM) for STARTTLS servers, trusted
+    /// instead of the public web roots; none: the public web roots.
+    roots: Option<Arc<Vec<u8>>>,
     log: DecisionLog,
 }
 
 impl MailGate {
-    pub fn new(scopes: Arc<BTreeSet<SmtpScope>>, log: DecisionLog) -> Self {
-        MailGate { scopes, log }
+    pub fn new(
+        scopes: Arc<BTreeSet<SmtpScope>>,
+        roots: Option<Arc<Vec<u8>>>,
+        log: DecisionLog,
+    ) -> Self {
+        MailGate { scopes, roots, log }
+    }
+
+    fn tls_parameters(&self, name: &str) -> Result<TlsParameters, String> {
+        let mut builder = TlsParameters::builder(name.to_string());
+        if let Some(pem) = &self.roots {
+            builder = builder
+                .certificate_store(CertificateStore::None)
+                .add_root_certificate(Certificate::from_pem(pem).map_err(|e| e.to_string())?);
+        }
+        builder.build_rustls().map_err(|e| e.to_string())
     }
 
     fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
@@ -176,6 +330,12 @@ impl MailGate {
             return Err(invalid("the subject contains control characters".into()));
         }
         let addr = self.check(&server, &email)?;
+        let Some(transport) = transport_of(&self.scopes, addr) else {
+            // The grant always names one; fail closed if it does not.
+            return Err(AdapterError::Denied(format!(
+                "smtp {addr}: no transport granted"
+            )));
+        };
         let mailbox = |a: &str| {
             a.parse::<Mailbox>()
                 .map_err(|e| invalid(format!("{a:?}: {e}")))
@@ -191,20 +351,36 @@ impl MailGate {
         let message = builder
             .body(email.body.clone())
             .map_err(|e| invalid(e.to_string()))?;
-        // Plain SMTP to an approved IP address; names are never resolved.
-        let transport =
+        // To an approved IP address; names are never resolved. With
+        // STARTTLS, nothing is sent before the session is encrypted and the
+        // certificate verified for the granted name.
+        let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
                 .port(addr.port())
-                .timeout(Some(SMTP_TIMEOUT))
-                .build();
-        transport.send(message).await.map(|_| ()).map_err(|e| {
-            let m = format!("smtp {addr}: {e}");
-            if e.is_permanent() {
-                AdapterError::Conflict(m)
-            } else {
-                AdapterError::Transient(m)
-            }
-        })
+                .timeout(Some(SMTP_TIMEOUT));
+        if let Transport::StartTls(name) = &transport {
+            let params = self
+                .tls_parameters(name)
+                .map_err(|e| AdapterError::Invalid(format!("smtp {addr}: TLS for {name}: {e}")))?;
+            builder = builder.tls(Tls::Required(params));
+        }
+        builder
+            .build()
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let m = format!("smtp {addr}: {e}");
+                if e.is_tls() || refused_certificate(&e) {
+                    // A certificate that does not verify will not verify on
+                    // the next try either: a person must look.
+                    AdapterError::Denied(m)
+                } else if e.is_permanent() {
+                    AdapterError::Conflict(m)
+                } else {
+                    AdapterError::Transient(m)
+                }
+            })
     }
 }
 
@@ -214,17 +390,81 @@ mod tests {
 
     #[test]
     fn grants_need_exact_addresses_and_domains() {
+        let plain = &Transport::Plain;
         let ok = parse_grant(
             "127.0.0.1:25",
+            plain,
             &["Handoff@Example.Internal".into()],
             &["example.internal".into()],
         )
         .unwrap();
-        assert_eq!(ok[0].value, "handoff@example.internal");
-        assert!(parse_grant("127.0.0.1:25", &["not an address".into()], &["a.b".into()]).is_err());
-        assert!(parse_grant("127.0.0.1:25", &["a@b.c".into()], &["*.b.c".into()]).is_err());
-        assert!(parse_grant("127.0.0.1:25", &["a@b.c".into()], &["@b.c".into()]).is_err());
-        assert!(parse_grant("127.0.0.1:25", &[], &["b.c".into()]).is_err());
-        assert!(parse_grant("mail.example:25", &["a@b.c".into()], &["b.c".into()]).is_err());
+        assert_eq!(ok[1].value, "handoff@example.internal");
+        let bad = |server: &str, senders: &[&str], domains: &[&str]| {
+            let s: Vec<String> = senders.iter().map(|x| x.to_string()).collect();
+            let d: Vec<String> = domains.iter().map(|x| x.to_string()).collect();
+            parse_grant(server, plain, &s, &d).is_err()
+        };
+        assert!(bad("127.0.0.1:25", &["not an address"], &["a.b"]));
+        assert!(bad("127.0.0.1:25", &["a@b.c"], &["*.b.c"]));
+        assert!(bad("127.0.0.1:25", &["a@b.c"], &["@b.c"]));
+        assert!(bad("127.0.0.1:25", &[], &["b.c"]));
+        assert!(bad("mail.example:25", &["a@b.c"], &["b.c"]));
+    }
+
+    #[test]
+    fn starttls_names_the_certificate_and_plain_text_is_the_default() {
+        assert_eq!(parse_transport(None, None), Ok(Transport::Plain));
+        assert_eq!(parse_transport(Some("none"), None), Ok(Transport::Plain));
+        assert_eq!(
+            parse_transport(Some("starttls"), Some("SMTP.Example.Internal")),
+            Ok(Transport::StartTls("smtp.example.internal".into()))
+        );
+        for (tls, name, says) in [
+            (Some("starttls"), None, "needs tls-name"),
+            (Some("none"), Some("smtp.example.internal"), "goes with"),
+            (
+                Some("starttls"),
+                Some("*.example.internal"),
+                "not a DNS name",
+            ),
+            (Some("tls"), None, "\"none\" (plain text) or \"starttls\""),
+        ] {
+            let err = parse_transport(tls, name).unwrap_err();
+            assert!(err.contains(says), "{tls:?} {name:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_approval_from_before_transports_were_scoped_reads_as_plain_text() {
+        let server: SocketAddr = "127.0.0.1:25".parse().unwrap();
+        let stored = serde_json::json!([
+            { "server": "127.0.0.1:25", "kind": "sender", "value": "a@b.c" },
+            { "server": "127.0.0.1:25", "kind": "recipient-domain", "value": "b.c" },
+        ]);
+        let text = stored.to_string();
+        let mut d = serde_json::Deserializer::from_str(&text);
+        let scopes = deserialize_scopes(&mut d).unwrap();
+        assert_eq!(transport_of(&scopes, server), Some(Transport::Plain));
+
+        let mut two: BTreeSet<SmtpScope> = parse_grant(
+            "127.0.0.1:25",
+            &Transport::Plain,
+            &["a@b.c".into()],
+            &["b.c".into()],
+        )
+        .unwrap()
+        .into_iter()
+        .collect();
+        two.extend(
+            parse_grant(
+                "127.0.0.1:25",
+                &Transport::StartTls("mx.b.c".into()),
+                &["a@b.c".into()],
+                &["b.c".into()],
+            )
+            .unwrap(),
+        );
+        let err = one_transport_per_server(&mut two).unwrap_err();
+        assert!(err.contains("one transport per server"), "{err}");
     }
 }

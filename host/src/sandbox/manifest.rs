@@ -225,8 +225,8 @@ pub struct Capabilities {
     /// NATS JetStream subjects and buckets, per server.
     #[serde(default)]
     pub nats: BTreeSet<NatsScope>,
-    /// SMTP senders and recipient domains, per server.
-    #[serde(default)]
+    /// SMTP senders, recipient domains and transport, per server.
+    #[serde(default, deserialize_with = "super::mail::deserialize_scopes")]
     pub smtp: BTreeSet<SmtpScope>,
 }
 
@@ -329,6 +329,8 @@ struct RawNats {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawSmtp {
     server: String,
+    tls: Option<String>,
+    tls_name: Option<String>,
     senders: Vec<String>,
     recipient_domains: Vec<String>,
 }
@@ -567,11 +569,21 @@ impl Manifest {
             capabilities.nats.extend(scopes);
         }
         for (i, smtp) in raw.capabilities.smtp.into_iter().enumerate() {
-            let scopes =
-                super::mail::parse_grant(&smtp.server, &smtp.senders, &smtp.recipient_domains)
-                    .map_err(|p| err(format!("capabilities.smtp[{i}]: {p}")))?;
+            let at = |p: String| err(format!("capabilities.smtp[{i}]: {p}"));
+            let transport =
+                super::mail::parse_transport(smtp.tls.as_deref(), smtp.tls_name.as_deref())
+                    .map_err(at)?;
+            let scopes = super::mail::parse_grant(
+                &smtp.server,
+                &transport,
+                &smtp.senders,
+                &smtp.recipient_domains,
+            )
+            .map_err(at)?;
             capabilities.smtp.extend(scopes);
         }
+        super::mail::one_transport_per_server(&mut capabilities.smtp)
+            .map_err(|p| err(format!("capabilities.smtp: {p}")))?;
 
         let limits = Limits {
             memory_mib: raw.limits.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),

@@ -381,6 +381,33 @@ impl Sandbox {
                 inject.insert(origin.clone(), (name, value));
             }
         }
+        // The operator's CA for STARTTLS servers, read and checked now: a
+        // file that is missing or holds no certificate stops the load.
+        let smtp_roots = match &instance.smtp_ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    binding(format!("smtp-ca-file {}: cannot read: {e}", path.display()))
+                })?;
+                let not_pem = |why: String| {
+                    binding(format!(
+                        "smtp-ca-file {}: not a PEM certificate ({why})",
+                        path.display()
+                    ))
+                };
+                // The parser skips what it does not recognise: a file with
+                // no certificate in it would trust nothing, silently.
+                if !pem
+                    .windows(CERTIFICATE_BEGINS.len())
+                    .any(|w| w == CERTIFICATE_BEGINS)
+                {
+                    return Err(not_pem("no BEGIN CERTIFICATE block".into()));
+                }
+                lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                    .map_err(|e| not_pem(e.to_string()))?;
+                Some(Arc::new(pem))
+            }
+        };
         let http_policy = Arc::new(http::HttpPolicy {
             grants: grants.capabilities.http.clone(),
             inject,
@@ -410,6 +437,7 @@ impl Sandbox {
         Ok(LoadedAdapter {
             nats_scopes: Arc::new(grants.capabilities.nats.clone()),
             smtp_scopes: Arc::new(grants.capabilities.smtp.clone()),
+            smtp_roots,
             ident: Arc::new(AdapterIdent {
                 instance: instance.name.clone(),
                 component_sha256: package.component_sha256.clone(),
@@ -429,6 +457,8 @@ impl Sandbox {
     }
 }
 
+const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// An adapter ready to be instantiated, as often as needed.
 pub struct LoadedAdapter {
     ident: Arc<AdapterIdent>,
@@ -438,6 +468,7 @@ pub struct LoadedAdapter {
     http: Arc<http::HttpPolicy>,
     nats_scopes: Arc<std::collections::BTreeSet<jetstream::NatsScope>>,
     smtp_scopes: Arc<std::collections::BTreeSet<mail::SmtpScope>>,
+    smtp_roots: Option<Arc<Vec<u8>>>,
     nats: Arc<jetstream::NatsPool>,
     engine: Engine,
     _ticker: Arc<EpochTicker>,
@@ -497,7 +528,11 @@ impl LoadedAdapter {
                 self.nats.clone(),
                 log.clone(),
             ),
-            mail: mail::MailGate::new(self.smtp_scopes.clone(), log.clone()),
+            mail: mail::MailGate::new(
+                self.smtp_scopes.clone(),
+                self.smtp_roots.clone(),
+                log.clone(),
+            ),
             log,
         };
         let mut store = Store::new(&self.engine, state);
