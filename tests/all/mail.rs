@@ -1,11 +1,12 @@
-//! The `smtp` adapter over STARTTLS, against the receiver that
-//! `scripts/test-servers start` runs beside the plain one: it refuses mail
-//! before STARTTLS and presents a certificate for smtp.handoff.test from a
-//! CA made on each start. What arrived is read from its Maildir.
+//! The `smtp` adapter over STARTTLS, against the receivers that
+//! `scripts/test-servers start` runs beside the plain one: both refuse mail
+//! before STARTTLS and present a certificate for smtp.handoff.test from a
+//! CA made on each start; the second also requires a login. What arrived is
+//! read from their Maildirs.
 
 use crate::servers::env_var;
 use crate::support::*;
-use handoff::config::AdapterInstance;
+use handoff::config::{AdapterInstance, SecretSource};
 use handoff::sandbox::approval::Change;
 use handoff::sandbox::{Action, AdapterError, LoadError, Message};
 use handoff::store::Store;
@@ -74,7 +75,12 @@ fn publish(loaded: &handoff::sandbox::LoadedAdapter, key: &str) -> Result<(), Ad
 
 /// How many mails in the STARTTLS receiver's Maildir carry `key`.
 fn received(key: &str) -> usize {
-    let dir = PathBuf::from(env_var("HANDOFF_TEST_SMTP_TLS_MAILDIR")).join("new");
+    received_in("HANDOFF_TEST_SMTP_TLS_MAILDIR", key)
+}
+
+/// How many mails in the Maildir that `maildir_var` names carry `key`.
+fn received_in(maildir_var: &str, key: &str) -> usize {
+    let dir = PathBuf::from(env_var(maildir_var)).join("new");
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter(|e| {
@@ -87,6 +93,19 @@ fn received(key: &str) -> usize {
 
 fn unique_key(what: &str) -> String {
     format!("hk1-{what}-{}", std::process::id())
+}
+
+/// Publish a message that must not be sent; the adapter's error, once the
+/// receiver whose Maildir `maildir_var` names shows it did not arrive.
+fn refused(
+    loaded: &handoff::sandbox::LoadedAdapter,
+    maildir_var: &str,
+    what: &str,
+) -> AdapterError {
+    let key = unique_key(what);
+    let err = publish(loaded, &key).expect_err(what);
+    assert_eq!(received_in(maildir_var, &key), 0, "{what}");
+    err
 }
 
 #[test]
@@ -123,14 +142,16 @@ fn a_certificate_for_another_name_or_from_an_unknown_ca_stops_the_mail() {
             dir.path(),
             &instance(dir.path(), &server, sent.path(), ca),
         );
-        let key = unique_key(&case.replace(' ', "-"));
-        let err = publish(&loaded, &key).unwrap_err();
+        let err = refused(
+            &loaded,
+            "HANDOFF_TEST_SMTP_TLS_MAILDIR",
+            &case.replace(' ', "-"),
+        );
         // Final, not retried: it would not verify the next time either.
         let AdapterError::Denied(why) = &err else {
             panic!("{case}: {err:?}");
         };
         assert!(why.contains("invalid peer certificate"), "{case}: {why}");
-        assert_eq!(received(&key), 0, "{case}");
     }
 }
 
@@ -144,11 +165,9 @@ fn plain_text_to_a_server_that_requires_starttls_is_refused_by_the_server() {
         dir.path(),
         &instance(dir.path(), &server, sent.path(), None),
     );
-    let key = unique_key("plain");
-    let err = publish(&loaded, &key).unwrap_err();
+    let err = refused(&loaded, "HANDOFF_TEST_SMTP_TLS_MAILDIR", "plain");
     assert!(matches!(err, AdapterError::Conflict(_)), "{err:?}");
     assert!(format!("{err:?}").contains("STARTTLS"), "{err:?}");
-    assert_eq!(received(&key), 0);
 }
 
 #[test]
@@ -199,4 +218,91 @@ fn a_ca_file_that_is_not_a_certificate_stops_the_load() {
         text.contains("smtp-ca-file") && text.contains(&not_pem.display().to_string()),
         "{text}"
     );
+}
+
+/// The grant's lines for STARTTLS and a login as the login receiver's user,
+/// with the password from secret `smtp_password`.
+fn starttls_with_login() -> String {
+    format!(
+        "{}login = {{ username = \"{}\", password-secret = \"smtp_password\" }}\n",
+        starttls(CERTIFICATE_NAME),
+        env_var("HANDOFF_TEST_SMTP_LOGIN_USER")
+    )
+}
+
+/// The login receiver's instance, its `smtp_password` secret read from
+/// `password_file` (or not bound at all).
+fn login_instance(dir: &Path, sent: &Path, password_file: Option<PathBuf>) -> AdapterInstance {
+    let server = env_var("HANDOFF_TEST_SMTP_LOGIN_ADDR");
+    let ca = PathBuf::from(env_var("HANDOFF_TEST_SMTP_TLS_CA"));
+    let mut i = instance(dir, &server, sent, Some(ca));
+    if let Some(file) = password_file {
+        i.secrets
+            .insert("smtp_password".into(), SecretSource::File(file));
+    }
+    i
+}
+
+#[test]
+fn a_server_that_requires_a_login_takes_the_mail_of_one_with_the_bound_password() {
+    let server = env_var("HANDOFF_TEST_SMTP_LOGIN_ADDR");
+    let dir = smtp_package(&server, &starttls_with_login());
+    let sent = tempfile::tempdir().unwrap();
+    let password = PathBuf::from(env_var("HANDOFF_TEST_SMTP_LOGIN_PASSWORD_FILE"));
+    let loaded = approved(
+        &sandbox(),
+        dir.path(),
+        &login_instance(dir.path(), sent.path(), Some(password)),
+    );
+    let key = unique_key("login");
+    publish(&loaded, &key).unwrap();
+    assert_eq!(received_in("HANDOFF_TEST_SMTP_LOGIN_MAILDIR", &key), 1);
+
+    // Without a login, the same server refuses it.
+    let plain_login = smtp_package(&server, &starttls(CERTIFICATE_NAME));
+    let loaded = approved(
+        &sandbox(),
+        plain_login.path(),
+        &login_instance(plain_login.path(), sent.path(), None),
+    );
+    let err = refused(&loaded, "HANDOFF_TEST_SMTP_LOGIN_MAILDIR", "no-login");
+    assert!(
+        format!("{err:?}").contains("Authentication required"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_goes_to_a_person() {
+    let server = env_var("HANDOFF_TEST_SMTP_LOGIN_ADDR");
+    let dir = smtp_package(&server, &starttls_with_login());
+    let sent = tempfile::tempdir().unwrap();
+    let wrong = sent.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let loaded = approved(
+        &sandbox(),
+        dir.path(),
+        &login_instance(dir.path(), sent.path(), Some(wrong)),
+    );
+    let err = refused(&loaded, "HANDOFF_TEST_SMTP_LOGIN_MAILDIR", "wrong-password");
+    // Final (not retried): the same password fails the same way again.
+    assert!(matches!(err, AdapterError::Conflict(_)), "{err:?}");
+    assert!(format!("{err:?}").contains("535"), "{err:?}");
+}
+
+#[test]
+fn a_login_whose_secret_is_not_bound_stops_the_load_and_names_it() {
+    let server = env_var("HANDOFF_TEST_SMTP_LOGIN_ADDR");
+    let dir = smtp_package(&server, &starttls_with_login());
+    let sent = tempfile::tempdir().unwrap();
+    let mut store = Store::in_memory().unwrap();
+    approve(&mut store, dir.path());
+    let err = load(
+        &sandbox(),
+        &store,
+        dir.path(),
+        &login_instance(dir.path(), sent.path(), None),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("smtp_password"), "{err}");
 }

@@ -11,10 +11,11 @@ use super::jetstream::parse_server;
 use super::linker::handoff::adapter::mail::Email;
 use super::linker::wit::AdapterError;
 use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,17 @@ pub enum ScopeKind {
     /// certificate verified for NAME). One per server, so that asking for
     /// less protection than approved is a change, not a narrowing.
     Transport,
+    /// `USER SECRET`: log in as USER with the password the operator binds
+    /// to secret SECRET (only over STARTTLS). At most one per server.
+    Login,
+}
+
+/// A `login` of a `[[capabilities.smtp]]` entry: who to log in as, and the
+/// secret that holds the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    pub password_secret: String,
 }
 
 /// The transport of a server granted without `tls`: plain text.
@@ -83,6 +95,14 @@ impl fmt::Display for SmtpScope {
             ScopeKind::Sender => write!(f, "smtp {} from {}", self.server, self.value),
             ScopeKind::RecipientDomain => write!(f, "smtp {} to @{}", self.server, self.value),
             ScopeKind::Transport => write!(f, "smtp {} over {}", self.server, self.value),
+            ScopeKind::Login => match self.value.split_once(' ') {
+                Some((user, secret)) => write!(
+                    f,
+                    "smtp {} login as {user} (password: secret {secret})",
+                    self.server
+                ),
+                None => write!(f, "smtp {} login {}", self.server, self.value),
+            },
         }
     }
 }
@@ -119,10 +139,44 @@ fn is_domain(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
+/// The `login` of a `[[capabilities.smtp]]` entry, for its transport.
+pub fn parse_login(
+    transport: &Transport,
+    username: &str,
+    password_secret: &str,
+) -> Result<Login, String> {
+    if *transport == Transport::Plain {
+        return Err(
+            "login needs tls = \"starttls\": a password is never sent in plain text".into(),
+        );
+    }
+    if username.is_empty()
+        || username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("login username {username:?}: one word, no spaces"));
+    }
+    let secret_ok = !password_secret.is_empty()
+        && password_secret
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !secret_ok {
+        return Err(format!(
+            "login password-secret {password_secret:?}: the name of a secret (letters, digits, '_', '-')"
+        ));
+    }
+    Ok(Login {
+        username: username.to_string(),
+        password_secret: password_secret.to_string(),
+    })
+}
+
 /// Parse one `[[capabilities.smtp]]` entry into its scopes.
 pub fn parse_grant(
     server: &str,
     transport: &Transport,
+    login: Option<&Login>,
     senders: &[String],
     recipient_domains: &[String],
 ) -> Result<Vec<SmtpScope>, String> {
@@ -137,6 +191,13 @@ pub fn parse_grant(
         kind: ScopeKind::Transport,
         value: transport.scope_value(),
     }];
+    if let Some(login) = login {
+        out.push(SmtpScope {
+            server,
+            kind: ScopeKind::Login,
+            value: format!("{} {}", login.username, login.password_secret),
+        });
+    }
     for sender in senders {
         let address = sender.to_ascii_lowercase();
         if address.parse::<lettre::Address>().is_err() {
@@ -192,8 +253,35 @@ pub fn one_transport_per_server(scopes: &mut BTreeSet<SmtpScope>) -> Result<(), 
                 ));
             }
         }
+        let logins = scopes
+            .iter()
+            .filter(|s| s.server == server && s.kind == ScopeKind::Login)
+            .count();
+        if logins > 1 {
+            return Err(format!(
+                "server {server}: one login per server, not {logins}"
+            ));
+        }
     }
     Ok(())
+}
+
+/// The logins the scopes grant, by server.
+pub fn logins(scopes: &BTreeSet<SmtpScope>) -> Vec<(SocketAddr, Login)> {
+    scopes
+        .iter()
+        .filter(|s| s.kind == ScopeKind::Login)
+        .filter_map(|s| {
+            let (username, secret) = s.value.split_once(' ')?;
+            Some((
+                s.server,
+                Login {
+                    username: username.to_string(),
+                    password_secret: secret.to_string(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Whether the server's certificate did not verify: rustls says so from
@@ -235,27 +323,42 @@ pub fn deserialize_scopes<'de, D: serde::Deserializer<'de>>(
     Ok(scopes)
 }
 
-/// The `mail` interface for one instance.
-pub struct MailGate {
-    scopes: Arc<BTreeSet<SmtpScope>>,
+/// What an instance may send, and how, fixed when it is loaded.
+#[derive(Default)]
+pub struct MailPolicy {
+    pub scopes: BTreeSet<SmtpScope>,
     /// The operator's CA certificates (PEM) for STARTTLS servers, trusted
     /// instead of the public web roots; none: the public web roots.
-    roots: Option<Arc<Vec<u8>>>,
+    pub roots: Option<Vec<u8>>,
+    /// Username and password per server with a granted login (the password
+    /// read from the operator's secret at load).
+    pub credentials: BTreeMap<SocketAddr, (String, String)>,
+}
+
+impl fmt::Debug for MailPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailPolicy")
+            .field("scopes", &self.scopes)
+            .field("roots", &self.roots.as_ref().map(|r| r.len()))
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The `mail` interface for one instance.
+pub struct MailGate {
+    policy: Arc<MailPolicy>,
     log: DecisionLog,
 }
 
 impl MailGate {
-    pub fn new(
-        scopes: Arc<BTreeSet<SmtpScope>>,
-        roots: Option<Arc<Vec<u8>>>,
-        log: DecisionLog,
-    ) -> Self {
-        MailGate { scopes, roots, log }
+    pub fn new(policy: Arc<MailPolicy>, log: DecisionLog) -> Self {
+        MailGate { policy, log }
     }
 
     fn tls_parameters(&self, name: &str) -> Result<TlsParameters, String> {
         let mut builder = TlsParameters::builder(name.to_string());
-        if let Some(pem) = &self.roots {
+        if let Some(pem) = &self.policy.roots {
             builder = builder
                 .certificate_store(CertificateStore::None)
                 .add_root_certificate(Certificate::from_pem(pem).map_err(|e| e.to_string())?);
@@ -264,7 +367,7 @@ impl MailGate {
     }
 
     fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
-        self.scopes.contains(&SmtpScope {
+        self.policy.scopes.contains(&SmtpScope {
             server,
             kind,
             value: value.to_ascii_lowercase(),
@@ -283,7 +386,7 @@ impl MailGate {
             AdapterError::Denied(format!("{target}: {reason}"))
         };
         let addr = parse_server(server).map_err(&deny)?;
-        if !self.scopes.iter().any(|s| s.server == addr) {
+        if !self.policy.scopes.iter().any(|s| s.server == addr) {
             return Err(deny("server not granted by capabilities.smtp".into()));
         }
         if !self.granted(addr, ScopeKind::Sender, &email.sender) {
@@ -330,7 +433,7 @@ impl MailGate {
             return Err(invalid("the subject contains control characters".into()));
         }
         let addr = self.check(&server, &email)?;
-        let Some(transport) = transport_of(&self.scopes, addr) else {
+        let Some(transport) = transport_of(&self.policy.scopes, addr) else {
             // The grant always names one; fail closed if it does not.
             return Err(AdapterError::Denied(format!(
                 "smtp {addr}: no transport granted"
@@ -364,6 +467,16 @@ impl MailGate {
                 .map_err(|e| AdapterError::Invalid(format!("smtp {addr}: TLS for {name}: {e}")))?;
             builder = builder.tls(Tls::Required(params));
         }
+        if let Some((user, password)) = self.policy.credentials.get(&addr) {
+            // Only ever over TLS (the grant cannot say otherwise; checked
+            // again here, failing closed).
+            if transport == Transport::Plain {
+                return Err(AdapterError::Denied(format!(
+                    "smtp {addr}: a login without TLS is never used"
+                )));
+            }
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
         builder
             .build()
             .send(message)
@@ -394,6 +507,7 @@ mod tests {
         let ok = parse_grant(
             "127.0.0.1:25",
             plain,
+            None,
             &["Handoff@Example.Internal".into()],
             &["example.internal".into()],
         )
@@ -402,7 +516,7 @@ mod tests {
         let bad = |server: &str, senders: &[&str], domains: &[&str]| {
             let s: Vec<String> = senders.iter().map(|x| x.to_string()).collect();
             let d: Vec<String> = domains.iter().map(|x| x.to_string()).collect();
-            parse_grant(server, plain, &s, &d).is_err()
+            parse_grant(server, plain, None, &s, &d).is_err()
         };
         assert!(bad("127.0.0.1:25", &["not an address"], &["a.b"]));
         assert!(bad("127.0.0.1:25", &["a@b.c"], &["*.b.c"]));
@@ -435,6 +549,44 @@ mod tests {
     }
 
     #[test]
+    fn a_login_goes_only_over_tls_and_names_its_secret() {
+        let tls = Transport::StartTls("mx.b.c".into());
+        let login = parse_login(&tls, "handoff@b.c", "smtp_password").unwrap();
+        let scopes: BTreeSet<SmtpScope> = parse_grant(
+            "127.0.0.1:587",
+            &tls,
+            Some(&login),
+            &["a@b.c".into()],
+            &["b.c".into()],
+        )
+        .unwrap()
+        .into_iter()
+        .collect();
+        let server: SocketAddr = "127.0.0.1:587".parse().unwrap();
+        assert_eq!(logins(&scopes), [(server, login)]);
+        let shown: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        assert!(
+            shown.contains(
+                &"smtp 127.0.0.1:587 login as handoff@b.c (password: secret smtp_password)".into()
+            ),
+            "{shown:?}"
+        );
+        for (transport, user, secret, says) in [
+            (
+                &Transport::Plain,
+                "handoff@b.c",
+                "smtp_password",
+                "never sent in plain text",
+            ),
+            (&tls, "two words", "smtp_password", "one word"),
+            (&tls, "handoff@b.c", "not a name!", "the name of a secret"),
+        ] {
+            let err = parse_login(transport, user, secret).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
     fn an_approval_from_before_transports_were_scoped_reads_as_plain_text() {
         let server: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let stored = serde_json::json!([
@@ -449,6 +601,7 @@ mod tests {
         let mut two: BTreeSet<SmtpScope> = parse_grant(
             "127.0.0.1:25",
             &Transport::Plain,
+            None,
             &["a@b.c".into()],
             &["b.c".into()],
         )
@@ -459,6 +612,7 @@ mod tests {
             parse_grant(
                 "127.0.0.1:25",
                 &Transport::StartTls("mx.b.c".into()),
+                None,
                 &["a@b.c".into()],
                 &["b.c".into()],
             )

@@ -331,8 +331,16 @@ struct RawSmtp {
     server: String,
     tls: Option<String>,
     tls_name: Option<String>,
+    login: Option<RawLogin>,
     senders: Vec<String>,
     recipient_domains: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLogin {
+    username: String,
+    password_secret: String,
 }
 
 #[derive(Deserialize)]
@@ -573,9 +581,15 @@ impl Manifest {
             let transport =
                 super::mail::parse_transport(smtp.tls.as_deref(), smtp.tls_name.as_deref())
                     .map_err(at)?;
+            let login = smtp
+                .login
+                .map(|l| super::mail::parse_login(&transport, &l.username, &l.password_secret))
+                .transpose()
+                .map_err(at)?;
             let scopes = super::mail::parse_grant(
                 &smtp.server,
                 &transport,
+                login.as_ref(),
                 &smtp.senders,
                 &smtp.recipient_domains,
             )

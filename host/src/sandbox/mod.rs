@@ -405,9 +405,21 @@ impl Sandbox {
                 }
                 lettre::transport::smtp::client::Certificate::from_pem(&pem)
                     .map_err(|e| not_pem(e.to_string()))?;
-                Some(Arc::new(pem))
+                Some(pem)
             }
         };
+        let mut credentials = BTreeMap::new();
+        for (server, login) in mail::logins(&grants.capabilities.smtp) {
+            let password = instance
+                .secret_value(&login.password_secret)
+                .map_err(|e| binding(e.to_string()))?;
+            credentials.insert(server, (login.username, password));
+        }
+        let mail_policy = Arc::new(mail::MailPolicy {
+            scopes: grants.capabilities.smtp.clone(),
+            roots: smtp_roots,
+            credentials,
+        });
         let http_policy = Arc::new(http::HttpPolicy {
             grants: grants.capabilities.http.clone(),
             inject,
@@ -436,8 +448,7 @@ impl Sandbox {
         };
         Ok(LoadedAdapter {
             nats_scopes: Arc::new(grants.capabilities.nats.clone()),
-            smtp_scopes: Arc::new(grants.capabilities.smtp.clone()),
-            smtp_roots,
+            mail: mail_policy,
             ident: Arc::new(AdapterIdent {
                 instance: instance.name.clone(),
                 component_sha256: package.component_sha256.clone(),
@@ -467,8 +478,7 @@ pub struct LoadedAdapter {
     config: Arc<BTreeMap<String, String>>,
     http: Arc<http::HttpPolicy>,
     nats_scopes: Arc<std::collections::BTreeSet<jetstream::NatsScope>>,
-    smtp_scopes: Arc<std::collections::BTreeSet<mail::SmtpScope>>,
-    smtp_roots: Option<Arc<Vec<u8>>>,
+    mail: Arc<mail::MailPolicy>,
     nats: Arc<jetstream::NatsPool>,
     engine: Engine,
     _ticker: Arc<EpochTicker>,
@@ -528,11 +538,7 @@ impl LoadedAdapter {
                 self.nats.clone(),
                 log.clone(),
             ),
-            mail: mail::MailGate::new(
-                self.smtp_scopes.clone(),
-                self.smtp_roots.clone(),
-                log.clone(),
-            ),
+            mail: mail::MailGate::new(self.mail.clone(), log.clone()),
             log,
         };
         let mut store = Store::new(&self.engine, state);
