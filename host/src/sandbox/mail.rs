@@ -53,6 +53,21 @@ pub struct Login {
     pub password_secret: String,
 }
 
+impl Login {
+    /// Neither part holds a space (see [`parse_login`]).
+    fn scope_value(&self) -> String {
+        format!("{} {}", self.username, self.password_secret)
+    }
+
+    fn from_scope_value(value: &str) -> Option<Login> {
+        let (username, secret) = value.split_once(' ')?;
+        Some(Login {
+            username: username.to_string(),
+            password_secret: secret.to_string(),
+        })
+    }
+}
+
 /// The transport of a server granted without `tls`: plain text.
 pub const PLAIN: &str = "plain";
 
@@ -95,11 +110,11 @@ impl fmt::Display for SmtpScope {
             ScopeKind::Sender => write!(f, "smtp {} from {}", self.server, self.value),
             ScopeKind::RecipientDomain => write!(f, "smtp {} to @{}", self.server, self.value),
             ScopeKind::Transport => write!(f, "smtp {} over {}", self.server, self.value),
-            ScopeKind::Login => match self.value.split_once(' ') {
-                Some((user, secret)) => write!(
+            ScopeKind::Login => match Login::from_scope_value(&self.value) {
+                Some(l) => write!(
                     f,
-                    "smtp {} login as {user} (password: secret {secret})",
-                    self.server
+                    "smtp {} login as {} (password: secret {})",
+                    self.server, l.username, l.password_secret
                 ),
                 None => write!(f, "smtp {} login {}", self.server, self.value),
             },
@@ -195,7 +210,7 @@ pub fn parse_grant(
         out.push(SmtpScope {
             server,
             kind: ScopeKind::Login,
-            value: format!("{} {}", login.username, login.password_secret),
+            value: login.scope_value(),
         });
     }
     for sender in senders {
@@ -266,24 +281,6 @@ pub fn one_transport_per_server(scopes: &mut BTreeSet<SmtpScope>) -> Result<(), 
     Ok(())
 }
 
-/// The logins the scopes grant, by server.
-pub fn logins(scopes: &BTreeSet<SmtpScope>) -> Vec<(SocketAddr, Login)> {
-    scopes
-        .iter()
-        .filter(|s| s.kind == ScopeKind::Login)
-        .filter_map(|s| {
-            let (username, secret) = s.value.split_once(' ')?;
-            Some((
-                s.server,
-                Login {
-                    username: username.to_string(),
-                    password_secret: secret.to_string(),
-                },
-            ))
-        })
-        .collect()
-}
-
 /// Whether the server's certificate did not verify: rustls says so from
 /// inside the I/O error that ended the handshake.
 fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -326,22 +323,87 @@ pub fn deserialize_scopes<'de, D: serde::Deserializer<'de>>(
 /// What an instance may send, and how, fixed when it is loaded.
 #[derive(Default)]
 pub struct MailPolicy {
-    pub scopes: BTreeSet<SmtpScope>,
-    /// The operator's CA certificates (PEM) for STARTTLS servers, trusted
-    /// instead of the public web roots; none: the public web roots.
-    pub roots: Option<Vec<u8>>,
+    scopes: BTreeSet<SmtpScope>,
+    /// Per STARTTLS server: the TLS client for its granted name, trusting the
+    /// operator's CA (`smtp-ca-file`) or else the public web roots.
+    tls: BTreeMap<SocketAddr, TlsParameters>,
     /// Username and password per server with a granted login (the password
     /// read from the operator's secret at load).
-    pub credentials: BTreeMap<SocketAddr, (String, String)>,
+    credentials: BTreeMap<SocketAddr, (String, String)>,
 }
 
 impl fmt::Debug for MailPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MailPolicy")
             .field("scopes", &self.scopes)
-            .field("roots", &self.roots.as_ref().map(|r| r.len()))
+            .field("tls", &self.tls.keys().collect::<Vec<_>>())
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// What opens a PEM certificate: the parser skips anything else, so a file
+/// without one would trust nothing, silently.
+const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// The operator's CA file, read and checked.
+fn read_ca_file(path: &std::path::Path) -> Result<Certificate, String> {
+    let at = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("smtp-ca-file {at}: cannot read: {e}"))?;
+    let not_pem = |why: String| format!("smtp-ca-file {at}: not a PEM certificate ({why})");
+    if !pem
+        .windows(CERTIFICATE_BEGINS.len())
+        .any(|w| w == CERTIFICATE_BEGINS)
+    {
+        return Err(not_pem("no BEGIN CERTIFICATE block".into()));
+    }
+    Certificate::from_pem(&pem).map_err(|e| not_pem(e.to_string()))
+}
+
+impl MailPolicy {
+    /// Everything sending needs, made once when the instance is loaded: the
+    /// CA file read, a TLS client per STARTTLS server, each login's password
+    /// from `secret`. Any of them missing or broken stops the load.
+    pub fn load(
+        scopes: BTreeSet<SmtpScope>,
+        ca_file: Option<&std::path::Path>,
+        secret: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<MailPolicy, String> {
+        let root = ca_file.map(read_ca_file).transpose()?;
+        let mut tls = BTreeMap::new();
+        let mut credentials = BTreeMap::new();
+        for scope in &scopes {
+            match scope.kind {
+                ScopeKind::Transport => {
+                    let Some(Transport::StartTls(name)) = Transport::from_scope_value(&scope.value)
+                    else {
+                        continue;
+                    };
+                    let mut builder = TlsParameters::builder(name.clone());
+                    if let Some(root) = &root {
+                        builder = builder
+                            .certificate_store(CertificateStore::None)
+                            .add_root_certificate(root.clone());
+                    }
+                    let params = builder
+                        .build_rustls()
+                        .map_err(|e| format!("smtp {}: TLS for {name}: {e}", scope.server))?;
+                    tls.insert(scope.server, params);
+                }
+                ScopeKind::Login => {
+                    if let Some(login) = Login::from_scope_value(&scope.value) {
+                        let password = secret(&login.password_secret)?;
+                        credentials.insert(scope.server, (login.username, password));
+                    }
+                }
+                ScopeKind::Sender | ScopeKind::RecipientDomain => {}
+            }
+        }
+        Ok(MailPolicy {
+            scopes,
+            tls,
+            credentials,
+        })
     }
 }
 
@@ -354,16 +416,6 @@ pub struct MailGate {
 impl MailGate {
     pub fn new(policy: Arc<MailPolicy>, log: DecisionLog) -> Self {
         MailGate { policy, log }
-    }
-
-    fn tls_parameters(&self, name: &str) -> Result<TlsParameters, String> {
-        let mut builder = TlsParameters::builder(name.to_string());
-        if let Some(pem) = &self.policy.roots {
-            builder = builder
-                .certificate_store(CertificateStore::None)
-                .add_root_certificate(Certificate::from_pem(pem).map_err(|e| e.to_string())?);
-        }
-        builder.build_rustls().map_err(|e| e.to_string())
     }
 
     fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
@@ -462,10 +514,13 @@ impl MailGate {
                 .port(addr.port())
                 .timeout(Some(SMTP_TIMEOUT));
         if let Transport::StartTls(name) = &transport {
-            let params = self
-                .tls_parameters(name)
-                .map_err(|e| AdapterError::Invalid(format!("smtp {addr}: TLS for {name}: {e}")))?;
-            builder = builder.tls(Tls::Required(params));
+            let Some(params) = self.policy.tls.get(&addr) else {
+                // Made at load for every STARTTLS server; fail closed.
+                return Err(AdapterError::Denied(format!(
+                    "smtp {addr}: no TLS client for {name}"
+                )));
+            };
+            builder = builder.tls(Tls::Required(params.clone()));
         }
         if let Some((user, password)) = self.policy.credentials.get(&addr) {
             // Only ever over TLS (the grant cannot say otherwise; checked
@@ -563,7 +618,17 @@ mod tests {
         .into_iter()
         .collect();
         let server: SocketAddr = "127.0.0.1:587".parse().unwrap();
-        assert_eq!(logins(&scopes), [(server, login)]);
+        let policy = MailPolicy::load(scopes.clone(), None, |secret| {
+            assert_eq!(secret, "smtp_password");
+            Ok("hunter2".into())
+        })
+        .unwrap();
+        assert_eq!(
+            policy.credentials.get(&server),
+            Some(&("handoff@b.c".to_string(), "hunter2".to_string()))
+        );
+        assert!(policy.tls.contains_key(&server));
+        assert!(!format!("{policy:?}").contains("hunter2"), "{policy:?}");
         let shown: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         assert!(
             shown.contains(

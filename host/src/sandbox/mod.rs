@@ -381,45 +381,12 @@ impl Sandbox {
                 inject.insert(origin.clone(), (name, value));
             }
         }
-        // The operator's CA for STARTTLS servers, read and checked now: a
-        // file that is missing or holds no certificate stops the load.
-        let smtp_roots = match &instance.smtp_ca_file {
-            None => None,
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    binding(format!("smtp-ca-file {}: cannot read: {e}", path.display()))
-                })?;
-                let not_pem = |why: String| {
-                    binding(format!(
-                        "smtp-ca-file {}: not a PEM certificate ({why})",
-                        path.display()
-                    ))
-                };
-                // The parser skips what it does not recognise: a file with
-                // no certificate in it would trust nothing, silently.
-                if !pem
-                    .windows(CERTIFICATE_BEGINS.len())
-                    .any(|w| w == CERTIFICATE_BEGINS)
-                {
-                    return Err(not_pem("no BEGIN CERTIFICATE block".into()));
-                }
-                lettre::transport::smtp::client::Certificate::from_pem(&pem)
-                    .map_err(|e| not_pem(e.to_string()))?;
-                Some(pem)
-            }
-        };
-        let mut credentials = BTreeMap::new();
-        for (server, login) in mail::logins(&grants.capabilities.smtp) {
-            let password = instance
-                .secret_value(&login.password_secret)
-                .map_err(|e| binding(e.to_string()))?;
-            credentials.insert(server, (login.username, password));
-        }
-        let mail_policy = Arc::new(mail::MailPolicy {
-            scopes: grants.capabilities.smtp.clone(),
-            roots: smtp_roots,
-            credentials,
-        });
+        let mail_policy = mail::MailPolicy::load(
+            grants.capabilities.smtp.clone(),
+            instance.smtp_ca_file.as_deref(),
+            |secret| instance.secret_value(secret).map_err(|e| e.to_string()),
+        )
+        .map_err(binding)?;
         let http_policy = Arc::new(http::HttpPolicy {
             grants: grants.capabilities.http.clone(),
             inject,
@@ -448,7 +415,7 @@ impl Sandbox {
         };
         Ok(LoadedAdapter {
             nats_scopes: Arc::new(grants.capabilities.nats.clone()),
-            mail: mail_policy,
+            mail: Arc::new(mail_policy),
             ident: Arc::new(AdapterIdent {
                 instance: instance.name.clone(),
                 component_sha256: package.component_sha256.clone(),
@@ -467,8 +434,6 @@ impl Sandbox {
         })
     }
 }
-
-const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// An adapter ready to be instantiated, as often as needed.
 pub struct LoadedAdapter {
