@@ -4,7 +4,7 @@
 //! CA made on each start; the second also requires a login. What arrived is
 //! read from their Maildirs.
 
-use crate::servers::env_var;
+use crate::servers::{env_var, mails_in};
 use crate::support::*;
 use handoff::config::{AdapterInstance, SecretSource};
 use handoff::sandbox::approval::Change;
@@ -80,15 +80,7 @@ fn received(key: &str) -> usize {
 
 /// How many mails in the Maildir that `maildir_var` names carry `key`.
 fn received_in(maildir_var: &str, key: &str) -> usize {
-    let dir = PathBuf::from(env_var(maildir_var)).join("new");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter(|e| {
-            std::fs::read_to_string(e.as_ref().unwrap().path())
-                .unwrap()
-                .contains(key)
-        })
-        .count()
+    mails_in(maildir_var, key).len()
 }
 
 fn unique_key(what: &str) -> String {
