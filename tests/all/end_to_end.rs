@@ -238,13 +238,51 @@ fn evidence_that_does_not_match_its_hash_halts_with_nothing_written_anywhere() {
         "{report}"
     );
     assert_eq!(report["packet"]["reason"], "evidence-hash-mismatch");
+    assert_nothing_written(&r, &n, &seeded);
+}
+
+/// Every target as seeded: no status changed, no note, the queue entry
+/// still there, no message, no mail.
+fn assert_nothing_written(r: &Redmine, n: &Nats, seeded: &Seeded) {
     assert_eq!(r.status_of(seeded.checklist), "New");
     assert_eq!(r.status_of(seeded.release), "In Progress");
     assert!(r.notes(seeded.checklist).is_empty() && r.notes(seeded.release).is_empty());
     let (operation, _) = n.entry(&seeded.review.to_string()).expect("the entry");
     assert_eq!(operation, "Put", "the review-queue entry is still there");
-    assert!(intake_messages(&n, &seeded).is_empty());
-    assert!(mails_for(&seeded).is_empty());
+    assert!(intake_messages(n, seeded).is_empty());
+    assert!(mails_for(seeded).is_empty());
+}
+
+#[test]
+fn a_dry_run_on_real_servers_reads_them_all_and_writes_to_none() {
+    let (r, n) = (Redmine::from_env(), Nats::from_env());
+    let seeded = seed(&r, &n);
+    let s = scenario(&r, &n, &seeded);
+    let (code, preview) = crate::dry_run::dry_run(&s, "events/redmine.json");
+    assert_eq!(
+        (code, preview["outcome"].as_str()),
+        (0, Some("completed")),
+        "{preview}"
+    );
+    let would: Vec<_> = crate::dry_run::would(&preview)
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect();
+    assert_eq!(would, ["apply"; 6], "{preview}");
+    assert_eq!(preview["steps"][0]["state"], "new", "read from Redmine");
+    assert_nothing_written(&r, &n, &seeded);
+    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 0);
+    // What the adapters reached for is audited as always, against the event.
+    let audited = s.count(&format!(
+        "SELECT COUNT(*) FROM audit WHERE kind = 'capability-decision'
+         AND run_id IS NULL AND event_id = 'redmine-{}'",
+        seeded.review
+    ));
+    assert!(audited > 0, "the reads' capability decisions are audited");
+
+    let (code, report) = run(&s, "events/redmine.json");
+    assert_eq!((code, report["outcome"].as_str()), (0, Some("completed")));
+    assert_all_done_once(&r, &n, &seeded);
 }
 
 #[test]

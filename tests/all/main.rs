@@ -5,6 +5,7 @@ mod approval;
 mod audit;
 mod cli;
 mod demo;
+mod dry_run;
 mod end_to_end;
 mod hostile;
 mod intake;

@@ -4,6 +4,7 @@
 mod adapter;
 mod audit;
 mod demo;
+mod dry_run;
 mod follow_ups;
 mod policy;
 mod run;
@@ -66,6 +67,13 @@ enum Command {
         /// The linked workflow context (JSON object), for `{{context.*}}`.
         #[arg(long)]
         context: Option<PathBuf>,
+        /// Only read: revalidate, check, plan and observe every step's
+        /// target, then say what a run would do. Nothing is written to the
+        /// targets or stored (the event can be run for real afterwards); a
+        /// policy not yet approved can be tried. Exits as the run would.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -163,6 +171,13 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Run {
             event,
             context,
+            dry_run: true,
+            json,
+        } => dry_run::dry_run(&ctx, &event, context.as_deref(), json),
+        Command::Run {
+            event,
+            context,
+            dry_run: false,
             json,
         } => run::run_event(&ctx, &event, context.as_deref(), json),
         Command::Resume { json } => run::resume(&ctx, json),

@@ -63,7 +63,11 @@ fn read_json(path: &Path, what: &str) -> Result<serde_json::Value> {
     })
 }
 
-pub fn run_event(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) -> Result<u8> {
+/// An event file, parsed, and the context file (`{}` when there is none).
+pub(crate) fn read_event(
+    event: &Path,
+    context: Option<&Path>,
+) -> Result<(CloudEvent, serde_json::Value)> {
     let bytes =
         std::fs::read(event).with_context(|| format!("reading the event {}", event.display()))?;
     let event = CloudEvent::parse(&bytes, &event.display().to_string())?;
@@ -71,6 +75,11 @@ pub fn run_event(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) ->
         Some(path) => read_json(path, "context")?,
         None => serde_json::json!({}),
     };
+    Ok((event, context))
+}
+
+pub fn run_event(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) -> Result<u8> {
+    let (event, context) = read_event(event, context)?;
     let mut engine = engine(ctx)?;
     let report = runtime()?.block_on(engine.submit(&event, &context))?;
     print_report(&report, json)?;

@@ -128,11 +128,11 @@ impl Driver<'_> {
             started.elapsed(),
         );
         let decisions = instance.take_decisions();
-        let _ = self.engine.store.record_run_decisions(
-            &decisions,
-            Some(&self.run.run_id),
-            Some(&self.run.event_id),
-        );
+        let run_id = self.stored.then_some(self.run.run_id.as_str());
+        let _ =
+            self.engine
+                .store
+                .record_run_decisions(&decisions, run_id, Some(&self.run.event_id));
         match result {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => Err(classify(&err)),

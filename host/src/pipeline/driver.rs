@@ -77,6 +77,10 @@ pub struct Driver<'e> {
     pub snapshot: Option<View>,
     /// Links seen on the way (evidence), for a follow-up packet.
     pub links: Vec<String>,
+    /// Whether the run is in the store. A dry run's is not: nothing of it
+    /// is written, and the capability decisions its reads make are
+    /// recorded against its event alone.
+    pub stored: bool,
     /// The run's steps as this driver last moved them (it holds the lease,
     /// so no one else moves them), including moves not yet committed.
     steps: Option<Vec<StepRow>>,
@@ -138,16 +142,7 @@ impl Engine {
             .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
         let policy = self.approved_policy(&run)?;
         let owner = self.owner.clone();
-        let mut driver = Driver {
-            engine: self,
-            run,
-            policy,
-            calls: Calls::default(),
-            snapshot: None,
-            links: Vec::new(),
-            steps: None,
-            pending: Vec::new(),
-        };
+        let mut driver = Driver::new(self, run, policy, true);
         let result = driver.run().await;
         if result.is_err()
             && let Ok(conn) = self.store.conn()
@@ -176,6 +171,35 @@ impl Engine {
         })?);
         self.approved.insert(sha256.clone(), policy.clone());
         Ok(policy)
+    }
+}
+
+impl<'e> Driver<'e> {
+    pub fn new(engine: &'e mut Engine, run: RunRecord, policy: Arc<Policy>, stored: bool) -> Self {
+        Driver {
+            engine,
+            run,
+            policy,
+            calls: Calls::default(),
+            snapshot: None,
+            links: Vec::new(),
+            stored,
+            steps: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The audit rows of what was read and noted since the last
+    /// transition, taken off the driver (changes waiting with them are
+    /// dropped): what a dry run shows instead of storing.
+    pub fn take_noted(&mut self) -> Vec<Row> {
+        self.pending
+            .drain(..)
+            .flat_map(|pending| match pending {
+                Pending::Read(row) => vec![row],
+                Pending::Change(_, rows) => rows,
+            })
+            .collect()
     }
 }
 

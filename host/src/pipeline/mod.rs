@@ -11,6 +11,7 @@ pub mod execute;
 pub mod faults;
 pub mod intake;
 pub mod plan;
+pub mod preview;
 pub mod reconcile;
 pub mod resolve;
 pub mod revalidate;
@@ -440,55 +441,20 @@ impl Engine {
     /// type, its approval, the trigger state, and that every template the
     /// run will need can be filled in.
     fn admit(&self, event: &CloudEvent, context: &serde_json::Value) -> Result<Admitted, RunError> {
-        let configured = self
-            .policies
+        let configured = self.policy_for(event)?;
+        self.require_approved(configured)?;
+        admit_under(&configured.policy, event, context)
+    }
+
+    /// The configured policy an event's type triggers.
+    fn policy_for(&self, event: &CloudEvent) -> Result<&ConfiguredPolicy, RunError> {
+        self.policies
             .iter()
             .find(|p| p.policy.trigger.event_type == event.event_type)
             .ok_or_else(|| RunError::NoPolicy {
                 event_type: event.event_type.clone(),
                 known: known_types(&self.policies),
-            })?
-            .clone();
-        let policy = &configured.policy;
-        self.require_approved(&configured)?;
-        let state = event
-            .data
-            .get("state")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| RunError::Trigger {
-                event_id: event.id.clone(),
-                problem: format!(
-                    "data.state is missing; policy {} acts on decisions in states {:?}",
-                    policy.id, policy.trigger.states
-                ),
-            })?;
-        if !policy.trigger.states.contains(state) {
-            return Err(RunError::Trigger {
-                event_id: event.id.clone(),
-                problem: format!(
-                    "decision state {state:?} does not authorize policy {} (it acts on {:?}); nothing to do",
-                    policy.id, policy.trigger.states
-                ),
-            });
-        }
-        let scope = Scope {
-            event: &event.raw,
-            context,
-        };
-        let business_key = business_key(policy, scope)?;
-        dry_render(
-            policy,
-            scope,
-            &event.source,
-            business_key.as_deref(),
-            &event.id,
-        )?;
-
-        Ok(Admitted {
-            policy_id: policy.id.clone(),
-            policy_sha256: policy.sha256.clone(),
-            business_key,
-        })
+            })
     }
 
     fn require_approved(&self, configured: &ConfiguredPolicy) -> Result<(), RunError> {
@@ -531,6 +497,54 @@ impl Engine {
         }
         Ok(reports)
     }
+}
+
+/// Everything `accept` checks of an event under its policy, apart from the
+/// approval: the trigger state, and that every template the run will need
+/// can be filled in.
+fn admit_under(
+    policy: &Policy,
+    event: &CloudEvent,
+    context: &serde_json::Value,
+) -> Result<Admitted, RunError> {
+    let state = event
+        .data
+        .get("state")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| RunError::Trigger {
+            event_id: event.id.clone(),
+            problem: format!(
+                "data.state is missing; policy {} acts on decisions in states {:?}",
+                policy.id, policy.trigger.states
+            ),
+        })?;
+    if !policy.trigger.states.contains(state) {
+        return Err(RunError::Trigger {
+            event_id: event.id.clone(),
+            problem: format!(
+                "decision state {state:?} does not authorize policy {} (it acts on {:?}); nothing to do",
+                policy.id, policy.trigger.states
+            ),
+        });
+    }
+    let scope = Scope {
+        event: &event.raw,
+        context,
+    };
+    let business_key = business_key(policy, scope)?;
+    dry_render(
+        policy,
+        scope,
+        &event.source,
+        business_key.as_deref(),
+        &event.id,
+    )?;
+
+    Ok(Admitted {
+        policy_id: policy.id.clone(),
+        policy_sha256: policy.sha256.clone(),
+        business_key,
+    })
 }
 
 fn known_types(policies: &[ConfiguredPolicy]) -> String {

@@ -1,0 +1,117 @@
+//! `handoff run --dry-run`: what a run of an event would do now, printed
+//! for a person (or as one JSON object), with nothing written.
+
+use super::Ctx;
+use super::exit;
+use super::run::{code, engine, read_event, runtime};
+use crate::pipeline::preview::{Preview, Would};
+use anyhow::Result;
+use serde_json::Value;
+use std::path::Path;
+
+/// The exit code is the one `handoff run` would give now: a refusal is an
+/// error, a follow-up is a follow-up.
+pub fn dry_run(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) -> Result<u8> {
+    let (event, context) = read_event(event, context)?;
+    let mut engine = engine(ctx)?;
+    let preview = runtime()?.block_on(engine.preview(&event, &context))?;
+    if json {
+        println!("{}", serde_json::to_string(&preview)?);
+    } else {
+        print!("{}", render(&preview));
+    }
+    Ok(match preview.refused {
+        Some(_) => exit::ERROR,
+        None => code(preview.outcome),
+    })
+}
+
+/// The preview as lines for a person.
+pub fn render(p: &Preview) -> String {
+    let mut out = format!(
+        "dry run of event {} under policy {} (sha256 {}): nothing was written\n",
+        p.event_id,
+        p.policy,
+        &p.policy_sha256[..p.policy_sha256.len().min(12)]
+    );
+    if let Some(refusal) = &p.refused {
+        out += &format!("  refused      a real run would be refused: {refusal}\n");
+    }
+    if let Some(dup) = &p.duplicate_of {
+        let by = match dup.by {
+            "event-id" => "the same source and id",
+            _ => "the same business key",
+        };
+        let run = dup.run_id.as_deref().unwrap_or("(no run)");
+        out += &format!(
+            "  duplicate    already taken as run {run} ({by}): a real run would be suppressed; nothing was read\n"
+        );
+    }
+    for read in &p.reads {
+        out += &format!("  {}\n", read_line(read.kind, &read.payload));
+    }
+    let width = p.steps.iter().map(|s| s.step.len()).max().unwrap_or(0);
+    for s in &p.steps {
+        let verb = match s.would {
+            Would::Apply => "would apply",
+            Would::Skip => "would skip ",
+            Would::Stop => "would stop ",
+            Would::NotReach => "not reached",
+        };
+        let state = s.state.as_ref().filter(|state| !state.is_empty());
+        let now = match (state, s.would) {
+            (Some(state), Would::Skip) if s.ours => {
+                format!(" (now {state}: written under this key before)")
+            }
+            (Some(state), Would::Skip) => format!(" (now {state}: already in its end state)"),
+            (Some(state), _) => format!(" (now {state})"),
+            (None, _) => String::new(),
+        };
+        out += &format!(
+            "  {verb}  {:width$}  {} {} {}{now}\n",
+            s.step, s.adapter, s.record, s.action
+        );
+    }
+    if let Some(halt) = &p.halt {
+        out += &format!(
+            "a run would stop for a person ({}): {}\n",
+            halt.reason, halt.summary
+        );
+    }
+    let when = if p.refused.is_some() {
+        "once approved, "
+    } else {
+        ""
+    };
+    out += &format!("{when}a run would end {}\n", p.outcome.name());
+    out
+}
+
+/// One read, from its audit row's identifiers and states.
+fn read_line(kind: &str, p: &Value) -> String {
+    let s = |key: &str| p[key].as_str().unwrap_or("?").to_string();
+    let record = format!("{} {}/{}", s("adapter"), s("kind"), s("id"));
+    match kind {
+        "revalidated" => {
+            let verdict = if p["still-authorized"] == true {
+                "still authorizes"
+            } else {
+                "no longer authorizes"
+            };
+            let revision = p["revision"]
+                .as_str()
+                .map(|r| format!(", revision {r}"))
+                .unwrap_or_default();
+            format!("revalidated  {record}: {}{revision}, {verdict}", s("state"))
+        }
+        "check-passed" => format!("check        {}: passed ({record})", s("check")),
+        "check-failed" => format!(
+            "check        {}: failed ({record}): {} expected {}, found {}",
+            s("check"),
+            s("path"),
+            s("expected"),
+            s("found")
+        ),
+        other => format!("{other:12} {p}"),
+    }
+}

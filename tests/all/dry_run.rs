@@ -1,0 +1,229 @@
+//! `handoff run --dry-run` on the release-readiness example: it reads what
+//! a run would read and says what the run would do, and writes nothing,
+//! neither to the targets (counted in their own journals) nor to the store.
+
+use crate::scenario::*;
+use serde_json::{Value, json};
+
+/// `handoff run --dry-run --json` of an event file: exit code and preview.
+pub fn dry_run(s: &Scenario, event: &str) -> (i32, Value) {
+    let o = s.handoff(&[
+        "run",
+        "--dry-run",
+        "--json",
+        "--event",
+        event,
+        "--context",
+        "context.json",
+    ]);
+    let (code, out, err) = outcome(&o);
+    let preview = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("exit {code}, not a JSON preview ({e}): {out}\n{err}"));
+    (code, preview)
+}
+
+/// (step, what a run would do with it), in plan order.
+pub fn would(preview: &Value) -> Vec<(String, String)> {
+    preview["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap().to_string();
+            (field("step"), field("would"))
+        })
+        .collect()
+}
+
+fn kinds(preview: &Value) -> Vec<&str> {
+    preview["reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect()
+}
+
+/// What a dry run may not change: the targets' journals and records, and
+/// every table of the store (the audit chain included).
+fn untouched(s: &Scenario) -> Value {
+    let tables = ["events", "runs", "steps", "follow_ups", "audit"];
+    json!({
+        "writes": s.writes(),
+        "checklist": s.record("checklist", "checklist", "CL-7"),
+        "release": s.record("tracker", "release", "R-2026.11"),
+        "rows": tables.map(|t| s.count(&format!("SELECT COUNT(*) FROM {t}"))),
+    })
+}
+
+const STEPS: [&str; 6] = [
+    "close-checklist",
+    "sync-tracker",
+    "attach-evidence",
+    "clear-review-queue",
+    "tell-scheduler",
+    "notify-coordinator",
+];
+
+fn all(would: &str) -> Vec<(String, String)> {
+    STEPS
+        .iter()
+        .map(|s| (s.to_string(), would.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_dry_run_reads_everything_writes_nothing_and_the_event_still_runs_after() {
+    let s = Scenario::new();
+    let before = untouched(&s);
+    let (code, p) = dry_run(&s, "events/accepted.json");
+    assert_eq!((code, p["outcome"].as_str()), (0, Some("completed")), "{p}");
+    assert_eq!(would(&p), all("apply"));
+    assert_eq!(kinds(&p), ["revalidated", "check-passed", "check-passed"]);
+    assert_eq!(p["reads"][0]["payload"]["state"], "accepted");
+    assert_eq!(p["steps"][0]["state"], "open");
+    assert_eq!((&p["refused"], &p["halt"]), (&Value::Null, &Value::Null));
+    assert_eq!(untouched(&s), before);
+
+    // The event was not taken in: it runs for real, every step written.
+    let o = s.run();
+    assert_eq!(outcome(&o).0, 0, "{}", text(&o.stderr));
+    assert_eq!(s.writes().len(), 6);
+
+    // Now a run would be suppressed, and the dry run says by which run.
+    let (code, p) = dry_run(&s, "events/accepted.json");
+    assert_eq!(code, 0);
+    assert_eq!(p["outcome"], "duplicate-suppressed");
+    assert_eq!(
+        p["duplicate_of"],
+        json!({ "run_id": "run-1", "by": "event-id" })
+    );
+    assert_eq!((kinds(&p).len(), would(&p).len()), (0, 0));
+    let (_, p) = dry_run(&s, "events/accepted-resent.json");
+    assert_eq!(p["duplicate_of"]["by"], "business-key");
+    assert_eq!(s.writes().len(), 6);
+}
+
+#[test]
+fn a_dry_run_shows_steps_already_done_and_where_a_run_would_stop() {
+    let s = Scenario::new();
+    s.set(
+        "checklist",
+        "checklist",
+        "CL-7",
+        &["state"],
+        json!("closed"),
+    );
+    let (code, p) = dry_run(&s, "events/accepted.json");
+    assert_eq!(
+        (code, p["outcome"].as_str()),
+        (0, Some("completed-with-skips")),
+        "{p}"
+    );
+    let mut expected = all("apply");
+    expected[0].1 = "skip".into();
+    assert_eq!(would(&p), expected);
+
+    // A target that cannot be observed: the run would stop there, resumable.
+    std::fs::write(s.path("state/queue/OFFLINE"), b"").unwrap();
+    let (code, p) = dry_run(&s, "events/accepted.json");
+    assert_eq!(
+        (code, p["outcome"].as_str()),
+        (3, Some("partially-completed")),
+        "{p}"
+    );
+    let w: Vec<_> = would(&p).into_iter().map(|(_, w)| w).collect();
+    assert_eq!(
+        w,
+        ["skip", "apply", "apply", "stop", "not-reach", "not-reach"]
+    );
+    assert_eq!(p["halt"]["reason"], "retries-exhausted");
+    std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
+
+    // The decision reopened: the run would stop before planning.
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["state"],
+        json!("reopened"),
+    );
+    let before = untouched(&s);
+    let (code, p) = dry_run(&s, "events/accepted.json");
+    assert_eq!(code, 3, "{p}");
+    assert_eq!(p["halt"]["reason"], "stale-approval");
+    assert_eq!(kinds(&p), ["revalidated"]);
+    assert_eq!(p["reads"][0]["payload"]["still-authorized"], false);
+    assert_eq!(would(&p).len(), 0);
+    assert_eq!(untouched(&s), before, "no follow-up, no audit row");
+
+    let o = s.handoff(&[
+        "run",
+        "--dry-run",
+        "--event",
+        "events/accepted.json",
+        "--context",
+        "context.json",
+    ]);
+    let (code, out, err) = outcome(&o);
+    assert_eq!(code, 3, "{err}");
+    assert!(out.contains("nothing was written"), "{out}");
+    assert!(
+        out.contains("revalidated  governance review/RV-118: reopened"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a run would stop for a person (stale-approval)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_policy_change_can_be_tried_before_approval_and_a_real_run_stays_refused() {
+    let s = Scenario::new();
+    let path = s.path("policies/release-readiness.toml");
+    let policy = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        policy.replace("id = \"tell-scheduler\"", "id = \"hand-to-scheduler\""),
+    )
+    .unwrap();
+    let (code, p) = dry_run(&s, "events/accepted.json");
+    assert_eq!(code, 1, "{p}");
+    let refused = p["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("changed since it was approved"),
+        "{refused}"
+    );
+    assert_eq!(p["steps"][4]["step"], "hand-to-scheduler");
+    assert_eq!(p["steps"][4]["would"], "apply");
+    assert_eq!(p["outcome"], "completed");
+
+    let o = s.handoff(&[
+        "run",
+        "--dry-run",
+        "--event",
+        "events/accepted.json",
+        "--context",
+        "context.json",
+    ]);
+    assert!(text(&o.stdout).contains("once approved, a run would end completed"));
+
+    let (code, _, err) = outcome(&s.run());
+    assert_eq!(code, 1);
+    assert!(err.contains("changed since it was approved"), "{err}");
+    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 0);
+    assert!(s.writes().is_empty());
+
+    // Bad input is refused as a run would refuse it.
+    let event = std::fs::read_to_string(s.path("events/accepted.json")).unwrap();
+    std::fs::write(
+        s.path("events/rejected.json"),
+        event.replace("\"accepted\"", "\"rejected\""),
+    )
+    .unwrap();
+    let (code, _, err) =
+        outcome(&s.handoff(&["run", "--dry-run", "--event", "events/rejected.json"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("does not authorize policy"), "{err}");
+}
