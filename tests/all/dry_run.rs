@@ -5,18 +5,20 @@
 use crate::scenario::*;
 use serde_json::{Value, json};
 
+/// `handoff run --dry-run` of an event file, with the example's context:
+/// exit code, stdout, stderr.
+fn dry_run_as(s: &Scenario, event: &str, json: bool) -> (i32, String, String) {
+    let mut args = vec!["run", "--dry-run", "--event", event];
+    args.extend(["--context", "context.json"]);
+    if json {
+        args.push("--json");
+    }
+    outcome(&s.handoff(&args))
+}
+
 /// `handoff run --dry-run --json` of an event file: exit code and preview.
 pub fn dry_run(s: &Scenario, event: &str) -> (i32, Value) {
-    let o = s.handoff(&[
-        "run",
-        "--dry-run",
-        "--json",
-        "--event",
-        event,
-        "--context",
-        "context.json",
-    ]);
-    let (code, out, err) = outcome(&o);
+    let (code, out, err) = dry_run_as(s, event, true);
     let preview = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("exit {code}, not a JSON preview ({e}): {out}\n{err}"));
     (code, preview)
@@ -157,15 +159,7 @@ fn a_dry_run_shows_steps_already_done_and_where_a_run_would_stop() {
     assert_eq!(would(&p).len(), 0);
     assert_eq!(untouched(&s), before, "no follow-up, no audit row");
 
-    let o = s.handoff(&[
-        "run",
-        "--dry-run",
-        "--event",
-        "events/accepted.json",
-        "--context",
-        "context.json",
-    ]);
-    let (code, out, err) = outcome(&o);
+    let (code, out, err) = dry_run_as(&s, "events/accepted.json", false);
     assert_eq!(code, 3, "{err}");
     assert!(out.contains("nothing was written"), "{out}");
     assert!(
@@ -181,13 +175,7 @@ fn a_dry_run_shows_steps_already_done_and_where_a_run_would_stop() {
 #[test]
 fn a_policy_change_can_be_tried_before_approval_and_a_real_run_stays_refused() {
     let s = Scenario::new();
-    let path = s.path("policies/release-readiness.toml");
-    let policy = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        policy.replace("id = \"tell-scheduler\"", "id = \"hand-to-scheduler\""),
-    )
-    .unwrap();
+    s.edit_policy("id = \"tell-scheduler\"", "id = \"hand-to-scheduler\"");
     let (code, p) = dry_run(&s, "events/accepted.json");
     assert_eq!(code, 1, "{p}");
     let refused = p["refused"].as_str().unwrap();
@@ -199,15 +187,11 @@ fn a_policy_change_can_be_tried_before_approval_and_a_real_run_stays_refused() {
     assert_eq!(p["steps"][4]["would"], "apply");
     assert_eq!(p["outcome"], "completed");
 
-    let o = s.handoff(&[
-        "run",
-        "--dry-run",
-        "--event",
-        "events/accepted.json",
-        "--context",
-        "context.json",
-    ]);
-    assert!(text(&o.stdout).contains("once approved, a run would end completed"));
+    let (_, out, _) = dry_run_as(&s, "events/accepted.json", false);
+    assert!(
+        out.contains("once approved, a run would end completed"),
+        "{out}"
+    );
 
     let (code, _, err) = outcome(&s.run());
     assert_eq!(code, 1);

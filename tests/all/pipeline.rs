@@ -716,23 +716,11 @@ fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
     );
 
     let s = Scenario::new();
-    let policy = s.path("policies/release-readiness.toml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace("[follow-up]", "[follow-up]\nescalate = true"),
-    )
-    .unwrap();
+    s.edit_policy("[follow-up]", "[follow-up]\nescalate = true");
     refused(&s, &s.run(), &["release-readiness.toml", "escalate"]);
 
     let s = Scenario::new();
-    std::fs::write(
-        policy_path(&s),
-        std::fs::read_to_string(policy_path(&s))
-            .unwrap()
-            .replace("adapter = \"notify\"", "adapter = \"pager\""),
-    )
-    .unwrap();
+    s.edit_policy("adapter = \"notify\"", "adapter = \"pager\"");
     refused(
         &s,
         &s.run(),

@@ -130,9 +130,19 @@ impl Scenario {
 
     /// Change the configuration text (e.g. to add adapter config).
     pub fn edit_config(&self, from: &str, to: &str) {
-        let path = self.path("handoff.toml");
+        self.edit("handoff.toml", from, to);
+    }
+
+    /// Change the example policy's text (it is then no longer the
+    /// approved one).
+    pub fn edit_policy(&self, from: &str, to: &str) {
+        self.edit("policies/release-readiness.toml", from, to);
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.path(file);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from:?} not in the config");
+        assert!(text.contains(from), "{from:?} not in {file}");
         std::fs::write(path, text.replacen(from, to, 1)).unwrap();
     }
 
