@@ -8,9 +8,10 @@
 //! person when a run stops; [`sandbox`] loads and runs adapter components
 //! under least privilege; [`audit`] is the hash-chained audit trail;
 //! [`store`] is the durable SQLite store; [`config`] is the operator's
-//! `handoff.toml`; [`serve`] is the long-lived service (`handoff serve`); [`cli`] is the
-//! `handoff` command; [`backtraces`] keeps error values from walking the
-//! stack when nothing will show it.
+//! `handoff.toml`; [`readiness`] checks that everything it names would be
+//! let run (`handoff check`); [`serve`] is the long-lived service (`handoff
+//! serve`); [`cli`] is the `handoff` command; [`backtraces`] keeps error
+//! values from walking the stack when nothing will show it.
 
 pub mod audit;
 pub mod backtraces;
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod follow_up;
 pub mod pipeline;
 pub mod policy;
+pub mod readiness;
 pub mod sandbox;
 pub mod serve;
 pub mod store;

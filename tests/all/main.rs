@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod check;
 mod cli;
 mod demo;
 mod dry_run;

@@ -3,6 +3,7 @@
 
 mod adapter;
 mod audit;
+mod check;
 mod demo;
 mod dry_run;
 mod follow_ups;
@@ -44,6 +45,15 @@ enum Command {
     /// Verify and export the audit chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Check that every configured policy and adapter instance would be let
+    /// run: each policy parses and is approved as it stands, each adapter
+    /// is approved and loads with its bindings. Lists every problem with its
+    /// fix; exits 1 when there is one. Writes nothing.
+    Check {
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the release-readiness scenario and its failure variants on the
     /// embedded default, and show what became of each. Each case has a
     /// configuration of its own: `--config`, `--store` and a handoff.toml
@@ -166,6 +176,7 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
+        Command::Check { json } => check::check(&ctx, json),
         Command::Policy(cmd) => policy::run(cmd, &ctx),
         Command::Demo { .. } => unreachable!("the demo ran above, without a config"),
         Command::Run {

@@ -29,7 +29,7 @@ use crate::store::{Store, StoreError};
 use intake::{CloudEvent, Delivery, EventError, Intake};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -252,41 +252,11 @@ impl Engine {
         let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
         let mut policies: Vec<ConfiguredPolicy> = Vec::new();
         for path in &config.policies {
-            let policy = Policy::load(path)?;
-            for adapter in policy.adapters() {
-                let Some(instance) = config.adapters.get(adapter) else {
-                    return Err(RunError::UnknownAdapter {
-                        policy: policy.id.clone(),
-                        path: path.clone(),
-                        adapter: adapter.to_string(),
-                    });
-                };
-                // A package that is not there is a configuration mistake:
-                // said now, before any event is taken in. (Its digest and
-                // approval are checked when it loads, on first use.)
-                if let Err(e) = Package::find(&instance.package) {
-                    return Err(RunError::MissingPackage {
-                        policy: policy.id.clone(),
-                        path: path.clone(),
-                        adapter: adapter.to_string(),
-                        problem: e.to_string(),
-                    });
-                }
+            let configured = configure_policy(config, path)?;
+            if let Some(clash) = same_trigger(&policies, &configured.policy) {
+                return Err(clash);
             }
-            if let Some(other) = policies
-                .iter()
-                .find(|p| p.policy.trigger.event_type == policy.trigger.event_type)
-            {
-                return Err(RunError::AmbiguousTrigger {
-                    event_type: policy.trigger.event_type.clone(),
-                    first: other.policy.id.clone(),
-                    second: policy.id.clone(),
-                });
-            }
-            policies.push(ConfiguredPolicy {
-                path: path.clone(),
-                policy,
-            });
+            policies.push(configured);
         }
         Ok(Engine {
             store,
@@ -458,30 +428,9 @@ impl Engine {
     }
 
     fn require_approved(&self, configured: &ConfiguredPolicy) -> Result<(), RunError> {
-        let policy = &configured.policy;
-        let refuse = |problem: String| RunError::PolicyNotApproved {
-            policy: policy.id.clone(),
-            path: configured.path.clone(),
-            problem,
-        };
-        let fix = format!(
-            "review it and approve it: handoff policy approve {} --by NAME",
-            configured.path.display()
-        );
-        match self.store.policy_status(policy)? {
-            PolicyStatus::Approved(_) => Ok(()),
-            PolicyStatus::NotApproved => Err(refuse(format!("is not approved; {fix}"))),
-            PolicyStatus::Revoked { by, at } => Err(refuse(format!(
-                "was revoked by {by} at {at}; nothing runs under it until it is approved again ({fix})"
-            ))),
-            PolicyStatus::Changed { widened, .. } if widened.is_empty() => Err(refuse(format!(
-                "changed since it was approved (sha256 {}); {fix}",
-                policy.sha256
-            ))),
-            PolicyStatus::Changed { widened, .. } => Err(refuse(format!(
-                "changed since it was approved and now reaches further: {}; {fix}",
-                widened.join(", ")
-            ))),
+        match approval_problem(configured, self.store.policy_status(&configured.policy)?) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
     }
 
@@ -544,6 +493,80 @@ fn admit_under(
         policy_id: policy.id.clone(),
         policy_sha256: policy.sha256.clone(),
         business_key,
+    })
+}
+
+/// One policy file the configuration names: parsed, and every adapter it
+/// names configured, with a package where its configuration says. (Its
+/// digest and approval are checked when it loads, on first use.)
+pub(crate) fn configure_policy(config: &Config, path: &Path) -> Result<ConfiguredPolicy, RunError> {
+    let policy = Policy::load(path)?;
+    for adapter in policy.adapters() {
+        let Some(instance) = config.adapters.get(adapter) else {
+            return Err(RunError::UnknownAdapter {
+                policy: policy.id.clone(),
+                path: path.to_path_buf(),
+                adapter: adapter.to_string(),
+            });
+        };
+        if let Err(e) = Package::find(&instance.package) {
+            return Err(RunError::MissingPackage {
+                policy: policy.id.clone(),
+                path: path.to_path_buf(),
+                adapter: adapter.to_string(),
+                problem: e.to_string(),
+            });
+        }
+    }
+    Ok(ConfiguredPolicy {
+        path: path.to_path_buf(),
+        policy,
+    })
+}
+
+/// The refusal when `policy` is triggered by the same event type as one of
+/// `others`: one event type, one policy.
+pub(crate) fn same_trigger(others: &[ConfiguredPolicy], policy: &Policy) -> Option<RunError> {
+    let other = others
+        .iter()
+        .find(|p| p.policy.trigger.event_type == policy.trigger.event_type)?;
+    Some(RunError::AmbiguousTrigger {
+        event_type: policy.trigger.event_type.clone(),
+        first: other.policy.id.clone(),
+        second: policy.id.clone(),
+    })
+}
+
+/// Why nothing may run under a configured policy with this approval
+/// status, or `None` when its exact text is approved.
+pub(crate) fn approval_problem(
+    configured: &ConfiguredPolicy,
+    status: PolicyStatus,
+) -> Option<RunError> {
+    let policy = &configured.policy;
+    let fix = format!(
+        "review it and approve it: handoff policy approve {} --by NAME",
+        configured.path.display()
+    );
+    let problem = match status {
+        PolicyStatus::Approved(_) => return None,
+        PolicyStatus::NotApproved => format!("is not approved; {fix}"),
+        PolicyStatus::Revoked { by, at } => format!(
+            "was revoked by {by} at {at}; nothing runs under it until it is approved again ({fix})"
+        ),
+        PolicyStatus::Changed { widened, .. } if widened.is_empty() => format!(
+            "changed since it was approved (sha256 {}); {fix}",
+            policy.sha256
+        ),
+        PolicyStatus::Changed { widened, .. } => format!(
+            "changed since it was approved and now reaches further: {}; {fix}",
+            widened.join(", ")
+        ),
+    };
+    Some(RunError::PolicyNotApproved {
+        policy: policy.id.clone(),
+        path: configured.path.clone(),
+        problem,
     })
 }
 

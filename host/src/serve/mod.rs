@@ -140,6 +140,13 @@ pub async fn serve(
         anyhow::Ok(store)
     };
     intake_store.leave_checkpoints_to(&checkpointer)?;
+    // What would refuse events or stop runs is said at the start, not at
+    // the first event that needs it (`handoff check` lists the same).
+    for finding in crate::readiness::check(config, &intake_store)? {
+        if let Some(problem) = finding.problem {
+            tracing::warn!(subject = %finding.subject, %problem, "not ready");
+        }
+    }
     let intake_engine = Engine::new(config, intake_store)?;
     let unfinished = crate::store::runs::unfinished(&*intake_engine.store().conn()?)?;
     let (queue, receiver) = mpsc::channel(serve.max_queued);

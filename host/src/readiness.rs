@@ -1,0 +1,116 @@
+//! Readiness (`handoff check`, and the start of `handoff serve`): whether
+//! everything the configuration names would be let run, found out before
+//! an event depends on it. Each policy file parses, names configured
+//! adapters and is approved as it stands; each adapter instance's package
+//! is approved as it stands and loads with its bindings (secrets, CA
+//! files, directories). Every problem is reported, not only the first, and
+//! nothing is written: no approval, no audit row, no run.
+
+use crate::config::Config;
+use crate::pipeline::{self, ConfiguredPolicy, RunError};
+use crate::sandbox::Sandbox;
+use crate::sandbox::package::Package;
+use crate::store::Store;
+use crate::store::policies::PolicyStatus;
+use serde::Serialize;
+
+/// One thing checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `policy PATH` or `adapter NAME`.
+    pub subject: String,
+    /// What stands in the way, with the fix; `None` when it is ready.
+    pub problem: Option<String>,
+    /// What was found when it is ready (approval, digest, use).
+    pub detail: String,
+}
+
+impl Finding {
+    fn ready(subject: String, detail: String) -> Finding {
+        Finding {
+            subject,
+            problem: None,
+            detail,
+        }
+    }
+
+    fn problem(subject: String, problem: String) -> Finding {
+        Finding {
+            subject,
+            problem: Some(problem),
+            detail: String::new(),
+        }
+    }
+}
+
+/// Check every policy and adapter instance of `config` against `store`'s
+/// approvals. An error only when the check itself cannot be made (the
+/// store cannot be read, the artifact cache cannot be made).
+pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
+    let mut findings = Vec::new();
+    let mut policies: Vec<ConfiguredPolicy> = Vec::new();
+    for path in &config.policies {
+        let subject = format!("policy {}", path.display());
+        let configured = match pipeline::configure_policy(config, path) {
+            Ok(c) => c,
+            Err(e) => {
+                findings.push(Finding::problem(subject, e.to_string()));
+                continue;
+            }
+        };
+        if let Some(clash) = pipeline::same_trigger(&policies, &configured.policy) {
+            findings.push(Finding::problem(subject, clash.to_string()));
+            continue;
+        }
+        let policy = &configured.policy;
+        let status = store.policy_status(policy)?;
+        let detail = match &status {
+            PolicyStatus::Approved(a) => format!(
+                "{} v{}, on {:?}: approved by {} at {}",
+                policy.id, policy.version, policy.trigger.event_type, a.approved_by, a.approved_at
+            ),
+            _ => String::new(),
+        };
+        findings.push(match pipeline::approval_problem(&configured, status) {
+            Some(refusal) => Finding::problem(subject, refusal.to_string()),
+            None => Finding::ready(subject, detail),
+        });
+        policies.push(configured);
+    }
+
+    let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
+    for (name, instance) in &config.adapters {
+        let subject = format!("adapter {name}");
+        let users: Vec<&str> = policies
+            .iter()
+            .filter(|c| c.policy.adapters().contains(name.as_str()))
+            .map(|c| c.policy.id.as_str())
+            .collect();
+        let package = match Package::read(&instance.package) {
+            Ok(p) => p,
+            Err(e) => {
+                findings.push(Finding::problem(subject, e.to_string()));
+                continue;
+            }
+        };
+        let approval = store.latest_approval(&package.manifest.name)?;
+        findings.push(match sandbox.load(&package, approval.as_ref(), instance) {
+            Err(e) => Finding::problem(subject, e.to_string()),
+            Ok(_) => Finding::ready(
+                subject,
+                format!(
+                    "{} {} (component sha256 {}): approved, loads; used by {}",
+                    package.manifest.name,
+                    package.manifest.version,
+                    &package.component_sha256[..12],
+                    if users.is_empty() {
+                        "no configured policy".to_string()
+                    } else {
+                        users.join(", ")
+                    }
+                ),
+            ),
+        });
+    }
+    Ok(findings)
+}

@@ -1,0 +1,162 @@
+//! `handoff check` on the release-readiness example: every policy and
+//! adapter instance that would refuse or stop a run is named, with its fix,
+//! before any event needs it; and nothing is written.
+
+use crate::scenario::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+
+/// `handoff check --json`: exit code and (subject → problem) for each finding.
+fn check_json(s: &Scenario) -> (i32, Vec<(String, Option<String>)>) {
+    let (code, out, err) = outcome(&s.handoff(&["check", "--json"]));
+    let findings: Vec<Value> = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("exit {code}, not JSON ({e}): {out}\n{err}"));
+    let pairs = findings
+        .iter()
+        .map(|f| {
+            let problem = f["problem"].as_str().map(str::to_string);
+            (f["subject"].as_str().unwrap().to_string(), problem)
+        })
+        .collect();
+    (code, pairs)
+}
+
+const ADAPTERS: [&str; 6] = [
+    "archive",
+    "checklist",
+    "governance",
+    "notify",
+    "queue",
+    "tracker",
+];
+
+#[test]
+fn check_names_every_missing_approval_and_is_ready_once_they_are_given() {
+    let s = Scenario::unapproved();
+    let (code, findings) = check_json(&s);
+    assert_eq!(code, 1);
+    let subjects: Vec<&str> = findings.iter().map(|(s, _)| s.as_str()).collect();
+    let mut expected = vec!["policy policies/release-readiness.toml".to_string()];
+    expected.extend(ADAPTERS.map(|a| format!("adapter {a}")));
+    assert_eq!(subjects, expected);
+    for (subject, problem) in &findings {
+        let problem = problem.as_deref().unwrap_or_default();
+        assert!(problem.contains("not approved"), "{subject}: {problem}");
+    }
+    let (_, out, _) = outcome(&s.handoff(&["check"]));
+    assert!(out.contains("Approve it: handoff adapter approve"), "{out}");
+    assert!(out.ends_with("7 problems: runs that need them are refused or stop for a person until they are fixed\n"), "{out}");
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM audit"),
+        0,
+        "a check records nothing, not even the refused loads"
+    );
+
+    for package in ["fs-records", "fs-archive"] {
+        let path = crate::support::built(package);
+        let o = s.handoff(&[
+            "adapter",
+            "approve",
+            path.to_str().unwrap(),
+            "--by",
+            "security-review",
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let (code, findings) = check_json(&s);
+    assert_eq!(code, 1);
+    let open: Vec<_> = findings.iter().filter(|(_, p)| p.is_some()).collect();
+    assert_eq!(open.len(), 1, "only the policy is left: {findings:?}");
+    s.approve_policy();
+
+    let (code, out, err) = outcome(&s.handoff(&["check"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("adapter checklist: fs-records 0.1.0"), "{out}");
+    assert!(out.contains("used by release-readiness-closure"), "{out}");
+    assert!(
+        out.ends_with(
+            "ready: 1 policy and 6 adapter instances checked; nothing stands in the way\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_at_once_each_with_its_place() {
+    let s = Scenario::new();
+    // A second policy with a key no policy has.
+    let policy = std::fs::read_to_string(s.path("policies/release-readiness.toml")).unwrap();
+    std::fs::write(
+        s.path("policies/extra.toml"),
+        policy.replace("[follow-up]", "[follow-up]\nescalate = true"),
+    )
+    .unwrap();
+    s.edit_config(
+        "policies = [\"policies/release-readiness.toml\"]",
+        "policies = [\"policies/release-readiness.toml\", \"policies/extra.toml\"]",
+    );
+    // The approved policy changed since its approval.
+    s.edit_policy("id = \"tell-scheduler\"", "id = \"hand-to-scheduler\"");
+    // An adapter bound to a directory that is not there.
+    s.edit_config("state/archive", "state/nowhere");
+
+    let (code, findings) = check_json(&s);
+    assert_eq!(code, 1);
+    let problems: Vec<(&str, &str)> = findings
+        .iter()
+        .filter_map(|(s, p)| Some((s.as_str(), p.as_deref()?)))
+        .collect();
+    assert_eq!(problems.len(), 3, "{findings:?}");
+    let named = |subject: &str, words: &[&str]| {
+        let (_, problem) = problems
+            .iter()
+            .find(|(s, _)| *s == subject)
+            .unwrap_or_else(|| panic!("{subject} not among {problems:?}"));
+        for w in words {
+            assert!(problem.contains(w), "{subject}: {w:?} not in {problem}");
+        }
+    };
+    named(
+        "policy policies/release-readiness.toml",
+        &["changed since it was approved", "handoff policy approve"],
+    );
+    named("policy policies/extra.toml", &["escalate"]);
+    named("adapter archive", &["state/nowhere", "not a directory"]);
+    let ready = findings.iter().filter(|(_, p)| p.is_none()).count();
+    assert_eq!(ready, 5, "the other adapters: {findings:?}");
+}
+
+#[test]
+fn serve_says_at_its_start_what_stands_in_the_way() {
+    let s = Scenario::new();
+    s.edit_config("state/archive", "state/nowhere");
+    let mut child = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("HANDOFF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn handoff serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // The warnings are written before the address is announced.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(line.contains("listening on"), "{line}\n{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("not ready"))
+        .unwrap_or_else(|| panic!("no warning in:\n{err}"));
+    assert!(warning.contains("adapter archive"), "{warning}");
+    assert!(warning.contains("state/nowhere"), "{warning}");
+}
