@@ -160,3 +160,25 @@ fn serve_says_at_its_start_what_stands_in_the_way() {
     assert!(warning.contains("adapter archive"), "{warning}");
     assert!(warning.contains("state/nowhere"), "{warning}");
 }
+
+#[test]
+fn a_misspelt_adapter_config_key_is_named_by_check_and_stops_the_run_before_any_write() {
+    let s = Scenario::new();
+    s.edit_config(
+        "config = { base_url = ",
+        "config = { base-url = \"https://evidence.example.internal/x\", base_url = ",
+    );
+    let (code, findings) = check_json(&s);
+    assert_eq!(code, 1);
+    let problem = findings
+        .iter()
+        .find_map(|(s, p)| (s == "adapter archive").then_some(p.clone()?))
+        .unwrap_or_else(|| panic!("no problem for the archive: {findings:?}"));
+    assert!(
+        problem.contains("config key \"base-url\" is not read by fs-archive (it reads base_url)"),
+        "{problem}"
+    );
+    let (code, out, err) = outcome(&s.run());
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(s.writes().is_empty());
+}

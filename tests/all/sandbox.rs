@@ -270,7 +270,8 @@ async fn a_declared_socket_address_connects_to_a_real_listener() {
 
 #[tokio::test]
 async fn config_values_reach_the_adapter_and_the_environment_is_empty() {
-    let dir = package("probe", &probe_manifest("probe-config", ""));
+    let declared = "[[config]]\nkey = \"project\"\nabout = \"the project\"\n";
+    let dir = package("probe", &probe_manifest("probe-config", declared));
     let mut cfg = AdapterInstance::new("probe-config", dir.path());
     cfg.config.insert("project".into(), "release-42".into());
     let sandbox = sandbox();
@@ -289,6 +290,36 @@ async fn config_values_reach_the_adapter_and_the_environment_is_empty() {
         Err(AdapterError::NotFound(m)) => assert!(m.contains("has 0 variables"), "{m}"),
         other => panic!("the guest read PATH: {other:?}"),
     }
+}
+
+#[test]
+fn an_instance_gives_its_required_config_and_no_key_the_adapter_does_not_read() {
+    let declared = "[[config]]\nkey = \"project\"\nrequired = true\nabout = \"the project\"\n\
+                    [[config]]\nkey = \"url-*\"\nabout = \"a channel's URL\"\n";
+    let dir = package("probe", &probe_manifest("probe-settings", declared));
+    let mut store = Store::in_memory().unwrap();
+    approve(&mut store, dir.path());
+    let sandbox = sandbox();
+    let load_with = |keys: &[&str]| {
+        let mut cfg = AdapterInstance::new("settings", dir.path());
+        for k in keys {
+            cfg.config.insert(k.to_string(), "v".into());
+        }
+        load(&sandbox, &store, dir.path(), &cfg).map(|_| ())
+    };
+    assert!(load_with(&["project", "url-ops", "url-release"]).is_ok());
+    let refused = load_with(&["url-ops"]).unwrap_err().to_string();
+    assert_eq!(
+        refused,
+        "adapter instance settings: config key \"project\" is required by probe-settings \
+         (the project); set it in its `config`"
+    );
+    let refused = load_with(&["project", "projet"]).unwrap_err().to_string();
+    assert_eq!(
+        refused,
+        "adapter instance settings: config key \"projet\" is not read by probe-settings \
+         (it reads project, url-*); correct or remove it in its `config`"
+    );
 }
 
 #[tokio::test]

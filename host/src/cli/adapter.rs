@@ -232,6 +232,15 @@ pub fn render(package: &Package, approval: Option<&Approval>, inspection: &Inspe
     let _ = writeln!(out, "declared capabilities");
     out.push_str(&render_grants(&m.grants));
     let _ = writeln!(out);
+    let _ = writeln!(out, "configuration it reads ([adapters.X] config)");
+    if m.config.is_empty() {
+        let _ = writeln!(out, "  (none: an instance may set no config keys)");
+    }
+    for key in &m.config {
+        let need = if key.required { "required" } else { "optional" };
+        let _ = writeln!(out, "  {:<16} {need}  {}", key.key, key.about);
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "imports (what the component links against)");
     let mut baseline = Vec::new();
     for import in &inspection.imports {
@@ -313,6 +322,7 @@ struct Report<'a> {
     component_sha256: &'a str,
     manifest_sha256: &'a str,
     declared: &'a Grants,
+    config: &'a [crate::sandbox::settings::ConfigKey],
     imports: &'a [crate::sandbox::imports::Import],
     exports: &'a [String],
     missing_exports: &'a [String],
@@ -334,6 +344,7 @@ impl<'a> Report<'a> {
             component_sha256: &package.component_sha256,
             manifest_sha256: &package.manifest_sha256,
             declared: &package.manifest.grants,
+            config: &package.manifest.config,
             imports: &i.imports,
             exports: &i.exports,
             missing_exports: &i.missing_exports,

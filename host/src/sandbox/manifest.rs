@@ -7,6 +7,7 @@
 
 use super::jetstream::NatsScope;
 use super::mail::SmtpScope;
+use super::settings::{ConfigKey, RawConfigKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -275,6 +276,8 @@ pub struct Manifest {
     pub version: String,
     pub description: Option<String>,
     pub grants: Grants,
+    /// The configuration keys it reads (`[[config]]`).
+    pub config: Vec<ConfigKey>,
 }
 
 // ---- raw TOML shape -------------------------------------------------------
@@ -287,6 +290,8 @@ struct RawManifest {
     capabilities: RawCapabilities,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    config: Vec<RawConfigKey>,
 }
 
 #[derive(Deserialize)]
@@ -612,7 +617,10 @@ impl Manifest {
             ));
         }
 
+        let config = super::settings::parse(raw.config).map_err(err)?;
+
         Ok(Manifest {
+            config,
             name,
             version,
             description: raw.adapter.description,

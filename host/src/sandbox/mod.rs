@@ -25,6 +25,7 @@ pub mod linker;
 pub mod mail;
 pub mod manifest;
 pub mod package;
+pub mod settings;
 pub mod sockets;
 
 use crate::config::{AdapterInstance, HostCeiling};
@@ -361,6 +362,7 @@ impl Sandbox {
             problem,
         };
 
+        settings::check(&name, &package.manifest.config, &instance.config).map_err(binding)?;
         let (mounts, unbound) = files::mounts(&grants.capabilities, &instance.directories);
         for name in &unbound {
             tracing::warn!(instance = %instance.name, directory = %name, "declared directory not bound by the operator; it is not mounted");
