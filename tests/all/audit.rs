@@ -152,3 +152,115 @@ fn capability_decisions_are_chained_into_the_audit_trail() {
     );
     assert_eq!(verify(rows).unwrap().rows, 2);
 }
+
+fn audit_cli(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["--store", store.to_str().unwrap(), "audit"])
+        .args(args)
+        .env_remove("HANDOFF_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// `audit head`: the newest row as SEQ:HASH.
+fn head(store: &Path) -> String {
+    let out = audit_cli(store, &["head"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Give every row from `from` on a hash that follows from the row before,
+/// as someone who can write to the store could.
+fn rehash_from(db: &Path, from: i64) {
+    let store = Store::open(db).unwrap();
+    let rows = store.audit_rows(None).unwrap();
+    let conn = Connection::open(db).unwrap();
+    let mut prev = rows[(from - 2) as usize].hash.clone();
+    for row in rows.into_iter().skip((from - 1) as usize) {
+        let hash = handoff::audit::hash(
+            row.seq,
+            &row.at,
+            row.run_id.as_deref(),
+            row.event_id.as_deref(),
+            &row.kind,
+            &row.payload,
+            row.policy_sha256.as_deref(),
+            row.adapter_sha256.as_deref(),
+            &prev,
+        );
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![prev, hash, row.seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
+}
+
+#[test]
+fn an_anchor_kept_outside_the_store_catches_a_chain_cut_short_or_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    let out = audit_cli(&empty, &["head"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+
+    let db = dir.path().join("h.db");
+    seeded(&db, 6);
+    let anchor = head(&db);
+    assert!(anchor.starts_with("6:"), "{anchor}");
+    seeded(&db, 2);
+    let anchors = dir.path().join("anchors.txt");
+    std::fs::write(&anchors, format!("# taken after row 6\n\n{anchor}\n")).unwrap();
+    let file = anchors.to_str().unwrap();
+    let out = audit_cli(&db, &["verify", "--anchors", file]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("verified: 8 rows, head 8:") && text.contains("holds the anchored row"),
+        "{text}"
+    );
+
+    // The newest rows cut off: the chain alone still verifies.
+    Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM audit WHERE seq >= 5", [])
+        .unwrap();
+    assert_eq!(verify_cli(&db).status.code(), Some(0));
+    let out = audit_cli(&db, &["verify", "--anchor", &anchor]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken at row 6") && err.contains("cut off"),
+        "{err}"
+    );
+
+    // A row altered and every later hash made to follow: the chain alone
+    // still verifies.
+    let db = dir.path().join("h2.db");
+    seeded(&db, 6);
+    let anchor = head(&db);
+    Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE audit SET payload = '{\"state\":\"open\"}' WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+    rehash_from(&db, 3);
+    assert_eq!(verify_cli(&db).status.code(), Some(0));
+    let out = audit_cli(&db, &["verify", "--anchor", &anchor, "--json"]);
+    assert_eq!(out.status.code(), Some(4));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], false);
+    assert_eq!(report["broken_at"], 6);
+    assert!(report["reason"].as_str().unwrap().contains("rewritten"));
+
+    let out = audit_cli(&db, &["verify", "--anchor", "6:cafe"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+}

@@ -4,12 +4,14 @@
 //! number, time, run, event, kind, payload, policy and adapter digests, and
 //! the previous row's hash, so changing, reordering or removing any row
 //! breaks the chain from that row on. [`verify`] recomputes it offline and
-//! names the first bad row. Truncating the newest rows leaves a valid,
-//! shorter chain: signed checkpoints of the head hash are what will catch
-//! that.
+//! names the first bad row. Cutting off the newest rows, or rewriting every
+//! hash after a change, leaves a chain that verifies: [`anchor`]s (a row's
+//! sequence number and hash, kept outside the store) catch both.
 //!
 //! Payloads carry identifiers, states and links only (the privacy rule):
 //! callers build them from those, never from narrative text.
+
+pub mod anchor;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -151,7 +153,7 @@ pub fn verify(rows: impl IntoIterator<Item = Row>) -> Result<Verified, Break> {
 mod tests {
     use super::*;
 
-    fn chain(n: i64) -> Vec<Row> {
+    pub(super) fn chain(n: i64) -> Vec<Row> {
         let mut prev = GENESIS.to_string();
         (1..=n)
             .map(|seq| {

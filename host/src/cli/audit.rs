@@ -1,15 +1,35 @@
-//! `handoff audit ...`: verify the chain offline, export it for other tools.
+//! `handoff audit ...`: verify the chain offline (against anchors kept
+//! elsewhere, when given), print its head as an anchor, export it for other
+//! tools.
 
 use super::{Ctx, exit};
-use crate::audit;
-use anyhow::Result;
+use crate::audit::{self, anchor::Anchor};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::io::Write;
+use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain; name the first bad row.
-    Verify,
+    /// Recompute the hash chain; name the first bad row. With anchors (rows
+    /// as `audit head` printed them, kept outside the store), also check
+    /// that the chain still holds each of them: a chain cut short or
+    /// rewritten from some row on verifies alone, but not against an
+    /// anchor taken before.
+    Verify {
+        /// An anchor, SEQ:HASH (repeatable).
+        #[arg(long = "anchor", value_name = "SEQ:HASH")]
+        anchors: Vec<String>,
+        /// A file of anchors, one SEQ:HASH per line (`#` starts a comment).
+        #[arg(long = "anchors", value_name = "FILE")]
+        anchor_file: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the chain and print its newest row as an anchor (SEQ:HASH),
+    /// to be kept outside the store and given to `verify --anchor` later.
+    Head,
     /// Write the rows as JSON Lines to standard output.
     Export {
         /// Only this run's rows.
@@ -21,13 +41,40 @@ pub enum AuditCommand {
 pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
     let store = ctx.open_store()?;
     match cmd {
-        AuditCommand::Verify => match audit::verify(store.audit_rows(None)?) {
-            Ok(v) => {
-                println!("audit chain verified: {} rows, head {}", v.rows, v.head);
-                Ok(exit::OK)
+        AuditCommand::Verify {
+            anchors,
+            anchor_file,
+            json,
+        } => {
+            let mut anchors = anchors
+                .iter()
+                .map(|a| Anchor::parse(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            if let Some(path) = anchor_file {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the anchors {}", path.display()))?;
+                anchors.extend(
+                    Anchor::parse_lines(&text, &path.display().to_string())
+                        .map_err(anyhow::Error::msg)?,
+                );
             }
+            let result = audit::anchor::verify_anchored(store.audit_rows(None)?, &anchors);
+            report(result, anchors.len(), json)
+        }
+        AuditCommand::Head => match audit::verify(store.audit_rows(None)?) {
+            Ok(v) => match Anchor::head(&v) {
+                Some(head) => {
+                    println!("{head}");
+                    Ok(exit::OK)
+                }
+                None => {
+                    eprintln!("the audit chain is empty: there is no row to anchor yet");
+                    Ok(exit::ERROR)
+                }
+            },
             Err(broken) => {
-                eprintln!("{broken}");
+                eprintln!("{broken}; a broken chain is not anchored");
                 Ok(exit::VERIFY_FAILED)
             }
         },
@@ -40,4 +87,38 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+fn report(result: Result<audit::Verified, audit::Break>, anchors: usize, json: bool) -> Result<u8> {
+    let code = match &result {
+        Ok(_) => exit::OK,
+        Err(_) => exit::VERIFY_FAILED,
+    };
+    if json {
+        let value = match &result {
+            Ok(v) => serde_json::json!({
+                "verified": true, "rows": v.rows, "anchors": anchors,
+                "head": Anchor::head(v).map(|a| a.to_string()),
+            }),
+            Err(b) => serde_json::json!({
+                "verified": false, "anchors": anchors,
+                "broken_at": b.seq, "reason": b.reason,
+            }),
+        };
+        println!("{value}");
+        return Ok(code);
+    }
+    match result {
+        Ok(v) => {
+            let head = Anchor::head(&v).map_or_else(|| "none".into(), |a| a.to_string());
+            let held = match anchors {
+                0 => String::new(),
+                1 => ", and it holds the anchored row".into(),
+                n => format!(", and it holds all {n} anchored rows"),
+            };
+            println!("audit chain verified: {} rows, head {head}{held}", v.rows);
+        }
+        Err(broken) => eprintln!("{broken}"),
+    }
+    Ok(code)
 }
