@@ -47,8 +47,14 @@ struct Service {
 
 impl Service {
     fn start(s: &Scenario, pause_at: Option<&str>) -> Service {
+        Service::start_logging(s, pause_at, "error")
+    }
+
+    /// As `start`, with the service's log at `level` on its stderr.
+    fn start_logging(s: &Scenario, pause_at: Option<&str>, level: &str) -> Service {
         let mut command = s.command(&["serve", "--listen", "127.0.0.1:0"]);
         command
+            .env("HANDOFF_LOG", level)
             .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -75,13 +81,20 @@ impl Service {
 
     /// Wait for a line on the service's stderr (a fault point reached).
     fn wait_for(&self, needle: &str) {
+        self.line_with(needle);
+    }
+
+    /// The next line on the service's stderr that holds `needle` (within a
+    /// minute, however many other lines come).
+    fn line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let line = self
                 .stderr
-                .recv_timeout(Duration::from_secs(60))
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| panic!("no {needle:?} on the service's stderr"));
             if line.contains(needle) {
-                return;
+                return line;
             }
         }
     }
@@ -115,6 +128,11 @@ impl Service {
 
     /// SIGTERM, then the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    /// SIGTERM, then the exit status; what it wrote stays readable.
+    fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -774,4 +792,43 @@ fn an_adapter_limit_holds_across_workers_and_each_step_and_call_is_timed_by_adap
     let applied = count("apply");
     assert!((1..=6).contains(&applied), "{metrics}");
     assert_eq!(count("observe"), 6 + applied, "{metrics}");
+}
+
+/// The anchor (`SEQ:HASH`) an "audit head" log line carries.
+fn anchor_in(line: &str) -> String {
+    let start = line.find("anchor=").expect("an anchor field") + "anchor=".len();
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn the_service_logs_the_audit_head_as_anchors_that_verify_accepts() {
+    let s = scenario(1, 10);
+    s.edit_config(
+        "reconcile-seconds = 0",
+        "reconcile-seconds = 0\nanchor-log-seconds = 1",
+    );
+    let mut service = Service::start_logging(&s, None, "info");
+    let at_start = anchor_in(&service.line_with("when=\"start\""));
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let (code, answer) = service.post(&signed("a-1", &body), &body);
+    assert_eq!(code, 202, "{answer}");
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    // A periodic line after the run: its head is past the start's.
+    let seq = |a: &str| a.split(':').next().unwrap().parse::<i64>().unwrap();
+    let periodic = loop {
+        let anchor = anchor_in(&service.line_with("when=\"periodic\""));
+        if seq(&anchor) > seq(&at_start) + 20 {
+            break anchor;
+        }
+    };
+    assert!(service.stop().success());
+    let at_stop = anchor_in(&service.line_with("when=\"stop\""));
+    let head = text(&s.handoff(&["audit", "head"]).stdout);
+    assert_eq!(at_stop, head.trim());
+    let (code, out, err) = outcome(&s.handoff(&[
+        "audit", "verify", "--anchor", &at_start, "--anchor", &periodic, "--anchor", &at_stop,
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("holds all 3 anchored rows"), "{out}");
 }

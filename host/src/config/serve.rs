@@ -10,6 +10,7 @@
 //! max-body-bytes = 262144
 //! shutdown-grace-seconds = 30       # for runs in flight when stopping
 //! reconcile-seconds = 300           # poll every policy's source; 0: never
+//! anchor-log-seconds = 3600         # log the audit head as an anchor; 0: only at start and stop
 //!
 //! [serve.sources."governance/release-reviews"]   # the CloudEvent `source`
 //! signature = "standard-webhooks"   # or "github"
@@ -87,6 +88,9 @@ pub struct ServeConfig {
     pub shutdown_grace_secs: u64,
     /// Between reconciliation passes; 0 turns polling off.
     pub reconcile_secs: u64,
+    /// Between log lines carrying the audit head as an anchor (for logs
+    /// shipped elsewhere to keep); 0: only at start and stop.
+    pub anchor_log_secs: u64,
     pub nats: Option<NatsIntake>,
     /// Keyed by the CloudEvent `source` attribute.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -102,6 +106,7 @@ impl Default for ServeConfig {
             max_body_bytes: 256 * 1024,
             shutdown_grace_secs: 30,
             reconcile_secs: 300,
+            anchor_log_secs: 3600,
             nats: None,
             sources: BTreeMap::new(),
         }
@@ -118,6 +123,7 @@ pub(super) struct RawServe {
     max_body_bytes: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     reconcile_seconds: Option<u64>,
+    anchor_log_seconds: Option<u64>,
     nats: Option<NatsIntake>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
@@ -190,6 +196,7 @@ impl RawServe {
                 .shutdown_grace_seconds
                 .unwrap_or(defaults.shutdown_grace_secs),
             reconcile_secs: self.reconcile_seconds.unwrap_or(defaults.reconcile_secs),
+            anchor_log_secs: self.anchor_log_seconds.unwrap_or(defaults.anchor_log_secs),
             nats: match self.nats {
                 Some(n) if n.ack_wait_seconds == 0 => {
                     return Err("serve.nats.ack-wait-seconds must be at least 1".into());

@@ -218,6 +218,14 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(app.clone());
+    log_anchor(&app, "start");
+    if serve.anchor_log_secs > 0 {
+        tokio::spawn(log_anchors(
+            app.clone(),
+            Duration::from_secs(serve.anchor_log_secs),
+            stop.subscribe(),
+        ));
+    }
     app.ready.store(true, Ordering::SeqCst);
     on_ready(listener.local_addr()?);
     let stopping = app.clone();
@@ -247,7 +255,33 @@ pub async fn serve(
              unfinished in the store and resume on the next start"
         );
     }
+    log_anchor(&app, "stop");
     Ok(())
+}
+
+/// Log the audit head as an anchor: logs shipped elsewhere then hold
+/// anchors that `handoff audit verify --anchor` can check the store against.
+fn log_anchor(app: &App, when: &'static str) {
+    let store = app.reader.lock().unwrap_or_else(|p| p.into_inner());
+    match store.audit_head() {
+        Ok(Some(anchor)) => tracing::info!(%anchor, when, "audit head (an anchor to keep)"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "reading the audit head"),
+    }
+}
+
+/// [`log_anchor`] every `every`, until the service stops.
+async fn log_anchors(app: Arc<App>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || log_anchor(&app, "periodic")).await;
+            }
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

@@ -2,6 +2,7 @@
 
 use super::Write;
 use super::{Store, StoreError, now_rfc3339};
+use crate::audit::anchor::Anchor;
 use crate::audit::{Entry, GENESIS, Row, hash};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -101,6 +102,21 @@ impl Store {
 
     pub fn audit_rows(&self, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
         rows(&*self.conn()?, run_id)
+    }
+
+    /// The newest row as an anchor, as stored (not verified: reading the
+    /// whole chain is `audit verify`'s job), or `None` when there is none.
+    pub fn audit_head(&self) -> Result<Option<Anchor>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| {
+                Ok(Anchor {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                })
+            })
+            .optional()?)
     }
 }
 
