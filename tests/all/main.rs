@@ -5,6 +5,7 @@ mod approval;
 mod audit;
 mod check;
 mod cli;
+mod conform;
 mod demo;
 mod dry_run;
 mod end_to_end;

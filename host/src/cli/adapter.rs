@@ -31,6 +31,24 @@ pub enum AdapterCommand {
         #[arg(long)]
         by: String,
     },
+    /// Try a configured instance's idempotency promises on a scratch record
+    /// of its real system: observe answers; apply with a new key answers; a
+    /// later observe (on a fresh instance) shows the key; applying again
+    /// with that key writes nothing. Writes to the record: use one made for
+    /// the purpose. Exits 1 when a promise is not kept.
+    Conform {
+        /// The adapter instance ([adapters.NAME] in the configuration).
+        instance: String,
+        /// The record, KIND/ID.
+        #[arg(long)]
+        record: String,
+        /// set-state=STATE, attach-link=URL, annotate=TEXT, clear-entry or
+        /// publish=SUBJECT.
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the current approval of every adapter.
     List {
         #[arg(long)]
@@ -91,6 +109,12 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             print!("{}", render_grants(&m.grants));
             Ok(exit::OK)
         }
+        AdapterCommand::Conform {
+            instance,
+            record,
+            action,
+            json,
+        } => super::conform::run(ctx, &instance, &record, &action, json),
         AdapterCommand::List { json } => {
             let store = ctx.open_store()?;
             let approvals = store.current_approvals()?;

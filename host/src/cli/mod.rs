@@ -4,6 +4,7 @@
 mod adapter;
 mod audit;
 mod check;
+mod conform;
 mod demo;
 mod dry_run;
 mod follow_ups;

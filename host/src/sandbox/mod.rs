@@ -14,6 +14,7 @@
 //! declared ∩ approved ∩ ceiling → bind directories and secrets.
 
 pub mod approval;
+pub mod conform;
 pub mod decision;
 pub mod engine;
 pub mod files;

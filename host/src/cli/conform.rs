@@ -1,0 +1,117 @@
+//! `handoff adapter conform`: try an adapter instance's idempotency
+//! promises on a scratch record of its real system, and say which it kept.
+
+use super::run::runtime;
+use super::{Ctx, exit};
+use crate::sandbox::conform::{Conformance, conform};
+use crate::sandbox::package::Package;
+use crate::sandbox::{Action, Link, Message, RecordRef, Sandbox};
+use anyhow::{Context, Result, anyhow, bail};
+
+pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) -> Result<u8> {
+    let binding = ctx.config.adapters.get(instance).ok_or_else(|| {
+        let known: Vec<&str> = ctx.config.adapters.keys().map(String::as_str).collect();
+        anyhow!(
+            "no adapter instance {instance:?} in the configuration (configured: {})",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        )
+    })?;
+    let record = record_ref(instance, record)?;
+    let action = parse_action(action)?;
+    let mut store = ctx.open_store()?;
+    let package = Package::read(&binding.package)?;
+    let approval = store.latest_approval(&package.manifest.name)?;
+    let sandbox = Sandbox::new(&ctx.config.cache_dir, ctx.config.ceiling.clone())?;
+    let loaded = sandbox
+        .load(&package, approval.as_ref(), binding)
+        .with_context(|| format!("loading adapter instance {instance}"))?;
+    // A key of its own, never one a run could have used.
+    let key = format!(
+        "conform-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let result: Conformance = runtime()?.block_on(conform(&loaded, &record, &action, &key));
+    // What the calls reached for is audited like any other calls.
+    store.record_decisions(&result.decisions)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "instance": instance, "record": format!("{}/{}", record.kind, record.id),
+                "key": key, "conforms": result.conforms(), "checks": result.checks,
+            })
+        );
+    } else {
+        for c in &result.checks {
+            let mark = if c.kept { "ok  " } else { "FAIL" };
+            println!("{mark}  {}: {}", c.promise, c.detail);
+        }
+        let summary = match result.checks.iter().find(|c| !c.kept) {
+            None => format!("{instance} keeps the promises the pipeline relies on"),
+            // The first two only ask for answers: the promises themselves
+            // were not reached.
+            Some(_) if result.checks.len() <= 2 => format!(
+                "{instance}: the promises could not be tried; fix what the failing call says                  (the record, the action, the system) and run it again"
+            ),
+            Some(_) => format!("{instance} does not conform: runs through it could write twice"),
+        };
+        println!("{summary}");
+    }
+    Ok(if result.conforms() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
+}
+
+fn record_ref(instance: &str, text: &str) -> Result<RecordRef> {
+    match text.split_once('/') {
+        Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok(RecordRef {
+            system: instance.to_string(),
+            kind: kind.to_string(),
+            id: id.to_string(),
+        }),
+        _ => bail!("--record {text:?}: write KIND/ID, as a policy's record names them"),
+    }
+}
+
+/// `set-state=STATE`, `attach-link=URL`, `annotate=TEXT`, `clear-entry`,
+/// `publish=SUBJECT`.
+fn parse_action(text: &str) -> Result<Action> {
+    let (name, value) = match text.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (text, None),
+    };
+    let need = |what: &str| {
+        value
+            .clone()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| anyhow!("--action {name}=… needs {what}"))
+    };
+    Ok(match name {
+        "set-state" => Action::SetState(need("the state")?),
+        "annotate" => Action::Annotate(need("the note")?),
+        "attach-link" => {
+            let url = need("the URL")?;
+            Action::AttachLink(Link {
+                title: url.clone(),
+                url,
+            })
+        }
+        "publish" => Action::Publish(Message {
+            subject: need("the subject")?,
+            body: "sent by handoff adapter conform".into(),
+            links: Vec::new(),
+        }),
+        "clear-entry" if value.is_none() => Action::ClearEntry,
+        _ => bail!(
+            "--action {text:?}: use set-state=STATE, attach-link=URL, annotate=TEXT, clear-entry or publish=SUBJECT"
+        ),
+    })
+}
