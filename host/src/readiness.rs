@@ -23,6 +23,10 @@ pub struct Finding {
     pub problem: Option<String>,
     /// What was found when it is ready (approval, digest, use).
     pub detail: String,
+    /// For a ready adapter instance: what it may touch (its effective
+    /// grant, with each directory where it is bound, and the config keys
+    /// it was given), then what the policies ask of it.
+    pub reach: Vec<String>,
 }
 
 impl Finding {
@@ -31,6 +35,7 @@ impl Finding {
             subject,
             problem: None,
             detail,
+            reach: Vec::new(),
         }
     }
 
@@ -39,6 +44,7 @@ impl Finding {
             subject,
             problem: Some(problem),
             detail: String::new(),
+            reach: Vec::new(),
         }
     }
 }
@@ -96,21 +102,54 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
         let approval = store.latest_approval(&package.manifest.name)?;
         findings.push(match sandbox.load(&package, approval.as_ref(), instance) {
             Err(e) => Finding::problem(subject, e.to_string()),
-            Ok(_) => Finding::ready(
-                subject,
-                format!(
-                    "{} {} (component sha256 {}): approved, loads; used by {}",
-                    package.manifest.name,
-                    package.manifest.version,
-                    &package.component_sha256[..12],
-                    if users.is_empty() {
-                        "no configured policy".to_string()
-                    } else {
-                        users.join(", ")
-                    }
-                ),
-            ),
+            Ok(loaded) => Finding {
+                reach: crate::sandbox::reach::instance_lines(&loaded)
+                    .into_iter()
+                    .chain(asked_of(&policies, name))
+                    .collect(),
+                ..Finding::ready(
+                    subject,
+                    format!(
+                        "{} {} (component sha256 {}): approved, loads; used by {}",
+                        package.manifest.name,
+                        package.manifest.version,
+                        &package.component_sha256[..12],
+                        if users.is_empty() {
+                            "no configured policy".to_string()
+                        } else {
+                            users.join(", ")
+                        }
+                    ),
+                )
+            },
         });
     }
     Ok(findings)
+}
+
+/// What the policies ask of an adapter instance, one line each.
+fn asked_of(policies: &[ConfiguredPolicy], instance: &str) -> Vec<String> {
+    let mut asked = Vec::new();
+    for c in policies {
+        let p = &c.policy;
+        if p.source.adapter == instance {
+            asked.push(format!(
+                "asked     {}: read the decision {}",
+                p.id, p.source.record.kind
+            ));
+        }
+        for check in p.checks.iter().filter(|k| k.adapter == instance) {
+            asked.push(format!("asked     {}: check {:?}", p.id, check.name));
+        }
+        for step in p.steps.iter().filter(|s| s.adapter == instance) {
+            asked.push(format!(
+                "asked     {}: step {} ({} on {})",
+                p.id,
+                step.id,
+                step.action.kind().name(),
+                step.record.kind
+            ));
+        }
+    }
+    asked
 }

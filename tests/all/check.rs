@@ -182,3 +182,50 @@ fn a_misspelt_adapter_config_key_is_named_by_check_and_stops_the_run_before_any_
     assert_eq!(code, 3, "{out}{err}");
     assert!(s.writes().is_empty());
 }
+
+#[test]
+fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
+    let s = Scenario::new();
+    let (code, out, err) = outcome(&s.handoff(&["check", "--reach"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let block: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("ready    adapter queue:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("           "))
+        .map(str::trim)
+        .collect();
+    let expected = [
+        "actions   set-state, attach-link, annotate, clear-entry, publish",
+        "http      (none)",
+        "files     /records = state/queue  read-write",
+        "sockets   (none)",
+        "limits    memory 64 MiB, 5000 ms per call",
+        "config    (none set)",
+        "asked     release-readiness-closure: step clear-review-queue (clear-entry on review-queue)",
+        "asked     release-readiness-closure: step tell-scheduler (publish on channel)",
+    ];
+    assert_eq!(block, expected, "{out}");
+
+    let (_, out, _) = outcome(&s.handoff(&["check", "--json"]));
+    let findings: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+    let archive = findings
+        .iter()
+        .find(|f| f["subject"] == "adapter archive")
+        .unwrap();
+    let reach: Vec<&str> = archive["reach"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        reach.contains(&"files     /archive = state/archive  read-only"),
+        "{reach:?}"
+    );
+    assert!(reach.contains(&"config    base_url"), "{reach:?}");
+    assert!(
+        reach.contains(&"asked     release-readiness-closure: check \"evidence bundle\""),
+        "{reach:?}"
+    );
+}

@@ -172,67 +172,10 @@ fn status_line(status: &Status) -> String {
 
 /// The grants as a reviewer reads them.
 pub fn render_grants(g: &Grants) -> String {
-    let mut out = String::new();
-    let actions: Vec<_> = g.actions.iter().map(|a| a.name()).collect();
-    let _ = writeln!(
-        out,
-        "  actions   {}",
-        if actions.is_empty() {
-            "(none)".to_string()
-        } else {
-            actions.join(", ")
-        }
-    );
-    if g.capabilities.http.is_empty() {
-        let _ = writeln!(out, "  http      (none)");
-    }
-    for grant in g.capabilities.http.values() {
-        let methods: Vec<_> = grant.methods.iter().cloned().collect();
-        let inject = match &grant.inject_header {
-            Some(h) => format!("  + host injects {} from secret {}", h.name, h.secret),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "  http      {}  {}{}",
-            grant.origin,
-            methods.join(","),
-            inject
-        );
-    }
-    if g.capabilities.files.is_empty() {
-        let _ = writeln!(out, "  files     (none)");
-    }
-    for (name, mode) in &g.capabilities.files {
-        let _ = writeln!(out, "  files     /{name}  {}", mode.name());
-    }
-    if g.capabilities.sockets.is_empty() {
-        let _ = writeln!(out, "  sockets   (none)");
-    }
-    for addr in &g.capabilities.sockets {
-        let _ = writeln!(out, "  sockets   tcp {addr}");
-    }
-    // Shown only when declared: most adapters use neither.
-    for scope in &g.capabilities.nats {
-        let _ = writeln!(
-            out,
-            "  nats      {}",
-            scope.to_string().trim_start_matches("nats ")
-        );
-    }
-    for scope in &g.capabilities.smtp {
-        let _ = writeln!(
-            out,
-            "  smtp      {}",
-            scope.to_string().trim_start_matches("smtp ")
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  limits    memory {} MiB, {} ms per call",
-        g.limits.memory_mib, g.limits.call_timeout_ms
-    );
-    out
+    crate::sandbox::reach::grant_lines(g)
+        .iter()
+        .map(|line| format!("  {line}\n"))
+        .collect()
 }
 
 /// The human report of `adapter inspect`.

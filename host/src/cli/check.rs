@@ -5,13 +5,13 @@ use super::{Ctx, exit};
 use crate::readiness::{self, Finding};
 use anyhow::Result;
 
-pub fn check(ctx: &Ctx, json: bool) -> Result<u8> {
+pub fn check(ctx: &Ctx, reach: bool, json: bool) -> Result<u8> {
     let store = ctx.open_store()?;
     let findings = readiness::check(&ctx.config, &store)?;
     if json {
         println!("{}", serde_json::to_string(&findings)?);
     } else {
-        print!("{}", render(&findings));
+        print!("{}", render(&findings, reach));
     }
     Ok(if findings.iter().any(|f| f.problem.is_some()) {
         exit::ERROR
@@ -20,7 +20,7 @@ pub fn check(ctx: &Ctx, json: bool) -> Result<u8> {
     })
 }
 
-fn render(findings: &[Finding]) -> String {
+fn render(findings: &[Finding], reach: bool) -> String {
     let mut out = String::new();
     for f in findings {
         let (mark, text) = match &f.problem {
@@ -31,6 +31,11 @@ fn render(findings: &[Finding]) -> String {
         // approve): they stay under their subject.
         let text = text.replace('\n', "\n           ");
         out += &format!("{mark}  {}: {text}\n", f.subject);
+        if reach {
+            for line in &f.reach {
+                out += &format!("           {line}\n");
+            }
+        }
     }
     let problems = findings.iter().filter(|f| f.problem.is_some()).count();
     out += &match problems {

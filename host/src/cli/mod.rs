@@ -51,7 +51,12 @@ enum Command {
     /// is approved and loads with its bindings. Lists every problem with its
     /// fix; exits 1 when there is one. Writes nothing.
     Check {
-        /// One JSON array instead of text.
+        /// Also list, under each ready adapter instance, what it may touch
+        /// (its effective grant, each directory where it is bound, the
+        /// config keys it was given) and what the policies ask of it.
+        #[arg(long)]
+        reach: bool,
+        /// One JSON array instead of text (with every instance's reach).
         #[arg(long)]
         json: bool,
     },
@@ -180,7 +185,7 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
-        Command::Check { json } => check::check(&ctx, json),
+        Command::Check { reach, json } => check::check(&ctx, reach, json),
         Command::Policy(cmd) => policy::run(cmd, &ctx),
         Command::Demo { .. } => unreachable!("the demo ran above, without a config"),
         Command::Run {

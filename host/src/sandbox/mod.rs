@@ -26,6 +26,7 @@ pub mod linker;
 pub mod mail;
 pub mod manifest;
 pub mod package;
+pub mod reach;
 pub mod settings;
 pub mod sockets;
 
@@ -478,6 +479,16 @@ impl LoadedAdapter {
     /// The effective grant it runs with.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// The granted directories the operator bound, and where.
+    pub fn mounts(&self) -> &[files::Mount] {
+        &self.mounts
+    }
+
+    /// The configuration values it was given.
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.config
     }
 
     /// A fresh instance: nothing carries over from any earlier one.
