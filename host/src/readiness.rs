@@ -8,8 +8,9 @@
 
 use crate::config::Config;
 use crate::pipeline::{self, ConfiguredPolicy, RunError};
-use crate::sandbox::Sandbox;
+use crate::sandbox::manifest::Grants;
 use crate::sandbox::package::Package;
+use crate::sandbox::{Sandbox, narrowing};
 use crate::store::Store;
 use crate::store::policies::PolicyStatus;
 use serde::Serialize;
@@ -100,31 +101,66 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
             }
         };
         let approval = store.latest_approval(&package.manifest.name)?;
-        findings.push(match sandbox.load(&package, approval.as_ref(), instance) {
-            Err(e) => Finding::problem(subject, e.to_string()),
-            Ok(loaded) => Finding {
-                reach: crate::sandbox::reach::instance_lines(&loaded)
-                    .into_iter()
-                    .chain(asked_of(&policies, name))
-                    .collect(),
-                ..Finding::ready(
-                    subject,
-                    format!(
-                        "{} {} (component sha256 {}): approved, loads; used by {}",
-                        package.manifest.name,
-                        package.manifest.version,
-                        &package.component_sha256[..12],
-                        if users.is_empty() {
-                            "no configured policy".to_string()
-                        } else {
-                            users.join(", ")
-                        }
-                    ),
-                )
-            },
+        let loaded = match sandbox.load(&package, approval.as_ref(), instance) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                findings.push(Finding::problem(subject, e.to_string()));
+                continue;
+            }
+        };
+        if let Some(refused) = steps_refused(&policies, name, loaded.grants()) {
+            findings.push(Finding::problem(subject, refused));
+            continue;
+        }
+        let used_by = if users.is_empty() {
+            "no configured policy".to_string()
+        } else {
+            users.join(", ")
+        };
+        let detail = format!(
+            "{} {} (component sha256 {}): approved, loads; used by {used_by}",
+            package.manifest.name,
+            package.manifest.version,
+            &package.component_sha256[..12],
+        );
+        findings.push(Finding {
+            reach: crate::sandbox::reach::instance_lines(&loaded)
+                .into_iter()
+                .chain(asked_of(&policies, name))
+                .collect(),
+            ..Finding::ready(subject, detail)
         });
     }
     Ok(findings)
+}
+
+/// The steps of the policies that ask an instance for an action its grant
+/// (as narrowed for it) does not allow: each would stop its run for a person.
+fn steps_refused(policies: &[ConfiguredPolicy], instance: &str, grants: &Grants) -> Option<String> {
+    let refused: Vec<String> = policies
+        .iter()
+        .flat_map(|c| {
+            c.policy
+                .steps
+                .iter()
+                .filter(|s| s.adapter == instance && !narrowing::allows(grants, s.action.kind()))
+                .map(|s| format!("{} step {} ({})", c.policy.id, s.id, s.action.kind().name()))
+        })
+        .collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let allowed: Vec<&str> = grants.actions.iter().map(|a| a.name()).collect();
+    Some(format!(
+        "asked for actions it may not apply: {}; it may apply {}. Allow them in [adapters.{instance}] \
+         actions (within its approval), or change the policy",
+        refused.join(", "),
+        if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        }
+    ))
 }
 
 /// What the policies ask of an adapter instance, one line each.

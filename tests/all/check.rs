@@ -196,7 +196,7 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
         .map(str::trim)
         .collect();
     let expected = [
-        "actions   set-state, attach-link, annotate, clear-entry, publish",
+        "actions   clear-entry, publish",
         "http      (none)",
         "files     /records = state/queue  read-write",
         "sockets   (none)",
@@ -227,5 +227,57 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
     assert!(
         reach.contains(&"asked     release-readiness-closure: check \"evidence bundle\""),
         "{reach:?}"
+    );
+}
+
+#[test]
+fn an_instance_narrowed_by_the_operator_is_not_asked_to_do_more() {
+    let s = Scenario::new();
+    // A policy that asks the decision source, narrowed to no action and a
+    // read-only directory, to annotate: approved, but the instance may not.
+    std::fs::write(
+        crate::pipeline::policy_path(&s),
+        crate::pipeline::with_annotate_step(&s, "governance"),
+    )
+    .unwrap();
+    s.approve_policy();
+    let (code, findings) = check_json(&s);
+    assert_eq!(code, 1);
+    let problem = findings
+        .iter()
+        .find_map(|(s, p)| (s == "adapter governance").then_some(p.clone()?))
+        .unwrap_or_else(|| panic!("no problem for governance: {findings:?}"));
+    assert!(
+        problem.contains("release-readiness-closure step annotate (annotate); it may apply none"),
+        "{problem}"
+    );
+    let run = s.handoff(&[
+        "run",
+        "--event",
+        "events/accepted.json",
+        "--context",
+        "context.json",
+        "--json",
+    ]);
+    let (code, out, err) = outcome(&run);
+    assert_eq!(code, 3, "{out}{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    let packet = &s.follow_up(report["follow_up"].as_i64().unwrap())["packet"];
+    assert_eq!(packet["reason"], "capability-denied", "{packet}");
+    assert!(
+        packet["summary"].as_str().unwrap().contains("annotate"),
+        "{packet}"
+    );
+
+    // Naming an action the grant does not hold is refused at load.
+    s.edit_config(
+        "actions = [\"publish\"]",
+        "actions = [\"publish\", \"annotat\"]",
+    );
+    let (code, _, err) = outcome(&s.handoff(&["check"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("adapters.notify.actions: \"annotat\" is not an action"),
+        "{err}"
     );
 }

@@ -745,26 +745,26 @@ fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
     );
 }
 
-fn policy_path(s: &Scenario) -> std::path::PathBuf {
+pub fn policy_path(s: &Scenario) -> std::path::PathBuf {
     s.path("policies/release-readiness.toml")
 }
 
 #[test]
 fn a_policy_runs_only_once_approved_and_a_widened_one_waits_for_a_new_approval() {
     let s = Scenario::new();
-    let text = std::fs::read_to_string(policy_path(&s)).unwrap();
-    let widened = format!(
-        "{text}\n[[step]]\nid = \"annotate-review\"\nadapter = \"governance\"\n\
-         record = {{ kind = \"review\", id = \"{{{{event.data.review_id}}}}\" }}\n\
-         action = {{ annotate = \"closed by handoff\" }}\ndone-when = {{ applied = true }}\n"
+    // The tracker instance may annotate (its binding allows it); the
+    // approved policy never asked it to.
+    s.edit_config(
+        "actions = [\"set-state\", \"attach-link\"]",
+        "actions = [\"set-state\", \"attach-link\", \"annotate\"]",
     );
-    std::fs::write(policy_path(&s), widened).unwrap();
+    std::fs::write(policy_path(&s), with_annotate_step(&s, "tracker")).unwrap();
     refused(
         &s,
         &s.run(),
         &[
             "reaches further",
-            "governance: annotate",
+            "tracker: annotate",
             "handoff policy approve",
         ],
     );
@@ -783,6 +783,17 @@ fn a_policy_runs_only_once_approved_and_a_widened_one_waits_for_a_new_approval()
     let (code, _, err) = outcome(&o);
     assert_eq!(code, 1);
     assert!(err.contains("is not approved"), "{err}");
+}
+
+/// The example policy with a last step annotating the release through
+/// `adapter` (a new `adapter: annotate` pair in its reach).
+pub fn with_annotate_step(s: &Scenario, adapter: &str) -> String {
+    let text = std::fs::read_to_string(policy_path(s)).unwrap();
+    format!(
+        "{text}\n[[step]]\nid = \"annotate\"\nadapter = \"{adapter}\"\n\
+         record = {{ kind = \"release\", id = \"{{{{context.release_record}}}}\" }}\n\
+         action = {{ annotate = \"closed by handoff\" }}\ndone-when = {{ applied = true }}\n"
+    )
 }
 
 fn text_of(o: &std::process::Output) -> String {

@@ -178,6 +178,37 @@ async fn granted_directories_are_readable_and_the_read_write_one_writable() {
     );
 }
 
+#[tokio::test]
+async fn a_directory_the_operator_binds_read_only_is_read_only_whatever_the_grant() {
+    let outbox = tempfile::tempdir().unwrap();
+    std::fs::write(outbox.path().join("kept.txt"), "kept").unwrap();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-narrowed",
+            "[[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
+        ),
+    );
+    let mut cfg = AdapterInstance::new("narrowed", dir.path());
+    cfg.directories
+        .insert("outbox".into(), outbox.path().to_path_buf());
+    cfg.read_only.insert("outbox".into());
+    let adapter = approved(&sandbox(), dir.path(), &cfg);
+    let mut instance = adapter.instantiate().await.unwrap();
+    let read = instance
+        .observe(&rec("read", "/outbox/kept.txt"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&read, "content"), "kept");
+    let write = instance
+        .observe(&rec("write", "/outbox/new.txt"))
+        .await
+        .unwrap();
+    assert!(write.is_err(), "{write:?}");
+    assert!(!outbox.path().join("new.txt").exists());
+}
+
 /// The SDK's file calls go to `wasi:filesystem` directly inside a
 /// component (sized reads, one-`stat` lookups, its own directory walk):
 /// each is checked here where it runs, against what the disk holds.

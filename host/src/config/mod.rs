@@ -5,7 +5,7 @@
 //! Strict like the manifest: unknown keys are refused with their location.
 //! Relative paths are resolved against the directory of the config file.
 
-use crate::sandbox::manifest::Origin;
+use crate::sandbox::manifest::{ActionKind, Origin};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,6 +120,12 @@ pub struct AdapterInstance {
     /// instance's grant must chain to (`smtp-ca-file`), instead of the
     /// public web roots.
     pub smtp_ca_file: Option<PathBuf>,
+    /// The actions this instance may apply (`actions`), when the operator
+    /// narrows the approved ones; `None`: all of them.
+    pub actions: Option<BTreeSet<ActionKind>>,
+    /// Granted directories mounted read-only for this instance
+    /// (`read-only`), whatever mode the grant allows.
+    pub read_only: BTreeSet<String>,
 }
 
 impl AdapterInstance {
@@ -134,6 +140,8 @@ impl AdapterInstance {
             concurrency: None,
             one_call_per_record: false,
             smtp_ca_file: None,
+            actions: None,
+            read_only: BTreeSet::new(),
         }
     }
 
@@ -264,6 +272,9 @@ struct RawInstance {
     #[serde(default)]
     one_call_per_record: bool,
     smtp_ca_file: Option<PathBuf>,
+    actions: Option<Vec<String>>,
+    #[serde(default)]
+    read_only: BTreeSet<String>,
 }
 
 impl Config {
@@ -305,6 +316,26 @@ impl Config {
             .adapters
             .into_iter()
             .map(|(name, r)| {
+                let actions = match &r.actions {
+                    None => None,
+                    Some(names) => Some(
+                        names
+                            .iter()
+                            .map(|a| {
+                                ActionKind::ALL
+                                    .into_iter()
+                                    .find(|k| k.name() == a)
+                                    .ok_or_else(|| {
+                                        invalid(format!(
+                                            "adapters.{name}.actions: {a:?} is not an action; \
+                                             the actions are set-state, attach-link, annotate, \
+                                             clear-entry, publish"
+                                        ))
+                                    })
+                            })
+                            .collect::<Result<BTreeSet<_>, _>>()?,
+                    ),
+                };
                 let instance = AdapterInstance {
                     name: name.clone(),
                     package: resolve(r.package),
@@ -328,10 +359,12 @@ impl Config {
                     concurrency: r.concurrency,
                     one_call_per_record: r.one_call_per_record,
                     smtp_ca_file: r.smtp_ca_file.map(resolve),
+                    actions,
+                    read_only: r.read_only,
                 };
-                (name, instance)
+                Ok((name, instance))
             })
-            .collect();
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             cache_dir: raw

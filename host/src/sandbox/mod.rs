@@ -11,7 +11,8 @@
 //! the fix: read the package → compile (or load the cached artifact) →
 //! check imports against declared capabilities and exports against the
 //! world → check the approval (digest, widening) → effective grant =
-//! declared ∩ approved ∩ ceiling → bind directories and secrets.
+//! declared ∩ approved ∩ ceiling → the instance's narrowing → its config
+//! keys against the declared ones → bind directories and secrets.
 
 pub mod approval;
 pub mod conform;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod linker;
 pub mod mail;
 pub mod manifest;
+pub mod narrowing;
 pub mod package;
 pub mod reach;
 pub mod settings;
@@ -356,13 +358,14 @@ impl Sandbox {
                 missing: inspection.missing_exports,
             });
         }
-        let grants = inspection
+        let mut grants = inspection
             .effective
             .expect("an approved package has an effective grant");
         let binding = |problem: String| LoadError::Binding {
             instance: instance.name.clone(),
             problem,
         };
+        narrowing::narrow(&mut grants, instance).map_err(binding)?;
 
         settings::check(&name, &package.manifest.config, &instance.config).map_err(binding)?;
         let (mounts, unbound) = files::mounts(&grants.capabilities, &instance.directories);
