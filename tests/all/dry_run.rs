@@ -211,3 +211,56 @@ fn a_policy_change_can_be_tried_before_approval_and_a_real_run_stays_refused() {
     assert_eq!(code, 1);
     assert!(err.contains("does not authorize policy"), "{err}");
 }
+
+#[test]
+fn past_events_are_replayed_each_on_its_own_with_a_summary() {
+    let s = Scenario::new();
+    let event = std::fs::read_to_string(s.path("events/accepted.json")).unwrap();
+    std::fs::write(
+        s.path("events/rejected.json"),
+        event.replace("\"accepted\"", "\"rejected\""),
+    )
+    .unwrap();
+    let before = untouched(&s);
+    let mut args = vec!["run", "--dry-run", "--context", "context.json"];
+    for e in [
+        "events/accepted.json",
+        "events/rejected.json",
+        "events/accepted-resent.json",
+    ] {
+        args.extend(["--event", e]);
+    }
+    let (code, out, err) = outcome(&s.handoff(&args));
+    assert_eq!(code, 1, "the gravest: one could not be tried\n{out}{err}");
+    assert!(
+        out.contains("events/rejected.json: could not be tried: event gov-evt-5531: decision state \"rejected\" does not authorize"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("3 events: 2 would end completed, 1 could not be tried\n"),
+        "{out}"
+    );
+
+    args.push("--json");
+    let (_, out, _) = outcome(&s.handoff(&args));
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0]["outcome"], "completed");
+    assert!(lines[1]["error"].as_str().unwrap().contains("rejected"));
+    assert_eq!(lines[2]["event_id"], "gov-evt-5532");
+    assert_eq!(untouched(&s), before);
+
+    let (code, _, err) = outcome(&s.handoff(&[
+        "run",
+        "--event",
+        "events/accepted.json",
+        "--event",
+        "events/accepted-resent.json",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("a run takes one event (2 given)"), "{err}");
+    assert!(s.writes().is_empty());
+}

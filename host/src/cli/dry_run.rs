@@ -7,23 +7,104 @@ use super::run::{code, engine, read_event, runtime};
 use crate::pipeline::preview::{Preview, Would};
 use anyhow::Result;
 use serde_json::Value;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-/// The exit code is the one `handoff run` would give now: a refusal is an
-/// error, a follow-up is a follow-up.
-pub fn dry_run(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) -> Result<u8> {
-    let (event, context) = read_event(event, context)?;
+/// The exit code is the one `handoff run` would give now (for several
+/// events, the gravest): a refusal or a bad event is an error, a follow-up
+/// is a follow-up. Several events are each tried on their own; one that
+/// cannot be read or admitted is reported and the others still tried.
+pub fn dry_run(ctx: &Ctx, events: &[PathBuf], context: Option<&Path>, json: bool) -> Result<u8> {
     let mut engine = engine(ctx)?;
-    let preview = runtime()?.block_on(engine.preview(&event, &context))?;
-    if json {
-        println!("{}", serde_json::to_string(&preview)?);
-    } else {
-        print!("{}", render(&preview));
+    let runtime = runtime()?;
+    let mut tally = Tally::default();
+    for path in events {
+        let preview = read_event(path, context)
+            .and_then(|(event, context)| Ok(runtime.block_on(engine.preview(&event, &context))?));
+        let preview = match preview {
+            Ok(p) => p,
+            // One event: its error is the command's error, as for a run.
+            Err(e) if events.len() == 1 => return Err(e),
+            Err(e) => {
+                let message = format!("{e:#}");
+                if json {
+                    let line = serde_json::json!({ "event_file": path, "error": message });
+                    println!("{line}");
+                } else {
+                    println!("{}: could not be tried: {message}\n", path.display());
+                }
+                tally.failed += 1;
+                tally.raise(exit::ERROR);
+                continue;
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string(&preview)?);
+        } else {
+            print!("{}", render(&preview));
+            if events.len() > 1 {
+                println!();
+            }
+        }
+        tally.add(&preview);
     }
-    Ok(match preview.refused {
-        Some(_) => exit::ERROR,
-        None => code(preview.outcome),
-    })
+    if events.len() > 1 && !json {
+        println!("{}", tally.summary(events.len()));
+    }
+    Ok(tally.code)
+}
+
+/// How the events of a dry run would end.
+#[derive(Default)]
+struct Tally {
+    outcomes: BTreeMap<&'static str, usize>,
+    refused: usize,
+    failed: usize,
+    code: u8,
+}
+
+impl Tally {
+    fn add(&mut self, p: &Preview) {
+        let code = match p.refused {
+            Some(_) => {
+                self.refused += 1;
+                exit::ERROR
+            }
+            None => {
+                *self.outcomes.entry(p.outcome.name()).or_default() += 1;
+                code(p.outcome)
+            }
+        };
+        self.raise(code);
+    }
+
+    /// Keep the gravest exit code: an error (1) over a follow-up (3) over
+    /// success (0).
+    fn raise(&mut self, code: u8) {
+        let grave = |c: u8| match c {
+            exit::OK => 0,
+            exit::FOLLOW_UP => 1,
+            _ => 2,
+        };
+        if grave(code) > grave(self.code) {
+            self.code = code;
+        }
+    }
+
+    fn summary(&self, events: usize) -> String {
+        let mut parts: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(outcome, n)| format!("{n} would end {outcome}"))
+            .collect();
+        if self.refused > 0 {
+            parts.push(format!("{} would be refused", self.refused));
+        }
+        if self.failed > 0 {
+            parts.push(format!("{} could not be tried", self.failed));
+        }
+        format!("{events} events: {}", parts.join(", "))
+    }
 }
 
 /// The preview as lines for a person.

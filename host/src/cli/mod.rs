@@ -77,9 +77,11 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Take one event through the pipeline.
     Run {
-        /// A CloudEvents 1.0 JSON file.
-        #[arg(long)]
-        event: PathBuf,
+        /// A CloudEvents 1.0 JSON file. With --dry-run it may be given
+        /// several times, to replay past events (against a changed policy,
+        /// say): each is tried on its own and a summary follows.
+        #[arg(long, required = true)]
+        event: Vec<PathBuf>,
         /// The linked workflow context (JSON object), for `{{context.*}}`.
         #[arg(long)]
         context: Option<PathBuf>,
@@ -199,7 +201,13 @@ fn run(cli: Cli) -> Result<u8> {
             context,
             dry_run: false,
             json,
-        } => run::run_event(&ctx, &event, context.as_deref(), json),
+        } => match event.as_slice() {
+            [one] => run::run_event(&ctx, one, context.as_deref(), json),
+            _ => anyhow::bail!(
+                "a run takes one event ({} given); to try several without running them, add --dry-run",
+                event.len()
+            ),
+        },
         Command::Resume { json } => run::resume(&ctx, json),
         Command::Serve { listen, .. } => serve::serve(&ctx, listen),
         Command::Runs(cmd) => runs::run(cmd, &ctx),
