@@ -88,17 +88,6 @@ pub enum Would {
     NotReach,
 }
 
-impl Would {
-    pub fn name(self) -> &'static str {
-        match self {
-            Would::Apply => "apply",
-            Would::Skip => "skip",
-            Would::Stop => "stop",
-            Would::NotReach => "not-reach",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Stop {
     /// The follow-up's reason code.
