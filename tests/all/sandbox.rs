@@ -58,6 +58,52 @@ async fn http_to_a_declared_origin_reaches_the_real_server() {
 }
 
 #[tokio::test]
+async fn an_instance_narrowed_to_get_cannot_put_where_its_grant_would_allow_it() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-get-only",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\", \"PUT\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let mut store = Store::in_memory().unwrap();
+    approve(&mut store, dir.path());
+    let sandbox = sandbox();
+    let mut cfg = AdapterInstance::new("get-only", dir.path());
+    cfg.http_methods = Some(["get".to_string()].into());
+    let refused = load(&sandbox, &store, dir.path(), &cfg).unwrap_err();
+    assert!(refused.to_string().contains("upper case"), "{refused}");
+
+    cfg.http_methods = Some(["GET".to_string()].into());
+    let adapter = load(&sandbox, &store, dir.path(), &cfg).unwrap();
+    let mut instance = adapter.instantiate().await.unwrap();
+    let got = instance
+        .observe(&rec("http", &format!("GET {}", server.url("/hello"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&got, "status"), "200");
+    let put = instance
+        .observe(&rec("http", &format!("PUT {}", server.url("/hello"))))
+        .await
+        .unwrap();
+    assert!(matches!(put, Err(AdapterError::Denied(_))), "{put:?}");
+    let seen: Vec<String> = server.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(seen, ["GET"], "the PUT never left the host");
+    assert!(
+        instance
+            .take_decisions()
+            .iter()
+            .any(|d| d.surface == Surface::Http && d.verdict == Verdict::Denied),
+        "the refusal is recorded"
+    );
+}
+
+#[tokio::test]
 async fn the_host_injects_the_secret_header_which_the_guest_cannot_read() {
     let server = TestServer::start().await;
     let secrets = tempfile::tempdir().unwrap();

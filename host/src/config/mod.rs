@@ -126,6 +126,9 @@ pub struct AdapterInstance {
     /// Granted directories mounted read-only for this instance
     /// (`read-only`), whatever mode the grant allows.
     pub read_only: BTreeSet<String>,
+    /// The HTTP methods this instance may use, on every granted origin
+    /// (`http-methods`, upper case), when the operator narrows them.
+    pub http_methods: Option<BTreeSet<String>>,
 }
 
 impl AdapterInstance {
@@ -142,6 +145,7 @@ impl AdapterInstance {
             smtp_ca_file: None,
             actions: None,
             read_only: BTreeSet::new(),
+            http_methods: None,
         }
     }
 
@@ -275,6 +279,7 @@ struct RawInstance {
     actions: Option<Vec<String>>,
     #[serde(default)]
     read_only: BTreeSet<String>,
+    http_methods: Option<BTreeSet<String>>,
 }
 
 impl Config {
@@ -361,6 +366,7 @@ impl Config {
                     smtp_ca_file: r.smtp_ca_file.map(resolve),
                     actions,
                     read_only: r.read_only,
+                    http_methods: r.http_methods,
                 };
                 Ok((name, instance))
             })

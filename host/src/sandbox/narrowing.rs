@@ -1,10 +1,10 @@
-//! An operator's narrowing of one instance: fewer actions (`actions`) and
-//! granted directories mounted read-only (`read-only`), in its
-//! `[adapters.X]`. Several instances of one approved package (a record
+//! An operator's narrowing of one instance: fewer actions (`actions`),
+//! granted directories mounted read-only (`read-only`) and fewer HTTP
+//! methods on its granted origins (`http-methods`), in its `[adapters.X]`. Several instances of one approved package (a record
 //! store serving as decision source and as target) then each get only what
 //! their part needs. Applied after declared ∩ approved ∩ ceiling: it only
-//! takes away, and naming an action or directory the grant does not hold
-//! is refused, since a misspelt name would quietly narrow nothing.
+//! takes away, and naming an action, directory or method the grant does
+//! not hold is refused, since a misspelt name would quietly narrow nothing.
 
 use super::manifest::{ActionKind, FileMode, Grants};
 use crate::config::AdapterInstance;
@@ -30,6 +30,24 @@ pub fn narrow(grants: &mut Grants, instance: &AdapterInstance) -> Result<(), Str
             ));
         };
         *mode = FileMode::ReadOnly;
+    }
+    if let Some(methods) = &instance.http_methods {
+        let granted: std::collections::BTreeSet<&String> = grants
+            .capabilities
+            .http
+            .values()
+            .flat_map(|g| &g.methods)
+            .collect();
+        if let Some(extra) = methods.iter().find(|m| !granted.contains(m)) {
+            return Err(format!(
+                "http-methods: {extra} is not a method its grant holds on any origin ({}); \
+                 write methods in upper case",
+                names(granted.iter().map(|m| m.as_str()))
+            ));
+        }
+        for grant in grants.capabilities.http.values_mut() {
+            grant.methods.retain(|m| methods.contains(m));
+        }
     }
     Ok(())
 }
@@ -92,6 +110,13 @@ mod tests {
             err,
             "actions: clear-entry is not among the actions its grant holds (set-state, publish); \
              an instance can only narrow its grant"
+        );
+        let mut i = instance();
+        i.http_methods = Some(["GET".to_string()].into());
+        let err = narrow(&mut grants(), &i).unwrap_err();
+        assert!(
+            err.starts_with("http-methods: GET is not a method"),
+            "{err}"
         );
         let mut i = instance();
         i.read_only = ["evidence".to_string()].into();
