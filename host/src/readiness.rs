@@ -127,6 +127,7 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
             reach: crate::sandbox::reach::instance_lines(&loaded)
                 .into_iter()
                 .chain(asked_of(&policies, name))
+                .chain(spare_actions(&policies, name, loaded.grants()))
                 .collect(),
             ..Finding::ready(subject, detail)
         });
@@ -188,4 +189,30 @@ fn asked_of(policies: &[ConfiguredPolicy], instance: &str) -> Vec<String> {
         }
     }
     asked
+}
+
+/// The actions an instance may apply that no policy asks of it, with the
+/// narrowing that would take them away (least privilege, as a hint).
+fn spare_actions(policies: &[ConfiguredPolicy], instance: &str, grants: &Grants) -> Option<String> {
+    let asked: std::collections::BTreeSet<_> = policies
+        .iter()
+        .flat_map(|c| &c.policy.steps)
+        .filter(|s| s.adapter == instance)
+        .map(|s| s.action.kind())
+        .collect();
+    let spare: Vec<&str> = grants
+        .actions
+        .iter()
+        .filter(|a| !asked.contains(a))
+        .map(|a| a.name())
+        .collect();
+    if spare.is_empty() {
+        return None;
+    }
+    let keep: Vec<String> = asked.iter().map(|a| format!("{:?}", a.name())).collect();
+    Some(format!(
+        "spare     no policy asks for {}; `actions = [{}]` in [adapters.{instance}] would take them away",
+        spare.join(", "),
+        keep.join(", ")
+    ))
 }

@@ -206,6 +206,18 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
         "asked     release-readiness-closure: step tell-scheduler (publish on channel)",
     ];
     assert_eq!(block, expected, "{out}");
+    assert!(
+        !out.contains("spare "),
+        "the example grants no spare action:\n{out}"
+    );
+
+    // Without its narrowing, the checklist may apply four actions no
+    // policy asks of it, and check says how to take them away.
+    s.edit_config("actions = [\"set-state\"]\n", "");
+    let (_, out, _) = outcome(&s.handoff(&["check", "--reach"]));
+    let spare = "spare     no policy asks for attach-link, annotate, clear-entry, publish; \
+                 `actions = [\"set-state\"]` in [adapters.checklist] would take them away";
+    assert!(out.lines().any(|l| l.trim() == spare), "{out}");
 
     let (_, out, _) = outcome(&s.handoff(&["check", "--json"]));
     let findings: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
