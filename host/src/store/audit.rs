@@ -9,15 +9,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// Append one row inside `tx`, chained to the current head. The caller
 /// commits it together with the state change it records.
 pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
-    let head: Option<(i64, String)> = match tx.take_audit_head() {
-        Some(head) => Some(head),
-        None => tx
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?,
+    let head = match tx.take_audit_head() {
+        Some((seq, hash)) => Some(Anchor { seq, hash }),
+        None => stored_head(tx)?,
     };
     let (seq, prev_hash) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
+        Some(Anchor { seq, hash }) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
     };
     // serde_json's map is ordered by key: the text is canonical.
@@ -107,17 +104,21 @@ impl Store {
     /// The newest row as an anchor, as stored (not verified: reading the
     /// whole chain is `audit verify`'s job), or `None` when there is none.
     pub fn audit_head(&self) -> Result<Option<Anchor>, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| {
-                Ok(Anchor {
-                    seq: r.get(0)?,
-                    hash: r.get(1)?,
-                })
-            })
-            .optional()?)
+        stored_head(&*self.conn()?)
     }
+}
+
+/// The newest stored row's sequence number and hash.
+fn stored_head(conn: &Connection) -> Result<Option<Anchor>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            Ok(Anchor {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        })
+        .optional()?)
 }
 
 #[cfg(test)]
