@@ -180,21 +180,12 @@ fn rehash_from(db: &Path, from: i64) {
     let rows = store.audit_rows(None).unwrap();
     let conn = Connection::open(db).unwrap();
     let mut prev = rows[(from - 2) as usize].hash.clone();
-    for row in rows.into_iter().skip((from - 1) as usize) {
-        let hash = handoff::audit::hash(
-            row.seq,
-            &row.at,
-            row.run_id.as_deref(),
-            row.event_id.as_deref(),
-            &row.kind,
-            &row.payload,
-            row.policy_sha256.as_deref(),
-            row.adapter_sha256.as_deref(),
-            &prev,
-        );
+    for mut row in rows.into_iter().skip((from - 1) as usize) {
+        row.prev_hash = prev;
+        let hash = row.recomputed_hash();
         conn.execute(
             "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
-            rusqlite::params![prev, hash, row.seq],
+            rusqlite::params![row.prev_hash, hash, row.seq],
         )
         .unwrap();
         prev = hash;

@@ -73,15 +73,15 @@ pub fn verify_anchored(
     anchors: &[Anchor],
 ) -> Result<Verified, Break> {
     let rows: Vec<Row> = rows.into_iter().collect();
-    let hashes: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
-    let verified = super::verify(rows)?;
+    let verified = super::verify(&rows)?;
     // The chain verified, so row `seq` is at index `seq - 1`.
     let mut anchors: Vec<&Anchor> = anchors.iter().collect();
     anchors.sort_by_key(|a| a.seq);
     for anchor in anchors {
         let Some(hash) = usize::try_from(anchor.seq - 1)
             .ok()
-            .and_then(|i| hashes.get(i))
+            .and_then(|i| rows.get(i))
+            .map(|row| &row.hash)
         else {
             return Err(Break {
                 seq: anchor.seq,

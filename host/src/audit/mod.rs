@@ -78,7 +78,8 @@ pub fn hash(
 }
 
 impl Row {
-    fn recomputed_hash(&self) -> String {
+    /// The hash its content and `prev_hash` call for (what `hash` must be).
+    pub fn recomputed_hash(&self) -> String {
         hash(
             self.seq,
             &self.at,
@@ -116,10 +117,13 @@ pub struct Verified {
 }
 
 /// Recompute the chain over rows in sequence order.
-pub fn verify(rows: impl IntoIterator<Item = Row>) -> Result<Verified, Break> {
+pub fn verify<R: std::borrow::Borrow<Row>>(
+    rows: impl IntoIterator<Item = R>,
+) -> Result<Verified, Break> {
     let mut prev = GENESIS.to_string();
     let mut count = 0usize;
     for (expected, row) in (1i64..).zip(rows) {
+        let row: &Row = row.borrow();
         if row.seq != expected {
             return Err(Break {
                 seq: expected,
@@ -140,7 +144,7 @@ pub fn verify(rows: impl IntoIterator<Item = Row>) -> Result<Verified, Break> {
                 reason: "its content does not match its hash (the row was altered)".into(),
             });
         }
-        prev = row.hash;
+        prev.clone_from(&row.hash);
         count += 1;
     }
     Ok(Verified {
@@ -192,7 +196,7 @@ mod tests {
         let rows = chain(5);
         let head = rows[4].hash.clone();
         assert_eq!(verify(rows), Ok(Verified { rows: 5, head }));
-        assert_eq!(verify(Vec::new()).unwrap().head, GENESIS);
+        assert_eq!(verify(Vec::<Row>::new()).unwrap().head, GENESIS);
     }
 
     #[test]
