@@ -8,6 +8,7 @@
 
 use crate::config::Config;
 use crate::pipeline::{self, ConfiguredPolicy, RunError};
+use crate::policy::{Policy, Step};
 use crate::sandbox::manifest::Grants;
 use crate::sandbox::package::Package;
 use crate::sandbox::{Sandbox, narrowing};
@@ -138,15 +139,9 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
 /// The steps of the policies that ask an instance for an action its grant
 /// (as narrowed for it) does not allow: each would stop its run for a person.
 fn steps_refused(policies: &[ConfiguredPolicy], instance: &str, grants: &Grants) -> Option<String> {
-    let refused: Vec<String> = policies
-        .iter()
-        .flat_map(|c| {
-            c.policy
-                .steps
-                .iter()
-                .filter(|s| s.adapter == instance && !narrowing::allows(grants, s.action.kind()))
-                .map(|s| format!("{} step {} ({})", c.policy.id, s.id, s.action.kind().name()))
-        })
+    let refused: Vec<String> = steps_on(policies, instance)
+        .filter(|(_, s)| !narrowing::allows(grants, s.action.kind()))
+        .map(|(p, s)| format!("{} step {} ({})", p.id, s.id, s.action.kind().name()))
         .collect();
     if refused.is_empty() {
         return None;
@@ -194,11 +189,8 @@ fn asked_of(policies: &[ConfiguredPolicy], instance: &str) -> Vec<String> {
 /// The actions an instance may apply that no policy asks of it, with the
 /// narrowing that would take them away (least privilege, as a hint).
 fn spare_actions(policies: &[ConfiguredPolicy], instance: &str, grants: &Grants) -> Option<String> {
-    let asked: std::collections::BTreeSet<_> = policies
-        .iter()
-        .flat_map(|c| &c.policy.steps)
-        .filter(|s| s.adapter == instance)
-        .map(|s| s.action.kind())
+    let asked: std::collections::BTreeSet<_> = steps_on(policies, instance)
+        .map(|(_, s)| s.action.kind())
         .collect();
     let spare: Vec<&str> = grants
         .actions
@@ -215,4 +207,18 @@ fn spare_actions(policies: &[ConfiguredPolicy], instance: &str, grants: &Grants)
         spare.join(", "),
         keep.join(", ")
     ))
+}
+
+/// Every policy step carried out through `instance`, with its policy.
+fn steps_on<'a>(
+    policies: &'a [ConfiguredPolicy],
+    instance: &'a str,
+) -> impl Iterator<Item = (&'a Policy, &'a Step)> {
+    policies.iter().flat_map(move |c| {
+        c.policy
+            .steps
+            .iter()
+            .filter(move |s| s.adapter == instance)
+            .map(move |s| (&c.policy, s))
+    })
 }
