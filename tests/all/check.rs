@@ -22,6 +22,14 @@ fn check_json(s: &Scenario) -> (i32, Vec<(String, Option<String>)>) {
     (code, pairs)
 }
 
+/// The problem `check` reported for `subject`.
+fn problem_of(findings: &[(String, Option<String>)], subject: &str) -> String {
+    findings
+        .iter()
+        .find_map(|(s, p)| (s == subject).then(|| p.clone()).flatten())
+        .unwrap_or_else(|| panic!("no problem for {subject}: {findings:?}"))
+}
+
 const ADAPTERS: [&str; 6] = [
     "archive",
     "checklist",
@@ -109,10 +117,7 @@ fn check_reports_every_problem_at_once_each_with_its_place() {
         .collect();
     assert_eq!(problems.len(), 3, "{findings:?}");
     let named = |subject: &str, words: &[&str]| {
-        let (_, problem) = problems
-            .iter()
-            .find(|(s, _)| *s == subject)
-            .unwrap_or_else(|| panic!("{subject} not among {problems:?}"));
+        let problem = problem_of(&findings, subject);
         for w in words {
             assert!(problem.contains(w), "{subject}: {w:?} not in {problem}");
         }
@@ -170,10 +175,7 @@ fn a_misspelt_adapter_config_key_is_named_by_check_and_stops_the_run_before_any_
     );
     let (code, findings) = check_json(&s);
     assert_eq!(code, 1);
-    let problem = findings
-        .iter()
-        .find_map(|(s, p)| (s == "adapter archive").then_some(p.clone()?))
-        .unwrap_or_else(|| panic!("no problem for the archive: {findings:?}"));
+    let problem = problem_of(&findings, "adapter archive");
     assert!(
         problem.contains("config key \"base-url\" is not read by fs-archive (it reads base_url)"),
         "{problem}"
@@ -255,10 +257,7 @@ fn an_instance_narrowed_by_the_operator_is_not_asked_to_do_more() {
     s.approve_policy();
     let (code, findings) = check_json(&s);
     assert_eq!(code, 1);
-    let problem = findings
-        .iter()
-        .find_map(|(s, p)| (s == "adapter governance").then_some(p.clone()?))
-        .unwrap_or_else(|| panic!("no problem for governance: {findings:?}"));
+    let problem = problem_of(&findings, "adapter governance");
     assert!(
         problem.contains("release-readiness-closure step annotate (annotate); it may apply none"),
         "{problem}"
