@@ -66,6 +66,13 @@ fn tampering_with_a_payload_is_found_and_named() {
         err.contains("broken at row 4") && err.contains("altered"),
         "{err}"
     );
+    let head = audit_cli(&db, &["head"]);
+    assert_eq!(
+        head.status.code(),
+        Some(4),
+        "a broken chain gives no anchor"
+    );
+    assert!(String::from_utf8_lossy(&head.stderr).contains("is not anchored"));
 }
 
 #[test]

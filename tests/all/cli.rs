@@ -43,6 +43,17 @@ fn inspect_shows_digests_capabilities_imports_and_approval() {
         "handoff:adapter/target@0.1.0",
         "NOT APPROVED",
         "verdict    REFUSED until approved",
+        "configuration it reads ([adapters.X] config)\n  (none: an instance may set no config keys)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // An adapter that reads configuration lists each key it declares.
+    let smtp = built("smtp");
+    let out = handoff(cwd.path(), &["adapter", "inspect", smtp.to_str().unwrap()]);
+    let text = stdout(&out);
+    for expected in [
+        "  server           required  the SMTP server as IP:port",
+        "  to-*             optional  to-<channel id>: the role's address",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
