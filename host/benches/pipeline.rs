@@ -65,7 +65,20 @@
 //! Bounds measured by switching a part off (not allowed, so not kept):
 //! without the six intents committed before their writes, ~20% more runs/s;
 //! with instances reused across runs, none; guests built for speed
-//! (`opt-level = 3`) or the host on another allocator (mimalloc), none.
+//! (`opt-level = 3`) or the host on another allocator (mimalloc), none;
+//! without renewing the lease in every transition, none (noise); the
+//! goal's five steps with every 32 transactions committed as one (what
+//! group commit across runs could give at most; not durable before each
+//! write): 1 worker 343 -> 407 runs/s (3.00 -> 2.51 ms CPU per run), 2
+//! workers 429 -> 547 (3.75 -> 3.09 ms). So the store is not where the
+//! gap is: the adapters' calls alone take ~1.7 ms of CPU per run with 2
+//! workers, of the ~2 ms that 1,000 runs/s on two cores leave.
+//! Where a run's CPU went (`perf record --call-graph fp`, frame-pointer
+//! build, 1 worker, all three shapes): SQLite 31% (its WAL `pwrite`s
+//! 12%, the checkpointer's `fsync` 2%, locks 2%, the rest its own code),
+//! WASI file calls 14% (nearly all of it in the kernel), guest code ~17%,
+//! the host-call machinery ~8%, making and dropping instances 7%, the
+//! rest spread thin (malloc, formatting, templates, serde_json 3%).
 //! The example lets each record store take 4 calls at once, one per record
 //! (`one-call-per-record`); the workers share one store connection (a
 //! connection each re-read its whole page cache after every commit of
