@@ -45,9 +45,11 @@
 //! runs: the extra samples are spread over SQLite, malloc, memmove,
 //! wasmtime and the kernel alike, with no lock among the top of them), and
 //! the store connection, used in turns, is held ~1.3 ms of each run.
-//! Where it goes (`perf record`, 1 worker): the adapters' calls ~40-45%
-//! (their own code under ~10%, WASI file operations ~15%, most of it opens
-//! beneath the mount, the rest the host-call machinery), SQLite ~25% (9
+//! Where it goes (`perf record`, 1 worker; the range's upper ends from a
+//! frame-pointer build's call graphs, samples sorted by the frames on
+//! their stack): the adapters' calls ~40-45% (their own code ~10-17%, WASI
+//! file operations ~15%, most of it opens beneath the mount, the rest the
+//! host-call machinery), SQLite ~25-31% (9
 //! transactions and 29 audit rows per run; writing the WAL through the
 //! kernel ~10%), instantiating and dropping six component instances ~7%,
 //! intake ~5%; the kernel's share of it all is about a third. That third,
@@ -70,15 +72,9 @@
 //! goal's five steps with every 32 transactions committed as one (what
 //! group commit across runs could give at most; not durable before each
 //! write): 1 worker 343 -> 407 runs/s (3.00 -> 2.51 ms CPU per run), 2
-//! workers 429 -> 547 (3.75 -> 3.09 ms). So the store is not where the
-//! gap is: the adapters' calls alone take ~1.7 ms of CPU per run with 2
+//! workers 429 -> 547 (3.75 -> 3.09 ms). So the store alone cannot close
+//! the gap: the adapters' calls alone take ~1.7 ms of CPU per run with 2
 //! workers, of the ~2 ms that 1,000 runs/s on two cores leave.
-//! Where a run's CPU went (`perf record --call-graph fp`, frame-pointer
-//! build, 1 worker, all three shapes): SQLite 31% (its WAL `pwrite`s
-//! 12%, the checkpointer's `fsync` 2%, locks 2%, the rest its own code),
-//! WASI file calls 14% (nearly all of it in the kernel), guest code ~17%,
-//! the host-call machinery ~8%, making and dropping instances 7%, the
-//! rest spread thin (malloc, formatting, templates, serde_json 3%).
 //! The example lets each record store take 4 calls at once, one per record
 //! (`one-call-per-record`); the workers share one store connection (a
 //! connection each re-read its whole page cache after every commit of
