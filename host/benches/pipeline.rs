@@ -18,7 +18,8 @@
 //! `tell-scheduler`), the shape the goal is stated for. Under each, from
 //! the engine's own timings (`Engine::observe_timings`, which also feeds
 //! `/metrics`): the adapters' time per run by call kind (count per run x
-//! mean).
+//! mean); then how long the store's one writer was held per run and for
+//! what share of the time (`Store::writing_held`, also in `/metrics`).
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
 //! The store's WAL is checkpointed by a thread of its own, as in `handoff
@@ -44,7 +45,11 @@
 //! costs ~35% more CPU (`perf record` of 1 and 2 workers over the same
 //! runs: the extra samples are spread over SQLite, malloc, memmove,
 //! wasmtime and the kernel alike, with no lock among the top of them), and
-//! the store connection, used in turns, is held ~1.3 ms of each run.
+//! SQLite lets one writer in at a time: the goal's five steps hold it
+//! 0.73-0.82 ms per run with 1 worker (36-38% of the time) and 0.93-1.06
+//! ms with 2 (53-55%; 500-590 runs/s, 2.7-3.2 ms of CPU per run, so only
+//! ~1.6 of the two cores busy). With that writer alone, 1,000 runs/s would
+//! need it held under 1 ms per run and busy all of the time.
 //! Where it goes (`perf record`, 1 worker; the range's upper ends from a
 //! frame-pointer build's call graphs, samples sorted by the frames on
 //! their stack): the adapters' calls ~40-45% (their own code ~10-17%, WASI
@@ -261,6 +266,7 @@ fn run(label: &str, n: usize, shape: Shape, workers: usize) {
     if let Some(c) = &ctl {
         std::fs::write(c, "enable\n").unwrap();
     }
+    let held_before = store.writing_held();
     let start = Instant::now();
     let cpu_start = cpu_time();
     let threads: Vec<_> = engines
@@ -286,6 +292,7 @@ fn run(label: &str, n: usize, shape: Shape, workers: usize) {
         .collect();
     let elapsed = start.elapsed();
     let cpu = cpu_time() - cpu_start;
+    let held = store.writing_held() - held_before;
     if let Some(c) = &ctl {
         std::fs::write(c, "disable\n").unwrap();
     }
@@ -322,6 +329,12 @@ fn run(label: &str, n: usize, shape: Shape, workers: usize) {
         "",
         per_run(in_calls) / 1000.0,
         parts.join(", ")
+    );
+    println!(
+        "{:<44} store's one writer held {:.2} ms/run, {:.0}% of the time",
+        "",
+        per_run(held) / 1000.0,
+        100.0 * held.as_secs_f64() / elapsed.as_secs_f64()
     );
 }
 

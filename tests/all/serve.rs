@@ -282,6 +282,13 @@ fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_rede
             "handoff_intake_seconds_count 3",
         ],
     );
+    // The run's transitions were written in turns at the one writer.
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("handoff_store_write_held_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no writer time in {metrics}"));
+    assert!(held > 0.0, "the writer was never held: {held}");
     assert_eq!(service.get("/healthz").0, 200);
     assert_eq!(service.get("/readyz").0, 200);
 }

@@ -264,6 +264,17 @@ impl Metrics {
                 "handoff_adapter_calls_waiting_for_record{{adapter=\"{adapter}\"}} {waiting}"
             );
         }
+        family(
+            &mut out,
+            "handoff_store_write_held_seconds_total",
+            "counter",
+            "Time this process's writers held the store's one turn to write (SQLite lets one writer in at a time): a rate near 1 means the store, not the workers, sets the pace.",
+        );
+        let _ = writeln!(
+            out,
+            "handoff_store_write_held_seconds_total {:.6}",
+            store.writing_held().as_secs_f64()
+        );
         match from_store(store) {
             Ok(text) => out.push_str(&text),
             Err(e) => {

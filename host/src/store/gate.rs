@@ -11,6 +11,7 @@
 use super::StoreError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -25,12 +26,15 @@ pub struct Gate {
     /// The thread whose turn it is.
     taken: Mutex<Option<ThreadId>>,
     freed: Condvar,
+    /// Nanoseconds of turns ended so far.
+    held: AtomicU64,
 }
 
 /// One turn; the next in line is woken when it is dropped.
 #[derive(Debug)]
 pub struct Turn {
     gate: Arc<Gate>,
+    since: Instant,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -54,6 +58,12 @@ impl Gate {
     /// A gate of its own (an in-memory database has no other connection).
     pub fn private() -> Arc<Gate> {
         Arc::default()
+    }
+
+    /// How long turns at this gate have been held, all of them together
+    /// (a turn still held is counted when it ends).
+    pub fn held(&self) -> Duration {
+        Duration::from_nanos(self.held.load(Ordering::Relaxed))
     }
 
     /// Wait for the turn.
@@ -82,7 +92,10 @@ impl Gate {
                 .0;
         }
         *taken = Some(me);
-        Ok(Turn { gate: self.clone() })
+        Ok(Turn {
+            gate: self.clone(),
+            since: Instant::now(),
+        })
     }
 }
 
@@ -92,13 +105,18 @@ impl Gate {
         let mut taken = lock(&self.taken);
         taken.is_none().then(|| {
             *taken = Some(std::thread::current().id());
-            Turn { gate: self.clone() }
+            Turn {
+                gate: self.clone(),
+                since: Instant::now(),
+            }
         })
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
+        let took = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.gate.held.fetch_add(took, Ordering::Relaxed);
         *lock(&self.gate.taken) = None;
         self.gate.freed.notify_one();
     }
@@ -127,6 +145,32 @@ mod tests {
         // and its 10 s patience fails it).
         waiter.join().unwrap().unwrap();
         assert!(gate.try_enter().is_some(), "the turn was given back");
+    }
+
+    #[test]
+    fn the_time_turns_are_held_is_added_up_when_each_ends() {
+        let gate = Gate::private();
+        assert_eq!(gate.held(), Duration::ZERO);
+        let mut outside = Duration::ZERO;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let turn = gate.enter().unwrap();
+            // Something to time: without it a turn can take under a
+            // nanosecond's resolution.
+            let spin = Instant::now();
+            while spin.elapsed() < Duration::from_micros(200) {}
+            assert!(
+                gate.held() <= outside,
+                "a turn still held is not counted yet"
+            );
+            drop(turn);
+            outside += start.elapsed();
+        }
+        let held = gate.held();
+        assert!(
+            held >= Duration::from_micros(600) && held <= outside,
+            "three turns of 200+ us held {held:?}, timed {outside:?} from outside"
+        );
     }
 
     #[test]

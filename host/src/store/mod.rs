@@ -187,6 +187,14 @@ impl Store {
         &self.path
     }
 
+    /// How long this process's writers of this file have held their turn to
+    /// write, all together since the process first opened it. SQLite lets one writer in at
+    /// a time, so its rate (seconds per second) is how busy the one writer
+    /// is: near 1, more workers cannot make runs go faster.
+    pub fn writing_held(&self) -> std::time::Duration {
+        self.gate.held()
+    }
+
     /// The connection, for reads, in this handle's turn (other users of
     /// this process's connection wait until the returned turn is dropped).
     pub fn conn(&self) -> Result<Turn<'_>, StoreError> {
