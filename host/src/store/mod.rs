@@ -188,9 +188,9 @@ impl Store {
     }
 
     /// How long this process's writers of this file have held their turn to
-    /// write, all together since the process first opened it. SQLite lets one writer in at
-    /// a time, so its rate (seconds per second) is how busy the one writer
-    /// is: near 1, more workers cannot make runs go faster.
+    /// write, all together since the process first opened it. SQLite lets
+    /// one writer in at a time, so its rate (seconds per second) is how busy
+    /// the one writer is: near 1, more workers cannot make runs go faster.
     pub fn writing_held(&self) -> std::time::Duration {
         self.gate.held()
     }
