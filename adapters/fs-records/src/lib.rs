@@ -4,12 +4,17 @@
 //! channels) for the embedded default, where no servers run.
 //!
 //! A message published to a record (a `channel`) is appended to
-//! `/records/<kind>/<id>.messages.jsonl`, and its key to `<id>.sent`: a
-//! channel's history only grows at its end, so a publish costs the same
-//! whatever came before. Observing a channel reports the keys of its latest
-//! `observe-window` messages (config, default 100), as the mail and webhook
-//! adapters do; a publish checks every key sent before (in one of 256
-//! index buckets, `<id>.index/`, not the whole log).
+//! `/records/<kind>/<id>.messages.jsonl` as one line that carries its key:
+//! that line is the publish, whole or not at all. The key is then also put
+//! in `<id>.sent` and its index (256 buckets, `<id>.index/`), so a publish
+//! checks every key sent before in one bucket, not the whole log. A stop
+//! between the line and the index leaves the newest line's key unindexed:
+//! every publish first reads the channel's last line and indexes its key
+//! if it is missing, and observe reports it among the keys, so the message
+//! is never published twice. Observing a channel reports the keys of its
+//! latest `observe-window` messages (config, default 100), as the mail and
+//! webhook adapters do. A channel's history only grows at its end, so a
+//! publish costs the same whatever came before.
 //!
 //! A record is written with `fs::replace`: a stop mid-write leaves the old
 //! record or the new one whole, never a torn mix of the two. A change reads
@@ -18,10 +23,11 @@
 //! (`one-call-per-record = true` in `handoff.toml`); appends to the journal
 //! and to channel logs are whole lines whoever else appends.
 //!
-//! Every write that changes something is appended to
-//! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests and
-//! operators can count what was really written. Applying an action whose
-//! key the record already carries changes nothing and journals nothing.
+//! Every write that changes something has exactly one line in
+//! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests
+//! and operators can count what was really written, even across kills
+//! ([`journal`] says how). Applying an action whose key the record already
+//! carries changes nothing and journals nothing.
 //!
 //! Two behaviours of real record systems, on request:
 //! - a file `/records/OFFLINE` means the store is down for maintenance:
@@ -37,7 +43,9 @@ use handoff_sdk::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const JOURNAL: &str = "/records/journal.jsonl";
+mod journal;
+use journal::Entry;
+
 const OFFLINE: &str = "/records/OFFLINE";
 
 fn online() -> Result<(), AdapterError> {
@@ -65,25 +73,30 @@ struct Record {
     links: Vec<String>,
     notes: Vec<String>,
     applied_keys: Vec<String>,
+    /// The last write this adapter made, and the journal's length just
+    /// before it: where its journal line belongs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_write: Option<LastWrite>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LastWrite {
+    action: String,
+    key: String,
+    journal_at: u64,
 }
 
 /// One line of a channel's message log.
-#[derive(Serialize)]
-struct Published<'a> {
-    subject: &'a str,
-    links: Vec<&'a str>,
-    key: &'a str,
-}
-
-#[derive(Serialize)]
-struct JournalLine<'a> {
-    kind: &'a str,
-    id: &'a str,
-    action: &'a str,
-    key: &'a str,
-    /// The record's revision after the write (none for a message).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    revision: Option<u64>,
+#[derive(Serialize, Deserialize)]
+struct Published {
+    subject: String,
+    links: Vec<String>,
+    key: String,
+    /// The journal's length just before the line was written (absent in
+    /// lines written before the journal was made exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_at: Option<u64>,
 }
 
 fn path(record: &RecordRef) -> Result<String, AdapterError> {
@@ -102,13 +115,98 @@ fn path(record: &RecordRef) -> Result<String, AdapterError> {
     Ok(format!("/records/{}/{}.json", record.kind, record.id))
 }
 
-/// Where messages published to `record` go (its path is checked first).
-fn channel(record: &RecordRef) -> Result<(String, SentLog), AdapterError> {
-    path(record)?;
-    Ok((
-        format!("/records/{}/{}.messages.jsonl", record.kind, record.id),
-        SentLog::new(&format!("/records/{}", record.kind), &record.id)?,
-    ))
+/// A channel: where messages published to a record go.
+struct Channel {
+    messages: String,
+    log: SentLog,
+    /// Remembers which publish is journaled.
+    marker: String,
+}
+
+impl Channel {
+    /// The channel of `record` (its path is checked first).
+    fn of(record: &RecordRef) -> Result<Channel, AdapterError> {
+        path(record)?;
+        let stem = format!("/records/{}/{}", record.kind, record.id);
+        Ok(Channel {
+            messages: format!("{stem}.messages.jsonl"),
+            log: SentLog::new(&format!("/records/{}", record.kind), &record.id)?,
+            marker: format!("{stem}.messages.journaled"),
+        })
+    }
+
+    /// The newest message line, if any.
+    fn last(&self) -> Result<Option<Published>, AdapterError> {
+        let mut budget = 4096;
+        loop {
+            let tail = match fs::read_tail(&self.messages, budget) {
+                Ok(tail) => tail,
+                Err(AdapterError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let text = tail.bytes.strip_suffix(b"\n").unwrap_or(&tail.bytes);
+            match text.iter().rposition(|b| *b == b'\n') {
+                Some(at) => return Ok(parse_line(&text[at + 1..])),
+                None if tail.whole => return Ok(parse_line(text)),
+                // The read began inside the last line: read more.
+                None => budget *= 4,
+            }
+        }
+    }
+
+    /// Finish what a stop may have left of the newest publish: its key
+    /// indexed, its journal line written. `writable` is false for a call
+    /// that only reads (it settles only when it may write).
+    fn settle(&self, record: &RecordRef, writable: bool) -> Result<Option<String>, AdapterError> {
+        let Some(last) = self.last()? else {
+            return Ok(None);
+        };
+        if writable && !self.log.contains(&last.key)? {
+            self.log.record(&last.key)?;
+        }
+        if let Some(at) = last.journal_at {
+            let entry = entry(record, "publish", &last.key, None);
+            if writable {
+                journal::settle(&entry, at, &self.marker)?;
+            } else {
+                journal::settle_if_writable(&entry, at, &self.marker)?;
+            }
+        }
+        Ok(Some(last.key))
+    }
+}
+
+fn parse_line(line: &[u8]) -> Option<Published> {
+    serde_json::from_slice(line).ok()
+}
+
+fn entry(record: &RecordRef, action: &str, key: &str, revision: Option<u64>) -> Entry {
+    Entry {
+        kind: record.kind.clone(),
+        id: record.id.clone(),
+        action: action.into(),
+        key: key.into(),
+        revision,
+    }
+}
+
+/// Where a record remembers which of its writes is journaled.
+fn record_marker(record: &RecordRef) -> String {
+    format!("/records/{}/{}.journaled", record.kind, record.id)
+}
+
+/// Finish what a stop may have left of the record's last write: its one
+/// journal line.
+fn settle_record(record: &RecordRef, stored: &Record, writable: bool) -> Result<(), AdapterError> {
+    let Some(last) = &stored.last_write else {
+        return Ok(());
+    };
+    let entry = entry(record, &last.action, &last.key, Some(stored.revision));
+    if writable {
+        journal::settle(&entry, last.journal_at, &record_marker(record))
+    } else {
+        journal::settle_if_writable(&entry, last.journal_at, &record_marker(record))
+    }
 }
 
 fn window() -> usize {
@@ -118,11 +216,19 @@ fn window() -> usize {
 }
 
 /// A record as observed: its file, and the latest keys of any messages
-/// published to it.
-fn look(record: &RecordRef) -> Result<Observed, AdapterError> {
+/// published to it (the newest line's key among them, indexed or not).
+/// `writable` says whether the call may settle what a stop left.
+fn look(record: &RecordRef, writable: bool) -> Result<Observed, AdapterError> {
     let stored = load(record)?;
-    let (_, log) = channel(record)?;
-    let sent = log.recent(window())?;
+    if let Some(stored) = &stored {
+        settle_record(record, stored, writable)?;
+    }
+    let channel = Channel::of(record)?;
+    let newest = channel.settle(record, writable)?;
+    let mut sent = channel.log.recent(window())?;
+    if let Some(key) = newest.filter(|k| !sent.contains(k)) {
+        sent.push(key);
+    }
     let mut seen = observed(stored.as_ref());
     if !sent.is_empty() {
         if !seen.exists {
@@ -135,41 +241,30 @@ fn look(record: &RecordRef) -> Result<Observed, AdapterError> {
     Ok(seen)
 }
 
-/// Append a message to the channel's log, then its key: a stop between the
-/// two can publish it again (with the same key), never lose it.
+/// Publish a message once: the line that carries its key is the publish;
+/// indexing the key and journaling it follow, and are finished by the
+/// next call if a stop comes between.
 fn publish(
     record: &RecordRef,
     message: &handoff_sdk::Message,
     key: &str,
 ) -> Result<(), AdapterError> {
-    let (messages, log) = channel(record)?;
+    let channel = Channel::of(record)?;
+    channel.settle(record, true)?;
+    if channel.log.contains(key)? {
+        return Ok(());
+    }
     let line = serde_json::to_string(&Published {
-        subject: &message.subject,
-        links: message.links.iter().map(|l| l.url.as_str()).collect(),
-        key,
+        subject: message.subject.clone(),
+        links: message.links.iter().map(|l| l.url.clone()).collect(),
+        key: key.into(),
+        journal_at: Some(journal::mark()?),
     })
-    .map_err(|e| AdapterError::Invalid(format!("encode {messages}: {e}")))?;
+    .map_err(|e| AdapterError::Invalid(format!("encode {}: {e}", channel.messages)))?;
     // The kind's directory is made by the first publish to it.
-    fs::append_making_dir(&messages, format!("{line}\n").as_bytes())?;
-    log.record(key)
-}
-
-/// Count a write that changed something.
-fn journal(
-    record: &RecordRef,
-    action: &str,
-    key: &str,
-    revision: Option<u64>,
-) -> Result<(), AdapterError> {
-    let line = serde_json::to_string(&JournalLine {
-        kind: &record.kind,
-        id: &record.id,
-        action,
-        key,
-        revision,
-    })
-    .map_err(|e| AdapterError::Invalid(format!("journal: {e}")))?;
-    fs::append(JOURNAL, format!("{line}\n").as_bytes())
+    fs::append_making_dir(&channel.messages, format!("{line}\n").as_bytes())?;
+    channel.settle(record, true)?;
+    Ok(())
 }
 
 fn load(record: &RecordRef) -> Result<Option<Record>, AdapterError> {
@@ -232,20 +327,21 @@ impl Source for Records {
 impl Target for Records {
     fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
         online()?;
-        look(&record)
+        look(&record, false)
     }
 
     fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
         online()?;
         if let Action::Publish(message) = &action {
-            let (_, log) = channel(&record)?;
-            if !log.contains(&key)? {
-                publish(&record, message, &key)?;
-                journal(&record, action_name(&action), &key, None)?;
-            }
-            return look(&record);
+            publish(&record, message, &key)?;
+            return look(&record, true);
         }
         let existing = load(&record)?;
+        if let Some(stored) = &existing {
+            // The previous write's journal line first, so lines keep the
+            // order of the writes.
+            settle_record(&record, stored, true)?;
+        }
         if matches!(action, Action::SetState(_)) && frozen(&record.kind) {
             return Ok(observed(existing.as_ref()));
         }
@@ -281,13 +377,18 @@ impl Target for Records {
         }
         value.revision += 1;
         value.applied_keys.push(key.clone());
+        value.last_write = Some(LastWrite {
+            action: name.into(),
+            key: key.clone(),
+            journal_at: journal::mark()?,
+        });
         if value.state == "cleared" {
             // A cleared queue entry keeps no data, only its state and keys
             // (so a repeat is recognised).
             value.fields.clear();
         }
         store(&record, &value)?;
-        journal(&record, name, &key, Some(value.revision))?;
+        settle_record(&record, &value, true)?;
         Ok(observed(Some(&value)))
     }
 }
@@ -475,6 +576,109 @@ mod tests {
             ("open", Some("1"))
         );
         assert!(journal(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Cut a file back to `len` bytes: what a kill leaves when it came
+    /// right after the write that made the file that long.
+    fn cut(path: &std::path::Path, len: u64) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+
+    fn publish_k(h: &Harness, key: &str) -> Observed {
+        let msg = Message {
+            subject: format!("message {key}"),
+            body: String::new(),
+            links: vec![],
+        };
+        h.run(|| Records::apply(rec("channel", "coord"), Action::Publish(msg), key.into()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_stop_after_a_message_line_neither_publishes_it_again_nor_loses_its_journal_line() {
+        let (h, dir) = harness("publish-stop");
+        publish_k(&h, "k1");
+        let messages = dir.join("channel/coord.messages.jsonl");
+        let (journal_len, sent_len) = (
+            std::fs::metadata(dir.join("journal.jsonl")).unwrap().len(),
+            std::fs::metadata(dir.join("channel/coord.sent"))
+                .unwrap()
+                .len(),
+        );
+        publish_k(&h, "k2");
+        // The kill came right after k2's line: its key not in the sent log
+        // or its bucket, no journal line, no marker.
+        cut(&dir.join("journal.jsonl"), journal_len);
+        cut(&dir.join("channel/coord.sent"), sent_len);
+        for bucket in std::fs::read_dir(dir.join("channel/coord.index")).unwrap() {
+            let bucket = bucket.unwrap().path();
+            let kept: Vec<String> = std::fs::read_to_string(&bucket)
+                .unwrap()
+                .lines()
+                .filter(|l| *l != "k2")
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&bucket, kept.concat()).unwrap();
+        }
+        std::fs::write(dir.join("channel/coord.messages.journaled"), b"k1").unwrap();
+        // The resumed run observes first: the message is there, by its key.
+        let seen = h.run(|| Records::observe(rec("channel", "coord"))).unwrap();
+        assert!(seen.applied_keys.contains(&"k2".to_string()), "{seen:?}");
+        // A retry of the same publish writes nothing more.
+        publish_k(&h, "k2");
+        publish_k(&h, "k3");
+        let lines = std::fs::read_to_string(&messages).unwrap();
+        let keys: Vec<_> = lines
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].clone())
+            .collect();
+        assert_eq!(keys, ["k1", "k2", "k3"]);
+        let journal: Vec<_> = journal(&dir)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].clone())
+            .collect();
+        assert_eq!(journal, ["k1", "k2", "k3"], "one journal line per message");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stop_after_a_record_write_gets_its_journal_line_once() {
+        let (h, dir) = harness("record-stop");
+        let close = |key: &str, state: &str| {
+            let r = rec("checklist", "CL-7");
+            h.run(|| Records::apply(r.clone(), Action::SetState(state.into()), key.into()))
+                .unwrap()
+        };
+        close("k1", "review");
+        let before = std::fs::metadata(dir.join("journal.jsonl")).unwrap().len();
+        close("k2", "closed");
+        // Killed after the record was replaced, before its journal line.
+        cut(&dir.join("journal.jsonl"), before);
+        std::fs::write(dir.join("checklist/CL-7.journaled"), b"k1 2").unwrap();
+        assert_eq!(journal(&dir).len(), 1);
+        // Observing settles it, once, however often.
+        for _ in 0..3 {
+            let seen = h
+                .run(|| Records::observe(rec("checklist", "CL-7")))
+                .unwrap();
+            assert_eq!(seen.state, "closed");
+        }
+        assert_eq!(journal(&dir).len(), 2);
+        // Killed after the journal line, before the marker: not again.
+        std::fs::remove_file(dir.join("checklist/CL-7.journaled")).unwrap();
+        close("k2", "closed");
+        close("k3", "archived");
+        let revisions: Vec<_> = journal(&dir)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["revision"].clone())
+            .collect();
+        assert_eq!(revisions, [2, 3, 4], "one line per write, in order");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -39,6 +39,22 @@ pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, Adapter
     })
 }
 
+pub fn read_after(p: &Path, shown: &str, offset: u64) -> Result<Vec<u8>, AdapterError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let fail = |e| super::io_error("read", shown, e);
+    let mut file = std::fs::File::open(host_path(p)).map_err(fail)?;
+    file.seek(SeekFrom::Start(offset)).map_err(fail)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(fail)?;
+    Ok(bytes)
+}
+
+pub fn len(p: &Path, shown: &str) -> Result<u64, AdapterError> {
+    Ok(std::fs::metadata(host_path(p))
+        .map_err(|e| super::io_error("look up", shown, e))?
+        .len())
+}
+
 pub fn write(p: &Path, shown: &str, bytes: &[u8], append: bool) -> Result<(), AdapterError> {
     use std::io::Write;
     let op = if append { "append" } else { "write" };

@@ -134,6 +134,20 @@ pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, Adapter
     })
 }
 
+pub fn read_after(p: &Path, shown: &str, offset: u64) -> Result<Vec<u8>, AdapterError> {
+    let file = open_to_read(p, shown)?;
+    let size = size_of(&file, "read", shown)?;
+    read_from(&file, shown, offset.min(size), size)
+}
+
+pub fn len(p: &Path, shown: &str) -> Result<u64, AdapterError> {
+    let (dir, rel) = locate(p, "look up", shown)?;
+    Ok(dir
+        .stat_at(PathFlags::SYMLINK_FOLLOW, &rel)
+        .map_err(|c| error("look up", shown, c))?
+        .size)
+}
+
 /// Whether `p` exists. Asked without following a symlink first: the host
 /// answers that with one `stat`, where following costs an open beneath
 /// the mount, a `stat` and a close. Only a symlink is asked again,
