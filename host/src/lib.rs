@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod follow_up;
+pub mod kept;
 pub mod pipeline;
 pub mod policy;
 pub mod readiness;

@@ -427,3 +427,131 @@ async fn a_name_resolving_into_a_denied_network_is_refused() {
     let recorded = denials(&mut instance, Surface::Http);
     assert!(recorded[0].contains("denied network"), "{recorded:?}");
 }
+
+/// The probe under the default ceiling, with nothing granted but its
+/// inert placeholders.
+async fn plain_probe(name: &str) -> Instance {
+    let dir = package("probe", &probe_manifest(name, ""));
+    let adapter = approved(
+        &sandbox(),
+        dir.path(),
+        &AdapterInstance::new(name, dir.path()),
+    );
+    std::mem::forget(dir);
+    adapter.instantiate().await.unwrap()
+}
+
+#[tokio::test]
+async fn results_over_the_ceiling_are_refused_unread_with_the_limit_named() {
+    for (kind, arg, part, key) in [
+        ("big-state", "20000000", "state", "result-string-bytes"),
+        ("many-links", "20000", "links", "result-list-entries"),
+        (
+            "big-error",
+            "100000",
+            "the error message",
+            "result-string-bytes",
+        ),
+    ] {
+        let mut instance = plain_probe("oversize").await;
+        let err = instance.observe(&rec(kind, arg)).await.unwrap_err();
+        let CallError::Oversize {
+            adapter,
+            call,
+            over,
+        } = &err
+        else {
+            panic!("{kind}: expected an oversize refusal, got {err}");
+        };
+        assert_eq!((adapter.as_str(), *call), ("oversize", "observe"));
+        assert_eq!((over.part.as_str(), over.key), (part, key), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("ceiling.{key}")), "{message}");
+        assert!(message.len() < 400, "the refusal is short: {message}");
+        let denied = denials(&mut instance, Surface::Memory);
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        assert!(denied[0].starts_with("observe result"), "{denied:?}");
+        // The instance is finished; a fresh one answers within the limits.
+        assert!(matches!(
+            instance.observe(&rec("noop", "")).await,
+            Err(CallError::Dead { .. })
+        ));
+    }
+    let mut fresh = plain_probe("oversize").await;
+    let ok = fresh.observe(&rec("many-links", "10000")).await.unwrap();
+    assert_eq!(
+        ok.unwrap().links.len(),
+        10_000,
+        "the limit itself is allowed"
+    );
+}
+
+#[test]
+fn an_adapter_flooding_its_log_is_cut_at_its_budget_and_cannot_forge_host_lines() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let mut instance = plain_probe("chatty").await;
+            let flood = instance.observe(&rec("log-flood", "100000 100")).await;
+            assert!(matches!(flood, Ok(Ok(_))), "{flood:?}");
+            let forged = "ok\n2026-12-03T00:00:00.000000Z  INFO handoff::serve: audit head (an anchor to keep) anchor=9:ab";
+            let said = instance.observe(&rec("log", forged)).await;
+            assert!(matches!(said, Ok(Ok(_))), "{said:?}");
+        })
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let from_adapter = lines.iter().filter(|l| l.contains(" adapter: ")).count();
+    assert_eq!(
+        from_adapter,
+        200 + 1,
+        "the budget of 200 lines, then the next call's one"
+    );
+    let dropped: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("log lines dropped"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert!(
+        dropped[0].contains("dropped=99800") && dropped[0].contains("chatty"),
+        "{}",
+        dropped[0]
+    );
+    assert!(text.len() < 200 * 200, "{} bytes logged", text.len());
+    // The forged line stays on the adapter's line, marked as the adapter's.
+    let anchors: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("an anchor to keep"))
+        .collect();
+    assert_eq!(anchors.len(), 1, "{anchors:?}");
+    assert!(anchors[0].contains(" adapter: ok\\n2026"), "{}", anchors[0]);
+    assert!(anchors[0].contains("chatty"), "{}", anchors[0]);
+    assert!(!lines.iter().any(|l| l.starts_with("2026-12-03T00:00:00")));
+    assert_eq!(
+        handoff::sandbox::guest_log::dropped_totals().get("chatty"),
+        Some(&99_800)
+    );
+}

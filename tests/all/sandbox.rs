@@ -2,7 +2,7 @@
 //! directories and a real TCP listener on 127.0.0.1.
 
 use crate::support::*;
-use handoff::config::{AdapterInstance, SecretSource};
+use handoff::config::{AdapterInstance, HostCeiling, SecretSource};
 use handoff::sandbox::decision::{Surface, Verdict};
 use handoff::sandbox::{Action, AdapterError};
 use handoff::store::Store;
@@ -190,7 +190,12 @@ async fn probe_with_files(
         .insert("evidence".into(), evidence.to_path_buf());
     cfg.directories
         .insert("outbox".into(), outbox.to_path_buf());
-    let adapter = approved(&sandbox(), dir.path(), &cfg);
+    // The probe hands back whole files as one field: allow strings as
+    // large as the largest file the tests read.
+    let mut ceiling = HostCeiling::default();
+    ceiling.results.string_bytes = 1024 * 1024;
+    ceiling.results.total_bytes = 2 * 1024 * 1024;
+    let adapter = approved(&sandbox_with(ceiling), dir.path(), &cfg);
     adapter.instantiate().await.unwrap()
 }
 

@@ -57,6 +57,11 @@ pub struct HostCeiling {
     pub denied_networks: Vec<IpNet>,
     /// Whether any adapter may open sockets at all.
     pub sockets: bool,
+    /// How large a call's result may be (`result-string-bytes`,
+    /// `result-list-entries`, `result-bytes`).
+    pub results: crate::sandbox::bounds::ResultLimits,
+    /// How much one call may log (`log-lines-per-call`, `log-bytes-per-call`).
+    pub log_budget: crate::sandbox::guest_log::LogBudget,
 }
 
 impl Default for HostCeiling {
@@ -67,6 +72,8 @@ impl Default for HostCeiling {
             http_origins: None,
             denied_networks: Vec::new(),
             sockets: true,
+            results: Default::default(),
+            log_budget: Default::default(),
         }
     }
 }
@@ -260,6 +267,11 @@ struct RawCeiling {
     #[serde(default)]
     deny_networks: Vec<IpNet>,
     sockets: Option<bool>,
+    result_string_bytes: Option<usize>,
+    result_list_entries: Option<usize>,
+    result_bytes: Option<usize>,
+    log_lines_per_call: Option<u32>,
+    log_bytes_per_call: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +402,30 @@ impl Config {
                 http_origins,
                 denied_networks: raw.ceiling.deny_networks,
                 sockets: raw.ceiling.sockets.unwrap_or(ceiling_defaults.sockets),
+                results: crate::sandbox::bounds::ResultLimits {
+                    string_bytes: raw
+                        .ceiling
+                        .result_string_bytes
+                        .unwrap_or(ceiling_defaults.results.string_bytes),
+                    list_entries: raw
+                        .ceiling
+                        .result_list_entries
+                        .unwrap_or(ceiling_defaults.results.list_entries),
+                    total_bytes: raw
+                        .ceiling
+                        .result_bytes
+                        .unwrap_or(ceiling_defaults.results.total_bytes),
+                },
+                log_budget: crate::sandbox::guest_log::LogBudget {
+                    lines: raw
+                        .ceiling
+                        .log_lines_per_call
+                        .unwrap_or(ceiling_defaults.log_budget.lines),
+                    bytes: raw
+                        .ceiling
+                        .log_bytes_per_call
+                        .unwrap_or(ceiling_defaults.log_budget.bytes),
+                },
             },
             adapters,
             policies: raw.policies.into_iter().map(resolve).collect(),

@@ -139,6 +139,11 @@ impl Driver<'_> {
             Err(err @ CallError::NotExported { .. }) => {
                 Err(Failure::Final(Reason::OutOfScope, err.to_string()))
             }
+            Err(err @ CallError::Oversize { .. }) => {
+                // The same call would answer the same again: not retried.
+                self.calls.instances.remove(adapter);
+                Err(Failure::Final(Reason::CapabilityDenied, err.to_string()))
+            }
             Err(err) => {
                 // A trapped or timed-out instance is finished; the next
                 // attempt gets a fresh one.

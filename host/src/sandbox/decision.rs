@@ -124,6 +124,10 @@ impl DecisionLog {
     }
 
     pub fn record(&self, surface: Surface, target: String, verdict: Verdict, reason: String) {
+        // A target (a URL, a subject) can come from the guest: what is
+        // logged and kept of it is bounded.
+        let target = crate::kept::render(&target, crate::kept::KEPT_STRING_BYTES);
+        let reason = crate::kept::render(&reason, crate::kept::KEPT_STRING_BYTES);
         if verdict == Verdict::Denied {
             tracing::warn!(
                 adapter = %self.ident.instance,

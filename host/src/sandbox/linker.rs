@@ -6,6 +6,7 @@
 //! actually reach is decided by the per-store state built from its grant.
 
 use super::decision::DecisionLog;
+use super::guest_log::GuestLog;
 use super::http::HttpGate;
 use super::jetstream::NatsGate;
 use super::limits::MemoryLimiter;
@@ -35,6 +36,8 @@ pub struct HostState {
     pub limiter: MemoryLimiter,
     pub config: Arc<BTreeMap<String, String>>,
     pub log: DecisionLog,
+    /// What the guest logs, within its budget for the call.
+    pub guest_log: GuestLog,
     pub nats: NatsGate,
     pub mail: MailGate,
 }
@@ -62,16 +65,9 @@ impl self::handoff::adapter::types::Host for HostState {}
 
 impl self::handoff::adapter::host::Host for HostState {
     async fn log(&mut self, level: wit::Level, message: String) {
-        let adapter = &self.log.ident().instance;
         // Bounded: a log line is for an operator, not a data channel.
-        let message: String = message.chars().take(4096).collect();
-        match level {
-            wit::Level::Trace => tracing::trace!(%adapter, "{message}"),
-            wit::Level::Debug => tracing::debug!(%adapter, "{message}"),
-            wit::Level::Info => tracing::info!(%adapter, "{message}"),
-            wit::Level::Warn => tracing::warn!(%adapter, "{message}"),
-            wit::Level::Error => tracing::error!(%adapter, "{message}"),
-        }
+        let instance = self.log.ident().instance.clone();
+        self.guest_log.line(&instance, level, &message);
     }
 
     async fn config(&mut self, key: String) -> Option<String> {

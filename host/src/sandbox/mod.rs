@@ -15,10 +15,12 @@
 //! keys against the declared ones → bind directories and secrets.
 
 pub mod approval;
+pub mod bounds;
 pub mod conform;
 pub mod decision;
 pub mod engine;
 pub mod files;
+pub mod guest_log;
 pub mod http;
 pub mod imports;
 pub mod jetstream;
@@ -168,6 +170,12 @@ pub enum CallError {
     },
     #[error("adapter {adapter}: cannot instantiate: {message}")]
     Instantiate { adapter: String, message: String },
+    #[error("adapter {adapter}: its {call} result was refused unread: {over}")]
+    Oversize {
+        adapter: String,
+        call: &'static str,
+        over: bounds::Oversize,
+    },
 }
 
 /// The engine, linker and artifact cache shared by every adapter.
@@ -438,6 +446,8 @@ impl Sandbox {
             source,
             target,
             cache,
+            results: self.ceiling.results,
+            log_budget: self.ceiling.log_budget,
         })
     }
 }
@@ -459,6 +469,8 @@ pub struct LoadedAdapter {
     target: Option<target::GuestIndices>,
     /// Whether the component came from the artifact cache.
     pub cache: CacheOutcome,
+    results: bounds::ResultLimits,
+    log_budget: guest_log::LogBudget,
 }
 
 impl std::fmt::Debug for LoadedAdapter {
@@ -521,6 +533,7 @@ impl LoadedAdapter {
                 log.clone(),
             ),
             mail: mail::MailGate::new(self.mail.clone(), log.clone()),
+            guest_log: guest_log::GuestLog::new(self.log_budget),
             log,
         };
         let mut store = Store::new(&self.engine, state);
@@ -548,6 +561,7 @@ impl LoadedAdapter {
             world: self.grants.world.to_string(),
             actions: self.grants.actions.clone(),
             limits: self.grants.limits,
+            results: self.results,
             dead: false,
         })
     }
@@ -563,6 +577,7 @@ pub struct Instance {
     world: String,
     actions: std::collections::BTreeSet<ActionKind>,
     limits: manifest::Limits,
+    results: bounds::ResultLimits,
     dead: bool,
 }
 
@@ -594,15 +609,38 @@ impl Instance {
 
     fn finish<T>(
         &mut self,
+        call: &'static str,
         outcome: Result<wasmtime::Result<Result<T, AdapterError>>, tokio::time::error::Elapsed>,
-    ) -> CallResult<T> {
+    ) -> CallResult<T>
+    where
+        Result<T, AdapterError>: bounds::Bounded,
+    {
+        let adapter = self.adapter.clone();
+        self.store.data_mut().guest_log.end_call(&adapter);
         let err = match outcome {
-            Ok(Ok(result)) => return Ok(result),
+            Ok(Ok(result)) => {
+                // Measured as lifted, before anything copies it; an
+                // oversize result is dropped here, unread.
+                let Err(over) = bounds::check(&result, self.results) else {
+                    return Ok(result);
+                };
+                drop(result);
+                self.dead = true;
+                self.store.data().log.deny(
+                    Surface::Memory,
+                    format!("{call} result"),
+                    over.to_string(),
+                );
+                return Err(CallError::Oversize {
+                    adapter,
+                    call,
+                    over,
+                });
+            }
             Ok(Err(err)) => Some(err),
             Err(_elapsed) => None,
         };
         self.dead = true;
-        let adapter = self.adapter.clone();
         let log = self.store.data().log.clone();
         if let Some(asked) = self.store.data_mut().limiter.exceeded.take() {
             return Err(CallError::Memory {
@@ -657,7 +695,7 @@ impl Instance {
         let timeout = self.timeout();
         let outcome =
             tokio::time::timeout(timeout, target.call_observe(&mut self.store, record)).await;
-        self.finish(outcome)
+        self.finish("observe", outcome)
     }
 
     /// Apply an action. One the grant does not list is refused here, as a
@@ -691,7 +729,7 @@ impl Instance {
             target.call_apply(&mut self.store, record, action, idempotency_key),
         )
         .await;
-        self.finish(outcome)
+        self.finish("apply", outcome)
     }
 
     pub async fn read_decision(&mut self, record: &RecordRef) -> CallResult<Decision> {
@@ -700,7 +738,7 @@ impl Instance {
         let timeout = self.timeout();
         let outcome =
             tokio::time::timeout(timeout, source.call_read_decision(&mut self.store, record)).await;
-        self.finish(outcome)
+        self.finish("read-decision", outcome)
     }
 
     pub async fn list_changes(&mut self, cursor: &str, limit: u32) -> CallResult<ChangePage> {
@@ -712,7 +750,7 @@ impl Instance {
             source.call_list_changes(&mut self.store, cursor, limit),
         )
         .await;
-        self.finish(outcome)
+        self.finish("list-changes", outcome)
     }
 }
 

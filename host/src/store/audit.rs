@@ -17,8 +17,15 @@ pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
         Some(Anchor { seq, hash }) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
     };
-    // serde_json's map is ordered by key: the text is canonical.
-    let payload = entry.payload.to_string();
+    // serde_json's map is ordered by key: the text is canonical. A payload
+    // is identifiers and states; one that carries a long value from outside
+    // keeps its bounded form.
+    let mut payload = entry.payload.to_string();
+    if payload.len() > crate::kept::KEPT_STRING_BYTES {
+        let mut value = entry.payload.clone();
+        crate::kept::bound_json(&mut value);
+        payload = value.to_string();
+    }
     let at = now_rfc3339();
     let row = Row {
         hash: hash(

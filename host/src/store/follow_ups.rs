@@ -17,10 +17,17 @@ pub fn insert(tx: &Write<'_>, packet: &Packet) -> Result<i64, StoreError> {
         packet.reason.name(),
         packet.route_to,
         packet.due_at,
-        serde_json::to_string(packet).expect("a packet encodes"),
+        kept_packet(packet),
         now_rfc3339()
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// The packet as stored: every value from outside in its bounded form.
+fn kept_packet(packet: &Packet) -> String {
+    let mut value = serde_json::to_value(packet).expect("a packet encodes");
+    crate::kept::bound_json(&mut value);
+    value.to_string()
 }
 
 const SELECT: &str = "SELECT id, created_at, packet, resolution, resolved_by, resolved_note,

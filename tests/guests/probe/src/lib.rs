@@ -55,6 +55,28 @@ impl Target for Probe {
                 handoff_sdk::log(Level::Info, arg);
                 done(vec![])
             }
+            // "COUNT LENGTH": that many lines of that many characters.
+            "log-flood" => {
+                let (count, len) = arg.split_once(' ').unwrap_or((arg, "10"));
+                let line = "x".repeat(len.parse().unwrap_or(10));
+                for _ in 0..count.parse::<u32>().unwrap_or(1) {
+                    handoff_sdk::log(Level::Info, &line);
+                }
+                done(vec![])
+            }
+            // Results far larger than any record: a state of ARG bytes, ARG
+            // links, or an error message of ARG bytes.
+            "big-state" => Ok(Observed {
+                state: "s".repeat(arg.parse().unwrap_or(1)),
+                ..done(vec![])?
+            }),
+            "many-links" => Ok(Observed {
+                links: (0..arg.parse().unwrap_or(1))
+                    .map(|i| format!("https://evidence.example/{i}"))
+                    .collect(),
+                ..done(vec![])?
+            }),
+            "big-error" => Err(AdapterError::Invalid("e".repeat(arg.parse().unwrap_or(1)))),
             // "METHOD URL [HEADER=VALUE]"
             "http" => {
                 let mut parts = arg.splitn(3, ' ');

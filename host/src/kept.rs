@@ -1,0 +1,88 @@
+//! What is kept of a value that came from outside (an adapter's answer, an
+//! error message) when it goes into a follow-up packet or an audit row: the
+//! value itself when it is small, else a prefix with the length and sha256
+//! of the whole, so what is stored stays small and still identifies it.
+
+use sha2::{Digest, Sha256};
+
+/// `text` as kept: whole when it has at most `max` bytes, else its first
+/// `max` bytes (cut at a character) followed by its length and sha256, so
+/// that what is kept stays small and still identifies the whole value.
+pub fn render(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… [{} bytes in all, sha256 {}]",
+        &text[..cut],
+        text.len(),
+        hex::encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
+/// Longest string a kept JSON value (an audit payload, a packet) holds whole.
+pub const KEPT_STRING_BYTES: usize = 1024;
+/// Most entries of a list of strings a kept JSON value holds.
+pub const KEPT_LIST_ENTRIES: usize = 100;
+
+/// Bound every string of a JSON value to [`KEPT_STRING_BYTES`] and every
+/// list of strings to [`KEPT_LIST_ENTRIES`] (the rest said as one last entry
+/// with its count and sha256), in place.
+pub fn bound_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.len() > KEPT_STRING_BYTES => *s = render(s, KEPT_STRING_BYTES),
+        Value::Array(items) => {
+            if items.len() > KEPT_LIST_ENTRIES && items.iter().all(Value::is_string) {
+                let rest = items.split_off(KEPT_LIST_ENTRIES);
+                let mut hash = Sha256::new();
+                for item in &rest {
+                    hash.update(item.as_str().unwrap_or_default().as_bytes());
+                    hash.update(b"\n");
+                }
+                items.push(Value::String(format!(
+                    "… and {} more [sha256 of them, one a line: {}]",
+                    rest.len(),
+                    hex::encode(hash.finalize())
+                )));
+            }
+            items.iter_mut().for_each(bound_json);
+        }
+        Value::Object(map) => map.values_mut().for_each(bound_json),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_rendering_is_a_prefix_with_the_length_and_digest() {
+        assert_eq!(render("short", 10), "short");
+        let long = "é".repeat(10); // 20 bytes; byte 5 is inside a character
+        let kept = render(&long, 5);
+        assert!(kept.starts_with("éé…"), "{kept}");
+        assert!(kept.contains("20 bytes in all"), "{kept}");
+        assert!(kept.contains(&hex::encode(Sha256::digest(long.as_bytes()))));
+    }
+
+    #[test]
+    fn kept_json_is_bounded_in_strings_and_lists() {
+        let mut v = serde_json::json!({
+            "state": "s".repeat(5000),
+            "links": (0..1000).map(|i| format!("https://e/{i}")).collect::<Vec<_>>(),
+            "steps": [{"step": "a"}],
+        });
+        bound_json(&mut v);
+        assert!(v["state"].as_str().unwrap().len() < 1200);
+        let links = v["links"].as_array().unwrap();
+        assert_eq!(links.len(), KEPT_LIST_ENTRIES + 1);
+        assert!(links[100].as_str().unwrap().starts_with("… and 900 more"));
+        assert_eq!(v["steps"][0]["step"], "a");
+    }
+}
