@@ -127,6 +127,13 @@ fn export_writes_json_lines_optionally_for_one_run() {
     assert!(lines.iter().all(|l| l["run_id"] == "run-1"));
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[1]["prev_hash"].as_str().unwrap().len(), 64);
+    // The payload is an object, and writing it again gives the text the
+    // row's hash covers.
+    let rows = Store::open(&db).unwrap().audit_rows(Some("run-1")).unwrap();
+    for (line, row) in lines.iter().zip(&rows) {
+        assert!(line["payload"].is_object(), "{line}");
+        assert_eq!(line["payload"].to_string(), row.payload);
+    }
 }
 
 #[test]

@@ -426,6 +426,136 @@ fn an_evidence_hash_mismatch_halts_before_any_write() {
 }
 
 #[test]
+fn an_evidence_hash_mismatch_packet_links_the_bundle_and_names_its_record() {
+    let s = Scenario::new();
+    std::fs::write(s.path("state/archive/R-2026.11/evidence.tar"), b"tampered").unwrap();
+    let packet = halts_before_any_write(&s, "evidence-hash-mismatch");
+    let p = &packet["packet"];
+    assert_eq!(p["run_outcome"], "halted-for-follow-up");
+    assert_eq!(
+        p["records"],
+        json!(["archive bundle/R-2026.11/evidence.tar"])
+    );
+    let links = p["links"].as_array().unwrap();
+    assert!(
+        !links.is_empty(),
+        "the bundle the check saw is linked: {p:#}"
+    );
+    // Halted before planning: the pending steps are filled in, not templates.
+    let pending = p["pending"].as_array().unwrap();
+    assert_eq!(pending[0]["record"], "checklist/CL-7", "{pending:?}");
+    assert!(!p.to_string().contains("{{"), "no template is left: {p:#}");
+    let md = s.handoff(&["follow-ups", "show", &packet["id"].to_string()]);
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("**Run outcome:** halted-for-follow-up"), "{md}");
+    assert!(md.contains("archive bundle/R-2026.11/evidence.tar"), "{md}");
+}
+
+#[test]
+fn a_packet_shows_the_source_fields_the_policy_names_and_only_counts_the_rest() {
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["state"],
+        json!("reopened"),
+    );
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["fields", "analyst_notes"],
+        json!("SENSITIVE narrative"),
+    );
+    let packet = halts_before_any_write(&s, "stale-approval");
+    let snapshot = &packet["packet"]["source_snapshot"];
+    assert_eq!(snapshot["fields"]["review_version"], "3");
+    assert!(
+        snapshot["fields"].get("analyst_notes").is_none(),
+        "{snapshot:#}"
+    );
+    assert!(
+        snapshot["other_fields"].as_u64().unwrap() >= 1,
+        "{snapshot:#}"
+    );
+    assert!(!packet.to_string().contains("SENSITIVE"), "{packet:#}");
+    let md = s.handoff(&["follow-ups", "show", &packet["id"].to_string()]);
+    assert!(!String::from_utf8_lossy(&md.stdout).contains("SENSITIVE"));
+}
+
+#[test]
+fn a_source_answering_with_megabytes_is_refused_and_the_store_barely_grows() {
+    let s = Scenario::new();
+    let size = |s: &Scenario| -> u64 {
+        ["handoff.db", "handoff.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(s.path(&format!("state/{f}"))).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    // Planted in the decision record: a 5 MB field (the source's memory
+    // grant is 64 MiB), then 20,000 links.
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["fields", "analyst_notes"],
+        json!("n".repeat(5_000_000)),
+    );
+    let before = size(&s);
+    let packet = halts_before_any_write(&s, "capability-denied");
+    let grew = size(&s).saturating_sub(before);
+    assert!(grew < 1024 * 1024, "the store grew by {grew} bytes");
+    let summary = packet["packet"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("governance") && summary.contains("ceiling.result-string-bytes"),
+        "{summary}"
+    );
+    assert!(
+        packet.to_string().len() < 16 * 1024,
+        "{} bytes",
+        packet.to_string().len()
+    );
+
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["links"],
+        json!(
+            (0..20_000)
+                .map(|i| format!("https://e.example/{i}"))
+                .collect::<Vec<_>>()
+        ),
+    );
+    let packet = halts_before_any_write(&s, "capability-denied");
+    let summary = packet["packet"]["summary"].as_str().unwrap();
+    assert!(summary.contains("ceiling.result-list-entries"), "{summary}");
+}
+
+#[test]
+fn a_run_whose_first_step_cannot_be_observed_wrote_nothing_and_halted() {
+    let s = Scenario::new();
+    std::fs::write(s.path("state/checklist/OFFLINE"), b"").unwrap();
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (3, Some("halted-for-follow-up")),
+        "nothing was written: {r}"
+    );
+    assert!(s.writes().is_empty(), "{:?}", s.writes());
+    let packet = s.follow_up(r["follow_up"].as_i64().unwrap());
+    assert_eq!(packet["packet"]["reason"], "retries-exhausted");
+    assert_eq!(packet["packet"]["run_outcome"], "halted-for-follow-up");
+    assert_eq!(
+        packet["packet"]["records"],
+        json!(["checklist checklist/CL-7"])
+    );
+}
+
+#[test]
 fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     let s = Scenario::new();
     std::fs::write(s.path("state/queue/OFFLINE"), b"").unwrap();

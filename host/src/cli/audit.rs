@@ -81,7 +81,12 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
         AuditCommand::Export { run } => {
             let mut out = std::io::stdout().lock();
             for row in store.audit_rows(run.as_deref())? {
-                serde_json::to_writer(&mut out, &row)?;
+                // The payload as an object, not the JSON text it is stored
+                // as: its canonical text (what the hash covers) is how
+                // serde_json writes the object again, keys sorted.
+                let mut value = serde_json::to_value(&row)?;
+                value["payload"] = serde_json::from_str(&row.payload)?;
+                serde_json::to_writer(&mut out, &value)?;
                 out.write_all(b"\n")?;
             }
             Ok(exit::OK)

@@ -8,6 +8,7 @@
 
 use crate::policy::condition::{Mismatch, View};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// Why a run stopped for a person. Closed set.
@@ -114,14 +115,59 @@ pub struct Packet {
     pub done: Vec<StepLine>,
     pub skipped: Vec<StepLine>,
     pub pending: Vec<StepLine>,
-    /// The source record as read when the run stopped (if it was read).
-    pub source_snapshot: Option<View>,
+    /// How the run ended with this packet (`halted-for-follow-up`,
+    /// `partially-completed`); absent in packets stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_outcome: Option<String>,
+    /// The source record as read when the run stopped (if it was read):
+    /// the fields the policy names, and a count of the rest.
+    pub source_snapshot: Option<Snapshot>,
     /// The condition that did not hold, when one did not.
     pub mismatch: Option<Mismatch>,
+    /// The records the halt concerns (`adapter kind/id`): the one whose
+    /// check or step failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<String>,
     pub links: Vec<String>,
     pub next_actions: Vec<Resolution>,
     pub route_to: String,
     pub due_at: String,
+}
+
+/// The source record as a packet shows it: its state and the fields the
+/// policy names (what a person needs to judge the halt), never the rest of
+/// its fields, which may hold narrative a packet must not spread (seed
+/// 000's privacy rule); those are only counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub exists: bool,
+    pub state: String,
+    pub revision: Option<String>,
+    pub fields: BTreeMap<String, String>,
+    /// How many other fields the record had.
+    #[serde(default)]
+    pub other_fields: usize,
+    pub links: Vec<String>,
+}
+
+impl Snapshot {
+    /// `seen`, keeping only the fields named in `named`.
+    pub fn of(seen: &View, named: &BTreeSet<String>) -> Snapshot {
+        let fields: BTreeMap<String, String> = seen
+            .fields
+            .iter()
+            .filter(|(k, _)| named.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Snapshot {
+            exists: seen.exists,
+            state: seen.state.clone(),
+            revision: seen.revision.clone(),
+            other_fields: seen.fields.len() - fields.len(),
+            fields,
+            links: seen.links.clone(),
+        }
+    }
 }
 
 /// A stored packet and what became of it.
@@ -153,6 +199,9 @@ impl FollowUp {
         let _ = writeln!(md, "- **Route to:** {} (a role)", p.route_to);
         let _ = writeln!(md, "- **Due:** {}", p.due_at);
         let _ = writeln!(md, "- **Run:** {} (event {})", p.run_id, p.event_id);
+        if let Some(outcome) = &p.run_outcome {
+            let _ = writeln!(md, "- **Run outcome:** {outcome}");
+        }
         let _ = writeln!(
             md,
             "- **Policy:** {} (sha256 {})",
@@ -208,6 +257,19 @@ impl FollowUp {
             );
             for (k, val) in &v.fields {
                 let _ = writeln!(md, "- {k}: {val:?}");
+            }
+            if v.other_fields > 0 {
+                let _ = writeln!(
+                    md,
+                    "- ({} other fields, not shown: the policy does not name them)",
+                    v.other_fields
+                );
+            }
+        }
+        if !p.records.is_empty() {
+            let _ = writeln!(md, "\n## Records concerned");
+            for r in &p.records {
+                let _ = writeln!(md, "- {r}");
             }
         }
         if !p.links.is_empty() {

@@ -23,5 +23,6 @@ pub async fn confirm(d: &mut Driver<'_>, step: &PlannedStep) -> Result<(), Halt>
             step.record.id
         ),
         mismatch: Some(mismatch),
+        record: None,
     })
 }

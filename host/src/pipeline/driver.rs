@@ -6,7 +6,7 @@
 use super::calls::Calls;
 use super::{Engine, Outcome, Report, RunError, execute, revalidate, validate};
 use crate::audit::Entry;
-use crate::follow_up::{Packet, Reason, Resolution, StepLine};
+use crate::follow_up::{Packet, Reason, Resolution, Snapshot, StepLine};
 use crate::policy::Policy;
 use crate::policy::condition::{Mismatch, View};
 use crate::policy::template::Scope;
@@ -15,6 +15,7 @@ use crate::store::Write;
 use crate::store::runs::{self, Claim, RunRecord};
 use crate::store::steps::{self, StepRow, StepState};
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct Halt {
     pub reason: Reason,
     pub summary: String,
     pub mismatch: Option<Mismatch>,
+    /// The record the halt concerns (`adapter kind/id`), when it is one.
+    pub record: Option<String>,
 }
 
 impl Halt {
@@ -32,14 +35,23 @@ impl Halt {
             reason,
             summary: summary.into(),
             mismatch: None,
+            record: None,
         }
     }
 
-    /// A target that failed or did not confirm leaves the run resumable
-    /// as it stands; every other reason needs a decision first.
-    pub fn outcome(&self) -> Outcome {
+    /// The halt, saying which record it concerns.
+    pub fn about(mut self, adapter: &str, kind: &str, id: &str) -> Halt {
+        self.record
+            .get_or_insert_with(|| format!("{adapter} {kind}/{id}"));
+        self
+    }
+
+    /// A target that failed or did not confirm after something was written
+    /// leaves the run partially completed, resumable as it stands; with
+    /// nothing written, or for any other reason, it halted for a person.
+    pub fn outcome(&self, wrote: bool) -> Outcome {
         match self.reason {
-            Reason::RetriesExhausted | Reason::NotConfirmed => Outcome::PartiallyCompleted,
+            Reason::RetriesExhausted | Reason::NotConfirmed if wrote => Outcome::PartiallyCompleted,
             _ => Outcome::HaltedForFollowUp,
         }
     }
@@ -257,6 +269,18 @@ impl Driver<'_> {
         }))
     }
 
+    /// The decision the run's keys derive from.
+    fn decision(&self) -> super::plan::Decision<'_> {
+        super::plan::Decision {
+            source: &self.run.event_source,
+            key: self
+                .run
+                .business_key
+                .as_deref()
+                .unwrap_or(&self.run.event_id),
+        }
+    }
+
     /// The stored plan, or a new one, stored with the next transition (the
     /// plan is pure: a stop before then plans the same steps again).
     fn planned_steps(&mut self) -> Result<Vec<StepRow>, RunError> {
@@ -265,15 +289,7 @@ impl Driver<'_> {
             self.steps = Some(existing.clone());
             return Ok(existing);
         }
-        let decision = super::plan::Decision {
-            source: &self.run.event_source,
-            key: self
-                .run
-                .business_key
-                .as_deref()
-                .unwrap_or(&self.run.event_id),
-        };
-        let plan = super::plan::plan(&self.policy, self.scope(), decision)?;
+        let plan = super::plan::plan(&self.policy, self.scope(), self.decision())?;
         let summary: Vec<_> = plan
             .iter()
             .map(|s| {
@@ -420,23 +436,44 @@ impl Driver<'_> {
     /// Stop for a person: the outcome, the packet and their audit rows in
     /// one transaction.
     pub fn halt(&mut self, halt: Halt) -> Result<Report, RunError> {
-        let outcome = halt.outcome();
         let rows = self.current_steps()?;
+        let outcome = halt.outcome(rows.iter().any(StepRow::may_have_written));
         let pending = if rows.is_empty() {
-            // Never planned: every step of the policy is still to do.
-            self.policy
-                .steps
-                .iter()
-                .map(|s| StepLine {
-                    step: s.id.clone(),
-                    adapter: s.adapter.clone(),
-                    record: format!("{}/{}", s.record.kind, s.record.id),
-                    action: s.action.kind().name().into(),
-                })
-                .collect()
+            // Never planned: every step of the policy is still to do, with
+            // its record as the plan would fill it (admission filled every
+            // template once, so this only fails for a run stored before).
+            match super::plan::plan(&self.policy, self.scope(), self.decision()) {
+                Ok(plan) => plan
+                    .iter()
+                    .map(|s| StepLine {
+                        step: s.id.clone(),
+                        adapter: s.adapter.clone(),
+                        record: format!("{}/{}", s.record.kind, s.record.id),
+                        action: s.action.name().into(),
+                    })
+                    .collect(),
+                Err(_) => self
+                    .policy
+                    .steps
+                    .iter()
+                    .map(|s| StepLine {
+                        step: s.id.clone(),
+                        adapter: s.adapter.clone(),
+                        record: format!("{}/{}", s.record.kind, s.record.id),
+                        action: s.action.kind().name().into(),
+                    })
+                    .collect(),
+            }
         } else {
             self.lines(&rows, |s| !s.is_final())
         };
+        let named: BTreeSet<String> = self
+            .policy
+            .source
+            .must_match
+            .keys()
+            .filter_map(|path| path.strip_prefix("fields.").map(str::to_string))
+            .collect();
         let due = crate::store::rfc3339_in(Duration::from_secs(
             u64::from(self.policy.follow_up.sla_hours) * 3600,
         ));
@@ -450,8 +487,10 @@ impl Driver<'_> {
             done: self.lines(&rows, |s| s == StepState::Verified),
             skipped: self.lines(&rows, |s| s == StepState::Skipped),
             pending,
-            source_snapshot: self.snapshot.clone(),
+            run_outcome: Some(outcome.name().into()),
+            source_snapshot: self.snapshot.as_ref().map(|v| Snapshot::of(v, &named)),
             mismatch: halt.mismatch,
+            records: halt.record.into_iter().collect(),
             links: self.links.clone(),
             next_actions: vec![
                 Resolution::Resume,

@@ -42,7 +42,7 @@ pub async fn execute(
 
     let before = match d.observe(&step.adapter, &record).await {
         Ok(o) => o,
-        Err(halt) => return fail(d, row, halt),
+        Err(halt) => return fail(d, row, halt, row.may_have_written()),
     };
     let sha = d.adapter_sha(&step.adapter);
     let ours = before.applied_keys.contains(&step.key);
@@ -93,7 +93,7 @@ pub async fn execute(
         .apply(&step.adapter, &record, step.action.to_wit(), &step.key)
         .await
     {
-        return fail(d, row, halt);
+        return fail(d, row, halt, true);
     }
     *fresh = false;
     d.engine.faults.point("after-apply", &step.id);
@@ -103,7 +103,7 @@ pub async fn execute(
     let applied = Row::new("step-applied", ids.clone()).by(sha.clone());
     if let Err(halt) = confirm(d, step).await {
         d.note(applied);
-        return fail(d, row, halt);
+        return fail(d, row, halt, true);
     }
     d.step_settled(
         &step.id,
@@ -118,9 +118,17 @@ pub async fn execute(
     Ok(Ok(()))
 }
 
-/// Record the step as failed, and stop the run.
-fn fail(d: &mut Driver<'_>, row: &StepRow, halt: Halt) -> Result<Result<(), Halt>, RunError> {
+/// Record the step as failed, and stop the run. `intended` is whether its
+/// intent was ever recorded (kept as `attempts` 1, so the run's outcome can
+/// tell a step that may have written from one that never got so far).
+fn fail(
+    d: &mut Driver<'_>,
+    row: &StepRow,
+    halt: Halt,
+    intended: bool,
+) -> Result<Result<(), Halt>, RunError> {
     let step = &row.plan;
+    let halt = halt.about(&step.adapter, &step.record.kind, &step.record.id);
     let sha = d.adapter_sha(&step.adapter);
     let payload = json!({
         "step": step.id, "adapter": step.adapter, "kind": step.record.kind,
@@ -129,7 +137,7 @@ fn fail(d: &mut Driver<'_>, row: &StepRow, halt: Halt) -> Result<Result<(), Halt
     d.step_transition(
         &step.id,
         StepState::Failed,
-        0,
+        u32::from(intended),
         Some(&halt.summary),
         vec![Row::new("step-failed", payload).by(sha)],
     )?;

@@ -581,7 +581,8 @@ fn known_types(policies: &[ConfiguredPolicy]) -> String {
         .join(", ")
 }
 
-/// The business key: the policy's parts joined with `/`, or none.
+/// The business key: the policy's id and its parts, encoded by
+/// [`encode_business_key`], or none.
 fn business_key(policy: &Policy, scope: Scope<'_>) -> Result<Option<String>, TemplateError> {
     if policy.source.business_key.is_empty() {
         return Ok(None);
@@ -595,7 +596,35 @@ fn business_key(policy: &Policy, scope: Scope<'_>) -> Result<Option<String>, Tem
             crate::policy::template::render(t, scope, &format!("source.business-key[{i}]"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(format!("{}:{}", policy.id, parts.join("/"))))
+    Ok(Some(encode_business_key(&policy.id, &parts)))
+}
+
+/// `ID:PART/PART/...`, with `\` escaping a `\` or `:` in the id and a `\`
+/// or `/` in a part, so that two different part lists never share a key
+/// (`RV-77/1` + `2` is `RV-77\/1/2`, `RV-77` + `1/2` is `RV-77/1\/2`). A key
+/// without any of those characters reads as it always did, so keys stored
+/// before the escaping still match their decisions.
+pub fn encode_business_key(policy_id: &str, parts: &[String]) -> String {
+    fn escaped(out: &mut String, text: &str, special: char) {
+        for c in text.chars() {
+            if c == '\\' || c == special {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    let mut key = String::with_capacity(
+        policy_id.len() + 1 + parts.iter().map(String::len).sum::<usize>() + parts.len(),
+    );
+    escaped(&mut key, policy_id, ':');
+    key.push(':');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        escaped(&mut key, part, '/');
+    }
+    key
 }
 
 /// Fill every template the run will need, now, so that a missing value
@@ -629,4 +658,60 @@ fn dry_render(
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_business_key;
+    use proptest::prelude::*;
+
+    /// Read a key back into its id and parts (the test's proof that the
+    /// encoding loses nothing, so no two inputs share a key).
+    fn decode(key: &str) -> (String, Vec<String>) {
+        let (mut id, mut parts, mut part) = (String::new(), Vec::new(), String::new());
+        let mut in_id = true;
+        let mut chars = key.chars();
+        while let Some(c) = chars.next() {
+            let target = if in_id { &mut id } else { &mut part };
+            match c {
+                '\\' => target.push(chars.next().expect("an escape is followed")),
+                ':' if in_id => in_id = false,
+                '/' if !in_id => parts.push(std::mem::take(&mut part)),
+                c => target.push(c),
+            }
+        }
+        parts.push(part);
+        (id, parts)
+    }
+
+    #[test]
+    fn parts_holding_the_separator_no_longer_collide() {
+        let a = encode_business_key("p", &["RV-77/1".into(), "2".into()]);
+        let b = encode_business_key("p", &["RV-77".into(), "1/2".into()]);
+        assert_ne!(a, b);
+        assert_eq!(a, r"p:RV-77\/1/2");
+        // A key of plain parts is what it was before the escaping.
+        assert_eq!(
+            encode_business_key("p", &["RV-77".into(), "3".into()]),
+            "p:RV-77/3"
+        );
+        let c = encode_business_key("a:b", &["c".into()]);
+        let d = encode_business_key("a", &["b:c".into()]);
+        assert_ne!(c, d);
+    }
+
+    proptest! {
+        #[test]
+        fn distinct_part_lists_never_share_a_key(
+            id in "[a-z:/\\\\]{0,6}",
+            parts in proptest::collection::vec("[a-z0-9:/\\\\]{0,6}", 1..5),
+            other in proptest::collection::vec("[a-z0-9:/\\\\]{0,6}", 1..5),
+        ) {
+            let key = encode_business_key(&id, &parts);
+            prop_assert_eq!(decode(&key), (id.clone(), parts.clone()));
+            if parts != other {
+                prop_assert_ne!(key, encode_business_key(&id, &other));
+            }
+        }
+    }
 }

@@ -211,7 +211,7 @@ impl Engine {
             })
             .collect();
         preview.outcome = match &halt {
-            Some(halt) => halt.outcome(),
+            Some(halt) => halt.outcome(preview.steps.iter().any(|s| s.would == Would::Apply)),
             None if preview.steps.iter().any(|s| s.would == Would::Skip) => {
                 Outcome::CompletedWithSkips
             }

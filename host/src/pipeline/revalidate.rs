@@ -44,7 +44,7 @@ pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError
                 // The decision record itself is gone.
                 halt.reason = Reason::StaleApproval;
             }
-            return Ok(Err(halt));
+            return Ok(Err(halt.about(&spec.adapter, &record.kind, &record.id)));
         }
     };
     let seen = view_of_decision(&decision);
@@ -74,6 +74,7 @@ pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError
                 record.kind, record.id
             ),
             mismatch: Some(mismatch),
+            record: Some(format!("{} {}/{}", spec.adapter, record.kind, record.id)),
         }
     }))
 }

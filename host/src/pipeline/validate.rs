@@ -30,7 +30,7 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
         let expect = condition::render(&check.expect, scope, &format!("{place} expect"))?;
         let seen = match d.observe(&check.adapter, &record).await {
             Ok(o) => view_of(&o),
-            Err(halt) => return Ok(Err(halt)),
+            Err(halt) => return Ok(Err(halt.about(&check.adapter, &record.kind, &record.id))),
         };
         let sha = d.adapter_sha(&check.adapter);
         match condition::check(&expect, &seen, None) {
@@ -45,6 +45,9 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
                 d.note(Row::new("check-passed", payload).by(sha));
             }
             Err(mismatch) => {
+                // The packet links what the failed check saw (the bundle
+                // whose digest did not match, say).
+                d.links.extend(seen.links.iter().cloned());
                 let reason = classify(check.guards, &seen);
                 let payload = json!({
                     "check": check.name, "adapter": check.adapter,
@@ -59,6 +62,7 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
                         check.name, record.kind, record.id, check.adapter
                     ),
                     mismatch: Some(mismatch),
+                    record: Some(format!("{} {}/{}", check.adapter, record.kind, record.id)),
                 }));
             }
         }

@@ -62,6 +62,19 @@ pub struct StepRow {
     pub updated_at: String,
 }
 
+impl StepRow {
+    /// Whether the step may have written to its target: it was verified,
+    /// or its intent was recorded (a failed step keeps `attempts` above
+    /// zero once its intent was).
+    pub fn may_have_written(&self) -> bool {
+        match self.state {
+            StepState::Verified | StepState::Observed | StepState::Applied => true,
+            StepState::Failed => self.attempts > 0,
+            StepState::Planned | StepState::Skipped => false,
+        }
+    }
+}
+
 /// Store a run's plan, every step `planned`.
 pub fn insert_plan(tx: &Write<'_>, run_id: &str, steps: &[PlannedStep]) -> Result<(), StoreError> {
     let now = now_rfc3339();
