@@ -7,14 +7,6 @@ use handoff::sandbox::decision::{Surface, Verdict};
 use handoff::sandbox::{Action, AdapterError};
 use handoff::store::Store;
 
-fn field<'a>(o: &'a handoff::sandbox::Observed, name: &str) -> &'a str {
-    o.fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no field {name} in {o:?}"))
-}
-
 #[tokio::test]
 async fn http_to_a_declared_origin_reaches_the_real_server() {
     let server = TestServer::start().await;

@@ -42,6 +42,15 @@ pub fn sandbox_with(ceiling: HostCeiling) -> Sandbox {
     Sandbox::new(&cache, ceiling).expect("sandbox")
 }
 
+/// A field of what the probe answered.
+pub fn field<'a>(o: &'a handoff::sandbox::Observed, name: &str) -> &'a str {
+    o.fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no field {name} in {o:?}"))
+}
+
 pub fn sandbox() -> Sandbox {
     sandbox_with(HostCeiling::default())
 }

@@ -127,6 +127,10 @@ pub struct AdapterInstance {
     /// instance's grant must chain to (`smtp-ca-file`), instead of the
     /// public web roots.
     pub smtp_ca_file: Option<PathBuf>,
+    /// The CA certificates (PEM) HTTPS servers' certificates are verified
+    /// against (`http-ca-file`), instead of the public web roots: for an
+    /// internal tracker with a private CA.
+    pub http_ca_file: Option<PathBuf>,
     /// The actions this instance may apply (`actions`), when the operator
     /// narrows the approved ones; `None`: all of them.
     pub actions: Option<BTreeSet<ActionKind>>,
@@ -150,6 +154,7 @@ impl AdapterInstance {
             concurrency: None,
             one_call_per_record: false,
             smtp_ca_file: None,
+            http_ca_file: None,
             actions: None,
             read_only: BTreeSet::new(),
             http_methods: None,
@@ -288,6 +293,7 @@ struct RawInstance {
     #[serde(default)]
     one_call_per_record: bool,
     smtp_ca_file: Option<PathBuf>,
+    http_ca_file: Option<PathBuf>,
     actions: Option<Vec<String>>,
     #[serde(default)]
     read_only: BTreeSet<String>,
@@ -376,6 +382,7 @@ impl Config {
                     concurrency: r.concurrency,
                     one_call_per_record: r.one_call_per_record,
                     smtp_ca_file: r.smtp_ca_file.map(resolve),
+                    http_ca_file: r.http_ca_file.map(resolve),
                     actions,
                     read_only: r.read_only,
                     http_methods: r.http_methods,

@@ -7,9 +7,11 @@
 //! 2. the host name is resolved by the host and every address checked
 //!    against the ceiling (link-local/metadata and operator-denied networks):
 //!    another name for a denied address is still denied;
-//! 3. plain HTTP is sent to the checked address itself (the request keeps its
-//!    Host header), so a second lookup cannot swap the destination; HTTPS
-//!    connects by name (the certificate must match it), after the check;
+//! 3. the request goes to the checked address itself, so a second lookup
+//!    cannot swap the destination (there is none): plain HTTP keeps its
+//!    Host header, HTTPS ([`super::https`]) asks TLS for the origin's name
+//!    and verifies the certificate for it (against the instance's
+//!    `http-ca-file`, else the public web roots);
 //! 4. the operator's secret header is added by the host; the guest may not
 //!    set that header itself, nor read it from a response (it is forbidden to
 //!    it, like `Host`).
@@ -29,13 +31,53 @@ use wasmtime_wasi_http::{
     WasiHttpHooks, default_send_request,
 };
 
+/// How the host looks up a name: the system's resolver, or one a test
+/// puts in its place (a resolver that answers differently each time is
+/// what DNS rebinding looks like).
+pub trait Resolve: Send + Sync {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>>;
+}
+
+/// The system's resolver.
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host, port))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    }
+}
+
 /// What an instance may send, shared by all its requests.
-#[derive(Debug)]
 pub struct HttpPolicy {
     pub grants: BTreeMap<Origin, HttpGrant>,
     /// Header values to inject, by origin (resolved from operator secrets at load).
     pub inject: BTreeMap<Origin, (HeaderName, HeaderValue)>,
     pub ceiling: HostCeiling,
+    pub resolver: Arc<dyn Resolve>,
+    /// The TLS client for HTTPS (the instance's CA file, or the web roots).
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for HttpPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPolicy")
+            .field("grants", &self.grants)
+            .field("ceiling", &self.ceiling)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpPolicy {
@@ -111,15 +153,19 @@ fn permit<'a>(
     Ok(grant)
 }
 
-/// Step 2: every address the host name stands for, checked.
-async fn resolve_checked(origin: &Origin, ceiling: &HostCeiling) -> Result<Vec<IpAddr>, String> {
+/// Step 2: every address the host name stands for, looked up once and
+/// checked.
+async fn resolve_checked(
+    origin: &Origin,
+    ceiling: &HostCeiling,
+    resolver: &dyn Resolve,
+) -> Result<Vec<IpAddr>, String> {
     let ips: Vec<IpAddr> = match origin.host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((origin.host.as_str(), origin.port))
+        Err(_) => resolver
+            .lookup(&origin.host, origin.port)
             .await
-            .map_err(|e| format!("cannot resolve {}: {e}", origin.host))?
-            .map(|a| a.ip())
-            .collect(),
+            .map_err(|e| format!("cannot resolve {}: {e}", origin.host))?,
     };
     if ips.is_empty() {
         return Err(format!("{} resolves to no address", origin.host));
@@ -184,17 +230,31 @@ impl WasiHttpHooks for HttpGate {
         let policy = self.policy.clone();
         let log = self.log.clone();
         Box::new(async move {
-            let ips = match resolve_checked(&origin, &policy.ceiling).await {
+            let ips = match resolve_checked(&origin, &policy.ceiling, &*policy.resolver).await {
                 Ok(ips) => ips,
                 Err(why) => {
                     log.deny(Surface::Http, shown, why);
                     return Err(HttpError::DestinationIpProhibited);
                 }
             };
-            if origin.scheme == "http" {
-                pin_address(&mut request, SocketAddr::new(ips[0], origin.port))?;
+            let addr = SocketAddr::new(ips[0], origin.port);
+            log.allow(
+                Surface::Http,
+                shown,
+                format!("granted origin {origin}, sent to {addr}"),
+            );
+            keep_host(&mut request)?;
+            if origin.scheme == "https" {
+                return super::https::send(
+                    request,
+                    addr,
+                    &origin.host,
+                    policy.tls.clone(),
+                    options,
+                )
+                .await;
             }
-            log.allow(Surface::Http, shown, format!("granted origin {origin}"));
+            pin_address(&mut request, addr)?;
             let (response, io) = default_send_request(request, options).await?;
             Ok((
                 response.map(http_body_util::BodyExt::boxed_unsync),
@@ -204,15 +264,9 @@ impl WasiHttpHooks for HttpGate {
     }
 }
 
-/// Point a plain-HTTP request at a checked address. The Host header, set
-/// before this hook runs, still names the origin.
-fn pin_address(request: &mut http::Request<WasiBody>, addr: SocketAddr) -> Result<(), HttpError> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
+/// The Host header names the origin, whatever address the request is
+/// sent to (it is set before this hook runs; set here if not).
+fn keep_host(request: &mut http::Request<WasiBody>) -> Result<(), HttpError> {
     if !request.headers().contains_key(http::header::HOST) {
         let host = request
             .uri()
@@ -222,6 +276,17 @@ fn pin_address(request: &mut http::Request<WasiBody>, addr: SocketAddr) -> Resul
         let value = HeaderValue::from_str(&host).map_err(|_| HttpError::HttpRequestUriInvalid)?;
         request.headers_mut().insert(http::header::HOST, value);
     }
+    Ok(())
+}
+
+/// Point a plain-HTTP request at a checked address.
+fn pin_address(request: &mut http::Request<WasiBody>, addr: SocketAddr) -> Result<(), HttpError> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     *request.uri_mut() = http::Uri::builder()
         .scheme("http")
         .authority(addr.to_string())
@@ -250,6 +315,8 @@ mod tests {
             grants: [(origin, grant)].into(),
             inject: BTreeMap::new(),
             ceiling: HostCeiling::default(),
+            resolver: Arc::new(SystemResolver),
+            tls: super::super::https::client(None).unwrap(),
         }
     }
 

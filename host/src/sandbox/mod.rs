@@ -22,6 +22,7 @@ pub mod engine;
 pub mod files;
 pub mod guest_log;
 pub mod http;
+pub mod https;
 pub mod imports;
 pub mod jetstream;
 pub mod limits;
@@ -189,6 +190,8 @@ pub struct Sandbox {
     ticker: Arc<EpochTicker>,
     /// NATS connections, one per server, shared by every adapter.
     nats: Arc<jetstream::NatsPool>,
+    /// How HTTP host names are looked up (the system's resolver).
+    resolver: Arc<dyn http::Resolve>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -242,7 +245,15 @@ impl Sandbox {
             ceiling,
             ticker,
             nats: Arc::default(),
+            resolver: Arc::new(http::SystemResolver),
         })
+    }
+
+    /// Look HTTP host names up with `resolver` instead of the system's
+    /// (for adapters loaded from now on).
+    pub fn with_resolver(mut self, resolver: Arc<dyn http::Resolve>) -> Sandbox {
+        self.resolver = resolver;
+        self
     }
 
     /// Compile (or load from the cache) a package's component.
@@ -406,6 +417,8 @@ impl Sandbox {
             grants: grants.capabilities.http.clone(),
             inject,
             ceiling: self.ceiling.clone(),
+            resolver: self.resolver.clone(),
+            tls: https::client(instance.http_ca_file.as_deref()).map_err(binding)?,
         });
 
         let pre = self
