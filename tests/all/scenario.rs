@@ -147,7 +147,21 @@ impl Scenario {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_handoff"));
+        self.command_under(&[], args)
+    }
+
+    /// As [`Scenario::command`], run through `wrapper` (a program and its
+    /// arguments, such as `prlimit --nofile=1024`), which then runs handoff.
+    pub fn command_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let bin = env!("CARGO_BIN_EXE_handoff");
+        let mut c = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
         c.current_dir(self.dir.path())
             .env_remove("HANDOFF_CONFIG")
             .env_remove("HANDOFF_STORE")

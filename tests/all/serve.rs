@@ -52,7 +52,12 @@ impl Service {
 
     /// As `start`, with the service's log at `level` on its stderr.
     fn start_logging(s: &Scenario, pause_at: Option<&str>, level: &str) -> Service {
-        let mut command = s.command(&["serve", "--listen", "127.0.0.1:0"]);
+        Service::start_under(s, &[], pause_at, level)
+    }
+
+    /// As `start_logging`, run through `wrapper`.
+    fn start_under(s: &Scenario, wrapper: &[&str], pause_at: Option<&str>, level: &str) -> Service {
+        let mut command = s.command_under(wrapper, &["serve", "--listen", "127.0.0.1:0"]);
         command
             .env("HANDOFF_LOG", level)
             .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
@@ -398,49 +403,165 @@ fn a_replayed_request_inside_the_window_is_a_duplicate_not_a_second_run() {
 }
 
 #[test]
-fn binary_mode_and_github_signatures_are_accepted() {
+fn binary_mode_is_refused_since_no_signature_covers_its_headers_and_github_signatures_are_accepted()
+{
     let s = scenario(1, 100);
     let service = Service::start(&s, None);
-    // Binary mode: attributes in headers, the data is the body.
+    // Binary mode: attributes in headers, the data is the body. The
+    // signature covers webhook-id and the body, not the ce-* headers: the
+    // same capture under another ce-id would verify too.
     let data = json!({ "review_id": "RV-118", "review_version": "3",
                        "release_id": "R-2026.11", "state": "accepted" })
     .to_string()
     .into_bytes();
-    let mut headers = signed("bin-1", &data);
-    headers[0] = ("content-type", "application/json".into());
-    for (k, v) in [
-        ("ce-specversion", "1.0"),
-        ("ce-id", "bin-evt-1"),
-        ("ce-source", SOURCE),
-        ("ce-type", "release.review.decided"),
-        ("ce-subject", "RV-118"),
-    ] {
-        headers.push((k, v.to_string()));
+    for ce_id in ["bin-evt-1", "bin-evt-2"] {
+        let mut headers = signed("bin-1", &data);
+        headers[0] = ("content-type", "application/json".into());
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", ce_id),
+            ("ce-source", SOURCE),
+            ("ce-type", "release.review.decided"),
+            ("ce-subject", "RV-118"),
+        ] {
+            headers.push((k, v.to_string()));
+        }
+        let (code, answer) = service.post(&headers, &data);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (400, Some("binary-mode")),
+            "{answer}"
+        );
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("structured mode")
+        );
     }
-    let (code, answer) = service.post(&headers, &data);
-    assert_eq!(code, 202, "{answer}");
-    assert_eq!(answer["event_id"], "bin-evt-1");
-    assert_eq!(
-        outcome_of(&s, answer["run_id"].as_str().unwrap()),
-        "completed"
-    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM events"), 0);
 
     let mut body: Value = serde_json::from_slice(&decision("gh-1", "RV-400")).unwrap();
     body["source"] = json!("github/releases");
     let body = body.to_string().into_bytes();
-    let github = |secret: &str| {
+    let github = |secret: &str, delivery: &str| {
         vec![
             ("content-type", "application/json".to_string()),
+            ("x-github-delivery", delivery.to_string()),
             ("x-hub-signature-256", sign_github(secret.as_bytes(), &body)),
         ]
     };
-    let (code, answer) = service.post(&github("not-the-secret-at-all"), &body);
+    let (code, answer) = service.post(&github("not-the-secret-at-all", "d-1"), &body);
     assert_eq!(
         (code, answer["reason"].as_str()),
         (401, Some("signature-mismatch"))
     );
-    let (code, answer) = service.post(&github(GITHUB_SECRET), &body);
+    let (code, answer) = service.post(&github(GITHUB_SECRET, "d-1"), &body);
     assert_eq!(code, 202, "{answer}");
+    // GitHub signs no timestamp: a capture can be sent again at any time,
+    // under any delivery header. The event id is in the signed body, so it
+    // is the same event: a duplicate.
+    let (code, again) = service.post(&github(GITHUB_SECRET, "d-2"), &body);
+    assert_eq!((code, again["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(again["run_id"], answer["run_id"]);
+}
+
+#[test]
+fn a_body_cut_short_is_400_not_413_and_a_foreign_content_type_is_415() {
+    use std::io::{Read, Write};
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    let body = decision("cut-1", "RV-601");
+    let headers = signed("cut-1", &body);
+    let addr = service.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let mut request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    // Either a 400 saying so, or the connection dropped: never a final 413.
+    assert!(!answer.contains(" 413 "), "{answer}");
+    if !answer.is_empty() {
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("body-unreadable"), "{answer}");
+    }
+    // The whole body, later, is taken.
+    let (code, _) = service.post(&headers, &body);
+    assert_eq!(code, 202);
+
+    let other = decision("cut-2", "RV-602");
+    let mut headers = signed("cut-2", &other);
+    headers[0] = ("content-type", "text/plain".into());
+    let (code, answer) = service.post(&headers, &other);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (415, Some("unsupported-media-type")),
+        "{answer}"
+    );
+    headers[0] = (
+        "content-type",
+        "application/cloudevents+json; charset=utf-8".into(),
+    );
+    assert_eq!(service.post(&headers, &other).0, 202);
+}
+
+#[test]
+fn a_thousand_slow_connections_under_a_1024_file_limit_do_not_stop_service() {
+    use std::io::{Read, Write};
+    let s = Scenario::new();
+    with_serve(
+        &s,
+        serve_config(1, 100, 0, SOURCE).replace(
+            "shutdown-grace-seconds = 1",
+            "shutdown-grace-seconds = 1\nheader-read-timeout-seconds = 2\nbody-read-timeout-seconds = 2",
+        ),
+    );
+    // systemd's default limit of open files, for the service alone.
+    let service = Service::start_under(&s, &["prlimit", "--nofile=1024:1024"], None, "error");
+    let addr = service.url.trim_start_matches("http://").to_string();
+    // A third trickle their headers, a third say nothing, a third send
+    // headers and then a body that never comes.
+    let body = decision("slow-ok", "RV-701");
+    let mut slow = Vec::new();
+    for i in 0..1000 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        match i % 3 {
+            0 => c
+                .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+                .unwrap(),
+            1 => {}
+            _ => c
+                .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+                .unwrap(),
+        }
+        slow.push(c);
+    }
+    // A well-formed request is answered while they hang on.
+    let started = Instant::now();
+    let mut request =
+        ureq::post(&format!("{}/v1/events", service.url)).timeout(Duration::from_secs(60));
+    for (k, v) in signed("slow-ok", &body) {
+        request = request.set(k, &v);
+    }
+    let answered = request.send_bytes(&body).map(|r| r.status());
+    assert_eq!(answered.ok(), Some(202), "after {:?}", started.elapsed());
+    // And the slow ones were closed by the service, not left open.
+    for (i, c) in slow.iter_mut().enumerate().step_by(97) {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rest = Vec::new();
+        let read = c.read_to_end(&mut rest);
+        assert!(read.is_ok(), "connection {i} was left open: {read:?}");
+    }
+    assert_eq!(service.get("/healthz").0, 200);
 }
 
 #[test]

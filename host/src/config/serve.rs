@@ -85,6 +85,13 @@ pub struct ServeConfig {
     pub workers: usize,
     pub max_queued: usize,
     pub max_body_bytes: usize,
+    /// A request's body must arrive within this (`body-read-timeout-seconds`).
+    pub body_read_timeout_secs: u64,
+    /// A connection must send a request's headers within this of going
+    /// quiet (`header-read-timeout-seconds`); also how long it may idle.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once (`max-connections`); more wait to be taken.
+    pub max_connections: usize,
     pub shutdown_grace_secs: u64,
     /// Between reconciliation passes; 0 turns polling off.
     pub reconcile_secs: u64,
@@ -104,6 +111,9 @@ impl Default for ServeConfig {
             workers: 2,
             max_queued: 1000,
             max_body_bytes: 256 * 1024,
+            body_read_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_connections: 512,
             shutdown_grace_secs: 30,
             reconcile_secs: 300,
             anchor_log_secs: 3600,
@@ -121,6 +131,9 @@ pub(super) struct RawServe {
     workers: Option<usize>,
     max_queued: Option<usize>,
     max_body_bytes: Option<usize>,
+    body_read_timeout_seconds: Option<usize>,
+    header_read_timeout_seconds: Option<usize>,
+    max_connections: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     reconcile_seconds: Option<u64>,
     anchor_log_seconds: Option<u64>,
@@ -191,6 +204,21 @@ impl RawServe {
                 "max-body-bytes",
                 self.max_body_bytes,
                 defaults.max_body_bytes,
+            )?,
+            body_read_timeout_secs: positive(
+                "body-read-timeout-seconds",
+                self.body_read_timeout_seconds,
+                defaults.body_read_timeout_secs as usize,
+            )? as u64,
+            header_read_timeout_secs: positive(
+                "header-read-timeout-seconds",
+                self.header_read_timeout_seconds,
+                defaults.header_read_timeout_secs as usize,
+            )? as u64,
+            max_connections: positive(
+                "max-connections",
+                self.max_connections,
+                defaults.max_connections,
             )?,
             shutdown_grace_secs: self
                 .shutdown_grace_seconds

@@ -1,11 +1,14 @@
 //! `POST /v1/events`: the door. A request becomes a stored event and run,
 //! or a refusal with a status and a body saying what is wrong.
 //!
-//! Order: size (413) → CloudEvents mode, structured or binary (400) → the
-//! event's `source` must be configured (403) → its signature (401) → the
-//! event itself (400) → room in the run queue (429, nothing stored) →
-//! stored with its run (group commit) → 202 with the run id, or 200 `duplicate` with
-//! the existing run's id. The answer is sent only after the commit.
+//! Order: the body, within its size (413) and time (408; a body cut short
+//! is 400) → structured mode only (binary mode: 400, since no signature
+//! covers the `ce-*` headers that would route and dedupe the event; a
+//! content type other than CloudEvents JSON or JSON: 415) → the event's
+//! `source` must be configured (403) → its signature (401) → the event
+//! itself (400) → room in the run queue (429, nothing stored) → stored
+//! with its run (group commit) → 202 with the run id, or 200 `duplicate`
+//! with the existing run's id. The answer is sent only after the commit.
 
 use super::App;
 use crate::pipeline::intake::CloudEvent;
@@ -14,7 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -35,41 +38,80 @@ fn refuse(app: &App, status: StatusCode, reason: &str, message: String) -> Respo
     response
 }
 
-/// The event as one JSON object, from either CloudEvents HTTP mode.
-fn structured(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
+/// Why a request is refused before its signature is checked.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+fn refusal(status: StatusCode, reason: &'static str, message: String) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        message,
+    }
+}
+
+/// The event as one JSON object: a structured-mode CloudEvent.
+///
+/// Binary mode is refused: its attributes travel in `ce-*` headers, and
+/// neither Standard Webhooks (which signs `webhook-id`, the timestamp and
+/// the body) nor GitHub (the body alone) covers them, so a captured
+/// request could be sent again under another `ce-id`, `ce-type` or
+/// `ce-subject` and still verify.
+fn structured(headers: &HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
     if headers.contains_key("ce-specversion") {
-        // Binary mode: attributes in ce-* headers, the body is the data.
-        let mut event = Map::new();
-        for (name, value) in headers {
-            if let Some(attribute) = name.as_str().strip_prefix("ce-") {
-                let value = value
-                    .to_str()
-                    .map_err(|_| format!("header {name} is not visible ASCII"))?;
-                event.insert(attribute.to_string(), Value::String(value.to_string()));
-            }
-        }
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        let data = if content_type.starts_with("application/json")
-            || content_type.ends_with("+json")
-        {
-            serde_json::from_slice(body).map_err(|e| format!("the body (data) is not JSON: {e}"))?
-        } else {
-            return Err(format!(
-                "binary-mode data of type {content_type:?}: handoff reads JSON data"
+        return Err(refusal(
+            StatusCode::BAD_REQUEST,
+            "binary-mode",
+            "binary-mode CloudEvents are refused: no signature covers their ce-* headers (id, \
+             type, source, subject); send the event in structured mode, as a JSON body with \
+             Content-Type: application/cloudevents+json"
+                .into(),
+        ));
+    }
+    if let Some(value) = headers.get(header::CONTENT_TYPE) {
+        let media = value
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if media != "application/cloudevents+json" && media != "application/json" {
+            return Err(refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!(
+                    "content type {:?}: a structured CloudEvent is application/cloudevents+json \
+                     (or application/json)",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
             ));
-        };
-        event.insert("datacontenttype".into(), Value::String(content_type.into()));
-        event.insert("data".into(), data);
-        return Ok(Value::Object(event));
+        }
     }
     serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "not a structured CloudEvent (JSON) and no ce-specversion header for binary mode: {e}"
+        refusal(
+            StatusCode::BAD_REQUEST,
+            "bad-event",
+            format!("not a structured CloudEvent (a JSON object): {e}"),
         )
     })
+}
+
+/// Whether reading a body failed because it is over the size limit (and
+/// not because the client stopped sending it).
+fn is_over_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
@@ -82,9 +124,13 @@ pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             "handoff is shutting down; send again later".into(),
         );
     }
-    let body = match axum::body::to_bytes(body, app.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    let read = tokio::time::timeout(
+        app.body_read_timeout,
+        axum::body::to_bytes(body, app.max_body_bytes),
+    );
+    let body = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_over_limit(&e) => {
             return refuse(
                 &app,
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -95,10 +141,31 @@ pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: B
                 ),
             );
         }
+        Ok(Err(e)) => {
+            // Cut short, or not what its headers said: not final for the
+            // sender, who may send it again whole.
+            return refuse(
+                &app,
+                StatusCode::BAD_REQUEST,
+                "body-unreadable",
+                format!("the body could not be read whole: {e}"),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                &app,
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                format!(
+                    "the body did not arrive within {} s (serve.body-read-timeout-seconds)",
+                    app.body_read_timeout.as_secs()
+                ),
+            );
+        }
     };
     let raw = match structured(&headers, &body) {
         Ok(v) => v,
-        Err(e) => return refuse(&app, StatusCode::BAD_REQUEST, "bad-event", e),
+        Err(r) => return refuse(&app, r.status, r.reason, r.message),
     };
     let Some(source) = raw.get("source").and_then(Value::as_str) else {
         return refuse(

@@ -19,6 +19,7 @@
 
 mod commit;
 pub mod intake;
+mod listener;
 pub mod metrics;
 mod nats;
 pub mod signature;
@@ -55,6 +56,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     queue: mpsc::Sender<String>,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     max_queued: usize,
     stopping: AtomicBool,
     ready: AtomicBool,
@@ -176,6 +178,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         queue: queue.clone(),
         max_body_bytes: serve.max_body_bytes,
+        body_read_timeout: Duration::from_secs(serve.body_read_timeout_secs),
         max_queued: serve.max_queued,
         stopping: AtomicBool::new(false),
         ready: AtomicBool::new(false),
@@ -229,15 +232,17 @@ pub async fn serve(
     app.ready.store(true, Ordering::SeqCst);
     on_ready(listener.local_addr()?);
     let stopping = app.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("stopping: intake closed, letting the runs in flight finish");
-            stopping.stopping.store(true, Ordering::SeqCst);
-            stopping.ready.store(false, Ordering::SeqCst);
-        })
-        .await
-        .context("serving HTTP")?;
+    let limits = listener::Limits {
+        max_connections: serve.max_connections,
+        header_read_timeout: Duration::from_secs(serve.header_read_timeout_secs),
+    };
+    listener::serve(listener, router, limits, async move {
+        shutdown.await;
+        tracing::info!("stopping: intake closed, letting the runs in flight finish");
+        stopping.stopping.store(true, Ordering::SeqCst);
+        stopping.ready.store(false, Ordering::SeqCst);
+    })
+    .await;
 
     let _ = stop.send(true);
     if let Some(task) = nats_task {
