@@ -17,6 +17,7 @@
 use handoff::config::Config;
 use handoff::demo::Workspace;
 use handoff::serve::signature::{sign_standard, standard_key};
+use handoff::store::Durability;
 use serde_json::json;
 use std::path::Path;
 use std::sync::mpsc;
@@ -66,8 +67,18 @@ fn main() {
         .filter_map(|a| a.parse::<usize>().ok());
     let n = args.next().unwrap_or(5000);
     let clients = args.next().unwrap_or(8).max(1);
+    println!(
+        "serve intake: {n} signed events from {clients} clients over loopback, on-disk SQLite (WAL)"
+    );
+    for durability in [Durability::Process, Durability::Power] {
+        measure(n, clients, durability);
+    }
+}
+
+fn measure(n: usize, clients: usize, durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
-    let config = workspace(dir.path(), n);
+    let mut config = workspace(dir.path(), n);
+    config.durability = durability;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,9 +105,6 @@ fn main() {
     let url = format!("http://{addr}/v1/events");
     let key = standard_key(SECRET).unwrap();
 
-    println!(
-        "serve intake: {n} signed events from {clients} clients over loopback, on-disk SQLite (WAL)"
-    );
     let start = Instant::now();
     let per_client: Vec<Vec<usize>> = (0..clients)
         .map(|c| (0..n).filter(|i| i % clients == c).collect())
@@ -139,7 +147,8 @@ fn main() {
     latencies.sort();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     println!(
-        "{:>7.0} events/s accepted   p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   ({} events in {:.2?})",
+        "durability {:<7}  {:>7.0} events/s accepted   p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   ({} events in {:.2?})",
+        format!("{durability:?}").to_lowercase(),
         n as f64 / elapsed.as_secs_f64(),
         pct(50),
         pct(99),

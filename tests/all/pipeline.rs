@@ -6,6 +6,7 @@
 use crate::scenario::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 
 fn report(o: &std::process::Output) -> Value {
     let (code, out, err) = outcome(o);
@@ -1020,4 +1021,54 @@ fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
     );
     assert_eq!(s.journal("checklist").len(), 1);
     assert_eq!(throttle.records_in_use("checklist"), 0);
+}
+
+#[test]
+fn two_processes_in_separate_pid_namespaces_do_not_take_each_others_lease() {
+    // Each under `unshare --pid --fork`: both are pid 1, in namespaces of
+    // their own, on one store (containers sharing a volume).
+    let s = Scenario::new();
+    let mut holder = s
+        .command_under(
+            &["unshare", "--pid", "--fork"],
+            &[
+                "run",
+                "--event",
+                "events/accepted.json",
+                "--context",
+                "context.json",
+            ],
+        )
+        .env("HANDOFF_FAULT_PAUSE", "after-apply:close-checklist")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let mut lines = BufReader::new(holder.stderr.take().unwrap()).lines();
+    let paused = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains(handoff::pipeline::faults::PAUSED));
+    assert!(paused.is_some(), "the holder never reached its pause point");
+    let other = s
+        .command_under(&["unshare", "--pid", "--fork"], &["resume", "--json"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&other.stdout),
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(said.contains("\"held_by\""), "{said}");
+    assert_eq!(
+        s.journal("checklist").len(),
+        1,
+        "only the holder's write: {said}"
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM runs WHERE outcome IS NULL"),
+        1
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
 }

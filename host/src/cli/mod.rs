@@ -223,8 +223,10 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn open_store(&self) -> Result<Store> {
-        Store::open(&self.store_path)
-            .with_context(|| format!("opening the store at {}", self.store_path.display()))
+        let store = Store::open(&self.store_path)
+            .with_context(|| format!("opening the store at {}", self.store_path.display()))?;
+        store.set_durability(self.config.durability)?;
+        Ok(store)
     }
 }
 

@@ -88,12 +88,30 @@ pub fn run_event(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) ->
 
 pub fn resume(ctx: &Ctx, json: bool) -> Result<u8> {
     let mut engine = engine(ctx)?;
-    let reports = runtime()?.block_on(engine.resume_unfinished())?;
-    if reports.is_empty() && !json {
+    let resumed = runtime()?.block_on(engine.resume_unfinished())?;
+    let reports = resumed.reports;
+    if reports.is_empty() && resumed.held.is_empty() && !json {
         println!("no unfinished runs");
     }
     for r in &reports {
         print_report(r, json)?;
+    }
+    for held in &resumed.held {
+        if let crate::pipeline::RunError::Busy {
+            run_id,
+            owner,
+            until,
+        } = held
+        {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "run_id": run_id, "held_by": owner, "until": until })
+                );
+            } else {
+                println!("{held}; left to it");
+            }
+        }
     }
     Ok(reports
         .iter()

@@ -180,6 +180,8 @@ impl AdapterInstance {
 pub struct Config {
     pub store_path: PathBuf,
     pub cache_dir: PathBuf,
+    /// What a commit survives before it returns (`[store] durability`).
+    pub durability: crate::store::Durability,
     pub ceiling: HostCeiling,
     pub adapters: BTreeMap<String, AdapterInstance>,
     /// Policy files, in the order given.
@@ -230,6 +232,7 @@ impl Default for Config {
         Config {
             store_path: PathBuf::from(".handoff/handoff.db"),
             cache_dir: PathBuf::from(".handoff/cache"),
+            durability: crate::store::Durability::default(),
             ceiling: HostCeiling::default(),
             adapters: BTreeMap::new(),
             policies: Vec::new(),
@@ -261,6 +264,7 @@ struct RawConfig {
 struct RawStore {
     path: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    durability: Option<crate::store::Durability>,
 }
 
 #[derive(Deserialize, Default)]
@@ -392,6 +396,7 @@ impl Config {
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
+            durability: raw.store.durability.unwrap_or(defaults.durability),
             cache_dir: raw
                 .store
                 .cache_dir
@@ -451,6 +456,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_defaults_to_power_and_takes_process() {
+        let parse = |text: &str| Config::parse(text, Path::new("h.toml"));
+        assert_eq!(
+            parse("").unwrap().durability,
+            crate::store::Durability::Power
+        );
+        assert_eq!(
+            parse("[store]\ndurability = \"process\"\n")
+                .unwrap()
+                .durability,
+            crate::store::Durability::Process
+        );
+        let err = parse("[store]\ndurability = \"eventually\"\n").unwrap_err();
+        assert!(err.to_string().contains("durability"), "{err}");
+    }
 
     #[test]
     fn unknown_keys_are_refused() {

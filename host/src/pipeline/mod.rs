@@ -435,17 +435,26 @@ impl Engine {
     }
 
     /// Drive every unfinished run (after a crash or a stop).
-    pub async fn resume_unfinished(&mut self) -> Result<Vec<Report>, RunError> {
-        let mut reports = Vec::new();
+    pub async fn resume_unfinished(&mut self) -> Result<Resumed, RunError> {
+        let mut resumed = Resumed::default();
         let unfinished = runs::unfinished(&*self.store.conn()?)?;
         for run_id in unfinished {
             match self.drive(&run_id).await {
-                Err(RunError::Busy { .. }) => continue,
-                other => reports.push(other?),
+                // Left to its holder: its lease says it is alive.
+                Err(busy @ RunError::Busy { .. }) => resumed.held.push(busy),
+                other => resumed.reports.push(other?),
             }
         }
-        Ok(reports)
+        Ok(resumed)
     }
+}
+
+/// What `resume` did: the runs it drove, and those it left to the live
+/// driver whose lease they are under.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    pub reports: Vec<Report>,
+    pub held: Vec<RunError>,
 }
 
 /// Everything `accept` checks of an event under its policy, apart from the

@@ -131,6 +131,8 @@ pub async fn serve(
     // checkpointer connects.
     let intake_store = Store::open_unshared(&store_path)
         .with_context(|| format!("opening the store at {}", store_path.display()))?;
+    // What an acknowledgement (202, a NATS ack) promises survives.
+    intake_store.set_durability(config.durability)?;
     // Checkpoints happen on their own thread, not inside the commit of a
     // run or a request that happens to fill the log.
     let checkpointer = Checkpointer::start(&store_path, CHECKPOINT_EVERY)
@@ -138,6 +140,7 @@ pub async fn serve(
     let open = || {
         let store = Store::open(&store_path)
             .with_context(|| format!("opening the store at {}", store_path.display()))?;
+        store.set_durability(config.durability)?;
         store.leave_checkpoints_to(&checkpointer)?;
         anyhow::Ok(store)
     };

@@ -115,6 +115,17 @@ impl Drop for Write<'_> {
     }
 }
 
+/// What a commit must survive before it returns (`[store] durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// A process killed at any point: nothing acknowledged is lost.
+    Process,
+    /// Power lost or the OS crashed too: every commit is synced first.
+    #[default]
+    Power,
+}
+
 impl Store {
     /// Open (creating if needed) the database at `path` and bring its schema
     /// up to date; or, if this process has it open already, share that
@@ -185,6 +196,19 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What a commit on this connection survives: `Process` (SQLite's
+    /// `synchronous = NORMAL` in WAL mode: a killed process loses nothing,
+    /// a power loss or an OS crash may lose the newest commits) or `Power`
+    /// (`FULL`: each commit is on disk before it returns).
+    pub fn set_durability(&self, durability: Durability) -> Result<(), StoreError> {
+        let level = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        self.conn()?.pragma_update(None, "synchronous", level)?;
+        Ok(())
     }
 
     /// How long this process's writers of this file have held their turn to
@@ -282,6 +306,23 @@ fn wait_for_writer(attempt: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_sets_how_each_commit_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_unshared(&dir.path().join("handoff.db")).unwrap();
+        let level = |store: &Store| -> i64 {
+            store
+                .conn()
+                .unwrap()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        store.set_durability(Durability::Power).unwrap();
+        assert_eq!(level(&store), 2, "FULL");
+        store.set_durability(Durability::Process).unwrap();
+        assert_eq!(level(&store), 1, "NORMAL");
+    }
 
     #[test]
     fn stores_opened_on_one_file_share_a_connection_and_unshared_ones_do_not() {

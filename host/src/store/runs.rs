@@ -204,22 +204,56 @@ pub fn set_outcome(
     Ok(())
 }
 
-/// Who holds a lease: this host and process.
+/// Who holds a lease: `HOST/BOOT/PIDNS:PID`, this process as its machine
+/// boot and PID namespace see it. A pid alone names a process only inside
+/// one PID namespace of one boot: two containers on one shared volume can
+/// both be pid 1. Where the boot id or the namespace cannot be read, a
+/// random token stands in for them, so the owner is still this process's
+/// alone (and no other process ever takes its lease early).
 pub fn lease_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER
+        .get_or_init(|| {
+            let read = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_string());
+            let host = read("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+            let boot = read("/proc/sys/kernel/random/boot_id").ok();
+            let pidns = std::fs::read_link("/proc/self/ns/pid").ok().map(|l| {
+                l.to_string_lossy()
+                    .trim_start_matches("pid:")
+                    .trim_matches(['[', ']'])
+                    .to_string()
+            });
+            let place = match (boot, pidns) {
+                (Some(boot), Some(ns)) => format!("{boot}/{ns}"),
+                _ => {
+                    // Unique enough to be no one else's: the moment this
+                    // process first asked, to the nanosecond.
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    format!("unknown-{}", now.as_nanos())
+                }
+            };
+            format!("{host}/{place}:{}", std::process::id())
+        })
+        .clone()
 }
 
-/// Whether a lease holder is a process on this host that no longer exists
-/// (killed): its lease need not run out before another takes the run.
+/// Whether a lease holder is a process that no longer exists (killed), so
+/// its lease need not run out before another takes the run. Said only of a
+/// holder in this boot and PID namespace, and only when `/proc` is this
+/// namespace's (its `self` is this process's pid); anyone else's lease is
+/// judged by its expiry alone.
 fn holder_is_gone(owner: &str, mine: &str) -> bool {
-    let (Some((host, pid)), Some((my_host, _))) = (owner.rsplit_once(':'), mine.rsplit_once(':'))
+    let (Some((place, pid)), Some((my_place, _))) = (owner.rsplit_once(':'), mine.rsplit_once(':'))
     else {
         return false;
     };
-    host == my_host
+    let own_proc = std::fs::read_link("/proc/self")
+        .is_ok_and(|p| p.to_string_lossy() == std::process::id().to_string());
+    place == my_place
+        && !place.contains("/unknown-")
+        && own_proc
         && pid.parse::<u32>().is_ok()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -352,6 +386,10 @@ mod tests {
         let ttl = Duration::from_secs(600);
         let me = lease_owner();
         let host = me.rsplit_once(':').unwrap().0;
+        assert!(
+            host.matches('/').count() >= 2,
+            "host, boot and namespace: {me}"
+        );
         // No process has pid u32::MAX - 1 on Linux (pid_max is far lower).
         let dead = format!("{host}:{}", u32::MAX - 1);
         assert_eq!(claim(&mut store, &run, &dead, ttl).unwrap(), Claim::Taken);
@@ -362,5 +400,29 @@ mod tests {
             claim(&mut store, &run, &other_live, ttl).unwrap(),
             Claim::Held { .. }
         ));
+    }
+
+    #[test]
+    fn a_dead_looking_pid_in_another_namespace_or_boot_is_left_to_its_lease() {
+        let ttl = Duration::from_secs(600);
+        let me = lease_owner();
+        let (place, _) = me.rsplit_once(':').unwrap();
+        let (host, rest) = place.split_once('/').unwrap();
+        let (boot, ns) = rest.split_once('/').unwrap();
+        for other in [
+            format!("{host}/{boot}/4026531999:{}", u32::MAX - 1),
+            format!("{host}/another-boot/{ns}:{}", u32::MAX - 1),
+            format!("{host}:{}", u32::MAX - 1),
+        ] {
+            let (mut store, run) = store_with_run();
+            assert_eq!(claim(&mut store, &run, &other, ttl).unwrap(), Claim::Taken);
+            assert!(
+                matches!(
+                    claim(&mut store, &run, &me, ttl).unwrap(),
+                    Claim::Held { .. }
+                ),
+                "{other}'s lease was taken early"
+            );
+        }
     }
 }
