@@ -4,7 +4,7 @@
 use crate::support::*;
 use handoff::config::{AdapterInstance, HostCeiling, SecretSource};
 use handoff::sandbox::decision::{Surface, Verdict};
-use handoff::sandbox::{Action, AdapterError};
+use handoff::sandbox::{Action, AdapterError, Sandbox};
 use handoff::store::Store;
 
 #[tokio::test]
@@ -475,4 +475,121 @@ async fn decisions_are_recorded_in_the_store() {
     assert_eq!(rows[0].2, Verdict::Allowed);
     assert_eq!(rows[1].2, Verdict::Denied);
     assert!(rows[1].1.contains("127.0.0.1:9"), "{rows:?}");
+}
+
+/// Logs written while `f` runs on this thread.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (value, text)
+}
+
+#[test]
+fn a_tampered_artifact_cache_is_refused_and_the_component_compiled_afresh() {
+    use handoff::sandbox::engine::CacheOutcome;
+    use handoff::sandbox::package::Package;
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let minimal = Package::read(&built("minimal")).unwrap();
+    let probe = Package::read(&built("probe")).unwrap();
+    let sandbox = Sandbox::new(cache.path(), HostCeiling::default()).unwrap();
+    let outcome = |sandbox: &Sandbox, p: &Package| sandbox.component(p).unwrap().1;
+    assert_eq!(outcome(&sandbox, &minimal), CacheOutcome::Compiled);
+    assert_eq!(outcome(&sandbox, &minimal), CacheOutcome::Loaded);
+    assert_eq!(outcome(&sandbox, &probe), CacheOutcome::Compiled);
+    let artifact = |p: &Package| {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|f| {
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(&p.component_sha256) && name.ends_with(".cwasm")
+            })
+            .unwrap()
+    };
+    let (minimal_file, probe_file) = (artifact(&minimal), artifact(&probe));
+
+    // Swapped: another component's (valid) artifact in its place.
+    std::fs::copy(&probe_file, &minimal_file).unwrap();
+    let (got, log) = logged(|| outcome(&sandbox, &minimal));
+    assert_eq!(got, CacheOutcome::Compiled, "{log}");
+    assert!(log.contains("not the ones compiled"), "{log}");
+    assert_eq!(
+        outcome(&sandbox, &minimal),
+        CacheOutcome::Loaded,
+        "stored again"
+    );
+
+    // A symbolic link planted in its place.
+    std::fs::remove_file(&minimal_file).unwrap();
+    std::os::unix::fs::symlink(&probe_file, &minimal_file).unwrap();
+    let (got, log) = logged(|| outcome(&sandbox, &minimal));
+    assert_eq!(got, CacheOutcome::Compiled, "{log}");
+    assert!(log.contains("symbolic link"), "{log}");
+    assert!(
+        !minimal_file
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(outcome(&sandbox, &minimal), CacheOutcome::Loaded);
+
+    // A cache directory others may write: not used at all.
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+    let (open, log) = logged(|| Sandbox::new(cache.path(), HostCeiling::default()).unwrap());
+    assert!(log.contains("chmod go-w"), "the fix is named: {log}");
+    assert_eq!(outcome(&open, &minimal), CacheOutcome::Compiled);
+    assert_eq!(outcome(&open, &minimal), CacheOutcome::Compiled);
+}
+
+#[test]
+fn a_package_whose_component_links_out_of_its_directory_is_refused() {
+    use handoff::sandbox::package::Package;
+    let outside = tempfile::tempdir().unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    let minimal = built("minimal");
+    std::fs::copy(
+        minimal.join("adapter.toml"),
+        pkg.path().join("adapter.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        minimal.join("minimal.wasm"),
+        outside.path().join("minimal.wasm"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("minimal.wasm"),
+        pkg.path().join("minimal.wasm"),
+    )
+    .unwrap();
+    let err = Package::read(pkg.path()).unwrap_err().to_string();
+    assert!(err.contains("cannot read the component"), "{err}");
+    // The same file inside the package reads.
+    std::fs::remove_file(pkg.path().join("minimal.wasm")).unwrap();
+    std::fs::copy(
+        outside.path().join("minimal.wasm"),
+        pkg.path().join("minimal.wasm"),
+    )
+    .unwrap();
+    assert!(Package::read(pkg.path()).is_ok());
 }

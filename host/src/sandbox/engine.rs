@@ -1,13 +1,10 @@
-//! The wasmtime engine: configuration, the epoch ticker that enforces call
-//! deadlines, and the on-disk cache of compiled components keyed by digest.
+//! The wasmtime engine: configuration, and the epoch ticker that enforces
+//! call deadlines. (Compiled components are cached by [`super::artifacts`].)
 
 use super::limits::EPOCH_TICK;
 use crate::config::HostCeiling;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Instances that can be alive at once (each run takes fresh ones).
@@ -81,83 +78,4 @@ impl Drop for EpochTicker {
     }
 }
 
-/// How a component was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
-    Loaded,
-    Compiled,
-}
-
-/// Compiled components on disk, one file per component digest and engine.
-#[derive(Debug, Clone)]
-pub struct ArtifactCache {
-    dir: PathBuf,
-    engine_key: String,
-}
-
-impl ArtifactCache {
-    pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<ArtifactCache> {
-        std::fs::create_dir_all(dir)?;
-        restrict_to_owner(dir)?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(ArtifactCache {
-            dir: dir.to_path_buf(),
-            engine_key: format!("{:016x}", hasher.finish()),
-        })
-    }
-
-    fn path_for(&self, component_sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{component_sha256}-{}.cwasm", self.engine_key))
-    }
-
-    /// The compiled component: from the cache when present, else compiled
-    /// now and stored (atomically) for next time.
-    pub fn get(
-        &self,
-        engine: &Engine,
-        component_sha256: &str,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let path = self.path_for(component_sha256);
-        if path.is_file() {
-            // SAFETY: deserializing runs native code produced by
-            // `precompile_component`. Only this cache writes these files, in
-            // a directory restricted to the owner, named by the digest of the
-            // component they were compiled from and by the engine's
-            // compatibility hash. A file that does not load is recompiled.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(engine, &path) };
-            match loaded {
-                Ok(c) => return Ok((c, CacheOutcome::Loaded)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "recompiling a cached artifact that does not load")
-                }
-            }
-        }
-        let compiled = engine.precompile_component(bytes)?;
-        // Unique per write: threads of one process may compile the same
-        // component at once, and each must rename its own file into place.
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = WRITES.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-        std::fs::write(&tmp, &compiled)?;
-        std::fs::rename(&tmp, &path)?;
-        #[allow(unsafe_code)]
-        // SAFETY: the bytes were produced by this engine a moment ago.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
-        Ok((component, CacheOutcome::Compiled))
-    }
-}
-
-#[cfg(unix)]
-fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn restrict_to_owner(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
-}
+pub use super::artifacts::{ArtifactCache, CacheOutcome};

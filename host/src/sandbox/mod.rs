@@ -15,6 +15,7 @@
 //! keys against the declared ones → bind directories and secrets.
 
 pub mod approval;
+pub mod artifacts;
 pub mod bounds;
 pub mod conform;
 pub mod decision;

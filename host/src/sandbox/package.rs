@@ -52,16 +52,30 @@ impl Package {
     }
 
     /// Read a package from its directory (or from the path of its manifest).
+    /// The directory is opened once as a capability, and both files are
+    /// read through it: a symbolic link out of the package (to a component
+    /// elsewhere) is refused, not followed.
     pub fn read(path: &Path) -> Result<Package, PackageError> {
         let (dir, manifest_path) = Package::find(path)?;
-        let manifest_text = std::fs::read(&manifest_path).map_err(|e| ManifestError {
+        let files = cap_std::fs::Dir::open_ambient_dir(&dir, cap_std::ambient_authority())
+            .map_err(|e| ManifestError {
+                path: dir.clone(),
+                problem: format!("cannot open the package directory: {e}"),
+            })?;
+        let manifest_name = manifest_path
+            .file_name()
+            .map(Path::new)
+            .unwrap_or(Path::new(MANIFEST_FILE));
+        let manifest_text = files.read(manifest_name).map_err(|e| ManifestError {
             path: manifest_path.clone(),
             problem: format!("cannot read: {e}"),
         })?;
         let manifest = Manifest::parse(&String::from_utf8_lossy(&manifest_text), &manifest_path)?;
-        let component_path = dir.join(format!("{}.wasm", manifest.name));
-        let component =
-            std::fs::read(&component_path).map_err(|source| PackageError::Component {
+        let component_name = format!("{}.wasm", manifest.name);
+        let component_path = dir.join(&component_name);
+        let component = files
+            .read(&component_name)
+            .map_err(|source| PackageError::Component {
                 path: component_path.clone(),
                 source,
             })?;
