@@ -12,6 +12,7 @@ mod end_to_end;
 mod hostile;
 mod intake;
 mod mail;
+mod parsers;
 mod pipeline;
 mod redmine;
 mod reference;
