@@ -1072,3 +1072,91 @@ fn two_processes_in_separate_pid_namespaces_do_not_take_each_others_lease() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// What the record stores of `system` hold as written by handoff: one
+/// `kind/id key` for each key a record carries and each message line.
+fn written_facts(s: &Scenario, system: &str) -> Vec<String> {
+    let mut facts = Vec::new();
+    let root = s.path(&format!("state/{system}"));
+    let Ok(kinds) = std::fs::read_dir(&root) else {
+        return facts;
+    };
+    for kind in kinds.flatten().filter(|k| k.path().is_dir()) {
+        let kind_name = kind.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(kind.path()).unwrap().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let text = || std::fs::read_to_string(file.path()).unwrap();
+            if let Some(id) = name.strip_suffix(".messages.jsonl") {
+                for line in text().lines() {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    facts.push(format!("{kind_name}/{id} {}", v["key"].as_str().unwrap()));
+                }
+            } else if let Some(id) = name.strip_suffix(".json") {
+                let v: Value = serde_json::from_str(text().trim_end()).unwrap();
+                for key in v["applied_keys"].as_array().into_iter().flatten() {
+                    facts.push(format!("{kind_name}/{id} {}", key.as_str().unwrap()));
+                }
+            }
+        }
+    }
+    facts.sort();
+    facts
+}
+
+#[test]
+fn sigkill_at_random_moments_never_publishes_twice_and_the_journals_count_every_write() {
+    let s = Scenario::new();
+    // A seeded, reproducible spread of kill moments over a run's life.
+    let mut seed: u64 = 0x5eed_1234;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..30 {
+        let event = another_decision(&s, &format!("RV-k{i}"), "accepted");
+        let mut child = s
+            .command(&["run", "--event", &event, "--context", "context.json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Fault injection, not synchronization: the kill lands wherever
+        // the run happens to be (or after it ended).
+        std::thread::sleep(std::time::Duration::from_micros(next() % 250_000));
+        let _ = child.kill();
+        let _ = child.wait();
+        let resumed = s.handoff(&["resume"]);
+        assert!(
+            resumed.status.code().is_some_and(|c| c == 0 || c == 3),
+            "{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+    }
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM runs WHERE outcome IS NULL"),
+        0
+    );
+    for system in crate::scenario::TARGETS {
+        let facts = written_facts(&s, system);
+        let mut unique = facts.clone();
+        unique.dedup();
+        assert_eq!(facts, unique, "{system}: something was written twice");
+        let mut journaled: Vec<String> = s
+            .journal(system)
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}/{} {}",
+                    l["kind"].as_str().unwrap(),
+                    l["id"].as_str().unwrap(),
+                    l["key"].as_str().unwrap()
+                )
+            })
+            .collect();
+        journaled.sort();
+        assert_eq!(journaled, facts, "{system}: the journal is not exact");
+    }
+    verify(&s);
+}

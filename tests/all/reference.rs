@@ -153,12 +153,7 @@ async fn a_record_rewritten_shorter_is_replaced_whole() {
     names.sort();
     assert_eq!(
         names,
-        [
-            "RV-1.journaled",
-            "RV-1.json",
-            "RV-2.journaled",
-            "RV-2.json"
-        ],
+        ["RV-1.journaled", "RV-1.json", "RV-2.journaled", "RV-2.json"],
         "no partial file is left"
     );
 }

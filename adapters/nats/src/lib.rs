@@ -15,6 +15,17 @@
 //! Config: `server` (`IP:port`, required), `subject-prefix` (default
 //! `handoff`), `bucket-kinds` (comma-separated, default `review-queue`),
 //! `observe-window` (default 100).
+//!
+//! Crash window: none for a channel while the repeat comes within the
+//! stream's duplicate window. The key travels in the message itself
+//! (`Nats-Msg-Id`): a process killed after JetStream stored it and before
+//! the host recorded the step finds it on observe, and a publish sent again
+//! is dropped by JetStream as a duplicate. Past the duplicate window (the
+//! stream's `duplicate_window`, two minutes by default) and outside the
+//! `observe-window` latest messages, a resumed run would publish again,
+//! with the same msg-id: the server cannot recognise a key it has
+//! forgotten. A queue entry's delete is idempotent (deleting it twice is
+//! one delete marker's effect).
 
 use handoff_sdk::{
     Action, AdapterError, Message, Observed, RecordRef, Target, action_name, export, nats,

@@ -17,7 +17,9 @@
 //!
 //! Every write is one `PUT` that also adds a note ending in
 //! `handoff-key: <key>`; a write whose key is already on the issue is not
-//! sent again. Redmine answers a status change its workflow forbids with
+//! sent again. No crash window: the change and its key are one request,
+//! which Redmine applies whole or not at all, and observe reads the key
+//! back from the issue's notes, so a resumed run sees its own write. Redmine answers a status change its workflow forbids with
 //! 204 and changes nothing; this adapter reports what the issue then shows
 //! and the host's confirm stage catches the difference.
 

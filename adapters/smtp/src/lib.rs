@@ -7,6 +7,13 @@
 //! `Message-ID: <KEY@handoff>`, and records the key in `/sent/<id>.sent`;
 //! `observe` reports the latest `observe-window` (default 100) recorded keys
 //! as applied, so the host skips a mail already sent.
+//!
+//! Crash window: between the server's `250 OK` for the mail and the key's
+//! line in `/sent/<id>.sent`. A process killed there sends the mail again
+//! when the run resumes, with the same `Message-ID`, which a mail client
+//! shows as one message. SMTP cannot close it: a mail server cannot be
+//! asked whether it took a message, and recording the key before sending
+//! would lose the mail instead when the send fails.
 
 use handoff_sdk::mail::{self, Email};
 use handoff_sdk::sent::SentLog;

@@ -6,6 +6,13 @@
 //! set to the idempotency key, and records the key in `/sent/<id>.sent` once
 //! the receiver answered 2xx. `observe` reports the latest `observe-window`
 //! (default 100) recorded keys as applied.
+//!
+//! Crash window: between the receiver's 2xx and the key's line in
+//! `/sent/<id>.sent`. A process killed there posts again when the run
+//! resumes, with the same `webhook-id`, so a receiver that dedupes by it
+//! (Standard Webhooks asks receivers to) shows one message; Slack-style
+//! incoming webhooks do not, and show two. A webhook cannot be read back,
+//! so the adapter cannot learn whether the first post arrived.
 
 use handoff_sdk::http::{self, Request};
 use handoff_sdk::sent::SentLog;
