@@ -1160,3 +1160,96 @@ fn sigkill_at_random_moments_never_publishes_twice_and_the_journals_count_every_
     }
     verify(&s);
 }
+
+/// Peak resident memory (KiB) of `handoff ARGS` in the scenario, as GNU
+/// time reports it, and its exit code.
+fn peak_rss_kib(s: &Scenario, args: &[&str]) -> (u64, i32) {
+    let report = s.path("time-report");
+    let out = s
+        .command_under(
+            &["/usr/bin/time", "-f", "%M", "-o", report.to_str().unwrap()],
+            args,
+        )
+        .output()
+        .unwrap();
+    // A non-zero exit is said on a line before the figure.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let kib = text.lines().last().unwrap().trim().parse().unwrap();
+    (kib, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn a_source_answering_fifty_megabytes_leaves_the_host_under_twice_its_grant() {
+    let run = [
+        "run",
+        "--event",
+        "events/accepted.json",
+        "--context",
+        "context.json",
+    ];
+    let baseline = peak_rss_kib(&Scenario::new(), &run);
+    assert_eq!(baseline.1, 0, "the example completes");
+
+    let s = Scenario::new();
+    // The decision source's package, granted 192 MiB: enough to read a
+    // 50 MB record and hand it back.
+    let big = s.path("big-source");
+    std::fs::create_dir_all(&big).unwrap();
+    let built = crate::support::built("fs-records");
+    std::fs::copy(built.join("fs-records.wasm"), big.join("fs-records.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(built.join("adapter.toml")).unwrap();
+    assert!(manifest.contains("memory-mib = 64"));
+    std::fs::write(
+        big.join("adapter.toml"),
+        manifest.replace("memory-mib = 64", "memory-mib = 192"),
+    )
+    .unwrap();
+    let pkg = handoff::sandbox::package::Package::read(&big).unwrap();
+    s.store()
+        .approve_adapter(&handoff::store::adapters::NewApproval::of(
+            &pkg,
+            "security-review",
+        ))
+        .unwrap();
+    let governance = format!(
+        "[adapters.governance]\nconcurrency = 4\none-call-per-record = true\npackage = \"{}/fs-records\"",
+        handoff::BUILT_PACKAGES_DIR
+    );
+    s.edit_config(
+        &governance,
+        &format!(
+            "[adapters.governance]\nconcurrency = 4\none-call-per-record = true\npackage = \"{}\"",
+            big.display()
+        ),
+    );
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["fields", "analyst_notes"],
+        json!("n".repeat(50_000_000)),
+    );
+    let store_size = |s: &Scenario| -> u64 {
+        ["handoff.db", "handoff.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(s.path(&format!("state/{f}"))).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let before = store_size(&s);
+    let (peak, code) = peak_rss_kib(&s, &run);
+    assert_eq!(code, 3, "halted for a person");
+    let grant_kib = 192 * 1024;
+    println!("peak {peak} KiB against a baseline of {} KiB", baseline.0);
+    assert!(
+        peak < baseline.0 + 2 * grant_kib,
+        "peak {peak} KiB, baseline {} KiB, grant {grant_kib} KiB",
+        baseline.0
+    );
+    let grew = store_size(&s).saturating_sub(before);
+    assert!(grew < 1024 * 1024, "the store grew by {grew} bytes");
+    let listed = s.handoff(&["follow-ups", "list", "--json"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("capability-denied"), "{text}");
+    assert!(text.len() < 64 * 1024, "{} bytes of follow-ups", text.len());
+}
