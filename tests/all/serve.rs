@@ -285,6 +285,7 @@ fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_rede
             "handoff_events_duplicate_total 2",
             "handoff_runs{outcome=\"completed\"} 1",
             "handoff_intake_seconds_count 3",
+            "# TYPE handoff_adapter_log_lines_dropped_total counter",
         ],
     );
     // The run's transitions were written in turns at the one writer.

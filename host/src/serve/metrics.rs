@@ -266,6 +266,18 @@ impl Metrics {
         }
         family(
             &mut out,
+            "handoff_adapter_log_lines_dropped_total",
+            "counter",
+            "Lines adapters logged over their budget per call (ceiling.log-lines-per-call, log-bytes-per-call), dropped.",
+        );
+        for (adapter, n) in crate::sandbox::guest_log::dropped_totals() {
+            let _ = writeln!(
+                out,
+                "handoff_adapter_log_lines_dropped_total{{adapter=\"{adapter}\"}} {n}"
+            );
+        }
+        family(
+            &mut out,
             "handoff_store_write_held_seconds_total",
             "counter",
             "Time this process's writers held the store's one turn to write (SQLite lets one writer in at a time): a rate near 1 means the store, not the workers, sets the pace.",
