@@ -1,4 +1,5 @@
-//! The `handoff adapter` commands, run as a reviewer would run them.
+//! The `handoff adapter` commands, run as a reviewer would run them; the
+//! completions, man pages and service unit an operator installs.
 
 use crate::support::*;
 use std::path::Path;
@@ -208,5 +209,103 @@ fn inspect_lists_what_a_manifest_widened_since_approval() {
         "verdict    REFUSED until approved",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_service_unit_verifies_where_systemd_analyze_exists() {
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        println!("systemd-analyze is not installed here: the unit is not verified");
+        return;
+    }
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/handoff.service"
+    ))
+    .unwrap();
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.starts_with("MemoryDenyWriteExecute")),
+        "wasmtime's JIT needs memory that is written and then run"
+    );
+    for needed in ["StateDirectory=handoff", "LoadCredential=", "User=handoff"] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    // Verified as installed, with the binary this build made.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/handoff", env!("CARGO_BIN_EXE_handoff")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+#[test]
+fn completions_are_made_for_each_shell_and_bash_reads_its_script() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = handoff(Path::new("/"), &["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("follow-ups"),
+            "{shell}: the subcommands are in it"
+        );
+    }
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        handoff(Path::new("/"), &["completions", "bash"]).stdout,
+    )
+    .unwrap();
+    // Sourced by bash, it registers a completion for handoff, and that
+    // completion offers the subcommands.
+    let check = format!(
+        "set -e; source {}; complete -p handoff; COMP_WORDS=(handoff fol); COMP_CWORD=1; \
+         _handoff handoff fol handoff; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.path().display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &check])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.lines().any(|l| l == "follow-ups"), "{said}");
+}
+
+#[test]
+fn man_pages_are_made_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = handoff(dir.path(), &["man", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "handoff.1",
+        "handoff-run.1",
+        "handoff-follow-ups-resolve.1",
+        "handoff-serve.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text}"
+        );
     }
 }

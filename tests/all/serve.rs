@@ -286,8 +286,22 @@ fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_rede
             "handoff_runs{outcome=\"completed\"} 1",
             "handoff_intake_seconds_count 3",
             "# TYPE handoff_adapter_log_lines_dropped_total counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_open_fds gauge",
         ],
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("handoff_build_info{version=") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let rss: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss > 1e6, "a resident size of {rss} bytes");
     // The run's transitions were written in turns at the one writer.
     let held: f64 = metrics
         .lines()

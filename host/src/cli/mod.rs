@@ -117,6 +117,15 @@ enum Command {
     /// Packets handed to people, and their resolution.
     #[command(subcommand, name = "follow-ups")]
     FollowUps(follow_ups::FollowUpsCommand),
+    /// Print a completion script for a shell, made from these definitions
+    /// (bash: `source <(handoff completions bash)`).
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages, one per command, into a directory
+    /// (`scripts/man` makes them under target/man).
+    Man {
+        /// Where the pages go (made if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Exit codes, stable for scripts.
@@ -159,11 +168,13 @@ pub fn main() -> ExitCode {
 fn init_tracing(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a person at a terminal: a log written to a file or
-    // a pipe (a log shipper, `2> serve.log`) keeps plain text.
+    // Colours only for a person at a terminal who did not turn them off
+    // (NO_COLOR, https://no-color.org: set and not empty): a log written to
+    // a file or a pipe (a log shipper, `2> serve.log`) keeps plain text.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if json {
         fmt.json().try_init()
@@ -179,6 +190,21 @@ fn run(cli: Cli) -> Result<u8> {
     if let Command::Demo { dir, packages } = &cli.command {
         return demo::run(dir, packages);
     }
+    // Made from the definitions alone: no configuration is read.
+    match &cli.command {
+        Command::Completions { shell } => {
+            // Made in memory first: clap_complete panics on a write error
+            // (a closed pipe), where this says it and exits.
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "handoff", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")?;
+            return Ok(exit::OK);
+        }
+        Command::Man { dir } => return man_pages(dir),
+        _ => {}
+    }
     let config = load_config(cli.config.as_deref())?;
     let ctx = Ctx {
         store_path: cli.store.unwrap_or_else(|| config.store_path.clone()),
@@ -189,7 +215,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Check { reach, json } => check::check(&ctx, reach, json),
         Command::Policy(cmd) => policy::run(cmd, &ctx),
-        Command::Demo { .. } => unreachable!("the demo ran above, without a config"),
+        Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("made above, without a config")
+        }
         Command::Run {
             event,
             context,
@@ -213,6 +241,15 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Runs(cmd) => runs::run(cmd, &ctx),
         Command::FollowUps(cmd) => follow_ups::run(cmd, &ctx),
     }
+}
+
+/// `handoff.1` and a page for each subcommand (`handoff-run.1`...).
+fn man_pages(dir: &Path) -> Result<u8> {
+    std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(command, dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(exit::OK)
 }
 
 /// What every command may need.

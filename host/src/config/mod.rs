@@ -46,6 +46,19 @@ pub const ALWAYS_DENIED_NETWORKS: [&str; 8] = [
     "100.100.100.200/32",
 ];
 
+/// Whether `name` may name an adapter instance: it is written into log
+/// fields, metric labels and audit rows, so it is kept to a plain word.
+pub fn valid_instance_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// The host's upper bound on every adapter's grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostCeiling {
@@ -333,6 +346,13 @@ impl Config {
                     .collect::<Result<BTreeSet<_>, _>>()?,
             ),
         };
+        if let Some(name) = raw.adapters.keys().find(|name| !valid_instance_name(name)) {
+            return Err(invalid(format!(
+                "adapters.{name:?}: an instance name is letters, digits, '-', '_' and '.', \
+                 starting with a letter or digit (it names the instance in logs, metrics and \
+                 the audit trail)"
+            )));
+        }
         if let Some((name, _)) = raw.adapters.iter().find(|(_, r)| r.concurrency == Some(0)) {
             return Err(invalid(format!(
                 "adapters.{name}.concurrency is 0, so no call could ever reach it; \
@@ -472,6 +492,17 @@ mod tests {
         );
         let err = parse("[store]\ndurability = \"eventually\"\n").unwrap_err();
         assert!(err.to_string().contains("durability"), "{err}");
+    }
+
+    #[test]
+    fn an_instance_name_is_a_plain_word() {
+        // TOML keys, quoted: a quote, a leading dash, a line break, a space.
+        for bad in [r#""a\"b""#, r#""-lead""#, r#""new\nline""#, r#""sp ace""#] {
+            let text = format!("[adapters.{bad}]\npackage = \"p\"\n");
+            let err = Config::parse(&text, Path::new("h.toml")).unwrap_err();
+            assert!(err.to_string().contains("instance name"), "{bad}: {err}");
+        }
+        assert!(valid_instance_name("tracker-2.eu_west"));
     }
 
     #[test]

@@ -148,6 +148,18 @@ impl Metrics {
         };
         family(
             &mut out,
+            "handoff_build_info",
+            "gauge",
+            "The running handoff: its version, and the adapter contract it speaks.",
+        );
+        let _ = writeln!(
+            out,
+            "handoff_build_info{{version=\"{}\",wit=\"handoff:adapter@0.1.0\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        process_metrics(&mut out);
+        family(
+            &mut out,
             "handoff_requests_refused_total",
             "counter",
             "Requests refused at intake, by reason.",
@@ -155,7 +167,8 @@ impl Metrics {
         for (reason, n) in self.refused.lock().unwrap().iter() {
             let _ = writeln!(
                 out,
-                "handoff_requests_refused_total{{reason=\"{reason}\"}} {n}"
+                "handoff_requests_refused_total{{reason=\"{}\"}} {n}",
+                label(reason)
             );
         }
         let gauges: [(&str, &str, &str, &AtomicU64); 5] = [
@@ -212,7 +225,7 @@ impl Metrics {
             h.render(
                 &mut out,
                 "handoff_step_seconds",
-                &format!("adapter=\"{adapter}\""),
+                &format!("adapter=\"{}\"", label(adapter)),
             );
         }
         family(
@@ -225,7 +238,7 @@ impl Metrics {
             h.render(
                 &mut out,
                 "handoff_adapter_call_seconds",
-                &format!("adapter=\"{adapter}\",call=\"{call}\""),
+                &format!("adapter=\"{}\",call=\"{}\"", label(adapter), label(call)),
             );
         }
         family(
@@ -237,7 +250,8 @@ impl Metrics {
         for (adapter, limit, _) in self.throttle.limits() {
             let _ = writeln!(
                 out,
-                "handoff_adapter_concurrency_limit{{adapter=\"{adapter}\"}} {limit}"
+                "handoff_adapter_concurrency_limit{{adapter=\"{}\"}} {limit}",
+                label(adapter)
             );
         }
         family(
@@ -249,7 +263,8 @@ impl Metrics {
         for (adapter, _, waiting) in self.throttle.limits() {
             let _ = writeln!(
                 out,
-                "handoff_adapter_calls_waiting{{adapter=\"{adapter}\"}} {waiting}"
+                "handoff_adapter_calls_waiting{{adapter=\"{}\"}} {waiting}",
+                label(adapter)
             );
         }
         family(
@@ -261,7 +276,8 @@ impl Metrics {
         for (adapter, waiting) in self.throttle.record_waits() {
             let _ = writeln!(
                 out,
-                "handoff_adapter_calls_waiting_for_record{{adapter=\"{adapter}\"}} {waiting}"
+                "handoff_adapter_calls_waiting_for_record{{adapter=\"{}\"}} {waiting}",
+                label(adapter)
             );
         }
         family(
@@ -273,7 +289,8 @@ impl Metrics {
         for (adapter, n) in crate::sandbox::guest_log::dropped_totals() {
             let _ = writeln!(
                 out,
-                "handoff_adapter_log_lines_dropped_total{{adapter=\"{adapter}\"}} {n}"
+                "handoff_adapter_log_lines_dropped_total{{adapter=\"{}\"}} {n}",
+                label(&adapter)
             );
         }
         family(
@@ -306,7 +323,7 @@ fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (value, n) = row?;
-            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", self::label(&value));
         }
         Ok::<_, rusqlite::Error>(())
     };
@@ -379,9 +396,100 @@ fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
     Ok(out)
 }
 
+/// The standard `process_*` metrics, read from `/proc` (Linux; elsewhere
+/// they are left out). CPU time is in the kernel's clock ticks, 100 a
+/// second on Linux.
+fn process_metrics(out: &mut String) {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name (which may hold spaces) in
+    // parentheses: utime is the 14th field of the line, so the 12th here.
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n).and_then(|v| v.parse::<f64>().ok());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|k| k * 1024.0)
+    };
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as f64)
+        .ok();
+    let metrics = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            field(11)
+                .zip(field(12))
+                .map(|(u, s)| (u + s) / TICKS_PER_SECOND),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            kib("VmRSS:"),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            kib("VmSize:"),
+        ),
+        ("process_open_fds", "gauge", "Open file descriptors.", fds),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            boot.zip(field(19)).map(|(b, t)| b + t / TICKS_PER_SECOND),
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        if let Some(v) = value {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
+
+/// A label value as the Prometheus text format writes it: `\`, `"` and
+/// line breaks escaped, so no value can end its label or its line.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_value_cannot_end_its_label_or_its_line() {
+        assert_eq!(label("plain"), "plain");
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
     use crate::config::AdapterInstance;
     use crate::pipeline::throttle::Throttle;
     use std::future::Future;
