@@ -309,3 +309,118 @@ fn man_pages_are_made_for_every_command() {
         );
     }
 }
+
+/// Every command a person or a script runs, by its path of subcommands.
+fn leaf_commands(
+    command: &clap::Command,
+    path: Vec<String>,
+    out: &mut Vec<(Vec<String>, clap::Command)>,
+) {
+    let subs: Vec<_> = command.get_subcommands().collect();
+    if subs.is_empty() {
+        out.push((path.clone(), command.clone()));
+    }
+    for sub in subs {
+        let mut p = path.clone();
+        p.push(sub.get_name().to_string());
+        leaf_commands(sub, p, out);
+    }
+}
+
+#[test]
+fn every_command_takes_json_and_the_writing_ones_answer_in_it() {
+    let mut leaves = Vec::new();
+    leaf_commands(
+        &<handoff::cli::Cli as clap::CommandFactory>::command(),
+        vec![],
+        &mut leaves,
+    );
+    assert!(leaves.len() > 20, "{} commands", leaves.len());
+    let mut without = Vec::new();
+    for (path, command) in &leaves {
+        // These print a shell script and write man pages: JSON means nothing there.
+        if matches!(path[0].as_str(), "completions" | "man" | "help")
+            || path.last().is_some_and(|l| l == "help")
+        {
+            continue;
+        }
+        let takes_json = command.get_arguments().any(|a| {
+            a.get_long() == Some("json")
+                || a.get_visible_aliases().is_some_and(|v| v.contains(&"json"))
+        });
+        if !takes_json {
+            without.push(format!("handoff {}", path.join(" ")));
+        }
+    }
+    assert!(without.is_empty(), "no --json: {without:?}");
+
+    // Run as the README shows them, they answer in JSON.
+    let s = crate::scenario::Scenario::unapproved();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = s.handoff(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    for name in ["fs-records", "fs-archive"] {
+        let pkg = built(name);
+        let approved = json(&[
+            "adapter",
+            "approve",
+            pkg.to_str().unwrap(),
+            "--by",
+            "security-review",
+            "--json",
+        ]);
+        assert_eq!(approved["approved"], name);
+        assert_eq!(approved["component_sha256"].as_str().unwrap().len(), 64);
+    }
+    let policy = json(&[
+        "policy",
+        "approve",
+        "policies/release-readiness.toml",
+        "--by",
+        "release-owner",
+        "--json",
+    ]);
+    assert_eq!(
+        (policy["approved"].as_str(), policy["already"].as_bool()),
+        (Some("release-readiness-closure"), Some(false))
+    );
+    let run = json(&[
+        "run",
+        "--event",
+        "events/accepted.json",
+        "--context",
+        "context.json",
+        "--json",
+    ]);
+    assert_eq!(run["outcome"], "completed");
+    let head = json(&["audit", "head", "--json"]);
+    assert_eq!(
+        head["anchor"],
+        format!("{}:{}", head["seq"], head["hash"].as_str().unwrap())
+    );
+    let revoked = json(&[
+        "adapter",
+        "revoke",
+        "fs-archive",
+        "--by",
+        "security-review",
+        "--json",
+    ]);
+    assert_eq!(revoked["revoked"], "fs-archive");
+    let revoked = json(&[
+        "policy",
+        "revoke",
+        "release-readiness-closure",
+        "--by",
+        "release-owner",
+        "--json",
+    ]);
+    assert_eq!(revoked["revoked"], "release-readiness-closure");
+}

@@ -30,6 +30,9 @@ pub enum AdapterCommand {
         /// Who approves: recorded with the approval.
         #[arg(long)]
         by: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Try a configured instance's idempotency promises on a scratch record
     /// of its real system: observe answers; apply with a new key answers; a
@@ -60,6 +63,9 @@ pub enum AdapterCommand {
         name: String,
         #[arg(long)]
         by: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -79,7 +85,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        AdapterCommand::Approve { package, by } => {
+        AdapterCommand::Approve { package, by, json } => {
             if by.trim().is_empty() {
                 bail!("--by must name who approves");
             }
@@ -98,6 +104,18 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             }
             let m = &package.manifest;
             let approval = store.approve_adapter(&NewApproval::of(&package, &by))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "approved": m.name, "version": m.version,
+                        "component_sha256": approval.component_sha256,
+                        "manifest_sha256": package.manifest_sha256,
+                        "by": approval.approved_by, "at": approval.approved_at,
+                    })
+                );
+                return Ok(exit::OK);
+            }
             println!(
                 "approved {} {} (component sha256 {}) by {} at {}",
                 m.name,
@@ -140,13 +158,19 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        AdapterCommand::Revoke { name, by } => {
+        AdapterCommand::Revoke { name, by, json } => {
             let mut store = ctx.open_store()?;
             if store
                 .revoke_adapter(&name, &by)
                 .context("revoking the approval")?
             {
-                println!("revoked the approval of {name}; it will not load until approved again");
+                if json {
+                    println!("{}", serde_json::json!({ "revoked": name, "by": by }));
+                } else {
+                    println!(
+                        "revoked the approval of {name}; it will not load until approved again"
+                    );
+                }
                 Ok(exit::OK)
             } else {
                 bail!("{name} has no live approval to revoke (see `handoff adapter list`)")

@@ -29,12 +29,19 @@ pub enum AuditCommand {
     },
     /// Verify the chain and print its newest row as an anchor (SEQ:HASH),
     /// to be kept outside the store and given to `verify --anchor` later.
-    Head,
+    Head {
+        /// One JSON object (`seq`, `hash`, `anchor`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the rows as JSON Lines to standard output.
     Export {
         /// Only this run's rows.
         #[arg(long)]
         run: Option<String>,
+        /// Accepted for uniformity: the rows are JSON Lines either way.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -62,8 +69,17 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
             let result = audit::anchor::verify_anchored(store.audit_rows(None)?, &anchors);
             report(result, anchors.len(), json)
         }
-        AuditCommand::Head => match audit::verify(store.audit_rows(None)?) {
+        AuditCommand::Head { json } => match audit::verify(store.audit_rows(None)?) {
             Ok(v) => match Anchor::head(&v) {
+                Some(head) if json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "seq": head.seq, "hash": head.hash, "anchor": head.to_string(),
+                        })
+                    );
+                    Ok(exit::OK)
+                }
                 Some(head) => {
                     println!("{head}");
                     Ok(exit::OK)
@@ -78,7 +94,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                 Ok(exit::VERIFY_FAILED)
             }
         },
-        AuditCommand::Export { run } => {
+        AuditCommand::Export { run, .. } => {
             let mut out = std::io::stdout().lock();
             for row in store.audit_rows(run.as_deref())? {
                 // The payload as an object, not the JSON text it is stored

@@ -20,7 +20,10 @@ reached only through a sandboxed WebAssembly adapter. Each case starts from the
 same seed with one thing changed.
 ";
 
-pub fn run(dir: &Path, packages: &Path) -> Result<u8> {
+pub fn run(dir: &Path, packages: &Path, json: bool) -> Result<u8> {
+    if json {
+        return run_json(dir, packages);
+    }
     println!("{INTRO}");
     println!(
         "  {:<2} {:<48} {:<44} {:>6}",
@@ -58,6 +61,31 @@ pub fn run(dir: &Path, packages: &Path) -> Result<u8> {
         println!("\nNot as expected: {}", unexpected.join("; "));
         Ok(exit::ERROR)
     }
+}
+
+/// The demo as one JSON object: each case with its outcomes (and those it
+/// should have ended with), its writes, its packets and its audit chain.
+fn run_json(dir: &Path, packages: &Path) -> Result<u8> {
+    let results = demo::run_all(dir, packages, |_| {})?;
+    let cases: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "case": r.number, "name": r.name,
+                "outcomes": r.outcomes.iter().map(|o| o.name()).collect::<Vec<_>>(),
+                "expected": r.expected.iter().map(|o| o.name()).collect::<Vec<_>>(),
+                "as_expected": r.as_expected(), "writes": r.writes,
+                "follow_ups": r.follow_ups, "audit_rows": r.audit_rows,
+                "audit_verified": r.audit_verified, "workspace": r.workspace,
+            })
+        })
+        .collect();
+    let all = results.iter().all(CaseResult::as_expected);
+    println!(
+        "{}",
+        serde_json::json!({ "cases": cases, "as_expected": all, "dir": dir })
+    );
+    Ok(if all { exit::OK } else { exit::ERROR })
 }
 
 fn follow_ups(results: &[CaseResult]) {

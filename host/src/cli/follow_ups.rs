@@ -49,6 +49,9 @@ pub enum FollowUpsCommand {
         /// The role taking it on.
         #[arg(long)]
         by: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Record a decision on a follow-up.
     Resolve {
@@ -126,12 +129,19 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        FollowUpsCommand::Ack { id, by } => {
+        FollowUpsCommand::Ack { id, by, json } => {
             if by.trim().is_empty() {
                 bail!("--by must name the role taking it on");
             }
             engine(ctx)?.acknowledge(id, &by)?;
-            println!("follow-up {id}: acknowledged by {by}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "follow_up": id, "acknowledged_by": by })
+                );
+            } else {
+                println!("follow-up {id}: acknowledged by {by}");
+            }
             Ok(exit::OK)
         }
         FollowUpsCommand::Resolve {

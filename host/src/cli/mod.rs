@@ -71,6 +71,10 @@ enum Command {
         /// The adapter packages to use (default: the ones this build made).
         #[arg(long, default_value = crate::BUILT_PACKAGES_DIR)]
         packages: PathBuf,
+        /// One JSON object (every case, its outcomes, writes, packets and
+        /// audit) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Review, approve and revoke policies.
     #[command(subcommand)]
@@ -107,8 +111,8 @@ enum Command {
         /// Overrides serve.listen (use 127.0.0.1:0 for any free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Logs as JSON lines (on stderr).
-        #[arg(long)]
+        /// Logs as JSON lines (on stderr); `--json` says the same.
+        #[arg(long, visible_alias = "json")]
         log_json: bool,
     },
     /// List runs and show one run's timeline.
@@ -187,8 +191,13 @@ fn run(cli: Cli) -> Result<u8> {
     // The demo writes its own configuration for each case: a handoff.toml
     // where it is started (another project's, an older one) is not its
     // business, and must not stop it.
-    if let Command::Demo { dir, packages } = &cli.command {
-        return demo::run(dir, packages);
+    if let Command::Demo {
+        dir,
+        packages,
+        json,
+    } = &cli.command
+    {
+        return demo::run(dir, packages, *json);
     }
     // Made from the definitions alone: no configuration is read.
     match &cli.command {

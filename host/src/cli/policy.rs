@@ -22,6 +22,9 @@ pub enum PolicyCommand {
         /// Who approves (a workflow owner): recorded with the approval.
         #[arg(long)]
         by: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// The latest approval of every policy id.
     List {
@@ -35,6 +38,9 @@ pub enum PolicyCommand {
         id: String,
         #[arg(long)]
         by: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -79,13 +85,24 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        PolicyCommand::Approve { file, by } => {
+        PolicyCommand::Approve { file, by, json } => {
             if by.trim().is_empty() {
                 bail!("--by must name who approves");
             }
             let mut store = ctx.open_store()?;
             let policy = Policy::load(&file)?;
+            let answer = |already: bool, by: &str| {
+                serde_json::json!({
+                    "approved": policy.id, "version": policy.version,
+                    "sha256": policy.sha256, "by": by, "already": already,
+                    "reach": policy.reach_lines(),
+                })
+            };
             if let PolicyStatus::Approved(a) = store.policy_status(&policy)? {
+                if json {
+                    println!("{}", answer(true, &a.approved_by));
+                    return Ok(exit::OK);
+                }
                 println!(
                     "policy {} v{} is already approved (by {} at {})",
                     policy.id, policy.version, a.approved_by, a.approved_at
@@ -93,6 +110,10 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
                 return Ok(exit::OK);
             }
             store.approve_policy(&policy, &by)?;
+            if json {
+                println!("{}", answer(false, &by));
+                return Ok(exit::OK);
+            }
             println!(
                 "approved policy {} v{} (sha256 {}) by {by}; it may do:\n  {}",
                 policy.id,
@@ -137,10 +158,14 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        PolicyCommand::Revoke { id, by } => {
+        PolicyCommand::Revoke { id, by, json } => {
             let mut store = ctx.open_store()?;
             if store.revoke_policy(&id, &by)? {
-                println!("revoked policy {id}; no run starts or continues under it");
+                if json {
+                    println!("{}", serde_json::json!({ "revoked": id, "by": by }));
+                } else {
+                    println!("revoked policy {id}; no run starts or continues under it");
+                }
                 Ok(exit::OK)
             } else {
                 bail!("policy {id} has no live approval to revoke (see `handoff policy list`)")
