@@ -10,8 +10,9 @@ use std::process::Stdio;
 /// `handoff check --json`: exit code and (subject → problem) for each finding.
 fn check_json(s: &Scenario) -> (i32, Vec<(String, Option<String>)>) {
     let (code, out, err) = outcome(&s.handoff(&["check", "--json"]));
-    let findings: Vec<Value> = serde_json::from_str(out.trim())
+    let answer: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("exit {code}, not JSON ({e}): {out}\n{err}"));
+    let findings = answer["findings"].as_array().unwrap();
     let pairs = findings
         .iter()
         .map(|f| {
@@ -222,7 +223,8 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
     assert!(out.lines().any(|l| l.trim() == spare), "{out}");
 
     let (_, out, _) = outcome(&s.handoff(&["check", "--json"]));
-    let findings: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    let findings = answer["findings"].as_array().unwrap();
     let archive = findings
         .iter()
         .find(|f| f["subject"] == "adapter archive")
@@ -290,5 +292,70 @@ fn an_instance_narrowed_by_the_operator_is_not_asked_to_do_more() {
     assert!(
         err.contains("adapters.notify.actions: \"annotat\" is not an action"),
         "{err}"
+    );
+}
+
+#[test]
+fn check_shows_each_setting_in_force_and_where_it_came_from() {
+    let s = Scenario::new();
+    s.edit_config(
+        "[store]\n",
+        "[serve]\nworkers = 3\nmax-queued = 50\n\n[store]\n",
+    );
+    let out = s
+        .command(&["check", "--json"])
+        .env("HANDOFF_SERVE_WORKERS", "6")
+        .env("HANDOFF_STORE_DURABILITY", "process")
+        .env("HANDOFF_SERVE_LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = |key: &str| {
+        let s = &answer["configuration"][key];
+        (
+            s["value"].as_str().unwrap().to_string(),
+            s["from"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        setting("serve.workers"),
+        ("6".into(), "env HANDOFF_SERVE_WORKERS".into())
+    );
+    assert_eq!(
+        setting("serve.max-queued"),
+        ("50".into(), "handoff.toml".into())
+    );
+    assert_eq!(
+        setting("serve.max-connections"),
+        ("512".into(), "default".into())
+    );
+    assert_eq!(
+        setting("store.durability"),
+        ("process".into(), "env HANDOFF_STORE_DURABILITY".into())
+    );
+    assert_eq!(setting("serve.listen").0, "127.0.0.1:9999");
+    // The text form says the same, and a bad value names its variable.
+    let text = s
+        .command(&["check"])
+        .env("HANDOFF_SERVE_WORKERS", "6")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines().any(|l| l.contains("serve.workers")
+            && l.contains("6")
+            && l.contains("env HANDOFF_SERVE_WORKERS")),
+        "{text}"
+    );
+    let bad = s
+        .command(&["check"])
+        .env("HANDOFF_SERVE_WORKERS", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.contains("HANDOFF_SERVE_WORKERS") && said.contains("whole number"),
+        "{said}"
     );
 }

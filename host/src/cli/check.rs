@@ -2,15 +2,34 @@
 //! configuration would be let run, one line each, every problem with its fix.
 
 use super::{Ctx, exit};
+use crate::config::env::Origin;
 use crate::readiness::{self, Finding};
 use anyhow::Result;
 
 pub fn check(ctx: &Ctx, reach: bool, json: bool) -> Result<u8> {
     let store = ctx.open_store()?;
     let findings = readiness::check(&ctx.config, &store)?;
+    let settings = effective(ctx);
     if json {
-        println!("{}", serde_json::to_string(&findings)?);
+        let configuration: serde_json::Map<String, serde_json::Value> = settings
+            .iter()
+            .map(|(key, value, from)| {
+                (
+                    key.clone(),
+                    serde_json::json!({ "value": value, "from": from.to_string() }),
+                )
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "configuration": configuration, "findings": findings })
+        );
     } else {
+        println!("configuration (value, and where it came from):");
+        for (key, value, from) in &settings {
+            println!("  {key:<34} {value:<40} {from}");
+        }
+        println!();
         print!("{}", render(&findings, reach));
     }
     Ok(if findings.iter().any(|f| f.problem.is_some()) {
@@ -18,6 +37,58 @@ pub fn check(ctx: &Ctx, reach: bool, json: bool) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// Every `[store]` and `[serve]` setting as it is in force, and where it
+/// came from (a `--store` on the command line wins over everything).
+fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
+    let c = &ctx.config;
+    let s = &c.serve;
+    let path = |p: &std::path::Path| p.display().to_string();
+    let values: [(&str, String); 14] = [
+        ("store.path", path(&ctx.store_path)),
+        ("store.cache-dir", path(&c.cache_dir)),
+        (
+            "store.durability",
+            format!("{:?}", c.durability).to_lowercase(),
+        ),
+        ("serve.listen", s.listen.to_string()),
+        (
+            "serve.context",
+            s.context
+                .as_deref()
+                .map(path)
+                .unwrap_or_else(|| "(none)".into()),
+        ),
+        ("serve.workers", s.workers.to_string()),
+        ("serve.max-queued", s.max_queued.to_string()),
+        ("serve.max-body-bytes", s.max_body_bytes.to_string()),
+        (
+            "serve.body-read-timeout-seconds",
+            s.body_read_timeout_secs.to_string(),
+        ),
+        (
+            "serve.header-read-timeout-seconds",
+            s.header_read_timeout_secs.to_string(),
+        ),
+        ("serve.max-connections", s.max_connections.to_string()),
+        (
+            "serve.shutdown-grace-seconds",
+            s.shutdown_grace_secs.to_string(),
+        ),
+        ("serve.reconcile-seconds", s.reconcile_secs.to_string()),
+        ("serve.anchor-log-seconds", s.anchor_log_secs.to_string()),
+    ];
+    values
+        .into_iter()
+        .map(|(key, value)| {
+            let mut from = c.origins.get(key).cloned().unwrap_or(Origin::Default);
+            if key == "store.path" && ctx.store_path != c.store_path {
+                from = Origin::Env("--store or HANDOFF_STORE".into());
+            }
+            (key.to_string(), value, from)
+        })
+        .collect()
 }
 
 fn render(findings: &[Finding], reach: bool) -> String {

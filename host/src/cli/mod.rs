@@ -280,6 +280,6 @@ fn load_config(explicit: Option<&Path>) -> Result<Config> {
     match explicit {
         Some(path) => Ok(Config::load(path)?),
         None if Path::new("handoff.toml").is_file() => Ok(Config::load(Path::new("handoff.toml"))?),
-        None => Ok(Config::default()),
+        None => Ok(Config::from_env()?),
     }
 }

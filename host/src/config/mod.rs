@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+pub mod env;
 pub mod serve;
 pub use serve::{Scheme, ServeConfig, SourceConfig};
 
@@ -202,6 +203,9 @@ pub struct Config {
     pub retry: Retry,
     /// `handoff serve`'s intake (defaults when the section is absent).
     pub serve: ServeConfig,
+    /// Where each `[store]` and `[serve]` setting came from (`serve.workers`
+    /// → the file, a `HANDOFF_…` variable, or the default).
+    pub origins: BTreeMap<String, env::Origin>,
 }
 
 /// How transient target failures are retried: `attempts` calls in all, the
@@ -251,6 +255,7 @@ impl Default for Config {
             policies: Vec::new(),
             retry: Retry::default(),
             serve: ServeConfig::default(),
+            origins: BTreeMap::new(),
         }
     }
 }
@@ -318,20 +323,52 @@ struct RawInstance {
 }
 
 impl Config {
+    /// The configuration in `path`, with the process's `HANDOFF_…`
+    /// settings over it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             problem: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, path)
+        Config::parse_with_env(&text, path, &|var| std::env::var(var).ok())
     }
 
+    /// The embedded default, with the process's `HANDOFF_…` settings over it
+    /// (no configuration file).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::parse_with_env("", Path::new("handoff.toml"), &|var| {
+            std::env::var(var).ok()
+        })
+    }
+
+    /// The configuration in `text` alone, no variable read.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, path, &|_| None)
+    }
+
+    /// The configuration in `text`, with `env`'s `HANDOFF_…` settings over
+    /// it ([`env`]).
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let invalid = |problem: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             problem,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        // The file alone first: its errors keep their line and column.
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let origins = env::apply(&mut table, vars, &cwd).map_err(&invalid)?;
+        if origins.values().any(|o| matches!(o, env::Origin::Env(_))) {
+            raw = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    invalid(format!("with the HANDOFF_… settings: {e}"))
+                })?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let defaults = Config::default();
@@ -462,6 +499,7 @@ impl Config {
             adapters,
             policies: raw.policies.into_iter().map(resolve).collect(),
             serve: raw.serve.finish(&resolve).map_err(invalid)?,
+            origins,
             retry: if raw.retry.attempts == 0 {
                 return Err(invalid(
                     "retry.attempts must be at least 1 (the first call counts)".into(),
