@@ -975,3 +975,50 @@ fn the_service_logs_the_audit_head_as_anchors_that_verify_accepts() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("holds all 3 anchored rows"), "{out}");
 }
+
+#[test]
+fn a_backup_taken_while_events_arrive_verifies() {
+    let s = scenario(2, 1000);
+    let service = Service::start(&s, None);
+    let url = service.url.clone();
+    let sender = std::thread::spawn(move || {
+        let mut accepted = 0;
+        for i in 0..60 {
+            let body = decision(&format!("load-{i}"), &format!("RV-9{i:02}"));
+            let mut request = ureq::post(&format!("{url}/v1/events"));
+            for (k, v) in signed(&format!("load-{i}"), &body) {
+                request = request.set(k, &v);
+            }
+            if request.send_bytes(&body).is_ok_and(|r| r.status() == 202) {
+                accepted += 1;
+            }
+        }
+        accepted
+    });
+    let mut taken = Vec::new();
+    for n in 0..3 {
+        let copy = s.path(&format!("backups/copy-{n}.db"));
+        let out = s.handoff(&["store", "backup", copy.to_str().unwrap(), "--json"]);
+        let answer: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{answer}");
+        assert_eq!(answer["verified"], true, "{answer}");
+        taken.push((copy, answer["rows"].as_u64().unwrap()));
+    }
+    assert_eq!(sender.join().unwrap(), 60);
+    for (copy, rows) in &taken {
+        assert!(*rows > 0);
+        // The copy is a store of its own: verify reads it as one.
+        let out = s.handoff(&["--store", copy.to_str().unwrap(), "audit", "verify"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A backup never overwrites.
+    let again = s.handoff(&["store", "backup", taken[0].0.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}

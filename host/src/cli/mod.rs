@@ -12,6 +12,7 @@ mod policy;
 mod run;
 mod runs;
 mod serve;
+mod store;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -118,6 +119,9 @@ enum Command {
     /// List runs and show one run's timeline.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// The store as a file: an online backup, verified.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Packets handed to people, and their resolution.
     #[command(subcommand, name = "follow-ups")]
     FollowUps(follow_ups::FollowUpsCommand),
@@ -248,6 +252,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Resume { json } => run::resume(&ctx, json),
         Command::Serve { listen, .. } => serve::serve(&ctx, listen),
         Command::Runs(cmd) => runs::run(cmd, &ctx),
+        Command::Store(cmd) => store::run(cmd, &ctx),
         Command::FollowUps(cmd) => follow_ups::run(cmd, &ctx),
     }
 }
