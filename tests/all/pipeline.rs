@@ -1253,3 +1253,56 @@ fn a_source_answering_fifty_megabytes_leaves_the_host_under_twice_its_grant() {
     assert!(text.contains("capability-denied"), "{text}");
     assert!(text.len() < 64 * 1024, "{} bytes of follow-ups", text.len());
 }
+
+#[test]
+fn pruning_old_runs_keeps_the_chain_verifying_and_the_dedupe_of_their_decisions() {
+    let s = Scenario::new();
+    // A second decision whose review was reopened: halted, its packet open.
+    let halted = another_decision(&s, "RV-h1", "reopened");
+    let (code, r) = run_json(&s);
+    assert_eq!((code, r["outcome"].as_str()), (0, Some("completed")));
+    let (code, _, _) = outcome(&s.run_event(&halted));
+    assert_eq!(code, 3);
+    let bytes_before = s.count("SELECT SUM(LENGTH(raw)) FROM events");
+
+    let out = s.handoff(&["store", "prune", "--older-than-days", "0", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        pruned["pruned"]["runs"], 1,
+        "only the finished run with nothing open: {pruned}"
+    );
+    assert_eq!(pruned["pruned"]["steps"], 6);
+    assert!(s.count("SELECT SUM(LENGTH(raw)) FROM events") < bytes_before);
+    // Pruning again finds nothing more.
+    let again: Value = serde_json::from_slice(
+        &s.handoff(&["store", "prune", "--older-than-days", "0", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(again["pruned"]["runs"], 0);
+
+    verify(&s);
+    // The decision sent again is still the same decision.
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (0, Some("duplicate-suppressed")),
+        "{r}"
+    );
+    assert_eq!(s.writes().len(), 6, "no second write");
+    let shown = s.handoff(&["runs", "show", "run-1"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    // Without a retention, prune says what to set.
+    let none = s.handoff(&["store", "prune"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("retain-days"));
+}

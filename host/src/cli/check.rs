@@ -45,12 +45,18 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     let c = &ctx.config;
     let s = &c.serve;
     let path = |p: &std::path::Path| p.display().to_string();
-    let values: [(&str, String); 14] = [
+    let values: [(&str, String); 15] = [
         ("store.path", path(&ctx.store_path)),
         ("store.cache-dir", path(&c.cache_dir)),
         (
             "store.durability",
             format!("{:?}", c.durability).to_lowercase(),
+        ),
+        (
+            "store.retain-days",
+            c.retain_days
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "(keep everything)".into()),
         ),
         ("serve.listen", s.listen.to_string()),
         (

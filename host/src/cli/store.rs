@@ -23,11 +23,50 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Prune the bulky rows (event bodies, workflow contexts, steps,
+    /// capability decisions) of finished runs quiet for longer than
+    /// `[store] retain-days`, or the days given. Every audit row is kept:
+    /// the chain still verifies, and a decision sent again is still a
+    /// duplicate.
+    Prune {
+        /// Days to keep (over `[store] retain-days`); 0 prunes every
+        /// finished run with nothing open for a person.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
     match cmd {
         StoreCommand::Backup { path, json } => backup(ctx, &path, json),
+        StoreCommand::Prune {
+            older_than_days,
+            json,
+        } => {
+            let Some(days) = older_than_days.or(ctx.config.retain_days) else {
+                bail!(
+                    "no retention is set: give --older-than-days N, or set [store] retain-days \
+                     (HANDOFF_STORE_RETAIN_DAYS)"
+                );
+            };
+            let pruned = ctx.open_store()?.prune_older_than(days)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "older_than_days": days, "pruned": pruned })
+                );
+            } else {
+                println!(
+                    "pruned {} finished runs older than {days} days ({} steps, {} capability \
+                     decisions); the audit chain is whole",
+                    pruned.runs, pruned.steps, pruned.decisions
+                );
+            }
+            Ok(exit::OK)
+        }
     }
 }
 

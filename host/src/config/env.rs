@@ -26,6 +26,12 @@ const SETTINGS: &[(&str, &str, &str, Kind)] = &[
         "HANDOFF_STORE_DURABILITY",
         Kind::Text,
     ),
+    (
+        "store",
+        "retain-days",
+        "HANDOFF_STORE_RETAIN_DAYS",
+        Kind::Count,
+    ),
     ("serve", "listen", "HANDOFF_SERVE_LISTEN", Kind::Text),
     ("serve", "context", "HANDOFF_SERVE_CONTEXT", Kind::Path),
     ("serve", "workers", "HANDOFF_SERVE_WORKERS", Kind::Count),

@@ -196,6 +196,9 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// What a commit survives before it returns (`[store] durability`).
     pub durability: crate::store::Durability,
+    /// Finished runs quiet for longer than this many days lose their bulky
+    /// rows (`[store] retain-days`; none: everything is kept).
+    pub retain_days: Option<u32>,
     pub ceiling: HostCeiling,
     pub adapters: BTreeMap<String, AdapterInstance>,
     /// Policy files, in the order given.
@@ -250,6 +253,7 @@ impl Default for Config {
             store_path: PathBuf::from(".handoff/handoff.db"),
             cache_dir: PathBuf::from(".handoff/cache"),
             durability: crate::store::Durability::default(),
+            retain_days: None,
             ceiling: HostCeiling::default(),
             adapters: BTreeMap::new(),
             policies: Vec::new(),
@@ -283,6 +287,7 @@ struct RawStore {
     path: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     durability: Option<crate::store::Durability>,
+    retain_days: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -454,6 +459,7 @@ impl Config {
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             durability: raw.store.durability.unwrap_or(defaults.durability),
+            retain_days: raw.store.retain_days,
             cache_dir: raw
                 .store
                 .cache_dir

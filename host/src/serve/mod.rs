@@ -232,6 +232,13 @@ pub async fn serve(
             stop.subscribe(),
         ));
     }
+    if let Some(days) = config.retain_days {
+        tokio::spawn(prune_periodically(
+            store_path.clone(),
+            days,
+            stop.subscribe(),
+        ));
+    }
     app.ready.store(true, Ordering::SeqCst);
     on_ready(listener.local_addr()?);
     let stopping = app.clone();
@@ -286,6 +293,29 @@ async fn log_anchors(app: Arc<App>, every: Duration, mut stopped: watch::Receive
             _ = ticks.tick() => {
                 let app = app.clone();
                 let _ = tokio::task::spawn_blocking(move || log_anchor(&app, "periodic")).await;
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// `[store] retain-days`: prune at the start and every hour.
+async fn prune_periodically(path: PathBuf, days: u32, mut stopped: watch::Receiver<bool>) {
+    let every = Duration::from_secs(3600);
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let path = path.clone();
+                let pruned = tokio::task::spawn_blocking(move || {
+                    Store::open(&path).and_then(|mut s| s.prune_older_than(days))
+                })
+                .await;
+                match pruned {
+                    Ok(Ok(p)) => tracing::info!(runs = p.runs, steps = p.steps, decisions = p.decisions, days, "pruned finished runs (store.retain-days)"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning the store failed; it is tried again in an hour"),
+                    Err(e) => tracing::warn!(error = %e, "pruning the store stopped"),
+                }
             }
             _ = stopped.changed() => return,
         }

@@ -14,6 +14,7 @@ pub mod follow_ups;
 pub mod gate;
 pub mod migrations;
 pub mod policies;
+pub mod retention;
 pub mod runs;
 pub mod shared;
 pub mod steps;
