@@ -16,9 +16,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+/// Upper bounds (seconds) of the latency histogram buckets: from half a
+/// millisecond (a local file call) up to the ceiling's largest call
+/// timeout (`max-call-timeout-ms`, 60 s by default), so a call that ran to
+/// its limit lands in a bucket of its own rather than only in `+Inf`.
+const BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// A Prometheus histogram.
@@ -484,17 +487,27 @@ fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AdapterInstance;
+    use crate::pipeline::throttle::Throttle;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
 
     #[test]
     fn a_label_value_cannot_end_its_label_or_its_line() {
         assert_eq!(label("plain"), "plain");
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
-    use crate::config::AdapterInstance;
-    use crate::pipeline::throttle::Throttle;
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::{Context, Waker};
+
+    #[test]
+    fn a_call_near_the_largest_timeout_lands_in_a_bucket_of_its_own() {
+        let h = Histogram::default();
+        h.observe(Duration::from_secs(45));
+        let mut out = String::new();
+        h.render(&mut out, "t", "");
+        assert!(out.contains("t_bucket{le=\"30\"} 0"), "{out}");
+        assert!(out.contains("t_bucket{le=\"60\"} 1"), "{out}");
+    }
 
     #[test]
     fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
