@@ -533,11 +533,16 @@ fn a_body_cut_short_is_400_not_413_and_a_foreign_content_type_is_415() {
 fn a_thousand_slow_connections_under_a_1024_file_limit_do_not_stop_service() {
     use std::io::{Read, Write};
     let s = Scenario::new();
+    // The slow connections would be closed by the header timeout only
+    // after 20 s: a well-formed request is answered well before, because
+    // the service closes the connection that waited longest for its
+    // headers when every place is taken.
     with_serve(
         &s,
         serve_config(1, 100, 0, SOURCE).replace(
             "shutdown-grace-seconds = 1",
-            "shutdown-grace-seconds = 1\nheader-read-timeout-seconds = 2\nbody-read-timeout-seconds = 2",
+            "shutdown-grace-seconds = 1\nheader-read-timeout-seconds = 20\n\
+             body-read-timeout-seconds = 20\nmax-connections = 64",
         ),
     );
     // systemd's default limit of open files, for the service alone.
@@ -560,23 +565,40 @@ fn a_thousand_slow_connections_under_a_1024_file_limit_do_not_stop_service() {
         }
         slow.push(c);
     }
-    // A well-formed request is answered while they hang on.
-    let started = Instant::now();
+    // A well-formed request is answered while they hang on, long before
+    // any of them times out.
     let mut request =
-        ureq::post(&format!("{}/v1/events", service.url)).timeout(Duration::from_secs(60));
+        ureq::post(&format!("{}/v1/events", service.url)).timeout(Duration::from_secs(10));
     for (k, v) in signed("slow-ok", &body) {
         request = request.set(k, &v);
     }
     let answered = request.send_bytes(&body).map(|r| r.status());
-    assert_eq!(answered.ok(), Some(202), "after {:?}", started.elapsed());
-    // And the slow ones were closed by the service, not left open.
-    for (i, c) in slow.iter_mut().enumerate().step_by(97) {
-        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut rest = Vec::new();
-        let read = c.read_to_end(&mut rest);
-        assert!(read.is_ok(), "connection {i} was left open: {read:?}");
-    }
+    assert_eq!(answered.ok(), Some(202));
     assert_eq!(service.get("/healthz").0, 200);
+    // The service closed all but the places it has: no more than 64 of
+    // the slow connections are still open.
+    let mut open = 0;
+    for c in &mut slow {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    open += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(open <= 64, "{open} slow connections still open");
 }
 
 #[test]

@@ -114,7 +114,12 @@ fn is_over_limit(e: &axum::Error) -> bool {
     false
 }
 
-pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post_event(
+    State(app): State<Arc<App>>,
+    reading: Option<axum::Extension<super::listener::Reading>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let arrived = Instant::now();
     if app.stopping.load(Ordering::SeqCst) {
         return refuse(
@@ -128,7 +133,11 @@ pub async fn post_event(State(app): State<Arc<App>>, headers: HeaderMap, body: B
         app.body_read_timeout,
         axum::body::to_bytes(body, app.max_body_bytes),
     );
-    let body = match read.await {
+    let read = read.await;
+    if let Some(reading) = reading {
+        reading.body_read();
+    }
+    let body = match read {
         Ok(Ok(b)) => b,
         Ok(Err(e)) if is_over_limit(&e) => {
             return refuse(
