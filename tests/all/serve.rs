@@ -1044,3 +1044,42 @@ fn a_backup_taken_while_events_arrive_verifies() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
 }
+
+#[test]
+fn logs_at_a_terminal_have_colours_unless_no_color_is_set() {
+    let s = scenario(1, 10);
+    let bin = env!("CARGO_BIN_EXE_handoff");
+    // `script` gives the service a terminal; its log is read back from it.
+    let first_line = |no_color: bool| -> String {
+        let env = if no_color { "NO_COLOR=1 " } else { "" };
+        let mut child = std::process::Command::new("script")
+            .current_dir(s.path(""))
+            .args([
+                "-qec",
+                &format!(
+                    "env {env}HANDOFF_LOG=info HANDOFF_TEST_WEBHOOK_SECRET={SECRET} {bin} serve --listen 127.0.0.1:0"
+                ),
+                "/dev/null",
+            ])
+            .env_remove("HANDOFF_CONFIG")
+            .env_remove("HANDOFF_STORE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux)");
+        let line = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("audit head"))
+            .expect("the service logs its anchor at start");
+        // The service leads the terminal's session: it gets a hangup when
+        // `script`, holding the terminal, goes.
+        let _ = child.kill();
+        let _ = child.wait();
+        line
+    };
+    assert!(first_line(false).contains('\x1b'), "colours at a terminal");
+    let plain = first_line(true);
+    assert!(!plain.contains('\x1b'), "NO_COLOR: {plain:?}");
+}
