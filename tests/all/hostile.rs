@@ -488,31 +488,11 @@ async fn results_over_the_ceiling_are_refused_unread_with_the_limit_named() {
 
 #[test]
 fn an_adapter_flooding_its_log_is_cut_at_its_budget_and_cannot_forge_host_lines() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), text) = logged(|| {
         runtime.block_on(async {
             let mut instance = plain_probe("chatty").await;
             let flood = instance.observe(&rec("log-flood", "100000 100")).await;
@@ -522,7 +502,6 @@ fn an_adapter_flooding_its_log_is_cut_at_its_budget_and_cannot_forge_host_lines(
             assert!(matches!(said, Ok(Ok(_))), "{said:?}");
         })
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let from_adapter = lines.iter().filter(|l| l.contains(" adapter: ")).count();
     assert_eq!(

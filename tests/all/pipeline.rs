@@ -31,6 +31,15 @@ fn run_event_json(s: &Scenario, event: &str) -> (i32, Value) {
     (o.status.code().unwrap(), report(&o))
 }
 
+/// The store's size on disk: the database and its write-ahead log.
+fn store_bytes(s: &Scenario) -> u64 {
+    ["handoff.db", "handoff.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(s.path(&format!("state/{f}"))).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 fn verify(s: &Scenario) {
     let (code, out, err) = outcome(&s.handoff(&["audit", "verify"]));
     assert_eq!(code, 0, "{out}{err}");
@@ -488,13 +497,6 @@ fn a_packet_shows_the_source_fields_the_policy_names_and_only_counts_the_rest() 
 #[test]
 fn a_source_answering_with_megabytes_is_refused_and_the_store_barely_grows() {
     let s = Scenario::new();
-    let size = |s: &Scenario| -> u64 {
-        ["handoff.db", "handoff.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(s.path(&format!("state/{f}"))).ok())
-            .map(|m| m.len())
-            .sum()
-    };
     // Planted in the decision record: a 5 MB field (the source's memory
     // grant is 64 MiB), then 20,000 links.
     s.set(
@@ -504,9 +506,9 @@ fn a_source_answering_with_megabytes_is_refused_and_the_store_barely_grows() {
         &["fields", "analyst_notes"],
         json!("n".repeat(5_000_000)),
     );
-    let before = size(&s);
+    let before = store_bytes(&s);
     let packet = halts_before_any_write(&s, "capability-denied");
-    let grew = size(&s).saturating_sub(before);
+    let grew = store_bytes(&s).saturating_sub(before);
     assert!(grew < 1024 * 1024, "the store grew by {grew} bytes");
     let summary = packet["packet"]["summary"].as_str().unwrap();
     assert!(
@@ -1229,14 +1231,7 @@ fn a_source_answering_fifty_megabytes_leaves_the_host_under_twice_its_grant() {
         &["fields", "analyst_notes"],
         json!("n".repeat(50_000_000)),
     );
-    let store_size = |s: &Scenario| -> u64 {
-        ["handoff.db", "handoff.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(s.path(&format!("state/{f}"))).ok())
-            .map(|m| m.len())
-            .sum()
-    };
-    let before = store_size(&s);
+    let before = store_bytes(&s);
     let (peak, code) = peak_rss_kib(&s, &run);
     assert_eq!(code, 3, "halted for a person");
     let grant_kib = 192 * 1024;
@@ -1246,7 +1241,7 @@ fn a_source_answering_fifty_megabytes_leaves_the_host_under_twice_its_grant() {
         "peak {peak} KiB, baseline {} KiB, grant {grant_kib} KiB",
         baseline.0
     );
-    let grew = store_size(&s).saturating_sub(before);
+    let grew = store_bytes(&s).saturating_sub(before);
     assert!(grew < 1024 * 1024, "the store grew by {grew} bytes");
     let listed = s.handoff(&["follow-ups", "list", "--json"]);
     let text = String::from_utf8_lossy(&listed.stdout);
