@@ -1301,3 +1301,83 @@ fn pruning_old_runs_keeps_the_chain_verifying_and_the_dedupe_of_their_decisions(
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("retain-days"));
 }
+
+#[test]
+fn the_counters_metrics_read_match_what_the_store_holds_after_every_kind_of_change() {
+    let s = Scenario::new();
+    let halted = another_decision(&s, "RV-c1", "reopened");
+    let (code, _) = run_json(&s);
+    assert_eq!(code, 0);
+    for _ in 0..3 {
+        run_json(&s); // duplicates
+    }
+    let (code, out, err) = outcome(&s.run_event(&halted));
+    assert_eq!(code, 3, "{out}{err}");
+    let out = s.handoff(&["follow-ups", "ack", "1", "--by", "release-coordinator"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        "1",
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.handoff(&["store", "prune", "--older-than-days", "0"]);
+    assert!(out.status.success());
+
+    let counter = |name: &str| -> i64 {
+        s.count(&format!(
+            "SELECT CAST(COALESCE((SELECT n FROM counters WHERE name = '{name}'), 0) AS INTEGER)"
+        ))
+    };
+    for (name, recount) in [
+        (
+            "runs/completed",
+            "SELECT COUNT(*) FROM runs WHERE outcome = 'completed'",
+        ),
+        (
+            "runs/halted-for-follow-up",
+            "SELECT COUNT(*) FROM runs WHERE outcome = 'halted-for-follow-up'",
+        ),
+        (
+            "runs/running",
+            "SELECT COUNT(*) FROM runs WHERE outcome IS NULL",
+        ),
+        (
+            "follow-ups/stale-approval",
+            "SELECT COUNT(*) FROM follow_ups WHERE reason = 'stale-approval'",
+        ),
+        (
+            "decisions/allowed",
+            "SELECT COUNT(*) FROM capability_decisions WHERE verdict = 'allowed'",
+        ),
+        (
+            "duplicates",
+            "SELECT COUNT(*) FROM audit WHERE kind = 'duplicate-suppressed'",
+        ),
+        (
+            "acknowledged",
+            "SELECT COUNT(*) FROM follow_ups WHERE acknowledged_at IS NOT NULL",
+        ),
+        (
+            "resolved",
+            "SELECT COUNT(*) FROM follow_ups WHERE resolved_at IS NOT NULL",
+        ),
+    ] {
+        assert_eq!(counter(name), s.count(recount), "{name}");
+    }
+    assert_eq!(counter("duplicates"), 3);
+    assert_eq!(counter("runs/completed"), 1);
+    assert_eq!(counter("resolved"), 1);
+}

@@ -5,8 +5,9 @@
 //! in flight) is counted in memory by this process. What the store knows
 //! (runs by outcome, duplicates suppressed, follow-ups by reason, open, and
 //! how long they took to be acknowledged and resolved, capability denials)
-//! is read from the store at scrape time, so it survives restarts and
-//! matches `handoff runs list`.
+//! is kept by the store's own triggers as it happens (its `counters`
+//! table), so it survives restarts, matches `handoff runs list`, and a
+//! scrape reads a few rows instead of scanning the store's history.
 
 use crate::pipeline::Timed;
 use crate::store::Store;
@@ -320,54 +321,59 @@ impl Metrics {
 fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
     let conn = store.conn()?;
     let mut out = String::new();
-    let grouped = |out: &mut String, name: &str, help: &str, sql: &str, label: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    // Kept as they happen, by the store's own triggers (migration 9): one
+    // small table, however long the store's history.
+    let mut counters: BTreeMap<String, f64> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare_cached("SELECT name, n FROM counters ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
         for row in rows {
-            let (value, n) = row?;
-            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", self::label(&value));
+            let (name, n) = row?;
+            counters.insert(name, n);
         }
-        Ok::<_, rusqlite::Error>(())
+    }
+    let grouped = |out: &mut String, name: &str, help: &str, prefix: &str, label: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (key, n) in counters.range(prefix.to_string()..) {
+            let Some(value) = key.strip_prefix(prefix) else {
+                break;
+            };
+            if *n > 0.0 {
+                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", self::label(value));
+            }
+        }
     };
     grouped(
         &mut out,
         "handoff_runs",
         "Runs in the store by outcome (unfinished: running).",
-        "SELECT COALESCE(outcome, 'running'), COUNT(*) FROM runs GROUP BY 1 ORDER BY 1",
+        "runs/",
         "outcome",
-    )?;
+    );
     grouped(
         &mut out,
         "handoff_follow_ups",
         "Follow-up packets by reason (stale-approval, revoked, superseded... are suppressed propagations).",
-        "SELECT reason, COUNT(*) FROM follow_ups GROUP BY 1 ORDER BY 1",
+        "follow-ups/",
         "reason",
-    )?;
+    );
     grouped(
         &mut out,
         "handoff_capability_decisions",
         "Sandbox capability decisions by verdict.",
-        "SELECT verdict, COUNT(*) FROM capability_decisions GROUP BY 1 ORDER BY 1",
+        "decisions/",
         "verdict",
+    );
+    let counted = |name: &str| counters.get(name).copied().unwrap_or(0.0);
+    let duplicates = counted("duplicates");
+    // Open ones have an index of their own; the overdue are among them.
+    let open: f64 = conn.query_row(
+        "SELECT COUNT(*) FROM follow_ups WHERE resolution IS NULL",
+        [],
+        |r| r.get(0),
     )?;
-    let one = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, f64>(0));
-    let duplicates = one("SELECT COUNT(*) FROM audit WHERE kind = 'duplicate-suppressed'")?;
-    let open = one("SELECT COUNT(*) FROM follow_ups WHERE resolution IS NULL")?;
     let overdue = crate::store::follow_ups::overdue(&conn, &crate::store::now_rfc3339())?;
-    // How many follow-ups reached `column`, and the seconds from packet to it.
-    let since_packet = |column: &str| {
-        conn.query_row(
-            &format!(
-                "SELECT COUNT(*),
-                        COALESCE(SUM((julianday({column}) - julianday(created_at)) * 86400.0), 0)
-                 FROM follow_ups WHERE {column} IS NOT NULL"
-            ),
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
-        )
-    };
-    let summary = |out: &mut String, name: &str, help: &str, (count, secs): (i64, f64)| {
+    let summary = |out: &mut String, name: &str, help: &str, count: f64, secs: f64| {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} summary\n\
@@ -379,7 +385,8 @@ fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
         "handoff_follow_up_acknowledge_seconds",
         "From packet to a person taking it on \
          (handoff follow-ups ack, or the resolution when there was none).",
-        since_packet("acknowledged_at")?,
+        counted("acknowledged"),
+        counted("acknowledged-seconds"),
     );
     let _ = writeln!(
         out,
@@ -394,7 +401,8 @@ fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
         &mut out,
         "handoff_follow_up_resolve_seconds",
         "From packet to resolution.",
-        since_packet("resolved_at")?,
+        counted("resolved"),
+        counted("resolved-seconds"),
     );
     Ok(out)
 }

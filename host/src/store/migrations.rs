@@ -163,6 +163,82 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE audit;
     ALTER TABLE audit_v8 RENAME TO audit;
     CREATE INDEX audit_by_run ON audit(run_id, seq);",
+    // 9: what /metrics reports of the store, kept as it happens: triggers
+    // count each change in the transaction that makes it, so a scrape reads
+    // one small table instead of scanning runs, follow-ups, capability
+    // decisions and the whole audit chain. Filled first from what the store
+    // holds.
+    "CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        n    REAL NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters (name, n)
+        SELECT 'runs/' || COALESCE(outcome, 'running'), COUNT(*) FROM runs GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'follow-ups/' || reason, COUNT(*) FROM follow_ups GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'decisions/' || verdict, COUNT(*) FROM capability_decisions GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'duplicates', COUNT(*) FROM audit WHERE kind = 'duplicate-suppressed';
+    INSERT INTO counters (name, n)
+        SELECT 'acknowledged', COUNT(*) FROM follow_ups WHERE acknowledged_at IS NOT NULL;
+    INSERT INTO counters (name, n)
+        SELECT 'acknowledged-seconds',
+               COALESCE(SUM((julianday(acknowledged_at) - julianday(created_at)) * 86400.0), 0)
+        FROM follow_ups WHERE acknowledged_at IS NOT NULL;
+    INSERT INTO counters (name, n)
+        SELECT 'resolved', COUNT(*) FROM follow_ups WHERE resolved_at IS NOT NULL;
+    INSERT INTO counters (name, n)
+        SELECT 'resolved-seconds',
+               COALESCE(SUM((julianday(resolved_at) - julianday(created_at)) * 86400.0), 0)
+        FROM follow_ups WHERE resolved_at IS NOT NULL;
+    CREATE TRIGGER count_run_new AFTER INSERT ON runs BEGIN
+        INSERT INTO counters (name, n) VALUES ('runs/' || COALESCE(NEW.outcome, 'running'), 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_run_outcome AFTER UPDATE OF outcome ON runs
+        WHEN OLD.outcome IS NOT NEW.outcome BEGIN
+        UPDATE counters SET n = n - 1 WHERE name = 'runs/' || COALESCE(OLD.outcome, 'running');
+        INSERT INTO counters (name, n) VALUES ('runs/' || COALESCE(NEW.outcome, 'running'), 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_run_gone AFTER DELETE ON runs BEGIN
+        UPDATE counters SET n = n - 1 WHERE name = 'runs/' || COALESCE(OLD.outcome, 'running');
+    END;
+    CREATE TRIGGER count_follow_up_new AFTER INSERT ON follow_ups BEGIN
+        INSERT INTO counters (name, n) VALUES ('follow-ups/' || NEW.reason, 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_follow_up_acknowledged AFTER UPDATE OF acknowledged_at ON follow_ups
+        WHEN OLD.acknowledged_at IS NULL AND NEW.acknowledged_at IS NOT NULL BEGIN
+        INSERT INTO counters (name, n) VALUES ('acknowledged', 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        INSERT INTO counters (name, n)
+            VALUES ('acknowledged-seconds',
+                    (julianday(NEW.acknowledged_at) - julianday(NEW.created_at)) * 86400.0)
+            ON CONFLICT (name) DO UPDATE SET n = n + excluded.n;
+    END;
+    CREATE TRIGGER count_follow_up_resolved AFTER UPDATE OF resolved_at ON follow_ups
+        WHEN OLD.resolved_at IS NULL AND NEW.resolved_at IS NOT NULL BEGIN
+        INSERT INTO counters (name, n) VALUES ('resolved', 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        INSERT INTO counters (name, n)
+            VALUES ('resolved-seconds',
+                    (julianday(NEW.resolved_at) - julianday(NEW.created_at)) * 86400.0)
+            ON CONFLICT (name) DO UPDATE SET n = n + excluded.n;
+    END;
+    CREATE TRIGGER count_decision_new AFTER INSERT ON capability_decisions BEGIN
+        INSERT INTO counters (name, n) VALUES ('decisions/' || NEW.verdict, 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_decision_gone AFTER DELETE ON capability_decisions BEGIN
+        UPDATE counters SET n = n - 1 WHERE name = 'decisions/' || OLD.verdict;
+    END;
+    CREATE TRIGGER count_duplicate AFTER INSERT ON audit
+        WHEN NEW.kind = 'duplicate-suppressed' BEGIN
+        INSERT INTO counters (name, n) VALUES ('duplicates', 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.
