@@ -36,12 +36,12 @@ pub fn read_tail(path: &str, max: u64) -> Result<Tail, AdapterError> {
     backend::read_tail(&p, path, max)
 }
 
-/// The bytes of a file from `offset` to its end (none when it is shorter):
-/// what a log needs to look for a line it may have appended after a known
-/// point.
-pub fn read_after(path: &str, offset: u64) -> Result<Vec<u8>, AdapterError> {
+/// At most `max` bytes of a file from `offset` on (none when it is
+/// shorter): what a log needs to look for a line it may have appended just
+/// after a known point.
+pub fn read_after(path: &str, offset: u64, max: u64) -> Result<Vec<u8>, AdapterError> {
     let p = inside_mounts(path)?;
-    backend::read_after(&p, path, offset)
+    backend::read_after(&p, path, offset, max)
 }
 
 /// A file's length in bytes (`not-found` when it does not exist).

@@ -145,17 +145,12 @@ async fn a_record_rewritten_shorter_is_replaced_whole() {
     let mut old = Vec::new();
     std::io::Read::read_to_end(&mut held, &mut old).unwrap();
     assert!(old == big_before, "{}", String::from_utf8_lossy(&old));
-    // Beside each record, only its marker of the write journaled last.
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["RV-1.journaled", "RV-1.json", "RV-2.journaled", "RV-2.json"],
-        "no partial file is left"
-    );
+    assert_eq!(names, ["RV-1.json", "RV-2.json"], "no partial file is left");
 }
 
 #[test]

@@ -119,8 +119,6 @@ fn path(record: &RecordRef) -> Result<String, AdapterError> {
 struct Channel {
     messages: String,
     log: SentLog,
-    /// Remembers which publish is journaled.
-    marker: String,
 }
 
 impl Channel {
@@ -131,7 +129,6 @@ impl Channel {
         Ok(Channel {
             messages: format!("{stem}.messages.jsonl"),
             log: SentLog::new(&format!("/records/{}", record.kind), &record.id)?,
-            marker: format!("{stem}.messages.journaled"),
         })
     }
 
@@ -167,9 +164,9 @@ impl Channel {
         if let Some(at) = last.journal_at {
             let entry = entry(record, "publish", &last.key, None);
             if writable {
-                journal::settle(&entry, at, &self.marker)?;
+                journal::settle(&entry, at)?;
             } else {
-                journal::settle_if_writable(&entry, at, &self.marker)?;
+                journal::settle_if_writable(&entry, at)?;
             }
         }
         Ok(Some(last.key))
@@ -190,11 +187,6 @@ fn entry(record: &RecordRef, action: &str, key: &str, revision: Option<u64>) -> 
     }
 }
 
-/// Where a record remembers which of its writes is journaled.
-fn record_marker(record: &RecordRef) -> String {
-    format!("/records/{}/{}.journaled", record.kind, record.id)
-}
-
 /// Finish what a stop may have left of the record's last write: its one
 /// journal line.
 fn settle_record(record: &RecordRef, stored: &Record, writable: bool) -> Result<(), AdapterError> {
@@ -203,9 +195,9 @@ fn settle_record(record: &RecordRef, stored: &Record, writable: bool) -> Result<
     };
     let entry = entry(record, &last.action, &last.key, Some(stored.revision));
     if writable {
-        journal::settle(&entry, last.journal_at, &record_marker(record))
+        journal::settle(&entry, last.journal_at)
     } else {
-        journal::settle_if_writable(&entry, last.journal_at, &record_marker(record))
+        journal::settle_if_writable(&entry, last.journal_at)
     }
 }
 
@@ -215,16 +207,29 @@ fn window() -> usize {
         .unwrap_or(100)
 }
 
+/// What a look at a record may finish of what a stop left.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settling {
+    /// An observe: what it can write, if its directory is writable.
+    IfWritable,
+    /// Right after this call's own publish, which left nothing to finish.
+    Done,
+}
+
 /// A record as observed: its file, and the latest keys of any messages
 /// published to it (the newest line's key among them, indexed or not).
-/// `writable` says whether the call may settle what a stop left.
-fn look(record: &RecordRef, writable: bool) -> Result<Observed, AdapterError> {
+fn look(record: &RecordRef, settling: Settling) -> Result<Observed, AdapterError> {
     let stored = load(record)?;
-    if let Some(stored) = &stored {
-        settle_record(record, stored, writable)?;
+    if let Some(stored) = &stored
+        && settling == Settling::IfWritable
+    {
+        settle_record(record, stored, false)?;
     }
     let channel = Channel::of(record)?;
-    let newest = channel.settle(record, writable)?;
+    let newest = match settling {
+        Settling::IfWritable => channel.settle(record, false)?,
+        Settling::Done => channel.last()?.map(|l| l.key),
+    };
     let mut sent = channel.log.recent(window())?;
     if let Some(key) = newest.filter(|k| !sent.contains(k)) {
         sent.push(key);
@@ -263,8 +268,10 @@ fn publish(
     .map_err(|e| AdapterError::Invalid(format!("encode {}: {e}", channel.messages)))?;
     // The kind's directory is made by the first publish to it.
     fs::append_making_dir(&channel.messages, format!("{line}\n").as_bytes())?;
-    channel.settle(record, true)?;
-    Ok(())
+    // The publish is made; what follows is what the next call would finish
+    // if a stop came now.
+    channel.log.record(key)?;
+    journal::record(&entry(record, "publish", key, None))
 }
 
 fn load(record: &RecordRef) -> Result<Option<Record>, AdapterError> {
@@ -327,14 +334,14 @@ impl Source for Records {
 impl Target for Records {
     fn observe(record: RecordRef) -> Result<Observed, AdapterError> {
         online()?;
-        look(&record, false)
+        look(&record, Settling::IfWritable)
     }
 
     fn apply(record: RecordRef, action: Action, key: String) -> Result<Observed, AdapterError> {
         online()?;
         if let Action::Publish(message) = &action {
             publish(&record, message, &key)?;
-            return look(&record, true);
+            return look(&record, Settling::Done);
         }
         let existing = load(&record)?;
         if let Some(stored) = &existing {
@@ -388,7 +395,7 @@ impl Target for Records {
             value.fields.clear();
         }
         store(&record, &value)?;
-        settle_record(&record, &value, true)?;
+        journal::record(&entry(&record, name, &key, Some(value.revision)))?;
         Ok(observed(Some(&value)))
     }
 }
@@ -613,7 +620,7 @@ mod tests {
         );
         publish_k(&h, "k2");
         // The kill came right after k2's line: its key not in the sent log
-        // or its bucket, no journal line, no marker.
+        // or its bucket, no journal line.
         cut(&dir.join("journal.jsonl"), journal_len);
         cut(&dir.join("channel/coord.sent"), sent_len);
         for bucket in std::fs::read_dir(dir.join("channel/coord.index")).unwrap() {
@@ -626,7 +633,6 @@ mod tests {
                 .collect();
             std::fs::write(&bucket, kept.concat()).unwrap();
         }
-        std::fs::write(dir.join("channel/coord.messages.journaled"), b"k1").unwrap();
         // The resumed run observes first: the message is there, by its key.
         let seen = h.run(|| Records::observe(rec("channel", "coord"))).unwrap();
         assert!(seen.applied_keys.contains(&"k2".to_string()), "{seen:?}");
@@ -660,7 +666,6 @@ mod tests {
         close("k2", "closed");
         // Killed after the record was replaced, before its journal line.
         cut(&dir.join("journal.jsonl"), before);
-        std::fs::write(dir.join("checklist/CL-7.journaled"), b"k1 2").unwrap();
         assert_eq!(journal(&dir).len(), 1);
         // Observing settles it, once, however often.
         for _ in 0..3 {
@@ -670,8 +675,7 @@ mod tests {
             assert_eq!(seen.state, "closed");
         }
         assert_eq!(journal(&dir).len(), 2);
-        // Killed after the journal line, before the marker: not again.
-        std::fs::remove_file(dir.join("checklist/CL-7.journaled")).unwrap();
+        // The same key again: settled already, nothing more.
         close("k2", "closed");
         close("k3", "archived");
         let revisions: Vec<_> = journal(&dir)

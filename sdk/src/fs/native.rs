@@ -39,13 +39,13 @@ pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, Adapter
     })
 }
 
-pub fn read_after(p: &Path, shown: &str, offset: u64) -> Result<Vec<u8>, AdapterError> {
+pub fn read_after(p: &Path, shown: &str, offset: u64, max: u64) -> Result<Vec<u8>, AdapterError> {
     use std::io::{Read, Seek, SeekFrom};
     let fail = |e| super::io_error("read", shown, e);
     let mut file = std::fs::File::open(host_path(p)).map_err(fail)?;
     file.seek(SeekFrom::Start(offset)).map_err(fail)?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(fail)?;
+    file.take(max).read_to_end(&mut bytes).map_err(fail)?;
     Ok(bytes)
 }
 

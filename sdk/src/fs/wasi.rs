@@ -134,10 +134,11 @@ pub fn read_tail(p: &Path, shown: &str, max: u64) -> Result<super::Tail, Adapter
     })
 }
 
-pub fn read_after(p: &Path, shown: &str, offset: u64) -> Result<Vec<u8>, AdapterError> {
+pub fn read_after(p: &Path, shown: &str, offset: u64, max: u64) -> Result<Vec<u8>, AdapterError> {
     let file = open_to_read(p, shown)?;
     let size = size_of(&file, "read", shown)?;
-    read_from(&file, shown, offset.min(size), size)
+    let from = offset.min(size);
+    read_from(&file, shown, from, size.min(from.saturating_add(max)))
 }
 
 pub fn len(p: &Path, shown: &str) -> Result<u64, AdapterError> {
