@@ -62,8 +62,12 @@ pub fn settle(entry: &Entry, at: u64) -> Result<(), AdapterError> {
         Err(AdapterError::NotFound(_)) => Vec::new(),
         Err(e) => return Err(e),
     };
+    // Only a line holding the key can be the one: the others are not
+    // parsed (most of the window, for a record written long ago).
+    let key = entry.key.as_bytes();
     let journaled = after
         .split(|b| *b == b'\n')
+        .filter(|line| key.is_empty() || line.windows(key.len()).any(|w| w == key))
         .filter_map(|line| serde_json::from_slice::<Entry>(line).ok())
         .any(|line| line == *entry);
     if journaled {
