@@ -55,8 +55,10 @@ pub fn record(entry: &Entry) -> Result<(), AdapterError> {
 }
 
 /// Make sure `entry`, a write made earlier whose mark was `at`, has its
-/// one line in the journal.
-pub fn settle(entry: &Entry, at: u64) -> Result<(), AdapterError> {
+/// one line in the journal. A call that only reads (`writable` false) may
+/// find its directory mounted read-only: it then leaves the settling to
+/// the next instance that can write.
+pub fn settle(entry: &Entry, at: u64, writable: bool) -> Result<(), AdapterError> {
     let after = match fs::read_after(JOURNAL, at, WINDOW) {
         Ok(bytes) => bytes,
         Err(AdapterError::NotFound(_)) => Vec::new(),
@@ -73,15 +75,8 @@ pub fn settle(entry: &Entry, at: u64) -> Result<(), AdapterError> {
     if journaled {
         return Ok(());
     }
-    record(entry)
-}
-
-/// As [`settle`], for a call that only reads: an instance whose directory
-/// is mounted read-only cannot write the journal, and leaves the settling
-/// to the next instance that can.
-pub fn settle_if_writable(entry: &Entry, at: u64) -> Result<(), AdapterError> {
-    match settle(entry, at) {
-        Err(AdapterError::Denied(_)) => Ok(()),
+    match record(entry) {
+        Err(AdapterError::Denied(_)) if !writable => Ok(()),
         done => done,
     }
 }

@@ -163,11 +163,7 @@ impl Channel {
         }
         if let Some(at) = last.journal_at {
             let entry = entry(record, "publish", &last.key, None);
-            if writable {
-                journal::settle(&entry, at)?;
-            } else {
-                journal::settle_if_writable(&entry, at)?;
-            }
+            journal::settle(&entry, at, writable)?;
         }
         Ok(Some(last.key))
     }
@@ -194,11 +190,7 @@ fn settle_record(record: &RecordRef, stored: &Record, writable: bool) -> Result<
         return Ok(());
     };
     let entry = entry(record, &last.action, &last.key, Some(stored.revision));
-    if writable {
-        journal::settle(&entry, last.journal_at)
-    } else {
-        journal::settle_if_writable(&entry, last.journal_at)
-    }
+    journal::settle(&entry, last.journal_at, writable)
 }
 
 fn window() -> usize {

@@ -74,8 +74,9 @@ pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError
                 record.kind, record.id
             ),
             mismatch: Some(mismatch),
-            record: Some(format!("{} {}/{}", spec.adapter, record.kind, record.id)),
+            record: None,
         }
+        .about(&spec.adapter, &record.kind, &record.id)
     }))
 }
 

@@ -62,8 +62,9 @@ pub async fn validate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> 
                         check.name, record.kind, record.id, check.adapter
                     ),
                     mismatch: Some(mismatch),
-                    record: Some(format!("{} {}/{}", check.adapter, record.kind, record.id)),
-                }));
+                    record: None,
+                }
+                .about(&check.adapter, &record.kind, &record.id)));
             }
         }
     }
