@@ -1,4 +1,6 @@
-//! Turns `wit/adapter.wit` into the SDK's `export!` macro.
+//! Turns `wit/adapter.wit` into the SDK's `export!` macro and its own
+//! bindings, with the package id (name and version) read from the WIT
+//! itself, so the version is written in one place.
 //!
 //! A guest component must carry the type information of exactly the world it
 //! exports, so the export bindings are generated in the adapter author's crate
@@ -6,6 +8,10 @@
 //! is embedded as an inline string so the author's crate needs no path to it.
 
 use std::{env, fs, path::PathBuf};
+
+/// The interfaces the SDK imports: the host's, and the optional capability
+/// interfaces (a component imports one only when its code calls it).
+const IMPORTS: &[&str] = &["host", "jetstream", "mail"];
 
 const WORLDS: &[(&str, &str)] = &[
     ("source", "source-adapter"),
@@ -24,6 +30,34 @@ fn main() {
         )
     });
 
+    let package = wit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package "))
+        .and_then(|p| p.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("{} declares no package", wit_path.display()));
+    let (name, version) = package
+        .split_once('@')
+        .unwrap_or_else(|| panic!("package {package} has no version"));
+    let id = |interface: &str| format!("{name}/{interface}@{version}");
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let imports: String = IMPORTS
+        .iter()
+        .map(|i| format!("import {}; ", id(i)))
+        .collect();
+    let bindings = format!(
+        r#"wit_bindgen::generate!({{
+    inline: "package handoff:sdk-internal; world sdk {{ {imports}}}",
+    path: "../wit",
+    world: "handoff:sdk-internal/sdk",
+    generate_all,
+    generate_unused_types: true,
+    additional_derives: [PartialEq, Eq, Clone],
+}});
+"#
+    );
+    fs::write(out_dir.join("sdk_bindings.rs"), bindings).expect("write sdk_bindings.rs");
+
     let mut out = String::new();
     for (arm, world) in WORLDS {
         out.push_str(&format!(
@@ -38,15 +72,17 @@ macro_rules! __handoff_world_{arm} {{
             runtime_path: "::handoff_sdk::__private::wit_bindgen::rt",
             export_macro_name: "__handoff_export_world",
             with: {{
-                "handoff:adapter/types@0.1.0": ::handoff_sdk::types,
-                "handoff:adapter/host@0.1.0": ::handoff_sdk::__private::host,
+                "{types}": ::handoff_sdk::types,
+                "{host}": ::handoff_sdk::__private::host,
             }},
         }});
     }};
 }}
-"#
+"#,
+            types = id("types"),
+            host = id("host"),
         ));
     }
-    let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("world_macros.rs");
+    let dest = out_dir.join("world_macros.rs");
     fs::write(&dest, out).expect("write world_macros.rs");
 }

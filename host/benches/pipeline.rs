@@ -86,7 +86,7 @@
 //! another: 5-7% more CPU per run with 2 workers) and take turns at it.
 
 use handoff::config::Config;
-use handoff::pipeline::intake::CloudEvent;
+use handoff::model::CloudEvent;
 use handoff::pipeline::throttle::Throttle;
 use handoff::pipeline::{Engine, Outcome, Timed};
 use handoff::policy::Policy;

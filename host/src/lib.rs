@@ -2,7 +2,8 @@
 //! capabilities each adapter declared and an operator approved, and proves
 //! what it did.
 //!
-//! Module map: [`pipeline`] takes an event through intake, revalidation,
+//! Module map: [`model`] holds the closed sets and records every layer
+//! shares; [`pipeline`] takes an event through intake, revalidation,
 //! validation, planning, execution and confirmation; [`policy`] says which
 //! decision authorizes which steps; [`follow_up`] is the packet handed to a
 //! person when a run stops; [`sandbox`] loads and runs adapter components
@@ -20,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod follow_up;
 pub mod kept;
+pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod readiness;

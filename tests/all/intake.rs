@@ -2,8 +2,9 @@
 //! over separate connections, is recorded once.
 
 use handoff::audit::verify;
-use handoff::pipeline::intake::{CloudEvent, Delivery, DuplicateOf, Intake};
+use handoff::model::{CloudEvent, DuplicateOf};
 use handoff::store::Store;
+use handoff::store::intake::{Delivery, Intake};
 use std::sync::{Arc, Barrier};
 
 fn event(id: &str) -> CloudEvent {

@@ -4,7 +4,7 @@
 
 use handoff::audit::anchor::Anchor;
 use handoff::config::Config;
-use handoff::pipeline::intake::CloudEvent;
+use handoff::model::CloudEvent;
 use handoff::policy::Policy;
 use handoff::sandbox::manifest::Manifest;
 use handoff::serve::signature::{Verifier, standard_key};

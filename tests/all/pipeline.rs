@@ -994,7 +994,7 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
 /// goes ahead once that call ends.
 #[test]
 fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
-    use handoff::pipeline::intake::CloudEvent;
+    use handoff::model::CloudEvent;
     let s = Scenario::new();
     let context = s.context();
     let event = CloudEvent::parse(

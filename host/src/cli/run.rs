@@ -2,7 +2,7 @@
 //! from the command line, one report line (or JSON object) each.
 
 use super::{Ctx, exit};
-use crate::pipeline::intake::CloudEvent;
+use crate::model::CloudEvent;
 use crate::pipeline::{Engine, Outcome, Report};
 use anyhow::{Context, Result};
 use std::path::Path;

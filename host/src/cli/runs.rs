@@ -7,7 +7,8 @@ use crate::pipeline::Outcome;
 use crate::store::runs::Which;
 use crate::store::{follow_ups, runs, steps};
 use anyhow::{Result, bail};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
+use clap::builder::TypedValueParser as _;
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -17,8 +18,8 @@ pub enum RunsCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Only the runs that ended so, or that have not ended.
-        #[arg(long, value_enum)]
-        outcome: Option<OutcomeFilter>,
+        #[arg(long, value_parser = outcome_filter())]
+        outcome: Option<Which>,
         /// The runs as JSON.
         #[arg(long)]
         json: bool,
@@ -31,35 +32,19 @@ pub enum RunsCommand {
     },
 }
 
-/// What `runs list --outcome` selects: an outcome a run can end with, or
-/// none yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutcomeFilter {
-    Completed,
-    CompletedWithSkips,
-    PartiallyCompleted,
-    HaltedForFollowUp,
-    Unfinished,
+/// What `runs list --outcome` selects: an outcome a run can end with (the
+/// names of the one closed set), or `unfinished`.
+fn outcome_filter() -> impl clap::builder::TypedValueParser<Value = Which> {
+    let names = Outcome::ALL
+        .iter()
+        .filter(|o| o.ends_a_run())
+        .map(|o| o.name())
+        .chain([UNFINISHED]);
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| Outcome::parse(&name).map_or(Which::Unfinished, Which::Ended))
 }
 
-impl OutcomeFilter {
-    fn which(self) -> Which {
-        match self {
-            OutcomeFilter::Completed => Which::Ended(Outcome::Completed),
-            OutcomeFilter::CompletedWithSkips => Which::Ended(Outcome::CompletedWithSkips),
-            OutcomeFilter::PartiallyCompleted => Which::Ended(Outcome::PartiallyCompleted),
-            OutcomeFilter::HaltedForFollowUp => Which::Ended(Outcome::HaltedForFollowUp),
-            OutcomeFilter::Unfinished => Which::Unfinished,
-        }
-    }
-
-    /// As it is written on the command line.
-    fn name(self) -> String {
-        self.to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default()
-    }
-}
+const UNFINISHED: &str = "unfinished";
 
 /// The identifying parts of an audit payload, as one short line.
 pub fn describe(row: &Row) -> String {
@@ -122,16 +107,18 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
             outcome,
             json,
         } => {
-            let which = outcome.map_or(Which::All, OutcomeFilter::which);
+            let which = outcome.unwrap_or(Which::All);
             let list = runs::list(&*store.conn()?, limit, which)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
             }
             if list.is_empty() {
-                let which = outcome
-                    .map(|o| format!("{} ", o.name()))
-                    .unwrap_or_default();
+                let which = match outcome {
+                    Some(Which::Ended(o)) => format!("{o} "),
+                    Some(Which::Unfinished) => format!("{UNFINISHED} "),
+                    _ => String::new(),
+                };
                 println!("no {which}runs in {}", store.path().display());
             }
             for r in &list {

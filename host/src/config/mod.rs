@@ -411,16 +411,13 @@ impl Config {
                         names
                             .iter()
                             .map(|a| {
-                                ActionKind::ALL
-                                    .into_iter()
-                                    .find(|k| k.name() == a)
-                                    .ok_or_else(|| {
-                                        invalid(format!(
-                                            "adapters.{name}.actions: {a:?} is not an action; \
-                                             the actions are set-state, attach-link, annotate, \
-                                             clear-entry, publish"
-                                        ))
-                                    })
+                                ActionKind::parse(a).ok_or_else(|| {
+                                    invalid(format!(
+                                        "adapters.{name}.actions: {a:?} is not an action; \
+                                         the actions are {}",
+                                        ActionKind::names()
+                                    ))
+                                })
                             })
                             .collect::<Result<BTreeSet<_>, _>>()?,
                     ),

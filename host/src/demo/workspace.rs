@@ -4,7 +4,7 @@
 //! packages and the policy approved, and an engine over it.
 
 use crate::config::Config;
-use crate::pipeline::intake::CloudEvent;
+use crate::model::CloudEvent;
 use crate::pipeline::{Engine, Report};
 use crate::policy::Policy;
 use crate::sandbox::package::Package;

@@ -7,13 +7,14 @@ use super::calls::Calls;
 use super::{Engine, Outcome, Report, RunError, execute, revalidate, validate};
 use crate::audit::Entry;
 use crate::follow_up::{Packet, Reason, Resolution, Snapshot, StepLine};
+use crate::model::{StepEvent, StepState};
 use crate::policy::Policy;
 use crate::policy::condition::{Mismatch, View};
 use crate::policy::template::Scope;
 use crate::store::StoreError;
 use crate::store::Write;
 use crate::store::runs::{self, Claim, RunRecord};
-use crate::store::steps::{self, StepRow, StepState};
+use crate::store::steps::{self, StepRow};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -368,15 +369,16 @@ impl Driver<'_> {
         Ok(value)
     }
 
-    /// Move one step, with its audit rows, now.
+    /// Move one step by `event`, with its audit rows, now.
     pub fn step_transition(
         &mut self,
         step_id: &str,
-        state: StepState,
+        event: StepEvent,
         attempts: u32,
         error: Option<&str>,
         rows: Vec<Row>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RunError> {
+        let state = self.next_state(step_id, event)?;
         let run_id = self.run.run_id.clone();
         self.transition(
             |tx| steps::set_state(tx, &run_id, step_id, state, attempts, error),
@@ -390,7 +392,13 @@ impl Driver<'_> {
     /// transition: the target shows that end state, so a stop before then
     /// only means the next drive observes it again and records it then,
     /// without writing.
-    pub fn step_settled(&mut self, step_id: &str, state: StepState, rows: Vec<Row>) {
+    pub fn step_settled(
+        &mut self,
+        step_id: &str,
+        event: StepEvent,
+        rows: Vec<Row>,
+    ) -> Result<(), RunError> {
+        let state = self.next_state(step_id, event)?;
         debug_assert!(state.is_final());
         let (run_id, id) = (self.run.run_id.clone(), step_id.to_string());
         self.pending.push(Pending::Change(
@@ -398,6 +406,24 @@ impl Driver<'_> {
             rows,
         ));
         self.moved(step_id, state, 0, None);
+        Ok(())
+    }
+
+    /// Where `event` moves the step, by its lifecycle's table.
+    fn next_state(&self, step_id: &str, event: StepEvent) -> Result<StepState, RunError> {
+        let current = self
+            .steps
+            .iter()
+            .flatten()
+            .find(|r| r.plan.id == step_id)
+            .map(|r| r.state)
+            .ok_or_else(|| {
+                RunError::Store(StoreError::Corrupt(format!(
+                    "run {}: step {step_id} is not in its plan",
+                    self.run.run_id
+                )))
+            })?;
+        Ok(current.on(event)?)
     }
 
     fn moved(&mut self, step_id: &str, state: StepState, attempts: u32, error: Option<&str>) {

@@ -14,9 +14,10 @@ use super::calls::view_of;
 use super::confirm::confirm;
 use super::driver::{Driver, Halt, Row};
 use super::revalidate::revalidate;
+use crate::model::StepEvent;
 use crate::policy::Revalidate;
 use crate::policy::condition;
-use crate::store::steps::{StepRow, StepState};
+use crate::store::steps::StepRow;
 use serde_json::json;
 
 /// Carry one step to verified or skipped, or say why the run stops.
@@ -51,16 +52,16 @@ pub async fn execute(
             // Written by an earlier attempt that stopped before recording it.
             d.step_settled(
                 &step.id,
-                StepState::Verified,
+                StepEvent::FoundOurs,
                 vec![
                     Row::new("step-applied", with(json!({ "recovered": true }))).by(sha.clone()),
                     Row::new("step-verified", ids.clone()).by(sha),
                 ],
-            );
+            )?;
         } else {
             d.step_settled(
                 &step.id,
-                StepState::Skipped,
+                StepEvent::FoundDone,
                 vec![
                     Row::new("step-observed", with(json!({ "done": true }))).by(sha.clone()),
                     Row::new(
@@ -69,7 +70,7 @@ pub async fn execute(
                     )
                     .by(sha),
                 ],
-            );
+            )?;
         }
         return Ok(Ok(()));
     }
@@ -83,7 +84,7 @@ pub async fn execute(
     // The intent, with its key, is on record before the write.
     d.step_transition(
         &step.id,
-        StepState::Observed,
+        StepEvent::IntentRecorded,
         1,
         None,
         vec![Row::new("step-observed", with(json!({ "done": false }))).by(sha.clone())],
@@ -107,9 +108,9 @@ pub async fn execute(
     }
     d.step_settled(
         &step.id,
-        StepState::Verified,
+        StepEvent::Confirmed,
         vec![applied, Row::new("step-verified", ids).by(sha)],
-    );
+    )?;
     if d.engine.faults.armed("after-record", &step.id) {
         // The point means what it says: the record is committed.
         d.flush()?;
@@ -136,7 +137,7 @@ fn fail(
     });
     d.step_transition(
         &step.id,
-        StepState::Failed,
+        StepEvent::Failed,
         u32::from(intended),
         Some(&halt.summary),
         vec![Row::new("step-failed", payload).by(sha)],

@@ -1,268 +1,292 @@
-//! Intake: parse a CloudEvents 1.0 event at the edge, and record it exactly
-//! once. A delivery whose (source, id) or business key is already stored is
-//! a duplicate: no new run. The event row and its audit row commit together.
+//! Intake, the first stage: an event is matched to its one configured,
+//! approved policy, its trigger state checked and every template its run
+//! will need filled in (so a missing value fails before anything is
+//! written); then the store records the event with its run, once per
+//! (source, id) and business key ([`crate::store::intake`]).
 
-use crate::audit::Entry;
-use crate::store::runs::{self, NewRun};
-use crate::store::{Store, StoreError};
-use serde_json::Value;
-use thiserror::Error;
+use super::{Accepted, ConfiguredPolicy, Engine, RunError, approval_problem, known_types, plan};
+use crate::model::CloudEvent;
+use crate::policy::Policy;
+use crate::policy::template::{Scope, TemplateError};
+use crate::store::intake::Delivery;
+use crate::store::runs::NewRun;
 
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum EventError {
-    #[error("{origin}: not JSON (line {line}, column {column}): {message}")]
-    Json {
-        origin: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{origin}: a CloudEvent is a JSON object")]
-    NotObject { origin: String },
-    #[error("{origin}: required attribute {field:?} is missing or empty")]
-    Missing { origin: String, field: &'static str },
-    #[error("{origin}: attribute {field:?} {why}")]
-    Invalid {
-        origin: String,
-        field: &'static str,
-        why: String,
-    },
+/// An event that passed every check of `accept` and can be stored.
+pub(crate) struct Admitted {
+    pub policy_id: String,
+    pub policy_sha256: String,
+    pub business_key: Option<String>,
 }
 
-/// A validated CloudEvent (structured JSON mode).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CloudEvent {
-    pub id: String,
-    pub source: String,
-    pub event_type: String,
-    pub subject: Option<String>,
-    pub time: Option<String>,
-    pub data: Value,
-    /// The whole event as received: the template scope `event.*`.
-    pub raw: Value,
+impl Admitted {
+    fn new_run<'a>(&'a self, context: &'a serde_json::Value) -> NewRun<'a> {
+        NewRun {
+            policy_id: &self.policy_id,
+            policy_sha256: &self.policy_sha256,
+            context,
+        }
+    }
 }
 
-impl CloudEvent {
-    /// Parse an event; `origin` names where it came from in errors.
-    pub fn parse(bytes: &[u8], origin: &str) -> Result<CloudEvent, EventError> {
-        let raw: Value = serde_json::from_slice(bytes).map_err(|e| EventError::Json {
-            origin: origin.to_string(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
-        let object = raw.as_object().ok_or_else(|| EventError::NotObject {
-            origin: origin.to_string(),
-        })?;
-        let text = |field: &'static str| -> Result<Option<String>, EventError> {
-            match object.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
-                Some(other) => Err(EventError::Invalid {
-                    origin: origin.to_string(),
-                    field,
-                    why: format!("must be a string, found {other}"),
-                }),
-            }
-        };
-        let required = |field: &'static str| -> Result<String, EventError> {
-            text(field)?.ok_or(EventError::Missing {
-                origin: origin.to_string(),
-                field,
+impl Engine {
+    /// Match an event's policy, check everything its run will need can be
+    /// filled in, and record it with its run (or recognise a duplicate), in
+    /// one transaction. Bad input fails here with nothing written. When this
+    /// returns, the event is durable: the run can be driven now or after a
+    /// restart.
+    pub fn accept(
+        &mut self,
+        event: &CloudEvent,
+        context: &serde_json::Value,
+    ) -> Result<Accepted, RunError> {
+        let admitted = self.admit(event, context)?;
+        let new = admitted.new_run(context);
+        let intake = self
+            .store
+            .intake_run(event, admitted.business_key.as_deref(), Some(&new))?;
+        Ok(Accepted::from(intake))
+    }
+
+    /// [`Engine::accept`] for several events, stored in one transaction
+    /// (group commit). Each event gets its own answer, in order: one that
+    /// is refused does not hold back the others.
+    pub fn accept_batch(
+        &mut self,
+        events: &[&CloudEvent],
+        context: &serde_json::Value,
+    ) -> Vec<Result<Accepted, RunError>> {
+        let admitted: Vec<Result<Admitted, RunError>> =
+            events.iter().map(|e| self.admit(e, context)).collect();
+        let deliveries: Vec<Delivery<'_>> = events
+            .iter()
+            .zip(&admitted)
+            .filter_map(|(event, a)| {
+                let a = a.as_ref().ok()?;
+                Some(Delivery {
+                    event,
+                    business_key: a.business_key.as_deref(),
+                    run: Some(a.new_run(context)),
+                })
             })
-        };
-        let spec = required("specversion")?;
-        if spec != "1.0" {
-            return Err(EventError::Invalid {
-                origin: origin.to_string(),
-                field: "specversion",
-                why: format!("is {spec:?}; handoff reads CloudEvents 1.0"),
-            });
-        }
-        let time = text("time")?;
-        if let Some(t) = &time
-            && t.parse::<jiff::Timestamp>().is_err()
-        {
-            return Err(EventError::Invalid {
-                origin: origin.to_string(),
-                field: "time",
-                why: format!("{t:?} is not an RFC 3339 timestamp"),
-            });
-        }
-        Ok(CloudEvent {
-            id: required("id")?,
-            source: required("source")?,
-            event_type: required("type")?,
-            subject: text("subject")?,
-            time,
-            data: object.get("data").cloned().unwrap_or(Value::Null),
-            raw,
-        })
-    }
-}
-
-/// Why a delivery was recognised as already received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DuplicateOf {
-    /// The same (source, id).
-    EventId,
-    /// A different event for the same decision (business key).
-    BusinessKey,
-}
-
-/// What intake did with a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Intake {
-    /// First delivery: stored as event `seq`, with its run when one was asked for.
-    New { seq: i64, run_id: Option<String> },
-    /// Already stored as event `seq`: suppressed, no new run. `run_id` is
-    /// the run the first delivery started, if any.
-    Duplicate {
-        seq: i64,
-        of: DuplicateOf,
-        run_id: Option<String>,
-    },
-}
-
-impl Store {
-    /// Record a delivery once. Concurrent deliveries of one event, from any
-    /// number of connections or processes, yield exactly one `New`.
-    pub fn intake(
-        &mut self,
-        event: &CloudEvent,
-        business_key: Option<&str>,
-    ) -> Result<Intake, StoreError> {
-        self.intake_run(event, business_key, None)
+            .collect();
+        let mut stored = self.store.intake_batch(&deliveries).into_iter();
+        admitted
+            .into_iter()
+            .map(|a| {
+                a?;
+                let intake = stored.next().expect("one answer per delivery")?;
+                Ok(Accepted::from(intake))
+            })
+            .collect()
     }
 
-    /// Record a delivery once and, when it is new, create its run in the
-    /// same transaction: an event is never stored without the run it
-    /// starts, nor a run without its event.
-    pub fn intake_run(
-        &mut self,
-        event: &CloudEvent,
-        business_key: Option<&str>,
-        run: Option<&NewRun<'_>>,
-    ) -> Result<Intake, StoreError> {
-        let tx = self.write()?;
-        let outcome = record(&tx, event, business_key, run)?;
-        tx.commit()?;
-        Ok(outcome)
+    /// Everything `accept` checks before writing: the policy for the event's
+    /// type, its approval, the trigger state, and that every template the
+    /// run will need can be filled in.
+    fn admit(&self, event: &CloudEvent, context: &serde_json::Value) -> Result<Admitted, RunError> {
+        let configured = self.policy_for(event)?;
+        self.require_approved(configured)?;
+        admit_under(&configured.policy, event, context)
     }
 
-    /// Record several deliveries, each with its run, in one transaction
-    /// (group commit: the service's intake takes whatever arrived while the
-    /// previous commit was being written). Deliveries in one batch are
-    /// recognised as duplicates of each other exactly as across batches.
-    /// When any of them fails, the whole transaction is rolled back and each
-    /// is tried again in its own, so one bad delivery costs the others
-    /// nothing but time.
-    pub fn intake_batch(&mut self, deliveries: &[Delivery<'_>]) -> Vec<Result<Intake, StoreError>> {
-        let together = (|| {
-            let tx = self.write()?;
-            let outcomes = deliveries
-                .iter()
-                .map(|d| record(&tx, d.event, d.business_key, d.run.as_ref()))
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.commit()?;
-            Ok::<_, StoreError>(outcomes)
-        })();
-        match together {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(_) if deliveries.len() > 1 => deliveries
-                .iter()
-                .map(|d| self.intake_run(d.event, d.business_key, d.run.as_ref()))
-                .collect(),
-            Err(e) => vec![Err(e)],
+    /// The configured policy an event's type triggers.
+    pub(crate) fn policy_for(&self, event: &CloudEvent) -> Result<&ConfiguredPolicy, RunError> {
+        self.policies
+            .iter()
+            .find(|p| p.policy.trigger.event_type == event.event_type)
+            .ok_or_else(|| RunError::NoPolicy {
+                event_type: event.event_type.clone(),
+                known: known_types(&self.policies),
+            })
+    }
+
+    pub(crate) fn require_approved(&self, configured: &ConfiguredPolicy) -> Result<(), RunError> {
+        match approval_problem(configured, self.store.policy_status(&configured.policy)?) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
     }
 }
 
-/// One delivery for [`Store::intake_batch`].
-pub struct Delivery<'a> {
-    pub event: &'a CloudEvent,
-    pub business_key: Option<&'a str>,
-    pub run: Option<NewRun<'a>>,
-}
-
-/// The event, its run and the audit row, inside the caller's transaction.
-fn record(
-    conn: &crate::store::Write<'_>,
+/// Everything `accept` checks of an event under its policy, apart from the
+/// approval: the trigger state, and that every template the run will need
+/// can be filled in.
+pub(crate) fn admit_under(
+    policy: &Policy,
     event: &CloudEvent,
+    context: &serde_json::Value,
+) -> Result<Admitted, RunError> {
+    let state = event
+        .data
+        .get("state")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| RunError::Trigger {
+            event_id: event.id.clone(),
+            problem: format!(
+                "data.state is missing; policy {} acts on decisions in states {:?}",
+                policy.id, policy.trigger.states
+            ),
+        })?;
+    if !policy.trigger.states.contains(state) {
+        return Err(RunError::Trigger {
+            event_id: event.id.clone(),
+            problem: format!(
+                "decision state {state:?} does not authorize policy {} (it acts on {:?}); nothing to do",
+                policy.id, policy.trigger.states
+            ),
+        });
+    }
+    let scope = Scope {
+        event: &event.raw,
+        context,
+    };
+    let business_key = business_key(policy, scope)?;
+    dry_render(
+        policy,
+        scope,
+        &event.source,
+        business_key.as_deref(),
+        &event.id,
+    )?;
+
+    Ok(Admitted {
+        policy_id: policy.id.clone(),
+        policy_sha256: policy.sha256.clone(),
+        business_key,
+    })
+}
+
+/// The business key: the policy's id and its parts, encoded by
+/// [`encode_business_key`], or none.
+fn business_key(policy: &Policy, scope: Scope<'_>) -> Result<Option<String>, TemplateError> {
+    if policy.source.business_key.is_empty() {
+        return Ok(None);
+    }
+    let parts = policy
+        .source
+        .business_key
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            crate::policy::template::render(t, scope, &format!("source.business-key[{i}]"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(encode_business_key(&policy.id, &parts)))
+}
+
+/// `ID:PART/PART/...`, with `\` escaping a `\` or `:` in the id and a `\`
+/// or `/` in a part, so that two different part lists never share a key
+/// (`RV-77/1` + `2` is `RV-77\/1/2`, `RV-77` + `1/2` is `RV-77/1\/2`). A key
+/// without any of those characters reads as it always did, so keys stored
+/// before the escaping still match their decisions.
+pub fn encode_business_key(policy_id: &str, parts: &[String]) -> String {
+    fn escaped(out: &mut String, text: &str, special: char) {
+        for c in text.chars() {
+            if c == '\\' || c == special {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    let mut key = String::with_capacity(
+        policy_id.len() + 1 + parts.iter().map(String::len).sum::<usize>() + parts.len(),
+    );
+    escaped(&mut key, policy_id, ':');
+    key.push(':');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        escaped(&mut key, part, '/');
+    }
+    key
+}
+
+/// Fill every template the run will need, now, so that a missing value
+/// fails before anything is written.
+fn dry_render(
+    policy: &Policy,
+    scope: Scope<'_>,
+    source: &str,
     business_key: Option<&str>,
-    run: Option<&NewRun<'_>>,
-) -> Result<Intake, StoreError> {
-    let existing = crate::store::events::find(conn, &event.source, &event.id, business_key)?;
-    let (outcome, kind) = match existing {
-        Some((seq, of)) => {
-            let run_id = runs::for_event(conn, seq)?;
-            (
-                Intake::Duplicate { seq, of, run_id },
-                "duplicate-suppressed",
-            )
-        }
-        None => {
-            let seq = crate::store::events::insert(conn, event, business_key)?;
-            let run_id = run
-                .map(|new| runs::insert(conn, seq, &event.id, new))
-                .transpose()?;
-            (Intake::New { seq, run_id }, "event-received")
-        }
-    };
-    let (seq, run_id) = match &outcome {
-        Intake::New { seq, run_id } | Intake::Duplicate { seq, run_id, .. } => (*seq, run_id),
-    };
-    crate::store::audit::append(
-        conn,
-        &Entry {
-            run_id: run_id.clone(),
-            event_id: Some(event.id.clone()),
-            kind: kind.into(),
-            payload: serde_json::json!({
-                "source": event.source,
-                "type": event.event_type,
-                "business_key": business_key,
-                "event_seq": seq,
-            }),
-            policy_sha256: run.map(|r| r.policy_sha256.to_string()),
-            ..Default::default()
+    event_id: &str,
+) -> Result<(), TemplateError> {
+    use crate::policy::condition;
+    policy
+        .source
+        .record
+        .render(&policy.source.adapter, scope, "source.")?;
+    condition::render(&policy.source.must_match, scope, "source.must-match")?;
+    for check in &policy.checks {
+        let place = format!("check {:?}", check.name);
+        check
+            .record
+            .render(&check.adapter, scope, &format!("{place} "))?;
+        condition::render(&check.expect, scope, &format!("{place} expect"))?;
+    }
+    plan::plan(
+        policy,
+        scope,
+        plan::Decision {
+            source,
+            key: business_key.unwrap_or(event_id),
         },
     )?;
-    Ok(outcome)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::encode_business_key;
+    use proptest::prelude::*;
 
-    fn parse(text: &str) -> Result<CloudEvent, EventError> {
-        CloudEvent::parse(text.as_bytes(), "event.json")
+    /// Read a key back into its id and parts (the test's proof that the
+    /// encoding loses nothing, so no two inputs share a key).
+    fn decode(key: &str) -> (String, Vec<String>) {
+        let (mut id, mut parts, mut part) = (String::new(), Vec::new(), String::new());
+        let mut in_id = true;
+        let mut chars = key.chars();
+        while let Some(c) = chars.next() {
+            let target = if in_id { &mut id } else { &mut part };
+            match c {
+                '\\' => target.push(chars.next().expect("an escape is followed")),
+                ':' if in_id => in_id = false,
+                '/' if !in_id => parts.push(std::mem::take(&mut part)),
+                c => target.push(c),
+            }
+        }
+        parts.push(part);
+        (id, parts)
     }
 
-    const OK: &str = r#"{"specversion":"1.0","id":"e1","source":"governance","type":"release.review.decided","time":"2026-11-22T04:00:00Z","data":{"review_id":"RV-9"}}"#;
-
     #[test]
-    fn a_valid_event_keeps_its_attributes_and_data() {
-        let e = parse(OK).unwrap();
-        assert_eq!((e.id.as_str(), e.source.as_str()), ("e1", "governance"));
-        assert_eq!(e.data["review_id"], "RV-9");
-        assert_eq!(e.raw["type"], "release.review.decided");
-    }
-
-    #[test]
-    fn malformed_events_say_what_and_where() {
-        let err = parse("{\"id\": \n 1,,}").unwrap_err();
-        assert!(matches!(err, EventError::Json { line: 2, .. }), "{err}");
+    fn parts_holding_the_separator_no_longer_collide() {
+        let a = encode_business_key("p", &["RV-77/1".into(), "2".into()]);
+        let b = encode_business_key("p", &["RV-77".into(), "1/2".into()]);
+        assert_ne!(a, b);
+        assert_eq!(a, r"p:RV-77\/1/2");
+        // A key of plain parts is what it was before the escaping.
         assert_eq!(
-            parse(&OK.replace("\"id\":\"e1\",", ""))
-                .unwrap_err()
-                .to_string(),
-            "event.json: required attribute \"id\" is missing or empty"
+            encode_business_key("p", &["RV-77".into(), "3".into()]),
+            "p:RV-77/3"
         );
-        let err = parse(&OK.replace("\"1.0\"", "\"0.3\"")).unwrap_err();
-        assert!(err.to_string().contains("CloudEvents 1.0"), "{err}");
-        let err = parse(&OK.replace("2026-11-22T04:00:00Z", "yesterday")).unwrap_err();
-        assert!(err.to_string().contains("RFC 3339"), "{err}");
-        assert!(matches!(parse("[1]"), Err(EventError::NotObject { .. })));
+        let c = encode_business_key("a:b", &["c".into()]);
+        let d = encode_business_key("a", &["b:c".into()]);
+        assert_ne!(c, d);
+    }
+
+    proptest! {
+        #[test]
+        fn distinct_part_lists_never_share_a_key(
+            id in "[a-z:/\\\\]{0,6}",
+            parts in proptest::collection::vec("[a-z0-9:/\\\\]{0,6}", 1..5),
+            other in proptest::collection::vec("[a-z0-9:/\\\\]{0,6}", 1..5),
+        ) {
+            let key = encode_business_key(&id, &parts);
+            prop_assert_eq!(decode(&key), (id.clone(), parts.clone()));
+            if parts != other {
+                prop_assert_ne!(key, encode_business_key(&id, &other));
+            }
+        }
     }
 }

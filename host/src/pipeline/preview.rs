@@ -13,9 +13,9 @@
 
 use super::calls::view_of;
 use super::driver::{Driver, Halt};
-use super::intake::{CloudEvent, DuplicateOf};
 use super::plan::{self, PlannedStep};
 use super::{Engine, Outcome, RunError, revalidate, validate};
+use crate::model::{CloudEvent, DuplicateOf};
 use crate::policy::condition;
 use crate::store::runs::{self, RunRecord};
 use serde::Serialize;
@@ -119,7 +119,7 @@ impl Engine {
             Err(other) => return Err(other),
         };
         let policy = Arc::new(configured.policy.clone());
-        let admitted = super::admit_under(&policy, event, context)?;
+        let admitted = super::intake::admit_under(&policy, event, context)?;
         let mut preview = Preview {
             event_id: event.id.clone(),
             policy: format!("{} v{}", policy.id, policy.version),

@@ -14,7 +14,7 @@
 //! Each call counts against the adapter's `concurrency`, like a run's calls.
 
 use super::{Accepted, Engine, RunError};
-use crate::pipeline::intake::CloudEvent;
+use crate::model::CloudEvent;
 use crate::policy::Policy;
 use crate::sandbox::{Decision, Instance};
 use serde_json::{Map, Value, json};

@@ -67,20 +67,7 @@ impl Surface {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    Denied,
-}
-
-impl Verdict {
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Denied => "denied",
-        }
-    }
-}
+pub use crate::model::Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapabilityDecision {

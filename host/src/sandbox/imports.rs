@@ -2,7 +2,7 @@
 //! by the contract, by the inert WASI baseline, or by a declared capability.
 //! An uncovered import refuses the load and is named.
 
-use super::manifest::{Capabilities, World};
+use super::manifest::Capabilities;
 use serde::Serialize;
 
 /// Why an import may be linked, or why not.
@@ -74,18 +74,6 @@ pub fn classify(name: &str, caps: &Capabilities) -> Coverage {
     }
 }
 
-/// The exports a world requires.
-pub fn required_exports(world: World) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if world.exports_source() {
-        out.push("handoff:adapter/source@0.1.0");
-    }
-    if world.exports_target() {
-        out.push("handoff:adapter/target@0.1.0");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +91,7 @@ mod tests {
         ));
         assert_eq!(classify("wasi:io/streams@0.2.6", &none), Coverage::Baseline);
         assert_eq!(
-            classify("handoff:adapter/host@0.1.0", &none),
+            classify(&crate::model::contract::interface_id("host"), &none),
             Coverage::Contract
         );
         assert!(matches!(

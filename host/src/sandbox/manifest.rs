@@ -30,77 +30,7 @@ pub struct ManifestError {
     pub problem: String,
 }
 
-/// The worlds an adapter can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum World {
-    #[serde(rename = "handoff:adapter/source-adapter@0.1.0")]
-    Source,
-    #[serde(rename = "handoff:adapter/target-adapter@0.1.0")]
-    Target,
-    #[serde(rename = "handoff:adapter/adapter@0.1.0")]
-    Both,
-}
-
-impl World {
-    pub const ALL: [World; 3] = [World::Source, World::Target, World::Both];
-
-    pub fn id(self) -> &'static str {
-        match self {
-            World::Source => "handoff:adapter/source-adapter@0.1.0",
-            World::Target => "handoff:adapter/target-adapter@0.1.0",
-            World::Both => "handoff:adapter/adapter@0.1.0",
-        }
-    }
-
-    pub fn exports_source(self) -> bool {
-        matches!(self, World::Source | World::Both)
-    }
-
-    pub fn exports_target(self) -> bool {
-        matches!(self, World::Target | World::Both)
-    }
-
-    fn parse(s: &str) -> Option<World> {
-        World::ALL.into_iter().find(|w| w.id() == s)
-    }
-}
-
-impl fmt::Display for World {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.id())
-    }
-}
-
-/// The closed set of actions (mirrors the WIT `action` variant).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActionKind {
-    SetState,
-    AttachLink,
-    Annotate,
-    ClearEntry,
-    Publish,
-}
-
-impl ActionKind {
-    pub const ALL: [ActionKind; 5] = [
-        ActionKind::SetState,
-        ActionKind::AttachLink,
-        ActionKind::Annotate,
-        ActionKind::ClearEntry,
-        ActionKind::Publish,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::SetState => "set-state",
-            ActionKind::AttachLink => "attach-link",
-            ActionKind::Annotate => "annotate",
-            ActionKind::ClearEntry => "clear-entry",
-            ActionKind::Publish => "publish",
-        }
-    }
-}
+pub use crate::model::{ActionKind, World};
 
 /// `scheme://host[:port]`, normalized: lower-case, explicit port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -191,19 +121,11 @@ pub struct HttpGrant {
     pub inject_header: Option<InjectHeader>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FileMode {
-    ReadOnly,
-    ReadWrite,
-}
-
-impl FileMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            FileMode::ReadOnly => "read-only",
-            FileMode::ReadWrite => "read-write",
-        }
+crate::closed_enum! {
+    /// How a granted directory is mounted.
+    pub enum FileMode {
+        ReadOnly = "read-only",
+        ReadWrite = "read-write",
     }
 }
 
@@ -440,22 +362,19 @@ impl Manifest {
             err(format!(
                 "adapter.world {:?} is not a handoff world; use one of: {}",
                 raw.adapter.world,
-                World::ALL.map(World::id).join(", ")
+                World::names()
             ))
         })?;
 
         let mut actions = BTreeSet::new();
         for action in &raw.adapter.actions {
-            let kind = ActionKind::ALL
-                .into_iter()
-                .find(|k| k.name() == action)
-                .ok_or_else(|| {
-                    err(format!(
-                        "adapter.actions: {action:?} is not an action handoff can request; \
+            let kind = ActionKind::parse(action).ok_or_else(|| {
+                err(format!(
+                    "adapter.actions: {action:?} is not an action handoff can request; \
                          the closed set is: {}",
-                        ActionKind::ALL.map(ActionKind::name).join(", ")
-                    ))
-                })?;
+                    ActionKind::names()
+                ))
+            })?;
             if !actions.insert(kind) {
                 return Err(err(format!("adapter.actions: {action:?} is listed twice")));
             }

@@ -298,10 +298,11 @@ impl Sandbox {
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let missing_exports = imports::required_exports(declared.world)
+        let missing_exports = declared
+            .world
+            .required_exports()
             .into_iter()
-            .filter(|r| !exports.iter().any(|e| e == r))
-            .map(str::to_string)
+            .filter(|r| !exports.contains(r))
             .collect();
         let status = approval::status(package, approval);
         let effective = match (&status, approval) {

@@ -7,7 +7,7 @@
 //! many events instead of paid by each; alone, an event is committed at
 //! once. No answer leaves before its commit.
 
-use crate::pipeline::intake::CloudEvent;
+use crate::model::CloudEvent;
 use crate::pipeline::{Accepted, Engine, RunError};
 use crate::store::StoreError;
 use serde_json::Value;

@@ -11,7 +11,7 @@
 //! with the existing run's id. The answer is sent only after the commit.
 
 use super::App;
-use crate::pipeline::intake::CloudEvent;
+use crate::model::CloudEvent;
 use crate::pipeline::{Accepted, RunError};
 use axum::body::{Body, Bytes};
 use axum::extract::State;

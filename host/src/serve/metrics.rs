@@ -158,8 +158,10 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "handoff_build_info{{version=\"{}\",wit=\"handoff:adapter@0.1.0\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            "handoff_build_info{{version=\"{}\",wit=\"{}@{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            crate::model::contract::WIT_PACKAGE,
+            crate::model::WIT_VERSION,
         );
         process_metrics(&mut out);
         family(

@@ -12,8 +12,8 @@
 use super::App;
 use super::intake::take;
 use crate::config::serve::NatsIntake;
+use crate::model::CloudEvent;
 use crate::pipeline::RunError;
-use crate::pipeline::intake::CloudEvent;
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures_util::StreamExt;

@@ -1,6 +1,6 @@
 //! The `events` table: each delivery recorded once (see pipeline::intake).
 
-use crate::pipeline::intake::{CloudEvent, DuplicateOf};
+use crate::model::{CloudEvent, DuplicateOf};
 use crate::store::{StoreError, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, params};
 

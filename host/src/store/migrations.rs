@@ -239,6 +239,32 @@ pub const MIGRATIONS: &[&str] = &[
         INSERT INTO counters (name, n) VALUES ('duplicates', 1)
             ON CONFLICT (name) DO UPDATE SET n = n + 1;
     END;",
+    // 10: step states as their lifecycle has them (crate::model::step):
+    // `applied` was never set, and is gone from the CHECK list (a row in it,
+    // which none should be, becomes `observed`: its intent was recorded, so
+    // the next drive looks at its target before anything else).
+    "CREATE TABLE steps_v10 (
+        run_id      TEXT NOT NULL REFERENCES runs(run_id),
+        position    INTEGER NOT NULL,
+        step_id     TEXT NOT NULL,
+        adapter     TEXT NOT NULL,
+        plan        TEXT NOT NULL,
+        idem_key    TEXT NOT NULL UNIQUE,
+        state       TEXT NOT NULL CHECK (state IN ('planned', 'observed', 'verified',
+                        'skipped', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (run_id, step_id)
+    );
+    INSERT INTO steps_v10 (run_id, position, step_id, adapter, plan, idem_key, state,
+                           attempts, error, updated_at)
+        SELECT run_id, position, step_id, adapter, plan, idem_key,
+               CASE state WHEN 'applied' THEN 'observed' ELSE state END,
+               attempts, error, updated_at
+        FROM steps;
+    DROP TABLE steps;
+    ALTER TABLE steps_v10 RENAME TO steps;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.
@@ -337,6 +363,89 @@ mod tests {
             .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
             .unwrap();
         assert_eq!(last, 4);
+    }
+
+    /// The names a column's `CHECK (column IN (...))` allows, as the schema
+    /// holds it after every migration.
+    fn check_list(conn: &Connection, table: &str, column: &str) -> Vec<String> {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let start = flat
+            .find(&format!("CHECK ({column} IN ("))
+            .unwrap_or_else(|| panic!("{table}.{column} has no CHECK list: {flat}"));
+        let list = &flat[start..];
+        let list = &list[list.find("IN (").unwrap() + 4..list.find("))").unwrap()];
+        list.split(',')
+            .map(|n| n.trim().trim_matches('\'').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_check_list_is_its_closed_set() {
+        use crate::model::{Outcome, Resolution, StepState, Verdict};
+        let names = |all: &[&'static str]| all.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let outcomes: Vec<&str> = Outcome::ALL
+            .iter()
+            .filter(|o| o.ends_a_run())
+            .map(|o| o.name())
+            .collect();
+        assert_eq!(check_list(&conn, "runs", "outcome"), names(&outcomes));
+        let states: Vec<&str> = StepState::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(check_list(&conn, "steps", "state"), names(&states));
+        let resolutions: Vec<&str> = Resolution::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            check_list(&conn, "follow_ups", "resolution"),
+            names(&resolutions)
+        );
+        let verdicts: Vec<&str> = Verdict::ALL.iter().map(|v| v.name()).collect();
+        assert_eq!(
+            check_list(&conn, "capability_decisions", "verdict"),
+            names(&verdicts)
+        );
+    }
+
+    #[test]
+    fn a_step_left_applied_by_an_older_store_is_observed_again() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (seq, source, event_id, event_type, received_at, raw)
+                 VALUES (1, 's', 'e', 't', 'now', '{}');
+             INSERT INTO runs (run_id, event_seq, event_id, policy_id, policy_sha256, context,
+                               created_at, updated_at)
+                 VALUES ('run-1', 1, 'e', 'p', 'sha', '{}', 'now', 'now');
+             INSERT INTO steps (run_id, position, step_id, adapter, plan, idem_key, state,
+                                attempts, updated_at)
+                 VALUES ('run-1', 0, 'a', 'x', '{}', 'k1', 'applied', 1, 'now'),
+                        ('run-1', 1, 'b', 'x', '{}', 'k2', 'verified', 1, 'now');",
+        )
+        .unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let states: Vec<(String, String, i64)> = conn
+            .prepare("SELECT step_id, state, attempts FROM steps ORDER BY position")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a".to_string(), "observed".to_string(), 1),
+                ("b".to_string(), "verified".to_string(), 1)
+            ]
+        );
     }
 
     #[test]

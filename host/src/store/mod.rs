@@ -12,6 +12,7 @@ pub mod decisions;
 pub mod events;
 pub mod follow_ups;
 pub mod gate;
+pub mod intake;
 pub mod migrations;
 pub mod policies;
 pub mod retention;
@@ -269,26 +270,7 @@ fn create_parent(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Now, as RFC 3339 UTC with milliseconds: sortable as text.
-pub fn now_rfc3339() -> String {
-    rfc3339(jiff::Timestamp::now())
-}
-
-/// A time as RFC 3339 UTC with exactly three fraction digits, so that text
-/// order is time order (leases and due times are compared as text).
-pub fn rfc3339(at: jiff::Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// `from_now` later than now, in the same form.
-pub fn rfc3339_in(from_now: std::time::Duration) -> String {
-    let span = jiff::SignedDuration::try_from(from_now).unwrap_or(jiff::SignedDuration::MAX);
-    rfc3339(
-        jiff::Timestamp::now()
-            .checked_add(span)
-            .unwrap_or(jiff::Timestamp::MAX),
-    )
-}
+pub use crate::model::time::{now_rfc3339, rfc3339, rfc3339_in};
 
 /// SQLite's own busy timeout sleeps in steps that grow to 100 ms, so a
 /// writer that finds another mid-commit can wait far longer than that

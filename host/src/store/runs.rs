@@ -331,8 +331,9 @@ pub fn release(conn: &Connection, run_id: &str, owner: &str) -> Result<(), Store
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::intake::{CloudEvent, Intake};
+    use crate::model::CloudEvent;
     use crate::store::Store;
+    use crate::store::intake::Intake;
 
     fn store_with_run() -> (Store, String) {
         let mut store = Store::in_memory().unwrap();

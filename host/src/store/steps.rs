@@ -1,56 +1,15 @@
 //! The `steps` table: each planned step of a run and where it stands.
 //!
-//! planned → observed (about to write, key recorded) → applied → verified;
-//! planned → skipped (the end state already held); any → failed (retries
-//! exhausted or refused; a resumed run starts it again from observe).
+//! Each step's state moves only as its lifecycle allows
+//! ([`crate::model::step`]).
 
 use super::Write;
 use super::{StoreError, now_rfc3339};
 use crate::pipeline::plan::PlannedStep;
 use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepState {
-    Planned,
-    Observed,
-    Applied,
-    Verified,
-    Skipped,
-    Failed,
-}
-
-impl StepState {
-    pub fn name(self) -> &'static str {
-        match self {
-            StepState::Planned => "planned",
-            StepState::Observed => "observed",
-            StepState::Applied => "applied",
-            StepState::Verified => "verified",
-            StepState::Skipped => "skipped",
-            StepState::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<StepState> {
-        [
-            StepState::Planned,
-            StepState::Observed,
-            StepState::Applied,
-            StepState::Verified,
-            StepState::Skipped,
-            StepState::Failed,
-        ]
-        .into_iter()
-        .find(|st| st.name() == s)
-    }
-
-    /// Whether nothing is left to do for the step.
-    pub fn is_final(self) -> bool {
-        matches!(self, StepState::Verified | StepState::Skipped)
-    }
-}
+pub use crate::model::StepState;
 
 /// A stored step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,7 +27,7 @@ impl StepRow {
     /// zero once its intent was).
     pub fn may_have_written(&self) -> bool {
         match self.state {
-            StepState::Verified | StepState::Observed | StepState::Applied => true,
+            StepState::Verified | StepState::Observed => true,
             StepState::Failed => self.attempts > 0,
             StepState::Planned | StepState::Skipped => false,
         }

@@ -1,0 +1,153 @@
+//! CloudEvents 1.0 in structured JSON mode, validated at the edge: the one
+//! form in which a decision enters, from a webhook, NATS, the command line
+//! or reconciliation.
+
+use serde_json::Value;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("{origin}: not JSON (line {line}, column {column}): {message}")]
+    Json {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: a CloudEvent is a JSON object")]
+    NotObject { origin: String },
+    #[error("{origin}: required attribute {field:?} is missing or empty")]
+    Missing { origin: String, field: &'static str },
+    #[error("{origin}: attribute {field:?} {why}")]
+    Invalid {
+        origin: String,
+        field: &'static str,
+        why: String,
+    },
+}
+
+/// A validated CloudEvent (structured JSON mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudEvent {
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub time: Option<String>,
+    pub data: Value,
+    /// The whole event as received: the template scope `event.*`.
+    pub raw: Value,
+}
+
+impl CloudEvent {
+    /// Parse an event; `origin` names where it came from in errors.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<CloudEvent, EventError> {
+        let raw: Value = serde_json::from_slice(bytes).map_err(|e| EventError::Json {
+            origin: origin.to_string(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        CloudEvent::from_value(raw, origin)
+    }
+
+    /// Validate an event already read as JSON (a verified request body,
+    /// an event reconciliation made), without writing and reading it again.
+    pub fn from_value(raw: Value, origin: &str) -> Result<CloudEvent, EventError> {
+        let object = raw.as_object().ok_or_else(|| EventError::NotObject {
+            origin: origin.to_string(),
+        })?;
+        let text = |field: &'static str| -> Result<Option<String>, EventError> {
+            match object.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+                Some(other) => Err(EventError::Invalid {
+                    origin: origin.to_string(),
+                    field,
+                    why: format!("must be a string, found {other}"),
+                }),
+            }
+        };
+        let required = |field: &'static str| -> Result<String, EventError> {
+            text(field)?.ok_or(EventError::Missing {
+                origin: origin.to_string(),
+                field,
+            })
+        };
+        let spec = required("specversion")?;
+        if spec != "1.0" {
+            return Err(EventError::Invalid {
+                origin: origin.to_string(),
+                field: "specversion",
+                why: format!("is {spec:?}; handoff reads CloudEvents 1.0"),
+            });
+        }
+        let time = text("time")?;
+        if let Some(t) = &time
+            && t.parse::<jiff::Timestamp>().is_err()
+        {
+            return Err(EventError::Invalid {
+                origin: origin.to_string(),
+                field: "time",
+                why: format!("{t:?} is not an RFC 3339 timestamp"),
+            });
+        }
+        let (id, source, event_type) = (required("id")?, required("source")?, required("type")?);
+        let subject = text("subject")?;
+        let data = object.get("data").cloned().unwrap_or(Value::Null);
+        Ok(CloudEvent {
+            id,
+            source,
+            event_type,
+            subject,
+            time,
+            data,
+            raw,
+        })
+    }
+}
+
+/// Why a delivery was recognised as already received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateOf {
+    /// The same (source, id).
+    EventId,
+    /// A different event for the same decision (business key).
+    BusinessKey,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<CloudEvent, EventError> {
+        CloudEvent::parse(text.as_bytes(), "event.json")
+    }
+
+    const OK: &str = r#"{"specversion":"1.0","id":"e1","source":"governance","type":"release.review.decided","time":"2026-11-22T04:00:00Z","data":{"review_id":"RV-9"}}"#;
+
+    #[test]
+    fn a_valid_event_keeps_its_attributes_and_data() {
+        let e = parse(OK).unwrap();
+        assert_eq!((e.id.as_str(), e.source.as_str()), ("e1", "governance"));
+        assert_eq!(e.data["review_id"], "RV-9");
+        assert_eq!(e.raw["type"], "release.review.decided");
+    }
+
+    #[test]
+    fn malformed_events_say_what_and_where() {
+        let err = parse("{\"id\": \n 1,,}").unwrap_err();
+        assert!(matches!(err, EventError::Json { line: 2, .. }), "{err}");
+        assert_eq!(
+            parse(&OK.replace("\"id\":\"e1\",", ""))
+                .unwrap_err()
+                .to_string(),
+            "event.json: required attribute \"id\" is missing or empty"
+        );
+        let err = parse(&OK.replace("\"1.0\"", "\"0.3\"")).unwrap_err();
+        assert!(err.to_string().contains("CloudEvents 1.0"), "{err}");
+        let err = parse(&OK.replace("2026-11-22T04:00:00Z", "yesterday")).unwrap_err();
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+        assert!(matches!(parse("[1]"), Err(EventError::NotObject { .. })));
+    }
+}
