@@ -166,6 +166,8 @@ fn main() {
     .unwrap();
     let mut instance_config = AdapterInstance::new("records", Path::new("."));
     instance_config
+        .surfaces
+        .files
         .directories
         .insert("records".into(), dir.path().to_path_buf());
     let loaded = sandbox

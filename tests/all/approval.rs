@@ -20,7 +20,7 @@ fn minimal_manifest(name: &str, extra: &str) -> String {
 }
 
 fn http_methods(loaded: &handoff::sandbox::LoadedAdapter, origin: &str) -> Vec<String> {
-    let origin = handoff::sandbox::manifest::Origin::parse(origin).unwrap();
+    let origin = handoff::sandbox::surfaces::http::Origin::parse(origin).unwrap();
     loaded.grants().capabilities.http[&origin]
         .methods
         .iter()
@@ -138,7 +138,7 @@ fn a_narrowed_manifest_loads_with_the_narrower_grant() {
     assert_eq!(http_methods(&loaded, "http://127.0.0.1:3000"), ["GET"]);
     assert_eq!(
         grants.capabilities.files["data"],
-        handoff::sandbox::manifest::FileMode::ReadOnly
+        handoff::sandbox::surfaces::files::FileMode::ReadOnly
     );
 }
 
@@ -179,7 +179,7 @@ fn a_missing_secret_or_directory_binding_refuses_the_load() {
     let err = load(&sandbox, &store, dir.path(), &instance).unwrap_err();
     assert!(err.to_string().contains("secret \"key\""), "{err}");
 
-    instance.secrets.insert(
+    instance.secrets.sources.insert(
         "key".into(),
         handoff::config::SecretSource::Env("HANDOFF_TEST_NO_SUCH_VARIABLE".into()),
     );
@@ -189,11 +189,13 @@ fn a_missing_secret_or_directory_binding_refuses_the_load() {
         "{err}"
     );
 
-    instance.secrets.insert(
+    instance.secrets.sources.insert(
         "key".into(),
         handoff::config::SecretSource::Env("PATH".into()),
     );
     instance
+        .surfaces
+        .files
         .directories
         .insert("data".into(), dir.path().join("does-not-exist"));
     let err = load(&sandbox, &store, dir.path(), &instance).unwrap_err();

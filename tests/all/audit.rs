@@ -138,13 +138,16 @@ fn export_writes_json_lines_optionally_for_one_run() {
 
 #[test]
 fn capability_decisions_are_chained_into_the_audit_trail() {
-    use handoff::sandbox::decision::{CapabilityDecision, Surface, Verdict};
+    use handoff::sandbox::decision::{CapabilityDecision, SurfaceId, Verdict};
     let mut store = Store::in_memory().unwrap();
     let decision = CapabilityDecision {
         at: "t".into(),
         adapter: "tracker".into(),
         component_sha256: "c".repeat(64),
-        surface: Surface::Http,
+        surface: SurfaceId {
+            name: "http",
+            fix: "declare it",
+        },
         target: "GET http://127.0.0.1:9/x".into(),
         verdict: Verdict::Denied,
         reason: "origin not granted".into(),

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use handoff::config::{AdapterInstance, HostCeiling, SecretSource};
-use handoff::sandbox::decision::{Surface, Verdict};
+use handoff::sandbox::decision::Verdict;
 use handoff::sandbox::{Action, AdapterError, CallError, Instance, LoadError, Message};
 use handoff::store::Store;
 
@@ -43,12 +43,16 @@ async fn fixture(server: &TestServer) -> Fixture {
         ),
     );
     let mut cfg = AdapterInstance::new("hostile", pkg.path());
-    cfg.directories
+    cfg.surfaces
+        .files
+        .directories
         .insert("data".into(), data.path().to_path_buf());
-    cfg.directories
+    cfg.surfaces
+        .files
+        .directories
         .insert("evidence".into(), evidence.path().to_path_buf());
     std::fs::write(data.path().join("token"), "s3cret").unwrap();
-    cfg.secrets.insert(
+    cfg.secrets.sources.insert(
         "api_key".into(),
         SecretSource::File(data.path().join("token")),
     );
@@ -82,11 +86,11 @@ async fn assert_denied(instance: &mut Instance, kind: &str, id: &str) -> String 
     message
 }
 
-fn denials(instance: &mut Instance, surface: Surface) -> Vec<String> {
+fn denials(instance: &mut Instance, surface: &str) -> Vec<String> {
     instance
         .take_decisions()
         .into_iter()
-        .filter(|d| d.surface == surface && d.verdict == Verdict::Denied)
+        .filter(|d| d.surface.name == surface && d.verdict == Verdict::Denied)
         .map(|d| format!("{} ({})", d.target, d.reason))
         .collect()
 }
@@ -176,7 +180,7 @@ async fn http_outside_the_declared_origins_and_methods_never_leaves_the_host() {
     }
     assert!(server.requests().is_empty(), "{:?}", server.requests());
     assert!(outsider.requests().is_empty(), "{:?}", outsider.requests());
-    let recorded = denials(&mut f.instance, Surface::Http);
+    let recorded = denials(&mut f.instance, "http");
     assert_eq!(recorded.len(), cases.len(), "{recorded:#?}");
     assert!(
         recorded[3].contains("method PUT is not granted"),
@@ -210,7 +214,7 @@ async fn the_guest_cannot_set_the_header_the_host_injects() {
         "{message}"
     );
     assert!(server.requests().is_empty());
-    assert!(!denials(&mut f.instance, Surface::Http).is_empty());
+    assert!(!denials(&mut f.instance, "http").is_empty());
 }
 
 #[tokio::test]
@@ -240,7 +244,7 @@ async fn a_socket_to_an_undeclared_address_is_denied() {
         listener.accept().is_err(),
         "a connection reached the listener"
     );
-    assert_eq!(denials(&mut f.instance, Surface::Sockets).len(), 2);
+    assert_eq!(denials(&mut f.instance, "sockets").len(), 2);
 }
 
 #[tokio::test]
@@ -255,7 +259,7 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     let mut instance = adapter.instantiate().await.unwrap();
     let err = instance.observe(&rec("spin", "")).await.unwrap_err();
     assert!(matches!(err, CallError::Timeout { ms: 1000, .. }), "{err}");
-    assert_eq!(denials(&mut instance, Surface::Cpu).len(), 1);
+    assert_eq!(denials(&mut instance, "cpu").len(), 1);
     // The trapped instance refuses further calls; a fresh one works.
     let again = instance.observe(&rec("noop", "")).await.unwrap_err();
     assert!(matches!(again, CallError::Dead { .. }), "{again}");
@@ -320,7 +324,7 @@ async fn a_one_gib_allocation_is_refused() {
         }
         other => panic!("expected a memory refusal, got {other}"),
     }
-    assert_eq!(denials(&mut instance, Surface::Memory).len(), 1);
+    assert_eq!(denials(&mut instance, "memory").len(), 1);
     let mut fresh = adapter.instantiate().await.unwrap();
     let small = fresh.observe(&rec("alloc", "4")).await.unwrap();
     assert!(small.is_ok(), "{small:?}");
@@ -349,7 +353,7 @@ async fn an_action_outside_the_approved_set_is_refused_without_calling_the_adapt
         matches!(result, Err(AdapterError::Denied(ref m)) if m.contains("publish")),
         "{result:?}"
     );
-    assert_eq!(denials(&mut instance, Surface::Action).len(), 1);
+    assert_eq!(denials(&mut instance, "action").len(), 1);
 }
 
 #[tokio::test]
@@ -424,7 +428,7 @@ async fn a_name_resolving_into_a_denied_network_is_refused() {
     .await;
     assert!(message.contains("destination address"), "{message}");
     assert!(server.requests().is_empty());
-    let recorded = denials(&mut instance, Surface::Http);
+    let recorded = denials(&mut instance, "http");
     assert!(recorded[0].contains("denied network"), "{recorded:?}");
 }
 
@@ -468,7 +472,7 @@ async fn results_over_the_ceiling_are_refused_unread_with_the_limit_named() {
         let message = err.to_string();
         assert!(message.contains(&format!("ceiling.{key}")), "{message}");
         assert!(message.len() < 400, "the refusal is short: {message}");
-        let denied = denials(&mut instance, Surface::Memory);
+        let denied = denials(&mut instance, "memory");
         assert_eq!(denied.len(), 1, "{denied:?}");
         assert!(denied[0].starts_with("observe result"), "{denied:?}");
         // The instance is finished; a fresh one answers within the limits.
@@ -543,7 +547,7 @@ struct Rebinding {
     lookups: std::sync::atomic::AtomicUsize,
 }
 
-impl handoff::sandbox::http::Resolve for Rebinding {
+impl handoff::sandbox::net::Resolve for Rebinding {
     fn lookup<'a>(
         &'a self,
         _host: &'a str,
@@ -574,7 +578,7 @@ async fn https_probe(name: &str, resolver: Arc<Rebinding>) -> Instance {
         ),
     );
     let mut cfg = AdapterInstance::new("tls", dir.path());
-    cfg.http_ca_file = Some(ca.into());
+    cfg.surfaces.http.http_ca_file = Some(ca.into());
     let adapter = approved(&sandbox().with_resolver(resolver), dir.path(), &cfg);
     std::mem::forget(dir);
     adapter.instantiate().await.unwrap()
@@ -613,7 +617,7 @@ async fn https_goes_to_the_address_that_was_checked_even_when_the_name_rebinds()
     let allowed: Vec<String> = instance
         .take_decisions()
         .into_iter()
-        .filter(|d| d.surface == Surface::Http && d.verdict == Verdict::Allowed)
+        .filter(|d| d.surface.name == "http" && d.verdict == Verdict::Allowed)
         .map(|d| d.reason)
         .collect();
     assert!(allowed[0].contains("sent to 127.0.0.1:"), "{allowed:?}");

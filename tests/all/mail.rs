@@ -47,8 +47,11 @@ fn instance(dir: &Path, server: &str, sent: &Path, ca: Option<PathBuf>) -> Adapt
     ] {
         i.config.insert(k.into(), v.into());
     }
-    i.directories.insert("sent".into(), sent.to_path_buf());
-    i.smtp_ca_file = ca;
+    i.surfaces
+        .files
+        .directories
+        .insert("sent".into(), sent.to_path_buf());
+    i.surfaces.smtp.smtp_ca_file = ca;
     i
 }
 
@@ -230,6 +233,7 @@ fn login_instance(dir: &Path, sent: &Path, password_file: Option<PathBuf>) -> Ad
     let mut i = instance(dir, &server, sent, Some(ca));
     if let Some(file) = password_file {
         i.secrets
+            .sources
             .insert("smtp_password".into(), SecretSource::File(file));
     }
     i

@@ -9,7 +9,10 @@ use std::path::Path;
 
 fn loaded(name: &str, dir_name: &str, dir: &Path) -> LoadedAdapter {
     let mut cfg = AdapterInstance::new(name, &built(name));
-    cfg.directories.insert(dir_name.into(), dir.to_path_buf());
+    cfg.surfaces
+        .files
+        .directories
+        .insert(dir_name.into(), dir.to_path_buf());
     approved(&sandbox(), &built(name), &cfg)
 }
 

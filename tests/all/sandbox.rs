@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use handoff::config::{AdapterInstance, HostCeiling, SecretSource};
-use handoff::sandbox::decision::{Surface, Verdict};
+use handoff::sandbox::decision::Verdict;
 use handoff::sandbox::{Action, AdapterError, Sandbox};
 use handoff::store::Store;
 
@@ -44,7 +44,7 @@ async fn http_to_a_declared_origin_reaches_the_real_server() {
     assert!(
         decisions
             .iter()
-            .any(|d| d.surface == Surface::Http && d.verdict == Verdict::Allowed),
+            .any(|d| d.surface.name == "http" && d.verdict == Verdict::Allowed),
         "{decisions:?}"
     );
 }
@@ -66,11 +66,11 @@ async fn an_instance_narrowed_to_get_cannot_put_where_its_grant_would_allow_it()
     approve(&mut store, dir.path());
     let sandbox = sandbox();
     let mut cfg = AdapterInstance::new("get-only", dir.path());
-    cfg.http_methods = Some(["get".to_string()].into());
+    cfg.surfaces.http.http_methods = Some(["get".to_string()].into());
     let refused = load(&sandbox, &store, dir.path(), &cfg).unwrap_err();
     assert!(refused.to_string().contains("upper case"), "{refused}");
 
-    cfg.http_methods = Some(["GET".to_string()].into());
+    cfg.surfaces.http.http_methods = Some(["GET".to_string()].into());
     let adapter = load(&sandbox, &store, dir.path(), &cfg).unwrap();
     let mut instance = adapter.instantiate().await.unwrap();
     let got = instance
@@ -90,7 +90,7 @@ async fn an_instance_narrowed_to_get_cannot_put_where_its_grant_would_allow_it()
         instance
             .take_decisions()
             .iter()
-            .any(|d| d.surface == Surface::Http && d.verdict == Verdict::Denied),
+            .any(|d| d.surface.name == "http" && d.verdict == Verdict::Denied),
         "the refusal is recorded"
     );
 }
@@ -111,7 +111,7 @@ async fn the_host_injects_the_secret_header_which_the_guest_cannot_read() {
         ),
     );
     let mut instance_cfg = AdapterInstance::new("probe-inject", dir.path());
-    instance_cfg.secrets.insert(
+    instance_cfg.secrets.sources.insert(
         "api_key".into(),
         SecretSource::File(secrets.path().join("token")),
     );
@@ -178,9 +178,13 @@ async fn probe_with_files(
         ),
     );
     let mut cfg = AdapterInstance::new(name, dir.path());
-    cfg.directories
+    cfg.surfaces
+        .files
+        .directories
         .insert("evidence".into(), evidence.to_path_buf());
-    cfg.directories
+    cfg.surfaces
+        .files
+        .directories
         .insert("outbox".into(), outbox.to_path_buf());
     // The probe hands back whole files as one field: allow strings as
     // large as the largest file the tests read.
@@ -233,9 +237,11 @@ async fn a_directory_the_operator_binds_read_only_is_read_only_whatever_the_gran
         ),
     );
     let mut cfg = AdapterInstance::new("narrowed", dir.path());
-    cfg.directories
+    cfg.surfaces
+        .files
+        .directories
         .insert("outbox".into(), outbox.path().to_path_buf());
-    cfg.read_only.insert("outbox".into());
+    cfg.surfaces.files.read_only.insert("outbox".into());
     let adapter = approved(&sandbox(), dir.path(), &cfg);
     let mut instance = adapter.instantiate().await.unwrap();
     let read = instance

@@ -5,11 +5,12 @@
 //! Strict like the manifest: unknown keys are refused with their location.
 //! Relative paths are resolved against the directory of the config file.
 
-use crate::sandbox::manifest::{ActionKind, Origin};
+use crate::model::ActionKind;
+use crate::sandbox::surfaces::Bindings;
+use crate::sandbox::surfaces::http::Origin;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -21,31 +22,10 @@ pub use serve::{Scheme, ServeConfig, SourceConfig};
 pub enum ConfigError {
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
-    #[error(
-        "adapter instance {instance:?}: secret {secret:?} is not available ({why}); \
-         set it in [adapters.{instance}.secrets]"
-    )]
-    Secret {
-        instance: String,
-        secret: String,
-        why: String,
-    },
 }
 
-/// Destination ranges no adapter may reach, whatever it declares: link-local
-/// (cloud metadata lives at 169.254.169.254), unspecified, multicast,
-/// broadcast. Loopback and private ranges are reachable when declared: the
-/// systems handoff closes work in usually live there.
-pub const ALWAYS_DENIED_NETWORKS: [&str; 8] = [
-    "0.0.0.0/8",
-    "169.254.0.0/16",
-    "224.0.0.0/4",
-    "255.255.255.255/32",
-    "::/128",
-    "fe80::/10",
-    "ff00::/8",
-    "100.100.100.200/32",
-];
+pub use crate::sandbox::binding::{AdapterInstance, SecretSource, Secrets};
+pub use crate::sandbox::ceiling::{ALWAYS_DENIED_NETWORKS, HostCeiling};
 
 /// Whether `name` may name an adapter instance: it is written into log
 /// fields, metric labels and audit rows, so it is kept to a plain word.
@@ -58,135 +38,6 @@ pub fn valid_instance_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// The host's upper bound on every adapter's grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostCeiling {
-    pub max_memory_mib: u32,
-    pub max_call_timeout_ms: u64,
-    /// When set, only these origins can ever be granted.
-    pub http_origins: Option<BTreeSet<Origin>>,
-    /// Extra destination ranges denied to every adapter.
-    pub denied_networks: Vec<IpNet>,
-    /// Whether any adapter may open sockets at all.
-    pub sockets: bool,
-    /// How large a call's result may be (`result-string-bytes`,
-    /// `result-list-entries`, `result-bytes`).
-    pub results: crate::sandbox::bounds::ResultLimits,
-    /// How much one call may log (`log-lines-per-call`, `log-bytes-per-call`).
-    pub log_budget: crate::sandbox::guest_log::LogBudget,
-}
-
-impl Default for HostCeiling {
-    fn default() -> Self {
-        HostCeiling {
-            max_memory_mib: 256,
-            max_call_timeout_ms: 60_000,
-            http_origins: None,
-            denied_networks: Vec::new(),
-            sockets: true,
-            results: Default::default(),
-            log_budget: Default::default(),
-        }
-    }
-}
-
-impl HostCeiling {
-    pub fn allows_origin(&self, origin: &Origin) -> bool {
-        self.http_origins
-            .as_ref()
-            .is_none_or(|allowed| allowed.contains(origin))
-    }
-
-    /// Why an address is out of bounds, or `None` when it may be reached.
-    pub fn denies_ip(&self, ip: IpAddr) -> Option<String> {
-        let ip = crate::sandbox::manifest::normalize_ip(ip);
-        ALWAYS_DENIED_NETWORKS
-            .iter()
-            .map(|n| n.parse::<IpNet>().expect("built-in network"))
-            .chain(self.denied_networks.iter().copied())
-            .find(|net| net.contains(&ip))
-            .map(|net| format!("{ip} is in the denied network {net}"))
-    }
-}
-
-/// Where an operator secret's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub enum SecretSource {
-    /// An environment variable of the host process.
-    Env(String),
-    /// A file (its content, trailing newline trimmed).
-    File(PathBuf),
-}
-
-/// One adapter instance: a package and what the operator binds to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdapterInstance {
-    pub name: String,
-    pub package: PathBuf,
-    pub config: BTreeMap<String, String>,
-    pub secrets: BTreeMap<String, SecretSource>,
-    /// Logical directory name (as declared) → real directory.
-    pub directories: BTreeMap<String, PathBuf>,
-    /// At most this many calls into the instance at once, across every
-    /// run in the process (`concurrency`); `None` is unlimited.
-    pub concurrency: Option<usize>,
-    /// Calls on the same record take turns (`one-call-per-record`), for a
-    /// store that reads, changes and writes back a record with no lock of
-    /// its own; calls on different records still run side by side.
-    pub one_call_per_record: bool,
-    /// The CA certificate (PEM) that STARTTLS mail servers of this
-    /// instance's grant must chain to (`smtp-ca-file`), instead of the
-    /// public web roots.
-    pub smtp_ca_file: Option<PathBuf>,
-    /// The CA certificates (PEM) HTTPS servers' certificates are verified
-    /// against (`http-ca-file`), instead of the public web roots: for an
-    /// internal tracker with a private CA.
-    pub http_ca_file: Option<PathBuf>,
-    /// The actions this instance may apply (`actions`), when the operator
-    /// narrows the approved ones; `None`: all of them.
-    pub actions: Option<BTreeSet<ActionKind>>,
-    /// Granted directories mounted read-only for this instance
-    /// (`read-only`), whatever mode the grant allows.
-    pub read_only: BTreeSet<String>,
-    /// The HTTP methods this instance may use, on every granted origin
-    /// (`http-methods`, upper case), when the operator narrows them.
-    pub http_methods: Option<BTreeSet<String>>,
-}
-
-impl AdapterInstance {
-    /// An instance with no bindings.
-    pub fn new(name: &str, package: &Path) -> Self {
-        AdapterInstance {
-            name: name.to_string(),
-            package: package.to_path_buf(),
-            config: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            directories: BTreeMap::new(),
-            concurrency: None,
-            one_call_per_record: false,
-            smtp_ca_file: None,
-            http_ca_file: None,
-            actions: None,
-            read_only: BTreeSet::new(),
-            http_methods: None,
-        }
-    }
-
-    /// Read a secret's value now.
-    pub fn secret_value(&self, secret: &str) -> Result<String, ConfigError> {
-        let fail = |why: String| ConfigError::Secret {
-            instance: self.name.clone(),
-            secret: secret.to_string(),
-            why,
-        };
-        match self.secrets.get(secret) {
-            None => Err(fail("no source configured".into())),
-            Some(source) => source.read().map_err(fail),
-        }
-    }
 }
 
 /// The whole operator configuration.
@@ -306,26 +157,35 @@ struct RawCeiling {
     log_bytes_per_call: Option<usize>,
 }
 
+// Not `deny_unknown_fields` (it cannot go with `flatten`): the keys left
+// over after every surface took its own are refused by hand.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 struct RawInstance {
     package: PathBuf,
     #[serde(default)]
     config: BTreeMap<String, String>,
     #[serde(default)]
     secrets: BTreeMap<String, SecretSource>,
-    #[serde(default)]
-    directories: BTreeMap<String, PathBuf>,
     concurrency: Option<usize>,
     #[serde(default)]
     one_call_per_record: bool,
-    smtp_ca_file: Option<PathBuf>,
-    http_ca_file: Option<PathBuf>,
     actions: Option<Vec<String>>,
-    #[serde(default)]
-    read_only: BTreeSet<String>,
-    http_methods: Option<BTreeSet<String>>,
+    /// Every other key: each surface takes its own ([`Bindings::take`]),
+    /// and one no surface takes is refused.
+    #[serde(flatten)]
+    surfaces: toml::Table,
 }
+
+/// The keys of `[adapters.X]` that are not a surface's.
+const INSTANCE_KEYS: [&str; 6] = [
+    "package",
+    "config",
+    "secrets",
+    "concurrency",
+    "one-call-per-record",
+    "actions",
+];
 
 impl Config {
     /// The configuration in `path`, with the process's `HANDOFF_…`
@@ -422,33 +282,39 @@ impl Config {
                             .collect::<Result<BTreeSet<_>, _>>()?,
                     ),
                 };
+                let mut rest = r.surfaces;
+                let surfaces = Bindings::take(&mut rest, &|p: &Path| resolve(p.to_path_buf()))
+                    .map_err(|p| invalid(format!("adapters.{name}: {p}")))?;
+                if let Some(key) = rest.keys().next() {
+                    let mut known: Vec<&str> = INSTANCE_KEYS.to_vec();
+                    known.extend(Bindings::keys());
+                    return Err(invalid(format!(
+                        "adapters.{name}: unknown key `{key}`; the keys are {}",
+                        known.join(", ")
+                    )));
+                }
                 let instance = AdapterInstance {
                     name: name.clone(),
                     package: resolve(r.package),
                     config: r.config,
-                    secrets: r
-                        .secrets
-                        .into_iter()
-                        .map(|(k, s)| {
-                            let s = match s {
-                                SecretSource::File(p) => SecretSource::File(resolve(p)),
-                                env => env,
-                            };
-                            (k, s)
-                        })
-                        .collect(),
-                    directories: r
-                        .directories
-                        .into_iter()
-                        .map(|(k, p)| (k, resolve(p)))
-                        .collect(),
+                    secrets: Secrets {
+                        instance: name.clone(),
+                        sources: r
+                            .secrets
+                            .into_iter()
+                            .map(|(k, s)| {
+                                let s = match s {
+                                    SecretSource::File(p) => SecretSource::File(resolve(p)),
+                                    env => env,
+                                };
+                                (k, s)
+                            })
+                            .collect(),
+                    },
                     concurrency: r.concurrency,
                     one_call_per_record: r.one_call_per_record,
-                    smtp_ca_file: r.smtp_ca_file.map(resolve),
-                    http_ca_file: r.http_ca_file.map(resolve),
                     actions,
-                    read_only: r.read_only,
-                    http_methods: r.http_methods,
+                    surfaces,
                 };
                 Ok((name, instance))
             })
@@ -586,40 +452,57 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_key_no_surface_reads_is_refused_with_the_keys_there_are() {
+        let err = Config::parse(
+            "[adapters.t]\npackage = \"p\"\nhttp-method = [\"GET\"]\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("adapters.t: unknown key `http-method`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("http-methods") && err.contains("smtp-ca-file"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[adapters.t]\npackage = \"p\"\nread-only = \"records\"\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("adapters.t: ") && err.contains("sequence"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn instance_paths_resolve_against_the_config_directory() {
         let text = r#"
 [adapters.archive]
 package = "pkgs/archive"
 directories = { evidence = "evidence" }
+http-ca-file = "ca.pem"
 secrets = { token = { file = "secrets/token" } }
 "#;
         let cfg = Config::parse(text, Path::new("/etc/handoff/handoff.toml")).unwrap();
         let a = &cfg.adapters["archive"];
         assert_eq!(a.package, Path::new("/etc/handoff/pkgs/archive"));
         assert_eq!(
-            a.directories["evidence"],
+            a.surfaces.files.directories["evidence"],
             Path::new("/etc/handoff/evidence")
         );
         assert_eq!(
-            a.secrets["token"],
+            a.surfaces.http.http_ca_file.as_deref(),
+            Some(Path::new("/etc/handoff/ca.pem"))
+        );
+        assert_eq!(
+            a.secrets.sources["token"],
             SecretSource::File(PathBuf::from("/etc/handoff/secrets/token"))
         );
-    }
-
-    #[test]
-    fn metadata_and_link_local_addresses_are_always_denied() {
-        let c = HostCeiling::default();
-        assert!(c.denies_ip("169.254.169.254".parse().unwrap()).is_some());
-        assert!(
-            c.denies_ip("::ffff:169.254.169.254".parse().unwrap())
-                .is_some()
-        );
-        assert!(c.denies_ip("127.0.0.1".parse().unwrap()).is_none());
-        let c = HostCeiling {
-            denied_networks: vec!["127.0.0.0/8".parse().unwrap()],
-            ..HostCeiling::default()
-        };
-        assert!(c.denies_ip("127.0.0.1".parse().unwrap()).is_some());
     }
 
     #[test]
@@ -633,15 +516,5 @@ secrets = { token = { file = "secrets/token" } }
         assert_eq!(ms, [0, 100, 200, 300, 300]);
         let err = Config::parse("[retry]\nattempts = 0\n", Path::new("h.toml")).unwrap_err();
         assert!(err.to_string().contains("retry.attempts"), "{err}");
-    }
-
-    #[test]
-    fn a_missing_secret_names_the_instance_and_the_fix() {
-        let i = AdapterInstance::new("tracker", Path::new("p"));
-        let err = i.secret_value("api_key").unwrap_err().to_string();
-        assert!(
-            err.contains("tracker") && err.contains("[adapters.tracker.secrets]"),
-            "{err}"
-        );
     }
 }

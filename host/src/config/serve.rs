@@ -235,17 +235,3 @@ impl RawServe {
         })
     }
 }
-
-impl SecretSource {
-    /// The secret's value, read now (a file's trailing newline trimmed).
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            SecretSource::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-            }
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        }
-    }
-}

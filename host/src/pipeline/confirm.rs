@@ -5,9 +5,9 @@
 
 use super::calls::view_of;
 use super::driver::{Driver, Halt};
-use super::plan::PlannedStep;
 use crate::follow_up::Reason;
 use crate::policy::condition;
+use crate::policy::plan::PlannedStep;
 
 /// Observe the step's record and test its end state.
 pub async fn confirm(d: &mut Driver<'_>, step: &PlannedStep) -> Result<(), Halt> {

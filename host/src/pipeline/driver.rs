@@ -271,8 +271,8 @@ impl Driver<'_> {
     }
 
     /// The decision the run's keys derive from.
-    fn decision(&self) -> super::plan::Decision<'_> {
-        super::plan::Decision {
+    fn decision(&self) -> crate::policy::plan::Decision<'_> {
+        crate::policy::plan::Decision {
             source: &self.run.event_source,
             key: self
                 .run
@@ -290,7 +290,7 @@ impl Driver<'_> {
             self.steps = Some(existing.clone());
             return Ok(existing);
         }
-        let plan = super::plan::plan(&self.policy, self.scope(), self.decision())?;
+        let plan = crate::policy::plan::plan(&self.policy, self.scope(), self.decision())?;
         let summary: Vec<_> = plan
             .iter()
             .map(|s| {
@@ -468,7 +468,7 @@ impl Driver<'_> {
             // Never planned: every step of the policy is still to do, with
             // its record as the plan would fill it (admission filled every
             // template once, so this only fails for a run stored before).
-            match super::plan::plan(&self.policy, self.scope(), self.decision()) {
+            match crate::policy::plan::plan(&self.policy, self.scope(), self.decision()) {
                 Ok(plan) => plan
                     .iter()
                     .map(|s| StepLine {

@@ -4,9 +4,10 @@
 //! written); then the store records the event with its run, once per
 //! (source, id) and business key ([`crate::store::intake`]).
 
-use super::{Accepted, ConfiguredPolicy, Engine, RunError, approval_problem, known_types, plan};
+use super::{Accepted, ConfiguredPolicy, Engine, RunError, approval_problem, known_types};
 use crate::model::CloudEvent;
 use crate::policy::Policy;
+use crate::policy::plan;
 use crate::policy::template::{Scope, TemplateError};
 use crate::store::intake::Delivery;
 use crate::store::runs::NewRun;

@@ -11,7 +11,6 @@ pub mod error;
 pub mod execute;
 pub mod faults;
 pub mod intake;
-pub mod plan;
 pub mod preview;
 pub mod reconcile;
 pub mod resolve;

@@ -13,10 +13,10 @@
 
 use super::calls::view_of;
 use super::driver::{Driver, Halt};
-use super::plan::{self, PlannedStep};
 use super::{Engine, Outcome, RunError, revalidate, validate};
 use crate::model::{CloudEvent, DuplicateOf};
 use crate::policy::condition;
+use crate::policy::plan::{self, PlannedStep};
 use crate::store::runs::{self, RunRecord};
 use serde::Serialize;
 use std::sync::Arc;

@@ -8,9 +8,10 @@
 //! so that a typo fails at load, not halfway through a run.
 
 pub mod condition;
+pub mod plan;
 pub mod template;
 
-use crate::sandbox::manifest::ActionKind;
+use crate::model::ActionKind;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

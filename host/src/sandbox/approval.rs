@@ -4,29 +4,33 @@
 //! Effective grant = declared ∩ approved ∩ host ceiling. A changed component
 //! digest, a widened declaration, or no approval at all refuses the load.
 //! A declaration narrower than its approval loads, with the narrower grant.
+//! Each surface compares and intersects its own grant
+//! ([`super::surface::Surface`]); this module puts them together with the
+//! world, the actions and the limits.
 
-use super::manifest::{Capabilities, FileMode, Grants, HttpGrant, Limits};
+use super::ceiling::HostCeiling;
+use super::manifest::Grants;
 use super::package::Package;
-use crate::config::HostCeiling;
-use crate::store::adapters::Approval;
-use std::fmt;
+use super::surfaces::Capabilities;
+use super::surfaces::limits::Limits;
 
-/// One difference between an approval and a declaration.
+pub use super::surface::Change;
+
+/// One approval record: who approved which exact package (its digests),
+/// with which grants, and whether it was revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// The declaration asks for more than was approved.
-    Widened(String),
-    /// The declaration asks for less (it loads, with the smaller grant).
-    Narrowed(String),
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Change::Widened(s) => write!(f, "+ {s}"),
-            Change::Narrowed(s) => write!(f, "- {s}"),
-        }
-    }
+pub struct Approval {
+    pub id: i64,
+    pub name: String,
+    pub version: String,
+    pub world: String,
+    pub component_sha256: String,
+    pub manifest_sha256: String,
+    pub grants: Grants,
+    pub approved_by: String,
+    pub approved_at: String,
+    pub revoked_by: Option<String>,
+    pub revoked_at: Option<String>,
 }
 
 /// Where a package stands against its approval.
@@ -99,181 +103,19 @@ pub fn compare(approved: &Grants, declared: &Grants) -> Vec<Change> {
         )));
     }
     for a in declared.actions.difference(&approved.actions) {
-        out.push(Change::Widened(format!("action {}", a.name())));
+        out.push(Change::Widened(format!("action {a}")));
     }
     for a in approved.actions.difference(&declared.actions) {
-        out.push(Change::Narrowed(format!("action {}", a.name())));
+        out.push(Change::Narrowed(format!("action {a}")));
     }
-    compare_capabilities(&approved.capabilities, &declared.capabilities, &mut out);
-    compare_limits(&approved.limits, &declared.limits, &mut out);
+    Capabilities::compare(&approved.capabilities, &declared.capabilities, &mut out);
+    Limits::compare(&approved.limits, &declared.limits, &mut out);
     out
-}
-
-fn compare_capabilities(approved: &Capabilities, declared: &Capabilities, out: &mut Vec<Change>) {
-    for (origin, d) in &declared.http {
-        match approved.http.get(origin) {
-            None => out.push(Change::Widened(format!("http {origin} {}", methods(d)))),
-            Some(a) => {
-                for m in d.methods.difference(&a.methods) {
-                    out.push(Change::Widened(format!("http {origin} method {m}")));
-                }
-                for m in a.methods.difference(&d.methods) {
-                    out.push(Change::Narrowed(format!("http {origin} method {m}")));
-                }
-                if d.inject_header != a.inject_header {
-                    let show = |g: &HttpGrant| match &g.inject_header {
-                        Some(h) => format!("header {} from secret {}", h.name, h.secret),
-                        None => "no injected header".to_string(),
-                    };
-                    let change = format!("http {origin} {} (approved: {})", show(d), show(a));
-                    out.push(if d.inject_header.is_some() {
-                        Change::Widened(change)
-                    } else {
-                        Change::Narrowed(change)
-                    });
-                }
-            }
-        }
-    }
-    for (origin, a) in &approved.http {
-        if !declared.http.contains_key(origin) {
-            out.push(Change::Narrowed(format!("http {origin} {}", methods(a))));
-        }
-    }
-    for (name, mode) in &declared.files {
-        match approved.files.get(name) {
-            None => out.push(Change::Widened(format!("files {name} {}", mode.name()))),
-            Some(FileMode::ReadOnly) if *mode == FileMode::ReadWrite => out.push(Change::Widened(
-                format!("files {name} read-write (approved: read-only)"),
-            )),
-            Some(FileMode::ReadWrite) if *mode == FileMode::ReadOnly => out.push(Change::Narrowed(
-                format!("files {name} read-only (approved: read-write)"),
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, mode) in &approved.files {
-        if !declared.files.contains_key(name) {
-            out.push(Change::Narrowed(format!("files {name} {}", mode.name())));
-        }
-    }
-    for addr in declared.sockets.difference(&approved.sockets) {
-        out.push(Change::Widened(format!("socket tcp {addr}")));
-    }
-    for addr in approved.sockets.difference(&declared.sockets) {
-        out.push(Change::Narrowed(format!("socket tcp {addr}")));
-    }
-    compare_sets(&approved.nats, &declared.nats, out);
-    compare_sets(&approved.smtp, &declared.smtp, out);
-}
-
-/// Scopes are compared as sets: each one declared and not approved widens.
-fn compare_sets<T: Ord + fmt::Display>(
-    approved: &std::collections::BTreeSet<T>,
-    declared: &std::collections::BTreeSet<T>,
-    out: &mut Vec<Change>,
-) {
-    for s in declared.difference(approved) {
-        out.push(Change::Widened(s.to_string()));
-    }
-    for s in approved.difference(declared) {
-        out.push(Change::Narrowed(s.to_string()));
-    }
-}
-
-fn compare_limits(approved: &Limits, declared: &Limits, out: &mut Vec<Change>) {
-    limit_change(
-        "memory",
-        "MiB",
-        declared.memory_mib.into(),
-        approved.memory_mib.into(),
-        out,
-    );
-    limit_change(
-        "call timeout",
-        "ms",
-        declared.call_timeout_ms,
-        approved.call_timeout_ms,
-        out,
-    );
-}
-
-fn limit_change(what: &str, unit: &str, declared: u64, approved: u64, out: &mut Vec<Change>) {
-    let text = format!("{what} {declared} {unit} (approved: {approved} {unit})");
-    match declared.cmp(&approved) {
-        std::cmp::Ordering::Greater => out.push(Change::Widened(text)),
-        std::cmp::Ordering::Less => out.push(Change::Narrowed(text)),
-        std::cmp::Ordering::Equal => {}
-    }
-}
-
-fn methods(g: &HttpGrant) -> String {
-    g.methods.iter().cloned().collect::<Vec<_>>().join(",")
 }
 
 /// declared ∩ approved ∩ ceiling. Callers check [`status`] first; this only
 /// ever shrinks what `declared` asks for.
 pub fn effective(declared: &Grants, approved: &Grants, ceiling: &HostCeiling) -> Grants {
-    let mut caps = Capabilities::default();
-    for (origin, d) in &declared.capabilities.http {
-        let Some(a) = approved.capabilities.http.get(origin) else {
-            continue;
-        };
-        if !ceiling.allows_origin(origin) {
-            continue;
-        }
-        let methods: std::collections::BTreeSet<String> =
-            d.methods.intersection(&a.methods).cloned().collect();
-        if methods.is_empty() {
-            continue;
-        }
-        caps.http.insert(
-            origin.clone(),
-            HttpGrant {
-                origin: origin.clone(),
-                methods,
-                inject_header: if d.inject_header == a.inject_header {
-                    d.inject_header.clone()
-                } else {
-                    None
-                },
-            },
-        );
-    }
-    for (name, mode) in &declared.capabilities.files {
-        if let Some(approved_mode) = approved.capabilities.files.get(name) {
-            let mode = if *mode == FileMode::ReadWrite && *approved_mode == FileMode::ReadWrite {
-                FileMode::ReadWrite
-            } else {
-                FileMode::ReadOnly
-            };
-            caps.files.insert(name.clone(), mode);
-        }
-    }
-    if ceiling.sockets {
-        caps.sockets = declared
-            .capabilities
-            .sockets
-            .intersection(&approved.capabilities.sockets)
-            .copied()
-            .collect();
-    }
-    // Service servers are addresses, checked against the ceiling's denied
-    // networks here, once, since nothing is resolved later.
-    caps.nats = declared
-        .capabilities
-        .nats
-        .intersection(&approved.capabilities.nats)
-        .filter(|s| ceiling.denies_ip(s.server.ip()).is_none())
-        .cloned()
-        .collect();
-    caps.smtp = declared
-        .capabilities
-        .smtp
-        .intersection(&approved.capabilities.smtp)
-        .filter(|s| ceiling.denies_ip(s.server.ip()).is_none())
-        .cloned()
-        .collect();
     Grants {
         world: declared.world,
         actions: declared
@@ -281,19 +123,12 @@ pub fn effective(declared: &Grants, approved: &Grants, ceiling: &HostCeiling) ->
             .intersection(&approved.actions)
             .copied()
             .collect(),
-        capabilities: caps,
-        limits: Limits {
-            memory_mib: declared
-                .limits
-                .memory_mib
-                .min(approved.limits.memory_mib)
-                .min(ceiling.max_memory_mib),
-            call_timeout_ms: declared
-                .limits
-                .call_timeout_ms
-                .min(approved.limits.call_timeout_ms)
-                .min(ceiling.max_call_timeout_ms),
-        },
+        capabilities: Capabilities::intersect(
+            &declared.capabilities,
+            &approved.capabilities,
+            ceiling,
+        ),
+        limits: Limits::intersect(&declared.limits, &approved.limits, ceiling),
     }
 }
 
@@ -305,48 +140,14 @@ mod tests {
 
     fn grants(extra: &str) -> Grants {
         let text = format!(
-            "[adapter]\nname = \"t\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\nactions = [\"set-state\"]\n{extra}"
+            "[adapter]\nname = \"t\"\nversion = \"0.1.0\"\nworld = \"{}\"\nactions = [\"set-state\"]\n{extra}",
+            crate::model::World::Target.id()
         );
         Manifest::parse(&text, Path::new("t.toml")).unwrap().grants
     }
 
     const HTTP_GET: &str =
         "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\"]\n";
-    const HTTP_GET_PUT: &str =
-        "[[capabilities.http]]\nurl = \"http://127.0.0.1:3000\"\nmethods = [\"GET\", \"PUT\"]\n";
-
-    #[test]
-    fn a_new_method_is_a_widening() {
-        let changes = compare(&grants(HTTP_GET), &grants(HTTP_GET_PUT));
-        assert_eq!(
-            changes,
-            [Change::Widened(
-                "http http://127.0.0.1:3000 method PUT".into()
-            )]
-        );
-    }
-
-    #[test]
-    fn dropping_a_method_is_a_narrowing_and_shrinks_the_grant() {
-        let approved = grants(HTTP_GET_PUT);
-        let declared = grants(HTTP_GET);
-        let changes = compare(&approved, &declared);
-        assert!(
-            changes.iter().all(|c| matches!(c, Change::Narrowed(_))),
-            "{changes:?}"
-        );
-        let eff = effective(&declared, &approved, &HostCeiling::default());
-        let methods = &eff.capabilities.http.values().next().unwrap().methods;
-        assert_eq!(methods.iter().collect::<Vec<_>>(), ["GET"]);
-    }
-
-    #[test]
-    fn read_only_to_read_write_is_a_widening() {
-        let ro = grants("[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n");
-        let rw = grants("[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-write\"\n");
-        assert!(matches!(compare(&ro, &rw)[..], [Change::Widened(_)]));
-        assert!(matches!(compare(&rw, &ro)[..], [Change::Narrowed(_)]));
-    }
 
     #[test]
     fn the_ceiling_caps_limits_and_can_remove_origins_and_sockets() {
@@ -367,8 +168,10 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::sandbox::jetstream::{NatsScope, ScopeKind as NatsKind};
-        use crate::sandbox::manifest::{ActionKind, HttpGrant, Origin, World};
+        use crate::model::{ActionKind, World};
+        use crate::sandbox::surfaces::files::FileMode;
+        use crate::sandbox::surfaces::http::{HttpGrant, HttpGrants, InjectHeader, Origin};
+        use crate::sandbox::surfaces::nats::{NatsScope, ScopeKind as NatsKind};
         use proptest::prelude::*;
         use std::collections::{BTreeMap, BTreeSet};
         use std::net::SocketAddr;
@@ -425,22 +228,22 @@ mod tests {
                     world: World::Target,
                     actions,
                     capabilities: Capabilities {
-                        http: origins
-                            .into_iter()
-                            .map(|(origin, (methods, inject))| {
-                                let grant = HttpGrant {
-                                    origin: origin.clone(),
-                                    methods,
-                                    inject_header: inject.then(|| {
-                                        crate::sandbox::manifest::InjectHeader {
+                        http: HttpGrants(
+                            origins
+                                .into_iter()
+                                .map(|(origin, (methods, inject))| {
+                                    let grant = HttpGrant {
+                                        origin: origin.clone(),
+                                        methods,
+                                        inject_header: inject.then(|| InjectHeader {
                                             name: "x-key".into(),
                                             secret: "key".into(),
-                                        }
-                                    }),
-                                };
-                                (origin, grant)
-                            })
-                            .collect::<BTreeMap<_, _>>(),
+                                        }),
+                                    };
+                                    (origin, grant)
+                                })
+                                .collect::<BTreeMap<_, _>>(),
+                        ),
                         files,
                         sockets,
                         nats,

@@ -3,69 +3,19 @@
 
 use std::sync::{Arc, Mutex};
 
-/// The surface a decision was made on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    Http,
-    Files,
-    Sockets,
-    Nats,
-    Smtp,
-    Cpu,
-    Memory,
-    Action,
-    Load,
-}
+pub use super::surface::SurfaceId;
 
-impl Surface {
-    pub fn name(self) -> &'static str {
-        match self {
-            Surface::Http => "http",
-            Surface::Files => "files",
-            Surface::Sockets => "sockets",
-            Surface::Nats => "nats",
-            Surface::Smtp => "smtp",
-            Surface::Cpu => "cpu",
-            Surface::Memory => "memory",
-            Surface::Action => "action",
-            Surface::Load => "load",
-        }
-    }
+/// The action check: `apply` with an action outside the approved set.
+pub const ACTION: SurfaceId = SurfaceId {
+    name: "action",
+    fix: "add the action to adapter.actions, then approve the adapter again",
+};
 
-    /// What an operator does when a denial on this surface was legitimate.
-    pub fn fix(self) -> &'static str {
-        match self {
-            Surface::Http => {
-                "if the adapter should reach it, declare the origin and method under \
-                 [[capabilities.http]] in its adapter.toml, then `handoff adapter approve` it again"
-            }
-            Surface::Files => {
-                "if the adapter should see it, declare the directory under [[capabilities.files]] \
-                 and bind it in handoff.toml [adapters.NAME.directories]"
-            }
-            Surface::Sockets => {
-                "if the adapter should connect there, declare the address under \
-                 [[capabilities.sockets]], then approve it again"
-            }
-            Surface::Nats => {
-                "if the adapter should reach it, declare the server with the subject pattern or \
-                 bucket under [[capabilities.nats]], then approve it again"
-            }
-            Surface::Smtp => {
-                "if the adapter should send it, declare the server, sender and recipient domain \
-                 under [[capabilities.smtp]], then approve it again"
-            }
-            Surface::Cpu => {
-                "raise [limits] call-timeout-ms (and the host ceiling) if the work is legitimate"
-            }
-            Surface::Memory => {
-                "raise [limits] memory-mib (and the host ceiling) if the work is legitimate"
-            }
-            Surface::Action => "add the action to adapter.actions, then approve the adapter again",
-            Surface::Load => "see `handoff adapter inspect` for the package",
-        }
-    }
-}
+/// A load refused.
+pub const LOAD: SurfaceId = SurfaceId {
+    name: "load",
+    fix: "see `handoff adapter inspect` for the package",
+};
 
 pub use crate::model::Verdict;
 
@@ -74,7 +24,7 @@ pub struct CapabilityDecision {
     pub at: String,
     pub adapter: String,
     pub component_sha256: String,
-    pub surface: Surface,
+    pub surface: SurfaceId,
     /// What was asked for: `GET http://127.0.0.1:3000/issues/1.json`,
     /// `tcp 127.0.0.1:4222`, `set-state`...
     pub target: String,
@@ -110,7 +60,7 @@ impl DecisionLog {
         &self.ident
     }
 
-    pub fn record(&self, surface: Surface, target: String, verdict: Verdict, reason: String) {
+    pub fn record(&self, surface: SurfaceId, target: String, verdict: Verdict, reason: String) {
         // A target (a URL, a subject) can come from the guest: what is
         // logged and kept of it is bounded.
         let target = crate::kept::render(&target, crate::kept::KEPT_STRING_BYTES);
@@ -118,15 +68,15 @@ impl DecisionLog {
         if verdict == Verdict::Denied {
             tracing::warn!(
                 adapter = %self.ident.instance,
-                surface = surface.name(),
+                surface = surface.name,
                 %target,
                 %reason,
-                fix = surface.fix(),
+                fix = surface.fix,
                 "capability denied"
             );
         }
         let decision = CapabilityDecision {
-            at: crate::store::now_rfc3339(),
+            at: crate::model::time::now_rfc3339(),
             adapter: self.ident.instance.clone(),
             component_sha256: self.ident.component_sha256.clone(),
             surface,
@@ -140,11 +90,11 @@ impl DecisionLog {
             .push(decision);
     }
 
-    pub fn allow(&self, surface: Surface, target: String, reason: String) {
+    pub fn allow(&self, surface: SurfaceId, target: String, reason: String) {
         self.record(surface, target, Verdict::Allowed, reason)
     }
 
-    pub fn deny(&self, surface: Surface, target: String, reason: String) {
+    pub fn deny(&self, surface: SurfaceId, target: String, reason: String) {
         self.record(surface, target, Verdict::Denied, reason)
     }
 

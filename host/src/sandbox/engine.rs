@@ -1,8 +1,8 @@
 //! The wasmtime engine: configuration, and the epoch ticker that enforces
 //! call deadlines. (Compiled components are cached by [`super::artifacts`].)
 
-use super::limits::EPOCH_TICK;
-use crate::config::HostCeiling;
+use super::ceiling::HostCeiling;
+use super::surfaces::limits::EPOCH_TICK;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};

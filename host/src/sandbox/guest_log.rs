@@ -57,7 +57,7 @@ impl GuestLog {
     }
 
     /// Write one line the guest logged, or count it as dropped.
-    pub fn line(&mut self, instance: &str, level: super::wit::Level, message: &str) {
+    pub fn line(&mut self, instance: &str, level: super::bindings::wit::Level, message: &str) {
         let text = escaped(message, LINE_BYTES);
         if self.lines >= self.budget.lines || self.bytes + text.len() > self.budget.bytes {
             self.dropped += 1;
@@ -65,7 +65,7 @@ impl GuestLog {
         }
         self.lines += 1;
         self.bytes += text.len();
-        use super::wit::Level;
+        use super::bindings::wit::Level;
         match level {
             Level::Trace => tracing::trace!(target: "adapter", instance, "{text}"),
             Level::Debug => tracing::debug!(target: "adapter", instance, "{text}"),
@@ -148,7 +148,11 @@ mod tests {
             bytes: 1000,
         });
         for _ in 0..10 {
-            log.line("budget-test", super::super::wit::Level::Info, "hello");
+            log.line(
+                "budget-test",
+                super::super::bindings::wit::Level::Info,
+                "hello",
+            );
         }
         assert_eq!((log.lines, log.dropped), (3, 7));
         log.end_call("budget-test");
@@ -160,7 +164,11 @@ mod tests {
             bytes: 12,
         });
         for _ in 0..3 {
-            log.line("budget-bytes", super::super::wit::Level::Info, "hello");
+            log.line(
+                "budget-bytes",
+                super::super::bindings::wit::Level::Info,
+                "hello",
+            );
         }
         assert_eq!((log.lines, log.dropped), (2, 1));
     }

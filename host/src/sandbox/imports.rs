@@ -2,7 +2,7 @@
 //! by the contract, by the inert WASI baseline, or by a declared capability.
 //! An uncovered import refuses the load and is named.
 
-use super::manifest::Capabilities;
+use super::surfaces::Capabilities;
 use serde::Serialize;
 
 /// Why an import may be linked, or why not.
@@ -30,47 +30,24 @@ pub struct Import {
 pub fn classify(name: &str, caps: &Capabilities) -> Coverage {
     let unversioned = name.split('@').next().unwrap_or(name);
     let (package, interface) = unversioned.split_once('/').unwrap_or((unversioned, ""));
-    let needs = |granted: bool, cap: &str, fix: &str| {
-        if granted {
-            Coverage::Capability(cap.to_string())
-        } else {
-            Coverage::Uncovered(format!("no {cap} capability is declared; {fix}"))
-        }
-    };
     match (package, interface) {
-        ("handoff:adapter", "host" | "types") => Coverage::Contract,
-        ("handoff:adapter", "jetstream") => needs(
-            !caps.nats.is_empty(),
-            "nats",
-            "declare [[capabilities.nats]] or remove the NATS code",
-        ),
-        ("handoff:adapter", "mail") => needs(
-            !caps.smtp.is_empty(),
-            "smtp",
-            "declare [[capabilities.smtp]] or remove the mail code",
-        ),
-        ("wasi:io" | "wasi:clocks" | "wasi:random", _) => Coverage::Baseline,
+        ("handoff:adapter", "host" | "types") => return Coverage::Contract,
+        ("wasi:io" | "wasi:clocks" | "wasi:random", _) => return Coverage::Baseline,
         (
             "wasi:cli",
             "environment" | "exit" | "stdin" | "stdout" | "stderr" | "terminal-input"
             | "terminal-output" | "terminal-stdin" | "terminal-stdout" | "terminal-stderr",
-        ) => Coverage::Baseline,
-        ("wasi:filesystem", "types" | "preopens") => needs(
-            !caps.files.is_empty(),
-            "files",
-            "declare [[capabilities.files]] or remove the file access",
-        ),
-        ("wasi:sockets", _) => needs(
-            !caps.sockets.is_empty(),
-            "sockets",
-            "declare [[capabilities.sockets]] or remove the network code",
-        ),
-        ("wasi:http", "outgoing-handler" | "types") => needs(
-            !caps.http.is_empty(),
-            "http",
-            "declare [[capabilities.http]] or remove the HTTP code",
-        ),
-        _ => Coverage::Uncovered("handoff does not offer this interface to adapters".to_string()),
+        ) => return Coverage::Baseline,
+        _ => {}
+    }
+    match caps.covering(package, interface) {
+        Some((surface, true, _)) => Coverage::Capability(surface.to_string()),
+        Some((surface, false, fix)) => {
+            Coverage::Uncovered(format!("no {surface} capability is declared; {fix}"))
+        }
+        None => {
+            Coverage::Uncovered("handoff does not offer this interface to adapters".to_string())
+        }
     }
 }
 

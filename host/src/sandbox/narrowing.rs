@@ -1,64 +1,34 @@
-//! An operator's narrowing of one instance: fewer actions (`actions`),
-//! granted directories mounted read-only (`read-only`) and fewer HTTP
-//! methods on its granted origins (`http-methods`), in its `[adapters.X]`. Several instances of one approved package (a record
-//! store serving as decision source and as target) then each get only what
-//! their part needs. Applied after declared ∩ approved ∩ ceiling: it only
-//! takes away, and naming an action, directory or method the grant does
-//! not hold is refused, since a misspelt name would quietly narrow nothing.
+//! An operator's narrowing of one instance: fewer actions (`actions`) in
+//! its `[adapters.X]`, and each surface's own narrowing (`read-only`
+//! directories, fewer `http-methods`, ...). Several instances of one
+//! approved package (a record store serving as decision source and as
+//! target) then each get only what their part needs. Applied after declared
+//! ∩ approved ∩ ceiling: it only takes away, and naming an action,
+//! directory or method the grant does not hold is refused, since a misspelt
+//! name would quietly narrow nothing.
 
-use super::manifest::{ActionKind, FileMode, Grants};
-use crate::config::AdapterInstance;
+use super::binding::AdapterInstance;
+use super::manifest::Grants;
+use crate::model::ActionKind;
 
 /// Narrow an effective grant to what the instance's binding allows.
 pub fn narrow(grants: &mut Grants, instance: &AdapterInstance) -> Result<(), String> {
     if let Some(actions) = &instance.actions {
         if let Some(extra) = actions.iter().find(|a| !grants.actions.contains(a)) {
+            let held: Vec<&str> = grants.actions.iter().map(|a| a.name()).collect();
             return Err(format!(
-                "actions: {} is not among the actions its grant holds ({}); an instance can \
+                "actions: {extra} is not among the actions its grant holds ({}); an instance can \
                  only narrow its grant",
-                extra.name(),
-                names(grants.actions.iter().map(|a| a.name()))
+                if held.is_empty() {
+                    "none".into()
+                } else {
+                    held.join(", ")
+                }
             ));
         }
         grants.actions = actions.clone();
     }
-    for name in &instance.read_only {
-        let Some(mode) = grants.capabilities.files.get_mut(name) else {
-            return Err(format!(
-                "read-only: {name:?} is not a directory its grant holds ({})",
-                names(grants.capabilities.files.keys().map(String::as_str))
-            ));
-        };
-        *mode = FileMode::ReadOnly;
-    }
-    if let Some(methods) = &instance.http_methods {
-        let granted: std::collections::BTreeSet<&String> = grants
-            .capabilities
-            .http
-            .values()
-            .flat_map(|g| &g.methods)
-            .collect();
-        if let Some(extra) = methods.iter().find(|m| !granted.contains(m)) {
-            return Err(format!(
-                "http-methods: {extra} is not a method its grant holds on any origin ({}); \
-                 write methods in upper case",
-                names(granted.iter().map(|m| m.as_str()))
-            ));
-        }
-        for grant in grants.capabilities.http.values_mut() {
-            grant.methods.retain(|m| methods.contains(m));
-        }
-    }
-    Ok(())
-}
-
-fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let names: Vec<&str> = names.collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
-    }
+    grants.capabilities.narrow(&instance.surfaces)
 }
 
 /// Whether the grant lets the instance apply `action`.
@@ -69,15 +39,20 @@ pub fn allows(grants: &Grants, action: ActionKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::World;
     use crate::sandbox::manifest::Manifest;
+    use crate::sandbox::surfaces::files::FileMode;
     use std::path::Path;
 
     fn grants() -> Grants {
-        let text = "[adapter]\nname = \"records\"\nversion = \"0.1.0\"\n\
-                    world = \"handoff:adapter/target-adapter@0.1.0\"\n\
-                    actions = [\"set-state\", \"publish\"]\n\
-                    [[capabilities.files]]\nname = \"records\"\nmode = \"read-write\"\n";
-        Manifest::parse(text, Path::new("adapter.toml"))
+        let text = format!(
+            "[adapter]\nname = \"records\"\nversion = \"0.1.0\"\n\
+             world = \"{}\"\n\
+             actions = [\"set-state\", \"publish\"]\n\
+             [[capabilities.files]]\nname = \"records\"\nmode = \"read-write\"\n",
+            World::Target.id()
+        );
+        Manifest::parse(&text, Path::new("adapter.toml"))
             .unwrap()
             .grants
     }
@@ -91,7 +66,7 @@ mod tests {
         let mut g = grants();
         let mut i = instance();
         i.actions = Some([ActionKind::Publish].into());
-        i.read_only = ["records".to_string()].into();
+        i.surfaces.files.read_only = ["records".to_string()].into();
         narrow(&mut g, &i).unwrap();
         assert!(allows(&g, ActionKind::Publish) && !allows(&g, ActionKind::SetState));
         assert_eq!(g.capabilities.files["records"], FileMode::ReadOnly);
@@ -112,18 +87,11 @@ mod tests {
              an instance can only narrow its grant"
         );
         let mut i = instance();
-        i.http_methods = Some(["GET".to_string()].into());
+        i.surfaces.http.http_methods = Some(["GET".to_string()].into());
         let err = narrow(&mut grants(), &i).unwrap_err();
         assert!(
             err.starts_with("http-methods: GET is not a method"),
             "{err}"
-        );
-        let mut i = instance();
-        i.read_only = ["evidence".to_string()].into();
-        let err = narrow(&mut grants(), &i).unwrap_err();
-        assert_eq!(
-            err,
-            "read-only: \"evidence\" is not a directory its grant holds (records)"
         );
     }
 }

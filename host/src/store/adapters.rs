@@ -5,21 +5,7 @@ use super::{Store, StoreError, now_rfc3339};
 use crate::sandbox::manifest::Grants;
 use rusqlite::{OptionalExtension, Row, params};
 
-/// One approval record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Approval {
-    pub id: i64,
-    pub name: String,
-    pub version: String,
-    pub world: String,
-    pub component_sha256: String,
-    pub manifest_sha256: String,
-    pub grants: Grants,
-    pub approved_by: String,
-    pub approved_at: String,
-    pub revoked_by: Option<String>,
-    pub revoked_at: Option<String>,
-}
+pub use crate::sandbox::approval::Approval;
 
 /// What an approval records, before it is stored.
 #[derive(Debug, Clone)]

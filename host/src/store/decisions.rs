@@ -34,7 +34,7 @@ impl Store {
                     d.at,
                     d.adapter,
                     d.component_sha256,
-                    d.surface.name(),
+                    d.surface.name,
                     d.target,
                     d.verdict.name(),
                     d.reason
@@ -45,7 +45,7 @@ impl Store {
                         kind: "capability-decision".into(),
                         payload: serde_json::json!({
                             "adapter": d.adapter,
-                            "surface": d.surface.name(),
+                            "surface": d.surface.name,
                             "target": d.target,
                             "verdict": d.verdict.name(),
                             "reason": d.reason,

@@ -7,7 +7,7 @@
 
 use super::Write;
 use super::{StoreError, now_rfc3339};
-use crate::pipeline::Outcome;
+use crate::model::Outcome;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::time::Duration;

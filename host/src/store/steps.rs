@@ -5,7 +5,7 @@
 
 use super::Write;
 use super::{StoreError, now_rfc3339};
-use crate::pipeline::plan::PlannedStep;
+use crate::policy::plan::PlannedStep;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 

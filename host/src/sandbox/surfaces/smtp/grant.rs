@@ -1,31 +1,12 @@
-//! Outbound mail: the `mail` interface, scoped by SMTP server, sender
-//! address and recipient domain.
-//!
-//! The host builds and sends the message itself (lettre), so a guest can set
-//! only what the interface offers: sender, recipients, subject, a plain-text
-//! body and the Message-ID. Each is checked against the effective grant, and
-//! a header injection through CR/LF is refused before anything is sent.
+//! The SMTP grant: per server (`IP:port`, never resolved), its transport
+//! (plain text or STARTTLS for a named certificate), an optional login, the
+//! exact senders and the recipient domains.
 
-use super::decision::{DecisionLog, Surface};
-use super::jetstream::parse_server;
-use super::linker::handoff::adapter::mail::Email;
-use super::linker::wit::AdapterError;
-use lettre::message::{Mailbox, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use crate::sandbox::net::parse_server;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Connecting and each SMTP command; below the default call limit so an
-/// unreachable server is a `transient` error.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(3);
-const MAX_BODY: usize = 256 * 1024;
-const MAX_RECIPIENTS: usize = 50;
 
 /// What a grant scope names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,11 +36,11 @@ pub struct Login {
 
 impl Login {
     /// Neither part holds a space (see [`parse_login`]).
-    fn scope_value(&self) -> String {
+    pub(super) fn scope_value(&self) -> String {
         format!("{} {}", self.username, self.password_secret)
     }
 
-    fn from_scope_value(value: &str) -> Option<Login> {
+    pub(super) fn from_scope_value(value: &str) -> Option<Login> {
         let (username, secret) = value.split_once(' ')?;
         Some(Login {
             username: username.to_string(),
@@ -80,14 +61,14 @@ pub enum Transport {
 }
 
 impl Transport {
-    fn scope_value(&self) -> String {
+    pub(super) fn scope_value(&self) -> String {
         match self {
             Transport::Plain => PLAIN.into(),
             Transport::StartTls(name) => format!("starttls {name}"),
         }
     }
 
-    fn from_scope_value(value: &str) -> Option<Transport> {
+    pub(super) fn from_scope_value(value: &str) -> Option<Transport> {
         match value.split_once(' ') {
             None if value == PLAIN => Some(Transport::Plain),
             Some(("starttls", name)) => Some(Transport::StartTls(name.to_string())),
@@ -281,274 +262,31 @@ pub fn one_transport_per_server(scopes: &mut BTreeSet<SmtpScope>) -> Result<(), 
     Ok(())
 }
 
-/// Whether the server's certificate did not verify: rustls says so from
-/// inside the I/O error that ended the handshake.
-fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut at = Some(e);
-    while let Some(err) = at {
-        let inner = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return matches!(
-                    tls,
-                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-                );
-            }
-        }
-        at = err.source();
-    }
-    false
-}
-
 /// How the scopes say `server` is reached.
-fn transport_of(scopes: &BTreeSet<SmtpScope>, server: SocketAddr) -> Option<Transport> {
+pub(super) fn transport_of(scopes: &BTreeSet<SmtpScope>, server: SocketAddr) -> Option<Transport> {
     scopes
         .iter()
         .find(|s| s.server == server && s.kind == ScopeKind::Transport)
         .and_then(|s| Transport::from_scope_value(&s.value))
 }
 
-/// Reads stored scopes as [`one_transport_per_server`] completes them.
-pub fn deserialize_scopes<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeSet<SmtpScope>, D::Error> {
-    let mut scopes = BTreeSet::<SmtpScope>::deserialize(d)?;
-    one_transport_per_server(&mut scopes).map_err(serde::de::Error::custom)?;
-    Ok(scopes)
-}
+/// The SMTP grant: its scopes, every server with exactly one transport.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SmtpScopes(pub BTreeSet<SmtpScope>);
 
-/// What an instance may send, and how, fixed when it is loaded.
-#[derive(Default)]
-pub struct MailPolicy {
-    scopes: BTreeSet<SmtpScope>,
-    /// Per STARTTLS server: the TLS client for its granted name, trusting the
-    /// operator's CA (`smtp-ca-file`) or else the public web roots.
-    tls: BTreeMap<SocketAddr, TlsParameters>,
-    /// Username and password per server with a granted login (the password
-    /// read from the operator's secret at load).
-    credentials: BTreeMap<SocketAddr, (String, String)>,
-}
-
-impl fmt::Debug for MailPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailPolicy")
-            .field("scopes", &self.scopes)
-            .field("tls", &self.tls.keys().collect::<Vec<_>>())
-            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
-            .finish()
+impl std::ops::Deref for SmtpScopes {
+    type Target = BTreeSet<SmtpScope>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// What opens a PEM certificate: the parser skips anything else, so a file
-/// without one would trust nothing, silently.
-const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
-
-/// The operator's CA file, read and checked.
-fn read_ca_file(path: &std::path::Path) -> Result<Certificate, String> {
-    let at = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("smtp-ca-file {at}: cannot read: {e}"))?;
-    let not_pem = |why: String| format!("smtp-ca-file {at}: not a PEM certificate ({why})");
-    if !pem
-        .windows(CERTIFICATE_BEGINS.len())
-        .any(|w| w == CERTIFICATE_BEGINS)
-    {
-        return Err(not_pem("no BEGIN CERTIFICATE block".into()));
-    }
-    Certificate::from_pem(&pem).map_err(|e| not_pem(e.to_string()))
-}
-
-impl MailPolicy {
-    /// Everything sending needs, made once when the instance is loaded: the
-    /// CA file read, a TLS client per STARTTLS server, each login's password
-    /// from `secret`. Any of them missing or broken stops the load.
-    pub fn load(
-        scopes: BTreeSet<SmtpScope>,
-        ca_file: Option<&std::path::Path>,
-        secret: impl Fn(&str) -> Result<String, String>,
-    ) -> Result<MailPolicy, String> {
-        let root = ca_file.map(read_ca_file).transpose()?;
-        let mut tls = BTreeMap::new();
-        let mut credentials = BTreeMap::new();
-        for scope in &scopes {
-            match scope.kind {
-                ScopeKind::Transport => {
-                    let Some(Transport::StartTls(name)) = Transport::from_scope_value(&scope.value)
-                    else {
-                        continue;
-                    };
-                    let mut builder = TlsParameters::builder(name.clone());
-                    if let Some(root) = &root {
-                        builder = builder
-                            .certificate_store(CertificateStore::None)
-                            .add_root_certificate(root.clone());
-                    }
-                    let params = builder
-                        .build_rustls()
-                        .map_err(|e| format!("smtp {}: TLS for {name}: {e}", scope.server))?;
-                    tls.insert(scope.server, params);
-                }
-                ScopeKind::Login => {
-                    if let Some(login) = Login::from_scope_value(&scope.value) {
-                        let password = secret(&login.password_secret)?;
-                        credentials.insert(scope.server, (login.username, password));
-                    }
-                }
-                ScopeKind::Sender | ScopeKind::RecipientDomain => {}
-            }
-        }
-        Ok(MailPolicy {
-            scopes,
-            tls,
-            credentials,
-        })
-    }
-}
-
-/// The `mail` interface for one instance.
-pub struct MailGate {
-    policy: Arc<MailPolicy>,
-    log: DecisionLog,
-}
-
-impl MailGate {
-    pub fn new(policy: Arc<MailPolicy>, log: DecisionLog) -> Self {
-        MailGate { policy, log }
-    }
-
-    fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
-        self.policy.scopes.contains(&SmtpScope {
-            server,
-            kind,
-            value: value.to_ascii_lowercase(),
-        })
-    }
-
-    /// Check everything about the mail against the grant, logging the verdict.
-    fn check(&self, server: &str, email: &Email) -> Result<SocketAddr, AdapterError> {
-        let target = format!(
-            "send smtp {server} from {} to {}",
-            email.sender,
-            email.recipients.join(",")
-        );
-        let deny = |reason: String| {
-            self.log.deny(Surface::Smtp, target.clone(), reason.clone());
-            AdapterError::Denied(format!("{target}: {reason}"))
-        };
-        let addr = parse_server(server).map_err(&deny)?;
-        if !self.policy.scopes.iter().any(|s| s.server == addr) {
-            return Err(deny("server not granted by capabilities.smtp".into()));
-        }
-        if !self.granted(addr, ScopeKind::Sender, &email.sender) {
-            return Err(deny(format!(
-                "sender {} not granted on this server",
-                email.sender
-            )));
-        }
-        for to in &email.recipients {
-            let domain = to.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            if !self.granted(addr, ScopeKind::RecipientDomain, domain) {
-                return Err(deny(format!(
-                    "recipient {to}: domain {domain:?} not granted on this server"
-                )));
-            }
-        }
-        self.log
-            .allow(Surface::Smtp, target, "granted by capabilities.smtp".into());
-        Ok(addr)
-    }
-
-    pub async fn send(&self, server: String, email: Email) -> Result<(), AdapterError> {
-        let invalid = |m: String| AdapterError::Invalid(format!("mail: {m}"));
-        if email.recipients.is_empty() || email.recipients.len() > MAX_RECIPIENTS {
-            return Err(invalid(format!(
-                "between 1 and {MAX_RECIPIENTS} recipients, not {}",
-                email.recipients.len()
-            )));
-        }
-        if email.body.len() > MAX_BODY {
-            return Err(invalid(format!("body exceeds {MAX_BODY} bytes")));
-        }
-        let id = &email.message_id;
-        if !id.contains('@')
-            || id
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "<>".contains(c))
-        {
-            return Err(invalid(format!(
-                "message-id {id:?}: use left@right, without angle brackets or spaces"
-            )));
-        }
-        if email.subject.chars().any(|c| c.is_control()) {
-            return Err(invalid("the subject contains control characters".into()));
-        }
-        let addr = self.check(&server, &email)?;
-        let Some(transport) = transport_of(&self.policy.scopes, addr) else {
-            // The grant always names one; fail closed if it does not.
-            return Err(AdapterError::Denied(format!(
-                "smtp {addr}: no transport granted"
-            )));
-        };
-        let mailbox = |a: &str| {
-            a.parse::<Mailbox>()
-                .map_err(|e| invalid(format!("{a:?}: {e}")))
-        };
-        let mut builder = Message::builder()
-            .from(mailbox(&email.sender)?)
-            .subject(email.subject.clone())
-            .message_id(Some(format!("<{id}>")))
-            .header(ContentType::TEXT_PLAIN);
-        for to in &email.recipients {
-            builder = builder.to(mailbox(to)?);
-        }
-        let message = builder
-            .body(email.body.clone())
-            .map_err(|e| invalid(e.to_string()))?;
-        // To an approved IP address; names are never resolved. With
-        // STARTTLS, nothing is sent before the session is encrypted and the
-        // certificate verified for the granted name.
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
-                .port(addr.port())
-                .timeout(Some(SMTP_TIMEOUT));
-        if let Transport::StartTls(name) = &transport {
-            let Some(params) = self.policy.tls.get(&addr) else {
-                // Made at load for every STARTTLS server; fail closed.
-                return Err(AdapterError::Denied(format!(
-                    "smtp {addr}: no TLS client for {name}"
-                )));
-            };
-            builder = builder.tls(Tls::Required(params.clone()));
-        }
-        if let Some((user, password)) = self.policy.credentials.get(&addr) {
-            // Only ever over TLS (the grant cannot say otherwise; checked
-            // again here, failing closed).
-            if transport == Transport::Plain {
-                return Err(AdapterError::Denied(format!(
-                    "smtp {addr}: a login without TLS is never used"
-                )));
-            }
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
-        builder
-            .build()
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                let m = format!("smtp {addr}: {e}");
-                if e.is_tls() || refused_certificate(&e) {
-                    // A certificate that does not verify will not verify on
-                    // the next try either: a person must look.
-                    AdapterError::Denied(m)
-                } else if e.is_permanent() {
-                    AdapterError::Conflict(m)
-                } else {
-                    AdapterError::Transient(m)
-                }
-            })
+/// Stored scopes are read as [`one_transport_per_server`] completes them.
+impl<'de> Deserialize<'de> for SmtpScopes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SmtpScopes, D::Error> {
+        let mut scopes = BTreeSet::<SmtpScope>::deserialize(d)?;
+        one_transport_per_server(&mut scopes).map_err(serde::de::Error::custom)?;
+        Ok(SmtpScopes(scopes))
     }
 }
 
@@ -618,7 +356,7 @@ mod tests {
         .into_iter()
         .collect();
         let server: SocketAddr = "127.0.0.1:587".parse().unwrap();
-        let policy = MailPolicy::load(scopes.clone(), None, |secret| {
+        let policy = super::super::gate::MailPolicy::load(scopes.clone(), None, |secret| {
             assert_eq!(secret, "smtp_password");
             Ok("hunter2".into())
         })
@@ -659,8 +397,7 @@ mod tests {
             { "server": "127.0.0.1:25", "kind": "recipient-domain", "value": "b.c" },
         ]);
         let text = stored.to_string();
-        let mut d = serde_json::Deserializer::from_str(&text);
-        let scopes = deserialize_scopes(&mut d).unwrap();
+        let scopes: SmtpScopes = serde_json::from_str(&text).unwrap();
         assert_eq!(transport_of(&scopes, server), Some(Transport::Plain));
 
         let mut two: BTreeSet<SmtpScope> = parse_grant(

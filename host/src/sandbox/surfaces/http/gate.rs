@@ -1,64 +1,43 @@
-//! Outbound HTTP: the wasi-http send hook is the one choke point.
+//! The HTTP choke point: the wasi-http send hook of one instance.
 //!
 //! For every request the guest sends:
 //! 1. the origin (scheme, host exactly as declared, port) must be granted,
 //!    and the method must be in that origin's list; anything else is
 //!    `HTTP-request-denied` before any lookup or connection;
-//! 2. the host name is resolved by the host and every address checked
+//! 2. a request carrying AWS signature authentication (a presigned S3 URL,
+//!    an `Authorization: AWS4-HMAC-SHA256 ...` header) is refused: S3 goes
+//!    through the `s3` surface, where bucket and prefix are checked, and a
+//!    signed URL smuggled into an HTTP request would skip both;
+//! 3. the host name is resolved by the host and every address checked
 //!    against the ceiling (link-local/metadata and operator-denied networks):
 //!    another name for a denied address is still denied;
-//! 3. the request goes to the checked address itself, so a second lookup
+//! 4. the request goes to the checked address itself, so a second lookup
 //!    cannot swap the destination (there is none): plain HTTP keeps its
-//!    Host header, HTTPS ([`super::https`]) asks TLS for the origin's name
-//!    and verifies the certificate for it (against the instance's
-//!    `http-ca-file`, else the public web roots);
-//! 4. the operator's secret header is added by the host; the guest may not
+//!    Host header, HTTPS asks TLS for the origin's name and verifies the
+//!    certificate for it (against the instance's `http-ca-file`, else the
+//!    public web roots);
+//! 5. the operator's secret header is added by the host; the guest may not
 //!    set that header itself, nor read it from a response (it is forbidden to
 //!    it, like `Host`).
 //!
 //! Redirects are responses like any other; the SDK follows them by sending a
 //! new request, which comes through this hook again.
 
-use super::decision::{DecisionLog, Surface};
-use super::manifest::{HttpGrant, Origin, split_host_port};
-use crate::config::HostCeiling;
+use super::{HTTP, HttpGrant, Origin};
+use crate::sandbox::ceiling::HostCeiling;
+use crate::sandbox::decision::DecisionLog;
+use crate::sandbox::net::send::{self, Failure, Timeouts, Tls};
+use crate::sandbox::net::{Resolve, resolve_checked, split_host_port};
 use http::{HeaderName, HeaderValue};
+use http_body_util::BodyExt;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
     WasiHttpHooks, default_send_request,
 };
-
-/// How the host looks up a name: the system's resolver, or one a test
-/// puts in its place (a resolver that answers differently each time is
-/// what DNS rebinding looks like).
-pub trait Resolve: Send + Sync {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>>;
-}
-
-/// The system's resolver.
-pub struct SystemResolver;
-
-impl Resolve for SystemResolver {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
-        Box::pin(async move {
-            Ok(tokio::net::lookup_host((host, port))
-                .await?
-                .map(|a| a.ip())
-                .collect())
-        })
-    }
-}
 
 /// What an instance may send, shared by all its requests.
 pub struct HttpPolicy {
@@ -123,7 +102,7 @@ fn destination(req: &http::Request<WasiBody>) -> Result<(Origin, String), String
 }
 
 /// The check of step 1: which grant covers this request, or why none does.
-fn permit<'a>(
+pub(super) fn permit<'a>(
     policy: &'a HttpPolicy,
     origin: &Origin,
     method: &str,
@@ -153,29 +132,29 @@ fn permit<'a>(
     Ok(grant)
 }
 
-/// Step 2: every address the host name stands for, looked up once and
-/// checked.
-async fn resolve_checked(
-    origin: &Origin,
-    ceiling: &HostCeiling,
-    resolver: &dyn Resolve,
-) -> Result<Vec<IpAddr>, String> {
-    let ips: Vec<IpAddr> = match origin.host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => resolver
-            .lookup(&origin.host, origin.port)
-            .await
-            .map_err(|e| format!("cannot resolve {}: {e}", origin.host))?,
-    };
-    if ips.is_empty() {
-        return Err(format!("{} resolves to no address", origin.host));
+/// The check of step 2: a request that carries AWS signature
+/// authentication, in its query (a presigned URL) or its headers.
+pub(super) fn aws_signed(request: &http::Request<WasiBody>) -> Option<String> {
+    let query = request.uri().query().unwrap_or("");
+    let signed_query = query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        [
+            "x-amz-signature",
+            "x-amz-credential",
+            "x-amz-security-token",
+        ]
+        .contains(&name.to_ascii_lowercase().as_str())
+            || name.eq_ignore_ascii_case("Signature") && query.contains("AWSAccessKeyId")
+    });
+    if signed_query {
+        return Some("its URL is a presigned S3 request".into());
     }
-    for ip in &ips {
-        if let Some(why) = ceiling.denies_ip(*ip) {
-            return Err(format!("{} resolves to {ip}: {why}", origin.host));
-        }
-    }
-    Ok(ips)
+    let signed_header = request.headers().iter().any(|(name, value)| {
+        let v = value.as_bytes();
+        (name == http::header::AUTHORIZATION && (v.starts_with(b"AWS4-") || v.starts_with(b"AWS ")))
+            || name.as_str().eq_ignore_ascii_case("x-amz-security-token")
+    });
+    signed_header.then(|| "it carries AWS signature authentication".into())
 }
 
 type SendResult = Result<
@@ -196,7 +175,7 @@ impl WasiHttpHooks for HttpGate {
                 // response's headers are handed to it: in either direction
                 // the secret header never crosses into the guest.
                 log.deny(
-                    Surface::Http,
+                    HTTP,
                     format!("header {name}"),
                     "withheld from the guest: the host injects it from an operator secret".into(),
                 );
@@ -216,12 +195,20 @@ impl WasiHttpHooks for HttpGate {
         let (origin, shown) = match destination(&request) {
             Ok(d) => d,
             Err(why) => {
-                self.log.deny(Surface::Http, request.uri().to_string(), why);
+                self.log.deny(HTTP, request.uri().to_string(), why);
                 return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
             }
         };
         if let Err(why) = permit(&self.policy, &origin, request.method().as_str()) {
-            self.log.deny(Surface::Http, shown, why);
+            self.log.deny(HTTP, shown, why);
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        if let Some(why) = aws_signed(&request) {
+            self.log.deny(
+                HTTP,
+                shown,
+                format!("{why}: S3 is reached through capabilities.s3, never through HTTP"),
+            );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         if let Some((name, value)) = self.policy.inject.get(&origin) {
@@ -230,29 +217,29 @@ impl WasiHttpHooks for HttpGate {
         let policy = self.policy.clone();
         let log = self.log.clone();
         Box::new(async move {
-            let ips = match resolve_checked(&origin, &policy.ceiling, &*policy.resolver).await {
+            let ips = match resolve_checked(
+                &origin.host,
+                origin.port,
+                &policy.ceiling,
+                &*policy.resolver,
+            )
+            .await
+            {
                 Ok(ips) => ips,
                 Err(why) => {
-                    log.deny(Surface::Http, shown, why);
+                    log.deny(HTTP, shown, why);
                     return Err(HttpError::DestinationIpProhibited);
                 }
             };
             let addr = SocketAddr::new(ips[0], origin.port);
             log.allow(
-                Surface::Http,
+                HTTP,
                 shown,
                 format!("granted origin {origin}, sent to {addr}"),
             );
             keep_host(&mut request)?;
             if origin.scheme == "https" {
-                return super::https::send(
-                    request,
-                    addr,
-                    &origin.host,
-                    policy.tls.clone(),
-                    options,
-                )
-                .await;
+                return https(request, addr, &origin.host, policy.tls.clone(), options).await;
             }
             pin_address(&mut request, addr)?;
             let (response, io) = default_send_request(request, options).await?;
@@ -262,6 +249,35 @@ impl WasiHttpHooks for HttpGate {
             ))
         })
     }
+}
+
+/// HTTPS to the checked address, TLS asking for the origin's name.
+async fn https(
+    request: http::Request<WasiBody>,
+    addr: SocketAddr,
+    name: &str,
+    client: Arc<rustls::ClientConfig>,
+    options: Option<RequestOptions>,
+) -> SendResult {
+    let long = Duration::from_secs(600);
+    let timeouts = Timeouts {
+        connect: options.and_then(|o| o.connect_timeout).unwrap_or(long),
+        first_byte: options.and_then(|o| o.first_byte_timeout).unwrap_or(long),
+    };
+    let (response, rest) = send::send(request, addr, Some(Tls { name, client }), timeouts)
+        .await
+        .map_err(|failure| match failure {
+            Failure::Connect(e) => HttpError::Connect(e),
+            Failure::ConnectTimeout => HttpError::ConnectionTimeout,
+            Failure::Tls(e) => HttpError::Tls(e),
+            Failure::ServerName(e) => HttpError::InvalidDnsNameError(e),
+            Failure::Protocol(e) => HttpError::from(e),
+            Failure::FirstByteTimeout => HttpError::ConnectionReadTimeout,
+            Failure::Uri => HttpError::HttpRequestUriInvalid,
+        })?;
+    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    let rest = async move { rest.await.map_err(HttpError::from) };
+    Ok((response, Box::new(rest)))
 }
 
 /// The Host header names the origin, whatever address the request is
@@ -294,49 +310,4 @@ fn pin_address(request: &mut http::Request<WasiBody>, addr: SocketAddr) -> Resul
         .build()
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    fn policy(url: &str, methods: &[&str]) -> HttpPolicy {
-        let origin = Origin::parse(url).unwrap();
-        let grant = HttpGrant {
-            origin: origin.clone(),
-            methods: methods
-                .iter()
-                .map(|m| m.to_string())
-                .collect::<BTreeSet<_>>(),
-            inject_header: None,
-        };
-        HttpPolicy {
-            grants: [(origin, grant)].into(),
-            inject: BTreeMap::new(),
-            ceiling: HostCeiling::default(),
-            resolver: Arc::new(SystemResolver),
-            tls: super::super::https::client(None).unwrap(),
-        }
-    }
-
-    #[test]
-    fn only_the_exact_declared_origin_and_method_pass() {
-        let p = policy("http://127.0.0.1:3000", &["GET"]);
-        let o = |u: &str| Origin::parse(u).unwrap();
-        assert!(permit(&p, &o("http://127.0.0.1:3000"), "GET").is_ok());
-        assert!(permit(&p, &o("http://127.0.0.1:3000"), "PUT").is_err());
-        assert!(permit(&p, &o("http://127.0.0.1:3001"), "GET").is_err());
-        assert!(permit(&p, &o("https://127.0.0.1:3000"), "GET").is_err());
-        assert!(permit(&p, &o("http://localhost:3000"), "GET").is_err());
-        assert!(permit(&p, &o("http://[::ffff:127.0.0.1]:3000"), "GET").is_err());
-        assert!(permit(&p, &o("http://2130706433:3000"), "GET").is_err());
-    }
-
-    #[test]
-    fn a_wrong_port_names_the_granted_ones() {
-        let p = policy("http://127.0.0.1:3000", &["GET"]);
-        let why = permit(&p, &Origin::parse("http://127.0.0.1:9").unwrap(), "GET").unwrap_err();
-        assert!(why.contains("http://127.0.0.1:3000"), "{why}");
-    }
 }

@@ -1,0 +1,180 @@
+//! The limits: `[limits]` of a manifest (memory and time per call),
+//! capped by the ceiling; enforced by an epoch deadline per call (CPU) and a
+//! resource limiter per store that refuses growth past the granted memory.
+//!
+//! Exceeding a limit traps the instance (it cannot be trusted to continue);
+//! the host classifies the trap and records the denial. A trapped instance
+//! is dropped, never called again.
+
+use crate::sandbox::ceiling::HostCeiling;
+use crate::sandbox::decision::DecisionLog;
+use crate::sandbox::surface::{Change, SurfaceId};
+use serde::{Deserialize, Serialize};
+use wasmtime::ResourceLimiter;
+
+/// CPU: the time a call may run.
+pub const CPU: SurfaceId = SurfaceId {
+    name: "cpu",
+    fix: "raise [limits] call-timeout-ms (and the host ceiling) if the work is legitimate",
+};
+
+/// Memory: how far an instance's memory may grow; also what a result may
+/// weigh as it is lifted.
+pub const MEMORY: SurfaceId = SurfaceId {
+    name: "memory",
+    fix: "raise [limits] memory-mib (and the host ceiling) if the work is legitimate",
+};
+
+/// Default memory limit when the manifest sets none.
+pub const DEFAULT_MEMORY_MIB: u32 = 32;
+/// Default per-call time limit when the manifest sets none.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_mib: u32,
+    pub call_timeout_ms: u64,
+}
+
+/// `[limits]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLimits {
+    memory_mib: Option<u32>,
+    call_timeout_ms: Option<u64>,
+}
+
+impl RawLimits {
+    pub fn parse(self) -> Result<Limits, String> {
+        let limits = Limits {
+            memory_mib: self.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+            call_timeout_ms: self.call_timeout_ms.unwrap_or(DEFAULT_CALL_TIMEOUT_MS),
+        };
+        if limits.memory_mib == 0 || limits.call_timeout_ms == 0 {
+            return Err("limits: memory-mib and call-timeout-ms must be above 0".into());
+        }
+        Ok(limits)
+    }
+}
+
+impl Limits {
+    /// Every difference between approved and declared limits.
+    pub fn compare(approved: &Limits, declared: &Limits, out: &mut Vec<Change>) {
+        change(
+            "memory",
+            "MiB",
+            declared.memory_mib.into(),
+            approved.memory_mib.into(),
+            out,
+        );
+        change(
+            "call timeout",
+            "ms",
+            declared.call_timeout_ms,
+            approved.call_timeout_ms,
+            out,
+        );
+    }
+
+    /// The least of declared, approved and the ceiling.
+    pub fn intersect(declared: &Limits, approved: &Limits, ceiling: &HostCeiling) -> Limits {
+        Limits {
+            memory_mib: declared
+                .memory_mib
+                .min(approved.memory_mib)
+                .min(ceiling.max_memory_mib),
+            call_timeout_ms: declared
+                .call_timeout_ms
+                .min(approved.call_timeout_ms)
+                .min(ceiling.max_call_timeout_ms),
+        }
+    }
+
+    /// The reviewer's line.
+    pub fn line(&self) -> String {
+        format!(
+            "memory {} MiB, {} ms per call",
+            self.memory_mib, self.call_timeout_ms
+        )
+    }
+}
+
+fn change(what: &str, unit: &str, declared: u64, approved: u64, out: &mut Vec<Change>) {
+    let text = format!("{what} {declared} {unit} (approved: {approved} {unit})");
+    match declared.cmp(&approved) {
+        std::cmp::Ordering::Greater => out.push(Change::Widened(text)),
+        std::cmp::Ordering::Less => out.push(Change::Narrowed(text)),
+        std::cmp::Ordering::Equal => {}
+    }
+}
+
+/// The engine's epoch advances this often; call deadlines are counted in
+/// these ticks.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Epoch ticks for a call time limit (at least one).
+pub fn deadline_ticks(call_timeout_ms: u64) -> u64 {
+    (call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
+}
+
+/// Refuses linear memory and table growth past the grant.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    max_bytes: usize,
+    log: DecisionLog,
+    /// Set when a growth was refused: the trap that follows is ours.
+    pub exceeded: Option<usize>,
+}
+
+impl MemoryLimiter {
+    pub fn new(memory_mib: u32, log: DecisionLog) -> Self {
+        MemoryLimiter {
+            max_bytes: memory_mib as usize * 1024 * 1024,
+            log,
+            exceeded: None,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired <= self.max_bytes {
+            return Ok(true);
+        }
+        self.exceeded = Some(desired);
+        self.log.deny(
+            MEMORY,
+            format!(
+                "grow linear memory to {} MiB",
+                desired.div_ceil(1024 * 1024)
+            ),
+            format!(
+                "over the granted {} MiB (limits.memory-mib)",
+                self.max_bytes / (1024 * 1024)
+            ),
+        );
+        // An error here traps the guest instead of letting it see a failed
+        // grow: Rust guests abort on allocation failure anyway, and a trap
+        // names the cause.
+        Err(wasmtime::format_err!(
+            "memory limit exceeded: the adapter asked for {} bytes, granted {}",
+            desired,
+            self.max_bytes
+        ))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a legitimate adapter needs few.
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,287 @@
+//! The `mail` interface for one instance: the message built and sent by
+//! the host (lettre), so a guest can set only what the interface offers
+//! (sender, recipients, subject, a plain-text body and the Message-ID);
+//! each is checked against the grant, and a header injection through CR/LF
+//! is refused before anything is sent.
+
+use super::SMTP;
+use super::grant::{Login, ScopeKind, SmtpScope, Transport, transport_of};
+use crate::sandbox::bindings::handoff::adapter::mail::{self, Email};
+use crate::sandbox::bindings::wit::AdapterError;
+use crate::sandbox::decision::DecisionLog;
+use crate::sandbox::net::parse_server;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connecting and each SMTP command; below the default call limit so an
+/// unreachable server is a `transient` error.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_BODY: usize = 256 * 1024;
+const MAX_RECIPIENTS: usize = 50;
+
+/// Whether the server's certificate did not verify: rustls says so from
+/// inside the I/O error that ended the handshake.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+        }
+        at = err.source();
+    }
+    false
+}
+
+/// What an instance may send, and how, fixed when it is loaded.
+#[derive(Default)]
+pub struct MailPolicy {
+    pub(super) scopes: BTreeSet<SmtpScope>,
+    /// Per STARTTLS server: the TLS client for its granted name, trusting the
+    /// operator's CA (`smtp-ca-file`) or else the public web roots.
+    pub(super) tls: BTreeMap<SocketAddr, TlsParameters>,
+    /// Username and password per server with a granted login (the password
+    /// read from the operator's secret at load).
+    pub(super) credentials: BTreeMap<SocketAddr, (String, String)>,
+}
+
+impl fmt::Debug for MailPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailPolicy")
+            .field("scopes", &self.scopes)
+            .field("tls", &self.tls.keys().collect::<Vec<_>>())
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What opens a PEM certificate: the parser skips anything else, so a file
+/// without one would trust nothing, silently.
+const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// The operator's CA file, read and checked.
+fn read_ca_file(path: &std::path::Path) -> Result<Certificate, String> {
+    let at = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("smtp-ca-file {at}: cannot read: {e}"))?;
+    let not_pem = |why: String| format!("smtp-ca-file {at}: not a PEM certificate ({why})");
+    if !pem
+        .windows(CERTIFICATE_BEGINS.len())
+        .any(|w| w == CERTIFICATE_BEGINS)
+    {
+        return Err(not_pem("no BEGIN CERTIFICATE block".into()));
+    }
+    Certificate::from_pem(&pem).map_err(|e| not_pem(e.to_string()))
+}
+
+impl MailPolicy {
+    /// Everything sending needs, made once when the instance is loaded: the
+    /// CA file read, a TLS client per STARTTLS server, each login's password
+    /// from `secret`. Any of them missing or broken stops the load.
+    pub fn load(
+        scopes: BTreeSet<SmtpScope>,
+        ca_file: Option<&std::path::Path>,
+        secret: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<MailPolicy, String> {
+        let root = ca_file.map(read_ca_file).transpose()?;
+        let mut tls = BTreeMap::new();
+        let mut credentials = BTreeMap::new();
+        for scope in &scopes {
+            match scope.kind {
+                ScopeKind::Transport => {
+                    let Some(Transport::StartTls(name)) = Transport::from_scope_value(&scope.value)
+                    else {
+                        continue;
+                    };
+                    let mut builder = TlsParameters::builder(name.clone());
+                    if let Some(root) = &root {
+                        builder = builder
+                            .certificate_store(CertificateStore::None)
+                            .add_root_certificate(root.clone());
+                    }
+                    let params = builder
+                        .build_rustls()
+                        .map_err(|e| format!("smtp {}: TLS for {name}: {e}", scope.server))?;
+                    tls.insert(scope.server, params);
+                }
+                ScopeKind::Login => {
+                    if let Some(login) = Login::from_scope_value(&scope.value) {
+                        let password = secret(&login.password_secret)?;
+                        credentials.insert(scope.server, (login.username, password));
+                    }
+                }
+                ScopeKind::Sender | ScopeKind::RecipientDomain => {}
+            }
+        }
+        Ok(MailPolicy {
+            scopes,
+            tls,
+            credentials,
+        })
+    }
+}
+
+/// The `mail` interface for one instance.
+pub struct MailGate {
+    policy: Arc<MailPolicy>,
+    log: DecisionLog,
+}
+
+impl MailGate {
+    pub fn new(policy: Arc<MailPolicy>, log: DecisionLog) -> Self {
+        MailGate { policy, log }
+    }
+
+    fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
+        self.policy.scopes.contains(&SmtpScope {
+            server,
+            kind,
+            value: value.to_ascii_lowercase(),
+        })
+    }
+
+    /// Check everything about the mail against the grant, logging the verdict.
+    fn check(&self, server: &str, email: &Email) -> Result<SocketAddr, AdapterError> {
+        let target = format!(
+            "send smtp {server} from {} to {}",
+            email.sender,
+            email.recipients.join(",")
+        );
+        let deny = |reason: String| {
+            self.log.deny(SMTP, target.clone(), reason.clone());
+            AdapterError::Denied(format!("{target}: {reason}"))
+        };
+        let addr = parse_server(server).map_err(&deny)?;
+        if !self.policy.scopes.iter().any(|s| s.server == addr) {
+            return Err(deny("server not granted by capabilities.smtp".into()));
+        }
+        if !self.granted(addr, ScopeKind::Sender, &email.sender) {
+            return Err(deny(format!(
+                "sender {} not granted on this server",
+                email.sender
+            )));
+        }
+        for to in &email.recipients {
+            let domain = to.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            if !self.granted(addr, ScopeKind::RecipientDomain, domain) {
+                return Err(deny(format!(
+                    "recipient {to}: domain {domain:?} not granted on this server"
+                )));
+            }
+        }
+        self.log
+            .allow(SMTP, target, "granted by capabilities.smtp".into());
+        Ok(addr)
+    }
+
+    pub async fn send(&self, server: String, email: Email) -> Result<(), AdapterError> {
+        let invalid = |m: String| AdapterError::Invalid(format!("mail: {m}"));
+        if email.recipients.is_empty() || email.recipients.len() > MAX_RECIPIENTS {
+            return Err(invalid(format!(
+                "between 1 and {MAX_RECIPIENTS} recipients, not {}",
+                email.recipients.len()
+            )));
+        }
+        if email.body.len() > MAX_BODY {
+            return Err(invalid(format!("body exceeds {MAX_BODY} bytes")));
+        }
+        let id = &email.message_id;
+        if !id.contains('@')
+            || id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>".contains(c))
+        {
+            return Err(invalid(format!(
+                "message-id {id:?}: use left@right, without angle brackets or spaces"
+            )));
+        }
+        if email.subject.chars().any(|c| c.is_control()) {
+            return Err(invalid("the subject contains control characters".into()));
+        }
+        let addr = self.check(&server, &email)?;
+        let Some(transport) = transport_of(&self.policy.scopes, addr) else {
+            // The grant always names one; fail closed if it does not.
+            return Err(AdapterError::Denied(format!(
+                "smtp {addr}: no transport granted"
+            )));
+        };
+        let mailbox = |a: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|e| invalid(format!("{a:?}: {e}")))
+        };
+        let mut builder = Message::builder()
+            .from(mailbox(&email.sender)?)
+            .subject(email.subject.clone())
+            .message_id(Some(format!("<{id}>")))
+            .header(ContentType::TEXT_PLAIN);
+        for to in &email.recipients {
+            builder = builder.to(mailbox(to)?);
+        }
+        let message = builder
+            .body(email.body.clone())
+            .map_err(|e| invalid(e.to_string()))?;
+        // To an approved IP address; names are never resolved. With
+        // STARTTLS, nothing is sent before the session is encrypted and the
+        // certificate verified for the granted name.
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+                .port(addr.port())
+                .timeout(Some(SMTP_TIMEOUT));
+        if let Transport::StartTls(name) = &transport {
+            let Some(params) = self.policy.tls.get(&addr) else {
+                // Made at load for every STARTTLS server; fail closed.
+                return Err(AdapterError::Denied(format!(
+                    "smtp {addr}: no TLS client for {name}"
+                )));
+            };
+            builder = builder.tls(Tls::Required(params.clone()));
+        }
+        if let Some((user, password)) = self.policy.credentials.get(&addr) {
+            // Only ever over TLS (the grant cannot say otherwise; checked
+            // again here, failing closed).
+            if transport == Transport::Plain {
+                return Err(AdapterError::Denied(format!(
+                    "smtp {addr}: a login without TLS is never used"
+                )));
+            }
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        builder
+            .build()
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let m = format!("smtp {addr}: {e}");
+                if e.is_tls() || refused_certificate(&e) {
+                    // A certificate that does not verify will not verify on
+                    // the next try either: a person must look.
+                    AdapterError::Denied(m)
+                } else if e.is_permanent() {
+                    AdapterError::Conflict(m)
+                } else {
+                    AdapterError::Transient(m)
+                }
+            })
+    }
+}
+
+impl mail::Host for MailGate {
+    async fn send(&mut self, server: String, email: Email) -> Result<(), AdapterError> {
+        MailGate::send(self, server, email).await
+    }
+}
