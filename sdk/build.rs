@@ -11,7 +11,7 @@ use std::{env, fs, path::PathBuf};
 
 /// The interfaces the SDK imports: the host's, and the optional capability
 /// interfaces (a component imports one only when its code calls it).
-const IMPORTS: &[&str] = &["host", "jetstream", "mail"];
+const IMPORTS: &[&str] = &["host", "jetstream", "mail", "s3"];
 
 const WORLDS: &[(&str, &str)] = &[
     ("source", "source-adapter"),

@@ -32,6 +32,7 @@ pub mod fs;
 pub mod http;
 pub mod mail;
 pub mod nats;
+pub mod s3;
 pub mod sent;
 pub mod testing;
 

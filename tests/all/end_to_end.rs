@@ -226,11 +226,11 @@ fn evidence_that_does_not_match_its_hash_halts_with_nothing_written_anywhere() {
     let (r, n) = (Redmine::from_env(), Nats::from_env());
     let seeded = seed(&r, &n);
     let s = scenario(&r, &n, &seeded);
-    std::fs::write(
-        s.path("state/archive/R-2026.11/evidence.tar"),
+    let bundle = s.context()["evidence_bundle"].as_str().unwrap().to_string();
+    S3Store::from_env().put(
+        &format!("releases/{bundle}"),
         b"a bundle replaced after the review",
-    )
-    .unwrap();
+    );
     let (code, report) = run(&s, "events/redmine.json");
     assert_eq!(
         (code, report["outcome"].as_str()),
@@ -383,10 +383,7 @@ fn killed_mid_run_on_real_servers_resumes_without_a_second_message_or_mail() {
 #[test]
 fn the_examples_seed_script_prepares_the_servers_for_a_run_that_completes() {
     let (r, n) = (Redmine::from_env(), Nats::from_env());
-    let s = Scenario::with_config(
-        "handoff-servers.toml",
-        &["redmine", "nats", "smtp", "fs-archive"],
-    );
+    let s = Scenario::with_config("handoff-servers.toml", &SERVER_PACKAGES);
     // This test's own subjects, so that its message count is its own.
     let prefix = format!("handoff.seed-script-{}", std::process::id());
     s.edit_config(

@@ -16,6 +16,7 @@ mod parsers;
 mod pipeline;
 mod redmine;
 mod reference;
+mod s3;
 mod sandbox;
 mod scenario;
 mod serve;

@@ -198,10 +198,7 @@ pub fn seed(r: &Redmine, nats: &Nats) -> Seeded {
 /// The example under its server configuration, with an event and context
 /// naming the seeded records.
 pub fn scenario(r: &Redmine, nats: &Nats, seeded: &Seeded) -> Scenario {
-    let s = Scenario::with_config(
-        "handoff-servers.toml",
-        &["redmine", "nats", "smtp", "fs-archive"],
-    );
+    let s = Scenario::with_config("handoff-servers.toml", &SERVER_PACKAGES);
     // The adapters' manifests declare these servers; a reviewer approved them.
     assert_eq!(
         r.url, "http://127.0.0.1:3100",
@@ -257,8 +254,56 @@ pub fn scenario(r: &Redmine, nats: &Nats, seeded: &Seeded) -> Scenario {
     context["checklist_id"] = json!(seeded.checklist.to_string());
     context["release_record"] = json!(seeded.release.to_string());
     context["milestone_id"] = json!(seeded.milestone.to_string());
+    // This test's own copy of the evidence bundle in the S3 archive, so a
+    // test that changes it changes only its own.
+    let bundle = format!("{}/R-2026.11/evidence.tar", seeded.prefix);
+    let seed = std::fs::read(s.path("state/archive/R-2026.11/evidence.tar")).unwrap();
+    S3Store::from_env().put(&format!("releases/{bundle}"), &seed);
+    context["evidence_bundle"] = json!(bundle);
     std::fs::write(s.path("context.json"), context.to_string()).unwrap();
     s
+}
+
+/// The packages the example's server configuration runs.
+pub const SERVER_PACKAGES: [&str; 4] = ["redmine", "nats", "smtp", "s3-archive"];
+
+/// The test S3 store, reached through its filer (not through S3).
+pub struct S3Store {
+    pub endpoint: String,
+    pub filer: String,
+    pub bucket: String,
+}
+
+impl S3Store {
+    pub fn from_env() -> S3Store {
+        S3Store {
+            endpoint: env_var("HANDOFF_TEST_S3_ENDPOINT"),
+            filer: env_var("HANDOFF_TEST_S3_FILER"),
+            bucket: env_var("HANDOFF_TEST_S3_BUCKET"),
+        }
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("{}/buckets/{}/{key}", self.filer, self.bucket)
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8]) {
+        ureq::put(&self.url(key))
+            .send_bytes(bytes)
+            .unwrap_or_else(|e| panic!("putting {key} through the filer: {e}"));
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match ureq::get(&self.url(key)).call() {
+            Ok(response) => {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut response.into_reader(), &mut out).unwrap();
+                Some(out)
+            }
+            Err(ureq::Error::Status(404, _)) => None,
+            Err(e) => panic!("reading {key} through the filer: {e}"),
+        }
+    }
 }
 
 /// The scenario against the real servers, with its decision made in

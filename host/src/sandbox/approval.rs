@@ -247,7 +247,7 @@ mod tests {
                         files,
                         sockets,
                         nats,
-                        smtp: Default::default(),
+                        ..Capabilities::default()
                     },
                     limits: Limits {
                         memory_mib,

@@ -9,6 +9,7 @@ pub mod files;
 pub mod http;
 pub mod limits;
 pub mod nats;
+pub mod s3;
 pub mod smtp;
 pub mod sockets;
 
@@ -200,6 +201,7 @@ registered! {
     sockets: sockets::Sockets,
     nats: nats::Nats,
     smtp: smtp::Smtp,
+    s3: s3::S3,
 }
 
 /// Whether `imports` (`package/interface` or `package/*`) names this import.

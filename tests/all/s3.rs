@@ -1,0 +1,370 @@
+//! The S3 surface and the `s3-archive` adapter against the real store that
+//! `scripts/test-servers start` runs (SeaweedFS, with an `evidence` bucket
+//! and credentials made on each start). Objects are put and read back by
+//! the test through the store's own filer API, not through handoff.
+//!
+//! The hostile cases: another bucket, a key outside the prefix (and one
+//! that reads as another path), a write under a read-only grant, a
+//! presigned URL smuggled through HTTP, and credentials that never reach
+//! the adapter.
+
+use crate::servers::{S3Store as Store, env_var};
+use crate::support::*;
+use handoff::config::{AdapterInstance, SecretSource};
+use handoff::sandbox::decision::{CapabilityDecision, Verdict};
+use handoff::sandbox::{Action, AdapterError, Instance, Link, LoadedAdapter, Observed};
+use rusty_s3::S3Action;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// A key of this test's own under the granted prefix.
+fn fresh(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("releases/{name}-{nanos}")
+}
+
+/// The built s3-archive with its grant for the test store: the bucket and
+/// prefix as given, in `mode`.
+fn archive_package(store: &Store, bucket: &str, prefix: &str, mode: &str) -> TempDir {
+    let manifest = std::fs::read_to_string(built("s3-archive").join("adapter.toml")).unwrap();
+    let start = manifest.find("[[capabilities.s3]]").unwrap();
+    let end = start + manifest[start..].find("[limits]").unwrap();
+    let grant = format!(
+        "[[capabilities.s3]]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\n\
+         mode = \"{mode}\"\ncredentials = {{ access-key = \"s3_access_key\", secret-key = \"s3_secret_key\" }}\n\n",
+        store.endpoint
+    );
+    package(
+        "s3-archive",
+        &format!("{}{grant}{}", &manifest[..start], &manifest[end..]),
+    )
+}
+
+/// The instance an operator binds: endpoint and bucket as config, the
+/// credentials as secrets from the environment.
+fn archive_instance(dir: &std::path::Path, store: &Store, bucket: &str) -> AdapterInstance {
+    let mut i = AdapterInstance::new("archive", dir);
+    i.config.insert("endpoint".into(), store.endpoint.clone());
+    i.config.insert("bucket".into(), bucket.into());
+    i.config.insert(
+        "base_url".into(),
+        "https://evidence.example.internal".into(),
+    );
+    for (name, var) in [
+        ("s3_access_key", "HANDOFF_TEST_S3_ACCESS_KEY"),
+        ("s3_secret_key", "HANDOFF_TEST_S3_SECRET_KEY"),
+    ] {
+        i.secrets
+            .sources
+            .insert(name.into(), SecretSource::Env(var.into()));
+    }
+    i
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One observe on a fresh instance: its answer and the decisions it made.
+fn observe(
+    loaded: &LoadedAdapter,
+    id: &str,
+) -> (Result<Observed, AdapterError>, Vec<CapabilityDecision>) {
+    runtime().block_on(async {
+        let mut instance = loaded.instantiate().await.unwrap();
+        let answer = instance.observe(&rec("bundle", id)).await.unwrap();
+        (answer, instance.take_decisions())
+    })
+}
+
+/// One attach-link on a fresh instance.
+fn attach(
+    loaded: &LoadedAdapter,
+    id: &str,
+    key: &str,
+) -> (Result<Observed, AdapterError>, Vec<CapabilityDecision>) {
+    runtime().block_on(async {
+        let mut instance: Instance = loaded.instantiate().await.unwrap();
+        let action = Action::AttachLink(Link {
+            url: "https://tracker.example.internal/releases/R-42".into(),
+            title: "Release record".into(),
+        });
+        let answer = instance
+            .apply(&rec("bundle", id), &action, key)
+            .await
+            .unwrap();
+        (answer, instance.take_decisions())
+    })
+}
+
+fn denied_s3(decisions: &[CapabilityDecision]) -> Vec<String> {
+    decisions
+        .iter()
+        .filter(|d| d.surface.name == "s3" && d.verdict == Verdict::Denied)
+        .map(|d| format!("{} ({})", d.target, d.reason))
+        .collect()
+}
+
+#[test]
+fn a_bundle_is_hashed_as_the_host_streams_it_and_a_link_is_attached_once() {
+    let store = Store::from_env();
+    // Larger than one chunk (4 MiB), so the hash spans several reads.
+    let bundle: Vec<u8> = (0..9_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let key = fresh("bundle") + "/evidence.tar";
+    store.put(&key, &bundle);
+    let pkg = archive_package(&store, &store.bucket, "releases/", "read-write");
+    let loaded = approved(
+        &sandbox(),
+        pkg.path(),
+        &archive_instance(pkg.path(), &store, &store.bucket),
+    );
+
+    let (seen, decisions) = observe(&loaded, &key);
+    let seen = seen.unwrap();
+    assert!(seen.exists);
+    assert_eq!(field(&seen, "sha256"), hex::encode(Sha256::digest(&bundle)));
+    assert_eq!(field(&seen, "size"), bundle.len().to_string());
+    assert_eq!(
+        seen.links,
+        [format!("https://evidence.example.internal/{key}")]
+    );
+    assert!(denied_s3(&decisions).is_empty(), "{decisions:?}");
+    assert!(
+        decisions.iter().any(|d| d.surface.name == "s3"
+            && d.verdict == Verdict::Allowed
+            && d.target.contains(&key)),
+        "{decisions:?}"
+    );
+
+    let (after, _) = attach(&loaded, &key, "hk1-attach");
+    let after = after.unwrap();
+    assert!(
+        after.applied_keys.contains(&"hk1-attach".to_string()),
+        "{after:?}"
+    );
+    assert!(
+        after
+            .links
+            .contains(&"https://tracker.example.internal/releases/R-42".into())
+    );
+    // Applied again with the same key (a resumed run): nothing written.
+    let (again, _) = attach(&loaded, &key, "hk1-attach");
+    assert_eq!(again.unwrap().applied_keys, ["hk1-attach"]);
+    let links: serde_json::Value =
+        serde_json::from_slice(&store.get(&format!("{key}.links.json")).unwrap()).unwrap();
+    assert_eq!(links["links"].as_array().unwrap().len(), 1, "{links}");
+    assert_eq!(links["links"][0]["key"], "hk1-attach");
+
+    // A bundle that is not there is missing, not an error.
+    let (missing, _) = observe(&loaded, &fresh("none"));
+    assert!(!missing.unwrap().exists);
+}
+
+#[test]
+fn another_bucket_is_denied_before_anything_is_sent() {
+    let store = Store::from_env();
+    let pkg = archive_package(&store, &store.bucket, "releases/", "read-only");
+    let loaded = approved(
+        &sandbox(),
+        pkg.path(),
+        &archive_instance(pkg.path(), &store, "other-bucket"),
+    );
+    let (answer, decisions) = observe(&loaded, "rel-1/evidence.tar");
+    let err = answer.unwrap_err();
+    assert!(matches!(err, AdapterError::Denied(_)), "{err:?}");
+    let denied = denied_s3(&decisions);
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0].contains("bucket \"other-bucket\" is not granted"),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn a_key_outside_the_prefix_or_reading_as_another_path_is_denied() {
+    let store = Store::from_env();
+    let secret_key = "secrets/release-signing.key";
+    store.put(secret_key, b"not for adapters");
+    let pkg = archive_package(&store, &store.bucket, "releases/", "read-write");
+    let mut instance = archive_instance(pkg.path(), &store, &store.bucket);
+    instance.config.insert("prefix".into(), "releases/".into());
+    let loaded = approved(&sandbox(), pkg.path(), &instance);
+    // `releases/../secrets/...`: S3 would take it literally, a proxy or a
+    // filer may not; it never leaves the host.
+    let (answer, decisions) = observe(&loaded, "../secrets/release-signing.key");
+    assert!(matches!(answer, Err(AdapterError::Denied(_))), "{answer:?}");
+    assert!(
+        denied_s3(&decisions)[0].contains("'..' segment"),
+        "{decisions:?}"
+    );
+
+    let mut outside = archive_instance(pkg.path(), &store, &store.bucket);
+    outside.config.insert("prefix".into(), "secrets/".into());
+    let loaded = approved(&sandbox(), pkg.path(), &outside);
+    let (answer, decisions) = observe(&loaded, "release-signing.key");
+    assert!(matches!(answer, Err(AdapterError::Denied(_))), "{answer:?}");
+    let denied = denied_s3(&decisions);
+    assert!(
+        denied[0].contains("outside the granted prefixes (releases/*)"),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn a_write_under_a_read_only_grant_is_denied_and_nothing_is_written() {
+    let store = Store::from_env();
+    let key = fresh("read-only") + "/evidence.tar";
+    store.put(&key, b"bundle");
+    let pkg = archive_package(&store, &store.bucket, "releases/", "read-only");
+    let loaded = approved(
+        &sandbox(),
+        pkg.path(),
+        &archive_instance(pkg.path(), &store, &store.bucket),
+    );
+    assert!(
+        observe(&loaded, &key).0.unwrap().exists,
+        "reading is granted"
+    );
+    let (answer, decisions) = attach(&loaded, &key, "hk1-ro");
+    assert!(matches!(answer, Err(AdapterError::Denied(_))), "{answer:?}");
+    let denied = denied_s3(&decisions);
+    assert!(denied[0].starts_with("put s3"), "{denied:?}");
+    assert!(denied[0].contains("is read-only"), "{denied:?}");
+    assert_eq!(store.get(&format!("{key}.links.json")), None);
+}
+
+#[test]
+fn a_presigned_url_smuggled_through_http_is_refused_by_the_http_gate() {
+    let store = Store::from_env();
+    let key = "secrets/presigned-target.key";
+    store.put(key, b"reachable only with a signature");
+    // A valid presigned URL, made with the store's real credentials: the
+    // test fetches it itself to show it works.
+    let bucket = rusty_s3::Bucket::new(
+        url::Url::parse(&store.endpoint).unwrap(),
+        rusty_s3::UrlStyle::Path,
+        store.bucket.clone(),
+        "us-east-1",
+    )
+    .unwrap();
+    let credentials = rusty_s3::Credentials::new(
+        env_var("HANDOFF_TEST_S3_ACCESS_KEY"),
+        env_var("HANDOFF_TEST_S3_SECRET_KEY"),
+    );
+    let presigned = bucket
+        .get_object(Some(&credentials), key)
+        .sign(Duration::from_secs(300));
+    let direct = ureq::get(presigned.as_str())
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(direct, "reachable only with a signature");
+
+    // An adapter granted plain HTTP to the store's origin, handed that URL.
+    let origin = url::Url::parse(&store.endpoint).unwrap();
+    let grant = format!(
+        "[[capabilities.http]]\nurl = \"{}://{}:{}\"\nmethods = [\"GET\"]\n",
+        origin.scheme(),
+        origin.host_str().unwrap(),
+        origin.port().unwrap()
+    );
+    let manifest = probe_manifest("smuggler", &grant)
+        .replace("[[capabilities.http]]\nurl = \"http://127.0.0.1:1\"\n", "");
+    let pkg = package("probe", &manifest);
+    let loaded = approved(
+        &sandbox(),
+        pkg.path(),
+        &AdapterInstance::new("smuggler", pkg.path()),
+    );
+    let (answer, decisions) = runtime().block_on(async {
+        let mut instance = loaded.instantiate().await.unwrap();
+        let answer = instance
+            .observe(&rec("http", &format!("GET {presigned}")))
+            .await
+            .unwrap();
+        (answer, instance.take_decisions())
+    });
+    let err = answer.unwrap_err();
+    assert!(matches!(err, AdapterError::Denied(_)), "{err:?}");
+    let denied: Vec<&CapabilityDecision> = decisions
+        .iter()
+        .filter(|d| d.surface.name == "http" && d.verdict == Verdict::Denied)
+        .collect();
+    assert_eq!(denied.len(), 1, "{decisions:?}");
+    assert!(
+        denied[0].reason.contains("presigned S3 request"),
+        "{decisions:?}"
+    );
+    // The same origin without a signature is reachable: the refusal is
+    // about the signature, not the origin.
+    let (plain, _) = runtime().block_on(async {
+        let mut instance = loaded.instantiate().await.unwrap();
+        let answer = instance
+            .observe(&rec("http", &format!("GET {}/", store.endpoint)))
+            .await
+            .unwrap();
+        (answer, instance.take_decisions())
+    });
+    assert_eq!(field(&plain.unwrap(), "status"), "403");
+}
+
+#[test]
+fn the_credentials_never_reach_the_adapter_and_wrong_ones_are_refused_by_the_store() {
+    let store = Store::from_env();
+    let secret = env_var("HANDOFF_TEST_S3_SECRET_KEY");
+    let pkg = archive_package(&store, &store.bucket, "releases/", "read-only");
+    let key = fresh("wrong-secret") + "/evidence.tar";
+    store.put(&key, b"bundle");
+
+    // Not bound: the load says which secret and where to set it.
+    let mut unbound = archive_instance(pkg.path(), &store, &store.bucket);
+    unbound.secrets.sources.remove("s3_secret_key");
+    let mut approvals = handoff::store::Store::in_memory().unwrap();
+    approve(&mut approvals, pkg.path());
+    let err = load(&sandbox(), &approvals, pkg.path(), &unbound)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("s3_secret_key") && err.contains("[adapters.archive.secrets]"),
+        "{err}"
+    );
+
+    // Bound to the wrong value: the store refuses, and the refusal is a
+    // denial naming the store's reason, not the secret.
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-secret").unwrap();
+    let mut bad = archive_instance(pkg.path(), &store, &store.bucket);
+    bad.secrets.sources.insert(
+        "s3_secret_key".into(),
+        SecretSource::File(wrong.path().to_path_buf()),
+    );
+    let loaded = load(&sandbox(), &approvals, pkg.path(), &bad).unwrap();
+    let (answer, decisions) = observe(&loaded, &key);
+    let err = answer.unwrap_err();
+    assert!(
+        matches!(err, AdapterError::Denied(ref m) if m.contains("403")),
+        "{err:?}"
+    );
+
+    // With the right one nothing the adapter or the record can see holds it.
+    let good = approved(
+        &sandbox(),
+        pkg.path(),
+        &archive_instance(pkg.path(), &store, &store.bucket),
+    );
+    let (seen, more) = observe(&good, &key);
+    let shown = format!("{seen:?} {decisions:?} {more:?}");
+    assert!(!shown.contains(&secret), "the secret leaked: {shown}");
+    assert!(
+        !shown.contains("X-Amz-Signature"),
+        "a signature leaked: {shown}"
+    );
+}
