@@ -16,7 +16,7 @@
 //! source read again before every write), the same with `revalidate =
 //! "once"`, and the scenario's five closure steps (the example without
 //! `tell-scheduler`), the shape the goal is stated for. Under each, from
-//! the engine's own timings (`Engine::observe_timings`, which also feeds
+//! the engine's own timings (`Host::with_timings`, which also feeds
 //! `/metrics`): the adapters' time per run by call kind (count per run x
 //! mean); then how long the store's one writer was held per run and for
 //! what share of the time (`Store::writing_held`, also in `/metrics`).
@@ -87,8 +87,7 @@
 
 use handoff::config::Config;
 use handoff::model::CloudEvent;
-use handoff::pipeline::throttle::Throttle;
-use handoff::pipeline::{Engine, Outcome, Timed};
+use handoff::pipeline::{Engine, Host, Outcome, Timed};
 use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
 use handoff::store::Store;
@@ -217,17 +216,32 @@ fn run(label: &str, n: usize, shape: Shape, workers: usize) {
     store
         .approve_policy(&Policy::load(&policy_path).unwrap(), "bench")
         .unwrap();
-    // As `handoff serve` runs them: each worker its own engine and runtime;
-    // the store connection and the adapters' concurrency limits shared by
-    // all.
-    let throttle = Arc::new(Throttle::new(config.adapters.values()));
+    // Where the time goes, from the engine's own timings of the measured
+    // runs (not the warm-up): adapter calls by kind, across adapters.
+    let calls: Arc<Mutex<BTreeMap<&'static str, (u32, Duration)>>> = Arc::default();
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (timed, counting) = (calls.clone(), measuring.clone());
+    // As `handoff serve` runs them: each worker its own engine and runtime
+    // on the process's one host; the store connection shared by all.
+    let host = Arc::new(
+        Host::new(&config)
+            .unwrap()
+            .with_timings(Arc::new(move |what, took| {
+                if let (Timed::Call { call, .. }, true) =
+                    (what, counting.load(std::sync::atomic::Ordering::Relaxed))
+                {
+                    let mut calls = timed.lock().unwrap();
+                    let (count, total) = calls.entry(call).or_default();
+                    *count += 1;
+                    *total += took;
+                }
+            })),
+    );
     let checkpointer = Checkpointer::start(&config.store_path, CHECKPOINT_EVERY).unwrap();
     let mut engines: Vec<Engine> = (0..workers)
         .map(|_| {
-            let mut engine =
-                Engine::new(&config, Store::open(&config.store_path).unwrap()).unwrap();
+            let engine = Engine::with_host(host.clone(), Store::open(&config.store_path).unwrap());
             engine.store().leave_checkpoints_to(&checkpointer).unwrap();
-            engine.share_throttle(throttle.clone());
             engine
         })
         .collect();
@@ -247,20 +261,7 @@ fn run(label: &str, n: usize, shape: Shape, workers: usize) {
         assert_eq!(warm.outcome, Outcome::Completed, "{warm:?}");
     }
 
-    // Where the time goes, from the engine's own timings of the runs
-    // below (not the warm-up): adapter calls by kind, across adapters.
-    let calls: Arc<Mutex<BTreeMap<&'static str, (u32, Duration)>>> = Arc::default();
-    for engine in &mut engines {
-        let calls = calls.clone();
-        engine.observe_timings(Arc::new(move |what, took| {
-            if let Timed::Call { call, .. } = what {
-                let mut calls = calls.lock().unwrap();
-                let (count, total) = calls.entry(call).or_default();
-                *count += 1;
-                *total += took;
-            }
-        }));
-    }
+    measuring.store(true, std::sync::atomic::Ordering::Relaxed);
 
     let ctl = std::env::var("PERF_CTL").ok();
     if let Some(c) = &ctl {

@@ -9,7 +9,8 @@
 //! person when a run stops; [`sandbox`] loads and runs adapter components
 //! under least privilege; [`audit`] is the hash-chained audit trail;
 //! [`store`] is the durable SQLite store; [`config`] is the operator's
-//! `handoff.toml`; [`readiness`] checks that everything it names would be
+//! `handoff.toml`; [`conform`] tries an adapter's idempotency promises on a
+//! real record; [`readiness`] checks that everything it names would be
 //! let run (`handoff check`); [`serve`] is the long-lived service (`handoff
 //! serve`); [`cli`] is the `handoff` command; [`backtraces`] keeps error
 //! values from walking the stack when nothing will show it.
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod backtraces;
 pub mod cli;
 pub mod config;
+pub mod conform;
 pub mod demo;
 pub mod follow_up;
 pub mod kept;

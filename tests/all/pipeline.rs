@@ -56,14 +56,11 @@ fn audit_kinds(s: &Scenario) -> Vec<(String, Value)> {
 
 fn step_states(s: &Scenario) -> Vec<(String, String)> {
     let store = s.store();
-    let conn = store.conn().unwrap();
-    let mut stmt = conn
-        .prepare("SELECT step_id, state FROM steps ORDER BY position")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    handoff::store::steps::for_run(&store.conn().unwrap(), "run-1")
         .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .into_iter()
+        .map(|r| (r.plan.id, r.state.name().to_string()))
+        .collect()
 }
 
 /// Every target in its end state, each written exactly once per step.
@@ -662,6 +659,7 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     // Resolved: nothing left to take on.
     assert!(!ack("release-coordinator").status.success());
     verify(&s);
+    assert_steps_walked_their_lifecycle(&s.store(), "run-1");
 }
 
 #[test]
@@ -697,6 +695,7 @@ fn steps_already_done_by_hand_are_skipped_as_idempotent_and_logged() {
     assert_eq!(written.len(), 4, "{written:?}");
     assert!(s.journal("checklist").is_empty());
     verify(&s);
+    assert_steps_walked_their_lifecycle(&s.store(), "run-1");
 }
 
 #[test]
@@ -729,6 +728,7 @@ fn a_target_that_acknowledges_a_write_without_changing_is_caught_by_confirm() {
         states[2].1, "planned",
         "nothing after the unconfirmed step ran"
     );
+    assert_steps_walked_their_lifecycle(&s.store(), "run-1");
 }
 
 #[test]
@@ -764,6 +764,7 @@ fn a_process_killed_between_a_write_and_its_record_resumes_without_duplicates() 
         assert_eq!(r["outcome"], "completed", "{point}: {r}");
         assert_all_closed(&s);
         verify(&s);
+        assert_steps_walked_their_lifecycle(&s.store(), "run-1");
         if point.starts_with("after-apply") {
             let recovered = audit_kinds(&s)
                 .into_iter()

@@ -5,8 +5,8 @@
 //! back from the targets' own files and journals.
 
 use handoff::config::Config;
-use handoff::pipeline::Engine;
 use handoff::pipeline::throttle::Throttle;
+use handoff::pipeline::{Engine, Host};
 use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
 use handoff::store::Store;
@@ -112,8 +112,8 @@ impl Scenario {
     pub fn engine_sharing_throttle(&self) -> (Engine, Arc<Throttle>, tokio::runtime::Runtime) {
         let config = Config::load(&self.path("handoff.toml")).unwrap();
         let throttle = Arc::new(Throttle::new(config.adapters.values()));
-        let mut engine = Engine::new(&config, self.store()).unwrap();
-        engine.share_throttle(throttle.clone());
+        let host = Host::new(&config).unwrap().with_throttle(throttle.clone());
+        let engine = Engine::with_host(Arc::new(host), self.store());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -262,6 +262,47 @@ impl Scenario {
 }
 
 /// Each of `lines` is a whole line of `text` (a metrics exposition, say).
+/// Every step of run `run_id` got where the store says it is by a walk
+/// its lifecycle allows: its audit rows, read as the events they record,
+/// replayed through the one transition table from `planned`, end in the
+/// stored state (so no transition the driver made is outside the table).
+pub fn assert_steps_walked_their_lifecycle(store: &Store, run_id: &str) {
+    use handoff::model::{StepEvent, StepState};
+    let rows = store.audit_rows(Some(run_id)).unwrap();
+    let stored = handoff::store::steps::for_run(&store.conn().unwrap(), run_id).unwrap();
+    assert!(!stored.is_empty(), "run {run_id} has no steps");
+    for step in &stored {
+        let mut state = StepState::Planned;
+        let mut walk = vec![state.name().to_string()];
+        for row in &rows {
+            let payload: Value = serde_json::from_str(&row.payload).unwrap();
+            if payload["step"] != step.plan.id.as_str() {
+                continue;
+            }
+            let event = match (row.kind.as_str(), &payload) {
+                ("step-observed", p) if p["done"] == false => StepEvent::IntentRecorded,
+                ("step-skipped", _) => StepEvent::FoundDone,
+                ("step-applied", p) if p["recovered"] == true => StepEvent::FoundOurs,
+                ("step-verified", _) if state == StepState::Observed => StepEvent::Confirmed,
+                ("step-failed", _) => StepEvent::Failed,
+                _ => continue,
+            };
+            state = state.on(event).unwrap_or_else(|e| {
+                panic!("step {}: {e}, after {}", step.plan.id, walk.join(" → "))
+            });
+            walk.push(format!("{event}:{state}"));
+        }
+        assert_eq!(
+            state,
+            step.state,
+            "step {}: the audit walks {} but the store says {}",
+            step.plan.id,
+            walk.join(" → "),
+            step.state
+        );
+    }
+}
+
 pub fn assert_lines(text: &str, lines: &[&str]) {
     for line in lines {
         assert!(text.lines().any(|l| l == *line), "{line:?} not in:\n{text}");

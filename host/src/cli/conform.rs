@@ -3,13 +3,15 @@
 
 use super::run::runtime;
 use super::{Ctx, exit};
-use crate::sandbox::conform::{Conformance, conform};
-use crate::sandbox::package::Package;
-use crate::sandbox::{Action, Link, Message, RecordRef, Sandbox};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::conform::{Conformance, conform};
+use crate::pipeline::Host;
+use crate::pipeline::calls::AdapterCalls;
+use crate::sandbox::{Action, Link, Message, RecordRef};
+use anyhow::{Result, anyhow, bail};
+use std::sync::Arc;
 
 pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) -> Result<u8> {
-    let binding = ctx.config.adapters.get(instance).ok_or_else(|| {
+    ctx.config.adapters.get(instance).ok_or_else(|| {
         let known: Vec<&str> = ctx.config.adapters.keys().map(String::as_str).collect();
         anyhow!(
             "no adapter instance {instance:?} in the configuration (configured: {})",
@@ -23,12 +25,12 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
     let record = record_ref(instance, record)?;
     let action = parse_action(action)?;
     let mut store = ctx.open_store()?;
-    let package = Package::read(&binding.package)?;
-    let approval = store.latest_approval(&package.manifest.name)?;
-    let sandbox = Sandbox::new(&ctx.config.cache_dir, ctx.config.ceiling.clone())?;
-    let loaded = sandbox
-        .load(&package, approval.as_ref(), binding)
-        .with_context(|| format!("loading adapter instance {instance}"))?;
+    let host = Arc::new(Host::for_adapters(&ctx.config)?);
+    // Loaded first, so that a refusal says so rather than failing a promise.
+    if let Err(refused) = host.adapter(instance, &mut store) {
+        bail!("loading adapter instance {instance}: {refused}");
+    }
+    let calls = AdapterCalls::new(host, &store).fresh_each_call();
     // A key of its own, never one a run could have used.
     let key = format!(
         "conform-{:x}",
@@ -36,9 +38,8 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos()
     );
-    let result: Conformance = runtime()?.block_on(conform(&loaded, &record, &action, &key));
-    // What the calls reached for is audited like any other calls.
-    store.record_decisions(&result.decisions)?;
+    let result: Conformance =
+        runtime()?.block_on(conform(calls, instance, &record, &action, &key))?;
     if json {
         println!(
             "{}",

@@ -1,53 +1,27 @@
-//! Calls from the stages to adapters: one instance per adapter per run,
-//! capability decisions recorded against the run, failures sorted into
-//! "try again" and "a person decides", and transient ones retried with a
-//! bounded, doubling pause.
+//! The adapter-call service: the one path by which the pipeline, the dry
+//! run, reconciliation and `adapter conform` call adapters. For each call
+//! it instantiates the adapter when needed (one instance per adapter per
+//! session, or a fresh one every call), takes the adapter's turn at its
+//! concurrency limit (and the record's, for `one-call-per-record`), makes
+//! the call, times it, records every capability decision the call made (a
+//! decision that cannot be stored fails the call: none is dropped), and
+//! sorts failures into "try again" and "a person decides", retrying
+//! transient ones with a bounded, doubling pause.
 
-use super::Timed;
-use super::driver::{Driver, Halt};
-use crate::follow_up::Reason;
-use crate::sandbox::{Action, AdapterError, CallError, Decision, Instance, Observed, RecordRef};
+use super::halt::Halt;
+use super::host::{AdapterLoad, Host};
+use super::{RunError, Timed};
+use crate::model::Reason;
+use crate::sandbox::{
+    Action, AdapterError, CallError, CallResult, ChangePage, Decision, Instance, Observed,
+    RecordRef,
+};
+use crate::store::Store;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-/// The run's live adapter instances, by instance name.
-#[derive(Default)]
-pub struct Calls {
-    instances: BTreeMap<String, Instance>,
-}
-
-/// One request to an adapter.
-#[derive(Debug, Clone)]
-pub enum Call {
-    Observe(RecordRef),
-    Apply(RecordRef, Action, String),
-    ReadDecision(RecordRef),
-}
-
-impl Call {
-    /// The record it is about, as `system/kind/id`.
-    fn record_key(&self) -> String {
-        let (Call::Observe(r) | Call::Apply(r, ..) | Call::ReadDecision(r)) = self;
-        format!("{}/{}/{}", r.system, r.kind, r.id)
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Call::Observe(_) => "observe",
-            Call::Apply(..) => "apply",
-            Call::ReadDecision(_) => "read-decision",
-        }
-    }
-}
-
-/// What an adapter answered.
-#[derive(Debug, Clone)]
-pub enum Answer {
-    Observed(Observed),
-    Decision(Decision),
-}
-
-/// Why a call did not answer.
+/// Why one attempt did not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// Worth another try (the target is unavailable, the call timed out).
@@ -70,186 +44,267 @@ pub fn classify(err: &AdapterError) -> Failure {
     }
 }
 
-impl Driver<'_> {
-    /// The digest of an adapter's component, for audit rows.
-    pub fn adapter_sha(&self, adapter: &str) -> Option<String> {
-        self.engine
-            .loaded
-            .get(adapter)
-            .map(|a| a.component_sha256().to_string())
+/// One session's calls: a run's, a dry run's, a reconciliation pass's.
+pub struct AdapterCalls {
+    host: Arc<Host>,
+    /// Where decisions are recorded (a handle of the caller's store).
+    store: Store,
+    /// The run and event the decisions are about, when there are.
+    run_id: Option<String>,
+    event_id: Option<String>,
+    instances: BTreeMap<String, Instance>,
+    /// A fresh instance for every call: nothing carries over, as after a
+    /// restart (`adapter conform`).
+    fresh: bool,
+}
+
+impl AdapterCalls {
+    pub fn new(host: Arc<Host>, store: &Store) -> AdapterCalls {
+        AdapterCalls {
+            host,
+            store: store.handle(),
+            run_id: None,
+            event_id: None,
+            instances: BTreeMap::new(),
+            fresh: false,
+        }
     }
 
-    /// One attempt.
-    pub async fn call(&mut self, adapter: &str, call: &Call) -> Result<Answer, Failure> {
-        if !self.calls.instances.contains_key(adapter) {
-            let loaded = self.engine.adapter(adapter).map_err(|e| {
-                Failure::Final(Reason::CapabilityDenied, format!("cannot load: {e}"))
-            })?;
+    /// Decisions attributed to this run and event.
+    pub fn for_run(mut self, run_id: Option<&str>, event_id: &str) -> AdapterCalls {
+        self.run_id = run_id.map(str::to_string);
+        self.event_id = Some(event_id.to_string());
+        self
+    }
+
+    /// A fresh instance for every call.
+    pub fn fresh_each_call(mut self) -> AdapterCalls {
+        self.fresh = true;
+        self
+    }
+
+    /// The digest of an adapter's component, for audit rows.
+    pub fn adapter_sha(&self, adapter: &str) -> Option<String> {
+        self.host.adapter_sha(adapter)
+    }
+
+    /// One attempt of `call` on `adapter`. `record` is the record it is
+    /// about (for one-call-per-record turns), if any.
+    async fn attempt<T>(
+        &mut self,
+        adapter: &str,
+        name: &'static str,
+        record: Option<&str>,
+        call: &mut impl AsyncFnMut(&mut Instance) -> CallResult<T>,
+    ) -> Result<Result<T, Failure>, RunError> {
+        if !self.instances.contains_key(adapter) {
+            let loaded = match self.host.adapter(adapter, &mut self.store) {
+                Ok(l) => l,
+                Err(AdapterLoad::Store(e)) => return Err(e.into()),
+                Err(AdapterLoad::Refused(e)) => {
+                    return Ok(Err(Failure::Final(
+                        Reason::CapabilityDenied,
+                        format!("cannot load: {e}"),
+                    )));
+                }
+            };
             let started = Instant::now();
-            let instance = loaded
-                .instantiate()
-                .await
-                .map_err(|e| Failure::Transient(e.to_string()))?;
-            self.engine.took(
+            let instance = match loaded.instantiate().await {
+                Ok(i) => i,
+                Err(e) => return Ok(Err(Failure::Transient(e.to_string()))),
+            };
+            self.host.took(
                 Timed::Call {
                     adapter,
                     call: "instantiate",
                 },
                 started.elapsed(),
             );
-            self.calls.instances.insert(adapter.to_string(), instance);
+            self.instances.insert(adapter.to_string(), instance);
         }
-        let instance = self
-            .calls
-            .instances
-            .get_mut(adapter)
-            .expect("inserted above");
+        let instance = self.instances.get_mut(adapter).expect("inserted above");
         // Held for the call only: a run waiting between retries or on
         // another adapter does not keep this one's room.
-        let permit = self.engine.throttle.turn(adapter, &call.record_key()).await;
-        let started = Instant::now();
-        let result: Result<Result<Answer, AdapterError>, CallError> = match call {
-            Call::Observe(r) => instance.observe(r).await.map(|r| r.map(Answer::Observed)),
-            Call::Apply(r, action, key) => instance
-                .apply(r, action, key)
-                .await
-                .map(|r| r.map(Answer::Observed)),
-            Call::ReadDecision(r) => instance
-                .read_decision(r)
-                .await
-                .map(|r| r.map(Answer::Decision)),
+        let turn = match record {
+            Some(record) => Some(self.host.throttle.turn(adapter, record).await),
+            None => None,
         };
-        drop(permit);
-        self.engine.took(
+        let permit = match record {
+            Some(_) => None,
+            None => self.host.throttle.acquire(adapter).await,
+        };
+        let started = Instant::now();
+        let result = call(instance).await;
+        drop((turn, permit));
+        self.host.took(
             Timed::Call {
                 adapter,
-                call: call.name(),
+                call: name,
             },
             started.elapsed(),
         );
+        let keep = matches!(result, Ok(Err(_)));
         let decisions = instance.take_decisions();
-        let run_id = self.stored.then_some(self.run.run_id.as_str());
-        let _ =
-            self.engine
-                .store
-                .record_run_decisions(&decisions, run_id, Some(&self.run.event_id));
-        match result {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(err)) => Err(classify(&err)),
+        self.store.record_run_decisions(
+            &decisions,
+            self.run_id.as_deref(),
+            self.event_id.as_deref(),
+        )?;
+        let failure = match result {
+            Ok(Ok(answer)) => {
+                if self.fresh {
+                    self.instances.remove(adapter);
+                }
+                return Ok(Ok(answer));
+            }
+            Ok(Err(err)) => classify(&err),
             Err(err @ CallError::NotExported { .. }) => {
-                Err(Failure::Final(Reason::OutOfScope, err.to_string()))
+                Failure::Final(Reason::OutOfScope, err.to_string())
             }
             Err(err @ CallError::Oversize { .. }) => {
                 // The same call would answer the same again: not retried.
-                self.calls.instances.remove(adapter);
-                Err(Failure::Final(Reason::CapabilityDenied, err.to_string()))
+                Failure::Final(Reason::CapabilityDenied, err.to_string())
             }
-            Err(err) => {
-                // A trapped or timed-out instance is finished; the next
-                // attempt gets a fresh one.
-                self.calls.instances.remove(adapter);
-                Err(Failure::Transient(err.to_string()))
-            }
+            // A trapped or timed-out instance is finished; the next attempt
+            // gets a fresh one.
+            Err(err) => Failure::Transient(err.to_string()),
+        };
+        if self.fresh || !keep {
+            self.instances.remove(adapter);
         }
+        Ok(Err(failure))
     }
 
     /// Attempts up to the configured limit, pausing between them.
-    pub async fn call_retrying(&mut self, adapter: &str, call: &Call) -> Result<Answer, Halt> {
-        let retry = self.engine.retry;
+    async fn retrying<T>(
+        &mut self,
+        adapter: &str,
+        name: &'static str,
+        record: Option<&str>,
+        mut call: impl AsyncFnMut(&mut Instance) -> CallResult<T>,
+    ) -> Result<Result<T, Halt>, RunError> {
+        let retry = self.host.retry;
         let mut last = String::new();
         for attempt in 1..=retry.attempts {
             let pause = retry.delay_before(attempt);
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            match self.call(adapter, call).await {
-                Ok(answer) => return Ok(answer),
+            match self.attempt(adapter, name, record, &mut call).await? {
+                Ok(answer) => return Ok(Ok(answer)),
                 Err(Failure::Final(reason, message)) => {
-                    return Err(Halt::new(
+                    return Ok(Err(Halt::new(
                         reason,
-                        format!("{adapter} {}: {message}", call.name()),
-                    ));
+                        format!("{adapter} {name}: {message}"),
+                    )));
                 }
                 Err(Failure::Transient(message)) => {
-                    tracing::warn!(adapter, call = call.name(), attempt, %message, "transient failure");
+                    tracing::warn!(adapter, call = name, attempt, %message, "transient failure");
                     last = message;
                 }
             }
         }
-        Err(Halt::new(
+        Ok(Err(Halt::new(
             Reason::RetriesExhausted,
             format!(
-                "{adapter} {} failed {} times; last: {last}",
-                call.name(),
+                "{adapter} {name} failed {} times; last: {last}",
                 retry.attempts
             ),
-        ))
+        )))
     }
 
-    pub async fn observe(&mut self, adapter: &str, record: &RecordRef) -> Result<Observed, Halt> {
-        match self
-            .call_retrying(adapter, &Call::Observe(record.clone()))
-            .await?
-        {
-            Answer::Observed(o) => Ok(o),
-            Answer::Decision(_) => unreachable!("observe answers with an observation"),
-        }
-    }
-
-    pub async fn read_decision(
+    pub async fn observe(
         &mut self,
         adapter: &str,
         record: &RecordRef,
-    ) -> Result<Decision, Halt> {
-        match self
-            .call_retrying(adapter, &Call::ReadDecision(record.clone()))
-            .await?
-        {
-            Answer::Decision(d) => Ok(d),
-            Answer::Observed(_) => unreachable!("read-decision answers with a decision"),
-        }
+    ) -> Result<Result<Observed, Halt>, RunError> {
+        let key = record_key(record);
+        self.retrying(adapter, "observe", Some(&key), async |i: &mut Instance| {
+            i.observe(record).await
+        })
+        .await
     }
 
     pub async fn apply(
         &mut self,
         adapter: &str,
         record: &RecordRef,
-        action: Action,
+        action: &Action,
         key: &str,
-    ) -> Result<Observed, Halt> {
-        match self
-            .call_retrying(
-                adapter,
-                &Call::Apply(record.clone(), action, key.to_string()),
-            )
-            .await?
-        {
-            Answer::Observed(o) => Ok(o),
-            Answer::Decision(_) => unreachable!("apply answers with an observation"),
-        }
+    ) -> Result<Result<Observed, Halt>, RunError> {
+        let record_key = record_key(record);
+        self.retrying(
+            adapter,
+            "apply",
+            Some(&record_key),
+            async |i: &mut Instance| i.apply(record, action, key).await,
+        )
+        .await
+    }
+
+    pub async fn read_decision(
+        &mut self,
+        adapter: &str,
+        record: &RecordRef,
+    ) -> Result<Result<Decision, Halt>, RunError> {
+        let key = record_key(record);
+        self.retrying(
+            adapter,
+            "read-decision",
+            Some(&key),
+            async |i: &mut Instance| i.read_decision(record).await,
+        )
+        .await
+    }
+
+    pub async fn list_changes(
+        &mut self,
+        adapter: &str,
+        cursor: &str,
+        limit: u32,
+    ) -> Result<Result<ChangePage, Halt>, RunError> {
+        self.retrying(adapter, "list-changes", None, async |i: &mut Instance| {
+            i.list_changes(cursor, limit).await
+        })
+        .await
+    }
+
+    /// One observe, not retried: what the adapter answered, as it did.
+    pub async fn observe_once(
+        &mut self,
+        adapter: &str,
+        record: &RecordRef,
+    ) -> Result<Result<Observed, Failure>, RunError> {
+        let key = record_key(record);
+        self.attempt(
+            adapter,
+            "observe",
+            Some(&key),
+            &mut async |i: &mut Instance| i.observe(record).await,
+        )
+        .await
+    }
+
+    /// One apply, not retried.
+    pub async fn apply_once(
+        &mut self,
+        adapter: &str,
+        record: &RecordRef,
+        action: &Action,
+        key: &str,
+    ) -> Result<Result<Observed, Failure>, RunError> {
+        let record_key = record_key(record);
+        self.attempt(
+            adapter,
+            "apply",
+            Some(&record_key),
+            &mut async |i: &mut Instance| i.apply(record, action, key).await,
+        )
+        .await
     }
 }
 
-/// What a record shows, in the terms conditions test.
-pub fn view_of(o: &Observed) -> crate::policy::condition::View {
-    crate::policy::condition::View {
-        exists: o.exists,
-        state: o.state.clone(),
-        revision: o.revision.clone(),
-        fields: o.fields.iter().cloned().collect(),
-        links: o.links.clone(),
-        applied_keys: o.applied_keys.clone(),
-    }
-}
-
-/// A decision, in the terms conditions test.
-pub fn view_of_decision(d: &Decision) -> crate::policy::condition::View {
-    crate::policy::condition::View {
-        exists: true,
-        state: d.state.clone(),
-        revision: d.revision.clone(),
-        fields: d.fields.iter().cloned().collect(),
-        links: d.links.clone(),
-        applied_keys: Vec::new(),
-    }
+/// A record as the throttle knows it: `system/kind/id`.
+fn record_key(r: &RecordRef) -> String {
+    format!("{}/{}/{}", r.system, r.kind, r.id)
 }

@@ -1,130 +1,76 @@
 //! The driver moves one run through the stages, in order, from whatever the
-//! store says it last reached. It owns the run's lease and its adapter
-//! instances, and it is the only writer of run and step transitions: each
-//! one commits together with its audit row.
+//! store says it last reached: the policy still in force → revalidate →
+//! validate → each step (look; when it must be written: revalidate if the
+//! policy asks, the intent, the write, confirm) → the outcome. The order is
+//! written here once ([`Driver::stages`]). Stages read and decide; the
+//! driver alone records, through its [`Recorder`]: each run and step
+//! transition commits with its audit rows. A dry run is the same driver
+//! with recording off, stopping at each step where a run would record its
+//! intent.
 
-use super::calls::Calls;
-use super::{Engine, Outcome, Report, RunError, execute, revalidate, validate};
-use crate::audit::Entry;
-use crate::follow_up::{Packet, Reason, Resolution, Snapshot, StepLine};
-use crate::model::{StepEvent, StepState};
+use super::calls::AdapterCalls;
+use super::execute::{self, Look};
+use super::halt::{self, Halt};
+use super::record::{Recorder, Recording, Row};
+use super::stage::Reading;
+use super::{Engine, Outcome, Report, RunError, Timed, confirm, revalidate, validate};
+use crate::model::{Reason, StepEvent, StepState};
 use crate::policy::Policy;
-use crate::policy::condition::{Mismatch, View};
+use crate::policy::Revalidate;
+use crate::policy::condition::View;
+use crate::policy::plan::{self, PlannedStep};
 use crate::policy::template::Scope;
-use crate::store::StoreError;
-use crate::store::Write;
 use crate::store::runs::{self, Claim, RunRecord};
 use crate::store::steps::{self, StepRow};
+use crate::store::{StoreError, Write};
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Why a run stops for a person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Halt {
-    pub reason: Reason,
-    pub summary: String,
-    pub mismatch: Option<Mismatch>,
-    /// The record the halt concerns (`adapter kind/id`), when it is one.
-    pub record: Option<String>,
+/// What a run would do with a step, as far as its target shows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Would {
+    /// Write it: the target is not in the step's end state.
+    Apply,
+    /// Skip it as idempotent: the target is already in its end state.
+    Skip,
+    /// Stop at it: its target could not be observed.
+    Stop,
+    /// Never get to it: the run would stop before.
+    NotReach,
 }
 
-impl Halt {
-    pub fn new(reason: Reason, summary: impl Into<String>) -> Halt {
-        Halt {
-            reason,
-            summary: summary.into(),
-            mismatch: None,
-            record: None,
-        }
-    }
-
-    /// The halt, saying which record it concerns.
-    pub fn about(mut self, adapter: &str, kind: &str, id: &str) -> Halt {
-        self.record
-            .get_or_insert_with(|| format!("{adapter} {kind}/{id}"));
-        self
-    }
-
-    /// A target that failed or did not confirm after something was written
-    /// leaves the run partially completed, resumable as it stands; with
-    /// nothing written, or for any other reason, it halted for a person.
-    pub fn outcome(&self, wrote: bool) -> Outcome {
-        match self.reason {
-            Reason::RetriesExhausted | Reason::NotConfirmed if wrote => Outcome::PartiallyCompleted,
-            _ => Outcome::HaltedForFollowUp,
-        }
-    }
+/// What the driver saw of one step.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub step: String,
+    pub would: Would,
+    pub seen: Option<View>,
 }
 
-/// One audit row a transition appends (run, event and policy are filled in).
-pub struct Row {
-    pub kind: &'static str,
-    pub payload: serde_json::Value,
-    pub adapter_sha256: Option<String>,
-}
-
-impl Row {
-    pub fn new(kind: &'static str, payload: serde_json::Value) -> Row {
-        Row {
-            kind,
-            payload,
-            adapter_sha256: None,
-        }
-    }
-
-    pub fn by(mut self, adapter_sha256: Option<String>) -> Row {
-        self.adapter_sha256 = adapter_sha256;
-        self
-    }
+/// How the stages ended.
+#[derive(Debug)]
+pub enum Ending {
+    Completed,
+    Halted(Halt),
 }
 
 /// A run being driven.
 pub struct Driver<'e> {
-    pub engine: &'e mut Engine,
+    engine: &'e mut Engine,
     pub run: RunRecord,
     pub policy: Arc<Policy>,
-    pub calls: Calls,
+    calls: AdapterCalls,
+    pub recorder: Recorder,
     /// The source as last read.
-    pub snapshot: Option<View>,
+    snapshot: Option<View>,
     /// Links seen on the way (evidence), for a follow-up packet.
-    pub links: Vec<String>,
-    /// Whether the run is in the store. A dry run's is not: nothing of it
-    /// is written, and the capability decisions its reads make are
-    /// recorded against its event alone.
-    pub stored: bool,
+    links: Vec<String>,
     /// The run's steps as this driver last moved them (it holds the lease,
     /// so no one else moves them), including moves not yet committed.
-    steps: Option<Vec<StepRow>>,
-    /// What waits for the next transition's transaction, in order.
-    pending: Vec<Pending>,
-}
-
-/// A record that may wait for the next transition's transaction, because
-/// losing it in a stop costs nothing: the next drive finds the same thing
-/// again and records it then.
-enum Pending {
-    /// The audit row of a read (revalidated, check passed...).
-    Read(Row),
-    /// A change that repeats what the targets already show (a step found
-    /// or confirmed in its end state) or what is derived again the same way
-    /// (the plan), with its audit rows.
-    Change(Change, Vec<Row>),
-}
-
-type Change = Box<dyn FnOnce(&Write<'_>) -> Result<(), StoreError> + Send>;
-
-/// An audit entry of this run.
-fn entry(run: &RunRecord, row: Row) -> Entry {
-    Entry {
-        run_id: Some(run.run_id.clone()),
-        event_id: Some(run.event_id.clone()),
-        kind: row.kind.into(),
-        payload: row.payload,
-        policy_sha256: Some(run.policy_sha256.clone()),
-        adapter_sha256: row.adapter_sha256,
-    }
+    steps: Vec<StepRow>,
+    /// What each step's target showed, in the order looked at.
+    pub trace: Vec<Traced>,
 }
 
 impl Engine {
@@ -151,12 +97,8 @@ impl Engine {
                 });
             }
         }
-        let run = runs::get(&*self.store.conn()?, run_id)?
-            .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
-        let policy = self.approved_policy(&run)?;
         let owner = self.owner.clone();
-        let mut driver = Driver::new(self, run, policy, true);
-        let result = driver.run().await;
+        let result = self.drive_claimed(run_id).await;
         if result.is_err()
             && let Ok(conn) = self.store.conn()
         {
@@ -168,55 +110,76 @@ impl Engine {
         result
     }
 
-    /// The approved text a run started under, parsed once per engine: an
-    /// approval's text never changes (its sha256 names it), and whether it
-    /// is still in force is asked separately, on every drive.
-    fn approved_policy(&mut self, run: &RunRecord) -> Result<Arc<Policy>, StoreError> {
-        let sha256 = &run.policy_sha256;
-        if let Some(policy) = self.approved.get(sha256) {
-            return Ok(policy.clone());
+    async fn drive_claimed(&mut self, run_id: &str) -> Result<Report, RunError> {
+        let run = runs::get(&*self.store.conn()?, run_id)?
+            .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
+        let policy = self
+            .host
+            .approved_policy(&run.policy_sha256, &self.store)?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "run {}: policy {} has no approved text",
+                    run.run_id, run.policy_sha256
+                ))
+            })?;
+        let mut driver = Driver::new(self, run, policy, Recording::On, None)?;
+        match driver.stages().await? {
+            Ending::Completed => driver.complete(),
+            Ending::Halted(halt) => driver.halt(halt),
         }
-        let policy = Arc::new(self.store.approved_policy(sha256)?.ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "run {}: policy {sha256} has no approved text",
-                run.run_id
-            ))
-        })?);
-        self.approved.insert(sha256.clone(), policy.clone());
-        Ok(policy)
     }
 }
 
 impl<'e> Driver<'e> {
-    pub fn new(engine: &'e mut Engine, run: RunRecord, policy: Arc<Policy>, stored: bool) -> Self {
-        Driver {
+    /// A driver for `run`. Its steps are the stored ones; a run stored
+    /// before plans were stored at intake is planned now (the plan is pure:
+    /// the same steps every time), stored with its next transition. A dry
+    /// run's `planned` steps are given.
+    pub fn new(
+        engine: &'e mut Engine,
+        run: RunRecord,
+        policy: Arc<Policy>,
+        recording: Recording,
+        planned: Option<Vec<PlannedStep>>,
+    ) -> Result<Driver<'e>, RunError> {
+        let calls = AdapterCalls::new(engine.host.clone(), &engine.store).for_run(
+            (recording == Recording::On).then_some(run.run_id.as_str()),
+            &run.event_id,
+        );
+        let recorder = Recorder::new(recording, engine.owner.clone(), engine.lease_ttl);
+        let mut driver = Driver {
             engine,
             run,
             policy,
-            calls: Calls::default(),
+            calls,
+            recorder,
             snapshot: None,
             links: Vec::new(),
-            stored,
-            steps: None,
-            pending: Vec::new(),
+            steps: Vec::new(),
+            trace: Vec::new(),
+        };
+        driver.steps = match planned {
+            Some(plan) => rows(plan),
+            None => driver.stored_steps()?,
+        };
+        Ok(driver)
+    }
+
+    fn stored_steps(&mut self) -> Result<Vec<StepRow>, RunError> {
+        let existing = steps::for_run(&*self.engine.store.conn()?, &self.run.run_id)?;
+        if !existing.is_empty() || self.policy.steps.is_empty() {
+            return Ok(existing);
         }
+        let plan = plan::plan(&self.policy, self.scope(), self.decision())?;
+        let summary = plan::summary(&plan);
+        let (run_id, stored) = (self.run.run_id.clone(), plan.clone());
+        self.recorder.defer(
+            Box::new(move |tx| steps::insert_plan(tx, &run_id, &stored)),
+            vec![Row::new("planned", summary)],
+        );
+        Ok(rows(plan))
     }
 
-    /// The audit rows of what was read and noted since the last
-    /// transition, taken off the driver (changes waiting with them are
-    /// dropped): what a dry run shows instead of storing.
-    pub fn take_noted(&mut self) -> Vec<Row> {
-        self.pending
-            .drain(..)
-            .flat_map(|pending| match pending {
-                Pending::Read(row) => vec![row],
-                Pending::Change(_, rows) => rows,
-            })
-            .collect()
-    }
-}
-
-impl Driver<'_> {
     pub fn scope(&self) -> Scope<'_> {
         Scope {
             event: &self.run.event,
@@ -224,37 +187,172 @@ impl Driver<'_> {
         }
     }
 
-    async fn run(&mut self) -> Result<Report, RunError> {
+    /// The decision the run's keys derive from.
+    fn decision(&self) -> plan::Decision<'_> {
+        plan::Decision {
+            source: &self.run.event_source,
+            key: self
+                .run
+                .business_key
+                .as_deref()
+                .unwrap_or(&self.run.event_id),
+        }
+    }
+
+    /// The stages, in order, up to an ending.
+    pub async fn stages(&mut self) -> Result<Ending, RunError> {
         if let Some(halt) = self.policy_withdrawn()? {
-            return self.halt(halt);
+            return Ok(Ending::Halted(halt));
         }
-        if let Err(halt) = revalidate::revalidate(self).await? {
-            return self.halt(halt);
+        let reading = self.revalidate().await?;
+        if let Some(halt) = self.read(reading) {
+            return Ok(Ending::Halted(halt));
         }
-        if let Err(halt) = validate::validate(self).await? {
-            return self.halt(halt);
+        let scope = Scope {
+            event: &self.run.event,
+            context: &self.run.context,
+        };
+        let reading = validate::validate(&mut self.calls, &self.policy, scope).await?;
+        if let Some(halt) = self.read(reading) {
+            return Ok(Ending::Halted(halt));
         }
-        let steps = self.planned_steps()?;
         // The source was just read: the first write needs no second look.
         let mut fresh = true;
-        for row in steps {
-            if row.state.is_final() {
+        for index in 0..self.steps.len() {
+            if self.steps[index].state.is_final() {
                 continue;
             }
             let started = std::time::Instant::now();
-            let executed = execute::execute(self, &row, &mut fresh).await?;
-            let adapter = &row.plan.adapter;
+            let step = self.steps[index].plan.clone();
+            let stopped = self.step(&step, &mut fresh).await?;
+            let adapter = &step.adapter;
             self.engine
-                .took(super::Timed::Step { adapter }, started.elapsed());
-            if let Err(halt) = executed {
-                return self.halt(halt);
+                .host
+                .took(Timed::Step { adapter }, started.elapsed());
+            if let Some(halt) = stopped {
+                return Ok(Ending::Halted(halt));
             }
         }
-        self.complete()
+        Ok(Ending::Completed)
+    }
+
+    /// One step, or why the run stops at it.
+    async fn step(
+        &mut self,
+        step: &PlannedStep,
+        fresh: &mut bool,
+    ) -> Result<Option<Halt>, RunError> {
+        let look = match execute::look(&mut self.calls, step).await? {
+            Ok(look) => look,
+            Err(halt) => {
+                self.traced(step, Would::Stop, None);
+                let wrote = self.row(&step.id).is_some_and(StepRow::may_have_written);
+                return self.fail(step, halt, wrote);
+            }
+        };
+        let (row, seen) = match look {
+            Look::Done { event, rows, seen } => {
+                self.traced(step, Would::Skip, Some(seen));
+                self.settle(&step.id, event, rows)?;
+                return Ok(None);
+            }
+            Look::Write { row, seen } => (row, seen),
+        };
+        self.traced(step, Would::Apply, Some(seen));
+        if self.recorder.recording() == Recording::Off {
+            // A dry run goes no further than where a run records its intent.
+            return Ok(None);
+        }
+        if self.policy.source.revalidate == Revalidate::BeforeEachWrite && !*fresh {
+            let reading = self.revalidate().await?;
+            if let Some(halt) = self.read(reading) {
+                return Ok(Some(halt));
+            }
+        }
+        // The intent, with its key, is on record before the write.
+        self.move_step(&step.id, StepEvent::IntentRecorded, 1, None, vec![row])?;
+        let faults = self.engine.host.faults.clone();
+        faults.point("before-apply", &step.id);
+        if let Err(halt) = execute::write(&mut self.calls, step).await? {
+            return self.fail(step, halt, true);
+        }
+        *fresh = false;
+        faults.point("after-apply", &step.id);
+        // The write and its confirmation are recorded together: a stop
+        // between them leaves the step `observed`, and the next drive finds
+        // the key on the target and records it then.
+        let sha = self.calls.adapter_sha(&step.adapter);
+        let applied = Row::new("step-applied", execute::ids(step)).by(sha.clone());
+        if let Err(halt) = confirm::confirm(&mut self.calls, step).await? {
+            self.recorder.note(applied);
+            return self.fail(step, halt, true);
+        }
+        let verified = Row::new("step-verified", execute::ids(step)).by(sha);
+        self.settle(&step.id, StepEvent::Confirmed, vec![applied, verified])?;
+        if faults.armed("after-record", &step.id) {
+            // The point means what it says: the record is committed.
+            self.flush()?;
+        }
+        faults.point("after-record", &step.id);
+        Ok(None)
+    }
+
+    async fn revalidate(&mut self) -> Result<Reading, RunError> {
+        let scope = Scope {
+            event: &self.run.event,
+            context: &self.run.context,
+        };
+        revalidate::revalidate(&mut self.calls, &self.policy, scope).await
+    }
+
+    /// Take a stage's reading: its rows wait for the next transition.
+    fn read(&mut self, reading: Reading) -> Option<Halt> {
+        for row in reading.rows {
+            self.recorder.note(row);
+        }
+        if reading.snapshot.is_some() {
+            self.snapshot = reading.snapshot;
+        }
+        self.links.extend(reading.links);
+        reading.halt
+    }
+
+    fn traced(&mut self, step: &PlannedStep, would: Would, seen: Option<View>) {
+        self.trace.push(Traced {
+            step: step.id.clone(),
+            would,
+            seen,
+        });
+    }
+
+    /// Record the step as failed, and stop the run. `intended` is whether
+    /// its intent was ever recorded (kept as `attempts` 1, so the run's
+    /// outcome can tell a step that may have written from one that never
+    /// got so far).
+    fn fail(
+        &mut self,
+        step: &PlannedStep,
+        halt: Halt,
+        intended: bool,
+    ) -> Result<Option<Halt>, RunError> {
+        let halt = halt.about(&step.adapter, &step.record.kind, &step.record.id);
+        let row = execute::failed_row(step, &halt, self.calls.adapter_sha(&step.adapter));
+        self.move_step(
+            &step.id,
+            StepEvent::Failed,
+            u32::from(intended),
+            Some(&halt.summary),
+            vec![row],
+        )?;
+        Ok(Some(halt))
     }
 
     /// A run resumed after its policy's approval was revoked stops.
     fn policy_withdrawn(&self) -> Result<Option<Halt>, RunError> {
+        if self.recorder.recording() == Recording::Off {
+            // A dry run says whether the policy would be refused itself.
+            return Ok(None);
+        }
         let revoked = self
             .engine
             .store
@@ -270,107 +368,30 @@ impl Driver<'_> {
         }))
     }
 
-    /// The decision the run's keys derive from.
-    fn decision(&self) -> crate::policy::plan::Decision<'_> {
-        crate::policy::plan::Decision {
-            source: &self.run.event_source,
-            key: self
-                .run
-                .business_key
-                .as_deref()
-                .unwrap_or(&self.run.event_id),
-        }
-    }
-
-    /// The stored plan, or a new one, stored with the next transition (the
-    /// plan is pure: a stop before then plans the same steps again).
-    fn planned_steps(&mut self) -> Result<Vec<StepRow>, RunError> {
-        let existing = steps::for_run(&*self.engine.store.conn()?, &self.run.run_id)?;
-        if !existing.is_empty() {
-            self.steps = Some(existing.clone());
-            return Ok(existing);
-        }
-        let plan = crate::policy::plan::plan(&self.policy, self.scope(), self.decision())?;
-        let summary: Vec<_> = plan
-            .iter()
-            .map(|s| {
-                json!({
-                    "step": s.id, "adapter": s.adapter, "kind": s.record.kind,
-                    "id": s.record.id, "action": s.action.name(), "key": s.key,
-                })
-            })
-            .collect();
-        let rows: Vec<StepRow> = plan
-            .iter()
-            .map(|step| StepRow {
-                plan: step.clone(),
-                state: StepState::Planned,
-                attempts: 0,
-                error: None,
-                updated_at: crate::store::now_rfc3339(),
-            })
-            .collect();
-        let run_id = self.run.run_id.clone();
-        self.pending.push(Pending::Change(
-            Box::new(move |tx| steps::insert_plan(tx, &run_id, &plan)),
-            vec![Row::new("planned", json!({ "steps": summary }))],
-        ));
-        self.steps = Some(rows.clone());
-        Ok(rows)
-    }
-
-    /// Record a read: its audit row goes with the next transition.
-    pub fn note(&mut self, row: Row) {
-        self.pending.push(Pending::Read(row));
-    }
-
     /// Commit whatever waits, now.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.transition(|_| Ok(()), Vec::new())
+        self.recorder
+            .commit(&mut self.engine.store, &self.run, |_| Ok(((), Vec::new())))?;
+        Ok(())
     }
 
-    /// Commit a state change and its audit rows in one transaction, and
-    /// extend the lease.
-    pub fn transition(
-        &mut self,
-        change: impl FnOnce(&Write<'_>) -> Result<(), StoreError>,
-        rows: Vec<Row>,
-    ) -> Result<(), StoreError> {
-        self.transition_with(|tx| change(tx).map(|()| ((), rows)))
+    fn row(&self, step_id: &str) -> Option<&StepRow> {
+        self.steps.iter().find(|r| r.plan.id == step_id)
     }
 
-    /// As [`Driver::transition`], for a change whose audit rows depend on
-    /// what it wrote (a new row's id).
-    pub fn transition_with<T>(
-        &mut self,
-        change: impl FnOnce(&Write<'_>) -> Result<(T, Vec<Row>), StoreError>,
-    ) -> Result<T, StoreError> {
-        let (owner, ttl) = (self.engine.owner.clone(), self.engine.lease_ttl);
-        let tx = self.engine.store.write()?;
-        // Renew first: a change that finishes the run ends the lease.
-        runs::renew(&tx, &self.run.run_id, &owner, ttl)?;
-        // What waited goes first, in the order it happened; if this
-        // transaction fails, it is lost with it, as a stop would lose it.
-        let mut waited = Vec::new();
-        for pending in self.pending.drain(..) {
-            match pending {
-                Pending::Read(row) => waited.push(row),
-                Pending::Change(apply, rows) => {
-                    apply(&tx)?;
-                    waited.extend(rows);
-                }
-            }
-        }
-        let (value, rows) = change(&tx)?;
-        for row in waited.into_iter().chain(rows) {
-            crate::store::audit::append(&tx, &entry(&self.run, row))?;
-        }
-        tx.commit()?;
-        Ok(value)
+    /// Where `event` moves the step, by its lifecycle's table.
+    fn next_state(&self, step_id: &str, event: StepEvent) -> Result<StepState, RunError> {
+        let current = self.row(step_id).map(|r| r.state).ok_or_else(|| {
+            RunError::Store(StoreError::Corrupt(format!(
+                "run {}: step {step_id} is not in its plan",
+                self.run.run_id
+            )))
+        })?;
+        Ok(current.on(event)?)
     }
 
     /// Move one step by `event`, with its audit rows, now.
-    pub fn step_transition(
+    fn move_step(
         &mut self,
         step_id: &str,
         event: StepEvent,
@@ -380,10 +401,11 @@ impl Driver<'_> {
     ) -> Result<(), RunError> {
         let state = self.next_state(step_id, event)?;
         let run_id = self.run.run_id.clone();
-        self.transition(
-            |tx| steps::set_state(tx, &run_id, step_id, state, attempts, error),
-            rows,
-        )?;
+        self.recorder
+            .commit(&mut self.engine.store, &self.run, |tx: &Write<'_>| {
+                steps::set_state(tx, &run_id, step_id, state, attempts, error)?;
+                Ok(((), rows))
+            })?;
         self.moved(step_id, state, attempts, error);
         Ok(())
     }
@@ -392,170 +414,71 @@ impl Driver<'_> {
     /// transition: the target shows that end state, so a stop before then
     /// only means the next drive observes it again and records it then,
     /// without writing.
-    pub fn step_settled(
-        &mut self,
-        step_id: &str,
-        event: StepEvent,
-        rows: Vec<Row>,
-    ) -> Result<(), RunError> {
+    fn settle(&mut self, step_id: &str, event: StepEvent, rows: Vec<Row>) -> Result<(), RunError> {
         let state = self.next_state(step_id, event)?;
         debug_assert!(state.is_final());
         let (run_id, id) = (self.run.run_id.clone(), step_id.to_string());
-        self.pending.push(Pending::Change(
+        self.recorder.defer(
             Box::new(move |tx| steps::set_state(tx, &run_id, &id, state, 0, None)),
             rows,
-        ));
+        );
         self.moved(step_id, state, 0, None);
         Ok(())
     }
 
-    /// Where `event` moves the step, by its lifecycle's table.
-    fn next_state(&self, step_id: &str, event: StepEvent) -> Result<StepState, RunError> {
-        let current = self
-            .steps
-            .iter()
-            .flatten()
-            .find(|r| r.plan.id == step_id)
-            .map(|r| r.state)
-            .ok_or_else(|| {
-                RunError::Store(StoreError::Corrupt(format!(
-                    "run {}: step {step_id} is not in its plan",
-                    self.run.run_id
-                )))
-            })?;
-        Ok(current.on(event)?)
-    }
-
     fn moved(&mut self, step_id: &str, state: StepState, attempts: u32, error: Option<&str>) {
-        if let Some(row) = self
-            .steps
-            .iter_mut()
-            .flatten()
-            .find(|r| r.plan.id == step_id)
-        {
+        if let Some(row) = self.steps.iter_mut().find(|r| r.plan.id == step_id) {
             row.state = state;
             row.attempts = attempts;
             row.error = error.map(str::to_string);
         }
     }
 
-    /// The run's steps as they stand, committed or waiting.
-    fn current_steps(&self) -> Result<Vec<StepRow>, StoreError> {
-        match &self.steps {
-            Some(rows) => Ok(rows.clone()),
-            None => steps::for_run(&*self.engine.store.conn()?, &self.run.run_id),
-        }
-    }
-
-    fn lines(&self, rows: &[StepRow], pick: impl Fn(StepState) -> bool) -> Vec<StepLine> {
-        rows.iter()
-            .filter(|r| pick(r.state))
-            .map(|r| StepLine {
-                step: r.plan.id.clone(),
-                adapter: r.plan.adapter.clone(),
-                record: format!("{}/{}", r.plan.record.kind, r.plan.record.id),
-                action: r.plan.action.name().into(),
-            })
-            .collect()
-    }
-
     /// Stop for a person: the outcome, the packet and their audit rows in
     /// one transaction.
-    pub fn halt(&mut self, halt: Halt) -> Result<Report, RunError> {
-        let rows = self.current_steps()?;
-        let outcome = halt.outcome(rows.iter().any(StepRow::may_have_written));
-        let pending = if rows.is_empty() {
-            // Never planned: every step of the policy is still to do, with
-            // its record as the plan would fill it (admission filled every
-            // template once, so this only fails for a run stored before).
-            match crate::policy::plan::plan(&self.policy, self.scope(), self.decision()) {
-                Ok(plan) => plan
-                    .iter()
-                    .map(|s| StepLine {
-                        step: s.id.clone(),
-                        adapter: s.adapter.clone(),
-                        record: format!("{}/{}", s.record.kind, s.record.id),
-                        action: s.action.name().into(),
-                    })
-                    .collect(),
-                Err(_) => self
-                    .policy
-                    .steps
-                    .iter()
-                    .map(|s| StepLine {
-                        step: s.id.clone(),
-                        adapter: s.adapter.clone(),
-                        record: format!("{}/{}", s.record.kind, s.record.id),
-                        action: s.action.kind().name().into(),
-                    })
-                    .collect(),
-            }
-        } else {
-            self.lines(&rows, |s| !s.is_final())
-        };
-        let named: BTreeSet<String> = self
-            .policy
-            .source
-            .must_match
-            .keys()
-            .filter_map(|path| path.strip_prefix("fields.").map(str::to_string))
-            .collect();
-        let due = crate::store::rfc3339_in(Duration::from_secs(
-            u64::from(self.policy.follow_up.sla_hours) * 3600,
-        ));
-        let packet = Packet {
-            reason: halt.reason,
-            summary: halt.summary,
-            run_id: self.run.run_id.clone(),
-            event_id: self.run.event_id.clone(),
-            policy: format!("{} v{}", self.policy.id, self.policy.version),
-            policy_sha256: self.policy.sha256.clone(),
-            done: self.lines(&rows, |s| s == StepState::Verified),
-            skipped: self.lines(&rows, |s| s == StepState::Skipped),
-            pending,
-            run_outcome: Some(outcome.name().into()),
-            source_snapshot: self.snapshot.as_ref().map(|v| Snapshot::of(v, &named)),
-            mismatch: halt.mismatch,
-            records: halt.record.into_iter().collect(),
-            links: self.links.clone(),
-            next_actions: vec![
-                Resolution::Resume,
-                Resolution::Abandon,
-                Resolution::MarkResolved,
-            ],
-            route_to: self.policy.follow_up.route_to.clone(),
-            due_at: due,
-        };
+    fn halt(&mut self, halt: Halt) -> Result<Report, RunError> {
+        let (packet, outcome) = halt::packet(
+            halt,
+            halt::Seen {
+                run: &self.run,
+                policy: &self.policy,
+                steps: &self.steps,
+                snapshot: self.snapshot.as_ref(),
+                links: &self.links,
+            },
+        );
         let run_id = self.run.run_id.clone();
         let pending_ids: Vec<_> = packet.pending.iter().map(|s| s.step.clone()).collect();
-        let id = self.transition_with(|tx| {
-            let id = crate::store::follow_ups::insert(tx, &packet)?;
-            runs::set_outcome(tx, &run_id, Some(outcome))?;
-            let rows = vec![
-                Row::new(
-                    "follow-up-emitted",
-                    json!({
-                        "follow_up": id, "reason": packet.reason.name(),
-                        "route_to": packet.route_to, "due_at": packet.due_at,
-                        "pending": pending_ids,
-                    }),
-                ),
-                Row::new("run-halted", json!({ "outcome": outcome.name() })),
-            ];
-            Ok((id, rows))
-        })?;
+        let id = self
+            .recorder
+            .commit(&mut self.engine.store, &self.run, |tx| {
+                let id = crate::store::follow_ups::insert(tx, &packet)?;
+                runs::set_outcome(tx, &run_id, Some(outcome))?;
+                let rows = vec![
+                    Row::new(
+                        "follow-up-emitted",
+                        json!({
+                            "follow_up": id, "reason": packet.reason.name(),
+                            "route_to": packet.route_to, "due_at": packet.due_at,
+                            "pending": pending_ids,
+                        }),
+                    ),
+                    Row::new("run-halted", json!({ "outcome": outcome.name() })),
+                ];
+                Ok((id, rows))
+            })?;
         Ok(Report {
             run_id,
             event_id: self.run.event_id.clone(),
             outcome,
-            follow_up: Some(id),
+            follow_up: id,
         })
     }
 
     fn complete(&mut self) -> Result<Report, RunError> {
-        let rows = self.current_steps()?;
         let ids = |state: StepState| -> Vec<String> {
-            rows.iter()
+            self.steps
+                .iter()
                 .filter(|r| r.state == state)
                 .map(|r| r.plan.id.clone())
                 .collect()
@@ -566,16 +489,17 @@ impl Driver<'_> {
         } else {
             Outcome::CompletedWithSkips
         };
-        let run_id = self.run.run_id.clone();
         let payload = json!({
             "outcome": outcome.name(),
             "verified": ids(StepState::Verified),
             "skipped": skipped,
         });
-        self.transition(
-            |tx| runs::set_outcome(tx, &run_id, Some(outcome)),
-            vec![Row::new("run-completed", payload)],
-        )?;
+        let run_id = self.run.run_id.clone();
+        self.recorder
+            .commit(&mut self.engine.store, &self.run, |tx| {
+                runs::set_outcome(tx, &run_id, Some(outcome))?;
+                Ok(((), vec![Row::new("run-completed", payload)]))
+            })?;
         Ok(Report {
             run_id,
             event_id: self.run.event_id.clone(),
@@ -583,4 +507,18 @@ impl Driver<'_> {
             follow_up: None,
         })
     }
+}
+
+/// Planned steps as rows, every one `planned`.
+fn rows(plan: Vec<PlannedStep>) -> Vec<StepRow> {
+    let now = crate::model::time::now_rfc3339();
+    plan.into_iter()
+        .map(|step| StepRow {
+            plan: step,
+            state: StepState::Planned,
+            attempts: 0,
+            error: None,
+            updated_at: now.clone(),
+        })
+        .collect()
 }

@@ -1,42 +1,53 @@
 //! The pipeline: intake → revalidate → validate → plan → execute → confirm →
-//! completion record. Each stage is a module with one job; the [`Engine`]
-//! holds what they share (store, sandbox, approved policies) and
-//! [`driver`] moves a run through them, writing every state transition and
-//! its audit row in one transaction.
+//! completion record. Each stage is a module with one job that reads and
+//! decides ([`intake`] admits and plans at once; [`revalidate`],
+//! [`validate`], [`execute`], [`confirm`]); the [`driver`] alone records,
+//! moving a run through them in the one order it writes down, every state
+//! transition and its audit row in one transaction ([`record`]). Adapters
+//! are called only through the adapter-call service ([`calls`]); what the
+//! process builds once (the sandbox, loaded adapters, policies, throttle)
+//! is its [`host::Host`], shared by every [`Engine`] of the process. The
+//! dry run ([`preview`]) is the driver with recording off; reconciliation
+//! ([`reconcile`]) and follow-up resolution ([`resolve`]) are doors onto
+//! the same engine.
 
+pub mod business_key;
 pub mod calls;
 pub mod confirm;
 pub mod driver;
 pub mod error;
 pub mod execute;
 pub mod faults;
+pub mod halt;
+pub mod host;
 pub mod intake;
 pub mod preview;
 pub mod reconcile;
+pub mod record;
 pub mod resolve;
 pub mod revalidate;
+pub mod stage;
 pub mod throttle;
 pub mod validate;
 
-use crate::config::{AdapterInstance, Config};
+use crate::config::Config;
 use crate::model::CloudEvent;
 use crate::policy::Policy;
 use crate::sandbox::package::Package;
-use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
 use crate::store::Store;
 use crate::store::intake::Intake;
 use crate::store::policies::PolicyStatus;
 use crate::store::runs;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use throttle::Throttle;
 
 pub use crate::model::Outcome;
+pub use business_key::encode_business_key;
 pub use error::RunError;
-pub use intake::encode_business_key;
+pub use halt::Halt;
+pub use host::Host;
 
 /// What became of one event or one drive of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,33 +86,15 @@ pub struct ConfiguredPolicy {
     pub policy: Policy,
 }
 
-/// What every stage shares.
-pub struct Engine {
-    pub(crate) store: Store,
-    sandbox: Sandbox,
-    instances: BTreeMap<String, AdapterInstance>,
-    loaded: BTreeMap<String, Arc<LoadedAdapter>>,
-    policies: Vec<ConfiguredPolicy>,
-    /// Approved policy texts runs were started under, parsed, by sha256.
-    approved: BTreeMap<String, Arc<Policy>>,
-    pub(crate) retry: crate::config::Retry,
-    pub(crate) owner: String,
-    pub(crate) lease_ttl: Duration,
-    pub(crate) faults: faults::Faults,
-    pub(crate) throttle: Arc<Throttle>,
-    /// Told how long each step and each adapter call took (the service's
-    /// metrics, the benchmark's breakdown).
-    timings: Option<TimingObserver>,
-}
-
 /// What the engine timed, by adapter instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timed<'a> {
     /// One step: observe, apply, confirm, with retries and waits.
     Step { adapter: &'a str },
     /// Making a fresh instance for a run (`call` is `instantiate`), or one
-    /// call into it (`observe`, `apply`, `read-decision`): the adapter's
-    /// own time, without waiting for room at its concurrency limit.
+    /// call into it (`observe`, `apply`, `read-decision`, `list-changes`):
+    /// the adapter's own time, without waiting for room at its
+    /// concurrency limit.
     Call {
         adapter: &'a str,
         call: &'static str,
@@ -111,60 +104,36 @@ pub enum Timed<'a> {
 /// Receives each timing as it is taken.
 pub type TimingObserver = Arc<dyn Fn(Timed<'_>, Duration) + Send + Sync>;
 
+/// One user of the process's [`Host`] with a store handle of its own:
+/// intake, a worker, the reconciler, a command.
+pub struct Engine {
+    pub(crate) host: Arc<Host>,
+    pub(crate) store: Store,
+    /// Who this engine is, as a run's lease holder.
+    pub(crate) owner: String,
+    pub(crate) lease_ttl: Duration,
+}
+
 impl Engine {
-    /// Read the configured policies and check that every adapter they name
-    /// is configured, with a package where its configuration says. Nothing
-    /// is loaded or run yet.
+    /// An engine on a host of its own (a command run once): the configured
+    /// policies read and checked, the sandbox built. Nothing is loaded or
+    /// run yet.
     pub fn new(config: &Config, store: Store) -> Result<Engine, RunError> {
-        let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
-        let mut policies: Vec<ConfiguredPolicy> = Vec::new();
-        for path in &config.policies {
-            let configured = configure_policy(config, path)?;
-            if let Some(clash) = same_trigger(&policies, &configured.policy) {
-                return Err(clash);
-            }
-            policies.push(configured);
-        }
-        Ok(Engine {
+        Ok(Engine::with_host(Arc::new(Host::new(config)?), store))
+    }
+
+    /// An engine on the process's shared host.
+    pub fn with_host(host: Arc<Host>, store: Store) -> Engine {
+        Engine {
+            host,
             store,
-            sandbox,
-            instances: config.adapters.clone(),
-            loaded: BTreeMap::new(),
-            policies,
-            approved: BTreeMap::new(),
-            retry: config.retry,
             owner: runs::lease_owner(),
             lease_ttl: Duration::from_secs(300),
-            faults: faults::Faults::from_env(),
-            throttle: Arc::new(Throttle::new(config.adapters.values())),
-            timings: None,
-        })
-    }
-
-    /// The id of the event that started `run_id` (for logs: a run's span
-    /// carries both), when the run exists.
-    pub fn event_id_of(&self, run_id: &str) -> Option<String> {
-        runs::event_id(&*self.store.conn().ok()?, run_id)
-            .ok()
-            .flatten()
-    }
-
-    /// Share per-adapter concurrency limits with other engines, so the
-    /// limit holds across all of them rather than per engine.
-    pub fn share_throttle(&mut self, throttle: Arc<Throttle>) {
-        self.throttle = throttle;
-    }
-
-    /// Report how long each step and each adapter call takes to
-    /// `observer`.
-    pub fn observe_timings(&mut self, observer: TimingObserver) {
-        self.timings = Some(observer);
-    }
-
-    pub(crate) fn took(&self, what: Timed<'_>, took: Duration) {
-        if let Some(observe) = &self.timings {
-            observe(what, took);
         }
+    }
+
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
     }
 
     pub fn store(&self) -> &Store {
@@ -172,38 +141,12 @@ impl Engine {
     }
 
     pub fn policies(&self) -> &[ConfiguredPolicy] {
-        &self.policies
-    }
-
-    /// The loaded adapter for an instance name (loaded once, on first use).
-    pub(crate) fn adapter(&mut self, name: &str) -> Result<Arc<LoadedAdapter>, LoadError> {
-        if let Some(a) = self.loaded.get(name) {
-            return Ok(a.clone());
-        }
-        let instance = self.instances.get(name).ok_or_else(|| LoadError::Binding {
-            instance: name.to_string(),
-            problem: "is not configured in [adapters]".into(),
-        })?;
-        let package = Package::read(&instance.package)?;
-        let approval = self
-            .store
-            .latest_approval(&package.manifest.name)
-            .map_err(|e| LoadError::Host(e.to_string()))?;
-        let loaded = match self.sandbox.load(&package, approval.as_ref(), instance) {
-            Ok(l) => Arc::new(l),
-            Err(err) => {
-                let decision = err.decision(name, &package.component_sha256);
-                let _ = self.store.record_decisions(&[decision]);
-                return Err(err);
-            }
-        };
-        self.loaded.insert(name.to_string(), loaded.clone());
-        Ok(loaded)
+        self.host.policies()
     }
 
     /// Forget loaded adapters (their approval may have changed).
-    pub fn reload_adapters(&mut self) {
-        self.loaded.clear();
+    pub fn reload_adapters(&self) {
+        self.host.reload_adapters();
     }
 
     /// Take one event: accept it, then drive its run.

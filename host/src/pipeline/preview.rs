@@ -1,25 +1,28 @@
 //! Preview (`handoff run --dry-run`): what a run of an event would do now,
-//! found by reading only. It admits the event as intake would, reads the
-//! decision again, runs the policy's checks, plans the steps and observes
-//! each step's target against its end state, and stops where a run would
-//! record its first intent. No adapter is asked to write, and the store
-//! keeps no event, run, step or follow-up of it: the same event can be run
-//! for real afterwards. (Capability decisions made by the adapters' reads
-//! are audited as always, against the event.)
+//! found by reading only. It admits the event as intake would, then runs the
+//! same driver and stages as a run with recording off: revalidate, the
+//! policy's checks, and a look at each step's target against its end state,
+//! stopping at each step where a run would record its first intent. No
+//! adapter is asked to write, and the store keeps no event, run, step or
+//! follow-up of it: the same event can be run for real afterwards.
+//! (Capability decisions made by the adapters' reads are audited as
+//! always, against the event.)
 //!
 //! A policy that is not approved as it stands can be previewed, so that a
 //! change can be tried before it is approved; the preview says that a real
 //! run would be refused.
 
-use super::calls::view_of;
-use super::driver::{Driver, Halt};
-use super::{Engine, Outcome, RunError, revalidate, validate};
+use super::driver::{Driver, Ending, Traced};
+use super::halt::Halt;
+use super::record::Recording;
+use super::{Engine, Outcome, RunError};
 use crate::model::{CloudEvent, DuplicateOf};
-use crate::policy::condition;
-use crate::policy::plan::{self, PlannedStep};
+use crate::policy::plan::PlannedStep;
 use crate::store::runs::{self, RunRecord};
 use serde::Serialize;
 use std::sync::Arc;
+
+pub use super::driver::Would;
 
 /// What a run of the event would do, as far as reading can tell.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +41,7 @@ pub struct Preview {
     /// (revalidated, check-passed, check-failed), identifiers and states only.
     pub reads: Vec<Read>,
     /// Every step of the plan, in order (empty when the run would stop
-    /// before planning).
+    /// before looking at any).
     pub steps: Vec<StepPreview>,
     /// Where and why a run would stop for a person.
     pub halt: Option<Stop>,
@@ -74,20 +77,6 @@ pub struct StepPreview {
     pub ours: bool,
 }
 
-/// What a run would do with a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Would {
-    /// Write it: the target is not in the step's end state.
-    Apply,
-    /// Skip it as idempotent: the target is already in its end state.
-    Skip,
-    /// Stop at it: its target could not be observed.
-    Stop,
-    /// Never get to it: the run would stop before.
-    NotReach,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Stop {
     /// The follow-up's reason code.
@@ -112,8 +101,8 @@ impl Engine {
         event: &CloudEvent,
         context: &serde_json::Value,
     ) -> Result<Preview, RunError> {
-        let configured = self.policy_for(event)?;
-        let refused = match self.require_approved(configured) {
+        let configured = super::intake::policy_for(&self.host, event)?;
+        let refused = match super::intake::require_approved(&self.store, configured) {
             Ok(()) => None,
             Err(refusal @ RunError::PolicyNotApproved { .. }) => Some(refusal.to_string()),
             Err(other) => return Err(other),
@@ -155,7 +144,7 @@ impl Engine {
             return Ok(preview);
         }
 
-        let now = crate::store::now_rfc3339();
+        let now = crate::model::time::now_rfc3339();
         let run = RunRecord {
             run_id: "dry-run".into(),
             event_seq: 0,
@@ -170,46 +159,30 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        let mut d = Driver::new(self, run, policy.clone(), false);
-        let mut halt = match revalidate::revalidate(&mut d).await? {
-            Ok(()) => validate::validate(&mut d).await?.err(),
-            Err(halt) => Some(halt),
-        };
-        if halt.is_none() {
-            let decision = plan::Decision {
-                source: &event.source,
-                key: admitted.business_key.as_deref().unwrap_or(&event.id),
-            };
-            for step in plan::plan(&policy, d.scope(), decision)? {
-                let seen = if halt.is_some() {
-                    None
-                } else {
-                    Some(d.observe(&step.adapter, &step.record_ref()).await)
-                };
-                preview.steps.push(match seen {
-                    None => step_preview(&step, Would::NotReach, None),
-                    Some(Err(stop)) => {
-                        halt = Some(stop);
-                        step_preview(&step, Would::Stop, None)
-                    }
-                    Some(Ok(observed)) => {
-                        let view = view_of(&observed);
-                        let done =
-                            condition::check(&step.done_when, &view, Some(&step.key)).is_ok();
-                        let would = if done { Would::Skip } else { Would::Apply };
-                        step_preview(&step, would, Some(&view))
-                    }
-                });
-            }
-        }
-        preview.reads = d
-            .take_noted()
+        let plan = admitted.plan.clone();
+        let mut driver = Driver::new(self, run, policy, Recording::Off, Some(plan.clone()))?;
+        let ending = driver.stages().await?;
+        preview.reads = driver
+            .recorder
+            .take_reads()
             .into_iter()
             .map(|row| Read {
                 kind: row.kind,
                 payload: row.payload,
             })
             .collect();
+        let halt = match ending {
+            Ending::Completed => None,
+            Ending::Halted(halt) => Some(halt),
+        };
+        // A run that stops before looking at any step never reaches them:
+        // the steps are shown only once the checks passed.
+        if !driver.trace.is_empty() || halt.is_none() {
+            preview.steps = plan
+                .iter()
+                .map(|step| step_preview(step, driver.trace.iter().find(|t| t.step == step.id)))
+                .collect();
+        }
         preview.outcome = match &halt {
             Some(halt) => halt.outcome(preview.steps.iter().any(|s| s.would == Would::Apply)),
             None if preview.steps.iter().any(|s| s.would == Would::Skip) => {
@@ -222,14 +195,15 @@ impl Engine {
     }
 }
 
-fn step_preview(step: &PlannedStep, would: Would, seen: Option<&condition::View>) -> StepPreview {
+fn step_preview(step: &PlannedStep, traced: Option<&Traced>) -> StepPreview {
+    let seen = traced.and_then(|t| t.seen.as_ref());
     StepPreview {
         step: step.id.clone(),
         adapter: step.adapter.clone(),
         record: format!("{}/{}", step.record.kind, step.record.id),
         action: step.action.name().into(),
         key: step.key.clone(),
-        would,
+        would: traced.map_or(Would::NotReach, |t| t.would),
         state: seen.map(|v| v.state.clone()),
         ours: seen.is_some_and(|v| v.applied_keys.contains(&step.key)),
     }

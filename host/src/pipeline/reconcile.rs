@@ -7,16 +7,20 @@
 //! and turned into the event a sender would have delivered: `data` holds the
 //! decision's fields, its `state`, and the record id under the key the
 //! policy's source record names (`{{event.data.review_id}}` → `review_id`).
-//! It is then accepted like any other event, so its business key is the one
-//! the delivered event had: a decision that did arrive is a duplicate, not a
-//! second run. The cursor is saved after the page's events are stored; a
-//! crash in between reads the page again and intake suppresses the repeats.
-//! Each call counts against the adapter's `concurrency`, like a run's calls.
+//! It is then taken in like any other event, by the door the caller gives
+//! ([`Engine::reconcile_with`]: the service's commit path, with room in the
+//! run queue reserved first), so its business key is the one the delivered
+//! event had: a decision that did arrive is a duplicate, not a second run.
+//! The cursor is saved after the page's events are stored; a crash in
+//! between reads the page again and intake suppresses the repeats. Calls go
+//! through the adapter-call service, like a run's.
 
+use super::calls::AdapterCalls;
 use super::{Accepted, Engine, RunError};
 use crate::model::CloudEvent;
 use crate::policy::Policy;
-use crate::sandbox::{Decision, Instance};
+use crate::sandbox::Decision;
+use crate::store::Store;
 use serde_json::{Map, Value, json};
 
 /// What one pass found.
@@ -67,10 +71,25 @@ fn event_for(policy: &Policy, adapter: &str, id_field: &str, d: &Decision) -> Va
 }
 
 impl Engine {
-    /// One reconciliation pass over every configured policy's source.
+    /// One pass over every configured policy's source, each decision found
+    /// taken in by this engine's own intake transaction.
     pub async fn reconcile(&mut self, context: &Value) -> Result<Reconciled, RunError> {
+        let host = self.host.clone();
+        self.reconcile_with(async |store: &mut Store, event: CloudEvent| {
+            super::intake::accept(&host, store, &event, context)
+        })
+        .await
+    }
+
+    /// One pass, each decision found handed to `take` (with this engine's
+    /// store), which stores it and says what became of it.
+    pub async fn reconcile_with(
+        &mut self,
+        mut take: impl AsyncFnMut(&mut Store, CloudEvent) -> Result<Accepted, RunError>,
+    ) -> Result<Reconciled, RunError> {
         let mut found = Reconciled::default();
-        for configured in self.policies.clone() {
+        let mut calls = AdapterCalls::new(self.host.clone(), &self.store);
+        for configured in self.host.policies().to_vec() {
             let policy = &configured.policy;
             let adapter = policy.source.adapter.as_str();
             let Some(field) = id_field(policy) else {
@@ -80,21 +99,15 @@ impl Engine {
                 );
                 continue;
             };
-            let mut instance = self
-                .adapter(adapter)?
-                .instantiate()
-                .await
-                .map_err(|e| reconcile_error(adapter, e.to_string()))?;
             let mut cursor = self
                 .store
                 .poll_cursor(adapter, &policy.id)?
                 .unwrap_or_default();
             loop {
-                let permit = self.throttle.acquire(adapter).await;
-                let page = instance.list_changes(&cursor, PAGE).await;
-                drop(permit);
-                self.keep_decisions(&mut instance);
-                let page = flatten(adapter, "list-changes", page)?;
+                let page = calls
+                    .list_changes(adapter, &cursor, PAGE)
+                    .await?
+                    .map_err(|halt| reconcile_error(adapter, halt.summary))?;
                 for change in &page.changes {
                     if change.record.kind != policy.source.record.kind
                         || !policy.trigger.states.contains(&change.state)
@@ -102,24 +115,24 @@ impl Engine {
                         found.ignored += 1;
                         continue;
                     }
-                    let permit = self.throttle.acquire(adapter).await;
-                    let decision = instance.read_decision(&change.record).await;
-                    drop(permit);
-                    self.keep_decisions(&mut instance);
-                    let decision = flatten(adapter, "read-decision", decision)?;
+                    let decision = calls
+                        .read_decision(adapter, &change.record)
+                        .await?
+                        .map_err(|halt| reconcile_error(adapter, halt.summary))?;
                     if !policy.trigger.states.contains(&decision.state) {
                         found.ignored += 1; // changed again since it was listed
                         continue;
                     }
                     let raw = event_for(policy, adapter, field, &decision);
-                    let bytes = serde_json::to_vec(&raw).expect("JSON serializes");
-                    let event = CloudEvent::parse(&bytes, "reconciliation")
+                    let event = CloudEvent::from_value(raw, "reconciliation")
                         .map_err(|e| reconcile_error(adapter, e.to_string()))?;
-                    match self.accept(&event, context) {
+                    let event_id = event.id.clone();
+                    match take(&mut self.store, event).await {
                         Ok(Accepted::New { run_id }) => found.new_runs.push(run_id),
                         Ok(Accepted::Duplicate { .. }) => found.duplicates += 1,
+                        Err(e @ RunError::Store(_)) => return Err(e),
                         // One unrunnable decision does not stop the others.
-                        Err(e) => tracing::warn!(event_id = %event.id, error = %e, "not taken in"),
+                        Err(e) => tracing::warn!(%event_id, error = %e, "not taken in"),
                     }
                 }
                 self.store
@@ -132,31 +145,11 @@ impl Engine {
         }
         Ok(found)
     }
-
-    /// Persist the capability decisions an instance made (invariant 6).
-    fn keep_decisions(&mut self, instance: &mut Instance) {
-        let decisions = instance.take_decisions();
-        if let Err(e) = self.store.record_decisions(&decisions) {
-            tracing::error!(error = %e, "capability decisions could not be stored");
-        }
-    }
 }
 
 fn reconcile_error(adapter: &str, problem: String) -> RunError {
     RunError::Reconcile {
         adapter: adapter.to_string(),
         problem,
-    }
-}
-
-fn flatten<T>(
-    adapter: &str,
-    call: &str,
-    result: crate::sandbox::CallResult<T>,
-) -> Result<T, RunError> {
-    match result {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(reconcile_error(adapter, format!("{call}: {e:?}"))),
-        Err(e) => Err(reconcile_error(adapter, format!("{call}: {e}"))),
     }
 }

@@ -4,10 +4,14 @@
 //! superseded or a different version: stop before any write.
 
 use super::RunError;
-use super::calls::view_of_decision;
-use super::driver::{Driver, Halt, Row};
-use crate::follow_up::Reason;
+use super::calls::AdapterCalls;
+use super::halt::Halt;
+use super::record::Row;
+use super::stage::Reading;
+use crate::model::Reason;
+use crate::policy::Policy;
 use crate::policy::condition::{self, Mismatch, View};
+use crate::policy::template::Scope;
 use serde_json::json;
 
 /// Decision states that mean it was taken back.
@@ -30,25 +34,29 @@ pub fn classify(mismatch: &Mismatch, seen: &View) -> Reason {
     }
 }
 
-/// Read the source and check it. The snapshot is kept on the driver for
-/// any follow-up packet.
-pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError> {
-    let spec = d.policy.source.clone();
-    let scope = d.scope();
+/// Read the source and check it.
+pub async fn revalidate(
+    calls: &mut AdapterCalls,
+    policy: &Policy,
+    scope: Scope<'_>,
+) -> Result<Reading, RunError> {
+    let spec = &policy.source;
     let record = spec.record.render(&spec.adapter, scope, "source.")?;
     let must = condition::render(&spec.must_match, scope, "source.must-match")?;
-    let decision = match d.read_decision(&spec.adapter, &record).await {
+    let decision = match calls.read_decision(&spec.adapter, &record).await? {
         Ok(decision) => decision,
         Err(mut halt) => {
             if halt.reason == Reason::MappingMissing {
                 // The decision record itself is gone.
                 halt.reason = Reason::StaleApproval;
             }
-            return Ok(Err(halt.about(&spec.adapter, &record.kind, &record.id)));
+            return Ok(Reading {
+                halt: Some(halt.about(&spec.adapter, &record.kind, &record.id)),
+                ..Reading::default()
+            });
         }
     };
-    let seen = view_of_decision(&decision);
-    d.snapshot = Some(seen.clone());
+    let seen = View::from(&decision);
     // Only what must match goes into the audit row: identifiers and states.
     let matched: serde_json::Map<String, serde_json::Value> = must
         .keys()
@@ -57,15 +65,17 @@ pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError
             Some((path.clone(), json!(seen.fields.get(name))))
         })
         .collect();
-    let sha = d.adapter_sha(&spec.adapter);
     let verdict = condition::check(&must, &seen, None);
-    let payload = json!({
-        "adapter": spec.adapter, "kind": record.kind, "id": record.id,
-        "state": seen.state, "revision": seen.revision, "fields": matched,
-        "still-authorized": verdict.is_ok(),
-    });
-    d.note(Row::new("revalidated", payload).by(sha));
-    Ok(verdict.map_err(|mismatch| {
+    let row = Row::new(
+        "revalidated",
+        json!({
+            "adapter": spec.adapter, "kind": record.kind, "id": record.id,
+            "state": seen.state, "revision": seen.revision, "fields": matched,
+            "still-authorized": verdict.is_ok(),
+        }),
+    )
+    .by(calls.adapter_sha(&spec.adapter));
+    let halt = verdict.err().map(|mismatch| {
         let reason = classify(&mismatch, &seen);
         Halt {
             reason,
@@ -77,7 +87,13 @@ pub async fn revalidate(d: &mut Driver<'_>) -> Result<Result<(), Halt>, RunError
             record: None,
         }
         .about(&spec.adapter, &record.kind, &record.id)
-    }))
+    });
+    Ok(Reading {
+        rows: vec![row],
+        snapshot: Some(seen),
+        links: Vec::new(),
+        halt,
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,34 @@ pub struct View {
     pub applied_keys: Vec<String>,
 }
 
+impl From<&crate::sandbox::Observed> for View {
+    /// What a target record shows.
+    fn from(o: &crate::sandbox::Observed) -> View {
+        View {
+            exists: o.exists,
+            state: o.state.clone(),
+            revision: o.revision.clone(),
+            fields: o.fields.iter().cloned().collect(),
+            links: o.links.clone(),
+            applied_keys: o.applied_keys.clone(),
+        }
+    }
+}
+
+impl From<&crate::sandbox::Decision> for View {
+    /// A decision as the source holds it.
+    fn from(d: &crate::sandbox::Decision) -> View {
+        View {
+            exists: true,
+            state: d.state.clone(),
+            revision: d.revision.clone(),
+            fields: d.fields.iter().cloned().collect(),
+            links: d.links.clone(),
+            applied_keys: Vec::new(),
+        }
+    }
+}
+
 /// The first part of a condition that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatch {

@@ -96,6 +96,21 @@ impl PlannedStep {
     }
 }
 
+/// A plan as its audit row records it: each step's identifiers, action
+/// and key.
+pub fn summary(plan: &[PlannedStep]) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = plan
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "step": s.id, "adapter": s.adapter, "kind": s.record.kind,
+                "id": s.record.id, "action": s.action.name(), "key": s.key,
+            })
+        })
+        .collect();
+    serde_json::json!({ "steps": steps })
+}
+
 /// Which decision the work is for: the event's source, and its business key
 /// when the policy defines one (so a re-sent decision under a new event id
 /// gets the same keys), else the event id.

@@ -22,7 +22,6 @@ pub mod binding;
 pub mod bindings;
 pub mod bounds;
 pub mod ceiling;
-pub mod conform;
 pub mod decision;
 pub mod engine;
 pub mod error;

@@ -202,8 +202,9 @@ pub async fn post_event(
             format!("signature: {e}"),
         );
     }
-    let bytes = serde_json::to_vec(&raw).expect("a JSON value serializes");
-    let event = match CloudEvent::parse(&bytes, "the request") {
+    // Read once, as JSON, for the source and the signature: validated from
+    // that same value.
+    let event = match CloudEvent::from_value(raw, "the request") {
         Ok(e) => e,
         Err(e) => return refuse(&app, StatusCode::BAD_REQUEST, "bad-event", e.to_string()),
     };
@@ -252,7 +253,7 @@ pub async fn post_event(
 pub(super) async fn take(
     app: &Arc<App>,
     event: CloudEvent,
-    permit: tokio::sync::mpsc::OwnedPermit<String>,
+    permit: tokio::sync::mpsc::OwnedPermit<super::workers::RunTicket>,
     arrived: Instant,
 ) -> Result<(Accepted, String), RunError> {
     let event_id = event.id.clone();
@@ -262,7 +263,10 @@ pub(super) async fn take(
         Accepted::New { run_id } => {
             app.metrics.accepted.fetch_add(1, Ordering::Relaxed);
             app.metrics.queued.fetch_add(1, Ordering::Relaxed);
-            permit.send(run_id.clone());
+            permit.send(super::workers::RunTicket {
+                run_id: run_id.clone(),
+                event_id: event_id.clone(),
+            });
         }
         Accepted::Duplicate { .. } => {
             app.metrics.duplicates.fetch_add(1, Ordering::Relaxed);

@@ -26,8 +26,8 @@ pub mod signature;
 mod workers;
 
 use crate::config::{Config, Scheme};
-use crate::pipeline::Engine;
 use crate::pipeline::throttle::Throttle;
+use crate::pipeline::{Engine, Host};
 use crate::store::Store;
 use crate::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use anyhow::{Context, Result, anyhow};
@@ -48,13 +48,13 @@ use tokio::sync::{mpsc, watch};
 
 /// What the request handlers share.
 pub struct App {
-    /// Stores events (no adapter is loaded on its engine).
+    /// Stores events (the doors' one commit path).
     committer: commit::Committer,
     /// A read connection for `/metrics`.
     reader: std::sync::Mutex<Store>,
     verifiers: BTreeMap<String, Verifier>,
     pub metrics: Arc<Metrics>,
-    queue: mpsc::Sender<String>,
+    queue: mpsc::Sender<workers::RunTicket>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
     max_queued: usize,
@@ -152,20 +152,24 @@ pub async fn serve(
             tracing::warn!(subject = %finding.subject, %problem, "not ready");
         }
     }
-    let intake_engine = Engine::new(config, intake_store)?;
-    let unfinished = crate::store::runs::unfinished(&*intake_engine.store().conn()?)?;
-    let (queue, receiver) = mpsc::channel(serve.max_queued);
-    // One throttle for every engine: `[adapters.X] concurrency` limits the
-    // process, not each worker.
+    // What the process builds once (the sandbox with its one wasmtime
+    // engine and clients, loaded adapters, policies, one throttle so that
+    // `[adapters.X] concurrency` limits the process): every engine below
+    // shares it.
     let throttle = Arc::new(Throttle::new(config.adapters.values()));
     let metrics = Arc::new(Metrics::with_throttle(throttle.clone()));
+    let timed = metrics.clone();
+    let host = Arc::new(
+        Host::new(config)?
+            .with_throttle(throttle)
+            .with_timings(Arc::new(move |what, took| timed.timed(what, took))),
+    );
+    let intake_engine = Engine::with_host(host.clone(), intake_store);
+    let unfinished = crate::store::runs::unfinished_with_events(&*intake_engine.store().conn()?)?;
+    let (queue, receiver) = mpsc::channel(serve.max_queued);
     let mut engines = Vec::new();
     for _ in 0..serve.workers {
-        let mut engine = Engine::new(config, open()?)?;
-        engine.share_throttle(throttle.clone());
-        let metrics = metrics.clone();
-        engine.observe_timings(Arc::new(move |what, took| metrics.timed(what, took)));
-        engines.push(engine);
+        engines.push(Engine::with_host(host.clone(), open()?));
     }
 
     let app = Arc::new(App {
@@ -189,15 +193,11 @@ pub async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut workers = workers::spawn(engines, receiver, stopped.clone(), metrics.clone());
     if serve.reconcile_secs > 0 {
-        let mut engine = Engine::new(config, open()?)?;
-        engine.share_throttle(throttle.clone());
         workers.push(workers::spawn_reconciler(
-            engine,
+            Engine::with_host(host.clone(), open()?),
             Duration::from_secs(serve.reconcile_secs),
-            context.clone(),
-            queue.clone(),
+            app.clone(),
             stopped,
-            metrics.clone(),
         ));
     }
 
@@ -206,9 +206,13 @@ pub async fn serve(
         tracing::info!(runs = unfinished.len(), "resuming unfinished runs");
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            for run_id in unfinished {
+            for (run_id, event_id) in unfinished {
                 metrics.queued.fetch_add(1, Ordering::Relaxed);
-                if queue.send(run_id).await.is_err() {
+                if queue
+                    .send(workers::RunTicket { run_id, event_id })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -1,20 +1,32 @@
 //! The workers that drive accepted runs: a fixed number of threads, each
-//! with its own engine (its own loaded adapters; the store connection is
-//! the one all workers share) and its own single-threaded runtime, taking
-//! run ids from one bounded queue.
-//! A fixed count bounds how many runs touch the targets at once.
+//! with its own single-threaded runtime and an engine on the process's one
+//! host (one wasmtime engine, one set of loaded adapters and clients) and
+//! its shared store connection, taking run tickets from one bounded queue.
+//! A fixed count bounds how many runs touch the targets at once. The
+//! reconciler is a door like the others: what it finds goes through the
+//! commit path, with room in the queue reserved first.
 
+use super::App;
 use super::metrics::Metrics;
 use crate::pipeline::{Engine, RunError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::Instrument;
 
+/// What a worker needs to drive a run: its id, and its event's id (for the
+/// run's span).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTicket {
+    pub run_id: String,
+    pub event_id: String,
+}
+
 pub(super) fn spawn(
     engines: Vec<Engine>,
-    receiver: mpsc::Receiver<String>,
+    receiver: mpsc::Receiver<RunTicket>,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> Vec<JoinHandle<()>> {
@@ -40,7 +52,7 @@ pub(super) fn spawn(
 
 async fn work(
     mut engine: Engine,
-    receiver: Arc<Mutex<mpsc::Receiver<String>>>,
+    receiver: Arc<Mutex<mpsc::Receiver<RunTicket>>>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) {
@@ -53,15 +65,14 @@ async fn work(
             tokio::select! {
                 biased;
                 _ = stop.changed() => None,
-                run_id = queue.recv() => run_id,
+                ticket = queue.recv() => ticket,
             }
         };
-        let Some(run_id) = next else { return };
+        let Some(ticket) = next else { return };
         metrics.queued.fetch_sub(1, Ordering::Relaxed);
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let event_id = engine.event_id_of(&run_id).unwrap_or_default();
-        let span = tracing::info_span!("run", run_id = %run_id, event_id = %event_id);
-        let result = engine.drive(&run_id).instrument(span.clone()).await;
+        let span = tracing::info_span!("run", run_id = %ticket.run_id, event_id = %ticket.event_id);
+        let result = engine.drive(&ticket.run_id).instrument(span.clone()).await;
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         let _enter = span.enter();
         match result {
@@ -77,16 +88,14 @@ async fn work(
     }
 }
 
-/// Reconciliation polling on its own thread and engine: a pass at start,
-/// then every `every`; the runs it creates join the queue (waiting for
-/// room, since they are already stored).
+/// Reconciliation polling on its own thread: a pass at start, then every
+/// `every`. Each decision it finds is taken in through the commit path
+/// like a webhook's, its run queued with the room reserved first.
 pub(super) fn spawn_reconciler(
     mut engine: Engine,
     every: std::time::Duration,
-    context: serde_json::Value,
-    queue: mpsc::Sender<String>,
+    app: Arc<App>,
     mut stop: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("handoff-reconcile".into())
@@ -97,23 +106,28 @@ pub(super) fn spawn_reconciler(
                 .expect("the reconciler's runtime starts");
             runtime.block_on(async move {
                 loop {
-                    match engine.reconcile(&context).await {
-                        Ok(found) => {
-                            if !found.new_runs.is_empty() {
-                                tracing::info!(
-                                    runs = found.new_runs.len(),
-                                    duplicates = found.duplicates,
-                                    "reconciliation found decisions no event brought"
-                                );
+                    let pass = engine
+                        .reconcile_with(async |_, event| {
+                            let permit = app.queue.clone().reserve_owned().await.map_err(|_| {
+                                RunError::Store(crate::store::StoreError::Unavailable(
+                                    "the run queue has closed",
+                                ))
+                            })?;
+                            let (accepted, _) =
+                                super::intake::take(&app, event, permit, Instant::now()).await?;
+                            if matches!(accepted, crate::pipeline::Accepted::New { .. }) {
+                                app.metrics.reconciled.fetch_add(1, Ordering::Relaxed);
                             }
-                            for run_id in found.new_runs {
-                                metrics.reconciled.fetch_add(1, Ordering::Relaxed);
-                                metrics.queued.fetch_add(1, Ordering::Relaxed);
-                                if queue.send(run_id).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
+                            Ok(accepted)
+                        })
+                        .await;
+                    match pass {
+                        Ok(found) if !found.new_runs.is_empty() => tracing::info!(
+                            runs = found.new_runs.len(),
+                            duplicates = found.duplicates,
+                            "reconciliation found decisions no event brought"
+                        ),
+                        Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "reconciliation pass failed; next pass retries"),
                     }
                     // Approvals may have changed between passes.

@@ -1,7 +1,7 @@
-//! Intake's transaction: an event recorded exactly once, with its run. A
-//! delivery whose (source, id) or business key is already stored is a
-//! duplicate: no new run. The event row, its run and the audit row commit
-//! together.
+//! Intake's transaction: an event recorded exactly once, with its run and
+//! the run's plan. A delivery whose (source, id) or business key is already
+//! stored is a duplicate: no new run. The event row, its run, its steps and
+//! their audit rows commit together.
 
 use super::runs::{self, NewRun};
 use super::{Store, StoreError};
@@ -102,7 +102,11 @@ fn record(
         None => {
             let seq = crate::store::events::insert(conn, event, business_key)?;
             let run_id = run
-                .map(|new| runs::insert(conn, seq, &event.id, new))
+                .map(|new| {
+                    let run_id = runs::insert(conn, seq, &event.id, new)?;
+                    crate::store::steps::insert_plan(conn, &run_id, new.plan)?;
+                    Ok::<_, StoreError>(run_id)
+                })
                 .transpose()?;
             (Intake::New { seq, run_id }, "event-received")
         }
@@ -126,5 +130,25 @@ fn record(
             ..Default::default()
         },
     )?;
+    if let (
+        Intake::New {
+            run_id: Some(run_id),
+            ..
+        },
+        Some(new),
+    ) = (&outcome, run)
+    {
+        crate::store::audit::append(
+            conn,
+            &Entry {
+                run_id: Some(run_id.clone()),
+                event_id: Some(event.id.clone()),
+                kind: "planned".into(),
+                payload: crate::policy::plan::summary(new.plan),
+                policy_sha256: Some(new.policy_sha256.to_string()),
+                ..Default::default()
+            },
+        )?;
+    }
     Ok(outcome)
 }

@@ -200,6 +200,16 @@ impl Store {
         &self.path
     }
 
+    /// Another handle on the same connection and writers' gate (a user of
+    /// the store beside this one's, taking its own turns).
+    pub fn handle(&self) -> Store {
+        Store {
+            shared: self.shared.clone(),
+            gate: self.gate.clone(),
+            path: self.path.clone(),
+        }
+    }
+
     /// What a commit on this connection survives: `Process` (SQLite's
     /// `synchronous = NORMAL` in WAL mode: a killed process loses nothing,
     /// a power loss or an OS crash may lose the newest commits) or `Power`

@@ -37,6 +37,8 @@ pub struct NewRun<'a> {
     pub policy_id: &'a str,
     pub policy_sha256: &'a str,
     pub context: &'a serde_json::Value,
+    /// Its steps, planned at admission: stored with it, `planned`.
+    pub plan: &'a [crate::policy::plan::PlannedStep],
 }
 
 /// The run id of the run for event `seq`.
@@ -139,14 +141,6 @@ pub fn get(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreEr
         .transpose()
 }
 
-/// The id of the event that started run `run_id`.
-pub fn event_id(conn: &Connection, run_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT event_id FROM runs WHERE run_id = ?1")?
-        .query_row([run_id], |r| r.get(0))
-        .optional()?)
-}
-
 /// The run started by event `seq`, if any.
 pub fn for_event(conn: &Connection, event_seq: i64) -> Result<Option<String>, StoreError> {
     Ok(conn
@@ -184,9 +178,17 @@ pub enum Which {
 
 /// Runs without an outcome, oldest first.
 pub fn unfinished(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    Ok(unfinished_with_events(conn)?
+        .into_iter()
+        .map(|(run_id, _)| run_id)
+        .collect())
+}
+
+/// Runs without an outcome, oldest first, each with its event's id.
+pub fn unfinished_with_events(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
     let mut stmt =
-        conn.prepare("SELECT run_id FROM runs WHERE outcome IS NULL ORDER BY event_seq")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
+        conn.prepare("SELECT run_id, event_id FROM runs WHERE outcome IS NULL ORDER BY event_seq")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -347,6 +349,7 @@ mod tests {
             policy_id: "p",
             policy_sha256: "abc",
             context: &context,
+            plan: &[],
         };
         let Intake::New { run_id, .. } = store.intake_run(&event, None, Some(&new)).unwrap() else {
             panic!("not new")

@@ -13,10 +13,12 @@
 //!    and the revision (when the adapter reports one) does not move.
 //!
 //! It writes to the target (once, if the adapter conforms): point it at a
-//! record made for the purpose.
+//! record made for the purpose. The calls go through the adapter-call
+//! service like a run's, so what they reached for is audited the same way.
 
-use super::decision::CapabilityDecision;
-use super::{Action, LoadedAdapter, Observed, RecordRef};
+use crate::pipeline::RunError;
+use crate::pipeline::calls::{AdapterCalls, Failure};
+use crate::sandbox::{Action, Observed, RecordRef};
 use serde::Serialize;
 
 /// One promise, and whether the adapter kept it.
@@ -27,11 +29,9 @@ pub struct Check {
     pub detail: String,
 }
 
-/// What a conformance run found, and the capability decisions its calls
-/// made (for the audit trail).
+/// What a conformance run found.
 pub struct Conformance {
     pub checks: Vec<Check>,
-    pub decisions: Vec<CapabilityDecision>,
 }
 
 impl Conformance {
@@ -40,34 +40,39 @@ impl Conformance {
     }
 }
 
-/// Try the contract on `record` with `action` and the new key `key`.
-/// Stops at the first promise not kept: the later ones build on it.
+/// Try the contract on `record` of `adapter` with `action` and the new
+/// key `key`, each call on a fresh instance (`calls` made so). Stops at the
+/// first promise not kept: the later ones build on it.
 pub async fn conform(
-    adapter: &LoadedAdapter,
+    calls: AdapterCalls,
+    adapter: &str,
     record: &RecordRef,
     action: &Action,
     key: &str,
-) -> Conformance {
+) -> Result<Conformance, RunError> {
     let mut run = Run {
+        calls,
         adapter,
         checks: Vec::new(),
-        decisions: Vec::new(),
     };
-    let _ = run.promises(record, action, key).await;
-    Conformance {
-        checks: run.checks,
-        decisions: run.decisions,
+    match run.promises(record, action, key).await {
+        Ok(()) | Err(Stop::Broken) => Ok(Conformance { checks: run.checks }),
+        Err(Stop::Store(e)) => Err(e),
     }
 }
 
 struct Run<'a> {
-    adapter: &'a LoadedAdapter,
+    calls: AdapterCalls,
+    adapter: &'a str,
     checks: Vec<Check>,
-    decisions: Vec<CapabilityDecision>,
 }
 
-/// A promise not kept: the run stops.
-struct Stop;
+/// Why the run stops: a promise not kept, or a store that could not
+/// record what the calls did.
+enum Stop {
+    Broken,
+    Store(RunError),
+}
 
 impl Run<'_> {
     async fn promises(
@@ -146,7 +151,7 @@ impl Run<'_> {
             kept: false,
             detail,
         });
-        Stop
+        Stop::Broken
     }
 
     async fn observe(
@@ -175,19 +180,24 @@ impl Run<'_> {
         record: &RecordRef,
         apply: Option<(&Action, &str)>,
     ) -> Result<Observed, Stop> {
-        let mut instance = match self.adapter.instantiate().await {
-            Ok(i) => i,
-            Err(e) => return Err(self.broken(promise, format!("no instance: {e}"))),
-        };
         let (name, result) = match apply {
-            None => ("observe", instance.observe(record).await),
-            Some((action, key)) => ("apply", instance.apply(record, action, key).await),
+            None => (
+                "observe",
+                self.calls.observe_once(self.adapter, record).await,
+            ),
+            Some((action, key)) => (
+                "apply",
+                self.calls
+                    .apply_once(self.adapter, record, action, key)
+                    .await,
+            ),
         };
-        self.decisions.extend(instance.take_decisions());
-        match result {
-            Ok(Ok(observed)) => Ok(observed),
-            Ok(Err(e)) => Err(self.broken(promise, format!("{name} answered {e:?}"))),
-            Err(e) => Err(self.broken(promise, format!("{name} failed: {e}"))),
+        match result.map_err(Stop::Store)? {
+            Ok(observed) => Ok(observed),
+            Err(Failure::Final(reason, e)) => {
+                Err(self.broken(promise, format!("{name} answered {reason}: {e}")))
+            }
+            Err(Failure::Transient(e)) => Err(self.broken(promise, format!("{name} failed: {e}"))),
         }
     }
 }

@@ -1,0 +1,197 @@
+//! What a process builds once and every engine of it shares: the sandbox
+//! (one wasmtime engine, its epoch ticker, its artifact cache, the clients
+//! surfaces share such as NATS connections), the adapters loaded from it,
+//! the configured policies and the approved texts runs started under, the
+//! per-adapter throttle, the retry policy and the timing observer. Intake,
+//! every worker and the reconciler hold the same `Arc<Host>`; each has its
+//! own store handle and its own runs.
+
+use super::faults::Faults;
+use super::throttle::Throttle;
+use super::{ConfiguredPolicy, RunError, Timed, TimingObserver, configure_policy, same_trigger};
+use crate::config::{AdapterInstance, Config, Retry};
+use crate::policy::Policy;
+use crate::sandbox::package::Package;
+use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The process's shared state. See the module documentation.
+pub struct Host {
+    sandbox: Sandbox,
+    instances: BTreeMap<String, AdapterInstance>,
+    /// Adapters loaded so far, by instance name.
+    loaded: Mutex<BTreeMap<String, Arc<LoadedAdapter>>>,
+    policies: Vec<ConfiguredPolicy>,
+    /// Approved policy texts runs were started under, parsed, by sha256.
+    approved: Mutex<BTreeMap<String, Arc<Policy>>>,
+    pub(crate) retry: Retry,
+    pub(crate) throttle: Arc<Throttle>,
+    pub(crate) faults: Faults,
+    /// Told how long each step and each adapter call took (the service's
+    /// metrics, the benchmark's breakdown).
+    timings: Option<TimingObserver>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("instances", &self.instances.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Read the configured policies and check that every adapter they name
+    /// is configured, with a package where its configuration says; build
+    /// the sandbox. Nothing is loaded or run yet.
+    pub fn new(config: &Config) -> Result<Host, RunError> {
+        let mut policies: Vec<ConfiguredPolicy> = Vec::new();
+        for path in &config.policies {
+            let configured = configure_policy(config, path)?;
+            if let Some(clash) = same_trigger(&policies, &configured.policy) {
+                return Err(clash);
+            }
+            policies.push(configured);
+        }
+        Ok(Host {
+            policies,
+            ..Host::for_adapters(config)?
+        })
+    }
+
+    /// A host for calling the configured adapter instances only (no
+    /// policy is read): `adapter conform`.
+    pub fn for_adapters(config: &Config) -> Result<Host, RunError> {
+        let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
+        Ok(Host {
+            sandbox,
+            instances: config.adapters.clone(),
+            loaded: Mutex::default(),
+            policies: Vec::new(),
+            approved: Mutex::default(),
+            retry: config.retry,
+            throttle: Arc::new(Throttle::new(config.adapters.values())),
+            faults: Faults::from_env(),
+            timings: None,
+        })
+    }
+
+    /// Use `throttle` for per-adapter concurrency (one shared with a test,
+    /// which holds room or a record's turn as another caller would).
+    pub fn with_throttle(mut self, throttle: Arc<Throttle>) -> Host {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Report how long each step and each adapter call takes to `observer`.
+    pub fn with_timings(mut self, observer: TimingObserver) -> Host {
+        self.timings = Some(observer);
+        self
+    }
+
+    pub fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
+    }
+
+    pub fn policies(&self) -> &[ConfiguredPolicy] {
+        &self.policies
+    }
+
+    pub(crate) fn took(&self, what: Timed<'_>, took: Duration) {
+        if let Some(observe) = &self.timings {
+            observe(what, took);
+        }
+    }
+
+    /// The loaded adapter for an instance name, loaded once per process. A
+    /// refused load is recorded as a capability decision; a store that
+    /// cannot record it fails the load too (nothing is dropped).
+    pub(crate) fn adapter(
+        &self,
+        name: &str,
+        store: &mut Store,
+    ) -> Result<Arc<LoadedAdapter>, AdapterLoad> {
+        if let Some(a) = lock(&self.loaded).get(name) {
+            return Ok(a.clone());
+        }
+        let instance = self.instances.get(name).ok_or_else(|| {
+            AdapterLoad::Refused(LoadError::Binding {
+                instance: name.to_string(),
+                problem: "is not configured in [adapters]".into(),
+            })
+        })?;
+        let package =
+            Package::read(&instance.package).map_err(|e| AdapterLoad::Refused(e.into()))?;
+        let approval = store
+            .latest_approval(&package.manifest.name)
+            .map_err(AdapterLoad::Store)?;
+        let loaded = match self.sandbox.load(&package, approval.as_ref(), instance) {
+            Ok(l) => Arc::new(l),
+            Err(err) => {
+                let decision = err.decision(name, &package.component_sha256);
+                store
+                    .record_decisions(&[decision])
+                    .map_err(AdapterLoad::Store)?;
+                return Err(AdapterLoad::Refused(err));
+            }
+        };
+        lock(&self.loaded).insert(name.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The digest of a loaded adapter's component, for audit rows.
+    pub(crate) fn adapter_sha(&self, name: &str) -> Option<String> {
+        lock(&self.loaded)
+            .get(name)
+            .map(|a| a.component_sha256().to_string())
+    }
+
+    /// Forget loaded adapters (their approval may have changed).
+    pub fn reload_adapters(&self) {
+        lock(&self.loaded).clear();
+    }
+
+    /// The approved text a run started under, parsed once per process: an
+    /// approval's text never changes (its sha256 names it); whether it is
+    /// still in force is asked separately, on every drive.
+    pub(crate) fn approved_policy(
+        &self,
+        sha256: &str,
+        store: &Store,
+    ) -> Result<Option<Arc<Policy>>, StoreError> {
+        if let Some(policy) = lock(&self.approved).get(sha256) {
+            return Ok(Some(policy.clone()));
+        }
+        let Some(policy) = store.approved_policy(sha256)? else {
+            return Ok(None);
+        };
+        let policy = Arc::new(policy);
+        lock(&self.approved).insert(sha256.to_string(), policy.clone());
+        Ok(Some(policy))
+    }
+}
+
+/// Why an adapter could not be had.
+#[derive(Debug)]
+pub(crate) enum AdapterLoad {
+    /// The sandbox refused it (recorded as a capability decision).
+    Refused(LoadError),
+    /// The store could not be read or written.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for AdapterLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdapterLoad::Refused(e) => e.fmt(f),
+            AdapterLoad::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
