@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod calls;
 mod check;
 mod cli;
 mod conform;

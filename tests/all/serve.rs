@@ -893,9 +893,15 @@ fn an_adapter_limit_holds_across_workers_and_each_step_and_call_is_timed_by_adap
     // one per record (its read-change-write has no lock); four workers
     // then share it. Every run here closes the same release record:
     // without the per-record turns, two runs changing it at once can lose
-    // one change, and the loser halts as not confirmed.
+    // one change, and the loser halts as not confirmed. The notification
+    // channel is held to one call at a time, which four workers would
+    // exceed without the limit.
     let s = Scenario::new();
     with_serve(&s, serve_config(4, 100, 0, SOURCE));
+    s.edit_config(
+        "[adapters.notify]\nconcurrency = 4",
+        "[adapters.notify]\nconcurrency = 1",
+    );
     let reviews: Vec<String> = (0..6).map(|i| format!("RV-30{i}")).collect();
     for review in &reviews {
         let decision_record = s.record("governance", "review", "RV-118");
@@ -931,7 +937,9 @@ fn an_adapter_limit_holds_across_workers_and_each_step_and_call_is_timed_by_adap
         &metrics,
         &[
             "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 4",
-            "handoff_adapter_concurrency_limit{adapter=\"notify\"} 4",
+            "handoff_adapter_concurrency_limit{adapter=\"notify\"} 1",
+            // The limit held: never two calls into notify at once.
+            "handoff_adapter_calls_peak{adapter=\"notify\"} 1",
             // Every run has finished: nobody waits at a limit any more.
             "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
             "handoff_adapter_calls_waiting_for_record{adapter=\"tracker\"} 0",

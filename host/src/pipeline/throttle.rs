@@ -67,6 +67,16 @@ struct Limit {
     room: Arc<Semaphore>,
     /// Calls waiting for room now.
     waiters: Waiters,
+    /// The most calls in flight at once so far.
+    peak: AtomicUsize,
+}
+
+impl Limit {
+    /// Count a call let in: the most in flight at once so far.
+    fn entered(&self) {
+        let in_flight = self.size - self.room.available_permits();
+        self.peak.fetch_max(in_flight, Ordering::SeqCst);
+    }
 }
 
 /// A count of waiting calls that can be waited on.
@@ -131,6 +141,7 @@ impl Throttle {
                         size,
                         room: Arc::new(Semaphore::new(size)),
                         waiters: Waiters::default(),
+                        peak: AtomicUsize::new(0),
                     };
                     Some((i.name.clone(), Arc::new(limit)))
                 })
@@ -143,11 +154,21 @@ impl Throttle {
     pub async fn acquire(&self, adapter: &str) -> Option<OwnedSemaphorePermit> {
         let limit = self.limits.get(adapter)?;
         if let Ok(permit) = limit.room.clone().try_acquire_owned() {
+            limit.entered();
             return Some(permit);
         }
         let _waiting = limit.waiters.enter();
         // The semaphore is never closed.
-        limit.room.clone().acquire_owned().await.ok()
+        let permit = limit.room.clone().acquire_owned().await.ok();
+        limit.entered();
+        permit
+    }
+
+    /// Each limited adapter: the most calls it had in flight at once.
+    pub fn peaks(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.limits
+            .iter()
+            .map(|(name, l)| (name.as_str(), l.peak.load(Ordering::SeqCst)))
     }
 
     /// Wait for the right to call `adapter` about `record` (a record's

@@ -262,6 +262,19 @@ impl Metrics {
         }
         family(
             &mut out,
+            "handoff_adapter_calls_peak",
+            "gauge",
+            "The most calls an adapter instance with a limit had in flight at once since the start.",
+        );
+        for (adapter, peak) in self.throttle.peaks() {
+            let _ = writeln!(
+                out,
+                "handoff_adapter_calls_peak{{adapter=\"{}\"}} {peak}",
+                label(adapter)
+            );
+        }
+        family(
+            &mut out,
             "handoff_adapter_calls_waiting",
             "gauge",
             "Calls waiting for room at an adapter's concurrency limit now.",

@@ -1,0 +1,72 @@
+//! The adapter-call service (`pipeline::calls`): every capability decision
+//! a call makes is stored, and a decision that cannot be stored fails the
+//! call instead of being dropped.
+
+use crate::support::*;
+use handoff::config::Config;
+use handoff::pipeline::calls::AdapterCalls;
+use handoff::pipeline::{Host, RunError};
+use handoff::store::Store;
+use std::path::Path;
+use std::sync::Arc;
+
+#[test]
+fn a_decision_that_cannot_be_stored_fails_the_call_and_is_never_dropped() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(TestServer::start());
+    let grant = format!(
+        "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\"]\n",
+        server.origin()
+    );
+    let pkg = package("probe", &probe_manifest("prober", &grant));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("handoff.db");
+    let mut store = Store::open(&db).unwrap();
+    approve(&mut store, pkg.path());
+    let config = Config::parse(
+        &format!(
+            "[store]\npath = \"{}\"\ncache-dir = \"{}/artifact-cache\"\n\
+             [adapters.prober]\npackage = \"{}\"\n",
+            db.display(),
+            env!("CARGO_TARGET_TMPDIR"),
+            pkg.path().display()
+        ),
+        Path::new("handoff.toml"),
+    )
+    .unwrap();
+    let mut calls = AdapterCalls::new(Arc::new(Host::for_adapters(&config).unwrap()), &store);
+    let hello = rec("http", &format!("GET {}", server.url("/hello")));
+    let decided = |store: &Store| {
+        store
+            .audit_rows(None)
+            .unwrap()
+            .iter()
+            .filter(|r| r.kind == "capability-decision")
+            .count()
+    };
+
+    let answer = rt.block_on(calls.observe("prober", &hello)).unwrap();
+    assert_eq!(field(&answer.unwrap(), "status"), "200");
+    let before = decided(&store);
+    assert!(before >= 1, "the allowed request was recorded");
+
+    // The store now refuses every decision (a full disk, a broken file).
+    store
+        .conn()
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON capability_decisions
+             BEGIN SELECT RAISE(ABORT, 'the store refuses'); END;",
+        )
+        .unwrap();
+    let err = rt.block_on(calls.observe("prober", &hello)).unwrap_err();
+    assert!(matches!(err, RunError::Store(_)), "{err}");
+    assert!(err.to_string().contains("the store refuses"), "{err}");
+    // The call itself happened: it is its record that failed, and failed
+    // the call.
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(decided(&store), before);
+}
