@@ -18,6 +18,7 @@ pub mod policies;
 pub mod retention;
 pub mod runs;
 pub mod shared;
+pub mod stats;
 pub mod steps;
 
 use rusqlite::Connection;

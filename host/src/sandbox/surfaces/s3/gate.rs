@@ -6,18 +6,16 @@
 
 use super::S3_ID;
 use super::grant::{S3Scope, key_problem};
+use super::request::{ERROR_BODY, Outgoing, content_range_total, etag, info, oversize, refusal};
 use crate::sandbox::bindings::handoff::adapter::s3::{self, ObjectChunk, ObjectInfo};
 use crate::sandbox::bindings::wit::AdapterError;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
-use crate::sandbox::net::send::{self, Timeouts, Tls, read_bounded};
-use crate::sandbox::net::{Resolve, resolve_checked};
+use crate::sandbox::net::Resolve;
 use crate::sandbox::surfaces::files::FileMode;
 use crate::sandbox::surfaces::http::Origin;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,20 +23,11 @@ use std::time::Duration;
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
 /// How long a signed request stays valid: it is sent at once, by the host.
 const SIGNED_FOR: Duration = Duration::from_secs(60);
-/// Connecting, and waiting for an answer's head; below the default call
-/// limit, so an unreachable store is a `transient` error.
-const TIMEOUTS: Timeouts = Timeouts {
-    connect: Duration::from_secs(2),
-    first_byte: Duration::from_secs(3),
-};
-/// What is read of an error answer (S3's XML names the error).
-const ERROR_BODY: usize = 16 * 1024;
-
 /// One scope with what signing needs.
 pub struct Signed {
     pub scope: S3Scope,
-    bucket: Bucket,
-    credentials: Option<Credentials>,
+    pub(super) bucket: Bucket,
+    pub(super) credentials: Option<Credentials>,
 }
 
 impl std::fmt::Debug for Signed {
@@ -104,16 +93,8 @@ impl S3Policy {
 
 /// The `s3` interface for one instance.
 pub struct S3Gate {
-    policy: Arc<S3Policy>,
-    log: DecisionLog,
-}
-
-/// A request about to be sent: its method, signed URL and headers.
-struct Outgoing {
-    method: http::Method,
-    url: url::Url,
-    headers: Vec<(&'static str, String)>,
-    body: Bytes,
+    pub(super) policy: Arc<S3Policy>,
+    pub(super) log: DecisionLog,
 }
 
 impl S3Gate {
@@ -204,72 +185,6 @@ impl S3Gate {
             ),
         );
         Ok(signed)
-    }
-
-    /// Send a signed request to the endpoint's checked address: the
-    /// answer's status, headers and (bounded) body.
-    async fn send(
-        &self,
-        signed: &Signed,
-        outgoing: Outgoing,
-        max_body: usize,
-    ) -> Result<(http::StatusCode, http::HeaderMap, Option<Vec<u8>>), AdapterError> {
-        let origin = &signed.scope.endpoint;
-        let transient = |m: String| AdapterError::Transient(format!("s3 {origin}: {m}"));
-        let ips = resolve_checked(
-            &origin.host,
-            origin.port,
-            &self.policy.ceiling,
-            &*self.policy.resolver,
-        )
-        .await
-        .map_err(|why| {
-            self.log.deny(S3_ID, format!("s3 {origin}"), why.clone());
-            AdapterError::Denied(format!("s3 {origin}: {why}"))
-        })?;
-        let addr = SocketAddr::new(ips[0], origin.port);
-        let path = match outgoing.url.query() {
-            Some(q) => format!("{}?{q}", outgoing.url.path()),
-            None => outgoing.url.path().to_string(),
-        };
-        let authority = outgoing
-            .url
-            .host_str()
-            .map(|h| match outgoing.url.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_string(),
-            })
-            .unwrap_or_default();
-        let mut request = http::Request::builder()
-            .method(outgoing.method)
-            .uri(path)
-            .header(http::header::HOST, authority);
-        for (name, value) in &outgoing.headers {
-            request = request.header(*name, value);
-        }
-        let request = request
-            .body(Full::new(outgoing.body))
-            .map_err(|e| AdapterError::Invalid(format!("s3 request: {e}")))?;
-        let tls = (origin.scheme == "https").then(|| Tls {
-            name: &origin.host,
-            client: self.policy.tls.clone(),
-        });
-        let (response, rest) = send::send(request, addr, tls, TIMEOUTS)
-            .await
-            .map_err(|f| transient(f.to_string()))?;
-        tokio::spawn(async move {
-            let _ = rest.await;
-        });
-        let (parts, body) = response.into_parts();
-        let limit = if parts.status.is_success() {
-            max_body
-        } else {
-            ERROR_BODY
-        };
-        let body = read(body, limit)
-            .await
-            .map_err(|e| transient(format!("reading the answer: {e}")))?;
-        Ok((parts.status, parts.headers, body))
     }
 
     pub async fn head_object(
@@ -394,74 +309,6 @@ impl S3Gate {
             etag: etag(&headers),
             content_type: Some(content_type),
         })
-    }
-}
-
-async fn read(body: Incoming, limit: usize) -> Result<Option<Vec<u8>>, hyper::Error> {
-    read_bounded(body, limit).await
-}
-
-fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn etag(headers: &http::HeaderMap) -> String {
-    header(headers, "etag")
-        .unwrap_or("")
-        .trim_matches('"')
-        .to_string()
-}
-
-fn info(headers: &http::HeaderMap, size: Option<u64>) -> ObjectInfo {
-    ObjectInfo {
-        size: size
-            .or_else(|| header(headers, "content-length").and_then(|l| l.parse().ok()))
-            .unwrap_or(0),
-        etag: etag(headers),
-        content_type: header(headers, "content-type").map(str::to_string),
-    }
-}
-
-/// `Content-Range: bytes 0-9/1234` → 1234.
-fn content_range_total(headers: &http::HeaderMap) -> Option<u64> {
-    header(headers, "content-range")?
-        .rsplit_once('/')?
-        .1
-        .parse()
-        .ok()
-}
-
-fn oversize(key: &str, max: u64) -> AdapterError {
-    AdapterError::Invalid(format!(
-        "get-object {key}: the store sent more than the {max} bytes asked for"
-    ))
-}
-
-/// An answer that is not what was asked: the store's error code, sorted
-/// like the contract's errors.
-fn refusal(
-    what: &str,
-    bucket: &str,
-    key: &str,
-    status: http::StatusCode,
-    body: Option<Vec<u8>>,
-) -> AdapterError {
-    let text = body
-        .as_deref()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let code = text
-        .split_once("<Code>")
-        .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map(|(code, _)| code.to_string())
-        .unwrap_or_default();
-    let message = crate::kept::render(&format!("s3 {what} {bucket}/{key}: {status} {code}"), 1024);
-    match status.as_u16() {
-        401 | 403 => AdapterError::Denied(message),
-        404 => AdapterError::NotFound(message),
-        409 | 412 => AdapterError::Conflict(message),
-        429 | 500..=599 => AdapterError::Transient(message),
-        _ => AdapterError::Invalid(message),
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod gate;
 mod grant;
+mod request;
 #[cfg(test)]
 mod tests;
 

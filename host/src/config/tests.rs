@@ -1,0 +1,137 @@
+//! `handoff.toml` parsed strictly: defaults, refusals naming the key, paths resolved against the file.
+
+use super::*;
+
+#[test]
+fn durability_defaults_to_power_and_takes_process() {
+    let parse = |text: &str| Config::parse(text, Path::new("h.toml"));
+    assert_eq!(
+        parse("").unwrap().durability,
+        crate::store::Durability::Power
+    );
+    assert_eq!(
+        parse("[store]\ndurability = \"process\"\n")
+            .unwrap()
+            .durability,
+        crate::store::Durability::Process
+    );
+    let err = parse("[store]\ndurability = \"eventually\"\n").unwrap_err();
+    assert!(err.to_string().contains("durability"), "{err}");
+}
+
+#[test]
+fn an_instance_name_is_a_plain_word() {
+    // TOML keys, quoted: a quote, a leading dash, a line break, a space.
+    for bad in [r#""a\"b""#, r#""-lead""#, r#""new\nline""#, r#""sp ace""#] {
+        let text = format!("[adapters.{bad}]\npackage = \"p\"\n");
+        let err = Config::parse(&text, Path::new("h.toml")).unwrap_err();
+        assert!(err.to_string().contains("instance name"), "{bad}: {err}");
+    }
+    assert!(valid_instance_name("tracker-2.eu_west"));
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err =
+        Config::parse("[ceiling]\nallow-everything = true\n", Path::new("h.toml")).unwrap_err();
+    assert!(err.to_string().contains("allow-everything"), "{err}");
+}
+
+#[test]
+fn an_adapter_concurrency_is_a_positive_count() {
+    let parse = |n: &str| {
+        Config::parse(
+            &format!("[adapters.tracker]\npackage = \"p\"\nconcurrency = {n}\n"),
+            Path::new("h.toml"),
+        )
+    };
+    assert_eq!(parse("2").unwrap().adapters["tracker"].concurrency, Some(2));
+    let err = parse("0").unwrap_err().to_string();
+    assert!(err.contains("adapters.tracker.concurrency is 0"), "{err}");
+    assert!(parse("-1").is_err());
+    assert!(parse("\"many\"").is_err());
+    let unset = Config::parse("[adapters.t]\npackage = \"p\"\n", Path::new("h.toml")).unwrap();
+    assert_eq!(unset.adapters["t"].concurrency, None);
+    assert!(!unset.adapters["t"].one_call_per_record);
+}
+
+#[test]
+fn one_call_per_record_is_a_yes_or_no() {
+    let parse = |v: &str| {
+        Config::parse(
+            &format!("[adapters.records]\npackage = \"p\"\none-call-per-record = {v}\n"),
+            Path::new("h.toml"),
+        )
+    };
+    assert!(parse("true").unwrap().adapters["records"].one_call_per_record);
+    assert!(!parse("false").unwrap().adapters["records"].one_call_per_record);
+    let err = parse("\"yes\"").unwrap_err().to_string();
+    assert!(err.contains("one-call-per-record"), "{err}");
+}
+
+#[test]
+fn an_instance_key_no_surface_reads_is_refused_with_the_keys_there_are() {
+    let err = Config::parse(
+        "[adapters.t]\npackage = \"p\"\nhttp-method = [\"GET\"]\n",
+        Path::new("h.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("adapters.t: unknown key `http-method`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("http-methods") && err.contains("smtp-ca-file"),
+        "{err}"
+    );
+    let err = Config::parse(
+        "[adapters.t]\npackage = \"p\"\nread-only = \"records\"\n",
+        Path::new("h.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("adapters.t: ") && err.contains("sequence"),
+        "{err}"
+    );
+}
+
+#[test]
+fn instance_paths_resolve_against_the_config_directory() {
+    let text = r#"
+[adapters.archive]
+package = "pkgs/archive"
+directories = { evidence = "evidence" }
+http-ca-file = "ca.pem"
+secrets = { token = { file = "secrets/token" } }
+"#;
+    let cfg = Config::parse(text, Path::new("/etc/handoff/handoff.toml")).unwrap();
+    let a = &cfg.adapters["archive"];
+    assert_eq!(a.package, Path::new("/etc/handoff/pkgs/archive"));
+    assert_eq!(
+        a.surfaces.files.directories["evidence"],
+        Path::new("/etc/handoff/evidence")
+    );
+    assert_eq!(
+        a.surfaces.http.http_ca_file.as_deref(),
+        Some(Path::new("/etc/handoff/ca.pem"))
+    );
+    assert_eq!(
+        a.secrets.sources["token"],
+        SecretSource::File(PathBuf::from("/etc/handoff/secrets/token"))
+    );
+}
+
+#[test]
+fn retry_pauses_double_up_to_the_cap() {
+    let r = Retry {
+        attempts: 5,
+        base_delay_ms: 100,
+        max_delay_ms: 300,
+    };
+    let ms: Vec<u128> = (1..=5).map(|n| r.delay_before(n).as_millis()).collect();
+    assert_eq!(ms, [0, 100, 200, 300, 300]);
+    let err = Config::parse("[retry]\nattempts = 0\n", Path::new("h.toml")).unwrap_err();
+    assert!(err.to_string().contains("retry.attempts"), "{err}");
+}

@@ -1,0 +1,112 @@
+//! Policies parsed strictly: their digest and reach, and every refusal naming its place.
+
+use super::*;
+
+pub(crate) const RELEASE: &str = r#"
+[policy]
+id = "release-readiness-closure"
+version = "3"
+
+[trigger]
+type = "release.review.decided"
+states = ["accepted"]
+
+[source]
+adapter = "governance"
+record = { kind = "review", id = "{{event.data.review_id}}" }
+must-match = { state = "accepted", "fields.review_version" = "{{event.data.review_version}}" }
+revalidate = "before-each-write"
+business-key = ["{{event.data.review_id}}", "{{event.data.review_version}}"]
+
+[[check]]
+name = "milestone mapping"
+adapter = "tracker"
+record = { kind = "version", id = "{{context.milestone_id}}" }
+expect = { exists = true, "fields.release_id" = "{{event.data.release_id}}" }
+
+[[step]]
+id = "close-checklist"
+adapter = "checklist"
+record = { kind = "issue", id = "{{context.checklist_id}}" }
+action = { set-state = "closed" }
+done-when = { state = "closed" }
+
+[[step]]
+id = "clear-queue-entry"
+adapter = "queue"
+record = { kind = "entry", id = "{{event.data.review_id}}" }
+action = "clear-entry"
+done-when = { state = "cleared" }
+
+[[step]]
+id = "notify-coordinator"
+adapter = "notify"
+record = { kind = "channel", id = "release-coordinators" }
+action = { publish = { subject = "Release {{event.data.release_id}} ready for scheduling", links = ["{{context.evidence_url}}"] } }
+done-when = { exists = true }
+
+[follow-up]
+route-to = "release-coordinator"
+"#;
+
+fn parse(text: &str) -> Result<Policy, PolicyError> {
+    Policy::parse(text, Path::new("policies/release.toml"))
+}
+
+#[test]
+fn the_release_policy_parses_with_its_digest_and_reach() {
+    let p = parse(RELEASE).unwrap();
+    assert_eq!(
+        (p.id.as_str(), p.version.as_str()),
+        ("release-readiness-closure", "3")
+    );
+    assert_eq!(p.sha256.len(), 64);
+    assert_eq!(p.steps[1].action, ActionTemplate::ClearEntry);
+    assert_eq!(p.follow_up.sla_hours, 24);
+    assert!(
+        p.reach()
+            .contains(&("notify".to_string(), ActionKind::Publish))
+    );
+    assert_ne!(
+        parse(&RELEASE.replace("\"3\"", "\"4\"")).unwrap().sha256,
+        p.sha256
+    );
+}
+
+#[test]
+fn unknown_keys_and_actions_are_refused_with_their_names() {
+    let err = parse(&RELEASE.replace("revalidate =", "retries = 3\nrevalidate =")).unwrap_err();
+    assert!(err.problem.contains("retries"), "{err}");
+    let err =
+        parse(&RELEASE.replace("{ set-state = \"closed\" }", "{ deploy = \"prod\" }")).unwrap_err();
+    assert!(err.problem.contains("deploy"), "{err}");
+}
+
+#[test]
+fn bad_templates_and_conditions_fail_at_load_naming_the_step() {
+    let err = parse(&RELEASE.replace("{{context.checklist_id}}", "{{env.HOME}}")).unwrap_err();
+    assert!(
+        err.problem.contains("step close-checklist record.id"),
+        "{err}"
+    );
+    let err = parse(&RELEASE.replace(
+        "done-when = { state = \"closed\" }",
+        "done-when = { status = \"closed\" }",
+    ))
+    .unwrap_err();
+    assert!(
+        err.problem.contains("unknown condition \"status\""),
+        "{err}"
+    );
+    let err = parse(&RELEASE.replace("exists = true,", "exists = \"yes\",")).unwrap_err();
+    assert!(err.problem.contains("exists takes true or false"), "{err}");
+}
+
+#[test]
+fn duplicate_step_ids_and_empty_triggers_are_refused() {
+    let err = parse(&RELEASE.replace("id = \"clear-queue-entry\"", "id = \"close-checklist\""))
+        .unwrap_err();
+    assert!(err.problem.contains("used twice"), "{err}");
+    let err = parse(&RELEASE.replace("states = [\"accepted\"]", "states = []")).unwrap_err();
+    assert!(err.problem.contains("trigger.states is empty"), "{err}");
+}

@@ -1,0 +1,85 @@
+//! The numbers `/metrics` reports of the store: runs by outcome, follow-ups
+//! by reason, open and overdue, times to acknowledge and resolve,
+//! capability decisions, duplicates. They are the store's own counts
+//! ([`Store::stats`]), kept by its triggers as changes happen.
+
+use super::label;
+use crate::store::Store;
+use crate::store::stats::Stats;
+use std::fmt::Write as _;
+
+/// What the store holds, as its own counts say.
+pub(super) fn from_store(store: &Store) -> Result<String, crate::store::StoreError> {
+    let Stats {
+        counters,
+        open,
+        overdue,
+    } = store.stats()?;
+    let mut out = String::new();
+    let grouped = |out: &mut String, name: &str, help: &str, prefix: &str, key_name: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (key, n) in counters.range(prefix.to_string()..) {
+            let Some(value) = key.strip_prefix(prefix) else {
+                break;
+            };
+            if *n > 0.0 {
+                let _ = writeln!(out, "{name}{{{key_name}=\"{}\"}} {n}", label(value));
+            }
+        }
+    };
+    grouped(
+        &mut out,
+        "handoff_runs",
+        "Runs in the store by outcome (unfinished: running).",
+        "runs/",
+        "outcome",
+    );
+    grouped(
+        &mut out,
+        "handoff_follow_ups",
+        "Follow-up packets by reason (stale-approval, revoked, superseded... are suppressed propagations).",
+        "follow-ups/",
+        "reason",
+    );
+    grouped(
+        &mut out,
+        "handoff_capability_decisions",
+        "Sandbox capability decisions by verdict.",
+        "decisions/",
+        "verdict",
+    );
+    let counted = |name: &str| counters.get(name).copied().unwrap_or(0.0);
+    let duplicates = counted("duplicates");
+    let summary = |out: &mut String, name: &str, help: &str, count: f64, secs: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} summary\n\
+             {name}_sum {secs}\n{name}_count {count}"
+        );
+    };
+    summary(
+        &mut out,
+        "handoff_follow_up_acknowledge_seconds",
+        "From packet to a person taking it on \
+         (handoff follow-ups ack, or the resolution when there was none).",
+        counted("acknowledged"),
+        counted("acknowledged-seconds"),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP handoff_duplicates_suppressed Deliveries recognised as duplicates, all time.\n\
+         # TYPE handoff_duplicates_suppressed gauge\nhandoff_duplicates_suppressed {duplicates}\n\
+         # HELP handoff_follow_ups_open Follow-up packets waiting for a person.\n\
+         # TYPE handoff_follow_ups_open gauge\nhandoff_follow_ups_open {open}\n\
+         # HELP handoff_follow_ups_overdue Open follow-up packets past their due time (sla-hours).\n\
+         # TYPE handoff_follow_ups_overdue gauge\nhandoff_follow_ups_overdue {overdue}"
+    );
+    summary(
+        &mut out,
+        "handoff_follow_up_resolve_seconds",
+        "From packet to resolution.",
+        counted("resolved"),
+        counted("resolved-seconds"),
+    );
+    Ok(out)
+}

@@ -1,0 +1,171 @@
+//! The migrations applied in order and one by one, data kept across them, and each CHECK list equal to its closed set.
+
+use super::*;
+
+#[test]
+fn every_migration_applies_in_order_on_an_empty_database() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    // Applying again changes nothing and does not fail.
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+}
+
+#[test]
+fn each_migration_is_valid_sql_on_its_own_predecessors() {
+    for upto in 1..=MIGRATIONS.len() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..upto] {
+            conn.execute_batch(sql)
+                .unwrap_or_else(|e| panic!("migration {upto} fails: {e}"));
+        }
+    }
+}
+
+#[test]
+fn dropping_the_audit_hash_index_keeps_every_row_as_it_was() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..7] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 7).unwrap();
+    for seq in 1..=3 {
+        conn.execute(
+            "INSERT INTO audit (seq, at, run_id, event_id, kind, payload,
+                 policy_sha256, adapter_sha256, prev_hash, hash)
+             VALUES (?1, 't', 'run-1', 'e', 'k', '{}', 'p', NULL, ?2, ?3)",
+            rusqlite::params![seq, format!("h{}", seq - 1), format!("h{seq}")],
+        )
+        .unwrap();
+    }
+    let rows = |conn: &Connection| -> Vec<(i64, String, String, Option<String>)> {
+        let mut stmt = conn
+            .prepare("SELECT seq, prev_hash, hash, adapter_sha256 FROM audit ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before = rows(&conn);
+
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+
+    assert_eq!(rows(&conn), before);
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(indexes, ["audit_by_run"]);
+    // Appending continues after the highest sequence number.
+    conn.execute(
+        "INSERT INTO audit (at, kind, payload, prev_hash, hash)
+         VALUES ('t', 'k', '{}', 'h3', 'h4')",
+        [],
+    )
+    .unwrap();
+    let last: i64 = conn
+        .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(last, 4);
+}
+
+/// The names a column's `CHECK (column IN (...))` allows, as the schema
+/// holds it after every migration.
+fn check_list(conn: &Connection, table: &str, column: &str) -> Vec<String> {
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = flat
+        .find(&format!("CHECK ({column} IN ("))
+        .unwrap_or_else(|| panic!("{table}.{column} has no CHECK list: {flat}"));
+    let list = &flat[start..];
+    let list = &list[list.find("IN (").unwrap() + 4..list.find("))").unwrap()];
+    list.split(',')
+        .map(|n| n.trim().trim_matches('\'').to_string())
+        .collect()
+}
+
+#[test]
+fn each_check_list_is_its_closed_set() {
+    use crate::model::{Outcome, Resolution, StepState, Verdict};
+    let names = |all: &[&'static str]| all.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let mut conn = Connection::open_in_memory().unwrap();
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+    let outcomes: Vec<&str> = Outcome::ALL
+        .iter()
+        .filter(|o| o.ends_a_run())
+        .map(|o| o.name())
+        .collect();
+    assert_eq!(check_list(&conn, "runs", "outcome"), names(&outcomes));
+    let states: Vec<&str> = StepState::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(check_list(&conn, "steps", "state"), names(&states));
+    let resolutions: Vec<&str> = Resolution::ALL.iter().map(|r| r.name()).collect();
+    assert_eq!(
+        check_list(&conn, "follow_ups", "resolution"),
+        names(&resolutions)
+    );
+    let verdicts: Vec<&str> = Verdict::ALL.iter().map(|v| v.name()).collect();
+    assert_eq!(
+        check_list(&conn, "capability_decisions", "verdict"),
+        names(&verdicts)
+    );
+}
+
+#[test]
+fn a_step_left_applied_by_an_older_store_is_observed_again() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..9] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 9).unwrap();
+    conn.execute_batch(
+        "INSERT INTO events (seq, source, event_id, event_type, received_at, raw)
+             VALUES (1, 's', 'e', 't', 'now', '{}');
+         INSERT INTO runs (run_id, event_seq, event_id, policy_id, policy_sha256, context,
+                           created_at, updated_at)
+             VALUES ('run-1', 1, 'e', 'p', 'sha', '{}', 'now', 'now');
+         INSERT INTO steps (run_id, position, step_id, adapter, plan, idem_key, state,
+                            attempts, updated_at)
+             VALUES ('run-1', 0, 'a', 'x', '{}', 'k1', 'applied', 1, 'now'),
+                    ('run-1', 1, 'b', 'x', '{}', 'k2', 'verified', 1, 'now');",
+    )
+    .unwrap();
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+    let states: Vec<(String, String, i64)> = conn
+        .prepare("SELECT step_id, state, attempts FROM steps ORDER BY position")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a".to_string(), "observed".to_string(), 1),
+            ("b".to_string(), "verified".to_string(), 1)
+        ]
+    );
+}
+
+#[test]
+fn a_store_newer_than_this_binary_is_refused() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    let err = apply(&mut conn, Path::new("x.db")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 999, .. }),
+        "{err}"
+    );
+}
