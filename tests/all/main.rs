@@ -1,26 +1,18 @@
-//! The integration tests: one binary, one module per area. They run real
-//! components in the real sandbox, against real servers on 127.0.0.1.
+//! The integration tests: one binary, grouped by area. They run real
+//! components in the real sandbox, the real `handoff` binary, and real
+//! servers on 127.0.0.1.
+//!
+//! - `capabilities`: each sandbox surface, what is allowed and what is refused;
+//! - `pipeline`: runs through the example, halts, follow-ups, crashes, the audit chain;
+//! - `serve`: the service as a process;
+//! - `cli`: the command as users meet it;
+//! - `systems`: against the project's test servers (`cargo test --test all systems::`);
+//! - `parsers`: every parser of untrusted input, on arbitrary input.
 
-mod approval;
-mod audit;
-mod calls;
-mod check;
+mod capabilities;
 mod cli;
-mod conform;
-mod demo;
-mod dry_run;
-mod end_to_end;
-mod hostile;
-mod intake;
-mod mail;
 mod parsers;
 mod pipeline;
-mod redmine;
-mod reference;
-mod s3;
-mod sandbox;
-mod scenario;
 mod serve;
-mod servers;
 mod support;
-mod webhook;
+mod systems;

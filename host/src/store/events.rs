@@ -47,3 +47,10 @@ pub fn insert(
     ])?;
     Ok(conn.last_insert_rowid())
 }
+
+/// Every event stored, oldest first: its source and id.
+pub fn list(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT source, event_id FROM events ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -2,7 +2,7 @@
 //! a run would read and says what the run would do, and writes nothing,
 //! neither to the targets (counted in their own journals) nor to the store.
 
-use crate::scenario::*;
+use crate::support::scenario::*;
 use serde_json::{Value, json};
 
 /// `handoff run --dry-run` of an event file, with the example's context:
@@ -196,7 +196,7 @@ fn a_policy_change_can_be_tried_before_approval_and_a_real_run_stays_refused() {
     let (code, _, err) = outcome(&s.run());
     assert_eq!(code, 1);
     assert!(err.contains("changed since it was approved"), "{err}");
-    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 0);
+    assert_eq!(s.runs().len() as i64, 0);
     assert!(s.writes().is_empty());
 
     // Bad input is refused as a run would refuse it.

@@ -7,17 +7,15 @@
 //! the adapter's manifest is re-declared for its origin and approved, as an
 //! operator does for their own chat system.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
+use crate::support::scenario::Scenario;
+use crate::support::servers::run;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-
-use crate::scenario::Scenario;
-use crate::servers::run;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 const HOOK_PATH: &str = "/services/T0001/B0002/hook-secret";
 

@@ -4,7 +4,7 @@
 //! CA made on each start; the second also requires a login. What arrived is
 //! read from their Maildirs.
 
-use crate::servers::{env_var, mails_in};
+use crate::support::servers::{env_var, mails_in};
 use crate::support::*;
 use handoff::config::{AdapterInstance, SecretSource};
 use handoff::sandbox::approval::Change;

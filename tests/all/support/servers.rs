@@ -6,7 +6,7 @@
 //! back with independent clients (Redmine REST, async-nats, the receiver's
 //! Maildir), never through the adapters.
 
-use crate::scenario::*;
+use crate::support::scenario::*;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -14,14 +14,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub struct Redmine {
     pub url: String,
     key: String,
-}
-
-pub const NEEDS: &str = "this test needs the real test servers: run `scripts/test` \
-     (starts them, runs every test, stops them), or `scripts/test-servers start` \
-     and then `. target/test-servers/env` before `cargo test`";
-
-pub fn env_var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS}"))
 }
 
 impl Redmine {
@@ -121,6 +113,14 @@ impl Redmine {
             .as_u64()
             .unwrap()
     }
+}
+
+pub const NEEDS: &str = "this test needs the real test servers: run `scripts/test` \
+     (starts them, runs every test, stops them), or `scripts/test-servers start` \
+     and then `. target/test-servers/env` before `cargo test`";
+
+pub fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS}"))
 }
 
 /// What one test seeded in its own project.
@@ -356,11 +356,6 @@ pub struct Nats {
     js: async_nats::jetstream::Context,
 }
 
-/// The server scripts/test-servers starts, which the nats manifest declares.
-pub const SHARED_NATS: &str = "127.0.0.1:4322";
-pub const STREAM: &str = "HANDOFF";
-pub const BUCKET: &str = "review-queue";
-
 impl Nats {
     pub fn from_env() -> Nats {
         let url = env_var("HANDOFF_TEST_NATS_URL");
@@ -471,6 +466,13 @@ impl Nats {
         })
     }
 }
+
+/// The server scripts/test-servers starts, which the nats manifest declares.
+pub const SHARED_NATS: &str = "127.0.0.1:4322";
+
+pub const STREAM: &str = "HANDOFF";
+
+pub const BUCKET: &str = "review-queue";
 
 /// The plain SMTP receiver's Maildir: every mail it accepted, as text.
 pub fn mails_containing(needle: &str) -> Vec<String> {

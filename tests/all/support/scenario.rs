@@ -26,19 +26,6 @@ pub struct Scenario {
     pub dir: TempDir,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 impl Scenario {
     /// The example, seeded and approved.
     pub fn new() -> Scenario {
@@ -245,6 +232,30 @@ impl Scenario {
         self.write_record(system, kind, id, record);
     }
 
+    /// Every run, newest first (through the store's API).
+    pub fn runs(&self) -> Vec<handoff::store::runs::RunRecord> {
+        let store = self.store();
+        let conn = store.conn().unwrap();
+        handoff::store::runs::list(&conn, usize::MAX >> 1, handoff::store::runs::Which::All)
+            .unwrap()
+    }
+
+    /// The runs not ended yet.
+    pub fn unfinished(&self) -> usize {
+        let store = self.store();
+        handoff::store::runs::unfinished(&store.conn().unwrap())
+            .unwrap()
+            .len()
+    }
+
+    /// Every event stored, oldest first: (source, id).
+    pub fn events(&self) -> Vec<(String, String)> {
+        let store = self.store();
+        handoff::store::events::list(&store.conn().unwrap()).unwrap()
+    }
+
+    /// A count the store's API has no question for (the schema checked
+    /// as a whole: every table's rows, a sum of sizes, a recount).
     pub fn count(&self, sql: &str) -> i64 {
         self.store()
             .conn()
@@ -258,6 +269,19 @@ impl Scenario {
         let out = self.handoff(&["follow-ups", "show", &id.to_string(), "--json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 

@@ -355,7 +355,7 @@ fn every_command_takes_json_and_the_writing_ones_answer_in_it() {
     assert!(without.is_empty(), "no --json: {without:?}");
 
     // Run as the README shows them, they answer in JSON.
-    let s = crate::scenario::Scenario::unapproved();
+    let s = crate::support::scenario::Scenario::unapproved();
     let json = |args: &[&str]| -> serde_json::Value {
         let out = s.handoff(args);
         assert!(

@@ -2,7 +2,7 @@
 //! store: the reference record store keeps its promises and writes once; an
 //! adapter that does not report its writes is caught.
 
-use crate::scenario::*;
+use crate::support::scenario::*;
 use serde_json::Value;
 
 fn conform(s: &Scenario, instance: &str, record: &str, action: &str) -> (i32, Value) {

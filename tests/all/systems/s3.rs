@@ -8,7 +8,7 @@
 //! presigned URL smuggled through HTTP, and credentials that never reach
 //! the adapter.
 
-use crate::servers::{S3Store as Store, env_var};
+use crate::support::servers::{S3Store as Store, env_var};
 use crate::support::*;
 use handoff::config::{AdapterInstance, SecretSource};
 use handoff::sandbox::decision::{CapabilityDecision, Verdict};

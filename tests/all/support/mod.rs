@@ -2,6 +2,10 @@
 //! manifests, a sandbox with a shared artifact cache, and a real HTTP server
 //! on 127.0.0.1 that records what reached it.
 
+pub mod scenario;
+pub mod servers;
+pub mod service;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};

@@ -3,8 +3,8 @@
 //! Every assertion reads the systems themselves: Redmine over REST, NATS
 //! through async-nats, mail from the receiver's Maildir.
 
-use crate::scenario::*;
-use crate::servers::*;
+use crate::support::scenario::*;
+use crate::support::servers::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -258,26 +258,33 @@ fn a_dry_run_on_real_servers_reads_them_all_and_writes_to_none() {
     let (r, n) = (Redmine::from_env(), Nats::from_env());
     let seeded = seed(&r, &n);
     let s = scenario(&r, &n, &seeded);
-    let (code, preview) = crate::dry_run::dry_run(&s, "events/redmine.json");
+    let (code, preview) = crate::pipeline::dry_run::dry_run(&s, "events/redmine.json");
     assert_eq!(
         (code, preview["outcome"].as_str()),
         (0, Some("completed")),
         "{preview}"
     );
-    let would: Vec<_> = crate::dry_run::would(&preview)
+    let would: Vec<_> = crate::pipeline::dry_run::would(&preview)
         .into_iter()
         .map(|(_, w)| w)
         .collect();
     assert_eq!(would, ["apply"; 6], "{preview}");
     assert_eq!(preview["steps"][0]["state"], "new", "read from Redmine");
     assert_nothing_written(&r, &n, &seeded);
-    assert_eq!(s.count("SELECT COUNT(*) FROM runs"), 0);
+    assert_eq!(s.runs().len() as i64, 0);
     // What the adapters reached for is audited as always, against the event.
-    let audited = s.count(&format!(
-        "SELECT COUNT(*) FROM audit WHERE kind = 'capability-decision'
-         AND run_id IS NULL AND event_id = 'redmine-{}'",
-        seeded.review
-    ));
+    let event_id = format!("redmine-{}", seeded.review);
+    let audited = s
+        .store()
+        .audit_rows(None)
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.kind == "capability-decision"
+                && r.run_id.is_none()
+                && r.event_id.as_deref() == Some(event_id.as_str())
+        })
+        .count();
     assert!(audited > 0, "the reads' capability decisions are audited");
 
     let (code, report) = run(&s, "events/redmine.json");

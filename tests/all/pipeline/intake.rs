@@ -46,12 +46,8 @@ fn the_same_event_delivered_ten_times_at_once_is_recorded_once() {
     }));
 
     let store = Store::open(&db).unwrap();
-    let events: i64 = store
-        .conn()
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(events, 1);
+    let events = handoff::store::events::list(&store.conn().unwrap()).unwrap();
+    assert_eq!(events.len(), 1);
     let rows = store.audit_rows(None).unwrap();
     assert_eq!(
         rows.iter().filter(|r| r.kind == "event-received").count(),
@@ -171,14 +167,10 @@ fn one_delivery_that_cannot_be_stored_costs_the_rest_of_its_batch_nothing() {
         matches!(outcomes[2], Ok(Intake::New { .. })),
         "{outcomes:?}"
     );
-    let stored: Vec<String> = store
-        .conn()
+    let stored: Vec<String> = handoff::store::events::list(&store.conn().unwrap())
         .unwrap()
-        .prepare("SELECT event_id FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|(_, id)| id)
         .collect();
     assert_eq!(stored, ["evt-a", "evt-c"]);
     assert_eq!(verify(store.audit_rows(None).unwrap()).unwrap().rows, 2);

@@ -3,7 +3,7 @@
 //! mapped to another release, updates stamped in whole seconds. Read back
 //! with an independent REST client.
 
-use crate::servers::*;
+use crate::support::servers::*;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -170,15 +170,12 @@ fn reconciliation_finds_a_decision_made_in_the_second_it_last_listed() {
         .new_runs
         .iter()
         .map(|run| {
-            s.store()
-                .conn()
+            let store = s.store();
+            let conn = store.conn().unwrap();
+            handoff::store::runs::get(&conn, run)
                 .unwrap()
-                .query_row(
-                    "SELECT event_id FROM runs WHERE run_id = ?1",
-                    [run],
-                    |row| row.get(0),
-                )
-                .unwrap()
+                .expect("the run")
+                .event_id
         })
         .collect();
     assert_eq!(

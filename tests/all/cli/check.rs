@@ -2,7 +2,7 @@
 //! adapter instance that would refuse or stop a run is named, with its fix,
 //! before any event needs it; and nothing is written.
 
-use crate::scenario::*;
+use crate::support::scenario::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
@@ -57,7 +57,7 @@ fn check_names_every_missing_approval_and_is_ready_once_they_are_given() {
     assert!(out.contains("Approve it: handoff adapter approve"), "{out}");
     assert!(out.ends_with("7 problems: runs that need them are refused or stop for a person until they are fixed\n"), "{out}");
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM audit"),
+        s.store().audit_rows(None).unwrap().len(),
         0,
         "a check records nothing, not even the refused loads"
     );

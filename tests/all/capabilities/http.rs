@@ -1,0 +1,261 @@
+//! HTTP: a granted origin and method reach the real server with the
+//! secret header the host injects; any other origin, method, redirect,
+//! header or a name resolving into a denied network never leaves the
+//! host.
+
+use super::*;
+use crate::support::*;
+use handoff::config::{AdapterInstance, HostCeiling, SecretSource};
+use handoff::sandbox::AdapterError;
+use handoff::sandbox::decision::Verdict;
+use handoff::store::Store;
+
+#[tokio::test]
+async fn http_to_a_declared_origin_reaches_the_real_server() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-http",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\", \"PUT\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-http", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let observed = instance
+        .observe(&rec("http", &format!("PUT {}", server.url("/hello"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&observed, "status"), "200");
+    assert_eq!(field(&observed, "body"), "hello PUT");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("PUT", "/hello")
+    );
+    let decisions = instance.take_decisions();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.surface.name == "http" && d.verdict == Verdict::Allowed),
+        "{decisions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_narrowed_to_get_cannot_put_where_its_grant_would_allow_it() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-get-only",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\", \"PUT\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let mut store = Store::in_memory().unwrap();
+    approve(&mut store, dir.path());
+    let sandbox = sandbox();
+    let mut cfg = AdapterInstance::new("get-only", dir.path());
+    cfg.surfaces.http.http_methods = Some(["get".to_string()].into());
+    let refused = load(&sandbox, &store, dir.path(), &cfg).unwrap_err();
+    assert!(refused.to_string().contains("upper case"), "{refused}");
+
+    cfg.surfaces.http.http_methods = Some(["GET".to_string()].into());
+    let adapter = load(&sandbox, &store, dir.path(), &cfg).unwrap();
+    let mut instance = adapter.instantiate().await.unwrap();
+    let got = instance
+        .observe(&rec("http", &format!("GET {}", server.url("/hello"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&got, "status"), "200");
+    let put = instance
+        .observe(&rec("http", &format!("PUT {}", server.url("/hello"))))
+        .await
+        .unwrap();
+    assert!(matches!(put, Err(AdapterError::Denied(_))), "{put:?}");
+    let seen: Vec<String> = server.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(seen, ["GET"], "the PUT never left the host");
+    assert!(
+        instance
+            .take_decisions()
+            .iter()
+            .any(|d| d.surface.name == "http" && d.verdict == Verdict::Denied),
+        "the refusal is recorded"
+    );
+}
+
+#[tokio::test]
+async fn the_host_injects_the_secret_header_which_the_guest_cannot_read() {
+    let server = TestServer::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("token"), "s3cret-value\n").unwrap();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-inject",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\ninject-header = {{ name = \"X-Api-Key\", secret = \"api_key\" }}\n",
+                server.origin()
+            ),
+        ),
+    );
+    let mut instance_cfg = AdapterInstance::new("probe-inject", dir.path());
+    instance_cfg.secrets.sources.insert(
+        "api_key".into(),
+        SecretSource::File(secrets.path().join("token")),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(&sandbox, dir.path(), &instance_cfg);
+    let mut instance = adapter.instantiate().await.unwrap();
+    instance
+        .observe(&rec("http", &format!("GET {}", server.url("/hello"))))
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = server.requests();
+    let key: Vec<_> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-api-key")
+        .collect();
+    assert_eq!(
+        key,
+        [&("x-api-key".to_string(), "s3cret-value".to_string())]
+    );
+    // A server echoing the header back does not hand it to the guest either.
+    let echoed = instance
+        .observe(&rec("http", &format!("GET {}", server.url("/echo-key"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&echoed, "body"), "echoed");
+    assert!(
+        !field(&echoed, "headers").contains("x-api-key"),
+        "{echoed:?}"
+    );
+    assert_eq!(
+        server.requests()[1]
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-api-key")
+            .count(),
+        1
+    );
+    // Neither config nor the environment hands the secret to the guest.
+    let config = instance.observe(&rec("config", "api_key")).await.unwrap();
+    assert!(
+        matches!(config, Err(AdapterError::NotFound(_))),
+        "{config:?}"
+    );
+    let env = instance.observe(&rec("env", "api_key")).await.unwrap();
+    assert!(matches!(env, Err(AdapterError::NotFound(_))), "{env:?}");
+}
+
+#[tokio::test]
+async fn http_outside_the_declared_origins_and_methods_never_leaves_the_host() {
+    let server = TestServer::start().await;
+    let outsider = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let port = server.addr.port();
+    let other_port = outsider.addr.port();
+    let cases = [
+        format!("GET http://{}/hello", outsider.addr), // undeclared host:port
+        format!("GET http://127.0.0.1:{other_port}/hello"), // declared host, other port
+        format!("GET https://127.0.0.1:{port}/hello"), // declared host, other scheme
+        format!("PUT http://127.0.0.1:{port}/hello"),  // declared origin, other method
+        format!("GET http://localhost:{port}/hello"),  // another name for it
+        format!("GET http://[::ffff:127.0.0.1]:{port}/hello"), // IPv4-mapped IPv6
+        format!("GET http://2130706433:{port}/hello"), // decimal IPv4
+        format!("GET http://[::ffff:127.0.0.1]:{other_port}/hello"),
+        format!("GET http://2130706433:{other_port}/hello"),
+    ];
+    for case in &cases {
+        let message = assert_denied(&mut f.instance, "http", case).await;
+        assert!(message.contains("refused by the host"), "{case}: {message}");
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(outsider.requests().is_empty(), "{:?}", outsider.requests());
+    let recorded = denials(&mut f.instance, "http");
+    assert_eq!(recorded.len(), cases.len(), "{recorded:#?}");
+    assert!(
+        recorded[3].contains("method PUT is not granted"),
+        "{}",
+        recorded[3]
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_an_undeclared_host_is_not_followed() {
+    let server = TestServer::start().await;
+    let outsider = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let id = format!(
+        "GET {}",
+        server.url(&format!("/redirect?to={}", outsider.url("/hello")))
+    );
+    assert_denied(&mut f.instance, "http", &id).await;
+    assert_eq!(server.requests().len(), 1, "the redirect itself was served");
+    assert!(outsider.requests().is_empty(), "{:?}", outsider.requests());
+}
+
+#[tokio::test]
+async fn the_guest_cannot_set_the_header_the_host_injects() {
+    let server = TestServer::start().await;
+    let mut f = fixture(&server).await;
+    let id = format!("GET {} X-Api-Key=forged", server.url("/hello"));
+    let message = assert_denied(&mut f.instance, "http", &id).await;
+    assert!(
+        message.contains("x-api-key") || message.contains("X-Api-Key"),
+        "{message}"
+    );
+    assert!(server.requests().is_empty());
+    assert!(!denials(&mut f.instance, "http").is_empty());
+}
+
+#[tokio::test]
+async fn a_name_resolving_into_a_denied_network_is_refused() {
+    let server = TestServer::start().await;
+    let port = server.addr.port();
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "rebind",
+            &format!("[[capabilities.http]]\nurl = \"http://localhost:{port}\"\n"),
+        ),
+    );
+    let ceiling = HostCeiling {
+        denied_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        ..HostCeiling::default()
+    };
+    let sandbox = sandbox_with(ceiling);
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("rebind", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let message = assert_denied(
+        &mut instance,
+        "http",
+        &format!("GET http://localhost:{port}/hello"),
+    )
+    .await;
+    assert!(message.contains("destination address"), "{message}");
+    assert!(server.requests().is_empty());
+    let recorded = denials(&mut instance, "http");
+    assert!(recorded[0].contains("denied network"), "{recorded:?}");
+}

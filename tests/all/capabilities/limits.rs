@@ -1,0 +1,184 @@
+//! The limits: CPU (deadlines, still firing when the sandbox is gone),
+//! memory, what a result may weigh, and what a call may log.
+
+use super::*;
+use crate::support::*;
+use handoff::config::AdapterInstance;
+use handoff::sandbox::CallError;
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let dir = package("probe", &probe_manifest("spinner", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("spinner", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let err = instance.observe(&rec("spin", "")).await.unwrap_err();
+    assert!(matches!(err, CallError::Timeout { ms: 1000, .. }), "{err}");
+    assert_eq!(denials(&mut instance, "cpu").len(), 1);
+    // The trapped instance refuses further calls; a fresh one works.
+    let again = instance.observe(&rec("noop", "")).await.unwrap_err();
+    assert!(matches!(again, CallError::Dead { .. }), "{again}");
+    let mut fresh = adapter.instantiate().await.unwrap();
+    assert!(fresh.observe(&rec("noop", "")).await.unwrap().is_ok());
+}
+
+#[test]
+fn deadlines_still_fire_after_the_sandbox_is_dropped() {
+    let dir = package("probe", &probe_manifest("orphan", ""));
+    let adapter = {
+        let sandbox = sandbox();
+        approved(
+            &sandbox,
+            dir.path(),
+            &AdapterInstance::new("orphan", dir.path()),
+        )
+    };
+    // The call runs on a thread of its own: if its deadline never fired it
+    // would spin there forever, and this thread, still free, turns that into
+    // a failure. The bound is far above the adapter's own 1000 ms limit.
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let mut instance = adapter.instantiate().await.unwrap();
+            instance.observe(&rec("spin", "")).await
+        });
+        let _ = done.send(result);
+    });
+    let outcome = outcome
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the spinning call was never stopped");
+    assert!(
+        matches!(outcome, Err(CallError::Timeout { .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_one_gib_allocation_is_refused() {
+    let dir = package("probe", &probe_manifest("hog", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("hog", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let err = instance.observe(&rec("alloc", "1024")).await.unwrap_err();
+    match &err {
+        CallError::Memory {
+            asked_mib,
+            granted_mib,
+            ..
+        } => {
+            assert!(*asked_mib >= 1024, "{err}");
+            assert_eq!(*granted_mib, 32);
+        }
+        other => panic!("expected a memory refusal, got {other}"),
+    }
+    assert_eq!(denials(&mut instance, "memory").len(), 1);
+    let mut fresh = adapter.instantiate().await.unwrap();
+    let small = fresh.observe(&rec("alloc", "4")).await.unwrap();
+    assert!(small.is_ok(), "{small:?}");
+}
+
+#[tokio::test]
+async fn results_over_the_ceiling_are_refused_unread_with_the_limit_named() {
+    for (kind, arg, part, key) in [
+        ("big-state", "20000000", "state", "result-string-bytes"),
+        ("many-links", "20000", "links", "result-list-entries"),
+        (
+            "big-error",
+            "100000",
+            "the error message",
+            "result-string-bytes",
+        ),
+    ] {
+        let mut instance = plain_probe("oversize").await;
+        let err = instance.observe(&rec(kind, arg)).await.unwrap_err();
+        let CallError::Oversize {
+            adapter,
+            call,
+            over,
+        } = &err
+        else {
+            panic!("{kind}: expected an oversize refusal, got {err}");
+        };
+        assert_eq!((adapter.as_str(), *call), ("oversize", "observe"));
+        assert_eq!((over.part.as_str(), over.key), (part, key), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("ceiling.{key}")), "{message}");
+        assert!(message.len() < 400, "the refusal is short: {message}");
+        let denied = denials(&mut instance, "memory");
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        assert!(denied[0].starts_with("observe result"), "{denied:?}");
+        // The instance is finished; a fresh one answers within the limits.
+        assert!(matches!(
+            instance.observe(&rec("noop", "")).await,
+            Err(CallError::Dead { .. })
+        ));
+    }
+    let mut fresh = plain_probe("oversize").await;
+    let ok = fresh.observe(&rec("many-links", "10000")).await.unwrap();
+    assert_eq!(
+        ok.unwrap().links.len(),
+        10_000,
+        "the limit itself is allowed"
+    );
+}
+
+#[test]
+fn an_adapter_flooding_its_log_is_cut_at_its_budget_and_cannot_forge_host_lines() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ((), text) = logged(|| {
+        runtime.block_on(async {
+            let mut instance = plain_probe("chatty").await;
+            let flood = instance.observe(&rec("log-flood", "100000 100")).await;
+            assert!(matches!(flood, Ok(Ok(_))), "{flood:?}");
+            let forged = "ok\n2026-12-03T00:00:00.000000Z  INFO handoff::serve: audit head (an anchor to keep) anchor=9:ab";
+            let said = instance.observe(&rec("log", forged)).await;
+            assert!(matches!(said, Ok(Ok(_))), "{said:?}");
+        })
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    let from_adapter = lines.iter().filter(|l| l.contains(" adapter: ")).count();
+    assert_eq!(
+        from_adapter,
+        200 + 1,
+        "the budget of 200 lines, then the next call's one"
+    );
+    let dropped: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("log lines dropped"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert!(
+        dropped[0].contains("dropped=99800") && dropped[0].contains("chatty"),
+        "{}",
+        dropped[0]
+    );
+    assert!(text.len() < 200 * 200, "{} bytes logged", text.len());
+    // The forged line stays on the adapter's line, marked as the adapter's.
+    let anchors: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("an anchor to keep"))
+        .collect();
+    assert_eq!(anchors.len(), 1, "{anchors:?}");
+    assert!(anchors[0].contains(" adapter: ok\\n2026"), "{}", anchors[0]);
+    assert!(anchors[0].contains("chatty"), "{}", anchors[0]);
+    assert!(!lines.iter().any(|l| l.starts_with("2026-12-03T00:00:00")));
+    assert_eq!(
+        handoff::sandbox::guest_log::dropped_totals().get("chatty"),
+        Some(&99_800)
+    );
+}

@@ -1,0 +1,235 @@
+//! Follow-ups: due and overdue, acknowledged, resolved by resume (only the
+//! unfinished steps) or abandon, rendered for people.
+
+use super::*;
+use crate::support::scenario::*;
+use serde_json::{Value, json};
+
+#[test]
+fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
+    let s = Scenario::new();
+    // Follow-up 1 gets no time at all: due the moment it is raised.
+    with_sla_hours(&s, 0);
+    let first = another_decision(&s, "RV-200", "reopened");
+    let (code, r) = run_event_json(&s, &first);
+    assert_eq!((code, r["follow_up"].as_i64()), (3, Some(1)), "{r}");
+    // Follow-up 2 gets eight hours.
+    with_sla_hours(&s, 8);
+    let second = another_decision(&s, "RV-300", "reopened");
+    let (code, r) = run_event_json(&s, &second);
+    assert_eq!((code, r["follow_up"].as_i64()), (3, Some(2)), "{r}");
+
+    let listed = |filter: &[&str]| -> Vec<Value> {
+        listed_json(&s, &["follow-ups", "list"], filter)
+            .into_iter()
+            .map(|f| f["id"].clone())
+            .collect()
+    };
+    assert_eq!(listed(&[]), [2, 1]);
+    assert_eq!(listed(&["--overdue"]), [1]);
+    assert_eq!(listed(&["--role", "release-coordinator"]), [2, 1]);
+    assert!(listed(&["--role", "someone-else"]).is_empty());
+    let (_, out, _) =
+        outcome(&s.handoff(&["follow-ups", "list", "--overdue", "--role", "someone-else"]));
+    assert_eq!(out.trim(), "no overdue follow-ups for someone-else");
+    let (_, out, _) = outcome(&s.handoff(&["follow-ups", "list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("2 ") && lines[0].ends_with("  open"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("1 ") && lines[1].ends_with("  open, overdue"),
+        "{out}"
+    );
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(
+        &metrics,
+        &["handoff_follow_ups_open 2", "handoff_follow_ups_overdue 1"],
+    );
+
+    // Decided: no longer waiting, so no longer overdue.
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        "1",
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(listed(&["--overdue"]).is_empty());
+    assert_eq!(listed(&["--all"]), [2, 1]);
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(
+        &metrics,
+        &["handoff_follow_ups_open 1", "handoff_follow_ups_overdue 0"],
+    );
+    // Overdue means open: with --all it would mean nothing.
+    let (code, _, err) = outcome(&s.handoff(&["follow-ups", "list", "--overdue", "--all"]));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
+    let s = Scenario::new();
+    std::fs::write(s.path("state/queue/OFFLINE"), b"").unwrap();
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (3, Some("partially-completed")),
+        "{r}"
+    );
+    let states = step_states(&s);
+    assert_eq!(
+        states.iter().map(|(_, st)| st.as_str()).collect::<Vec<_>>(),
+        [
+            "verified", "verified", "verified", "failed", "planned", "planned"
+        ]
+    );
+    let written_before = s.writes();
+    assert_eq!(written_before.len(), 3);
+    let id = r["follow_up"].as_i64().unwrap();
+    let packet = s.follow_up(id);
+    assert_eq!(packet["packet"]["reason"], "retries-exhausted");
+    assert_eq!(packet["packet"]["done"].as_array().unwrap().len(), 3);
+    assert_eq!(packet["packet"]["pending"].as_array().unwrap().len(), 3);
+
+    // A person takes it on (time to acknowledge), once.
+    let ack = |by: &str| s.handoff(&["follow-ups", "ack", &id.to_string(), "--by", by]);
+    let o = ack("release-coordinator");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = ack("someone-else");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("already acknowledged by release-coordinator"),
+        "{}",
+        text(&o.stderr)
+    );
+    let list = text(&s.handoff(&["follow-ups", "list"]).stdout);
+    assert!(list.contains("acknowledged"), "{list}");
+    let acknowledged_at = s.follow_up(id)["acknowledged_at"].clone();
+    assert!(acknowledged_at.is_string(), "{acknowledged_at}");
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(&metrics, &["handoff_follow_up_acknowledge_seconds_count 1"]);
+
+    // The queue is back; a person resumes.
+    std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id.to_string(),
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+        "--note",
+        "queue maintenance over",
+        "--json",
+    ]);
+    let r = report(&o);
+    assert_eq!(
+        (o.status.code(), r["outcome"].as_str()),
+        (Some(0), Some("completed"))
+    );
+    assert_all_closed(&s);
+    // The first three were not written again, and not even re-applied.
+    for w in &written_before {
+        assert_eq!(
+            s.writes().iter().filter(|x| x["key"] == w["key"]).count(),
+            1
+        );
+    }
+    let kinds = audit_kinds(&s);
+    let resolved = kinds
+        .iter()
+        .find(|(k, _)| k == "follow-up-resolved")
+        .unwrap();
+    assert_eq!(resolved.1["by"], "release-coordinator");
+    assert_eq!(resolved.1["action"], "resume");
+    assert!(
+        !kinds
+            .iter()
+            .any(|(_, p)| p.to_string().contains("maintenance over")),
+        "the note is not audit material"
+    );
+    let acked = kinds
+        .iter()
+        .find(|(k, _)| k == "follow-up-acknowledged")
+        .unwrap();
+    assert_eq!(acked.1["by"], "release-coordinator");
+    let shown = s.follow_up(id);
+    assert_eq!(shown["resolution"], "resume");
+    assert_eq!(shown["resolved_note"], "queue maintenance over");
+    assert_eq!(shown["acknowledged_at"], acknowledged_at, "kept, not reset");
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(
+        &metrics,
+        &[
+            "# TYPE handoff_follow_up_resolve_seconds summary",
+            "handoff_follow_up_resolve_seconds_count 1",
+            "handoff_follow_up_acknowledge_seconds_count 1",
+        ],
+    );
+    // Resolved: nothing left to take on.
+    assert!(!ack("release-coordinator").status.success());
+    verify(&s);
+    assert_steps_walked_their_lifecycle(&s.store(), "run-1");
+}
+
+#[test]
+fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["state"],
+        json!("withdrawn"),
+    );
+    let (code, r) = run_json(&s);
+    assert_eq!(code, 3);
+    let id = r["follow_up"].as_i64().unwrap().to_string();
+    let (_, md, _) = outcome(&s.handoff(&["follow-ups", "show", &id]));
+    for part in [
+        "revoked",
+        "**Route to:** release-coordinator",
+        "## Still pending",
+        "`close-checklist`",
+        "state: \"withdrawn\"",
+        "--action resume",
+    ] {
+        assert!(md.contains(part), "{part:?} not in:\n{md}");
+    }
+    let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
+    assert!(list.contains("revoked") && list.contains("open"), "{list}");
+    assert!(md.contains("open, not yet acknowledged"), "{md}");
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(o.status.success(), "{}", text_of(&o));
+    let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
+    assert!(list.contains("no open follow-ups"), "{list}");
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(text_of(&o).contains("already resolved"), "{}", text_of(&o));
+    assert!(s.writes().is_empty());
+    // Never acknowledged: the resolution counts as taking it on.
+    let shown = s.follow_up(id.parse().unwrap());
+    assert_eq!(shown["acknowledged_by"], "release-coordinator");
+    assert_eq!(shown["acknowledged_at"], shown["resolved_at"]);
+}

@@ -1,0 +1,97 @@
+//! Refusals: bad input and unapproved policies are refused naming the
+//! place, with nothing half written.
+
+use super::*;
+use crate::support::scenario::*;
+
+#[test]
+fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
+    let s = Scenario::new();
+    std::fs::write(
+        s.path("events/broken.json"),
+        "{\"id\": \"x\",\n \"source\": }",
+    )
+    .unwrap();
+    let o = s.run_event("events/broken.json");
+    refused(&s, &o, &["events/broken.json", "line 2"]);
+
+    std::fs::write(
+        s.path("context.json"),
+        r#"{"milestone_id": "M-2026.11", "milestone_name": "M-2026.11"}"#,
+    )
+    .unwrap();
+    let o = s.run();
+    refused(
+        &s,
+        &o,
+        &[
+            "check \"evidence bundle\" record.id",
+            "context.evidence_bundle",
+        ],
+    );
+
+    let s = Scenario::new();
+    s.edit_policy("[follow-up]", "[follow-up]\nescalate = true");
+    refused(&s, &s.run(), &["release-readiness.toml", "escalate"]);
+
+    let s = Scenario::new();
+    s.edit_policy("adapter = \"notify\"", "adapter = \"pager\"");
+    refused(
+        &s,
+        &s.run(),
+        &["adapter instance \"pager\"", "[adapters.pager]"],
+    );
+
+    // Configured, but its package is not where the configuration says.
+    let s = Scenario::new();
+    s.edit_config(
+        "[adapters.notify]\nconcurrency = 4\none-call-per-record = true\npackage = \"",
+        "[adapters.notify]\nconcurrency = 4\none-call-per-record = true\npackage = \"/nowhere",
+    );
+    refused(
+        &s,
+        &s.run(),
+        &[
+            "adapter instance \"notify\" has no package",
+            "/nowhere",
+            "adapter.toml",
+            "[adapters.notify]",
+        ],
+    );
+}
+
+#[test]
+fn a_policy_runs_only_once_approved_and_a_widened_one_waits_for_a_new_approval() {
+    let s = Scenario::new();
+    // The tracker instance may annotate (its binding allows it); the
+    // approved policy never asked it to.
+    s.edit_config(
+        "actions = [\"set-state\", \"attach-link\"]",
+        "actions = [\"set-state\", \"attach-link\", \"annotate\"]",
+    );
+    std::fs::write(policy_path(&s), with_annotate_step(&s, "tracker")).unwrap();
+    refused(
+        &s,
+        &s.run(),
+        &[
+            "reaches further",
+            "tracker: annotate",
+            "handoff policy approve",
+        ],
+    );
+    let o = s.handoff(&[
+        "policy",
+        "approve",
+        "policies/release-readiness.toml",
+        "--by",
+        "release-owner",
+    ]);
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert_eq!(run_json(&s).1["outcome"], "completed");
+
+    let s = Scenario::unapproved();
+    let o = s.run();
+    let (code, _, err) = outcome(&o);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not approved"), "{err}");
+}

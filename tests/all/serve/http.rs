@@ -1,0 +1,395 @@
+//! The HTTP door: an event stored before the answer and driven once,
+//! signatures, replays, CloudEvents modes, bodies cut short, slow clients
+//! and a flood beyond the queue.
+
+use crate::support::scenario::*;
+use crate::support::service::*;
+use handoff::serve::signature::{sign_github, standard_key};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[test]
+fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_redeliveries() {
+    let s = scenario(2, 100);
+    let service = Service::start(&s, None);
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let (status, answer) = service.post(&signed("msg-1", &body), &body);
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    // Durable before the answer: the event is in the store already.
+    assert_eq!(events_stored(&s), 1);
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+
+    // The same delivery again, and the same decision under a new event id.
+    let (status, again) = service.post(&signed("msg-1", &body), &body);
+    assert_eq!(
+        (status, &again["status"]),
+        (200, &json!("duplicate")),
+        "{again}"
+    );
+    assert_eq!(again["run_id"], run_id.as_str());
+    let resent = std::fs::read(s.path("events/accepted-resent.json")).unwrap();
+    let (status, resent) = service.post(&signed("msg-2", &resent), &resent);
+    assert_eq!(
+        (status, resent["run_id"].as_str()),
+        (200, Some(run_id.as_str())),
+        "{resent}"
+    );
+
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(s.writes().len(), 6, "each step written once");
+    assert_eq!(events_stored(&s), 1);
+
+    let (code, metrics) = service.get("/metrics");
+    assert_eq!(code, 200);
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_events_accepted_total 1",
+            "handoff_events_duplicate_total 2",
+            "handoff_runs{outcome=\"completed\"} 1",
+            "handoff_intake_seconds_count 3",
+            "# TYPE handoff_adapter_log_lines_dropped_total counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_open_fds gauge",
+        ],
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("handoff_build_info{version=") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let rss: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss > 1e6, "a resident size of {rss} bytes");
+    // The run's transitions were written in turns at the one writer.
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("handoff_store_write_held_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no writer time in {metrics}"));
+    assert!(held > 0.0, "the writer was never held: {held}");
+    assert_eq!(service.get("/healthz").0, 200);
+    assert_eq!(service.get("/readyz").0, 200);
+}
+
+#[test]
+fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stored() {
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    let body = decision("evt-sig", "RV-300");
+    let key = standard_key(SECRET).unwrap();
+    let other = standard_key("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+    let unsigned = vec![("content-type", "application/cloudevents+json".to_string())];
+    // (what, headers, expected status, expected reason)
+    let cases: Vec<(&str, Headers, u16, &str)> = vec![
+        ("unsigned", unsigned, 401, "signature-missing"),
+        (
+            "wrong key",
+            signed_at(&other, "m", now(), &body),
+            401,
+            "signature-mismatch",
+        ),
+        (
+            "expired",
+            signed_at(&key, "m", now() - 600, &body),
+            401,
+            "signature-expired",
+        ),
+        (
+            "from the future",
+            signed_at(&key, "m", now() + 600, &body),
+            401,
+            "signature-expired",
+        ),
+    ];
+    for (name, headers, status, reason) in cases {
+        let (code, answer) = service.post(&headers, &body);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (status, Some(reason)),
+            "{name}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().unwrap().starts_with("signature"),
+            "{answer}"
+        );
+    }
+    // Signed for one body, sent with another.
+    let tampered = decision("evt-sig", "RV-301");
+    let (code, answer) = service.post(&signed("m", &body), &tampered);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (401, Some("signature-mismatch"))
+    );
+
+    let stranger = json!({"specversion": "1.0", "id": "x", "source": "elsewhere", "type": "t"})
+        .to_string()
+        .into_bytes();
+    let (code, answer) = service.post(&signed("m", &stranger), &stranger);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (403, Some("unknown-source")),
+        "{answer}"
+    );
+
+    let huge = vec![b' '; 9000];
+    let (code, answer) = service.post(&signed("m", &huge), &huge);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (413, Some("too-large")),
+        "{answer}"
+    );
+
+    assert_eq!(events_stored(&s), 0, "nothing refused is stored");
+    let (_, metrics) = service.get("/metrics");
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_requests_refused_total{reason=\"signature-missing\"} 1",
+            "handoff_requests_refused_total{reason=\"signature-mismatch\"} 2",
+            "handoff_requests_refused_total{reason=\"signature-expired\"} 2",
+            "handoff_requests_refused_total{reason=\"unknown-source\"} 1",
+            "handoff_requests_refused_total{reason=\"too-large\"} 1",
+        ],
+    );
+
+    // The same request, correctly signed, is taken.
+    let (code, answer) = service.post(&signed("m", &body), &body);
+    assert_eq!(code, 202, "{answer}");
+}
+
+#[test]
+fn a_replayed_request_inside_the_window_is_a_duplicate_not_a_second_run() {
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let headers = signed("msg-replayed", &body);
+    let (first, answer) = service.post(&headers, &body);
+    assert_eq!(first, 202, "{answer}");
+    let (replay, again) = service.post(&headers, &body);
+    assert_eq!((replay, &again["status"]), (200, &json!("duplicate")));
+    assert_eq!(again["run_id"], answer["run_id"]);
+    assert_eq!(
+        outcome_of(&s, answer["run_id"].as_str().unwrap()),
+        "completed"
+    );
+    assert_eq!(s.writes().len(), 6);
+}
+
+#[test]
+fn binary_mode_is_refused_since_no_signature_covers_its_headers_and_github_signatures_are_accepted()
+{
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    // Binary mode: attributes in headers, the data is the body. The
+    // signature covers webhook-id and the body, not the ce-* headers: the
+    // same capture under another ce-id would verify too.
+    let data = json!({ "review_id": "RV-118", "review_version": "3",
+                       "release_id": "R-2026.11", "state": "accepted" })
+    .to_string()
+    .into_bytes();
+    for ce_id in ["bin-evt-1", "bin-evt-2"] {
+        let mut headers = signed("bin-1", &data);
+        headers[0] = ("content-type", "application/json".into());
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", ce_id),
+            ("ce-source", SOURCE),
+            ("ce-type", "release.review.decided"),
+            ("ce-subject", "RV-118"),
+        ] {
+            headers.push((k, v.to_string()));
+        }
+        let (code, answer) = service.post(&headers, &data);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (400, Some("binary-mode")),
+            "{answer}"
+        );
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("structured mode")
+        );
+    }
+    assert_eq!(s.events().len() as i64, 0);
+
+    let mut body: Value = serde_json::from_slice(&decision("gh-1", "RV-400")).unwrap();
+    body["source"] = json!("github/releases");
+    let body = body.to_string().into_bytes();
+    let github = |secret: &str, delivery: &str| {
+        vec![
+            ("content-type", "application/json".to_string()),
+            ("x-github-delivery", delivery.to_string()),
+            ("x-hub-signature-256", sign_github(secret.as_bytes(), &body)),
+        ]
+    };
+    let (code, answer) = service.post(&github("not-the-secret-at-all", "d-1"), &body);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (401, Some("signature-mismatch"))
+    );
+    let (code, answer) = service.post(&github(GITHUB_SECRET, "d-1"), &body);
+    assert_eq!(code, 202, "{answer}");
+    // GitHub signs no timestamp: a capture can be sent again at any time,
+    // under any delivery header. The event id is in the signed body, so it
+    // is the same event: a duplicate.
+    let (code, again) = service.post(&github(GITHUB_SECRET, "d-2"), &body);
+    assert_eq!((code, again["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(again["run_id"], answer["run_id"]);
+}
+
+#[test]
+fn a_body_cut_short_is_400_not_413_and_a_foreign_content_type_is_415() {
+    use std::io::{Read, Write};
+    let s = scenario(1, 100);
+    let service = Service::start(&s, None);
+    let body = decision("cut-1", "RV-601");
+    let headers = signed("cut-1", &body);
+    let addr = service.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let mut request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    // Either a 400 saying so, or the connection dropped: never a final 413.
+    assert!(!answer.contains(" 413 "), "{answer}");
+    if !answer.is_empty() {
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("body-unreadable"), "{answer}");
+    }
+    // The whole body, later, is taken.
+    let (code, _) = service.post(&headers, &body);
+    assert_eq!(code, 202);
+
+    let other = decision("cut-2", "RV-602");
+    let mut headers = signed("cut-2", &other);
+    headers[0] = ("content-type", "text/plain".into());
+    let (code, answer) = service.post(&headers, &other);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (415, Some("unsupported-media-type")),
+        "{answer}"
+    );
+    headers[0] = (
+        "content-type",
+        "application/cloudevents+json; charset=utf-8".into(),
+    );
+    assert_eq!(service.post(&headers, &other).0, 202);
+}
+
+#[test]
+fn a_thousand_slow_connections_under_a_1024_file_limit_do_not_stop_service() {
+    use std::io::{Read, Write};
+    let s = Scenario::new();
+    // The slow connections would be closed by the header timeout only
+    // after 20 s: a well-formed request is answered well before, because
+    // the service closes the connection that waited longest for its
+    // headers when every place is taken.
+    with_serve(
+        &s,
+        serve_config(1, 100, 0, SOURCE).replace(
+            "shutdown-grace-seconds = 1",
+            "shutdown-grace-seconds = 1\nheader-read-timeout-seconds = 20\n\
+             body-read-timeout-seconds = 20\nmax-connections = 64",
+        ),
+    );
+    // systemd's default limit of open files, for the service alone.
+    let service = Service::start_under(&s, &["prlimit", "--nofile=1024:1024"], None, "error");
+    let addr = service.url.trim_start_matches("http://").to_string();
+    // A third trickle their headers, a third say nothing, a third send
+    // headers and then a body that never comes.
+    let body = decision("slow-ok", "RV-701");
+    let mut slow = Vec::new();
+    for i in 0..1000 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        match i % 3 {
+            0 => c
+                .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+                .unwrap(),
+            1 => {}
+            _ => c
+                .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+                .unwrap(),
+        }
+        slow.push(c);
+    }
+    // A well-formed request is answered while they hang on, long before
+    // any of them times out.
+    let mut request =
+        ureq::post(&format!("{}/v1/events", service.url)).timeout(Duration::from_secs(10));
+    for (k, v) in signed("slow-ok", &body) {
+        request = request.set(k, &v);
+    }
+    let answered = request.send_bytes(&body).map(|r| r.status());
+    assert_eq!(answered.ok(), Some(202));
+    assert_eq!(service.get("/healthz").0, 200);
+    // The service closed all but the places it has: no more than 64 of
+    // the slow connections are still open.
+    let mut open = 0;
+    for c in &mut slow {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    open += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(open <= 64, "{open} slow connections still open");
+}
+
+#[test]
+fn a_flood_beyond_the_queue_gets_429_and_nothing_beyond_it_is_stored() {
+    // One worker, held at a fault point by the first run; room for one more.
+    let s = scenario(1, 1);
+    let service = Service::start(&s, Some("after-apply:close-checklist"));
+    // The seeded review, so that its run gets as far as the first write.
+    let first = std::fs::read(s.path("events/accepted.json")).unwrap();
+    assert_eq!(service.post(&signed("f0", &first), &first).0, 202);
+    service.wait_for("paused at fault point");
+    let second = decision("flood-1", "RV-501");
+    assert_eq!(service.post(&signed("f1", &second), &second).0, 202);
+    let mut refused = 0;
+    for i in 2..12 {
+        let body = decision(&format!("flood-{i}"), &format!("RV-5{i:02}"));
+        let (code, answer) = service.post(&signed("f", &body), &body);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (429, Some("backpressure")),
+            "{answer}"
+        );
+        assert_eq!(answer["retry-after"], "1");
+        refused += 1;
+    }
+    assert_eq!(refused, 10);
+    assert_eq!(events_stored(&s), 2, "only what was answered 202 is stored");
+    let (code, _) = service.get("/healthz");
+    assert_eq!(code, 200, "still serving");
+}
