@@ -29,61 +29,7 @@
 //! timed section, so `perf stat -D -1 --control fifo:<fifo>` (or `perf
 //! record`) counts only the runs, not the build-up and warm-up.
 //!
-//! Measured (2 cores, ext4; the numbers move by 10-20% between runs, and
-//! the machine itself by as much from hour to hour): N=1000, 1 worker:
-//! 171-307 runs/s, p50 3.0-5.5 ms, p99 5-11 ms; 2 workers: 281-421 runs/s,
-//! p50 4.1-6.9 ms, p99 13-23 ms; the goal's five steps, measured only in
-//! a slow hour: 236-253 runs/s with 1 worker, 315-371 with 2 (8-15% more
-//! than six steps then). The goal is not met: a run costs 3.3-5.9
-//! ms of CPU with 1 worker and 3.8-5.9 ms with 2, against the ~2 ms two
-//! cores allow at 1,000 runs/s. The adapters' share (the line under each
-//! result, 1 worker): 1.7-3.3 ms per run; an apply 125-290 us (a record:
-//! read, write in place, journal line; a publish: message log, sent log,
-//! its index, journal), an observe 47-74 us, a read of the source 33-100
-//! us, a fresh instance 29-64 us.
-//! Two workers do not double it: with both cores busy every part of a run
-//! costs ~35% more CPU (`perf record` of 1 and 2 workers over the same
-//! runs: the extra samples are spread over SQLite, malloc, memmove,
-//! wasmtime and the kernel alike, with no lock among the top of them), and
-//! SQLite lets one writer in at a time: the goal's five steps hold it
-//! 0.73-0.82 ms per run with 1 worker (36-38% of the time) and 0.93-1.06
-//! ms with 2 (53-55%; 500-590 runs/s, 2.7-3.2 ms of CPU per run, so only
-//! ~1.6 of the two cores busy). With that writer alone, 1,000 runs/s would
-//! need it held under 1 ms per run and busy all of the time.
-//! Where it goes (`perf record`, 1 worker; the range's upper ends from a
-//! frame-pointer build's call graphs, samples sorted by the frames on
-//! their stack): the adapters' calls ~40-45% (their own code ~10-17%, WASI
-//! file operations ~15%, most of it opens beneath the mount, the rest the
-//! host-call machinery), SQLite ~25-31% (9
-//! transactions and 29 audit rows per run; writing the WAL through the
-//! kernel ~10%), instantiating and dropping six component instances ~7%,
-//! intake ~5%; the kernel's share of it all is about a third. That third,
-//! by system call: SQLite's WAL writes ~12% of all CPU (two `pwrite`s per
-//! page, ~60 pages per run: each transaction rewrites the run's row, the
-//! audit table's last page and its index, and page 1 whenever the file
-//! grows), the adapters' opens beneath their mounts ~7% and their `statx`
-//! and `close` ~3.5%, the checkpointer's `fsync` and writeback ~5%, SQLite's
-//! locks (`fcntl`) ~2%.
-//! With `RUST_BACKTRACE=1` in the environment every failed WASI file call
-//! (a file that is not there, asked about on every call) walked the stack:
-//! 18% slower runs, an observe 121 us instead of 69. The benchmark and the
-//! `handoff` binary now turn library backtraces off unless
-//! `RUST_LIB_BACKTRACE` asks for them (`handoff::backtraces`).
-//! Bounds measured by switching a part off (not allowed, so not kept):
-//! without the six intents committed before their writes, ~20% more runs/s;
-//! with instances reused across runs, none; guests built for speed
-//! (`opt-level = 3`) or the host on another allocator (mimalloc), none;
-//! without renewing the lease in every transition, none (noise); the
-//! goal's five steps with every 32 transactions committed as one (what
-//! group commit across runs could give at most; not durable before each
-//! write): 1 worker 343 -> 407 runs/s (3.00 -> 2.51 ms CPU per run), 2
-//! workers 429 -> 547 (3.75 -> 3.09 ms). So the store alone cannot close
-//! the gap: the adapters' calls alone take ~1.7 ms of CPU per run with 2
-//! workers, of the ~2 ms that 1,000 runs/s on two cores leave.
-//! The example lets each record store take 4 calls at once, one per record
-//! (`one-call-per-record`); the workers share one store connection (a
-//! connection each re-read its whole page cache after every commit of
-//! another: 5-7% more CPU per run with 2 workers) and take turns at it.
+//! What it has measured, and where the time goes: `docs/benchmarks.md`.
 
 use handoff::config::Config;
 use handoff::model::CloudEvent;

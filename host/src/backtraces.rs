@@ -3,15 +3,13 @@
 //! The standard library captures one for every `std::backtrace::Backtrace::
 //! capture()` (which `anyhow` and wasmtime's errors call) when
 //! `RUST_LIB_BACKTRACE`, or failing that `RUST_BACKTRACE`, is set and not
-//! `0`. Operators often run with `RUST_BACKTRACE=1` for panics. But
-//! wasmtime-wasi makes an error value of every filesystem call that fails,
-//! and adapters make such calls on every request as a matter of course
-//! ("is the maintenance marker there?", "has this record a sent log?"): each
-//! then walked the whole stack. Measured with `RUST_BACKTRACE=1`, an
-//! fs-records observe took 121 µs instead of 69, a run 18% longer.
-//! handoff never shows those backtraces (errors are reported by message and
-//! cause), so they are off unless `RUST_LIB_BACKTRACE` asks for them by
-//! name. Panics keep theirs: they follow `RUST_BACKTRACE` alone.
+//! `0`. wasmtime-wasi makes an error value of every filesystem call that
+//! fails, and adapters make such calls on every request as a matter of
+//! course, so with `RUST_BACKTRACE=1` every one walked the stack (what it
+//! cost: `docs/benchmarks.md`). handoff never shows those backtraces
+//! (errors are reported by message and cause), so they are off unless
+//! `RUST_LIB_BACKTRACE` asks for them by name. Panics keep theirs: they
+//! follow `RUST_BACKTRACE` alone.
 
 use std::ffi::OsStr;
 

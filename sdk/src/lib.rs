@@ -24,8 +24,10 @@
 //! Build with `cargo build --target wasm32-wasip2`. Outbound HTTP goes through
 //! [`http`], which reports a request the host refused as
 //! [`AdapterError::Denied`] with the reason. Files are plain `std::fs` under the
-//! directories the manifest declares (mounted at `/<name>`). Unit-test adapter
-//! logic natively with [`testing::Harness`].
+//! directories the manifest declares (mounted at `/<name>`). NATS, mail and S3
+//! go through the host ([`nats`], [`mail`], [`s3`]), which holds the
+//! connections and credentials. Unit-test adapter logic natively with
+//! [`testing::Harness`].
 
 mod bindings;
 pub mod fs;

@@ -1,10 +1,9 @@
 //! One connection per database file per process, used in turns.
 //!
 //! SQLite keeps a page cache per connection and throws all of it away
-//! whenever it sees that another connection has committed. With each worker
-//! of `handoff serve` on a connection of its own, every transaction began by
-//! re-reading its pages: with two workers, about 120 more reads per run than
-//! with one, and 5-7% more CPU per run. So every [`super::Store`] opened
+//! whenever it sees that another connection has committed, so workers on
+//! connections of their own re-read their pages at every transaction (what
+//! it cost: `docs/benchmarks.md`). So every [`super::Store`] opened
 //! with `Store::open` on a file in this process shares one connection, and
 //! its users (readers and writers alike) take turns at it here: a turn is
 //! waited for with patience and the next user is woken the moment the
