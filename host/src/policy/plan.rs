@@ -3,6 +3,7 @@
 //! plan, byte for byte, so a resumed run and a re-sent decision carry the
 //! same keys to the targets.
 
+use crate::model::ActionKind;
 use crate::policy::condition::{self, Rendered};
 use crate::policy::template::{Scope, TemplateError, render};
 use crate::policy::{ActionTemplate, Policy};
@@ -64,14 +65,20 @@ impl PlannedAction {
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    /// Which of the closed set of actions it is.
+    pub fn kind(&self) -> ActionKind {
         match self {
-            PlannedAction::SetState(_) => "set-state",
-            PlannedAction::AttachLink { .. } => "attach-link",
-            PlannedAction::Annotate(_) => "annotate",
-            PlannedAction::ClearEntry => "clear-entry",
-            PlannedAction::Publish { .. } => "publish",
+            PlannedAction::SetState(_) => ActionKind::SetState,
+            PlannedAction::AttachLink { .. } => ActionKind::AttachLink,
+            PlannedAction::Annotate(_) => ActionKind::Annotate,
+            PlannedAction::ClearEntry => ActionKind::ClearEntry,
+            PlannedAction::Publish { .. } => ActionKind::Publish,
         }
+    }
+
+    /// Its name in the closed set.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 }
 

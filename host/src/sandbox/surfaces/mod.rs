@@ -224,9 +224,18 @@ fn take<S: Surface>(
             own.insert((*key).to_string(), value);
         }
     }
-    let mut binding: S::Binding = toml::Value::Table(own)
-        .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    let parse = |table: toml::Table| toml::Value::Table(table).try_into::<S::Binding>();
+    let mut binding = parse(own.clone()).map_err(|e| {
+        // Named by the key that does not parse on its own.
+        let key = own.iter().find_map(|(key, value)| {
+            let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
+            parse(alone).is_err().then_some(key.as_str())
+        });
+        match key {
+            Some(key) => format!("{key}: {}", e.message()),
+            None => e.message().to_string(),
+        }
+    })?;
     S::resolve_paths(&mut binding, resolve);
     Ok(binding)
 }
