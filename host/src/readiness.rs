@@ -87,6 +87,8 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
     }
 
     let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
+    // Whether each instance that loads may publish (what reaching a role takes).
+    let mut publishes = std::collections::BTreeMap::new();
     for (name, instance) in &config.adapters {
         let subject = format!("adapter {name}");
         let users: Vec<&str> = policies
@@ -109,6 +111,10 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
                 continue;
             }
         };
+        publishes.insert(
+            name.clone(),
+            narrowing::allows(loaded.grants(), crate::model::ActionKind::Publish),
+        );
         if let Some(refused) = steps_refused(&policies, name, loaded.grants()) {
             findings.push(Finding::problem(subject, refused));
             continue;
@@ -133,7 +139,75 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
             ..Finding::ready(subject, detail)
         });
     }
+    findings.extend(roles(config, &policies, &publishes));
     Ok(findings)
+}
+
+/// Each role: who reaches it and its escalation chain; a problem when an
+/// instance that should reach it may not publish, or when delivery is
+/// configured and a policy routes to a role nobody reaches.
+fn roles(
+    config: &Config,
+    policies: &[ConfiguredPolicy],
+    publishes: &std::collections::BTreeMap<String, bool>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (name, role) in &config.roles {
+        let subject = format!("role {name}");
+        let mute: Vec<&str> = role
+            .reach
+            .iter()
+            .filter(|i| publishes.get(*i) == Some(&false))
+            .map(String::as_str)
+            .collect();
+        if !mute.is_empty() {
+            findings.push(Finding::problem(
+                subject,
+                format!(
+                    "reached through {}, which may not publish; allow publish in their \
+                     [adapters.X] actions (within their approval) or reach the role another way",
+                    mute.join(", ")
+                ),
+            ));
+            continue;
+        }
+        let reach = if role.reach.is_empty() {
+            "told through no instance (packets wait in the inbox)".to_string()
+        } else {
+            format!("told through {}", role.reach.join(", "))
+        };
+        let escalation = match &role.escalate_to {
+            Some(next) => format!(
+                "; escalates to {next} after {}",
+                role.after_hours
+                    .map_or("the SLA".to_string(), |h| format!("{h} h unacknowledged"))
+            ),
+            None => String::new(),
+        };
+        findings.push(Finding::ready(
+            subject,
+            format!(
+                "{reach}; reminder at {} % of the SLA{escalation}",
+                role.remind_at_percent
+            ),
+        ));
+    }
+    if !config.roles.is_empty() {
+        for c in policies {
+            let to = &c.policy.follow_up.route_to;
+            if !config.roles.contains_key(to) {
+                findings.push(Finding::problem(
+                    format!("role {to}"),
+                    format!(
+                        "policy {} routes follow-ups to {to}, which no [roles.{to}] names, so \
+                         nobody would be told; add [roles.{to}] with the instances that reach it",
+                        c.policy.id
+                    ),
+                ));
+            }
+        }
+    }
+    findings
 }
 
 /// The steps of the policies that ask an instance for an action its grant

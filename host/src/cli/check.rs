@@ -45,7 +45,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     let c = &ctx.config;
     let s = &c.serve;
     let path = |p: &std::path::Path| p.display().to_string();
-    let values: [(&str, String); 15] = [
+    let values: [(&str, String); 17] = [
         ("store.path", path(&ctx.store_path)),
         ("store.cache-dir", path(&c.cache_dir)),
         (
@@ -84,6 +84,11 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
         ),
         ("serve.reconcile-seconds", s.reconcile_secs.to_string()),
         ("serve.anchor-log-seconds", s.anchor_log_secs.to_string()),
+        ("serve.deliver-seconds", s.deliver_secs.to_string()),
+        (
+            "serve.public-url",
+            s.public_url.clone().unwrap_or_else(|| "(none)".into()),
+        ),
     ];
     values
         .into_iter()

@@ -1,5 +1,6 @@
-//! `handoff follow-ups list | show ID | ack ID | resolve ID`: the packets
-//! handed to people, who took them on, and their decisions.
+//! `handoff follow-ups list | show ID | notices ID | ack ID | resolve ID |
+//! deliver`: the packets handed to people, who was told of them, who took
+//! them on, and their decisions.
 
 use super::run::{code, engine, print_report, runtime};
 use super::{Ctx, exit};
@@ -40,6 +41,23 @@ pub enum FollowUpsCommand {
         id: i64,
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The notices a packet sends its role and the escalation chain, and
+    /// where each stands.
+    Notices {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the notices whose time has come (what `serve` does every
+    /// `deliver-seconds`), once.
+    Deliver {
+        /// The time to deliver as of (RFC 3339; default now): a reminder or
+        /// escalation due by then goes out.
+        #[arg(long)]
+        now: Option<jiff::Timestamp>,
         #[arg(long)]
         json: bool,
     },
@@ -128,6 +146,57 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                 print!("{}", f.markdown());
             }
             Ok(exit::OK)
+        }
+        FollowUpsCommand::Notices { id, json } => {
+            let store = ctx.open_store()?;
+            let conn = store.conn()?;
+            if follow_ups::get(&conn, id)?.is_none() {
+                bail!("no follow-up {id}; see handoff follow-ups list");
+            }
+            let list = crate::store::notices::for_follow_up(&conn, id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(exit::OK);
+            }
+            if list.is_empty() {
+                println!(
+                    "follow-up {id} sends no notices: its role has no [roles.NAME] with `reach`"
+                );
+            }
+            for n in &list {
+                println!(
+                    "{:<5} {:<9} → {:<22} via {:<12} at {}  {}{}",
+                    n.id,
+                    n.kind.name(),
+                    n.role,
+                    n.instance,
+                    n.sent_at.as_deref().unwrap_or(&n.send_at),
+                    n.state.name(),
+                    n.last_error
+                        .as_ref()
+                        .map(|e| format!(" ({} tries; last: {e})", n.attempts))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(exit::OK)
+        }
+        FollowUpsCommand::Deliver { now, json } => {
+            let mut engine = engine(ctx)?;
+            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let done = runtime()?.block_on(engine.deliver(now))?;
+            if json {
+                println!("{}", serde_json::to_string(&done)?);
+            } else {
+                println!(
+                    "notices: {} sent, {} to try again, {} failed, {} no longer needed",
+                    done.sent, done.retried, done.failed, done.cancelled
+                );
+            }
+            Ok(if done.failed > 0 {
+                exit::ERROR
+            } else {
+                exit::OK
+            })
         }
         FollowUpsCommand::Ack { id, by, json } => {
             if by.trim().is_empty() {

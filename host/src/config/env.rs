@@ -83,6 +83,18 @@ const SETTINGS: &[(&str, &str, &str, Kind)] = &[
         "HANDOFF_SERVE_ANCHOR_LOG_SECONDS",
         Kind::Count,
     ),
+    (
+        "serve",
+        "deliver-seconds",
+        "HANDOFF_SERVE_DELIVER_SECONDS",
+        Kind::Count,
+    ),
+    (
+        "serve",
+        "public-url",
+        "HANDOFF_SERVE_PUBLIC_URL",
+        Kind::Text,
+    ),
 ];
 
 /// Where a setting's value came from.

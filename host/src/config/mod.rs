@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub mod env;
+mod roles;
 pub mod serve;
 pub use serve::{Scheme, ServeConfig, SourceConfig};
 
@@ -57,6 +58,9 @@ pub struct Config {
     pub retry: Retry,
     /// `handoff serve`'s intake (defaults when the section is absent).
     pub serve: ServeConfig,
+    /// The roles follow-ups are routed to, and how each is reached
+    /// (`[roles.NAME]`).
+    pub roles: crate::follow_up::notices::Roles,
     /// Where each `[store]` and `[serve]` setting came from (`serve.workers`
     /// → the file, a `HANDOFF_…` variable, or the default).
     pub origins: BTreeMap<String, env::Origin>,
@@ -110,6 +114,7 @@ impl Default for Config {
             policies: Vec::new(),
             retry: Retry::default(),
             serve: ServeConfig::default(),
+            roles: Default::default(),
             origins: BTreeMap::new(),
         }
     }
@@ -130,6 +135,8 @@ struct RawConfig {
     retry: Retry,
     #[serde(default)]
     serve: serve::RawServe,
+    #[serde(default)]
+    roles: BTreeMap<String, roles::RawRole>,
 }
 
 #[derive(Deserialize, Default)]
@@ -319,6 +326,7 @@ impl Config {
                 Ok((name, instance))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        let roles = roles::finish(raw.roles, &adapters).map_err(&invalid)?;
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             durability: raw.store.durability.unwrap_or(defaults.durability),
@@ -366,6 +374,7 @@ impl Config {
                 },
             },
             adapters,
+            roles,
             policies: raw.policies.into_iter().map(resolve).collect(),
             serve: raw.serve.finish(&resolve).map_err(invalid)?,
             origins,

@@ -98,6 +98,12 @@ pub struct ServeConfig {
     /// Between log lines carrying the audit head as an anchor (for logs
     /// shipped elsewhere to keep); 0: only at start and stop.
     pub anchor_log_secs: u64,
+    /// Between passes that send the follow-up notices whose time has come;
+    /// 0 turns delivery off.
+    pub deliver_secs: u64,
+    /// Where people reach this service (`https://handoff.example.internal`):
+    /// notices link to a packet there.
+    pub public_url: Option<String>,
     pub nats: Option<NatsIntake>,
     /// Keyed by the CloudEvent `source` attribute.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -117,6 +123,8 @@ impl Default for ServeConfig {
             shutdown_grace_secs: 30,
             reconcile_secs: 300,
             anchor_log_secs: 3600,
+            deliver_secs: 15,
+            public_url: None,
             nats: None,
             sources: BTreeMap::new(),
         }
@@ -137,6 +145,8 @@ pub(super) struct RawServe {
     shutdown_grace_seconds: Option<u64>,
     reconcile_seconds: Option<u64>,
     anchor_log_seconds: Option<u64>,
+    deliver_seconds: Option<u64>,
+    public_url: Option<String>,
     nats: Option<NatsIntake>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
@@ -225,6 +235,21 @@ impl RawServe {
                 .unwrap_or(defaults.shutdown_grace_secs),
             reconcile_secs: self.reconcile_seconds.unwrap_or(defaults.reconcile_secs),
             anchor_log_secs: self.anchor_log_seconds.unwrap_or(defaults.anchor_log_secs),
+            deliver_secs: self.deliver_seconds.unwrap_or(defaults.deliver_secs),
+            public_url: match self.public_url {
+                None => None,
+                Some(url) => {
+                    let url = url.trim_end_matches('/').to_string();
+                    if !(url.starts_with("http://") || url.starts_with("https://"))
+                        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(format!(
+                            "serve.public-url {url:?}: an http:// or https:// address people reach the service at"
+                        ));
+                    }
+                    Some(url)
+                }
+            },
             nats: match self.nats {
                 Some(n) if n.ack_wait_seconds == 0 => {
                     return Err("serve.nats.ack-wait-seconds must be at least 1".into());

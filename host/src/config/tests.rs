@@ -135,3 +135,56 @@ fn retry_pauses_double_up_to_the_cap() {
     let err = Config::parse("[retry]\nattempts = 0\n", Path::new("h.toml")).unwrap_err();
     assert!(err.to_string().contains("retry.attempts"), "{err}");
 }
+
+#[test]
+fn roles_name_instances_that_can_publish_and_chains_that_exist() {
+    let parse = |roles: &str| {
+        let text = format!(
+            "[adapters.mail]\npackage = \"p\"\n[adapters.tracker]\npackage = \"p\"\n\
+             actions = [\"set-state\"]\n{roles}"
+        );
+        Config::parse(&text, Path::new("h.toml")).map_err(|e| e.to_string())
+    };
+    let ok = parse(
+        "[roles.coordinator]\nreach = [\"mail\"]\nescalate-to = \"manager\"\nafter-hours = 4\n\
+         [roles.manager]\nreach = [\"mail\"]\nremind-at = 50\n",
+    )
+    .unwrap();
+    let coordinator = &ok.roles["coordinator"];
+    assert_eq!(
+        (
+            coordinator.escalate_to.as_deref(),
+            coordinator.after_hours,
+            coordinator.remind_at_percent
+        ),
+        (Some("manager"), Some(4), 75)
+    );
+    assert_eq!(ok.roles["manager"].remind_at_percent, 50);
+    for (roles, expected) in [
+        (
+            "[roles.c]\nreach = [\"nobody\"]\n",
+            "no adapter instance \"nobody\"",
+        ),
+        ("[roles.c]\nreach = [\"tracker\"]\n", "leaves out publish"),
+        (
+            "[roles.c]\nescalate-to = \"x\"\n",
+            "roles.c.escalate-to: no role \"x\"",
+        ),
+        ("[roles.c]\nescalate-to = \"c\"\n", "names the role itself"),
+        (
+            "[roles.c]\nafter-hours = 0\nescalate-to = \"d\"\n[roles.d]\n",
+            "after-hours is 0",
+        ),
+        ("[roles.c]\nafter-hours = 3\n", "escalate-to is not"),
+        ("[roles.c]\nremind-at = 100\n", "1 to 99"),
+        ("[roles.c]\nremind-at = 0\n", "1 to 99"),
+        (
+            "[roles.c]\nrecipients = [\"a\"]\n",
+            "unknown field `recipients`",
+        ),
+        ("[roles.\"a b\"]\n", "a role name is letters"),
+    ] {
+        let err = parse(roles).unwrap_err();
+        assert!(err.contains(expected), "{roles}: {err}");
+    }
+}

@@ -6,6 +6,8 @@
 //! role it goes to and by when. It is rendered as Markdown for people and
 //! JSON for tools.
 
+pub mod notices;
+
 use crate::policy::condition::{Mismatch, View};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -12,6 +12,7 @@
 
 pub mod contract;
 pub mod event;
+pub mod notice;
 pub mod outcome;
 pub mod reason;
 pub mod step;
@@ -19,8 +20,9 @@ pub mod time;
 
 pub use contract::{ActionKind, WIT_VERSION, World};
 pub use event::{CloudEvent, DuplicateOf, EventError};
+pub use notice::{NoticeKind, NoticeState};
 pub use outcome::Outcome;
-pub use reason::{Reason, Resolution, Verdict};
+pub use reason::{Reason, Resolution, ResolutionVerdict, Verdict};
 pub use step::{IllegalTransition, StepEvent, StepState};
 
 /// Declares a closed set: a fieldless enum whose every variant has one name,

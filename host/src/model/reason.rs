@@ -47,6 +47,15 @@ crate::closed_enum! {
 }
 
 crate::closed_enum! {
+    /// Whether a resolved packet was needed: `unnecessary` marks a false
+    /// positive of the automation (it should not have handed off).
+    pub enum ResolutionVerdict {
+        Needed = "needed",
+        Unnecessary = "unnecessary",
+    }
+}
+
+crate::closed_enum! {
     /// A capability check's verdict.
     pub enum Verdict {
         Allowed = "allowed",

@@ -10,6 +10,7 @@ use super::faults::Faults;
 use super::throttle::Throttle;
 use super::{ConfiguredPolicy, RunError, Timed, TimingObserver, configure_policy, same_trigger};
 use crate::config::{AdapterInstance, Config, Retry};
+use crate::follow_up::notices::Roles;
 use crate::policy::Policy;
 use crate::sandbox::package::Package;
 use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
@@ -33,6 +34,10 @@ pub struct Host {
     /// Told how long each step and each adapter call took (the service's
     /// metrics, the benchmark's breakdown).
     timings: Option<TimingObserver>,
+    /// Who follow-ups are routed to, and how each role is told.
+    pub(crate) roles: Roles,
+    /// Where the console is reached, for the links in notices.
+    pub(crate) public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Host {
@@ -76,6 +81,8 @@ impl Host {
             throttle: Arc::new(Throttle::new(config.adapters.values())),
             faults: Faults::from_env(),
             timings: None,
+            roles: config.roles.clone(),
+            public_url: config.serve.public_url.clone(),
         })
     }
 

@@ -14,6 +14,7 @@
 pub mod business_key;
 pub mod calls;
 pub mod confirm;
+pub mod deliver;
 pub mod driver;
 pub mod error;
 pub mod execute;

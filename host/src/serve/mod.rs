@@ -192,6 +192,14 @@ pub async fn serve(
     });
     let (stop, stopped) = watch::channel(false);
     let mut workers = workers::spawn(engines, receiver, stopped.clone(), metrics.clone());
+    if serve.deliver_secs > 0 {
+        workers.push(workers::spawn_deliverer(
+            Engine::with_host(host.clone(), open()?),
+            Duration::from_secs(serve.deliver_secs),
+            app.clone(),
+            stopped.clone(),
+        ));
+    }
     if serve.reconcile_secs > 0 {
         workers.push(workers::spawn_reconciler(
             Engine::with_host(host.clone(), open()?),

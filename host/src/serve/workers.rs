@@ -141,3 +141,56 @@ pub(super) fn spawn_reconciler(
         })
         .expect("the reconciler thread starts")
 }
+
+/// The delivery loop: every `every`, the notices whose time has come are
+/// sent (on a thread of its own, like the reconciler: a slow mail server
+/// holds up no run).
+pub(super) fn spawn_deliverer(
+    mut engine: Engine,
+    every: std::time::Duration,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("handoff-deliver".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the delivery runtime starts");
+            runtime.block_on(async move {
+                loop {
+                    match engine.deliver(jiff::Timestamp::now()).await {
+                        Ok(done) => {
+                            app.metrics
+                                .notice_retries
+                                .fetch_add(done.retried as u64, Ordering::Relaxed);
+                            if done != Default::default() {
+                                tracing::info!(
+                                    sent = done.sent,
+                                    retried = done.retried,
+                                    failed = done.failed,
+                                    cancelled = done.cancelled,
+                                    "notices delivered"
+                                );
+                            }
+                            // A full pass leaves more due: go on at once.
+                            let taken = done.sent + done.retried + done.failed + done.cancelled;
+                            if taken >= crate::pipeline::deliver::NOTICES_PER_PASS {
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "delivery pass failed; next pass retries")
+                        }
+                    }
+                    engine.reload_adapters();
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(every) => {},
+                    }
+                }
+            });
+        })
+        .expect("the delivery thread starts")
+}

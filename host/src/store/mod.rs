@@ -14,6 +14,7 @@ pub mod follow_ups;
 pub mod gate;
 pub mod intake;
 pub mod migrations;
+pub mod notices;
 pub mod policies;
 pub mod retention;
 pub mod runs;

@@ -233,3 +233,69 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     assert_eq!(shown["acknowledged_by"], "release-coordinator");
     assert_eq!(shown["acknowledged_at"], shown["resolved_at"]);
 }
+
+#[test]
+fn a_packet_tells_its_role_once_and_a_resolution_stops_what_was_still_to_come() {
+    let s = Scenario::new();
+    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    config.push_str("\n[roles.release-coordinator]\nreach = [\"notify\"]\n");
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    let event = another_decision(&s, "RV-400", "reopened");
+    let (code, r) = run_event_json(&s, &event);
+    assert_eq!(code, 3, "{r}");
+    let id = r["follow_up"].as_i64().unwrap().to_string();
+    let deliver = |now: &str| {
+        let mut args = vec!["follow-ups", "deliver", "--json"];
+        if !now.is_empty() {
+            args.extend(["--now", now]);
+        }
+        let (code, out, err) = outcome(&s.handoff(&args));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    assert_eq!(
+        deliver(""),
+        json!({"sent": 1, "retried": 0, "failed": 0, "cancelled": 0})
+    );
+    assert_eq!(deliver("")["sent"], 0, "sent once");
+    let told = s.messages("notify", "release-coordinator");
+    assert_eq!(told.len(), 1, "{told:?}");
+    let subject = told[0]["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with(&format!("handoff follow-up {id} ["))
+            && subject.contains("needs a person (release-coordinator, due "),
+        "{subject}"
+    );
+    assert!(told[0]["key"].as_str().unwrap().starts_with("hn1-"));
+
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Long after the due time: the reminder and the overdue notice are
+    // dropped, not sent.
+    assert_eq!(
+        deliver("2100-01-01T00:00:00Z"),
+        json!({"sent": 0, "retried": 0, "failed": 0, "cancelled": 2})
+    );
+    assert_eq!(s.messages("notify", "release-coordinator").len(), 1);
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    assert_lines(
+        &metrics,
+        &["handoff_notices{state=\"sent\",kind=\"opened\"} 1"],
+    );
+    let (_, out, _) = outcome(&s.handoff(&["follow-ups", "notices", &id]));
+    assert_eq!(
+        out.lines()
+            .map(|l| l.split_whitespace().last().unwrap())
+            .collect::<Vec<_>>(),
+        ["sent", "cancelled", "cancelled"],
+        "{out}"
+    );
+}

@@ -4,6 +4,7 @@
 //! the follow-up packet), each with its audit rows in one transaction.
 
 use super::Driver;
+use crate::follow_up::notices;
 use crate::model::{Outcome, StepEvent, StepState};
 use crate::pipeline::halt::{self, Halt};
 use crate::pipeline::record::Row;
@@ -100,10 +101,15 @@ impl Driver<'_> {
         );
         let run_id = self.run.run_id.clone();
         let pending_ids: Vec<_> = packet.pending.iter().map(|s| s.step.clone()).collect();
+        let roles = &self.engine.host.roles;
         let id = self
             .recorder
             .commit(&mut self.engine.store, &self.run, |tx| {
                 let id = crate::store::follow_ups::insert(tx, &packet)?;
+                // Who is told, and when: scheduled with the packet, so a
+                // crash loses none of it.
+                let notices = notices::schedule(id, &packet, roles, jiff::Timestamp::now());
+                crate::store::notices::schedule(tx, id, &notices)?;
                 runs::set_outcome(tx, &run_id, Some(outcome))?;
                 let rows = vec![
                     Row::new(

@@ -1,5 +1,6 @@
 //! The numbers `/metrics` reports of the store: runs by outcome, follow-ups
-//! by reason, open and overdue, times to acknowledge and resolve,
+//! by reason, open and overdue, notices sent and failed, times to
+//! acknowledge and resolve,
 //! capability decisions, duplicates. They are the store's own counts
 //! ([`Store::stats`]), kept by its triggers as changes happen.
 
@@ -41,6 +42,23 @@ pub(super) fn from_store(store: &Store) -> Result<String, crate::store::StoreErr
         "follow-ups/",
         "reason",
     );
+    let _ = writeln!(
+        out,
+        "# HELP handoff_notices Notices to people (opened, reminder, overdue, escalated) \
+         delivered, or failed after their last try.\n# TYPE handoff_notices gauge"
+    );
+    for (key, n) in counters.range("notices/".to_string()..) {
+        let Some((state, kind)) = key.strip_prefix("notices/").and_then(|k| k.split_once('/'))
+        else {
+            break;
+        };
+        let _ = writeln!(
+            out,
+            "handoff_notices{{state=\"{}\",kind=\"{}\"}} {n}",
+            label(state),
+            label(kind)
+        );
+    }
     grouped(
         &mut out,
         "handoff_capability_decisions",

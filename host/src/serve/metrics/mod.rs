@@ -34,6 +34,8 @@ pub struct Metrics {
     pub in_flight: AtomicU64,
     /// Runs created by reconciliation (decisions no event brought).
     pub reconciled: AtomicU64,
+    /// Notice deliveries that failed and were put off for another try.
+    pub notice_retries: AtomicU64,
     /// From the request's arrival to the durable store's commit.
     pub intake_latency: Histogram,
     /// Per adapter: one step, observe to confirmed.
@@ -126,7 +128,7 @@ impl Metrics {
                 label(reason)
             );
         }
-        let gauges: [(&str, &str, &str, &AtomicU64); 5] = [
+        let gauges: [(&str, &str, &str, &AtomicU64); 6] = [
             (
                 "handoff_events_accepted_total",
                 "counter",
@@ -156,6 +158,12 @@ impl Metrics {
                 "counter",
                 "Runs created by reconciliation polling.",
                 &self.reconciled,
+            ),
+            (
+                "handoff_notice_retries_total",
+                "counter",
+                "Notice deliveries that failed and were put off for another try.",
+                &self.notice_retries,
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -265,6 +265,31 @@ pub const MIGRATIONS: &[&str] = &[
         FROM steps;
     DROP TABLE steps;
     ALTER TABLE steps_v10 RENAME TO steps;",
+    // 11: the notices a follow-up packet sends to people (delivery,
+    // reminders, overdue notices, escalations), scheduled with the packet
+    // and each sent at most once by its key; and whether a resolved packet
+    // was needed at all (a false positive of the automation).
+    "CREATE TABLE notices (
+        id           INTEGER PRIMARY KEY,
+        follow_up_id INTEGER NOT NULL REFERENCES follow_ups(id),
+        kind         TEXT NOT NULL CHECK (kind IN ('opened', 'reminder', 'overdue', 'escalated')),
+        role         TEXT NOT NULL,
+        instance     TEXT NOT NULL,
+        notice_key   TEXT NOT NULL UNIQUE,
+        send_at      TEXT NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'cancelled')),
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        sent_at      TEXT
+    );
+    CREATE INDEX notices_due ON notices(send_at) WHERE state = 'pending';
+    CREATE INDEX notices_by_follow_up ON notices(follow_up_id);
+    ALTER TABLE follow_ups ADD COLUMN verdict TEXT CHECK (verdict IN ('needed', 'unnecessary'));
+    CREATE TRIGGER count_notice_sent AFTER UPDATE OF state ON notices
+        WHEN OLD.state IS NOT NEW.state AND NEW.state IN ('sent', 'failed') BEGIN
+        INSERT INTO counters (name, n) VALUES ('notices/' || NEW.state || '/' || NEW.kind, 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.

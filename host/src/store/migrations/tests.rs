@@ -121,6 +121,13 @@ fn each_check_list_is_its_closed_set() {
         check_list(&conn, "capability_decisions", "verdict"),
         names(&verdicts)
     );
+    use crate::model::{NoticeKind, NoticeState, ResolutionVerdict};
+    let kinds: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(check_list(&conn, "notices", "kind"), names(&kinds));
+    let states: Vec<&str> = NoticeState::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(check_list(&conn, "notices", "state"), names(&states));
+    let judged: Vec<&str> = ResolutionVerdict::ALL.iter().map(|v| v.name()).collect();
+    assert_eq!(check_list(&conn, "follow_ups", "verdict"), names(&judged));
 }
 
 #[test]

@@ -1,0 +1,101 @@
+//! `[roles.NAME]`: the people a follow-up packet is routed to, as the
+//! configuration names them: the adapter instances that reach each role
+//! (each with `publish`), when it is reminded, and its escalation chain.
+
+use super::AdapterInstance;
+use crate::follow_up::notices::{Role, Roles};
+use crate::model::ActionKind;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawRole {
+    #[serde(default)]
+    reach: Vec<String>,
+    escalate_to: Option<String>,
+    after_hours: Option<u32>,
+    remind_at: Option<u8>,
+}
+
+/// The roles, checked against each other and the adapter instances.
+pub(super) fn finish(
+    raw: BTreeMap<String, RawRole>,
+    adapters: &BTreeMap<String, AdapterInstance>,
+) -> Result<Roles, String> {
+    let names: Vec<&String> = raw.keys().collect();
+    let mut roles = Roles::new();
+    for (name, r) in &raw {
+        if !super::valid_instance_name(name) {
+            return Err(format!(
+                "roles.{name:?}: a role name is letters, digits, '-', '_' and '.', starting \
+                 with a letter or digit (it names the role in messages, metrics and the audit \
+                 trail)"
+            ));
+        }
+        for instance in &r.reach {
+            let Some(adapter) = adapters.get(instance) else {
+                return Err(format!(
+                    "roles.{name}.reach: no adapter instance {instance:?}; configure it as \
+                     [adapters.{instance}] (an smtp, webhook or nats adapter with publish)"
+                ));
+            };
+            if adapter
+                .actions
+                .as_ref()
+                .is_some_and(|a| !a.contains(&ActionKind::Publish))
+            {
+                return Err(format!(
+                    "roles.{name}.reach: adapters.{instance}.actions leaves out publish, so it \
+                     cannot tell anyone; add \"publish\" there or reach the role through \
+                     another instance"
+                ));
+            }
+        }
+        if let Some(next) = &r.escalate_to {
+            if next == name {
+                return Err(format!("roles.{name}.escalate-to names the role itself"));
+            }
+            if !raw.contains_key(next) {
+                return Err(format!(
+                    "roles.{name}.escalate-to: no role {next:?}; the roles are {}",
+                    names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        if r.after_hours == Some(0) {
+            return Err(format!(
+                "roles.{name}.after-hours is 0; set the hours (1 or more) a packet waits \
+                 unacknowledged before the next role is told"
+            ));
+        }
+        if r.after_hours.is_some() && r.escalate_to.is_none() {
+            return Err(format!(
+                "roles.{name}.after-hours is set but escalate-to is not: name the role told \
+                 after that time"
+            ));
+        }
+        let defaults = Role::default();
+        let remind_at_percent = r.remind_at.unwrap_or(defaults.remind_at_percent);
+        if !(1..=99).contains(&remind_at_percent) {
+            return Err(format!(
+                "roles.{name}.remind-at is {remind_at_percent}; it is the percent of the SLA \
+                 at which the reminder goes, 1 to 99"
+            ));
+        }
+        roles.insert(
+            name.clone(),
+            Role {
+                reach: r.reach.clone(),
+                escalate_to: r.escalate_to.clone(),
+                after_hours: r.after_hours,
+                remind_at_percent,
+            },
+        );
+    }
+    Ok(roles)
+}
