@@ -58,11 +58,29 @@ pub struct Notice {
     pub key: String,
 }
 
-/// The key of one notice of one packet through one instance.
-pub fn key(follow_up: i64, run_id: &str, kind: NoticeKind, role: &str, instance: &str) -> String {
-    let encoded =
-        serde_json::to_string(&("notice", follow_up, run_id, kind.name(), role, instance))
-            .expect("a tuple of strings encodes");
+/// The key of one notice of one packet through one instance. The packet
+/// is named by its event and policy as well as its store's ids: another
+/// store (another deployment, a test) numbers its packets and runs from 1
+/// too, and a target shared with it must not take this notice for one of
+/// its own.
+pub fn key(
+    follow_up: i64,
+    packet: &Packet,
+    kind: NoticeKind,
+    role: &str,
+    instance: &str,
+) -> String {
+    let encoded = serde_json::to_string(&(
+        "notice",
+        &packet.event_id,
+        &packet.policy_sha256,
+        &packet.run_id,
+        follow_up,
+        kind.name(),
+        role,
+        instance,
+    ))
+    .expect("a tuple of strings encodes");
     format!("hn1-{}", hex::encode(Sha256::digest(encoded.as_bytes())))
 }
 
@@ -92,7 +110,7 @@ pub fn schedule(
                 role: role_name.to_string(),
                 instance: instance.clone(),
                 send_at: at(when),
-                key: key(follow_up, &packet.run_id, kind, role_name, instance),
+                key: key(follow_up, packet, kind, role_name, instance),
             });
         }
     };

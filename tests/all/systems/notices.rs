@@ -50,11 +50,14 @@ fn deliver(s: &Scenario, now: Option<&str>) -> Value {
     json(s, &args)
 }
 
-/// The mails about this packet's run whose subject says `what`.
+/// The mails about this packet's run that say `what`, with their
+/// quoted-printable soft line breaks undone.
 fn mails(seeded: &Seeded, what: &str) -> Vec<String> {
-    mails_containing(&format!("(event redmine-{})", seeded.review))
+    let run = format!("(event redmine-{})", seeded.review);
+    mails_containing("")
         .into_iter()
-        .filter(|m| m.contains(what))
+        .map(|m| m.replace("=\n", ""))
+        .filter(|m| m.contains(&run) && m.contains(what))
         .collect()
 }
 
