@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub mod env;
-mod roles;
+pub mod roles;
 pub mod serve;
 pub use serve::{Scheme, ServeConfig, SourceConfig};
 
@@ -61,6 +61,8 @@ pub struct Config {
     /// The roles follow-ups are routed to, and how each is reached
     /// (`[roles.NAME]`).
     pub roles: crate::follow_up::notices::Roles,
+    /// Who may use `serve`'s API, by role (the roles with `tokens`).
+    pub access: BTreeMap<String, roles::Access>,
     /// Where each `[store]` and `[serve]` setting came from (`serve.workers`
     /// → the file, a `HANDOFF_…` variable, or the default).
     pub origins: BTreeMap<String, env::Origin>,
@@ -115,6 +117,7 @@ impl Default for Config {
             retry: Retry::default(),
             serve: ServeConfig::default(),
             roles: Default::default(),
+            access: BTreeMap::new(),
             origins: BTreeMap::new(),
         }
     }
@@ -326,7 +329,7 @@ impl Config {
                 Ok((name, instance))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
-        let roles = roles::finish(raw.roles, &adapters).map_err(&invalid)?;
+        let (roles, access) = roles::finish(raw.roles, &adapters, &resolve).map_err(&invalid)?;
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             durability: raw.store.durability.unwrap_or(defaults.durability),
@@ -375,6 +378,7 @@ impl Config {
             },
             adapters,
             roles,
+            access,
             policies: raw.policies.into_iter().map(resolve).collect(),
             serve: raw.serve.finish(&resolve).map_err(invalid)?,
             origins,

@@ -1,8 +1,9 @@
 //! `[roles.NAME]`: the people a follow-up packet is routed to, as the
 //! configuration names them: the adapter instances that reach each role
-//! (each with `publish`), when it is reminded, and its escalation chain.
+//! (each with `publish`), when it is reminded, its escalation chain, and
+//! the tokens its people present to `serve`'s API (with their scope).
 
-use super::AdapterInstance;
+use super::{AdapterInstance, SecretSource};
 use crate::follow_up::notices::{Role, Roles};
 use crate::model::ActionKind;
 use serde::Deserialize;
@@ -16,15 +17,41 @@ pub(super) struct RawRole {
     escalate_to: Option<String>,
     after_hours: Option<u32>,
     remind_at: Option<u8>,
+    #[serde(default)]
+    tokens: Vec<SecretSource>,
+    #[serde(default)]
+    scope: Scope,
+}
+
+/// What a role's token lets its holder do on the API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Read runs and the audit head; read, acknowledge and resolve the
+    /// role's own packets (routed or escalated to it).
+    #[default]
+    Role,
+    /// Read everything, change nothing.
+    Reviewer,
+}
+
+/// A role's access to the API: the sources of its tokens (read, hashed and
+/// dropped when `serve` starts) and its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub tokens: Vec<SecretSource>,
+    pub scope: Scope,
 }
 
 /// The roles, checked against each other and the adapter instances.
 pub(super) fn finish(
     raw: BTreeMap<String, RawRole>,
     adapters: &BTreeMap<String, AdapterInstance>,
-) -> Result<Roles, String> {
+    resolve: &dyn Fn(std::path::PathBuf) -> std::path::PathBuf,
+) -> Result<(Roles, BTreeMap<String, Access>), String> {
     let names: Vec<&String> = raw.keys().collect();
     let mut roles = Roles::new();
+    let mut access = BTreeMap::new();
     for (name, r) in &raw {
         if !super::valid_instance_name(name) {
             return Err(format!(
@@ -87,6 +114,22 @@ pub(super) fn finish(
                  at which the reminder goes, 1 to 99"
             ));
         }
+        if !r.tokens.is_empty() {
+            access.insert(
+                name.clone(),
+                Access {
+                    tokens: r
+                        .tokens
+                        .iter()
+                        .map(|t| match t {
+                            SecretSource::File(p) => SecretSource::File(resolve(p.clone())),
+                            env => env.clone(),
+                        })
+                        .collect(),
+                    scope: r.scope,
+                },
+            );
+        }
         roles.insert(
             name.clone(),
             Role {
@@ -97,5 +140,5 @@ pub(super) fn finish(
             },
         );
     }
-    Ok(roles)
+    Ok((roles, access))
 }

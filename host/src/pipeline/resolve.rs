@@ -51,13 +51,30 @@ impl Engine {
         by: &str,
         note: &str,
     ) -> Result<Option<Report>, RunError> {
-        let follow_up =
-            follow_ups::get(&*self.store.conn()?, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
+        let (run_id, _) = self.decide(id, resolution, by, note)?;
+        if resolution == Resolution::Resume {
+            self.reload_adapters();
+            return Ok(Some(self.drive(&run_id).await?));
+        }
+        Ok(None)
+    }
+
+    /// Record a resolution of follow-up `id` with its audit row, in one
+    /// transaction; for `resume` the run is left unfinished, to be driven
+    /// (by the caller, or the next `resume`). The run's and event's ids.
+    pub fn decide(
+        &mut self,
+        id: i64,
+        resolution: Resolution,
+        by: &str,
+        note: &str,
+    ) -> Result<(String, String), RunError> {
+        let tx = self.store.write()?;
+        let follow_up = follow_ups::get(&tx, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
         if !follow_up.is_open() {
             return Err(RunError::AlreadyResolved(id));
         }
         let run_id = follow_up.packet.run_id.clone();
-        let tx = self.store.write()?;
         if !follow_ups::resolve(&tx, id, resolution, by, note)? {
             return Err(RunError::AlreadyResolved(id));
         }
@@ -80,10 +97,6 @@ impl Engine {
             },
         )?;
         tx.commit()?;
-        if resolution == Resolution::Resume {
-            self.reload_adapters();
-            return Ok(Some(self.drive(&run_id).await?));
-        }
-        Ok(None)
+        Ok((run_id, follow_up.packet.event_id))
     }
 }

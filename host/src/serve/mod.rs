@@ -17,6 +17,7 @@
 //! each worker finishes the run it is driving and stops; runs still queued
 //! stay unfinished in the store and are queued again on the next start.
 
+pub mod api;
 mod commit;
 pub mod intake;
 mod listener;
@@ -46,6 +47,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// Requests per second each API caller may make, after a burst of
+/// [`API_BURST`].
+const API_REQUESTS_PER_SECOND: f64 = 20.0;
+const API_BURST: f64 = 40.0;
+
 /// What the request handlers share.
 pub struct App {
     /// Stores events (the doors' one commit path).
@@ -60,6 +66,8 @@ pub struct App {
     max_queued: usize,
     stopping: AtomicBool,
     ready: AtomicBool,
+    /// The people's API: its tokens, rate limit and writing engine.
+    api: api::Api,
 }
 
 /// Every source's verifier, with its secrets read now: a missing or weak
@@ -107,6 +115,11 @@ pub async fn serve(
 ) -> Result<()> {
     let serve = &config.serve;
     let verifiers = verifiers(config)?;
+    // Read now, kept as hashes: a token that cannot be read stops the start.
+    let tokens = api::auth::Tokens::read(&config.access).map_err(|e| anyhow!(e))?;
+    if tokens.is_empty() {
+        tracing::info!("no [roles.NAME] tokens: the API under /v1 refuses every caller");
+    }
     if verifiers.is_empty() {
         tracing::warn!("no [serve.sources]: every event will be refused as from an unknown source");
     }
@@ -189,6 +202,12 @@ pub async fn serve(
         max_queued: serve.max_queued,
         stopping: AtomicBool::new(false),
         ready: AtomicBool::new(false),
+        api: api::Api {
+            tokens,
+            limit: api::auth::RateLimit::new(API_REQUESTS_PER_SECOND, API_BURST),
+            roles: config.roles.clone(),
+            writer: std::sync::Mutex::new(Engine::with_host(host.clone(), open()?)),
+        },
     });
     let (stop, stopped) = watch::channel(false);
     let mut workers = workers::spawn(engines, receiver, stopped.clone(), metrics.clone());
@@ -235,6 +254,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .merge(api::routes())
         .with_state(app.clone());
     log_anchor(&app, "start");
     if serve.anchor_log_secs > 0 {

@@ -4,5 +4,6 @@
 //! doors that need the project's test servers (NATS, reconciliation against
 //! Redmine) are in `systems::serve`.
 
+mod api;
 mod http;
 mod life;

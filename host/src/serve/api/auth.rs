@@ -1,0 +1,192 @@
+//! Who is calling the API: bearer tokens per role, read from their secrets
+//! when the service starts and kept only as SHA-256 hashes, compared in
+//! constant time against every configured one; and a rate limit per
+//! caller (a role, or everyone not yet authenticated, together).
+
+use crate::config::roles::{Access, Scope};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+/// The shortest token accepted: one that can be guessed is refused at start.
+pub const MIN_TOKEN_CHARS: usize = 24;
+
+/// A caller the API knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub role: String,
+    pub scope: Scope,
+}
+
+/// The configured tokens, as hashes.
+#[derive(Default)]
+pub struct Tokens {
+    hashes: Vec<([u8; 32], Principal)>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.hashes.len())
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// Every role's tokens, read now; a token that cannot be read, is too
+    /// short, or is given to two roles stops the service from starting.
+    pub fn read(access: &BTreeMap<String, Access>) -> Result<Tokens, String> {
+        let mut hashes: Vec<([u8; 32], Principal)> = Vec::new();
+        for (role, a) in access {
+            for (n, source) in a.tokens.iter().enumerate() {
+                let token = source
+                    .read()
+                    .map_err(|why| format!("roles.{role}.tokens[{n}]: {why}"))?;
+                if token.chars().count() < MIN_TOKEN_CHARS || token.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "roles.{role}.tokens[{n}]: a token is at least {MIN_TOKEN_CHARS} \
+                         characters with no spaces (for example: openssl rand -hex 32)"
+                    ));
+                }
+                let hash = digest(&token);
+                if let Some((_, other)) = hashes.iter().find(|(h, _)| *h == hash) {
+                    return Err(format!(
+                        "roles.{role}.tokens[{n}] is also a token of {}: each role needs its own",
+                        other.role
+                    ));
+                }
+                hashes.push((
+                    hash,
+                    Principal {
+                        role: role.clone(),
+                        scope: a.scope,
+                    },
+                ));
+            }
+        }
+        Ok(Tokens { hashes })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The caller a presented token names. Every configured hash is
+    /// compared, in constant time, whichever matches.
+    pub fn identify(&self, presented: &str) -> Option<&Principal> {
+        let hash = digest(presented);
+        let mut found = None;
+        for (h, principal) in &self.hashes {
+            if bool::from(h.ct_eq(&hash)) {
+                found = Some(principal);
+            }
+        }
+        found
+    }
+}
+
+/// Requests per caller: a bucket of `burst` refilled at `per_second`.
+pub struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<BTreeMap<String, (f64, Instant)>>,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, burst: f64) -> RateLimit {
+        RateLimit {
+            per_second,
+            burst,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Whether `caller` may make a request now; `None` when it may, or
+    /// the seconds until it may.
+    pub fn take(&self, caller: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        // The callers are the configured roles and one bucket for everyone
+        // else: the map cannot grow past them.
+        let (tokens, at) = buckets
+            .entry(caller.to_string())
+            .or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            None
+        } else {
+            Some(((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretSource;
+
+    fn access(dir: &std::path::Path, token: &str, scope: Scope) -> Access {
+        let path = dir.join(format!("{}.token", token.len()));
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        Access {
+            tokens: vec![SecretSource::File(path)],
+            scope,
+        }
+    }
+
+    #[test]
+    fn tokens_are_known_by_their_hash_and_weak_or_shared_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let token = "a-token-long-enough-for-the-api-1";
+        let roles: BTreeMap<_, _> =
+            [("coordinator".to_string(), access(d, token, Scope::Role))].into();
+        let tokens = Tokens::read(&roles).unwrap();
+        assert_eq!(
+            tokens
+                .identify("a-token-long-enough-for-the-api-1")
+                .map(|p| p.role.as_str()),
+            Some("coordinator")
+        );
+        assert_eq!(tokens.identify("a-token-long-enough-for-the-api-2"), None);
+        assert!(!format!("{tokens:?}").contains("a-token"), "never shown");
+
+        let weak: BTreeMap<_, _> = [("c".to_string(), access(d, "short", Scope::Role))].into();
+        assert!(Tokens::read(&weak).unwrap_err().contains("at least 24"));
+        let unset = Access {
+            tokens: vec![SecretSource::Env("HANDOFF_T_AUTH_NEVER_SET".into())],
+            scope: Scope::Role,
+        };
+        let unset: BTreeMap<_, _> = [("c".to_string(), unset)].into();
+        assert!(
+            Tokens::read(&unset)
+                .unwrap_err()
+                .contains("roles.c.tokens[0]")
+        );
+        let shared: BTreeMap<_, _> = [
+            ("a".to_string(), access(d, token, Scope::Role)),
+            ("b".to_string(), access(d, token, Scope::Reviewer)),
+        ]
+        .into();
+        assert!(
+            Tokens::read(&shared)
+                .unwrap_err()
+                .contains("each role needs its own")
+        );
+    }
+
+    #[test]
+    fn a_caller_past_its_burst_waits() {
+        let limit = RateLimit::new(1.0, 3.0);
+        assert_eq!((0..3).filter_map(|_| limit.take("a")).count(), 0);
+        assert_eq!(limit.take("a"), Some(1));
+        assert_eq!(limit.take("b"), None, "each caller its own bucket");
+    }
+}

@@ -1,0 +1,377 @@
+//! The people's API on a running `handoff serve`: bearer tokens per role,
+//! a role's reach limited to its own packets (and those escalated to it),
+//! a reviewer who reads and cannot act, every action audited with its
+//! role, refusals as JSON and counted, callers rate limited; and a packet
+//! resolved with `resume` carried through to completion by the service.
+
+use crate::pipeline::another_decision;
+use crate::support::scenario::*;
+use crate::support::service::*;
+use serde_json::{Value, json};
+
+const COORDINATOR: &str = "coordinator-token-0123456789abcdef";
+const MANAGER: &str = "manager-token-0123456789abcdef-xyz";
+const REVIEWER: &str = "reviewer-token-0123456789abcdef-xy";
+const OTHER: &str = "other-team-token-0123456789abcdef-x";
+
+/// The example with a halted run (follow-up 1, routed to the release
+/// coordinator) and four roles holding tokens, served.
+fn served() -> (Scenario, Service, String) {
+    let s = scenario(1, 100);
+    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    for (role, token, extra) in [
+        (
+            "release-coordinator",
+            COORDINATOR,
+            "escalate-to = \"release-manager\"\n",
+        ),
+        ("release-manager", MANAGER, ""),
+        ("security-review", REVIEWER, "scope = \"reviewer\"\n"),
+        ("other-team", OTHER, ""),
+    ] {
+        std::fs::write(s.path(&format!("{role}.token")), format!("{token}\n")).unwrap();
+        config.push_str(&format!(
+            "\n[roles.{role}]\ntokens = [{{ file = \"{role}.token\" }}]\n{extra}"
+        ));
+    }
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    let event = another_decision(&s, "RV-400", "reopened");
+    let o = s.handoff(&[
+        "run",
+        "--event",
+        &event,
+        "--context",
+        "context.json",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let run_id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let service = Service::start(&s, None);
+    (s, service, run_id)
+}
+
+/// A request with `token` (none: no Authorization header); status and JSON.
+fn call(
+    service: &Service,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut request = ureq::request(method, &format!("{}{path}", service.url));
+    if let Some(token) = token {
+        request = request.set("authorization", &format!("Bearer {token}"));
+    }
+    let response = match body {
+        Some(b) => request
+            .set("content-type", "application/json")
+            .send_string(b),
+        None => request.call(),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = response.status();
+    let retry_after = response.header("retry-after").map(str::to_string);
+    let challenge = response.header("www-authenticate").map(str::to_string);
+    let mut value: Value = response.into_json().unwrap_or(Value::Null);
+    if let Some(r) = retry_after {
+        value["retry-after"] = json!(r);
+    }
+    if let Some(c) = challenge {
+        value["www-authenticate"] = json!(c);
+    }
+    (status, value)
+}
+
+fn ids(list: &Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action_is_audited() {
+    let (s, service, run_id) = served();
+
+    // Nobody known: 401 with a reason, and a challenge.
+    let (code, body) = call(&service, "GET", "/v1/follow-ups", None, None);
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (401, Some("unauthenticated")),
+        "{body}"
+    );
+    assert_eq!(body["www-authenticate"], "Bearer");
+    let (code, body) = call(
+        &service,
+        "GET",
+        "/v1/runs",
+        Some("not-a-token-of-anyone-at-all"),
+        None,
+    );
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+
+    // The coordinator sees its packet; the manager too (it is on the
+    // coordinator's escalation chain); another team neither sees nor acts.
+    let (code, list) = call(&service, "GET", "/v1/follow-ups", Some(COORDINATOR), None);
+    assert_eq!((code, ids(&list)), (200, vec![1]), "{list}");
+    let (code, one) = call(&service, "GET", "/v1/follow-ups/1", Some(MANAGER), None);
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(one["packet"]["route_to"], "release-coordinator");
+    let (_, list) = call(&service, "GET", "/v1/follow-ups", Some(OTHER), None);
+    assert!(ids(&list).is_empty(), "{list}");
+    for (method, path, body) in [
+        ("GET", "/v1/follow-ups/1", None),
+        ("GET", "/v1/follow-ups?role=release-coordinator", None),
+        ("POST", "/v1/follow-ups/1/ack", Some("")),
+    ] {
+        let (code, refused) = call(&service, method, path, Some(OTHER), body);
+        assert_eq!(
+            (code, refused["reason"].as_str()),
+            (403, Some("forbidden")),
+            "{path}: {refused}"
+        );
+    }
+
+    // The reviewer reads everything and changes nothing.
+    let (code, list) = call(
+        &service,
+        "GET",
+        "/v1/follow-ups?status=all",
+        Some(REVIEWER),
+        None,
+    );
+    assert_eq!((code, ids(&list)), (200, vec![1]));
+    let (code, runs) = call(&service, "GET", "/v1/runs", Some(REVIEWER), None);
+    assert_eq!(
+        (code, runs[0]["run_id"].as_str()),
+        (200, Some(run_id.as_str())),
+        "{runs}"
+    );
+    let (code, refused) = call(
+        &service,
+        "POST",
+        "/v1/follow-ups/1/resolve",
+        Some(REVIEWER),
+        Some(r#"{"action": "abandon"}"#),
+    );
+    assert_eq!(
+        (code, refused["reason"].as_str()),
+        (403, Some("forbidden")),
+        "{refused}"
+    );
+
+    // Bad requests say what is wrong.
+    for (body, expected) in [
+        (r#"{"action": "close-it"}"#, 400),
+        (r#"{"action": "abandon", "by": "someone-else"}"#, 400),
+        ("not json", 400),
+    ] {
+        let (code, refused) = call(
+            &service,
+            "POST",
+            "/v1/follow-ups/1/resolve",
+            Some(COORDINATOR),
+            Some(body),
+        );
+        assert_eq!(code, expected, "{body}: {refused}");
+        assert!(
+            refused["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{refused}"
+        );
+    }
+    let long_note = json!({ "action": "abandon", "note": "x".repeat(5000) }).to_string();
+    let (code, _) = call(
+        &service,
+        "POST",
+        "/v1/follow-ups/1/resolve",
+        Some(COORDINATOR),
+        Some(&long_note),
+    );
+    assert_eq!(code, 413);
+    let (code, _) = call(
+        &service,
+        "GET",
+        "/v1/follow-ups?status=lost",
+        Some(COORDINATOR),
+        None,
+    );
+    assert_eq!(code, 400);
+    let (code, _) = call(
+        &service,
+        "GET",
+        "/v1/follow-ups/99",
+        Some(COORDINATOR),
+        None,
+    );
+    assert_eq!(code, 404);
+
+    // The coordinator takes it on, once.
+    let (code, acked) = call(
+        &service,
+        "POST",
+        "/v1/follow-ups/1/ack",
+        Some(COORDINATOR),
+        Some(""),
+    );
+    assert_eq!(
+        (code, acked["acknowledged_by"].as_str()),
+        (200, Some("release-coordinator")),
+        "{acked}"
+    );
+    let (code, again) = call(
+        &service,
+        "POST",
+        "/v1/follow-ups/1/ack",
+        Some(COORDINATOR),
+        Some(""),
+    );
+    assert_eq!(
+        (code, again["reason"].as_str()),
+        (409, Some("conflict")),
+        "{again}"
+    );
+
+    // The decision is authoritative again; resume, and the service
+    // carries the run through.
+    s.set(
+        "governance",
+        "review",
+        "RV-400",
+        &["state"],
+        json!("accepted"),
+    );
+    let (code, resolved) = call(
+        &service,
+        "POST",
+        "/v1/follow-ups/1/resolve",
+        Some(COORDINATOR),
+        Some(r#"{"action": "resume", "note": "the reopen was a mistake"}"#),
+    );
+    assert_eq!(
+        (code, resolved["run_id"].as_str()),
+        (202, Some(run_id.as_str())),
+        "{resolved}"
+    );
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+
+    // Every action with the role that took it, in the chain, which holds.
+    let (code, run) = call(
+        &service,
+        "GET",
+        &format!("/v1/runs/{run_id}"),
+        Some(COORDINATOR),
+        None,
+    );
+    assert_eq!(code, 200);
+    let by: Vec<(String, String)> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap().starts_with("follow-up-"))
+        .map(|r| {
+            let payload: Value = serde_json::from_str(r["payload"].as_str().unwrap()).unwrap();
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                payload["by"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        by.contains(&(
+            "follow-up-acknowledged".into(),
+            "release-coordinator".into()
+        )),
+        "{by:?}"
+    );
+    assert!(
+        by.contains(&("follow-up-resolved".into(), "release-coordinator".into())),
+        "{by:?}"
+    );
+    let (code, head) = call(&service, "GET", "/v1/audit/head", Some(REVIEWER), None);
+    assert_eq!(code, 200);
+    assert!(head["seq"].as_u64().unwrap() > 0 && head["anchor"].as_str().unwrap().contains(':'));
+    assert!(s.handoff(&["audit", "verify"]).status.success());
+
+    // Refusals are counted by reason.
+    let (_, metrics) = service.get("/metrics");
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_requests_refused_total{reason=\"api-unauthenticated\"} 2",
+            "handoff_requests_refused_total{reason=\"api-forbidden\"} 4",
+            "handoff_requests_refused_total{reason=\"api-conflict\"} 1",
+        ],
+    );
+}
+
+#[test]
+fn a_caller_past_its_rate_is_told_when_to_come_back_and_no_token_is_logged() {
+    let s = scenario(1, 100);
+    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    config.push_str(
+        "\n[roles.release-coordinator]\ntokens = [{ env = \"HANDOFF_TEST_API_TOKEN\" }]\n",
+    );
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    let mut command = s.command(&["serve", "--listen", "127.0.0.1:0"]);
+    command.env("HANDOFF_TEST_API_TOKEN", COORDINATOR);
+    let service = {
+        // Service::start with the token in the environment, logging at debug.
+        let mut c = command;
+        c.env("HANDOFF_LOG", "debug")
+            .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("handoff serve: listening on ")
+            .expect("started")
+            .to_string();
+        Service { child, url, stderr }
+    };
+    let mut limited = None;
+    for _ in 0..200 {
+        let (code, body) = call(&service, "GET", "/v1/audit/head", Some(COORDINATOR), None);
+        if code == 429 {
+            limited = Some(body);
+            break;
+        }
+        assert_eq!(code, 200, "{body}");
+    }
+    let limited = limited.expect("200 requests at once were never limited");
+    assert_eq!(limited["reason"], "rate-limited");
+    assert!(
+        limited["retry-after"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    let mut service = service;
+    service.stop();
+    let logged: Vec<String> = service.stderr.try_iter().collect();
+    assert!(!logged.is_empty(), "the service logged at debug");
+    assert!(
+        logged.iter().all(|l| !l.contains(COORDINATOR)),
+        "a token in the log"
+    );
+}
