@@ -5,6 +5,7 @@
 use super::run::{code, engine, print_report, runtime};
 use super::{Ctx, exit};
 use crate::follow_up::Resolution;
+use crate::model::ResolutionVerdict;
 use crate::store::{follow_ups, now_rfc3339};
 use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
@@ -17,6 +18,14 @@ pub enum ResolveAction {
     Abandon,
     /// The work was finished by hand.
     MarkResolved,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VerdictArg {
+    /// It needed a person.
+    Needed,
+    /// Nothing needed doing: a false positive.
+    Unnecessary,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +91,10 @@ pub enum FollowUpsCommand {
         /// Why (kept with the follow-up, not in the audit chain).
         #[arg(long, default_value = "")]
         note: String,
+        /// Whether the packet was needed at all: `unnecessary` counts it as
+        /// a false positive of the automation (with mark-resolved or abandon).
+        #[arg(long, value_enum)]
+        verdict: Option<VerdictArg>,
         #[arg(long)]
         json: bool,
     },
@@ -218,18 +231,29 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             action,
             by,
             note,
+            verdict,
             json,
         } => {
             if by.trim().is_empty() {
                 bail!("--by must name the role deciding");
             }
+            if matches!(action, ResolveAction::Resume) && verdict.is_some() {
+                bail!(
+                    "--verdict goes with mark-resolved or abandon: a resumed packet needed a person"
+                );
+            }
+            let verdict = verdict.map(|v| match v {
+                VerdictArg::Needed => ResolutionVerdict::Needed,
+                VerdictArg::Unnecessary => ResolutionVerdict::Unnecessary,
+            });
             let resolution = match action {
                 ResolveAction::Resume => Resolution::Resume,
                 ResolveAction::Abandon => Resolution::Abandon,
                 ResolveAction::MarkResolved => Resolution::MarkResolved,
             };
             let mut engine = engine(ctx)?;
-            let report = runtime()?.block_on(engine.resolve(id, resolution, &by, &note))?;
+            let report =
+                runtime()?.block_on(engine.resolve(id, resolution, &by, &note, verdict))?;
             match report {
                 Some(r) => {
                     print_report(&r, json)?;

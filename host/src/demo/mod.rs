@@ -217,6 +217,7 @@ async fn drive(slug: &str, ws: &Workspace) -> Result<Vec<Outcome>> {
                         Resolution::Resume,
                         "release-coordinator",
                         "queue is back",
+                        None,
                     )
                     .await?;
                 outcomes.extend(report.map(|r| r.outcome));

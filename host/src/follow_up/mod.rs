@@ -104,6 +104,9 @@ pub struct FollowUp {
     /// Who took it on, and when (a resolution counts as one).
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<String>,
+    /// Whether it was needed at all, when the person resolving it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::model::ResolutionVerdict>,
 }
 
 impl FollowUp {

@@ -5,6 +5,7 @@
 use super::{Engine, Report, RunError};
 use crate::audit::Entry;
 use crate::follow_up::Resolution;
+use crate::model::ResolutionVerdict;
 use crate::store::{StoreError, follow_ups, runs};
 
 impl Engine {
@@ -50,8 +51,9 @@ impl Engine {
         resolution: Resolution,
         by: &str,
         note: &str,
+        verdict: Option<ResolutionVerdict>,
     ) -> Result<Option<Report>, RunError> {
-        let (run_id, _) = self.decide(id, resolution, by, note)?;
+        let (run_id, _) = self.decide(id, resolution, by, note, verdict)?;
         if resolution == Resolution::Resume {
             self.reload_adapters();
             return Ok(Some(self.drive(&run_id).await?));
@@ -61,13 +63,16 @@ impl Engine {
 
     /// Record a resolution of follow-up `id` with its audit row, in one
     /// transaction; for `resume` the run is left unfinished, to be driven
-    /// (by the caller, or the next `resume`). The run's and event's ids.
+    /// (by the caller, or the next `resume`). `verdict` says whether the
+    /// packet was needed at all (`unnecessary`: a false positive). The
+    /// run's and event's ids.
     pub fn decide(
         &mut self,
         id: i64,
         resolution: Resolution,
         by: &str,
         note: &str,
+        verdict: Option<ResolutionVerdict>,
     ) -> Result<(String, String), RunError> {
         let tx = self.store.write()?;
         let follow_up = follow_ups::get(&tx, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
@@ -75,7 +80,7 @@ impl Engine {
             return Err(RunError::AlreadyResolved(id));
         }
         let run_id = follow_up.packet.run_id.clone();
-        if !follow_ups::resolve(&tx, id, resolution, by, note)? {
+        if !follow_ups::resolve(&tx, id, resolution, by, note, verdict)? {
             return Err(RunError::AlreadyResolved(id));
         }
         if resolution == Resolution::Resume {
@@ -91,6 +96,7 @@ impl Engine {
                 kind: "follow-up-resolved".into(),
                 payload: serde_json::json!({
                     "follow_up": id, "action": resolution.name(), "by": by,
+                    "verdict": verdict.map(|v| v.name()),
                 }),
                 policy_sha256: Some(follow_up.packet.policy_sha256.clone()),
                 adapter_sha256: None,

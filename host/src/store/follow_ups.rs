@@ -31,7 +31,7 @@ fn kept_packet(packet: &Packet) -> String {
 }
 
 const SELECT: &str = "SELECT id, created_at, packet, resolution, resolved_by, resolved_note,
-    resolved_at, acknowledged_by, acknowledged_at FROM follow_ups";
+    resolved_at, acknowledged_by, acknowledged_at, verdict FROM follow_ups";
 
 /// A row as stored, before the packet is decoded.
 struct RawFollowUp {
@@ -44,6 +44,7 @@ struct RawFollowUp {
     resolved_at: Option<String>,
     acknowledged_by: Option<String>,
     acknowledged_at: Option<String>,
+    verdict: Option<String>,
 }
 
 fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawFollowUp> {
@@ -57,6 +58,7 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawFollowUp> {
         resolved_at: r.get(6)?,
         acknowledged_by: r.get(7)?,
         acknowledged_at: r.get(8)?,
+        verdict: r.get(9)?,
     })
 }
 
@@ -79,6 +81,13 @@ fn decode(raw: RawFollowUp) -> Result<FollowUp, StoreError> {
         resolved_at: raw.resolved_at,
         acknowledged_by: raw.acknowledged_by,
         acknowledged_at: raw.acknowledged_at,
+        verdict: raw
+            .verdict
+            .map(|v| {
+                crate::model::ResolutionVerdict::parse(&v)
+                    .ok_or_else(|| StoreError::Corrupt(format!("follow-up {id}: verdict {v:?}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -131,22 +140,31 @@ pub fn for_run(conn: &Connection, run_id: &str) -> Result<Vec<FollowUp>, StoreEr
     rows.map(|r| decode(r?)).collect()
 }
 
-/// Record a resolution; false when the follow-up was already resolved.
+/// Record a resolution (and whether the packet was needed, when said);
+/// false when the follow-up was already resolved.
 pub fn resolve(
     tx: &Write<'_>,
     id: i64,
     resolution: Resolution,
     by: &str,
     note: &str,
+    verdict: Option<crate::model::ResolutionVerdict>,
 ) -> Result<bool, StoreError> {
     let changed = tx
         .prepare_cached(
             "UPDATE follow_ups SET resolution = ?1, resolved_by = ?2, resolved_note = ?3,
              resolved_at = ?4, acknowledged_by = COALESCE(acknowledged_by, ?2),
-             acknowledged_at = COALESCE(acknowledged_at, ?4)
+             acknowledged_at = COALESCE(acknowledged_at, ?4), verdict = ?6
          WHERE id = ?5 AND resolution IS NULL",
         )?
-        .execute(params![resolution.name(), by, note, now_rfc3339(), id])?;
+        .execute(params![
+            resolution.name(),
+            by,
+            note,
+            now_rfc3339(),
+            id,
+            verdict.map(|v| v.name())
+        ])?;
     Ok(changed == 1)
 }
 

@@ -299,3 +299,52 @@ fn a_packet_tells_its_role_once_and_a_resolution_stops_what_was_still_to_come() 
         "{out}"
     );
 }
+
+#[test]
+fn the_handoff_is_measured_per_policy_and_role_with_rework_and_false_positives() {
+    let s = Scenario::new();
+    let event = another_decision(&s, "RV-500", "reopened");
+    let (code, r) = run_event_json(&s, &event);
+    assert_eq!(code, 3, "{r}");
+    let resolve = |id: &str, action: &str, verdict: Option<&str>| {
+        let mut args = vec![
+            "follow-ups",
+            "resolve",
+            id,
+            "--action",
+            action,
+            "--by",
+            "release-coordinator",
+        ];
+        if let Some(v) = verdict {
+            args.extend(["--verdict", v]);
+        }
+        outcome(&s.handoff(&args))
+    };
+    // A resumed packet needed a person: no verdict goes with it.
+    let (code, _, err) = resolve("1", "resume", Some("unnecessary"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--verdict goes with mark-resolved or abandon"),
+        "{err}"
+    );
+    // Resumed while the decision is still reopened: the run halts again.
+    let (code, _, err) = resolve("1", "resume", None);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = resolve("2", "mark-resolved", Some("unnecessary"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.follow_up(2)["verdict"], "unnecessary");
+
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let labels = r#"{policy="release-readiness-closure",role="release-coordinator"}"#;
+    assert_lines(
+        &metrics,
+        &[
+            &format!("handoff_handoffs{labels} 2"),
+            &format!("handoff_handoffs_rework{labels} 1"),
+            &format!("handoff_handoffs_unnecessary{labels} 1"),
+            &format!("handoff_handoff_resolve_seconds_count{labels} 2"),
+            &format!("handoff_handoff_acknowledge_seconds_count{labels} 2"),
+        ],
+    );
+}

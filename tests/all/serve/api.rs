@@ -176,6 +176,8 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         (r#"{"action": "close-it"}"#, 400),
         (r#"{"action": "abandon", "by": "someone-else"}"#, 400),
         ("not json", 400),
+        (r#"{"action": "resume", "verdict": "unnecessary"}"#, 400),
+        (r#"{"action": "abandon", "verdict": "maybe"}"#, 400),
     ] {
         let (code, refused) = call(
             &service,

@@ -13,6 +13,7 @@ use super::App;
 use super::workers::RunTicket;
 use crate::config::roles::Scope;
 use crate::follow_up::{FollowUp, Resolution, notices::Roles};
+use crate::model::ResolutionVerdict;
 use crate::pipeline::RunError;
 use crate::store::{Store, StoreError, follow_ups, runs, steps};
 use auth::Principal;
@@ -456,6 +457,8 @@ struct ResolveBody {
     action: String,
     #[serde(default)]
     note: String,
+    /// `needed`, or `unnecessary` (a false positive of the automation).
+    verdict: Option<String>,
 }
 
 async fn resolve(
@@ -482,6 +485,23 @@ async fn resolve(
                 format!("action {:?}: one of {}", body.action, Resolution::names()),
             )
         })?;
+        let verdict = match body.verdict.as_deref() {
+            None => None,
+            Some(v) => Some(ResolutionVerdict::parse(v).ok_or_else(|| {
+                refusal(
+                    StatusCode::BAD_REQUEST,
+                    "bad-body",
+                    format!("verdict {v:?}: one of {}", ResolutionVerdict::names()),
+                )
+            })?),
+        };
+        if resolution == Resolution::Resume && verdict.is_some() {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                "a verdict goes with mark-resolved or abandon: a resumed packet needed a person",
+            ));
+        }
         if body.note.len() > MAX_NOTE_BYTES {
             return Err(refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -494,8 +514,10 @@ async fn resolve(
         }
         owned(&app, &who, id).await?;
         let by = who.role.clone();
-        let (run_id, event_id) =
-            write(&app, move |e| e.decide(id, resolution, &by, &body.note)).await?;
+        let (run_id, event_id) = write(&app, move |e| {
+            e.decide(id, resolution, &by, &body.note, verdict)
+        })
+        .await?;
         if resolution == Resolution::Resume {
             // Driven by a worker like any run; if the service stops first,
             // the run is unfinished in the store and resumes at the next start.

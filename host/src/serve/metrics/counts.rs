@@ -6,7 +6,7 @@
 
 use super::label;
 use crate::store::Store;
-use crate::store::stats::Stats;
+use crate::store::stats::{Handoffs, Stats};
 use std::fmt::Write as _;
 
 /// What the store holds, as its own counts say.
@@ -99,5 +99,69 @@ pub(super) fn from_store(store: &Store) -> Result<String, crate::store::StoreErr
         counted("resolved"),
         counted("resolved-seconds"),
     );
+    by_policy_and_role(&mut out, &store.handoffs()?);
     Ok(out)
+}
+
+/// One number of a [`Handoffs`] row.
+type Of = fn(&Handoffs) -> f64;
+
+/// The handoff to people per policy and role: volume, times to acknowledge
+/// and resolve, rework and false positives.
+fn by_policy_and_role(out: &mut String, rows: &[Handoffs]) {
+    let labels = |h: &Handoffs| {
+        format!(
+            "policy=\"{}\",role=\"{}\"",
+            label(&h.policy),
+            label(&h.role)
+        )
+    };
+    let gauges: [(&str, &str, Of); 3] = [
+        (
+            "handoff_handoffs",
+            "Follow-up packets opened, by policy and the role they go to.",
+            |h| h.volume,
+        ),
+        (
+            "handoff_handoffs_rework",
+            "Packets of runs a person had resumed before (the run halted again).",
+            |h| h.rework,
+        ),
+        (
+            "handoff_handoffs_unnecessary",
+            "Packets resolved as needing no action (--verdict unnecessary): false positives.",
+            |h| h.unnecessary,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for h in rows {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(h), value(h));
+        }
+    }
+    for (name, help, count, secs) in [
+        (
+            "handoff_handoff_acknowledge_seconds",
+            "From packet to a person taking it on, by policy and role (MTTA: sum / count).",
+            (|h| h.acknowledged) as Of,
+            (|h| h.acknowledge_seconds) as Of,
+        ),
+        (
+            "handoff_handoff_resolve_seconds",
+            "From packet to resolution, by policy and role (MTTR: sum / count).",
+            |h| h.resolved,
+            |h| h.resolve_seconds,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for h in rows {
+            let l = labels(h);
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {}",
+                secs(h),
+                count(h)
+            );
+        }
+    }
 }
