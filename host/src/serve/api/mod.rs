@@ -52,7 +52,53 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/follow-ups/{id}/ack", post(acknowledge))
         .route("/v1/follow-ups/{id}/resolve", post(resolve))
         .route("/v1/audit/head", get(audit_head))
+        .route("/v1/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_ACTION_BYTES))
+}
+
+/// What a refusal answers with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RefusalBody {
+    /// Stable, for programs: `unauthenticated`, `forbidden`, `not-found`,
+    /// `conflict`, `bad-query`, `bad-body`, `too-large`, `rate-limited`...
+    reason: String,
+    /// For people: what went wrong and what to do.
+    error: String,
+}
+
+/// The API as OpenAPI, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "handoff", description = "The people's API of handoff serve."),
+    paths(list_runs, show_run, list_follow_ups, show_follow_up, acknowledge, resolve, audit_head),
+    components(schemas(ResolveBody, RefusalBody)),
+    modifiers(&BearerTokens)
+)]
+pub struct ApiDoc;
+
+struct BearerTokens;
+
+impl utoipa::Modify for BearerTokens {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("A role's token, from [roles.NAME] tokens"))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// The OpenAPI document; no token needed (it describes, it holds no data).
+async fn openapi() -> Response {
+    use utoipa::OpenApi;
+    axum::Json(ApiDoc::openapi()).into_response()
 }
 
 /// A refusal: its status, a stable reason, and what to do.
@@ -240,13 +286,23 @@ fn may_act(who: &Principal) -> Result<(), Refusal> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
+    /// An outcome, or `unfinished`.
     outcome: Option<String>,
+    /// At most this many (default 100, at most 500).
     limit: Option<usize>,
 }
 
+/// Runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", params(RunsQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The runs", body = Vec<Object>),
+        (status = 400, description = "An unknown outcome or parameter", body = RefusalBody),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn list_runs(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -278,6 +334,14 @@ async fn list_runs(
     answer(&app, result)
 }
 
+/// One run: its steps, its follow-ups and its audit timeline.
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "The run id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The run, `steps`, `follow_ups`, `timeline`", body = Object),
+        (status = 404, description = "No such run", body = RefusalBody),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn show_run(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -303,13 +367,25 @@ async fn show_run(
     answer(&app, result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FollowUpsQuery {
+    /// Only those routed to this role.
     role: Option<String>,
+    /// `open` (default), `acknowledged`, `overdue`, `resolved` or `all`.
     status: Option<String>,
 }
 
+/// Follow-up packets: the caller's own (routed or escalated to its role),
+/// or every one for a reviewer.
+#[utoipa::path(get, path = "/v1/follow-ups", params(FollowUpsQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The packets, newest first", body = Vec<Object>),
+        (status = 400, description = "An unknown status or parameter", body = RefusalBody),
+        (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn list_follow_ups(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -369,6 +445,15 @@ async fn list_follow_ups(
     answer(&app, result)
 }
 
+/// One packet, its resolution and its notices.
+#[utoipa::path(get, path = "/v1/follow-ups/{id}", params(("id" = i64, Path, description = "The follow-up id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The follow-up with its `notices`", body = Object),
+        (status = 404, description = "No such follow-up", body = RefusalBody),
+        (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn show_follow_up(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -435,6 +520,16 @@ async fn write<T: Send + 'static>(
     })
 }
 
+/// The caller's role takes the packet on.
+#[utoipa::path(post, path = "/v1/follow-ups/{id}/ack", params(("id" = i64, Path, description = "The follow-up id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`follow_up`, `acknowledged_by`", body = Object),
+        (status = 404, description = "No such follow-up", body = RefusalBody),
+        (status = 409, description = "Already acknowledged or resolved", body = RefusalBody),
+        (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn acknowledge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -451,16 +546,30 @@ async fn acknowledge(
     answer(&app, result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
+    /// `resume`, `abandon` or `mark-resolved`.
     action: String,
+    /// Why (kept with the follow-up, not in the audit chain; at most 4 KiB).
     #[serde(default)]
     note: String,
     /// `needed`, or `unnecessary` (a false positive of the automation).
     verdict: Option<String>,
 }
 
+/// The caller's role decides the packet; `resume` drives the run again.
+#[utoipa::path(post, path = "/v1/follow-ups/{id}/resolve", params(("id" = i64, Path, description = "The follow-up id")),
+    request_body = ResolveBody, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "`follow_up`, `resolution`, `by`, `run_id`", body = Object),
+        (status = 400, description = "Not the body described", body = RefusalBody),
+        (status = 404, description = "No such follow-up", body = RefusalBody),
+        (status = 409, description = "Already resolved", body = RefusalBody),
+        (status = 413, description = "A body over 16 KiB or a note over 4 KiB", body = RefusalBody),
+        (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn resolve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -540,6 +649,12 @@ async fn resolve(
     answer(&app, result)
 }
 
+/// The audit chain's newest row, as an anchor to keep.
+#[utoipa::path(get, path = "/v1/audit/head", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`seq`, `hash`, `anchor` (SEQ:HASH)", body = Object),
+        (status = 401, description = "No token, or one of no role", body = RefusalBody),
+        (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
 async fn audit_head(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let result = async {
         caller(&app, &headers)?;
