@@ -5,5 +5,6 @@
 //! Redmine) are in `systems::serve`.
 
 mod api;
+mod delivery;
 mod http;
 mod life;
