@@ -1,7 +1,8 @@
 //! What the store can say of itself in numbers, for `/metrics`: the
 //! `counters` its triggers keep as changes happen (runs by outcome,
 //! follow-ups by reason, decisions by verdict, duplicates, times to
-//! acknowledge and resolve), and the follow-ups open and overdue now.
+//! acknowledge and resolve, the handoff per policy and role), and the
+//! follow-ups open and overdue now.
 
 use super::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -34,39 +35,44 @@ pub struct Handoffs {
     pub unnecessary: f64,
 }
 
-impl Store {
-    /// The handoff by policy and role. A scan of the follow-ups, grouped:
-    /// as many rows as policies times roles.
-    pub fn handoffs(&self) -> Result<Vec<Handoffs>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT r.policy_id, f.route_to, COUNT(*),
-                COUNT(f.acknowledged_at),
-                COALESCE(SUM((julianday(f.acknowledged_at) - julianday(f.created_at)) * 86400.0), 0),
-                COUNT(f.resolved_at),
-                COALESCE(SUM((julianday(f.resolved_at) - julianday(f.created_at)) * 86400.0), 0),
-                COALESCE(SUM(EXISTS (SELECT 1 FROM follow_ups e WHERE e.run_id = f.run_id
-                    AND e.id < f.id AND e.resolution = 'resume')), 0),
-                COALESCE(SUM(f.verdict = 'unnecessary'), 0)
-             FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
-             GROUP BY r.policy_id, f.route_to ORDER BY r.policy_id, f.route_to",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Handoffs {
-                policy: r.get(0)?,
-                role: r.get(1)?,
-                volume: r.get(2)?,
-                acknowledged: r.get(3)?,
-                acknowledge_seconds: r.get(4)?,
-                resolved: r.get(5)?,
-                resolve_seconds: r.get(6)?,
-                rework: r.get(7)?,
-                unnecessary: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+/// The handoff by policy and role, from the `handoffs/MEASURE/POLICY/ROLE`
+/// counters the store's triggers keep (migration 11): no table is scanned.
+pub fn handoffs(counters: &BTreeMap<String, f64>) -> Vec<Handoffs> {
+    let mut rows: BTreeMap<(String, String), Handoffs> = BTreeMap::new();
+    for (name, n) in counters.range("handoffs/".to_string()..) {
+        let Some(rest) = name.strip_prefix("handoffs/") else {
+            break;
+        };
+        // A role name has no '/'; a policy id might.
+        let Some((measure, rest)) = rest.split_once('/') else {
+            continue;
+        };
+        let Some((policy, role)) = rest.rsplit_once('/') else {
+            continue;
+        };
+        let row = rows
+            .entry((policy.to_string(), role.to_string()))
+            .or_insert_with(|| Handoffs {
+                policy: policy.to_string(),
+                role: role.to_string(),
+                ..Handoffs::default()
+            });
+        let field = match measure {
+            "opened" => &mut row.volume,
+            "rework" => &mut row.rework,
+            "acknowledged" => &mut row.acknowledged,
+            "acknowledged-seconds" => &mut row.acknowledge_seconds,
+            "resolved" => &mut row.resolved,
+            "resolved-seconds" => &mut row.resolve_seconds,
+            "unnecessary" => &mut row.unnecessary,
+            _ => continue,
+        };
+        *field = *n;
     }
+    rows.into_values().collect()
+}
 
+impl Store {
     /// The store's numbers, read in one turn.
     pub fn stats(&self) -> Result<Stats, StoreError> {
         let conn = self.conn()?;

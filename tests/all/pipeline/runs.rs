@@ -344,6 +344,17 @@ fn the_counters_metrics_read_match_what_the_store_holds_after_every_kind_of_chan
             "resolved",
             "SELECT COUNT(*) FROM follow_ups WHERE resolved_at IS NOT NULL",
         ),
+        (
+            "handoffs/opened/release-readiness-closure/release-coordinator",
+            "SELECT COUNT(*) FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+             WHERE r.policy_id = 'release-readiness-closure' AND f.route_to = 'release-coordinator'",
+        ),
+        (
+            "handoffs/resolved/release-readiness-closure/release-coordinator",
+            "SELECT COUNT(*) FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+             WHERE r.policy_id = 'release-readiness-closure' AND f.route_to = 'release-coordinator'
+               AND f.resolved_at IS NOT NULL",
+        ),
     ] {
         assert_eq!(counter(name), s.count(recount), "{name}");
     }

@@ -99,7 +99,7 @@ pub(super) fn from_store(store: &Store) -> Result<String, crate::store::StoreErr
         counted("resolved"),
         counted("resolved-seconds"),
     );
-    by_policy_and_role(&mut out, &store.handoffs()?);
+    by_policy_and_role(&mut out, &crate::store::stats::handoffs(&counters));
     Ok(out)
 }
 

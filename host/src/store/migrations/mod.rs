@@ -289,6 +289,77 @@ pub const MIGRATIONS: &[&str] = &[
         WHEN OLD.state IS NOT NEW.state AND NEW.state IN ('sent', 'failed') BEGIN
         INSERT INTO counters (name, n) VALUES ('notices/' || NEW.state || '/' || NEW.kind, 1)
             ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    -- The handoff per policy and role, 'handoffs/MEASURE/POLICY/ROLE', kept
+    -- as it happens: packets opened, rework (a packet of a run a person had
+    -- resumed before), acknowledged and resolved with their seconds, and
+    -- those resolved as unnecessary (false positives).
+    INSERT INTO counters (name, n)
+        SELECT 'handoffs/opened/' || r.policy_id || '/' || f.route_to, COUNT(*)
+        FROM follow_ups f JOIN runs r ON r.run_id = f.run_id GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'handoffs/rework/' || r.policy_id || '/' || f.route_to, COUNT(*)
+        FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+        WHERE EXISTS (SELECT 1 FROM follow_ups e
+                      WHERE e.run_id = f.run_id AND e.id < f.id AND e.resolution = 'resume')
+        GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'handoffs/acknowledged/' || r.policy_id || '/' || f.route_to, COUNT(*)
+        FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+        WHERE f.acknowledged_at IS NOT NULL GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'handoffs/acknowledged-seconds/' || r.policy_id || '/' || f.route_to,
+               SUM((julianday(f.acknowledged_at) - julianday(f.created_at)) * 86400.0)
+        FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+        WHERE f.acknowledged_at IS NOT NULL GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'handoffs/resolved/' || r.policy_id || '/' || f.route_to, COUNT(*)
+        FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+        WHERE f.resolved_at IS NOT NULL GROUP BY 1;
+    INSERT INTO counters (name, n)
+        SELECT 'handoffs/resolved-seconds/' || r.policy_id || '/' || f.route_to,
+               SUM((julianday(f.resolved_at) - julianday(f.created_at)) * 86400.0)
+        FROM follow_ups f JOIN runs r ON r.run_id = f.run_id
+        WHERE f.resolved_at IS NOT NULL GROUP BY 1;
+    CREATE TRIGGER count_handoff_opened AFTER INSERT ON follow_ups BEGIN
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/opened/' || r.policy_id || '/' || NEW.route_to, 1
+            FROM runs r WHERE r.run_id = NEW.run_id
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/rework/' || r.policy_id || '/' || NEW.route_to, 1
+            FROM runs r WHERE r.run_id = NEW.run_id
+              AND EXISTS (SELECT 1 FROM follow_ups e WHERE e.run_id = NEW.run_id
+                          AND e.id < NEW.id AND e.resolution = 'resume')
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_handoff_acknowledged AFTER UPDATE OF acknowledged_at ON follow_ups
+        WHEN OLD.acknowledged_at IS NULL AND NEW.acknowledged_at IS NOT NULL BEGIN
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/acknowledged/' || r.policy_id || '/' || NEW.route_to, 1
+            FROM runs r WHERE r.run_id = NEW.run_id
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/acknowledged-seconds/' || r.policy_id || '/' || NEW.route_to,
+                   (julianday(NEW.acknowledged_at) - julianday(NEW.created_at)) * 86400.0
+            FROM runs r WHERE r.run_id = NEW.run_id
+            ON CONFLICT (name) DO UPDATE SET n = n + excluded.n;
+    END;
+    CREATE TRIGGER count_handoff_resolved AFTER UPDATE OF resolved_at ON follow_ups
+        WHEN OLD.resolved_at IS NULL AND NEW.resolved_at IS NOT NULL BEGIN
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/resolved/' || r.policy_id || '/' || NEW.route_to, 1
+            FROM runs r WHERE r.run_id = NEW.run_id
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/resolved-seconds/' || r.policy_id || '/' || NEW.route_to,
+                   (julianday(NEW.resolved_at) - julianday(NEW.created_at)) * 86400.0
+            FROM runs r WHERE r.run_id = NEW.run_id
+            ON CONFLICT (name) DO UPDATE SET n = n + excluded.n;
+        INSERT INTO counters (name, n)
+            SELECT 'handoffs/unnecessary/' || r.policy_id || '/' || NEW.route_to, 1
+            FROM runs r WHERE r.run_id = NEW.run_id AND NEW.verdict = 'unnecessary'
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
     END;",
 ];
 
