@@ -176,3 +176,45 @@ fn a_store_newer_than_this_binary_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_handoff_counters_are_backfilled_from_the_packets_an_older_store_holds() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..10] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 10).unwrap();
+    // A run halted, was resumed, and halted again; the second packet was
+    // taken on an hour after it opened.
+    conn.execute_batch(
+        "INSERT INTO events (seq, source, event_id, event_type, received_at, raw)
+             VALUES (1, 's', 'e', 't', 'now', '{}');
+         INSERT INTO runs (run_id, event_seq, event_id, policy_id, policy_sha256, context,
+                           created_at, updated_at)
+             VALUES ('run-1', 1, 'e', 'closure', 'sha', '{}', 'now', 'now');
+         INSERT INTO follow_ups (run_id, reason, route_to, due_at, packet, created_at,
+                                 resolution, resolved_by, resolved_note, resolved_at,
+                                 acknowledged_by, acknowledged_at)
+             VALUES ('run-1', 'revoked', 'coordinator', 'd', '{}', '2026-12-01T00:00:00Z',
+                     'resume', 'c', '', '2026-12-01T00:30:00Z', 'c', '2026-12-01T00:30:00Z');
+         INSERT INTO follow_ups (run_id, reason, route_to, due_at, packet, created_at,
+                                 acknowledged_by, acknowledged_at)
+             VALUES ('run-1', 'revoked', 'coordinator', 'd', '{}', '2026-12-01T01:00:00Z',
+                     'c', '2026-12-01T02:00:00Z');",
+    )
+    .unwrap();
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+    let counter = |name: &str| -> f64 {
+        conn.query_row("SELECT n FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0.0)
+    };
+    let at = |measure: &str| counter(&format!("handoffs/{measure}/closure/coordinator"));
+    assert_eq!(at("opened"), 2.0);
+    assert_eq!(at("rework"), 1.0);
+    assert_eq!(at("resolved"), 1.0);
+    assert_eq!(at("acknowledged"), 2.0);
+    assert!((at("resolved-seconds") - 1800.0).abs() < 0.01);
+    assert!((at("acknowledged-seconds") - 5400.0).abs() < 0.01);
+}
