@@ -27,6 +27,9 @@ pub const NOTICE_ATTEMPTS: u32 = 5;
 const FIRST_PAUSE: Duration = Duration::from_secs(60);
 /// The longest pause between two tries.
 const LONGEST_PAUSE: Duration = Duration::from_secs(3600);
+/// How long a claim on a notice lasts: longer than a send takes (the call
+/// timeout times the retries), so no other deliverer takes it meanwhile.
+const CLAIM: Duration = Duration::from_secs(600);
 /// Notices taken in one pass; the rest wait for the next.
 pub const NOTICES_PER_PASS: usize = 100;
 
@@ -87,7 +90,13 @@ impl Engine {
                 })?;
             let settled = match pointless(&notice, &follow_up) {
                 Some(why) => Settled::Cancelled { why },
-                None => self.send(&notice, &follow_up, now).await?,
+                None => {
+                    if !self.claim(&notice)? {
+                        tracing::debug!(notice = notice.id, "another deliverer holds this notice");
+                        continue;
+                    }
+                    self.send(&notice, &follow_up, now).await?
+                }
             };
             match &settled {
                 Settled::Sent { .. } => done.sent += 1,
@@ -98,6 +107,22 @@ impl Engine {
             self.settle(&notice, &follow_up, settled)?;
         }
         Ok(done)
+    }
+
+    /// Take the notice for this process, so no other deliverer sends it
+    /// meanwhile (the claim is by the wall clock: it is about processes,
+    /// not about the schedule `--now` moves).
+    fn claim(&mut self, notice: &NoticeRow) -> Result<bool, RunError> {
+        let until = crate::model::time::rfc3339_in(CLAIM);
+        let tx = self.store.write()?;
+        let taken = crate::store::notices::claim(
+            &tx,
+            notice.id,
+            &crate::store::runs::lease_owner(),
+            &until,
+        )?;
+        tx.commit()?;
+        Ok(taken)
     }
 
     /// Publish one notice, unless its target already holds its key.

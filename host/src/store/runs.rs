@@ -246,7 +246,7 @@ pub fn lease_owner() -> String {
 /// holder in this boot and PID namespace, and only when `/proc` is this
 /// namespace's (its `self` is this process's pid); anyone else's lease is
 /// judged by its expiry alone.
-fn holder_is_gone(owner: &str, mine: &str) -> bool {
+pub(crate) fn holder_is_gone(owner: &str, mine: &str) -> bool {
     let (Some((place, pid)), Some((my_place, _))) = (owner.rsplit_once(':'), mine.rsplit_once(':'))
     else {
         return false;

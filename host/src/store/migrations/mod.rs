@@ -280,7 +280,9 @@ pub const MIGRATIONS: &[&str] = &[
         state        TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'cancelled')),
         attempts     INTEGER NOT NULL DEFAULT 0,
         last_error   TEXT,
-        sent_at      TEXT
+        sent_at      TEXT,
+        claimed_by   TEXT,
+        claimed_until TEXT
     );
     CREATE INDEX notices_due ON notices(send_at) WHERE state = 'pending';
     CREATE INDEX notices_by_follow_up ON notices(follow_up_id);
