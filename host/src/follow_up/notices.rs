@@ -58,6 +58,25 @@ pub struct Notice {
     pub key: String,
 }
 
+/// The roles a packet routed to `from` escalates to, in order, each once:
+/// a chain that loops stops where it would come back to a role, and one
+/// that names a role not configured ends there.
+pub fn escalation_chain<'r>(roles: &'r Roles, from: &str) -> Vec<(&'r str, &'r Role)> {
+    let mut chain: Vec<(&'r str, &'r Role)> = Vec::new();
+    let mut at = roles.get(from);
+    while let Some(next) = at.and_then(|r| r.escalate_to.as_deref()) {
+        if next == from || chain.iter().any(|(name, _)| *name == next) {
+            break;
+        }
+        let Some((name, role)) = roles.get_key_value(next) else {
+            break;
+        };
+        chain.push((name, role));
+        at = Some(role);
+    }
+    chain
+}
+
 /// The key of one notice of one packet through one instance. The packet
 /// is named by its event and policy as well as its store's ids: another
 /// store (another deployment, a test) numbers its packets and runs from 1
@@ -124,23 +143,14 @@ pub fn schedule(
     }
     tell(NoticeKind::Overdue, &packet.route_to, role, sla);
     // Along the escalation chain, each role told its own `after-hours`
-    // after the one before it was; a chain that loops stops where it would
-    // tell a role twice.
-    let mut told = vec![packet.route_to.clone()];
+    // after the one before it was.
     let mut when = Duration::ZERO;
     let mut from = role;
-    while let Some(next) = &from.escalate_to {
-        if told.contains(next) {
-            break;
-        }
-        let Some(next_role) = roles.get(next) else {
-            break;
-        };
+    for (next, next_role) in escalation_chain(roles, &packet.route_to) {
         when += from
             .after_hours
             .map_or(sla, |h| Duration::from_secs(u64::from(h) * 3600));
         tell(NoticeKind::Escalated, next, next_role, when);
-        told.push(next.clone());
         from = next_role;
     }
     out

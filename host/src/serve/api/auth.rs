@@ -1,9 +1,15 @@
 //! Who is calling the API: bearer tokens per role, read from their secrets
 //! when the service starts and kept only as SHA-256 hashes, compared in
-//! constant time against every configured one; and a rate limit per
-//! caller (a role, or everyone not yet authenticated, together).
+//! constant time against every configured one; a rate limit per caller (a
+//! role, or everyone not yet authenticated, together); and what a caller
+//! may see and do.
 
+use super::super::App;
+use super::refusal::{Refusal, refusal};
 use crate::config::roles::{Access, Scope};
+use crate::follow_up::FollowUp;
+use crate::follow_up::notices::{Roles, escalation_chain};
+use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -124,6 +130,84 @@ impl RateLimit {
         } else {
             Some(((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64)
         }
+    }
+}
+
+/// The caller, from its bearer token, within its rate.
+pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    let limited = |caller: &str| {
+        app.api.limit.take(caller).map(|secs| Refusal {
+            retry_after: Some(secs),
+            ..refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("too many requests; try again in {secs} s"),
+            )
+        })
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let found = presented
+        .and_then(|t| app.api.tokens.identify(t.trim()))
+        .cloned();
+    match found {
+        Some(p) => match limited(&p.role) {
+            Some(r) => Err(r),
+            None => Ok(p),
+        },
+        None => {
+            // Everyone not yet known shares one bucket: guessing is slow.
+            if let Some(r) = limited("") {
+                return Err(r);
+            }
+            Err(refusal(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                match presented {
+                    None => {
+                        "send Authorization: Bearer TOKEN (a role's token from [roles.NAME] tokens)"
+                    }
+                    Some(_) => "the token is not one of any role",
+                },
+            ))
+        }
+    }
+}
+
+/// Whether `role` may see and act on packets routed to `route_to`: it is
+/// that role, or on its escalation chain.
+pub(super) fn owns(roles: &Roles, role: &str, route_to: &str) -> bool {
+    route_to == role
+        || escalation_chain(roles, route_to)
+            .iter()
+            .any(|(name, _)| *name == role)
+}
+
+pub(super) fn may_see(app: &App, who: &Principal, f: &FollowUp) -> Result<(), Refusal> {
+    if who.scope == Scope::Reviewer || owns(&app.api.roles, &who.role, &f.packet.route_to) {
+        Ok(())
+    } else {
+        Err(refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "follow-up {} is routed to {}, not to {} or the roles it escalates to",
+                f.id, f.packet.route_to, who.role
+            ),
+        ))
+    }
+}
+
+pub(super) fn may_act(who: &Principal) -> Result<(), Refusal> {
+    match who.scope {
+        Scope::Role => Ok(()),
+        Scope::Reviewer => Err(refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{} reviews: it reads and does not act", who.role),
+        )),
     }
 }
 

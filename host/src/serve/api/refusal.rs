@@ -1,0 +1,107 @@
+//! How the API says no: a status, a stable reason for programs, what went
+//! wrong and what to do for people; each refusal counted in `/metrics`.
+
+use super::super::App;
+use crate::pipeline::RunError;
+use crate::store::StoreError;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// What a refusal answers with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RefusalBody {
+    /// Stable, for programs: `unauthenticated`, `forbidden`, `not-found`,
+    /// `conflict`, `bad-query`, `bad-body`, `too-large`, `rate-limited`...
+    reason: String,
+    /// For people: what went wrong and what to do.
+    error: String,
+}
+
+/// A refusal: its status, a stable reason, and what to do.
+pub struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) reason: &'static str,
+    pub(super) error: String,
+    pub(super) retry_after: Option<u64>,
+}
+
+pub(super) fn refusal(
+    status: StatusCode,
+    reason: &'static str,
+    error: impl Into<String>,
+) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        error: error.into(),
+        retry_after: None,
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        tracing::error!(error = %e, "the API could not read the store");
+        refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "the store could not be read; try again",
+        )
+    }
+}
+
+impl From<RunError> for Refusal {
+    fn from(e: RunError) -> Refusal {
+        match e {
+            RunError::NoSuchFollowUp(id) => no_follow_up(id),
+            e @ (RunError::AlreadyResolved(_) | RunError::AlreadyAcknowledged { .. }) => {
+                refusal(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            RunError::Store(e) => e.into(),
+            e => {
+                tracing::error!(error = %e, "an API action failed");
+                refusal(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string())
+            }
+        }
+    }
+}
+
+pub(super) type Answer = Result<Response, Refusal>;
+
+/// Count a refusal and answer it.
+pub(super) fn answer(app: &App, result: Answer) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(r) => {
+            app.metrics.refuse(&format!("api-{}", r.reason));
+            let mut response = (
+                r.status,
+                axum::Json(json!({ "reason": r.reason, "error": r.error })),
+            )
+                .into_response();
+            let headers = response.headers_mut();
+            if r.status == StatusCode::UNAUTHORIZED {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer".parse().expect("a header"),
+                );
+            }
+            if let Some(secs) = r.retry_after {
+                headers.insert(header::RETRY_AFTER, secs.into());
+            }
+            response
+        }
+    }
+}
+
+pub(super) fn ok(value: Value) -> Answer {
+    Ok(axum::Json(value).into_response())
+}
+
+pub(super) fn no_follow_up(id: i64) -> Refusal {
+    refusal(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no follow-up {id}"),
+    )
+}
