@@ -88,49 +88,29 @@ async fn work(
     }
 }
 
-/// Reconciliation polling on its own thread: a pass at start, then every
-/// `every`. Each decision it finds is taken in through the commit path
-/// like a webhook's, its run queued with the room reserved first.
-pub(super) fn spawn_reconciler(
+/// Passes of `pass` on a thread of its own, with its own runtime: one at
+/// start, then one every `every` until the service stops; a pass that says
+/// more is waiting goes again at once. Between passes the adapters are
+/// loaded afresh: approvals may have changed.
+fn spawn_periodic(
+    name: &str,
     mut engine: Engine,
     every: std::time::Duration,
-    app: Arc<App>,
     mut stop: watch::Receiver<bool>,
+    mut pass: impl AsyncFnMut(&mut Engine) -> bool + Send + 'static,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
-        .name("handoff-reconcile".into())
+        .name(format!("handoff-{name}"))
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("the reconciler's runtime starts");
+                .expect("a pass thread's runtime starts");
             runtime.block_on(async move {
                 loop {
-                    let pass = engine
-                        .reconcile_with(async |_, event| {
-                            let permit = app.queue.clone().reserve_owned().await.map_err(|_| {
-                                RunError::Store(crate::store::StoreError::Unavailable(
-                                    "the run queue has closed",
-                                ))
-                            })?;
-                            let (accepted, _) =
-                                super::intake::take(&app, event, permit, Instant::now()).await?;
-                            if matches!(accepted, crate::pipeline::Accepted::New { .. }) {
-                                app.metrics.reconciled.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(accepted)
-                        })
-                        .await;
-                    match pass {
-                        Ok(found) if !found.new_runs.is_empty() => tracing::info!(
-                            runs = found.new_runs.len(),
-                            duplicates = found.duplicates,
-                            "reconciliation found decisions no event brought"
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "reconciliation pass failed; next pass retries"),
+                    if pass(&mut engine).await {
+                        continue;
                     }
-                    // Approvals may have changed between passes.
                     engine.reload_adapters();
                     tokio::select! {
                         _ = stop.changed() => return,
@@ -139,58 +119,93 @@ pub(super) fn spawn_reconciler(
                 }
             });
         })
-        .expect("the reconciler thread starts")
+        .expect("a pass thread starts")
+}
+
+/// Reconciliation polling on its own thread: a pass at start, then every
+/// `every`. Each decision it finds is taken in through the commit path
+/// like a webhook's, its run queued with the room reserved first.
+pub(super) fn spawn_reconciler(
+    engine: Engine,
+    every: std::time::Duration,
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    spawn_periodic(
+        "reconcile",
+        engine,
+        every,
+        stop,
+        async move |engine: &mut Engine| {
+            let pass = engine
+                .reconcile_with(async |_, event| {
+                    let permit = app.queue.clone().reserve_owned().await.map_err(|_| {
+                        RunError::Store(crate::store::StoreError::Unavailable(
+                            "the run queue has closed",
+                        ))
+                    })?;
+                    let (accepted, _) =
+                        super::intake::take(&app, event, permit, Instant::now()).await?;
+                    if matches!(accepted, crate::pipeline::Accepted::New { .. }) {
+                        app.metrics.reconciled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(accepted)
+                })
+                .await;
+            match pass {
+                Ok(found) if !found.new_runs.is_empty() => tracing::info!(
+                    runs = found.new_runs.len(),
+                    duplicates = found.duplicates,
+                    "reconciliation found decisions no event brought"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciliation pass failed; next pass retries")
+                }
+            }
+            false
+        },
+    )
 }
 
 /// The delivery loop: every `every`, the notices whose time has come are
 /// sent (on a thread of its own, like the reconciler: a slow mail server
 /// holds up no run).
 pub(super) fn spawn_deliverer(
-    mut engine: Engine,
+    engine: Engine,
     every: std::time::Duration,
     app: Arc<App>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("handoff-deliver".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the delivery runtime starts");
-            runtime.block_on(async move {
-                loop {
-                    match engine.deliver(jiff::Timestamp::now()).await {
-                        Ok(done) => {
-                            app.metrics
-                                .notice_retries
-                                .fetch_add(done.retried as u64, Ordering::Relaxed);
-                            if done != Default::default() {
-                                tracing::info!(
-                                    sent = done.sent,
-                                    retried = done.retried,
-                                    failed = done.failed,
-                                    cancelled = done.cancelled,
-                                    "notices delivered"
-                                );
-                            }
-                            // A full pass leaves more due: go on at once.
-                            let taken = done.sent + done.retried + done.failed + done.cancelled;
-                            if taken >= crate::pipeline::deliver::NOTICES_PER_PASS {
-                                continue;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "delivery pass failed; next pass retries")
-                        }
+    spawn_periodic(
+        "deliver",
+        engine,
+        every,
+        stop,
+        async move |engine: &mut Engine| {
+            match engine.deliver(jiff::Timestamp::now()).await {
+                Ok(done) => {
+                    app.metrics
+                        .notice_retries
+                        .fetch_add(done.retried as u64, Ordering::Relaxed);
+                    if done != Default::default() {
+                        tracing::info!(
+                            sent = done.sent,
+                            retried = done.retried,
+                            failed = done.failed,
+                            cancelled = done.cancelled,
+                            "notices delivered"
+                        );
                     }
-                    engine.reload_adapters();
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        _ = tokio::time::sleep(every) => {},
-                    }
+                    // A full pass leaves more due: go on at once.
+                    done.sent + done.retried + done.failed + done.cancelled
+                        >= crate::pipeline::deliver::NOTICES_PER_PASS
                 }
-            });
-        })
-        .expect("the delivery thread starts")
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery pass failed; next pass retries");
+                    false
+                }
+            }
+        },
+    )
 }
