@@ -207,27 +207,7 @@ pub fn scenario(r: &Redmine, nats: &Nats, seeded: &Seeded) -> Scenario {
     if nats.server != SHARED_NATS {
         // A test's own NATS server: what an operator does for theirs,
         // declare it in the manifest and have that manifest approved.
-        let package = s.path("packages/nats");
-        std::fs::create_dir_all(&package).unwrap();
-        let built = crate::support::built("nats");
-        std::fs::copy(built.join("nats.wasm"), package.join("nats.wasm")).unwrap();
-        let manifest = std::fs::read_to_string(built.join("adapter.toml")).unwrap();
-        std::fs::write(
-            package.join("adapter.toml"),
-            manifest.replace(SHARED_NATS, &nats.server),
-        )
-        .unwrap();
-        let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
-        s.store()
-            .approve_adapter(&handoff::store::adapters::NewApproval::of(
-                &pkg,
-                "security-review",
-            ))
-            .unwrap();
-        s.edit_config(
-            &format!("{}/nats\"", handoff::BUILT_PACKAGES_DIR),
-            &format!("{}\"", package.display()),
-        );
+        approved_copy(&s, "nats", SHARED_NATS, &nats.server);
         s.edit_config(
             &format!("server = \"{SHARED_NATS}\""),
             &format!("server = \"{}\"", nats.server),
@@ -262,6 +242,31 @@ pub fn scenario(r: &Redmine, nats: &Nats, seeded: &Seeded) -> Scenario {
     context["evidence_bundle"] = json!(bundle);
     std::fs::write(s.path("context.json"), context.to_string()).unwrap();
     s
+}
+
+/// The built package `name` copied into the scenario with `from` in its
+/// manifest replaced by `to` (another server), approved as a reviewer
+/// would, and the configuration pointed at the copy: what an operator does
+/// for a server of their own.
+pub fn approved_copy(s: &Scenario, name: &str, from: &str, to: &str) {
+    let package = s.path(&format!("packages/{name}"));
+    std::fs::create_dir_all(&package).unwrap();
+    let built = crate::support::built(name);
+    let wasm = format!("{name}.wasm");
+    std::fs::copy(built.join(&wasm), package.join(&wasm)).unwrap();
+    let manifest = std::fs::read_to_string(built.join("adapter.toml")).unwrap();
+    std::fs::write(package.join("adapter.toml"), manifest.replace(from, to)).unwrap();
+    let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
+    s.store()
+        .approve_adapter(&handoff::store::adapters::NewApproval::of(
+            &pkg,
+            "security-review",
+        ))
+        .unwrap();
+    s.edit_config(
+        &format!("{}/{name}\"", handoff::BUILT_PACKAGES_DIR),
+        &format!("{}\"", package.display()),
+    );
 }
 
 /// The packages the example's server configuration runs.

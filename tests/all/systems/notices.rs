@@ -213,27 +213,7 @@ fn a_role_nobody_can_reach_is_retried_counted_and_never_fails_the_run() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let package = s.path("packages/smtp");
-    std::fs::create_dir_all(&package).unwrap();
-    let built = crate::support::built("smtp");
-    std::fs::copy(built.join("smtp.wasm"), package.join("smtp.wasm")).unwrap();
-    let manifest = std::fs::read_to_string(built.join("adapter.toml")).unwrap();
-    std::fs::write(
-        package.join("adapter.toml"),
-        manifest.replace("127.0.0.1:8125", &closed.to_string()),
-    )
-    .unwrap();
-    let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
-    s.store()
-        .approve_adapter(&handoff::store::adapters::NewApproval::of(
-            &pkg,
-            "security-review",
-        ))
-        .unwrap();
-    s.edit_config(
-        &format!("{}/smtp\"", handoff::BUILT_PACKAGES_DIR),
-        &format!("{}\"", package.display()),
-    );
+    approved_copy(&s, "smtp", "127.0.0.1:8125", &closed.to_string());
     s.edit_config(
         "server = \"127.0.0.1:8125\"",
         &format!("server = \"{closed}\""),
