@@ -19,6 +19,7 @@
 
 pub mod api;
 mod commit;
+pub mod console;
 pub mod intake;
 mod listener;
 pub mod metrics;
@@ -68,6 +69,8 @@ pub struct App {
     ready: AtomicBool,
     /// The people's API: its tokens, rate limit and writing engine.
     api: api::Api,
+    /// The web console's sessions and what it shows of the configuration.
+    console: console::Console,
 }
 
 /// Every source's verifier, with its secrets read now: a missing or weak
@@ -160,8 +163,9 @@ pub async fn serve(
     intake_store.leave_checkpoints_to(&checkpointer)?;
     // What would refuse events or stop runs is said at the start, not at
     // the first event that needs it (`handoff check` lists the same).
-    for finding in crate::readiness::check(config, &intake_store)? {
-        if let Some(problem) = finding.problem {
+    let findings = crate::readiness::check(config, &intake_store)?;
+    for finding in &findings {
+        if let Some(problem) = &finding.problem {
             tracing::warn!(subject = %finding.subject, %problem, "not ready");
         }
     }
@@ -207,6 +211,15 @@ pub async fn serve(
             limit: api::auth::RateLimit::new(API_REQUESTS_PER_SECOND, API_BURST),
             roles: config.roles.clone(),
             writer: std::sync::Mutex::new(Engine::with_host(host.clone(), open()?)),
+        },
+        console: console::Console {
+            sessions: console::session::Sessions::new(
+                serve
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+            ),
+            findings,
         },
     });
     let (stop, stopped) = watch::channel(false);
@@ -255,6 +268,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .merge(api::routes())
+        .merge(console::routes())
         .with_state(app.clone());
     log_anchor(&app, "start");
     if serve.anchor_log_secs > 0 {

@@ -98,4 +98,22 @@ impl Store {
             overdue,
         })
     }
+
+    /// Runs that ended in the last `days` days, by day (UTC) and outcome,
+    /// newest day first: the console's outcomes over time.
+    pub fn outcomes_by_day(&self, days: u32) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let since = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(days)))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT substr(updated_at, 1, 10) AS day, outcome, COUNT(*) FROM runs
+             WHERE outcome IS NOT NULL AND updated_at >= ?1
+             GROUP BY day, outcome ORDER BY day DESC, outcome",
+        )?;
+        let rows = stmt.query_map([super::rfc3339(since)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

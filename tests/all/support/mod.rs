@@ -2,6 +2,7 @@
 //! manifests, a sandbox with a shared artifact cache, and a real HTTP server
 //! on 127.0.0.1 that records what reached it.
 
+pub mod browser;
 pub mod scenario;
 pub mod servers;
 pub mod service;

@@ -135,6 +135,23 @@ impl RateLimit {
 
 /// The caller, from its bearer token, within its rate.
 pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    identify(app, presented).map_err(|r| match presented {
+        None if r.status == StatusCode::UNAUTHORIZED => refusal(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send Authorization: Bearer TOKEN (a role's token from [roles.NAME] tokens)",
+        ),
+        _ => r,
+    })
+}
+
+/// The role a presented token names, within its rate (the API's bearer
+/// token, the console's login form).
+pub(in crate::serve) fn identify(app: &App, presented: Option<&str>) -> Result<Principal, Refusal> {
     let limited = |caller: &str| {
         app.api.limit.take(caller).map(|secs| Refusal {
             retry_after: Some(secs),
@@ -145,10 +162,6 @@ pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, Refusa
             )
         })
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
     let found = presented
         .and_then(|t| app.api.tokens.identify(t.trim()))
         .cloned();
@@ -165,12 +178,7 @@ pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, Refusa
             Err(refusal(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                match presented {
-                    None => {
-                        "send Authorization: Bearer TOKEN (a role's token from [roles.NAME] tokens)"
-                    }
-                    Some(_) => "the token is not one of any role",
-                },
+                "the token is not one of any role",
             ))
         }
     }
@@ -178,14 +186,14 @@ pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, Refusa
 
 /// Whether `role` may see and act on packets routed to `route_to`: it is
 /// that role, or on its escalation chain.
-pub(super) fn owns(roles: &Roles, role: &str, route_to: &str) -> bool {
+pub(in crate::serve) fn owns(roles: &Roles, role: &str, route_to: &str) -> bool {
     route_to == role
         || escalation_chain(roles, route_to)
             .iter()
             .any(|(name, _)| *name == role)
 }
 
-pub(super) fn may_see(app: &App, who: &Principal, f: &FollowUp) -> Result<(), Refusal> {
+pub(in crate::serve) fn may_see(app: &App, who: &Principal, f: &FollowUp) -> Result<(), Refusal> {
     if who.scope == Scope::Reviewer || owns(&app.api.roles, &who.role, &f.packet.route_to) {
         Ok(())
     } else {
@@ -200,7 +208,7 @@ pub(super) fn may_see(app: &App, who: &Principal, f: &FollowUp) -> Result<(), Re
     }
 }
 
-pub(super) fn may_act(who: &Principal) -> Result<(), Refusal> {
+pub(in crate::serve) fn may_act(who: &Principal) -> Result<(), Refusal> {
     match who.scope {
         Scope::Role => Ok(()),
         Scope::Reviewer => Err(refusal(

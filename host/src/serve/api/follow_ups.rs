@@ -156,25 +156,34 @@ pub(super) async fn acknowledge(
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
-        owned(&app, &who, id).await?;
-        let by = who.role.clone();
-        write(&app, move |e| e.acknowledge(id, &by)).await?;
+        take_on(&app, &who, id).await?;
         ok(json!({ "follow_up": id, "acknowledged_by": who.role }))
     }
     .await;
     answer(&app, result)
 }
 
+/// `who` takes follow-up `id` on (the API's ack, the console's button).
+pub(in crate::serve) async fn take_on(
+    app: &Arc<App>,
+    who: &Principal,
+    id: i64,
+) -> Result<(), Refusal> {
+    owned(app, who, id).await?;
+    let by = who.role.clone();
+    write(app, move |e| e.acknowledge(id, &by)).await
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ResolveBody {
+pub(in crate::serve) struct ResolveBody {
     /// `resume`, `abandon` or `mark-resolved`.
-    action: String,
+    pub action: String,
     /// Why (kept with the follow-up, not in the audit chain; at most 4 KiB).
     #[serde(default)]
-    note: String,
+    pub note: String,
     /// `needed`, or `unnecessary` (a false positive of the automation).
-    verdict: Option<String>,
+    pub verdict: Option<String>,
 }
 
 /// The caller's role decides the packet; `resume` drives the run again.
@@ -206,56 +215,7 @@ pub(super) async fn resolve(
                 ),
             )
         })?;
-        let resolution = Resolution::parse(&body.action).ok_or_else(|| {
-            refusal(
-                StatusCode::BAD_REQUEST,
-                "bad-body",
-                format!("action {:?}: one of {}", body.action, Resolution::names()),
-            )
-        })?;
-        let verdict = match body.verdict.as_deref() {
-            None => None,
-            Some(v) => Some(ResolutionVerdict::parse(v).ok_or_else(|| {
-                refusal(
-                    StatusCode::BAD_REQUEST,
-                    "bad-body",
-                    format!("verdict {v:?}: one of {}", ResolutionVerdict::names()),
-                )
-            })?),
-        };
-        if resolution == Resolution::Resume && verdict.is_some() {
-            return Err(refusal(
-                StatusCode::BAD_REQUEST,
-                "bad-body",
-                "a verdict goes with mark-resolved or abandon: a resumed packet needed a person",
-            ));
-        }
-        if body.note.len() > MAX_NOTE_BYTES {
-            return Err(refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!(
-                    "the note is {} bytes; at most {MAX_NOTE_BYTES}",
-                    body.note.len()
-                ),
-            ));
-        }
-        owned(&app, &who, id).await?;
-        let by = who.role.clone();
-        let (run_id, event_id) = write(&app, move |e| {
-            e.decide(id, resolution, &by, &body.note, verdict)
-        })
-        .await?;
-        if resolution == Resolution::Resume {
-            // Driven by a worker like any run; if the service stops first,
-            // the run is unfinished in the store and resumes at the next start.
-            if let Ok(permit) = app.queue.clone().reserve_owned().await {
-                permit.send(RunTicket {
-                    run_id: run_id.clone(),
-                    event_id,
-                });
-            }
-        }
+        let (resolution, run_id) = decide(&app, &who, id, body).await?;
         Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({
@@ -266,4 +226,66 @@ pub(super) async fn resolve(
     }
     .await;
     answer(&app, result)
+}
+
+/// `who` resolves follow-up `id` as `body` says (the API's resolve, the
+/// console's form); a resumed run is handed to the workers. The resolution
+/// taken and the run's id.
+pub(in crate::serve) async fn decide(
+    app: &Arc<App>,
+    who: &Principal,
+    id: i64,
+    body: ResolveBody,
+) -> Result<(Resolution, String), Refusal> {
+    let resolution = Resolution::parse(&body.action).ok_or_else(|| {
+        refusal(
+            StatusCode::BAD_REQUEST,
+            "bad-body",
+            format!("action {:?}: one of {}", body.action, Resolution::names()),
+        )
+    })?;
+    let verdict = match body.verdict.as_deref() {
+        None => None,
+        Some(v) => Some(ResolutionVerdict::parse(v).ok_or_else(|| {
+            refusal(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                format!("verdict {v:?}: one of {}", ResolutionVerdict::names()),
+            )
+        })?),
+    };
+    if resolution == Resolution::Resume && verdict.is_some() {
+        return Err(refusal(
+            StatusCode::BAD_REQUEST,
+            "bad-body",
+            "a verdict goes with mark-resolved or abandon: a resumed packet needed a person",
+        ));
+    }
+    if body.note.len() > MAX_NOTE_BYTES {
+        return Err(refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!(
+                "the note is {} bytes; at most {MAX_NOTE_BYTES}",
+                body.note.len()
+            ),
+        ));
+    }
+    owned(app, who, id).await?;
+    let by = who.role.clone();
+    let (run_id, event_id) = write(app, move |e| {
+        e.decide(id, resolution, &by, &body.note, verdict)
+    })
+    .await?;
+    if resolution == Resolution::Resume {
+        // Driven by a worker like any run; if the service stops first,
+        // the run is unfinished in the store and resumes at the next start.
+        if let Ok(permit) = app.queue.clone().reserve_owned().await {
+            permit.send(RunTicket {
+                run_id: run_id.clone(),
+                event_id,
+            });
+        }
+    }
+    Ok((resolution, run_id))
 }

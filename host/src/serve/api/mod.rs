@@ -8,8 +8,8 @@
 //! counted in `/metrics`; callers are rate limited.
 
 pub mod auth;
-mod follow_ups;
-mod refusal;
+pub(super) mod follow_ups;
+pub(super) mod refusal;
 mod runs;
 
 use super::App;
@@ -29,7 +29,7 @@ const MAX_ACTION_BYTES: usize = 16 * 1024;
 /// The longest note a resolution keeps.
 const MAX_NOTE_BYTES: usize = 4096;
 /// The most rows a list answers with.
-const MAX_LISTED: usize = 500;
+pub(super) const MAX_LISTED: usize = 500;
 
 /// What the API needs beside the rest of the service.
 pub struct Api {
@@ -97,7 +97,7 @@ async fn openapi() -> Response {
 }
 
 /// Read the store on a blocking thread.
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&Store) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, Refusal> {
@@ -117,7 +117,7 @@ async fn read<T: Send + 'static>(
 }
 
 /// Run an action on the writing engine, on a blocking thread.
-async fn write<T: Send + 'static>(
+pub(super) async fn write<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&mut crate::pipeline::Engine) -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, Refusal> {

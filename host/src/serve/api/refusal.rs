@@ -19,14 +19,15 @@ pub struct RefusalBody {
 }
 
 /// A refusal: its status, a stable reason, and what to do.
+#[derive(Debug)]
 pub struct Refusal {
-    pub(super) status: StatusCode,
-    pub(super) reason: &'static str,
-    pub(super) error: String,
-    pub(super) retry_after: Option<u64>,
+    pub(in crate::serve) status: StatusCode,
+    pub(in crate::serve) reason: &'static str,
+    pub(in crate::serve) error: String,
+    pub(in crate::serve) retry_after: Option<u64>,
 }
 
-pub(super) fn refusal(
+pub(in crate::serve) fn refusal(
     status: StatusCode,
     reason: &'static str,
     error: impl Into<String>,
@@ -98,7 +99,7 @@ pub(super) fn ok(value: Value) -> Answer {
     Ok(axum::Json(value).into_response())
 }
 
-pub(super) fn no_follow_up(id: i64) -> Refusal {
+pub(in crate::serve) fn no_follow_up(id: i64) -> Refusal {
     refusal(
         StatusCode::NOT_FOUND,
         "not-found",

@@ -1,0 +1,246 @@
+//! A role's inbox and one packet with its ack and resolve forms. What a
+//! role sees and may do is the API's rule ([`auth::may_see`],
+//! [`auth::may_act`]); the actions are the API's own calls.
+
+use super::super::App;
+use super::super::api::follow_ups::{ResolveBody, decide, take_on};
+use super::super::api::refusal::{Refusal, no_follow_up};
+use super::super::api::{MAX_LISTED, auth, read};
+use super::session::{self, Visitor};
+use super::{Fields, Frame, form, html, refused, require};
+use crate::config::roles::Scope;
+use crate::follow_up::{FollowUp, Resolution};
+use crate::store::follow_ups;
+use crate::store::notices::NoticeRow;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The statuses an inbox can show.
+const STATUSES: [&str; 5] = ["open", "overdue", "acknowledged", "resolved", "all"];
+
+#[derive(Deserialize)]
+pub(super) struct InboxQuery {
+    status: Option<String>,
+}
+
+/// One row of an inbox.
+struct Row {
+    f: FollowUp,
+    overdue: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/inbox.html")]
+struct Inbox {
+    frame: Option<Frame>,
+    status: String,
+    statuses: [&'static str; 5],
+    rows: Vec<Row>,
+    now: String,
+}
+
+/// The packets the visitor's role owns (a reviewer: all), overdue first,
+/// then by due time.
+pub(super) async fn inbox(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let v = match require(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(login) => return login.into_response(),
+    };
+    let status = query
+        .ok()
+        .and_then(|q| q.0.status)
+        .filter(|s| STATUSES.contains(&s.as_str()))
+        .unwrap_or_else(|| "open".into());
+    let now = crate::store::now_rfc3339();
+    let (app2, who, wanted, at) = (app.clone(), v.who.clone(), status.clone(), now.clone());
+    let rows = read(&app, move |s| {
+        let which = follow_ups::Which {
+            resolved_too: matches!(wanted.as_str(), "resolved" | "all"),
+            route_to: None,
+            due_before: (wanted == "overdue").then_some(at.as_str()),
+        };
+        let mut rows: Vec<Row> = follow_ups::list(&*s.conn()?, which)?
+            .into_iter()
+            .filter(|f| match wanted.as_str() {
+                "acknowledged" => f.is_open() && f.acknowledged_at.is_some(),
+                "resolved" => !f.is_open(),
+                _ => true,
+            })
+            .filter(|f| {
+                who.scope == Scope::Reviewer
+                    || auth::owns(&app2.api.roles, &who.role, &f.packet.route_to)
+            })
+            .take(MAX_LISTED)
+            .map(|f| Row {
+                overdue: f.is_open() && f.packet.due_at.as_str() < at.as_str(),
+                f,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.overdue
+                .cmp(&a.overdue)
+                .then_with(|| a.f.packet.due_at.cmp(&b.f.packet.due_at))
+        });
+        Ok(rows)
+    })
+    .await;
+    match rows {
+        Ok(rows) => html(
+            StatusCode::OK,
+            &Inbox {
+                frame: Some(Frame::of(&v, "inbox")),
+                status,
+                statuses: STATUSES,
+                rows,
+                now,
+            },
+        ),
+        Err(r) => refused(&app, Some(&v), r),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/packet.html")]
+struct PacketPage {
+    frame: Option<Frame>,
+    f: FollowUp,
+    notices: Vec<NoticeRow>,
+    overdue: bool,
+    may_act: bool,
+    actions: Vec<&'static str>,
+    done: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PacketQuery {
+    done: Option<String>,
+}
+
+/// One packet: what happened, what is left, its notices, and (for a role
+/// that may act on it) the forms.
+pub(super) async fn packet(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<i64>,
+    query: Result<Query<PacketQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let v = match require(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(login) => return login.into_response(),
+    };
+    let done = query
+        .ok()
+        .and_then(|q| q.0.done)
+        .filter(|d| ["acknowledged", "resume", "abandon", "mark-resolved"].contains(&d.as_str()));
+    let found = read(&app, move |s| {
+        let conn = s.conn()?;
+        let f = follow_ups::get(&conn, id)?.ok_or_else(|| no_follow_up(id))?;
+        let notices = crate::store::notices::for_follow_up(&conn, id)?;
+        Ok((f, notices))
+    })
+    .await
+    .and_then(|(f, n)| auth::may_see(&app, &v.who, &f).map(|()| (f, n)));
+    match found {
+        Ok((f, notices)) => {
+            let now = crate::store::now_rfc3339();
+            let actions = f.packet.next_actions.iter().map(|r| r.name()).collect();
+            html(
+                StatusCode::OK,
+                &PacketPage {
+                    frame: Some(Frame::of(&v, "inbox")),
+                    overdue: f.is_open() && f.packet.due_at < now,
+                    may_act: f.is_open() && auth::may_act(&v.who).is_ok(),
+                    f,
+                    notices,
+                    actions,
+                    done,
+                },
+            )
+        }
+        Err(r) => refused(&app, Some(&v), r),
+    }
+}
+
+/// The visitor behind a posted form, checked: from the console's own page,
+/// with the session's token. The form's fields.
+fn posted(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    allowed: &[&str],
+) -> Result<(Visitor, Fields), (Option<Visitor>, Refusal)> {
+    session::same_site(headers).map_err(|r| (None, r))?;
+    let v = session::visitor(app, headers).ok_or_else(|| {
+        (
+            None,
+            super::super::api::refusal::refusal(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "log in again: the session has ended",
+            ),
+        )
+    })?;
+    let fields = form(body, allowed).map_err(|r| (Some(v.clone()), r))?;
+    session::check_csrf(&v, fields.get("csrf").map(String::as_str))
+        .map_err(|r| (Some(v.clone()), r))?;
+    Ok((v, fields))
+}
+
+pub(super) async fn acknowledge(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (v, _) = match posted(&app, &headers, &body, &["csrf"]) {
+        Ok(p) => p,
+        Err((v, r)) => return refused(&app, v.as_ref(), r),
+    };
+    match take_on(&app, &v.who, id).await {
+        Ok(()) => Redirect::to(&format!("/ui/follow-ups/{id}?done=acknowledged")).into_response(),
+        Err(r) => refused(&app, Some(&v), r),
+    }
+}
+
+pub(super) async fn resolve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (v, mut fields) = match posted(
+        &app,
+        &headers,
+        &body,
+        &["csrf", "action", "note", "verdict"],
+    ) {
+        Ok(p) => p,
+        Err((v, r)) => return refused(&app, v.as_ref(), r),
+    };
+    let body = ResolveBody {
+        action: fields.remove("action").unwrap_or_default(),
+        note: fields.remove("note").unwrap_or_default(),
+        // The form's "no verdict" choice is an empty value.
+        verdict: fields.remove("verdict").filter(|v| !v.is_empty()),
+    };
+    match decide(&app, &v.who, id, body).await {
+        // A resumed run is followed on its own page, where it completes.
+        Ok((Resolution::Resume, run_id)) => {
+            Redirect::to(&format!("/ui/runs/{run_id}?resumed={id}")).into_response()
+        }
+        Ok((r, _)) => {
+            Redirect::to(&format!("/ui/follow-ups/{id}?done={}", r.name())).into_response()
+        }
+        Err(r) => refused(&app, Some(&v), r),
+    }
+}

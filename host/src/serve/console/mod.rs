@@ -1,0 +1,284 @@
+//! The web console under `/ui`, for people who would rather look than
+//! read JSON: a role's inbox (overdue first), a packet with its ack and
+//! resolve forms, runs and their timelines, the audit chain's status, the
+//! adapter instances' effective grants and a dashboard. Pages are rendered
+//! on the server from templates (`host/templates/console/`) with the same
+//! reads and the same actions as the API, so a click is audited with the
+//! role exactly as an API call is. No JavaScript: every form works as a
+//! plain HTML form, posted and answered with a redirect.
+
+mod follow_ups;
+mod runs;
+pub mod session;
+mod status;
+
+use super::App;
+use super::api::refusal::Refusal;
+use crate::readiness::Finding;
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use session::{Sessions, Visitor};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The largest form the console takes.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// What the console keeps beside the API's state.
+pub struct Console {
+    pub sessions: Sessions,
+    /// The adapter instances and policies as `handoff check --reach` found
+    /// them when the service started.
+    pub findings: Vec<Finding>,
+}
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/follow-ups") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/follow-ups") }))
+        .route("/ui/style.css", get(style))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/follow-ups", get(follow_ups::inbox))
+        .route("/ui/follow-ups/{id}", get(follow_ups::packet))
+        .route("/ui/follow-ups/{id}/ack", post(follow_ups::acknowledge))
+        .route("/ui/follow-ups/{id}/resolve", post(follow_ups::resolve))
+        .route("/ui/runs", get(runs::list))
+        .route("/ui/runs/{id}", get(runs::show))
+        .route("/ui/dashboard", get(status::dashboard))
+        .route("/ui/audit", get(status::audit))
+        .route("/ui/adapters", get(status::adapters))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+}
+
+/// What every page's frame shows: who is looking, where they are, and the
+/// token their logout form carries.
+pub struct Frame {
+    pub role: String,
+    pub reviewer: bool,
+    pub csrf: String,
+    pub section: &'static str,
+}
+
+impl Frame {
+    fn of(v: &Visitor, section: &'static str) -> Frame {
+        Frame {
+            role: v.who.role.clone(),
+            reviewer: v.who.scope == crate::config::roles::Scope::Reviewer,
+            csrf: v.csrf.clone(),
+            section,
+        }
+    }
+}
+
+/// A rendered page with the headers every console page carries: no
+/// script may run, no other site may frame it, nothing is cached.
+fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'self'; img-src 'self'; \
+                     form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    frame: Option<Frame>,
+    status: u16,
+    reason: &'static str,
+    error: String,
+}
+
+/// A refusal as a page, counted with the API's (`console-REASON`).
+fn refused(app: &App, visitor: Option<&Visitor>, r: Refusal) -> Response {
+    app.metrics.refuse(&format!("console-{}", r.reason));
+    let mut response = html(
+        r.status,
+        &ErrorPage {
+            frame: visitor.map(|v| Frame::of(v, "")),
+            status: r.status.as_u16(),
+            reason: r.reason,
+            error: r.error,
+        },
+    );
+    if let Some(secs) = r.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
+    response
+}
+
+/// The person behind a page request, or the way to the login page (then
+/// back here).
+fn require(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<Visitor, Redirect> {
+    session::visitor(app, headers).ok_or_else(|| {
+        let back = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/ui/follow-ups");
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", back)
+            .finish();
+        Redirect::to(&format!("/ui/login?{query}"))
+    })
+}
+
+/// A form's fields by name.
+type Fields = BTreeMap<String, String>;
+
+/// A posted form's fields; a field not in `allowed`, one given twice, or
+/// a body that is not a form is refused.
+fn form(body: &[u8], allowed: &[&str]) -> Result<Fields, Refusal> {
+    let bad = |why: String| super::api::refusal::refusal(StatusCode::BAD_REQUEST, "bad-form", why);
+    let mut fields = BTreeMap::new();
+    for (name, value) in url::form_urlencoded::parse(body) {
+        if !allowed.contains(&name.as_ref()) {
+            return Err(bad(format!(
+                "the form has a field {name:?}; it takes {}",
+                allowed.join(", ")
+            )));
+        }
+        if fields.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(bad(format!("the form gives {name:?} twice")));
+        }
+    }
+    Ok(fields)
+}
+
+/// The console's style sheet (a file of its own, so the pages' policy
+/// allows no inline style or script at all).
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../../../templates/console/style.css"),
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    frame: Option<Frame>,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_page(
+    query: Result<axum::extract::Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = query.ok().and_then(|q| q.0.next);
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            frame: None,
+            next: session::next_page(next.as_deref()),
+            error: None,
+        },
+    )
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = (|| {
+        session::same_site(&headers)?;
+        let fields = form(&body, &["token", "next"])?;
+        let next = session::next_page(fields.get("next").map(String::as_str));
+        let token = fields.get("token").map(String::as_str).unwrap_or("");
+        Ok::<_, Refusal>((session::log_in(&app, token)?, next))
+    })();
+    match result {
+        Ok((cookie, next)) => {
+            let mut response = Redirect::to(&next).into_response();
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                cookie.parse().expect("a cookie of hex and names"),
+            );
+            response
+        }
+        Err(r) if r.status == StatusCode::UNAUTHORIZED => {
+            app.metrics.refuse("console-unauthenticated");
+            let next = form(&body, &["token", "next"])
+                .ok()
+                .and_then(|f| f.get("next").cloned());
+            html(
+                StatusCode::UNAUTHORIZED,
+                &LoginPage {
+                    frame: None,
+                    next: session::next_page(next.as_deref()),
+                    error: Some("That token is not one of any role.".into()),
+                },
+            )
+        }
+        Err(r) => refused(&app, None, r),
+    }
+}
+
+async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = (|| {
+        session::same_site(&headers)?;
+        let fields = form(&body, &["csrf"])?;
+        if let Some(v) = session::visitor(&app, &headers) {
+            session::check_csrf(&v, fields.get("csrf").map(String::as_str))?;
+            session::log_out(&app, &headers);
+        }
+        Ok::<_, Refusal>(())
+    })();
+    match result {
+        Ok(()) => {
+            let mut response = Redirect::to("/ui/login").into_response();
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                app.console
+                    .sessions
+                    .cleared()
+                    .parse()
+                    .expect("a cookie of names"),
+            );
+            response
+        }
+        Err(r) => refused(&app, None, r),
+    }
+}

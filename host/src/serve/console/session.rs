@@ -1,0 +1,306 @@
+//! Who is looking at the console: a person logs in with their role's API
+//! token once and gets a session cookie (`HttpOnly`, `SameSite=Strict`,
+//! `Secure` behind an `https://` public URL); every form carries the
+//! session's CSRF token, and a form posted from another site is refused
+//! even before it is checked. Sessions live in memory: a restart logs
+//! everyone out, which costs a token paste and keeps no secret on disk.
+
+use super::super::App;
+use super::super::api::auth::{Principal, identify};
+use super::super::api::refusal::{Refusal, refusal};
+use axum::http::{HeaderMap, StatusCode, header};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "handoff_session";
+/// How long a login lasts.
+const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// The most sessions kept at once; past it, expired ones go first, then a
+/// login is refused until one ends.
+const MAX_SESSIONS: usize = 4096;
+
+/// A logged-in person: their role, and the token their forms carry.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub who: Principal,
+    pub csrf: String,
+}
+
+struct Session {
+    visitor: Visitor,
+    expires: Instant,
+}
+
+/// The sessions, by the SHA-256 of their cookie value.
+#[derive(Default)]
+pub struct Sessions {
+    by_hash: Mutex<HashMap<[u8; 32], Session>>,
+    /// `Secure` on the cookie (the public URL is `https://`).
+    pub secure: bool,
+}
+
+fn random_hex() -> Result<String, Refusal> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a console session");
+        refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failed",
+            "a session could not be made; try again",
+        )
+    })?;
+    Ok(hex::encode(bytes))
+}
+
+fn hash(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+impl Sessions {
+    pub fn new(secure: bool) -> Sessions {
+        Sessions {
+            by_hash: Mutex::default(),
+            secure,
+        }
+    }
+
+    /// Start a session for `who`; the cookie value to set.
+    fn start(&self, who: Principal) -> Result<String, Refusal> {
+        let id = random_hex()?;
+        let csrf = random_hex()?;
+        let now = Instant::now();
+        let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| s.expires > now);
+        }
+        if map.len() >= MAX_SESSIONS {
+            return Err(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-sessions",
+                format!("{MAX_SESSIONS} people are logged in; try again when one logs out"),
+            ));
+        }
+        map.insert(
+            hash(&id),
+            Session {
+                visitor: Visitor { who, csrf },
+                expires: now + LIFETIME,
+            },
+        );
+        Ok(id)
+    }
+
+    fn find(&self, id: &str) -> Option<Visitor> {
+        let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
+        let key = hash(id);
+        match map.get(&key) {
+            Some(s) if s.expires > Instant::now() => Some(s.visitor.clone()),
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn end(&self, id: &str) {
+        self.by_hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&hash(id));
+    }
+
+    /// The `Set-Cookie` value that keeps `id`.
+    fn cookie(&self, id: &str) -> String {
+        format!(
+            "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            LIFETIME.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The `Set-Cookie` value that forgets the session.
+    pub fn cleared(&self) -> String {
+        format!(
+            "{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+}
+
+/// The session cookie's value in a request, if it has one.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// The person behind a request, or `None` when not logged in.
+pub fn visitor(app: &App, headers: &HeaderMap) -> Option<Visitor> {
+    session_id(headers).and_then(|id| app.console.sessions.find(&id))
+}
+
+/// A form posted from a page of another site is refused whatever it
+/// carries (browsers say where a request comes from in `Sec-Fetch-Site`
+/// and `Origin`).
+pub fn same_site(headers: &HeaderMap) -> Result<(), Refusal> {
+    let cross = |why: &str| {
+        refusal(
+            StatusCode::FORBIDDEN,
+            "cross-site",
+            format!("{why}: the console takes forms from its own pages only"),
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(cross(&format!("the form came from a {site} page")));
+    }
+    if let (Some(origin), Some(host)) = (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+        if origin != "null" && origin_host != host {
+            return Err(cross(&format!("the form came from {origin}")));
+        }
+    }
+    Ok(())
+}
+
+/// The CSRF token a form carried matches its session's.
+pub fn check_csrf(visitor: &Visitor, presented: Option<&str>) -> Result<(), Refusal> {
+    let ok = presented
+        .map(|p| bool::from(p.as_bytes().ct_eq(visitor.csrf.as_bytes())))
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(refusal(
+            StatusCode::FORBIDDEN,
+            "bad-csrf",
+            "the form's token is not this session's: reload the page and send it again",
+        ))
+    }
+}
+
+/// Log in with a role's token: the cookie to set.
+pub fn log_in(app: &App, token: &str) -> Result<String, Refusal> {
+    let who = identify(app, Some(token))?;
+    tracing::info!(role = %who.role, "console login");
+    let id = app.console.sessions.start(who)?;
+    Ok(app.console.sessions.cookie(&id))
+}
+
+/// End the request's session.
+pub fn log_out(app: &App, headers: &HeaderMap) {
+    if let Some(id) = session_id(headers) {
+        app.console.sessions.end(&id);
+    }
+}
+
+/// Where to go after logging in: a console page, never another site.
+pub fn next_page(asked: Option<&str>) -> String {
+    match asked {
+        Some(p)
+            if p.starts_with("/ui/")
+                && !p.contains("//")
+                && !p.contains('\\')
+                && p.len() <= 512
+                && !p.chars().any(char::is_control) =>
+        {
+            p.to_string()
+        }
+        _ => "/ui/follow-ups".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::roles::Scope;
+
+    fn who() -> Principal {
+        Principal {
+            role: "release-coordinator".into(),
+            scope: Scope::Role,
+        }
+    }
+
+    #[test]
+    fn a_session_is_found_by_its_cookie_until_it_ends() {
+        let sessions = Sessions::new(false);
+        let id = sessions.start(who()).unwrap();
+        assert_eq!(id.len(), 64);
+        let v = sessions.find(&id).unwrap();
+        assert_eq!(v.who, who());
+        assert_eq!(v.csrf.len(), 64);
+        assert_ne!(v.csrf, id, "the form token is not the cookie");
+        assert!(sessions.find(&format!("{}0", &id[..63])).is_none());
+        let cookie = sessions.cookie(&id);
+        for part in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+            assert!(cookie.contains(part), "{cookie}");
+        }
+        assert!(!cookie.contains("Secure"));
+        assert!(Sessions::new(true).cookie(&id).ends_with("; Secure"));
+        sessions.end(&id);
+        assert!(sessions.find(&id).is_none());
+    }
+
+    #[test]
+    fn the_cookie_is_read_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; handoff_session=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(session_id(&headers).as_deref(), Some("abc"));
+        headers.insert(header::COOKIE, "handoff_sessionx=abc".parse().unwrap());
+        assert_eq!(session_id(&headers), None);
+    }
+
+    #[test]
+    fn forms_from_other_sites_and_without_the_token_are_refused() {
+        let v = Visitor {
+            who: who(),
+            csrf: "t".repeat(64),
+        };
+        assert!(check_csrf(&v, Some(&"t".repeat(64))).is_ok());
+        assert!(check_csrf(&v, Some(&"t".repeat(63))).is_err());
+        assert!(check_csrf(&v, None).is_err());
+
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        h.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(same_site(&h).is_ok());
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert_eq!(same_site(&h).unwrap_err().reason, "cross-site");
+        h.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert_eq!(same_site(&h).unwrap_err().reason, "cross-site");
+    }
+
+    #[test]
+    fn after_login_only_console_pages() {
+        assert_eq!(next_page(Some("/ui/follow-ups/3")), "/ui/follow-ups/3");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/ui//x",
+            "/v1/runs",
+        ] {
+            assert_eq!(next_page(Some(bad)), "/ui/follow-ups", "{bad}");
+        }
+        assert_eq!(next_page(None), "/ui/follow-ups");
+    }
+}
