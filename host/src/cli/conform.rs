@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
     let mut store = ctx.open_store()?;
     let host = Arc::new(Host::for_adapters(&ctx.config)?);
     // Loaded first, so that a refusal says so rather than failing a promise.
-    if let Err(refused) = host.adapter(instance, &mut store) {
+    if let Err(refused) = host.adapter(instance, &mut store, false) {
         bail!("loading adapter instance {instance}: {refused}");
     }
     let calls = AdapterCalls::new(host, &store).fresh_each_call();

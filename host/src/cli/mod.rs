@@ -12,6 +12,7 @@ mod policy;
 mod run;
 mod runs;
 mod serve;
+mod shadow;
 mod store;
 
 use crate::config::Config;
@@ -125,6 +126,9 @@ enum Command {
     /// Packets handed to people, and their resolution.
     #[command(subcommand, name = "follow-ups")]
     FollowUps(follow_ups::FollowUpsCommand),
+    /// What policies in shadow mode would have done, against what people did.
+    #[command(subcommand)]
+    Shadow(shadow::ShadowCommand),
     /// Print a completion script for a shell, made from these definitions
     /// (bash: `source <(handoff completions bash)`).
     Completions { shell: clap_complete::Shell },
@@ -254,6 +258,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Runs(cmd) => runs::run(cmd, &ctx),
         Command::Store(cmd) => store::run(cmd, &ctx),
         Command::FollowUps(cmd) => follow_ups::run(cmd, &ctx),
+        Command::Shadow(cmd) => shadow::run(cmd, &ctx),
     }
 }
 

@@ -323,6 +323,7 @@ impl Config {
                     },
                     concurrency: r.concurrency,
                     one_call_per_record: r.one_call_per_record,
+                    shadow: false,
                     actions,
                     surfaces,
                 };

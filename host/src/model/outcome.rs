@@ -15,6 +15,9 @@ crate::closed_enum! {
         /// Stale, revoked, superseded, mapping drift, evidence mismatch,
         /// out of scope, capability denied: a person decides.
         HaltedForFollowUp = "halted-for-follow-up",
+        /// A policy in shadow mode: every target was looked at, what the
+        /// run would have done recorded, and nothing written.
+        Shadowed = "shadowed",
         /// The decision was already received: no new run (an answer of
         /// intake, never stored as a run's outcome).
         DuplicateSuppressed = "duplicate-suppressed",

@@ -56,6 +56,8 @@ pub struct AdapterCalls {
     /// A fresh instance for every call: nothing carries over, as after a
     /// restart (`adapter conform`).
     fresh: bool,
+    /// Every instance as a shadow run has it (reading only).
+    shadow: bool,
 }
 
 impl AdapterCalls {
@@ -67,6 +69,7 @@ impl AdapterCalls {
             event_id: None,
             instances: BTreeMap::new(),
             fresh: false,
+            shadow: false,
         }
     }
 
@@ -74,6 +77,13 @@ impl AdapterCalls {
     pub fn for_run(mut self, run_id: Option<&str>, event_id: &str) -> AdapterCalls {
         self.run_id = run_id.map(str::to_string);
         self.event_id = Some(event_id.to_string());
+        self
+    }
+
+    /// Calls of a run under a policy in shadow mode: every instance as it
+    /// is loaded for reading only.
+    pub fn shadowed(mut self) -> AdapterCalls {
+        self.shadow = true;
         self
     }
 
@@ -98,7 +108,7 @@ impl AdapterCalls {
         call: &mut impl AsyncFnMut(&mut Instance) -> CallResult<T>,
     ) -> Result<Result<T, Failure>, RunError> {
         if !self.instances.contains_key(adapter) {
-            let loaded = match self.host.adapter(adapter, &mut self.store) {
+            let loaded = match self.host.adapter(adapter, &mut self.store, self.shadow) {
                 Ok(l) => l,
                 Err(AdapterLoad::Store(e)) => return Err(e.into()),
                 Err(AdapterLoad::Refused(e)) => {

@@ -25,6 +25,9 @@ pub struct Host {
     instances: BTreeMap<String, AdapterInstance>,
     /// Adapters loaded so far, by instance name.
     loaded: Mutex<BTreeMap<String, Arc<LoadedAdapter>>>,
+    /// The same instances as shadow runs have them (reading only), loaded
+    /// when a shadow run first calls one.
+    shadow_loaded: Mutex<BTreeMap<String, Arc<LoadedAdapter>>>,
     policies: Vec<ConfiguredPolicy>,
     /// Approved policy texts runs were started under, parsed, by sha256.
     approved: Mutex<BTreeMap<String, Arc<Policy>>>,
@@ -75,6 +78,7 @@ impl Host {
             sandbox,
             instances: config.adapters.clone(),
             loaded: Mutex::default(),
+            shadow_loaded: Mutex::default(),
             policies: Vec::new(),
             approved: Mutex::default(),
             retry: config.retry,
@@ -113,23 +117,38 @@ impl Host {
         }
     }
 
-    /// The loaded adapter for an instance name, loaded once per process. A
-    /// refused load is recorded as a capability decision; a store that
-    /// cannot record it fails the load too (nothing is dropped).
+    /// The loaded adapter for an instance name, loaded once per process
+    /// (for a shadow run, its reading-only form: no actions, surfaces
+    /// narrowed to reading). A refused load is recorded as a capability
+    /// decision; a store that cannot record it fails the load too (nothing
+    /// is dropped).
     pub(crate) fn adapter(
         &self,
         name: &str,
         store: &mut Store,
+        shadow: bool,
     ) -> Result<Arc<LoadedAdapter>, AdapterLoad> {
-        if let Some(a) = lock(&self.loaded).get(name) {
+        let cache = if shadow {
+            &self.shadow_loaded
+        } else {
+            &self.loaded
+        };
+        if let Some(a) = lock(cache).get(name) {
             return Ok(a.clone());
         }
-        let instance = self.instances.get(name).ok_or_else(|| {
+        let configured = self.instances.get(name).ok_or_else(|| {
             AdapterLoad::Refused(LoadError::Binding {
                 instance: name.to_string(),
                 problem: "is not configured in [adapters]".into(),
             })
         })?;
+        let shadowed;
+        let instance = if shadow {
+            shadowed = configured.for_shadow();
+            &shadowed
+        } else {
+            configured
+        };
         let package =
             Package::read(&instance.package).map_err(|e| AdapterLoad::Refused(e.into()))?;
         let approval = store
@@ -145,7 +164,7 @@ impl Host {
                 return Err(AdapterLoad::Refused(err));
             }
         };
-        lock(&self.loaded).insert(name.to_string(), loaded.clone());
+        lock(cache).insert(name.to_string(), loaded.clone());
         Ok(loaded)
     }
 
@@ -159,6 +178,7 @@ impl Host {
     /// Forget loaded adapters (their approval may have changed).
     pub fn reload_adapters(&self) {
         lock(&self.loaded).clear();
+        lock(&self.shadow_loaded).clear();
     }
 
     /// The approved text a run started under, parsed once per process: an

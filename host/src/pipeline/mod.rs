@@ -27,6 +27,7 @@ pub mod reconcile;
 pub mod record;
 pub mod resolve;
 pub mod revalidate;
+pub mod shadow;
 pub mod stage;
 pub mod throttle;
 pub mod validate;

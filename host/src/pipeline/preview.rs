@@ -183,19 +183,23 @@ impl Engine {
                 .map(|step| step_preview(step, driver.trace.iter().find(|t| t.step == step.id)))
                 .collect();
         }
-        preview.outcome = match &halt {
-            Some(halt) => halt.outcome(preview.steps.iter().any(|s| s.would == Would::Apply)),
-            None if preview.steps.iter().any(|s| s.would == Would::Skip) => {
-                Outcome::CompletedWithSkips
-            }
-            None => Outcome::Completed,
-        };
+        preview.outcome = would_end(halt.as_ref(), &preview.steps);
         preview.halt = halt.map(Stop::from);
         Ok(preview)
     }
 }
 
-fn step_preview(step: &PlannedStep, traced: Option<&Traced>) -> StepPreview {
+/// How a run would end, from where it would stop and what it would do at
+/// each step, if the targets stay as they were seen.
+pub(super) fn would_end(halt: Option<&Halt>, steps: &[StepPreview]) -> Outcome {
+    match halt {
+        Some(halt) => halt.outcome(steps.iter().any(|s| s.would == Would::Apply)),
+        None if steps.iter().any(|s| s.would == Would::Skip) => Outcome::CompletedWithSkips,
+        None => Outcome::Completed,
+    }
+}
+
+pub(super) fn step_preview(step: &PlannedStep, traced: Option<&Traced>) -> StepPreview {
     let seen = traced.and_then(|t| t.seen.as_ref());
     StepPreview {
         step: step.id.clone(),

@@ -130,6 +130,21 @@ impl ActionTemplate {
 pub struct Header {
     pub id: String,
     pub version: String,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// Whether a policy's runs act (`live`), or only look and record what they
+/// would have done (`shadow`): every adapter instance they call is loaded
+/// with no actions and its surfaces read-only, so no write can reach a
+/// target. Turning a shadow policy live changes its text, so it needs a new
+/// approval like any other change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Live,
+    Shadow,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -228,6 +243,7 @@ pub struct Policy {
     pub text: String,
     pub id: String,
     pub version: String,
+    pub mode: Mode,
     pub sha256: String,
     pub trigger: Trigger,
     pub source: SourceSpec,
@@ -342,6 +358,7 @@ impl Policy {
             text: text.to_string(),
             id: raw.policy.id,
             version: raw.policy.version,
+            mode: raw.policy.mode,
             sha256: crate::sandbox::package::sha256_hex(text.as_bytes()),
             trigger: raw.trigger,
             source: raw.source,

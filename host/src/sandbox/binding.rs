@@ -79,9 +79,22 @@ pub struct AdapterInstance {
     pub actions: Option<BTreeSet<ActionKind>>,
     /// Each surface's keys of the instance's table.
     pub surfaces: Bindings,
+    /// Loaded for a policy in shadow mode: no actions, and each surface
+    /// narrowed to reading (never set from configuration; see
+    /// [`AdapterInstance::for_shadow`]).
+    pub shadow: bool,
 }
 
 impl AdapterInstance {
+    /// The same instance as a shadow run gets it: it may read as the live
+    /// one does, and write nothing.
+    pub fn for_shadow(&self) -> AdapterInstance {
+        AdapterInstance {
+            shadow: true,
+            ..self.clone()
+        }
+    }
+
     /// An instance with no bindings.
     pub fn new(name: &str, package: &Path) -> Self {
         AdapterInstance {
@@ -94,6 +107,7 @@ impl AdapterInstance {
             },
             concurrency: None,
             one_call_per_record: false,
+            shadow: false,
             actions: None,
             surfaces: Bindings::default(),
         }

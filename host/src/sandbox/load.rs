@@ -241,6 +241,9 @@ impl Sandbox {
             problem,
         };
         narrowing::narrow(&mut grants, instance).map_err(binding)?;
+        if instance.shadow {
+            narrowing::to_reading(&mut grants);
+        }
         settings::check(&name, &package.manifest.config, &instance.config).map_err(binding)?;
         let cx = LoadContext {
             instance: &instance.name,

@@ -31,6 +31,15 @@ pub fn narrow(grants: &mut Grants, instance: &AdapterInstance) -> Result<(), Str
     grants.capabilities.narrow(&instance.surfaces)
 }
 
+/// Narrow a grant to reading, for a shadow run: no action at all, so
+/// `apply` is refused before it reaches the guest, and each surface that
+/// has a reading form narrowed to it (directories and S3 read-only, HTTP
+/// GET and HEAD only).
+pub fn to_reading(grants: &mut Grants) {
+    grants.actions.clear();
+    grants.capabilities.read_only();
+}
+
 /// Whether the grant lets the instance apply `action`.
 pub fn allows(grants: &Grants, action: ActionKind) -> bool {
     grants.actions.contains(&action)
@@ -74,6 +83,15 @@ mod tests {
         let mut g = grants();
         narrow(&mut g, &instance()).unwrap();
         assert_eq!(g, grants(), "no narrowing named: the grant as it is");
+    }
+
+    #[test]
+    fn a_shadow_grant_has_no_action_and_reads_only() {
+        let mut g = grants();
+        to_reading(&mut g);
+        assert!(g.actions.is_empty());
+        assert!(!allows(&g, ActionKind::Publish) && !allows(&g, ActionKind::SetState));
+        assert_eq!(g.capabilities.files["records"], FileMode::ReadOnly);
     }
 
     #[test]

@@ -136,6 +136,12 @@ pub trait Surface: 'static {
         ceiling: &HostCeiling,
     ) -> Self::Grant;
 
+    /// The grant narrowed to reading, for a shadow run. A surface with no
+    /// reading form keeps its grant (a socket, a NATS subject a target is
+    /// observed through, an SMTP server): the instance has no action then,
+    /// so nothing asks the guest to write through them.
+    fn read_only(_grant: &mut Self::Grant) {}
+
     /// The operator's narrowing of one instance's grant: it only takes
     /// away, and naming what the grant lacks is refused.
     fn narrow(_grant: &mut Self::Grant, _binding: &Self::Binding) -> Result<(), String> {

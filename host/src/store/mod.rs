@@ -183,7 +183,7 @@ impl Store {
         // across process crashes (the log is fsynced at checkpoints).
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // (Foreign keys are turned on by the migrations, once they are done.)
         // The log is written from its start again once a checkpoint has
         // copied all of it, but the file keeps the size it reached: a long
         // read that held checkpoints back would leave it that large for

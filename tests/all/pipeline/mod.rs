@@ -13,6 +13,7 @@ mod intake;
 mod reference;
 mod refusals;
 mod runs;
+pub(crate) mod shadow;
 
 use crate::support::scenario::*;
 use serde_json::{Value, json};

@@ -395,3 +395,30 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
         "{metrics}"
     );
 }
+
+#[test]
+fn the_shadow_page_says_what_people_did_with_a_shadowed_run() {
+    let (s, run_id) = crate::pipeline::shadow::shadowed();
+    with_serve(&s, serve_config(1, 100, 0, SOURCE));
+    std::fs::write(s.path("reviewer.token"), format!("{REVIEWER}\n")).unwrap();
+    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap()
+        + "\n[roles.security-review]\nscope = \"reviewer\"\ntokens = [{ file = \"reviewer.token\" }]\n";
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    let service = Service::start(&s, None);
+    let mut reviewer = Client::new(&service);
+    reviewer.log_in(REVIEWER);
+    let page = reviewer.get("/ui/shadow");
+    assert_eq!(page.code, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("/ui/runs/{run_id}")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("nobody has done it yet"),
+        "{}",
+        page.body
+    );
+    // Looking again wrote nothing.
+    assert!(s.writes().is_empty());
+}

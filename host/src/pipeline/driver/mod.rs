@@ -17,11 +17,11 @@ use super::record::{Recorder, Recording, Row};
 use super::stage::Reading;
 use super::{Engine, Report, RunError, Timed, confirm, revalidate, validate};
 use crate::model::{Reason, StepEvent, StepState};
-use crate::policy::Policy;
 use crate::policy::Revalidate;
 use crate::policy::condition::View;
 use crate::policy::plan::{self, PlannedStep};
 use crate::policy::template::Scope;
+use crate::policy::{Mode, Policy};
 use crate::store::StoreError;
 use crate::store::runs::{self, Claim, RunRecord};
 use crate::store::steps::{self, StepRow};
@@ -123,6 +123,9 @@ impl Engine {
                     run.run_id, run.policy_sha256
                 ))
             })?;
+        if policy.mode == Mode::Shadow {
+            return self.shadow(run, policy).await;
+        }
         let mut driver = Driver::new(self, run, policy, Recording::On, None)?;
         match driver.stages().await? {
             Ending::Completed => driver.complete(),
@@ -143,10 +146,13 @@ impl<'e> Driver<'e> {
         recording: Recording,
         planned: Option<Vec<PlannedStep>>,
     ) -> Result<Driver<'e>, RunError> {
-        let calls = AdapterCalls::new(engine.host.clone(), &engine.store).for_run(
+        let mut calls = AdapterCalls::new(engine.host.clone(), &engine.store).for_run(
             (recording == Recording::On).then_some(run.run_id.as_str()),
             &run.event_id,
         );
+        if policy.mode == Mode::Shadow {
+            calls = calls.shadowed();
+        }
         let recorder = Recorder::new(recording, engine.owner.clone(), engine.lease_ttl);
         let mut driver = Driver {
             engine,

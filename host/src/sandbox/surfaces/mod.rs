@@ -135,7 +135,12 @@ macro_rules! registered {
                 )+]
             }
 
-            /// The instance's narrowing, surface by surface.
+            /// Every surface narrowed to reading (a shadow run's grant).
+            pub fn read_only(&mut self) {
+                $( <$surface as Surface>::read_only(&mut self.$field); )+
+            }
+
+            /// Each surface's narrowing by an instance's bindings.
             pub fn narrow(&mut self, bindings: &Bindings) -> Result<(), String> {
                 $( <$surface as Surface>::narrow(&mut self.$field, &bindings.$field)?; )+
                 Ok(())

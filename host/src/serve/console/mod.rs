@@ -1,7 +1,7 @@
 //! The web console under `/ui`, for people who would rather look than
 //! read JSON: a role's inbox (overdue first), a packet with its ack and
 //! resolve forms, runs and their timelines, the audit chain's status, the
-//! adapter instances' effective grants and a dashboard. Pages are rendered
+//! adapter instances' effective grants, a dashboard, and the shadow report. Pages are rendered
 //! on the server from templates (`host/templates/console/`) with the same
 //! reads and the same actions as the API, so a click is audited with the
 //! role exactly as an API call is. No JavaScript: every form works as a
@@ -10,6 +10,7 @@
 mod follow_ups;
 mod runs;
 pub mod session;
+mod shadow;
 mod status;
 
 use super::App;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui/dashboard", get(status::dashboard))
         .route("/ui/audit", get(status::audit))
         .route("/ui/adapters", get(status::adapters))
+        .route("/ui/shadow", get(shadow::report))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
 

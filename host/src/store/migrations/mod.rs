@@ -4,7 +4,7 @@
 //! never edited once released: a change is a new entry at the end.
 
 use super::StoreError;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 
 /// Every migration, oldest first.
@@ -363,6 +363,50 @@ pub const MIGRATIONS: &[&str] = &[
             FROM runs r WHERE r.run_id = NEW.run_id AND NEW.verdict = 'unnecessary'
             ON CONFLICT (name) DO UPDATE SET n = n + 1;
     END;",
+    // 12: a run of a policy in shadow mode ends `shadowed` (it looked at
+    // every target and recorded what it would have done). SQLite cannot
+    // change a CHECK list in place, so the table is made again with its rows;
+    // the references to it (steps, follow-ups, their triggers) name it and
+    // hold once it has its name back, which legacy_alter_table keeps the
+    // rename from checking too early. Its counting triggers go with the old
+    // table and are made again.
+    "PRAGMA legacy_alter_table = ON;
+    CREATE TABLE runs_v12 (
+        run_id        TEXT PRIMARY KEY,
+        event_seq     INTEGER NOT NULL UNIQUE REFERENCES events(seq),
+        event_id      TEXT NOT NULL,
+        policy_id     TEXT NOT NULL,
+        policy_sha256 TEXT NOT NULL,
+        context       TEXT NOT NULL,
+        outcome       TEXT CHECK (outcome IN ('completed', 'completed-with-skips',
+                        'partially-completed', 'halted-for-follow-up', 'shadowed')),
+        lease_owner   TEXT,
+        lease_until   TEXT,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    INSERT INTO runs_v12 (run_id, event_seq, event_id, policy_id, policy_sha256, context,
+                          outcome, lease_owner, lease_until, created_at, updated_at)
+        SELECT run_id, event_seq, event_id, policy_id, policy_sha256, context,
+               outcome, lease_owner, lease_until, created_at, updated_at
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v12 RENAME TO runs;
+    PRAGMA legacy_alter_table = OFF;
+    CREATE INDEX runs_unfinished ON runs(run_id) WHERE outcome IS NULL;
+    CREATE TRIGGER count_run_new AFTER INSERT ON runs BEGIN
+        INSERT INTO counters (name, n) VALUES ('runs/' || COALESCE(NEW.outcome, 'running'), 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_run_outcome AFTER UPDATE OF outcome ON runs
+        WHEN OLD.outcome IS NOT NEW.outcome BEGIN
+        UPDATE counters SET n = n - 1 WHERE name = 'runs/' || COALESCE(OLD.outcome, 'running');
+        INSERT INTO counters (name, n) VALUES ('runs/' || COALESCE(NEW.outcome, 'running'), 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER count_run_gone AFTER DELETE ON runs BEGIN
+        UPDATE counters SET n = n - 1 WHERE name = 'runs/' || COALESCE(OLD.outcome, 'running');
+    END;",
 ];
 
 /// Bring the schema up to date, one transaction per migration.
@@ -376,12 +420,29 @@ pub fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known,
         });
     }
+    // A migration that makes a table again drops the old one, which the
+    // tables referring to it would refuse: references are checked once
+    // each migration is done instead (SQLite's own procedure), and a
+    // migration that leaves one broken is not committed.
+    if current < known {
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Corrupt(format!(
+                "migration {} left rows of {table} referring to rows that are gone",
+                index + 1
+            )));
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
     }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
 }
 

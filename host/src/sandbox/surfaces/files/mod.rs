@@ -165,6 +165,12 @@ impl Surface for Files {
             .collect()
     }
 
+    fn read_only(grant: &mut FileGrants) {
+        for mode in grant.values_mut() {
+            *mode = FileMode::ReadOnly;
+        }
+    }
+
     fn narrow(grant: &mut FileGrants, binding: &FilesBinding) -> Result<(), String> {
         for name in &binding.read_only {
             let Some(mode) = grant.get_mut(name) else {

@@ -274,6 +274,12 @@ impl Surface for Http {
         HttpGrants(out)
     }
 
+    fn read_only(grant: &mut HttpGrants) {
+        for g in grant.0.values_mut() {
+            g.methods.retain(|m| m == "GET" || m == "HEAD");
+        }
+    }
+
     fn narrow(grant: &mut HttpGrants, binding: &HttpBinding) -> Result<(), String> {
         let Some(methods) = &binding.http_methods else {
             return Ok(());

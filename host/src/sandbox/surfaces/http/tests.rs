@@ -146,3 +146,11 @@ fn aws_signed_requests_are_recognised_in_the_query_and_the_headers() {
     );
     assert!(aws_signed(&request("http://h/issues.json?limit=1", Some("Bearer t"))).is_none());
 }
+
+#[test]
+fn a_shadow_grant_keeps_only_the_reading_methods() {
+    let mut g = grant(GET_PUT).unwrap();
+    Http::read_only(&mut g);
+    let methods: Vec<&String> = g.values().flat_map(|g| &g.methods).collect();
+    assert_eq!(methods, ["GET"]);
+}

@@ -235,6 +235,16 @@ impl Surface for S3 {
             .collect()
     }
 
+    fn read_only(grant: &mut Self::Grant) {
+        *grant = std::mem::take(grant)
+            .into_iter()
+            .map(|scope| S3Scope {
+                mode: FileMode::ReadOnly,
+                ..scope
+            })
+            .collect();
+    }
+
     fn narrow(grant: &mut Self::Grant, binding: &S3Binding) -> Result<(), String> {
         if binding.s3_read_only {
             *grant = std::mem::take(grant)
