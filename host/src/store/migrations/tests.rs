@@ -218,3 +218,74 @@ fn the_handoff_counters_are_backfilled_from_the_packets_an_older_store_holds() {
     assert!((at("resolved-seconds") - 1800.0).abs() < 0.01);
     assert!((at("acknowledged-seconds") - 5400.0).abs() < 0.01);
 }
+
+#[test]
+fn runs_made_again_for_the_shadowed_outcome_keep_their_rows_references_and_counts() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..11] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 11).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    conn.execute_batch(
+        "INSERT INTO events (seq, source, event_id, event_type, received_at, raw)
+             VALUES (1, 's', 'e1', 't', 'now', '{}'), (2, 's', 'e2', 't', 'now', '{}');
+         INSERT INTO runs (run_id, event_seq, event_id, policy_id, policy_sha256, context,
+                           outcome, created_at, updated_at)
+             VALUES ('run-1', 1, 'e1', 'closure', 'sha', '{}', 'halted-for-follow-up', 'a', 'b'),
+                    ('run-2', 2, 'e2', 'closure', 'sha', '{}', NULL, 'c', 'd');
+         INSERT INTO steps (run_id, position, step_id, adapter, plan, idem_key, state,
+                            attempts, updated_at)
+             VALUES ('run-1', 0, 'a', 'x', '{}', 'k1', 'verified', 1, 'now');
+         INSERT INTO follow_ups (run_id, reason, route_to, due_at, packet, created_at)
+             VALUES ('run-1', 'revoked', 'coordinator', 'd', '{}', '2026-12-01T00:00:00Z');",
+    )
+    .unwrap();
+    let runs = |conn: &Connection| -> Vec<(String, Option<String>, String)> {
+        conn.prepare("SELECT run_id, outcome, created_at FROM runs ORDER BY run_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let counter = |conn: &Connection, name: &str| -> f64 {
+        conn.query_row("SELECT n FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0.0)
+    };
+    let before = runs(&conn);
+
+    apply(&mut conn, Path::new(":memory:")).unwrap();
+
+    assert_eq!(runs(&conn), before);
+    let fk: bool = conn
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .unwrap();
+    assert!(fk, "references are enforced again after the migrations");
+    // Steps and follow-ups still refer to their run, and are held to it.
+    let orphan = conn.execute(
+        "INSERT INTO steps (run_id, position, step_id, adapter, plan, idem_key, state,
+                            attempts, updated_at)
+         VALUES ('run-9', 0, 'a', 'x', '{}', 'k9', 'planned', 0, 'now')",
+        [],
+    );
+    assert!(orphan.is_err(), "a step of no run is refused");
+    // The new outcome is allowed and counted by the triggers made again.
+    assert_eq!(counter(&conn, "runs/running"), 1.0);
+    conn.execute(
+        "UPDATE runs SET outcome = 'shadowed' WHERE run_id = 'run-2'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(counter(&conn, "runs/shadowed"), 1.0);
+    assert_eq!(counter(&conn, "runs/running"), 0.0);
+    assert!(
+        conn.execute(
+            "UPDATE runs SET outcome = 'lost' WHERE run_id = 'run-2'",
+            []
+        )
+        .is_err()
+    );
+}
