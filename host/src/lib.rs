@@ -30,6 +30,7 @@ pub mod readiness;
 pub mod sandbox;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 
 /// Where this build put the adapter packages it built (reference adapters
 /// and test guests), for the demo, tests and benchmarks.

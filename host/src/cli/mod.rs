@@ -160,11 +160,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's output is its table; retries it provokes on purpose are
     // not warnings to the person reading it.
-    match cli.command {
+    // Kept to the end: dropping it sends the traces still batched.
+    let _traces = match cli.command {
         Command::Demo { .. } => init_tracing("error", false),
         Command::Serve { log_json, .. } => init_tracing("info", log_json),
         _ => init_tracing("warn", false),
-    }
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -177,22 +178,35 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(default: &str, json: bool) {
+fn init_tracing(default: &str, json: bool) -> crate::telemetry::Guard {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{Layer, Registry};
     let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only for a person at a terminal who did not turn them off
     // (NO_COLOR, https://no-color.org: set and not empty): a log written to
     // a file or a pipe (a log shipper, `2> serve.log`) keeps plain text.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = if json {
-        fmt.json().try_init()
+    let log: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        fmt.try_init()
+        fmt.with_filter(filter).boxed()
     };
+    // Traces keep the pipeline's spans whatever the log level is (HANDOFF_LOG
+    // says what is logged, not what is traced).
+    let (traces, guard) = crate::telemetry::layer::<Registry>();
+    let traces = traces.map(|t| {
+        t.with_filter(
+            tracing_subscriber::filter::Targets::new().with_target("handoff", tracing::Level::INFO),
+        )
+        .boxed()
+    });
+    let layers: Vec<_> = std::iter::once(log).chain(traces).collect();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    guard
 }
 
 fn run(cli: Cli) -> Result<u8> {

@@ -144,7 +144,8 @@ impl AdapterCalls {
             None => self.host.throttle.acquire(adapter).await,
         };
         let started = Instant::now();
-        let result = call(instance).await;
+        let span = tracing::info_span!("adapter call", adapter = %adapter, call = name);
+        let result = tracing::Instrument::instrument(call(instance), span).await;
         drop((turn, permit));
         self.host.took(
             Timed::Call {

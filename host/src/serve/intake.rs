@@ -221,7 +221,13 @@ pub async fn post_event(
             );
         }
     };
-    match take(&app, event, permit, arrived).await {
+    // The trace the sender was in, for the run to join (a CloudEvents
+    // `traceparent` in the event itself goes first).
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match take(&app, event, permit, arrived, traceparent).await {
         Ok((Accepted::New { run_id }, event_id)) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({ "status": "accepted", "run_id": run_id, "event_id": event_id })),
@@ -255,6 +261,7 @@ pub(super) async fn take(
     event: CloudEvent,
     permit: tokio::sync::mpsc::OwnedPermit<super::workers::RunTicket>,
     arrived: Instant,
+    traceparent: Option<String>,
 ) -> Result<(Accepted, String), RunError> {
     let event_id = event.id.clone();
     let accepted = app.committer.accept(event).await?;
@@ -266,6 +273,7 @@ pub(super) async fn take(
             permit.send(super::workers::RunTicket {
                 run_id: run_id.clone(),
                 event_id: event_id.clone(),
+                traceparent,
             });
         }
         Accepted::Duplicate { .. } => {

@@ -249,7 +249,11 @@ pub async fn serve(
             for (run_id, event_id) in unfinished {
                 metrics.queued.fetch_add(1, Ordering::Relaxed);
                 if queue
-                    .send(workers::RunTicket { run_id, event_id })
+                    .send(workers::RunTicket {
+                        run_id,
+                        event_id,
+                        traceparent: None,
+                    })
                     .await
                     .is_err()
                 {

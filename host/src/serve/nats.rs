@@ -96,7 +96,12 @@ pub(super) async fn run(
                 continue;
             }
         };
-        match take(&app, event, permit, arrived).await {
+        let traceparent = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("traceparent"))
+            .map(|v| v.as_str().to_string());
+        match take(&app, event, permit, arrived, traceparent).await {
             Ok(_) => {
                 faults.point("intake", "nats-before-ack");
                 if let Err(e) = message.ack().await {

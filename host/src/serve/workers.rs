@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::{Mutex, mpsc, watch};
-use tracing::Instrument;
 
 /// What a worker needs to drive a run: its id, and its event's id (for the
 /// run's span).
@@ -22,6 +21,9 @@ use tracing::Instrument;
 pub struct RunTicket {
     pub run_id: String,
     pub event_id: String,
+    /// The trace the request that brought the event was in (its
+    /// `traceparent` header), for the run to join.
+    pub traceparent: Option<String>,
 }
 
 pub(super) fn spawn(
@@ -71,19 +73,30 @@ async fn work(
         let Some(ticket) = next else { return };
         metrics.queued.fetch_sub(1, Ordering::Relaxed);
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("run", run_id = %ticket.run_id, event_id = %ticket.event_id);
-        let result = engine.drive(&ticket.run_id).instrument(span.clone()).await;
+        // The run is its own span (see Engine::drive_traced).
+        let result = engine
+            .drive_traced(&ticket.run_id, ticket.traceparent.as_deref())
+            .await;
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let _enter = span.enter();
+        let (run_id, event_id) = (&ticket.run_id, &ticket.event_id);
         match result {
             Ok(report) => tracing::info!(
+                %run_id,
+                %event_id,
                 outcome = report.outcome.name(),
                 follow_up = report.follow_up,
                 "run finished"
             ),
             // Another process holds its lease and drives it.
-            Err(RunError::Busy { owner, .. }) => tracing::info!(%owner, "run driven elsewhere"),
-            Err(e) => tracing::error!(error = %e, "run could not be driven; it stays unfinished"),
+            Err(RunError::Busy { owner, .. }) => {
+                tracing::info!(%run_id, %event_id, %owner, "run driven elsewhere")
+            }
+            Err(e) => tracing::error!(
+                %run_id,
+                %event_id,
+                error = %e,
+                "run could not be driven; it stays unfinished"
+            ),
         }
     }
 }
@@ -145,7 +158,7 @@ pub(super) fn spawn_reconciler(
                         ))
                     })?;
                     let (accepted, _) =
-                        super::intake::take(&app, event, permit, Instant::now()).await?;
+                        super::intake::take(&app, event, permit, Instant::now(), None).await?;
                     if matches!(accepted, crate::pipeline::Accepted::New { .. }) {
                         app.metrics.reconciled.fetch_add(1, Ordering::Relaxed);
                     }

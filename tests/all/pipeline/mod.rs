@@ -14,6 +14,8 @@ mod reference;
 mod refusals;
 mod runs;
 pub(crate) mod shadow;
+#[cfg(feature = "otlp")]
+pub(crate) mod traces;
 
 use crate::support::scenario::*;
 use serde_json::{Value, json};

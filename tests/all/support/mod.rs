@@ -3,6 +3,8 @@
 //! on 127.0.0.1 that records what reached it.
 
 pub mod browser;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod scenario;
 pub mod servers;
 pub mod service;

@@ -68,7 +68,19 @@ impl Service {
         pause_at: Option<&str>,
         level: &str,
     ) -> Service {
+        Service::start_with(s, wrapper, pause_at, level, &[])
+    }
+
+    /// As `start_under`, with more environment variables.
+    pub(crate) fn start_with(
+        s: &Scenario,
+        wrapper: &[&str],
+        pause_at: Option<&str>,
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         let mut command = s.command_under(wrapper, &["serve", "--listen", "127.0.0.1:0"]);
+        command.envs(env.iter().copied());
         command
             .env("HANDOFF_LOG", level)
             .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)

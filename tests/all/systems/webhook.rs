@@ -25,6 +25,9 @@ struct Posted {
     path: String,
     webhook_id: Option<String>,
     content_type: Option<String>,
+    /// Read by the trace test, built with `otlp`.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    traceparent: Option<String>,
     body: Value,
 }
 
@@ -89,6 +92,7 @@ async fn answer(
         path: uri.path().to_string(),
         webhook_id: header("webhook-id"),
         content_type: header("content-type"),
+        traceparent: header("traceparent"),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
     });
     if uri.path() != HOOK_PATH {
@@ -223,5 +227,51 @@ fn a_revoked_webhook_url_is_refused_not_retried_and_goes_to_a_person() {
             .unwrap_or_default()
             .is_empty(),
         "nothing recorded as delivered"
+    );
+}
+
+/// Built with `otlp` and given an endpoint, the post carries the trace of
+/// the adapter call that made it on, in its `traceparent`.
+#[cfg(feature = "otlp")]
+#[test]
+fn the_post_carries_the_runs_trace_on() {
+    use crate::pipeline::traces::{TRACE, traced_event};
+    let receiver = crate::support::otlp::OtlpReceiver::start();
+    let slack = FakeSlack::start(&[]);
+    let s = scenario(&slack);
+    let event = traced_event(&s);
+    let o = s
+        .command(&[
+            "run",
+            "--event",
+            &event,
+            "--context",
+            "context.json",
+            "--json",
+        ])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        crate::support::scenario::text(&o.stderr)
+    );
+    let posted = slack.posted();
+    assert_eq!(posted.len(), 1);
+    let carried = posted[0].traceparent.clone().expect("a traceparent header");
+    let parts: Vec<&str> = carried.split('-').collect();
+    assert_eq!((parts.len(), parts[1]), (4, TRACE), "{carried}");
+    // It names the adapter call that made the request.
+    let calls: Vec<String> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "adapter call")
+        .map(|s| s.span_id)
+        .collect();
+    assert!(
+        calls.contains(&parts[2].to_string()),
+        "{carried} not among {calls:?}"
     );
 }

@@ -26,6 +26,7 @@ use crate::store::StoreError;
 use crate::store::runs::{self, Claim, RunRecord};
 use crate::store::steps::{self, StepRow};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// What a run would do with a step, as far as its target shows now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -77,6 +78,45 @@ pub struct Driver<'e> {
 impl Engine {
     /// Drive a run from where it stands to an outcome.
     pub async fn drive(&mut self, run_id: &str) -> Result<Report, RunError> {
+        self.drive_traced(run_id, None).await
+    }
+
+    /// [`Engine::drive`], in a `run` span that joins the trace of the
+    /// event (its CloudEvents `traceparent`), or else `traceparent` (what
+    /// the request that brought it carried).
+    pub async fn drive_traced(
+        &mut self,
+        run_id: &str,
+        traceparent: Option<&str>,
+    ) -> Result<Report, RunError> {
+        let span = tracing::info_span!(
+            "run",
+            run_id = %run_id,
+            event_id = tracing::field::Empty,
+            policy = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        // The trace is joined before the span is first entered (after that,
+        // its place in a trace is settled): the event's own `traceparent`
+        // goes first, then the one its request carried.
+        if let Some(run) = runs::get(&*self.store.conn()?, run_id)? {
+            span.record("event_id", run.event_id.as_str());
+            span.record("policy", run.policy_id.as_str());
+            let field = |name: &str| run.event.get(name).and_then(|v| v.as_str());
+            crate::telemetry::join(
+                &span,
+                field("traceparent").or(traceparent),
+                field("tracestate"),
+            );
+        }
+        let report = self.drive_claiming(run_id).instrument(span.clone()).await;
+        if let Ok(r) = &report {
+            span.record("outcome", r.outcome.name());
+        }
+        report
+    }
+
+    async fn drive_claiming(&mut self, run_id: &str) -> Result<Report, RunError> {
         match runs::claim(&mut self.store, run_id, &self.owner, self.lease_ttl)? {
             Claim::Taken => {}
             Claim::Missing => return Err(RunError::NoSuchRun(run_id.to_string())),
@@ -211,7 +251,10 @@ impl<'e> Driver<'e> {
         if let Some(halt) = self.policy_withdrawn()? {
             return Ok(Ending::Halted(halt));
         }
-        let reading = self.revalidate().await?;
+        let reading = self
+            .revalidate()
+            .instrument(tracing::info_span!("revalidate"))
+            .await?;
         if let Some(halt) = self.read(reading) {
             return Ok(Ending::Halted(halt));
         }
@@ -219,7 +262,9 @@ impl<'e> Driver<'e> {
             event: &self.run.event,
             context: &self.run.context,
         };
-        let reading = validate::validate(&mut self.calls, &self.policy, scope).await?;
+        let reading = validate::validate(&mut self.calls, &self.policy, scope)
+            .instrument(tracing::info_span!("validate"))
+            .await?;
         if let Some(halt) = self.read(reading) {
             return Ok(Ending::Halted(halt));
         }
@@ -231,7 +276,13 @@ impl<'e> Driver<'e> {
             }
             let started = std::time::Instant::now();
             let step = self.steps[index].plan.clone();
-            let stopped = self.step(&step, &mut fresh).await?;
+            let span = tracing::info_span!(
+                "step",
+                step = %step.id,
+                adapter = %step.adapter,
+                action = step.action.name(),
+            );
+            let stopped = self.step(&step, &mut fresh).instrument(span).await?;
             let adapter = &step.adapter;
             self.engine
                 .host

@@ -284,6 +284,7 @@ pub(in crate::serve) async fn decide(
             permit.send(RunTicket {
                 run_id: run_id.clone(),
                 event_id,
+                traceparent: None,
             });
         }
     }

@@ -214,6 +214,12 @@ impl WasiHttpHooks for HttpGate {
         if let Some((name, value)) = self.policy.inject.get(&origin) {
             request.headers_mut().insert(name.clone(), value.clone());
         }
+        // The trace the call is part of goes on with the request.
+        for (name, value) in crate::telemetry::carried() {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                request.headers_mut().insert(name, value);
+            }
+        }
         let policy = self.policy.clone();
         let log = self.log.clone();
         Box::new(async move {
