@@ -45,7 +45,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     let c = &ctx.config;
     let s = &c.serve;
     let path = |p: &std::path::Path| p.display().to_string();
-    let values: [(&str, String); 17] = [
+    let values: [(&str, String); 18] = [
         ("store.path", path(&ctx.store_path)),
         ("store.cache-dir", path(&c.cache_dir)),
         (
@@ -66,7 +66,14 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
                 .map(path)
                 .unwrap_or_else(|| "(none)".into()),
         ),
-        ("serve.workers", s.workers.to_string()),
+        ("serve.max-in-flight", s.max_in_flight.to_string()),
+        (
+            "serve.threads",
+            match s.threads {
+                0 => "one per core".to_string(),
+                n => n.to_string(),
+            },
+        ),
         ("serve.max-queued", s.max_queued.to_string()),
         ("serve.max-body-bytes", s.max_body_bytes.to_string()),
         (

@@ -34,7 +34,13 @@ const SETTINGS: &[(&str, &str, &str, Kind)] = &[
     ),
     ("serve", "listen", "HANDOFF_SERVE_LISTEN", Kind::Text),
     ("serve", "context", "HANDOFF_SERVE_CONTEXT", Kind::Path),
-    ("serve", "workers", "HANDOFF_SERVE_WORKERS", Kind::Count),
+    (
+        "serve",
+        "max-in-flight",
+        "HANDOFF_SERVE_MAX_IN_FLIGHT",
+        Kind::Count,
+    ),
+    ("serve", "threads", "HANDOFF_SERVE_THREADS", Kind::Count),
     (
         "serve",
         "max-queued",
@@ -130,7 +136,10 @@ pub fn apply(
         let in_file = table
             .get(*section)
             .and_then(|s| s.as_table())
-            .is_some_and(|s| s.contains_key(*key));
+            // (`workers` is the older name of `max-in-flight`.)
+            .is_some_and(|s| {
+                s.contains_key(*key) || (*key == "max-in-flight" && s.contains_key("workers"))
+            });
         let Some(raw) = env(var).filter(|v| !v.is_empty()) else {
             origins.insert(
                 name,
@@ -175,25 +184,25 @@ mod tests {
     #[test]
     fn the_environment_wins_over_the_file_which_wins_over_the_default() {
         let mut table: toml::Table =
-            toml::from_str("[serve]\nworkers = 3\nmax-queued = 9\n").unwrap();
+            toml::from_str("[serve]\nmax-in-flight = 3\nmax-queued = 9\n").unwrap();
         let env = |var: &str| match var {
-            "HANDOFF_SERVE_WORKERS" => Some("7".to_string()),
+            "HANDOFF_SERVE_MAX_IN_FLIGHT" => Some("7".to_string()),
             "HANDOFF_STORE_CACHE_DIR" => Some("cache".to_string()),
             _ => None,
         };
         let origins = apply(&mut table, &env, Path::new("/srv")).unwrap();
-        assert_eq!(table["serve"]["workers"].as_integer(), Some(7));
+        assert_eq!(table["serve"]["max-in-flight"].as_integer(), Some(7));
         assert_eq!(table["store"]["cache-dir"].as_str(), Some("/srv/cache"));
         assert_eq!(
-            origins["serve.workers"],
-            Origin::Env("HANDOFF_SERVE_WORKERS".into())
+            origins["serve.max-in-flight"],
+            Origin::Env("HANDOFF_SERVE_MAX_IN_FLIGHT".into())
         );
         assert_eq!(origins["serve.max-queued"], Origin::File);
         assert_eq!(origins["serve.listen"], Origin::Default);
-        let bad = |var: &str| (var == "HANDOFF_SERVE_WORKERS").then(|| "many".to_string());
+        let bad = |var: &str| (var == "HANDOFF_SERVE_MAX_IN_FLIGHT").then(|| "many".to_string());
         let err = apply(&mut table, &bad, Path::new("/")).unwrap_err();
         assert!(
-            err.contains("HANDOFF_SERVE_WORKERS") && err.contains("whole number"),
+            err.contains("HANDOFF_SERVE_MAX_IN_FLIGHT") && err.contains("whole number"),
             "{err}"
         );
     }

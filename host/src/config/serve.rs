@@ -5,7 +5,8 @@
 //! [serve]
 //! listen = "127.0.0.1:8480"
 //! context = "context.json"          # the workflow context every run gets
-//! workers = 2                       # runs driven at once
+//! max-in-flight = 256               # runs driven at once (`workers`, its older name)
+//! threads = 0                       # threads driving them; 0: one per core
 //! max-queued = 1000                 # accepted runs waiting; beyond, 429
 //! max-body-bytes = 262144
 //! shutdown-grace-seconds = 30       # for runs in flight when stopping
@@ -82,7 +83,10 @@ fn default_ack_wait() -> u64 {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub context: Option<PathBuf>,
-    pub workers: usize,
+    /// Runs driven at once, each an async task (`max-in-flight`).
+    pub max_in_flight: usize,
+    /// The threads that drive them (`threads`); 0: one per core.
+    pub threads: usize,
     pub max_queued: usize,
     pub max_body_bytes: usize,
     /// A request's body must arrive within this (`body-read-timeout-seconds`).
@@ -109,12 +113,27 @@ pub struct ServeConfig {
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
+/// The most runs one process drives at once.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+impl ServeConfig {
+    /// The threads that drive runs: as set, or one per core this process
+    /// may use.
+    pub fn run_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        }
+    }
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
             context: None,
-            workers: 2,
+            max_in_flight: 256,
+            threads: 0,
             max_queued: 1000,
             max_body_bytes: 256 * 1024,
             body_read_timeout_secs: 30,
@@ -136,7 +155,10 @@ impl Default for ServeConfig {
 pub(super) struct RawServe {
     listen: Option<SocketAddr>,
     context: Option<PathBuf>,
+    max_in_flight: Option<usize>,
+    /// The older name of `max-in-flight`.
     workers: Option<usize>,
+    threads: Option<usize>,
     max_queued: Option<usize>,
     max_body_bytes: Option<usize>,
     body_read_timeout_seconds: Option<usize>,
@@ -174,6 +196,14 @@ impl RawServe {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        if let Some(n) = self.max_in_flight.or(self.workers)
+            && n > MAX_IN_FLIGHT
+        {
+            return Err(format!(
+                "serve.max-in-flight is {n}; at most {MAX_IN_FLIGHT} (each run in flight holds an \
+                 instance of each adapter it calls)"
+            ));
+        }
         let mut sources = BTreeMap::new();
         for (name, raw) in self.sources {
             if raw.secrets.is_empty() {
@@ -208,7 +238,13 @@ impl RawServe {
         Ok(ServeConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             context: self.context.map(resolve),
-            workers: positive("workers", self.workers, defaults.workers)?,
+            // `workers`, the older name, counts when `max-in-flight` is not
+            // set (an environment variable sets `max-in-flight`, and wins).
+            max_in_flight: match self.max_in_flight {
+                Some(n) => positive("max-in-flight", Some(n), defaults.max_in_flight)?,
+                None => positive("workers", self.workers, defaults.max_in_flight)?,
+            },
+            threads: self.threads.unwrap_or(defaults.threads).min(1024),
             max_queued: positive("max-queued", self.max_queued, defaults.max_queued)?,
             max_body_bytes: positive(
                 "max-body-bytes",

@@ -56,6 +56,20 @@ impl Host {
     /// is configured, with a package where its configuration says; build
     /// the sandbox. Nothing is loaded or run yet.
     pub fn new(config: &Config) -> Result<Host, RunError> {
+        Host::with_room(config, crate::sandbox::engine::POOL_INSTANCES)
+    }
+
+    /// A host for a service driving `runs` runs at once: room in the
+    /// sandbox for an instance of every configured adapter for each, and
+    /// for the service's other engines (intake, the API, delivery,
+    /// reconciliation).
+    pub fn for_runs(config: &Config, runs: usize) -> Result<Host, RunError> {
+        let adapters = config.adapters.len().max(1);
+        let room = (runs + 8).saturating_mul(adapters).max(128);
+        Host::with_room(config, u32::try_from(room).unwrap_or(u32::MAX))
+    }
+
+    fn with_room(config: &Config, instances: u32) -> Result<Host, RunError> {
         let mut policies: Vec<ConfiguredPolicy> = Vec::new();
         for path in &config.policies {
             let configured = configure_policy(config, path)?;
@@ -66,14 +80,18 @@ impl Host {
         }
         Ok(Host {
             policies,
-            ..Host::for_adapters(config)?
+            ..Host::adapters_in(config, instances)?
         })
     }
 
     /// A host for calling the configured adapter instances only (no
     /// policy is read): `adapter conform`.
     pub fn for_adapters(config: &Config) -> Result<Host, RunError> {
-        let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
+        Host::adapters_in(config, crate::sandbox::engine::POOL_INSTANCES)
+    }
+
+    fn adapters_in(config: &Config, instances: u32) -> Result<Host, RunError> {
+        let sandbox = Sandbox::with_room(&config.cache_dir, config.ceiling.clone(), instances)?;
         Ok(Host {
             sandbox,
             instances: config.adapters.clone(),

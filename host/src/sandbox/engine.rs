@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Instances that can be alive at once (each run takes fresh ones).
+/// Instances that can be alive at once by default (each run takes fresh
+/// ones); a service sizes its pool by the runs it drives at once.
 pub const POOL_INSTANCES: u32 = 128;
 
 /// Bytes of each linear memory reset in place (only the pages an instance
@@ -16,8 +17,9 @@ pub const POOL_INSTANCES: u32 = 128;
 /// zeroed, already-mapped pages instead of faulting each one in again.
 const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 
-/// The engine every adapter runs on.
-pub fn new_engine(ceiling: &HostCeiling) -> wasmtime::Result<Engine> {
+/// The engine every adapter runs on, with room for `instances` adapter
+/// instances alive at once.
+pub fn new_engine(ceiling: &HostCeiling, instances: u32) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     // Deadlines: the ticker advances the epoch; each call sets its deadline.
     config.epoch_interruption(true);
@@ -25,11 +27,11 @@ pub fn new_engine(ceiling: &HostCeiling) -> wasmtime::Result<Engine> {
     // use it; host calls are still async (wasi-http awaits the network).
     config.concurrency_support(false);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * 8)
-        .total_memories(POOL_INSTANCES * 2)
-        .total_tables(POOL_INSTANCES * 4)
-        .total_stacks(POOL_INSTANCES)
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 4)
+        .total_stacks(instances)
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(32)

@@ -82,8 +82,19 @@ impl Inspection {
 
 impl Sandbox {
     pub fn new(cache_dir: &Path, ceiling: HostCeiling) -> Result<Sandbox, LoadError> {
+        Sandbox::with_room(cache_dir, ceiling, engine::POOL_INSTANCES)
+    }
+
+    /// A sandbox with room for `instances` adapter instances alive at once
+    /// (a service: an instance of each adapter for each run in flight).
+    pub fn with_room(
+        cache_dir: &Path,
+        ceiling: HostCeiling,
+        instances: u32,
+    ) -> Result<Sandbox, LoadError> {
         let host = |e: String| LoadError::Host(e);
-        let engine = engine::new_engine(&ceiling).map_err(|e| host(format!("engine: {e:#}")))?;
+        let engine =
+            engine::new_engine(&ceiling, instances).map_err(|e| host(format!("engine: {e:#}")))?;
         let linker = linker::build(&engine).map_err(|e| host(format!("linker: {e:#}")))?;
         let cache = ArtifactCache::new(cache_dir, &engine)
             .map_err(|e| host(format!("artifact cache at {}: {e}", cache_dir.display())))?;

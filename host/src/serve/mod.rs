@@ -10,7 +10,8 @@
 //!                                                               │
 //!                               bounded run queue ◄─────────────┘ (full: 429)
 //!                                      │
-//!                 workers (each its own engine; one shared store connection)
+//!        max-in-flight run tasks on `threads` threads (each its own engine;
+//!                     one host, one shared store connection)
 //! ```
 //!
 //! Shutdown (SIGTERM or Ctrl-C): intake answers 503, the listener closes,
@@ -177,7 +178,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::with_throttle(throttle.clone()));
     let timed = metrics.clone();
     let host = Arc::new(
-        Host::new(config)?
+        Host::for_runs(config, serve.max_in_flight)?
             .with_throttle(throttle)
             .with_timings(Arc::new(move |what, took| timed.timed(what, took))),
     );
@@ -185,7 +186,7 @@ pub async fn serve(
     let unfinished = crate::store::runs::unfinished_with_events(&*intake_engine.store().conn()?)?;
     let (queue, receiver) = mpsc::channel(serve.max_queued);
     let mut engines = Vec::new();
-    for _ in 0..serve.workers {
+    for _ in 0..serve.max_in_flight {
         engines.push(Engine::with_host(host.clone(), open()?));
     }
 
@@ -223,7 +224,13 @@ pub async fn serve(
         },
     });
     let (stop, stopped) = watch::channel(false);
-    let mut workers = workers::spawn(engines, receiver, stopped.clone(), metrics.clone());
+    let mut workers = workers::spawn(
+        engines,
+        serve.run_threads(),
+        receiver,
+        stopped.clone(),
+        metrics.clone(),
+    );
     if serve.deliver_secs > 0 {
         workers.push(workers::spawn_deliverer(
             Engine::with_host(host.clone(), open()?),

@@ -1,10 +1,12 @@
-//! The workers that drive accepted runs: a fixed number of threads, each
-//! with its own single-threaded runtime and an engine on the process's one
-//! host (one wasmtime engine, one set of loaded adapters and clients) and
-//! its shared store connection, taking run tickets from one bounded queue.
-//! A fixed count bounds how many runs touch the targets at once. The
-//! reconciler is a door like the others: what it finds goes through the
-//! commit path, with room in the queue reserved first.
+//! What drives accepted runs: `max-in-flight` async tasks on one runtime
+//! of `threads` threads (one per core by default), each task an engine on
+//! the process's one host (one wasmtime engine, one set of loaded adapters
+//! and clients) and its shared store connection, taking run tickets from
+//! one bounded queue. A run waiting on a target holds no thread, so the
+//! count bounds how many runs touch the targets at once, not how many
+//! threads the process has. The reconciler is a door like the others: what
+//! it finds goes through the commit path, with room in the queue reserved
+//! first.
 
 use super::App;
 use super::metrics::Metrics;
@@ -26,43 +28,71 @@ pub struct RunTicket {
     pub traceparent: Option<String>,
 }
 
+/// Drive runs on `threads` threads of their own, the engines shared out
+/// among them. On each thread a dispatcher takes a ticket only when one of
+/// its engines is idle, and drives the run on it as a task of its own (a
+/// local task: the pipeline's futures stay on the thread that started
+/// them); the engine comes back when the run ends. Each handle ends once
+/// `stop` is set and its runs in flight have finished.
 pub(super) fn spawn(
     engines: Vec<Engine>,
+    threads: usize,
     receiver: mpsc::Receiver<RunTicket>,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> Vec<JoinHandle<()>> {
     let receiver = Arc::new(Mutex::new(receiver));
-    engines
+    let threads = threads.clamp(1, engines.len().max(1));
+    let mut shares: Vec<Vec<Engine>> = (0..threads).map(|_| Vec::new()).collect();
+    for (n, engine) in engines.into_iter().enumerate() {
+        shares[n % threads].push(engine);
+    }
+    shares
         .into_iter()
         .enumerate()
-        .map(|(n, engine)| {
+        .map(|(n, engines)| {
             let (receiver, stop, metrics) = (receiver.clone(), stop.clone(), metrics.clone());
             std::thread::Builder::new()
-                .name(format!("handoff-worker-{n}"))
+                .name(format!("handoff-runs-{n}"))
                 .spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .expect("a worker's runtime starts");
-                    runtime.block_on(work(engine, receiver, stop, metrics));
+                        .expect("a runs thread's runtime starts");
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&runtime, dispatch(engines, receiver, stop, metrics));
                 })
-                .expect("a worker thread starts")
+                .expect("a runs thread starts")
         })
         .collect()
 }
 
-async fn work(
-    mut engine: Engine,
+/// One thread's dispatcher: an idle engine, then a ticket, then the run as
+/// a local task; at the end, every engine back.
+async fn dispatch(
+    engines: Vec<Engine>,
     receiver: Arc<Mutex<mpsc::Receiver<RunTicket>>>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) {
+    let count = engines.len();
+    let (idle_tx, mut idle) = mpsc::channel::<Engine>(count.max(1));
+    for engine in engines {
+        idle_tx.try_send(engine).expect("room for every engine");
+    }
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let next = {
+        // An idle engine first: while every one is busy, the queue fills
+        // and the doors push back.
+        let engine = tokio::select! {
+            biased;
+            _ = stop.changed() => None,
+            engine = idle.recv() => engine,
+        };
+        let Some(mut engine) = engine else { break };
+        let ticket = {
             let mut queue = receiver.lock().await;
             tokio::select! {
                 biased;
@@ -70,34 +100,52 @@ async fn work(
                 ticket = queue.recv() => ticket,
             }
         };
-        let Some(ticket) = next else { return };
-        metrics.queued.fetch_sub(1, Ordering::Relaxed);
-        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        // The run is its own span (see Engine::drive_traced).
-        let result = engine
-            .drive_traced(&ticket.run_id, ticket.traceparent.as_deref())
-            .await;
-        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let (run_id, event_id) = (&ticket.run_id, &ticket.event_id);
-        match result {
-            Ok(report) => tracing::info!(
-                %run_id,
-                %event_id,
-                outcome = report.outcome.name(),
-                follow_up = report.follow_up,
-                "run finished"
-            ),
-            // Another process holds its lease and drives it.
-            Err(RunError::Busy { owner, .. }) => {
-                tracing::info!(%run_id, %event_id, %owner, "run driven elsewhere")
-            }
-            Err(e) => tracing::error!(
-                %run_id,
-                %event_id,
-                error = %e,
-                "run could not be driven; it stays unfinished"
-            ),
+        let Some(ticket) = ticket else {
+            let _ = idle_tx.try_send(engine);
+            break;
+        };
+        let (back, metrics) = (idle_tx.clone(), metrics.clone());
+        tokio::task::spawn_local(async move {
+            drive(&mut engine, ticket, &metrics).await;
+            let _ = back.send(engine).await;
+        });
+    }
+    // Every engine back: every run in flight on this thread has finished.
+    drop(idle_tx);
+    let mut back = 0;
+    while back < count && idle.recv().await.is_some() {
+        back += 1;
+    }
+}
+
+/// Drive one run, and say how it ended.
+async fn drive(engine: &mut Engine, ticket: RunTicket, metrics: &Metrics) {
+    metrics.queued.fetch_sub(1, Ordering::Relaxed);
+    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    // The run is its own span (see Engine::drive_traced).
+    let result = engine
+        .drive_traced(&ticket.run_id, ticket.traceparent.as_deref())
+        .await;
+    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let (run_id, event_id) = (&ticket.run_id, &ticket.event_id);
+    match result {
+        Ok(report) => tracing::info!(
+            %run_id,
+            %event_id,
+            outcome = report.outcome.name(),
+            follow_up = report.follow_up,
+            "run finished"
+        ),
+        // Another process holds its lease and drives it.
+        Err(RunError::Busy { owner, .. }) => {
+            tracing::info!(%run_id, %event_id, %owner, "run driven elsewhere")
         }
+        Err(e) => tracing::error!(
+            %run_id,
+            %event_id,
+            error = %e,
+            "run could not be driven; it stays unfinished"
+        ),
     }
 }
 

@@ -300,11 +300,11 @@ fn check_shows_each_setting_in_force_and_where_it_came_from() {
     let s = Scenario::new();
     s.edit_config(
         "[store]\n",
-        "[serve]\nworkers = 3\nmax-queued = 50\n\n[store]\n",
+        "[serve]\nmax-in-flight = 3\nmax-queued = 50\n\n[store]\n",
     );
     let out = s
         .command(&["check", "--json"])
-        .env("HANDOFF_SERVE_WORKERS", "6")
+        .env("HANDOFF_SERVE_MAX_IN_FLIGHT", "6")
         .env("HANDOFF_STORE_DURABILITY", "process")
         .env("HANDOFF_SERVE_LISTEN", "127.0.0.1:9999")
         .output()
@@ -318,8 +318,8 @@ fn check_shows_each_setting_in_force_and_where_it_came_from() {
         )
     };
     assert_eq!(
-        setting("serve.workers"),
-        ("6".into(), "env HANDOFF_SERVE_WORKERS".into())
+        setting("serve.max-in-flight"),
+        ("6".into(), "env HANDOFF_SERVE_MAX_IN_FLIGHT".into())
     );
     assert_eq!(
         setting("serve.max-queued"),
@@ -337,25 +337,25 @@ fn check_shows_each_setting_in_force_and_where_it_came_from() {
     // The text form says the same, and a bad value names its variable.
     let text = s
         .command(&["check"])
-        .env("HANDOFF_SERVE_WORKERS", "6")
+        .env("HANDOFF_SERVE_MAX_IN_FLIGHT", "6")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.lines().any(|l| l.contains("serve.workers")
+        text.lines().any(|l| l.contains("serve.max-in-flight")
             && l.contains("6")
-            && l.contains("env HANDOFF_SERVE_WORKERS")),
+            && l.contains("env HANDOFF_SERVE_MAX_IN_FLIGHT")),
         "{text}"
     );
     let bad = s
         .command(&["check"])
-        .env("HANDOFF_SERVE_WORKERS", "lots")
+        .env("HANDOFF_SERVE_MAX_IN_FLIGHT", "lots")
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let said = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        said.contains("HANDOFF_SERVE_WORKERS") && said.contains("whole number"),
+        said.contains("HANDOFF_SERVE_MAX_IN_FLIGHT") && said.contains("whole number"),
         "{said}"
     );
 }

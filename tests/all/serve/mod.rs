@@ -8,4 +8,5 @@ mod api;
 mod console;
 mod delivery;
 mod http;
+mod in_flight;
 mod life;

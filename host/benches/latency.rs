@@ -1,0 +1,296 @@
+//! Runs in flight against targets that take their time, printed as
+//! numbers (not a pass/fail test).
+//!
+//! Run: `cargo bench -p handoff --bench latency [-- DELAYS_MS...]`
+//! (default 0 5 20).
+//!
+//! `handoff serve` runs in this process on 127.0.0.1 with a policy of five
+//! `publish` steps through the `webhook` adapter, whose target is a
+//! loopback HTTP server in this process that answers each post after a set
+//! delay (so a run waits five delays). Signed events for decisions of
+//! their own arrive from 8 client threads; for each delay and each
+//! `max-in-flight` (1, 16, 64, 256) it prints runs per second (from the
+//! first event sent to the last run finished), the run latency from the
+//! store's own times (p50, p99), what `in-flight / run latency` would
+//! allow, and the process's resident memory before and at the end (the
+//! service with its load generator and target).
+
+use handoff::config::Config;
+use handoff::demo::Workspace;
+use handoff::serve::signature::{sign_standard, standard_key};
+use serde_json::json;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const STEPS: usize = 5;
+const IN_FLIGHT: [usize; 4] = [1, 16, 64, 256];
+
+/// A loopback target that answers every request after `delay`.
+fn slow_target(delay: Duration) -> (String, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        "ok"
+    });
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (origin, runtime)
+}
+
+/// The example workspace with a `fanout` policy (five posts through the
+/// webhook adapter to `origin`) taking signed events, and `n` accepted
+/// reviews for it.
+fn workspace(root: &Path, origin: &str, n: usize, in_flight: usize) -> Config {
+    let built = Path::new(handoff::BUILT_PACKAGES_DIR);
+    let ws = Workspace::create(&root.join("ws"), built, &root.join("cache")).unwrap();
+    let package = ws.path("packages/webhook");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::copy(
+        built.join("webhook/webhook.wasm"),
+        package.join("webhook.wasm"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(built.join("webhook/adapter.toml")).unwrap();
+    std::fs::write(
+        package.join("adapter.toml"),
+        manifest.replace("https://hooks.slack.com", origin),
+    )
+    .unwrap();
+    let mut store = handoff::store::Store::open(&ws.config.store_path).unwrap();
+    let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
+    store
+        .approve_adapter(&handoff::store::adapters::NewApproval::of(&pkg, "bench"))
+        .unwrap();
+    std::fs::create_dir_all(ws.path("state/sent")).unwrap();
+    let steps: String = (1..=STEPS)
+        .map(|k| {
+            format!(
+                "[[step]]\nid = \"tell-{k}\"\nadapter = \"hook\"\n\
+                 record = {{ kind = \"channel\", id = \"c{k}\" }}\n\
+                 action = {{ publish = {{ subject = \"{{{{event.data.review_id}}}} step {k}\" }} }}\n\
+                 done-when = {{ applied = true }}\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        ws.path("policies/fanout.toml"),
+        format!(
+            "[policy]\nid = \"fanout\"\nversion = \"1\"\n\
+             [trigger]\ntype = \"fanout.decided\"\nstates = [\"accepted\"]\n\
+             [source]\nadapter = \"governance\"\n\
+             record = {{ kind = \"review\", id = \"{{{{event.data.review_id}}}}\" }}\n\
+             must-match = {{ state = \"accepted\" }}\nrevalidate = \"once\"\n\
+             business-key = [\"{{{{event.data.review_id}}}}\"]\n{steps}\
+             [follow-up]\nroute-to = \"release-coordinator\"\n"
+        ),
+    )
+    .unwrap();
+    let policy = handoff::policy::Policy::load(&ws.path("policies/fanout.toml")).unwrap();
+    store.approve_policy(&policy, "bench").unwrap();
+    for i in 0..n {
+        std::fs::write(
+            ws.path(&format!("state/governance/review/RV-f{i}.json")),
+            r#"{ "state": "accepted", "revision": 1, "fields": {} }"#,
+        )
+        .unwrap();
+    }
+    std::fs::write(ws.path("webhook-secret"), SECRET).unwrap();
+    let urls: Vec<String> = (1..=STEPS)
+        .map(|k| format!("url-c{k} = \"{origin}/hooks/c{k}\""))
+        .collect();
+    let config_path = ws.path("handoff.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap().replace(
+        "policies = [\"policies/release-readiness.toml\"]",
+        "policies = [\"policies/release-readiness.toml\", \"policies/fanout.toml\"]",
+    ) + &format!(
+        "\n[adapters.hook]\npackage = \"packages/webhook\"\n\
+             directories = {{ sent = \"state/sent\" }}\nconfig = {{ {} }}\n\n\
+             [serve]\ncontext = \"context.json\"\nmax-in-flight = {in_flight}\n\
+             max-queued = {}\nreconcile-seconds = 0\ndeliver-seconds = 0\n\n\
+             [serve.sources.\"governance/bench\"]\nsignature = \"standard-webhooks\"\n\
+             secrets = [{{ file = \"webhook-secret\" }}]\n",
+        urls.join(", "),
+        n + 10
+    );
+    std::fs::write(&config_path, config).unwrap();
+    Config::load(&config_path).unwrap()
+}
+
+fn body(i: usize) -> Vec<u8> {
+    json!({
+        "specversion": "1.0", "id": format!("fanout-{i}"), "source": "governance/bench",
+        "type": "fanout.decided",
+        "data": {"review_id": format!("RV-f{i}"), "state": "accepted"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The process's resident memory, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    // SAFETY: first thing in main, before any thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        handoff::backtraces::leave_off_unless_asked()
+    };
+    let delays: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let delays = if delays.is_empty() {
+        vec![0, 5, 20]
+    } else {
+        delays
+    };
+    println!(
+        "runs in flight: {STEPS} publish steps per run through the webhook adapter to a loopback \
+         target answering after a delay; on-disk SQLite; {} cores",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    for delay in delays {
+        for in_flight in IN_FLIGHT {
+            measure(Duration::from_millis(delay), in_flight);
+        }
+    }
+}
+
+fn measure(delay: Duration, in_flight: usize) {
+    // Enough runs to fill the slots several times over, bounded.
+    let n = (in_flight * 4).clamp(100, 1000);
+    let (origin, _target) = slow_target(delay);
+    let dir = tempfile::tempdir().unwrap();
+    let config = workspace(dir.path(), &origin, n, in_flight);
+    let store_path = config.store_path.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve_store = store_path.clone();
+    let server = runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        handoff::serve::serve(
+            &config,
+            serve_store,
+            listener,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |addr| ready_tx.send(addr).unwrap(),
+        )
+        .await
+        .unwrap();
+    });
+    let addr = ready_rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    let idle_rss = rss_mib();
+    let url = format!("http://{addr}/v1/events");
+    let key = standard_key(SECRET).unwrap();
+
+    let start = Instant::now();
+    let clients = 8;
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, key) = (url.clone(), key.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                for i in (0..n).filter(|i| i % clients == c) {
+                    let body = body(i);
+                    let id = format!("msg-{i}");
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs() as i64;
+                    let response = agent
+                        .post(&url)
+                        .set("content-type", "application/cloudevents+json")
+                        .set("webhook-id", &id)
+                        .set("webhook-timestamp", &now.to_string())
+                        .set("webhook-signature", &sign_standard(&key, &id, now, &body))
+                        .send_bytes(&body)
+                        .unwrap_or_else(|e| panic!("event {i}: {e}"));
+                    assert_eq!(response.status(), 202, "event {i}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Every run finished, as the store says (looked at every 10 ms).
+    let reader = handoff::store::Store::open_unshared(&store_path).unwrap();
+    let mut peak_rss = rss_mib();
+    loop {
+        let done: i64 = reader
+            .conn()
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE outcome IS NOT NULL AND policy_id = 'fanout'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        peak_rss = peak_rss.max(rss_mib());
+        if done as usize >= n {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "runs stalled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = start.elapsed();
+    let mut latencies: Vec<f64> = {
+        let conn = reader.conn().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT (julianday(updated_at) - julianday(created_at)) * 86400000.0 FROM runs \
+                 WHERE policy_id = 'fanout'",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, f64>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    let ideal = if delay.is_zero() {
+        f64::INFINITY
+    } else {
+        in_flight as f64 / (STEPS as f64 * delay.as_secs_f64())
+    };
+    println!(
+        "delay {:>4} ms  in flight {:>3}: {:>6.0} runs/s  (in-flight / run latency allows {:>6.0})  \
+         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
+        delay.as_millis(),
+        in_flight,
+        n as f64 / elapsed.as_secs_f64(),
+        ideal,
+        pct(50),
+        pct(99),
+        idle_rss,
+        peak_rss,
+        elapsed
+    );
+    let _ = stop_tx.send(());
+    let _ = runtime.block_on(server);
+    runtime.shutdown_background();
+}

@@ -1,0 +1,212 @@
+//! Many runs in flight: 200 decisions sent to `handoff serve` at once, each
+//! run publishing five messages through the `webhook` adapter to a
+//! receiver that answers each after 20 ms. The runs are driven together
+//! (the receiver sees many requests at once), and the receiver's own
+//! record shows one post per step per run: none lost, none doubled.
+
+use crate::support::scenario::*;
+use crate::support::service::*;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 200;
+const STEPS: usize = 5;
+const DELAY: Duration = Duration::from_millis(20);
+
+#[derive(Default)]
+struct Seen {
+    /// Each post's webhook-id (the step's key), by channel path.
+    posts: Vec<(String, String)>,
+    now: usize,
+    peak: usize,
+}
+
+/// A loopback receiver that answers every POST after [`DELAY`].
+struct SlowReceiver {
+    origin: String,
+    seen: Arc<Mutex<Seen>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl SlowReceiver {
+    fn start() -> SlowReceiver {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(answer).with_state(seen.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        SlowReceiver {
+            origin,
+            seen,
+            _runtime: runtime,
+        }
+    }
+}
+
+async fn answer(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> (StatusCode, &'static str) {
+    {
+        let mut s = seen.lock().unwrap();
+        s.now += 1;
+        s.peak = s.peak.max(s.now);
+    }
+    tokio::time::sleep(DELAY).await;
+    let mut s = seen.lock().unwrap();
+    s.now -= 1;
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    s.posts.push((uri.path().to_string(), id));
+    (StatusCode::OK, "ok")
+}
+
+/// The example with a second policy: decisions of type `fanout.decided`
+/// publish five messages, one per channel, through `hook` (the webhook
+/// adapter, its manifest declaring the receiver's origin, approved).
+fn fanout(receiver: &SlowReceiver) -> Scenario {
+    let s = scenario(1, 1000);
+    std::fs::create_dir_all(s.path("state/sent")).unwrap();
+    let urls: Vec<String> = (1..=STEPS)
+        .map(|n| format!("url-c{n} = \"{}/hooks/c{n}\"", receiver.origin))
+        .collect();
+    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    config = config.replace(
+        "policies = [\"policies/release-readiness.toml\"]",
+        "policies = [\"policies/release-readiness.toml\", \"policies/fanout.toml\"]",
+    );
+    config = config.replace("workers = 1\n", "max-in-flight = 256\n");
+    config.push_str(&format!(
+        "\n[adapters.hook]\npackage = \"{}/webhook\"\ndirectories = {{ sent = \"state/sent\" }}\n\
+         config = {{ {} }}\n",
+        handoff::BUILT_PACKAGES_DIR,
+        urls.join(", ")
+    ));
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    // Its manifest declares the receiver's origin, and is approved so.
+    crate::support::servers::approved_copy(
+        &s,
+        "webhook",
+        "https://hooks.slack.com",
+        &receiver.origin,
+    );
+    let steps: String = (1..=STEPS)
+        .map(|n| {
+            format!(
+                "[[step]]\nid = \"tell-{n}\"\nadapter = \"hook\"\n\
+                 record = {{ kind = \"channel\", id = \"c{n}\" }}\n\
+                 action = {{ publish = {{ subject = \"{{{{event.data.review_id}}}} step {n}\" }} }}\n\
+                 done-when = {{ applied = true }}\n"
+            )
+        })
+        .collect();
+    let policy = format!(
+        "[policy]\nid = \"fanout\"\nversion = \"1\"\n\
+         [trigger]\ntype = \"fanout.decided\"\nstates = [\"accepted\"]\n\
+         [source]\nadapter = \"governance\"\nrecord = {{ kind = \"review\", id = \"{{{{event.data.review_id}}}}\" }}\n\
+         must-match = {{ state = \"accepted\" }}\nrevalidate = \"once\"\n\
+         business-key = [\"{{{{event.data.review_id}}}}\"]\n{steps}\
+         [follow-up]\nroute-to = \"release-coordinator\"\n"
+    );
+    std::fs::write(s.path("policies/fanout.toml"), policy).unwrap();
+    let policy = handoff::policy::Policy::load(&s.path("policies/fanout.toml")).unwrap();
+    s.store().approve_policy(&policy, "release-owner").unwrap();
+    s
+}
+
+#[test]
+fn two_hundred_runs_at_once_write_each_step_once() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    for i in 0..RUNS {
+        s.write_record(
+            "governance",
+            "review",
+            &format!("RV-f{i}"),
+            json!({ "state": "accepted", "revision": 1, "fields": {} }),
+        );
+    }
+    let service = Service::start(&s, None);
+    // Sent from 8 threads at once, as a busy source would.
+    let url = format!("{}/v1/events", service.url);
+    let runs: Vec<String> = std::thread::scope(|scope| {
+        let url = &url;
+        let senders: Vec<_> = (0..8)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut runs = Vec::new();
+                    for i in (0..RUNS).filter(|i| i % 8 == t) {
+                        let body = json!({
+                            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
+                            "type": "fanout.decided",
+                            "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
+                        })
+                        .to_string()
+                        .into_bytes();
+                        let mut request = ureq::post(url);
+                        for (k, v) in signed(&format!("msg-{i}"), &body) {
+                            request = request.set(k, &v);
+                        }
+                        let r: serde_json::Value =
+                            request.send_bytes(&body).unwrap().into_json().unwrap();
+                        runs.push(r["run_id"].as_str().unwrap().to_string());
+                    }
+                    runs
+                })
+            })
+            .collect();
+        senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let started = Instant::now();
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    let took = started.elapsed();
+
+    let seen = receiver.seen.lock().unwrap();
+    assert_eq!(seen.posts.len(), RUNS * STEPS, "one post per step per run");
+    let mut per_channel: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut keys: Vec<&str> = Vec::new();
+    for (path, key) in &seen.posts {
+        *per_channel.entry(path.as_str()).or_default() += 1;
+        keys.push(key.as_str());
+    }
+    assert!(per_channel.values().all(|n| *n == RUNS), "{per_channel:?}");
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), RUNS * STEPS, "every key once");
+    // The adapter's own record agrees: each channel's log holds each run's key once.
+    for n in 1..=STEPS {
+        let log = std::fs::read_to_string(s.path(&format!("state/sent/c{n}.sent"))).unwrap();
+        assert_eq!(log.lines().count(), RUNS, "c{n}");
+    }
+    // Driven together, not one after another: many requests were open at
+    // once (one at a time, 200 runs of five 20 ms posts would take 20 s).
+    // How many depends on how fast runs start on this machine's cores;
+    // eight is well above what two runs at a time could show.
+    assert!(seen.peak >= 8, "at most {} posts at once", seen.peak);
+    eprintln!(
+        "{RUNS} runs of {STEPS} posts at {DELAY:?} each: {took:?} after the last was accepted, \
+         at most {} posts at once",
+        seen.peak
+    );
+}
