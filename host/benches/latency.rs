@@ -11,8 +11,9 @@
 //! their own arrive from 8 client threads; for each delay and each
 //! `max-in-flight` (1, 16, 64, 256) it prints runs per second (from the
 //! first event sent to the last run finished), the run latency from the
-//! store's own times (p50, p99), what `in-flight / run latency` would
-//! allow, and the process's resident memory before and at the end (the
+//! store's own times (p50, p99, from the event's arrival: queueing
+//! included), what `in-flight / run latency` would allow, the process's
+//! CPU time per run, and its resident memory before and at its peak (the
 //! service with its load generator and target).
 
 use handoff::config::Config;
@@ -135,6 +136,21 @@ fn body(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The CPU time this process has used so far, all threads, user and
+/// system (from `/proc/self/stat`, in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(14) + ticks(15)) * 10)
+}
+
 /// The process's resident memory, in MiB.
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -207,6 +223,7 @@ fn measure(delay: Duration, in_flight: usize) {
     let key = standard_key(SECRET).unwrap();
 
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let clients = 8;
     let handles: Vec<_> = (0..clients)
         .map(|c| {
@@ -257,6 +274,7 @@ fn measure(delay: Duration, in_flight: usize) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_time() - cpu_start;
     let mut latencies: Vec<f64> = {
         let conn = reader.conn().unwrap();
         let mut stmt = conn
@@ -279,13 +297,14 @@ fn measure(delay: Duration, in_flight: usize) {
     };
     println!(
         "delay {:>4} ms  in flight {:>3}: {:>6.0} runs/s  (in-flight / run latency allows {:>6.0})  \
-         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
+         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   cpu {:.2} ms/run   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
         delay.as_millis(),
         in_flight,
         n as f64 / elapsed.as_secs_f64(),
         ideal,
         pct(50),
         pct(99),
+        cpu.as_secs_f64() * 1000.0 / n as f64,
         idle_rss,
         peak_rss,
         elapsed
