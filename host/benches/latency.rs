@@ -275,6 +275,11 @@ fn measure(delay: Duration, in_flight: usize) {
     }
     let elapsed = start.elapsed();
     let cpu = cpu_time() - cpu_start;
+    // The service's shared connection, found by its path in this process.
+    let (commits, syncs) = handoff::store::Store::open(&store_path)
+        .unwrap()
+        .sync_counts()
+        .unwrap_or((0, 0));
     let mut latencies: Vec<f64> = {
         let conn = reader.conn().unwrap();
         let mut stmt = conn
@@ -297,7 +302,7 @@ fn measure(delay: Duration, in_flight: usize) {
     };
     println!(
         "delay {:>4} ms  in flight {:>3}: {:>6.0} runs/s  (in-flight / run latency allows {:>6.0})  \
-         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   cpu {:.2} ms/run   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
+         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   cpu {:.2} ms/run   {:.1} commits/sync   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
         delay.as_millis(),
         in_flight,
         n as f64 / elapsed.as_secs_f64(),
@@ -305,6 +310,7 @@ fn measure(delay: Duration, in_flight: usize) {
         pct(50),
         pct(99),
         cpu.as_secs_f64() * 1000.0 / n as f64,
+        commits as f64 / syncs.max(1) as f64,
         idle_rss,
         peak_rss,
         elapsed

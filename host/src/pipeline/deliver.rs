@@ -95,6 +95,9 @@ impl Engine {
                         tracing::debug!(notice = notice.id, "another deliverer holds this notice");
                         continue;
                     }
+                    // The packet and the claim on disk before anyone is
+                    // told (when the store syncs in groups).
+                    self.store.durable().await?;
                     self.send(&notice, &follow_up, now).await?
                 }
             };

@@ -157,7 +157,9 @@ pub async fn serve(
     let open = || {
         let store = Store::open(&store_path)
             .with_context(|| format!("opening the store at {}", store_path.display()))?;
-        store.set_durability(config.durability)?;
+        // Many runs' commits share a sync; each waits for it before its
+        // next write to a target, and the API before it answers.
+        store.sync_in_groups(config.durability)?;
         store.leave_checkpoints_to(&checkpointer)?;
         anyhow::Ok(store)
     };
@@ -334,6 +336,18 @@ pub async fn serve(
 /// Log the audit head as an anchor: logs shipped elsewhere then hold
 /// anchors that `handoff audit verify --anchor` can check the store against.
 fn log_anchor(app: &App, when: &'static str) {
+    // An anchor kept elsewhere names rows that are on disk.
+    let synced = app
+        .api
+        .writer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .store()
+        .durable_blocking();
+    if let Err(e) = synced {
+        tracing::warn!(error = %e, "the store could not be synced; no anchor logged");
+        return;
+    }
     let store = app.reader.lock().unwrap_or_else(|p| p.into_inner());
     match store.audit_head() {
         Ok(Some(anchor)) => tracing::info!(%anchor, when, "audit head (an anchor to keep)"),

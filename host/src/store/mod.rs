@@ -21,6 +21,7 @@ pub mod runs;
 pub mod shared;
 pub mod stats;
 pub mod steps;
+pub mod sync;
 
 use rusqlite::Connection;
 use shared::{SharedConnection, Turn};
@@ -68,6 +69,9 @@ pub struct Store {
     shared: Arc<SharedConnection>,
     gate: Arc<gate::Gate>,
     path: PathBuf,
+    /// On the process's shared connection (`Store::open`), not one of its
+    /// own: power-cut durability is then a group sync (see [`sync`]).
+    on_shared: bool,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`), begun in this process's turn to
@@ -83,6 +87,8 @@ pub struct Write<'a> {
     /// appended to it: nobody else appends while it is open, so the next
     /// row of the same transaction need not read it back.
     audit_head: std::cell::RefCell<Option<(i64, String)>>,
+    /// Told of the commit, when the connection syncs in groups.
+    syncer: Option<Arc<sync::Syncer>>,
 }
 
 impl std::ops::Deref for Write<'_> {
@@ -95,6 +101,9 @@ impl std::ops::Deref for Write<'_> {
 impl Write<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         self.turn.prepare_cached("COMMIT")?.execute([])?;
+        if let Some(syncer) = &self.syncer {
+            syncer.committed();
+        }
         Ok(())
     }
 
@@ -136,7 +145,7 @@ impl Store {
     /// connection.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let shared = SharedConnection::for_path(path, || Self::connect(path))?;
-        Ok(Self::on_file(shared, path))
+        Ok(Self::on_file(shared, path, true))
     }
 
     /// As [`Store::open`], but on a connection of its own, for a user that
@@ -145,14 +154,15 @@ impl Store {
     /// cache is re-read whenever another connection commits.
     pub fn open_unshared(path: &Path) -> Result<Store, StoreError> {
         let shared = Arc::new(SharedConnection::new(Self::connect(path)?));
-        Ok(Self::on_file(shared, path))
+        Ok(Self::on_file(shared, path, false))
     }
 
-    fn on_file(shared: Arc<SharedConnection>, path: &Path) -> Store {
+    fn on_file(shared: Arc<SharedConnection>, path: &Path, on_shared: bool) -> Store {
         Store {
             shared,
             gate: gate::Gate::for_path(path),
             path: path.to_path_buf(),
+            on_shared,
         }
     }
 
@@ -175,6 +185,7 @@ impl Store {
             shared: Arc::new(SharedConnection::new(conn)),
             gate: gate::Gate::private(),
             path,
+            on_shared: false,
         })
     }
 
@@ -209,6 +220,7 @@ impl Store {
             shared: self.shared.clone(),
             gate: self.gate.clone(),
             path: self.path.clone(),
+            on_shared: self.on_shared,
         }
     }
 
@@ -223,6 +235,45 @@ impl Store {
         };
         self.conn()?.pragma_update(None, "synchronous", level)?;
         Ok(())
+    }
+
+    /// As [`Store::set_durability`], but `Power` on the process's shared
+    /// connection syncs in groups: a commit is on disk before anyone who
+    /// waits for it with [`Store::durable`] goes on, and one sync serves
+    /// every commit made before it (see [`sync`]). For a service whose many
+    /// runs commit together; every user of the connection must then wait
+    /// before anything outside depends on a commit.
+    pub fn sync_in_groups(&self, durability: Durability) -> Result<(), StoreError> {
+        if durability == Durability::Power && self.on_shared {
+            self.shared.syncer(&self.path);
+            self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
+            Ok(())
+        } else {
+            self.set_durability(durability)
+        }
+    }
+
+    /// Wait until every commit made on this connection so far would survive
+    /// a power cut (at once unless it syncs in groups; see [`sync`]).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        match self.shared.has_syncer() {
+            Some(syncer) => syncer.durable().await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Store::durable`], for a thread that may block.
+    pub fn durable_blocking(&self) -> Result<(), StoreError> {
+        match self.shared.has_syncer() {
+            Some(syncer) => syncer.durable_blocking(),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits made and syncs that made them durable, when this
+    /// connection syncs in groups.
+    pub fn sync_counts(&self) -> Option<(u64, u64)> {
+        self.shared.has_syncer().map(|s| s.counts())
     }
 
     /// How long this process's writers of this file have held their turn to
@@ -267,6 +318,7 @@ impl Store {
             turn,
             _writing: writing,
             audit_head: std::cell::RefCell::new(None),
+            syncer: self.shared.has_syncer().cloned(),
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct SharedConnection {
     // holder that panicked left no transaction open (`Write` rolls back as
     // it unwinds), so a poisoned lock is taken as it is.
     conn: Mutex<Connection>,
+    /// Its group syncer, once a user asks for power-cut durability.
+    syncer: OnceLock<Arc<super::sync::Syncer>>,
 }
 
 /// One user's turn at the connection; the next user is woken when it is
@@ -77,7 +79,21 @@ impl SharedConnection {
         SharedConnection {
             turns: Gate::private(),
             conn: Mutex::new(conn),
+            syncer: OnceLock::new(),
         }
+    }
+
+    /// The connection's group syncer for the database at `path`, started
+    /// the first time it is asked for.
+    pub fn syncer(&self, path: &Path) -> Arc<super::sync::Syncer> {
+        self.syncer
+            .get_or_init(|| super::sync::Syncer::start(path))
+            .clone()
+    }
+
+    /// Its group syncer, if it has one.
+    pub fn has_syncer(&self) -> Option<&Arc<super::sync::Syncer>> {
+        self.syncer.get()
     }
 
     /// Wait for the turn to use the connection (with the gate's patience;

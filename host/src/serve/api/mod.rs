@@ -124,7 +124,10 @@ pub(super) async fn write<T: Send + 'static>(
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
         let mut engine = app.api.writer.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut engine).map_err(Refusal::from)
+        let done = f(&mut engine).map_err(Refusal::from)?;
+        // Answered only once it would survive a power cut.
+        engine.store().durable_blocking().map_err(Refusal::from)?;
+        Ok(done)
     })
     .await
     .unwrap_or_else(|_| {
