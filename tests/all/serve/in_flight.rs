@@ -2,7 +2,10 @@
 //! run publishing five messages through the `webhook` adapter to a
 //! receiver that answers each after 20 ms. The runs are driven together
 //! (the receiver sees many requests at once), and the receiver's own
-//! record shows one post per step per run: none lost, none doubled.
+//! record shows one post per step per run: none lost, none doubled. And
+//! the service killed with runs in flight, one of them between its durable
+//! intent and its post: after a restart every run completes, each step
+//! under its one key.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -209,4 +212,66 @@ fn two_hundred_runs_at_once_write_each_step_once() {
          at most {} posts at once",
         seen.peak
     );
+}
+
+#[test]
+fn runs_killed_in_flight_after_a_durable_intent_resume_with_the_same_keys() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    let runs_sent = 40;
+    for i in 0..runs_sent {
+        s.write_record(
+            "governance",
+            "review",
+            &format!("RV-f{i}"),
+            json!({ "state": "accepted", "revision": 1, "fields": {} }),
+        );
+    }
+    // The first run to reach its third post stops there, its intent on
+    // disk and its post not made; the process is then killed with SIGKILL,
+    // with other runs in flight around it.
+    let mut service = Service::start(&s, Some("before-apply:tell-3"));
+    let mut runs = Vec::new();
+    for i in 0..runs_sent {
+        let body = json!({
+            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
+            "type": "fanout.decided", "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
+        })
+        .to_string()
+        .into_bytes();
+        let (code, r) = service.post(&signed(&format!("msg-{i}"), &body), &body);
+        assert_eq!(code, 202, "{r}");
+        runs.push(r["run_id"].as_str().unwrap().to_string());
+    }
+    service.wait_for("paused at fault point before-apply:tell-3");
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+    assert!(s.unfinished() > 0, "runs were cut off in flight");
+
+    let service = Service::start(&s, None);
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    drop(service);
+    // Each step of each run was posted under one key; a post the kill cut
+    // off before the adapter recorded it went again under the same key
+    // (which the receiver, as Slack's, takes once).
+    let seen = receiver.seen.lock().unwrap();
+    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (path, key) in &seen.posts {
+        *keys.entry((path.clone(), key.clone())).or_default() += 1;
+    }
+    assert_eq!(keys.len(), runs_sent * STEPS, "one key per step per run");
+    let again: usize = keys.values().map(|n| n - 1).sum();
+    assert!(
+        again <= 2 * 16,
+        "{again} posts again: only those cut off by the kill"
+    );
+    for n in 1..=STEPS {
+        let log = std::fs::read_to_string(s.path(&format!("state/sent/c{n}.sent"))).unwrap();
+        let mut logged: Vec<&str> = log.lines().collect();
+        logged.sort_unstable();
+        logged.dedup();
+        assert_eq!(logged.len(), runs_sent, "c{n}");
+    }
 }
