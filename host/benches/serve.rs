@@ -12,6 +12,9 @@
 //! benchmark's reviews do not exist in the records), competing for the same
 //! two cores and the same database. Reported: events accepted per second,
 //! and the latency from sending a request to reading its answer (p50, p99).
+//! Also the process's resident memory once the service is ready and after
+//! the events (the service with its clients). (Memory with runs in flight:
+//! `--bench latency`.)
 //! Goal on this machine: >= 2,000 events/s with p99 < 20 ms.
 
 use handoff::config::Config;
@@ -52,6 +55,16 @@ fn body(i: usize) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// The process's resident memory, in MiB (the service with its clients).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {
@@ -102,6 +115,7 @@ fn measure(n: usize, clients: usize, durability: Durability) {
         .unwrap();
     });
     let addr = ready_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let idle_rss = rss_mib();
     let url = format!("http://{addr}/v1/events");
     let key = standard_key(SECRET).unwrap();
 
@@ -144,15 +158,18 @@ fn measure(n: usize, clients: usize, durability: Durability) {
         .flat_map(|h| h.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+    let busy_rss = rss_mib();
     latencies.sort();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     println!(
-        "durability {:<7}  {:>7.0} events/s accepted   p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   ({} events in {:.2?})",
+        "durability {:<7}  {:>7.0} events/s accepted   p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   RSS idle {:.0} MiB, after {:.0} MiB   ({} events in {:.2?})",
         format!("{durability:?}").to_lowercase(),
         n as f64 / elapsed.as_secs_f64(),
         pct(50),
         pct(99),
         latencies.last().unwrap(),
+        idle_rss,
+        busy_rss,
         n,
         elapsed
     );
