@@ -20,6 +20,30 @@ fn durability_defaults_to_power_and_takes_process() {
 }
 
 #[test]
+fn runs_in_flight_are_bounded_and_workers_is_their_older_name() {
+    let parse = |text: &str| Config::parse(text, Path::new("h.toml"));
+    let serve = parse("").unwrap().serve;
+    assert_eq!((serve.max_in_flight, serve.threads), (256, 0));
+    assert!(serve.run_threads() >= 1, "0 means one per core");
+    assert_eq!(
+        parse("[serve]\nworkers = 3\n").unwrap().serve.max_in_flight,
+        3
+    );
+    assert_eq!(
+        parse("[serve]\nworkers = 3\nmax-in-flight = 5\nthreads = 2\n")
+            .unwrap()
+            .serve
+            .max_in_flight,
+        5,
+        "max-in-flight wins"
+    );
+    for bad in ["max-in-flight = 0", "max-in-flight = 100000", "workers = 0"] {
+        let err = parse(&format!("[serve]\n{bad}\n")).unwrap_err();
+        assert!(err.to_string().contains("serve."), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn an_instance_name_is_a_plain_word() {
     // TOML keys, quoted: a quote, a leading dash, a line break, a space.
     for bad in [r#""a\"b""#, r#""-lead""#, r#""new\nline""#, r#""sp ace""#] {
