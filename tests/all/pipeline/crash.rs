@@ -61,7 +61,7 @@ fn two_processes_in_separate_pid_namespaces_do_not_take_each_others_lease() {
     let s = Scenario::new();
     let mut holder = s
         .command_under(
-            &["unshare", "--pid", "--fork"],
+            &["unshare", "--pid", "--fork", "--kill-child=SIGKILL"],
             &[
                 "run",
                 "--event",
@@ -82,7 +82,10 @@ fn two_processes_in_separate_pid_namespaces_do_not_take_each_others_lease() {
         .find(|l| l.contains(handoff::pipeline::faults::PAUSED));
     assert!(paused.is_some(), "the holder never reached its pause point");
     let other = s
-        .command_under(&["unshare", "--pid", "--fork"], &["resume", "--json"])
+        .command_under(
+            &["unshare", "--pid", "--fork", "--kill-child=SIGKILL"],
+            &["resume", "--json"],
+        )
         .output()
         .unwrap();
     let said = format!(
