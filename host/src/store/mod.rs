@@ -237,45 +237,6 @@ impl Store {
         Ok(())
     }
 
-    /// As [`Store::set_durability`], but `Power` on the process's shared
-    /// connection syncs in groups: a commit is on disk before anyone who
-    /// waits for it with [`Store::durable`] goes on, and one sync serves
-    /// every commit made before it (see [`sync`]). For a service whose many
-    /// runs commit together; every user of the connection must then wait
-    /// before anything outside depends on a commit.
-    pub fn sync_in_groups(&self, durability: Durability) -> Result<(), StoreError> {
-        if durability == Durability::Power && self.on_shared {
-            self.shared.syncer(&self.path);
-            self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
-            Ok(())
-        } else {
-            self.set_durability(durability)
-        }
-    }
-
-    /// Wait until every commit made on this connection so far would survive
-    /// a power cut (at once unless it syncs in groups; see [`sync`]).
-    pub async fn durable(&self) -> Result<(), StoreError> {
-        match self.shared.has_syncer() {
-            Some(syncer) => syncer.durable().await,
-            None => Ok(()),
-        }
-    }
-
-    /// [`Store::durable`], for a thread that may block.
-    pub fn durable_blocking(&self) -> Result<(), StoreError> {
-        match self.shared.has_syncer() {
-            Some(syncer) => syncer.durable_blocking(),
-            None => Ok(()),
-        }
-    }
-
-    /// Commits made and syncs that made them durable, when this
-    /// connection syncs in groups.
-    pub fn sync_counts(&self) -> Option<(u64, u64)> {
-        self.shared.has_syncer().map(|s| s.counts())
-    }
-
     /// How long this process's writers of this file have held their turn to
     /// write, all together since the process first opened it. SQLite lets
     /// one writer in at a time, so its rate (seconds per second) is how busy
