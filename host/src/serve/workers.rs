@@ -1,8 +1,8 @@
-//! What drives accepted runs: `max-in-flight` async tasks on one runtime
-//! of `threads` threads (one per core by default), each task an engine on
-//! the process's one host (one wasmtime engine, one set of loaded adapters
-//! and clients) and its shared store connection, taking run tickets from
-//! one bounded queue. A run waiting on a target holds no thread, so the
+//! What drives accepted runs: up to `max-in-flight` at once, each an async
+//! task on one of `threads` threads (one per core by default), each thread
+//! a runtime of its own; each task's engine is on the process's one host
+//! (one wasmtime engine, one set of loaded adapters and clients) and its
+//! shared store connection, and the tickets come from one bounded queue. A run waiting on a target holds no thread, so the
 //! count bounds how many runs touch the targets at once, not how many
 //! threads the process has. The reconciler is a door like the others: what
 //! it finds goes through the commit path, with room in the queue reserved

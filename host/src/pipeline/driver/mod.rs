@@ -99,7 +99,8 @@ impl Engine {
         // The trace is joined before the span is first entered (after that,
         // its place in a trace is settled): the event's own `traceparent`
         // goes first, then the one its request carried.
-        if let Some(run) = runs::get(&*self.store.conn()?, run_id)? {
+        let run = runs::get(&*self.store.conn()?, run_id)?;
+        if let Some(run) = &run {
             span.record("event_id", run.event_id.as_str());
             span.record("policy", run.policy_id.as_str());
             let field = |name: &str| run.event.get(name).and_then(|v| v.as_str());
@@ -109,17 +110,28 @@ impl Engine {
                 field("tracestate"),
             );
         }
-        let report = self.drive_claiming(run_id).instrument(span.clone()).await;
+        let report = self
+            .drive_claiming(run_id, run)
+            .instrument(span.clone())
+            .await;
         if let Ok(r) = &report {
             span.record("outcome", r.outcome.name());
         }
         report
     }
 
-    async fn drive_claiming(&mut self, run_id: &str) -> Result<Report, RunError> {
+    /// Claim the run and drive it. `run` is its record as read before the
+    /// claim: a claim changes only its lease (and a finished run's outcome
+    /// is the claim's answer), none of which the driver reads.
+    async fn drive_claiming(
+        &mut self,
+        run_id: &str,
+        run: Option<RunRecord>,
+    ) -> Result<Report, RunError> {
+        let no_run = || RunError::NoSuchRun(run_id.to_string());
         match runs::claim(&mut self.store, run_id, &self.owner, self.lease_ttl)? {
             Claim::Taken => {}
-            Claim::Missing => return Err(RunError::NoSuchRun(run_id.to_string())),
+            Claim::Missing => return Err(no_run()),
             Claim::Held { owner, until } => {
                 return Err(RunError::Busy {
                     run_id: run_id.to_string(),
@@ -128,8 +140,7 @@ impl Engine {
                 });
             }
             Claim::Finished(outcome) => {
-                let run = runs::get(&*self.store.conn()?, run_id)?
-                    .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
+                let run = run.ok_or_else(no_run)?;
                 return Ok(Report {
                     run_id: run.run_id,
                     event_id: run.event_id,
@@ -139,7 +150,10 @@ impl Engine {
             }
         }
         let owner = self.owner.clone();
-        let result = self.drive_claimed(run_id).await;
+        let result = match run {
+            Some(run) => self.drive_claimed(run).await,
+            None => Err(no_run()),
+        };
         if result.is_err()
             && let Ok(conn) = self.store.conn()
         {
@@ -151,9 +165,7 @@ impl Engine {
         result
     }
 
-    async fn drive_claimed(&mut self, run_id: &str) -> Result<Report, RunError> {
-        let run = runs::get(&*self.store.conn()?, run_id)?
-            .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
+    async fn drive_claimed(&mut self, run: RunRecord) -> Result<Report, RunError> {
         let policy = self
             .host
             .approved_policy(&run.policy_sha256, &self.store)?
