@@ -220,38 +220,37 @@ async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let result = (|| {
-        session::same_site(&headers)?;
-        let fields = form(&body, &["token", "next"])?;
-        let next = session::next_page(fields.get("next").map(String::as_str));
-        let token = fields.get("token").map(String::as_str).unwrap_or("");
-        Ok::<_, Refusal>((session::log_in(&app, token)?, next))
-    })();
-    match result {
-        Ok((cookie, next)) => {
-            let mut response = Redirect::to(&next).into_response();
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                cookie.parse().expect("a cookie of hex and names"),
-            );
-            response
-        }
+    let fields = match session::same_site(&headers).and_then(|()| form(&body, &["token", "next"])) {
+        Ok(f) => f,
+        Err(r) => return refused(&app, None, r),
+    };
+    let next = session::next_page(fields.get("next").map(String::as_str));
+    let token = fields.get("token").map(String::as_str).unwrap_or("");
+    match session::log_in(&app, token) {
+        Ok(cookie) => with_cookie(Redirect::to(&next), cookie),
         Err(r) if r.status == StatusCode::UNAUTHORIZED => {
             app.metrics.refuse("console-unauthenticated");
-            let next = form(&body, &["token", "next"])
-                .ok()
-                .and_then(|f| f.get("next").cloned());
             html(
                 StatusCode::UNAUTHORIZED,
                 &LoginPage {
                     frame: None,
-                    next: session::next_page(next.as_deref()),
+                    next,
                     error: Some("That token is not one of any role.".into()),
                 },
             )
         }
         Err(r) => refused(&app, None, r),
     }
+}
+
+/// A redirect that sets (or clears) the session cookie.
+fn with_cookie(to: Redirect, cookie: String) -> Response {
+    let mut response = to.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie.parse().expect("a cookie of hex and names"),
+    );
+    response
 }
 
 async fn logout(
@@ -269,18 +268,7 @@ async fn logout(
         Ok::<_, Refusal>(())
     })();
     match result {
-        Ok(()) => {
-            let mut response = Redirect::to("/ui/login").into_response();
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                app.console
-                    .sessions
-                    .cleared()
-                    .parse()
-                    .expect("a cookie of names"),
-            );
-            response
-        }
+        Ok(()) => with_cookie(Redirect::to("/ui/login"), app.console.sessions.cleared()),
         Err(r) => refused(&app, None, r),
     }
 }
