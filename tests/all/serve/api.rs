@@ -18,23 +18,19 @@ const OTHER: &str = "other-team-token-0123456789abcdef-x";
 /// coordinator) and four roles holding tokens, served.
 fn served() -> (Scenario, Service, String) {
     let s = scenario(1, 100);
-    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
-    for (role, token, extra) in [
-        (
-            "release-coordinator",
-            COORDINATOR,
-            "escalate-to = \"release-manager\"\n",
-        ),
-        ("release-manager", MANAGER, ""),
-        ("security-review", REVIEWER, "scope = \"reviewer\"\n"),
-        ("other-team", OTHER, ""),
-    ] {
-        std::fs::write(s.path(&format!("{role}.token")), format!("{token}\n")).unwrap();
-        config.push_str(&format!(
-            "\n[roles.{role}]\ntokens = [{{ file = \"{role}.token\" }}]\n{extra}"
-        ));
-    }
-    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    with_role_tokens(
+        &s,
+        &[
+            (
+                "release-coordinator",
+                COORDINATOR,
+                "escalate-to = \"release-manager\"\n",
+            ),
+            ("release-manager", MANAGER, ""),
+            ("security-review", REVIEWER, "scope = \"reviewer\"\n"),
+            ("other-team", OTHER, ""),
+        ],
+    );
     let event = another_decision(&s, "RV-400", "reopened");
     let o = s.handoff(&[
         "run",

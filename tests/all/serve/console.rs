@@ -21,18 +21,14 @@ const OTHER: &str = "other-team-token-0123456789abcdef-x";
 fn served() -> (Scenario, Service, String) {
     let s = scenario(1, 100);
     with_sla_hours(&s, 0);
-    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
-    for (role, token, extra) in [
-        ("release-coordinator", COORDINATOR, ""),
-        ("security-review", REVIEWER, "scope = \"reviewer\"\n"),
-        ("other-team", OTHER, ""),
-    ] {
-        std::fs::write(s.path(&format!("{role}.token")), format!("{token}\n")).unwrap();
-        config.push_str(&format!(
-            "\n[roles.{role}]\ntokens = [{{ file = \"{role}.token\" }}]\n{extra}"
-        ));
-    }
-    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    with_role_tokens(
+        &s,
+        &[
+            ("release-coordinator", COORDINATOR, ""),
+            ("security-review", REVIEWER, "scope = \"reviewer\"\n"),
+            ("other-team", OTHER, ""),
+        ],
+    );
     let event = another_decision(&s, "RV-400", "reopened");
     let o = s.handoff(&[
         "run",
@@ -400,10 +396,10 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
 fn the_shadow_page_says_what_people_did_with_a_shadowed_run() {
     let (s, run_id) = crate::pipeline::shadow::shadowed();
     with_serve(&s, serve_config(1, 100, 0, SOURCE));
-    std::fs::write(s.path("reviewer.token"), format!("{REVIEWER}\n")).unwrap();
-    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap()
-        + "\n[roles.security-review]\nscope = \"reviewer\"\ntokens = [{ file = \"reviewer.token\" }]\n";
-    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    with_role_tokens(
+        &s,
+        &[("security-review", REVIEWER, "scope = \"reviewer\"\n")],
+    );
     let service = Service::start(&s, None);
     let mut reviewer = Client::new(&service);
     reviewer.log_in(REVIEWER);

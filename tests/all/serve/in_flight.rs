@@ -39,17 +39,8 @@ struct SlowReceiver {
 impl SlowReceiver {
     fn start() -> SlowReceiver {
         let seen: Arc<Mutex<Seen>> = Arc::default();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new().fallback(answer).with_state(seen.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (origin, runtime) = crate::support::serve_in_background(app);
         SlowReceiver {
             origin,
             seen,

@@ -194,6 +194,24 @@ async fn answer(
     }
 }
 
+/// Serve `app` on 127.0.0.1 from a runtime of its own (one thread), so a
+/// test can drive the `handoff` binary synchronously meanwhile; its
+/// origin (`http://127.0.0.1:PORT`), and the runtime, which stops the
+/// server when dropped.
+pub fn serve_in_background(app: Router) -> (String, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (origin, runtime)
+}
+
 /// Logs written while `f` runs on this thread.
 pub fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
     use std::sync::{Arc, Mutex};

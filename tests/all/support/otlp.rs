@@ -44,19 +44,10 @@ pub(crate) struct OtlpReceiver {
 impl OtlpReceiver {
     pub(crate) fn start() -> OtlpReceiver {
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new()
             .route("/v1/traces", post(receive))
             .with_state(spans.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (endpoint, runtime) = super::serve_in_background(app);
         OtlpReceiver {
             endpoint,
             spans,

@@ -269,3 +269,16 @@ pub(crate) fn anchor_in(line: &str) -> String {
     let start = line.find("anchor=").expect("an anchor field") + "anchor=".len();
     line[start..].split_whitespace().next().unwrap().to_string()
 }
+
+/// Give each `(role, token, more keys)` a `[roles.NAME]` table whose token
+/// is read from a file of its own.
+pub(crate) fn with_role_tokens(s: &Scenario, roles: &[(&str, &str, &str)]) {
+    let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    for (role, token, extra) in roles {
+        std::fs::write(s.path(&format!("{role}.token")), format!("{token}\n")).unwrap();
+        config.push_str(&format!(
+            "\n[roles.{role}]\ntokens = [{{ file = \"{role}.token\" }}]\n{extra}"
+        ));
+    }
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+}

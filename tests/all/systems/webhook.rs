@@ -52,17 +52,8 @@ impl FakeSlack {
             posted: Vec::new(),
             script: script.iter().copied().collect(),
         }));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new().fallback(answer).with_state(state.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (origin, runtime) = crate::support::serve_in_background(app);
         FakeSlack {
             origin,
             state,
