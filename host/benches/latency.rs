@@ -16,13 +16,15 @@
 //! CPU time per run, and its resident memory before and at its peak (the
 //! service with its load generator and target).
 
+mod common;
+
+use common::{cpu_time, rss_mib};
 use handoff::config::Config;
 use handoff::demo::Workspace;
-use handoff::serve::signature::{sign_standard, standard_key};
+use handoff::serve::signature::standard_key;
 use serde_json::json;
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STEPS: usize = 5;
@@ -139,31 +141,6 @@ fn body(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The CPU time this process has used so far, all threads, user and
-/// system (from `/proc/self/stat`, in clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i - 3)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(14) + ticks(15)) * 10)
-}
-
-/// The process's resident memory, in MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     // SAFETY: first thing in main, before any thread exists.
     #[allow(unsafe_code)]
@@ -198,48 +175,12 @@ fn measure(delay: Duration, in_flight: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = workspace(dir.path(), &origin, n, in_flight);
     let store_path = config.store_path.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve_store = store_path.clone();
-    let server = runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        handoff::serve::serve(
-            &config,
-            serve_store,
-            listener,
-            async {
-                let _ = stop_rx.await;
-            },
-            move |addr| ready_tx.send(addr).unwrap(),
-        )
-        .await
-        .unwrap();
-    });
-    let addr = ready_rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    let service = common::Service::start(config, 1);
     let idle_rss = rss_mib();
-    let url = format!("http://{addr}/v1/events");
+    let url = service.events_url.clone();
     let key = standard_key(SECRET).unwrap();
     let post = |agent: &ureq::Agent, i: usize| {
-        let body = body(i);
-        let id = format!("msg-{i}");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let response = agent
-            .post(&url)
-            .set("content-type", "application/cloudevents+json")
-            .set("webhook-id", &id)
-            .set("webhook-timestamp", &now.to_string())
-            .set("webhook-signature", &sign_standard(&key, &id, now, &body))
-            .send_bytes(&body)
-            .unwrap_or_else(|e| panic!("event {i}: {e}"));
-        assert_eq!(response.status(), 202, "event {i}");
+        common::post_signed(agent, &url, &key, &format!("msg-{i}"), &body(i));
     };
     // Warm up outside the clock: one run loads every adapter it calls.
     let reader = handoff::store::Store::open_unshared(&store_path).unwrap();
@@ -331,7 +272,5 @@ fn measure(delay: Duration, in_flight: usize) {
         peak_rss,
         elapsed
     );
-    let _ = stop_tx.send(());
-    let _ = runtime.block_on(server);
-    runtime.shutdown_background();
+    service.stop();
 }

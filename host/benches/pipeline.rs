@@ -31,6 +31,9 @@
 //!
 //! What it has measured, and where the time goes: `docs/benchmarks.md`.
 
+mod common;
+
+use common::cpu_time;
 use handoff::config::Config;
 use handoff::model::CloudEvent;
 use handoff::pipeline::{Engine, Host, Outcome, Timed};
@@ -393,20 +396,6 @@ fn bare(n: usize) -> Duration {
         elapsed
     );
     cpu / n as u32
-}
-
-/// The CPU time this process has used so far, all threads (those that
-/// ended too), user and system, the store's checkpointer included: on 2
-/// cores, 1,000 runs/s leaves at most 2 ms of it per run. Read from
-/// `/proc/self/stat` in the kernel's clock ticks (100 a second on Linux).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // The fields after the command name, which is in parentheses and may
-    // hold spaces: state is field 3, utime 14, stime 15.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks = |i: usize| fields[i - 3].parse::<u64>().unwrap();
-    Duration::from_millis((ticks(14) + ticks(15)) * 10)
 }
 
 fn main() {

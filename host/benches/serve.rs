@@ -17,14 +17,16 @@
 //! `--bench latency`.)
 //! Goal on this machine: >= 2,000 events/s with p99 < 20 ms.
 
+mod common;
+
+use common::rss_mib;
 use handoff::config::Config;
 use handoff::demo::Workspace;
-use handoff::serve::signature::{sign_standard, standard_key};
+use handoff::serve::signature::standard_key;
 use handoff::store::Durability;
 use serde_json::json;
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -57,16 +59,6 @@ fn body(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The process's resident memory, in MiB (the service with its clients).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     // As the `handoff` binary does: error values do not walk the stack
     // (`RUST_BACKTRACE=1` would otherwise slow every adapter call).
@@ -93,30 +85,9 @@ fn measure(n: usize, clients: usize, durability: Durability) {
     let mut config = workspace(dir.path(), n);
     config.durability = durability;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let store_path = config.store_path.clone();
-    let server = runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        handoff::serve::serve(
-            &config,
-            store_path,
-            listener,
-            async {
-                let _ = stop_rx.await;
-            },
-            move |addr| ready_tx.send(addr).unwrap(),
-        )
-        .await
-        .unwrap();
-    });
-    let addr = ready_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let service = common::Service::start(config, 0);
     let idle_rss = rss_mib();
-    let url = format!("http://{addr}/v1/events");
+    let url = service.events_url.clone();
     let key = standard_key(SECRET).unwrap();
 
     let start = Instant::now();
@@ -131,23 +102,10 @@ fn measure(n: usize, clients: usize, durability: Durability) {
                 let agent = ureq::AgentBuilder::new().build();
                 let mut latencies = Vec::with_capacity(indexes.len());
                 for i in indexes {
-                    let body = body(i);
-                    let id = format!("msg-{i}");
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs() as i64;
+                    let (id, body) = (format!("msg-{i}"), body(i));
                     let t = Instant::now();
-                    let response = agent
-                        .post(&url)
-                        .set("content-type", "application/cloudevents+json")
-                        .set("webhook-id", &id)
-                        .set("webhook-timestamp", &now.to_string())
-                        .set("webhook-signature", &sign_standard(&key, &id, now, &body))
-                        .send_bytes(&body)
-                        .unwrap_or_else(|e| panic!("event {i}: {e}"));
+                    common::post_signed(&agent, &url, &key, &id, &body);
                     latencies.push(t.elapsed());
-                    assert_eq!(response.status(), 202, "event {i}");
                 }
                 latencies
             })
@@ -173,7 +131,5 @@ fn measure(n: usize, clients: usize, durability: Durability) {
         n,
         elapsed
     );
-    let _ = stop_tx.send(());
-    let _ = runtime.block_on(server);
-    runtime.shutdown_background();
+    service.stop();
 }
