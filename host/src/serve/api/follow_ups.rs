@@ -59,7 +59,7 @@ pub(super) async fn list_follow_ups(
             ));
         }
         let status = q.status.unwrap_or_else(|| "open".into());
-        if !["open", "acknowledged", "overdue", "resolved", "all"].contains(&status.as_str()) {
+        if !STATUSES.contains(&status.as_str()) {
             return Err(refusal(
                 StatusCode::BAD_REQUEST,
                 "bad-query",
@@ -69,31 +69,46 @@ pub(super) async fn list_follow_ups(
         let app2 = app.clone();
         let list = read(&app, move |s| {
             let now = crate::store::now_rfc3339();
-            let which = follow_ups::Which {
-                resolved_too: matches!(status.as_str(), "resolved" | "all"),
-                route_to: q.role.as_deref(),
-                due_before: (status == "overdue").then_some(now.as_str()),
-            };
-            let all = follow_ups::list(&*s.conn()?, which)?;
-            Ok(all
-                .into_iter()
-                .filter(|f| match status.as_str() {
-                    "acknowledged" => f.is_open() && f.acknowledged_at.is_some(),
-                    "resolved" => !f.is_open(),
-                    _ => true,
-                })
-                .filter(|f| {
-                    who.scope == Scope::Reviewer
-                        || owns(&app2.api.roles, &who.role, &f.packet.route_to)
-                })
-                .take(MAX_LISTED)
-                .collect::<Vec<_>>())
+            packets(s, &app2.api.roles, &who, &status, q.role.as_deref(), &now)
         })
         .await?;
         ok(json!(list))
     }
     .await;
     answer(&app, result)
+}
+
+/// The statuses a list of packets can be asked for.
+pub(in crate::serve) const STATUSES: [&str; 5] =
+    ["open", "overdue", "acknowledged", "resolved", "all"];
+
+/// The packets `who` may see (routed or escalated to its role; a reviewer:
+/// all) with `status` (one of [`STATUSES`]), only those routed to `role`
+/// when given; newest first, at most [`MAX_LISTED`]. `now` says what is
+/// overdue. (The API's list and the console's inbox.)
+pub(in crate::serve) fn packets(
+    store: &crate::store::Store,
+    roles: &crate::follow_up::notices::Roles,
+    who: &Principal,
+    status: &str,
+    role: Option<&str>,
+    now: &str,
+) -> Result<Vec<FollowUp>, Refusal> {
+    let which = follow_ups::Which {
+        resolved_too: matches!(status, "resolved" | "all"),
+        route_to: role,
+        due_before: (status == "overdue").then_some(now),
+    };
+    Ok(follow_ups::list(&*store.conn()?, which)?
+        .into_iter()
+        .filter(|f| match status {
+            "acknowledged" => f.is_open() && f.acknowledged_at.is_some(),
+            "resolved" => !f.is_open(),
+            _ => true,
+        })
+        .filter(|f| who.scope == Scope::Reviewer || owns(roles, &who.role, &f.packet.route_to))
+        .take(MAX_LISTED)
+        .collect())
 }
 
 /// One packet, its resolution and its notices.

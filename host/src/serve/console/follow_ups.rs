@@ -3,12 +3,11 @@
 //! [`auth::may_act`]); the actions are the API's own calls.
 
 use super::super::App;
-use super::super::api::follow_ups::{ResolveBody, decide, take_on};
+use super::super::api::follow_ups::{ResolveBody, STATUSES, decide, packets, take_on};
 use super::super::api::refusal::{Refusal, no_follow_up};
-use super::super::api::{MAX_LISTED, auth, read};
+use super::super::api::{auth, read};
 use super::session::{self, Visitor};
 use super::{Fields, Frame, form, html, refused, require};
-use crate::config::roles::Scope;
 use crate::follow_up::{FollowUp, Resolution};
 use crate::store::follow_ups;
 use crate::store::notices::NoticeRow;
@@ -18,9 +17,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-
-/// The statuses an inbox can show.
-const STATUSES: [&str; 5] = ["open", "overdue", "acknowledged", "resolved", "all"];
 
 #[derive(Deserialize)]
 pub(super) struct InboxQuery {
@@ -63,23 +59,8 @@ pub(super) async fn inbox(
     let now = crate::store::now_rfc3339();
     let (app2, who, wanted, at) = (app.clone(), v.who.clone(), status.clone(), now.clone());
     let rows = read(&app, move |s| {
-        let which = follow_ups::Which {
-            resolved_too: matches!(wanted.as_str(), "resolved" | "all"),
-            route_to: None,
-            due_before: (wanted == "overdue").then_some(at.as_str()),
-        };
-        let mut rows: Vec<Row> = follow_ups::list(&*s.conn()?, which)?
+        let mut rows: Vec<Row> = packets(s, &app2.api.roles, &who, &wanted, None, &at)?
             .into_iter()
-            .filter(|f| match wanted.as_str() {
-                "acknowledged" => f.is_open() && f.acknowledged_at.is_some(),
-                "resolved" => !f.is_open(),
-                _ => true,
-            })
-            .filter(|f| {
-                who.scope == Scope::Reviewer
-                    || auth::owns(&app2.api.roles, &who.role, &f.packet.route_to)
-            })
-            .take(MAX_LISTED)
             .map(|f| Row {
                 overdue: f.is_open() && f.packet.due_at.as_str() < at.as_str(),
                 f,
