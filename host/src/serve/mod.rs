@@ -157,9 +157,9 @@ pub async fn serve(
     let open = || {
         let store = Store::open(&store_path)
             .with_context(|| format!("opening the store at {}", store_path.display()))?;
-        // Many runs' commits share a sync; each waits for it before its
+        // Many runs' writes share commits and syncs; each waits for them before its
         // next write to a target, and the API before it answers.
-        store.sync_in_groups(config.durability)?;
+        store.commit_in_groups(config.durability)?;
         store.leave_checkpoints_to(&checkpointer)?;
         anyhow::Ok(store)
     };

@@ -7,12 +7,18 @@
 //! shared one in `handoff serve`) instead wait on this gate and are woken
 //! the moment the previous write transaction ends. Other processes still
 //! meet at SQLite's lock and its busy handler.
+//!
+//! A connection that commits in groups ([`super::batch`]) leaves its write
+//! transaction open between writes: the turn is then *parked* with that
+//! connection. Its next writer takes the parked turn over and writes into
+//! the same transaction; a writer of any other connection asks the
+//! connection's flusher to commit, and waits for the turn as usual.
 
 use super::StoreError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -20,11 +26,31 @@ use std::time::{Duration, Instant};
 /// handler does for writers of other processes).
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Who commits a parked transaction when a writer of another connection
+/// wants the turn.
+pub trait Flush: Send + Sync + std::fmt::Debug {
+    /// Commit the parked transaction soon (the turn is then freed).
+    fn flush_soon(&self);
+}
+
+/// Whose turn it is.
+#[derive(Debug, Default)]
+enum Holder {
+    #[default]
+    Free,
+    /// A thread's, until its [`Turn`] is dropped or parked.
+    Thread(ThreadId),
+    /// A connection's, between two of its writes (see the module).
+    Parked {
+        conn: usize,
+        flusher: Weak<dyn Flush>,
+    },
+}
+
 /// The turn-taking of one database file (or one connection).
 #[derive(Debug, Default)]
 pub struct Gate {
-    /// The thread whose turn it is.
-    taken: Mutex<Option<ThreadId>>,
+    taken: Mutex<Holder>,
     freed: Condvar,
     /// Nanoseconds of turns ended so far.
     held: AtomicU64,
@@ -35,6 +61,8 @@ pub struct Gate {
 pub struct Turn {
     gate: Arc<Gate>,
     since: Instant,
+    /// Set by [`Turn::park`]: the connection the turn is left with.
+    parked: Option<(usize, Weak<dyn Flush>)>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,18 +94,39 @@ impl Gate {
         Duration::from_nanos(self.held.load(Ordering::Relaxed))
     }
 
-    /// Wait for the turn.
+    /// Wait for the turn (a writer of a connection that does not commit in
+    /// groups).
     pub fn enter(self: &Arc<Self>) -> Result<Turn, StoreError> {
+        self.enter_as(None)
+    }
+
+    /// Wait for the turn as a writer of the connection `conn` (any number
+    /// naming it in this process), taking over its parked turn.
+    pub fn enter_for(self: &Arc<Self>, conn: usize) -> Result<Turn, StoreError> {
+        self.enter_as(Some(conn))
+    }
+
+    fn enter_as(self: &Arc<Self>, mine: Option<usize>) -> Result<Turn, StoreError> {
         let deadline = Instant::now() + PATIENCE;
         let me = std::thread::current().id();
         let mut taken = lock(&self.taken);
-        while let Some(holder) = *taken {
-            if holder == me {
-                // It would wait for itself: a bug, reported at once rather
-                // than after the patience runs out.
-                return Err(StoreError::Unavailable(
-                    "the store was asked for again by the thread whose turn it is",
-                ));
+        loop {
+            match &*taken {
+                Holder::Free => break,
+                Holder::Parked { conn, .. } if Some(*conn) == mine => break,
+                Holder::Parked { flusher, .. } => match flusher.upgrade() {
+                    Some(flusher) => flusher.flush_soon(),
+                    // Its connection is gone (and committed as it went).
+                    None => break,
+                },
+                Holder::Thread(holder) if *holder == me => {
+                    // It would wait for itself: a bug, reported at once
+                    // rather than after the patience runs out.
+                    return Err(StoreError::Unavailable(
+                        "the store was asked for again by the thread whose turn it is",
+                    ));
+                }
+                Holder::Thread(_) => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -91,11 +140,32 @@ impl Gate {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        *taken = Some(me);
+        *taken = Holder::Thread(me);
         Ok(Turn {
             gate: self.clone(),
             since: Instant::now(),
+            parked: None,
         })
+    }
+
+    /// The turn, if `conn` left it parked, is free again (the connection
+    /// committed its transaction as it closed).
+    pub fn unpark(&self, conn: usize) {
+        let mut taken = lock(&self.taken);
+        if matches!(&*taken, Holder::Parked { conn: c, .. } if *c == conn) {
+            *taken = Holder::Free;
+            drop(taken);
+            self.freed.notify_all();
+        }
+    }
+}
+
+impl Turn {
+    /// End the turn leaving it parked with `conn`, whose write transaction
+    /// stays open; `flusher` commits it when a writer of another connection
+    /// asks.
+    pub fn park(mut self, conn: usize, flusher: Weak<dyn Flush>) {
+        self.parked = Some((conn, flusher));
     }
 }
 
@@ -103,11 +173,12 @@ impl Gate {
 impl Gate {
     fn try_enter(self: &Arc<Self>) -> Option<Turn> {
         let mut taken = lock(&self.taken);
-        taken.is_none().then(|| {
-            *taken = Some(std::thread::current().id());
+        matches!(*taken, Holder::Free).then(|| {
+            *taken = Holder::Thread(std::thread::current().id());
             Turn {
                 gate: self.clone(),
                 since: Instant::now(),
+                parked: None,
             }
         })
     }
@@ -117,8 +188,13 @@ impl Drop for Turn {
     fn drop(&mut self) {
         let took = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.gate.held.fetch_add(took, Ordering::Relaxed);
-        *lock(&self.gate.taken) = None;
-        self.gate.freed.notify_one();
+        *lock(&self.gate.taken) = match self.parked.take() {
+            Some((conn, flusher)) => Holder::Parked { conn, flusher },
+            None => Holder::Free,
+        };
+        // Every waiter: a writer of the parked connection takes the turn
+        // over, one of another asks for the commit.
+        self.gate.freed.notify_all();
     }
 }
 

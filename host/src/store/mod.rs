@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod audit;
+mod batch;
 pub mod checkpoint;
 pub mod cursors;
 pub mod decisions;
@@ -76,19 +77,22 @@ pub struct Store {
 
 /// A write transaction (`BEGIN IMMEDIATE`), begun in this process's turn to
 /// write (see [`gate`]) and held for the whole of a turn at the connection;
-/// dropped without [`Write::commit`], it rolls back.
+/// dropped without [`Write::commit`], it rolls back. On a connection that
+/// commits in groups it is a savepoint in the batch's transaction instead
+/// (see [`sync`]): committed, its rows join the batch.
 #[derive(Debug)]
 pub struct Write<'a> {
-    // Declared in the order they are given back: the connection, then the
-    // turn to write.
     turn: Turn<'a>,
-    _writing: gate::Turn,
+    /// Given back (or parked) before the connection's turn.
+    writing: Option<gate::Turn>,
     /// The audit chain's head (sequence, hash) as this transaction last
     /// appended to it: nobody else appends while it is open, so the next
     /// row of the same transaction need not read it back.
     audit_head: std::cell::RefCell<Option<(i64, String)>>,
-    /// Told of the commit, when the connection syncs in groups.
-    syncer: Option<Arc<sync::Syncer>>,
+    /// The connection's group committer, when it commits in groups.
+    group: Option<Arc<sync::Syncer>>,
+    released: bool,
+    conn_id: usize,
 }
 
 impl std::ops::Deref for Write<'_> {
@@ -99,11 +103,16 @@ impl std::ops::Deref for Write<'_> {
 }
 
 impl Write<'_> {
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.turn.prepare_cached("COMMIT")?.execute([])?;
-        if let Some(syncer) = &self.syncer {
-            syncer.committed();
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        match &self.group {
+            None => {
+                self.turn.prepare_cached("COMMIT")?.execute([])?;
+            }
+            Some(syncer) => {
+                batch::release(&self.turn, syncer)?;
+            }
         }
+        self.released = true;
         Ok(())
     }
 
@@ -120,10 +129,20 @@ impl Write<'_> {
 
 impl Drop for Write<'_> {
     fn drop(&mut self) {
-        if !self.turn.is_autocommit() {
-            // Not committed (or the commit failed): before the turn passes
-            // on, the next user must not find this transaction still open.
-            let _ = self.turn.execute_batch("ROLLBACK");
+        let writing = self.writing.take();
+        match &self.group {
+            Some(syncer) => {
+                batch::end(&self.turn, syncer, self.released, writing, self.conn_id);
+            }
+            None => {
+                if !self.turn.is_autocommit() {
+                    // Not committed (or the commit failed): before the turn
+                    // passes on, the next user must not find this
+                    // transaction still open.
+                    let _ = self.turn.execute_batch("ROLLBACK");
+                }
+                drop(writing);
+            }
         }
     }
 }
@@ -270,17 +289,39 @@ impl Store {
     /// waiting for this process's other writers of the same file, in this
     /// handle's turn at its connection.
     pub fn write(&mut self) -> Result<Write<'_>, StoreError> {
-        let writing = self.gate.enter()?;
-        let turn = self.shared.enter()?;
-        // Prepared once per connection, like every statement on the hot
-        // path: two for each of a run's transitions.
-        turn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(Write {
+        let group = self.shared.has_syncer().cloned();
+        let conn_id = self.shared.id();
+        let writing = match &group {
+            Some(_) => self.gate.enter_for(conn_id)?,
+            None => self.gate.enter()?,
+        };
+        let turn = match self.shared.enter() {
+            Ok(turn) => turn,
+            Err(e) => {
+                // A batch left open keeps its parked turn.
+                if let Some(syncer) = &group {
+                    batch::keep_parked(syncer, writing, conn_id);
+                }
+                return Err(e);
+            }
+        };
+        let write = Write {
             turn,
-            _writing: writing,
+            writing: Some(writing),
             audit_head: std::cell::RefCell::new(None),
-            syncer: self.shared.has_syncer().cloned(),
-        })
+            group,
+            released: false,
+            conn_id,
+        };
+        // Prepared once per connection, like every statement on the hot
+        // path: two or three for each of a run's transitions.
+        match &write.group {
+            Some(syncer) => batch::begin(&write.turn, syncer)?,
+            None => {
+                write.turn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            }
+        }
+        Ok(write)
     }
 }
 

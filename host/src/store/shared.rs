@@ -29,7 +29,7 @@ pub struct SharedConnection {
     // holder that panicked left no transaction open (`Write` rolls back as
     // it unwinds), so a poisoned lock is taken as it is.
     conn: Mutex<Connection>,
-    /// Its group syncer, once a user asks for power-cut durability.
+    /// Its group committer, once a user asks it to commit in groups.
     syncer: OnceLock<Arc<super::sync::Syncer>>,
 }
 
@@ -83,15 +83,26 @@ impl SharedConnection {
         }
     }
 
-    /// The connection's group syncer for the database at `path`, started
-    /// the first time it is asked for.
-    pub fn syncer(&self, path: &Path) -> Arc<super::sync::Syncer> {
+    /// The connection's group committer for the database at `path`
+    /// (syncing its log when `power`), started the first time it is asked
+    /// for: from then on the connection commits in groups.
+    pub fn syncer(
+        self: &Arc<Self>,
+        path: &Path,
+        power: bool,
+        max_open: std::time::Duration,
+    ) -> Arc<super::sync::Syncer> {
         self.syncer
-            .get_or_init(|| super::sync::Syncer::start(path))
+            .get_or_init(|| super::sync::Syncer::start(self, path, power, max_open))
             .clone()
     }
 
-    /// Its group syncer, if it has one.
+    /// A number naming this connection in this process (for the gate).
+    pub fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Its group committer, if it has one.
     pub fn has_syncer(&self) -> Option<&Arc<super::sync::Syncer>> {
         self.syncer.get()
     }
@@ -104,6 +115,20 @@ impl SharedConnection {
             conn: lock(&self.conn),
             _turn: turn,
         })
+    }
+}
+
+impl Drop for SharedConnection {
+    fn drop(&mut self) {
+        // A batch still open is committed before the connection closes
+        // (closing would roll it back), and the turn it held is freed.
+        if let Some(syncer) = self.syncer.get() {
+            let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = super::batch::commit(conn, syncer) {
+                tracing::error!(error = %e, "committing the store's last writes failed");
+            }
+            syncer.gate().unpark(self.id());
+        }
     }
 }
 

@@ -1,44 +1,68 @@
-//! Group sync: the commits of many runs made durable by one `fsync`.
+//! Group commit and group sync: the writes of many runs committed by one
+//! transaction, and the commits made durable by one `fsync`.
 //!
-//! With `durability = "power"`, a commit on this process's shared
-//! connection is not synced by SQLite itself (`synchronous = NORMAL`: the
-//! write-ahead log reaches the OS at each commit, the disk at checkpoints).
-//! Whoever must not go on until a commit would survive a power cut (a run
+//! `handoff serve`'s shared connection commits in groups
+//! ([`Store::commit_in_groups`]). Each write is a savepoint inside a write
+//! transaction that stays open between writes (a *batch*,
+//! [`super::batch`]): its rows are visible to every user of the connection
+//! at once, and to other connections and processes when the batch commits.
+//! Whoever must not go on until its writes would survive a stop (a run
 //! about to write to a target after recording its intent, an API answer)
-//! asks for [`Syncer::durable`]: a thread of the syncer's own syncs the log
-//! file once for every commit made before it started, and wakes everyone
-//! waiting for any of them. Runs in flight together share the sync instead
-//! of each paying for their own; one at a time, it is one sync per wait, as
-//! before.
+//! asks for [`Syncer::durable`]: this module's thread commits the open
+//! batch and, with `durability = "power"`, syncs the log file once for
+//! every commit before it, then wakes everyone waiting for any of them.
+//! With `"process"` the commit is enough (SQLite's `synchronous = NORMAL`:
+//! a killed process loses nothing committed). Runs in flight together
+//! share the commit and the sync instead of each paying for their own;
+//! one at a time, it is one of each per wait, as before. A batch is also
+//! committed when it has been open for [`MAX_OPEN`], when it holds
+//! [`MAX_WRITES`] writes, and when a writer of another connection of this
+//! process waits for the turn to write ([`super::gate`]); a process killed
+//! before that loses only writes nobody outside was told of, which a
+//! resumed run makes again.
 //!
 //! An `fsync` on any descriptor of a file makes all of that file's written
 //! data durable, so the log is synced from a descriptor of the syncer's
 //! own. A failed sync fails every wait for it: the run stops before its
-//! write, and stays unfinished.
+//! write, and stays unfinished. A batch that cannot be committed (an I/O
+//! error, a full disk) takes every write in it along: the connection then
+//! refuses every later write and wait, so no run goes on from a state the
+//! store has lost; a restart resumes them from what was committed.
 
+use super::gate::{Flush, Gate};
+use super::shared::SharedConnection;
 use super::{Durability, Store, StoreError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// The longest a batch stays open when nobody asks for it: how stale a
+/// reader of another connection may find the store.
+pub const MAX_OPEN: Duration = Duration::from_millis(2);
+
+/// The most writes one batch holds (what a failed commit can take along).
+pub const MAX_WRITES: u64 = 128;
 
 impl Store {
-    /// As [`Store::set_durability`], but `Power` on the process's shared
-    /// connection syncs in groups: a commit is on disk before anyone who
-    /// waits for it with [`Store::durable`] goes on, and one sync serves
-    /// every commit made before it (see this module). For a service whose many
-    /// runs commit together; every user of the connection must then wait
-    /// before anything outside depends on a commit.
-    pub fn sync_in_groups(&self, durability: Durability) -> Result<(), StoreError> {
-        if durability == Durability::Power && self.on_shared {
-            self.shared.syncer(&self.path);
-            self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
-            Ok(())
-        } else {
-            self.set_durability(durability)
+    /// Make this handle's connection, if it is the process's shared one,
+    /// commit in groups and make commits durable as `durability` asks, in
+    /// groups too (see this module); a connection of its own just gets
+    /// `durability`. For a service whose many runs write together: every
+    /// user of the connection must then ask for [`Store::durable`] before
+    /// anything outside depends on a write.
+    pub fn commit_in_groups(&self, durability: Durability) -> Result<(), StoreError> {
+        if !self.on_shared {
+            return self.set_durability(durability);
         }
+        self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
+        self.shared
+            .syncer(&self.path, durability == Durability::Power, MAX_OPEN);
+        Ok(())
     }
 
-    /// Wait until every commit made on this connection so far would survive
-    /// a power cut (at once unless it syncs in groups; see this module).
+    /// Wait until every write made on this connection so far would survive
+    /// what `durability` names (at once unless it commits in groups; see
+    /// this module).
     pub async fn durable(&self) -> Result<(), StoreError> {
         match self.shared.has_syncer() {
             Some(syncer) => syncer.durable().await,
@@ -54,35 +78,60 @@ impl Store {
         }
     }
 
-    /// Commits made and syncs that made them durable, when this
-    /// connection syncs in groups.
-    pub fn sync_counts(&self) -> Option<(u64, u64)> {
+    /// Writes made, the commits that carried them and the syncs that made
+    /// those durable, when this connection commits in groups.
+    pub fn group_counts(&self) -> Option<GroupCounts> {
         self.shared.has_syncer().map(|s| s.counts())
     }
 }
 
-#[derive(Debug, Default)]
-struct State {
-    /// Commits made so far.
-    committed: u64,
-    /// Commits known durable.
-    synced: u64,
-    /// The commit someone waits to see durable.
-    wanted: u64,
-    /// Syncs made.
-    syncs: u64,
-    failed: Option<String>,
+/// What a connection committing in groups has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCounts {
+    pub writes: u64,
+    pub commits: u64,
+    pub syncs: u64,
 }
 
-/// A store file's group syncer. See the module documentation.
+#[derive(Debug, Default)]
+struct State {
+    /// Batches begun so far; the last is open until `committed` reaches it.
+    begun: u64,
+    /// Writes in the open batch, and since when it is open.
+    open_writes: u64,
+    open_since: Option<Instant>,
+    /// Batches committed so far.
+    committed: u64,
+    /// Batches known durable (with power durability; else `committed`).
+    synced: u64,
+    /// The batch someone waits to see durable.
+    wanted: u64,
+    /// A writer of another connection waits for the turn.
+    flush_asked: bool,
+    writes: u64,
+    commits: u64,
+    syncs: u64,
+    /// The last sync failed (the next wait tries again).
+    failed: Option<String>,
+    /// A batch was lost: every later write and wait is refused.
+    lost: Option<String>,
+}
+
+/// A connection's group committer and syncer. See the module documentation.
 #[derive(Debug)]
 pub struct Syncer {
     state: Mutex<State>,
-    /// Wakes the sync thread (a wait began) and blocking waiters (a sync
-    /// ended).
+    /// Wakes the thread (a wait began, a batch opened) and blocking waiters
+    /// (a batch became durable).
     wake: Condvar,
-    /// For waiting tasks: the last commit known durable.
-    synced: tokio::sync::watch::Sender<u64>,
+    /// For waiting tasks: the last batch known durable.
+    durable: tokio::sync::watch::Sender<u64>,
+    /// Sync the log too (power durability), or only commit.
+    power: bool,
+    /// How long a batch nobody asks for stays open ([`MAX_OPEN`]).
+    max_open: Duration,
+    gate: Arc<Gate>,
+    conn: OnceLock<Weak<SharedConnection>>,
     wal: PathBuf,
     db: PathBuf,
 }
@@ -91,19 +140,35 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl State {
+    fn done(&self, power: bool) -> u64 {
+        if power { self.synced } else { self.committed }
+    }
+}
+
 impl Syncer {
-    /// The syncer of the database at `db`, and its thread (which lives as
-    /// long as the process: one per store file that asks for one).
-    pub fn start(db: &Path) -> Arc<Syncer> {
+    /// The group committer of `conn`, on the database at `db` (syncing its
+    /// log when `power`), and its thread, which ends with the connection.
+    pub fn start(
+        conn: &Arc<SharedConnection>,
+        db: &Path,
+        power: bool,
+        max_open: Duration,
+    ) -> Arc<Syncer> {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let syncer = Arc::new(Syncer {
             state: Mutex::default(),
             wake: Condvar::new(),
-            synced: tokio::sync::watch::Sender::new(0),
+            durable: tokio::sync::watch::Sender::new(0),
+            power,
+            max_open,
+            gate: Gate::for_path(db),
+            conn: OnceLock::new(),
             wal: PathBuf::from(wal),
             db: db.to_path_buf(),
         });
+        let _ = syncer.conn.set(Arc::downgrade(conn));
         let on_thread = syncer.clone();
         std::thread::Builder::new()
             .name("handoff-sync".into())
@@ -112,33 +177,65 @@ impl Syncer {
         syncer
     }
 
+    pub(super) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
     fn run(&self) {
         loop {
-            let target = {
+            {
                 let mut s = lock(&self.state);
-                while s.wanted <= s.synced {
-                    s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+                loop {
+                    let due = s.wanted > s.done(self.power)
+                        || s.flush_asked
+                        || s.open_since.is_some_and(|t| t.elapsed() >= self.max_open);
+                    if due {
+                        break;
+                    }
+                    let wait = s.open_since.map_or(Duration::from_secs(1), |t| {
+                        self.max_open.saturating_sub(t.elapsed())
+                    });
+                    s = self
+                        .wake
+                        .wait_timeout(s, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if self.conn.get().is_some_and(|c| c.strong_count() == 0) {
+                        return;
+                    }
                 }
-                s.committed
+                s.flush_asked = false;
+            }
+            let Some(conn) = self.conn.get().and_then(Weak::upgrade) else {
+                return;
             };
-            let result = self.sync_files();
+            let flushed = super::batch::flush(&conn, self);
+            drop(conn);
+            let committed = lock(&self.state).committed;
+            let result = match flushed {
+                Ok(()) if self.power => self.sync_files().map_err(|e| e.to_string()),
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
             let mut s = lock(&self.state);
             match result {
                 Ok(()) => {
-                    s.synced = s.synced.max(target);
-                    s.syncs += 1;
+                    if self.power {
+                        s.synced = s.synced.max(committed);
+                        s.syncs += 1;
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "syncing the store's log failed");
-                    s.failed = Some(e.to_string());
+                    tracing::error!(error = %e, "committing or syncing the store's log failed");
+                    s.failed = Some(e);
                     // Those waiting are told; the next wait tries again.
-                    s.wanted = s.synced;
+                    s.wanted = s.done(self.power);
                 }
             }
-            let synced = s.synced;
+            let done = s.done(self.power);
             drop(s);
             self.wake.notify_all();
-            self.synced.send_replace(synced);
+            self.durable.send_replace(done);
         }
     }
 
@@ -154,25 +251,91 @@ impl Syncer {
         }
     }
 
-    /// Count a commit just made; its number.
-    pub fn committed(&self) -> u64 {
-        let mut s = lock(&self.state);
-        s.committed += 1;
-        s.committed
+    /// Refused once a batch was lost.
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        match &lock(&self.state).lost {
+            Some(_) => Err(lost()),
+            None => Ok(()),
+        }
     }
 
-    /// The commit to wait for (every one made so far), with the sync
-    /// thread told; `None` when it is durable already.
+    /// A batch was begun.
+    pub(super) fn began(&self) {
+        let mut s = lock(&self.state);
+        s.begun += 1;
+        s.open_writes = 0;
+        s.open_since = Some(Instant::now());
+        drop(s);
+        self.wake.notify_all();
+    }
+
+    /// A write went into the open batch; how many it holds now.
+    pub(super) fn wrote(&self) -> u64 {
+        let mut s = lock(&self.state);
+        s.writes += 1;
+        s.open_writes += 1;
+        s.open_writes
+    }
+
+    /// Whether a batch is open.
+    pub(super) fn is_open(&self) -> bool {
+        lock(&self.state).open_since.is_some()
+    }
+
+    /// The open batch was committed.
+    pub(super) fn committed(&self) {
+        let mut s = lock(&self.state);
+        s.committed = s.begun;
+        s.commits += 1;
+        s.open_writes = 0;
+        s.open_since = None;
+        let done = s.done(self.power);
+        drop(s);
+        if !self.power {
+            self.wake.notify_all();
+            self.durable.send_replace(done);
+        }
+    }
+
+    /// The open batch is gone without a commit: with writes in it, they
+    /// are lost (see the module).
+    pub(super) fn ended_without_commit(&self, why: &str) {
+        let mut s = lock(&self.state);
+        if s.open_writes > 0 && s.lost.is_none() {
+            tracing::error!(
+                writes = s.open_writes,
+                why,
+                "a group of the store's writes could not be committed; \
+                 the store refuses every write until handoff is started again"
+            );
+            s.lost = Some(why.to_string());
+        }
+        // Counted as done, so nobody waits for it; the waits see it lost.
+        s.committed = s.begun;
+        s.synced = s.synced.max(s.committed);
+        s.open_writes = 0;
+        s.open_since = None;
+        let done = s.done(self.power);
+        drop(s);
+        self.wake.notify_all();
+        self.durable.send_replace(done);
+    }
+
+    /// Every batch begun so far, as the batch to wait for; `None` when it
+    /// is durable already.
     fn want(&self) -> Result<Option<u64>, StoreError> {
         let mut s = lock(&self.state);
-        if let Some(failed) = s.failed.take() {
-            tracing::warn!(%failed, "trying the store's sync again");
+        if s.lost.is_some() {
+            return Err(lost());
         }
-        if s.synced >= s.committed {
+        if let Some(failed) = s.failed.take() {
+            tracing::warn!(%failed, "trying the store's commit and sync again");
+        }
+        if s.done(self.power) >= s.begun {
             return Ok(None);
         }
-        s.wanted = s.wanted.max(s.committed);
-        let target = s.committed;
+        s.wanted = s.wanted.max(s.begun);
+        let target = s.begun;
         drop(s);
         self.wake.notify_all();
         Ok(Some(target))
@@ -180,29 +343,35 @@ impl Syncer {
 
     fn outcome(&self, target: u64) -> Result<(), StoreError> {
         let s = lock(&self.state);
-        if s.synced >= target {
+        if s.lost.is_some() {
+            Err(lost())
+        } else if s.done(self.power) >= target {
             Ok(())
         } else {
             Err(StoreError::Unavailable(
-                "the store's log could not be synced to disk",
+                "the store's writes could not be committed and synced to disk",
             ))
         }
     }
 
-    /// Wait until every commit made so far is durable.
+    /// Wait until every write made so far is durable.
     pub async fn durable(&self) -> Result<(), StoreError> {
         let Some(target) = self.want()? else {
             return Ok(());
         };
-        let mut synced = self.synced.subscribe();
+        let mut done = self.durable.subscribe();
         loop {
-            if *synced.borrow_and_update() >= target {
-                return Ok(());
-            }
-            if lock(&self.state).failed.is_some() {
+            if *done.borrow_and_update() >= target {
                 return self.outcome(target);
             }
-            if synced.changed().await.is_err() {
+            {
+                let s = lock(&self.state);
+                if s.failed.is_some() || s.lost.is_some() {
+                    drop(s);
+                    return self.outcome(target);
+                }
+            }
+            if done.changed().await.is_err() {
                 return self.outcome(target);
             }
         }
@@ -214,50 +383,181 @@ impl Syncer {
             return Ok(());
         };
         let mut s = lock(&self.state);
-        while s.synced < target && s.failed.is_none() {
+        while s.done(self.power) < target && s.failed.is_none() && s.lost.is_none() {
             s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
         }
         drop(s);
         self.outcome(target)
     }
 
-    /// Commits and syncs so far.
-    pub fn counts(&self) -> (u64, u64) {
+    /// Writes, commits and syncs so far.
+    pub fn counts(&self) -> GroupCounts {
         let s = lock(&self.state);
-        (s.committed, s.syncs)
+        GroupCounts {
+            writes: s.writes,
+            commits: s.commits,
+            syncs: s.syncs,
+        }
     }
+}
+
+impl Flush for Syncer {
+    fn flush_soon(&self) {
+        lock(&self.state).flush_asked = true;
+        self.wake.notify_all();
+    }
+}
+
+fn lost() -> StoreError {
+    StoreError::Unavailable(
+        "a group of writes to the store could not be committed; start handoff again \
+         (runs resume from what the store holds)",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_wait_returns_once_a_sync_covers_every_commit_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("s.db");
-        std::fs::write(&db, b"db").unwrap();
-        std::fs::write(dir.path().join("s.db-wal"), b"wal").unwrap();
-        let syncer = Syncer::start(&db);
-        // Nothing committed: nothing to wait for, no sync.
-        syncer.durable_blocking().unwrap();
-        assert_eq!(syncer.counts(), (0, 0));
-        syncer.committed();
-        syncer.committed();
-        syncer.durable_blocking().unwrap();
-        let (committed, syncs) = syncer.counts();
-        assert_eq!((committed, syncs), (2, 1), "one sync for both");
-        // Already durable: no new sync.
-        syncer.durable_blocking().unwrap();
-        assert_eq!(syncer.counts().1, 1);
+    /// A store in `dir` committing in groups, with a table to write to; a
+    /// batch nobody asks for stays open for a minute, so that the counts
+    /// are the test's own.
+    fn grouped(dir: &Path, durability: Durability) -> Store {
+        grouped_open_for(dir, durability, Duration::from_secs(60))
+    }
+
+    fn grouped_open_for(dir: &Path, durability: Durability, max_open: Duration) -> Store {
+        let path = dir.join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let tx = store.write().unwrap();
+        tx.execute_batch(
+            "CREATE TABLE t (n INTEGER PRIMARY KEY);
+             CREATE TABLE child (n INTEGER REFERENCES t (n) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        store
+            .conn()
+            .unwrap()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .unwrap();
+        store
+            .shared
+            .syncer(&path, durability == Durability::Power, max_open);
+        store
+    }
+
+    fn insert(store: &mut Store, n: i64) {
+        let tx = store.write().unwrap();
+        tx.execute("INSERT INTO t (n) VALUES (?1)", [n]).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn rows(reader: &Store) -> Vec<i64> {
+        let conn = reader.conn().unwrap();
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     #[test]
-    fn many_waiting_tasks_share_syncs() {
+    fn writes_share_one_commit_and_one_sync_made_when_someone_waits() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("s.db");
-        std::fs::write(&db, b"db").unwrap();
-        let syncer = Syncer::start(&db);
+        let mut store = grouped(dir.path(), Durability::Power);
+        let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
+        for n in 1..=3 {
+            insert(&mut store, n);
+        }
+        // Everyone on the connection sees them at once.
+        assert_eq!(rows(&store), [1, 2, 3]);
+        store.durable_blocking().unwrap();
+        let counts = store.group_counts().unwrap();
+        assert_eq!(counts.writes, 3);
+        assert_eq!((counts.commits, counts.syncs), (1, 1), "{counts:?}");
+        assert_eq!(rows(&reader), [1, 2, 3], "committed for other connections");
+        // Nothing new: no commit, no sync.
+        store.durable_blocking().unwrap();
+        assert_eq!(store.group_counts().unwrap(), counts);
+    }
+
+    #[test]
+    fn a_full_batch_is_committed_by_its_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = grouped(dir.path(), Durability::Power);
+        for n in 0..MAX_WRITES as i64 + 2 {
+            insert(&mut store, n);
+        }
+        let counts = store.group_counts().unwrap();
+        assert_eq!((counts.writes, counts.commits), (MAX_WRITES + 2, 1));
+        let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
+        assert_eq!(rows(&reader).len() as u64, MAX_WRITES);
+    }
+
+    #[test]
+    fn a_write_dropped_undoes_only_its_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = grouped(dir.path(), Durability::Process);
+        insert(&mut store, 1);
+        {
+            let tx = store.write().unwrap();
+            tx.execute("INSERT INTO t (n) VALUES (2)", []).unwrap();
+        }
+        insert(&mut store, 3);
+        store.durable_blocking().unwrap();
+        let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
+        assert_eq!(rows(&reader), [1, 3]);
+        assert_eq!(store.group_counts().unwrap().commits, 1);
+    }
+
+    #[test]
+    fn a_writer_of_another_connection_has_the_batch_committed_and_gets_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = grouped(dir.path(), Durability::Power);
+        insert(&mut store, 1);
+        // Intake's kind of connection: its own, not grouped. It waits at
+        // the gate, asks for the batch's commit, then writes.
+        let mut other = Store::open_unshared(&dir.path().join("s.db")).unwrap();
+        insert(&mut other, 2);
+        assert_eq!(rows(&other), [1, 2]);
+        assert_eq!(store.group_counts().unwrap().commits, 1);
+        // And the grouped connection goes on writing after it.
+        insert(&mut store, 3);
+        store.durable_blocking().unwrap();
+        assert_eq!(rows(&other), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_batch_nobody_asks_for_is_committed_when_it_has_been_open_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = grouped_open_for(dir.path(), Durability::Process, MAX_OPEN);
+        let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
+        insert(&mut store, 7);
+        // No wait is asked for: the syncer's own clock commits it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rows(&reader).is_empty() {
+            assert!(Instant::now() < deadline, "the batch was never committed");
+            std::thread::yield_now();
+        }
+        assert_eq!(store.group_counts().unwrap().commits, 1);
+    }
+
+    #[test]
+    fn a_batch_left_open_is_committed_when_the_connection_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let mut store = grouped(dir.path(), Durability::Power);
+            insert(&mut store, 5);
+        }
+        assert_eq!(rows(&Store::open_unshared(&path).unwrap()), [5]);
+    }
+
+    #[test]
+    fn many_waiting_tasks_share_commits_and_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = grouped(dir.path(), Durability::Power);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -265,11 +565,11 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async {
             let tasks: Vec<_> = (0..50)
-                .map(|_| {
-                    let syncer = syncer.clone();
+                .map(|n| {
+                    let mut store = store.handle();
                     tokio::task::spawn_local(async move {
-                        syncer.committed();
-                        syncer.durable().await.unwrap();
+                        insert(&mut store, n);
+                        store.durable().await.unwrap();
                     })
                 })
                 .collect();
@@ -277,17 +577,48 @@ mod tests {
                 t.await.unwrap();
             }
         });
-        let (committed, syncs) = syncer.counts();
-        assert_eq!(committed, 50);
-        assert!((1..50).contains(&syncs), "{syncs} syncs for 50 commits");
+        let counts = store.group_counts().unwrap();
+        assert_eq!(counts.writes, 50);
+        assert!((1..50).contains(&counts.syncs), "{counts:?}");
+        assert!(counts.commits <= counts.syncs + 1, "{counts:?}");
     }
 
     #[test]
-    fn a_sync_that_fails_fails_the_wait() {
+    fn a_sync_that_fails_fails_the_wait_and_the_next_wait_tries_again() {
         let dir = tempfile::tempdir().unwrap();
-        // Neither the log nor the database exists: the sync cannot be made.
-        let syncer = Syncer::start(&dir.path().join("gone.db"));
-        syncer.committed();
-        assert!(syncer.durable_blocking().is_err());
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let mut store = grouped(&home, Durability::Power);
+        insert(&mut store, 1);
+        // The files cannot be opened under their names any more.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&home, &moved).unwrap();
+        assert!(store.durable_blocking().is_err());
+        std::fs::rename(&moved, &home).unwrap();
+        insert(&mut store, 2);
+        store.durable_blocking().unwrap();
+    }
+
+    #[test]
+    fn a_batch_that_cannot_commit_refuses_every_later_write_and_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = grouped(dir.path(), Durability::Process);
+        store
+            .conn()
+            .unwrap()
+            .execute_batch("PRAGMA foreign_keys = ON")
+            .unwrap();
+        insert(&mut store, 1);
+        // Checked only at the commit: the whole batch fails with it.
+        let tx = store.write().unwrap();
+        tx.execute("INSERT INTO child (n) VALUES (99)", []).unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(
+            store.durable_blocking(),
+            Err(StoreError::Unavailable(m)) if m.contains("could not be committed")
+        ));
+        assert!(store.write().is_err(), "a write after a lost batch");
+        let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
+        assert!(rows(&reader).is_empty(), "the batch was not committed");
     }
 }
