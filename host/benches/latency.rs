@@ -1,8 +1,8 @@
 //! Runs in flight against targets that take their time, printed as
 //! numbers (not a pass/fail test).
 //!
-//! Run: `cargo bench -p handoff --bench latency [-- DELAYS_MS...]`
-//! (default 0 5 20).
+//! Run: `cargo bench -p handoff --bench latency [-- DELAYS_MS... [--in-flight N]...]`
+//! (default delays 0 5 20, in flight 1 16 64 256).
 //!
 //! `handoff serve` runs in this process on 127.0.0.1 with a policy of five
 //! `publish` steps through the `webhook` adapter, whose target is a
@@ -147,22 +147,30 @@ fn main() {
     unsafe {
         handoff::backtraces::leave_off_unless_asked()
     };
-    let delays: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let delays = if delays.is_empty() {
-        vec![0, 5, 20]
-    } else {
-        delays
-    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut delays: Vec<u64> = Vec::new();
+    let mut in_flights: Vec<usize> = Vec::new();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--in-flight" {
+            in_flights.extend(words.next().and_then(|n| n.parse::<usize>().ok()));
+        } else if let Ok(delay) = word.parse() {
+            delays.push(delay);
+        }
+    }
+    if in_flights.is_empty() {
+        in_flights = IN_FLIGHT.to_vec();
+    }
+    if delays.is_empty() {
+        delays = vec![0, 5, 20];
+    }
     println!(
         "runs in flight: {STEPS} publish steps per run through the webhook adapter to a loopback \
          target answering after a delay; on-disk SQLite; {} cores",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     for delay in delays {
-        for in_flight in IN_FLIGHT {
+        for &in_flight in &in_flights {
             measure(Duration::from_millis(delay), in_flight);
         }
     }
@@ -233,10 +241,10 @@ fn measure(delay: Duration, in_flight: usize) {
     let elapsed = start.elapsed();
     let cpu = cpu_time() - cpu_start;
     // The service's shared connection, found by its path in this process.
-    let (commits, syncs) = handoff::store::Store::open(&store_path)
+    let groups = handoff::store::Store::open(&store_path)
         .unwrap()
-        .sync_counts()
-        .unwrap_or((0, 0));
+        .group_counts()
+        .expect("serve commits in groups");
     let mut latencies: Vec<f64> = {
         let conn = reader.conn().unwrap();
         let mut stmt = conn
@@ -259,7 +267,7 @@ fn measure(delay: Duration, in_flight: usize) {
     };
     println!(
         "delay {:>4} ms  in flight {:>3}: {:>6.0} runs/s  (in-flight / run latency allows {:>6.0})  \
-         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   cpu {:.2} ms/run   {:.1} commits/sync   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
+         run latency p50 {:>7.1} ms  p99 {:>7.1} ms   cpu {:.2} ms/run   {:.1} writes/commit, {:.1} commits/sync   RSS idle {:>5.0} MiB, peak {:>5.0} MiB  ({n} runs in {:.2?})",
         delay.as_millis(),
         in_flight,
         n as f64 / elapsed.as_secs_f64(),
@@ -267,7 +275,8 @@ fn measure(delay: Duration, in_flight: usize) {
         pct(50),
         pct(99),
         cpu.as_secs_f64() * 1000.0 / n as f64,
-        commits as f64 / syncs.max(1) as f64,
+        groups.writes as f64 / groups.commits.max(1) as f64,
+        groups.commits as f64 / groups.syncs.max(1) as f64,
         idle_rss,
         peak_rss,
         elapsed
