@@ -92,7 +92,7 @@ pub(super) fn commit(conn: &Connection, syncer: &Syncer) -> Result<(), StoreErro
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             syncer.ended_without_commit(&format!("the commit failed: {e}"));
-            Err(e.into())
+            Err(super::sync::lost())
         }
     }
 }

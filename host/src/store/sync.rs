@@ -8,11 +8,12 @@
 //! at once, and to other connections and processes when the batch commits.
 //! Whoever must not go on until its writes would survive a stop (a run
 //! about to write to a target after recording its intent, an API answer)
-//! asks for [`Syncer::durable`]: this module's thread commits the open
-//! batch and, with `durability = "power"`, syncs the log file once for
-//! every commit before it, then wakes everyone waiting for any of them.
-//! With `"process"` the commit is enough (SQLite's `synchronous = NORMAL`:
-//! a killed process loses nothing committed). Runs in flight together
+//! asks for [`Store::durable`]. With `durability = "power"`, this module's
+//! thread commits the open batch and syncs the log file once for every
+//! commit before it, then wakes everyone waiting for any of them. With
+//! `"process"` the commit is enough (SQLite's `synchronous = NORMAL`: a
+//! killed process loses nothing committed), and the waiter makes it
+//! itself. Runs in flight together
 //! share the commit and the sync instead of each paying for their own;
 //! one at a time, it is one of each per wait, as before. A batch is also
 //! committed when it has been open for [`MAX_OPEN`], when it holds
@@ -65,7 +66,8 @@ impl Store {
     /// this module).
     pub async fn durable(&self) -> Result<(), StoreError> {
         match self.shared.has_syncer() {
-            Some(syncer) => syncer.durable().await,
+            Some(syncer) if syncer.power => syncer.durable().await,
+            Some(syncer) => self.commit_now(syncer),
             None => Ok(()),
         }
     }
@@ -73,9 +75,17 @@ impl Store {
     /// [`Store::durable`], for a thread that may block.
     pub fn durable_blocking(&self) -> Result<(), StoreError> {
         match self.shared.has_syncer() {
-            Some(syncer) => syncer.durable_blocking(),
+            Some(syncer) if syncer.power => syncer.durable_blocking(),
+            Some(syncer) => self.commit_now(syncer),
             None => Ok(()),
         }
+    }
+
+    /// With process durability a commit is all a wait needs: made here,
+    /// without a trip to the syncer's thread.
+    fn commit_now(&self, syncer: &Syncer) -> Result<(), StoreError> {
+        syncer.check()?;
+        super::batch::flush(&self.shared, syncer)
     }
 
     /// Writes made, the commits that carried them and the syncs that made
@@ -408,7 +418,8 @@ impl Flush for Syncer {
     }
 }
 
-fn lost() -> StoreError {
+/// What every write and wait is told once a batch was lost.
+pub(super) fn lost() -> StoreError {
     StoreError::Unavailable(
         "a group of writes to the store could not be committed; start handoff again \
          (runs resume from what the store holds)",
