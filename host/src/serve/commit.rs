@@ -1,11 +1,11 @@
-//! Group commit for everything the service takes in. One thread owns the
-//! intake engine and its store connection; each door (HTTP, NATS) hands it
-//! an event and waits for the answer. The thread takes whatever has arrived
-//! while its previous commit was being written and stores it all in one
-//! transaction, so under load the cost of a commit (the write lock, the log
-//! frames, the cache re-read after another connection wrote) is shared by
-//! many events instead of paid by each; alone, an event is committed at
-//! once. No answer leaves before its commit.
+//! Intake for everything the service takes in. One thread owns the intake
+//! engine; each door (HTTP, NATS) hands it an event and waits for the
+//! answer. The thread takes whatever has arrived while it was storing the
+//! previous lot and stores it all in one write, on the runs' shared
+//! connection, so its rows join the runs' group commits and syncs
+//! (`store/sync.rs`) instead of paying for commits and syncs of their own;
+//! alone, an event is committed at once. No answer leaves before its
+//! commit (and, with `durability = "power"`, its sync).
 
 use crate::model::CloudEvent;
 use crate::pipeline::{Accepted, Engine, RunError};
@@ -45,7 +45,17 @@ impl Committer {
                         }
                     }
                     let events: Vec<&CloudEvent> = batch.iter().map(|j| &j.event).collect();
-                    let answers = engine.accept_batch(&events, &context);
+                    let mut answers = engine.accept_batch(&events, &context);
+                    // No answer before the group carrying the events is
+                    // durable (intake writes on the runs' connection).
+                    if let Err(e) = engine.store().durable_blocking() {
+                        tracing::error!(error = %e, "stored events could not be made durable");
+                        for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+                            *answer = Err(RunError::Store(StoreError::Unavailable(
+                                "the event could not be made durable",
+                            )));
+                        }
+                    }
                     for (job, answer) in batch.into_iter().zip(answers) {
                         // The door may have gone (client hung up): the event is stored anyway.
                         let _ = job.reply.send(answer);

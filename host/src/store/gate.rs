@@ -3,9 +3,9 @@
 //!
 //! SQLite lets one writer in at a time and tells the others only "busy";
 //! they must poll, and a poll that just misses a commit sleeps through the
-//! next one. Connections of the same process (intake's and the workers'
-//! shared one in `handoff serve`) instead wait on this gate and are woken
-//! the moment the previous write transaction ends. Other processes still
+//! next one. Connections of the same process (the shared one and any of
+//! their own) instead wait on this gate and are woken the moment the
+//! previous write transaction ends. Other processes still
 //! meet at SQLite's lock and its busy handler.
 //!
 //! A connection that commits in groups ([`super::batch`]) leaves its write

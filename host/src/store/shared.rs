@@ -7,9 +7,11 @@
 //! with `Store::open` on a file in this process shares one connection, and
 //! its users (readers and writers alike) take turns at it here: a turn is
 //! waited for with patience and the next user is woken the moment the
-//! previous turn ends. A connection of its own (`Store::open_unshared`) is
-//! for a user that should not wait for the others' reads: intake, and the
-//! long counts behind `/metrics`. Writers of every connection of the
+//! previous turn ends. In `handoff serve` intake and the runs share it
+//! (and so share group commits, [`super::sync`]). A connection of its own
+//! (`Store::open_unshared`) is for a user that should not wait for the
+//! others' reads, nor hold them up: the long counts behind `/metrics`, the
+//! people's API's reads. Writers of every connection of the
 //! process still take turns at [`super::gate`] first, and other processes
 //! meet at SQLite's lock and its busy handler.
 
