@@ -22,8 +22,10 @@
 //! what share of the time (`Store::writing_held`, also in `/metrics`).
 //! Goal on this machine: >= 1,000 runs/s with 5 steps each.
 //!
-//! The store's WAL is checkpointed by a thread of its own, as in `handoff
-//! serve`.
+//! The store's WAL is checkpointed by a thread of its own, and its
+//! transitions are committed in groups, as in `handoff serve` (with
+//! `durability = "process"`: each intent committed before its write, no
+//! sync).
 //!
 //! `PERF_CTL=<fifo>` writes `enable` / `disable` to that fifo around the
 //! timed section, so `perf stat -D -1 --control fifo:<fifo>` (or `perf
@@ -39,9 +41,9 @@ use handoff::model::CloudEvent;
 use handoff::pipeline::{Engine, Host, Outcome, Timed};
 use handoff::policy::Policy;
 use handoff::sandbox::package::Package;
-use handoff::store::Store;
 use handoff::store::adapters::NewApproval;
 use handoff::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
+use handoff::store::{Durability, Store};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -192,6 +194,12 @@ fn run(label: &str, n: usize, shape: Shape, workers: usize) -> Duration {
         .map(|_| {
             let engine = Engine::with_host(host.clone(), Store::open(&config.store_path).unwrap());
             engine.store().leave_checkpoints_to(&checkpointer).unwrap();
+            // Transitions committed in groups, as `serve` commits them; the
+            // durability the benchmark has always had (no sync).
+            engine
+                .store()
+                .commit_in_groups(Durability::Process)
+                .unwrap();
             engine
         })
         .collect();
