@@ -55,7 +55,13 @@ impl Store {
         if !self.on_shared {
             return self.set_durability(durability);
         }
-        self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
+        let conn = self.conn()?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A write's savepoint keeps the pages it changes that the batch had
+        // changed before, so it can be undone alone: in memory (bounded by
+        // the batch), not in a temporary file made and removed each time.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        drop(conn);
         self.shared
             .syncer(&self.path, durability == Durability::Power, MAX_OPEN);
         Ok(())
@@ -118,6 +124,8 @@ struct State {
     wanted: u64,
     /// A writer of another connection waits for the turn.
     flush_asked: bool,
+    /// The thread sleeps with no batch open (so no deadline to wake at).
+    idle: bool,
     writes: u64,
     commits: u64,
     syncs: u64,
@@ -205,11 +213,13 @@ impl Syncer {
                     let wait = s.open_since.map_or(Duration::from_secs(1), |t| {
                         self.max_open.saturating_sub(t.elapsed())
                     });
+                    s.idle = s.open_since.is_none();
                     s = self
                         .wake
                         .wait_timeout(s, wait)
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
+                    s.idle = false;
                     if self.conn.get().is_some_and(|c| c.strong_count() == 0) {
                         return;
                     }
@@ -275,8 +285,14 @@ impl Syncer {
         s.begun += 1;
         s.open_writes = 0;
         s.open_since = Some(Instant::now());
+        // Woken only to learn of the batch's age when it sleeps without a
+        // deadline; asleep with one, it looks at the open batch then (a
+        // wake per batch cost more than the commits saved).
+        let idle = s.idle;
         drop(s);
-        self.wake.notify_all();
+        if idle {
+            self.wake.notify_all();
+        }
     }
 
     /// A write went into the open batch; how many it holds now.
@@ -299,12 +315,9 @@ impl Syncer {
         s.commits += 1;
         s.open_writes = 0;
         s.open_since = None;
-        let done = s.done(self.power);
         drop(s);
-        if !self.power {
-            self.wake.notify_all();
-            self.durable.send_replace(done);
-        }
+        // (Nobody waits on the thread for a commit: with process durability
+        // a wait commits itself, with power it waits for the sync.)
     }
 
     /// The open batch is gone without a commit: with writes in it, they
