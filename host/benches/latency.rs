@@ -192,8 +192,9 @@ fn main() {
 }
 
 fn measure(delay: Duration, in_flight: usize) {
-    // Enough runs to fill the slots several times over, bounded.
-    let n = (in_flight * 4).clamp(100, 1000);
+    // Enough runs to fill the slots many times over (bounded), so the
+    // first wave's start and the last one's end weigh little.
+    let n = (in_flight * 16).clamp(100, 1000);
     let (origin, _target) = slow_target(delay);
     let dir = tempfile::tempdir().unwrap();
     let config = workspace(dir.path(), &origin, n, in_flight);
