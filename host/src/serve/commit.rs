@@ -3,7 +3,7 @@
 //! answer. The thread takes whatever has arrived while it was storing the
 //! previous lot and stores it all in one write, on the runs' shared
 //! connection, so its rows join the runs' group commits and syncs
-//! (`store/sync.rs`) instead of paying for commits and syncs of their own;
+//! (`store/group/`) instead of paying for commits and syncs of their own;
 //! alone, an event is committed at once. No answer leaves before its
 //! commit (and, with `durability = "power"`, its sync).
 

@@ -8,7 +8,7 @@
 //! previous write transaction ends. Other processes still
 //! meet at SQLite's lock and its busy handler.
 //!
-//! A connection that commits in groups ([`super::batch`]) leaves its write
+//! A connection that commits in groups ([`super::group`]) leaves its write
 //! transaction open between writes: the turn is then *parked* with that
 //! connection. Its next writer takes the parked turn over and writes into
 //! the same transaction; a writer of any other connection asks the

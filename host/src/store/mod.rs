@@ -6,13 +6,14 @@
 
 pub mod adapters;
 pub mod audit;
-mod batch;
+
 pub mod checkpoint;
 pub mod cursors;
 pub mod decisions;
 pub mod events;
 pub mod follow_ups;
 pub mod gate;
+pub mod group;
 pub mod intake;
 pub mod migrations;
 pub mod notices;
@@ -22,7 +23,6 @@ pub mod runs;
 pub mod shared;
 pub mod stats;
 pub mod steps;
-pub mod sync;
 
 use rusqlite::Connection;
 use shared::{SharedConnection, Turn};
@@ -90,7 +90,7 @@ pub struct Write<'a> {
     /// row of the same transaction need not read it back.
     audit_head: std::cell::RefCell<Option<(i64, String)>>,
     /// The connection's group committer, when it commits in groups.
-    group: Option<Arc<sync::Syncer>>,
+    group: Option<Arc<group::Syncer>>,
     released: bool,
     conn_id: usize,
 }
@@ -109,7 +109,7 @@ impl Write<'_> {
                 self.turn.prepare_cached("COMMIT")?.execute([])?;
             }
             Some(syncer) => {
-                batch::release(&self.turn, syncer)?;
+                group::release(&self.turn, syncer)?;
             }
         }
         self.released = true;
@@ -132,7 +132,7 @@ impl Drop for Write<'_> {
         let writing = self.writing.take();
         match &self.group {
             Some(syncer) => {
-                batch::end(&self.turn, syncer, self.released, writing, self.conn_id);
+                group::end(&self.turn, syncer, self.released, writing, self.conn_id);
             }
             None => {
                 if !self.turn.is_autocommit() {
@@ -300,7 +300,7 @@ impl Store {
             Err(e) => {
                 // A batch left open keeps its parked turn.
                 if let Some(syncer) = &group {
-                    batch::keep_parked(syncer, writing, conn_id);
+                    group::keep_parked(syncer, writing, conn_id);
                 }
                 return Err(e);
             }
@@ -316,7 +316,7 @@ impl Store {
         // Prepared once per connection, like every statement on the hot
         // path: two or three for each of a run's transitions.
         match &write.group {
-            Some(syncer) => batch::begin(&write.turn, syncer)?,
+            Some(syncer) => group::begin(&write.turn, syncer)?,
             None => {
                 write.turn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             }

@@ -8,7 +8,7 @@
 //! its users (readers and writers alike) take turns at it here: a turn is
 //! waited for with patience and the next user is woken the moment the
 //! previous turn ends. In `handoff serve` intake and the runs share it
-//! (and so share group commits, [`super::sync`]). A connection of its own
+//! (and so share group commits, [`super::group`]). A connection of its own
 //! (`Store::open_unshared`) is for a user that should not wait for the
 //! others' reads, nor hold them up: the long counts behind `/metrics`, the
 //! people's API's reads. Writers of every connection of the
@@ -32,7 +32,7 @@ pub struct SharedConnection {
     // it unwinds), so a poisoned lock is taken as it is.
     conn: Mutex<Connection>,
     /// Its group committer, once a user asks it to commit in groups.
-    syncer: OnceLock<Arc<super::sync::Syncer>>,
+    syncer: OnceLock<Arc<super::group::Syncer>>,
 }
 
 /// One user's turn at the connection; the next user is woken when it is
@@ -93,9 +93,9 @@ impl SharedConnection {
         path: &Path,
         power: bool,
         max_open: std::time::Duration,
-    ) -> Arc<super::sync::Syncer> {
+    ) -> Arc<super::group::Syncer> {
         self.syncer
-            .get_or_init(|| super::sync::Syncer::start(self, path, power, max_open))
+            .get_or_init(|| super::group::Syncer::start(self, path, power, max_open))
             .clone()
     }
 
@@ -105,7 +105,7 @@ impl SharedConnection {
     }
 
     /// Its group committer, if it has one.
-    pub fn has_syncer(&self) -> Option<&Arc<super::sync::Syncer>> {
+    pub fn has_syncer(&self) -> Option<&Arc<super::group::Syncer>> {
         self.syncer.get()
     }
 
@@ -126,7 +126,7 @@ impl Drop for SharedConnection {
         // (closing would roll it back), and the turn it held is freed.
         if let Some(syncer) = self.syncer.get() {
             let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = super::batch::commit(conn, syncer) {
+            if let Err(e) = super::group::commit(conn, syncer) {
                 tracing::error!(error = %e, "committing the store's last writes failed");
             }
             syncer.gate().unpark(self.id());

@@ -231,8 +231,9 @@ impl<'e> Driver<'e> {
         }
         // The intent, with its key, is on record before the write.
         self.move_step(&step.id, StepEvent::IntentRecorded, 1, None, vec![row])?;
-        // ...and on disk, when the store syncs in groups (a service's runs
-        // share the sync; see store::sync): only then may the write go out.
+        // ...and committed (and synced, with power durability) when the
+        // store commits in groups (a service's runs share commits and
+        // syncs; see store::group): only then may the write go out.
         self.engine.store.durable().await?;
         let faults = self.engine.host.faults.clone();
         faults.point("before-apply", &step.id);

@@ -1,4 +1,4 @@
-//! A write on a connection that commits in groups ([`super::sync`]): a
+//! A write on a connection that commits in groups ([`super`]): a
 //! savepoint inside the batch's one write transaction.
 //!
 //! The first write after a commit begins the transaction (`BEGIN
@@ -6,18 +6,18 @@
 //! the first included, is a savepoint in it: released, its rows join the
 //! batch; dropped unreleased, only its own rows are undone. Between writes
 //! the transaction stays open and the writers' turn is parked with the
-//! connection ([`super::gate`]). Only [`commit`] ends a batch.
+//! connection ([`super::super::gate`]). Only [`commit`] ends a batch.
 
-use super::StoreError;
-use super::gate::{self, Flush};
-use super::shared::SharedConnection;
-use super::sync::{MAX_WRITES, Syncer};
+use super::super::StoreError;
+use super::super::gate::{self, Flush};
+use super::super::shared::SharedConnection;
+use super::{MAX_WRITES, Syncer};
 use rusqlite::Connection;
 use std::sync::{Arc, Weak};
 
 /// Begin a write: the batch's transaction if none is open, then the
 /// write's savepoint.
-pub(super) fn begin(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError> {
+pub(in crate::store) fn begin(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError> {
     syncer.check()?;
     if conn.is_autocommit() {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -28,7 +28,7 @@ pub(super) fn begin(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError
 }
 
 /// The write's rows join the batch; a full batch is committed at once.
-pub(super) fn release(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError> {
+pub(in crate::store) fn release(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError> {
     conn.prepare_cached("RELEASE write")?.execute([])?;
     if syncer.wrote() >= MAX_WRITES {
         commit(conn, syncer)?;
@@ -38,7 +38,7 @@ pub(super) fn release(conn: &Connection, syncer: &Syncer) -> Result<(), StoreErr
 
 /// The end of a write's turn: unreleased, its own rows are undone; with a
 /// batch open, the turn is parked with the connection, else freed.
-pub(super) fn end(
+pub(in crate::store) fn end(
     conn: &Connection,
     syncer: &Arc<Syncer>,
     released: bool,
@@ -64,7 +64,7 @@ pub(super) fn end(
 
 /// A writer that got the turn but not the connection gives the turn back
 /// parked if a batch is open (it cannot look at the connection).
-pub(super) fn keep_parked(syncer: &Arc<Syncer>, writing: gate::Turn, conn_id: usize) {
+pub(in crate::store) fn keep_parked(syncer: &Arc<Syncer>, writing: gate::Turn, conn_id: usize) {
     if syncer.is_open() {
         park(writing, syncer, conn_id);
     }
@@ -76,8 +76,8 @@ fn park(writing: gate::Turn, syncer: &Arc<Syncer>, conn_id: usize) {
 }
 
 /// Commit the open batch, if there is one. A commit that fails takes the
-/// batch along (see [`super::sync`]).
-pub(super) fn commit(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError> {
+/// batch along (see [`super`]).
+pub(in crate::store) fn commit(conn: &Connection, syncer: &Syncer) -> Result<(), StoreError> {
     if conn.is_autocommit() {
         return Ok(());
     }
@@ -92,14 +92,17 @@ pub(super) fn commit(conn: &Connection, syncer: &Syncer) -> Result<(), StoreErro
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             syncer.ended_without_commit(&format!("the commit failed: {e}"));
-            Err(super::sync::lost())
+            Err(super::lost())
         }
     }
 }
 
 /// Commit the open batch of `shared` in a turn of the syncer's own, taken
 /// as a writer of that connection would take it.
-pub(super) fn flush(shared: &SharedConnection, syncer: &Syncer) -> Result<(), StoreError> {
+pub(in crate::store) fn flush(
+    shared: &SharedConnection,
+    syncer: &Syncer,
+) -> Result<(), StoreError> {
     let _writing = syncer.gate().enter_for(shared.id())?;
     let turn = shared.enter()?;
     commit(&turn, syncer)
