@@ -5,7 +5,8 @@
 //! record shows one post per step per run: none lost, none doubled. And
 //! the service killed with runs in flight, one of them between its durable
 //! intent and its post: after a restart every run completes, each step
-//! under its one key.
+//! under its one key. And a command of another process writing to the
+//! store while the service's runs commit in groups gets its turn.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -268,6 +269,100 @@ fn runs_killed_in_flight_after_a_durable_intent_resume_with_the_same_keys() {
         assert_eq!(logged.len(), runs_sent, "c{n}");
     }
     the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
+}
+
+#[test]
+fn a_command_of_another_process_writes_its_run_while_the_service_commits_in_groups() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    // Decisions keep arriving at the service until the command is done
+    // (at most this many), so its runs are in flight all along.
+    let most = 400;
+    for i in 0..=most {
+        s.write_record(
+            "governance",
+            "review",
+            &format!("RV-f{i}"),
+            json!({ "state": "accepted", "revision": 1, "fields": {} }),
+        );
+    }
+    let service = Service::start(&s, None);
+    let url = format!("{}/v1/events", service.url);
+    let event = |i: usize| {
+        json!({
+            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
+            "type": "fanout.decided",
+            "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
+        })
+    };
+    // The last decision goes through `handoff run`, another process on
+    // the same store, while the service's runs hold batches open.
+    std::fs::write(s.path("cli-event.json"), event(most).to_string()).unwrap();
+    let cli_done = std::sync::atomic::AtomicBool::new(false);
+    let (runs, cli) = std::thread::scope(|scope| {
+        let (url, cli_done) = (&url, &cli_done);
+        let sender = scope.spawn(move || {
+            let mut runs = Vec::new();
+            for i in 0..most {
+                if cli_done.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let body = event(i).to_string().into_bytes();
+                let mut request = ureq::post(url);
+                for (k, v) in signed(&format!("msg-{i}"), &body) {
+                    request = request.set(k, &v);
+                }
+                let r: serde_json::Value = request.send_bytes(&body).unwrap().into_json().unwrap();
+                runs.push(r["run_id"].as_str().unwrap().to_string());
+            }
+            runs
+        });
+        let cli = s.handoff(&[
+            "run",
+            "--event",
+            "cli-event.json",
+            "--context",
+            "context.json",
+            "--json",
+        ]);
+        cli_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (sender.join().unwrap(), cli)
+    });
+    let served = runs.len();
+    assert_eq!(cli.status.code(), Some(0), "{}", text(&cli.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(report["outcome"], "completed", "{report}");
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    drop(service);
+    let seen = receiver.seen.lock().unwrap();
+    let mut keys: Vec<&str> = seen.posts.iter().map(|(_, key)| key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        (served + 1) * STEPS,
+        "every step of every run once"
+    );
+    drop(seen);
+    the_chain_holds_each_runs_rows_in_their_order(&s, served + 1);
+    // The command wrote while the service did: rows of the service's runs
+    // lie between its first and its last.
+    let cli_run = report["run_id"].as_str().unwrap();
+    let store = s.store();
+    let between: i64 = store
+        .conn()
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE run_id != ?1 AND seq > \
+             (SELECT MIN(seq) FROM audit WHERE run_id = ?1) AND seq < \
+             (SELECT MAX(seq) FROM audit WHERE run_id = ?1)",
+            [cli_run],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(between > 0, "the command ran alone: nothing to show");
 }
 
 /// Runs in flight together commit their rows in shared transactions: the
