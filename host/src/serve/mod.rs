@@ -60,6 +60,9 @@ pub struct App {
     committer: commit::Committer,
     /// A read connection for `/metrics`.
     reader: std::sync::Mutex<Store>,
+    /// A handle on the runs' shared connection, for its group commit's
+    /// counts in `/metrics`.
+    shared: Store,
     verifiers: BTreeMap<String, Verifier>,
     pub metrics: Arc<Metrics>,
     queue: mpsc::Sender<workers::RunTicket>,
@@ -184,6 +187,7 @@ pub async fn serve(
             .with_throttle(throttle)
             .with_timings(Arc::new(move |what, took| timed.timed(what, took))),
     );
+    let shared = intake_store.handle();
     let intake_engine = Engine::with_host(host.clone(), intake_store);
     let unfinished = crate::store::runs::unfinished_with_events(&*intake_engine.store().conn()?)?;
     let (queue, receiver) = mpsc::channel(serve.max_queued);
@@ -201,6 +205,7 @@ pub async fn serve(
             Store::open_unshared(&store_path)
                 .with_context(|| format!("opening the store at {}", store_path.display()))?,
         ),
+        shared,
         verifiers,
         metrics: metrics.clone(),
         queue: queue.clone(),
@@ -404,7 +409,7 @@ async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
 async fn render_metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoResponse {
     let text = tokio::task::spawn_blocking(move || {
         let store = app.reader.lock().unwrap_or_else(|p| p.into_inner());
-        app.metrics.render(&store)
+        app.metrics.render(&store, app.shared.group_counts())
     })
     .await
     .unwrap_or_default();

@@ -42,7 +42,7 @@ fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
         lines[1].starts_with("1 ") && lines[1].ends_with("  open, overdue"),
         "{out}"
     );
-    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store(), None);
     assert_lines(
         &metrics,
         &["handoff_follow_ups_open 2", "handoff_follow_ups_overdue 1"],
@@ -61,7 +61,7 @@ fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(listed(&["--overdue"]).is_empty());
     assert_eq!(listed(&["--all"]), [2, 1]);
-    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store(), None);
     assert_lines(
         &metrics,
         &["handoff_follow_ups_open 1", "handoff_follow_ups_overdue 0"],
@@ -111,7 +111,7 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     assert!(list.contains("acknowledged"), "{list}");
     let acknowledged_at = s.follow_up(id)["acknowledged_at"].clone();
     assert!(acknowledged_at.is_string(), "{acknowledged_at}");
-    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store(), None);
     assert_lines(&metrics, &["handoff_follow_up_acknowledge_seconds_count 1"]);
 
     // The queue is back; a person resumes.
@@ -163,7 +163,7 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
     assert_eq!(shown["resolution"], "resume");
     assert_eq!(shown["resolved_note"], "queue maintenance over");
     assert_eq!(shown["acknowledged_at"], acknowledged_at, "kept, not reset");
-    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store(), None);
     assert_lines(
         &metrics,
         &[
@@ -285,7 +285,7 @@ fn a_packet_tells_its_role_once_and_a_resolution_stops_what_was_still_to_come() 
         json!({"sent": 0, "retried": 0, "failed": 0, "cancelled": 2})
     );
     assert_eq!(s.messages("notify", "release-coordinator").len(), 1);
-    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store(), None);
     assert_lines(
         &metrics,
         &["handoff_notices{state=\"sent\",kind=\"opened\"} 1"],
@@ -335,7 +335,7 @@ fn the_handoff_is_measured_per_policy_and_role_with_rework_and_false_positives()
     assert_eq!(code, 0, "{err}");
     assert_eq!(s.follow_up(2)["verdict"], "unnecessary");
 
-    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store());
+    let metrics = handoff::serve::metrics::Metrics::default().render(&s.store(), None);
     let labels = r#"{policy="release-readiness-closure",role="release-coordinator"}"#;
     assert_lines(
         &metrics,

@@ -73,6 +73,23 @@ fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_rede
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no writer time in {metrics}"));
     assert!(held > 0.0, "the writer was never held: {held}");
+    // ...in groups: writes, the commits carrying them, the syncs.
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let (writes, commits, syncs) = (
+        count("handoff_store_writes_total"),
+        count("handoff_store_commits_total"),
+        count("handoff_store_syncs_total"),
+    );
+    assert!(
+        writes >= commits && commits >= 1 && syncs >= 1,
+        "{writes} writes, {commits} commits, {syncs} syncs"
+    );
     assert_eq!(service.get("/healthz").0, 200);
     assert_eq!(service.get("/readyz").0, 200);
 }

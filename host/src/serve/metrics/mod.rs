@@ -17,6 +17,7 @@ pub use histogram::Histogram;
 
 use crate::pipeline::Timed;
 use crate::store::Store;
+use crate::store::group::GroupCounts;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -96,7 +97,7 @@ impl Metrics {
     }
 
     /// The whole exposition: this process's counters, then the store's.
-    pub fn render(&self, store: &Store) -> String {
+    pub fn render(&self, store: &Store, groups: Option<GroupCounts>) -> String {
         let mut out = String::new();
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -280,6 +281,28 @@ impl Metrics {
             "handoff_store_write_held_seconds_total {:.6}",
             store.writing_held().as_secs_f64()
         );
+        if let Some(groups) = groups {
+            for (name, help, n) in [
+                (
+                    "handoff_store_writes_total",
+                    "Writes (a run's transition with its audit rows, an intake burst, an API action) made on the service's shared connection.",
+                    groups.writes,
+                ),
+                (
+                    "handoff_store_commits_total",
+                    "Commits that carried them, each a group of writes (writes / commits: how many writes a commit carries).",
+                    groups.commits,
+                ),
+                (
+                    "handoff_store_syncs_total",
+                    "Syncs of the store's log that made the commits durable (durability = \"power\"; commits / syncs per sync).",
+                    groups.syncs,
+                ),
+            ] {
+                family(&mut out, name, "counter", help);
+                let _ = writeln!(out, "{name} {n}");
+            }
+        }
         match counts::from_store(store) {
             Ok(text) => out.push_str(&text),
             Err(e) => {

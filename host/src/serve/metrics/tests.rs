@@ -48,7 +48,7 @@ fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
     };
     let mut same_record = pin!(throttle.turn("records", "r/queue/Q-1"));
     assert!(poll(same_record.as_mut()).is_pending());
-    let text = metrics.render(&store);
+    let text = metrics.render(&store, None);
     for line in [
         "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
         "handoff_adapter_calls_waiting{adapter=\"tracker\"} 1",
@@ -60,7 +60,7 @@ fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
     assert!(poll(second.as_mut()).is_ready());
     drop(record_turn);
     assert!(poll(same_record.as_mut()).is_ready());
-    let text = metrics.render(&store);
+    let text = metrics.render(&store, None);
     for line in [
         "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
         "handoff_adapter_calls_waiting_for_record{adapter=\"records\"} 0",
