@@ -233,9 +233,10 @@ impl Syncer {
             );
             s.lost = Some(why.to_string());
         }
-        // Counted as done, so nobody waits for it; the waits see it lost.
+        // Counted as committed, so nobody waits for it (the waits see it
+        // lost); not as synced: an earlier commit may still wait for its
+        // sync.
         s.committed = s.begun;
-        s.synced = s.synced.max(s.committed);
         s.open_writes = 0;
         s.open_since = None;
         let done = s.done(self.power);

@@ -120,10 +120,12 @@ fn a_batch_nobody_asks_for_is_committed_when_it_has_been_open_long_enough() {
     insert(&mut store, 7);
     // No wait is asked for: the syncer's own clock commits it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while rows(&reader).is_empty() {
+    // (The count follows the commit, so it is waited for too.)
+    while rows(&reader).is_empty() || store.group_counts().unwrap().commits == 0 {
         assert!(Instant::now() < deadline, "the batch was never committed");
         std::thread::yield_now();
     }
+    assert_eq!(rows(&reader), [7]);
     assert_eq!(store.group_counts().unwrap().commits, 1);
 }
 
@@ -204,4 +206,23 @@ fn a_batch_that_cannot_commit_refuses_every_later_write_and_wait() {
     assert!(store.write().is_err(), "a write after a lost batch");
     let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
     assert!(rows(&reader).is_empty(), "the batch was not committed");
+}
+
+#[test]
+fn a_batch_committed_when_full_is_synced_by_the_next_wait_even_after_an_empty_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = grouped(dir.path(), Durability::Power);
+    // The last of these commits the full batch at once, without a sync.
+    for n in 0..MAX_WRITES as i64 {
+        insert(&mut store, n);
+    }
+    assert_eq!(store.group_counts().unwrap().commits, 1);
+    // A write that begins the next batch and is dropped with nothing in it.
+    drop(store.write().unwrap());
+    store.durable_blocking().unwrap();
+    assert_eq!(
+        store.group_counts().unwrap().syncs,
+        1,
+        "the commit was taken for synced without a sync"
+    );
 }
