@@ -24,7 +24,7 @@ fn runs_in_flight_are_bounded_and_workers_is_their_older_name() {
     let parse = |text: &str| Config::parse(text, Path::new("h.toml"));
     let serve = parse("").unwrap().serve;
     assert_eq!((serve.max_in_flight, serve.threads), (256, 0));
-    assert!(serve.run_threads() >= 1, "0 means one per core");
+    assert!(serve.run_threads() >= 3, "0 means three per core");
     assert_eq!(
         parse("[serve]\nworkers = 3\n").unwrap().serve.max_in_flight,
         3
