@@ -3,8 +3,8 @@
 //!
 //! `handoff serve`'s shared connection commits in groups
 //! ([`Store::commit_in_groups`]). Each write is a savepoint inside a write
-//! transaction that stays open between writes (a *batch*,
-//! [`super::batch`]): its rows are visible to every user of the connection
+//! transaction that stays open between writes (a *batch*, [`batch`]):
+//! its rows are visible to every user of the connection
 //! at once, and to other connections and processes when the batch commits.
 //! Whoever must not go on until its writes would survive a stop (a run
 //! about to write to a target after recording its intent, an API answer)
@@ -13,9 +13,9 @@
 //! commit before it, then wakes everyone waiting for any of them. With
 //! `"process"` the commit is enough (SQLite's `synchronous = NORMAL`: a
 //! killed process loses nothing committed), and the waiter makes it
-//! itself. Runs in flight together
-//! share the commit and the sync instead of each paying for their own;
-//! one at a time, it is one of each per wait, as before. A batch is also
+//! itself. Runs in flight together share the commit and the sync instead
+//! of each paying for their own; one at a time, it is one of each per
+//! wait, as before. A batch is also
 //! committed when it has been open for [`MAX_OPEN`], when it holds
 //! [`MAX_WRITES`] writes, and when a writer of another connection of this
 //! process waits for the turn to write ([`super::gate`]); a process killed
