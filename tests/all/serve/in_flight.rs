@@ -5,8 +5,9 @@
 //! record shows one post per step per run: none lost, none doubled. And
 //! the service killed with runs in flight, one of them between its durable
 //! intent and its post: after a restart every run completes, each step
-//! under its one key. And a command of another process writing to the
-//! store while the service's runs commit in groups gets its turn.
+//! under its one key; and killed three times at moments drawn at random,
+//! the same. And a command of another process writing to the store while
+//! the service's runs commit in groups gets its turn.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -363,6 +364,84 @@ fn a_command_of_another_process_writes_its_run_while_the_service_commits_in_grou
         )
         .unwrap();
     assert!(between > 0, "the command ran alone: nothing to show");
+}
+
+#[test]
+fn runs_killed_three_times_at_arbitrary_moments_complete_each_step_under_one_key() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    // 16 at a time, so that the runs outlast the posting of their events
+    // and the kills fall among them.
+    s.edit_config("max-in-flight = 256", "max-in-flight = 16");
+    let runs_sent = 120;
+    for i in 0..runs_sent {
+        s.write_record(
+            "governance",
+            "review",
+            &format!("RV-f{i}"),
+            json!({ "state": "accepted", "revision": 1, "fields": {} }),
+        );
+    }
+    // Where the kills fall: after a number of posts drawn from the clock
+    // (printed, to replay a failure).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    eprintln!("kill points drawn from seed {seed}");
+    let posts = || receiver.seen.lock().unwrap().posts.len();
+    let mut service = Service::start(&s, None);
+    let mut runs = Vec::new();
+    for i in 0..runs_sent {
+        let body = json!({
+            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
+            "type": "fanout.decided", "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
+        })
+        .to_string()
+        .into_bytes();
+        let (code, r) = service.post(&signed(&format!("msg-{i}"), &body), &body);
+        assert_eq!(code, 202, "{r}");
+        runs.push(r["run_id"].as_str().unwrap().to_string());
+    }
+    let mut kills = 0;
+    for k in 0..3 {
+        let at = posts() + 1 + (seed >> (8 * k)) % 97;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while posts() < at && s.unfinished() > 0 {
+            assert!(Instant::now() < deadline, "no progress towards post {at}");
+            std::thread::yield_now();
+        }
+        if s.unfinished() == 0 {
+            break;
+        }
+        // SIGKILL with runs in flight, batches open.
+        service.child.kill().unwrap();
+        service.child.wait().unwrap();
+        kills += 1;
+        service = Service::start(&s, None);
+    }
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    drop(service);
+    assert!(kills > 0, "every run finished before the first kill");
+    let seen = receiver.seen.lock().unwrap();
+    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (path, key) in &seen.posts {
+        *keys.entry((path.clone(), key.clone())).or_default() += 1;
+    }
+    assert_eq!(keys.len(), runs_sent * STEPS, "one key per step per run");
+    // A post again only where a kill cut a step off between its post and
+    // its record: at most the posts in flight at each kill.
+    let again: usize = keys.values().map(|n| n - 1).sum();
+    eprintln!("{kills} kills, {again} posts again");
+    assert!(
+        again <= kills * seen.peak,
+        "{again} posts again after {kills} kills, at most {} in flight",
+        seen.peak
+    );
+    drop(seen);
+    the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
 }
 
 /// Runs in flight together commit their rows in shared transactions: the
