@@ -2,12 +2,10 @@
 //! run publishing five messages through the `webhook` adapter to a
 //! receiver that answers each after 20 ms. The runs are driven together
 //! (the receiver sees many requests at once), and the receiver's own
-//! record shows one post per step per run: none lost, none doubled. And
-//! the service killed with runs in flight, one of them between its durable
-//! intent and its post: after a restart every run completes, each step
-//! under its one key; and killed three times at moments drawn at random,
-//! the same. And a command of another process writing to the store while
-//! the service's runs commit in groups gets its turn.
+//! record shows one post per step per run: none lost, none doubled. A
+//! command of another process writing to the store while the service's
+//! runs commit in groups gets its turn. The service killed with runs in
+//! flight: `kills.rs`.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -18,6 +16,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod kills;
 
 const RUNS: usize = 200;
 const STEPS: usize = 5;
@@ -126,11 +126,9 @@ fn fanout(receiver: &SlowReceiver) -> Scenario {
     s
 }
 
-#[test]
-fn two_hundred_runs_at_once_write_each_step_once() {
-    let receiver = SlowReceiver::start();
-    let s = fanout(&receiver);
-    for i in 0..RUNS {
+/// Accepted reviews `RV-f0` .. `RV-f{n-1}` in the governance system.
+fn reviews(s: &Scenario, n: usize) {
+    for i in 0..n {
         s.write_record(
             "governance",
             "review",
@@ -138,6 +136,42 @@ fn two_hundred_runs_at_once_write_each_step_once() {
             json!({ "state": "accepted", "revision": 1, "fields": {} }),
         );
     }
+}
+
+/// The decision on review `RV-f{i}`, as its source sends it.
+fn decision(i: usize) -> serde_json::Value {
+    json!({
+        "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
+        "type": "fanout.decided",
+        "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
+    })
+}
+
+/// Post decision `i`, signed, to the service's events `url` (from any
+/// thread): the id of its run.
+fn post_decision(url: &str, i: usize) -> String {
+    let body = decision(i).to_string().into_bytes();
+    let mut request = ureq::post(url);
+    for (k, v) in signed(&format!("msg-{i}"), &body) {
+        request = request.set(k, &v);
+    }
+    let r: serde_json::Value = request.send_bytes(&body).unwrap().into_json().unwrap();
+    r["run_id"].as_str().unwrap().to_string()
+}
+
+/// Post decision `i` to `service`, which takes it (202): its run's id.
+fn accept(service: &Service, i: usize) -> String {
+    let body = decision(i).to_string().into_bytes();
+    let (code, r) = service.post(&signed(&format!("msg-{i}"), &body), &body);
+    assert_eq!(code, 202, "{r}");
+    r["run_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn two_hundred_runs_at_once_write_each_step_once() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    reviews(&s, RUNS);
     let service = Service::start(&s, None);
     // Sent from 8 threads at once, as a busy source would.
     let url = format!("{}/v1/events", service.url);
@@ -148,20 +182,7 @@ fn two_hundred_runs_at_once_write_each_step_once() {
                 scope.spawn(move || {
                     let mut runs = Vec::new();
                     for i in (0..RUNS).filter(|i| i % 8 == t) {
-                        let body = json!({
-                            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
-                            "type": "fanout.decided",
-                            "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
-                        })
-                        .to_string()
-                        .into_bytes();
-                        let mut request = ureq::post(url);
-                        for (k, v) in signed(&format!("msg-{i}"), &body) {
-                            request = request.set(k, &v);
-                        }
-                        let r: serde_json::Value =
-                            request.send_bytes(&body).unwrap().into_json().unwrap();
-                        runs.push(r["run_id"].as_str().unwrap().to_string());
+                        runs.push(post_decision(url, i));
                     }
                     runs
                 })
@@ -210,95 +231,18 @@ fn two_hundred_runs_at_once_write_each_step_once() {
 }
 
 #[test]
-fn runs_killed_in_flight_after_a_durable_intent_resume_with_the_same_keys() {
-    let receiver = SlowReceiver::start();
-    let s = fanout(&receiver);
-    let runs_sent = 40;
-    for i in 0..runs_sent {
-        s.write_record(
-            "governance",
-            "review",
-            &format!("RV-f{i}"),
-            json!({ "state": "accepted", "revision": 1, "fields": {} }),
-        );
-    }
-    // The first run to reach its third post stops there, its intent on
-    // disk and its post not made; the process is then killed with SIGKILL,
-    // with other runs in flight around it.
-    let mut service = Service::start(&s, Some("before-apply:tell-3"));
-    let mut runs = Vec::new();
-    for i in 0..runs_sent {
-        let body = json!({
-            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
-            "type": "fanout.decided", "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
-        })
-        .to_string()
-        .into_bytes();
-        let (code, r) = service.post(&signed(&format!("msg-{i}"), &body), &body);
-        assert_eq!(code, 202, "{r}");
-        runs.push(r["run_id"].as_str().unwrap().to_string());
-    }
-    service.wait_for("paused at fault point before-apply:tell-3");
-    service.child.kill().unwrap();
-    service.child.wait().unwrap();
-    assert!(s.unfinished() > 0, "runs were cut off in flight");
-
-    let service = Service::start(&s, None);
-    for run_id in &runs {
-        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
-    }
-    drop(service);
-    // Each step of each run was posted under one key; a post the kill cut
-    // off before the adapter recorded it went again under the same key
-    // (which the receiver, as Slack's, takes once).
-    let seen = receiver.seen.lock().unwrap();
-    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (path, key) in &seen.posts {
-        *keys.entry((path.clone(), key.clone())).or_default() += 1;
-    }
-    assert_eq!(keys.len(), runs_sent * STEPS, "one key per step per run");
-    let again: usize = keys.values().map(|n| n - 1).sum();
-    assert!(
-        again <= 2 * 16,
-        "{again} posts again: only those cut off by the kill"
-    );
-    for n in 1..=STEPS {
-        let log = std::fs::read_to_string(s.path(&format!("state/sent/c{n}.sent"))).unwrap();
-        let mut logged: Vec<&str> = log.lines().collect();
-        logged.sort_unstable();
-        logged.dedup();
-        assert_eq!(logged.len(), runs_sent, "c{n}");
-    }
-    the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
-}
-
-#[test]
 fn a_command_of_another_process_writes_its_run_while_the_service_commits_in_groups() {
     let receiver = SlowReceiver::start();
     let s = fanout(&receiver);
     // Decisions keep arriving at the service until the command is done
     // (at most this many), so its runs are in flight all along.
     let most = 400;
-    for i in 0..=most {
-        s.write_record(
-            "governance",
-            "review",
-            &format!("RV-f{i}"),
-            json!({ "state": "accepted", "revision": 1, "fields": {} }),
-        );
-    }
+    reviews(&s, most + 1);
     let service = Service::start(&s, None);
     let url = format!("{}/v1/events", service.url);
-    let event = |i: usize| {
-        json!({
-            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
-            "type": "fanout.decided",
-            "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
-        })
-    };
     // The last decision goes through `handoff run`, another process on
     // the same store, while the service's runs hold batches open.
-    std::fs::write(s.path("cli-event.json"), event(most).to_string()).unwrap();
+    std::fs::write(s.path("cli-event.json"), decision(most).to_string()).unwrap();
     let cli_done = std::sync::atomic::AtomicBool::new(false);
     let (runs, cli) = std::thread::scope(|scope| {
         let (url, cli_done) = (&url, &cli_done);
@@ -308,13 +252,7 @@ fn a_command_of_another_process_writes_its_run_while_the_service_commits_in_grou
                 if cli_done.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                let body = event(i).to_string().into_bytes();
-                let mut request = ureq::post(url);
-                for (k, v) in signed(&format!("msg-{i}"), &body) {
-                    request = request.set(k, &v);
-                }
-                let r: serde_json::Value = request.send_bytes(&body).unwrap().into_json().unwrap();
-                runs.push(r["run_id"].as_str().unwrap().to_string());
+                runs.push(post_decision(url, i));
             }
             runs
         });
@@ -364,84 +302,6 @@ fn a_command_of_another_process_writes_its_run_while_the_service_commits_in_grou
         )
         .unwrap();
     assert!(between > 0, "the command ran alone: nothing to show");
-}
-
-#[test]
-fn runs_killed_three_times_at_arbitrary_moments_complete_each_step_under_one_key() {
-    let receiver = SlowReceiver::start();
-    let s = fanout(&receiver);
-    // 16 at a time, so that the runs outlast the posting of their events
-    // and the kills fall among them.
-    s.edit_config("max-in-flight = 256", "max-in-flight = 16");
-    let runs_sent = 120;
-    for i in 0..runs_sent {
-        s.write_record(
-            "governance",
-            "review",
-            &format!("RV-f{i}"),
-            json!({ "state": "accepted", "revision": 1, "fields": {} }),
-        );
-    }
-    // Where the kills fall: after a number of posts drawn from the clock
-    // (printed, to replay a failure).
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
-    eprintln!("kill points drawn from seed {seed}");
-    let posts = || receiver.seen.lock().unwrap().posts.len();
-    let mut service = Service::start(&s, None);
-    let mut runs = Vec::new();
-    for i in 0..runs_sent {
-        let body = json!({
-            "specversion": "1.0", "id": format!("fanout-{i}"), "source": SOURCE,
-            "type": "fanout.decided", "data": { "review_id": format!("RV-f{i}"), "state": "accepted" },
-        })
-        .to_string()
-        .into_bytes();
-        let (code, r) = service.post(&signed(&format!("msg-{i}"), &body), &body);
-        assert_eq!(code, 202, "{r}");
-        runs.push(r["run_id"].as_str().unwrap().to_string());
-    }
-    let mut kills = 0;
-    for k in 0..3 {
-        let at = posts() + 1 + (seed >> (8 * k)) % 97;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while posts() < at && s.unfinished() > 0 {
-            assert!(Instant::now() < deadline, "no progress towards post {at}");
-            std::thread::yield_now();
-        }
-        if s.unfinished() == 0 {
-            break;
-        }
-        // SIGKILL with runs in flight, batches open.
-        service.child.kill().unwrap();
-        service.child.wait().unwrap();
-        kills += 1;
-        service = Service::start(&s, None);
-    }
-    for run_id in &runs {
-        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
-    }
-    drop(service);
-    assert!(kills > 0, "every run finished before the first kill");
-    let seen = receiver.seen.lock().unwrap();
-    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (path, key) in &seen.posts {
-        *keys.entry((path.clone(), key.clone())).or_default() += 1;
-    }
-    assert_eq!(keys.len(), runs_sent * STEPS, "one key per step per run");
-    // A post again only where a kill cut a step off between its post and
-    // its record: at most the posts in flight at each kill.
-    let again: usize = keys.values().map(|n| n - 1).sum();
-    eprintln!("{kills} kills, {again} posts again");
-    assert!(
-        again <= kills * seen.peak,
-        "{again} posts again after {kills} kills, at most {} in flight",
-        seen.peak
-    );
-    drop(seen);
-    the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
 }
 
 /// Runs in flight together commit their rows in shared transactions: the

@@ -1,0 +1,117 @@
+//! The service killed with runs in flight: once with a run paused between
+//! its durable intent and its post, and three times at moments drawn at
+//! random. After the restarts every run completes, each step under its one
+//! key.
+
+use super::*;
+
+#[test]
+fn runs_killed_in_flight_after_a_durable_intent_resume_with_the_same_keys() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    let runs_sent = 40;
+    reviews(&s, runs_sent);
+    // The first run to reach its third post stops there, its intent on
+    // disk and its post not made; the process is then killed with SIGKILL,
+    // with other runs in flight around it.
+    let mut service = Service::start(&s, Some("before-apply:tell-3"));
+    let mut runs = Vec::new();
+    for i in 0..runs_sent {
+        runs.push(accept(&service, i));
+    }
+    service.wait_for("paused at fault point before-apply:tell-3");
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+    assert!(s.unfinished() > 0, "runs were cut off in flight");
+
+    let service = Service::start(&s, None);
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    drop(service);
+    // Each step of each run was posted under one key; a post the kill cut
+    // off before the adapter recorded it went again under the same key
+    // (which the receiver, as Slack's, takes once).
+    let seen = receiver.seen.lock().unwrap();
+    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (path, key) in &seen.posts {
+        *keys.entry((path.clone(), key.clone())).or_default() += 1;
+    }
+    assert_eq!(keys.len(), runs_sent * STEPS, "one key per step per run");
+    let again: usize = keys.values().map(|n| n - 1).sum();
+    assert!(
+        again <= 2 * 16,
+        "{again} posts again: only those cut off by the kill"
+    );
+    for n in 1..=STEPS {
+        let log = std::fs::read_to_string(s.path(&format!("state/sent/c{n}.sent"))).unwrap();
+        let mut logged: Vec<&str> = log.lines().collect();
+        logged.sort_unstable();
+        logged.dedup();
+        assert_eq!(logged.len(), runs_sent, "c{n}");
+    }
+    the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
+}
+
+#[test]
+fn runs_killed_three_times_at_arbitrary_moments_complete_each_step_under_one_key() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    // 16 at a time, so that the runs outlast the posting of their events
+    // and the kills fall among them.
+    s.edit_config("max-in-flight = 256", "max-in-flight = 16");
+    let runs_sent = 120;
+    reviews(&s, runs_sent);
+    // Where the kills fall: after a number of posts drawn from the clock
+    // (printed, to replay a failure).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    eprintln!("kill points drawn from seed {seed}");
+    let posts = || receiver.seen.lock().unwrap().posts.len();
+    let mut service = Service::start(&s, None);
+    let mut runs = Vec::new();
+    for i in 0..runs_sent {
+        runs.push(accept(&service, i));
+    }
+    let mut kills = 0;
+    for k in 0..3 {
+        let at = posts() + 1 + (seed >> (8 * k)) % 97;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while posts() < at && s.unfinished() > 0 {
+            assert!(Instant::now() < deadline, "no progress towards post {at}");
+            std::thread::yield_now();
+        }
+        if s.unfinished() == 0 {
+            break;
+        }
+        // SIGKILL with runs in flight, batches open.
+        service.child.kill().unwrap();
+        service.child.wait().unwrap();
+        kills += 1;
+        service = Service::start(&s, None);
+    }
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    drop(service);
+    assert!(kills > 0, "every run finished before the first kill");
+    let seen = receiver.seen.lock().unwrap();
+    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (path, key) in &seen.posts {
+        *keys.entry((path.clone(), key.clone())).or_default() += 1;
+    }
+    assert_eq!(keys.len(), runs_sent * STEPS, "one key per step per run");
+    // A post again only where a kill cut a step off between its post and
+    // its record: at most the posts in flight at each kill.
+    let again: usize = keys.values().map(|n| n - 1).sum();
+    eprintln!("{kills} kills, {again} posts again");
+    assert!(
+        again <= kills * seen.peak,
+        "{again} posts again after {kills} kills, at most {} in flight",
+        seen.peak
+    );
+    drop(seen);
+    the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
+}
