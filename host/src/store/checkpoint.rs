@@ -8,8 +8,19 @@
 //! writer or a reader), and turns the inline checkpoints off on each of its
 //! connections ([`super::Store::leave_checkpoints_to`]). If the process
 //! stops, the next one to open the store checkpoints as usual.
+//!
+//! A passive pass alone does not keep the log small under steady writes:
+//! SQLite writes the log from its start again only when a write begins
+//! after everything in it was copied, and with runs committing all the
+//! time (or a group's transaction always open) that moment never comes, so
+//! the log grew by every commit, hundreds of megabytes a minute. Once a
+//! pass leaves more than [`RESTART_AFTER_FRAMES`] in the log, the thread
+//! takes this process's writer turn (a group's open transaction is
+//! committed for it), copies the rest and has the log start over
+//! (`RESTART`); writers of this process wait for that copy only.
 
 use super::StoreError;
+use super::gate::Gate;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -19,6 +30,15 @@ use std::time::Duration;
 /// How often `handoff serve` checkpoints: often enough that the log stays
 /// a few megabytes at full speed, seldom enough that an idle pass is noise.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Frames of log after which a pass has the log start over: the 1,000
+/// pages at which SQLite would checkpoint inside a commit by itself.
+pub const RESTART_AFTER_FRAMES: i64 = 1000;
+
+/// How long a restart waits for readers of the log's older frames (another
+/// process's long read): writers of this process wait as long, so it is
+/// short; a restart that cannot finish is tried again at the next pass.
+const RESTART_PATIENCE: Duration = Duration::from_millis(50);
 
 /// The checkpointing thread; stopped (after its current pass) when dropped.
 pub struct Checkpointer {
@@ -50,13 +70,19 @@ impl Checkpointer {
             path: path.to_path_buf(),
             source,
         })?;
+        conn.busy_timeout(RESTART_PATIENCE)
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let gate = Gate::for_path(path);
         let shared = Arc::new(Shared::default());
         let thread = {
             let shared = shared.clone();
             let shown = path.display().to_string();
             std::thread::Builder::new()
                 .name("handoff-checkpoint".into())
-                .spawn(move || run(&conn, &shared, every, &shown))
+                .spawn(move || run(&conn, &gate, &shared, every, &shown))
                 .map_err(|_| StoreError::Unavailable("cannot start the checkpoint thread"))?
         };
         Ok(Checkpointer {
@@ -105,7 +131,26 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, shared: &Shared, every: Duration, shown: &str) {
+/// One pass: copy what no reader still needs without waiting for anyone
+/// (`PASSIVE`); then, if the log is long, copy the rest and start it over
+/// during a turn of this process's writers.
+fn pass(conn: &Connection, gate: &Arc<Gate>) -> Result<(), StoreError> {
+    let frames = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        })
+    };
+    if frames("PASSIVE")? <= RESTART_AFTER_FRAMES {
+        return Ok(());
+    }
+    let _turn = gate.enter()?;
+    // Busy (a reader of another process still needs the old frames) is a
+    // row, not an error: the next pass tries again.
+    frames("RESTART")?;
+    Ok(())
+}
+
+fn run(conn: &Connection, gate: &Arc<Gate>, shared: &Shared, every: Duration, shown: &str) {
     let lock = || shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         {
@@ -113,8 +158,7 @@ fn run(conn: &Connection, shared: &Shared, every: Duration, shown: &str) {
             state.begun += 1;
             state.wanted = false;
         }
-        // PASSIVE: copies what no reader still needs, never waits for a lock.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = pass(conn, gate) {
             tracing::warn!(store = shown, error = %e, "background checkpoint failed");
         }
         let mut state = lock();
@@ -179,5 +223,56 @@ mod tests {
             "{} bytes: the log was not copied back",
             db_bytes(&path)
         );
+    }
+
+    #[test]
+    fn the_log_starts_over_while_writes_keep_a_group_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.db");
+        let mut store = Store::open(&path).unwrap();
+        {
+            let tx = store.write().unwrap();
+            tx.execute_batch("CREATE TABLE filler (b BLOB)").unwrap();
+            tx.commit().unwrap();
+        }
+        // A group stays open until it holds its most writes or someone
+        // needs it committed: a pass always finds one open, as a busy
+        // service's passes do.
+        store
+            .conn()
+            .unwrap()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .unwrap();
+        store.shared.syncer(&path, false, Duration::from_secs(3600));
+        let checkpointer = Checkpointer::start(&path, Duration::from_secs(3600)).unwrap();
+        store.leave_checkpoints_to(&checkpointer).unwrap();
+        let wal = dir.path().join("handoff.db-wal");
+        let mut largest = 0;
+        // A page each; passes between every 25 writes (not a divisor of a
+        // group's 128, so a pass never falls between a group's commit and
+        // the next group's first write).
+        for i in 0..3000 {
+            let tx = store.write().unwrap();
+            tx.execute("INSERT INTO filler VALUES (zeroblob(3000))", [])
+                .unwrap();
+            tx.commit().unwrap();
+            if i % 25 == 24 {
+                checkpointer.pass_now();
+                largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+            }
+        }
+        // Past the restart threshold by at most what a pass interval and
+        // one group add; written on and on, it would hold all 3,000 pages.
+        let bound = 2 * RESTART_AFTER_FRAMES as u64 * (4096 + 24);
+        assert!(
+            largest <= bound,
+            "the log reached {largest} bytes (bound {bound}): it did not start over"
+        );
+        let rows: i64 = store
+            .conn()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3000);
     }
 }
