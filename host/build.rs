@@ -26,6 +26,8 @@ fn main() {
         "sdk/build.rs",
         "wit",
         "Cargo.lock",
+        // The guests' build profile.
+        "Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
