@@ -11,6 +11,7 @@
 use super::App;
 use super::metrics::Metrics;
 use crate::pipeline::{Engine, RunError};
+use crate::store::StoreError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -140,6 +141,14 @@ async fn drive(engine: &mut Engine, ticket: RunTicket, metrics: &Metrics) {
         Err(RunError::Busy { owner, .. }) => {
             tracing::info!(%run_id, %event_id, %owner, "run driven elsewhere")
         }
+        // Held up past its lease (the process paused, say): another driver
+        // claimed the run, and this one stopped before its next write.
+        Err(RunError::Store(StoreError::LeaseLost { holder, .. })) => tracing::warn!(
+            %run_id,
+            %event_id,
+            %holder,
+            "run taken over by another driver while this one was held up; stopped without writing"
+        ),
         Err(e) => tracing::error!(
             %run_id,
             %event_id,

@@ -58,6 +58,11 @@ pub enum StoreError {
     Unavailable(&'static str),
     #[error("store record is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "run {run_id} is now driven by {holder}: this driver held it past its lease (paused or \
+         cut off) and stops without writing; the run goes on there"
+    )]
+    LeaseLost { run_id: String, holder: String },
 }
 
 /// The size the write-ahead log is cut back to when it starts over. At

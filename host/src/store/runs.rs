@@ -305,13 +305,43 @@ pub fn claim(
             until,
         });
     }
-    renew(&tx, run_id, owner, ttl)?;
+    take(&tx, run_id, owner, ttl)?;
     tx.commit()?;
     Ok(Claim::Taken)
 }
 
-/// Extend the lease (inside a step's transaction).
+/// Extend the lease (inside a step's transaction) if `owner` still holds
+/// it. A driver paused or cut off past its lease may find the run taken
+/// over: it must not write a transition, let alone reach a target, for a
+/// run another driver now drives.
 pub fn renew(tx: &Write<'_>, run_id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError> {
+    let renewed = tx
+        .prepare_cached(
+            "UPDATE runs SET lease_until = ?1, updated_at = ?2
+             WHERE run_id = ?3 AND lease_owner = ?4",
+        )?
+        .execute(params![
+            super::rfc3339_in(ttl),
+            now_rfc3339(),
+            run_id,
+            owner
+        ])?;
+    if renewed == 0 {
+        let holder: Option<String> = tx
+            .prepare_cached("SELECT lease_owner FROM runs WHERE run_id = ?1")?
+            .query_row([run_id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        return Err(StoreError::LeaseLost {
+            run_id: run_id.to_string(),
+            holder: holder.unwrap_or_else(|| "nobody".into()),
+        });
+    }
+    Ok(())
+}
+
+/// Take the lease (a claim that found it free, expired or abandoned).
+fn take(tx: &Write<'_>, run_id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError> {
     let until = super::rfc3339_in(ttl);
     tx.prepare_cached(
         "UPDATE runs SET lease_owner = ?1, lease_until = ?2, updated_at = ?3 WHERE run_id = ?4",
@@ -382,6 +412,42 @@ mod tests {
             claim(&mut store, &run, "elsewhere:1", ttl).unwrap(),
             Claim::Finished(Outcome::Completed)
         );
+    }
+
+    #[test]
+    fn a_driver_whose_lease_was_taken_over_cannot_renew_it() {
+        let (mut store, run) = store_with_run();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(
+            claim(&mut store, &run, "first:1", ttl).unwrap(),
+            Claim::Taken
+        );
+        let tx = store.write().unwrap();
+        renew(&tx, &run, "first:1", ttl).unwrap();
+        tx.commit().unwrap();
+        // Its lease ran out while it was paused; another driver took it.
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "UPDATE runs SET lease_until = '2000-01-01T00:00:00.000Z' WHERE run_id = ?1",
+                [&run],
+            )
+            .unwrap();
+        assert_eq!(
+            claim(&mut store, &run, "second:1", ttl).unwrap(),
+            Claim::Taken
+        );
+        let tx = store.write().unwrap();
+        let err = renew(&tx, &run, "first:1", ttl).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::LeaseLost { holder, .. } if holder == "second:1"),
+            "{err}"
+        );
+        drop(tx);
+        let tx = store.write().unwrap();
+        renew(&tx, &run, "second:1", ttl).unwrap();
+        tx.commit().unwrap();
     }
 
     #[test]

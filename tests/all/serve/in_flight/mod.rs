@@ -5,7 +5,8 @@
 //! record shows one post per step per run: none lost, none doubled. A
 //! command of another process writing to the store while the service's
 //! runs commit in groups gets its turn. The service killed with runs in
-//! flight: `kills.rs`.
+//! flight: `kills.rs`; a run taken over by another driver while its post
+//! waited: `taken_over.rs`.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod kills;
+mod taken_over;
 
 const RUNS: usize = 200;
 const STEPS: usize = 5;
@@ -77,10 +79,15 @@ async fn answer(
 /// publish five messages, one per channel, through `hook` (the webhook
 /// adapter, its manifest declaring the receiver's origin, approved).
 fn fanout(receiver: &SlowReceiver) -> Scenario {
+    fanout_to(&receiver.origin)
+}
+
+/// [`fanout`], to a receiver at `origin`.
+fn fanout_to(origin: &str) -> Scenario {
     let s = scenario(1, 1000);
     std::fs::create_dir_all(s.path("state/sent")).unwrap();
     let urls: Vec<String> = (1..=STEPS)
-        .map(|n| format!("url-c{n} = \"{}/hooks/c{n}\"", receiver.origin))
+        .map(|n| format!("url-c{n} = \"{origin}/hooks/c{n}\""))
         .collect();
     let mut config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
     config = config.replace(
@@ -96,12 +103,7 @@ fn fanout(receiver: &SlowReceiver) -> Scenario {
     ));
     std::fs::write(s.path("handoff.toml"), config).unwrap();
     // Its manifest declares the receiver's origin, and is approved so.
-    crate::support::servers::approved_copy(
-        &s,
-        "webhook",
-        "https://hooks.slack.com",
-        &receiver.origin,
-    );
+    crate::support::servers::approved_copy(&s, "webhook", "https://hooks.slack.com", origin);
     let steps: String = (1..=STEPS)
         .map(|n| {
             format!(
