@@ -72,36 +72,11 @@ pub fn verify_anchored(
     rows: impl IntoIterator<Item = Row>,
     anchors: &[Anchor],
 ) -> Result<Verified, Break> {
-    let rows: Vec<Row> = rows.into_iter().collect();
-    let verified = super::verify(&rows)?;
-    // The chain verified, so row `seq` is at index `seq - 1`.
-    let mut anchors: Vec<&Anchor> = anchors.iter().collect();
-    anchors.sort_by_key(|a| a.seq);
-    for anchor in anchors {
-        let Some(hash) = usize::try_from(anchor.seq - 1)
-            .ok()
-            .and_then(|i| rows.get(i))
-            .map(|row| &row.hash)
-        else {
-            return Err(Break {
-                seq: anchor.seq,
-                reason: format!(
-                    "the chain ends at row {}, but row {} was anchored: the newest rows were cut off",
-                    verified.rows, anchor.seq
-                ),
-            });
-        };
-        if *hash != anchor.hash {
-            return Err(Break {
-                seq: anchor.seq,
-                reason: format!(
-                    "its hash is {hash}, not the anchored {}: the chain up to it was rewritten",
-                    anchor.hash
-                ),
-            });
-        }
+    let mut verifier = super::Verifier::with_anchors(anchors);
+    for row in rows {
+        verifier.push(&row)?;
     }
-    Ok(verified)
+    verifier.finish()
 }
 
 #[cfg(test)]

@@ -120,17 +120,56 @@ pub struct Verified {
 pub fn verify<R: std::borrow::Borrow<Row>>(
     rows: impl IntoIterator<Item = R>,
 ) -> Result<Verified, Break> {
-    let mut prev = GENESIS.to_string();
-    let mut count = 0usize;
-    for (expected, row) in (1i64..).zip(rows) {
-        let row: &Row = row.borrow();
+    let mut verifier = Verifier::default();
+    for row in rows {
+        verifier.push(row.borrow())?;
+    }
+    verifier.finish()
+}
+
+/// The chain recomputed one row at a time, holding only the last hash (and
+/// the anchors still to meet): a chain of any length verifies in the same
+/// memory.
+#[derive(Debug)]
+pub struct Verifier {
+    prev: String,
+    count: usize,
+    /// Anchors not met yet, the lowest last.
+    anchors: Vec<anchor::Anchor>,
+    /// The first anchored row whose hash differs, reported once the chain
+    /// itself has verified (a break in the chain is said first).
+    mismatch: Option<Break>,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier::with_anchors(&[])
+    }
+}
+
+impl Verifier {
+    /// A verifier that also checks each anchored row's hash as it passes.
+    pub fn with_anchors(anchors: &[anchor::Anchor]) -> Verifier {
+        let mut anchors = anchors.to_vec();
+        anchors.sort_by_key(|a| std::cmp::Reverse(a.seq));
+        Verifier {
+            prev: GENESIS.to_string(),
+            count: 0,
+            anchors,
+            mismatch: None,
+        }
+    }
+
+    /// The next row, in sequence order.
+    pub fn push(&mut self, row: &Row) -> Result<(), Break> {
+        let expected = self.count as i64 + 1;
         if row.seq != expected {
             return Err(Break {
                 seq: expected,
                 reason: format!("row {expected} is missing (the next row is {})", row.seq),
             });
         }
-        if row.prev_hash != prev {
+        if row.prev_hash != self.prev {
             return Err(Break {
                 seq: row.seq,
                 reason:
@@ -144,13 +183,53 @@ pub fn verify<R: std::borrow::Borrow<Row>>(
                 reason: "its content does not match its hash (the row was altered)".into(),
             });
         }
-        prev.clone_from(&row.hash);
-        count += 1;
+        while self.anchors.last().is_some_and(|a| a.seq <= row.seq) {
+            let anchor = self.anchors.pop().expect("just seen");
+            let wrong = if anchor.seq != row.seq {
+                // Below the first row: no row ever had it.
+                Some(format!("no row {} exists in any chain", anchor.seq))
+            } else {
+                (anchor.hash != row.hash).then(|| {
+                    format!(
+                        "its hash is {}, not the anchored {}: the chain up to it was rewritten",
+                        row.hash, anchor.hash
+                    )
+                })
+            };
+            if let Some(reason) = wrong
+                && self.mismatch.is_none()
+            {
+                self.mismatch = Some(Break {
+                    seq: anchor.seq,
+                    reason,
+                });
+            }
+        }
+        self.prev.clone_from(&row.hash);
+        self.count += 1;
+        Ok(())
     }
-    Ok(Verified {
-        rows: count,
-        head: prev,
-    })
+
+    /// The chain ends here: how many rows and its head, or the first
+    /// anchor it does not keep.
+    pub fn finish(self) -> Result<Verified, Break> {
+        if let Some(mismatch) = self.mismatch {
+            return Err(mismatch);
+        }
+        if let Some(anchor) = self.anchors.last() {
+            return Err(Break {
+                seq: anchor.seq,
+                reason: format!(
+                    "the chain ends at row {}, but row {} was anchored: the newest rows were cut off",
+                    self.count, anchor.seq
+                ),
+            });
+        }
+        Ok(Verified {
+            rows: self.count,
+            head: self.prev,
+        })
+    }
 }
 
 #[cfg(test)]

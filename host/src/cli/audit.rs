@@ -66,10 +66,10 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                         .map_err(anyhow::Error::msg)?,
                 );
             }
-            let result = audit::anchor::verify_anchored(store.audit_rows(None)?, &anchors);
+            let result = store.verify_audit(&anchors)?;
             report(result, anchors.len(), json)
         }
-        AuditCommand::Head { json } => match audit::verify(store.audit_rows(None)?) {
+        AuditCommand::Head { json } => match store.verify_audit(&[])? {
             Ok(v) => match Anchor::head(&v) {
                 Some(head) if json => {
                     println!(

@@ -6,7 +6,6 @@
 //! backup that is kept is one that checks.
 
 use super::{Ctx, exit};
-use crate::audit;
 use crate::audit::anchor::Anchor;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
@@ -94,7 +93,7 @@ fn backup(ctx: &Ctx, path: &std::path::Path, json: bool) -> Result<u8> {
     let copy = Store::open_unshared(path)
         .with_context(|| format!("opening the copy at {}", path.display()))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let verified = audit::verify(copy.audit_rows(None)?);
+    let verified = copy.verify_audit(&[])?;
     let (code, head) = match &verified {
         Ok(v) => (exit::OK, Anchor::head(v).map(|a| a.to_string())),
         Err(_) => (exit::VERIFY_FAILED, None),

@@ -228,6 +228,7 @@ pub async fn serve(
                     .is_some_and(|u| u.starts_with("https://")),
             ),
             findings,
+            verifying: tokio::sync::Mutex::new(()),
         },
     });
     let (stop, stopped) = watch::channel(false);

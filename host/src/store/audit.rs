@@ -3,7 +3,7 @@
 use super::Write;
 use super::{Store, StoreError, now_rfc3339};
 use crate::audit::anchor::Anchor;
-use crate::audit::{Entry, GENESIS, Row, hash};
+use crate::audit::{Break, Entry, GENESIS, Row, Verified, Verifier, hash};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Append one row inside `tx`, chained to the current head. The caller
@@ -70,27 +70,30 @@ pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
     Ok(row)
 }
 
+const SELECT_ROWS: &str = "SELECT seq, at, run_id, event_id, kind, payload, policy_sha256,
+                                   adapter_sha256, prev_hash, hash FROM audit";
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        run_id: r.get(2)?,
+        event_id: r.get(3)?,
+        kind: r.get(4)?,
+        payload: r.get(5)?,
+        policy_sha256: r.get(6)?,
+        adapter_sha256: r.get(7)?,
+        prev_hash: r.get(8)?,
+        hash: r.get(9)?,
+    })
+}
+
 /// Every row (or one run's rows), in sequence order.
 pub fn rows(conn: &Connection, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, run_id, event_id, kind, payload, policy_sha256, adapter_sha256,
-                prev_hash, hash
-         FROM audit WHERE (?1 IS NULL OR run_id = ?1) ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(Row {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            run_id: r.get(2)?,
-            event_id: r.get(3)?,
-            kind: r.get(4)?,
-            payload: r.get(5)?,
-            policy_sha256: r.get(6)?,
-            adapter_sha256: r.get(7)?,
-            prev_hash: r.get(8)?,
-            hash: r.get(9)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT_ROWS} WHERE (?1 IS NULL OR run_id = ?1) ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([run_id], row_of)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -106,6 +109,30 @@ impl Store {
 
     pub fn audit_rows(&self, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
         rows(&*self.conn()?, run_id)
+    }
+
+    /// The whole chain recomputed as it is read, row by row (any length in
+    /// the same memory), and checked against `anchors`: the outer error is
+    /// the store's, the inner one where the chain breaks.
+    pub fn verify_audit(&self, anchors: &[Anchor]) -> Result<Result<Verified, Break>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!("{SELECT_ROWS} ORDER BY seq"))?;
+        let mut rows = stmt.query([])?;
+        let mut verifier = Verifier::with_anchors(anchors);
+        while let Some(r) = rows.next()? {
+            if let Err(broken) = verifier.push(&row_of(r)?) {
+                return Ok(Err(broken));
+            }
+        }
+        Ok(verifier.finish())
+    }
+
+    /// The newest `n` rows, newest first.
+    pub fn newest_audit_rows(&self, n: usize) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!("{SELECT_ROWS} ORDER BY seq DESC LIMIT ?1"))?;
+        let rows = stmt.query_map([i64::try_from(n).unwrap_or(i64::MAX)], row_of)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The newest row as an anchor, as stored (not verified: reading the
@@ -163,5 +190,47 @@ mod tests {
         let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds, ["first", "a", "b", "c"]);
         assert_eq!(crate::audit::verify(rows).unwrap().rows, 4);
+    }
+
+    #[test]
+    fn the_stored_chain_verifies_as_it_is_read_against_anchors_and_tampering() {
+        let mut store = Store::in_memory().unwrap();
+        for kind in ["a", "b", "c", "d"] {
+            store.audit(&entry(kind)).unwrap();
+        }
+        let rows = store.audit_rows(None).unwrap();
+        let anchor = |seq: i64, hash: &str| Anchor {
+            seq,
+            hash: hash.into(),
+        };
+        let ok = store
+            .verify_audit(&[anchor(2, &rows[1].hash)])
+            .unwrap()
+            .unwrap();
+        assert_eq!((ok.rows, ok.head.as_str()), (4, rows[3].hash.as_str()));
+        let newest = store.newest_audit_rows(2).unwrap();
+        assert_eq!(
+            newest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [4, 3],
+            "newest first"
+        );
+        let rewritten = store
+            .verify_audit(&[anchor(3, &rows[0].hash)])
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(rewritten.seq, 3);
+        assert!(rewritten.reason.contains("rewritten"), "{rewritten}");
+        let cut = store
+            .verify_audit(&[anchor(9, &rows[0].hash)])
+            .unwrap()
+            .unwrap_err();
+        assert!(cut.reason.contains("cut off"), "{cut}");
+        store
+            .conn()
+            .unwrap()
+            .execute("UPDATE audit SET payload = '{}' WHERE seq = 2", [])
+            .unwrap();
+        let broken = store.verify_audit(&[]).unwrap().unwrap_err();
+        assert_eq!(broken.seq, 2, "{broken}");
     }
 }

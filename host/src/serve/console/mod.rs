@@ -35,6 +35,8 @@ pub struct Console {
     /// The adapter instances and policies as `handoff check --reach` found
     /// them when the service started.
     pub findings: Vec<Finding>,
+    /// Held while the audit page recomputes the chain: one at a time.
+    pub verifying: tokio::sync::Mutex<()>,
 }
 
 pub fn routes() -> Router<Arc<App>> {

@@ -9,6 +9,7 @@ use super::{Frame, html, refused, require};
 use crate::audit::{self, Row};
 use crate::readiness::Finding;
 use crate::store::stats::Handoffs;
+use crate::store::{Store, StoreError};
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -130,27 +131,31 @@ struct AuditPage {
     newest: Vec<Row>,
 }
 
-/// The chain recomputed now, from its first row to its head.
+/// The chain recomputed now, from its first row to its head: row by row as
+/// it is read (any length in the same memory), one view at a time, on a
+/// connection of its own (the shared reader answers `/metrics` and
+/// `/readyz` meanwhile).
 pub(super) async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
     let v = match require(&app, &headers, &uri) {
         Ok(v) => v,
         Err(login) => return login.into_response(),
     };
-    let found = read(&app, |s| {
-        let rows = s.audit_rows(None)?;
-        let verified = match audit::verify(&rows) {
+    let _one_at_a_time = app.console.verifying.lock().await;
+    let path = app.shared.path().to_path_buf();
+    let found = tokio::task::spawn_blocking(move || {
+        let store = Store::open_unshared(&path)?;
+        let verified = match store.verify_audit(&[])? {
             Ok(ok) => match audit::anchor::Anchor::head(&ok) {
                 Some(head) => Ok((ok.rows, head.to_string())),
                 None => Ok((0, String::new())),
             },
             Err(broken) => Err(broken.to_string()),
         };
-        let newest = rows.into_iter().rev().take(NEWEST_ROWS).collect();
-        Ok((verified, newest))
+        Ok::<_, StoreError>((verified, store.newest_audit_rows(NEWEST_ROWS)?))
     })
     .await;
     match found {
-        Ok((verified, newest)) => html(
+        Ok(Ok((verified, newest))) => html(
             StatusCode::OK,
             &AuditPage {
                 frame: Some(Frame::of(&v, "audit")),
@@ -158,7 +163,16 @@ pub(super) async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, uri: 
                 newest,
             },
         ),
-        Err(r) => refused(&app, Some(&v), r),
+        Ok(Err(e)) => refused(&app, Some(&v), e.into()),
+        Err(_) => refused(
+            &app,
+            Some(&v),
+            super::super::api::refusal::refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+                "the verification stopped",
+            ),
+        ),
     }
 }
 
