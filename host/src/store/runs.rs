@@ -176,6 +176,32 @@ pub enum Which {
     Ended(Outcome),
 }
 
+impl Which {
+    /// A filter as the API and the console take it: empty for all,
+    /// `unfinished`, or an outcome a run can end with (a duplicate ends no
+    /// run: its event is recorded against the first one's).
+    pub fn parse(outcome: &str) -> Result<Which, String> {
+        match outcome {
+            "" => Ok(Which::All),
+            "unfinished" => Ok(Which::Unfinished),
+            o => Outcome::parse(o)
+                .filter(|o| o.ends_a_run())
+                .map(Which::Ended)
+                .ok_or_else(|| {
+                    let ends: Vec<&str> = Outcome::ALL
+                        .iter()
+                        .filter(|o| o.ends_a_run())
+                        .map(|o| o.name())
+                        .collect();
+                    format!(
+                        "outcome {o:?}: one of {}, or unfinished (a duplicate ends no run)",
+                        ends.join(", ")
+                    )
+                }),
+        }
+    }
+}
+
 /// Runs without an outcome, oldest first.
 pub fn unfinished(conn: &Connection) -> Result<Vec<String>, StoreError> {
     Ok(unfinished_with_events(conn)?
@@ -412,6 +438,22 @@ mod tests {
             claim(&mut store, &run, "elsewhere:1", ttl).unwrap(),
             Claim::Finished(Outcome::Completed)
         );
+    }
+
+    #[test]
+    fn a_filter_names_the_outcomes_a_run_ends_with_and_no_other() {
+        assert_eq!(Which::parse(""), Ok(Which::All));
+        assert_eq!(Which::parse("unfinished"), Ok(Which::Unfinished));
+        assert_eq!(
+            Which::parse("completed"),
+            Ok(Which::Ended(Outcome::Completed))
+        );
+        for bad in ["duplicate-suppressed", "done", "Completed"] {
+            let e = Which::parse(bad).unwrap_err();
+            let listed = e.split("one of ").nth(1).unwrap();
+            assert!(listed.contains("completed, "), "{e}");
+            assert!(!listed.contains("duplicate-suppressed"), "{e}");
+        }
     }
 
     #[test]

@@ -38,20 +38,8 @@ pub(super) async fn list_runs(
         caller(&app, &headers)?;
         let Query(q) =
             query.map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))?;
-        let which = match q.outcome.as_deref() {
-            None => runs::Which::All,
-            Some("unfinished") => runs::Which::Unfinished,
-            Some(o) => runs::Which::Ended(crate::model::Outcome::parse(o).ok_or_else(|| {
-                refusal(
-                    StatusCode::BAD_REQUEST,
-                    "bad-query",
-                    format!(
-                        "outcome {o:?}: one of {}, or unfinished",
-                        crate::model::Outcome::names()
-                    ),
-                )
-            })?),
-        };
+        let which = runs::Which::parse(q.outcome.as_deref().unwrap_or_default())
+            .map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e))?;
         let limit = q.limit.unwrap_or(100).min(MAX_LISTED);
         let list = read(&app, move |s| Ok(runs::list(&*s.conn()?, limit, which)?)).await?;
         ok(json!(list))

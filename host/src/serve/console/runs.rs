@@ -53,20 +53,15 @@ pub(super) async fn list(
         policy: None,
     });
     let outcome = q.outcome.filter(|o| !o.is_empty()).unwrap_or_default();
-    let which = match outcome.as_str() {
-        "" => runs::Which::All,
-        "unfinished" => runs::Which::Unfinished,
-        o => match Outcome::parse(o).filter(|o| o.ends_a_run()) {
-            Some(o) => runs::Which::Ended(o),
-            None => {
-                let r = refusal(
-                    StatusCode::BAD_REQUEST,
-                    "bad-query",
-                    format!("outcome {o:?}: one of {}, or unfinished", Outcome::names()),
-                );
-                return refused(&app, Some(&v), r);
-            }
-        },
+    let which = match runs::Which::parse(&outcome) {
+        Ok(which) => which,
+        Err(e) => {
+            return refused(
+                &app,
+                Some(&v),
+                refusal(StatusCode::BAD_REQUEST, "bad-query", e),
+            );
+        }
     };
     let policy = q.policy.unwrap_or_default();
     let wanted = policy.clone();
