@@ -96,7 +96,8 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
         },
         AuditCommand::Export { run, .. } => {
             let mut out = std::io::stdout().lock();
-            for row in store.audit_rows(run.as_deref())? {
+            // Written as read: a trail of any length in the same memory.
+            store.each_audit_row(run.as_deref(), |row| -> Result<()> {
                 // The payload as an object, not the JSON text it is stored
                 // as: its canonical text (what the hash covers) is how
                 // serde_json writes the object again, keys sorted.
@@ -104,7 +105,8 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                 value["payload"] = serde_json::from_str(&row.payload)?;
                 serde_json::to_writer(&mut out, &value)?;
                 out.write_all(b"\n")?;
-            }
+                Ok(())
+            })?;
             Ok(exit::OK)
         }
     }

@@ -111,20 +111,46 @@ impl Store {
         rows(&*self.conn()?, run_id)
     }
 
+    /// Every row (or one run's), in sequence order, handed to `f` as it is
+    /// read: a trail of any length in the same memory.
+    pub fn each_audit_row<E: From<StoreError>>(
+        &self,
+        run_id: Option<&str>,
+        mut f: impl FnMut(Row) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "{SELECT_ROWS} WHERE (?1 IS NULL OR run_id = ?1) ORDER BY seq"
+            ))
+            .map_err(StoreError::from)?;
+        let mut rows = stmt.query([run_id]).map_err(StoreError::from)?;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
+            f(row_of(r).map_err(StoreError::from)?)?;
+        }
+        Ok(())
+    }
+
     /// The whole chain recomputed as it is read, row by row (any length in
     /// the same memory), and checked against `anchors`: the outer error is
     /// the store's, the inner one where the chain breaks.
     pub fn verify_audit(&self, anchors: &[Anchor]) -> Result<Result<Verified, Break>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!("{SELECT_ROWS} ORDER BY seq"))?;
-        let mut rows = stmt.query([])?;
-        let mut verifier = Verifier::with_anchors(anchors);
-        while let Some(r) = rows.next()? {
-            if let Err(broken) = verifier.push(&row_of(r)?) {
-                return Ok(Err(broken));
+        /// How a break stops the reading.
+        enum Stop {
+            Store(StoreError),
+            Broken(Break),
+        }
+        impl From<StoreError> for Stop {
+            fn from(e: StoreError) -> Stop {
+                Stop::Store(e)
             }
         }
-        Ok(verifier.finish())
+        let mut verifier = Verifier::with_anchors(anchors);
+        match self.each_audit_row(None, |row| verifier.push(&row).map_err(Stop::Broken)) {
+            Ok(()) => Ok(verifier.finish()),
+            Err(Stop::Broken(broken)) => Ok(Err(broken)),
+            Err(Stop::Store(e)) => Err(e),
+        }
     }
 
     /// The newest `n` rows, newest first.
