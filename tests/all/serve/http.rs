@@ -90,6 +90,9 @@ fn a_signed_event_is_stored_before_the_answer_then_driven_once_whatever_the_rede
         writes >= commits && commits >= 1 && syncs >= 1,
         "{writes} writes, {commits} commits, {syncs} syncs"
     );
+    // The write-ahead log the writes went to, and its size.
+    let log = count("handoff_store_log_bytes");
+    assert!(log > 0, "a log of {log} bytes after {writes} writes");
     assert_eq!(service.get("/healthz").0, 200);
     assert_eq!(service.get("/readyz").0, 200);
 }

@@ -281,6 +281,20 @@ impl Metrics {
             "handoff_store_write_held_seconds_total {:.6}",
             store.writing_held().as_secs_f64()
         );
+        // The write-ahead log's file: copied back in the background and
+        // started over past its threshold (store/checkpoint.rs), so under
+        // load it stays bounded; a figure that only grows says it does not.
+        let mut log = store.path().as_os_str().to_owned();
+        log.push("-wal");
+        if let Ok(meta) = std::fs::metadata(&log) {
+            family(
+                &mut out,
+                "handoff_store_log_bytes",
+                "gauge",
+                "Size of the store's write-ahead log file (started over once past 32 MiB of frames, cut back past 64 MiB).",
+            );
+            let _ = writeln!(out, "handoff_store_log_bytes {}", meta.len());
+        }
         if let Some(groups) = groups {
             for (name, help, n) in [
                 (
