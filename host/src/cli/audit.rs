@@ -4,6 +4,7 @@
 
 use super::{Ctx, exit};
 use crate::audit::{self, anchor::Anchor};
+use crate::store::audit::PROGRESS_EVERY;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::io::Write;
@@ -66,34 +67,37 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                         .map_err(anyhow::Error::msg)?,
                 );
             }
-            let result = store.verify_audit(&anchors)?;
+            let result =
+                store.verify_audit_showing(&anchors, PROGRESS_EVERY, progress("audit verify"))?;
             report(result, anchors.len(), json)
         }
-        AuditCommand::Head { json } => match store.verify_audit(&[])? {
-            Ok(v) => match Anchor::head(&v) {
-                Some(head) if json => {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "seq": head.seq, "hash": head.hash, "anchor": head.to_string(),
-                        })
-                    );
-                    Ok(exit::OK)
+        AuditCommand::Head { json } => {
+            match store.verify_audit_showing(&[], PROGRESS_EVERY, progress("audit head"))? {
+                Ok(v) => match Anchor::head(&v) {
+                    Some(head) if json => {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "seq": head.seq, "hash": head.hash, "anchor": head.to_string(),
+                            })
+                        );
+                        Ok(exit::OK)
+                    }
+                    Some(head) => {
+                        println!("{head}");
+                        Ok(exit::OK)
+                    }
+                    None => {
+                        eprintln!("the audit chain is empty: there is no row to anchor yet");
+                        Ok(exit::ERROR)
+                    }
+                },
+                Err(broken) => {
+                    eprintln!("{broken}; a broken chain is not anchored");
+                    Ok(exit::VERIFY_FAILED)
                 }
-                Some(head) => {
-                    println!("{head}");
-                    Ok(exit::OK)
-                }
-                None => {
-                    eprintln!("the audit chain is empty: there is no row to anchor yet");
-                    Ok(exit::ERROR)
-                }
-            },
-            Err(broken) => {
-                eprintln!("{broken}; a broken chain is not anchored");
-                Ok(exit::VERIFY_FAILED)
             }
-        },
+        }
         AuditCommand::Export { run, .. } => {
             let mut out = std::io::stdout().lock();
             // Written as read: a trail of any length in the same memory.
@@ -110,6 +114,12 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// A line on stderr every [`crate::store::audit::PROGRESS_EVERY`] rows of a
+/// long chain, so a verification of millions of rows shows it is going.
+pub(super) fn progress(what: &'static str) -> impl FnMut(usize) {
+    move |rows| eprintln!("{what}: {rows} rows verified so far")
 }
 
 fn report(result: Result<audit::Verified, audit::Break>, anchors: usize, json: bool) -> Result<u8> {

@@ -70,6 +70,9 @@ pub fn append(tx: &Write<'_>, entry: &Entry) -> Result<Row, StoreError> {
     Ok(row)
 }
 
+/// How many rows the commands verify between two reports of progress.
+pub const PROGRESS_EVERY: usize = 100_000;
+
 const SELECT_ROWS: &str = "SELECT seq, at, run_id, event_id, kind, payload, policy_sha256,
                                    adapter_sha256, prev_hash, hash FROM audit";
 
@@ -135,6 +138,17 @@ impl Store {
     /// the same memory), and checked against `anchors`: the outer error is
     /// the store's, the inner one where the chain breaks.
     pub fn verify_audit(&self, anchors: &[Anchor]) -> Result<Result<Verified, Break>, StoreError> {
+        self.verify_audit_showing(anchors, usize::MAX, |_| {})
+    }
+
+    /// [`Store::verify_audit`], telling `progress` how many rows have
+    /// verified every `every` rows (a long chain takes a while).
+    pub fn verify_audit_showing(
+        &self,
+        anchors: &[Anchor],
+        every: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Result<Verified, Break>, StoreError> {
         /// How a break stops the reading.
         enum Stop {
             Store(StoreError),
@@ -146,7 +160,16 @@ impl Store {
             }
         }
         let mut verifier = Verifier::with_anchors(anchors);
-        match self.each_audit_row(None, |row| verifier.push(&row).map_err(Stop::Broken)) {
+        let mut count = 0usize;
+        let each = |row: Row| {
+            verifier.push(&row).map_err(Stop::Broken)?;
+            count += 1;
+            if count.is_multiple_of(every.max(1)) {
+                progress(count);
+            }
+            Ok(())
+        };
+        match self.each_audit_row(None, each) {
             Ok(()) => Ok(verifier.finish()),
             Err(Stop::Broken(broken)) => Ok(Err(broken)),
             Err(Stop::Store(e)) => Err(e),
@@ -229,10 +252,12 @@ mod tests {
             seq,
             hash: hash.into(),
         };
+        let mut told = Vec::new();
         let ok = store
-            .verify_audit(&[anchor(2, &rows[1].hash)])
+            .verify_audit_showing(&[anchor(2, &rows[1].hash)], 2, |n| told.push(n))
             .unwrap()
             .unwrap();
+        assert_eq!(told, [2, 4]);
         assert_eq!((ok.rows, ok.head.as_str()), (4, rows[3].hash.as_str()));
         let newest = store.newest_audit_rows(2).unwrap();
         assert_eq!(
@@ -256,7 +281,13 @@ mod tests {
             .unwrap()
             .execute("UPDATE audit SET payload = '{}' WHERE seq = 2", [])
             .unwrap();
-        let broken = store.verify_audit(&[]).unwrap().unwrap_err();
+        // Progress is told as rows verify, up to where the chain breaks.
+        let mut told = Vec::new();
+        let broken = store
+            .verify_audit_showing(&[], 1, |n| told.push(n))
+            .unwrap()
+            .unwrap_err();
         assert_eq!(broken.seq, 2, "{broken}");
+        assert_eq!(told, [1]);
     }
 }
