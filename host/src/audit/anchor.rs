@@ -68,13 +68,13 @@ impl Anchor {
 
 /// Recompute the chain, then check that it still holds every anchored row
 /// with its anchored hash.
-pub fn verify_anchored(
-    rows: impl IntoIterator<Item = Row>,
+pub fn verify_anchored<R: std::borrow::Borrow<Row>>(
+    rows: impl IntoIterator<Item = R>,
     anchors: &[Anchor],
 ) -> Result<Verified, Break> {
     let mut verifier = super::Verifier::with_anchors(anchors);
     for row in rows {
-        verifier.push(&row)?;
+        verifier.push(row.borrow())?;
     }
     verifier.finish()
 }
