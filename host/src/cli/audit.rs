@@ -5,6 +5,7 @@
 use super::{Ctx, exit};
 use crate::audit::{self, anchor::Anchor};
 use crate::store::audit::PROGRESS_EVERY;
+use crate::store::{Store, StoreError};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::io::Write;
@@ -67,37 +68,34 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                         .map_err(anyhow::Error::msg)?,
                 );
             }
-            let result =
-                store.verify_audit_showing(&anchors, PROGRESS_EVERY, progress("audit verify"))?;
+            let result = verify_showing(&store, &anchors, "audit verify")?;
             report(result, anchors.len(), json)
         }
-        AuditCommand::Head { json } => {
-            match store.verify_audit_showing(&[], PROGRESS_EVERY, progress("audit head"))? {
-                Ok(v) => match Anchor::head(&v) {
-                    Some(head) if json => {
-                        println!(
-                            "{}",
-                            serde_json::json!({
-                                "seq": head.seq, "hash": head.hash, "anchor": head.to_string(),
-                            })
-                        );
-                        Ok(exit::OK)
-                    }
-                    Some(head) => {
-                        println!("{head}");
-                        Ok(exit::OK)
-                    }
-                    None => {
-                        eprintln!("the audit chain is empty: there is no row to anchor yet");
-                        Ok(exit::ERROR)
-                    }
-                },
-                Err(broken) => {
-                    eprintln!("{broken}; a broken chain is not anchored");
-                    Ok(exit::VERIFY_FAILED)
+        AuditCommand::Head { json } => match verify_showing(&store, &[], "audit head")? {
+            Ok(v) => match Anchor::head(&v) {
+                Some(head) if json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "seq": head.seq, "hash": head.hash, "anchor": head.to_string(),
+                        })
+                    );
+                    Ok(exit::OK)
                 }
+                Some(head) => {
+                    println!("{head}");
+                    Ok(exit::OK)
+                }
+                None => {
+                    eprintln!("the audit chain is empty: there is no row to anchor yet");
+                    Ok(exit::ERROR)
+                }
+            },
+            Err(broken) => {
+                eprintln!("{broken}; a broken chain is not anchored");
+                Ok(exit::VERIFY_FAILED)
             }
-        }
+        },
         AuditCommand::Export { run, .. } => {
             let mut out = std::io::stdout().lock();
             // Written as read: a trail of any length in the same memory.
@@ -116,10 +114,17 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
     }
 }
 
-/// A line on stderr every [`crate::store::audit::PROGRESS_EVERY`] rows of a
-/// long chain, so a verification of millions of rows shows it is going.
-pub(super) fn progress(what: &'static str) -> impl FnMut(usize) {
-    move |rows| eprintln!("{what}: {rows} rows verified so far")
+/// The stored chain verified against `anchors`, with a line on stderr every
+/// [`PROGRESS_EVERY`] rows, so a verification of millions of rows (by the
+/// command `what`) shows it is going.
+pub(super) fn verify_showing(
+    store: &Store,
+    anchors: &[Anchor],
+    what: &str,
+) -> Result<Result<audit::Verified, audit::Break>, StoreError> {
+    store.verify_audit_showing(anchors, PROGRESS_EVERY, |rows| {
+        eprintln!("{what}: {rows} rows verified so far")
+    })
 }
 
 fn report(result: Result<audit::Verified, audit::Break>, anchors: usize, json: bool) -> Result<u8> {

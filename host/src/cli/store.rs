@@ -93,11 +93,7 @@ fn backup(ctx: &Ctx, path: &std::path::Path, json: bool) -> Result<u8> {
     let copy = Store::open_unshared(path)
         .with_context(|| format!("opening the copy at {}", path.display()))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let verified = copy.verify_audit_showing(
-        &[],
-        crate::store::audit::PROGRESS_EVERY,
-        super::audit::progress("store backup"),
-    )?;
+    let verified = super::audit::verify_showing(&copy, &[], "store backup")?;
     let (code, head) = match &verified {
         Ok(v) => (exit::OK, Anchor::head(v).map(|a| a.to_string())),
         Err(_) => (exit::VERIFY_FAILED, None),
