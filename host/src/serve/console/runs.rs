@@ -52,7 +52,7 @@ pub(super) async fn list(
         outcome: None,
         policy: None,
     });
-    let outcome = q.outcome.filter(|o| !o.is_empty()).unwrap_or_default();
+    let outcome = q.outcome.unwrap_or_default();
     let which = match runs::Which::parse(&outcome) {
         Ok(which) => which,
         Err(e) => {
