@@ -205,7 +205,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Durability, Store};
 
     fn db_bytes(path: &Path) -> u64 {
         std::fs::metadata(path).unwrap().len()
@@ -258,11 +258,8 @@ mod tests {
         // needs it committed: a pass always finds one open, as a busy
         // service's passes do.
         store
-            .conn()
-            .unwrap()
-            .pragma_update(None, "synchronous", "NORMAL")
+            .commit_in_groups_open_for(Durability::Process, Duration::from_secs(3600))
             .unwrap();
-        store.shared.syncer(&path, false, Duration::from_secs(3600));
         // Restarts past 1,000 frames, so that a few thousand writes show it.
         let restart_after = 1000;
         let checkpointer =

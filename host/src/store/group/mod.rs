@@ -57,6 +57,16 @@ impl Store {
     /// user of the connection must then ask for [`Store::durable`] before
     /// anything outside depends on a write.
     pub fn commit_in_groups(&self, durability: Durability) -> Result<(), StoreError> {
+        self.commit_in_groups_open_for(durability, MAX_OPEN)
+    }
+
+    /// [`Store::commit_in_groups`], a batch nobody asks for staying open
+    /// up to `max_open` (tests choose when batches end).
+    pub(in crate::store) fn commit_in_groups_open_for(
+        &self,
+        durability: Durability,
+        max_open: Duration,
+    ) -> Result<(), StoreError> {
         if !self.on_shared {
             return self.set_durability(durability);
         }
@@ -68,7 +78,7 @@ impl Store {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         drop(conn);
         self.shared
-            .syncer(&self.path, durability == Durability::Power, MAX_OPEN);
+            .syncer(&self.path, durability == Durability::Power, max_open);
         Ok(())
     }
 

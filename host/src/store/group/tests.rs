@@ -21,13 +21,8 @@ fn grouped_open_for(dir: &Path, durability: Durability, max_open: Duration) -> S
     .unwrap();
     tx.commit().unwrap();
     store
-        .conn()
-        .unwrap()
-        .pragma_update(None, "synchronous", "NORMAL")
+        .commit_in_groups_open_for(durability, max_open)
         .unwrap();
-    store
-        .shared
-        .syncer(&path, durability == Durability::Power, max_open);
     store
 }
 
