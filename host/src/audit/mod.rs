@@ -200,6 +200,11 @@ impl Verifier {
         Ok(())
     }
 
+    /// How many rows have verified so far.
+    pub fn rows(&self) -> usize {
+        self.count
+    }
+
     /// The chain ends here: how many rows and its head, or the first
     /// anchor it does not keep.
     pub fn finish(self) -> Result<Verified, Break> {

@@ -91,15 +91,6 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-/// Every row (or one run's rows), in sequence order.
-pub fn rows(conn: &Connection, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "{SELECT_ROWS} WHERE (?1 IS NULL OR run_id = ?1) ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map([run_id], row_of)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 impl Store {
     /// Append one row in a transaction of its own (for records that stand
     /// alone; state changes append inside their own transaction).
@@ -110,8 +101,14 @@ impl Store {
         Ok(row)
     }
 
+    /// Every row (or one run's), in sequence order.
     pub fn audit_rows(&self, run_id: Option<&str>) -> Result<Vec<Row>, StoreError> {
-        rows(&*self.conn()?, run_id)
+        let mut rows = Vec::new();
+        self.each_audit_row(run_id, |row| {
+            rows.push(row);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(rows)
     }
 
     /// Every row (or one run's), in sequence order, handed to `f` as it is
@@ -160,12 +157,10 @@ impl Store {
             }
         }
         let mut verifier = Verifier::with_anchors(anchors);
-        let mut count = 0usize;
         let each = |row: Row| {
             verifier.push(&row).map_err(Stop::Broken)?;
-            count += 1;
-            if count.is_multiple_of(every.max(1)) {
-                progress(count);
+            if verifier.rows().is_multiple_of(every.max(1)) {
+                progress(verifier.rows());
             }
             Ok(())
         };
