@@ -208,6 +208,8 @@ pub fn serve_in_background(app: Router) -> (String, tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
+    // Each request can name the connection it came on (`ConnectInfo`).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
     (origin, runtime)
 }

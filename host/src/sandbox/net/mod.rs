@@ -1,8 +1,11 @@
 //! What the network-facing surfaces share: addresses in one spelling,
 //! `IP:port` servers, host names looked up once and checked against the
 //! ceiling ([`resolve`]), and HTTP(S) sent to the checked address itself
-//! ([`send`]), so a second lookup can never move a request.
+//! ([`send`]), so a second lookup can never move a request, on a
+//! connection the instance keeps open between calls when it has one idle
+//! there ([`pool`]).
 
+pub mod pool;
 pub mod resolve;
 pub mod send;
 

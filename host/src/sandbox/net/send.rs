@@ -5,11 +5,13 @@
 //! (SNI) and what the certificate must be valid for, against the
 //! instance's CA file when it names one, else the public web roots.
 
+use super::pool::{Key, Pool, Returning};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use hyper::client::conn::TrySendError;
+use hyper::client::conn::http1::SendRequest;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::io::TokioIo;
@@ -71,14 +73,13 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The rest of a connection, driven to its end after the answer's head.
-pub type Rest = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
-
-/// How long connecting, and waiting for the answer's head, may take.
+/// How long connecting, waiting for the answer's head, and waiting between
+/// two parts of its body may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
     pub first_byte: Duration,
+    pub between_bytes: Duration,
 }
 
 /// TLS for the origin's `name`, over a connection to `addr`.
@@ -87,14 +88,17 @@ pub struct Tls<'a> {
     pub client: Arc<rustls::ClientConfig>,
 }
 
-/// Send `request` to `addr` (over TLS for `tls`'s name when given): the
-/// answer's head, and the rest of the connection to drive.
+/// Send `request` to `addr` (over TLS for `tls`'s name when given), on a
+/// connection kept in `pool` when one is idle there, else on a new one:
+/// the answer, whose body gives the connection back to `pool` once read to
+/// its end.
 pub async fn send<B>(
     mut request: http::Request<B>,
     addr: SocketAddr,
     tls: Option<Tls<'_>>,
     timeouts: Timeouts,
-) -> Result<(http::Response<Incoming>, Rest), Failure>
+    pool: &Pool<B>,
+) -> Result<http::Response<Returning<B>>, Failure>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -111,60 +115,82 @@ where
         .path_and_query(path)
         .build()
         .map_err(|_| Failure::Uri)?;
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(Failure::Connect)?;
-        match tls {
-            None => handshake(tcp).await,
-            Some(tls) => {
-                let server_name = match tls.name.parse::<std::net::IpAddr>() {
-                    Ok(ip) => rustls::pki_types::ServerName::from(ip),
-                    Err(_) => rustls::pki_types::ServerName::try_from(tls.name.to_string())
-                        .map_err(Failure::ServerName)?,
-                };
-                let stream = tokio_rustls::TlsConnector::from(tls.client)
-                    .connect(server_name, tcp)
-                    .await
-                    .map_err(Failure::Tls)?;
-                handshake(stream).await
-            }
-        }
+    let key = Key {
+        addr,
+        tls_name: tls.as_ref().map(|t| t.name.to_string()),
     };
-    let (mut sender, mut conn) = tokio::time::timeout(timeouts.connect, connect)
+    let answered = |sender, response: http::Response<Incoming>| {
+        let (parts, body) = response.into_parts();
+        let body = pool.returning(body, key.clone(), sender, timeouts.between_bytes);
+        http::Response::from_parts(parts, body)
+    };
+    while let Some(mut sender) = pool.take(&key) {
+        match tokio::time::timeout(timeouts.connect, sender.ready()).await {
+            Ok(Ok(())) => {}
+            // Closed, or not ready in time: the next one, or a new one.
+            _ => continue,
+        }
+        match ask(&mut sender, request, timeouts).await? {
+            Ok(response) => return Ok(answered(sender, response)),
+            // The kept connection closed before it took the request: the
+            // request was never sent, so it may go on another.
+            Err(mut unsent) => match unsent.take_message() {
+                Some(again) => request = again,
+                None => return Err(Failure::Protocol(unsent.into_error())),
+            },
+        }
+    }
+    let mut sender = tokio::time::timeout(timeouts.connect, connect(addr, tls))
         .await
         .map_err(|_| Failure::ConnectTimeout)??;
-
-    // The connection is driven while the answer is awaited, and whatever
-    // is left of it afterwards is handed back to be driven to its end.
-    let mut conn_done = false;
-    let answer = sender.send_request(request);
-    tokio::pin!(answer);
-    let response = tokio::time::timeout(timeouts.first_byte, async {
-        loop {
-            tokio::select! {
-                res = &mut answer => break res.map_err(Failure::Protocol),
-                end = &mut conn, if !conn_done => {
-                    conn_done = true;
-                    end.map_err(Failure::Protocol)?;
-                }
-            }
-        }
-    })
-    .await
-    .map_err(|_| Failure::FirstByteTimeout)??;
-    let rest: Rest = Box::pin(async move {
-        if !conn_done {
-            conn.await?;
-        }
-        Ok(())
-    });
-    Ok((response, rest))
+    match ask(&mut sender, request, timeouts).await? {
+        Ok(response) => Ok(answered(sender, response)),
+        Err(failed) => Err(Failure::Protocol(failed.into_error())),
+    }
 }
 
-type Handshake<B> = (hyper::client::conn::http1::SendRequest<B>, Rest);
+type Asked<B> = Result<http::Response<Incoming>, TrySendError<http::Request<B>>>;
 
-async fn handshake<B, IO>(io: IO) -> Result<Handshake<B>, Failure>
+/// The answer's head to `request` on `sender`, within the first-byte time.
+async fn ask<B>(
+    sender: &mut SendRequest<B>,
+    request: http::Request<B>,
+    timeouts: Timeouts,
+) -> Result<Asked<B>, Failure>
+where
+    B: Body + Send + 'static,
+{
+    tokio::time::timeout(timeouts.first_byte, sender.try_send_request(request))
+        .await
+        .map_err(|_| Failure::FirstByteTimeout)
+}
+
+/// A new connection to `addr` (TLS for `tls`'s name when given).
+async fn connect<B>(addr: SocketAddr, tls: Option<Tls<'_>>) -> Result<SendRequest<B>, Failure>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(Failure::Connect)?;
+    let Some(tls) = tls else {
+        return handshake(tcp).await;
+    };
+    let server_name = match tls.name.parse::<std::net::IpAddr>() {
+        Ok(ip) => rustls::pki_types::ServerName::from(ip),
+        Err(_) => rustls::pki_types::ServerName::try_from(tls.name.to_string())
+            .map_err(Failure::ServerName)?,
+    };
+    let stream = tokio_rustls::TlsConnector::from(tls.client)
+        .connect(server_name, tcp)
+        .await
+        .map_err(Failure::Tls)?;
+    handshake(stream).await
+}
+
+async fn handshake<B, IO>(io: IO) -> Result<SendRequest<B>, Failure>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -175,11 +201,21 @@ where
         .handshake::<_, B>(TokioIo::new(io))
         .await
         .map_err(Failure::Protocol)?;
-    Ok((sender, Box::pin(conn)))
+    // The connection is driven by a task of its own for as long as it is
+    // open: it outlives the request while it waits in the pool, and ends
+    // when its last sender is dropped or the server closes it.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// Read a whole body, refusing one longer than `max` bytes.
-pub async fn read_bounded(body: Incoming, max: usize) -> Result<Option<Vec<u8>>, hyper::Error> {
+pub async fn read_bounded<B>(body: B, max: usize) -> Result<Option<Vec<u8>>, B::Error>
+where
+    B: Body<Data = hyper::body::Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let mut body = http_body_util::Limited::new(body, max);
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -189,7 +225,7 @@ pub async fn read_bounded(body: Incoming, max: usize) -> Result<Option<Vec<u8>>,
                     out.extend_from_slice(&data);
                 }
             }
-            Err(e) => match e.downcast::<hyper::Error>() {
+            Err(e) => match e.downcast::<B::Error>() {
                 Ok(e) => return Err(*e),
                 // Over the limit.
                 Err(_) => return Ok(None),

@@ -11,7 +11,7 @@
 use crate::support::scenario::*;
 use crate::support::service::*;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -29,6 +29,8 @@ const DELAY: Duration = Duration::from_millis(20);
 struct Seen {
     /// Each post's webhook-id (the step's key), by channel path.
     posts: Vec<(String, String)>,
+    /// The connections posts came on (each its client address).
+    connections: std::collections::BTreeSet<std::net::SocketAddr>,
     now: usize,
     peak: usize,
 }
@@ -55,6 +57,7 @@ impl SlowReceiver {
 
 async fn answer(
     State(seen): State<Arc<Mutex<Seen>>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> (StatusCode, &'static str) {
@@ -72,6 +75,7 @@ async fn answer(
         .unwrap_or_default()
         .to_string();
     s.posts.push((uri.path().to_string(), id));
+    s.connections.insert(peer);
     (StatusCode::OK, "ok")
 }
 
@@ -223,9 +227,17 @@ fn two_hundred_runs_at_once_write_each_step_once() {
     // How many depends on how fast runs start on this machine's cores;
     // eight is well above what two runs at a time could show.
     assert!(seen.peak >= 8, "at most {} posts at once", seen.peak);
+    // Posts go on connections the adapter instance keeps open between
+    // calls, not one connection each.
+    let connections = seen.connections.len();
+    assert!(
+        connections <= RUNS * STEPS / 2,
+        "{connections} connections for {} posts",
+        RUNS * STEPS
+    );
     eprintln!(
         "{RUNS} runs of {STEPS} posts at {DELAY:?} each: {took:?} after the last was accepted, \
-         at most {} posts at once",
+         at most {} posts at once, on {connections} connections",
         seen.peak
     );
     drop(seen);

@@ -15,7 +15,9 @@
 //!    cannot swap the destination (there is none): plain HTTP keeps its
 //!    Host header, HTTPS asks TLS for the origin's name and verifies the
 //!    certificate for it (against the instance's `http-ca-file`, else the
-//!    public web roots);
+//!    public web roots); a connection this instance opened to that address
+//!    (for HTTPS, for that name) and kept idle is used again
+//!    ([`crate::sandbox::net::pool`]);
 //! 5. the operator's secret header is added by the host; the guest may not
 //!    set that header itself, nor read it from a response (it is forbidden to
 //!    it, like `Host`).
@@ -26,6 +28,7 @@
 use super::{HTTP, HttpGrant, Origin};
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
+use crate::sandbox::net::pool::{BodyError, Pool};
 use crate::sandbox::net::send::{self, Failure, Timeouts, Tls};
 use crate::sandbox::net::{Resolve, resolve_checked, split_host_port};
 use http::{HeaderName, HeaderValue};
@@ -36,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
-    WasiHttpHooks, default_send_request,
+    WasiHttpHooks,
 };
 
 /// What an instance may send, shared by all its requests.
@@ -48,6 +51,8 @@ pub struct HttpPolicy {
     pub resolver: Arc<dyn Resolve>,
     /// The TLS client for HTTPS (the instance's CA file, or the web roots).
     pub tls: Arc<rustls::ClientConfig>,
+    /// The connections the instance keeps open between requests.
+    pub pool: Pool<WasiBody>,
 }
 
 impl std::fmt::Debug for HttpPolicy {
@@ -244,33 +249,35 @@ impl WasiHttpHooks for HttpGate {
                 format!("granted origin {origin}, sent to {addr}"),
             );
             keep_host(&mut request)?;
-            if origin.scheme == "https" {
-                return https(request, addr, &origin.host, policy.tls.clone(), options).await;
-            }
-            pin_address(&mut request, addr)?;
-            let (response, io) = default_send_request(request, options).await?;
-            Ok((
-                response.map(http_body_util::BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let tls = (origin.scheme == "https").then(|| Tls {
+                name: &origin.host,
+                client: policy.tls.clone(),
+            });
+            send_to(request, addr, tls, options, &policy.pool).await
         })
     }
 }
 
-/// HTTPS to the checked address, TLS asking for the origin's name.
-async fn https(
+/// The request to the checked address (for HTTPS, TLS asking for the
+/// origin's name), on a connection the instance keeps there when one is
+/// idle.
+async fn send_to(
     request: http::Request<WasiBody>,
     addr: SocketAddr,
-    name: &str,
-    client: Arc<rustls::ClientConfig>,
+    tls: Option<Tls<'_>>,
     options: Option<RequestOptions>,
+    pool: &Pool<WasiBody>,
 ) -> SendResult {
+    // wasi-http's own default for a time the guest does not set.
     let long = Duration::from_secs(600);
     let timeouts = Timeouts {
         connect: options.and_then(|o| o.connect_timeout).unwrap_or(long),
         first_byte: options.and_then(|o| o.first_byte_timeout).unwrap_or(long),
+        between_bytes: options
+            .and_then(|o| o.between_bytes_timeout)
+            .unwrap_or(long),
     };
-    let (response, rest) = send::send(request, addr, Some(Tls { name, client }), timeouts)
+    let response = send::send(request, addr, tls, timeouts, pool)
         .await
         .map_err(|failure| match failure {
             Failure::Connect(e) => HttpError::Connect(e),
@@ -281,9 +288,16 @@ async fn https(
             Failure::FirstByteTimeout => HttpError::ConnectionReadTimeout,
             Failure::Uri => HttpError::HttpRequestUriInvalid,
         })?;
-    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
-    let rest = async move { rest.await.map_err(HttpError::from) };
-    Ok((response, Box::new(rest)))
+    let response = response.map(|body| {
+        body.map_err(|e| match e {
+            BodyError::Http(e) => HttpError::from(e),
+            BodyError::Stalled => HttpError::HttpResponseTimeout,
+        })
+        .boxed_unsync()
+    });
+    // The connection is driven by a task of its own (`net::send`): there is
+    // nothing more for wasi-http to drive.
+    Ok((response, Box::new(async { Ok(()) })))
 }
 
 /// The Host header names the origin, whatever address the request is
@@ -298,22 +312,5 @@ fn keep_host(request: &mut http::Request<WasiBody>) -> Result<(), HttpError> {
         let value = HeaderValue::from_str(&host).map_err(|_| HttpError::HttpRequestUriInvalid)?;
         request.headers_mut().insert(http::header::HOST, value);
     }
-    Ok(())
-}
-
-/// Point a plain-HTTP request at a checked address.
-fn pin_address(request: &mut http::Request<WasiBody>, addr: SocketAddr) -> Result<(), HttpError> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    *request.uri_mut() = http::Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     Ok(())
 }

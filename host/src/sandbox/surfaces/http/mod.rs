@@ -346,6 +346,7 @@ impl Surface for Http {
             ceiling: cx.ceiling.clone(),
             resolver: cx.resolver.clone(),
             tls: tls_client(binding.http_ca_file.as_deref(), "http-ca-file")?,
+            pool: Default::default(),
         })
     }
 

@@ -29,6 +29,7 @@ fn policy(url: &str, methods: &[&str]) -> HttpPolicy {
         ceiling: HostCeiling::default(),
         resolver: Arc::new(SystemResolver),
         tls: tls_client(None, "http-ca-file").unwrap(),
+        pool: Default::default(),
     }
 }
 

@@ -12,8 +12,10 @@ use crate::sandbox::bindings::wit::AdapterError;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::Resolve;
+use crate::sandbox::net::pool::Pool;
 use crate::sandbox::surfaces::files::FileMode;
 use crate::sandbox::surfaces::http::Origin;
+use http_body_util::Full;
 use hyper::body::Bytes;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::sync::Arc;
@@ -40,12 +42,13 @@ impl std::fmt::Debug for Signed {
 
 /// What an instance may reach, fixed when it is loaded: its scopes with
 /// their credentials (read from the operator's secrets), the ceiling, the
-/// resolver and the TLS client.
+/// resolver and the TLS client; and the connections it keeps open.
 pub struct S3Policy {
     pub scopes: Vec<Signed>,
     pub ceiling: HostCeiling,
     pub resolver: Arc<dyn Resolve>,
     pub tls: Arc<rustls::ClientConfig>,
+    pub pool: Pool<Full<Bytes>>,
 }
 
 impl S3Policy {
@@ -87,6 +90,7 @@ impl S3Policy {
             ceiling,
             resolver,
             tls,
+            pool: Pool::default(),
         })
     }
 }

@@ -7,10 +7,11 @@ use super::S3_ID;
 use super::gate::{S3Gate, Signed};
 use crate::sandbox::bindings::handoff::adapter::s3::ObjectInfo;
 use crate::sandbox::bindings::wit::AdapterError;
+use crate::sandbox::net::pool::{BodyError, Returning};
 use crate::sandbox::net::resolve_checked;
 use crate::sandbox::net::send::{self, Timeouts, Tls, read_bounded};
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 const TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(2),
     first_byte: Duration::from_secs(3),
+    between_bytes: Duration::from_secs(3),
 };
 /// What is read of an error answer (S3's XML names the error).
 pub(super) const ERROR_BODY: usize = 16 * 1024;
@@ -80,12 +82,9 @@ impl S3Gate {
             name: &origin.host,
             client: self.policy.tls.clone(),
         });
-        let (response, rest) = send::send(request, addr, tls, TIMEOUTS)
+        let response = send::send(request, addr, tls, TIMEOUTS, &self.policy.pool)
             .await
             .map_err(|f| transient(f.to_string()))?;
-        tokio::spawn(async move {
-            let _ = rest.await;
-        });
         let (parts, body) = response.into_parts();
         let limit = if parts.status.is_success() {
             max_body
@@ -99,7 +98,7 @@ impl S3Gate {
     }
 }
 
-async fn read(body: Incoming, limit: usize) -> Result<Option<Vec<u8>>, hyper::Error> {
+async fn read(body: Returning<Full<Bytes>>, limit: usize) -> Result<Option<Vec<u8>>, BodyError> {
     read_bounded(body, limit).await
 }
 

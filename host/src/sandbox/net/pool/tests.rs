@@ -1,0 +1,163 @@
+//! Kept connections against a real loopback HTTP/1.1 server that counts
+//! the connections it accepts and the requests it answers.
+
+use super::*;
+use crate::sandbox::net::send::{self, Timeouts, read_bounded};
+use http_body_util::Full;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    first_byte: Duration::from_secs(5),
+    between_bytes: Duration::from_secs(5),
+};
+
+/// A server on 127.0.0.1 answering every request `ok`; with `close`, each
+/// answer says `Connection: close` and the server closes after it.
+struct Server {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl Server {
+    async fn start(close: bool) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let (a, n) = (accepted.clone(), answered.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, close, n.clone()));
+            }
+        });
+        Server {
+            addr,
+            accepted,
+            answered,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(stream: tokio::net::TcpStream, close: bool, answered: Arc<AtomicUsize>) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    loop {
+        let mut length = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        read.read_exact(&mut body).await.unwrap();
+        let head = if close { "Connection: close\r\n" } else { "" };
+        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{head}\r\nok");
+        write.write_all(answer.as_bytes()).await.unwrap();
+        answered.fetch_add(1, Ordering::SeqCst);
+        if close {
+            return;
+        }
+    }
+}
+
+fn post() -> http::Request<Full<Bytes>> {
+    http::Request::post("/hook")
+        .header(http::header::HOST, "target.example")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+/// A POST to `addr` through `pool`, its answer read to the end.
+async fn post_read(pool: &Pool<Full<Bytes>>, addr: SocketAddr) -> Vec<u8> {
+    let answer = send::send(post(), addr, None, TIMEOUTS, pool)
+        .await
+        .unwrap();
+    read_bounded(answer.into_body(), 1024)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requests_read_to_the_end_go_on_one_connection() {
+    let server = Server::start(false).await;
+    let pool = Pool::default();
+    for _ in 0..3 {
+        assert_eq!(post_read(&pool, server.addr).await, b"ok");
+    }
+    assert_eq!((server.accepted(), server.answered()), (1, 3));
+    assert_eq!(pool.idle_count(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_left_unread_closes_its_connection() {
+    let server = Server::start(false).await;
+    let pool = Pool::default();
+    let answer = send::send(post(), server.addr, None, TIMEOUTS, &pool)
+        .await
+        .unwrap();
+    drop(answer);
+    assert_eq!(pool.idle_count(), 0);
+    assert_eq!(post_read(&pool, server.addr).await, b"ok");
+    assert_eq!((server.accepted(), server.answered()), (2, 2));
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closes_is_not_used_again() {
+    let server = Server::start(true).await;
+    let pool = Pool::default();
+    for _ in 0..3 {
+        assert_eq!(post_read(&pool, server.addr).await, b"ok");
+    }
+    assert_eq!((server.accepted(), server.answered()), (3, 3));
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_pools_time_is_not_used_again() {
+    let server = Server::start(false).await;
+    let pool = Pool::keeping_for(Duration::ZERO);
+    for _ in 0..2 {
+        assert_eq!(post_read(&pool, server.addr).await, b"ok");
+    }
+    assert_eq!((server.accepted(), server.answered()), (2, 2));
+    assert_eq!(pool.idle_count(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_is_used_again_only_for_its_own_address() {
+    let (one, two) = (Server::start(false).await, Server::start(false).await);
+    let pool = Pool::default();
+    for addr in [one.addr, two.addr, one.addr, two.addr] {
+        assert_eq!(post_read(&pool, addr).await, b"ok");
+    }
+    assert_eq!((one.accepted(), one.answered()), (1, 2));
+    assert_eq!((two.accepted(), two.answered()), (1, 2));
+    let tls_key = Key {
+        addr: one.addr,
+        tls_name: Some("target.example".into()),
+    };
+    assert!(pool.take(&tls_key).is_none(), "plain HTTP is not TLS");
+}
