@@ -118,6 +118,7 @@ where
     let key = Key {
         addr,
         tls_name: tls.as_ref().map(|t| t.name.to_string()),
+        runtime: tokio::runtime::Handle::current().id(),
     };
     let answered = |sender, response: http::Response<Incoming>| {
         let (parts, body) = response.into_parts();

@@ -28,11 +28,15 @@ pub const IDLE_FOR: Duration = Duration::from_secs(2);
 pub const IDLE_PER_ADDRESS: usize = 32;
 
 /// Where a connection goes: the checked address, and the name TLS asked
-/// for (none for plain HTTP).
+/// for (none for plain HTTP); and the runtime whose task drives it. A
+/// connection is used again only from that runtime: from another, a
+/// request would wait on a runtime that may not be running (a command's
+/// runtime between two calls) or be gone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub addr: SocketAddr,
     pub tls_name: Option<String>,
+    pub runtime: tokio::runtime::Id,
 }
 
 type Idle<B> = HashMap<Key, Vec<(SendRequest<B>, Instant)>>;

@@ -155,9 +155,46 @@ async fn a_connection_is_used_again_only_for_its_own_address() {
     }
     assert_eq!((one.accepted(), one.answered()), (1, 2));
     assert_eq!((two.accepted(), two.answered()), (1, 2));
+    let runtime = tokio::runtime::Handle::current().id();
     let tls_key = Key {
         addr: one.addr,
         tls_name: Some("target.example".into()),
+        runtime,
     };
     assert!(pool.take(&tls_key).is_none(), "plain HTTP is not TLS");
+    let plain = Key {
+        tls_name: None,
+        ..tls_key
+    };
+    assert!(pool.take(&plain).is_some(), "the connection to one is kept");
+}
+
+#[test]
+fn a_connection_is_used_again_only_from_the_runtime_that_drives_it() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (serving, other) = (runtime(), runtime());
+    let server = serving.block_on(Server::start(false));
+    // The server's tasks run while `serving` is driven: on a thread of
+    // their own, blocked on it.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::spawn(move || {
+        serving.block_on(async {
+            let _ = stopped.await;
+        })
+    });
+    let pool = Pool::default();
+    let first = runtime();
+    assert_eq!(first.block_on(post_read(&pool, server.addr)), b"ok");
+    assert_eq!(first.block_on(post_read(&pool, server.addr)), b"ok");
+    assert_eq!(server.accepted(), 1);
+    // Another runtime opens its own, though one is idle in the pool.
+    assert_eq!(other.block_on(post_read(&pool, server.addr)), b"ok");
+    assert_eq!((server.accepted(), server.answered()), (2, 3));
+    stop.send(()).unwrap();
+    server_thread.join().unwrap();
 }
