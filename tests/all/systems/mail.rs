@@ -1,8 +1,9 @@
-//! The `smtp` adapter over STARTTLS, against the receivers that
-//! `scripts/test-servers start` runs beside the plain one: both refuse mail
-//! before STARTTLS and present a certificate for smtp.handoff.test from a
-//! CA made on each start; the second also requires a login. What arrived is
-//! read from their Maildirs.
+//! The `smtp` adapter over TLS, against the receivers that
+//! `scripts/test-servers start` runs beside the plain one: two refuse mail
+//! before STARTTLS, the second of them also requiring a login, and one
+//! speaks TLS from the first byte (SMTPS); all present a certificate for
+//! smtp.handoff.test from a CA made on each start. What arrived is read
+//! from their Maildirs.
 
 use crate::support::servers::{env_var, mails_in};
 use crate::support::*;
@@ -148,6 +149,43 @@ fn a_certificate_for_another_name_or_from_an_unknown_ca_stops_the_mail() {
         };
         assert!(why.contains("invalid peer certificate"), "{case}: {why}");
     }
+}
+
+/// The grant's lines for TLS from the first byte, the certificate
+/// verified for `name`.
+fn implicit_tls(name: &str) -> String {
+    format!("tls = \"implicit\"\ntls-name = \"{name}\"\n")
+}
+
+#[test]
+fn mail_over_implicit_tls_arrives_once_with_the_servers_certificate_verified() {
+    let server = env_var("HANDOFF_TEST_SMTPS_ADDR");
+    let ca = PathBuf::from(env_var("HANDOFF_TEST_SMTP_TLS_CA"));
+    let dir = smtp_package(&server, &implicit_tls(CERTIFICATE_NAME));
+    let sent = tempfile::tempdir().unwrap();
+    let loaded = approved(
+        &sandbox(),
+        dir.path(),
+        &instance(dir.path(), &server, sent.path(), Some(ca.clone())),
+    );
+    let key = unique_key("implicit-tls");
+    publish(&loaded, &key).unwrap();
+    assert_eq!(received_in("HANDOFF_TEST_SMTPS_MAILDIR", &key), 1);
+    publish(&loaded, &key).unwrap();
+    assert_eq!(received_in("HANDOFF_TEST_SMTPS_MAILDIR", &key), 1);
+
+    // A certificate for another name stops it, as over STARTTLS.
+    let other = smtp_package(&server, &implicit_tls("other.handoff.test"));
+    let loaded = approved(
+        &sandbox(),
+        other.path(),
+        &instance(other.path(), &server, sent.path(), Some(ca)),
+    );
+    let err = refused(&loaded, "HANDOFF_TEST_SMTPS_MAILDIR", "implicit-other-name");
+    let AdapterError::Denied(why) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(why.contains("invalid peer certificate"), "{why}");
 }
 
 #[test]

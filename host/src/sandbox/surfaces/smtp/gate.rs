@@ -52,8 +52,9 @@ fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
 #[derive(Default)]
 pub struct MailPolicy {
     pub(super) scopes: BTreeSet<SmtpScope>,
-    /// Per STARTTLS server: the TLS client for its granted name, trusting the
-    /// operator's CA (`smtp-ca-file`) or else the public web roots.
+    /// Per TLS server (STARTTLS or implicit): the TLS client for its granted
+    /// name, trusting the operator's CA (`smtp-ca-file`) or else the public
+    /// web roots.
     pub(super) tls: BTreeMap<SocketAddr, TlsParameters>,
     /// Username and password per server with a granted login (the password
     /// read from the operator's secret at load).
@@ -90,7 +91,7 @@ fn read_ca_file(path: &std::path::Path) -> Result<Certificate, String> {
 
 impl MailPolicy {
     /// Everything sending needs, made once when the instance is loaded: the
-    /// CA file read, a TLS client per STARTTLS server, each login's password
+    /// CA file read, a TLS client per TLS server, each login's password
     /// from `secret`. Any of them missing or broken stops the load.
     pub fn load(
         scopes: BTreeSet<SmtpScope>,
@@ -103,11 +104,13 @@ impl MailPolicy {
         for scope in &scopes {
             match scope.kind {
                 ScopeKind::Transport => {
-                    let Some(Transport::StartTls(name)) = Transport::from_scope_value(&scope.value)
-                    else {
+                    let Some(transport) = Transport::from_scope_value(&scope.value) else {
                         continue;
                     };
-                    let mut builder = TlsParameters::builder(name.clone());
+                    let Some(name) = transport.tls_name() else {
+                        continue;
+                    };
+                    let mut builder = TlsParameters::builder(name.to_string());
                     if let Some(root) = &root {
                         builder = builder
                             .certificate_store(CertificateStore::None)
@@ -234,21 +237,25 @@ impl MailGate {
         let message = builder
             .body(email.body.clone())
             .map_err(|e| invalid(e.to_string()))?;
-        // To an approved IP address; names are never resolved. With
-        // STARTTLS, nothing is sent before the session is encrypted and the
-        // certificate verified for the granted name.
+        // To an approved IP address; names are never resolved. Over TLS
+        // (STARTTLS, or implicit from the first byte), nothing is sent
+        // before the session is encrypted and the certificate verified for
+        // the granted name.
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
                 .port(addr.port())
                 .timeout(Some(SMTP_TIMEOUT));
-        if let Transport::StartTls(name) = &transport {
+        if let Some(name) = transport.tls_name() {
             let Some(params) = self.policy.tls.get(&addr) else {
-                // Made at load for every STARTTLS server; fail closed.
+                // Made at load for every TLS server; fail closed.
                 return Err(AdapterError::Denied(format!(
                     "smtp {addr}: no TLS client for {name}"
                 )));
             };
-            builder = builder.tls(Tls::Required(params.clone()));
+            builder = builder.tls(match transport {
+                Transport::ImplicitTls(_) => Tls::Wrapper(params.clone()),
+                _ => Tls::Required(params.clone()),
+            });
         }
         if let Some((user, password)) = self.policy.credentials.get(&addr) {
             // Only ever over TLS (the grant cannot say otherwise; checked

@@ -1,6 +1,7 @@
 //! The SMTP grant: per server (`IP:port`, never resolved), its transport
-//! (plain text or STARTTLS for a named certificate), an optional login, the
-//! exact senders and the recipient domains.
+//! (plain text, or TLS for a named certificate: STARTTLS, or implicit TLS
+//! from the first byte as on port 465), an optional login, the exact
+//! senders and the recipient domains.
 
 use crate::sandbox::net::parse_server;
 use serde::{Deserialize, Serialize};
@@ -16,13 +17,15 @@ pub enum ScopeKind {
     Sender,
     /// A domain every recipient address must be in (exactly, not a subdomain).
     RecipientDomain,
-    /// How mail reaches the server: [`PLAIN`], or `starttls NAME` (the
+    /// How mail reaches the server: [`PLAIN`], `starttls NAME` (the
     /// session upgraded to TLS before anything is sent, the server's
-    /// certificate verified for NAME). One per server, so that asking for
-    /// less protection than approved is a change, not a narrowing.
+    /// certificate verified for NAME) or `implicit-tls NAME` (TLS from the
+    /// connection's first byte, the certificate verified for NAME). One per
+    /// server, so that asking for less protection than approved is a
+    /// change, not a narrowing.
     Transport,
     /// `USER SECRET`: log in as USER with the password the operator binds
-    /// to secret SECRET (only over STARTTLS). At most one per server.
+    /// to secret SECRET (only over TLS). At most one per server.
     Login,
 }
 
@@ -58,6 +61,9 @@ pub enum Transport {
     Plain,
     /// STARTTLS, the certificate verified for this name.
     StartTls(String),
+    /// TLS from the first byte (SMTPS), the certificate verified for this
+    /// name.
+    ImplicitTls(String),
 }
 
 impl Transport {
@@ -65,6 +71,7 @@ impl Transport {
         match self {
             Transport::Plain => PLAIN.into(),
             Transport::StartTls(name) => format!("starttls {name}"),
+            Transport::ImplicitTls(name) => format!("implicit-tls {name}"),
         }
     }
 
@@ -72,7 +79,16 @@ impl Transport {
         match value.split_once(' ') {
             None if value == PLAIN => Some(Transport::Plain),
             Some(("starttls", name)) => Some(Transport::StartTls(name.to_string())),
+            Some(("implicit-tls", name)) => Some(Transport::ImplicitTls(name.to_string())),
             _ => None,
+        }
+    }
+
+    /// The name the server's certificate must be valid for, over TLS.
+    pub(super) fn tls_name(&self) -> Option<&str> {
+        match self {
+            Transport::Plain => None,
+            Transport::StartTls(name) | Transport::ImplicitTls(name) => Some(name),
         }
     }
 }
@@ -105,25 +121,37 @@ impl fmt::Display for SmtpScope {
 
 /// `tls` and `tls-name` of a `[[capabilities.smtp]]` entry.
 pub fn parse_transport(tls: Option<&str>, tls_name: Option<&str>) -> Result<Transport, String> {
-    match (tls.unwrap_or("none"), tls_name) {
-        ("none", None) => Ok(Transport::Plain),
-        ("none", Some(_)) => Err("tls-name goes with tls = \"starttls\"".into()),
-        ("starttls", None) => Err(
-            "tls = \"starttls\" needs tls-name, the name the server's certificate is for \
-             (the server itself is an address)"
-                .into(),
-        ),
-        ("starttls", Some(name)) => {
-            let name = name.to_ascii_lowercase();
-            if !is_domain(&name) {
-                return Err(format!("tls-name {name:?} is not a DNS name"));
-            }
-            Ok(Transport::StartTls(name))
+    let tls = tls.unwrap_or("none");
+    let over_tls: fn(String) -> Transport = match tls {
+        "none" if tls_name.is_none() => return Ok(Transport::Plain),
+        "none" => {
+            return Err(
+                "tls-name goes with tls = \"starttls\" or \"implicit\" (plain text names no \
+                 certificate)"
+                    .into(),
+            );
         }
-        (other, _) => Err(format!(
-            "tls {other:?}: \"none\" (plain text) or \"starttls\""
-        )),
+        "starttls" => Transport::StartTls,
+        "implicit" => Transport::ImplicitTls,
+        other => {
+            return Err(format!(
+                "tls {other:?}: \"none\" (plain text), \"starttls\" (upgraded before \
+                 anything is sent, usually port 587) or \"implicit\" (TLS from the first \
+                 byte, usually port 465)"
+            ));
+        }
+    };
+    let Some(name) = tls_name else {
+        return Err(format!(
+            "tls = \"{tls}\" needs tls-name, the name the server's certificate is for \
+             (the server itself is an address)"
+        ));
+    };
+    let name = name.to_ascii_lowercase();
+    if !is_domain(&name) {
+        return Err(format!("tls-name {name:?} is not a DNS name"));
     }
+    Ok(over_tls(name))
 }
 
 fn is_domain(name: &str) -> bool {
@@ -143,7 +171,9 @@ pub fn parse_login(
 ) -> Result<Login, String> {
     if *transport == Transport::Plain {
         return Err(
-            "login needs tls = \"starttls\": a password is never sent in plain text".into(),
+            "login needs tls = \"starttls\" or \"implicit\": a password is never sent in \
+             plain text"
+                .into(),
         );
     }
     if username.is_empty()
@@ -319,22 +349,34 @@ mod tests {
     }
 
     #[test]
-    fn starttls_names_the_certificate_and_plain_text_is_the_default() {
+    fn tls_names_the_certificate_and_plain_text_is_the_default() {
         assert_eq!(parse_transport(None, None), Ok(Transport::Plain));
         assert_eq!(parse_transport(Some("none"), None), Ok(Transport::Plain));
         assert_eq!(
             parse_transport(Some("starttls"), Some("SMTP.Example.Internal")),
             Ok(Transport::StartTls("smtp.example.internal".into()))
         );
+        let implicit = parse_transport(Some("implicit"), Some("smtp.example.internal")).unwrap();
+        assert_eq!(
+            implicit,
+            Transport::ImplicitTls("smtp.example.internal".into())
+        );
+        assert_eq!(
+            Transport::from_scope_value(&implicit.scope_value()),
+            Some(implicit)
+        );
         for (tls, name, says) in [
             (Some("starttls"), None, "needs tls-name"),
+            (Some("implicit"), None, "tls = \"implicit\" needs tls-name"),
             (Some("none"), Some("smtp.example.internal"), "goes with"),
             (
                 Some("starttls"),
                 Some("*.example.internal"),
                 "not a DNS name",
             ),
-            (Some("tls"), None, "\"none\" (plain text) or \"starttls\""),
+            (Some("implicit"), Some("smtp example"), "not a DNS name"),
+            (Some("tls"), None, "\"none\" (plain text), \"starttls\""),
+            (Some("ssl"), None, "\"implicit\" (TLS from the first byte"),
         ] {
             let err = parse_transport(tls, name).unwrap_err();
             assert!(err.contains(says), "{tls:?} {name:?}: {err}");

@@ -1,10 +1,11 @@
 //! The SMTP surface: `[[capabilities.smtp]]` grants, per server (`IP:port`),
-//! the transport (plain text, or STARTTLS with the certificate verified for
-//! a named `tls-name`), an optional login whose password is an operator
-//! secret, exact senders and recipient domains. The host builds and sends
-//! every mail itself through the `mail` interface ([`gate`]). An instance
-//! may trust a private CA for STARTTLS (`smtp-ca-file`). The transport is
-//! one scope per server, so dropping TLS widens the grant.
+//! the transport (plain text, or TLS with the certificate verified for a
+//! named `tls-name`: STARTTLS, or implicit TLS from the first byte), an
+//! optional login whose password is an operator secret, exact senders and
+//! recipient domains. The host builds and sends every mail itself through
+//! the `mail` interface ([`gate`]). An instance may trust a private CA for
+//! TLS (`smtp-ca-file`). The transport is one scope per server, so dropping
+//! TLS widens the grant.
 
 mod gate;
 mod grant;
@@ -61,7 +62,7 @@ struct RawLogin {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SmtpBinding {
-    /// The CA certificate (PEM) that STARTTLS mail servers of this
+    /// The CA certificate (PEM) that TLS mail servers of this
     /// instance's grant must chain to, instead of the public web roots.
     pub smtp_ca_file: Option<PathBuf>,
 }
