@@ -5,7 +5,7 @@
 //! (SNI) and what the certificate must be valid for, against the
 //! instance's CA file when it names one, else the public web roots.
 
-use super::pool::{Key, Pool, Returning};
+use super::pool::{Key, Pool, READY_WITHIN, Returning};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::TrySendError;
@@ -126,7 +126,8 @@ where
         http::Response::from_parts(parts, body)
     };
     while let Some(mut sender) = pool.take(&key) {
-        match tokio::time::timeout(timeouts.connect, sender.ready()).await {
+        let within = timeouts.connect.min(READY_WITHIN);
+        match tokio::time::timeout(within, sender.ready()).await {
             Ok(Ok(())) => {}
             // Closed, or not ready in time: the next one, or a new one.
             _ => continue,

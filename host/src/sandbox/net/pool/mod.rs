@@ -27,6 +27,12 @@ pub const IDLE_FOR: Duration = Duration::from_secs(2);
 /// Idle connections kept per address; more are closed when they come back.
 pub const IDLE_PER_ADDRESS: usize = 32;
 
+/// How long a kept connection may take to be ready for the next request
+/// (its connection task catching up): one still busy after that, say
+/// sending the rest of a request its server answered early, is closed and
+/// a new one opened, so that no request waits on another's.
+pub const READY_WITHIN: Duration = Duration::from_millis(250);
+
 /// Where a connection goes: the checked address, and the name TLS asked
 /// for (none for plain HTTP); and the runtime whose task drives it. A
 /// connection is used again only from that runtime: from another, a

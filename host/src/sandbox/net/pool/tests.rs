@@ -198,3 +198,62 @@ fn a_connection_is_used_again_only_from_the_runtime_that_drives_it() {
     stop.send(()).unwrap();
     server_thread.join().unwrap();
 }
+
+/// A request body that sends one part and then never ends.
+struct Unfinished(bool);
+
+impl Body for Unfinished {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.0 {
+            // Never woken again: the body never ends.
+            return Poll::Pending;
+        }
+        self.0 = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{\"a\":")))))
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_still_sending_a_request_is_not_waited_for() {
+    use http_body_util::BodyExt;
+    use http_body_util::combinators::BoxBody;
+    let server = Server::start(false).await;
+    let pool: Pool<BoxBody<Bytes, std::convert::Infallible>> = Pool::default();
+    // A connect time far longer than the test allows itself below.
+    let long = Timeouts {
+        connect: Duration::from_secs(600),
+        ..TIMEOUTS
+    };
+    let request = |body| {
+        http::Request::post("/hook")
+            .header(http::header::HOST, "target.example")
+            .body(body)
+            .unwrap()
+    };
+    // The server answers before the body ends (it reads none without a
+    // length): the answer is read to its end, the request is still going.
+    let early = request(Unfinished(false).boxed());
+    let answer = send::send(early, server.addr, None, long, &pool)
+        .await
+        .unwrap();
+    let body = read_bounded(answer.into_body(), 1024).await.unwrap();
+    assert_eq!(body.unwrap(), b"ok");
+    assert_eq!(pool.idle_count(), 1);
+    let next = request(Full::new(Bytes::from_static(b"{}")).boxed());
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        send::send(next, server.addr, None, long, &pool),
+    )
+    .await
+    .expect("the next request does not wait for the busy connection")
+    .unwrap();
+    let body = read_bounded(answer.into_body(), 1024).await.unwrap();
+    assert_eq!(body.unwrap(), b"ok");
+    assert_eq!((server.accepted(), server.answered()), (2, 2));
+}
