@@ -130,7 +130,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                 println!("no {which}follow-ups{to}");
             }
             for f in &list {
-                let late = f.resolution.is_none() && f.packet.due_at < now;
+                let late = f.is_overdue(&now);
                 println!(
                     "{:<4} {:<22} {:<10} → {:<22} due {}  {}{}",
                     f.id,

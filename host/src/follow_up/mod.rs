@@ -114,6 +114,12 @@ impl FollowUp {
         self.resolution.is_none()
     }
 
+    /// Open and past its due time at `now` (RFC 3339, as the store keeps
+    /// times: they compare as text).
+    pub fn is_overdue(&self, now: &str) -> bool {
+        self.is_open() && self.packet.due_at.as_str() < now
+    }
+
     /// The packet for a person.
     pub fn markdown(&self) -> String {
         let p = &self.packet;

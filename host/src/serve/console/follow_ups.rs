@@ -62,7 +62,7 @@ pub(super) async fn inbox(
         let mut rows: Vec<Row> = packets(s, &app2.api.roles, &who, &wanted, None, &at)?
             .into_iter()
             .map(|f| Row {
-                overdue: f.is_open() && f.packet.due_at.as_str() < at.as_str(),
+                overdue: f.is_overdue(&at),
                 f,
             })
             .collect();
@@ -139,7 +139,7 @@ pub(super) async fn packet(
                 StatusCode::OK,
                 &PacketPage {
                     frame: Some(Frame::of(&v, "inbox")),
-                    overdue: f.is_open() && f.packet.due_at < now,
+                    overdue: f.is_overdue(&now),
                     may_act: f.is_open() && auth::may_act(&v.who).is_ok(),
                     f,
                     notices,
