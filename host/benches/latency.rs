@@ -1,9 +1,12 @@
 //! Runs in flight against targets that take their time, printed as
 //! numbers (not a pass/fail test).
 //!
-//! Run: `cargo bench -p handoff --bench latency [-- DELAYS_MS... [--in-flight N]...]`
+//! Run: `cargo bench -p handoff --bench latency [-- DELAYS_MS... [--in-flight N]... [--https]]`
 //! (default delays 0 5 20, in flight 1 16 64 256; the store's durability
-//! is `power` unless `HANDOFF_STORE_DURABILITY` says otherwise).
+//! is `power` unless `HANDOFF_STORE_DURABILITY` says otherwise; with
+//! `--https` the target speaks HTTPS, its certificate for 127.0.0.1 from a
+//! CA made with `openssl` for the run and trusted through the instance's
+//! `http-ca-file`).
 //!
 //! `handoff serve` runs in this process on 127.0.0.1 with a policy of five
 //! `publish` steps through the `webhook` adapter, whose target is a
@@ -24,7 +27,7 @@ use handoff::config::Config;
 use handoff::demo::Workspace;
 use handoff::serve::signature::standard_key;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -50,10 +53,111 @@ fn slow_target(delay: Duration) -> (String, tokio::runtime::Runtime) {
     (origin, runtime)
 }
 
+/// What an HTTPS target needs: a CA and a certificate for 127.0.0.1 signed
+/// by it (P-256 keys, so that the target's signing weighs little in the
+/// process's CPU), made in `dir` with `openssl`. The CA's path.
+fn certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("--https needs the openssl command");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = ["req", "-x509", "-days", "2", "-subj", "/CN=bench CA"];
+    let ca_files = ["-keyout", "ca.key", "-out", "ca.pem"];
+    openssl(&[&ca[..], &key, &ca_files].concat());
+    let server = ["req", "-subj", "/CN=127.0.0.1", "-keyout", "server.key"];
+    openssl(&[&server[..], &key, &["-out", "server.csr"]].concat());
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
+}
+
+/// A loopback HTTPS target that answers every request after `delay`, with
+/// the certificate [`certificates`] made in `dir`: its origin and runtime.
+fn slow_tls_target(delay: Duration, dir: &Path) -> (String, tokio::runtime::Runtime) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let origin = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    runtime.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let answer = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let _ = request.into_body().collect().await;
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(hyper::body::Bytes::from_static(b"ok")),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), answer)
+                    .await;
+            });
+        }
+    });
+    (origin, runtime)
+}
+
 /// The example workspace with a `fanout` policy (five posts through the
-/// webhook adapter to `origin`) taking signed events, and `n` accepted
-/// reviews for it.
-fn workspace(root: &Path, origin: &str, n: usize, in_flight: usize) -> Config {
+/// webhook adapter to `origin`, trusting `ca` for HTTPS when given) taking
+/// signed events, and `n` accepted reviews for it.
+fn workspace(root: &Path, origin: &str, ca: Option<&Path>, n: usize, in_flight: usize) -> Config {
     let built = Path::new(handoff::BUILT_PACKAGES_DIR);
     // One artifact cache for every measurement: adapters are compiled once,
     // not inside each measurement's clock.
@@ -132,12 +236,14 @@ fn workspace(root: &Path, origin: &str, n: usize, in_flight: usize) -> Config {
         "policies = [\"policies/release-readiness.toml\"]",
         "policies = [\"policies/release-readiness.toml\", \"policies/fanout.toml\"]",
     ) + &format!(
-        "\n[adapters.hook]\npackage = \"packages/webhook\"\n\
+        "\n[adapters.hook]\npackage = \"packages/webhook\"\n{}\
              directories = {{ sent = \"state/sent\" }}\nconfig = {{ {} }}\n\n\
              [serve]\ncontext = \"context.json\"\nmax-in-flight = {in_flight}\n\
              max-queued = {}\nreconcile-seconds = 0\ndeliver-seconds = 0\n\n\
              [serve.sources.\"governance/bench\"]\nsignature = \"standard-webhooks\"\n\
              secrets = [{{ file = \"webhook-secret\" }}]\n",
+        ca.map(|ca| format!("http-ca-file = {:?}\n", ca.display().to_string()))
+            .unwrap_or_default(),
         urls.join(", "),
         n + 10
     );
@@ -164,9 +270,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut delays: Vec<u64> = Vec::new();
     let mut in_flights: Vec<usize> = Vec::new();
+    let mut https = false;
     let mut words = args.iter();
     while let Some(word) = words.next() {
-        if word == "--in-flight" {
+        if word == "--https" {
+            https = true;
+        } else if word == "--in-flight" {
             in_flights.extend(words.next().and_then(|n| n.parse::<usize>().ok()));
         } else if let Ok(delay) = word.parse() {
             delays.push(delay);
@@ -180,24 +289,32 @@ fn main() {
     }
     println!(
         "runs in flight: {STEPS} publish steps per run through the webhook adapter to a loopback \
-         target answering after a delay; on-disk SQLite, durability {}; {} cores",
+         {} target answering after a delay; on-disk SQLite, durability {}; {} cores",
+        if https { "HTTPS" } else { "HTTP" },
         std::env::var("HANDOFF_STORE_DURABILITY").unwrap_or_else(|_| "power".into()),
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     for delay in delays {
         for &in_flight in &in_flights {
-            measure(Duration::from_millis(delay), in_flight);
+            measure(Duration::from_millis(delay), in_flight, https);
         }
     }
 }
 
-fn measure(delay: Duration, in_flight: usize) {
+fn measure(delay: Duration, in_flight: usize, https: bool) {
     // Enough runs to fill the slots many times over (bounded), so the
     // first wave's start and the last one's end weigh little.
     let n = (in_flight * 16).clamp(100, 1000);
-    let (origin, _target) = slow_target(delay);
     let dir = tempfile::tempdir().unwrap();
-    let config = workspace(dir.path(), &origin, n, in_flight);
+    let (origin, ca, _target) = if https {
+        let ca = certificates(dir.path());
+        let (origin, target) = slow_tls_target(delay, dir.path());
+        (origin, Some(ca), target)
+    } else {
+        let (origin, target) = slow_target(delay);
+        (origin, None, target)
+    };
+    let config = workspace(dir.path(), &origin, ca.as_deref(), n, in_flight);
     let store_path = config.store_path.clone();
     let service = common::Service::start(config, 1);
     let idle_rss = rss_mib();
