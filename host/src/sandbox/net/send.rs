@@ -125,7 +125,12 @@ where
         let body = pool.returning(body, key.clone(), sender, timeouts.between_bytes);
         http::Response::from_parts(parts, body)
     };
-    while let Some(mut sender) = pool.take(&key) {
+    // A few kept connections at most, so that a pool of ones that will not
+    // be ready costs a request a bounded wait before a new connection.
+    for _ in 0..KEPT_TRIED {
+        let Some(mut sender) = pool.take(&key) else {
+            break;
+        };
         let within = timeouts.connect.min(READY_WITHIN);
         match tokio::time::timeout(within, sender.ready()).await {
             Ok(Ok(())) => {}
@@ -150,6 +155,9 @@ where
         Err(failed) => Err(Failure::Protocol(failed.into_error())),
     }
 }
+
+/// Kept connections a request tries before it opens a new one.
+const KEPT_TRIED: usize = 3;
 
 type Asked<B> = Result<http::Response<Incoming>, TrySendError<http::Request<B>>>;
 

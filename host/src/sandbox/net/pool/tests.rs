@@ -75,8 +75,10 @@ async fn serve(stream: tokio::net::TcpStream, close: bool, answered: Arc<AtomicU
         read.read_exact(&mut body).await.unwrap();
         let head = if close { "Connection: close\r\n" } else { "" };
         let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{head}\r\nok");
-        write.write_all(answer.as_bytes()).await.unwrap();
+        // Counted before the answer goes out, so a client that has it
+        // finds it counted (and the connection's accept before it).
         answered.fetch_add(1, Ordering::SeqCst);
+        write.write_all(answer.as_bytes()).await.unwrap();
         if close {
             return;
         }
@@ -219,41 +221,66 @@ impl Body for Unfinished {
     }
 }
 
-#[tokio::test]
-async fn a_kept_connection_still_sending_a_request_is_not_waited_for() {
+type Boxed = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A connect time far longer than the tests below allow themselves.
+const LONG: Timeouts = Timeouts {
+    connect: Duration::from_secs(600),
+    ..TIMEOUTS
+};
+
+fn request(body: Boxed) -> http::Request<Boxed> {
+    http::Request::post("/hook")
+        .header(http::header::HOST, "target.example")
+        .body(body)
+        .unwrap()
+}
+
+/// A request the server answers before its body ends (it reads none
+/// without a length), the answer read to its end: its connection goes back
+/// to `pool` still sending the request.
+async fn answered_early(pool: &Pool<Boxed>, addr: SocketAddr) {
     use http_body_util::BodyExt;
-    use http_body_util::combinators::BoxBody;
-    let server = Server::start(false).await;
-    let pool: Pool<BoxBody<Bytes, std::convert::Infallible>> = Pool::default();
-    // A connect time far longer than the test allows itself below.
-    let long = Timeouts {
-        connect: Duration::from_secs(600),
-        ..TIMEOUTS
-    };
-    let request = |body| {
-        http::Request::post("/hook")
-            .header(http::header::HOST, "target.example")
-            .body(body)
-            .unwrap()
-    };
-    // The server answers before the body ends (it reads none without a
-    // length): the answer is read to its end, the request is still going.
     let early = request(Unfinished(false).boxed());
-    let answer = send::send(early, server.addr, None, long, &pool)
-        .await
-        .unwrap();
+    let answer = send::send(early, addr, None, LONG, pool).await.unwrap();
     let body = read_bounded(answer.into_body(), 1024).await.unwrap();
     assert_eq!(body.unwrap(), b"ok");
-    assert_eq!(pool.idle_count(), 1);
+}
+
+/// A request that finishes, within 30 s (the connect time is 600 s).
+async fn post_in_time(pool: &Pool<Boxed>, addr: SocketAddr) {
+    use http_body_util::BodyExt;
     let next = request(Full::new(Bytes::from_static(b"{}")).boxed());
     let answer = tokio::time::timeout(
         Duration::from_secs(30),
-        send::send(next, server.addr, None, long, &pool),
+        send::send(next, addr, None, LONG, pool),
     )
     .await
-    .expect("the next request does not wait for the busy connection")
+    .expect("the request does not wait for busy connections")
     .unwrap();
     let body = read_bounded(answer.into_body(), 1024).await.unwrap();
     assert_eq!(body.unwrap(), b"ok");
+}
+
+#[tokio::test]
+async fn a_kept_connection_still_sending_a_request_is_not_waited_for() {
+    let server = Server::start(false).await;
+    let pool = Pool::default();
+    answered_early(&pool, server.addr).await;
+    assert_eq!(pool.idle_count(), 1);
+    post_in_time(&pool, server.addr).await;
     assert_eq!((server.accepted(), server.answered()), (2, 2));
+}
+
+#[tokio::test]
+async fn a_request_tries_a_few_kept_connections_before_a_new_one() {
+    let server = Server::start(false).await;
+    let pool = Pool::default();
+    let busy = || answered_early(&pool, server.addr);
+    tokio::join!(busy(), busy(), busy(), busy(), busy());
+    assert_eq!((server.accepted(), pool.idle_count()), (5, 5));
+    post_in_time(&pool, server.addr).await;
+    // Three were tried and closed; the other two wait, beside the new one.
+    assert_eq!(server.accepted(), 6);
+    assert_eq!(pool.idle_count(), 5 - 3 + 1);
 }
