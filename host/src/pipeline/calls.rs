@@ -2,14 +2,16 @@
 //! run, reconciliation and `adapter conform` call adapters. For each call
 //! it instantiates the adapter when needed (one instance per adapter per
 //! session, or a fresh one every call), takes the adapter's turn at its
-//! concurrency limit (and the record's, for `one-call-per-record`), makes
-//! the call, times it, records every capability decision the call made (a
+//! concurrency limit (and the record's, for `one-call-per-record`), keeps
+//! a run's lease before a write that may have waited ([`super::lease`]),
+//! makes the call, times it, records every capability decision the call made (a
 //! decision that cannot be stored fails the call: none is dropped), and
 //! sorts failures into "try again" and "a person decides", retrying
 //! transient ones with a bounded, doubling pause.
 
 use super::halt::Halt;
 use super::host::{AdapterLoad, Host};
+use super::lease::Lease;
 use super::{RunError, Timed};
 use crate::model::Reason;
 use crate::sandbox::{
@@ -58,6 +60,8 @@ pub struct AdapterCalls {
     fresh: bool,
     /// Every instance as a shadow run has it (reading only).
     shadow: bool,
+    /// The run's lease, kept before writes (a run's calls only).
+    lease: Option<Lease>,
 }
 
 impl AdapterCalls {
@@ -70,7 +74,15 @@ impl AdapterCalls {
             instances: BTreeMap::new(),
             fresh: false,
             shadow: false,
+            lease: None,
         }
+    }
+
+    /// The calls of a run that holds `lease`: a write that may have waited
+    /// long since the lease was last renewed renews it first.
+    pub fn leased(mut self, lease: Lease) -> AdapterCalls {
+        self.lease = Some(lease);
+        self
     }
 
     /// Decisions attributed to this run and event.
@@ -99,12 +111,14 @@ impl AdapterCalls {
     }
 
     /// One attempt of `call` on `adapter`. `record` is the record it is
-    /// about (for one-call-per-record turns), if any.
+    /// about (for one-call-per-record turns), if any; `retry`, whether an
+    /// attempt of the same call came before.
     async fn attempt<T>(
         &mut self,
         adapter: &str,
         name: &'static str,
         record: Option<&str>,
+        retry: bool,
         call: &mut impl AsyncFnMut(&mut Instance) -> CallResult<T>,
     ) -> Result<Result<T, Failure>, RunError> {
         if !self.instances.contains_key(adapter) {
@@ -143,6 +157,13 @@ impl AdapterCalls {
             Some(_) => None,
             None => self.host.throttle.acquire(adapter).await,
         };
+        // A write goes out only while this run's driver holds its lease
+        // (after the waits above, and any pause before a retry).
+        if name == APPLY
+            && let (Some(lease), Some(run_id)) = (&self.lease, &self.run_id)
+        {
+            lease.keep_for_write(&mut self.store, run_id, retry)?;
+        }
         let started = Instant::now();
         let span = tracing::info_span!("adapter call", adapter = %adapter, call = name);
         let result = tracing::Instrument::instrument(call(instance), span).await;
@@ -201,7 +222,10 @@ impl AdapterCalls {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            match self.attempt(adapter, name, record, &mut call).await? {
+            match self
+                .attempt(adapter, name, record, attempt > 1, &mut call)
+                .await?
+            {
                 Ok(answer) => return Ok(Ok(answer)),
                 Err(Failure::Final(reason, message)) => {
                     return Ok(Err(Halt::new(
@@ -246,7 +270,7 @@ impl AdapterCalls {
         let record_key = record_key(record);
         self.retrying(
             adapter,
-            "apply",
+            APPLY,
             Some(&record_key),
             async |i: &mut Instance| i.apply(record, action, key).await,
         )
@@ -291,6 +315,7 @@ impl AdapterCalls {
             adapter,
             "observe",
             Some(&key),
+            false,
             &mut async |i: &mut Instance| i.observe(record).await,
         )
         .await
@@ -307,13 +332,17 @@ impl AdapterCalls {
         let record_key = record_key(record);
         self.attempt(
             adapter,
-            "apply",
+            APPLY,
             Some(&record_key),
+            false,
             &mut async |i: &mut Instance| i.apply(record, action, key).await,
         )
         .await
     }
 }
+
+/// The call that writes to a target.
+const APPLY: &str = "apply";
 
 /// A record as the throttle knows it: `system/kind/id`.
 fn record_key(r: &RecordRef) -> String {

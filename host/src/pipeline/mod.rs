@@ -22,6 +22,7 @@ pub mod faults;
 pub mod halt;
 pub mod host;
 pub mod intake;
+pub mod lease;
 pub mod preview;
 pub mod reconcile;
 pub mod record;

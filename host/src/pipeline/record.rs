@@ -5,10 +5,10 @@
 //! stored at intake) waits for the next transition's transaction. A dry run
 //! records nothing: its recorder keeps what a run would have written.
 
+use super::lease::Lease;
 use crate::audit::Entry;
 use crate::store::runs::{self, RunRecord};
 use crate::store::{Store, StoreError, Write};
-use std::time::Duration;
 
 /// One audit row a transition appends (run, event and policy are filled in).
 #[derive(Debug, Clone)]
@@ -56,18 +56,16 @@ pub enum Recording {
 pub struct Recorder {
     recording: Recording,
     pending: Vec<Pending>,
-    /// The lease holder and how long a transition extends the lease.
-    owner: String,
-    lease_ttl: Duration,
+    /// The run's lease, which every transition renews.
+    lease: Lease,
 }
 
 impl Recorder {
-    pub fn new(recording: Recording, owner: String, lease_ttl: Duration) -> Recorder {
+    pub fn new(recording: Recording, lease: Lease) -> Recorder {
         Recorder {
             recording,
             pending: Vec::new(),
-            owner,
-            lease_ttl,
+            lease,
         }
     }
 
@@ -111,7 +109,7 @@ impl Recorder {
         }
         let tx = store.write()?;
         // Renew first: a change that finishes the run ends the lease.
-        runs::renew(&tx, &run.run_id, &self.owner, self.lease_ttl)?;
+        runs::renew(&tx, &run.run_id, self.lease.owner(), self.lease.ttl())?;
         // What waited goes first, in the order it happened; if this
         // transaction fails, it is lost with it, as a stop would lose it.
         let mut waited = Vec::new();
@@ -129,6 +127,7 @@ impl Recorder {
             crate::store::audit::append(&tx, &entry(run, row))?;
         }
         tx.commit()?;
+        self.lease.renewed();
         Ok(Some(value))
     }
 }

@@ -15,6 +15,7 @@ mod take;
 use super::calls::AdapterCalls;
 use super::execute::{self, Look};
 use super::halt::Halt;
+use super::lease::Lease;
 use super::record::{Recorder, Recording, Row};
 use super::stage::Reading;
 use super::{Engine, RunError, Timed, confirm, revalidate, validate};
@@ -88,14 +89,18 @@ impl<'e> Driver<'e> {
         recording: Recording,
         planned: Option<Vec<PlannedStep>>,
     ) -> Result<Driver<'e>, RunError> {
+        let lease = Lease::new(engine.owner.clone(), engine.lease_ttl);
         let mut calls = AdapterCalls::new(engine.host.clone(), &engine.store).for_run(
             (recording == Recording::On).then_some(run.run_id.as_str()),
             &run.event_id,
         );
+        if recording == Recording::On {
+            calls = calls.leased(lease.clone());
+        }
         if policy.mode == Mode::Shadow {
             calls = calls.shadowed();
         }
-        let recorder = Recorder::new(recording, engine.owner.clone(), engine.lease_ttl);
+        let recorder = Recorder::new(recording, lease);
         let mut driver = Driver {
             engine,
             run,

@@ -15,6 +15,7 @@
 pub mod report;
 
 use super::driver::{Driver, Ending};
+use super::lease::Lease;
 use super::preview::{StepPreview, step_preview, would_end};
 use super::record::{Recorder, Recording, Row};
 use super::{Engine, Outcome, Report, RunError};
@@ -79,7 +80,10 @@ impl Engine {
             "run-shadowed",
             json!({ "outcome": Outcome::Shadowed.name(), "would_end": would.name() }),
         ));
-        let mut recorder = Recorder::new(Recording::On, self.owner.clone(), self.lease_ttl);
+        let mut recorder = Recorder::new(
+            Recording::On,
+            Lease::new(self.owner.clone(), self.lease_ttl),
+        );
         for read in reads {
             recorder.note(read);
         }

@@ -387,4 +387,4 @@ pub fn release(conn: &Connection, run_id: &str, owner: &str) -> Result<(), Store
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

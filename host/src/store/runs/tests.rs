@@ -5,7 +5,7 @@ use crate::model::CloudEvent;
 use crate::store::Store;
 use crate::store::intake::Intake;
 
-fn store_with_run() -> (Store, String) {
+pub(crate) fn store_with_run() -> (Store, String) {
     let mut store = Store::in_memory().unwrap();
     let event = CloudEvent::parse(
         br#"{"specversion":"1.0","id":"e1","source":"s","type":"t"}"#,

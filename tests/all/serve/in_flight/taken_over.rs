@@ -1,18 +1,21 @@
 //! A run whose lease is taken over while its driver waits (as when the
 //! service is paused past the lease and another driver claims the run):
 //! the first driver, when its post returns, writes nothing more and posts
-//! nothing more; the run is left to the driver that holds it.
+//! nothing more, not even a second attempt of a post that failed; the run
+//! is left to the driver that holds it.
 
 use super::*;
 use axum::extract::State;
 use std::sync::mpsc;
 
-/// A receiver that holds the first post until told to answer it.
+/// A receiver that holds the first post until told to answer it, then
+/// answers it with `first` (every later post: 200).
 #[derive(Default)]
 struct Holding {
     posts: Mutex<Vec<String>>,
     arrived: Mutex<Option<mpsc::Sender<()>>>,
     answer: tokio::sync::Notify,
+    first: StatusCode,
 }
 
 async fn hold_the_first(State(h): State<Arc<Holding>>, headers: HeaderMap) -> StatusCode {
@@ -26,13 +29,20 @@ async fn hold_the_first(State(h): State<Arc<Holding>>, headers: HeaderMap) -> St
     if let Some(arrived) = first {
         arrived.send(()).unwrap();
         h.answer.notified().await;
+        return h.first;
     }
     StatusCode::OK
 }
 
-#[test]
-fn a_run_taken_over_while_its_post_waited_stops_without_writing_or_posting_again() {
-    let holding = Arc::new(Holding::default());
+/// A run's first post held by the receiver while its lease becomes
+/// another driver's, then answered with `first`: the run is left to that
+/// driver, with no post after the first and no transition after the post's
+/// intent (the first driver logs that it lost the run).
+fn taken_over_while_its_first_post_waits(first: StatusCode) {
+    let holding = Arc::new(Holding {
+        first,
+        ..Holding::default()
+    });
     let (arrived_tx, arrived) = mpsc::channel();
     *holding.arrived.lock().unwrap() = Some(arrived_tx);
     let app = Router::new()
@@ -99,4 +109,17 @@ fn a_run_taken_over_while_its_post_waited_stops_without_writing_or_posting_again
         .unwrap();
     assert_eq!(outcome, None);
     assert_eq!(owner.as_deref(), Some("elsewhere:1"));
+}
+
+#[test]
+fn a_run_taken_over_while_its_post_waited_stops_without_writing_or_posting_again() {
+    taken_over_while_its_first_post_waits(StatusCode::OK);
+}
+
+/// The post answered 503: the adapter says "try again", and the run
+/// pauses before a second attempt. That attempt is a write made after a
+/// wait, so the lease is renewed first, and found taken.
+#[test]
+fn a_run_taken_over_before_it_tried_its_post_again_does_not_post_again() {
+    taken_over_while_its_first_post_waits(StatusCode::SERVICE_UNAVAILABLE);
 }
