@@ -34,8 +34,8 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STEPS: usize = 5;
 const IN_FLIGHT: [usize; 4] = [1, 16, 64, 256];
 
-/// A loopback target that answers every request after `delay`.
-fn slow_target(delay: Duration) -> (String, tokio::runtime::Runtime) {
+/// A runtime of one thread for a target, and a listener on 127.0.0.1.
+fn loopback_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -44,6 +44,12 @@ fn slow_target(delay: Duration) -> (String, tokio::runtime::Runtime) {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
+    (runtime, listener)
+}
+
+/// A loopback target that answers every request after `delay`.
+fn slow_target(delay: Duration) -> (String, tokio::runtime::Runtime) {
+    let (runtime, listener) = loopback_listener();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(move || async move {
         tokio::time::sleep(delay).await;
@@ -113,14 +119,7 @@ fn slow_tls_target(delay: Duration, dir: &Path) -> (String, tokio::runtime::Runt
         .with_single_cert(certs, key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let (runtime, listener) = loopback_listener();
     let origin = format!(
         "https://127.0.0.1:{}",
         listener.local_addr().unwrap().port()
