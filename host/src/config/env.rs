@@ -32,6 +32,12 @@ const SETTINGS: &[(&str, &str, &str, Kind)] = &[
         "HANDOFF_STORE_RETAIN_DAYS",
         Kind::Count,
     ),
+    (
+        "store",
+        "lease-seconds",
+        "HANDOFF_STORE_LEASE_SECONDS",
+        Kind::Count,
+    ),
     ("serve", "listen", "HANDOFF_SERVE_LISTEN", Kind::Text),
     ("serve", "context", "HANDOFF_SERVE_CONTEXT", Kind::Path),
     (

@@ -51,6 +51,10 @@ pub struct Config {
     /// Finished runs quiet for longer than this many days lose their bulky
     /// rows (`[store] retain-days`; none: everything is kept).
     pub retain_days: Option<u32>,
+    /// How long a run's lease lasts without a renewal (`[store]
+    /// lease-seconds`): how long a driver that stopped answering keeps
+    /// drivers of other processes waiting.
+    pub lease: std::time::Duration,
     pub ceiling: HostCeiling,
     pub adapters: BTreeMap<String, AdapterInstance>,
     /// Policy files, in the order given.
@@ -111,6 +115,7 @@ impl Default for Config {
             cache_dir: PathBuf::from(".handoff/cache"),
             durability: crate::store::Durability::default(),
             retain_days: None,
+            lease: std::time::Duration::from_secs(DEFAULT_LEASE_SECONDS),
             ceiling: HostCeiling::default(),
             adapters: BTreeMap::new(),
             policies: Vec::new(),
@@ -149,6 +154,7 @@ struct RawStore {
     cache_dir: Option<PathBuf>,
     durability: Option<crate::store::Durability>,
     retain_days: Option<u32>,
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,6 +341,8 @@ impl Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             durability: raw.store.durability.unwrap_or(defaults.durability),
             retain_days: raw.store.retain_days,
+            lease: lease(raw.store.lease_seconds, raw.ceiling.max_call_timeout_ms)
+                .map_err(&invalid)?,
             cache_dir: raw
                 .store
                 .cache_dir
@@ -392,6 +400,38 @@ impl Config {
             },
         })
     }
+}
+
+/// A run's lease unless `[store] lease-seconds` says otherwise.
+pub const DEFAULT_LEASE_SECONDS: u64 = 300;
+
+/// The longest lease: a driver that stopped answering keeps a run from
+/// other processes for at most a day.
+const MAX_LEASE_SECONDS: u64 = 86_400;
+
+/// `[store] lease-seconds`, checked against the ceiling: a write renews the
+/// lease once half of it has passed (`pipeline::lease`), so half the lease
+/// must hold the longest call an adapter may make (the default grows with
+/// the ceiling's longest call too).
+fn lease(
+    seconds: Option<u64>,
+    max_call_timeout_ms: Option<u64>,
+) -> Result<std::time::Duration, String> {
+    let longest_call_ms = max_call_timeout_ms.unwrap_or(HostCeiling::default().max_call_timeout_ms);
+    let least = longest_call_ms.saturating_mul(2).div_ceil(1000).max(1);
+    let Some(seconds) = seconds else {
+        return Ok(std::time::Duration::from_secs(
+            DEFAULT_LEASE_SECONDS.max(least),
+        ));
+    };
+    if !(least..=MAX_LEASE_SECONDS).contains(&seconds) {
+        return Err(format!(
+            "store.lease-seconds is {seconds}: between {least} (twice the ceiling's \
+             max-call-timeout-ms, so that a call started at half the lease ends within it) \
+             and {MAX_LEASE_SECONDS}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 #[cfg(test)]

@@ -20,6 +20,33 @@ fn durability_defaults_to_power_and_takes_process() {
 }
 
 #[test]
+fn a_lease_holds_twice_the_longest_call_and_at_most_a_day() {
+    let lease = |text: &str| {
+        Config::parse(text, Path::new("h.toml"))
+            .map(|c| c.lease.as_secs())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(lease(""), Ok(DEFAULT_LEASE_SECONDS));
+    assert_eq!(lease("[store]\nlease-seconds = 120\n"), Ok(120));
+    let short = lease("[store]\nlease-seconds = 119\n").unwrap_err();
+    assert!(
+        short
+            .contains("lease-seconds is 119: between 120 (twice the ceiling's max-call-timeout-ms"),
+        "{short}"
+    );
+    let long = lease("[store]\nlease-seconds = 86401\n").unwrap_err();
+    assert!(long.contains("and 86400"), "{long}");
+    // The floor follows the ceiling's longest call, and so does the default.
+    let quick = "[ceiling]\nmax-call-timeout-ms = 5000\n";
+    assert_eq!(
+        lease(&format!("{quick}[store]\nlease-seconds = 10\n")),
+        Ok(10)
+    );
+    assert!(lease(&format!("{quick}[store]\nlease-seconds = 9\n")).is_err());
+    assert_eq!(lease("[ceiling]\nmax-call-timeout-ms = 200000\n"), Ok(400));
+}
+
+#[test]
 fn runs_in_flight_are_bounded_and_workers_is_their_older_name() {
     let parse = |text: &str| Config::parse(text, Path::new("h.toml"));
     let serve = parse("").unwrap().serve;

@@ -32,6 +32,8 @@ pub struct Host {
     /// Approved policy texts runs were started under, parsed, by sha256.
     approved: Mutex<BTreeMap<String, Arc<Policy>>>,
     pub(crate) retry: Retry,
+    /// How long a run's lease lasts without a renewal.
+    pub(crate) lease: Duration,
     pub(crate) throttle: Arc<Throttle>,
     pub(crate) faults: Faults,
     /// Told how long each step and each adapter call took (the service's
@@ -100,6 +102,7 @@ impl Host {
             policies: Vec::new(),
             approved: Mutex::default(),
             retry: config.retry,
+            lease: config.lease,
             throttle: Arc::new(Throttle::new(config.adapters.values())),
             faults: Faults::from_env(),
             timings: None,

@@ -128,10 +128,10 @@ impl Engine {
     /// An engine on the process's shared host.
     pub fn with_host(host: Arc<Host>, store: Store) -> Engine {
         Engine {
+            lease_ttl: host.lease,
             host,
             store,
             owner: runs::lease_owner(),
-            lease_ttl: Duration::from_secs(300),
         }
     }
 

@@ -158,3 +158,32 @@ fn sigkill_at_random_moments_never_publishes_twice_and_the_journals_count_every_
     }
     verify(&s);
 }
+
+/// A run holds its lease for `[store] lease-seconds` from its last
+/// transition: what another process waits out when the driver stopped
+/// answering.
+#[test]
+fn a_parked_run_holds_the_configured_lease() {
+    let s = Scenario::new();
+    s.edit_config("[store]\n", "[store]\nlease-seconds = 150\n");
+    let mut child = s.spawn_paused("after-apply:close-checklist");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let paused = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains(handoff::pipeline::faults::PAUSED));
+    assert!(paused.is_some(), "the run never reached its pause point");
+    let held: f64 = s
+        .store()
+        .conn()
+        .unwrap()
+        .query_row(
+            "SELECT (julianday(lease_until) - julianday(updated_at)) * 86400.0 FROM runs",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!((149.0..=151.0).contains(&held), "held for {held} s");
+}
