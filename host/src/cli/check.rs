@@ -45,7 +45,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     let c = &ctx.config;
     let s = &c.serve;
     let path = |p: &std::path::Path| p.display().to_string();
-    let values: [(&str, String); 18] = [
+    let values: [(&str, String); 19] = [
         ("store.path", path(&ctx.store_path)),
         ("store.cache-dir", path(&c.cache_dir)),
         (
@@ -58,6 +58,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "(keep everything)".into()),
         ),
+        ("store.lease-seconds", c.lease.as_secs().to_string()),
         ("serve.listen", s.listen.to_string()),
         (
             "serve.context",
