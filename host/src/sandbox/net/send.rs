@@ -138,7 +138,10 @@ where
             _ => continue,
         }
         match ask(&mut sender, request, timeouts).await? {
-            Ok(response) => return Ok(answered(sender, response)),
+            Ok(response) => {
+                super::pool::count_request(true);
+                return Ok(answered(sender, response));
+            }
             // The kept connection closed before it took the request: the
             // request was never sent, so it may go on another.
             Err(mut unsent) => match unsent.take_message() {
@@ -151,7 +154,10 @@ where
         .await
         .map_err(|_| Failure::ConnectTimeout)??;
     match ask(&mut sender, request, timeouts).await? {
-        Ok(response) => Ok(answered(sender, response)),
+        Ok(response) => {
+            super::pool::count_request(false);
+            Ok(answered(sender, response))
+        }
         Err(failed) => Err(Failure::Protocol(failed.into_error())),
     }
 }

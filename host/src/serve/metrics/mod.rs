@@ -118,6 +118,19 @@ impl Metrics {
         process::process_metrics(&mut out);
         family(
             &mut out,
+            "handoff_outbound_requests_total",
+            "counter",
+            "Adapters' HTTP(S) requests answered, by whether they went on a new connection \
+             or on one kept from an earlier request of the same adapter instance.",
+        );
+        let (on_new, on_kept) = crate::sandbox::net::pool::request_counts();
+        let _ = writeln!(
+            out,
+            "handoff_outbound_requests_total{{connection=\"new\"}} {on_new}\n\
+             handoff_outbound_requests_total{{connection=\"kept\"}} {on_kept}"
+        );
+        family(
+            &mut out,
             "handoff_requests_refused_total",
             "counter",
             "Requests refused at intake, by reason.",

@@ -241,6 +241,22 @@ fn two_hundred_runs_at_once_write_each_step_once() {
         seen.peak
     );
     drop(seen);
+    // The service counts the same: a request on each new connection, the
+    // others on kept ones.
+    let (_, metrics) = service.get("/metrics");
+    let count = |connection: &str| -> usize {
+        let line = format!("handoff_outbound_requests_total{{connection=\"{connection}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line}in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        (count("new"), count("new") + count("kept")),
+        (connections, RUNS * STEPS)
+    );
     the_chain_holds_each_runs_rows_in_their_order(&s, RUNS);
 }
 

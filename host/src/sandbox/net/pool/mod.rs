@@ -17,6 +17,7 @@ use hyper::client::conn::http1::SendRequest;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -32,6 +33,25 @@ pub const IDLE_PER_ADDRESS: usize = 32;
 /// sending the rest of a request its server answered early, is closed and
 /// a new one opened, so that no request waits on another's.
 pub const READY_WITHIN: Duration = Duration::from_millis(250);
+
+/// Requests adapters sent on a connection of their own opening, and on one
+/// kept from an earlier request, by every pool of this process (`/metrics`).
+static ON_NEW: AtomicU64 = AtomicU64::new(0);
+static ON_KEPT: AtomicU64 = AtomicU64::new(0);
+
+/// A request went out on a new connection (`kept`: on a kept one).
+pub(crate) fn count_request(kept: bool) {
+    let counter = if kept { &ON_KEPT } else { &ON_NEW };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Requests sent so far on new connections, and on kept ones.
+pub fn request_counts() -> (u64, u64) {
+    (
+        ON_NEW.load(Ordering::Relaxed),
+        ON_KEPT.load(Ordering::Relaxed),
+    )
+}
 
 /// Where a connection goes: the checked address, and the name TLS asked
 /// for (none for plain HTTP); and the runtime whose task drives it. A
