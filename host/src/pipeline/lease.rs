@@ -4,9 +4,9 @@
 //! lease to run out: before a retry of the write (after a pause and a
 //! failed attempt), or when half the lease has passed (waiting for an
 //! adapter's turn behind many runs). Another driver can take a run only
-//! once its lease ran out, so a write made right after a renewal is made
-//! by the run's one driver; one whose renewal finds the run taken over is
-//! not made (`StoreError::LeaseLost`).
+//! once its lease ran out (or its holder is known to be gone), so a write
+//! made right after a renewal is made by the run's one driver; one whose
+//! renewal finds the run taken over is not made (`StoreError::LeaseLost`).
 
 use crate::store::{Store, StoreError, runs};
 use std::sync::{Arc, Mutex};
