@@ -4,10 +4,10 @@
 //! session, or a fresh one every call), takes the adapter's turn at its
 //! concurrency limit (and the record's, for `one-call-per-record`), keeps
 //! a run's lease before a write that may have waited ([`super::lease`]),
-//! makes the call, times it, records every capability decision the call made (a
-//! decision that cannot be stored fails the call: none is dropped), and
-//! sorts failures into "try again" and "a person decides", retrying
-//! transient ones with a bounded, doubling pause.
+//! makes the call, times it, records every capability decision the call
+//! made (a decision that cannot be stored fails the call: none is
+//! dropped), and sorts failures into "try again" and "a person decides",
+//! retrying transient ones with a bounded, doubling pause.
 
 use super::halt::Halt;
 use super::host::{AdapterLoad, Host};
