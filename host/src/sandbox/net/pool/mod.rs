@@ -165,23 +165,14 @@ fn give_back<B>(idle: &Weak<Mutex<Idle<B>>>, idle_for: Duration, key: Key, sende
 }
 
 /// Why an answer's body stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    #[error("{0}")]
     Http(hyper::Error),
     /// Nothing came for the time allowed between two parts of the body.
+    #[error("the answer stopped coming")]
     Stalled,
 }
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BodyError::Http(e) => write!(f, "{e}"),
-            BodyError::Stalled => f.write_str("the answer stopped coming"),
-        }
-    }
-}
-
-impl std::error::Error for BodyError {}
 
 /// Where a connection goes back to: its pool (if it still exists), the
 /// pool's idle time, and its key.
