@@ -7,7 +7,6 @@ use super::S3_ID;
 use super::gate::{S3Gate, Signed};
 use crate::sandbox::bindings::handoff::adapter::s3::ObjectInfo;
 use crate::sandbox::bindings::wit::AdapterError;
-use crate::sandbox::net::pool::{BodyError, Returning};
 use crate::sandbox::net::resolve_checked;
 use crate::sandbox::net::send::{self, Timeouts, Tls, read_bounded};
 use http_body_util::Full;
@@ -91,15 +90,11 @@ impl S3Gate {
         } else {
             ERROR_BODY
         };
-        let body = read(body, limit)
+        let body = read_bounded(body, limit)
             .await
             .map_err(|e| transient(format!("reading the answer: {e}")))?;
         Ok((parts.status, parts.headers, body))
     }
-}
-
-async fn read(body: Returning<Full<Bytes>>, limit: usize) -> Result<Option<Vec<u8>>, BodyError> {
-    read_bounded(body, limit).await
 }
 
 pub(super) fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
