@@ -6,7 +6,8 @@
 //! command of another process writing to the store while the service's
 //! runs commit in groups gets its turn. The service killed with runs in
 //! flight: `kills.rs`; a run taken over by another driver while its post
-//! waited: `taken_over.rs`.
+//! waited: `taken_over.rs`; an adapter's concurrency and one call per
+//! record held with many runs in flight: `limits.rs`.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod kills;
+mod limits;
 mod taken_over;
 
 const RUNS: usize = 200;
