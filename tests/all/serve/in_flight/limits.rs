@@ -1,8 +1,10 @@
-//! An adapter's own limits hold however many runs are in flight: with
-//! `concurrency = 3` and `one-call-per-record = true` on the webhook
+//! Limits that hold however many runs are in flight. An adapter's own:
+//! with `concurrency = 3` and `one-call-per-record = true` on the webhook
 //! adapter, a receiver answering each post after 20 ms never has more than
 //! three posts open at once, nor two on one channel, while a hundred runs
-//! of five posts each are driven together.
+//! of five posts each are driven together. The service's: with every run
+//! in flight waiting on its target, intake takes exactly `max-queued` more
+//! and answers 429 to the rest, storing nothing of them.
 
 use super::*;
 use axum::extract::State;
@@ -70,4 +72,78 @@ fn an_adapters_concurrency_and_one_call_per_record_hold_with_a_hundred_runs_in_f
     for (path, (_, peak)) in &o.by_path {
         assert_eq!(*peak, 1, "posts open at once on {path}");
     }
+}
+
+/// A receiver that holds every post until `release` turns true.
+#[derive(Clone)]
+struct Held {
+    open: Arc<Mutex<usize>>,
+    answered: Arc<Mutex<usize>>,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn hold(State(held): State<Held>) -> StatusCode {
+    *held.open.lock().unwrap() += 1;
+    let mut release = held.release.clone();
+    release.wait_for(|go| *go).await.unwrap();
+    *held.open.lock().unwrap() -= 1;
+    *held.answered.lock().unwrap() += 1;
+    StatusCode::OK
+}
+
+#[test]
+fn with_every_run_in_flight_waiting_intake_takes_exactly_the_queue_and_refuses_the_rest() {
+    const IN_FLIGHT: usize = 4;
+    const QUEUED: usize = 2;
+    let (go, release) = tokio::sync::watch::channel(false);
+    let held = Held {
+        open: Arc::default(),
+        answered: Arc::default(),
+        release,
+    };
+    let app = Router::new().fallback(hold).with_state(held.clone());
+    let (origin, _runtime) = crate::support::serve_in_background(app);
+    let s = fanout_to(&origin);
+    s.edit_config(
+        "max-in-flight = 256\n",
+        &format!("max-in-flight = {IN_FLIGHT}\n"),
+    );
+    s.edit_config("max-queued = 1000\n", &format!("max-queued = {QUEUED}\n"));
+    reviews(&s, 12);
+    let service = Service::start(&s, None);
+    let mut runs: Vec<String> = (0..IN_FLIGHT).map(|i| accept(&service, i)).collect();
+    // Every run in flight is at its first post, held there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while *held.open.lock().unwrap() < IN_FLIGHT {
+        assert!(
+            Instant::now() < deadline,
+            "the runs never reached the receiver"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runs.extend((IN_FLIGHT..IN_FLIGHT + QUEUED).map(|i| accept(&service, i)));
+    for i in IN_FLIGHT + QUEUED..12 {
+        let body = decision(i).to_string().into_bytes();
+        let (code, answer) = service.post(&signed(&format!("msg-{i}"), &body), &body);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (429, Some("backpressure")),
+            "decision {i}: {answer}"
+        );
+    }
+    assert_eq!(
+        events_stored(&s),
+        (IN_FLIGHT + QUEUED) as i64,
+        "only what was answered 202 is stored"
+    );
+    assert_eq!(
+        *held.open.lock().unwrap(),
+        IN_FLIGHT,
+        "no run beyond the limit"
+    );
+    go.send(true).unwrap();
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    assert_eq!(*held.answered.lock().unwrap(), runs.len() * STEPS);
 }
