@@ -3,8 +3,9 @@
 //!
 //! A message is acknowledged only after its event is stored: a crash before
 //! the ack gets it redelivered, and intake recognises it as a duplicate.
-//! Room in the run queue is reserved before the next message is taken, so a
-//! busy service simply stops pulling (the stream holds the backlog). An event
+//! Room in the run queue is reserved before each message is asked for, so
+//! a busy service asks for nothing (the stream holds the backlog,
+//! undelivered). An event
 //! that can never be taken in (not JSON, not a CloudEvent, no policy) is
 //! terminated, counted, and logged, rather than redelivered forever; a store
 //! failure is negatively acknowledged and comes back.
@@ -51,75 +52,145 @@ pub(super) async fn consumer(config: &NatsIntake) -> Result<jetstream::consumer:
         .with_context(|| format!("serve.nats: durable consumer {:?}", config.durable))
 }
 
-/// Take messages until `stop` flips.
+/// How long one pull request waits for a message before it is made again.
+const WAIT_FOR_ONE: Duration = Duration::from_secs(5);
+
+/// The most messages asked for at once when several wait in the stream
+/// (each with a place in the queue reserved first).
+const TAKE_AT_MOST: usize = 64;
+
+/// A run-queue place, reserved for the message it is given to.
+type Place = tokio::sync::mpsc::OwnedPermit<super::workers::RunTicket>;
+
+/// Take messages until `stop` flips. Every message asked of the server has
+/// a place in the queue reserved first: one pull request for one message,
+/// waited on with one place held, then, without waiting, as many of those
+/// already in the stream as there are places free. A full queue asks for
+/// nothing: the backlog stays in the stream, undelivered, with no
+/// acknowledgement time running out.
 pub(super) async fn run(
     app: Arc<App>,
     consumer: jetstream::consumer::PullConsumer,
     mut stop: watch::Receiver<bool>,
 ) {
     let faults = crate::pipeline::faults::Faults::from_env();
-    let mut messages = match consumer.messages().await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "serve.nats: cannot pull; NATS intake is off");
-            return;
-        }
-    };
     loop {
-        // Room first: while the workers are behind, nothing is pulled.
-        let permit = tokio::select! {
+        let place = tokio::select! {
             _ = stop.changed() => return,
-            permit = app.queue.clone().reserve_owned() => match permit {
+            place = app.queue.clone().reserve_owned() => match place {
                 Ok(p) => p,
                 Err(_) => return,
             },
         };
-        let message = tokio::select! {
+        let first = tokio::select! {
             _ = stop.changed() => return,
-            next = messages.next() => match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "serve.nats: pull failed; retrying");
-                    continue;
-                }
-                None => return,
-            },
+            first = next_one(&consumer) => first,
         };
-        let arrived = Instant::now();
-        let event = match CloudEvent::parse(&message.payload, &format!("NATS {}", message.subject))
-        {
-            Ok(e) => e,
+        match first {
+            Ok(Some(message)) => handle(&app, message, place, &faults).await,
+            // Nothing came before the request expired: ask again.
+            Ok(None) => continue,
             Err(e) => {
-                app.metrics.refuse("nats-bad-event");
-                tracing::warn!(error = %e, "serve.nats: not a CloudEvent; terminated");
-                let _ = message.ack_with(AckKind::Term).await;
+                drop(place);
+                tracing::warn!(error = %e, "serve.nats: pull failed; retrying in a second");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        }
+        let mut places = Vec::new();
+        while places.len() < TAKE_AT_MOST {
+            match app.queue.clone().try_reserve_owned() {
+                Ok(p) => places.push(p),
+                Err(_) => break,
+            }
+        }
+        if places.is_empty() {
+            continue;
+        }
+        let mut waiting = match consumer.fetch().max_messages(places.len()).messages().await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "serve.nats: pull failed; retrying");
                 continue;
             }
         };
-        let traceparent = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("traceparent"))
-            .map(|v| v.as_str().to_string());
-        match take(&app, event, permit, arrived, traceparent).await {
-            Ok(_) => {
-                faults.point("intake", "nats-before-ack");
-                if let Err(e) = message.ack().await {
-                    // Redelivered later, then suppressed as a duplicate.
-                    tracing::warn!(error = %e, "serve.nats: ack failed");
+        // Each message the server sends has its place: take them all,
+        // whatever `stop` says (one left unread would wait out its
+        // acknowledgement time before it came back).
+        while let Some(next) = waiting.next().await {
+            match (next, places.pop()) {
+                (Ok(message), Some(place)) => handle(&app, message, place, &faults).await,
+                // More than asked for: given back, to come again.
+                (Ok(message), None) => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, "serve.nats: pull failed; retrying");
+                    break;
                 }
             }
-            Err(RunError::Store(e)) => {
-                tracing::error!(error = %e, "serve.nats: not stored; redelivering");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
+        }
+    }
+}
+
+/// The next message, waiting for it up to [`WAIT_FOR_ONE`]; `None` if none
+/// came.
+async fn next_one(
+    consumer: &jetstream::consumer::PullConsumer,
+) -> Result<Option<jetstream::Message>, async_nats::Error> {
+    let mut one = consumer
+        .batch()
+        .max_messages(1)
+        .expires(WAIT_FOR_ONE)
+        .messages()
+        .await?;
+    one.next().await.transpose()
+}
+
+/// Take one message in: stored with its run, then acknowledged; refused
+/// for good (terminated) if it can never be taken; negatively acknowledged
+/// if the store failed.
+async fn handle(
+    app: &Arc<App>,
+    message: jetstream::Message,
+    place: Place,
+    faults: &crate::pipeline::faults::Faults,
+) {
+    let arrived = Instant::now();
+    let event = match CloudEvent::parse(&message.payload, &format!("NATS {}", message.subject)) {
+        Ok(e) => e,
+        Err(e) => {
+            app.metrics.refuse("nats-bad-event");
+            tracing::warn!(error = %e, "serve.nats: not a CloudEvent; terminated");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let traceparent = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .map(|v| v.as_str().to_string());
+    match take(app, event, place, arrived, traceparent).await {
+        Ok(_) => {
+            faults.point("intake", "nats-before-ack");
+            if let Err(e) = message.ack().await {
+                // Redelivered later, then suppressed as a duplicate.
+                tracing::warn!(error = %e, "serve.nats: ack failed");
             }
-            Err(e) => {
-                app.metrics.refuse("nats-not-runnable");
-                tracing::warn!(error = %e, "serve.nats: cannot run; terminated");
-                let _ = message.ack_with(AckKind::Term).await;
-            }
+        }
+        Err(RunError::Store(e)) => {
+            tracing::error!(error = %e, "serve.nats: not stored; redelivering");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+        Err(e) => {
+            app.metrics.refuse("nats-not-runnable");
+            tracing::warn!(error = %e, "serve.nats: cannot run; terminated");
+            let _ = message.ack_with(AckKind::Term).await;
         }
     }
 }

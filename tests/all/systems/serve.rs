@@ -181,3 +181,85 @@ fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() 
         text(&o.stderr)
     );
 }
+
+/// The consumer's count of messages not yet delivered and of those
+/// delivered and not yet acknowledged.
+fn pending(
+    js: &async_nats::jetstream::Context,
+    rt: &tokio::runtime::Runtime,
+    stream: &str,
+) -> (u64, usize) {
+    rt.block_on(async {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(stream)
+            .await
+            .unwrap()
+            .get_consumer("handoff")
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        (info.num_pending, info.num_ack_pending)
+    })
+}
+
+#[test]
+fn a_busy_service_leaves_nats_messages_in_the_stream_until_it_has_room() {
+    let tag = "busy";
+    let (server, stream, js, rt) = decisions_stream(tag);
+    let subject = format!("decisions.{tag}.{}.review", std::process::id());
+    // One run in flight, one queued.
+    let s = scenario(1, 1);
+    let filter = format!("decisions.{tag}.{}.>", std::process::id());
+    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    let nats = format!(
+        "\n[serve.nats]\nserver = \"{server}\"\nstream = \"{stream}\"\n\
+         subject = \"{filter}\"\ndurable = \"handoff\"\n"
+    );
+    std::fs::write(s.path("handoff.toml"), config + &nats).unwrap();
+    let publish = |body: Vec<u8>| {
+        rt.block_on(async {
+            js.publish(subject.clone(), body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        })
+    };
+    // The seeded decision's run holds the one place in flight.
+    let service = Service::start(&s, Some("after-apply:close-checklist"));
+    publish(std::fs::read(s.path("events/accepted.json")).unwrap());
+    service.wait_for("paused at fault point");
+    for i in 1..=4 {
+        publish(decision(&format!("busy-{i}"), &format!("RV-6{i:02}")));
+    }
+    // One more is taken, for the queue's one place, and acknowledged; the
+    // other three are not even delivered: they wait in the stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (undelivered, unacknowledged) = pending(&js, &rt, &stream);
+        if events_stored(&s) == 2 && unacknowledged == 0 {
+            assert_eq!(undelivered, 3, "messages the service had no room for");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events stored, {undelivered} messages undelivered and {unacknowledged} \
+             delivered and unacknowledged",
+            events_stored(&s)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(service);
+    // With room again, every message is taken, each once.
+    let _service = Service::start(&s, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending(&js, &rt, &stream) != (0, 0) || events_stored(&s) != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "{} events stored; (undelivered, unacknowledged) = {:?}",
+            events_stored(&s),
+            pending(&js, &rt, &stream)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
