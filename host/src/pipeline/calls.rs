@@ -55,6 +55,9 @@ pub struct AdapterCalls {
     run_id: Option<String>,
     event_id: Option<String>,
     instances: BTreeMap<String, Instance>,
+    /// The component digest of each adapter these calls loaded, for audit
+    /// rows (the process may forget its loaded adapters meanwhile).
+    digests: BTreeMap<String, String>,
     /// A fresh instance for every call: nothing carries over, as after a
     /// restart (`adapter conform`).
     fresh: bool,
@@ -72,6 +75,7 @@ impl AdapterCalls {
             run_id: None,
             event_id: None,
             instances: BTreeMap::new(),
+            digests: BTreeMap::new(),
             fresh: false,
             shadow: false,
             lease: None,
@@ -107,7 +111,10 @@ impl AdapterCalls {
 
     /// The digest of an adapter's component, for audit rows.
     pub fn adapter_sha(&self, adapter: &str) -> Option<String> {
-        self.host.adapter_sha(adapter)
+        match self.digests.get(adapter) {
+            Some(sha) => Some(sha.clone()),
+            None => self.host.adapter_sha(adapter),
+        }
     }
 
     /// One attempt of `call` on `adapter`. `record` is the record it is
@@ -132,6 +139,8 @@ impl AdapterCalls {
                     )));
                 }
             };
+            self.digests
+                .insert(adapter.to_string(), loaded.component_sha256().to_string());
             let started = Instant::now();
             let instance = match loaded.instantiate().await {
                 Ok(i) => i,

@@ -1,7 +1,7 @@
 //! What a process builds once and every engine of it shares: the sandbox
 //! (one wasmtime engine, its epoch ticker, its artifact cache, the clients
-//! surfaces share such as NATS connections), the adapters loaded from it,
-//! the configured policies and the approved texts runs started under, the
+//! surfaces share such as NATS connections), the adapters loaded from it
+//! (while the approvals they were loaded under stand), the configured policies and the approved texts runs started under, the
 //! per-adapter throttle, the retry policy and the timing observer. Intake,
 //! every worker and the reconciler hold the same `Arc<Host>`; each has its
 //! own store handle and its own runs.
@@ -14,20 +14,48 @@ use crate::follow_up::notices::Roles;
 use crate::policy::Policy;
 use crate::sandbox::package::Package;
 use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
+use crate::store::adapters::ApprovalsStamp;
 use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Adapters loaded so far, and the approvals they were loaded under.
+#[derive(Default)]
+struct Loaded {
+    /// By instance name.
+    adapters: BTreeMap<String, Arc<LoadedAdapter>>,
+    /// The same instances as shadow runs have them (reading only), loaded
+    /// when a shadow run first calls one.
+    shadow: BTreeMap<String, Arc<LoadedAdapter>>,
+    /// The approvals as last seen by a run's start.
+    approvals: Option<ApprovalsStamp>,
+    /// Counts the times the adapters were forgotten: a load that began
+    /// before the latest is not kept.
+    generation: u64,
+}
+
+impl Loaded {
+    fn forget(&mut self) {
+        self.adapters.clear();
+        self.shadow.clear();
+        self.generation += 1;
+    }
+
+    fn of(&mut self, shadow: bool) -> &mut BTreeMap<String, Arc<LoadedAdapter>> {
+        if shadow {
+            &mut self.shadow
+        } else {
+            &mut self.adapters
+        }
+    }
+}
+
 /// The process's shared state. See the module documentation.
 pub struct Host {
     sandbox: Sandbox,
     instances: BTreeMap<String, AdapterInstance>,
-    /// Adapters loaded so far, by instance name.
-    loaded: Mutex<BTreeMap<String, Arc<LoadedAdapter>>>,
-    /// The same instances as shadow runs have them (reading only), loaded
-    /// when a shadow run first calls one.
-    shadow_loaded: Mutex<BTreeMap<String, Arc<LoadedAdapter>>>,
+    loaded: Mutex<Loaded>,
     policies: Vec<ConfiguredPolicy>,
     /// Approved policy texts runs were started under, parsed, by sha256.
     approved: Mutex<BTreeMap<String, Arc<Policy>>>,
@@ -98,7 +126,6 @@ impl Host {
             sandbox,
             instances: config.adapters.clone(),
             loaded: Mutex::default(),
-            shadow_loaded: Mutex::default(),
             policies: Vec::new(),
             approved: Mutex::default(),
             retry: config.retry,
@@ -139,24 +166,23 @@ impl Host {
     }
 
     /// The loaded adapter for an instance name, loaded once per process
-    /// (for a shadow run, its reading-only form: no actions, surfaces
-    /// narrowed to reading). A refused load is recorded as a capability
-    /// decision; a store that cannot record it fails the load too (nothing
-    /// is dropped).
+    /// while the approvals stay as they are (for a shadow run, its
+    /// reading-only form: no actions, surfaces narrowed to reading). A
+    /// refused load is recorded as a capability decision; a store that
+    /// cannot record it fails the load too (nothing is dropped).
     pub(crate) fn adapter(
         &self,
         name: &str,
         store: &mut Store,
         shadow: bool,
     ) -> Result<Arc<LoadedAdapter>, AdapterLoad> {
-        let cache = if shadow {
-            &self.shadow_loaded
-        } else {
-            &self.loaded
+        let generation = {
+            let mut loaded = lock(&self.loaded);
+            if let Some(a) = loaded.of(shadow).get(name) {
+                return Ok(a.clone());
+            }
+            loaded.generation
         };
-        if let Some(a) = lock(cache).get(name) {
-            return Ok(a.clone());
-        }
         let configured = self.instances.get(name).ok_or_else(|| {
             AdapterLoad::Refused(LoadError::Binding {
                 instance: name.to_string(),
@@ -185,21 +211,39 @@ impl Host {
                 return Err(AdapterLoad::Refused(err));
             }
         };
-        lock(cache).insert(name.to_string(), loaded.clone());
+        let mut cache = lock(&self.loaded);
+        // Kept only if the approvals it was read under still hold.
+        if cache.generation == generation {
+            cache.of(shadow).insert(name.to_string(), loaded.clone());
+        }
         Ok(loaded)
     }
 
     /// The digest of a loaded adapter's component, for audit rows.
     pub(crate) fn adapter_sha(&self, name: &str) -> Option<String> {
         lock(&self.loaded)
+            .adapters
             .get(name)
             .map(|a| a.component_sha256().to_string())
     }
 
     /// Forget loaded adapters (their approval may have changed).
     pub fn reload_adapters(&self) {
-        lock(&self.loaded).clear();
-        lock(&self.shadow_loaded).clear();
+        lock(&self.loaded).forget();
+    }
+
+    /// At a run's start: forget the loaded adapters if any approval was
+    /// given or revoked since the last run started, so that no run
+    /// starting after a revocation uses what it revoked (one read of the
+    /// store per run).
+    pub(crate) fn follow_approvals(&self, store: &Store) -> Result<(), StoreError> {
+        let now = store.approvals_stamp()?;
+        let mut loaded = lock(&self.loaded);
+        if loaded.approvals != Some(now) {
+            loaded.forget();
+            loaded.approvals = Some(now);
+        }
+        Ok(())
     }
 
     /// The approved text a run started under, parsed once per process: an

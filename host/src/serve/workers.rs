@@ -160,8 +160,8 @@ async fn drive(engine: &mut Engine, ticket: RunTicket, metrics: &Metrics) {
 
 /// Passes of `pass` on a thread of its own, with its own runtime: one at
 /// start, then one every `every` until the service stops; a pass that says
-/// more is waiting goes again at once. Between passes the adapters are
-/// loaded afresh: approvals may have changed.
+/// more is waiting goes again at once. Between passes the loaded adapters
+/// are forgotten if an approval was given or revoked meanwhile.
 fn spawn_periodic(
     name: &str,
     mut engine: Engine,
@@ -181,7 +181,10 @@ fn spawn_periodic(
                     if pass(&mut engine).await {
                         continue;
                     }
-                    engine.reload_adapters();
+                    if let Err(e) = engine.host().follow_approvals(engine.store()) {
+                        tracing::warn!(error = %e, "approvals could not be read; loaded adapters forgotten");
+                        engine.reload_adapters();
+                    }
                     tokio::select! {
                         _ = stop.changed() => return,
                         _ = tokio::time::sleep(every) => {},

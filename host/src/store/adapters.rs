@@ -106,6 +106,24 @@ impl Store {
             .map_err(StoreError::from)
     }
 
+    /// Where the approvals stand: changed by every approval and every
+    /// revocation, so a process can tell that what it loaded may no longer
+    /// be approved.
+    pub fn approvals_stamp(&self) -> Result<ApprovalsStamp, StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "SELECT COUNT(*), COUNT(revoked_at), COALESCE(MAX(id), 0) FROM adapter_approvals",
+            )?
+            .query_row([], |r| {
+                Ok(ApprovalsStamp {
+                    rows: r.get(0)?,
+                    revoked: r.get(1)?,
+                    newest: r.get(2)?,
+                })
+            })
+            .map_err(StoreError::from)
+    }
+
     /// The newest approval of every adapter name, by name.
     pub fn current_approvals(&self) -> Result<Vec<Approval>, StoreError> {
         let conn = self.conn()?;
@@ -131,4 +149,14 @@ impl Store {
             .execute(params![name, by, now_rfc3339()])?;
         Ok(changed == 1)
     }
+}
+
+/// Where the approvals stand ([`Store::approvals_stamp`]): approvals are
+/// only added and revoked, never deleted or revoked twice, so each change
+/// moves one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalsStamp {
+    rows: i64,
+    revoked: i64,
+    newest: i64,
 }

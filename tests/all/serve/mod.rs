@@ -5,6 +5,7 @@
 //! Redmine) are in `systems::serve`.
 
 mod api;
+mod approvals;
 mod console;
 mod delivery;
 mod http;

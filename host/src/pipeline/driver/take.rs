@@ -101,6 +101,7 @@ impl Engine {
     }
 
     async fn drive_claimed(&mut self, run: RunRecord) -> Result<Report, RunError> {
+        self.host.follow_approvals(&self.store)?;
         let policy = self
             .host
             .approved_policy(&run.policy_sha256, &self.store)?
