@@ -11,6 +11,10 @@ pub fn serve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<u8> {
         .build()
         .context("starting the async runtime")?;
     let served = runtime.block_on(async {
+        // Listened for before anything else: a SIGTERM while the service
+        // starts stops it as cleanly as one after (the default action of
+        // an unhandled SIGTERM would kill it).
+        let shutdown = shutdown_signal()?;
         let addr = listen.unwrap_or(ctx.config.serve.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -19,7 +23,7 @@ pub fn serve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<u8> {
             &ctx.config,
             ctx.store_path.clone(),
             listener,
-            shutdown_signal(),
+            shutdown,
             |bound| {
                 // One line on stdout, for people and for scripts waiting on it.
                 say(&format!("listening on http://{bound}"));
@@ -43,22 +47,25 @@ fn say(what: &str) {
     let _ = out.flush();
 }
 
-/// SIGTERM (what service managers send) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => {},
-                _ = ctrl_c => {},
-            },
-            Err(_) => ctrl_c.await,
+/// SIGTERM (what service managers send) or Ctrl-C (SIGINT), listened for
+/// from this call on; the future resolves at the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await;
+    })
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

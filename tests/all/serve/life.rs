@@ -1,4 +1,5 @@
-//! The service's life: a stop mid-run and a restart, refusals at start,
+//! The service's life: a stop mid-run and a restart, a stop while it
+//! starts, refusals at start,
 //! audit anchors, a backup while events arrive, logs at a terminal, and an
 //! adapter's limit held across workers.
 
@@ -54,6 +55,58 @@ fn a_source_without_a_usable_secret_refuses_to_start() {
     assert!(
         err.contains("HANDOFF_TEST_WEBHOOK_SECRET is not set"),
         "{err}"
+    );
+}
+
+#[test]
+fn sigterm_while_the_service_starts_stops_it_cleanly() {
+    let s = scenario(1, 10);
+    // A cache of its own: the start compiles every adapter (seconds), and
+    // the store exists from before that.
+    let cache = s.path("state/own-cache");
+    s.edit_config(
+        &format!(
+            "cache-dir = \"{}/artifact-cache\"",
+            env!("CARGO_TARGET_TMPDIR")
+        ),
+        &format!("cache-dir = \"{}\"", cache.display()),
+    );
+    let mut child = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cache.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start made no cache"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "serve ended while starting"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).ends_with("handoff serve: stopped\n"),
+        "{}",
+        text(&out.stdout)
     );
 }
 
