@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod conform;
 pub mod demo;
+pub mod files;
 pub mod follow_up;
 pub mod kept;
 pub mod model;

@@ -61,7 +61,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             if let Some(path) = anchor_file {
-                let text = std::fs::read_to_string(&path)
+                let text = crate::files::read_text_at_most(&path, crate::files::ANCHORS_BYTES)
                     .with_context(|| format!("reading the anchors {}", path.display()))?;
                 anchors.extend(
                     Anchor::parse_lines(&text, &path.display().to_string())

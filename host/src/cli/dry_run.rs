@@ -19,7 +19,7 @@ pub fn dry_run(ctx: &Ctx, events: &[PathBuf], context: Option<&Path>, json: bool
     let runtime = runtime()?;
     let mut tally = Tally::default();
     for path in events {
-        let preview = read_event(path, context)
+        let preview = read_event(path, context, ctx.config.serve.max_body_bytes)
             .and_then(|(event, context)| Ok(runtime.block_on(engine.preview(&event, &context))?));
         let preview = match preview {
             Ok(p) => p,

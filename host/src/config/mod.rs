@@ -207,10 +207,13 @@ impl Config {
     /// The configuration in `path`, with the process's `HANDOFF_…`
     /// settings over it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problem: format!("cannot read: {e}"),
-        })?;
+        let text =
+            crate::files::read_text_at_most(path, crate::files::SETTINGS_BYTES).map_err(|e| {
+                ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    problem: format!("cannot read: {e}"),
+                }
+            })?;
         Config::parse_with_env(&text, path, &|var| std::env::var(var).ok())
     }
 

@@ -256,10 +256,13 @@ const CONDITION_PATHS: &str = "exists, applied, state, revision, links, fields.N
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
-            path: path.to_path_buf(),
-            problem: format!("cannot read: {e}"),
-        })?;
+        let text =
+            crate::files::read_text_at_most(path, crate::files::SETTINGS_BYTES).map_err(|e| {
+                PolicyError {
+                    path: path.to_path_buf(),
+                    problem: format!("cannot read: {e}"),
+                }
+            })?;
         Policy::parse(&text, path)
     }
 

@@ -27,9 +27,11 @@ impl SecretSource {
             SecretSource::Env(var) => {
                 std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
             }
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            SecretSource::File(path) => {
+                crate::files::read_text_at_most(path, crate::files::SECRET_BYTES)
+                    .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
         }
     }
 }

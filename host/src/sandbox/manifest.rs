@@ -73,10 +73,13 @@ struct RawAdapter {
 impl Manifest {
     /// Read `adapter.toml` from a file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
-            path: path.to_path_buf(),
-            problem: format!("cannot read: {e}"),
-        })?;
+        let text =
+            crate::files::read_text_at_most(path, crate::files::SETTINGS_BYTES).map_err(|e| {
+                ManifestError {
+                    path: path.to_path_buf(),
+                    problem: format!("cannot read: {e}"),
+                }
+            })?;
         Manifest::parse(&text, path)
     }
 

@@ -66,18 +66,25 @@ impl Package {
             .file_name()
             .map(Path::new)
             .unwrap_or(Path::new(MANIFEST_FILE));
-        let manifest_text = files.read(manifest_name).map_err(|e| ManifestError {
-            path: manifest_path.clone(),
-            problem: format!("cannot read: {e}"),
-        })?;
+        let read = |name: &Path, max: u64| {
+            let file = files.open(name)?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            crate::files::read_from_at_most(file, size, max)
+        };
+        let manifest_text =
+            read(manifest_name, crate::files::SETTINGS_BYTES).map_err(|e| ManifestError {
+                path: manifest_path.clone(),
+                problem: format!("cannot read: {e}"),
+            })?;
         let manifest = Manifest::parse(&String::from_utf8_lossy(&manifest_text), &manifest_path)?;
         let component_name = format!("{}.wasm", manifest.name);
         let component_path = dir.join(&component_name);
-        let component = files
-            .read(&component_name)
-            .map_err(|source| PackageError::Component {
-                path: component_path.clone(),
-                source,
+        let component =
+            read(Path::new(&component_name), crate::files::COMPONENT_BYTES).map_err(|source| {
+                PackageError::Component {
+                    path: component_path.clone(),
+                    source,
+                }
             })?;
         Ok(Package {
             dir,

@@ -133,8 +133,14 @@ pub async fn serve(
     let context = match &serve.context {
         None => Value::Object(Default::default()),
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("serve.context: reading {}", path.display()))?;
+            let bytes = crate::files::read_at_most(path, serve.max_body_bytes as u64)
+                .with_context(|| {
+                    format!(
+                        "serve.context: reading {} (at most max-body-bytes = {})",
+                        path.display(),
+                        serve.max_body_bytes
+                    )
+                })?;
             serde_json::from_slice(&bytes)
                 .with_context(|| format!("serve.context: {} is not JSON", path.display()))?
         }

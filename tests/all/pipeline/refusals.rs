@@ -95,3 +95,38 @@ fn a_policy_runs_only_once_approved_and_a_widened_one_waits_for_a_new_approval()
     assert_eq!(code, 1);
     assert!(err.contains("is not approved"), "{err}");
 }
+
+#[test]
+fn files_past_their_bound_are_refused_naming_it_before_they_are_read_whole() {
+    // An event larger than the service would take as a body (an endless
+    // one too), and a context as large.
+    let s = Scenario::new();
+    let padded = format!(
+        "{{\"padding\": \"{}\"}}",
+        "x".repeat(handoff::config::serve::ServeConfig::default().max_body_bytes)
+    );
+    std::fs::write(s.path("events/large.json"), &padded).unwrap();
+    let o = s.run_event("events/large.json");
+    refused(&s, &o, &["events/large.json", "max-body-bytes = 262144"]);
+    let o = s.handoff(&["run", "--event", "/dev/zero", "--context", "context.json"]);
+    refused(&s, &o, &["/dev/zero", "larger than 262144 bytes"]);
+    std::fs::write(s.path("context.json"), &padded).unwrap();
+    refused(&s, &s.run(), &["context.json", "larger than 262144 bytes"]);
+
+    // A policy of settings is at most 1 MiB.
+    let s = Scenario::new();
+    let policy = std::fs::read_to_string(policy_path(&s)).unwrap();
+    let comment = format!("# {}\n", "x".repeat(1024 * 1024));
+    std::fs::write(policy_path(&s), policy + &comment).unwrap();
+    refused(
+        &s,
+        &s.run(),
+        &["release-readiness.toml", "larger than 1048576 bytes"],
+    );
+
+    // So is the configuration.
+    let s = Scenario::new();
+    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    std::fs::write(s.path("handoff.toml"), config + &comment).unwrap();
+    refused(&s, &s.run(), &["handoff.toml", "larger than 1048576 bytes"]);
+}

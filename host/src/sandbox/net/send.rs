@@ -25,7 +25,8 @@ pub fn tls_client(ca_file: Option<&Path>, key: &str) -> Result<Arc<rustls::Clien
         Some(path) => {
             use rustls::pki_types::pem::PemObject;
             let at = path.display();
-            let pem = std::fs::read(path).map_err(|e| format!("{key} {at}: cannot read: {e}"))?;
+            let pem = crate::files::read_at_most(path, crate::files::CERTIFICATES_BYTES)
+                .map_err(|e| format!("{key} {at}: cannot read: {e}"))?;
             let mut found = 0;
             for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("{key} {at}: not PEM: {e}"))?;

@@ -78,7 +78,8 @@ const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
 /// The operator's CA file, read and checked.
 fn read_ca_file(path: &std::path::Path) -> Result<Certificate, String> {
     let at = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("smtp-ca-file {at}: cannot read: {e}"))?;
+    let pem = crate::files::read_at_most(path, crate::files::CERTIFICATES_BYTES)
+        .map_err(|e| format!("smtp-ca-file {at}: cannot read: {e}"))?;
     let not_pem = |why: String| format!("smtp-ca-file {at}: not a PEM certificate ({why})");
     if !pem
         .windows(CERTIFICATE_BEGINS.len())

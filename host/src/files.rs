@@ -1,0 +1,88 @@
+//! Files handoff reads whole (configuration, policies, manifests,
+//! components, events, contexts, secrets, certificates, anchors), read
+//! with a bound: a file past it is refused with its limit named, before
+//! more than the limit is read, so a wrong path (`/dev/zero`, a disk image)
+//! or a hostile file cannot take the process's memory.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+/// The most a text file of settings may hold: `handoff.toml`, a policy,
+/// an `adapter.toml`.
+pub const SETTINGS_BYTES: u64 = 1024 * 1024;
+
+/// The most an adapter's component may be.
+pub const COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most a secret read from a file may be (a token, a password, a key).
+pub const SECRET_BYTES: u64 = 64 * 1024;
+
+/// The most a PEM file of CA certificates may be.
+pub const CERTIFICATES_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The most a file of audit anchors may be (a line of ~80 bytes each).
+pub const ANCHORS_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `path`'s bytes, if it holds at most `max`; else an error of kind
+/// [`io::ErrorKind::FileTooLarge`] that names the limit.
+pub fn read_at_most(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    read_from_at_most(file, size, max)
+}
+
+/// What `reader` holds (about `size` bytes, as its metadata says), if at
+/// most `max`; else [`too_large`].
+pub fn read_from_at_most(reader: impl Read, size: u64, max: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(max)).unwrap_or(0));
+    reader.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(max));
+    }
+    Ok(bytes)
+}
+
+/// [`read_at_most`], as UTF-8 text.
+pub fn read_text_at_most(path: &Path, max: u64) -> io::Result<String> {
+    String::from_utf8(read_at_most(path, max)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// The error for a file past `max` bytes.
+pub fn too_large(max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("larger than {max} bytes, the most it may be"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_up_to_the_limit_is_read_and_one_past_it_is_refused_naming_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read_at_most(&path, 5).unwrap(), b"12345");
+        let e = read_at_most(&path, 4).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "larger than 4 bytes, the most it may be");
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_after_the_limit() {
+        let e = read_at_most(Path::new("/dev/zero"), 1024).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        let e = read_text_at_most(&path, 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+}
