@@ -48,7 +48,9 @@ fn say(what: &str) {
 }
 
 /// SIGTERM (what service managers send) or Ctrl-C (SIGINT), listened for
-/// from this call on; the future resolves at the first of them.
+/// from this call on; the future resolves at the first of them. A second
+/// one while the runs in flight finish stops the process at once (exit
+/// 1): each run stopped so resumes at the next start, as after a crash.
 #[cfg(unix)]
 fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -59,6 +61,14 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
             _ = term.recv() => {},
             _ = interrupt.recv() => {},
         }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+            say("stopped at a second signal; the runs in flight resume at the next start");
+            std::process::exit(i32::from(exit::ERROR));
+        });
     })
 }
 

@@ -343,7 +343,12 @@ fn a_caller_past_its_rate_is_told_when_to_come_back_and_no_token_is_logged() {
             .strip_prefix("handoff serve: listening on ")
             .expect("started")
             .to_string();
-        Service { child, url, stderr }
+        Service {
+            child,
+            url,
+            stderr,
+            stdout: None,
+        }
     };
     let mut limited = None;
     for _ in 0..200 {

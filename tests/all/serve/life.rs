@@ -33,6 +33,34 @@ fn sigterm_during_a_run_then_a_restart_completes_it_once() {
 }
 
 #[test]
+fn a_second_sigterm_while_runs_finish_stops_at_once_and_the_run_resumes_once() {
+    let s = scenario(1, 10);
+    // Far longer than the test waits: only the second signal can end it.
+    s.edit_config(
+        "shutdown-grace-seconds = 1",
+        "shutdown-grace-seconds = 3600",
+    );
+    let service = Service::start_logging(&s, Some("after-apply:sync-tracker"), "info");
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let (code, answer) = service.post(&signed("t-2", &body), &body);
+    assert_eq!(code, 202, "{answer}");
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+    service.wait_for("paused at fault point");
+    service.signal_term();
+    service.wait_for("stopping: intake closed");
+    service.signal_term();
+    let (status, out) = service.ended();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("stopped at a second signal"), "{out}");
+    assert_eq!(s.unfinished() as i64, 1);
+
+    let service = Service::start(&s, None);
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(s.writes().len(), 6, "nothing written twice");
+    drop(service);
+}
+
+#[test]
 fn a_source_without_a_usable_secret_refuses_to_start() {
     let s = scenario(1, 10);
     s.edit_config("secrets = [{ file = \"github-secret\" }]", "secrets = []");

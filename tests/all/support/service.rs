@@ -6,7 +6,7 @@ use crate::support::scenario::*;
 use handoff::serve::signature::{sign_standard, standard_key};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStderr, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,8 @@ pub(crate) struct Service {
     pub(crate) child: Child,
     pub(crate) url: String,
     pub(crate) stderr: mpsc::Receiver<String>,
+    /// Its standard output after the line it started with.
+    pub(crate) stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Service {
@@ -92,9 +94,8 @@ impl Service {
         let mut child = command.spawn().expect("spawn handoff serve");
         let stderr = drain(child.stderr.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let Some(addr) = line.trim().strip_prefix("handoff serve: listening on ") else {
             let _ = child.kill();
             let err: Vec<String> = stderr.try_iter().collect();
@@ -104,6 +105,7 @@ impl Service {
             url: addr.to_string(),
             child,
             stderr,
+            stdout: Some(stdout),
         }
     }
 
@@ -152,6 +154,33 @@ impl Service {
             Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
             Err(e) => panic!("GET {path}: {e}"),
         }
+    }
+
+    /// SIGTERM, not waiting for the service to end.
+    pub(crate) fn signal_term(&self) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+
+    /// The service's exit status, once it has ended (within a minute), and
+    /// its standard output after the line it started with.
+    pub(crate) fn ended(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the service did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut stdout) = self.stdout.take() {
+            std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        }
+        (status, out)
     }
 
     /// SIGTERM, then the exit status.
