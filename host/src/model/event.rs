@@ -94,6 +94,20 @@ impl CloudEvent {
         }
         let (id, source, event_type) = (required("id")?, required("source")?, required("type")?);
         let subject = text("subject")?;
+        for (field, value) in [
+            ("id", Some(&id)),
+            ("source", Some(&source)),
+            ("type", Some(&event_type)),
+            ("subject", subject.as_ref()),
+        ] {
+            if let Some(why) = value.and_then(|v| unfit_attribute(v)) {
+                return Err(EventError::Invalid {
+                    origin: origin.to_string(),
+                    field,
+                    why,
+                });
+            }
+        }
         let data = object.get("data").cloned().unwrap_or(Value::Null);
         Ok(CloudEvent {
             id,
@@ -105,6 +119,32 @@ impl CloudEvent {
             raw,
         })
     }
+}
+
+/// The most bytes an identifying attribute (`id`, `source`, `type`,
+/// `subject`) may have: each is stored with every audit row of its run and
+/// named in log lines.
+pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
+
+/// Why an identifying attribute cannot be taken, if it cannot: too long,
+/// or holding a control character (which CloudEvents strings may not, and
+/// which would let a value pass for a line of its own in a log).
+fn unfit_attribute(value: &str) -> Option<String> {
+    if value.len() > MAX_ATTRIBUTE_BYTES {
+        return Some(format!(
+            "is {} bytes; at most {MAX_ATTRIBUTE_BYTES}",
+            value.len()
+        ));
+    }
+    value
+        .char_indices()
+        .find(|(_, c)| c.is_control())
+        .map(|(at, c)| {
+            format!(
+                "holds the control character U+{:04X} at byte {at}; CloudEvents strings may not",
+                u32::from(c)
+            )
+        })
 }
 
 /// Why a delivery was recognised as already received.
@@ -132,6 +172,30 @@ mod tests {
         assert_eq!((e.id.as_str(), e.source.as_str()), ("e1", "governance"));
         assert_eq!(e.data["review_id"], "RV-9");
         assert_eq!(e.raw["type"], "release.review.decided");
+    }
+
+    #[test]
+    fn identifying_attributes_are_bounded_and_free_of_control_characters() {
+        let with = |field: &str, value: &str| {
+            let mut v: Value = serde_json::from_str(OK).unwrap();
+            v[field] = Value::String(value.to_string());
+            CloudEvent::from_value(v, "event.json")
+        };
+        let longest = "x".repeat(MAX_ATTRIBUTE_BYTES);
+        assert!(with("id", &longest).is_ok());
+        let err = with("id", &format!("{longest}x")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "event.json: attribute \"id\" is 1025 bytes; at most 1024"
+        );
+        let err = with("subject", "RV-9\nINFO forged line").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "event.json: attribute \"subject\" holds the control character U+000A at byte 4; \
+             CloudEvents strings may not"
+        );
+        assert!(with("source", "a\u{85}b").is_err(), "C1 controls too");
+        assert!(with("type", "release.revue.décidée").is_ok());
     }
 
     #[test]

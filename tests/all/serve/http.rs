@@ -178,6 +178,26 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
         ],
     );
 
+    // Signed, but an identifying attribute holds a line break (it would
+    // pass for a log line of its own) or is longer than any id needs.
+    for (field, value) in [
+        ("subject", "RV-302\nlevel=INFO msg=forged".to_string()),
+        ("id", "x".repeat(1025)),
+    ] {
+        let mut odd: Value = serde_json::from_slice(&decision("evt-odd", "RV-302")).unwrap();
+        odd[field] = json!(value);
+        let odd = odd.to_string().into_bytes();
+        let (code, answer) = service.post(&signed("m-odd", &odd), &odd);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (400, Some("bad-event")),
+            "{answer}"
+        );
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(&format!("attribute \"{field}\"")), "{error}");
+    }
+    assert_eq!(events_stored(&s), 0, "nothing refused is stored");
+
     // The same request, correctly signed, is taken.
     let (code, answer) = service.post(&signed("m", &body), &body);
     assert_eq!(code, 202, "{answer}");
