@@ -127,8 +127,8 @@ impl CloudEvent {
 pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 
 /// Why an identifying attribute cannot be taken, if it cannot: too long,
-/// or holding a control character (which CloudEvents strings may not, and
-/// which would let a value pass for a line of its own in a log).
+/// or holding a control character (which CloudEvents strings may not
+/// hold).
 fn unfit_attribute(value: &str) -> Option<String> {
     if value.len() > MAX_ATTRIBUTE_BYTES {
         return Some(format!(

@@ -178,8 +178,8 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
         ],
     );
 
-    // Signed, but an identifying attribute holds a line break (it would
-    // pass for a log line of its own) or is longer than any id needs.
+    // Signed, but an identifying attribute holds a line break (which a
+    // CloudEvents string may not) or is longer than any id needs.
     for (field, value) in [
         ("subject", "RV-302\nlevel=INFO msg=forged".to_string()),
         ("id", "x".repeat(1025)),
