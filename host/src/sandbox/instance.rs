@@ -14,7 +14,7 @@ use super::error::CallError;
 use super::guest_log;
 use super::linker::HostState;
 use super::manifest::Grants;
-use super::surfaces::limits::{CPU, Limits, MEMORY, MemoryLimiter, deadline_ticks};
+use super::surfaces::limits::{CPU, CallClock, Limits, MEMORY, MemoryLimiter};
 use super::surfaces::{Bindings, Policies};
 use crate::model::{ActionKind, World};
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,11 +124,13 @@ impl LoadedAdapter {
             guest_log: guest_log::GuestLog::new(self.log_budget),
             log,
             gates,
+            // Instantiating (start functions included) is held to a call's limit.
+            clock: CallClock::start(self.grants.limits.call_timeout_ms),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(self.grants.limits.call_timeout_ms));
+        store.epoch_deadline_callback(|store| Ok(store.data().clock.at_tick()));
+        store.set_epoch_deadline(1);
         let instance = self
             .pre
             .instantiate_async(&mut store)
@@ -183,8 +185,8 @@ impl Instance {
                 adapter: self.adapter.clone(),
             });
         }
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.limits.call_timeout_ms));
+        self.store.data_mut().clock = CallClock::start(self.limits.call_timeout_ms);
+        self.store.set_epoch_deadline(1);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use super::bindings::handoff::adapter::{host, types};
 use super::bindings::wit;
 use super::decision::DecisionLog;
 use super::guest_log::GuestLog;
-use super::surfaces::limits::MemoryLimiter;
+use super::surfaces::limits::{CallClock, MemoryLimiter};
 use super::surfaces::{Gates, HasGates};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct HostState {
     pub guest_log: GuestLog,
     /// Its choke points, one per surface.
     pub gates: Gates,
+    /// The time limit of the call it is in.
+    pub clock: CallClock,
 }
 
 impl HasGates for HostState {

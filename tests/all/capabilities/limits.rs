@@ -26,6 +26,35 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     assert!(fresh.observe(&rec("noop", "")).await.unwrap().is_ok());
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_call_leaves_its_thread_to_the_tasks_beside_it_until_its_deadline() {
+    let dir = package("probe", &probe_manifest("busy", ""));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("busy", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    // Another task on this one thread, as another run is beside it: it
+    // needs the thread for a moment, 50 ms from now.
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beside = tokio::spawn({
+        let ran = ran.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let err = instance.observe(&rec("spin", "")).await.unwrap_err();
+    assert!(matches!(err, CallError::Timeout { ms: 1000, .. }), "{err}");
+    assert!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the task beside the spinning call waited for the call's end"
+    );
+    beside.await.unwrap();
+}
+
 #[test]
 fn deadlines_still_fire_after_the_sandbox_is_dropped() {
     let dir = package("probe", &probe_manifest("orphan", ""));

@@ -108,13 +108,38 @@ fn change(what: &str, unit: &str, declared: u64, approved: u64, out: &mut Vec<Ch
     }
 }
 
-/// The engine's epoch advances this often; call deadlines are counted in
-/// these ticks.
+/// The engine's epoch advances this often: guest code still running at a
+/// tick is asked whether its call is over time.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Epoch ticks for a call time limit (at least one).
-pub fn deadline_ticks(call_timeout_ms: u64) -> u64 {
-    (call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
+/// The time limit of the call an instance is in. At every epoch tick that
+/// finds guest code running, the call traps if it ran past its limit and
+/// otherwise yields its thread to the other tasks on it: runs share their
+/// threads, and one adapter busy in its own code (a loop, a large hash)
+/// must not stall the runs beside it until its call ends.
+#[derive(Debug, Clone, Copy)]
+pub struct CallClock {
+    started: std::time::Instant,
+    limit: std::time::Duration,
+}
+
+impl CallClock {
+    /// A call of at most `limit_ms`, starting now.
+    pub fn start(limit_ms: u64) -> CallClock {
+        CallClock {
+            started: std::time::Instant::now(),
+            limit: std::time::Duration::from_millis(limit_ms),
+        }
+    }
+
+    /// What to do at an epoch tick: trap once past the limit, else yield
+    /// and look again at the next tick.
+    pub fn at_tick(&self) -> wasmtime::UpdateDeadline {
+        if self.started.elapsed() >= self.limit {
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+    }
 }
 
 /// Refuses linear memory and table growth past the grant.
