@@ -222,10 +222,18 @@ fn look(record: &RecordRef, settling: Settling) -> Result<Observed, AdapterError
         Settling::IfWritable => channel.settle(record, false)?,
         Settling::Done => channel.last()?.map(|l| l.key),
     };
-    let mut sent = channel.log.recent(window())?;
-    if let Some(key) = newest.filter(|k| !sent.contains(k)) {
-        sent.push(key);
-    }
+    // A key goes into the sent log only after its message line: with no
+    // line there is no key to report (and no log to open).
+    let sent = match newest {
+        None => Vec::new(),
+        Some(key) => {
+            let mut sent = channel.log.recent(window())?;
+            if !sent.contains(&key) {
+                sent.push(key);
+            }
+            sent
+        }
+    };
     let mut seen = observed(stored.as_ref());
     if !sent.is_empty() {
         if !seen.exists {
