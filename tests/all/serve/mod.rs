@@ -1,8 +1,9 @@
 //! `handoff serve` as a real process: its HTTP door (signatures, replays,
 //! modes, slow and flooding clients), and its life (shutdown and restart,
-//! start-up refusals, anchors, backups, logs, limits across workers). The
-//! doors that need the project's test servers (NATS, reconciliation against
-//! Redmine) are in `systems::serve`.
+//! start-up refusals, anchors, backups, logs, limits across workers), the
+//! approvals it follows as they change. The doors that need the project's
+//! test servers are in `systems::nats_door` (NATS) and `systems::serve`
+//! (reconciliation against Redmine).
 
 mod api;
 mod approvals;

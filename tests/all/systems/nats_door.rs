@@ -1,0 +1,197 @@
+//! The service's NATS JetStream door against the test NATS server: a
+//! message stored before its ack and recognised when it comes again, a
+//! stream that is not there refusing the start, and a busy service leaving
+//! the backlog in the stream.
+
+use crate::support::scenario::*;
+use crate::support::service::*;
+use std::time::{Duration, Instant};
+
+/// A stream of the test's own on the shared NATS server, a client, and the
+/// subject decisions are published on.
+struct Decisions {
+    server: String,
+    stream: String,
+    filter: String,
+    subject: String,
+    js: async_nats::jetstream::Context,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Decisions {
+    fn new(tag: &str) -> Decisions {
+        let server = std::env::var("HANDOFF_TEST_NATS_URL")
+            .unwrap_or_else(|_| panic!("{}", crate::support::servers::NEEDS))
+            .trim_start_matches("nats://")
+            .to_string();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stream = format!("DECISIONS_{tag}_{}", std::process::id());
+        let filter = format!("decisions.{tag}.{}.>", std::process::id());
+        let js = rt.block_on(async {
+            let js =
+                async_nats::jetstream::new(async_nats::connect(server.as_str()).await.unwrap());
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: stream.clone(),
+                subjects: vec![filter.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            js
+        });
+        Decisions {
+            subject: format!("decisions.{tag}.{}.review", std::process::id()),
+            server,
+            stream,
+            filter,
+            js,
+            rt,
+        }
+    }
+
+    /// The scenario's service takes its decisions from this stream
+    /// (`more`: further lines of its `[serve.nats]`).
+    fn feed(&self, s: &Scenario, more: &str) {
+        let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+        let nats = format!(
+            "\n[serve.nats]\nserver = \"{}\"\nstream = \"{}\"\n\
+             subject = \"{}\"\ndurable = \"handoff\"\n{more}",
+            self.server, self.stream, self.filter
+        );
+        std::fs::write(s.path("handoff.toml"), config + &nats).unwrap();
+    }
+
+    fn publish(&self, body: Vec<u8>) {
+        self.rt.block_on(async {
+            self.js
+                .publish(self.subject.clone(), body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        })
+    }
+
+    /// The durable consumer's messages not yet delivered, those delivered
+    /// and not yet acknowledged, and the stream position of its last
+    /// delivery.
+    fn pending(&self) -> (u64, usize, u64) {
+        self.rt.block_on(async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = self
+                .js
+                .get_stream(&self.stream)
+                .await
+                .unwrap()
+                .get_consumer("handoff")
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            (
+                info.num_pending,
+                info.num_ack_pending,
+                info.delivered.stream_sequence,
+            )
+        })
+    }
+}
+
+#[test]
+fn a_nats_event_published_twice_and_redelivered_after_a_restart_makes_one_run() {
+    let decisions = Decisions::new("twice");
+    let s = scenario(1, 10);
+    decisions.feed(&s, "ack-wait-seconds = 1\n");
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+
+    // First life: stored, then killed before the ack.
+    let service = Service::start(&s, Some("intake:nats-before-ack"));
+    decisions.publish(body.clone());
+    service.wait_for("paused at fault point intake:nats-before-ack");
+    assert_eq!(events_stored(&s), 1, "stored before the ack");
+    drop(service); // SIGKILL: the message is unacknowledged
+
+    // Second life: the message comes back, and the same event again.
+    let service = Service::start(&s, None);
+    decisions.publish(body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while decisions.pending() != (0, 0, 2) {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not acknowledge both messages"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run_id = s.runs()[0].run_id.clone();
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(s.runs().len() as i64, 1);
+    assert_eq!(events_stored(&s), 1);
+    assert_eq!(s.writes().len(), 6);
+    let (_, metrics) = service.get("/metrics");
+    // The redelivery and the second publish are duplicates.
+    assert_lines(&metrics, &["handoff_events_duplicate_total 2"]);
+    drop(service);
+
+    // A stream that does not exist refuses the start, naming it.
+    s.edit_config(
+        &format!("stream = \"{}\"", decisions.stream),
+        "stream = \"NO_SUCH_STREAM\"",
+    );
+    let o = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("HANDOFF_TEST_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("NO_SUCH_STREAM"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn a_busy_service_leaves_nats_messages_in_the_stream_until_it_has_room() {
+    let decisions = Decisions::new("busy");
+    // One run in flight, one queued.
+    let s = scenario(1, 1);
+    decisions.feed(&s, "");
+    // The seeded decision's run holds the one place in flight.
+    let service = Service::start(&s, Some("after-apply:close-checklist"));
+    decisions.publish(std::fs::read(s.path("events/accepted.json")).unwrap());
+    service.wait_for("paused at fault point");
+    for i in 1..=4 {
+        decisions.publish(decision(&format!("busy-{i}"), &format!("RV-6{i:02}")));
+    }
+    // One more is taken, for the queue's one place, and acknowledged; the
+    // other three are not even delivered: they wait in the stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (undelivered, unacknowledged, _) = decisions.pending();
+        if events_stored(&s) == 2 && unacknowledged == 0 {
+            assert_eq!(undelivered, 3, "messages the service had no room for");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events stored, {undelivered} messages undelivered and {unacknowledged} \
+             delivered and unacknowledged",
+            events_stored(&s)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(service);
+    // With room again, every message is taken, each once.
+    let _service = Service::start(&s, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while decisions.pending() != (0, 0, 5) || events_stored(&s) != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "{} events stored; (undelivered, unacknowledged, delivered up to) = {:?}",
+            events_stored(&s),
+            decisions.pending()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
