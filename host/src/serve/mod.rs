@@ -289,7 +289,7 @@ pub async fn serve(
 
     let router = Router::new()
         .route("/v1/events", post(intake::post_event))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .merge(api::routes())
@@ -405,12 +405,32 @@ async fn prune_periodically(path: PathBuf, days: u32, mut stopped: watch::Receiv
     }
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
-    if app.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+/// Alive, unless the store refuses every write until the process starts
+/// again (a group of writes could not be committed): a supervisor that
+/// restarts what is unhealthy then resumes the runs.
+async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    match app.shared.writes_refused() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, unhealthy(&why)),
     }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    if let Some(why) = app.shared.writes_refused() {
+        return (StatusCode::SERVICE_UNAVAILABLE, unhealthy(&why));
+    }
+    if app.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
+    }
+}
+
+fn unhealthy(why: &str) -> String {
+    format!(
+        "unhealthy: the store refuses every write ({}); start handoff again\n",
+        crate::kept::render(why, 200).replace('\n', " ")
+    )
 }
 
 async fn render_metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoResponse {

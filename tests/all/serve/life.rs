@@ -61,6 +61,41 @@ fn a_second_sigterm_while_runs_finish_stops_at_once_and_the_run_resumes_once() {
 }
 
 #[test]
+fn a_store_that_refuses_writes_makes_the_service_unhealthy_until_it_starts_again() {
+    let s = scenario(1, 10);
+    let service = Service::start(&s, None);
+    assert_eq!(service.get("/healthz"), (200, "ok\n".to_string()));
+    // A fault only a commit meets: every event stored from now on carries
+    // a row whose reference is checked when its group is committed.
+    let poison = "CREATE TABLE parent (n INTEGER PRIMARY KEY);
+        CREATE TABLE child (n INTEGER REFERENCES parent (n) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TRIGGER poison AFTER INSERT ON events BEGIN INSERT INTO child VALUES (99); END;";
+    let store = rusqlite::Connection::open(s.path("state/handoff.db")).unwrap();
+    store.execute_batch(poison).unwrap();
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let (code, answer) = service.post(&signed("p-1", &body), &body);
+    assert!(code >= 500, "{code} {answer}");
+    assert_eq!(events_stored(&s), 0, "nothing of it was committed");
+    for path in ["/healthz", "/readyz"] {
+        let (code, text) = service.get(path);
+        assert_eq!(code, 503, "{path}: {text}");
+        assert!(
+            text.contains("the store refuses every write") && text.contains("start handoff again"),
+            "{path}: {text}"
+        );
+    }
+    drop(service);
+    store
+        .execute_batch("DROP TRIGGER poison; DROP TABLE child; DROP TABLE parent;")
+        .unwrap();
+    // Started again, it is healthy and takes the event the sender retries.
+    let service = Service::start(&s, None);
+    assert_eq!(service.get("/healthz"), (200, "ok\n".to_string()));
+    let (code, answer) = service.post(&signed("p-1", &body), &body);
+    assert_eq!(code, 202, "{answer}");
+}
+
+#[test]
 fn a_source_without_a_usable_secret_refuses_to_start() {
     let s = scenario(1, 10);
     s.edit_config("secrets = [{ file = \"github-secret\" }]", "secrets = []");

@@ -109,6 +109,13 @@ impl Store {
         batch::flush(&self.shared, syncer)
     }
 
+    /// Why this connection refuses every write, if a batch of its writes
+    /// could not be committed: the process cannot go on writing until it
+    /// starts again (its health says so).
+    pub fn writes_refused(&self) -> Option<String> {
+        self.shared.has_syncer().and_then(|s| s.lost_because())
+    }
+
     /// Writes made, the commits that carried them and the syncs that made
     /// those durable, when this connection commits in groups.
     pub fn group_counts(&self) -> Option<GroupCounts> {

@@ -172,6 +172,11 @@ impl Syncer {
     }
 
     /// Refused once a batch was lost.
+    /// Why every later write and wait is refused, once a batch was lost.
+    pub(in crate::store) fn lost_because(&self) -> Option<String> {
+        lock(&self.state).lost.clone()
+    }
+
     pub(in crate::store) fn check(&self) -> Result<(), StoreError> {
         match &lock(&self.state).lost {
             Some(_) => Err(lost()),

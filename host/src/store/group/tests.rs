@@ -199,6 +199,10 @@ fn a_batch_that_cannot_commit_refuses_every_later_write_and_wait() {
         Err(StoreError::Unavailable(m)) if m.contains("could not be committed")
     ));
     assert!(store.write().is_err(), "a write after a lost batch");
+    let why = store
+        .writes_refused()
+        .expect("refusing writes, and saying why");
+    assert!(why.contains("FOREIGN KEY"), "{why}");
     let reader = Store::open_unshared(&dir.path().join("s.db")).unwrap();
     assert!(rows(&reader).is_empty(), "the batch was not committed");
 }
