@@ -56,8 +56,9 @@ pub(super) async fn consumer(config: &NatsIntake) -> Result<jetstream::consumer:
 const WAIT_FOR_ONE: Duration = Duration::from_secs(5);
 
 /// The most messages asked for at once when several wait in the stream
-/// (each with a place in the queue reserved first).
-const TAKE_AT_MOST: usize = 64;
+/// (each with a place in the queue reserved first; each at most the
+/// server's largest message, all of them held until they are taken).
+const TAKE_AT_MOST: usize = 16;
 
 /// A run-queue place, reserved for the message it is given to.
 type Place = tokio::sync::mpsc::OwnedPermit<super::workers::RunTicket>;
@@ -109,17 +110,21 @@ pub(super) async fn run(
         if places.is_empty() {
             continue;
         }
-        let mut waiting = match consumer.fetch().max_messages(places.len()).messages().await {
+        let waiting = match consumer.fetch().max_messages(places.len()).messages().await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "serve.nats: pull failed; retrying");
                 continue;
             }
         };
-        // Each message the server sends has its place: take them all,
+        // A fetch answers at once with what is waiting; the places it did
+        // not fill go back before any message is taken in.
+        let fetched: Vec<_> = waiting.collect().await;
+        places.truncate(fetched.len());
+        // Each message the server sent has its place: take them all,
         // whatever `stop` says (one left unread would wait out its
         // acknowledgement time before it came back).
-        while let Some(next) = waiting.next().await {
+        for next in fetched {
             match (next, places.pop()) {
                 (Ok(message), Some(place)) => handle(&app, message, place, &faults).await,
                 // More than asked for: given back, to come again.
