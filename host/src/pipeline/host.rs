@@ -1,10 +1,11 @@
 //! What a process builds once and every engine of it shares: the sandbox
 //! (one wasmtime engine, its epoch ticker, its artifact cache, the clients
 //! surfaces share such as NATS connections), the adapters loaded from it
-//! (while the approvals they were loaded under stand), the configured policies and the approved texts runs started under, the
-//! per-adapter throttle, the retry policy and the timing observer. Intake,
-//! every worker and the reconciler hold the same `Arc<Host>`; each has its
-//! own store handle and its own runs.
+//! (while the approvals they were loaded under stand), the configured
+//! policies and the approved texts runs started under, the per-adapter
+//! throttle, the retry policy and the timing observer. Intake, every
+//! worker and the reconciler hold the same `Arc<Host>`; each has its own
+//! store handle and its own runs.
 
 use super::faults::Faults;
 use super::throttle::Throttle;
