@@ -5,10 +5,10 @@
 //! the ack gets it redelivered, and intake recognises it as a duplicate.
 //! Room in the run queue is reserved before each message is asked for, so
 //! a busy service asks for nothing (the stream holds the backlog,
-//! undelivered). An event
-//! that can never be taken in (not JSON, not a CloudEvent, no policy) is
-//! terminated, counted, and logged, rather than redelivered forever; a store
-//! failure is negatively acknowledged and comes back.
+//! undelivered). An event that can never be taken in (larger than
+//! `max-body-bytes`, not JSON, not a CloudEvent, no policy) is terminated,
+//! counted, and logged, rather than redelivered forever; a store failure
+//! is negatively acknowledged and comes back.
 
 use super::App;
 use super::intake::take;
@@ -155,8 +155,9 @@ async fn next_one(
 }
 
 /// Take one message in: stored with its run, then acknowledged; refused
-/// for good (terminated) if it can never be taken; negatively acknowledged
-/// if the store failed.
+/// for good (terminated) if it can never be taken (larger than
+/// `max-body-bytes`, not a CloudEvent, not runnable); negatively
+/// acknowledged if the store failed.
 async fn handle(
     app: &Arc<App>,
     message: jetstream::Message,
@@ -164,6 +165,18 @@ async fn handle(
     faults: &crate::pipeline::faults::Faults,
 ) {
     let arrived = Instant::now();
+    // Held to what a webhook's body may be: the same event may come by
+    // either door.
+    if message.payload.len() > app.max_body_bytes {
+        app.metrics.refuse("nats-too-large");
+        tracing::warn!(
+            bytes = message.payload.len(),
+            max_body_bytes = app.max_body_bytes,
+            "serve.nats: larger than serve.max-body-bytes; terminated"
+        );
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    }
     let event = match CloudEvent::parse(&message.payload, &format!("NATS {}", message.subject)) {
         Ok(e) => e,
         Err(e) => {

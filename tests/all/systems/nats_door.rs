@@ -195,3 +195,38 @@ fn a_busy_service_leaves_nats_messages_in_the_stream_until_it_has_room() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_nats_message_larger_than_a_webhook_body_may_be_is_refused_for_good() {
+    let decisions = Decisions::new("large");
+    let s = scenario(1, 10);
+    decisions.feed(&s, "ack-wait-seconds = 1\n");
+    let service = Service::start(&s, None);
+    // Past the service's `max-body-bytes` (8192 here), as a webhook's body
+    // may not be; then a decision of the usual size.
+    let mut large: serde_json::Value =
+        serde_json::from_slice(&decision("large-1", "RV-700")).unwrap();
+    large["data"]["padding"] = serde_json::json!("x".repeat(9000));
+    decisions.publish(large.to_string().into_bytes());
+    decisions.publish(std::fs::read(s.path("events/accepted.json")).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while decisions.pending() != (0, 0, 2) {
+        assert!(
+            Instant::now() < deadline,
+            "not both settled: {:?}",
+            decisions.pending()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stored: Vec<String> = s.events().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        stored,
+        ["gov-evt-5531"],
+        "only the decision of the usual size"
+    );
+    let (_, metrics) = service.get("/metrics");
+    assert_lines(
+        &metrics,
+        &["handoff_requests_refused_total{reason=\"nats-too-large\"} 1"],
+    );
+}
