@@ -7,7 +7,8 @@
 //! runs commit in groups gets its turn. The service killed with runs in
 //! flight: `kills.rs`; a run taken over by another driver while its post
 //! waited: `taken_over.rs`; an adapter's concurrency and one call per
-//! record held with many runs in flight: `limits.rs`.
+//! record held with many runs in flight: `limits.rs`; a commit that fails
+//! under runs in flight: `store_lost.rs`.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 mod kills;
 mod limits;
+mod store_lost;
 mod taken_over;
 
 const RUNS: usize = 200;

@@ -1,0 +1,58 @@
+//! The store fails under runs in flight: a group of their writes cannot be
+//! committed, so the store refuses every write from then on. The service
+//! says it is unhealthy; stopped and started again on the mended store,
+//! every run completes, and each step was posted once.
+
+use super::*;
+
+/// A row that breaks a reference checked only when its group commits: an
+/// audit row written from now on makes the next commit fail.
+const POISON: &str = "CREATE TABLE parent (n INTEGER PRIMARY KEY);
+    CREATE TABLE child (n INTEGER REFERENCES parent (n) DEFERRABLE INITIALLY DEFERRED);
+    CREATE TRIGGER poison AFTER INSERT ON audit BEGIN INSERT INTO child VALUES (99); END;";
+const MENDED: &str = "DROP TRIGGER poison; DROP TABLE child; DROP TABLE parent;";
+
+#[test]
+fn a_commit_that_fails_under_runs_in_flight_loses_no_step_and_doubles_none() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    let runs_sent = 40;
+    reviews(&s, runs_sent);
+    let service = Service::start(&s, None);
+    let runs: Vec<String> = (0..runs_sent).map(|i| accept(&service, i)).collect();
+    // Some steps posted, most still to come.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.seen.lock().unwrap().posts.len() < 20 {
+        assert!(Instant::now() < deadline, "the runs did not start posting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let store = rusqlite::Connection::open(s.path("state/handoff.db")).unwrap();
+    store.busy_timeout(Duration::from_secs(30)).unwrap();
+    store.execute_batch(POISON).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while service.get("/healthz").0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "the service never found the store failing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s.unfinished() > 0, "runs were cut off in flight");
+    // A stop lets each post under way finish (and the adapter record it).
+    service.terminate();
+    store.execute_batch(MENDED).unwrap();
+
+    let service = Service::start(&s, None);
+    for run_id in &runs {
+        assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
+    }
+    drop(service);
+    let seen = receiver.seen.lock().unwrap();
+    let mut keys: Vec<&str> = seen.posts.iter().map(|(_, key)| key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), runs_sent * STEPS, "every step of every run");
+    assert_eq!(seen.posts.len(), runs_sent * STEPS, "each posted once");
+    drop(seen);
+    the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
+}
