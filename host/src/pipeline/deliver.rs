@@ -194,7 +194,10 @@ impl Engine {
             Ok(_) => {
                 // A crash here, after the publish and before its record,
                 // must not send it again.
-                self.host.faults.point("after-notice", notice.kind.name());
+                self.host
+                    .faults
+                    .point("after-notice", notice.kind.name())
+                    .await;
                 Ok(Settled::Sent { already: false })
             }
             Err(halt) => Ok(failed(halt.summary, halt.reason)),

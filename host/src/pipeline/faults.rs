@@ -1,9 +1,10 @@
 //! Named pause points for crash testing.
 //!
 //! With `HANDOFF_FAULT_PAUSE=<point>` set (for example
-//! `after-apply:close-checklist`), the process stops at that point (after
-//! the target was written and before the store records it), says so on
-//! stderr, and waits to be killed. The crash tests SIGKILL it there and
+//! `after-apply:close-checklist`), a run that reaches that point (after
+//! the target was written and before the store records it) says so on
+//! stderr and stops there for good, its task waiting to be killed with the
+//! process (the other runs go on). The crash tests SIGKILL it there and
 //! check that a restart neither loses nor repeats anything. Unset, every
 //! point is a no-op.
 
@@ -36,13 +37,13 @@ impl Faults {
         })
     }
 
-    /// Stop here forever if this is the configured point.
-    pub fn point(&self, stage: &str, step: &str) {
+    /// Stop here forever if this is the configured point: the task that
+    /// reached it waits for good, as a run paused there would (the other
+    /// runs on its thread go on).
+    pub async fn point(&self, stage: &str, step: &str) {
         if self.armed(stage, step) {
             eprintln!("{PAUSED} {stage}:{step}");
-            loop {
-                std::thread::park();
-            }
+            std::future::pending::<()>().await;
         }
     }
 }

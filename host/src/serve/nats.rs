@@ -193,7 +193,7 @@ async fn handle(
         .map(|v| v.as_str().to_string());
     match take(app, event, place, arrived, traceparent).await {
         Ok(_) => {
-            faults.point("intake", "nats-before-ack");
+            faults.point("intake", "nats-before-ack").await;
             if let Err(e) = message.ack().await {
                 // Redelivered later, then suppressed as a duplicate.
                 tracing::warn!(error = %e, "serve.nats: ack failed");

@@ -241,12 +241,12 @@ impl<'e> Driver<'e> {
         // syncs; see store::group): only then may the write go out.
         self.engine.store.durable().await?;
         let faults = self.engine.host.faults.clone();
-        faults.point("before-apply", &step.id);
+        faults.point("before-apply", &step.id).await;
         if let Err(halt) = execute::write(&mut self.calls, step).await? {
             return self.fail(step, halt, true);
         }
         *fresh = false;
-        faults.point("after-apply", &step.id);
+        faults.point("after-apply", &step.id).await;
         // The write and its confirmation are recorded together: a stop
         // between them leaves the step `observed`, and the next drive finds
         // the key on the target and records it then.
@@ -262,7 +262,7 @@ impl<'e> Driver<'e> {
             // The point means what it says: the record is committed.
             self.flush()?;
         }
-        faults.point("after-record", &step.id);
+        faults.point("after-record", &step.id).await;
         Ok(None)
     }
 

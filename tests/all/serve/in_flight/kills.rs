@@ -1,7 +1,8 @@
 //! The service killed with runs in flight: once with a run paused between
 //! its durable intent and its post, and three times at moments drawn at
 //! random. After the restarts every run completes, each step under its one
-//! key.
+//! key. A run paused at a fault point holds only itself, not the thread
+//! the others share.
 
 use super::*;
 
@@ -114,4 +115,36 @@ fn runs_killed_three_times_at_arbitrary_moments_complete_each_step_under_one_key
     );
     drop(seen);
     the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
+}
+
+#[test]
+fn runs_paused_at_a_fault_point_hold_only_themselves_not_their_thread() {
+    let receiver = SlowReceiver::start();
+    let s = fanout(&receiver);
+    // One thread drives every run.
+    s.edit_config(
+        "max-in-flight = 256\n",
+        "max-in-flight = 256\nthreads = 1\n",
+    );
+    let runs_sent = 10;
+    reviews(&s, runs_sent);
+    let service = Service::start(&s, Some("before-apply:tell-3"));
+    // The first run stops before its third post, for good...
+    accept(&service, 0);
+    service.wait_for("paused at fault point before-apply:tell-3");
+    // ...and the runs that come after it, on the same thread, still make
+    // their first two.
+    for i in 1..runs_sent {
+        accept(&service, i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.seen.lock().unwrap().posts.len() < runs_sent * 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{} posts: the paused runs held their thread",
+            receiver.seen.lock().unwrap().posts.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(service);
 }
