@@ -8,6 +8,10 @@
 
 pub mod notices;
 
+/// The longest note a resolution keeps (the API, the console and the
+/// command line alike): a reason, not the story.
+pub const MAX_NOTE_BYTES: usize = 4096;
+
 use crate::policy::condition::{Mismatch, View};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

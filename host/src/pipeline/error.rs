@@ -74,6 +74,11 @@ pub enum RunError {
     NoSuchFollowUp(i64),
     #[error("follow-up {0} is already resolved")]
     AlreadyResolved(i64),
+    #[error(
+        "the note is {0} bytes; at most {max} (keep the longer story where it lives, and link it)",
+        max = crate::follow_up::MAX_NOTE_BYTES
+    )]
+    NoteTooLong(usize),
     #[error("follow-up {id} was already acknowledged by {by} at {at}")]
     AlreadyAcknowledged { id: i64, by: String, at: String },
     #[error("reconciling source adapter {adapter}: {problem}")]

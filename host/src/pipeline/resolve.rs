@@ -74,6 +74,9 @@ impl Engine {
         note: &str,
         verdict: Option<ResolutionVerdict>,
     ) -> Result<(String, String), RunError> {
+        if note.len() > crate::follow_up::MAX_NOTE_BYTES {
+            return Err(RunError::NoteTooLong(note.len()));
+        }
         let tx = self.store.write()?;
         let follow_up = follow_ups::get(&tx, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
         if !follow_up.is_open() {

@@ -205,6 +205,25 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
     assert!(list.contains("revoked") && list.contains("open"), "{list}");
     assert!(md.contains("open, not yet acknowledged"), "{md}");
+    // A note is a reason, not the story: as long as the API allows.
+    let long = "x".repeat(handoff::follow_up::MAX_NOTE_BYTES + 1);
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "abandon",
+        "--by",
+        "release-coordinator",
+        "--note",
+        &long,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
+    assert!(
+        text_of(&o).contains("the note is 4097 bytes; at most 4096"),
+        "{}",
+        text_of(&o)
+    );
     let o = s.handoff(&[
         "follow-ups",
         "resolve",

@@ -5,8 +5,9 @@ use super::super::App;
 use super::super::workers::RunTicket;
 use super::auth::{Principal, caller, may_act, may_see, owns};
 use super::refusal::{Refusal, RefusalBody, answer, no_follow_up, ok, refusal};
-use super::{MAX_LISTED, MAX_NOTE_BYTES, read, write};
+use super::{MAX_LISTED, read, write};
 use crate::config::roles::Scope;
+use crate::follow_up::MAX_NOTE_BYTES;
 use crate::follow_up::{FollowUp, Resolution};
 use crate::model::ResolutionVerdict;
 use crate::store::follow_ups;
@@ -277,14 +278,7 @@ pub(in crate::serve) async fn decide(
         ));
     }
     if body.note.len() > MAX_NOTE_BYTES {
-        return Err(refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!(
-                "the note is {} bytes; at most {MAX_NOTE_BYTES}",
-                body.note.len()
-            ),
-        ));
+        return Err(crate::pipeline::RunError::NoteTooLong(body.note.len()).into());
     }
     owned(app, who, id).await?;
     let by = who.role.clone();

@@ -26,8 +26,6 @@ use std::sync::{Arc, Mutex};
 
 /// The largest body an action takes.
 const MAX_ACTION_BYTES: usize = 16 * 1024;
-/// The longest note a resolution keeps.
-const MAX_NOTE_BYTES: usize = 4096;
 /// The most rows a list answers with.
 pub(super) const MAX_LISTED: usize = 500;
 

@@ -58,6 +58,9 @@ impl From<RunError> for Refusal {
             e @ (RunError::AlreadyResolved(_) | RunError::AlreadyAcknowledged { .. }) => {
                 refusal(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            e @ RunError::NoteTooLong(_) => {
+                refusal(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
+            }
             RunError::Store(e) => e.into(),
             e => {
                 tracing::error!(error = %e, "an API action failed");
