@@ -4,31 +4,67 @@
 //! every run completes, and each step was posted once.
 
 use super::*;
+use axum::extract::State;
 
-/// A row that breaks a reference checked only when its group commits: an
-/// audit row written from now on makes the next commit fail.
+/// A row that breaks a reference checked only when its group commits: a
+/// step that moves from now on makes the next commit fail.
 const POISON: &str = "CREATE TABLE parent (n INTEGER PRIMARY KEY);
     CREATE TABLE child (n INTEGER REFERENCES parent (n) DEFERRABLE INITIALLY DEFERRED);
-    CREATE TRIGGER poison AFTER INSERT ON audit BEGIN INSERT INTO child VALUES (99); END;";
+    CREATE TRIGGER poison AFTER UPDATE ON steps BEGIN INSERT INTO child VALUES (99); END;";
 const MENDED: &str = "DROP TRIGGER poison; DROP TABLE child; DROP TABLE parent;";
+
+/// A receiver that holds every post until `release` turns true, and keeps
+/// each post's key.
+#[derive(Clone)]
+struct Holding {
+    keys: Arc<Mutex<Vec<String>>>,
+    open: Arc<Mutex<usize>>,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn hold(State(h): State<Holding>, headers: HeaderMap) -> StatusCode {
+    let key = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    h.keys.lock().unwrap().push(key);
+    *h.open.lock().unwrap() += 1;
+    let mut release = h.release.clone();
+    release.wait_for(|go| *go).await.unwrap();
+    *h.open.lock().unwrap() -= 1;
+    StatusCode::OK
+}
 
 #[test]
 fn a_commit_that_fails_under_runs_in_flight_loses_no_step_and_doubles_none() {
-    let receiver = SlowReceiver::start();
-    let s = fanout(&receiver);
+    let (go, release) = tokio::sync::watch::channel(false);
+    let held = Holding {
+        keys: Arc::default(),
+        open: Arc::default(),
+        release,
+    };
+    let app = Router::new().fallback(hold).with_state(held.clone());
+    let (origin, _runtime) = crate::support::serve_in_background(app);
+    let s = fanout_to(&origin);
     let runs_sent = 40;
     reviews(&s, runs_sent);
     let service = Service::start(&s, None);
     let runs: Vec<String> = (0..runs_sent).map(|i| accept(&service, i)).collect();
-    // Some steps posted, most still to come.
+    // Every run at its first post (its intent on disk), held there.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while receiver.seen.lock().unwrap().posts.len() < 20 {
-        assert!(Instant::now() < deadline, "the runs did not start posting");
+    while *held.open.lock().unwrap() < runs_sent {
+        assert!(
+            Instant::now() < deadline,
+            "the runs did not reach their posts"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let store = rusqlite::Connection::open(s.path("state/handoff.db")).unwrap();
     store.busy_timeout(Duration::from_secs(30)).unwrap();
     store.execute_batch(POISON).unwrap();
+    // The posts answered, each run records its step: that commit fails.
+    go.send(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while service.get("/healthz").0 != 503 {
         assert!(
@@ -37,8 +73,7 @@ fn a_commit_that_fails_under_runs_in_flight_loses_no_step_and_doubles_none() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(s.unfinished() > 0, "runs were cut off in flight");
-    // A stop lets each post under way finish (and the adapter record it).
+    assert_eq!(s.unfinished(), runs_sent, "every run was cut off");
     service.terminate();
     store.execute_batch(MENDED).unwrap();
 
@@ -47,12 +82,11 @@ fn a_commit_that_fails_under_runs_in_flight_loses_no_step_and_doubles_none() {
         assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
     }
     drop(service);
-    let seen = receiver.seen.lock().unwrap();
-    let mut keys: Vec<&str> = seen.posts.iter().map(|(_, key)| key.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    assert_eq!(keys.len(), runs_sent * STEPS, "every step of every run");
-    assert_eq!(seen.posts.len(), runs_sent * STEPS, "each posted once");
-    drop(seen);
+    let keys = held.keys.lock().unwrap().clone();
+    let mut distinct = keys.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), runs_sent * STEPS, "every step of every run");
+    assert_eq!(keys.len(), runs_sent * STEPS, "each posted once");
     the_chain_holds_each_runs_rows_in_their_order(&s, runs_sent);
 }
