@@ -1,6 +1,6 @@
 //! Files handoff reads whole (configuration, policies, manifests,
 //! components, events, contexts, secrets, certificates, anchors), read
-//! with a bound: a file past it is refused with its limit named, before
+//! with a bound (events and contexts at the service's `max-body-bytes`): a file past it is refused with its limit named, before
 //! more than the limit is read, so a wrong path (`/dev/zero`, a disk image)
 //! or a hostile file cannot take the process's memory.
 
@@ -48,8 +48,35 @@ pub fn read_text_at_most(path: &Path, max: u64) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
+/// An event or context file, at most `max` bytes: the service's
+/// `max-body-bytes`, so that a file is refused where the service would
+/// refuse the same body.
+pub fn read_input(path: &Path, what: &str, max: usize) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    read_at_most(path, max as u64).with_context(|| {
+        format!(
+            "reading the {what} {} (at most serve.max-body-bytes = {max})",
+            path.display()
+        )
+    })
+}
+
+/// [`read_input`], parsed as JSON (a context), its error naming where the
+/// JSON breaks.
+pub fn read_json(path: &Path, what: &str, max: usize) -> anyhow::Result<serde_json::Value> {
+    let bytes = read_input(path, what, max)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the {what} is not JSON (line {}, column {}): {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
 /// The error for a file past `max` bytes.
-pub fn too_large(max: u64) -> io::Error {
+fn too_large(max: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::FileTooLarge,
         format!("larger than {max} bytes, the most it may be"),

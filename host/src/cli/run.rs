@@ -50,30 +50,6 @@ pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {
     Ok(Engine::new(&ctx.config, ctx.open_store()?)?)
 }
 
-fn read_json(path: &Path, what: &str, max: usize) -> Result<serde_json::Value> {
-    let bytes = read_input(path, what, max)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: the {what} is not JSON (line {}, column {}): {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })
-}
-
-/// An event or context file, at most `max` bytes: the service's
-/// `max-body-bytes`, so that a file is refused where the service would
-/// refuse the same body.
-fn read_input(path: &Path, what: &str, max: usize) -> Result<Vec<u8>> {
-    crate::files::read_at_most(path, max as u64).with_context(|| {
-        format!(
-            "reading the {what} {} (at most serve.max-body-bytes = {max})",
-            path.display()
-        )
-    })
-}
-
 /// An event file, parsed, and the context file (`{}` when there is none),
 /// each at most `max` bytes.
 pub(crate) fn read_event(
@@ -81,10 +57,10 @@ pub(crate) fn read_event(
     context: Option<&Path>,
     max: usize,
 ) -> Result<(CloudEvent, serde_json::Value)> {
-    let bytes = read_input(event, "event", max)?;
+    let bytes = crate::files::read_input(event, "event", max)?;
     let event = CloudEvent::parse(&bytes, &event.display().to_string())?;
     let context = match context {
-        Some(path) => read_json(path, "context", max)?,
+        Some(path) => crate::files::read_json(path, "context", max)?,
         None => serde_json::json!({}),
     };
     Ok((event, context))

@@ -132,18 +132,7 @@ pub async fn serve(
     }
     let context = match &serve.context {
         None => Value::Object(Default::default()),
-        Some(path) => {
-            let bytes = crate::files::read_at_most(path, serve.max_body_bytes as u64)
-                .with_context(|| {
-                    format!(
-                        "serve.context: reading {} (at most max-body-bytes = {})",
-                        path.display(),
-                        serve.max_body_bytes
-                    )
-                })?;
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("serve.context: {} is not JSON", path.display()))?
-        }
+        Some(path) => crate::files::read_json(path, "serve.context", serve.max_body_bytes)?,
     };
     // Connected before anything else starts, so a wrong stream or server
     // refuses the start with the reason.
