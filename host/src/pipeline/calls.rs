@@ -111,10 +111,10 @@ impl AdapterCalls {
 
     /// The digest of an adapter's component, for audit rows.
     pub fn adapter_sha(&self, adapter: &str) -> Option<String> {
-        match self.digests.get(adapter) {
-            Some(sha) => Some(sha.clone()),
-            None => self.host.adapter_sha(adapter),
-        }
+        self.digests
+            .get(adapter)
+            .cloned()
+            .or_else(|| self.host.adapter_sha(adapter))
     }
 
     /// One attempt of `call` on `adapter`. `record` is the record it is
