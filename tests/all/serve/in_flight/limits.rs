@@ -74,36 +74,12 @@ fn an_adapters_concurrency_and_one_call_per_record_hold_with_a_hundred_runs_in_f
     }
 }
 
-/// A receiver that holds every post until `release` turns true.
-#[derive(Clone)]
-struct Held {
-    open: Arc<Mutex<usize>>,
-    answered: Arc<Mutex<usize>>,
-    release: tokio::sync::watch::Receiver<bool>,
-}
-
-async fn hold(State(held): State<Held>) -> StatusCode {
-    *held.open.lock().unwrap() += 1;
-    let mut release = held.release.clone();
-    release.wait_for(|go| *go).await.unwrap();
-    *held.open.lock().unwrap() -= 1;
-    *held.answered.lock().unwrap() += 1;
-    StatusCode::OK
-}
-
 #[test]
 fn with_every_run_in_flight_waiting_intake_takes_exactly_the_queue_and_refuses_the_rest() {
     const IN_FLIGHT: usize = 4;
     const QUEUED: usize = 2;
-    let (go, release) = tokio::sync::watch::channel(false);
-    let held = Held {
-        open: Arc::default(),
-        answered: Arc::default(),
-        release,
-    };
-    let app = Router::new().fallback(hold).with_state(held.clone());
-    let (origin, _runtime) = crate::support::serve_in_background(app);
-    let s = fanout_to(&origin);
+    let held = Holding::start();
+    let s = fanout_to(&held.origin);
     s.edit_config(
         "max-in-flight = 256\n",
         &format!("max-in-flight = {IN_FLIGHT}\n"),
@@ -113,14 +89,7 @@ fn with_every_run_in_flight_waiting_intake_takes_exactly_the_queue_and_refuses_t
     let service = Service::start(&s, None);
     let mut runs: Vec<String> = (0..IN_FLIGHT).map(|i| accept(&service, i)).collect();
     // Every run in flight is at its first post, held there.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while *held.open.lock().unwrap() < IN_FLIGHT {
-        assert!(
-            Instant::now() < deadline,
-            "the runs never reached the receiver"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    held.wait_until_open(IN_FLIGHT);
     runs.extend((IN_FLIGHT..IN_FLIGHT + QUEUED).map(|i| accept(&service, i)));
     for i in IN_FLIGHT + QUEUED..12 {
         let body = decision(i).to_string().into_bytes();
@@ -136,14 +105,10 @@ fn with_every_run_in_flight_waiting_intake_takes_exactly_the_queue_and_refuses_t
         (IN_FLIGHT + QUEUED) as i64,
         "only what was answered 202 is stored"
     );
-    assert_eq!(
-        *held.open.lock().unwrap(),
-        IN_FLIGHT,
-        "no run beyond the limit"
-    );
-    go.send(true).unwrap();
+    assert_eq!(held.open(), IN_FLIGHT, "no run beyond the limit");
+    held.release();
     for run_id in &runs {
         assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
     }
-    assert_eq!(*held.answered.lock().unwrap(), runs.len() * STEPS);
+    assert_eq!(held.answered(), runs.len() * STEPS);
 }

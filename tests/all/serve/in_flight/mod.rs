@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use holding::Holding;
+
+mod holding;
 mod kills;
 mod limits;
 mod store_lost;

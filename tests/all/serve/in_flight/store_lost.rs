@@ -4,7 +4,6 @@
 //! every run completes, and each step was posted once.
 
 use super::*;
-use axum::extract::State;
 
 /// A row that breaks a reference checked only when its group commits: a
 /// step that moves from now on makes the next commit fail.
@@ -13,58 +12,21 @@ const POISON: &str = "CREATE TABLE parent (n INTEGER PRIMARY KEY);
     CREATE TRIGGER poison AFTER UPDATE ON steps BEGIN INSERT INTO child VALUES (99); END;";
 const MENDED: &str = "DROP TRIGGER poison; DROP TABLE child; DROP TABLE parent;";
 
-/// A receiver that holds every post until `release` turns true, and keeps
-/// each post's key.
-#[derive(Clone)]
-struct Holding {
-    keys: Arc<Mutex<Vec<String>>>,
-    open: Arc<Mutex<usize>>,
-    release: tokio::sync::watch::Receiver<bool>,
-}
-
-async fn hold(State(h): State<Holding>, headers: HeaderMap) -> StatusCode {
-    let key = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    h.keys.lock().unwrap().push(key);
-    *h.open.lock().unwrap() += 1;
-    let mut release = h.release.clone();
-    release.wait_for(|go| *go).await.unwrap();
-    *h.open.lock().unwrap() -= 1;
-    StatusCode::OK
-}
-
 #[test]
 fn a_commit_that_fails_under_runs_in_flight_loses_no_step_and_doubles_none() {
-    let (go, release) = tokio::sync::watch::channel(false);
-    let held = Holding {
-        keys: Arc::default(),
-        open: Arc::default(),
-        release,
-    };
-    let app = Router::new().fallback(hold).with_state(held.clone());
-    let (origin, _runtime) = crate::support::serve_in_background(app);
-    let s = fanout_to(&origin);
+    let held = Holding::start();
+    let s = fanout_to(&held.origin);
     let runs_sent = 40;
     reviews(&s, runs_sent);
     let service = Service::start(&s, None);
     let runs: Vec<String> = (0..runs_sent).map(|i| accept(&service, i)).collect();
     // Every run at its first post (its intent on disk), held there.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while *held.open.lock().unwrap() < runs_sent {
-        assert!(
-            Instant::now() < deadline,
-            "the runs did not reach their posts"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    held.wait_until_open(runs_sent);
     let store = rusqlite::Connection::open(s.path("state/handoff.db")).unwrap();
     store.busy_timeout(Duration::from_secs(30)).unwrap();
     store.execute_batch(POISON).unwrap();
     // The posts answered, each run records its step: that commit fails.
-    go.send(true).unwrap();
+    held.release();
     let deadline = Instant::now() + Duration::from_secs(60);
     while service.get("/healthz").0 != 503 {
         assert!(
@@ -82,7 +44,7 @@ fn a_commit_that_fails_under_runs_in_flight_loses_no_step_and_doubles_none() {
         assert_eq!(outcome_of(&s, run_id), "completed", "{run_id}");
     }
     drop(service);
-    let keys = held.keys.lock().unwrap().clone();
+    let keys = held.keys();
     let mut distinct = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
