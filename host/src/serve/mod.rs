@@ -26,6 +26,7 @@ mod listener;
 pub mod metrics;
 mod nats;
 pub mod signature;
+mod unrouted;
 mod workers;
 
 use crate::config::{Config, Scheme};
@@ -283,6 +284,8 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .merge(api::routes())
         .merge(console::routes())
+        .fallback(unrouted::no_such_path)
+        .method_not_allowed_fallback(unrouted::no_such_method)
         .with_state(app.clone());
     log_anchor(&app, "start");
     if serve.anchor_log_secs > 0 {

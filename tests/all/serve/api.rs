@@ -197,6 +197,87 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         Some(&long_note),
     );
     assert_eq!(code, 413);
+    // Refusals are JSON wherever they arise: a body over the limit, an id
+    // that is no follow-up's, a path or a method the service does not have.
+    // A caller without a token learns only that.
+    let big = json!({ "action": "abandon", "note": "x".repeat(20 * 1024) }).to_string();
+    let long_run = format!("/v1/runs/{}", "r".repeat(4000));
+    for (method, path, token, body, expected) in [
+        (
+            "POST",
+            "/v1/follow-ups/1/resolve",
+            Some(COORDINATOR),
+            Some(big.as_str()),
+            (413, "too-large"),
+        ),
+        (
+            "POST",
+            "/v1/follow-ups/1/resolve",
+            None,
+            Some(big.as_str()),
+            (401, "unauthenticated"),
+        ),
+        (
+            "GET",
+            "/v1/follow-ups/x",
+            Some(COORDINATOR),
+            None,
+            (404, "not-found"),
+        ),
+        (
+            "GET",
+            "/v1/follow-ups/99999999999999999999",
+            Some(COORDINATOR),
+            None,
+            (404, "not-found"),
+        ),
+        (
+            "GET",
+            "/v1/follow-ups/99999999999999999999",
+            None,
+            None,
+            (401, "unauthenticated"),
+        ),
+        (
+            "POST",
+            "/v1/follow-ups/1x/ack",
+            Some(COORDINATOR),
+            Some(""),
+            (404, "not-found"),
+        ),
+        (
+            "GET",
+            long_run.as_str(),
+            Some(COORDINATOR),
+            None,
+            (404, "not-found"),
+        ),
+        (
+            "GET",
+            "/v1/no-such-thing",
+            Some(COORDINATOR),
+            None,
+            (404, "not-found"),
+        ),
+        (
+            "DELETE",
+            "/v1/runs",
+            Some(COORDINATOR),
+            None,
+            (405, "method-not-allowed"),
+        ),
+        ("GET", "/v1/events", None, None, (405, "method-not-allowed")),
+    ] {
+        let (code, refused) = call(&service, method, path, token, body);
+        assert_eq!(
+            (code, refused["reason"].as_str()),
+            (expected.0, Some(expected.1)),
+            "{method} {path:.60}: {refused}"
+        );
+        // What was asked is repeated in part at most.
+        let error = refused["error"].as_str().unwrap_or_default();
+        assert!(!error.is_empty() && error.len() < 400, "{error}");
+    }
     let (code, _) = call(
         &service,
         "GET",
@@ -306,9 +387,11 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
     assert_lines(
         &metrics,
         &[
-            "handoff_requests_refused_total{reason=\"api-unauthenticated\"} 2",
+            "handoff_requests_refused_total{reason=\"api-unauthenticated\"} 4",
             "handoff_requests_refused_total{reason=\"api-forbidden\"} 4",
             "handoff_requests_refused_total{reason=\"api-conflict\"} 1",
+            "handoff_requests_refused_total{reason=\"api-too-large\"} 2",
+            "handoff_requests_refused_total{reason=\"api-method-not-allowed\"} 2",
         ],
     );
 }

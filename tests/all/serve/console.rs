@@ -318,6 +318,11 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
             vec![],
             413,
         ),
+        (
+            format!("action=abandon&csrf={csrf}&note={}", "x".repeat(20_000)),
+            vec![],
+            413,
+        ),
     ] {
         let a = client.send("POST", "/ui/follow-ups/1/resolve", Some(&form), &extra);
         assert_eq!(a.code, expected, "{form:.80}: {}", a.body);
@@ -334,6 +339,16 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
             .contains("id=\"resolve\""),
         "still open, the form is there"
     );
+    // A path that is no packet's, or no page's, is a page saying so.
+    for (path, code) in [
+        ("/ui/follow-ups/x", 404),
+        ("/ui/follow-ups/99999999999999999999", 404),
+        ("/ui/no-such-page", 404),
+    ] {
+        let a = client.get(path);
+        assert_eq!(a.code, code, "{path}: {}", a.body);
+        assert!(a.body.contains("id=\"error\""), "{path}: {}", a.body);
+    }
 
     // Another team sees neither the packet nor a form.
     let mut other = Client::new(&service);

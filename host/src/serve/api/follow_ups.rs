@@ -4,14 +4,17 @@
 use super::super::App;
 use super::super::workers::RunTicket;
 use super::auth::{Principal, caller, may_act, may_see, owns};
-use super::refusal::{Refusal, RefusalBody, answer, no_follow_up, ok, refusal};
-use super::{MAX_LISTED, read, write};
+use super::refusal::{
+    Refusal, RefusalBody, answer, follow_up_id, no_follow_up, ok, refusal, taken,
+};
+use super::{MAX_ACTION_BYTES, MAX_LISTED, read, write};
 use crate::config::roles::Scope;
 use crate::follow_up::MAX_NOTE_BYTES;
 use crate::follow_up::{FollowUp, Resolution};
 use crate::model::ResolutionVerdict;
 use crate::store::follow_ups;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -124,10 +127,11 @@ pub(in crate::serve) fn packets(
 pub(super) async fn show_follow_up(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
+        let id = follow_up_id(&id)?;
         let (f, notices) = read(&app, move |s| {
             let conn = s.conn()?;
             let f = follow_ups::get(&conn, id)?.ok_or_else(|| no_follow_up(id))?;
@@ -168,10 +172,11 @@ async fn owned(app: &Arc<App>, who: &Principal, id: i64) -> Result<FollowUp, Ref
 pub(super) async fn acknowledge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
+        let id = follow_up_id(&id)?;
         take_on(&app, &who, id).await?;
         ok(json!({ "follow_up": id, "acknowledged_by": who.role }))
     }
@@ -217,11 +222,13 @@ pub(in crate::serve) struct ResolveBody {
 pub(super) async fn resolve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Bytes,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
+        let id = follow_up_id(&id)?;
+        let body = taken(body, MAX_ACTION_BYTES)?;
         let body: ResolveBody = serde_json::from_slice(&body).map_err(|e| {
             refusal(
                 StatusCode::BAD_REQUEST,

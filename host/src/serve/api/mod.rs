@@ -25,7 +25,7 @@ use refusal::{Refusal, refusal};
 use std::sync::{Arc, Mutex};
 
 /// The largest body an action takes.
-const MAX_ACTION_BYTES: usize = 16 * 1024;
+pub(super) const MAX_ACTION_BYTES: usize = 16 * 1024;
 /// The most rows a list answers with.
 pub(super) const MAX_LISTED: usize = 500;
 

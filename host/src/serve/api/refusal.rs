@@ -4,6 +4,8 @@
 use super::super::App;
 use crate::pipeline::RunError;
 use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -70,10 +72,10 @@ impl From<RunError> for Refusal {
     }
 }
 
-pub(super) type Answer = Result<Response, Refusal>;
+pub(in crate::serve) type Answer = Result<Response, Refusal>;
 
 /// Count a refusal and answer it.
-pub(super) fn answer(app: &App, result: Answer) -> Response {
+pub(in crate::serve) fn answer(app: &App, result: Answer) -> Response {
     match result {
         Ok(r) => r,
         Err(r) => {
@@ -100,6 +102,59 @@ pub(super) fn answer(app: &App, result: Answer) -> Response {
 
 pub(super) fn ok(value: Value) -> Answer {
     Ok(axum::Json(value).into_response())
+}
+
+/// The most of an identifier from a request that an error repeats.
+const SHOWN_ID_BYTES: usize = 128;
+
+/// An identifier from a request as an error repeats it: whole when short,
+/// else its start (a path may be many kilobytes long).
+pub(in crate::serve) fn shown(id: &str) -> String {
+    if id.len() <= SHOWN_ID_BYTES {
+        return id.to_string();
+    }
+    let mut end = SHOWN_ID_BYTES;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &id[..end], id.len())
+}
+
+/// A follow-up's id from a path: a number, or there is no such follow-up.
+pub(in crate::serve) fn follow_up_id(id: &str) -> Result<i64, Refusal> {
+    id.parse().map_err(|_| {
+        refusal(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no follow-up {}", shown(id)),
+        )
+    })
+}
+
+/// A request's body as it was taken, or why it was not: over the route's
+/// limit (413), or cut short.
+pub(in crate::serve) fn taken(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, Refusal> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the body is over {} KiB; send a shorter one", limit / 1024),
+            )
+        } else {
+            refusal(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                format!(
+                    "the body could not be read ({}); send it again",
+                    e.body_text()
+                ),
+            )
+        }
+    })
 }
 
 pub(in crate::serve) fn no_follow_up(id: i64) -> Refusal {

@@ -2,7 +2,7 @@
 
 use super::super::App;
 use super::auth::caller;
-use super::refusal::{RefusalBody, answer, ok, refusal};
+use super::refusal::{RefusalBody, answer, ok, refusal, shown};
 use super::{MAX_LISTED, read};
 use crate::store::{follow_ups, runs, steps};
 use axum::extract::{Path, Query, State};
@@ -66,7 +66,7 @@ pub(super) async fn show_run(
         let shown = read(&app, move |s| {
             let conn = s.conn()?;
             let Some(run) = runs::get(&conn, &id)? else {
-                return Err(refusal(StatusCode::NOT_FOUND, "not-found", format!("no run {id}")));
+                return Err(refusal(StatusCode::NOT_FOUND, "not-found", format!("no run {}", shown(&id))));
             };
             let steps = steps::for_run(&conn, &id)?;
             let follow_ups = follow_ups::for_run(&conn, &id)?;

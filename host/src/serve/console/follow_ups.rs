@@ -4,14 +4,16 @@
 
 use super::super::App;
 use super::super::api::follow_ups::{ResolveBody, STATUSES, decide, packets, take_on};
-use super::super::api::refusal::{Refusal, no_follow_up};
+use super::super::api::refusal::{Refusal, follow_up_id, no_follow_up, taken};
 use super::super::api::{auth, read};
 use super::session::{self, Visitor};
-use super::{Fields, Frame, form, html, refused, require};
+use super::{Fields, Frame, MAX_FORM_BYTES, form, html, refused, require};
 use crate::follow_up::{FollowUp, Resolution};
 use crate::store::follow_ups;
 use crate::store::notices::NoticeRow;
 use askama::Template;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -112,12 +114,16 @@ pub(super) async fn packet(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     uri: Uri,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     query: Result<Query<PacketQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let v = match require(&app, &headers, &uri) {
         Ok(v) => v,
         Err(login) => return login.into_response(),
+    };
+    let id = match follow_up_id(&id) {
+        Ok(id) => id,
+        Err(r) => return refused(&app, Some(&v), r),
     };
     let done = query
         .ok()
@@ -152,14 +158,16 @@ pub(super) async fn packet(
     }
 }
 
-/// The visitor behind a posted form, checked: from the console's own page,
-/// with the session's token. The form's fields.
+/// The visitor behind a form posted about follow-up `id`, checked: from
+/// the console's own page, with the session's token. The follow-up's id
+/// and the form's fields.
 fn posted(
     app: &App,
     headers: &HeaderMap,
-    body: &[u8],
+    id: &str,
+    body: Result<Bytes, BytesRejection>,
     allowed: &[&str],
-) -> Result<(Visitor, Fields), (Option<Visitor>, Refusal)> {
+) -> Result<(Visitor, i64, Fields), (Option<Visitor>, Refusal)> {
     session::same_site(headers).map_err(|r| (None, r))?;
     let v = session::visitor(app, headers).ok_or_else(|| {
         (
@@ -171,19 +179,22 @@ fn posted(
             ),
         )
     })?;
-    let fields = form(body, allowed).map_err(|r| (Some(v.clone()), r))?;
+    let fields = taken(body, MAX_FORM_BYTES)
+        .and_then(|body| form(&body, allowed))
+        .map_err(|r| (Some(v.clone()), r))?;
     session::check_csrf(&v, fields.get("csrf").map(String::as_str))
         .map_err(|r| (Some(v.clone()), r))?;
-    Ok((v, fields))
+    let id = follow_up_id(id).map_err(|r| (Some(v.clone()), r))?;
+    Ok((v, id, fields))
 }
 
 pub(super) async fn acknowledge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (v, _) = match posted(&app, &headers, &body, &["csrf"]) {
+    let (v, id, _) = match posted(&app, &headers, &id, body, &["csrf"]) {
         Ok(p) => p,
         Err((v, r)) => return refused(&app, v.as_ref(), r),
     };
@@ -196,13 +207,14 @@ pub(super) async fn acknowledge(
 pub(super) async fn resolve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (v, mut fields) = match posted(
+    let (v, id, mut fields) = match posted(
         &app,
         &headers,
-        &body,
+        &id,
+        body,
         &["csrf", "action", "note", "verdict"],
     ) {
         Ok(p) => p,

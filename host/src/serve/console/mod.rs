@@ -14,7 +14,7 @@ mod shadow;
 mod status;
 
 use super::App;
-use super::api::refusal::Refusal;
+use super::api::refusal::{Refusal, taken};
 use crate::readiness::Finding;
 use askama::Template;
 use axum::Router;
@@ -121,7 +121,7 @@ struct ErrorPage {
 }
 
 /// A refusal as a page, counted with the API's (`console-REASON`).
-fn refused(app: &App, visitor: Option<&Visitor>, r: Refusal) -> Response {
+pub(super) fn refused(app: &App, visitor: Option<&Visitor>, r: Refusal) -> Response {
     app.metrics.refuse(&format!("console-{}", r.reason));
     let mut response = html(
         r.status,
@@ -220,9 +220,12 @@ async fn login_page(
 async fn login(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let fields = match session::same_site(&headers).and_then(|()| form(&body, &["token", "next"])) {
+    let fields = match session::same_site(&headers)
+        .and_then(|()| taken(body, MAX_FORM_BYTES))
+        .and_then(|body| form(&body, &["token", "next"]))
+    {
         Ok(f) => f,
         Err(r) => return refused(&app, None, r),
     };
@@ -258,11 +261,11 @@ fn with_cookie(to: Redirect, cookie: String) -> Response {
 async fn logout(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let result = (|| {
         session::same_site(&headers)?;
-        let fields = form(&body, &["csrf"])?;
+        let fields = form(&taken(body, MAX_FORM_BYTES)?, &["csrf"])?;
         if let Some(v) = session::visitor(&app, &headers) {
             session::check_csrf(&v, fields.get("csrf").map(String::as_str))?;
             session::log_out(&app, &headers);

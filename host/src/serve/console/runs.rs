@@ -2,7 +2,7 @@
 //! and audit timeline.
 
 use super::super::App;
-use super::super::api::refusal::refusal;
+use super::super::api::refusal::{refusal, shown};
 use super::super::api::{MAX_LISTED, read};
 use super::{Frame, html, refused, require};
 use crate::audit::Row;
@@ -142,7 +142,7 @@ pub(super) async fn show(
             return Err(refusal(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                format!("no run {id}"),
+                format!("no run {}", shown(&id)),
             ));
         };
         let steps = steps::for_run(&conn, &id)?;
