@@ -72,7 +72,7 @@ pub enum AdapterCommand {
 pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
     match cmd {
         AdapterCommand::Inspect { package, json } => {
-            let store = ctx.open_store()?;
+            let store = ctx.store_or_empty()?;
             let package = Package::read(&package)?;
             let approval = store.latest_approval(&package.manifest.name)?;
             let sandbox = Sandbox::new(&ctx.config.cache_dir, ctx.config.ceiling.clone())?;
@@ -134,13 +134,13 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             json,
         } => super::conform::run(ctx, &instance, &record, &action, json),
         AdapterCommand::List { json } => {
-            let store = ctx.open_store()?;
+            let store = ctx.store_or_empty()?;
             let approvals = store.current_approvals()?;
             if json {
                 let rows: Vec<_> = approvals.iter().map(ApprovalJson::from).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
-                println!("no adapters approved in {}", store.path().display());
+                println!("no adapters approved in {}", ctx.store_path.display());
             } else {
                 for a in &approvals {
                     let state = match (&a.revoked_by, &a.revoked_at) {
@@ -159,7 +159,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         AdapterCommand::Revoke { name, by, json } => {
-            let mut store = ctx.open_store()?;
+            let mut store = ctx.existing_store()?;
             if store
                 .revoke_adapter(&name, &by)
                 .context("revoking the approval")?

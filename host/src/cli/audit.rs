@@ -48,7 +48,7 @@ pub enum AuditCommand {
 }
 
 pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
-    let store = ctx.open_store()?;
+    let store = ctx.existing_store()?;
     match cmd {
         AuditCommand::Verify {
             anchors,

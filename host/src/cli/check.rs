@@ -7,7 +7,7 @@ use crate::readiness::{self, Finding};
 use anyhow::Result;
 
 pub fn check(ctx: &Ctx, reach: bool, json: bool) -> Result<u8> {
-    let store = ctx.open_store()?;
+    let store = ctx.store_or_empty()?;
     let findings = readiness::check(&ctx.config, &store)?;
     let settings = effective(ctx);
     if json {

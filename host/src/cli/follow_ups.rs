@@ -101,6 +101,8 @@ pub enum FollowUpsCommand {
 }
 
 pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
+    // Every one of these is about packets already stored.
+    ctx.must_exist()?;
     match cmd {
         FollowUpsCommand::List {
             all,
@@ -108,7 +110,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             overdue,
             json,
         } => {
-            let store = ctx.open_store()?;
+            let store = ctx.existing_store()?;
             let now = now_rfc3339();
             let which = follow_ups::Which {
                 resolved_too: all,
@@ -149,7 +151,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         FollowUpsCommand::Show { id, json, .. } => {
-            let store = ctx.open_store()?;
+            let store = ctx.existing_store()?;
             let Some(f) = follow_ups::get(&*store.conn()?, id)? else {
                 bail!("no follow-up {id}; see handoff follow-ups list");
             };
@@ -161,7 +163,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         FollowUpsCommand::Notices { id, json } => {
-            let store = ctx.open_store()?;
+            let store = ctx.existing_store()?;
             let conn = store.conn()?;
             if follow_ups::get(&conn, id)?.is_none() {
                 bail!("no follow-up {id}; see handoff follow-ups list");

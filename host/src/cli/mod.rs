@@ -292,11 +292,44 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The store, made (with its directory) when there is none yet: for
+    /// the commands that put something in it (approve, run, serve).
     pub fn open_store(&self) -> Result<Store> {
         let store = Store::open(&self.store_path)
             .with_context(|| format!("opening the store at {}", self.store_path.display()))?;
         store.set_durability(self.config.durability)?;
         Ok(store)
+    }
+
+    /// The store, which must exist: a command that reads or acts on what
+    /// was stored says there is nothing there instead of making an empty
+    /// store (a mistyped path would otherwise answer "no runs", or verify
+    /// an empty audit chain).
+    pub fn existing_store(&self) -> Result<Store> {
+        self.must_exist()?;
+        self.open_store()
+    }
+
+    /// The store when there is one, else an empty one in memory: for the
+    /// commands that only look at what is approved, which write nothing.
+    pub fn store_or_empty(&self) -> Result<Store> {
+        if self.store_path.exists() {
+            self.open_store()
+        } else {
+            Ok(Store::in_memory()?)
+        }
+    }
+
+    /// Refuses, saying where it looked, when the store file is missing.
+    pub fn must_exist(&self) -> Result<()> {
+        if !self.store_path.exists() {
+            anyhow::bail!(
+                "there is no store at {}: nothing has been stored with this configuration yet \
+                 (check --store, HANDOFF_STORE or [store] path)",
+                self.store_path.display()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -62,7 +62,7 @@ fn status_text(status: &PolicyStatus) -> String {
 pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
     match cmd {
         PolicyCommand::Inspect { file, json } => {
-            let store = ctx.open_store()?;
+            let store = ctx.store_or_empty()?;
             let policy = Policy::load(&file)?;
             let status = store.policy_status(&policy)?;
             if json {
@@ -124,7 +124,7 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         PolicyCommand::List { json } => {
-            let store = ctx.open_store()?;
+            let store = ctx.store_or_empty()?;
             let approvals = store.current_policy_approvals()?;
             if json {
                 let rows: Vec<_> = approvals
@@ -140,7 +140,7 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
-                println!("no policies approved in {}", store.path().display());
+                println!("no policies approved in {}", ctx.store_path.display());
             } else {
                 for a in &approvals {
                     let state = match &a.revoked_by {
@@ -159,7 +159,7 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         PolicyCommand::Revoke { id, by, json } => {
-            let mut store = ctx.open_store()?;
+            let mut store = ctx.existing_store()?;
             if store.revoke_policy(&id, &by)? {
                 if json {
                     println!("{}", serde_json::json!({ "revoked": id, "by": by }));

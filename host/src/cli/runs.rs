@@ -100,7 +100,7 @@ pub fn describe(row: &Row) -> String {
 }
 
 pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
-    let store = ctx.open_store()?;
+    let store = ctx.existing_store()?;
     match cmd {
         RunsCommand::List {
             limit,

@@ -24,6 +24,7 @@ pub enum ShadowCommand {
 
 pub fn run(cmd: ShadowCommand, ctx: &Ctx) -> Result<u8> {
     let ShadowCommand::Report { since, json } = cmd;
+    ctx.must_exist()?;
     let mut engine = engine(ctx)?;
     let since = since.map(crate::store::rfc3339);
     let report = runtime()?.block_on(engine.shadow_report(since.as_deref(), MAX_RUNS))?;

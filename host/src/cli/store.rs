@@ -51,7 +51,7 @@ pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
                      (HANDOFF_STORE_RETAIN_DAYS)"
                 );
             };
-            let pruned = ctx.open_store()?.prune_older_than(days)?;
+            let pruned = ctx.existing_store()?.prune_older_than(days)?;
             if json {
                 println!(
                     "{}",
@@ -70,6 +70,7 @@ pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
 }
 
 fn backup(ctx: &Ctx, path: &std::path::Path, json: bool) -> Result<u8> {
+    ctx.must_exist()?;
     if path.exists() {
         bail!(
             "{} exists; a backup is written to a new file (remove it, or name another)",

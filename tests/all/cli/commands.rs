@@ -58,8 +58,10 @@ fn inspect_shows_digests_capabilities_imports_and_approval() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    // The embedded default put the store and cache under ./.handoff.
-    assert!(cwd.path().join(".handoff/handoff.db").is_file());
+    // The embedded default keeps its cache under ./.handoff; looking made
+    // no store (the first approval does).
+    assert!(cwd.path().join(".handoff/cache").is_dir());
+    assert!(!cwd.path().join(".handoff/handoff.db").exists());
 }
 
 #[test]

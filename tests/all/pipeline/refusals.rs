@@ -130,3 +130,51 @@ fn files_past_their_bound_are_refused_naming_it_before_they_are_read_whole() {
     std::fs::write(s.path("handoff.toml"), config + &comment).unwrap();
     refused(&s, &s.run(), &["handoff.toml", "larger than 1048576 bytes"]);
 }
+
+#[test]
+fn commands_that_read_the_store_refuse_a_missing_one_and_make_nothing() {
+    let s = Scenario::new();
+    let missing = s.path("typo/handoff.db");
+    let store = missing.to_str().unwrap();
+    // Reading or acting on what was stored: an empty store made at a
+    // mistyped path would answer "no runs", or verify an empty chain.
+    for args in [
+        &["runs", "list"][..],
+        &["runs", "show", "run-1"],
+        &["audit", "verify"],
+        &["audit", "head"],
+        &["audit", "export"],
+        &["follow-ups", "list"],
+        &["follow-ups", "ack", "1", "--by", "someone"],
+        &["shadow", "report"],
+        &["store", "backup", "backup/copy.db"],
+        &["store", "prune", "--older-than-days", "1"],
+        &["adapter", "revoke", "tracker", "--by", "someone"],
+    ] {
+        let o = s.handoff(&[&["--store", store][..], args].concat());
+        let (code, out, err) = outcome(&o);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("there is no store at {store}")),
+            "{args:?}: {err}"
+        );
+    }
+    // Looking at what is approved finds nothing approved, and writes
+    // nothing either.
+    for args in [&["adapter", "list"][..], &["policy", "list"], &["check"]] {
+        let o = s.handoff(&[&["--store", store][..], args].concat());
+        let (code, out, err) = outcome(&o);
+        assert!(
+            out.contains("approved") || out.contains("Approve"),
+            "{args:?} (exit {code}): {out}{err}"
+        );
+    }
+    assert!(
+        !s.path("typo").exists(),
+        "a directory was made for the store"
+    );
+    assert!(
+        !s.path("backup").exists(),
+        "a directory was made for the copy"
+    );
+}
