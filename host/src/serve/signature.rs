@@ -21,6 +21,11 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The most `webhook-signature` entries a request may carry. A sender
+/// rotating keys signs with two or three; more would only make each
+/// request cost more to refuse.
+const MAX_SIGNATURES: usize = 16;
+
 /// How one source signs its requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verifier {
@@ -108,8 +113,18 @@ impl Verifier {
                         tolerance: *tolerance_secs,
                     });
                 }
+                let entries: Vec<&str> = signatures.split(' ').filter(|s| !s.is_empty()).collect();
+                if entries.len() > MAX_SIGNATURES {
+                    return Err(SignatureError::Malformed(
+                        "webhook-signature",
+                        format!(
+                            "{} entries; at most {MAX_SIGNATURES} are tried",
+                            entries.len()
+                        ),
+                    ));
+                }
                 let mut candidates = Vec::new();
-                for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
+                for entry in entries {
                     // Other versions (v1a: asymmetric) are skipped, not refused.
                     if let Some(encoded) = entry.strip_prefix("v1,") {
                         let decoded = BASE64.decode(encoded).map_err(|_| {
@@ -124,15 +139,17 @@ impl Verifier {
                         "no v1,<base64> entry".into(),
                     ));
                 }
+                // The body is hashed once per key, however many entries
+                // there are: each is checked against a copy of that state.
                 for key in keys {
+                    let mut m = mac(key);
+                    m.update(id.as_bytes());
+                    m.update(b".");
+                    m.update(timestamp.as_bytes());
+                    m.update(b".");
+                    m.update(body);
                     for candidate in &candidates {
-                        let mut m = mac(key);
-                        m.update(id.as_bytes());
-                        m.update(b".");
-                        m.update(timestamp.as_bytes());
-                        m.update(b".");
-                        m.update(body);
-                        if m.verify_slice(candidate).is_ok() {
+                        if m.clone().verify_slice(candidate).is_ok() {
                             return Ok(());
                         }
                     }
@@ -266,6 +283,39 @@ mod tests {
         both.insert("webhook-signature", HeaderValue::from_str(&two).unwrap());
         assert_eq!(standard(&[old]).verify(&both, body, NOW), Ok(()));
         assert_eq!(v.verify(&both, body, NOW), Ok(()));
+    }
+
+    #[test]
+    fn a_signature_among_many_is_found_and_past_the_limit_none_is_tried() {
+        let key = b"the-key-0123456789".as_slice();
+        let body = b"{}";
+        let with = |entries: Vec<String>| {
+            headers(&[
+                ("webhook-id", "evt-1".into()),
+                ("webhook-timestamp", NOW.to_string()),
+                ("webhook-signature", entries.join(" ")),
+            ])
+        };
+        let right = sign_standard(key, "evt-1", NOW, body);
+        let wrong = sign_standard(b"another-key-01234567", "evt-1", NOW, body);
+        // The right one last, after as many wrong ones as may be sent.
+        let mut entries = vec![wrong.clone(); MAX_SIGNATURES - 1];
+        entries.push(right.clone());
+        let v = standard(&[b"a-third-key-0123456", key]);
+        assert_eq!(v.verify(&with(entries.clone()), body, NOW), Ok(()));
+        // One more entry and the request is refused before any is tried:
+        // each would cost a hash of the body to refuse.
+        entries.insert(0, wrong);
+        assert_eq!(
+            v.verify(&with(entries), body, NOW),
+            Err(SignatureError::Malformed(
+                "webhook-signature",
+                format!(
+                    "{} entries; at most {MAX_SIGNATURES} are tried",
+                    MAX_SIGNATURES + 1
+                )
+            ))
+        );
     }
 
     #[test]
