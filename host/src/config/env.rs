@@ -183,6 +183,26 @@ pub fn apply(
     Ok(origins)
 }
 
+/// `problem`, naming the variable behind each setting it speaks of that
+/// came from the environment (the file is not where to look for those).
+pub fn naming_variables(problem: String, origins: &BTreeMap<String, Origin>) -> String {
+    let vars: Vec<&str> = origins
+        .iter()
+        .filter_map(|(name, origin)| match origin {
+            Origin::Env(var) if problem.contains(name.as_str()) => Some(var.as_str()),
+            _ => None,
+        })
+        .collect();
+    if vars.is_empty() {
+        problem
+    } else {
+        format!(
+            "{problem} (set by {}; unset it to use the file's)",
+            vars.join(", ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,11 +246,24 @@ impl Config {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let cwd = std::env::current_dir().unwrap_or_default();
         let origins = env::apply(&mut table, vars, &cwd).map_err(&invalid)?;
+        // From here on a problem with a setting a variable gave names the
+        // variable, not only the file.
+        let from_env = origins.clone();
+        let invalid = |problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problem: env::naming_variables(problem, &from_env),
+        };
         if origins.values().any(|o| matches!(o, env::Origin::Env(_))) {
             raw = toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| {
-                    invalid(format!("with the HANDOFF_… settings: {e}"))
+                    // (Its text ends "\nin `section.key`\n".)
+                    invalid(
+                        e.to_string()
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
                 })?;
         }
         let base = path.parent().unwrap_or(Path::new("."));

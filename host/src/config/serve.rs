@@ -116,6 +116,13 @@ pub struct ServeConfig {
 /// The most runs one process drives at once.
 pub const MAX_IN_FLIGHT: usize = 4096;
 
+/// The largest `max-body-bytes`: an event is a decision, not its evidence,
+/// and each connection may hold a body this large while it is read.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most threads driving runs.
+pub const MAX_THREADS: usize = 1024;
+
 /// Threads driving runs per core, by default.
 pub const THREADS_PER_CORE: usize = 3;
 
@@ -128,7 +135,8 @@ impl ServeConfig {
     /// per core, 411-434 on two or three).
     pub fn run_threads(&self) -> usize {
         match self.threads {
-            0 => THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, usize::from),
+            0 => (THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, usize::from))
+                .min(MAX_THREADS),
             n => n,
         }
     }
@@ -211,6 +219,22 @@ impl RawServe {
                  instance of each adapter it calls)"
             ));
         }
+        if let Some(n) = self.threads
+            && n > MAX_THREADS
+        {
+            return Err(format!(
+                "serve.threads is {n}; at most {MAX_THREADS} (0: {THREADS_PER_CORE} per core)"
+            ));
+        }
+        if let Some(n) = self.max_body_bytes
+            && n > MAX_BODY_BYTES
+        {
+            return Err(format!(
+                "serve.max-body-bytes is {n}; at most {MAX_BODY_BYTES} (16 MiB: an event names \
+                 its evidence, it does not carry it, and each open connection may hold a body \
+                 this large)"
+            ));
+        }
         let mut sources = BTreeMap::new();
         for (name, raw) in self.sources {
             if raw.secrets.is_empty() {
@@ -251,7 +275,7 @@ impl RawServe {
                 Some(n) => positive("max-in-flight", Some(n), defaults.max_in_flight)?,
                 None => positive("workers", self.workers, defaults.max_in_flight)?,
             },
-            threads: self.threads.unwrap_or(defaults.threads).min(1024),
+            threads: self.threads.unwrap_or(defaults.threads),
             max_queued: positive("max-queued", self.max_queued, defaults.max_queued)?,
             max_body_bytes: positive(
                 "max-body-bytes",

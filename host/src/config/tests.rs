@@ -64,10 +64,63 @@ fn runs_in_flight_are_bounded_and_workers_is_their_older_name() {
         5,
         "max-in-flight wins"
     );
-    for bad in ["max-in-flight = 0", "max-in-flight = 100000", "workers = 0"] {
-        let err = parse(&format!("[serve]\n{bad}\n")).unwrap_err();
-        assert!(err.to_string().contains("serve."), "{bad}: {err}");
+    for (bad, says) in [
+        ("max-in-flight = 0", "at least 1"),
+        ("max-in-flight = 100000", "at most 4096"),
+        ("workers = 0", "at least 1"),
+        ("threads = 1025", "at most 1024"),
+        ("max-body-bytes = 16777217", "at most 16777216"),
+    ] {
+        let err = parse(&format!("[serve]\n{bad}\n")).unwrap_err().to_string();
+        assert!(err.contains("serve.") && err.contains(says), "{bad}: {err}");
     }
+    let serve = parse("[serve]\nthreads = 1024\nmax-body-bytes = 16777216\n")
+        .unwrap()
+        .serve;
+    assert_eq!((serve.threads, serve.max_body_bytes), (1024, 16 << 20));
+}
+
+#[test]
+fn a_setting_a_variable_gave_is_refused_naming_the_variable() {
+    let with = |var: &'static str, value: &'static str| {
+        Config::parse_with_env(
+            "[serve]\nmax-queued = 5\n",
+            Path::new("h.toml"),
+            &move |v| (v == var).then(|| value.to_string()),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    for (var, value, says) in [
+        (
+            "HANDOFF_SERVE_MAX_IN_FLIGHT",
+            "0",
+            "serve.max-in-flight must be at least 1",
+        ),
+        (
+            "HANDOFF_SERVE_MAX_BODY_BYTES",
+            "99999999999",
+            "serve.max-body-bytes is 99999999999",
+        ),
+        (
+            "HANDOFF_STORE_DURABILITY",
+            "bogus",
+            "unknown variant `bogus`",
+        ),
+        ("HANDOFF_SERVE_LISTEN", "nonsense", "invalid socket address"),
+    ] {
+        let err = with(var, value);
+        assert!(
+            err.contains(says) && err.contains(&format!("(set by {var};")),
+            "{var}={value}: {err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    // A problem with the file's own setting names no variable.
+    let err = Config::parse_with_env("[serve]\nmax-queued = 0\n", Path::new("h.toml"), &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("set by"), "{err}");
 }
 
 #[test]
