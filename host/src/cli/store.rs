@@ -10,7 +10,7 @@ use crate::audit::anchor::Anchor;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
@@ -69,7 +69,41 @@ pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
     }
 }
 
-fn backup(ctx: &Ctx, path: &std::path::Path, json: bool) -> Result<u8> {
+/// Where a backup to `path` is written until it is whole.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Make the copy at `partial` durable, then give it the name `path`, which
+/// must still be free (a link, not a rename, so nothing made there in the
+/// meantime is replaced).
+fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
+    std::fs::File::open(partial)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", partial.display()))?;
+    match std::fs::hard_link(partial, path) {
+        Ok(()) => std::fs::remove_file(partial)
+            .with_context(|| format!("removing {}", partial.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{} was made while the copy was being taken", path.display())
+        }
+        // A file system without links.
+        Err(_) if !path.exists() => std::fs::rename(partial, path)
+            .with_context(|| format!("naming the copy {}", path.display()))?,
+        Err(e) => return Err(e).with_context(|| format!("naming the copy {}", path.display())),
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
     ctx.must_exist()?;
     if path.exists() {
         bail!(
@@ -80,16 +114,32 @@ fn backup(ctx: &Ctx, path: &std::path::Path, json: bool) -> Result<u8> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("making {}", parent.display()))?;
     }
+    // Written under another name and given its own only once whole and on
+    // disk: a backup stopped part-way leaves no file that looks like one.
+    let partial = partial_path(path);
+    if partial.exists() {
+        bail!(
+            "{} is there: a backup to {} was stopped part-way (or is still being made); \
+             remove it and back up again",
+            partial.display(),
+            path.display()
+        );
+    }
     // A connection of its own: the copy is one read transaction, which must
     // not hold up this process's other users of the shared one.
     let store = Store::open_unshared(&ctx.store_path)
         .with_context(|| format!("opening the store at {}", ctx.store_path.display()))?;
-    let target = path.to_str().context("the backup path is not UTF-8")?;
+    let target = partial.to_str().context("the backup path is not UTF-8")?;
     let started = std::time::Instant::now();
-    store
+    let copied = store
         .conn()?
         .execute("VACUUM INTO ?1", [target])
-        .with_context(|| format!("copying the store into {}", path.display()))?;
+        .with_context(|| format!("copying the store into {}", partial.display()))
+        .and_then(|_| put_in_place(&partial, path));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
     let took = started.elapsed();
     let copy = Store::open_unshared(path)
         .with_context(|| format!("opening the copy at {}", path.display()))?;

@@ -347,6 +347,54 @@ fn a_backup_taken_while_events_arrive_verifies() {
 }
 
 #[test]
+fn a_backup_stopped_part_way_leaves_no_file_under_the_backups_name() {
+    let s = scenario(1, 10);
+    let (code, out, err) = outcome(&s.run());
+    assert_eq!(code, 0, "{out}{err}");
+    // Some 100 MB more to copy, so that the copy can be stopped midway.
+    let conn = rusqlite::Connection::open(s.path("state/handoff.db")).unwrap();
+    conn.execute_batch("CREATE TABLE filler (b BLOB)").unwrap();
+    for _ in 0..12 {
+        conn.execute("INSERT INTO filler VALUES (zeroblob(8 * 1024 * 1024))", [])
+            .unwrap();
+    }
+    drop(conn);
+    let copy = s.path("backups/copy.db");
+    let partial = s.path("backups/copy.db.partial");
+    let backup = || s.handoff(&["store", "backup", copy.to_str().unwrap()]);
+    let mut child = s
+        .command(&["store", "backup", copy.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed as soon as it has begun to write.
+    while !(partial.exists() || copy.exists()) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the backup ended ({status}) before it began to write");
+        }
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!copy.exists(), "a part-way copy has the backup's name");
+    // The next backup to that name says what was left, and makes nothing.
+    let (code, _, err) = outcome(&backup());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("copy.db.partial") && err.contains("stopped part-way"),
+        "{err}"
+    );
+    assert!(!copy.exists());
+    std::fs::remove_file(&partial).unwrap();
+    let (code, out, err) = outcome(&backup());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(copy.exists() && !partial.exists());
+    let verified = s.handoff(&["--store", copy.to_str().unwrap(), "audit", "verify"]);
+    assert_eq!(verified.status.code(), Some(0));
+}
+
+#[test]
 fn logs_at_a_terminal_have_colours_unless_no_color_is_set() {
     let s = scenario(1, 10);
     let bin = env!("CARGO_BIN_EXE_handoff");
