@@ -211,6 +211,14 @@ fn io_error(op: &str, path: &str, e: std::io::Error) -> AdapterError {
         (ErrorKind::PermissionDenied, _) | (_, Some(63 | 76)) => AdapterError::Denied(message),
         (ErrorKind::NotFound, _) => AdapterError::NotFound(message),
         (ErrorKind::ReadOnlyFilesystem, _) => AdapterError::Denied(message),
+        // Asking again cannot help: the name or the path is wrong.
+        (
+            ErrorKind::InvalidFilename
+            | ErrorKind::InvalidInput
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotADirectory,
+            _,
+        ) => AdapterError::Invalid(message),
         _ => AdapterError::Transient(message),
     }
 }
@@ -246,6 +254,24 @@ mod tests {
                 other => panic!("{path}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_name_no_file_system_takes_is_invalid_not_worth_another_try() {
+        let dir = std::env::temp_dir().join(format!("handoff-sdk-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("file"), b"x").unwrap();
+        let h = Harness::new().dir("records", &dir);
+        for path in [
+            format!("/records/{}", "a".repeat(300)),
+            "/records/file/under-a-file".to_string(),
+        ] {
+            match h.run(|| read(&path)) {
+                Err(AdapterError::Invalid(m)) => assert!(m.contains("read /records/"), "{m}"),
+                other => panic!("{path:.40}: {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

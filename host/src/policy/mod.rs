@@ -51,12 +51,42 @@ impl RecordTemplate {
         scope: template::Scope<'_>,
         place: &str,
     ) -> Result<crate::sandbox::RecordRef, template::TemplateError> {
+        let field = |text: &str, name: &str| {
+            let place = format!("{place}record.{name}");
+            let value = template::render(text, scope, &place)?;
+            record_name(&value)
+                .map_err(|problem| template::TemplateError::NotARecordName { place, problem })?;
+            Ok(value)
+        };
         Ok(crate::sandbox::RecordRef {
             system: adapter.to_string(),
-            kind: template::render(&self.kind, scope, &format!("{place}record.kind"))?,
-            id: template::render(&self.id, scope, &format!("{place}record.id"))?,
+            kind: field(&self.kind, "kind")?,
+            id: field(&self.id, "id")?,
         })
     }
+}
+
+/// The most bytes of a record's kind or id.
+pub const MAX_RECORD_NAME_BYTES: usize = 512;
+
+/// A record's kind or id as filled in from an event: not empty, at most
+/// [`MAX_RECORD_NAME_BYTES`], no control characters. Whatever an adapter
+/// makes of it (a path, a URL), it is never asked for a record that could
+/// be nobody's; the error says what is wrong without repeating it whole.
+fn record_name(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    if value.len() > MAX_RECORD_NAME_BYTES {
+        return Err(format!(
+            "is {} bytes; at most {MAX_RECORD_NAME_BYTES}",
+            value.len()
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("holds a control character (a line break, a tab...)".into());
+    }
+    Ok(())
 }
 
 /// A condition value: a string (templated) or a boolean (for `exists`).

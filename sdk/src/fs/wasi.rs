@@ -38,6 +38,13 @@ fn error(op: &str, path: &str, code: ErrorCode) -> AdapterError {
         ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => {
             AdapterError::Denied(message)
         }
+        // Asking again cannot help: the name or the path is wrong.
+        ErrorCode::NameTooLong
+        | ErrorCode::Invalid
+        | ErrorCode::IllegalByteSequence
+        | ErrorCode::IsDirectory
+        | ErrorCode::NotDirectory
+        | ErrorCode::Loop => AdapterError::Invalid(message),
         _ => AdapterError::Transient(message),
     }
 }

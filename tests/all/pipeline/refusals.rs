@@ -178,3 +178,41 @@ fn commands_that_read_the_store_refuse_a_missing_one_and_make_nothing() {
         "a directory was made for the copy"
     );
 }
+
+/// An event like the example's whose decision has the id `review`.
+fn decision_named(s: &Scenario, review: &str) -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("events/accepted.json")).unwrap()).unwrap();
+    event["id"] = serde_json::json!("decision-named");
+    event["data"]["review_id"] = serde_json::json!(review);
+    std::fs::write(s.path("events/named.json"), event.to_string()).unwrap();
+    "events/named.json".into()
+}
+
+#[test]
+fn record_names_from_an_event_are_bounded_and_one_no_store_can_hold_is_not_asked_again() {
+    // Refused before anything is stored or any adapter asked.
+    for (review, says) in [
+        ("r".repeat(513), "is 513 bytes; at most 512"),
+        ("RV\n118".to_string(), "holds a control character"),
+        (String::new(), "is empty"),
+    ] {
+        let s = Scenario::new();
+        let event = decision_named(&s, &review);
+        refused(&s, &s.run_event(&event), &["source.record.id", says]);
+    }
+    // Within the bound, but longer than a file name may be: the record
+    // store's answer is final, so the run stops for a person at once
+    // rather than asking twice more.
+    let s = Scenario::new();
+    let event = decision_named(&s, &"r".repeat(300));
+    let (code, r) = run_event_json(&s, &event);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (3, Some("halted-for-follow-up")),
+        "{r}"
+    );
+    let packet = s.follow_up(r["follow_up"].as_i64().unwrap());
+    assert_eq!(packet["packet"]["reason"], "target-refused", "{packet}");
+    assert!(s.writes().is_empty(), "{:?}", s.writes());
+}
