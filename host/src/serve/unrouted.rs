@@ -6,12 +6,16 @@
 use super::App;
 use super::api::refusal::{Answer, Refusal, answer, refusal, shown};
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use std::sync::Arc;
 
 /// A path no route has.
-pub(super) async fn no_such_path(State(app): State<Arc<App>>, uri: Uri) -> Response {
+pub(super) async fn no_such_path(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let r = refusal(
         StatusCode::NOT_FOUND,
         "not-found",
@@ -20,13 +24,14 @@ pub(super) async fn no_such_path(State(app): State<Arc<App>>, uri: Uri) -> Respo
             shown(uri.path())
         ),
     );
-    refuse(&app, &uri, r)
+    refuse(&app, &headers, &uri, r)
 }
 
 /// A method the path's route does not take (the `Allow` header lists
 /// those it does).
 pub(super) async fn no_such_method(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     method: Method,
     uri: Uri,
 ) -> Response {
@@ -35,12 +40,14 @@ pub(super) async fn no_such_method(
         "method-not-allowed",
         format!("{} does not take {method}", shown(uri.path())),
     );
-    refuse(&app, &uri, r)
+    refuse(&app, &headers, &uri, r)
 }
 
-fn refuse(app: &App, uri: &Uri, r: Refusal) -> Response {
+fn refuse(app: &App, headers: &HeaderMap, uri: &Uri, r: Refusal) -> Response {
     if uri.path() == "/ui" || uri.path().starts_with("/ui/") {
-        super::console::refused(app, None, r)
+        // A person logged in still gets the console's frame around it.
+        let visitor = super::console::session::visitor(app, headers);
+        super::console::refused(app, visitor.as_ref(), r)
     } else {
         let refused: Answer = Err(r);
         answer(app, refused)

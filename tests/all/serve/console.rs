@@ -348,6 +348,8 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
         let a = client.get(path);
         assert_eq!(a.code, code, "{path}: {}", a.body);
         assert!(a.body.contains("id=\"error\""), "{path}: {}", a.body);
+        // In the frame of the person logged in.
+        assert!(a.body.contains("id=\"role\""), "{path}: {}", a.body);
     }
 
     // Another team sees neither the packet nor a form.
