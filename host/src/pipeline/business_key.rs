@@ -18,7 +18,11 @@ pub fn business_key(policy: &Policy, scope: Scope<'_>) -> Result<Option<String>,
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            crate::policy::template::render(t, scope, &format!("source.business-key[{i}]"))
+            let place = format!("source.business-key[{i}]");
+            let part = crate::policy::template::render(t, scope, &place)?;
+            crate::policy::name(&part)
+                .map_err(|problem| TemplateError::BadValue { place, problem })?;
+            Ok(part)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(encode_business_key(&policy.id, &parts)))

@@ -55,7 +55,7 @@ impl RecordTemplate {
             let place = format!("{place}record.{name}");
             let value = template::render(text, scope, &place)?;
             record_name(&value)
-                .map_err(|problem| template::TemplateError::NotARecordName { place, problem })?;
+                .map_err(|problem| template::TemplateError::BadValue { place, problem })?;
             Ok(value)
         };
         Ok(crate::sandbox::RecordRef {
@@ -66,20 +66,27 @@ impl RecordTemplate {
     }
 }
 
-/// The most bytes of a record's kind or id.
-pub const MAX_RECORD_NAME_BYTES: usize = 512;
+/// The most bytes of a value filled in from an event that names something:
+/// a record's kind or id, a part of a business key.
+pub const MAX_NAME_BYTES: usize = 512;
 
-/// A record's kind or id as filled in from an event: not empty, at most
-/// [`MAX_RECORD_NAME_BYTES`], no control characters. Whatever an adapter
-/// makes of it (a path, a URL), it is never asked for a record that could
-/// be nobody's; the error says what is wrong without repeating it whole.
+/// A record's kind or id as filled in from an event: not empty, and a
+/// [`name`]. Whatever an adapter makes of it (a path, a URL), it is never
+/// asked for a record that could be nobody's.
 fn record_name(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("is empty".into());
     }
-    if value.len() > MAX_RECORD_NAME_BYTES {
+    name(value)
+}
+
+/// A value filled in from an event that names something: at most
+/// [`MAX_NAME_BYTES`], no control characters. The error says what is wrong
+/// without repeating the value.
+pub fn name(value: &str) -> Result<(), String> {
+    if value.len() > MAX_NAME_BYTES {
         return Err(format!(
-            "is {} bytes; at most {MAX_RECORD_NAME_BYTES}",
+            "is {} bytes; at most {MAX_NAME_BYTES}",
             value.len()
         ));
     }

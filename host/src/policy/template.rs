@@ -21,7 +21,7 @@ pub enum TemplateError {
     #[error("{place}: `{{{{{reference}}}}}` is not a single value (an object or a list)")]
     NotScalar { place: String, reference: String },
     #[error("{place}: {problem}")]
-    NotARecordName { place: String, problem: String },
+    BadValue { place: String, problem: String },
 }
 
 /// What templates are filled from.

@@ -191,16 +191,31 @@ fn decision_named(s: &Scenario, review: &str) -> String {
 
 #[test]
 fn record_names_from_an_event_are_bounded_and_one_no_store_can_hold_is_not_asked_again() {
-    // Refused before anything is stored or any adapter asked.
-    for (review, says) in [
-        ("r".repeat(513), "is 513 bytes; at most 512"),
-        ("RV\n118".to_string(), "holds a control character"),
+    // Refused before anything is stored or any adapter asked: a record's
+    // id from the context...
+    for (checklist, says) in [
+        ("c".repeat(513), "is 513 bytes; at most 512"),
+        ("CL\n7".to_string(), "holds a control character"),
         (String::new(), "is empty"),
     ] {
         let s = Scenario::new();
-        let event = decision_named(&s, &review);
-        refused(&s, &s.run_event(&event), &["source.record.id", says]);
+        let mut context: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path("context.json")).unwrap()).unwrap();
+        context["checklist_id"] = serde_json::json!(checklist);
+        std::fs::write(s.path("context.json"), context.to_string()).unwrap();
+        refused(&s, &s.run(), &["close-checklist", "record.id", says]);
     }
+    // ... and a part of the business key from the event.
+    let s = Scenario::new();
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("events/accepted.json")).unwrap()).unwrap();
+    event["data"]["review_version"] = serde_json::json!("3".repeat(513));
+    std::fs::write(s.path("events/long.json"), event.to_string()).unwrap();
+    refused(
+        &s,
+        &s.run_event("events/long.json"),
+        &["source.business-key[1]", "is 513 bytes; at most 512"],
+    );
     // Within the bound, but longer than a file name may be: the record
     // store's answer is final, so the run stops for a person at once
     // rather than asking twice more.
