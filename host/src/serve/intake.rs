@@ -11,6 +11,7 @@
 //! with the existing run's id. The answer is sent only after the commit.
 
 use super::App;
+use super::api::refusal::shown;
 use crate::model::CloudEvent;
 use crate::pipeline::{Accepted, RunError};
 use axum::body::{Body, Bytes};
@@ -87,7 +88,7 @@ fn structured(headers: &HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
                 format!(
                     "content type {:?}: a structured CloudEvent is application/cloudevents+json \
                      (or application/json)",
-                    String::from_utf8_lossy(value.as_bytes())
+                    shown(&String::from_utf8_lossy(value.as_bytes()))
                 ),
             ));
         }
@@ -189,7 +190,10 @@ pub async fn post_event(
             &app,
             StatusCode::FORBIDDEN,
             "unknown-source",
-            format!("source {source:?} is not configured under [serve.sources]"),
+            format!(
+                "source {:?} is not configured under [serve.sources]",
+                shown(source)
+            ),
         );
     };
     let now = jiff::Timestamp::now().as_second();

@@ -156,6 +156,17 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
         (403, Some("unknown-source")),
         "{answer}"
     );
+    // A long one is named by its start only, in the answer as in the log.
+    let far = json!({"specversion": "1.0", "id": "x", "source": "s".repeat(6000), "type": "t"})
+        .to_string()
+        .into_bytes();
+    let (code, answer) = service.post(&signed("m", &far), &far);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (403, Some("unknown-source"))
+    );
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.len() < 400 && error.contains("6000 bytes"), "{error}");
 
     let huge = vec![b' '; 9000];
     let (code, answer) = service.post(&signed("m", &huge), &huge);
@@ -173,7 +184,7 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
             "handoff_requests_refused_total{reason=\"signature-missing\"} 1",
             "handoff_requests_refused_total{reason=\"signature-mismatch\"} 2",
             "handoff_requests_refused_total{reason=\"signature-expired\"} 2",
-            "handoff_requests_refused_total{reason=\"unknown-source\"} 1",
+            "handoff_requests_refused_total{reason=\"unknown-source\"} 2",
             "handoff_requests_refused_total{reason=\"too-large\"} 1",
         ],
     );
@@ -326,6 +337,10 @@ fn a_body_cut_short_is_400_not_413_and_a_foreign_content_type_is_415() {
         (415, Some("unsupported-media-type")),
         "{answer}"
     );
+    headers[0] = ("content-type", format!("text/{}", "x".repeat(4000)));
+    let (code, answer) = service.post(&headers, &other);
+    assert_eq!(code, 415, "{answer}");
+    assert!(answer["error"].as_str().unwrap().len() < 400, "{answer}");
     headers[0] = (
         "content-type",
         "application/cloudevents+json; charset=utf-8".into(),
