@@ -98,8 +98,10 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
         },
         AuditCommand::Export { run, .. } => {
             let mut out = std::io::stdout().lock();
+            let mut rows = 0u64;
             // Written as read: a trail of any length in the same memory.
             store.each_audit_row(run.as_deref(), |row| -> Result<()> {
+                rows += 1;
                 // The payload as an object, not the JSON text it is stored
                 // as: its canonical text (what the hash covers) is how
                 // serde_json writes the object again, keys sorted.
@@ -109,6 +111,11 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                 out.write_all(b"\n")?;
                 Ok(())
             })?;
+            // A run with no rows is a run that is not there (a mistyped id),
+            // said so rather than exported as nothing.
+            if let (Some(id), 0) = (&run, rows) {
+                anyhow::bail!("no run {id} in {}", ctx.store_path.display());
+            }
             Ok(exit::OK)
         }
     }

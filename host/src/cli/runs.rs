@@ -14,9 +14,9 @@ use clap::builder::TypedValueParser as _;
 pub enum RunsCommand {
     /// Runs, newest first.
     List {
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
         /// Only the runs that ended so, or that have not ended.
         #[arg(long, value_parser = outcome_filter())]
         outcome: Option<Which>,
@@ -108,7 +108,7 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
             json,
         } => {
             let which = outcome.unwrap_or(Which::All);
-            let list = runs::list(&*store.conn()?, limit, which)?;
+            let list = runs::list(&*store.conn()?, limit as usize, which)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);

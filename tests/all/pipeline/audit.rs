@@ -134,6 +134,22 @@ fn export_writes_json_lines_optionally_for_one_run() {
         assert!(line["payload"].is_object(), "{line}");
         assert_eq!(line["payload"].to_string(), row.payload);
     }
+    // A run with no rows is said not to be there, not exported as nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args([
+            "--store",
+            db.to_str().unwrap(),
+            "audit",
+            "export",
+            "--run",
+            "run-9",
+        ])
+        .env_remove("HANDOFF_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run run-9"));
 }
 
 #[test]

@@ -131,6 +131,10 @@ fn runs_list_selects_runs_by_how_they_ended_or_that_they_have_not() {
     assert_eq!(listed(&["--outcome", &done_as]), ["run-3"]);
     assert!(listed(&["--outcome", "partially-completed"]).is_empty());
     assert_eq!(listed(&["--limit", "1"]), ["run-3"]);
+    // No limit of nothing: 0 is refused, as a wrong command line.
+    let (code, _, err) = outcome(&s.handoff(&["runs", "list", "--limit", "0"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--limit"), "{err}");
 
     let (code, out, _) = outcome(&s.handoff(&["runs", "list", "--outcome", "partially-completed"]));
     assert_eq!(code, 0);
