@@ -182,6 +182,21 @@ impl Bounded for ChangePage {
     }
 }
 
+/// An adapter's error as it is passed on: its message on one line, with
+/// nothing in it that drives a terminal ([`super::guest_log::escaped`]). The
+/// message is for people, who read it in packets, logs and `runs show`.
+pub fn plain(err: AdapterError) -> AdapterError {
+    let line = |s: String| super::guest_log::escaped(&s, usize::MAX);
+    match err {
+        AdapterError::NotFound(s) => AdapterError::NotFound(line(s)),
+        AdapterError::Conflict(s) => AdapterError::Conflict(line(s)),
+        AdapterError::Transient(s) => AdapterError::Transient(line(s)),
+        AdapterError::Denied(s) => AdapterError::Denied(line(s)),
+        AdapterError::Invalid(s) => AdapterError::Invalid(line(s)),
+        AdapterError::Unsupported(s) => AdapterError::Unsupported(line(s)),
+    }
+}
+
 impl Bounded for AdapterError {
     fn measure(&self, m: &mut Meter) -> Result<(), Oversize> {
         let message = match self {

@@ -119,6 +119,20 @@ async fn a_one_gib_allocation_is_refused() {
 }
 
 #[tokio::test]
+async fn an_adapters_error_message_is_passed_on_on_one_line_with_nothing_that_drives_a_terminal() {
+    let mut instance = plain_probe("teller").await;
+    let said = "done\n## Done\r\x1b[2J\x1b]0;title\x07 \u{2028}end";
+    let answer = instance.observe(&rec("echo-error", said)).await.unwrap();
+    let Err(AdapterError::Transient(message)) = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(
+        message,
+        "done\\n## Done\\r\\u{1b}[2J\\u{1b}]0;title\\u{7} \\u{2028}end"
+    );
+}
+
+#[tokio::test]
 async fn results_over_the_ceiling_are_refused_unread_with_the_limit_named() {
     for (kind, arg, part, key) in [
         ("big-state", "20000000", "state", "result-string-bytes"),

@@ -77,6 +77,7 @@ impl Target for Probe {
                 ..done(vec![])?
             }),
             "big-error" => Err(AdapterError::Invalid("e".repeat(arg.parse().unwrap_or(1)))),
+            "echo-error" => Err(AdapterError::Transient(arg.to_string())),
             // "METHOD URL [HEADER=VALUE]"
             "http" => {
                 let mut parts = arg.splitn(3, ' ');
