@@ -79,6 +79,11 @@ pub enum RunError {
         max = crate::follow_up::MAX_NOTE_BYTES
     )]
     NoteTooLong(usize),
+    #[error(
+        "the {0} holds the control character U+{1:04X}; write plain text (line breaks and tabs \
+         are fine in a note)"
+    )]
+    NotPlainText(&'static str, u32),
     #[error("follow-up {id} was already acknowledged by {by} at {at}")]
     AlreadyAcknowledged { id: i64, by: String, at: String },
     #[error("reconciling source adapter {adapter}: {problem}")]

@@ -13,6 +13,7 @@ impl Engine {
     /// with its audit row, in one transaction. Nothing else changes: the
     /// run stays halted until the follow-up is resolved.
     pub fn acknowledge(&mut self, id: i64, by: &str) -> Result<(), RunError> {
+        plain_text("role", by, false)?;
         // Read inside the write transaction: what it shows cannot change
         // before the update, so the refusal names what really happened.
         let tx = self.store.write()?;
@@ -77,6 +78,8 @@ impl Engine {
         if note.len() > crate::follow_up::MAX_NOTE_BYTES {
             return Err(RunError::NoteTooLong(note.len()));
         }
+        plain_text("role", by, false)?;
+        plain_text("note", note, true)?;
         let tx = self.store.write()?;
         let follow_up = follow_ups::get(&tx, id)?.ok_or(RunError::NoSuchFollowUp(id))?;
         if !follow_up.is_open() {
@@ -107,5 +110,18 @@ impl Engine {
         )?;
         tx.commit()?;
         Ok((run_id, follow_up.packet.event_id))
+    }
+}
+
+/// What a person typed, as it is kept and shown again (in packets, the
+/// audit trail, a terminal): no control characters, which could drive the
+/// terminal of whoever reads it; a note may have line breaks and tabs.
+fn plain_text(what: &'static str, text: &str, lines: bool) -> Result<(), RunError> {
+    match text
+        .chars()
+        .find(|&c| c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t')))
+    {
+        Some(c) => Err(RunError::NotPlainText(what, c as u32)),
+        None => Ok(()),
     }
 }

@@ -224,6 +224,36 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
         "{}",
         text_of(&o)
     );
+    // Plain text only, as it is shown again at someone's terminal: a line
+    // break in a note is fine, an escape is not, nor any control in a role.
+    for (by, note, says) in [
+        (
+            "release-coordinator",
+            "clear\x1b[2J",
+            "the note holds the control character U+001B",
+        ),
+        (
+            "release\x07coordinator",
+            "why",
+            "the role holds the control character U+0007",
+        ),
+    ] {
+        let o = s.handoff(&[
+            "follow-ups",
+            "resolve",
+            &id,
+            "--action",
+            "abandon",
+            "--by",
+            by,
+            "--note",
+            note,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
+        assert!(text_of(&o).contains(says), "{}", text_of(&o));
+    }
+    let o = s.handoff(&["follow-ups", "ack", &id, "--by", "release\x1bcoordinator"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
     let o = s.handoff(&[
         "follow-ups",
         "resolve",

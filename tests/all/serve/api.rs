@@ -174,6 +174,7 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         ("not json", 400),
         (r#"{"action": "resume", "verdict": "unnecessary"}"#, 400),
         (r#"{"action": "abandon", "verdict": "maybe"}"#, 400),
+        (r#"{"action": "abandon", "note": "clear\u001b[2J"}"#, 400),
     ] {
         let (code, refused) = call(
             &service,

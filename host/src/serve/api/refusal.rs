@@ -60,6 +60,9 @@ impl From<RunError> for Refusal {
             e @ (RunError::AlreadyResolved(_) | RunError::AlreadyAcknowledged { .. }) => {
                 refusal(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            e @ RunError::NotPlainText(..) => {
+                refusal(StatusCode::BAD_REQUEST, "bad-body", e.to_string())
+            }
             e @ RunError::NoteTooLong(_) => {
                 refusal(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
             }
