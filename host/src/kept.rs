@@ -24,6 +24,25 @@ pub fn render(text: &str, max: usize) -> String {
     )
 }
 
+/// `text` to be shown at a terminal: each control character (a line break,
+/// an escape that would drive the terminal) and Unicode line separator
+/// written as `\u{..}`; the rest as it is.
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    let live = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(live) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if live(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// Longest string a kept JSON value (an audit payload, a packet) holds whole.
 pub const KEPT_STRING_BYTES: usize = 1024;
 /// Most entries of a list of strings a kept JSON value holds.
@@ -60,6 +79,12 @@ pub fn bound_json(value: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_text_drives_no_terminal_and_keeps_the_rest() {
+        assert_eq!(inert(r"RV-77\/1 ok"), r"RV-77\/1 ok");
+        assert_eq!(inert("a\x1b[2J\nb\u{2028}"), "a\\u{1b}[2J\\u{a}b\\u{2028}");
+    }
 
     #[test]
     fn a_kept_rendering_is_a_prefix_with_the_length_and_digest() {

@@ -46,8 +46,13 @@ fn outcome_filter() -> impl clap::builder::TypedValueParser<Value = Which> {
 
 const UNFINISHED: &str = "unfinished";
 
-/// The identifying parts of an audit payload, as one short line.
+/// The identifying parts of an audit payload, as one short line, with
+/// nothing in it (a state an adapter reported, say) that drives a terminal.
 pub fn describe(row: &Row) -> String {
+    crate::kept::inert(&identifying_parts(row)).into_owned()
+}
+
+fn identifying_parts(row: &Row) -> String {
     let Ok(payload) = serde_json::from_str::<serde_json::Value>(&row.payload) else {
         return row.payload.clone();
     };

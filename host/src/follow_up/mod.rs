@@ -124,8 +124,19 @@ impl FollowUp {
         self.is_open() && self.packet.due_at.as_str() < now
     }
 
-    /// The packet for a person.
+    /// The packet for a person. Its values come from events and adapters
+    /// (a link a record holds, a state a system reported): every control
+    /// character in it but the packet's own line breaks is escaped, so none
+    /// drives the terminal it is shown at.
     pub fn markdown(&self) -> String {
+        self.markdown_with_controls()
+            .split('\n')
+            .map(crate::kept::inert)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn markdown_with_controls(&self) -> String {
         let p = &self.packet;
         let mut md = String::new();
         let _ = writeln!(md, "# Follow-up {}: {}\n", self.id, p.reason.name());

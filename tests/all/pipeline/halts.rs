@@ -23,6 +23,32 @@ fn a_review_reopened_after_the_event_halts_before_any_write_with_the_snapshot() 
 }
 
 #[test]
+fn what_a_system_holds_is_shown_at_a_terminal_without_driving_it() {
+    // A reopened review whose state, as its system holds it, ends in an
+    // escape that would clear the reader's screen, and a bell.
+    let s = Scenario::new();
+    s.set(
+        "governance",
+        "review",
+        "RV-118",
+        &["state"],
+        json!("reopened\u{1b}[2J\u{7}"),
+    );
+    let packet = halts_before_any_write(&s, "stale-approval");
+    assert_eq!(
+        packet["packet"]["source_snapshot"]["state"],
+        "reopened\u{1b}[2J\u{7}"
+    );
+    let id = packet["id"].to_string();
+    for args in [&["follow-ups", "show", &id][..], &["runs", "show", "run-1"]] {
+        let (code, out, err) = outcome(&s.handoff(args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(!out.contains(['\u{1b}', '\u{7}']), "{args:?}: {out:?}");
+        assert!(out.contains(r"reopened\u{1b}[2J\u{7}"), "{args:?}: {out}");
+    }
+}
+
+#[test]
 fn a_superseded_review_version_halts_before_any_write() {
     let s = Scenario::new();
     s.set(
