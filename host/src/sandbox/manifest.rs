@@ -90,6 +90,17 @@ impl Manifest {
             problem,
         };
         let raw: RawManifest = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        // What a reviewer reads at a terminal (`adapter inspect`) says what
+        // it says: no escape in it may move the cursor, erase a line or
+        // start one that looks like the tool's own.
+        let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        if let Some((at, c)) = control_character(&toml::Value::Table(table), "") {
+            return Err(err(format!(
+                "{at} holds the control character U+{:04X}; a manifest is plain text, one line \
+                 per value",
+                c as u32
+            )));
+        }
         let name = raw.adapter.name;
         if name.is_empty()
             || !name
@@ -160,6 +171,31 @@ fn parse_actions(names: &[String], world: World) -> Result<BTreeSet<ActionKind>,
     Ok(actions)
 }
 
+/// The first key or string in `value` holding a control character (a line
+/// break included), with the dotted path to it.
+fn control_character(value: &toml::Value, at: &str) -> Option<(String, char)> {
+    let control = |s: &str| s.chars().find(|c| c.is_control());
+    match value {
+        toml::Value::String(s) => control(s).map(|c| (at.to_string(), c)),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_character(v, &format!("{at}[{i}]"))),
+        toml::Value::Table(table) => table.iter().find_map(|(k, v)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match control(k) {
+                Some(c) => Some((format!("{path:?}"), c)),
+                None => control_character(v, &path),
+            }
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +229,33 @@ actions = ["set-state", "annotate"]
         assert!(err.problem.contains("shell"), "{err}");
         let err = parse(&MINIMAL.replace("actions", "permissions")).unwrap_err();
         assert!(err.problem.contains("permissions"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_is_plain_text_for_the_terminal_it_is_reviewed_at() {
+        for (text, at) in [
+            (
+                MINIMAL.replace(
+                    "actions =",
+                    "description = \"ok\\u001b[1A\\u001b[2K\"\nactions =",
+                ),
+                "adapter.description",
+            ),
+            (
+                MINIMAL.replace("actions =", "description = \"\"\"one\ntwo\"\"\"\nactions ="),
+                "adapter.description",
+            ),
+            (
+                MINIMAL.replace("\"annotate\"", "\"annotate\\u0007\""),
+                "adapter.actions[1]",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(
+                err.problem.starts_with(at) && err.problem.contains("control character"),
+                "{at}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl Package {
                 path: manifest_path.clone(),
                 problem: format!("cannot read: {e}"),
             })?;
-        let manifest = Manifest::parse(&String::from_utf8_lossy(&manifest_text), &manifest_path)?;
+        let text = std::str::from_utf8(&manifest_text).map_err(|e| ManifestError {
+            path: manifest_path.clone(),
+            problem: format!("is not UTF-8 text ({e})"),
+        })?;
+        let manifest = Manifest::parse(text, &manifest_path)?;
         let component_name = format!("{}.wasm", manifest.name);
         let component_path = dir.join(&component_name);
         let component =

@@ -426,3 +426,38 @@ fn every_command_takes_json_and_the_writing_ones_answer_in_it() {
     ]);
     assert_eq!(revoked["revoked"], "release-readiness-closure");
 }
+
+#[test]
+fn a_manifest_a_reviewer_cannot_read_as_plain_text_is_refused() {
+    let cwd = tempfile::tempdir().unwrap();
+    let pkg = cwd.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    for entry in std::fs::read_dir(built("minimal")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), pkg.join(entry.file_name())).unwrap();
+    }
+    let manifest = pkg.join("adapter.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // An escape that would erase the line above it at the reviewer's terminal.
+    let hiding = text.replace("description = \"", "description = \"\\u001b[1A\\u001b[2K");
+    assert_ne!(hiding, text);
+    std::fs::write(&manifest, &hiding).unwrap();
+    let out = handoff(cwd.path(), &["adapter", "inspect", pkg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("adapter.description holds the control character U+001B"),
+        "{}",
+        stderr(&out)
+    );
+    // Nor is a manifest that is not UTF-8 read with its bytes replaced.
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"# \xff\n");
+    std::fs::write(&manifest, bytes).unwrap();
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "approve", pkg.to_str().unwrap(), "--by", "r"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not UTF-8"), "{}", stderr(&out));
+}
