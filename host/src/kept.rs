@@ -43,6 +43,12 @@ pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// `text` of several lines to be shown at a terminal: each line [`inert`],
+/// the line breaks between them kept.
+pub fn inert_lines(text: &str) -> String {
+    text.split('\n').map(inert).collect::<Vec<_>>().join("\n")
+}
+
 /// Longest string a kept JSON value (an audit payload, a packet) holds whole.
 pub const KEPT_STRING_BYTES: usize = 1024;
 /// Most entries of a list of strings a kept JSON value holds.

@@ -129,11 +129,7 @@ impl FollowUp {
     /// character in it but the packet's own line breaks is escaped, so none
     /// drives the terminal it is shown at.
     pub fn markdown(&self) -> String {
-        self.markdown_with_controls()
-            .split('\n')
-            .map(crate::kept::inert)
-            .collect::<Vec<_>>()
-            .join("\n")
+        crate::kept::inert_lines(&self.markdown_with_controls())
     }
 
     fn markdown_with_controls(&self) -> String {
