@@ -90,6 +90,7 @@ mod tests {
     fn shown_text_drives_no_terminal_and_keeps_the_rest() {
         assert_eq!(inert(r"RV-77\/1 ok"), r"RV-77\/1 ok");
         assert_eq!(inert("a\x1b[2J\nb\u{2028}"), "a\\u{1b}[2J\\u{a}b\\u{2028}");
+        assert_eq!(inert_lines("one\x07\ntwo\r\n"), "one\\u{7}\ntwo\\u{d}\n");
     }
 
     #[test]
