@@ -89,7 +89,10 @@ impl CloudEvent {
             return Err(EventError::Invalid {
                 origin: origin.to_string(),
                 field: "time",
-                why: format!("{t:?} is not an RFC 3339 timestamp"),
+                why: format!(
+                    "{:?} is not an RFC 3339 timestamp",
+                    crate::kept::render(t, 64)
+                ),
             });
         }
         let (id, source, event_type) = (required("id")?, required("source")?, required("type")?);
@@ -107,6 +110,15 @@ impl CloudEvent {
                     why,
                 });
             }
+        }
+        // A decision is JSON in `data`; binary data is not read, and an
+        // event with both is not a CloudEvent (the JSON format forbids it).
+        if object.contains_key("data_base64") {
+            return Err(EventError::Invalid {
+                origin: origin.to_string(),
+                field: "data_base64",
+                why: "is not read: send the decision as JSON in \"data\"".into(),
+            });
         }
         let data = object.get("data").cloned().unwrap_or(Value::Null);
         Ok(CloudEvent {
@@ -172,6 +184,14 @@ mod tests {
         assert_eq!((e.id.as_str(), e.source.as_str()), ("e1", "governance"));
         assert_eq!(e.data["review_id"], "RV-9");
         assert_eq!(e.raw["type"], "release.review.decided");
+    }
+
+    #[test]
+    fn binary_data_is_refused_not_ignored() {
+        let mut v: Value = serde_json::from_str(OK).unwrap();
+        v["data_base64"] = Value::String("AAAA".into());
+        let err = CloudEvent::from_value(v, "event.json").unwrap_err().to_string();
+        assert!(err.contains("data_base64") && err.contains("\"data\""), "{err}");
     }
 
     #[test]
