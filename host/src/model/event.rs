@@ -190,8 +190,13 @@ mod tests {
     fn binary_data_is_refused_not_ignored() {
         let mut v: Value = serde_json::from_str(OK).unwrap();
         v["data_base64"] = Value::String("AAAA".into());
-        let err = CloudEvent::from_value(v, "event.json").unwrap_err().to_string();
-        assert!(err.contains("data_base64") && err.contains("\"data\""), "{err}");
+        let err = CloudEvent::from_value(v, "event.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("data_base64") && err.contains("\"data\""),
+            "{err}"
+        );
     }
 
     #[test]
