@@ -26,6 +26,7 @@ pub mod follow_up;
 pub mod kept;
 pub mod model;
 pub mod pipeline;
+pub mod plain;
 pub mod policy;
 pub mod readiness;
 pub mod sandbox;

@@ -309,6 +309,16 @@ impl Policy {
             problem,
         };
         let raw: RawPolicy = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        // Read by reviewers at a terminal (`policy inspect`) and sent on in
+        // messages: plain text, a message's body with its line breaks.
+        let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", true) {
+            return Err(err(format!(
+                "{at} holds the control character U+{:04X}; a policy is plain text (line breaks \
+                 and tabs are fine in a value)",
+                c as u32
+            )));
+        }
         if raw.policy.id.trim().is_empty() || raw.policy.version.trim().is_empty() {
             return Err(err("policy.id and policy.version must not be empty".into()));
         }

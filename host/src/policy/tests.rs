@@ -110,3 +110,21 @@ fn duplicate_step_ids_and_empty_triggers_are_refused() {
     let err = parse(&RELEASE.replace("states = [\"accepted\"]", "states = []")).unwrap_err();
     assert!(err.problem.contains("trigger.states is empty"), "{err}");
 }
+
+#[test]
+fn a_policy_is_plain_text_with_line_breaks_allowed_in_values() {
+    // An escape in a message's subject would reach a reviewer's terminal
+    // and every recipient of the message.
+    let err = parse(&RELEASE.replace("ready for scheduling", "ready\\u001b[2J for scheduling"))
+        .unwrap_err();
+    assert!(
+        err.problem.starts_with("step[2].action.publish.subject") && err.problem.contains("U+001B"),
+        "{err}"
+    );
+    // A body of several lines is fine.
+    parse(&RELEASE.replace(
+        "links = [",
+        "body = \"\"\"Line one.\n\tLine two.\"\"\", links = [",
+    ))
+    .unwrap();
+}

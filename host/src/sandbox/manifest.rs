@@ -94,7 +94,8 @@ impl Manifest {
         // it says: no escape in it may move the cursor, erase a line or
         // start one that looks like the tool's own.
         let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        if let Some((at, c)) = control_character(&toml::Value::Table(table), "") {
+        if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", false)
+        {
             return Err(err(format!(
                 "{at} holds the control character U+{:04X}; a manifest is plain text, one line \
                  per value",
@@ -169,31 +170,6 @@ fn parse_actions(names: &[String], world: World) -> Result<BTreeSet<ActionKind>,
         ));
     }
     Ok(actions)
-}
-
-/// The first key or string in `value` holding a control character (a line
-/// break included), with the dotted path to it.
-fn control_character(value: &toml::Value, at: &str) -> Option<(String, char)> {
-    let control = |s: &str| s.chars().find(|c| c.is_control());
-    match value {
-        toml::Value::String(s) => control(s).map(|c| (at.to_string(), c)),
-        toml::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| control_character(v, &format!("{at}[{i}]"))),
-        toml::Value::Table(table) => table.iter().find_map(|(k, v)| {
-            let path = if at.is_empty() {
-                k.clone()
-            } else {
-                format!("{at}.{k}")
-            };
-            match control(k) {
-                Some(c) => Some((format!("{path:?}"), c)),
-                None => control_character(v, &path),
-            }
-        }),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

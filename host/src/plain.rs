@@ -1,0 +1,31 @@
+//! Files people write and others read at a terminal (a manifest a
+//! reviewer inspects, a policy): what counts as plain text in them.
+
+/// The first key or string in `value` holding a control character, with
+/// the dotted path to it. With `lines`, line breaks and tabs are allowed in
+/// strings (a message's body), never in keys.
+pub fn control_in_toml(value: &toml::Value, at: &str, lines: bool) -> Option<(String, char)> {
+    let control = |s: &str, lines: bool| {
+        s.chars()
+            .find(|&c| c.is_control() && !(lines && matches!(c, '\n' | '\t')))
+    };
+    match value {
+        toml::Value::String(s) => control(s, lines).map(|c| (at.to_string(), c)),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_in_toml(v, &format!("{at}[{i}]"), lines)),
+        toml::Value::Table(table) => table.iter().find_map(|(k, v)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match control(k, false) {
+                Some(c) => Some((format!("{path:?}"), c)),
+                None => control_in_toml(v, &path, lines),
+            }
+        }),
+        _ => None,
+    }
+}
