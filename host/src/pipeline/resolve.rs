@@ -117,10 +117,7 @@ impl Engine {
 /// audit trail, a terminal): no control characters, which could drive the
 /// terminal of whoever reads it; a note may have line breaks and tabs.
 fn plain_text(what: &'static str, text: &str, lines: bool) -> Result<(), RunError> {
-    match text
-        .chars()
-        .find(|&c| c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t')))
-    {
+    match crate::plain::control_character(text, lines) {
         Some(c) => Err(RunError::NotPlainText(what, c as u32)),
         None => Ok(()),
     }

@@ -121,6 +121,18 @@ fn a_policy_is_plain_text_with_line_breaks_allowed_in_values() {
         err.problem.starts_with("step[2].action.publish.subject") && err.problem.contains("U+001B"),
         "{err}"
     );
+    // A body of several lines is fine, also from a file saved with CRLF
+    // line ends (TOML keeps them in a multi-line string).
+    let crlf = RELEASE.replace(
+        "links = [",
+        "body = \"\"\"Line one.\r\nLine two.\"\"\", links = [",
+    );
+    let policy = parse(&crlf).unwrap();
+    assert!(
+        matches!(&policy.steps[2].action, ActionTemplate::Publish(m) if m.body.contains("\r\n")),
+        "{:?}",
+        policy.steps[2].action
+    );
     // A body of several lines is fine.
     parse(&RELEASE.replace(
         "links = [",
