@@ -5,8 +5,6 @@
 //! Strict like the manifest: unknown keys are refused with their location.
 //! Relative paths are resolved against the directory of the config file.
 
-use crate::model::ActionKind;
-use crate::sandbox::surfaces::Bindings;
 use crate::sandbox::surfaces::http::Origin;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -15,8 +13,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub mod env;
+mod instances;
 pub mod roles;
 pub mod serve;
+pub use instances::valid_instance_name;
 pub use serve::{Scheme, ServeConfig, SourceConfig};
 
 #[derive(Debug, Error)]
@@ -27,19 +27,6 @@ pub enum ConfigError {
 
 pub use crate::sandbox::binding::{AdapterInstance, SecretSource, Secrets};
 pub use crate::sandbox::ceiling::{ALWAYS_DENIED_NETWORKS, HostCeiling};
-
-/// Whether `name` may name an adapter instance: it is written into log
-/// fields, metric labels and audit rows, so it is kept to a plain word.
-pub fn valid_instance_name(name: &str) -> bool {
-    name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
 
 /// The whole operator configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +123,7 @@ struct RawConfig {
     #[serde(default)]
     ceiling: RawCeiling,
     #[serde(default)]
-    adapters: BTreeMap<String, RawInstance>,
+    adapters: BTreeMap<String, instances::RawInstance>,
     #[serde(default)]
     policies: Vec<PathBuf>,
     #[serde(default)]
@@ -172,36 +159,6 @@ struct RawCeiling {
     log_lines_per_call: Option<u32>,
     log_bytes_per_call: Option<usize>,
 }
-
-// Not `deny_unknown_fields` (it cannot go with `flatten`): the keys left
-// over after every surface took its own are refused by hand.
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct RawInstance {
-    package: PathBuf,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    #[serde(default)]
-    secrets: BTreeMap<String, SecretSource>,
-    concurrency: Option<usize>,
-    #[serde(default)]
-    one_call_per_record: bool,
-    actions: Option<Vec<String>>,
-    /// Every other key: each surface takes its own ([`Bindings::take`]),
-    /// and one no surface takes is refused.
-    #[serde(flatten)]
-    surfaces: toml::Table,
-}
-
-/// The keys of `[adapters.X]` that are not a surface's.
-const INSTANCE_KEYS: [&str; 6] = [
-    "package",
-    "config",
-    "secrets",
-    "concurrency",
-    "one-call-per-record",
-    "actions",
-];
 
 impl Config {
     /// The configuration in `path`, with the process's `HANDOFF_…`
@@ -280,78 +237,7 @@ impl Config {
                     .collect::<Result<BTreeSet<_>, _>>()?,
             ),
         };
-        if let Some(name) = raw.adapters.keys().find(|name| !valid_instance_name(name)) {
-            return Err(invalid(format!(
-                "adapters.{name:?}: an instance name is letters, digits, '-', '_' and '.', \
-                 starting with a letter or digit (it names the instance in logs, metrics and \
-                 the audit trail)"
-            )));
-        }
-        if let Some((name, _)) = raw.adapters.iter().find(|(_, r)| r.concurrency == Some(0)) {
-            return Err(invalid(format!(
-                "adapters.{name}.concurrency is 0, so no call could ever reach it; \
-                 set 1 or more, or leave it out for no limit"
-            )));
-        }
-        let adapters = raw
-            .adapters
-            .into_iter()
-            .map(|(name, r)| {
-                let actions = match &r.actions {
-                    None => None,
-                    Some(names) => Some(
-                        names
-                            .iter()
-                            .map(|a| {
-                                ActionKind::parse(a).ok_or_else(|| {
-                                    invalid(format!(
-                                        "adapters.{name}.actions: {a:?} is not an action; \
-                                         the actions are {}",
-                                        ActionKind::names()
-                                    ))
-                                })
-                            })
-                            .collect::<Result<BTreeSet<_>, _>>()?,
-                    ),
-                };
-                let mut rest = r.surfaces;
-                let surfaces = Bindings::take(&mut rest, &|p: &Path| resolve(p.to_path_buf()))
-                    .map_err(|p| invalid(format!("adapters.{name}: {p}")))?;
-                if let Some(key) = rest.keys().next() {
-                    let mut known: Vec<&str> = INSTANCE_KEYS.to_vec();
-                    known.extend(Bindings::keys());
-                    return Err(invalid(format!(
-                        "adapters.{name}: unknown key `{key}`; the keys are {}",
-                        known.join(", ")
-                    )));
-                }
-                let instance = AdapterInstance {
-                    name: name.clone(),
-                    package: resolve(r.package),
-                    config: r.config,
-                    secrets: Secrets {
-                        instance: name.clone(),
-                        sources: r
-                            .secrets
-                            .into_iter()
-                            .map(|(k, s)| {
-                                let s = match s {
-                                    SecretSource::File(p) => SecretSource::File(resolve(p)),
-                                    env => env,
-                                };
-                                (k, s)
-                            })
-                            .collect(),
-                    },
-                    concurrency: r.concurrency,
-                    one_call_per_record: r.one_call_per_record,
-                    shadow: false,
-                    actions,
-                    surfaces,
-                };
-                Ok((name, instance))
-            })
-            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        let adapters = instances::finish(raw.adapters, &resolve).map_err(&invalid)?;
         let (roles, access) = roles::finish(raw.roles, &adapters, &resolve).map_err(&invalid)?;
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
