@@ -12,16 +12,22 @@ pub fn render(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
     format!(
         "{}… [{} bytes in all, sha256 {}]",
-        &text[..cut],
+        prefix(text, max),
         text.len(),
         hex::encode(Sha256::digest(text.as_bytes()))
     )
+}
+
+/// The longest start of `text` of at most `max` bytes that ends at a
+/// character.
+pub fn prefix(text: &str, max: usize) -> &str {
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 /// `text` to be shown at a terminal: each control character (a line break,

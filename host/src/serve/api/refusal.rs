@@ -116,11 +116,8 @@ pub(in crate::serve) fn shown(id: &str) -> String {
     if id.len() <= SHOWN_ID_BYTES {
         return id.to_string();
     }
-    let mut end = SHOWN_ID_BYTES;
-    while !id.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &id[..end], id.len())
+    let start = crate::kept::prefix(id, SHOWN_ID_BYTES);
+    format!("{start}... ({} bytes)", id.len())
 }
 
 /// A follow-up's id from a path: a number, or there is no such follow-up.
