@@ -120,6 +120,20 @@ impl CloudEvent {
                 why: "is not read: send the decision as JSON in \"data\"".into(),
             });
         }
+        // `data` is read as JSON: a content type that says it is something
+        // else is refused rather than guessed at.
+        if let Some(kind) = text("datacontenttype")?
+            && !is_json_media_type(&kind)
+        {
+            return Err(EventError::Invalid {
+                origin: origin.to_string(),
+                field: "datacontenttype",
+                why: format!(
+                    "is {:?}; handoff reads a decision as JSON (application/json, or a type ending in +json)",
+                    crate::kept::render(&kind, 64)
+                ),
+            });
+        }
         let data = object.get("data").cloned().unwrap_or(Value::Null);
         Ok(CloudEvent {
             id,
@@ -157,6 +171,18 @@ fn unfit_attribute(value: &str) -> Option<String> {
                 u32::from(c)
             )
         })
+}
+
+/// Whether a media type (parameters such as `charset` aside) is JSON:
+/// `application/json`, `text/json`, or a structured `+json` suffix.
+fn is_json_media_type(kind: &str) -> bool {
+    let essence = kind.split(';').next().unwrap_or("").trim();
+    let Some((top, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    let (top, sub) = (top.to_ascii_lowercase(), sub.to_ascii_lowercase());
+    matches!(top.as_str(), "application" | "text")
+        && (sub == "json" || (sub.ends_with("+json") && sub.len() > "+json".len()))
 }
 
 /// Why a delivery was recognised as already received.
@@ -197,6 +223,47 @@ mod tests {
             err.contains("data_base64") && err.contains("\"data\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn data_is_read_only_under_a_json_content_type() {
+        let typed = |kind: Value| {
+            let mut v: Value = serde_json::from_str(OK).unwrap();
+            v["datacontenttype"] = kind;
+            CloudEvent::from_value(v, "event.json")
+        };
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.review+json",
+            "text/json",
+        ] {
+            assert!(typed(json.into()).is_ok(), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "application/xml",
+            "application/+json",
+            "json",
+            "",
+        ] {
+            let refused = typed(other.into());
+            if other.is_empty() {
+                // An empty attribute is an absent one, as for `subject`.
+                assert!(refused.is_ok());
+                continue;
+            }
+            let err = refused.unwrap_err().to_string();
+            assert!(
+                err.contains("\"datacontenttype\"") && err.contains(&format!("{other:?}")),
+                "{other}: {err}"
+            );
+        }
+        let err = typed(Value::from(3)).unwrap_err().to_string();
+        assert!(err.contains("must be a string"), "{err}");
+        let long = format!("text/{}", "x".repeat(5000));
+        let err = typed(long.into()).unwrap_err().to_string();
+        assert!(err.len() < 400, "the echo is bounded: {} bytes", err.len());
     }
 
     #[test]
