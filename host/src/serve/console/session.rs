@@ -19,8 +19,12 @@ use subtle::ConstantTimeEq;
 pub const COOKIE: &str = "handoff_session";
 /// How long a login lasts.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// The most sessions kept at once; past it, expired ones go first, then a
-/// login is refused until one ends.
+/// The most sessions one role keeps at once: a role's next login ends its
+/// own oldest session, so a flood of logins with one token can only push
+/// out that token's sessions, never lock anyone else out.
+const MAX_SESSIONS_PER_ROLE: usize = 256;
+/// The most sessions kept at once: past it (expired ones gone first) a
+/// login ends the oldest session of whichever role holds the most.
 const MAX_SESSIONS: usize = 4096;
 
 /// A logged-in person: their role, and the token their forms carry.
@@ -74,16 +78,7 @@ impl Sessions {
         let csrf = random_hex()?;
         let now = Instant::now();
         let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.expires > now);
-        }
-        if map.len() >= MAX_SESSIONS {
-            return Err(refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too-many-sessions",
-                format!("{MAX_SESSIONS} people are logged in; try again when one logs out"),
-            ));
-        }
+        make_room(&mut map, &who.role, now);
         map.insert(
             hash(&id),
             Session {
@@ -92,6 +87,11 @@ impl Sessions {
             },
         );
         Ok(id)
+    }
+
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.by_hash.lock().unwrap().len()
     }
 
     fn find(&self, id: &str) -> Option<Visitor> {
@@ -129,6 +129,42 @@ impl Sessions {
             "{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{}",
             if self.secure { "; Secure" } else { "" }
         )
+    }
+}
+
+/// Make room for one more session of `role`: expired sessions go when a
+/// bound is reached, then the oldest of `role` past its own bound, then
+/// the oldest of the role holding the most past the overall one.
+fn make_room(map: &mut HashMap<[u8; 32], Session>, role: &str, now: Instant) {
+    let of_role = |map: &HashMap<[u8; 32], Session>, role: &str| {
+        map.values().filter(|s| s.visitor.who.role == role).count()
+    };
+    if map.len() >= MAX_SESSIONS || of_role(map, role) >= MAX_SESSIONS_PER_ROLE {
+        map.retain(|_, s| s.expires > now);
+    }
+    let crowded = if of_role(map, role) >= MAX_SESSIONS_PER_ROLE {
+        Some(role.to_string())
+    } else if map.len() >= MAX_SESSIONS {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for s in map.values() {
+            *counts.entry(s.visitor.who.role.as_str()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(r, _)| r.to_string())
+    } else {
+        None
+    };
+    let Some(crowded) = crowded else { return };
+    let oldest = map
+        .iter()
+        .filter(|(_, s)| s.visitor.who.role == crowded)
+        .min_by_key(|(_, s)| s.expires)
+        .map(|(k, _)| *k);
+    if let Some(key) = oldest {
+        tracing::info!(role = %crowded, "console login past the session bound: the role's oldest session ended");
+        map.remove(&key);
     }
 }
 
@@ -256,6 +292,55 @@ mod tests {
         assert!(Sessions::new(true).cookie(&id).ends_with("; Secure"));
         sessions.end(&id);
         assert!(sessions.find(&id).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_logins_with_one_token_ends_only_that_roles_oldest_sessions() {
+        let sessions = Sessions::new(false);
+        let other = Principal {
+            role: "security-reviewer".into(),
+            scope: Scope::Role,
+        };
+        let theirs = sessions.start(other).unwrap();
+        let first = sessions.start(who()).unwrap();
+        let second = sessions.start(who()).unwrap();
+        for _ in 0..MAX_SESSIONS_PER_ROLE * 3 {
+            sessions.start(who()).unwrap();
+        }
+        assert_eq!(sessions.count(), MAX_SESSIONS_PER_ROLE + 1);
+        assert!(
+            sessions.find(&theirs).is_some(),
+            "another role keeps its session"
+        );
+        assert!(sessions.find(&first).is_none() && sessions.find(&second).is_none());
+        let newest = sessions.start(who()).unwrap();
+        assert!(sessions.find(&newest).is_some());
+    }
+
+    #[test]
+    fn past_the_overall_bound_the_most_crowded_role_gives_way() {
+        let sessions = Sessions::new(false);
+        let role = |i: usize| Principal {
+            role: format!("role-{i}"),
+            scope: Scope::Role,
+        };
+        // Sixteen roles of 255 sessions each, and one of 16: 4,096.
+        let mut ids = Vec::new();
+        for r in 0..16 {
+            for _ in 0..MAX_SESSIONS_PER_ROLE - 1 {
+                ids.push((r, sessions.start(role(r)).unwrap()));
+            }
+        }
+        let small: Vec<String> = (0..16).map(|_| sessions.start(role(99)).unwrap()).collect();
+        assert_eq!(sessions.count(), MAX_SESSIONS);
+        sessions.start(role(99)).unwrap();
+        assert_eq!(sessions.count(), MAX_SESSIONS);
+        assert!(small.iter().all(|id| sessions.find(id).is_some()));
+        let gone = ids
+            .iter()
+            .filter(|(_, id)| sessions.find(id).is_none())
+            .count();
+        assert_eq!(gone, 1, "one session of a crowded role made room");
     }
 
     #[test]
