@@ -1,7 +1,8 @@
 //! The service's NATS JetStream door against the test NATS server: a
 //! message stored before its ack and recognised when it comes again, a
-//! stream that is not there refusing the start, and a busy service leaving
-//! the backlog in the stream.
+//! stream that is not there refusing the start, a busy service leaving
+//! the backlog in the stream, and a stopping one leaving new messages
+//! there for the next.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -72,6 +73,25 @@ impl Decisions {
                 .unwrap()
                 .await
                 .unwrap();
+        })
+    }
+
+    /// The pull requests waiting on the durable consumer.
+    fn waiting(&self) -> usize {
+        self.rt.block_on(async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = match self
+                .js
+                .get_stream(&self.stream)
+                .await
+                .unwrap()
+                .get_consumer("handoff")
+                .await
+            {
+                Ok(c) => c,
+                // Not made yet: the service is still starting.
+                Err(_) => return 0,
+            };
+            consumer.info().await.unwrap().num_waiting
         })
     }
 
@@ -229,4 +249,52 @@ fn a_nats_message_larger_than_a_webhook_body_may_be_is_refused_for_good() {
         &metrics,
         &["handoff_requests_refused_total{reason=\"nats-too-large\"} 1"],
     );
+}
+
+#[test]
+fn a_message_published_as_the_service_stops_stays_in_the_stream_for_the_next() {
+    let decisions = Decisions::new("stopping");
+    let s = scenario(1, 10);
+    // The default acknowledgement wait (30 s): a message handed to a
+    // process that has stopped would be gone that long.
+    decisions.feed(&s, "");
+    // A run in flight keeps the stopping service (and its connection) up.
+    s.edit_config("shutdown-grace-seconds = 1", "shutdown-grace-seconds = 30");
+    let service = Service::start(&s, Some("after-apply:close-checklist"));
+    decisions.publish(std::fs::read(s.path("events/accepted.json")).unwrap());
+    service.wait_for("paused at fault point");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while decisions.waiting() == 0 {
+        assert!(Instant::now() < deadline, "no pull request came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    service.signal_term();
+    // Its intake closed (the listener with it); the run still in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{}/healthz", service.url))
+        .call()
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "the listener did not close");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    decisions.publish(decision("stopping-1", "RV-801"));
+    let (undelivered, unacknowledged, _) = decisions.pending();
+    assert_eq!(
+        (undelivered, unacknowledged),
+        (1, 0),
+        "the message waits in the stream, not handed to the stopping service"
+    );
+    drop(service);
+    // The next service takes it at once.
+    let _service = Service::start(&s, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while decisions.pending() != (0, 0, 2) || events_stored(&s) != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not taken within 10 s: {:?}",
+            decisions.pending()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
