@@ -12,12 +12,16 @@
 //! run queue reserved first), so its business key is the one the delivered
 //! event had: a decision that did arrive is a duplicate, not a second run.
 //! The cursor is saved after the page's events are stored; a crash in
-//! between reads the page again and intake suppresses the repeats. Calls go
-//! through the adapter-call service, like a run's.
+//! between reads the page again and intake suppresses the repeats. A change
+//! that can never be taken in (the source refuses for good to read it, or
+//! its decision makes no acceptable event) is logged and passed over, so it
+//! cannot hold up every later decision pass after pass; a transient failure
+//! fails the pass, which the next one repeats. Calls go through the
+//! adapter-call service, like a run's.
 
 use super::calls::AdapterCalls;
 use super::{Accepted, Engine, RunError};
-use crate::model::CloudEvent;
+use crate::model::{CloudEvent, Reason};
 use crate::policy::Policy;
 use crate::sandbox::Decision;
 use crate::store::Store;
@@ -32,6 +36,12 @@ pub struct Reconciled {
     pub duplicates: usize,
     /// Changes not in a trigger state, or not of the policy's record kind.
     pub ignored: usize,
+    /// Changes listed that cannot be taken in, each logged and passed over
+    /// so that it holds up no later one: the source refused to read the
+    /// decision for good (a transient failure fails the pass instead, to be
+    /// tried again), or its decision makes no event handoff may take (a
+    /// record id no CloudEvent may carry, no runnable policy).
+    pub refused: usize,
 }
 
 const PAGE: u32 = 100;
@@ -115,24 +125,51 @@ impl Engine {
                         found.ignored += 1;
                         continue;
                     }
-                    let decision = calls
-                        .read_decision(adapter, &change.record)
-                        .await?
-                        .map_err(|halt| reconcile_error(adapter, halt.summary))?;
+                    let decision = match calls.read_decision(adapter, &change.record).await? {
+                        Ok(decision) => decision,
+                        // This record's own refusal (gone, unreadable, an
+                        // answer past the bounds): asking again gets it again.
+                        // `list-changes` answered just before under the same
+                        // grant, so a denial is this record's too.
+                        Err(halt)
+                            if matches!(
+                                halt.reason,
+                                Reason::MappingMissing
+                                    | Reason::TargetRefused
+                                    | Reason::CapabilityDenied
+                            ) =>
+                        {
+                            found.refused += 1;
+                            tracing::warn!(adapter, error = %halt.summary, "a listed decision could not be read; passed over");
+                            continue;
+                        }
+                        // Worth another try (or the adapter reads no decision
+                        // at all): the next pass reads from here again.
+                        Err(halt) => return Err(reconcile_error(adapter, halt.summary)),
+                    };
                     if !policy.trigger.states.contains(&decision.state) {
                         found.ignored += 1; // changed again since it was listed
                         continue;
                     }
                     let raw = event_for(policy, adapter, field, &decision);
-                    let event = CloudEvent::from_value(raw, "reconciliation")
-                        .map_err(|e| reconcile_error(adapter, e.to_string()))?;
+                    let event = match CloudEvent::from_value(raw, "reconciliation") {
+                        Ok(event) => event,
+                        Err(e) => {
+                            found.refused += 1;
+                            tracing::warn!(adapter, error = %e, "a listed decision makes no event handoff takes; passed over");
+                            continue;
+                        }
+                    };
                     let event_id = event.id.clone();
                     match take(&mut self.store, event).await {
                         Ok(Accepted::New { run_id }) => found.new_runs.push(run_id),
                         Ok(Accepted::Duplicate { .. }) => found.duplicates += 1,
                         Err(e @ RunError::Store(_)) => return Err(e),
                         // One unrunnable decision does not stop the others.
-                        Err(e) => tracing::warn!(%event_id, error = %e, "not taken in"),
+                        Err(e) => {
+                            found.refused += 1;
+                            tracing::warn!(%event_id, error = %e, "not taken in");
+                        }
                     }
                 }
                 self.store

@@ -226,9 +226,10 @@ pub(super) fn spawn_reconciler(
                 })
                 .await;
             match pass {
-                Ok(found) if !found.new_runs.is_empty() => tracing::info!(
+                Ok(found) if !found.new_runs.is_empty() || found.refused > 0 => tracing::info!(
                     runs = found.new_runs.len(),
                     duplicates = found.duplicates,
+                    passed_over = found.refused,
                     "reconciliation found decisions no event brought"
                 ),
                 Ok(_) => {}

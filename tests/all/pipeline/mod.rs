@@ -10,6 +10,7 @@ pub mod dry_run;
 mod follow_ups;
 mod halts;
 mod intake;
+mod reconcile;
 mod reference;
 mod refusals;
 mod runs;

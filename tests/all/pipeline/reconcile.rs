@@ -1,0 +1,105 @@
+//! Reconciliation against a source that lists whatever a test writes (the
+//! `listing` test adapter): a listed decision that can never be taken in is
+//! passed over, and holds up neither the decisions after it nor the cursor.
+
+use crate::support::built;
+use crate::support::scenario::*;
+use handoff::sandbox::package::Package;
+use handoff::store::adapters::NewApproval;
+use serde_json::json;
+
+/// The example with its governance source read through `listing`.
+fn listed_scenario() -> Scenario {
+    let s = Scenario::new();
+    let pkg = Package::read(&built("listing")).unwrap();
+    s.store()
+        .approve_adapter(&NewApproval::of(&pkg, "security-review"))
+        .unwrap();
+    let built_dir = handoff::BUILT_PACKAGES_DIR;
+    s.edit_config(
+        &format!(
+            "package = \"{built_dir}/fs-records\"\ndirectories = {{ records = \"state/governance\" }}"
+        ),
+        &format!(
+            "package = \"{built_dir}/listing\"\ndirectories = {{ records = \"state/governance\" }}"
+        ),
+    );
+    s
+}
+
+fn review(s: &Scenario, id: &str) {
+    let path = s.path(&format!("state/governance/review/{id}.json"));
+    let record = json!({"state": "accepted", "revision": 1,
+                        "fields": {"review_version": "1", "release_id": "R-2026.11"}});
+    std::fs::write(path, record.to_string()).unwrap();
+}
+
+#[test]
+fn a_listed_decision_that_cannot_be_taken_in_is_passed_over_not_retried_forever() {
+    let s = listed_scenario();
+    // A record gone since it was listed; one whose id no CloudEvent may
+    // carry (a terminal escape; the file exists, so it is read); one whose
+    // name no file system takes; and two decisions that are fine.
+    let escape = "RV-\u{1b}[2J";
+    review(&s, escape);
+    review(&s, "RV-201");
+    let listed = |id: &str| json!({"kind": "review", "id": id, "state": "accepted"});
+    let changes = json!([
+        listed("RV-gone"),
+        listed(escape),
+        listed(&"x".repeat(3000)),
+        listed("RV-118"),
+        listed("RV-201"),
+    ]);
+    std::fs::write(s.path("state/governance/changes.json"), changes.to_string()).unwrap();
+
+    let context = s.context();
+    let (mut engine, _, rt) = s.engine_sharing_throttle();
+    let found = rt.block_on(engine.reconcile(&context)).unwrap();
+    assert_eq!(found.new_runs.len(), 2, "{found:?}");
+    assert_eq!(found.refused, 3, "{found:?}");
+    let taken: Vec<String> = s.events().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(taken, ["review/RV-118@4", "review/RV-201@1"]);
+    let cursor = s
+        .store()
+        .poll_cursor("governance", "release-readiness-closure")
+        .unwrap();
+    assert_eq!(cursor.as_deref(), Some("5"), "past all five");
+
+    // The next pass starts after them: nothing is read again.
+    let again = rt.block_on(engine.reconcile(&context)).unwrap();
+    assert_eq!((again.new_runs.len(), again.refused), (0, 0), "{again:?}");
+}
+
+#[test]
+fn a_source_that_fails_for_now_keeps_the_cursor_for_the_next_pass() {
+    let s = listed_scenario();
+    std::fs::write(
+        s.path("state/governance/changes.json"),
+        json!([{"kind": "review", "id": "RV-118", "state": "accepted"}]).to_string(),
+    )
+    .unwrap();
+    // The listed decision's file cannot be read as a decision: the adapter
+    // answers `invalid` for this record alone, and it is passed over ...
+    std::fs::write(s.path("state/governance/review/RV-118.json"), "{").unwrap();
+    let context = s.context();
+    let (mut engine, _, rt) = s.engine_sharing_throttle();
+    let found = rt.block_on(engine.reconcile(&context)).unwrap();
+    assert_eq!((found.new_runs.len(), found.refused), (0, 1), "{found:?}");
+
+    // ... while a listing that cannot be read fails the pass, and the
+    // cursor stays where it was.
+    std::fs::write(s.path("state/governance/changes.json"), "[").unwrap();
+    let before = s
+        .store()
+        .poll_cursor("governance", "release-readiness-closure")
+        .unwrap();
+    assert_eq!(before.as_deref(), Some("1"));
+    let failed = rt.block_on(engine.reconcile(&context));
+    assert!(failed.is_err(), "{failed:?}");
+    let after = s
+        .store()
+        .poll_cursor("governance", "release-readiness-closure")
+        .unwrap();
+    assert_eq!(before, after);
+}

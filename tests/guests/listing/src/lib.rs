@@ -1,0 +1,85 @@
+//! A test source adapter. `list-changes` pages through the changes
+//! `/records/changes.json` lists (`[{"kind", "id", "state"}]`; the cursor is
+//! the index of the next one), so a test can make a source list anything,
+//! names no real system would give included. `read-decision` reads
+//! `/records/<kind>/<id>.json` as `fs-records` stores a record; a record
+//! with no file is `not-found`.
+
+use handoff_sdk::{AdapterError, Change, ChangePage, Decision, RecordRef, Source, export, fs};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+struct Listing;
+
+#[derive(Deserialize)]
+struct Listed {
+    kind: String,
+    id: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct Stored {
+    state: String,
+    revision: u64,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+}
+
+fn json<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, AdapterError> {
+    serde_json::from_slice(&fs::read(path)?)
+        .map_err(|e| AdapterError::Invalid(format!("{path}: {e}")))
+}
+
+impl Source for Listing {
+    fn read_decision(record: RecordRef) -> Result<Decision, AdapterError> {
+        let path = format!("/records/{}/{}.json", record.kind, record.id);
+        let stored: Stored = match fs::read(&path) {
+            Ok(_) => json(&path)?,
+            Err(_) => {
+                return Err(AdapterError::NotFound(format!(
+                    "no record {}/{}",
+                    record.kind,
+                    record.id.escape_debug()
+                )));
+            }
+        };
+        Ok(Decision {
+            state: stored.state,
+            revision: Some(stored.revision.to_string()),
+            fields: stored.fields.into_iter().collect(),
+            links: Vec::new(),
+            record,
+        })
+    }
+
+    fn list_changes(cursor: String, limit: u32) -> Result<ChangePage, AdapterError> {
+        let listed: Vec<Listed> = json("/records/changes.json")?;
+        let from: usize = if cursor.is_empty() {
+            0
+        } else {
+            cursor
+                .parse()
+                .map_err(|_| AdapterError::Invalid(format!("cursor {cursor:?}")))?
+        };
+        let to = listed.len().min(from + limit as usize);
+        let changes = listed[from.min(to)..to]
+            .iter()
+            .map(|l| Change {
+                record: RecordRef {
+                    system: "listing".into(),
+                    kind: l.kind.clone(),
+                    id: l.id.clone(),
+                },
+                state: l.state.clone(),
+                revision: None,
+            })
+            .collect();
+        Ok(ChangePage {
+            changes,
+            next_cursor: to.to_string(),
+        })
+    }
+}
+
+export!(Listing: source);
