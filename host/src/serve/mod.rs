@@ -138,7 +138,7 @@ pub async fn serve(
     // Connected before anything else starts, so a wrong stream or server
     // refuses the start with the reason.
     let nats_consumer = match &serve.nats {
-        Some(n) => Some(nats::consumer(n).await?),
+        Some(n) => Some(nats::door(n).await?),
         None => None,
     };
     // Intake writes on the runs' shared connection, in their groups: its

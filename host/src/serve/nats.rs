@@ -8,7 +8,9 @@
 //! undelivered). An event that can never be taken in (larger than
 //! `max-body-bytes`, not JSON, not a CloudEvent, no policy) is terminated,
 //! counted, and logged, rather than redelivered forever; a store failure
-//! is negatively acknowledged and comes back.
+//! is negatively acknowledged and comes back. A stop gives back what its
+//! outstanding pull request brings and sends every acknowledgement before
+//! the connection goes.
 
 use super::App;
 use super::intake::take;
@@ -22,22 +24,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// The connection and the durable consumer messages are taken from.
+pub(super) struct Door {
+    client: async_nats::Client,
+    consumer: jetstream::consumer::PullConsumer,
+}
+
 /// Connect and make sure the durable consumer exists; refuse to start
 /// otherwise, naming what is missing.
-pub(super) async fn consumer(config: &NatsIntake) -> Result<jetstream::consumer::PullConsumer> {
+pub(super) async fn door(config: &NatsIntake) -> Result<Door> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .connect(config.server.as_str())
         .await
         .with_context(|| format!("serve.nats: connecting to {}", config.server))?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let stream = js.get_stream(&config.stream).await.with_context(|| {
         format!(
             "serve.nats: stream {:?} on {} (create it for the subjects events are published on)",
             config.stream, config.server
         )
     })?;
-    stream
+    let consumer = stream
         .get_or_create_consumer(
             &config.durable,
             pull::Config {
@@ -49,11 +57,13 @@ pub(super) async fn consumer(config: &NatsIntake) -> Result<jetstream::consumer:
             },
         )
         .await
-        .with_context(|| format!("serve.nats: durable consumer {:?}", config.durable))
+        .with_context(|| format!("serve.nats: durable consumer {:?}", config.durable))?;
+    Ok(Door { client, consumer })
 }
 
-/// How long one pull request waits for a message before it is made again.
-const WAIT_FOR_ONE: Duration = Duration::from_secs(5);
+/// How long one pull request waits for a message before it is made again;
+/// also the longest a stop waits for the one outstanding to end.
+const WAIT_FOR_ONE: Duration = Duration::from_secs(1);
 
 /// The most messages asked for at once when several wait in the stream
 /// (each with a place in the queue reserved first; each at most the
@@ -69,9 +79,28 @@ type Place = tokio::sync::mpsc::OwnedPermit<super::workers::RunTicket>;
 /// already in the stream as there are places free. A full queue asks for
 /// nothing: the backlog stays in the stream, undelivered, with no
 /// acknowledgement time running out.
-pub(super) async fn run(
-    app: Arc<App>,
-    consumer: jetstream::consumer::PullConsumer,
+pub(super) async fn run(app: Arc<App>, door: Door, stop: watch::Receiver<bool>) {
+    take_until_stopped(&app, &door.consumer, stop).await;
+    // Acknowledgements (and messages given back) are queued to the
+    // connection: sent before the process lets it go, or they are lost and
+    // their messages wait out their acknowledgement time.
+    let flushed = tokio::time::timeout(FLUSH_AT_STOP, door.client.flush()).await;
+    if let Some(e) = match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("not sent within {FLUSH_AT_STOP:?}")),
+    } {
+        tracing::warn!(error = %e, "serve.nats: acknowledgements not sent before the stop");
+    }
+    tracing::info!("serve.nats: stopped taking messages");
+}
+
+/// The longest a stop waits for its acknowledgements to be sent.
+const FLUSH_AT_STOP: Duration = Duration::from_secs(5);
+
+async fn take_until_stopped(
+    app: &Arc<App>,
+    consumer: &jetstream::consumer::PullConsumer,
     mut stop: watch::Receiver<bool>,
 ) {
     let faults = crate::pipeline::faults::Faults::from_env();
@@ -83,12 +112,20 @@ pub(super) async fn run(
                 Err(_) => return,
             },
         };
-        let first = tokio::select! {
-            _ = stop.changed() => return,
-            first = next_one(&consumer) => first,
+        // Not raced with `stop`: the request is on its way once this
+        // returns, and a stop is then handled with the request in hand.
+        let first = match ask_for_one(consumer).await {
+            Ok(mut one) => tokio::select! {
+                _ = stop.changed() => {
+                    give_back(&mut one).await;
+                    return;
+                }
+                first = one.next() => first.transpose().map_err(Into::into),
+            },
+            Err(e) => Err(e),
         };
         match first {
-            Ok(Some(message)) => handle(&app, message, place, &faults).await,
+            Ok(Some(message)) => handle(app, message, place, &faults).await,
             // Nothing came before the request expired: ask again.
             Ok(None) => continue,
             Err(e) => {
@@ -126,7 +163,7 @@ pub(super) async fn run(
         // acknowledgement time before it came back).
         for next in fetched {
             match (next, places.pop()) {
-                (Ok(message), Some(place)) => handle(&app, message, place, &faults).await,
+                (Ok(message), Some(place)) => handle(app, message, place, &faults).await,
                 // More than asked for: given back, to come again.
                 (Ok(message), None) => {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -140,18 +177,28 @@ pub(super) async fn run(
     }
 }
 
-/// The next message, waiting for it up to [`WAIT_FOR_ONE`]; `None` if none
-/// came.
-async fn next_one(
+/// A pull request for one message, waiting for it up to [`WAIT_FOR_ONE`].
+async fn ask_for_one(
     consumer: &jetstream::consumer::PullConsumer,
-) -> Result<Option<jetstream::Message>, async_nats::Error> {
-    let mut one = consumer
+) -> Result<pull::Batch, async_nats::Error> {
+    Ok(consumer
         .batch()
         .max_messages(1)
         .expires(WAIT_FOR_ONE)
         .messages()
-        .await?;
-    one.next().await.transpose()
+        .await?)
+}
+
+/// Stopping with a pull request outstanding: the server may still hand it
+/// a message (one already on its way, or one published before the request
+/// ends). Dropped unread, that message would wait out its acknowledgement
+/// time (30 s by default) before anyone else got it; so the request is
+/// waited out and whatever it brings is given back at once.
+async fn give_back(one: &mut pull::Batch) {
+    let until = tokio::time::Instant::now() + WAIT_FOR_ONE + Duration::from_secs(1);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, one.next()).await {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+    }
 }
 
 /// Take one message in: stored with its run, then acknowledged; refused
