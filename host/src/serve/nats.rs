@@ -120,7 +120,7 @@ async fn take_until_stopped(
                     give_back(&mut one).await;
                     return;
                 }
-                first = one.next() => first.transpose().map_err(Into::into),
+                first = one.next() => first.transpose(),
             },
             Err(e) => Err(e),
         };
