@@ -225,6 +225,13 @@ pub(super) fn spawn_reconciler(
                     Ok(accepted)
                 })
                 .await;
+            match &pass {
+                Ok(found) => app
+                    .metrics
+                    .reconcile_passed_over
+                    .fetch_add(found.refused as u64, Ordering::Relaxed),
+                Err(_) => app.metrics.reconcile_failed.fetch_add(1, Ordering::Relaxed),
+            };
             match pass {
                 Ok(found) if !found.new_runs.is_empty() || found.refused > 0 => tracing::info!(
                     runs = found.new_runs.len(),

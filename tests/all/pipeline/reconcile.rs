@@ -103,3 +103,41 @@ fn a_source_that_fails_for_now_keeps_the_cursor_for_the_next_pass() {
         .unwrap();
     assert_eq!(before, after);
 }
+
+#[test]
+fn the_service_counts_what_reconciliation_passed_over_and_its_failed_passes() {
+    use crate::support::service::*;
+    let s = listed_scenario();
+    with_serve(&s, serve_config(1, 10, 1, SOURCE));
+    std::fs::write(
+        s.path("state/governance/changes.json"),
+        json!([
+            {"kind": "review", "id": "RV-gone", "state": "accepted"},
+            {"kind": "review", "id": "RV-118", "state": "accepted"},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let service = Service::start(&s, None);
+    let metric = |name: &str| -> Option<u64> {
+        let (_, text) = service.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map(|v| v.parse().unwrap())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The pass's counts are added when it ends, its runs as they are made.
+    while metric("handoff_reconcile_passed_over_total") != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "no pass ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(metric("handoff_reconciled_runs_total"), Some(1));
+    assert_eq!(metric("handoff_reconcile_failed_passes_total"), Some(0));
+    // The source cannot list now: passes fail, and are counted.
+    std::fs::write(s.path("state/governance/changes.json"), "[").unwrap();
+    while metric("handoff_reconcile_failed_passes_total") == Some(0) {
+        assert!(std::time::Instant::now() < deadline, "no pass failed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(metric("handoff_reconcile_passed_over_total"), Some(1));
+}

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub in_flight: AtomicU64,
     /// Runs created by reconciliation (decisions no event brought).
     pub reconciled: AtomicU64,
+    /// Decisions reconciliation listed that can never be taken in.
+    pub reconcile_passed_over: AtomicU64,
+    /// Reconciliation passes that failed (to be tried again).
+    pub reconcile_failed: AtomicU64,
     /// Notice deliveries that failed and were put off for another try.
     pub notice_retries: AtomicU64,
     /// From the request's arrival to the durable store's commit.
@@ -142,7 +146,7 @@ impl Metrics {
                 label(reason)
             );
         }
-        let gauges: [(&str, &str, &str, &AtomicU64); 6] = [
+        let gauges: [(&str, &str, &str, &AtomicU64); 8] = [
             (
                 "handoff_events_accepted_total",
                 "counter",
@@ -172,6 +176,18 @@ impl Metrics {
                 "counter",
                 "Runs created by reconciliation polling.",
                 &self.reconciled,
+            ),
+            (
+                "handoff_reconcile_passed_over_total",
+                "counter",
+                "Decisions reconciliation listed that can never be taken in: logged and passed over.",
+                &self.reconcile_passed_over,
+            ),
+            (
+                "handoff_reconcile_failed_passes_total",
+                "counter",
+                "Reconciliation passes that failed; the next reads from the same cursor.",
+                &self.reconcile_failed,
             ),
             (
                 "handoff_notice_retries_total",
