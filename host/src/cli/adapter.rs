@@ -26,6 +26,7 @@ pub enum AdapterCommand {
     },
     /// Approve a package exactly as it is now (its digests and declared grants).
     Approve {
+        /// The package directory (holding adapter.toml and <name>.wasm).
         package: PathBuf,
         /// Who approves: recorded with the approval.
         #[arg(long)]
@@ -49,11 +50,13 @@ pub enum AdapterCommand {
         /// publish=SUBJECT.
         #[arg(long)]
         action: String,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List the current approval of every adapter.
     List {
+        /// The approvals as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -61,6 +64,7 @@ pub enum AdapterCommand {
     Revoke {
         /// The adapter name (adapter.name in its manifest).
         name: String,
+        /// Who revokes: recorded with the revocation.
         #[arg(long)]
         by: String,
         /// One JSON object instead of text.

@@ -47,16 +47,21 @@ pub enum FollowUpsCommand {
     },
     /// One packet, as Markdown (default) or JSON.
     Show {
+        /// The follow-up's number, as `follow-ups list` shows it.
         id: i64,
+        /// Markdown (the default).
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The notices a packet sends its role and the escalation chain, and
     /// where each stands.
     Notices {
+        /// The follow-up's number.
         id: i64,
+        /// The notices as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -67,11 +72,13 @@ pub enum FollowUpsCommand {
         /// escalation due by then goes out.
         #[arg(long)]
         now: Option<jiff::Timestamp>,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Record that a person has taken a follow-up on (before deciding it).
     Ack {
+        /// The follow-up's number.
         id: i64,
         /// The role taking it on.
         #[arg(long)]
@@ -82,7 +89,9 @@ pub enum FollowUpsCommand {
     },
     /// Record a decision on a follow-up.
     Resolve {
+        /// The follow-up's number.
         id: i64,
+        /// What becomes of the run.
         #[arg(long, value_enum)]
         action: ResolveAction,
         /// The role deciding.
@@ -95,6 +104,7 @@ pub enum FollowUpsCommand {
         /// a false positive of the automation (with mark-resolved or abandon).
         #[arg(long, value_enum)]
         verdict: Option<VerdictArg>,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },

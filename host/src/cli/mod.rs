@@ -103,6 +103,7 @@ enum Command {
     },
     /// Drive every unfinished run (after a crash or a stop) to an outcome.
     Resume {
+        /// The runs' reports as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -12,12 +12,15 @@ use std::path::PathBuf;
 pub enum PolicyCommand {
     /// Show a policy's id, version, digest, reach and approval status.
     Inspect {
+        /// The policy file (TOML).
         file: PathBuf,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Approve a policy exactly as it is now.
     Approve {
+        /// The policy file (TOML).
         file: PathBuf,
         /// Who approves (a workflow owner): recorded with the approval.
         #[arg(long)]
@@ -28,6 +31,7 @@ pub enum PolicyCommand {
     },
     /// The latest approval of every policy id.
     List {
+        /// The approvals as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -36,6 +40,7 @@ pub enum PolicyCommand {
     Revoke {
         /// The policy id ([policy] id).
         id: String,
+        /// Who revokes: recorded with the revocation.
         #[arg(long)]
         by: String,
         /// One JSON object instead of text.

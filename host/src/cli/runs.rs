@@ -26,7 +26,9 @@ pub enum RunsCommand {
     },
     /// One run: its steps, follow-ups and timeline.
     Show {
+        /// The run's id, as `runs list` shows it.
         run_id: String,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -17,6 +17,8 @@ pub enum StoreCommand {
     /// Copy the store to PATH (a new file), online, then verify the copy's
     /// audit chain. Exits 4 when the copy does not verify.
     Backup {
+        /// Where the copy goes: a new file (one already there is not
+        /// replaced).
         path: PathBuf,
         /// One JSON object instead of text.
         #[arg(long)]
