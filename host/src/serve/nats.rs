@@ -112,9 +112,14 @@ async fn take_until_stopped(
                 Err(_) => return,
             },
         };
-        // Not raced with `stop`: the request is on its way once this
-        // returns, and a stop is then handled with the request in hand.
-        let first = match ask_for_one(consumer).await {
+        // A stop while the request is being made (it waits only when the
+        // connection is down) leaves it; one after is handled with the
+        // request in hand.
+        let asked = tokio::select! {
+            _ = stop.changed() => return,
+            asked = ask_for_one(consumer) => asked,
+        };
+        let first = match asked {
             Ok(mut one) => tokio::select! {
                 _ = stop.changed() => {
                     give_back(&mut one).await;
