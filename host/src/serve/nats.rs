@@ -80,29 +80,35 @@ type Place = tokio::sync::mpsc::OwnedPermit<super::workers::RunTicket>;
 /// nothing: the backlog stays in the stream, undelivered, with no
 /// acknowledgement time running out.
 pub(super) async fn run(app: Arc<App>, door: Door, stop: watch::Receiver<bool>) {
-    take_until_stopped(&app, &door.consumer, stop).await;
+    take_until_stopped(&app, &door, stop).await;
     // Acknowledgements (and messages given back) are queued to the
     // connection: sent before the process lets it go, or they are lost and
-    // their messages wait out their acknowledgement time.
-    let flushed = tokio::time::timeout(FLUSH_AT_STOP, door.client.flush()).await;
-    if let Some(e) = match flushed {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(format!("not sent within {FLUSH_AT_STOP:?}")),
-    } {
+    // their messages wait out their acknowledgement time. With the
+    // connection down there is nothing to wait for.
+    let unsent = if !connected(&door.client) {
+        Some("the connection is down".to_string())
+    } else {
+        match tokio::time::timeout(FLUSH_AT_STOP, door.client.flush()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("not sent within {FLUSH_AT_STOP:?}")),
+        }
+    };
+    if let Some(e) = unsent {
         tracing::warn!(error = %e, "serve.nats: acknowledgements not sent before the stop");
     }
     tracing::info!("serve.nats: stopped taking messages");
 }
 
-/// The longest a stop waits for its acknowledgements to be sent.
-const FLUSH_AT_STOP: Duration = Duration::from_secs(5);
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
 
-async fn take_until_stopped(
-    app: &Arc<App>,
-    consumer: &jetstream::consumer::PullConsumer,
-    mut stop: watch::Receiver<bool>,
-) {
+/// The longest a stop waits for its acknowledgements to be sent.
+const FLUSH_AT_STOP: Duration = Duration::from_secs(2);
+
+async fn take_until_stopped(app: &Arc<App>, door: &Door, mut stop: watch::Receiver<bool>) {
+    let consumer = &door.consumer;
     let faults = crate::pipeline::faults::Faults::from_env();
     loop {
         let place = tokio::select! {
@@ -122,7 +128,7 @@ async fn take_until_stopped(
         let first = match asked {
             Ok(mut one) => tokio::select! {
                 _ = stop.changed() => {
-                    give_back(&mut one).await;
+                    give_back(&mut one, &door.client).await;
                     return;
                 }
                 first = one.next() => first.transpose(),
@@ -199,7 +205,12 @@ async fn ask_for_one(
 /// ends). Dropped unread, that message would wait out its acknowledgement
 /// time (30 s by default) before anyone else got it; so the request is
 /// waited out and whatever it brings is given back at once.
-async fn give_back(one: &mut pull::Batch) {
+async fn give_back(one: &mut pull::Batch, client: &async_nats::Client) {
+    if !connected(client) {
+        // The server can send nothing, and the request ends with the
+        // connection.
+        return;
+    }
     let until = tokio::time::Instant::now() + WAIT_FOR_ONE + Duration::from_secs(1);
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, one.next()).await {
         let _ = message.ack_with(AckKind::Nak(None)).await;

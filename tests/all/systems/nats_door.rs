@@ -22,9 +22,13 @@ struct Decisions {
 impl Decisions {
     fn new(tag: &str) -> Decisions {
         let server = std::env::var("HANDOFF_TEST_NATS_URL")
-            .unwrap_or_else(|_| panic!("{}", crate::support::servers::NEEDS))
-            .trim_start_matches("nats://")
-            .to_string();
+            .unwrap_or_else(|_| panic!("{}", crate::support::servers::NEEDS));
+        Decisions::on(&server, tag)
+    }
+
+    /// A stream on the NATS server at `server`.
+    fn on(server: &str, tag: &str) -> Decisions {
+        let server = server.trim_start_matches("nats://").to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -295,4 +299,75 @@ fn a_message_published_as_the_service_stops_is_taken_at_once_by_the_next() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A NATS server of the test's own (`nats-server`, installed with the test
+/// servers), so that it can be killed; killed when dropped.
+struct OwnNats {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nats-server: {e}; {}", crate::support::servers::NEEDS));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnNats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_service_whose_nats_server_is_gone_stops_without_waiting_on_it() {
+    let mut nats = OwnNats::start();
+    let decisions = Decisions::on(&nats.url, "gone");
+    let s = scenario(1, 10);
+    decisions.feed(&s, "");
+    let service = Service::start_logging(&s, None, "info");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while decisions.waiting() == 0 {
+        assert!(Instant::now() < deadline, "no pull request came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nats.kill();
+    service.wait_for("event: client error");
+    service.signal_term();
+    // Nothing can be given back or sent: the door says so and stops,
+    // rather than waiting out a request or a flush that cannot end.
+    let line = service.line_with("serve.nats: acknowledgements not sent");
+    assert!(line.contains("the connection is down"), "{line}");
+    service.wait_for("serve.nats: stopped taking messages");
+    let (status, _) = service.ended();
+    assert!(status.success(), "{status}");
 }
