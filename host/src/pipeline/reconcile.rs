@@ -46,6 +46,12 @@ pub struct Reconciled {
 
 const PAGE: u32 = 100;
 
+/// The most pages of one policy's source read in one pass: a source that
+/// always has more (a long backlog, or a cursor that goes round in a
+/// circle) holds up neither the other policies nor the pass's end; the
+/// next pass goes on from the saved cursor.
+pub const PAGES_PER_PASS: usize = 50;
+
 /// The `event.data` key the policy's source record id comes from.
 fn id_field(policy: &Policy) -> Option<&str> {
     let inner = policy
@@ -113,7 +119,7 @@ impl Engine {
                 .store
                 .poll_cursor(adapter, &policy.id)?
                 .unwrap_or_default();
-            loop {
+            for pages in 1.. {
                 let page = calls
                     .list_changes(adapter, &cursor, PAGE)
                     .await?
@@ -175,6 +181,15 @@ impl Engine {
                 self.store
                     .save_poll_cursor(adapter, &policy.id, &page.next_cursor)?;
                 if page.changes.len() < PAGE as usize || page.next_cursor == cursor {
+                    break;
+                }
+                if pages == PAGES_PER_PASS {
+                    tracing::warn!(
+                        policy = %policy.id,
+                        adapter,
+                        "reconciliation read {PAGES_PER_PASS} pages of changes in one pass; the \
+                         next pass goes on from there"
+                    );
                     break;
                 }
                 cursor = page.next_cursor;

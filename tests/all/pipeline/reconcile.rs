@@ -72,6 +72,46 @@ fn a_listed_decision_that_cannot_be_taken_in_is_passed_over_not_retried_forever(
 }
 
 #[test]
+fn a_source_that_always_has_more_is_read_a_bounded_number_of_pages_a_pass() {
+    let s = listed_scenario();
+    // Full pages of changes of another kind, without end.
+    let page: Vec<_> = (0..100)
+        .map(|i| json!({"kind": "other", "id": format!("O-{i}"), "state": "accepted"}))
+        .collect();
+    std::fs::write(
+        s.path("state/governance/changes.json"),
+        json!(page).to_string(),
+    )
+    .unwrap();
+    std::fs::write(s.path("state/governance/ENDLESS"), "").unwrap();
+    let context = s.context();
+    let (mut engine, _, rt) = s.engine_sharing_throttle();
+    let pass = |engine: &mut handoff::pipeline::Engine| {
+        rt.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(120),
+                engine.reconcile(&context),
+            )
+            .await
+        })
+        .expect("the pass ends")
+        .unwrap()
+    };
+    let pages = handoff::pipeline::reconcile::PAGES_PER_PASS;
+    let found = pass(&mut engine);
+    assert_eq!(found.ignored, pages * 100);
+    let cursor = || {
+        s.store()
+            .poll_cursor("governance", "release-readiness-closure")
+            .unwrap()
+    };
+    assert_eq!(cursor(), Some((pages * 100).to_string()));
+    // The next pass goes on from there.
+    pass(&mut engine);
+    assert_eq!(cursor(), Some((2 * pages * 100).to_string()));
+}
+
+#[test]
 fn a_source_that_fails_for_now_keeps_the_cursor_for_the_next_pass() {
     let s = listed_scenario();
     std::fs::write(

@@ -1,7 +1,8 @@
 //! A test source adapter. `list-changes` pages through the changes
 //! `/records/changes.json` lists (`[{"kind", "id", "state"}]`; the cursor is
 //! the index of the next one), so a test can make a source list anything,
-//! names no real system would give included. `read-decision` reads
+//! names no real system would give included; with `/records/ENDLESS` the
+//! list never ends. `read-decision` reads
 //! `/records/<kind>/<id>.json` as `fs-records` stores a record; a record
 //! with no file is `not-found`.
 
@@ -62,8 +63,15 @@ impl Source for Listing {
                 .parse()
                 .map_err(|_| AdapterError::Invalid(format!("cursor {cursor:?}")))?
         };
-        let to = listed.len().min(from + limit as usize);
-        let changes = listed[from.min(to)..to]
+        // With `/records/ENDLESS` there is always more: past the end the
+        // list starts over while the cursor goes on growing.
+        let start = if fs::exists("/records/ENDLESS") && !listed.is_empty() {
+            from % listed.len()
+        } else {
+            from
+        };
+        let to = listed.len().min(start + limit as usize);
+        let changes = listed[start.min(to)..to]
             .iter()
             .map(|l| Change {
                 record: RecordRef {
@@ -74,10 +82,10 @@ impl Source for Listing {
                 state: l.state.clone(),
                 revision: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
         Ok(ChangePage {
+            next_cursor: (from + changes.len()).to_string(),
             changes,
-            next_cursor: to.to_string(),
         })
     }
 }
