@@ -80,6 +80,22 @@ impl Decisions {
         })
     }
 
+    /// Wait (at most `within`) until the first `n` messages are delivered
+    /// and acknowledged, and `n` events stored.
+    fn settle(&self, s: &Scenario, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.pending() != (0, 0, n) || events_stored(s) != n as i64 {
+            assert!(
+                Instant::now() < deadline,
+                "not settled within {within:?}: {} events stored; (undelivered, \
+                 unacknowledged, delivered up to) = {:?}",
+                events_stored(s),
+                self.pending()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The pull requests waiting on the durable consumer.
     fn waiting(&self) -> usize {
         self.rt.block_on(async {
@@ -208,16 +224,7 @@ fn a_busy_service_leaves_nats_messages_in_the_stream_until_it_has_room() {
     drop(service);
     // With room again, every message is taken, each once.
     let _service = Service::start(&s, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while decisions.pending() != (0, 0, 5) || events_stored(&s) != 5 {
-        assert!(
-            Instant::now() < deadline,
-            "{} events stored; (undelivered, unacknowledged, delivered up to) = {:?}",
-            events_stored(&s),
-            decisions.pending()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    decisions.settle(&s, 5, Duration::from_secs(60));
 }
 
 #[test]
@@ -289,16 +296,7 @@ fn a_message_published_as_the_service_stops_is_taken_at_once_by_the_next() {
     // Taken in before the door stopped, left in the stream, or given back:
     // never held for the acknowledgement wait.
     let _service = Service::start(&s, None);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while decisions.pending() != (0, 0, 2) || events_stored(&s) != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "not taken within 10 s: {:?}, {} events stored",
-            decisions.pending(),
-            events_stored(&s)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    decisions.settle(&s, 2, Duration::from_secs(10));
 }
 
 /// A NATS server of the test's own (`nats-server`, installed with the test
