@@ -96,45 +96,32 @@ impl Decisions {
         }
     }
 
-    /// The pull requests waiting on the durable consumer.
-    fn waiting(&self) -> usize {
+    /// The durable consumer's state, once the service has made it.
+    fn consumer_info(&self) -> Option<async_nats::jetstream::consumer::Info> {
         self.rt.block_on(async {
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer = match self
-                .js
-                .get_stream(&self.stream)
-                .await
-                .unwrap()
-                .get_consumer("handoff")
-                .await
-            {
-                Ok(c) => c,
-                // Not made yet: the service is still starting.
-                Err(_) => return 0,
-            };
-            consumer.info().await.unwrap().num_waiting
+            let stream = self.js.get_stream(&self.stream).await.unwrap();
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer("handoff").await.ok()?;
+            Some(consumer.info().await.unwrap().clone())
         })
+    }
+
+    /// The pull requests waiting on the durable consumer (none before the
+    /// service has made it).
+    fn waiting(&self) -> usize {
+        self.consumer_info().map_or(0, |info| info.num_waiting)
     }
 
     /// The durable consumer's messages not yet delivered, those delivered
     /// and not yet acknowledged, and the stream position of its last
     /// delivery.
     fn pending(&self) -> (u64, usize, u64) {
-        self.rt.block_on(async {
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer = self
-                .js
-                .get_stream(&self.stream)
-                .await
-                .unwrap()
-                .get_consumer("handoff")
-                .await
-                .unwrap();
-            let info = consumer.info().await.unwrap();
-            (
-                info.num_pending,
-                info.num_ack_pending,
-                info.delivered.stream_sequence,
-            )
-        })
+        let info = self.consumer_info().expect("the durable consumer");
+        (
+            info.num_pending,
+            info.num_ack_pending,
+            info.delivered.stream_sequence,
+        )
     }
 }
 
