@@ -3,8 +3,8 @@
 //! the index of the next one), so a test can make a source list anything,
 //! names no real system would give included; with `/records/ENDLESS` the
 //! list never ends. `read-decision` reads
-//! `/records/<kind>/<id>.json` as `fs-records` stores a record; a record
-//! with no file is `not-found`.
+//! `/records/<kind>/<id>.json` as `fs-records` stores a record, with the
+//! SDK's errors (a record with no file is `not-found`).
 
 use handoff_sdk::{AdapterError, Change, ChangePage, Decision, RecordRef, Source, export, fs};
 use serde::Deserialize;
@@ -35,16 +35,7 @@ fn json<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, AdapterError> {
 impl Source for Listing {
     fn read_decision(record: RecordRef) -> Result<Decision, AdapterError> {
         let path = format!("/records/{}/{}.json", record.kind, record.id);
-        let stored: Stored = match fs::read(&path) {
-            Ok(_) => json(&path)?,
-            Err(_) => {
-                return Err(AdapterError::NotFound(format!(
-                    "no record {}/{}",
-                    record.kind,
-                    record.id.escape_debug()
-                )));
-            }
-        };
+        let stored: Stored = json(&path)?;
         Ok(Decision {
             state: stored.state,
             revision: Some(stored.revision.to_string()),
