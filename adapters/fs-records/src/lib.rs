@@ -14,7 +14,9 @@
 //! is never published twice. Observing a channel reports the keys of its
 //! latest `observe-window` messages (config, default 100), as the mail and
 //! webhook adapters do. A channel's history only grows at its end, so a
-//! publish costs the same whatever came before.
+//! publish costs the same whatever came before. A newest line over 1 MiB is
+//! no message this adapter wrote: the channel is refused as `invalid`
+//! rather than read on.
 //!
 //! A record is written with `fs::replace`: a stop mid-write leaves the old
 //! record or the new one whole, never a torn mix of the two. A change reads
@@ -115,6 +117,10 @@ fn path(record: &RecordRef) -> Result<String, AdapterError> {
     Ok(format!("/records/{}/{}.json", record.kind, record.id))
 }
 
+/// The longest message line read back (the first read is 4 KiB, and each
+/// next one four times as long, up to this).
+const MAX_LINE: u64 = 1024 * 1024;
+
 /// A channel: where messages published to a record go.
 struct Channel {
     messages: String,
@@ -145,6 +151,15 @@ impl Channel {
             match text.iter().rposition(|b| *b == b'\n') {
                 Some(at) => return Ok(parse_line(&text[at + 1..])),
                 None if tail.whole => return Ok(parse_line(text)),
+                // A line this adapter writes is a few KiB: this one is not
+                // a message, and reading on would only fill the memory.
+                None if budget >= MAX_LINE => {
+                    return Err(AdapterError::Invalid(format!(
+                        "{}: its newest line is over {MAX_LINE} bytes, not a message line \
+                         this adapter wrote; a person must look at the log",
+                        self.messages
+                    )));
+                }
                 // The read began inside the last line: read more.
                 None => budget *= 4,
             }

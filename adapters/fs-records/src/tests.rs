@@ -281,3 +281,35 @@ fn a_stop_after_a_record_write_gets_its_journal_line_once() {
     assert_eq!(revisions, [2, 3, 4], "one line per write, in order");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_channel_whose_newest_line_is_no_message_is_refused_not_read_whole() {
+    let (h, dir) = harness("long-line");
+    std::fs::create_dir_all(dir.join("channel")).unwrap();
+    let log = dir.join("channel/coord.messages.jsonl");
+    // A line of ours, then one far longer than any message line.
+    std::fs::write(
+        &log,
+        format!(
+            "{{\"subject\":\"s\",\"links\":[],\"key\":\"k1\"}}\n{}",
+            "x".repeat(3 << 20)
+        ),
+    )
+    .unwrap();
+    let err = h
+        .run(|| Records::observe(rec("channel", "coord")))
+        .unwrap_err();
+    let AdapterError::Invalid(message) = err else {
+        panic!("{err:?}");
+    };
+    assert!(message.contains("newest line is over"), "{message}");
+    // A long newest line within the bound is read back.
+    let long = format!(
+        "{{\"subject\":\"{}\",\"links\":[],\"key\":\"k2\"}}\n",
+        "y".repeat(300_000)
+    );
+    std::fs::write(&log, long).unwrap();
+    let seen = h.run(|| Records::observe(rec("channel", "coord"))).unwrap();
+    assert!(seen.applied_keys.contains(&"k2".to_string()), "{seen:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
