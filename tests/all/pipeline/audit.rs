@@ -25,11 +25,7 @@ fn seeded(path: &Path, rows: usize) {
 }
 
 fn verify_cli(store: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["--store", store.to_str().unwrap(), "audit", "verify"])
-        .env_remove("HANDOFF_CONFIG")
-        .output()
-        .unwrap()
+    audit_cli(store, &["verify"])
 }
 
 #[test]
@@ -106,18 +102,7 @@ fn export_writes_json_lines_optionally_for_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     seeded(&db, 5);
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args([
-            "--store",
-            db.to_str().unwrap(),
-            "audit",
-            "export",
-            "--run",
-            "run-1",
-        ])
-        .env_remove("HANDOFF_CONFIG")
-        .output()
-        .unwrap();
+    let out = audit_cli(&db, &["export", "--run", "run-1"]);
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -135,18 +120,7 @@ fn export_writes_json_lines_optionally_for_one_run() {
         assert_eq!(line["payload"].to_string(), row.payload);
     }
     // A run with no rows is said not to be there, not exported as nothing.
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args([
-            "--store",
-            db.to_str().unwrap(),
-            "audit",
-            "export",
-            "--run",
-            "run-9",
-        ])
-        .env_remove("HANDOFF_CONFIG")
-        .output()
-        .unwrap();
+    let out = audit_cli(&db, &["export", "--run", "run-9"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no run run-9"));
