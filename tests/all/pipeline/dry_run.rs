@@ -143,13 +143,7 @@ fn a_dry_run_shows_steps_already_done_and_where_a_run_would_stop() {
     std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
 
     // The decision reopened: the run would stop before planning.
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["state"],
-        json!("reopened"),
-    );
+    s.set_review(&["state"], json!("reopened"));
     let before = untouched(&s);
     let (code, p) = dry_run(&s, "events/accepted.json");
     assert_eq!(code, 3, "{p}");

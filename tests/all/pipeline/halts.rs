@@ -8,13 +8,7 @@ use serde_json::json;
 #[test]
 fn a_review_reopened_after_the_event_halts_before_any_write_with_the_snapshot() {
     let s = Scenario::new();
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["state"],
-        json!("reopened"),
-    );
+    s.set_review(&["state"], json!("reopened"));
     let packet = halts_before_any_write(&s, "stale-approval");
     let snapshot = &packet["packet"]["source_snapshot"];
     assert_eq!(snapshot["state"], "reopened");
@@ -27,13 +21,7 @@ fn what_a_system_holds_is_shown_at_a_terminal_without_driving_it() {
     // A reopened review whose state, as its system holds it, ends in an
     // escape that would clear the reader's screen, and a bell.
     let s = Scenario::new();
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["state"],
-        json!("reopened\u{1b}[2J\u{7}"),
-    );
+    s.set_review(&["state"], json!("reopened\u{1b}[2J\u{7}"));
     let packet = halts_before_any_write(&s, "stale-approval");
     assert_eq!(
         packet["packet"]["source_snapshot"]["state"],
@@ -51,13 +39,7 @@ fn what_a_system_holds_is_shown_at_a_terminal_without_driving_it() {
 #[test]
 fn a_superseded_review_version_halts_before_any_write() {
     let s = Scenario::new();
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["fields", "review_version"],
-        json!("4"),
-    );
+    s.set_review(&["fields", "review_version"], json!("4"));
     let packet = halts_before_any_write(&s, "version-mismatch");
     assert_eq!(
         packet["packet"]["source_snapshot"]["fields"]["review_version"],
@@ -135,20 +117,8 @@ fn an_evidence_hash_mismatch_packet_links_the_bundle_and_names_its_record() {
 #[test]
 fn a_packet_shows_the_source_fields_the_policy_names_and_only_counts_the_rest() {
     let s = Scenario::new();
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["state"],
-        json!("reopened"),
-    );
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["fields", "analyst_notes"],
-        json!("SENSITIVE narrative"),
-    );
+    s.set_review(&["state"], json!("reopened"));
+    s.set_review(&["fields", "analyst_notes"], json!("SENSITIVE narrative"));
     let packet = halts_before_any_write(&s, "stale-approval");
     let snapshot = &packet["packet"]["source_snapshot"];
     assert_eq!(snapshot["fields"]["review_version"], "3");
@@ -170,13 +140,7 @@ fn a_source_answering_with_megabytes_is_refused_and_the_store_barely_grows() {
     let s = Scenario::new();
     // Planted in the decision record: a 5 MB field (the source's memory
     // grant is 64 MiB), then 20,000 links.
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["fields", "analyst_notes"],
-        json!("n".repeat(5_000_000)),
-    );
+    s.set_review(&["fields", "analyst_notes"], json!("n".repeat(5_000_000)));
     let before = store_bytes(&s);
     let packet = halts_before_any_write(&s, "capability-denied");
     let grew = store_bytes(&s).saturating_sub(before);
@@ -193,10 +157,7 @@ fn a_source_answering_with_megabytes_is_refused_and_the_store_barely_grows() {
     );
 
     let s = Scenario::new();
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
+    s.set_review(
         &["links"],
         json!(
             (0..20_000)
@@ -253,13 +214,7 @@ fn a_source_answering_fifty_megabytes_leaves_the_host_under_twice_its_grant() {
             big.display()
         ),
     );
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["fields", "analyst_notes"],
-        json!("n".repeat(50_000_000)),
-    );
+    s.set_review(&["fields", "analyst_notes"], json!("n".repeat(50_000_000)));
     let before = store_bytes(&s);
     let (peak, code) = peak_rss_kib(&s, &run);
     assert_eq!(code, 3, "halted for a person");

@@ -11,13 +11,7 @@ use serde_json::json;
 /// of its own, whose closure work is found done (nothing to write, but
 /// every record store must be asked).
 fn decided_again(s: &Scenario, version: u32) -> Vec<u8> {
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["fields", "review_version"],
-        json!(version.to_string()),
-    );
+    s.set_review(&["fields", "review_version"], json!(version.to_string()));
     let mut again: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.path("events/accepted.json")).unwrap()).unwrap();
     again["id"] = json!(format!("gov-evt-v{version}"));

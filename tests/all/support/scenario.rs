@@ -232,6 +232,12 @@ impl Scenario {
         self.write_record(system, kind, id, record);
     }
 
+    /// Set a value in the example's review, `governance/review/RV-118`,
+    /// the decision its event announces.
+    pub fn set_review(&self, path: &[&str], value: Value) {
+        self.set("governance", "review", "RV-118", path, value);
+    }
+
     /// Every run, newest first (through the store's API).
     pub fn runs(&self) -> Vec<handoff::store::runs::RunRecord> {
         let store = self.store();
