@@ -5,6 +5,13 @@ use super::*;
 use crate::support::scenario::*;
 use serde_json::{Value, json};
 
+/// `handoff follow-ups resolve ID --action ACTION --by BY`, then `more`.
+fn resolve(s: &Scenario, id: &str, action: &str, by: &str, more: &[&str]) -> std::process::Output {
+    let mut args = vec!["follow-ups", "resolve", id, "--action", action, "--by", by];
+    args.extend_from_slice(more);
+    s.handoff(&args)
+}
+
 #[test]
 fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
     let s = Scenario::new();
@@ -49,15 +56,7 @@ fn follow_ups_past_their_due_time_are_listed_and_counted_as_overdue() {
     );
 
     // Decided: no longer waiting, so no longer overdue.
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
-        "1",
-        "--action",
-        "abandon",
-        "--by",
-        "release-coordinator",
-    ]);
+    let o = resolve(&s, "1", "abandon", "release-coordinator", &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(listed(&["--overdue"]).is_empty());
     assert_eq!(listed(&["--all"]), [2, 1]);
@@ -116,18 +115,13 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
 
     // The queue is back; a person resumes.
     std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
+    let o = resolve(
+        &s,
         &id.to_string(),
-        "--action",
         "resume",
-        "--by",
         "release-coordinator",
-        "--note",
-        "queue maintenance over",
-        "--json",
-    ]);
+        &["--note", "queue maintenance over", "--json"],
+    );
     let r = report(&o);
     assert_eq!(
         (o.status.code(), r["outcome"].as_str()),
@@ -181,13 +175,7 @@ fn one_target_unavailable_mid_run_is_partial_and_resume_does_only_the_rest() {
 #[test]
 fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     let s = Scenario::new();
-    s.set(
-        "governance",
-        "review",
-        "RV-118",
-        &["state"],
-        json!("withdrawn"),
-    );
+    s.set_review(&["state"], json!("withdrawn"));
     let (code, r) = run_json(&s);
     assert_eq!(code, 3);
     let id = r["follow_up"].as_i64().unwrap().to_string();
@@ -207,17 +195,13 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     assert!(md.contains("open, not yet acknowledged"), "{md}");
     // A note is a reason, not the story: as long as the API allows.
     let long = "x".repeat(handoff::follow_up::MAX_NOTE_BYTES + 1);
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
+    let o = resolve(
+        &s,
         &id,
-        "--action",
         "abandon",
-        "--by",
         "release-coordinator",
-        "--note",
-        &long,
-    ]);
+        &["--note", &long],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
     assert!(
         text_of(&o).contains("the note is 4097 bytes; at most 4096"),
@@ -238,43 +222,17 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
             "the role holds the control character U+0007",
         ),
     ] {
-        let o = s.handoff(&[
-            "follow-ups",
-            "resolve",
-            &id,
-            "--action",
-            "abandon",
-            "--by",
-            by,
-            "--note",
-            note,
-        ]);
+        let o = resolve(&s, &id, "abandon", by, &["--note", note]);
         assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
         assert!(text_of(&o).contains(says), "{}", text_of(&o));
     }
     let o = s.handoff(&["follow-ups", "ack", &id, "--by", "release\x1bcoordinator"]);
     assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
-        &id,
-        "--action",
-        "abandon",
-        "--by",
-        "release-coordinator",
-    ]);
+    let o = resolve(&s, &id, "abandon", "release-coordinator", &[]);
     assert!(o.status.success(), "{}", text_of(&o));
     let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
     assert!(list.contains("no open follow-ups"), "{list}");
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
-        &id,
-        "--action",
-        "resume",
-        "--by",
-        "release-coordinator",
-    ]);
+    let o = resolve(&s, &id, "resume", "release-coordinator", &[]);
     assert!(text_of(&o).contains("already resolved"), "{}", text_of(&o));
     assert!(s.writes().is_empty());
     // Never acknowledged: the resolution counts as taking it on.
@@ -317,15 +275,7 @@ fn a_packet_tells_its_role_once_and_a_resolution_stops_what_was_still_to_come() 
     );
     assert!(told[0]["key"].as_str().unwrap().starts_with("hn1-"));
 
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
-        &id,
-        "--action",
-        "abandon",
-        "--by",
-        "release-coordinator",
-    ]);
+    let o = resolve(&s, &id, "abandon", "release-coordinator", &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     // Long after the due time: the reminder and the overdue notice are
     // dropped, not sent.
@@ -356,19 +306,8 @@ fn the_handoff_is_measured_per_policy_and_role_with_rework_and_false_positives()
     let (code, r) = run_event_json(&s, &event);
     assert_eq!(code, 3, "{r}");
     let resolve = |id: &str, action: &str, verdict: Option<&str>| {
-        let mut args = vec![
-            "follow-ups",
-            "resolve",
-            id,
-            "--action",
-            action,
-            "--by",
-            "release-coordinator",
-        ];
-        if let Some(v) = verdict {
-            args.extend(["--verdict", v]);
-        }
-        outcome(&s.handoff(&args))
+        let more = verdict.map(|v| vec!["--verdict", v]).unwrap_or_default();
+        outcome(&resolve(&s, id, action, "release-coordinator", &more))
     };
     // A resumed packet needed a person: no verdict goes with it.
     let (code, _, err) = resolve("1", "resume", Some("unnecessary"));
