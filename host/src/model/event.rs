@@ -173,15 +173,25 @@ fn unfit_attribute(value: &str) -> Option<String> {
         })
 }
 
+/// A media type without its parameters (`; charset=…`), lower-cased:
+/// `type/subtype` as it is compared.
+pub fn media_essence(media: &str) -> String {
+    media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Whether a media type (parameters such as `charset` aside) is JSON:
 /// `application/json`, `text/json`, or a structured `+json` suffix.
 fn is_json_media_type(kind: &str) -> bool {
-    let essence = kind.split(';').next().unwrap_or("").trim();
+    let essence = media_essence(kind);
     let Some((top, sub)) = essence.split_once('/') else {
         return false;
     };
-    let (top, sub) = (top.to_ascii_lowercase(), sub.to_ascii_lowercase());
-    matches!(top.as_str(), "application" | "text")
+    matches!(top, "application" | "text")
         && (sub == "json" || (sub.ends_with("+json") && sub.len() > "+json".len()))
 }
 

@@ -73,14 +73,7 @@ fn structured(headers: &HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
         ));
     }
     if let Some(value) = headers.get(header::CONTENT_TYPE) {
-        let media = value
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let media = crate::model::event::media_essence(value.to_str().unwrap_or_default());
         if media != "application/cloudevents+json" && media != "application/json" {
             return Err(refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
