@@ -41,7 +41,7 @@ pub struct Reconciled {
     /// decision for good (a transient failure fails the pass instead, to be
     /// tried again), or its decision makes no event handoff may take (a
     /// record id no CloudEvent may carry, no runnable policy).
-    pub refused: usize,
+    pub passed_over: usize,
 }
 
 const PAGE: u32 = 100;
@@ -145,7 +145,7 @@ impl Engine {
                                     | Reason::CapabilityDenied
                             ) =>
                         {
-                            found.refused += 1;
+                            found.passed_over += 1;
                             tracing::warn!(adapter, error = %halt.summary, "a listed decision could not be read; passed over");
                             continue;
                         }
@@ -161,7 +161,7 @@ impl Engine {
                     let event = match CloudEvent::from_value(raw, "reconciliation") {
                         Ok(event) => event,
                         Err(e) => {
-                            found.refused += 1;
+                            found.passed_over += 1;
                             tracing::warn!(adapter, error = %e, "a listed decision makes no event handoff takes; passed over");
                             continue;
                         }
@@ -173,7 +173,7 @@ impl Engine {
                         Err(e @ RunError::Store(_)) => return Err(e),
                         // One unrunnable decision does not stop the others.
                         Err(e) => {
-                            found.refused += 1;
+                            found.passed_over += 1;
                             tracing::warn!(%event_id, error = %e, "not taken in");
                         }
                     }

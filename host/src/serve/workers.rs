@@ -229,14 +229,14 @@ pub(super) fn spawn_reconciler(
                 Ok(found) => app
                     .metrics
                     .reconcile_passed_over
-                    .fetch_add(found.refused as u64, Ordering::Relaxed),
+                    .fetch_add(found.passed_over as u64, Ordering::Relaxed),
                 Err(_) => app.metrics.reconcile_failed.fetch_add(1, Ordering::Relaxed),
             };
             match pass {
-                Ok(found) if !found.new_runs.is_empty() || found.refused > 0 => tracing::info!(
+                Ok(found) if !found.new_runs.is_empty() || found.passed_over > 0 => tracing::info!(
                     runs = found.new_runs.len(),
                     duplicates = found.duplicates,
-                    passed_over = found.refused,
+                    passed_over = found.passed_over,
                     "reconciliation found decisions no event brought"
                 ),
                 Ok(_) => {}

@@ -57,7 +57,7 @@ fn a_listed_decision_that_cannot_be_taken_in_is_passed_over_not_retried_forever(
     let (mut engine, _, rt) = s.engine_sharing_throttle();
     let found = rt.block_on(engine.reconcile(&context)).unwrap();
     assert_eq!(found.new_runs.len(), 2, "{found:?}");
-    assert_eq!(found.refused, 3, "{found:?}");
+    assert_eq!(found.passed_over, 3, "{found:?}");
     let taken: Vec<String> = s.events().into_iter().map(|(_, id)| id).collect();
     assert_eq!(taken, ["review/RV-118@4", "review/RV-201@1"]);
     let cursor = s
@@ -68,7 +68,11 @@ fn a_listed_decision_that_cannot_be_taken_in_is_passed_over_not_retried_forever(
 
     // The next pass starts after them: nothing is read again.
     let again = rt.block_on(engine.reconcile(&context)).unwrap();
-    assert_eq!((again.new_runs.len(), again.refused), (0, 0), "{again:?}");
+    assert_eq!(
+        (again.new_runs.len(), again.passed_over),
+        (0, 0),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -125,7 +129,11 @@ fn a_source_that_fails_for_now_keeps_the_cursor_for_the_next_pass() {
     let context = s.context();
     let (mut engine, _, rt) = s.engine_sharing_throttle();
     let found = rt.block_on(engine.reconcile(&context)).unwrap();
-    assert_eq!((found.new_runs.len(), found.refused), (0, 1), "{found:?}");
+    assert_eq!(
+        (found.new_runs.len(), found.passed_over),
+        (0, 1),
+        "{found:?}"
+    );
 
     // ... while a listing that cannot be read fails the pass, and the
     // cursor stays where it was.
