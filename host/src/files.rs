@@ -65,9 +65,9 @@ pub fn read_input(path: &Path, what: &str, max: usize) -> anyhow::Result<Vec<u8>
 /// JSON breaks.
 pub fn read_json(path: &Path, what: &str, max: usize) -> anyhow::Result<serde_json::Value> {
     let bytes = read_input(path, what, max)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    crate::model::json::from_slice(&bytes).map_err(|e| {
         anyhow::anyhow!(
-            "{}: the {what} is not JSON (line {}, column {}): {e}",
+            "{}: the {what} is not JSON handoff can read (line {}, column {}): {e}",
             path.display(),
             e.line(),
             e.column()

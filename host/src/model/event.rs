@@ -7,7 +7,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EventError {
-    #[error("{origin}: not JSON (line {line}, column {column}): {message}")]
+    #[error("{origin}: not JSON handoff can read (line {line}, column {column}): {message}")]
     Json {
         origin: String,
         line: usize,
@@ -42,7 +42,7 @@ pub struct CloudEvent {
 impl CloudEvent {
     /// Parse an event; `origin` names where it came from in errors.
     pub fn parse(bytes: &[u8], origin: &str) -> Result<CloudEvent, EventError> {
-        let raw: Value = serde_json::from_slice(bytes).map_err(|e| EventError::Json {
+        let raw = super::json::from_slice(bytes).map_err(|e| EventError::Json {
             origin: origin.to_string(),
             line: e.line(),
             column: e.column(),

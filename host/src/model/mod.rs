@@ -12,6 +12,7 @@
 
 pub mod contract;
 pub mod event;
+pub mod json;
 pub mod notice;
 pub mod outcome;
 pub mod reason;

@@ -86,7 +86,7 @@ fn structured(headers: &HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
             ));
         }
     }
-    serde_json::from_slice(body).map_err(|e| {
+    crate::model::json::from_slice(body).map_err(|e| {
         refusal(
             StatusCode::BAD_REQUEST,
             "bad-event",

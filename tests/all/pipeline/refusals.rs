@@ -15,6 +15,25 @@ fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
     let o = s.run_event("events/broken.json");
     refused(&s, &o, &["events/broken.json", "line 2"]);
 
+    // A member named twice could be read either way: refused, not chosen.
+    let accepted = std::fs::read_to_string(s.path("events/accepted.json")).unwrap();
+    let twice = accepted.replacen("\"state\":", "\"state\": \"rejected\", \"state\":", 1);
+    assert_ne!(twice, accepted);
+    std::fs::write(s.path("events/twice.json"), twice).unwrap();
+    let o = s.run_event("events/twice.json");
+    refused(&s, &o, &["events/twice.json", "\"state\" is given twice"]);
+    let context = std::fs::read_to_string(s.path("context.json")).unwrap();
+    std::fs::write(
+        s.path("context.json"),
+        context.replacen('{', "{\"evidence_bundle\": \"other\", ", 1),
+    )
+    .unwrap();
+    refused(
+        &s,
+        &s.run(),
+        &["context.json", "\"evidence_bundle\" is given twice"],
+    );
+
     std::fs::write(
         s.path("context.json"),
         r#"{"milestone_id": "M-2026.11", "milestone_name": "M-2026.11"}"#,

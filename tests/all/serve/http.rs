@@ -207,6 +207,24 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
         let error = answer["error"].as_str().unwrap();
         assert!(error.contains(&format!("attribute \"{field}\"")), "{error}");
     }
+    // Signed, but naming a member twice: a relay reading the first `state`
+    // and handoff the last would not agree on what was decided.
+    let text = String::from_utf8(decision("evt-twice", "RV-302")).unwrap();
+    let twice = text
+        .replacen("\"data\":{", "\"data\":{\"state\":\"rejected\",", 1)
+        .into_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&twice).matches("\"state\"").count(),
+        2
+    );
+    let (code, answer) = service.post(&signed("m-twice", &twice), &twice);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (400, Some("bad-event")),
+        "{answer}"
+    );
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("\"state\" is given twice"), "{error}");
     assert_eq!(events_stored(&s), 0, "nothing refused is stored");
 
     // The same request, correctly signed, is taken.

@@ -1,0 +1,132 @@
+//! JSON as it enters from outside (an event, a context, an API body): read
+//! as `serde_json` reads it, except that an object naming one member twice
+//! is refused. RFC 8259 leaves such an object's meaning to the reader, so a
+//! relay, a signer or a person may read `"state": "rejected"` where the last
+//! of two would have handoff read `"accepted"`; handoff stops instead of
+//! choosing one. Depth and size stay bounded as `serde_json` bounds them (128
+//! levels) and as the caller bounds the bytes.
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+/// Parse `bytes` as one JSON value whose objects name each member once.
+pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice::<OneReading>(bytes).map(|v| v.0)
+}
+
+/// A value read with every object checked for a member named twice.
+struct OneReading(Value);
+
+impl<'de> Deserialize<'de> for OneReading {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Reader)
+    }
+}
+
+struct Reader;
+
+impl<'de> Visitor<'de> for Reader {
+    type Value = OneReading;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<OneReading, E> {
+        Ok(OneReading(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<OneReading, E> {
+        Ok(OneReading(Value::Number(v.into())))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<OneReading, E> {
+        Ok(OneReading(Value::Number(v.into())))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<OneReading, E> {
+        Ok(OneReading(
+            Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<OneReading, E> {
+        Ok(OneReading(Value::String(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<OneReading, E> {
+        Ok(OneReading(Value::String(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<OneReading, E> {
+        Ok(OneReading(Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneReading, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(OneReading(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(OneReading(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OneReading, A::Error> {
+        let mut object = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if object.contains_key(&name) {
+                return Err(de::Error::custom(format_args!(
+                    "member {:?} is given twice in one object, which could be read either way",
+                    crate::kept::render(&name, 64)
+                )));
+            }
+            let OneReading(v) = map.next_value()?;
+            object.insert(name, v);
+        }
+        Ok(OneReading(Value::Object(object)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        for text in [
+            r#"{"a": [1, -2, 3.5, 18446744073709551615, true, null, "x\u00e9"], "b": {"c": {}}}"#,
+            "[]",
+            "\"s\"",
+            "0",
+            r#"{"a": {"x": 1}, "b": {"x": 2}}"#,
+        ] {
+            let ours = from_slice(text.as_bytes()).unwrap();
+            let theirs: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(ours, theirs, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused_at_any_depth_with_where() {
+        let e = from_slice(br#"{"state": "rejected", "state": "accepted"}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("member \"state\" is given twice"),
+            "{e}"
+        );
+        assert_eq!(e.line(), 1, "{e}");
+        let e = from_slice(b"{\"data\": [1, {\n\"id\": 1, \"x\": 2, \"id\": 3}]}").unwrap_err();
+        assert!(e.to_string().contains("\"id\""), "{e}");
+        assert_eq!(e.line(), 2, "{e}");
+        let long = "k".repeat(10_000);
+        let text = format!(r#"{{"{long}": 1, "{long}": 2}}"#);
+        let e = from_slice(text.as_bytes()).unwrap_err().to_string();
+        assert!(e.len() < 400 && e.contains("10000 bytes in all"), "{e}");
+    }
+
+    #[test]
+    fn depth_stays_bounded() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = from_slice(deep.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+    }
+}
