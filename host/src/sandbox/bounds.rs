@@ -4,6 +4,8 @@
 //! formats or stores it; one over a limit fails the call with
 //! [`Oversize`], which names the part and the limit, and the value is
 //! dropped. The limits are the host ceiling's (`[ceiling] result-*`).
+//! A result within them that names one field twice is the adapter's
+//! `invalid` ([`one_reading`]).
 //!
 //! The other half is [`crate::kept`]: the bounded form of a value that is
 //! kept (in a follow-up packet or an audit row).
@@ -141,6 +143,32 @@ impl Meter {
 /// A value lifted from a guest, measured part by part.
 pub trait Bounded {
     fn measure(&self, meter: &mut Meter) -> Result<(), Oversize>;
+
+    /// Its named fields, if it has any: each name may be given once.
+    fn named_fields(&self) -> &[(String, String)] {
+        &[]
+    }
+}
+
+/// A result that names one field twice, refused as the adapter's own
+/// `invalid`: a condition or a packet could read either value, and which
+/// one the source meant is for a person to find out.
+pub fn one_reading<T>(result: Result<T, AdapterError>) -> Result<T, AdapterError>
+where
+    Result<T, AdapterError>: Bounded,
+{
+    let mut names = std::collections::HashSet::new();
+    match result
+        .named_fields()
+        .iter()
+        .find(|(name, _)| !names.insert(name))
+    {
+        None => result,
+        Some((name, _)) => Err(AdapterError::Invalid(format!(
+            "the answer gives field {:?} twice, which could be read either way",
+            render(name, 64)
+        ))),
+    }
 }
 
 /// Measure `value` against `limits`.
@@ -156,6 +184,10 @@ impl Bounded for Observed {
         m.texts("links", self.links.iter())?;
         m.texts("applied-keys", self.applied_keys.iter())
     }
+
+    fn named_fields(&self) -> &[(String, String)] {
+        &self.fields
+    }
 }
 
 impl Bounded for Decision {
@@ -165,6 +197,10 @@ impl Bounded for Decision {
         m.revision(&self.revision)?;
         m.fields(&self.fields)?;
         m.texts("links", self.links.iter())
+    }
+
+    fn named_fields(&self) -> &[(String, String)] {
+        &self.fields
     }
 }
 
@@ -217,6 +253,10 @@ impl<T: Bounded> Bounded for Result<T, AdapterError> {
             Ok(v) => v.measure(m),
             Err(e) => e.measure(m),
         }
+    }
+
+    fn named_fields(&self) -> &[(String, String)] {
+        self.as_ref().map_or(&[], |v| v.named_fields())
     }
 }
 

@@ -211,7 +211,7 @@ impl Instance {
                 // Measured as lifted, before anything copies it; an
                 // oversize result is dropped here, unread.
                 let Err(over) = bounds::check(&result, self.results) else {
-                    return Ok(result.map_err(bounds::plain));
+                    return Ok(bounds::one_reading(result).map_err(bounds::plain));
                 };
                 drop(result);
                 self.dead = true;

@@ -177,6 +177,22 @@ async fn results_over_the_ceiling_are_refused_unread_with_the_limit_named() {
     );
 }
 
+#[tokio::test]
+async fn a_result_naming_a_field_twice_is_the_adapters_invalid_answer() {
+    let mut instance = plain_probe("twice").await;
+    let answer = instance.observe(&rec("twice", "review_version")).await;
+    let Ok(Err(AdapterError::Invalid(message))) = answer else {
+        panic!("{answer:?}");
+    };
+    assert!(
+        message.contains("field \"review_version\" twice"),
+        "{message}"
+    );
+    // The instance goes on answering; a field named once passes.
+    let fine = instance.observe(&rec("count", "")).await.unwrap().unwrap();
+    assert_eq!(fine.fields, vec![("count".to_string(), "1".to_string())]);
+}
+
 #[test]
 fn an_adapter_flooding_its_log_is_cut_at_its_budget_and_cannot_forge_host_lines() {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -76,6 +76,8 @@ impl Target for Probe {
                     .collect(),
                 ..done(vec![])?
             }),
+            // The field ARG twice, with two values.
+            "twice" => done(vec![(arg, "first".into()), (arg, "second".into())]),
             "big-error" => Err(AdapterError::Invalid("e".repeat(arg.parse().unwrap_or(1)))),
             "echo-error" => Err(AdapterError::Transient(arg.to_string())),
             // "METHOD URL [HEADER=VALUE]"
