@@ -174,9 +174,33 @@ pub fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if out_of_space(&err) {
+                eprintln!(
+                    "  what to do: the file system holding the store (or its log) is full; free \
+                     space there, then `handoff resume` finishes any run this one left unfinished \
+                     (nothing past its last commit was written)"
+                );
+            }
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// Whether `err` comes of a full disk: SQLite's "full", the shared-memory
+/// file it could not grow (which a full disk is why of), or the file
+/// system's own.
+fn out_of_space(err: &anyhow::Error) -> bool {
+    use rusqlite::ffi;
+    err.chain().any(|cause| {
+        if let Some(rusqlite::Error::SqliteFailure(e, _)) = cause.downcast_ref::<rusqlite::Error>()
+        {
+            return e.code == rusqlite::ErrorCode::DiskFull
+                || e.extended_code == ffi::SQLITE_IOERR_SHMSIZE;
+        }
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+    })
 }
 
 fn init_tracing(default: &str, json: bool) -> crate::telemetry::Guard {
@@ -339,5 +363,27 @@ fn load_config(explicit: Option<&Path>) -> Result<Config> {
         Some(path) => Ok(Config::load(path)?),
         None if Path::new("handoff.toml").is_file() => Ok(Config::load(Path::new("handoff.toml"))?),
         None => Ok(Config::from_env()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    fn sqlite(code: i32) -> anyhow::Error {
+        let e = rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        anyhow::Error::from(crate::store::StoreError::Sql(e)).context("opening the store")
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_store_errors() {
+        assert!(out_of_space(&sqlite(ffi::SQLITE_FULL)));
+        assert!(out_of_space(&sqlite(ffi::SQLITE_IOERR_SHMSIZE)));
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(out_of_space(&anyhow::Error::from(io).context("writing")));
+        assert!(!out_of_space(&sqlite(ffi::SQLITE_CONSTRAINT_UNIQUE)));
+        assert!(!out_of_space(&sqlite(ffi::SQLITE_IOERR_WRITE)));
+        assert!(!out_of_space(&anyhow::anyhow!("database or disk is full")));
     }
 }
