@@ -70,7 +70,7 @@ pub enum FollowUpsCommand {
     Deliver {
         /// The time to deliver as of (RFC 3339; default now): a reminder or
         /// escalation due by then goes out.
-        #[arg(long)]
+        #[arg(long, value_parser = super::timestamp)]
         now: Option<jiff::Timestamp>,
         /// One JSON object instead of text.
         #[arg(long)]
