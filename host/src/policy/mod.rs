@@ -385,6 +385,7 @@ impl Policy {
         check_text(&raw.source.record.kind, "source.record.kind".into())?;
         check_text(&raw.source.record.id, "source.record.id".into())?;
         check_condition(&raw.source.must_match, "source.must-match")?;
+        pins_the_state(&raw.source.must_match, &raw.trigger.states).map_err(err)?;
         for (i, key) in raw.source.business_key.iter().enumerate() {
             check_text(key, format!("source.business-key[{i}]"))?;
         }
@@ -442,6 +443,32 @@ impl Policy {
             .map(|(a, k)| format!("{a}: {}", k.name()))
             .collect()
     }
+}
+
+/// Revalidation tests the decision read again against `must-match` alone,
+/// so `must-match` must hold its state to one that authorizes the work:
+/// one of `trigger.states`, or the state the event itself carried (which
+/// intake held to them). Without it, a decision taken back (revoked,
+/// rejected) would go on authorizing every write.
+fn pins_the_state(must_match: &Condition, states: &BTreeSet<String>) -> Result<(), String> {
+    let pinned = match must_match.get("state") {
+        Some(Expected::Text(t)) => {
+            let bare: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+            states.contains(t) || bare == "{{event.data.state}}"
+        }
+        _ => false,
+    };
+    if pinned {
+        return Ok(());
+    }
+    let states: Vec<&str> = states.iter().map(String::as_str).collect();
+    Err(format!(
+        "source.must-match must hold state to one of trigger.states ({}) or to \
+         \"{{{{event.data.state}}}}\": the decision is read again and tested against \
+         must-match alone, so without it a decision revoked or rejected since would still \
+         authorize the work",
+        states.join(", ")
+    ))
 }
 
 #[cfg(test)]

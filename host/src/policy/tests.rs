@@ -140,3 +140,43 @@ fn a_policy_is_plain_text_with_line_breaks_allowed_in_values() {
     ))
     .unwrap();
 }
+
+#[test]
+fn a_must_match_that_does_not_hold_the_state_to_an_authorizing_one_is_refused() {
+    let must = "must-match = { state = \"accepted\", ";
+    assert!(RELEASE.contains(must));
+    for (instead, why) in [
+        ("must-match = { ", "no state: a revoked decision would pass"),
+        (
+            "must-match = { state = \"revoked\", ",
+            "a state the trigger does not take",
+        ),
+        (
+            "must-match = { state = \"{{event.data.review_id}}\", ",
+            "not the event's state",
+        ),
+    ] {
+        let err = parse(&RELEASE.replace(must, instead)).unwrap_err();
+        assert!(
+            err.problem.starts_with(
+                "source.must-match must hold state to one of trigger.states (accepted)"
+            ),
+            "{why}: {err}"
+        );
+    }
+    let empty = RELEASE.replace(
+        "must-match = { state = \"accepted\", \"fields.review_version\" = \"{{event.data.review_version}}\" }",
+        "must-match = {}",
+    );
+    assert_ne!(empty, RELEASE);
+    assert!(parse(&empty).is_err());
+    // The state the event carried, which intake held to the trigger's.
+    let two = RELEASE
+        .replace(
+            "states = [\"accepted\"]",
+            "states = [\"accepted\", \"approved\"]",
+        )
+        .replace(must, "must-match = { state = \"{{ event.data.state }}\", ");
+    parse(&two).unwrap();
+    parse(&RELEASE.replace(must, "must-match = { state = \"{{event.data.state}}\", ")).unwrap();
+}
