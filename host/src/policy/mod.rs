@@ -386,8 +386,19 @@ impl Policy {
         check_text(&raw.source.record.id, "source.record.id".into())?;
         check_condition(&raw.source.must_match, "source.must-match")?;
         pins_the_state(&raw.source.must_match, &raw.trigger.states).map_err(err)?;
+        let mut of_the_event = false;
         for (i, key) in raw.source.business_key.iter().enumerate() {
-            check_text(key, format!("source.business-key[{i}]"))?;
+            let refs = check_text(key, format!("source.business-key[{i}]"))?;
+            of_the_event |= refs.iter().any(|r| r.starts_with("event."));
+        }
+        if !raw.source.business_key.is_empty() && !of_the_event {
+            return Err(err(
+                "source.business-key names nothing of the event: every decision would share \
+                 one key, and each after the first would be taken for a duplicate of it; name \
+                 the decision's parts ({{event.data.…}}), or leave business-key out to know a \
+                 decision by its event id alone"
+                    .into(),
+            ));
         }
         for check in &raw.checks {
             let place = format!("check {:?}", check.name);

@@ -180,3 +180,27 @@ fn a_must_match_that_does_not_hold_the_state_to_an_authorizing_one_is_refused() 
     parse(&two).unwrap();
     parse(&RELEASE.replace(must, "must-match = { state = \"{{event.data.state}}\", ")).unwrap();
 }
+
+#[test]
+fn a_business_key_naming_nothing_of_the_event_is_refused() {
+    let key = "business-key = [\"{{event.data.review_id}}\", \"{{event.data.review_version}}\"]";
+    assert!(RELEASE.contains(key));
+    for instead in [
+        "business-key = [\"release\"]",
+        "business-key = [\"{{context.checklist_id}}\", \"v1\"]",
+    ] {
+        let err = parse(&RELEASE.replace(key, instead)).unwrap_err();
+        assert!(
+            err.problem
+                .starts_with("source.business-key names nothing of the event"),
+            "{instead}: {err}"
+        );
+    }
+    parse(&RELEASE.replace(
+        key,
+        "business-key = [\"{{context.checklist_id}}\", \"{{event.subject}}\"]",
+    ))
+    .unwrap();
+    let none = parse(&RELEASE.replace(key, "")).unwrap();
+    assert!(none.source.business_key.is_empty());
+}
