@@ -64,3 +64,24 @@ fn a_reconciliation_pass_waits_for_room_at_the_source_adapter() {
         assert_eq!(found.new_runs.len(), 1, "the decision made in Redmine");
     });
 }
+
+#[test]
+fn the_test_servers_leave_the_services_default_address_free() {
+    // Up, or this fails saying how to start them.
+    crate::support::servers::env_var("HANDOFF_TEST_S3_ENDPOINT");
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--json"])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listen = &found["configuration"]["serve.listen"];
+    assert_eq!(listen["from"], "default", "{found}");
+    let address = listen["value"].as_str().unwrap();
+    // A `handoff serve` started beside the test servers with the embedded
+    // defaults must be able to listen.
+    if let Err(e) = std::net::TcpListener::bind(address) {
+        panic!("{address}, where the service listens by default, is taken: {e}");
+    }
+}
