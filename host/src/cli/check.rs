@@ -71,7 +71,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
         (
             "serve.threads",
             match s.threads {
-                0 => "one per core".to_string(),
+                0 => format!("{} per core", crate::config::serve::THREADS_PER_CORE),
                 n => n.to_string(),
             },
         ),

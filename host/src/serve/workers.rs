@@ -1,5 +1,5 @@
 //! What drives accepted runs: up to `max-in-flight` at once, each an async
-//! task on one of `threads` threads (one per core by default), each thread
+//! task on one of `threads` threads (three per core by default), each thread
 //! a runtime of its own; each task's engine is on the process's one host
 //! (one wasmtime engine, one set of loaded adapters and clients) and its
 //! shared store connection, and the tickets come from one bounded queue. A run waiting on a target holds no thread, so the
