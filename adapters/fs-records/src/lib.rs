@@ -38,14 +38,15 @@
 //!   kinds answer success without changing anything, as a tracker does when
 //!   its workflow forbids a transition.
 
-use handoff_sdk::sent::SentLog;
 use handoff_sdk::{
     Action, AdapterError, Decision, Observed, RecordRef, Source, Target, action_name, export, fs,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod channel;
 mod journal;
+use channel::{Channel, Published};
 use journal::Entry;
 
 const OFFLINE: &str = "/records/OFFLINE";
@@ -71,6 +72,7 @@ fn frozen(kind: &str) -> bool {
 struct Record {
     state: String,
     revision: u64,
+    #[serde(deserialize_with = "fields_named_once")]
     fields: BTreeMap<String, String>,
     links: Vec<String>,
     notes: Vec<String>,
@@ -81,24 +83,42 @@ struct Record {
     last_write: Option<LastWrite>,
 }
 
+/// A record's fields, each name once: a file naming one twice could be read
+/// either way (`serde` would keep the last), so it is refused as unreadable.
+fn fields_named_once<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of text fields")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut fields = BTreeMap::new();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                if fields.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "field {name:?} is named twice"
+                    )));
+                }
+                fields.insert(name, value);
+            }
+            Ok(fields)
+        }
+    }
+    d.deserialize_map(Fields)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LastWrite {
     action: String,
     key: String,
     journal_at: u64,
-}
-
-/// One line of a channel's message log.
-#[derive(Serialize, Deserialize)]
-struct Published {
-    subject: String,
-    links: Vec<String>,
-    key: String,
-    /// The journal's length just before the line was written (absent in
-    /// lines written before the journal was made exact).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    journal_at: Option<u64>,
 }
 
 fn path(record: &RecordRef) -> Result<String, AdapterError> {
@@ -115,77 +135,6 @@ fn path(record: &RecordRef) -> Result<String, AdapterError> {
         )));
     }
     Ok(format!("/records/{}/{}.json", record.kind, record.id))
-}
-
-/// The longest message line read back (the first read is 4 KiB, and each
-/// next one four times as long, up to this).
-const MAX_LINE: u64 = 1024 * 1024;
-
-/// A channel: where messages published to a record go.
-struct Channel {
-    messages: String,
-    log: SentLog,
-}
-
-impl Channel {
-    /// The channel of `record` (its path is checked first).
-    fn of(record: &RecordRef) -> Result<Channel, AdapterError> {
-        path(record)?;
-        let stem = format!("/records/{}/{}", record.kind, record.id);
-        Ok(Channel {
-            messages: format!("{stem}.messages.jsonl"),
-            log: SentLog::new(&format!("/records/{}", record.kind), &record.id)?,
-        })
-    }
-
-    /// The newest message line, if any.
-    fn last(&self) -> Result<Option<Published>, AdapterError> {
-        let mut budget = 4096;
-        loop {
-            let tail = match fs::read_tail(&self.messages, budget) {
-                Ok(tail) => tail,
-                Err(AdapterError::NotFound(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let text = tail.bytes.strip_suffix(b"\n").unwrap_or(&tail.bytes);
-            match text.iter().rposition(|b| *b == b'\n') {
-                Some(at) => return Ok(parse_line(&text[at + 1..])),
-                None if tail.whole => return Ok(parse_line(text)),
-                // A line this adapter writes is a few KiB: this one is not
-                // a message, and reading on would only fill the memory.
-                None if budget >= MAX_LINE => {
-                    return Err(AdapterError::Invalid(format!(
-                        "{}: its newest line is over {MAX_LINE} bytes, not a message line \
-                         this adapter wrote; a person must look at the log",
-                        self.messages
-                    )));
-                }
-                // The read began inside the last line: read more.
-                None => budget *= 4,
-            }
-        }
-    }
-
-    /// Finish what a stop may have left of the newest publish: its key
-    /// indexed, its journal line written. `writable` is false for a call
-    /// that only reads (it settles only when it may write).
-    fn settle(&self, record: &RecordRef, writable: bool) -> Result<Option<String>, AdapterError> {
-        let Some(last) = self.last()? else {
-            return Ok(None);
-        };
-        if writable && !self.log.contains(&last.key)? {
-            self.log.record(&last.key)?;
-        }
-        if let Some(at) = last.journal_at {
-            let entry = entry(record, "publish", &last.key, None);
-            journal::settle(&entry, at, writable)?;
-        }
-        Ok(Some(last.key))
-    }
-}
-
-fn parse_line(line: &[u8]) -> Option<Published> {
-    serde_json::from_slice(line).ok()
 }
 
 fn entry(record: &RecordRef, action: &str, key: &str, revision: Option<u64>) -> Entry {

@@ -179,6 +179,17 @@ fn missing_records_and_bad_ids_are_typed_errors() {
         ("open", Some("1"))
     );
     assert!(journal(&dir).is_empty());
+    // A decision whose file names a field twice could be read either way.
+    std::fs::write(
+        dir.join("checklist/RV-1.json"),
+        r#"{"state":"accepted","fields":{"review_version":"3","review_version":"4"}}"#,
+    )
+    .unwrap();
+    let e = h.run(|| Records::read_decision(rec("checklist", "RV-1")));
+    let Err(AdapterError::Invalid(why)) = e else {
+        panic!("{e:?}");
+    };
+    assert!(why.contains("\"review_version\" is named twice"), "{why}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
