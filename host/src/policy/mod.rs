@@ -4,11 +4,13 @@
 //!
 //! Parsing is strict (unknown keys refused, with the file and the key), the
 //! actions are the closed set of the contract, conditions are declarative
-//! (equality and existence), and every template is checked for syntax here
-//! so that a typo fails at load, not halfway through a run.
+//! (equality and existence), and what a policy must say beyond its syntax
+//! (`rules.rs`: every template well formed, names given, state pinned) is
+//! checked here, so that a mistake fails at load, not halfway through a run.
 
 pub mod condition;
 pub mod plan;
+mod rules;
 pub mod template;
 
 use crate::model::ActionKind;
@@ -289,8 +291,6 @@ pub struct Policy {
     pub follow_up: FollowUpSpec,
 }
 
-const CONDITION_PATHS: &str = "exists, applied, state, revision, links, fields.NAME";
-
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let text =
@@ -319,102 +319,7 @@ impl Policy {
                 c as u32
             )));
         }
-        if raw.policy.id.trim().is_empty() || raw.policy.version.trim().is_empty() {
-            return Err(err("policy.id and policy.version must not be empty".into()));
-        }
-        if raw.trigger.states.is_empty() {
-            return Err(err(
-                "trigger.states is empty: no decision state would authorize anything".into(),
-            ));
-        }
-        if raw.steps.is_empty() {
-            return Err(err("a policy needs at least one [[step]]".into()));
-        }
-        if raw.follow_up.route_to.trim().is_empty() {
-            return Err(err("follow-up.route-to must name a role".into()));
-        }
-        let mut ids = BTreeSet::new();
-        for step in &raw.steps {
-            if !ids.insert(step.id.as_str()) {
-                return Err(err(format!("step id {:?} is used twice", step.id)));
-            }
-            if step.done_when.is_empty() {
-                return Err(err(format!(
-                    "step {}: done-when is empty; say which end state counts as done",
-                    step.id
-                )));
-            }
-        }
-
-        // Every template and condition path, checked now.
-        let check_text = |text: &str, place: String| {
-            template::references(text, &place).map_err(|e| err(e.to_string()))
-        };
-        let check_condition = |c: &Condition, place: &str| -> Result<(), PolicyError> {
-            for (key, expected) in c {
-                let valid = matches!(
-                    key.as_str(),
-                    "exists" | "applied" | "state" | "revision" | "links"
-                ) || key.strip_prefix("fields.").is_some_and(|f| !f.is_empty());
-                if !valid {
-                    return Err(err(format!(
-                        "{place}: unknown condition {key:?}; use {CONDITION_PATHS}"
-                    )));
-                }
-                match (key.as_str(), expected) {
-                    ("applied", _) if !place.ends_with("done-when") => {
-                        return Err(err(format!(
-                            "{place}: applied is about a step's own key; use it in done-when only"
-                        )));
-                    }
-                    ("exists" | "applied", Expected::Bool(_)) => {}
-                    ("exists" | "applied", Expected::Text(_)) => {
-                        return Err(err(format!("{place}: {key} takes true or false")));
-                    }
-                    (_, Expected::Bool(_)) => {
-                        return Err(err(format!("{place}: {key} takes a text value")));
-                    }
-                    (_, Expected::Text(t)) => {
-                        template::references(t, &format!("{place}.{key}"))
-                            .map_err(|e| err(e.to_string()))?;
-                    }
-                }
-            }
-            Ok(())
-        };
-        check_text(&raw.source.record.kind, "source.record.kind".into())?;
-        check_text(&raw.source.record.id, "source.record.id".into())?;
-        check_condition(&raw.source.must_match, "source.must-match")?;
-        pins_the_state(&raw.source.must_match, &raw.trigger.states).map_err(err)?;
-        let mut of_the_event = false;
-        for (i, key) in raw.source.business_key.iter().enumerate() {
-            let refs = check_text(key, format!("source.business-key[{i}]"))?;
-            of_the_event |= refs.iter().any(|r| r.starts_with("event."));
-        }
-        if !raw.source.business_key.is_empty() && !of_the_event {
-            return Err(err(
-                "source.business-key names nothing of the event: every decision would share \
-                 one key, and each after the first would be taken for a duplicate of it; name \
-                 the decision's parts ({{event.data.…}}), or leave business-key out to know a \
-                 decision by its event id alone"
-                    .into(),
-            ));
-        }
-        for check in &raw.checks {
-            let place = format!("check {:?}", check.name);
-            check_text(&check.record.kind, format!("{place} record.kind"))?;
-            check_text(&check.record.id, format!("{place} record.id"))?;
-            check_condition(&check.expect, &format!("{place} expect"))?;
-        }
-        for step in &raw.steps {
-            let place = format!("step {}", step.id);
-            check_text(&step.record.kind, format!("{place} record.kind"))?;
-            check_text(&step.record.id, format!("{place} record.id"))?;
-            for t in step.action.texts() {
-                check_text(t, format!("{place} action"))?;
-            }
-            check_condition(&step.done_when, &format!("{place} done-when"))?;
-        }
+        rules::check(&raw).map_err(err)?;
 
         Ok(Policy {
             text: text.to_string(),
@@ -454,32 +359,6 @@ impl Policy {
             .map(|(a, k)| format!("{a}: {}", k.name()))
             .collect()
     }
-}
-
-/// Revalidation tests the decision read again against `must-match` alone,
-/// so `must-match` must hold its state to one that authorizes the work:
-/// one of `trigger.states`, or the state the event itself carried (which
-/// intake held to them). Without it, a decision taken back (revoked,
-/// rejected) would go on authorizing every write.
-fn pins_the_state(must_match: &Condition, states: &BTreeSet<String>) -> Result<(), String> {
-    let pinned = match must_match.get("state") {
-        Some(Expected::Text(t)) => {
-            let bare: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-            states.contains(t) || bare == "{{event.data.state}}"
-        }
-        _ => false,
-    };
-    if pinned {
-        return Ok(());
-    }
-    let states: Vec<&str> = states.iter().map(String::as_str).collect();
-    Err(format!(
-        "source.must-match must hold state to one of trigger.states ({}) or to \
-         \"{{{{event.data.state}}}}\": the decision is read again and tested against \
-         must-match alone, so without it a decision revoked or rejected since would still \
-         authorize the work",
-        states.join(", ")
-    ))
 }
 
 #[cfg(test)]

@@ -204,3 +204,62 @@ fn a_business_key_naming_nothing_of_the_event_is_refused() {
     let none = parse(&RELEASE.replace(key, "")).unwrap();
     assert!(none.source.business_key.is_empty());
 }
+
+#[test]
+fn empty_names_repeated_check_names_empty_expectations_and_no_time_to_act_are_refused() {
+    for (from, to, says) in [
+        (
+            "type = \"release.review.decided\"",
+            "type = \" \"",
+            "trigger.type is empty",
+        ),
+        (
+            "states = [\"accepted\"]",
+            "states = [\"accepted\", \"\"]",
+            "trigger.states holds an empty state",
+        ),
+        (
+            "name = \"milestone mapping\"",
+            "name = \"\"",
+            "a [[check]]'s name is empty",
+        ),
+        (
+            "id = \"close-checklist\"",
+            "id = \"\"",
+            "a [[step]]'s id is empty",
+        ),
+        (
+            "expect = { exists = true, \"fields.release_id\" = \"{{event.data.release_id}}\" }",
+            "expect = {}",
+            "check \"milestone mapping\": expect is empty",
+        ),
+        (
+            "route-to = \"release-coordinator\"",
+            "route-to = \"release-coordinator\"\nsla-hours = 0",
+            "follow-up.sla-hours is 0",
+        ),
+    ] {
+        let text = RELEASE.replace(from, to);
+        assert_ne!(text, RELEASE, "{from}");
+        let err = parse(&text).unwrap_err();
+        assert!(err.problem.starts_with(says), "{to}: {err}");
+    }
+    let two = RELEASE.replace(
+        "[[step]]\nid = \"close-checklist\"",
+        "[[check]]\nname = \"milestone mapping\"\nadapter = \"tracker\"\n\
+         record = { kind = \"version\", id = \"M-1\" }\nexpect = { exists = true }\n\n\
+         [[step]]\nid = \"close-checklist\"",
+    );
+    assert_ne!(two, RELEASE);
+    let err = parse(&two).unwrap_err();
+    assert!(
+        err.problem
+            .contains("check name \"milestone mapping\" is used twice"),
+        "{err}"
+    );
+    parse(&RELEASE.replace(
+        "route-to = \"release-coordinator\"",
+        "route-to = \"release-coordinator\"\nsla-hours = 1",
+    ))
+    .unwrap();
+}
