@@ -60,7 +60,12 @@ pub(super) fn finish(
                  trail)"
             ));
         }
-        for instance in &r.reach {
+        for (i, instance) in r.reach.iter().enumerate() {
+            if r.reach[..i].contains(instance) {
+                return Err(format!(
+                    "roles.{name}.reach names {instance:?} twice; each instance tells the role once"
+                ));
+            }
             let Some(adapter) = adapters.get(instance) else {
                 return Err(format!(
                     "roles.{name}.reach: no adapter instance {instance:?}; configure it as \

@@ -271,6 +271,10 @@ fn roles_name_instances_that_can_publish_and_chains_that_exist() {
         ),
         ("[roles.c]\nreach = [\"tracker\"]\n", "leaves out publish"),
         (
+            "[roles.c]\nreach = [\"mail\", \"mail\"]\n",
+            "roles.c.reach names \"mail\" twice",
+        ),
+        (
             "[roles.c]\nescalate-to = \"x\"\n",
             "roles.c.escalate-to: no role \"x\"",
         ),
