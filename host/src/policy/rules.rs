@@ -82,13 +82,6 @@ fn shape(raw: &RawPolicy) -> Result<(), String> {
     if raw.follow_up.route_to.trim().is_empty() {
         return Err("follow-up.route-to must name a role".into());
     }
-    if raw.follow_up.sla_hours == 0 {
-        return Err(
-            "follow-up.sla-hours is 0: every packet would be overdue as it opens; give a \
-             person at least an hour"
-                .into(),
-        );
-    }
     Ok(())
 }
 
