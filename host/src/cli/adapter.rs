@@ -29,7 +29,7 @@ pub enum AdapterCommand {
         /// The package directory (holding adapter.toml and <name>.wasm).
         package: PathBuf,
         /// Who approves: recorded with the approval.
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::who)]
         by: String,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -65,7 +65,7 @@ pub enum AdapterCommand {
         /// The adapter name (adapter.name in its manifest).
         name: String,
         /// Who revokes: recorded with the revocation.
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::who)]
         by: String,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -90,9 +90,6 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         AdapterCommand::Approve { package, by, json } => {
-            if by.trim().is_empty() {
-                bail!("--by must name who approves");
-            }
             let mut store = ctx.open_store()?;
             let package = Package::read(&package)?;
             let sandbox = Sandbox::new(&ctx.config.cache_dir, ctx.config.ceiling.clone())?;

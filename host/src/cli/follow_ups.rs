@@ -70,7 +70,7 @@ pub enum FollowUpsCommand {
     Deliver {
         /// The time to deliver as of (RFC 3339; default now): a reminder or
         /// escalation due by then goes out.
-        #[arg(long, value_parser = super::timestamp)]
+        #[arg(long, value_parser = super::args::timestamp)]
         now: Option<jiff::Timestamp>,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -81,7 +81,7 @@ pub enum FollowUpsCommand {
         /// The follow-up's number.
         id: i64,
         /// The role taking it on.
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::who)]
         by: String,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -95,7 +95,7 @@ pub enum FollowUpsCommand {
         #[arg(long, value_enum)]
         action: ResolveAction,
         /// The role deciding.
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::who)]
         by: String,
         /// Why (kept with the follow-up, not in the audit chain).
         #[arg(long, default_value = "")]
@@ -224,9 +224,6 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             })
         }
         FollowUpsCommand::Ack { id, by, json } => {
-            if by.trim().is_empty() {
-                bail!("--by must name the role taking it on");
-            }
             engine(ctx)?.acknowledge(id, &by)?;
             if json {
                 println!(
@@ -246,9 +243,6 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             verdict,
             json,
         } => {
-            if by.trim().is_empty() {
-                bail!("--by must name the role deciding");
-            }
             if matches!(action, ResolveAction::Resume) && verdict.is_some() {
                 bail!(
                     "--verdict goes with mark-resolved or abandon: a resumed packet needed a person"

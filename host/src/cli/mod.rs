@@ -2,6 +2,7 @@
 //! group lives in its own module and returns an exit code.
 
 mod adapter;
+mod args;
 mod audit;
 mod check;
 mod conform;
@@ -184,13 +185,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
-}
-
-/// A time given on the command line: RFC 3339, its error showing the form.
-fn timestamp(text: &str) -> Result<jiff::Timestamp, String> {
-    text.parse().map_err(|e| {
-        format!("not an RFC 3339 time with its offset, such as 2026-12-01T09:00:00Z ({e})")
-    })
 }
 
 /// Whether `err` comes of a full disk: SQLite's "full", the shared-memory
@@ -381,18 +375,6 @@ mod tests {
     fn sqlite(code: i32) -> anyhow::Error {
         let e = rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
         anyhow::Error::from(crate::store::StoreError::Sql(e)).context("opening the store")
-    }
-
-    #[test]
-    fn a_time_on_the_command_line_is_rfc_3339_and_its_error_shows_the_form() {
-        assert_eq!(
-            timestamp("2026-12-01T09:00:00+01:00").unwrap().to_string(),
-            "2026-12-01T08:00:00Z"
-        );
-        for bad in ["yesterday", "2026-12-01", "2026-12-01T09:00:00"] {
-            let e = timestamp(bad).unwrap_err();
-            assert!(e.contains("such as 2026-12-01T09:00:00Z"), "{bad}: {e}");
-        }
     }
 
     #[test]

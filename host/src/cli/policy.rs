@@ -23,7 +23,7 @@ pub enum PolicyCommand {
         /// The policy file (TOML).
         file: PathBuf,
         /// Who approves (a workflow owner): recorded with the approval.
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::who)]
         by: String,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -41,7 +41,7 @@ pub enum PolicyCommand {
         /// The policy id ([policy] id).
         id: String,
         /// Who revokes: recorded with the revocation.
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::who)]
         by: String,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -91,9 +91,6 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             Ok(exit::OK)
         }
         PolicyCommand::Approve { file, by, json } => {
-            if by.trim().is_empty() {
-                bail!("--by must name who approves");
-            }
             let mut store = ctx.open_store()?;
             let policy = Policy::load(&file)?;
             let answer = |already: bool, by: &str| {

@@ -14,7 +14,7 @@ pub enum ShadowCommand {
     /// would have done, something else, or nothing yet. Reads only.
     Report {
         /// Only runs shadowed at or after this time (RFC 3339).
-        #[arg(long, value_parser = super::timestamp)]
+        #[arg(long, value_parser = super::args::timestamp)]
         since: Option<jiff::Timestamp>,
         /// One JSON array instead of text.
         #[arg(long)]

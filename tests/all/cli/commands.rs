@@ -101,6 +101,14 @@ fn approve_then_inspect_list_and_revoke() {
         stdout(&out)
     );
 
+    // Who revokes is someone, named on one bounded line.
+    let long = "r".repeat(257);
+    for by in ["", " ", "sec\nreview", "sec\u{1b}[2Jreview", long.as_str()] {
+        let out = handoff(cwd.path(), &["adapter", "revoke", "minimal", "--by", by]);
+        assert_eq!(out.status.code(), Some(2), "{by:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--by"), "{}", stderr(&out));
+        assert!(stderr(&out).len() < 1000, "{}", stderr(&out));
+    }
     let out = handoff(
         cwd.path(),
         &["adapter", "revoke", "minimal", "--by", "sec-review"],

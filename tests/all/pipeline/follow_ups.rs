@@ -210,24 +210,27 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
     );
     // Plain text only, as it is shown again at someone's terminal: a line
     // break in a note is fine, an escape is not, nor any control in a role.
-    for (by, note, says) in [
+    // (A role that is no plain line is a wrong command line: exit 2.)
+    for (by, note, code, says) in [
         (
             "release-coordinator",
             "clear\x1b[2J",
+            1,
             "the note holds the control character U+001B",
         ),
         (
             "release\x07coordinator",
             "why",
-            "the role holds the control character U+0007",
+            2,
+            "holds the control character U+0007; a name is one line",
         ),
     ] {
         let o = resolve(&s, &id, "abandon", by, &["--note", note]);
-        assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
+        assert_eq!(o.status.code(), Some(code), "{}", text_of(&o));
         assert!(text_of(&o).contains(says), "{}", text_of(&o));
     }
     let o = s.handoff(&["follow-ups", "ack", &id, "--by", "release\x1bcoordinator"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text_of(&o));
     let o = resolve(&s, &id, "abandon", "release-coordinator", &[]);
     assert!(o.status.success(), "{}", text_of(&o));
     let (_, list, _) = outcome(&s.handoff(&["follow-ups", "list"]));
