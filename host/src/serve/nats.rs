@@ -240,7 +240,12 @@ async fn handle(
         let _ = message.ack_with(AckKind::Term).await;
         return;
     }
-    let event = match CloudEvent::parse(&message.payload, &format!("NATS {}", message.subject)) {
+    // The subject is the publisher's: shown bounded, and inert in the log.
+    let origin = format!(
+        "NATS {}",
+        crate::kept::inert(&crate::kept::render(&message.subject, 128))
+    );
+    let event = match CloudEvent::parse(&message.payload, &origin) {
         Ok(e) => e,
         Err(e) => {
             app.metrics.refuse("nats-bad-event");

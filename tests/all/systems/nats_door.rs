@@ -70,9 +70,13 @@ impl Decisions {
     }
 
     fn publish(&self, body: Vec<u8>) {
+        self.publish_on(&self.subject, body)
+    }
+
+    fn publish_on(&self, subject: &str, body: Vec<u8>) {
         self.rt.block_on(async {
             self.js
-                .publish(self.subject.clone(), body.into())
+                .publish(subject.to_string(), body.into())
                 .await
                 .unwrap()
                 .await
@@ -247,6 +251,28 @@ fn a_nats_message_larger_than_a_webhook_body_may_be_is_refused_for_good() {
         &metrics,
         &["handoff_requests_refused_total{reason=\"nats-too-large\"} 1"],
     );
+}
+
+#[test]
+fn a_refused_message_is_logged_with_its_subject_bounded_and_inert() {
+    let decisions = Decisions::new("subject");
+    let s = scenario(1, 10);
+    decisions.feed(&s, "");
+    let service = Service::start_logging(&s, None, "info");
+    // A subject of the publisher's own making, under the stream's filter.
+    let subject = format!(
+        "{}.x\u{1b}]0;owned\u{7}{}",
+        decisions.filter.trim_end_matches(".>"),
+        "y".repeat(3000)
+    );
+    decisions.publish_on(&subject, b"not json".to_vec());
+    let line = service.line_with("not a CloudEvent; terminated");
+    assert!(
+        !line.contains('\u{1b}') && !line.contains('\u{7}'),
+        "{line}"
+    );
+    assert!(line.contains("\\u{1b}]0;owned"), "{line}");
+    assert!(line.len() < 1000, "{} bytes: {line}", line.len());
 }
 
 #[test]
