@@ -34,7 +34,9 @@ pub fn prefix(text: &str, max: usize) -> &str {
 /// an escape that would drive the terminal) and Unicode line separator
 /// written as `\u{..}`; the rest as it is.
 pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
-    let live = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    let live = |c: char| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::plain::is_bidi_control(c)
+    };
     if !text.chars().any(live) {
         return text.into();
     }
@@ -97,6 +99,9 @@ mod tests {
         assert_eq!(inert(r"RV-77\/1 ok"), r"RV-77\/1 ok");
         assert_eq!(inert("a\x1b[2J\nb\u{2028}"), "a\\u{1b}[2J\\u{a}b\\u{2028}");
         assert_eq!(inert_lines("one\x07\ntwo\r\n"), "one\\u{7}\ntwo\\u{d}\n");
+        // Text that would show in another order than it is read.
+        assert_eq!(inert("pay\u{202E}gnp.exe"), "pay\\u{202e}gnp.exe");
+        assert_eq!(inert("שלום"), "שלום");
     }
 
     #[test]

@@ -1,11 +1,36 @@
 //! Text people write and others read at a terminal (a manifest a reviewer
 //! inspects, a policy, a resolution's note): what counts as plain text.
+//! Neither a control character (which can move the cursor or erase a line)
+//! nor a bidirectional formatting character (which shows the text around it
+//! in another order than it is read: a reviewer would approve what they did
+//! not see) is.
 
-/// The first control character in `text`. With `lines`, line breaks (a
-/// file's or a form's: `\n`, `\r\n`) and tabs are text too.
+/// Whether `c` reorders the text around it as displayed: the embeddings,
+/// overrides and isolates, and the invisible direction marks.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// The first control or bidirectional formatting character in `text`.
+/// With `lines`, line breaks (a file's or a form's: `\n`, `\r\n`) and tabs
+/// are text too.
 pub fn control_character(text: &str, lines: bool) -> Option<char> {
-    text.chars()
-        .find(|&c| c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t')))
+    text.chars().find(|&c| {
+        (c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t'))) || is_bidi_control(c)
+    })
+}
+
+/// The first bidirectional formatting character anywhere in a file's
+/// `text` (a comment included), with its line (from 1).
+pub fn bidi_control_in(text: &str) -> Option<(usize, char)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        line.chars()
+            .find(|&c| is_bidi_control(c))
+            .map(|c| (i + 1, c))
+    })
 }
 
 /// The first key or string in `value` holding a control character, with
@@ -30,5 +55,28 @@ pub fn control_in_toml(value: &toml::Value, at: &str, lines: bool) -> Option<(St
             }
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_and_bidirectional_formatting_are_not_plain_text() {
+        assert_eq!(control_character("closed", false), None);
+        assert_eq!(control_character("a\nb\tc", true), None);
+        assert_eq!(control_character("a\nb", false), Some('\n'));
+        assert_eq!(control_character("x\u{1b}[2J", true), Some('\u{1b}'));
+        for c in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}'] {
+            assert_eq!(control_character(&format!("ok{c}ko"), true), Some(c));
+        }
+        // Right-to-left text itself is text.
+        assert_eq!(control_character("שלום مرحبا", false), None);
+        assert_eq!(
+            bidi_control_in("a = 1\n# note \u{202E} }\nb = 2"),
+            Some((2, '\u{202E}'))
+        );
+        assert_eq!(bidi_control_in("a = \"שלום\"\n"), None);
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn who(text: &str) -> Result<String, String> {
             name.len()
         ));
     }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
+    if let Some(c) = crate::plain::control_character(name, false) {
         return Err(format!(
             "holds the control character U+{:04X}; a name is one line of plain text",
             c as u32

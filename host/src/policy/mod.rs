@@ -92,8 +92,10 @@ pub fn name(value: &str) -> Result<(), String> {
             value.len()
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err("holds a control character (a line break, a tab...)".into());
+    if crate::plain::control_character(value, false).is_some() {
+        return Err(
+            "holds a control character (a line break, a tab...) or one that reorders text".into(),
+        );
     }
     Ok(())
 }
@@ -311,6 +313,13 @@ impl Policy {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         // Read by reviewers at a terminal (`policy inspect`) and sent on in
         // messages: plain text, a message's body with its line breaks.
+        if let Some((line, c)) = crate::plain::bidi_control_in(text) {
+            return Err(err(format!(
+                "line {line} holds U+{:04X}, which shows the text around it in another order \
+                 than it is read; a policy is plain text",
+                c as u32
+            )));
+        }
         let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", true) {
             return Err(err(format!(

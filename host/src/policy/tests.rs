@@ -259,3 +259,20 @@ fn empty_names_repeated_check_names_and_empty_expectations_are_refused() {
     ))
     .unwrap();
 }
+
+#[test]
+fn a_policy_that_would_show_in_another_order_than_it_reads_is_refused() {
+    // A comment, as much as a value: a reviewer approves what they see.
+    let commented = RELEASE.replace(
+        "action = { set-state = \"closed\" }",
+        "action = { set-state = \"closed\" } # \u{202E} {\u{2066}",
+    );
+    assert_ne!(commented, RELEASE);
+    let err = parse(&commented).unwrap_err();
+    assert!(
+        err.problem.starts_with("line 27 holds U+202E") && err.problem.contains("another order"),
+        "{err}"
+    );
+    // Right-to-left text itself is text.
+    parse(&RELEASE.replace("ready for scheduling", "ready for scheduling (שלום)")).unwrap();
+}

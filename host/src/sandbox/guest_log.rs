@@ -112,7 +112,10 @@ pub fn escaped(message: &str, max: usize) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}')
+                || crate::plain::is_bidi_control(c) =>
+            {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -133,6 +136,7 @@ mod tests {
         assert!(line.starts_with("ok\\n2026"), "{line}");
         assert!(line.ends_with("\\r\\u{1b}[2K"), "{line}");
         assert_eq!(escaped("a\u{2028}b", 100), "a\\u{2028}b");
+        assert_eq!(escaped("a\u{2066}b", 100), "a\\u{2066}b");
     }
 
     #[test]

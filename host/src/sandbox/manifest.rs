@@ -93,6 +93,13 @@ impl Manifest {
         // What a reviewer reads at a terminal (`adapter inspect`) says what
         // it says: no escape in it may move the cursor, erase a line or
         // start one that looks like the tool's own.
+        if let Some((line, c)) = crate::plain::bidi_control_in(text) {
+            return Err(err(format!(
+                "line {line} holds U+{:04X}, which shows the text around it in another order \
+                 than it is read; a manifest is plain text",
+                c as u32
+            )));
+        }
         let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", false)
         {
@@ -231,6 +238,18 @@ actions = ["set-state", "annotate"]
                 err.problem.starts_with(at) && err.problem.contains("control character"),
                 "{at}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_manifest_that_would_show_in_another_order_than_it_reads_is_refused() {
+        for text in [
+            MINIMAL.replace("version = \"0.1.0\"", "version = \"0.1.0\" # \u{202E} }"),
+            MINIMAL.replace("\"annotate\"", "\"annotate\u{2066}\""),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.problem.starts_with("line "), "{err}");
+            assert!(err.problem.contains("another order"), "{err}");
         }
     }
 
