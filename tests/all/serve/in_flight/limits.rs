@@ -87,9 +87,14 @@ fn with_every_run_in_flight_waiting_intake_takes_exactly_the_queue_and_refuses_t
     s.edit_config("max-queued = 1000\n", &format!("max-queued = {QUEUED}\n"));
     reviews(&s, 12);
     let service = Service::start(&s, None);
-    let mut runs: Vec<String> = (0..IN_FLIGHT).map(|i| accept(&service, i)).collect();
-    // Every run in flight is at its first post, held there.
-    held.wait_until_open(IN_FLIGHT);
+    // Each run taken off the queue (at its first post, held there) before
+    // the next is sent: the queue holds only QUEUED, and a run not yet taken
+    // would fill it.
+    let mut runs = Vec::new();
+    for i in 0..IN_FLIGHT {
+        runs.push(accept(&service, i));
+        held.wait_until_open(i + 1);
+    }
     runs.extend((IN_FLIGHT..IN_FLIGHT + QUEUED).map(|i| accept(&service, i)));
     for i in IN_FLIGHT + QUEUED..12 {
         let body = decision(i).to_string().into_bytes();
