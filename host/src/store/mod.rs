@@ -13,6 +13,7 @@ pub mod events;
 pub mod follow_ups;
 pub mod gate;
 pub mod group;
+pub mod identity;
 pub mod intake;
 pub mod migrations;
 pub mod notices;
@@ -43,6 +44,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{path} is not a handoff store: it is {what}; handoff adds nothing to it. Name a new \
+         file, or the store handoff made (--store, HANDOFF_STORE or [store] path)"
+    )]
+    NotAStore { path: PathBuf, what: String },
     #[error(
         "the store at {path} has schema version {found}, newer than this handoff knows ({known}); \
          use a newer handoff or another store"
@@ -143,6 +149,8 @@ impl Store {
     }
 
     fn init(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
+        // Before anything is written to it: handoff's own, or new.
+        identity::check(&conn, path)?;
         // WAL: readers do not block the one writer; NORMAL sync is durable
         // across process crashes (the log is fsynced at checkpoints).
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -159,6 +167,7 @@ impl Store {
         // intake's time.
         conn.set_prepared_statement_cache_capacity(128);
         migrations::apply(&mut conn, path)?;
+        identity::mark(&conn)?;
         Ok(conn)
     }
 
