@@ -177,7 +177,8 @@ impl Config {
     /// The embedded default, with the process's `HANDOFF_…` settings over it
     /// (no configuration file).
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::parse_with_env("", Path::new("handoff.toml"), &|var| {
+        // Errors name what they are about: there is no file.
+        Config::parse_with_env("", Path::new("the embedded defaults"), &|var| {
             std::env::var(var).ok()
         })
     }

@@ -358,4 +358,18 @@ fn check_shows_each_setting_in_force_and_where_it_came_from() {
         said.contains("HANDOFF_SERVE_MAX_IN_FLIGHT") && said.contains("whole number"),
         "{said}"
     );
+    // With no handoff.toml, the error names no file that is not there.
+    let empty = tempfile::tempdir().unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("check")
+        .current_dir(empty.path())
+        .env("HANDOFF_SERVE_MAX_IN_FLIGHT", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.starts_with("error: the embedded defaults: HANDOFF_SERVE_MAX_IN_FLIGHT is \"lots\""),
+        "{said}"
+    );
 }
