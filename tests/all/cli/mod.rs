@@ -5,4 +5,5 @@ mod check;
 mod commands;
 mod conform;
 mod demo;
+mod installed;
 mod reviewer;
