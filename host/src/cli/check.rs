@@ -39,13 +39,14 @@ pub fn check(ctx: &Ctx, reach: bool, json: bool) -> Result<u8> {
     })
 }
 
-/// Every `[store]` and `[serve]` setting as it is in force, and where it
-/// came from (a `--store` on the command line wins over everything).
+/// Every `[store]`, `[serve]`, `[ceiling]` and `[retry]` setting as it is
+/// in force, and where it came from (a `--store` on the command line wins
+/// over everything).
 fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     let c = &ctx.config;
     let s = &c.serve;
     let path = |p: &std::path::Path| p.display().to_string();
-    let values: [(&str, String); 19] = [
+    let mut values: Vec<(&str, String)> = vec![
         ("store.path", path(&ctx.store_path)),
         ("store.cache-dir", path(&c.cache_dir)),
         (
@@ -98,6 +99,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
             s.public_url.clone().unwrap_or_else(|| "(none)".into()),
         ),
     ];
+    values.extend(ceiling_and_retry(c));
     values
         .into_iter()
         .map(|(key, value)| {
@@ -108,6 +110,68 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
             (key.to_string(), value, from)
         })
         .collect()
+}
+
+/// The host's ceiling on every adapter, and the retries of a transient
+/// failure.
+fn ceiling_and_retry(c: &crate::config::Config) -> Vec<(&'static str, String)> {
+    let (ceiling, retry) = (&c.ceiling, &c.retry);
+    let listed = |items: Vec<String>, none: &str| {
+        if items.is_empty() {
+            none.to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    vec![
+        ("ceiling.max-memory-mib", ceiling.max_memory_mib.to_string()),
+        (
+            "ceiling.max-call-timeout-ms",
+            ceiling.max_call_timeout_ms.to_string(),
+        ),
+        (
+            "ceiling.result-string-bytes",
+            ceiling.results.string_bytes.to_string(),
+        ),
+        (
+            "ceiling.result-list-entries",
+            ceiling.results.list_entries.to_string(),
+        ),
+        (
+            "ceiling.result-bytes",
+            ceiling.results.total_bytes.to_string(),
+        ),
+        (
+            "ceiling.log-lines-per-call",
+            ceiling.log_budget.lines.to_string(),
+        ),
+        (
+            "ceiling.log-bytes-per-call",
+            ceiling.log_budget.bytes.to_string(),
+        ),
+        (
+            "ceiling.http-origins",
+            match &ceiling.http_origins {
+                None => "(any the grants name)".into(),
+                Some(set) => listed(set.iter().map(|o| o.to_string()).collect(), "(none)"),
+            },
+        ),
+        (
+            "ceiling.deny-networks",
+            listed(
+                ceiling
+                    .denied_networks
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+                "(only the always-denied ranges)",
+            ),
+        ),
+        ("ceiling.sockets", ceiling.sockets.to_string()),
+        ("retry.attempts", retry.attempts.to_string()),
+        ("retry.base-delay-ms", retry.base_delay_ms.to_string()),
+        ("retry.max-delay-ms", retry.max_delay_ms.to_string()),
+    ]
 }
 
 fn render(findings: &[Finding], reach: bool) -> String {

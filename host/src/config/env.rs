@@ -129,8 +129,26 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// Settings no variable sets: from the file, or the default.
+const FILE_ONLY: [(&str, &str); 13] = [
+    ("ceiling", "max-memory-mib"),
+    ("ceiling", "max-call-timeout-ms"),
+    ("ceiling", "result-string-bytes"),
+    ("ceiling", "result-list-entries"),
+    ("ceiling", "result-bytes"),
+    ("ceiling", "log-lines-per-call"),
+    ("ceiling", "log-bytes-per-call"),
+    ("ceiling", "http-origins"),
+    ("ceiling", "deny-networks"),
+    ("ceiling", "sockets"),
+    ("retry", "attempts"),
+    ("retry", "base-delay-ms"),
+    ("retry", "max-delay-ms"),
+];
+
 /// Put the environment's settings into the parsed file, and say where
-/// each setting of `[store]` and `[serve]` came from (by `section.key`).
+/// each setting of `[store]`, `[serve]`, `[ceiling]` and `[retry]` came
+/// from (by `section.key`).
 pub fn apply(
     table: &mut toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
@@ -179,6 +197,18 @@ pub fn apply(
         };
         section_table.insert(key.to_string(), value);
         origins.insert(name, Origin::Env(var.to_string()));
+    }
+    for (section, key) in FILE_ONLY {
+        let in_file = table
+            .get(section)
+            .and_then(|s| s.as_table())
+            .is_some_and(|s| s.contains_key(key));
+        let origin = if in_file {
+            Origin::File
+        } else {
+            Origin::Default
+        };
+        origins.insert(format!("{section}.{key}"), origin);
     }
     Ok(origins)
 }

@@ -334,6 +334,15 @@ fn check_shows_each_setting_in_force_and_where_it_came_from() {
         ("process".into(), "env HANDOFF_STORE_DURABILITY".into())
     );
     assert_eq!(setting("serve.listen").0, "127.0.0.1:9999");
+    // The ceiling and the retries, file only.
+    assert_eq!(
+        setting("retry.attempts"),
+        ("3".into(), "handoff.toml".into())
+    );
+    assert_eq!(
+        setting("ceiling.max-memory-mib"),
+        ("256".into(), "default".into())
+    );
     // The text form says the same, and a bad value names its variable.
     let text = s
         .command(&["check"])
