@@ -82,7 +82,7 @@ impl Frame {
 /// A rendered page with the headers every console page carries: no
 /// script may run, no other site may frame it, nothing is cached.
 fn html(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
+    match page.render().map(in_reading_order) {
         Ok(body) => (
             status,
             [
@@ -109,6 +109,25 @@ fn html(status: StatusCode, page: &impl Template) -> Response {
                 .into_response()
         }
     }
+}
+
+/// A page with each bidirectional formatting character written out as
+/// `\u{..}`: escaping for HTML leaves them in force, and one in a value from
+/// outside (an event's id, a record's field) would show the text after it in
+/// another order than it is read. The templates hold none of their own.
+fn in_reading_order(page: String) -> String {
+    if !page.chars().any(crate::plain::is_bidi_control) {
+        return page;
+    }
+    let mut out = String::with_capacity(page.len() + 16);
+    for c in page.chars() {
+        if crate::plain::is_bidi_control(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Template)]
@@ -275,5 +294,18 @@ async fn logout(
     match result {
         Ok(()) => with_cookie(Redirect::to("/ui/login"), app.console.sessions.cleared()),
         Err(r) => refused(&app, None, r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_page_shows_values_in_the_order_they_are_read() {
+        let page =
+            "<td>invoice\u{202E}fdp.exe</td><td>\u{5e9}\u{5dc}\u{5d5}\u{5dd}</td>".to_string();
+        assert_eq!(
+            super::in_reading_order(page),
+            "<td>invoice\\u{202e}fdp.exe</td><td>\u{5e9}\u{5dc}\u{5d5}\u{5dd}</td>"
+        );
     }
 }
