@@ -31,13 +31,17 @@ pub fn prefix(text: &str, max: usize) -> &str {
 }
 
 /// `text` to be shown at a terminal: each control character (a line break,
-/// an escape that would drive the terminal) and Unicode line separator
-/// written as `\u{..}`; the rest as it is.
+/// an escape that would drive the terminal), Unicode line separator and
+/// bidirectional formatting character written as `\u{..}`; the rest as it is.
 pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
-    let live = |c: char| {
+    written_out(text, |c| {
         c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::plain::is_bidi_control(c)
-    };
-    if !text.chars().any(live) {
+    })
+}
+
+/// `text` with each character `live` says is live written as `\u{..}`.
+pub fn written_out(text: &str, live: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&live) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -116,18 +116,10 @@ fn html(status: StatusCode, page: &impl Template) -> Response {
 /// outside (an event's id, a record's field) would show the text after it in
 /// another order than it is read. The templates hold none of their own.
 fn in_reading_order(page: String) -> String {
-    if !page.chars().any(crate::plain::is_bidi_control) {
-        return page;
+    match crate::kept::written_out(&page, crate::plain::is_bidi_control) {
+        std::borrow::Cow::Borrowed(_) => page,
+        std::borrow::Cow::Owned(written) => written,
     }
-    let mut out = String::with_capacity(page.len() + 16);
-    for c in page.chars() {
-        if crate::plain::is_bidi_control(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Template)]
