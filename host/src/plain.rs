@@ -23,9 +23,23 @@ pub fn control_character(text: &str, lines: bool) -> Option<char> {
     })
 }
 
+/// A file's `text` (`what`: "a policy") as a reviewer reads it: refused,
+/// naming the line, when a bidirectional formatting character anywhere in
+/// it (a comment included) would show it in another order.
+pub fn in_reading_order(text: &str, what: &str) -> Result<(), String> {
+    match bidi_control_in(text) {
+        None => Ok(()),
+        Some((line, c)) => Err(format!(
+            "line {line} holds U+{:04X}, which shows the text around it in another order than \
+             it is read; {what} is plain text",
+            c as u32
+        )),
+    }
+}
+
 /// The first bidirectional formatting character anywhere in a file's
-/// `text` (a comment included), with its line (from 1).
-pub fn bidi_control_in(text: &str) -> Option<(usize, char)> {
+/// `text`, with its line (from 1).
+fn bidi_control_in(text: &str) -> Option<(usize, char)> {
     text.lines().enumerate().find_map(|(i, line)| {
         line.chars()
             .find(|&c| is_bidi_control(c))

@@ -313,13 +313,7 @@ impl Policy {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         // Read by reviewers at a terminal (`policy inspect`) and sent on in
         // messages: plain text, a message's body with its line breaks.
-        if let Some((line, c)) = crate::plain::bidi_control_in(text) {
-            return Err(err(format!(
-                "line {line} holds U+{:04X}, which shows the text around it in another order \
-                 than it is read; a policy is plain text",
-                c as u32
-            )));
-        }
+        crate::plain::in_reading_order(text, "a policy").map_err(err)?;
         let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", true) {
             return Err(err(format!(

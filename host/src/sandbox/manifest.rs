@@ -93,13 +93,7 @@ impl Manifest {
         // What a reviewer reads at a terminal (`adapter inspect`) says what
         // it says: no escape in it may move the cursor, erase a line or
         // start one that looks like the tool's own.
-        if let Some((line, c)) = crate::plain::bidi_control_in(text) {
-            return Err(err(format!(
-                "line {line} holds U+{:04X}, which shows the text around it in another order \
-                 than it is read; a manifest is plain text",
-                c as u32
-            )));
-        }
+        crate::plain::in_reading_order(text, "a manifest").map_err(err)?;
         let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", false)
         {
