@@ -129,26 +129,9 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// Settings no variable sets: from the file, or the default.
-const FILE_ONLY: [(&str, &str); 13] = [
-    ("ceiling", "max-memory-mib"),
-    ("ceiling", "max-call-timeout-ms"),
-    ("ceiling", "result-string-bytes"),
-    ("ceiling", "result-list-entries"),
-    ("ceiling", "result-bytes"),
-    ("ceiling", "log-lines-per-call"),
-    ("ceiling", "log-bytes-per-call"),
-    ("ceiling", "http-origins"),
-    ("ceiling", "deny-networks"),
-    ("ceiling", "sockets"),
-    ("retry", "attempts"),
-    ("retry", "base-delay-ms"),
-    ("retry", "max-delay-ms"),
-];
-
 /// Put the environment's settings into the parsed file, and say where
-/// each setting of `[store]`, `[serve]`, `[ceiling]` and `[retry]` came
-/// from (by `section.key`).
+/// each setting of the file's sections came from (by `section.key`; one
+/// not there is the default).
 pub fn apply(
     table: &mut toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
@@ -198,17 +181,14 @@ pub fn apply(
         section_table.insert(key.to_string(), value);
         origins.insert(name, Origin::Env(var.to_string()));
     }
-    for (section, key) in FILE_ONLY {
-        let in_file = table
-            .get(section)
-            .and_then(|s| s.as_table())
-            .is_some_and(|s| s.contains_key(key));
-        let origin = if in_file {
-            Origin::File
-        } else {
-            Origin::Default
-        };
-        origins.insert(format!("{section}.{key}"), origin);
+    // Every other setting the file gives (`[ceiling]`, `[retry]`...) came
+    // from it; one neither gives is the default.
+    for (section, value) in table.iter() {
+        for key in value.as_table().into_iter().flat_map(|t| t.keys()) {
+            origins
+                .entry(format!("{section}.{key}"))
+                .or_insert(Origin::File);
+        }
     }
     Ok(origins)
 }
