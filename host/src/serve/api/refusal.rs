@@ -37,8 +37,28 @@ pub(in crate::serve) fn refusal(
     Refusal {
         status,
         reason,
-        error: error.into(),
+        error: said(error.into()),
         retry_after: None,
+    }
+}
+
+/// The most of an error a refusal says. Ours are a sentence or two; one
+/// that repeats what was asked (a query's unknown field, an action, a role)
+/// is cut here, so an answer stays small however long the request was.
+const SAID_BYTES: usize = 320;
+
+/// An error as a refusal says it: at most [`SAID_BYTES`] of it, with no
+/// character left live that would change how a reader's screen shows it.
+fn said(error: String) -> String {
+    let error = if error.len() > SAID_BYTES {
+        let start = crate::kept::prefix(&error, SAID_BYTES);
+        format!("{start}... ({} bytes)", error.len())
+    } else {
+        error
+    };
+    match crate::kept::inert(&error) {
+        std::borrow::Cow::Borrowed(_) => error,
+        std::borrow::Cow::Owned(written_out) => written_out,
     }
 }
 

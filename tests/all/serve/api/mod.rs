@@ -207,6 +207,12 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
     // A caller without a token learns only that.
     let big = json!({ "action": "abandon", "note": "x".repeat(20 * 1024) }).to_string();
     let long_run = format!("/v1/runs/{}", "r".repeat(4000));
+    // Values of a query or a body that an error would repeat: long, and
+    // with a character that turns the text around it.
+    let long_field = format!("/v1/runs?{}=1", "f".repeat(5000));
+    let long_outcome = format!("/v1/runs?outcome={}", "o".repeat(5000));
+    let turned_role = format!("/v1/follow-ups?role=%E2%80%AE{}", "r".repeat(5000));
+    let long_action = json!({ "action": "a".repeat(8000) }).to_string();
     for (method, path, token, body, expected) in [
         (
             "POST",
@@ -272,6 +278,34 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
             (405, "method-not-allowed"),
         ),
         ("GET", "/v1/events", None, None, (405, "method-not-allowed")),
+        (
+            "GET",
+            long_field.as_str(),
+            Some(COORDINATOR),
+            None,
+            (400, "bad-query"),
+        ),
+        (
+            "GET",
+            long_outcome.as_str(),
+            Some(COORDINATOR),
+            None,
+            (400, "bad-query"),
+        ),
+        (
+            "GET",
+            turned_role.as_str(),
+            Some(COORDINATOR),
+            None,
+            (403, "forbidden"),
+        ),
+        (
+            "POST",
+            "/v1/follow-ups/1/resolve",
+            Some(COORDINATOR),
+            Some(long_action.as_str()),
+            (400, "bad-body"),
+        ),
     ] {
         let (code, refused) = call(&service, method, path, token, body);
         assert_eq!(
@@ -282,6 +316,7 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         // What was asked is repeated in part at most.
         let error = refused["error"].as_str().unwrap_or_default();
         assert!(!error.is_empty() && error.len() < 400, "{error}");
+        assert!(!error.contains('\u{202e}'), "written out: {error}");
     }
     let (code, _) = call(
         &service,
@@ -393,7 +428,7 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         &metrics,
         &[
             "handoff_requests_refused_total{reason=\"api-unauthenticated\"} 4",
-            "handoff_requests_refused_total{reason=\"api-forbidden\"} 4",
+            "handoff_requests_refused_total{reason=\"api-forbidden\"} 5",
             "handoff_requests_refused_total{reason=\"api-conflict\"} 1",
             "handoff_requests_refused_total{reason=\"api-too-large\"} 2",
             "handoff_requests_refused_total{reason=\"api-method-not-allowed\"} 2",
