@@ -171,9 +171,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", said(&err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", said(&cause.to_string()));
             }
             if out_of_space(&err) {
                 eprintln!(
@@ -185,6 +185,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// The most of one error (or cause) printed. Ours are a few lines; one
+/// that repeats what it was given (a run id, a value from a file) is cut.
+const SAID_BYTES: usize = 4096;
+
+/// An error as printed at a terminal: at most [`SAID_BYTES`], its lines
+/// kept and anything else that would drive the terminal (an escape
+/// sequence, a bidirectional override from an id or a file) written out.
+fn said(error: &str) -> String {
+    let error = if error.len() > SAID_BYTES {
+        let start = crate::kept::prefix(error, SAID_BYTES);
+        format!("{start}... ({} bytes)", error.len())
+    } else {
+        error.to_string()
+    };
+    crate::kept::inert_lines(&error)
 }
 
 /// Whether `err` comes of a full disk: SQLite's "full", the shared-memory

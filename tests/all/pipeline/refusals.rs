@@ -250,3 +250,28 @@ fn record_names_from_an_event_are_bounded_and_one_no_store_can_hold_is_not_asked
     assert_eq!(packet["packet"]["reason"], "target-refused", "{packet}");
     assert!(s.writes().is_empty(), "{:?}", s.writes());
 }
+
+#[test]
+fn an_error_repeating_what_it_was_given_is_bounded_and_cannot_drive_the_terminal() {
+    let s = Scenario::new();
+    assert!(s.run().status.success());
+    // An id pasted from elsewhere: an escape sequence that would colour the
+    // terminal, an override that would turn the text after it around.
+    let o = s.handoff(&["runs", "show", "run\u{1b}[31m-1\u{202e}"]);
+    let (code, _, err) = outcome(&o);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+        "written out: {err:?}"
+    );
+    assert!(err.contains("run\\u{1b}[31m-1\\u{202e}"), "{err}");
+    // A long one is said by its start and its length.
+    let long = "r".repeat(20_000);
+    let (code, _, err) = outcome(&s.handoff(&["runs", "show", &long]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.len() < 5_000 && err.contains("bytes)"),
+        "{} bytes",
+        err.len()
+    );
+}
