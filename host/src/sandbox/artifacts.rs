@@ -11,6 +11,12 @@
 //! link planted in the cache, a file swapped or changed since, a cache
 //! open to others) is said in a warning with its fix, and the component
 //! is compiled afresh.
+//!
+//! Opening the cache clears out what no process of this build will read:
+//! artifacts (and their digests) compiled by another engine, such as an
+//! older handoff's or wasmtime's, and writes a stopped process never
+//! renamed into place, once they are an hour old. A process of another
+//! build sharing the directory then compiles its components again.
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, PermissionsExt};
 use sha2::{Digest, Sha256};
@@ -19,6 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -66,6 +73,14 @@ impl ArtifactCache {
             );
             None
         } else {
+            let swept = sweep(&dir, &engine_key);
+            if swept > 0 {
+                tracing::info!(
+                    cache = %path.display(),
+                    files = swept,
+                    "removed from the artifact cache what this build will not read"
+                );
+            }
             Some(Arc::new(dir))
         };
         Ok(ArtifactCache {
@@ -166,6 +181,47 @@ fn cached(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(bytes))
 }
 
+/// How old a write that was never renamed into place must be before it is
+/// taken for abandoned: a write in progress takes a second or two.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Remove the cache's plain files no process of this build will read:
+/// artifacts and digests of another engine, and abandoned writes. How
+/// many went; a file that cannot be looked at or removed is left.
+fn sweep(dir: &Dir, engine_key: &str) -> usize {
+    let Ok(entries) = dir.entries() else {
+        return 0;
+    };
+    let ours = format!("-{engine_key}.cwasm");
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Ok(meta) = dir.symlink_metadata(&name) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let abandoned = name.starts_with('.')
+            && name.contains(".cwasm")
+            && name.contains(".tmp")
+            && meta
+                .modified()
+                .ok()
+                .and_then(|at| SystemTime::now().duration_since(at.into_std()).ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+        let another_engines = !name.starts_with('.')
+            && (name.ends_with(".cwasm") || name.ends_with(".cwasm.sha256"))
+            && !name.contains(&ours);
+        if (abandoned || another_engines) && dir.remove_file(&name).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn digest_name(name: &str) -> String {
     format!("{name}.sha256")
 }
@@ -195,4 +251,56 @@ fn write_replacing(dir: &Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     drop(file);
     dir.rename(&tmp, dir, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::default()
+    }
+
+    #[test]
+    fn opening_the_cache_removes_other_engines_artifacts_and_abandoned_writes_only() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("cache");
+        let cache = ArtifactCache::new(&path, &engine()).unwrap();
+        let ours = cache.name_for("aa");
+        let write = |name: &str| std::fs::write(path.join(name), b"x").unwrap();
+        write(&ours);
+        write(&digest_name(&ours));
+        write("aa-0123456789abcdef.cwasm");
+        write("aa-0123456789abcdef.cwasm.sha256");
+        write(&format!(".{ours}.tmp1-0"));
+        write(&format!(".{ours}.tmp2-0"));
+        write("notes.txt");
+        let hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+        for old in [format!(".{ours}.tmp1-0"), "notes.txt".to_string()] {
+            std::fs::File::options()
+                .write(true)
+                .open(path.join(old))
+                .unwrap()
+                .set_modified(hours_ago)
+                .unwrap();
+        }
+
+        ArtifactCache::new(&path, &engine()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            ours.clone(),
+            digest_name(&ours),
+            format!(".{ours}.tmp2-0"),
+            "notes.txt".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(
+            left, expected,
+            "an hour-old write and another engine's files went"
+        );
+    }
 }
