@@ -48,15 +48,32 @@ pub fn read_text_at_most(path: &Path, max: u64) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// An event or context file, at most `max` bytes: the service's
-/// `max-body-bytes`, so that a file is refused where the service would
-/// refuse the same body.
+/// The path that names standard input, for an event or a context.
+pub const STANDARD_INPUT: &str = "-";
+
+/// An input path as messages name it: `-` is standard input.
+pub fn input_name(path: &Path) -> String {
+    if path == Path::new(STANDARD_INPUT) {
+        "standard input".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// An event or context file (or standard input, for `-`), at most `max`
+/// bytes: the service's `max-body-bytes`, so that a file is refused where
+/// the service would refuse the same body.
 pub fn read_input(path: &Path, what: &str, max: usize) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
-    read_at_most(path, max as u64).with_context(|| {
+    let bytes = if path == Path::new(STANDARD_INPUT) {
+        read_from_at_most(io::stdin().lock(), 0, max as u64)
+    } else {
+        read_at_most(path, max as u64)
+    };
+    bytes.with_context(|| {
         format!(
-            "reading the {what} {} (at most serve.max-body-bytes = {max})",
-            path.display()
+            "reading the {what} from {} (at most serve.max-body-bytes = {max})",
+            input_name(path)
         )
     })
 }
@@ -68,7 +85,7 @@ pub fn read_json(path: &Path, what: &str, max: usize) -> anyhow::Result<serde_js
     crate::model::json::from_slice(&bytes).map_err(|e| {
         anyhow::anyhow!(
             "{}: the {what} is not JSON handoff can read (line {}, column {}): {e}",
-            path.display(),
+            input_name(path),
             e.line(),
             e.column()
         )

@@ -86,10 +86,12 @@ enum Command {
     Run {
         /// A CloudEvents 1.0 JSON file. With --dry-run it may be given
         /// several times, to replay past events (against a changed policy,
-        /// say): each is tried on its own and a summary follows.
+        /// say): each is tried on its own and a summary follows. `-` reads
+        /// it from standard input.
         #[arg(long, required = true)]
         event: Vec<PathBuf>,
-        /// The linked workflow context (JSON object), for `{{context.*}}`.
+        /// The linked workflow context (JSON object), for `{{context.*}}`;
+        /// `-` reads it from standard input.
         #[arg(long)]
         context: Option<PathBuf>,
         /// Only read: revalidate, check, plan and observe every step's
@@ -291,6 +293,19 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Policy(cmd) => policy::run(cmd, &ctx),
         Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("made above, without a config")
+        }
+        Command::Run { event, context, .. }
+            if event
+                .iter()
+                .chain(&context)
+                .filter(|p| p.as_os_str() == crate::files::STANDARD_INPUT)
+                .count()
+                > 1 =>
+        {
+            anyhow::bail!(
+                "standard input (`-`) is read once: give it for one --event or for --context, \
+                 and the others as files"
+            )
         }
         Command::Run {
             event,

@@ -58,7 +58,7 @@ pub(crate) fn read_event(
     max: usize,
 ) -> Result<(CloudEvent, serde_json::Value)> {
     let bytes = crate::files::read_input(event, "event", max)?;
-    let event = CloudEvent::parse(&bytes, &event.display().to_string())?;
+    let event = CloudEvent::parse(&bytes, &crate::files::input_name(event))?;
     let context = match context {
         Some(path) => crate::files::read_json(path, "context", max)?,
         None => serde_json::json!({}),

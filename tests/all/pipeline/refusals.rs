@@ -275,3 +275,53 @@ fn an_error_repeating_what_it_was_given_is_bounded_and_cannot_drive_the_terminal
         err.len()
     );
 }
+
+#[test]
+fn an_event_or_a_context_is_read_from_standard_input_for_a_dash_bounded_as_a_file_is() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let s = Scenario::new();
+    let piped = |args: &[&str], input: &[u8]| {
+        let mut child = s
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A refusal may come before all of a large input is read.
+        let _ = child.stdin.take().unwrap().write_all(input);
+        outcome(&child.wait_with_output().unwrap())
+    };
+    let event = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let context = std::fs::read(s.path("context.json")).unwrap();
+
+    // Given twice, the second would read nothing: refused before anything.
+    let (code, _, err) = piped(&["run", "--event", "-", "--context", "-"], &event);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("read once"), "{err}");
+    // Past the bound the service keeps for a body, as a file would be.
+    let big = vec![b' '; 300 * 1024];
+    let (code, _, err) = piped(&["run", "--event", "-"], &big);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("standard input") && err.contains("262144"),
+        "{err}"
+    );
+    assert!(s.runs().is_empty(), "nothing stored");
+
+    let (code, out, err) = piped(
+        &["run", "--event", "-", "--context", "context.json"],
+        &event,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("completed"), "{out}");
+    // The context the same way; the same decision is a duplicate of it.
+    let (code, out, err) = piped(
+        &["run", "--event", "events/accepted.json", "--context", "-"],
+        &context,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("duplicate"), "{out}");
+    assert_eq!(s.runs().len(), 1);
+}
