@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 
+mod restore;
+
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Copy the store to PATH (a new file), online, then verify the copy's
@@ -20,6 +22,18 @@ pub enum StoreCommand {
         /// Where the copy goes: a new file (one already there is not
         /// replaced).
         path: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the store from a backup: the backup's audit chain is verified
+    /// in a copy, and the copy named as the store only then. The store's
+    /// path must be free: stop `handoff serve` and move the store (with its
+    /// `-wal` and `-shm` files) aside first. The backup is not written to.
+    /// Exits 4, restoring nothing, when the backup does not verify.
+    Restore {
+        /// The backup, as `store backup` wrote it.
+        backup: PathBuf,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -43,6 +57,7 @@ pub enum StoreCommand {
 pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
     match cmd {
         StoreCommand::Backup { path, json } => backup(ctx, &path, json),
+        StoreCommand::Restore { backup, json } => restore::restore(ctx, &backup, json),
         StoreCommand::Prune {
             older_than_days,
             json,
@@ -72,7 +87,7 @@ pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
 }
 
 /// Where a backup to `path` is written until it is whole.
-fn partial_path(path: &Path) -> PathBuf {
+pub(super) fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     path.with_file_name(name)
@@ -81,7 +96,7 @@ fn partial_path(path: &Path) -> PathBuf {
 /// Make the copy at `partial` durable, then give it the name `path`, which
 /// must still be free (a link, not a rename, so nothing made there in the
 /// meantime is replaced).
-fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
+pub(super) fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
     std::fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", partial.display()))?;
@@ -147,6 +162,12 @@ fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
         .with_context(|| format!("opening the copy at {}", path.display()))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let verified = super::audit::verify_showing(&copy, &[], "store backup")?;
+    // A backup is one file, with no log beside it to be left behind when
+    // it is copied or restored.
+    copy.conn()?
+        .pragma_update(None, "journal_mode", "DELETE")
+        .with_context(|| format!("folding the log of {} into it", path.display()))?;
+    drop(copy);
     let (code, head) = match &verified {
         Ok(v) => (exit::OK, Anchor::head(v).map(|a| a.to_string())),
         Err(_) => (exit::VERIFY_FAILED, None),
