@@ -53,6 +53,15 @@ fn a_store_is_restored_from_its_backup_only_where_none_is_and_only_when_it_verif
     let (code, _, err) = outcome(&s.handoff(&["--store", stale, "store", "restore", b]));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("stale.db-wal is there"), "{err}");
+    // Nor beside what a restore stopped part-way left, its log included.
+    std::fs::remove_file(s.path("restored/stale.db-wal")).unwrap();
+    std::fs::write(s.path("restored/stale.db.partial-wal"), b"an old log").unwrap();
+    let (code, _, err) = outcome(&s.handoff(&["--store", stale, "store", "restore", b]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("stale.db.partial-wal is there") && err.contains("stopped part-way"),
+        "{err}"
+    );
 
     // Where no store is: the backup's runs and chain, head for head.
     let fresh = s.path("restored/handoff.db");

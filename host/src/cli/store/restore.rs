@@ -42,13 +42,19 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
         }
     }
     let partial = partial_path(target);
-    if partial.exists() {
-        bail!(
-            "{} is there: a restore to {} was stopped part-way (or is still being made); \
-             remove it and restore again",
-            partial.display(),
-            target.display()
-        );
+    for left in [
+        partial.clone(),
+        beside(&partial, "-wal"),
+        beside(&partial, "-shm"),
+    ] {
+        if left.exists() {
+            bail!(
+                "{} is there: a restore to {} was stopped part-way (or is still being made); \
+                 remove it (and its -wal and -shm files) and restore again",
+                left.display(),
+                target.display()
+            );
+        }
     }
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("making {}", parent.display()))?;
