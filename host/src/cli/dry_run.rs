@@ -15,7 +15,13 @@ use std::path::{Path, PathBuf};
 /// is a follow-up. Several events are each tried on their own; one that
 /// cannot be read or admitted is reported and the others still tried.
 pub fn dry_run(ctx: &Ctx, events: &[PathBuf], context: Option<&Path>, json: bool) -> Result<u8> {
-    let mut engine = engine(ctx)?;
+    // A dry run stores nothing: where no store is yet, it reads an empty
+    // one in memory (nothing approved) rather than make the file.
+    let mut engine = if ctx.store_path.exists() {
+        engine(ctx)?
+    } else {
+        crate::pipeline::Engine::new(&ctx.config, crate::store::Store::in_memory()?)?
+    };
     let runtime = runtime()?;
     let mut tally = Tally::default();
     for path in events {

@@ -258,3 +258,23 @@ fn past_events_are_replayed_each_on_its_own_with_a_summary() {
     assert!(err.contains("a run takes one event (2 given)"), "{err}");
     assert!(s.writes().is_empty());
 }
+
+#[test]
+fn a_dry_run_where_no_store_is_makes_none() {
+    let s = Scenario::unapproved();
+    let store = s.path("state/handoff.db");
+    assert!(!store.exists());
+    let (code, out, err) = dry_run_as(&s, "events/accepted.json", false);
+    // As a real run would be: refused, the policy not approved.
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("is not approved") && out.contains("adapter approve"),
+        "{out}"
+    );
+    let made: Vec<_> = std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("handoff.db"))
+        .collect();
+    assert!(made.is_empty(), "no store, log or index made: {made:?}");
+}
