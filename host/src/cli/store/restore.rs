@@ -83,9 +83,12 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
     });
     let verified = match verified {
         Ok(Ok(v)) => v,
-        failed => {
+        Err(e) => {
             remove_copy(&partial);
-            let broken = failed?.expect_err("the copy did not verify");
+            return Err(e);
+        }
+        Ok(Err(broken)) => {
+            remove_copy(&partial);
             if json {
                 let value = serde_json::json!({
                     "restored": false, "backup": backup,
