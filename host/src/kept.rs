@@ -30,6 +30,16 @@ pub fn prefix(text: &str, max: usize) -> &str {
     &text[..cut]
 }
 
+/// `text` as an error repeats it: whole when it has at most `max` bytes,
+/// else its start and its length (a path or a value from a request may be
+/// many kilobytes long).
+pub fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    format!("{}... ({} bytes)", prefix(text, max), text.len()).into()
+}
+
 /// `text` to be shown at a terminal: each control character (a line break,
 /// an escape that would drive the terminal), Unicode line separator and
 /// bidirectional formatting character written as `\u{..}`; the rest as it is.
@@ -97,6 +107,14 @@ pub fn bound_json(value: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_text_is_shortened_to_its_start_and_length_at_a_character() {
+        assert_eq!(shortened("short", 5), "short");
+        assert_eq!(shortened("abcdef", 4), "abcd... (6 bytes)");
+        // Cut before a character that would not fit whole.
+        assert_eq!(shortened("abcé", 4), "abc... (5 bytes)");
+    }
 
     #[test]
     fn shown_text_drives_no_terminal_and_keeps_the_rest() {

@@ -197,13 +197,7 @@ const SAID_BYTES: usize = 4096;
 /// kept and anything else that would drive the terminal (an escape
 /// sequence, a bidirectional override from an id or a file) written out.
 fn said(error: &str) -> String {
-    let error = if error.len() > SAID_BYTES {
-        let start = crate::kept::prefix(error, SAID_BYTES);
-        format!("{start}... ({} bytes)", error.len())
-    } else {
-        error.to_string()
-    };
-    crate::kept::inert_lines(&error)
+    crate::kept::inert_lines(&crate::kept::shortened(error, SAID_BYTES))
 }
 
 /// Whether `err` comes of a full disk: SQLite's "full", the shared-memory

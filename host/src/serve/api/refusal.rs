@@ -50,16 +50,7 @@ const SAID_BYTES: usize = 320;
 /// An error as a refusal says it: at most [`SAID_BYTES`] of it, with no
 /// character left live that would change how a reader's screen shows it.
 fn said(error: String) -> String {
-    let error = if error.len() > SAID_BYTES {
-        let start = crate::kept::prefix(&error, SAID_BYTES);
-        format!("{start}... ({} bytes)", error.len())
-    } else {
-        error
-    };
-    match crate::kept::inert(&error) {
-        std::borrow::Cow::Borrowed(_) => error,
-        std::borrow::Cow::Owned(written_out) => written_out,
-    }
+    crate::kept::inert(&crate::kept::shortened(&error, SAID_BYTES)).into_owned()
 }
 
 impl From<StoreError> for Refusal {
@@ -133,11 +124,7 @@ const SHOWN_ID_BYTES: usize = 128;
 /// An identifier from a request as an error repeats it: whole when short,
 /// else its start (a path may be many kilobytes long).
 pub(in crate::serve) fn shown(id: &str) -> String {
-    if id.len() <= SHOWN_ID_BYTES {
-        return id.to_string();
-    }
-    let start = crate::kept::prefix(id, SHOWN_ID_BYTES);
-    format!("{start}... ({} bytes)", id.len())
+    crate::kept::shortened(id, SHOWN_ID_BYTES).into_owned()
 }
 
 /// A follow-up's id from a path: a number, or there is no such follow-up.
