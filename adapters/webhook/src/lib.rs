@@ -50,6 +50,9 @@ fn observed(log: &SentLog) -> Result<Observed, AdapterError> {
 }
 
 /// Slack's `text` field: `&`, `<` and `>` escaped, links as `<url|title>`.
+/// A link's URL is escaped too, its `|` and white space percent-encoded: a
+/// URL from an event could otherwise end the link early and write what
+/// follows as markup of its own (another link, an `@channel`).
 fn text(message: &Message) -> String {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
@@ -62,7 +65,11 @@ fn text(message: &Message) -> String {
         text.push_str(&escape(&message.body));
     }
     for link in &message.links {
-        text.push_str(&format!("\n<{}|{}>", link.url, escape(&link.title)));
+        let url = escape(&link.url)
+            .replace('|', "%7C")
+            .replace(' ', "%20")
+            .replace('\n', "%0A");
+        text.push_str(&format!("\n<{url}|{}>", escape(&link.title)));
     }
     text
 }
@@ -129,5 +136,24 @@ mod tests {
             text(&m),
             "Release R-1 &lt;ready&gt; &amp; done\n<https://e.example/x|Evidence>"
         );
+    }
+
+    #[test]
+    fn a_url_cannot_end_its_link_early_and_add_markup() {
+        let m = Message {
+            subject: "Release R-1".into(),
+            body: String::new(),
+            links: vec![Link {
+                url: "https://e.example/x|Approve now> <!channel> <https://evil.example|".into(),
+                title: "Evidence".into(),
+            }],
+        };
+        let text = text(&m);
+        let link = text.lines().nth(1).unwrap();
+        assert_eq!(
+            link,
+            "<https://e.example/x%7CApprove%20now&gt;%20&lt;!channel&gt;%20&lt;https://evil.example%7C|Evidence>"
+        );
+        assert_eq!(link.matches(['<', '>', '|']).count(), 3, "one link: {link}");
     }
 }
