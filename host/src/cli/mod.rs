@@ -184,9 +184,29 @@ pub fn main() -> ExitCode {
                      (nothing past its last commit was written)"
                 );
             }
+            if damaged(&err) {
+                eprintln!(
+                    "  what to do: the file at the store's path is damaged, or not a store: check \
+                     the path (--store, HANDOFF_STORE, [store] path); if it is the store, move it \
+                     (with its -wal and -shm files) aside to keep for inspection, then `handoff \
+                     store restore BACKUP` from the newest backup"
+                );
+            }
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// Whether `err` comes of a database file SQLite found damaged (or never
+/// a database at all).
+fn damaged(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+    })
 }
 
 /// The most of one error (or cause) printed. Ours are a few lines; one

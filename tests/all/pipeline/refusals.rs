@@ -325,3 +325,32 @@ fn an_event_or_a_context_is_read_from_standard_input_for_a_dash_bounded_as_a_fil
     assert!(out.contains("duplicate"), "{out}");
     assert_eq!(s.runs().len(), 1);
 }
+
+#[test]
+fn a_damaged_store_is_said_to_be_one_with_what_to_do() {
+    let s = Scenario::new();
+    assert!(s.run().status.success());
+    let store = s.path("state/handoff.db");
+    // Half of it gone, as after a disk fault.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let _ = std::fs::remove_file(s.path("state/handoff.db-wal"));
+    let _ = std::fs::remove_file(s.path("state/handoff.db-shm"));
+    let (code, _, err) = outcome(&s.handoff(&["runs", "list"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("malformed"), "{err}");
+    assert!(
+        err.contains("what to do") && err.contains("store restore"),
+        "{err}"
+    );
+    // A store that is only missing says nothing of the kind.
+    std::fs::remove_file(&store).unwrap();
+    let (code, _, err) = outcome(&s.handoff(&["runs", "list"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("store restore"), "{err}");
+}

@@ -65,7 +65,13 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
                 "{} is not the backup of a handoff store: it is {what}",
                 backup.display()
             ),
-            e => anyhow::Error::new(e).context(format!("opening the copy of {}", backup.display())),
+            // Said as text: the backup is what SQLite could not read, not
+            // the store.
+            e => anyhow::anyhow!(
+                "{} cannot be read as a store: {}",
+                backup.display(),
+                crate::kept::shortened(&e.to_string(), 512)
+            ),
         })?;
         let verified = super::super::audit::verify_showing(&copy, &[], "store restore")?;
         if matches!(&verified, Ok(v) if v.rows == 0) {
