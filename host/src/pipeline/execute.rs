@@ -14,8 +14,8 @@ use super::RunError;
 use super::calls::AdapterCalls;
 use super::halt::Halt;
 use super::record::Row;
-use crate::model::StepEvent;
-use crate::policy::condition::{self, View};
+use crate::model::{Reason, StepEvent};
+use crate::policy::condition::{self, Mismatch, View};
 use crate::policy::plan::PlannedStep;
 use serde_json::json;
 
@@ -61,6 +61,9 @@ pub async fn look(
     };
     let sha = calls.adapter_sha(&step.adapter);
     if condition::check(&step.done_when, &before, Some(&step.key)).is_err() {
+        if let Some(halt) = not_to_be_moved(step, &before) {
+            return Ok(Err(halt));
+        }
         let row = Row::new("step-observed", with(step, json!({ "done": false }))).by(sha);
         return Ok(Ok(Look::Write { row, seen: before }));
     }
@@ -89,6 +92,31 @@ pub async fn look(
         }
     };
     Ok(Ok(look))
+}
+
+/// Why a record that is not in its end state may not be written: it is in
+/// a state the step may not move it out of (`from-states`). A record that
+/// is not there is the write's to report (`not-found`).
+fn not_to_be_moved(step: &PlannedStep, seen: &View) -> Option<Halt> {
+    if step.from_states.is_empty() || !seen.exists || step.from_states.contains(&seen.state) {
+        return None;
+    }
+    let expected = format!("one of {}", step.from_states.join(", "));
+    let mut halt = Halt::new(
+        Reason::MappingConflict,
+        format!(
+            "step {}: {}/{} is {:?}, and the step changes it only from {expected}; someone \
+             may have set it so, and a person decides",
+            step.id, step.record.kind, step.record.id, seen.state
+        ),
+    )
+    .about(&step.adapter, &step.record.kind, &step.record.id);
+    halt.mismatch = Some(Mismatch {
+        path: "state".into(),
+        expected,
+        found: seen.state.clone(),
+    });
+    Some(halt)
 }
 
 /// Apply the step's action with its key.

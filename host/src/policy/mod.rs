@@ -248,6 +248,12 @@ pub struct Step {
     /// The end state that counts as done (checked before, to skip, and
     /// after, to confirm).
     pub done_when: Condition,
+    /// The states the step may move its record out of. A record found in
+    /// another (and not already in its end state) goes to a person before
+    /// anything is written to it: someone set it so, and closing over it
+    /// would be a guess. Left out: any state.
+    #[serde(default)]
+    pub from_states: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

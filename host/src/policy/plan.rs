@@ -91,6 +91,10 @@ pub struct PlannedStep {
     pub action: PlannedAction,
     pub done_when: Rendered,
     pub key: String,
+    /// The states its record may be changed from; empty: any. (Runs
+    /// planned before there were any have none.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_states: Vec<String>,
 }
 
 impl PlannedStep {
@@ -193,6 +197,7 @@ pub fn plan(
                 action,
                 done_when,
                 key,
+                from_states: step.from_states.clone().unwrap_or_default(),
             })
         })
         .collect()

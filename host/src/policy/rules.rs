@@ -78,6 +78,30 @@ fn shape(raw: &RawPolicy) -> Result<(), String> {
                 step.id
             ));
         }
+        if let Some(from) = &step.from_states {
+            if from.is_empty() {
+                return Err(format!(
+                    "step {}: from-states is empty, so no record could ever be changed; name \
+                     the states it may move a record out of, or leave it out for any",
+                    step.id
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for state in from {
+                if state.trim().is_empty() {
+                    return Err(format!(
+                        "step {}: from-states holds an empty state",
+                        step.id
+                    ));
+                }
+                if !seen.insert(state.as_str()) {
+                    return Err(format!(
+                        "step {}: from-states names {state:?} twice",
+                        step.id
+                    ));
+                }
+            }
+        }
     }
     if raw.follow_up.route_to.trim().is_empty() {
         return Err("follow-up.route-to must name a role".into());

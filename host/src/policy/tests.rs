@@ -261,6 +261,34 @@ fn empty_names_repeated_check_names_and_empty_expectations_are_refused() {
 }
 
 #[test]
+fn from_states_name_each_state_a_step_may_change_once_or_are_left_out() {
+    let with = |list: &str| {
+        RELEASE.replace(
+            "done-when = { state = \"closed\" }",
+            &format!("done-when = {{ state = \"closed\" }}\nfrom-states = {list}"),
+        )
+    };
+    let step = parse(&with("[\"open\", \"new\"]")).unwrap();
+    assert_eq!(
+        step.steps[0].from_states.as_deref(),
+        Some(&["open".to_string(), "new".to_string()][..])
+    );
+    assert_eq!(
+        parse(RELEASE).unwrap().steps[0].from_states,
+        None,
+        "any state"
+    );
+    for (list, says) in [
+        ("[]", "from-states is empty"),
+        ("[\"open\", \" \"]", "from-states holds an empty state"),
+        ("[\"open\", \"open\"]", "from-states names \"open\" twice"),
+    ] {
+        let err = parse(&with(list)).unwrap_err();
+        assert!(err.problem.contains(says), "{list}: {err}");
+    }
+}
+
+#[test]
 fn a_policy_that_would_show_in_another_order_than_it_reads_is_refused() {
     // A comment, as much as a value: a reviewer approves what they see.
     let commented = RELEASE.replace(

@@ -285,3 +285,86 @@ fn a_target_that_acknowledges_a_write_without_changing_is_caught_by_confirm() {
     );
     assert_steps_walked_their_lifecycle(&s.store(), "run-1");
 }
+
+#[test]
+fn a_record_someone_set_outside_a_steps_from_states_goes_to_a_person_unwritten() {
+    let s = Scenario::new();
+    // The checklist rejected by hand: the first step may close it only
+    // from open.
+    s.set(
+        "checklist",
+        "checklist",
+        "CL-7",
+        &["state"],
+        json!("rejected"),
+    );
+    let packet = halts_before_any_write(&s, "mapping-conflict");
+    assert_eq!(
+        packet["packet"]["mismatch"],
+        json!({ "path": "state", "expected": "one of open, new", "found": "rejected" })
+    );
+    assert_eq!(
+        s.record("checklist", "checklist", "CL-7")["state"],
+        "rejected"
+    );
+
+    // The release cancelled by hand: the checklist is closed, the release
+    // left as it is, and the rest waits for a person.
+    let s = Scenario::new();
+    s.set(
+        "tracker",
+        "release",
+        "R-2026.11",
+        &["state"],
+        json!("cancelled"),
+    );
+    let (code, r) = run_json(&s);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (3, Some("halted-for-follow-up")),
+        "{r}"
+    );
+    let packet = s.follow_up(r["follow_up"].as_i64().unwrap());
+    assert_eq!(packet["packet"]["reason"], "mapping-conflict", "{packet:#}");
+    assert_eq!(
+        packet["packet"]["done"].as_array().unwrap().len(),
+        1,
+        "{packet:#}"
+    );
+    assert_eq!(
+        s.writes().len(),
+        1,
+        "the checklist's close only: {:?}",
+        s.writes()
+    );
+    assert_eq!(
+        s.record("tracker", "release", "R-2026.11")["state"],
+        "cancelled"
+    );
+
+    // Set back by the person who cancelled it, the run resumes and ends.
+    s.set(
+        "tracker",
+        "release",
+        "R-2026.11",
+        &["state"],
+        json!("in-review"),
+    );
+    let id = packet["id"].to_string();
+    let (code, out, err) = outcome(&s.handoff(&[
+        "follow-ups",
+        "resolve",
+        &id,
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("completed"), "{out}");
+    assert_eq!(
+        s.record("tracker", "release", "R-2026.11")["state"],
+        "approved"
+    );
+    verify(&s);
+}
