@@ -354,3 +354,32 @@ fn a_damaged_store_is_said_to_be_one_with_what_to_do() {
     assert_eq!(code, 1, "{err}");
     assert!(!err.contains("store restore"), "{err}");
 }
+
+#[test]
+fn a_run_refused_where_no_store_is_leaves_none_behind() {
+    // Approvals live in the store: with none yet, the policy is not
+    // approved, and saying so makes no empty store.
+    let s = Scenario::unapproved();
+    let (code, _, err) = outcome(&s.run());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not approved"), "{err}");
+    let made: Vec<_> = std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("handoff.db"))
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
+    // Once something is approved, the store is there and runs go on.
+    assert!(
+        s.handoff(&[
+            "policy",
+            "approve",
+            "policies/release-readiness.toml",
+            "--by",
+            "owner"
+        ])
+        .status
+        .success()
+    );
+    assert!(s.path("state/handoff.db").exists());
+}
