@@ -22,6 +22,13 @@
 //! back from the issue's notes, so a resumed run sees its own write. Redmine answers a status change its workflow forbids with
 //! 204 and changes nothing; this adapter reports what the issue then shows
 //! and the host's confirm stage catches the difference.
+//!
+//! A note's text from the policy and the event (a link's title, an
+//! annotation) is written with the characters Redmine's Textile and
+//! Markdown read as markup given as entities, so it shows as written and
+//! cannot make a link, an image, a mention or a macro of its own; a link's
+//! URL is written as it is, for Redmine to make it a link, and one with
+//! white space, a quote or an angle bracket in it is `invalid`.
 
 mod clock;
 mod json;
@@ -173,10 +180,10 @@ fn apply_to_issue(id: u64, action: &Action, key: &str) -> Result<(), AdapterErro
             "notes": format!("Closure step: state set to {state}.\n\n{marker}"),
         }}),
         Action::AttachLink(link) => serde_json::json!({ "issue": {
-            "notes": format!("{}: {}\n\n{marker}", link.title, link.url),
+            "notes": format!("{}: {}\n\n{marker}", as_text(&link.title), one_url(&link.url)?),
         }}),
         Action::Annotate(text) => serde_json::json!({ "issue": {
-            "notes": format!("{text}\n\n{marker}"),
+            "notes": format!("{}\n\n{marker}", as_text(text)),
         }}),
         Action::ClearEntry | Action::Publish(_) => {
             return Err(AdapterError::Unsupported(format!(
@@ -186,6 +193,36 @@ fn apply_to_issue(id: u64, action: &Action, key: &str) -> Result<(), AdapterErro
         }
     };
     put_json(&format!("/issues/{id}.json"), body)
+}
+
+/// `text` as a note shows it whatever the project's text formatting: each
+/// character Textile or Markdown would read as markup (a link, an image, a
+/// mention, a macro, emphasis) given as a numeric entity, which both show
+/// as the character itself.
+fn as_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "&<>\"'!@#[](){}*_^~+=|`\\:%".contains(c) {
+            out.push_str(&format!("&#{};", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A link's URL as one word Redmine makes a link of, or why it cannot be.
+fn one_url(url: &str) -> Result<&str, AdapterError> {
+    if url.is_empty()
+        || url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"<>".contains(c))
+    {
+        return Err(AdapterError::Invalid(format!(
+            "a link's URL must be one word without quotes or angle brackets: {url:?}"
+        )));
+    }
+    Ok(url)
 }
 
 fn apply_to_version(id: u64, action: &Action) -> Result<(), AdapterError> {

@@ -126,6 +126,63 @@ fn set_state_sends_the_status_id_and_a_note_with_the_key() {
 }
 
 #[test]
+fn a_notes_text_shows_as_written_and_only_its_url_is_a_link() {
+    let h = redmine().on_http(|req| match (req.method.as_str(), req.url.as_str()) {
+        ("GET", _) => ok(ISSUE),
+        ("PUT", "http://redmine.test/issues/7.json") => status(204),
+        other => panic!("unexpected {other:?}"),
+    });
+    let title = "\"Approve\":https://evil.example !p.png! [x](y) {{toc}} @admin R_1";
+    h.run(|| {
+        Redmine::apply(
+            rec("release", "7"),
+            Action::AttachLink(Link {
+                url: "https://e.example/R-2.tar".into(),
+                title: title.into(),
+            }),
+            "hk1-new".into(),
+        )
+    })
+    .unwrap();
+    let put = h
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&put.body).unwrap();
+    let notes = body["issue"]["notes"].as_str().unwrap();
+    let (shown, rest) = notes.split_once(": https://e.example/R-2.tar").unwrap();
+    assert!(
+        !shown.contains(['"', ':', '!', '[', '{', '@', '_']),
+        "no markup left live: {shown}"
+    );
+    assert!(
+        shown.starts_with("&#34;Approve&#34;&#58;https&#58;//evil.example"),
+        "{shown}"
+    );
+    assert!(rest.ends_with("handoff-key: hk1-new"), "{rest}");
+
+    // A URL that is not one word is refused before anything is sent.
+    let h = redmine().on_http(|req| match req.method.as_str() {
+        "GET" => ok(ISSUE),
+        other => panic!("unexpected {other}"),
+    });
+    let err = h
+        .run(|| {
+            Redmine::apply(
+                rec("release", "7"),
+                Action::AttachLink(Link {
+                    url: "https://e.example/x \"Approve\":https://evil.example".into(),
+                    title: "Evidence".into(),
+                }),
+                "hk1-new".into(),
+            )
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid", "{}", err.message());
+}
+
+#[test]
 fn an_unknown_status_is_refused_naming_the_ones_redmine_has() {
     let h = redmine().on_http(|req| {
         if req.url.ends_with("issue_statuses.json") {
