@@ -83,9 +83,9 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             let inspection = sandbox.inspect(&package, approval.as_ref())?;
             if json {
                 let report = Report::new(&package, approval.as_ref(), &inspection);
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                say!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", render(&package, approval.as_ref(), &inspection));
+                say_part!("{}", render(&package, approval.as_ref(), &inspection));
             }
             Ok(exit::OK)
         }
@@ -96,7 +96,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             let inspection = sandbox.inspect(&package, None)?;
             let uncovered = inspection.uncovered();
             if !uncovered.is_empty() || !inspection.missing_exports.is_empty() {
-                print!("{}", render(&package, None, &inspection));
+                say_part!("{}", render(&package, None, &inspection));
                 bail!(
                     "not approved: {} cannot load as declared (see the imports and exports above); \
                      fix its manifest or component first",
@@ -106,7 +106,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             let m = &package.manifest;
             let approval = store.approve_adapter(&NewApproval::of(&package, &by))?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({
                         "approved": m.name, "version": m.version,
@@ -117,7 +117,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
                 );
                 return Ok(exit::OK);
             }
-            println!(
+            say!(
                 "approved {} {} (component sha256 {}) by {} at {}",
                 m.name,
                 m.version,
@@ -125,7 +125,7 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
                 approval.approved_by,
                 approval.approved_at
             );
-            print!("{}", render_grants(&m.grants));
+            say_part!("{}", render_grants(&m.grants));
             Ok(exit::OK)
         }
         AdapterCommand::Conform {
@@ -139,16 +139,16 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
             let approvals = store.current_approvals()?;
             if json {
                 let rows: Vec<_> = approvals.iter().map(ApprovalJson::from).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                say!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
-                println!("no adapters approved in {}", ctx.store_path.display());
+                say!("no adapters approved in {}", ctx.store_path.display());
             } else {
                 for a in &approvals {
                     let state = match (&a.revoked_by, &a.revoked_at) {
                         (Some(by), Some(at)) => format!("REVOKED by {by} at {at}"),
                         _ => format!("approved by {} at {}", a.approved_by, a.approved_at),
                     };
-                    println!(
+                    say!(
                         "{:<16} {:<8} {}  {}",
                         a.name,
                         a.version,
@@ -166,11 +166,9 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
                 .context("revoking the approval")?
             {
                 if json {
-                    println!("{}", serde_json::json!({ "revoked": name, "by": by }));
+                    say!("{}", serde_json::json!({ "revoked": name, "by": by }));
                 } else {
-                    println!(
-                        "revoked the approval of {name}; it will not load until approved again"
-                    );
+                    say!("revoked the approval of {name}; it will not load until approved again");
                 }
                 Ok(exit::OK)
             } else {

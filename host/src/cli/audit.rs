@@ -74,7 +74,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
         AuditCommand::Head { json } => match verify_showing(&store, &[], "audit head")? {
             Ok(v) => match Anchor::head(&v) {
                 Some(head) if json => {
-                    println!(
+                    say!(
                         "{}",
                         serde_json::json!({
                             "seq": head.seq, "hash": head.hash, "anchor": head.to_string(),
@@ -83,7 +83,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                     Ok(exit::OK)
                 }
                 Some(head) => {
-                    println!("{head}");
+                    say!("{head}");
                     Ok(exit::OK)
                 }
                 None => {
@@ -150,7 +150,7 @@ fn report(result: Result<audit::Verified, audit::Break>, anchors: usize, json: b
                 "broken_at": b.seq, "reason": b.reason,
             }),
         };
-        println!("{value}");
+        say!("{value}");
         return Ok(code);
     }
     match result {
@@ -161,7 +161,7 @@ fn report(result: Result<audit::Verified, audit::Break>, anchors: usize, json: b
                 1 => ", and it holds the anchored row".into(),
                 n => format!(", and it holds all {n} anchored rows"),
             };
-            println!("audit chain verified: {} rows, head {head}{held}", v.rows);
+            say!("audit chain verified: {} rows, head {head}{held}", v.rows);
         }
         Err(broken) => eprintln!("{broken}"),
     }

@@ -20,17 +20,17 @@ pub fn check(ctx: &Ctx, reach: bool, json: bool) -> Result<u8> {
                 )
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "configuration": configuration, "findings": findings })
         );
     } else {
-        println!("configuration (value, and where it came from):");
+        say!("configuration (value, and where it came from):");
         for (key, value, from) in &settings {
-            println!("  {key:<34} {value:<40} {from}");
+            say!("  {key:<34} {value:<40} {from}");
         }
-        println!();
-        print!("{}", render(&findings, reach));
+        say!();
+        say_part!("{}", render(&findings, reach));
     }
     Ok(if findings.iter().any(|f| f.problem.is_some()) {
         exit::ERROR

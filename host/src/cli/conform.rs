@@ -41,7 +41,7 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
     let result: Conformance =
         runtime()?.block_on(conform(calls, instance, &record, &action, &key))?;
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "instance": instance, "record": format!("{}/{}", record.kind, record.id),
@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
     } else {
         for c in &result.checks {
             let mark = if c.kept { "ok  " } else { "FAIL" };
-            println!("{mark}  {}: {}", c.promise, c.detail);
+            say!("{mark}  {}: {}", c.promise, c.detail);
         }
         let summary = match result.checks.iter().find(|c| !c.kept) {
             None => format!("{instance} keeps the promises the pipeline relies on"),
@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
             ),
             Some(_) => format!("{instance} does not conform: runs through it could write twice"),
         };
-        println!("{summary}");
+        say!("{summary}");
     }
     Ok(if result.conforms() {
         exit::OK

@@ -24,10 +24,13 @@ pub fn run(dir: &Path, packages: &Path, json: bool) -> Result<u8> {
     if json {
         return run_json(dir, packages);
     }
-    println!("{INTRO}");
-    println!(
+    say!("{INTRO}");
+    say!(
         "  {:<2} {:<48} {:<44} {:>6}",
-        "#", "case", "outcome", "writes"
+        "#",
+        "case",
+        "outcome",
+        "writes"
     );
     let results = demo::run_all(dir, packages, |r| {
         let outcomes: Vec<&str> = r.outcomes.iter().map(|o| o.name()).collect();
@@ -36,7 +39,7 @@ pub fn run(dir: &Path, packages: &Path, json: bool) -> Result<u8> {
         } else {
             "  ✗ unexpected"
         };
-        println!(
+        say!(
             "  {:<2} {:<48} {:<44} {:>6}{mark}",
             r.number,
             r.name,
@@ -55,10 +58,10 @@ pub fn run(dir: &Path, packages: &Path, json: bool) -> Result<u8> {
         })
         .collect();
     if unexpected.is_empty() {
-        println!("\nEvery case ended as it should.");
+        say!("\nEvery case ended as it should.");
         Ok(exit::OK)
     } else {
-        println!("\nNot as expected: {}", unexpected.join("; "));
+        say!("\nNot as expected: {}", unexpected.join("; "));
         Ok(exit::ERROR)
     }
 }
@@ -81,7 +84,7 @@ fn run_json(dir: &Path, packages: &Path) -> Result<u8> {
         })
         .collect();
     let all = results.iter().all(CaseResult::as_expected);
-    println!(
+    say!(
         "{}",
         serde_json::json!({ "cases": cases, "as_expected": all, "dir": dir })
     );
@@ -89,11 +92,11 @@ fn run_json(dir: &Path, packages: &Path) -> Result<u8> {
 }
 
 fn follow_ups(results: &[CaseResult]) {
-    println!("\nFollow-up packets handed to a person (a role, never a person by name):");
+    say!("\nFollow-up packets handed to a person (a role, never a person by name):");
     for r in results {
         for f in &r.follow_ups {
             let p = &f.packet;
-            println!(
+            say!(
                 "  case {} #{} [{}] to {}: {}",
                 r.number,
                 f.id,
@@ -116,13 +119,13 @@ fn follow_ups(results: &[CaseResult]) {
                 facts.push(format!("pending: {}", names(&p.pending)));
             }
             if !facts.is_empty() {
-                println!("      {}", facts.join("; "));
+                say!("      {}", facts.join("; "));
             }
             match (&f.resolution, &f.resolved_by) {
-                (Some(res), Some(by)) => println!("      resolved: {} by {by}", res.name()),
+                (Some(res), Some(by)) => say!("      resolved: {} by {by}", res.name()),
                 _ => {
                     let next: Vec<&str> = p.next_actions.iter().map(|a| a.name()).collect();
-                    println!("      open, due {}; next: {}", p.due_at, next.join(" | "));
+                    say!("      open, due {}; next: {}", p.due_at, next.join(" | "));
                 }
             }
         }
@@ -132,19 +135,19 @@ fn follow_ups(results: &[CaseResult]) {
 fn audit(results: &[CaseResult], dir: &Path) {
     let rows: usize = results.iter().map(|r| r.audit_rows).sum();
     let verified = results.iter().filter(|r| r.audit_verified).count();
-    println!(
+    say!(
         "\nAudit: {verified} of {} hash chains recomputed and verified ({rows} rows, \
          identifiers, states and links only).",
         results.len()
     );
     if let Some(halted) = results.iter().find(|r| !r.follow_ups.is_empty()) {
         let config = halted.workspace.join("handoff.toml");
-        println!(
+        say!(
             "\nEach case's store and systems are kept under {}. Look closer:",
             dir.display()
         );
-        println!("  handoff --config {} runs show run-1", config.display());
-        println!(
+        say!("  handoff --config {} runs show run-1", config.display());
+        say!(
             "  handoff --config {} follow-ups show {}",
             config.display(),
             halted.follow_ups[0].id

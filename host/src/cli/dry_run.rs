@@ -35,9 +35,9 @@ pub fn dry_run(ctx: &Ctx, events: &[PathBuf], context: Option<&Path>, json: bool
                 let message = format!("{e:#}");
                 if json {
                     let line = serde_json::json!({ "event_file": path, "error": message });
-                    println!("{line}");
+                    say!("{line}");
                 } else {
-                    println!("{}: could not be tried: {message}\n", path.display());
+                    say!("{}: could not be tried: {message}\n", path.display());
                 }
                 tally.failed += 1;
                 tally.raise(exit::ERROR);
@@ -45,17 +45,17 @@ pub fn dry_run(ctx: &Ctx, events: &[PathBuf], context: Option<&Path>, json: bool
             }
         };
         if json {
-            println!("{}", serde_json::to_string(&preview)?);
+            say!("{}", serde_json::to_string(&preview)?);
         } else {
-            print!("{}", render(&preview));
+            say_part!("{}", render(&preview));
             if events.len() > 1 {
-                println!();
+                say!();
             }
         }
         tally.add(&preview);
     }
     if events.len() > 1 && !json {
-        println!("{}", tally.summary(events.len()));
+        say!("{}", tally.summary(events.len()));
     }
     Ok(tally.code)
 }

@@ -129,7 +129,7 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             };
             let list = follow_ups::list(&*store.conn()?, which)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
             }
             if list.is_empty() {
@@ -139,11 +139,11 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                     (false, false) => "open ",
                 };
                 let to = role.map(|r| format!(" for {r}")).unwrap_or_default();
-                println!("no {which}follow-ups{to}");
+                say!("no {which}follow-ups{to}");
             }
             for f in &list {
                 let late = f.is_overdue(&now);
-                println!(
+                say!(
                     "{:<4} {:<22} {:<10} → {:<22} due {}  {}{}",
                     f.id,
                     f.packet.reason.name(),
@@ -166,9 +166,9 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                 bail!("no follow-up {id}; see handoff follow-ups list");
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&f)?);
+                say!("{}", serde_json::to_string_pretty(&f)?);
             } else {
-                print!("{}", f.markdown());
+                say_part!("{}", f.markdown());
             }
             Ok(exit::OK)
         }
@@ -180,16 +180,14 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             }
             let list = crate::store::notices::for_follow_up(&conn, id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
             }
             if list.is_empty() {
-                println!(
-                    "follow-up {id} sends no notices: its role has no [roles.NAME] with `reach`"
-                );
+                say!("follow-up {id} sends no notices: its role has no [roles.NAME] with `reach`");
             }
             for n in &list {
-                println!(
+                say!(
                     "{:<5} {:<9} → {:<22} via {:<12} at {}  {}{}",
                     n.id,
                     n.kind.name(),
@@ -210,11 +208,14 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
             let now = now.unwrap_or_else(jiff::Timestamp::now);
             let done = runtime()?.block_on(engine.deliver(now))?;
             if json {
-                println!("{}", serde_json::to_string(&done)?);
+                say!("{}", serde_json::to_string(&done)?);
             } else {
-                println!(
+                say!(
                     "notices: {} sent, {} to try again, {} failed, {} no longer needed",
-                    done.sent, done.retried, done.failed, done.cancelled
+                    done.sent,
+                    done.retried,
+                    done.failed,
+                    done.cancelled
                 );
             }
             Ok(if done.failed > 0 {
@@ -226,12 +227,12 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
         FollowUpsCommand::Ack { id, by, json } => {
             engine(ctx)?.acknowledge(id, &by)?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({ "follow_up": id, "acknowledged_by": by })
                 );
             } else {
-                println!("follow-up {id}: acknowledged by {by}");
+                say!("follow-up {id}: acknowledged by {by}");
             }
             Ok(exit::OK)
         }
@@ -267,12 +268,12 @@ pub fn run(cmd: FollowUpsCommand, ctx: &Ctx) -> Result<u8> {
                 }
                 None => {
                     if json {
-                        println!(
+                        say!(
                             "{}",
                             serde_json::json!({"follow_up": id, "resolution": resolution.name()})
                         );
                     } else {
-                        println!("follow-up {id}: {} by {by}", resolution.name());
+                        say!("follow-up {id}: {} by {by}", resolution.name());
                     }
                     Ok(exit::OK)
                 }

@@ -1,6 +1,8 @@
 //! The `handoff` command line: argument parsing and dispatch. Each command
 //! group lives in its own module and returns an exit code.
 
+#[macro_use]
+mod output;
 mod adapter;
 mod args;
 mod audit;
@@ -172,6 +174,9 @@ pub fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader of the output went away (`audit export | head`): as
+        // for `say!`, nothing to report.
+        Err(err) if reader_gone(&err) => ExitCode::from(exit::OK),
         Err(err) => {
             eprintln!("error: {}", said(&err.to_string()));
             for cause in err.chain().skip(1) {
@@ -195,6 +200,12 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// Whether `err` is the broken pipe of output nobody reads any more.
+fn reader_gone(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Whether `err` comes of a database file SQLite found damaged (or never

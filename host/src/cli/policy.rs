@@ -77,16 +77,17 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
                     "adapters": policy.adapters(), "status": status_text(&status),
                     "approved": matches!(status, PolicyStatus::Approved(_)),
                 });
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                say!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("policy   {} v{}", policy.id, policy.version);
-                println!("sha256   {}", policy.sha256);
-                println!(
+                say!("policy   {} v{}", policy.id, policy.version);
+                say!("sha256   {}", policy.sha256);
+                say!(
                     "trigger  {} in states {:?}",
-                    policy.trigger.event_type, policy.trigger.states
+                    policy.trigger.event_type,
+                    policy.trigger.states
                 );
-                println!("reach    {}", policy.reach_lines().join("\n         "));
-                println!("status   {}", status_text(&status));
+                say!("reach    {}", policy.reach_lines().join("\n         "));
+                say!("status   {}", status_text(&status));
             }
             Ok(exit::OK)
         }
@@ -102,21 +103,24 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             };
             if let PolicyStatus::Approved(a) = store.policy_status(&policy)? {
                 if json {
-                    println!("{}", answer(true, &a.approved_by));
+                    say!("{}", answer(true, &a.approved_by));
                     return Ok(exit::OK);
                 }
-                println!(
+                say!(
                     "policy {} v{} is already approved (by {} at {})",
-                    policy.id, policy.version, a.approved_by, a.approved_at
+                    policy.id,
+                    policy.version,
+                    a.approved_by,
+                    a.approved_at
                 );
                 return Ok(exit::OK);
             }
             store.approve_policy(&policy, &by)?;
             if json {
-                println!("{}", answer(false, &by));
+                say!("{}", answer(false, &by));
                 return Ok(exit::OK);
             }
-            println!(
+            say!(
                 "approved policy {} v{} (sha256 {}) by {by}; it may do:\n  {}",
                 policy.id,
                 policy.version,
@@ -140,16 +144,16 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                say!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
-                println!("no policies approved in {}", ctx.store_path.display());
+                say!("no policies approved in {}", ctx.store_path.display());
             } else {
                 for a in &approvals {
                     let state = match &a.revoked_by {
                         Some(by) => format!("REVOKED by {by}"),
                         None => format!("approved by {} at {}", a.approved_by, a.approved_at),
                     };
-                    println!(
+                    say!(
                         "{:<28} v{:<4} {}  {}",
                         a.policy_id,
                         a.version,
@@ -164,9 +168,9 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
             let mut store = ctx.existing_store()?;
             if store.revoke_policy(&id, &by)? {
                 if json {
-                    println!("{}", serde_json::json!({ "revoked": id, "by": by }));
+                    say!("{}", serde_json::json!({ "revoked": id, "by": by }));
                 } else {
-                    println!("revoked policy {id}; no run starts or continues under it");
+                    say!("revoked policy {id}; no run starts or continues under it");
                 }
                 Ok(exit::OK)
             } else {

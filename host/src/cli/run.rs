@@ -19,7 +19,7 @@ pub fn code(outcome: Outcome) -> u8 {
 
 pub fn print_report(report: &Report, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        say!("{}", serde_json::to_string(report)?);
         return Ok(());
     }
     let run = if report.run_id.is_empty() {
@@ -27,14 +27,14 @@ pub fn print_report(report: &Report, json: bool) -> Result<()> {
     } else {
         &report.run_id
     };
-    print!(
+    say_part!(
         "{run}  event {}  {}",
         report.event_id,
         report.outcome.name()
     );
     match report.follow_up {
-        Some(id) => println!("  → follow-up {id}: handoff follow-ups show {id}"),
-        None => println!(),
+        Some(id) => say!("  → follow-up {id}: handoff follow-ups show {id}"),
+        None => say!(),
     }
     Ok(())
 }
@@ -85,7 +85,7 @@ pub fn resume(ctx: &Ctx, json: bool) -> Result<u8> {
     let resumed = runtime()?.block_on(engine.resume_unfinished())?;
     let reports = resumed.reports;
     if reports.is_empty() && resumed.held.is_empty() && !json {
-        println!("no unfinished runs");
+        say!("no unfinished runs");
     }
     for r in &reports {
         print_report(r, json)?;
@@ -98,12 +98,12 @@ pub fn resume(ctx: &Ctx, json: bool) -> Result<u8> {
         } = held
         {
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({ "run_id": run_id, "held_by": owner, "until": until })
                 );
             } else {
-                println!("{held}; left to it");
+                say!("{held}; left to it");
             }
         }
     }

@@ -117,7 +117,7 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
             let which = outcome.unwrap_or(Which::All);
             let list = runs::list(&*store.conn()?, limit as usize, which)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(exit::OK);
             }
             if list.is_empty() {
@@ -126,10 +126,10 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
                     Some(Which::Unfinished) => format!("{UNFINISHED} "),
                     _ => String::new(),
                 };
-                println!("no {which}runs in {}", store.path().display());
+                say!("no {which}runs in {}", store.path().display());
             }
             for r in &list {
-                println!(
+                say!(
                     "{:<10} {:<24} {:<22} {} {}",
                     r.run_id,
                     r.event_id,
@@ -151,10 +151,10 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
                 let report = serde_json::json!({
                     "run": run, "steps": steps, "follow_ups": follow_ups, "timeline": timeline,
                 });
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                say!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(exit::OK);
             }
-            println!(
+            say!(
                 "{}  event {} ({})  policy {} sha256 {}",
                 run.run_id,
                 run.event_id,
@@ -162,13 +162,13 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
                 run.policy_id,
                 &run.policy_sha256[..12]
             );
-            println!(
+            say!(
                 "outcome  {}",
                 run.outcome.map(|o| o.name()).unwrap_or("unfinished")
             );
-            println!("\nsteps");
+            say!("\nsteps");
             for s in &steps {
-                println!(
+                say!(
                     "  {:<22} {:<10} {:<12} {}/{} via {}{}",
                     s.plan.id,
                     s.state.name(),
@@ -183,9 +183,9 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
                 );
             }
             if !follow_ups.is_empty() {
-                println!("\nfollow-ups");
+                say!("\nfollow-ups");
                 for f in &follow_ups {
-                    println!(
+                    say!(
                         "  {} {} {}",
                         f.id,
                         f.packet.reason.name(),
@@ -193,9 +193,9 @@ pub fn run(cmd: RunsCommand, ctx: &Ctx) -> Result<u8> {
                     );
                 }
             }
-            println!("\ntimeline");
+            say!("\ntimeline");
             for row in &timeline {
-                println!(
+                say!(
                     "  {:>5}  {}  {:<22} {}",
                     row.seq,
                     row.at,

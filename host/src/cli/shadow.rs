@@ -29,10 +29,10 @@ pub fn run(cmd: ShadowCommand, ctx: &Ctx) -> Result<u8> {
     let since = since.map(crate::store::rfc3339);
     let report = runtime()?.block_on(engine.shadow_report(since.as_deref(), MAX_RUNS))?;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        say!("{}", serde_json::to_string(&report)?);
     } else {
         // What the targets show now is theirs: nothing in it drives the terminal.
-        print!("{}", crate::kept::inert_lines(&render(&report)));
+        say_part!("{}", crate::kept::inert_lines(&render(&report)));
     }
     Ok(exit::OK)
 }

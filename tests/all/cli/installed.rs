@@ -217,3 +217,29 @@ fn every_command_takes_json_and_the_writing_ones_answer_in_it() {
     ]);
     assert_eq!(revoked["revoked"], "release-readiness-closure");
 }
+
+#[test]
+fn output_to_a_reader_that_has_gone_ends_quietly() {
+    // `handoff runs list | head -1`, the reader gone before the command
+    // writes: the pipe's read end is closed before it starts.
+    let s = crate::support::scenario::Scenario::new();
+    assert!(s.run().status.success());
+    for args in [
+        &["runs", "list"][..],
+        &["runs", "show", "run-1"],
+        &["audit", "export"],
+        &["follow-ups", "list", "--all"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = s
+            .command(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

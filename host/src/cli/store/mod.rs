@@ -70,15 +70,17 @@ pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
             };
             let pruned = ctx.existing_store()?.prune_older_than(days)?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({ "older_than_days": days, "pruned": pruned })
                 );
             } else {
-                println!(
+                say!(
                     "pruned {} finished runs older than {days} days ({} steps, {} capability \
                      decisions); the audit chain is whole",
-                    pruned.runs, pruned.steps, pruned.decisions
+                    pruned.runs,
+                    pruned.steps,
+                    pruned.decisions
                 );
             }
             Ok(exit::OK)
@@ -183,11 +185,11 @@ fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
                 "verified": false, "broken_at": b.seq, "reason": b.reason,
             }),
         };
-        println!("{value}");
+        say!("{value}");
         return Ok(code);
     }
     match verified {
-        Ok(v) => println!(
+        Ok(v) => say!(
             "backed up {} to {} ({bytes} bytes in {took:.2?}); its audit chain verifies: {} rows, head {}",
             ctx.store_path.display(),
             path.display(),

@@ -100,7 +100,7 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
                     "restored": false, "backup": backup,
                     "broken_at": broken.seq, "reason": broken.reason,
                 });
-                println!("{value}");
+                say!("{value}");
             } else {
                 eprintln!(
                     "{} was not restored: the backup's audit chain does not verify: {broken}",
@@ -120,9 +120,9 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
             "restored": true, "store": target, "backup": backup,
             "rows": verified.rows, "head": head,
         });
-        println!("{value}");
+        say!("{value}");
     } else {
-        println!(
+        say!(
             "restored {} from {}; its audit chain verifies: {} rows, head {} (runs the backup \
              held unfinished go on at the next `handoff resume` or `handoff serve`)",
             target.display(),
