@@ -153,8 +153,9 @@ impl CloudEvent {
 pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 
 /// Why an identifying attribute cannot be taken, if it cannot: too long,
-/// or holding a control character (which CloudEvents strings may not
-/// hold).
+/// holding a control character (which CloudEvents strings may not hold),
+/// or a bidirectional formatting one (the id would show in another order
+/// than it is read, wherever people see it: runs, packets, the audit).
 fn unfit_attribute(value: &str) -> Option<String> {
     if value.len() > MAX_ATTRIBUTE_BYTES {
         return Some(format!(
@@ -162,15 +163,21 @@ fn unfit_attribute(value: &str) -> Option<String> {
             value.len()
         ));
     }
-    value
-        .char_indices()
-        .find(|(_, c)| c.is_control())
-        .map(|(at, c)| {
-            format!(
-                "holds the control character U+{:04X} at byte {at}; CloudEvents strings may not",
-                u32::from(c)
-            )
-        })
+    value.char_indices().find_map(|(at, c)| {
+        let code = u32::from(c);
+        if c.is_control() {
+            Some(format!(
+                "holds the control character U+{code:04X} at byte {at}; CloudEvents strings may not"
+            ))
+        } else if crate::plain::is_bidi_control(c) {
+            Some(format!(
+                "holds U+{code:04X} at byte {at}, which shows the text around it in another \
+                 order than it is read"
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// A media type without its parameters (`; charset=…`), lower-cased:
@@ -298,6 +305,14 @@ mod tests {
         );
         assert!(with("source", "a\u{85}b").is_err(), "C1 controls too");
         assert!(with("type", "release.revue.décidée").is_ok());
+        // An id that would show as "evt-1-ver" but reads "evt-1-rev".
+        let err = with("id", "evt-1-\u{202e}rev").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds U+202E at byte 6, which shows the text"),
+            "{err}"
+        );
+        assert!(with("subject", "RV\u{2066}-1").is_err());
     }
 
     #[test]
