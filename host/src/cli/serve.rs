@@ -26,7 +26,7 @@ pub fn serve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<u8> {
             shutdown,
             |bound| {
                 // One line on stdout, for people and for scripts waiting on it.
-                say(&format!("listening on http://{bound}"));
+                status_line(&format!("listening on http://{bound}"));
             },
         )
         .await
@@ -35,13 +35,13 @@ pub fn serve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<u8> {
     // its state is in the store and the next start resumes it.
     runtime.shutdown_background();
     served?;
-    say("stopped");
+    status_line("stopped");
     Ok(exit::OK)
 }
 
 /// A status line on stdout. Best effort: a supervisor that closed our
 /// stdout must not turn a clean stop into a crash.
-fn say(what: &str) {
+fn status_line(what: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "handoff serve: {what}");
     let _ = out.flush();
@@ -66,7 +66,7 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
                 _ = term.recv() => {},
                 _ = interrupt.recv() => {},
             }
-            say("stopped at a second signal; the runs in flight resume at the next start");
+            status_line("stopped at a second signal; the runs in flight resume at the next start");
             std::process::exit(i32::from(exit::ERROR));
         });
     })
