@@ -339,3 +339,59 @@ fn the_handoff_is_measured_per_policy_and_role_with_rework_and_false_positives()
         ],
     );
 }
+
+#[test]
+fn a_resumed_run_goes_on_under_its_own_text_and_a_revocation_stops_it_whichever() {
+    // Two runs left partial by a queue offline, then the policy changed and
+    // the change approved.
+    let partial = || {
+        let s = Scenario::new();
+        std::fs::write(s.path("state/queue/OFFLINE"), b"").unwrap();
+        let (code, r) = run_json(&s);
+        assert_eq!(
+            (code, r["outcome"].as_str()),
+            (3, Some("partially-completed")),
+            "{r}"
+        );
+        std::fs::remove_file(s.path("state/queue/OFFLINE")).unwrap();
+        s.edit_policy("sla-hours = 8", "sla-hours = 4");
+        s.approve_policy();
+        (s, r["follow_up"].to_string())
+    };
+
+    // Resumed: under the text it started with, to the end.
+    let (s, id) = partial();
+    let started_under = s.runs()[0].policy_sha256.clone();
+    let o = resolve(&s, &id, "resume", "release-coordinator", &[]);
+    assert!(
+        text(&o.stdout).contains("completed"),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert_eq!(s.runs()[0].policy_sha256, started_under);
+    assert_eq!(s.writes().len(), 6);
+
+    // Revoked after the change: the older text's run stops too, unwritten.
+    let (s, id) = partial();
+    let o = s.handoff(&[
+        "policy",
+        "revoke",
+        "release-readiness-closure",
+        "--by",
+        "release-owner",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = resolve(&s, &id, "resume", "release-coordinator", &[]);
+    assert!(
+        text(&o.stdout).contains("halted-for-follow-up"),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert_eq!(s.writes().len(), 3, "nothing written after the revocation");
+    assert_eq!(
+        s.record("queue", "review-queue", "RV-118")["state"],
+        "waiting"
+    );
+}
