@@ -1,15 +1,24 @@
 //! The commands' output on standard output. A reader that goes away before
 //! the end (`handoff runs list | head`, `audit export | less` quit early)
-//! ends the process quietly, as it ends other Unix tools: `say!` would
+//! ends the process quietly, as it ends other Unix tools: `println!` would
 //! panic on the broken pipe instead.
+//!
+//! Whatever a command prints, a character that would drive the reader's
+//! terminal or turn the text around it (a control character other than a
+//! line break or a tab, a bidirectional formatting character) is written
+//! out as `\uXXXX`, whichever value it came in with. In JSON output that
+//! is the string escape for the same character, so the JSON means what it
+//! meant; in text it is inert.
 
+use std::borrow::Cow;
 use std::fmt::Arguments;
 use std::io::{ErrorKind, Write};
 
 /// What `say!` and `say_part!` write; a line when `newline`.
 pub fn write(args: Arguments<'_>, newline: bool) {
+    let text = args.to_string();
     let mut out = std::io::stdout().lock();
-    let written = out.write_fmt(args).and_then(|()| {
+    let written = out.write_all(written_out(&text).as_bytes()).and_then(|()| {
         if newline {
             out.write_all(b"\n")
         } else {
@@ -25,7 +34,27 @@ pub fn write(args: Arguments<'_>, newline: bool) {
     }
 }
 
-/// `say!` for a command's output.
+/// `text` with each character that is live at a terminal written out as
+/// `\uXXXX` (JSON's escape for it).
+fn written_out(text: &str) -> Cow<'_, str> {
+    let live =
+        |c: char| (c.is_control() && c != '\n' && c != '\t') || crate::plain::is_bidi_control(c);
+    if !text.chars().any(live) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 12);
+    for c in text.chars() {
+        if live(c) {
+            // Every such character is in the Basic Multilingual Plane.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// `println!` for a command's output.
 macro_rules! say {
     () => { $crate::cli::output::write(format_args!(""), true) };
     ($($arg:tt)*) => { $crate::cli::output::write(format_args!($($arg)*), true) };
@@ -34,4 +63,27 @@ macro_rules! say {
 /// `print!` for a command's output.
 macro_rules! say_part {
     ($($arg:tt)*) => { $crate::cli::output::write(format_args!($($arg)*), false) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_characters_are_written_out_and_json_keeps_its_meaning() {
+        assert_eq!(written_out("a table\twith\nlines"), "a table\twith\nlines");
+        assert_eq!(
+            written_out("evt\u{202e}-1 \u{1b}[2J\r"),
+            "evt\\u202e-1 \\u001b[2J\\u000d"
+        );
+        let value = serde_json::json!({ "id": "evt\u{202e}-1\u{2066}", "n": "a\u{85}b" });
+        let json = serde_json::to_string(&value).unwrap();
+        let shown = written_out(&json);
+        assert!(
+            !shown.contains(['\u{202e}', '\u{2066}', '\u{85}']),
+            "{shown}"
+        );
+        let read: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(read, value, "the same JSON");
+    }
 }
