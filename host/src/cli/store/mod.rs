@@ -88,11 +88,16 @@ pub fn run(cmd: StoreCommand, ctx: &Ctx) -> Result<u8> {
     }
 }
 
+/// `path` with `suffix` added to its file name.
+pub(super) fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 /// Where a backup to `path` is written until it is whole.
 pub(super) fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
+    beside(path, ".partial")
 }
 
 /// Make the copy at `partial` durable, then give it the name `path`, which

@@ -7,17 +7,15 @@
 //! restore too.
 
 use super::super::{Ctx, exit};
-use super::{partial_path, put_in_place};
+use super::{beside, partial_path, put_in_place};
 use crate::audit::anchor::Anchor;
 use crate::store::{Store, StoreError};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-/// `path` with `suffix` added to its file name.
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
+/// A database file and the log and index SQLite keeps beside it.
+fn with_log(db: &Path) -> [PathBuf; 3] {
+    [db.to_path_buf(), beside(db, "-wal"), beside(db, "-shm")]
 }
 
 pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
@@ -28,11 +26,7 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
             backup.display()
         );
     }
-    for taken in [
-        target.clone(),
-        beside(target, "-wal"),
-        beside(target, "-shm"),
-    ] {
+    for taken in with_log(target) {
         if taken.exists() {
             bail!(
                 "{} is there: a restore never replaces a store. Stop `handoff serve`, move the \
@@ -42,11 +36,7 @@ pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
         }
     }
     let partial = partial_path(target);
-    for left in [
-        partial.clone(),
-        beside(&partial, "-wal"),
-        beside(&partial, "-shm"),
-    ] {
+    for left in with_log(&partial) {
         if left.exists() {
             bail!(
                 "{} is there: a restore to {} was stopped part-way (or is still being made); \
@@ -151,11 +141,7 @@ fn copy_of(backup: &Path, partial: &Path) -> Result<()> {
 /// Remove a copy that will not be the store, with the log and index its
 /// opening made.
 fn remove_copy(partial: &Path) {
-    for file in [
-        partial.to_path_buf(),
-        beside(partial, "-wal"),
-        beside(partial, "-shm"),
-    ] {
+    for file in with_log(partial) {
         let _ = std::fs::remove_file(file);
     }
 }
