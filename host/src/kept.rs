@@ -40,13 +40,18 @@ pub fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}... ({} bytes)", prefix(text, max), text.len()).into()
 }
 
-/// `text` to be shown at a terminal: each control character (a line break,
-/// an escape that would drive the terminal), Unicode line separator and
-/// bidirectional formatting character written as `\u{..}`; the rest as it is.
+/// Whether `c`, shown at a terminal, does something other than show: a
+/// control character (a line break, an escape that drives the terminal), a
+/// Unicode line or paragraph separator, a bidirectional formatting
+/// character (which turns the text around it).
+pub fn live_at_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::plain::is_bidi_control(c)
+}
+
+/// `text` to be shown at a terminal: each character [`live_at_terminal`]
+/// written as `\u{..}`; the rest as it is.
 pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
-    written_out(text, |c| {
-        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::plain::is_bidi_control(c)
-    })
+    written_out(text, live_at_terminal)
 }
 
 /// `text` with each character `live` says is live written as `\u{..}`.

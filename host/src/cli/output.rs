@@ -5,7 +5,8 @@
 //!
 //! Whatever a command prints, a character that would drive the reader's
 //! terminal or turn the text around it (a control character other than a
-//! line break or a tab, a bidirectional formatting character) is written
+//! line break or a tab, a line or paragraph separator, a bidirectional
+//! formatting character) is written
 //! out as `\uXXXX`, whichever value it came in with. In JSON output that
 //! is the string escape for the same character, so the JSON means what it
 //! meant; in text it is inert.
@@ -37,8 +38,7 @@ pub fn write(args: Arguments<'_>, newline: bool) {
 /// `text` with each character that is live at a terminal written out as
 /// `\uXXXX` (JSON's escape for it).
 fn written_out(text: &str) -> Cow<'_, str> {
-    let live =
-        |c: char| (c.is_control() && c != '\n' && c != '\t') || crate::plain::is_bidi_control(c);
+    let live = |c: char| crate::kept::live_at_terminal(c) && c != '\n' && c != '\t';
     if !text.chars().any(live) {
         return text.into();
     }
@@ -76,6 +76,7 @@ mod tests {
             written_out("evt\u{202e}-1 \u{1b}[2J\r"),
             "evt\\u202e-1 \\u001b[2J\\u000d"
         );
+        assert_eq!(written_out("a\u{2028}b"), "a\\u2028b");
         let value = serde_json::json!({ "id": "evt\u{202e}-1\u{2066}", "n": "a\u{85}b" });
         let json = serde_json::to_string(&value).unwrap();
         let shown = written_out(&json);

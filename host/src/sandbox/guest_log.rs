@@ -112,10 +112,7 @@ pub fn escaped(message: &str, max: usize) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}')
-                || crate::plain::is_bidi_control(c) =>
-            {
+            c if crate::kept::live_at_terminal(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
