@@ -102,21 +102,21 @@ fn not_to_be_moved(step: &PlannedStep, seen: &View) -> Option<Halt> {
         return None;
     }
     let expected = format!("one of {}", step.from_states.join(", "));
-    let mut halt = Halt::new(
-        Reason::MappingConflict,
-        format!(
+    let halt = Halt {
+        reason: Reason::MappingConflict,
+        summary: format!(
             "step {}: {}/{} is {:?}, and the step changes it only from {expected}; someone \
              may have set it so, and a person decides",
             step.id, step.record.kind, step.record.id, seen.state
         ),
-    )
-    .about(&step.adapter, &step.record.kind, &step.record.id);
-    halt.mismatch = Some(Mismatch {
-        path: "state".into(),
-        expected,
-        found: seen.state.clone(),
-    });
-    Some(halt)
+        mismatch: Some(Mismatch {
+            path: "state".into(),
+            expected,
+            found: seen.state.clone(),
+        }),
+        record: None,
+    };
+    Some(halt.about(&step.adapter, &step.record.kind, &step.record.id))
 }
 
 /// Apply the step's action with its key.
