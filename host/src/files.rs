@@ -44,12 +44,30 @@ pub fn read_from_at_most(reader: impl Read, size: u64, max: u64) -> io::Result<V
 
 /// [`read_at_most`], as UTF-8 text.
 pub fn read_text_at_most(path: &Path, max: u64) -> io::Result<String> {
-    String::from_utf8(read_at_most(path, max)?)
+    as_text(read_at_most(path, max)?)
+}
+
+/// [`read_input_at_most`], as UTF-8 text.
+pub fn read_text_input_at_most(path: &Path, max: u64) -> io::Result<String> {
+    as_text(read_input_at_most(path, max)?)
+}
+
+fn as_text(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// The path that names standard input, for an event or a context.
+/// The path that names standard input, for an event, a context or anchors.
 pub const STANDARD_INPUT: &str = "-";
+
+/// [`read_at_most`] of `path`, or of standard input when it is `-`.
+pub fn read_input_at_most(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    if path == Path::new(STANDARD_INPUT) {
+        read_from_at_most(io::stdin().lock(), 0, max)
+    } else {
+        read_at_most(path, max)
+    }
+}
 
 /// An input path as messages name it: `-` is standard input.
 pub fn input_name(path: &Path) -> String {
@@ -65,12 +83,7 @@ pub fn input_name(path: &Path) -> String {
 /// the service would refuse the same body.
 pub fn read_input(path: &Path, what: &str, max: usize) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
-    let bytes = if path == Path::new(STANDARD_INPUT) {
-        read_from_at_most(io::stdin().lock(), 0, max as u64)
-    } else {
-        read_at_most(path, max as u64)
-    };
-    bytes.with_context(|| {
+    read_input_at_most(path, max as u64).with_context(|| {
         format!(
             "reading the {what} from {} (at most serve.max-body-bytes = {max})",
             input_name(path)

@@ -22,7 +22,8 @@ pub enum AuditCommand {
         /// An anchor, SEQ:HASH (repeatable).
         #[arg(long = "anchor", value_name = "SEQ:HASH")]
         anchors: Vec<String>,
-        /// A file of anchors, one SEQ:HASH per line (`#` starts a comment).
+        /// A file of anchors, one SEQ:HASH per line (`#` starts a comment);
+        /// `-` reads them from standard input.
         #[arg(long = "anchors", value_name = "FILE")]
         anchor_file: Option<PathBuf>,
         /// One JSON object instead of text.
@@ -61,12 +62,11 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             if let Some(path) = anchor_file {
-                let text = crate::files::read_text_at_most(&path, crate::files::ANCHORS_BYTES)
-                    .with_context(|| format!("reading the anchors {}", path.display()))?;
-                anchors.extend(
-                    Anchor::parse_lines(&text, &path.display().to_string())
-                        .map_err(anyhow::Error::msg)?,
-                );
+                let name = crate::files::input_name(&path);
+                let text =
+                    crate::files::read_text_input_at_most(&path, crate::files::ANCHORS_BYTES)
+                        .with_context(|| format!("reading the anchors from {name}"))?;
+                anchors.extend(Anchor::parse_lines(&text, &name).map_err(anyhow::Error::msg)?);
             }
             let result = verify_showing(&store, &anchors, "audit verify")?;
             report(result, anchors.len(), json)

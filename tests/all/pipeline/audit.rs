@@ -169,6 +169,27 @@ fn audit_cli(store: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`audit_cli`] with `input` on its standard input.
+fn audit_cli_reading(store: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["--store", store.to_str().unwrap(), "audit"])
+        .args(args)
+        .env_remove("HANDOFF_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `audit head`: the newest row as SEQ:HASH.
 fn head(store: &Path) -> String {
     let out = audit_cli(store, &["head"]);
@@ -221,6 +242,22 @@ fn an_anchor_kept_outside_the_store_catches_a_chain_cut_short_or_rewritten() {
     assert!(
         text.contains("verified: 8 rows, head 8:") && text.contains("holds the anchored row"),
         "{text}"
+    );
+    // The same anchors piped in, as from another machine's log.
+    let out = audit_cli_reading(&db, &["verify", "--anchors", "-"], &format!("{anchor}\n"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("holds the anchored row"));
+    let out = audit_cli_reading(&db, &["verify", "--anchors", "-"], "6:nothex\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("standard input:1:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     // The newest rows cut off: the chain alone still verifies.
