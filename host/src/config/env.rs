@@ -169,7 +169,14 @@ pub fn apply(
                 })
             }
             Kind::Count => toml::Value::Integer(raw.trim().parse::<i64>().map_err(|_| {
-                format!("{var} is {raw:?}; {name} is a whole number (unset the variable to use the file's)")
+                let what = if raw.trim().bytes().all(|b| b.is_ascii_digit()) {
+                    "far too large"
+                } else {
+                    "not a whole number"
+                };
+                format!(
+                    "{var} is {raw:?}: {what} for {name} (unset the variable to use the file's)"
+                )
             })?),
         };
         let section_table = table

@@ -9,7 +9,7 @@
 //! threads = 0                       # threads driving them; 0: three per core
 //! max-queued = 1000                 # accepted runs waiting; beyond, 429
 //! max-body-bytes = 262144
-//! shutdown-grace-seconds = 30       # for runs in flight when stopping
+//! shutdown-grace-seconds = 30       # for runs in flight when stopping; every period: at most a day
 //! reconcile-seconds = 300           # poll every policy's source; 0: never
 //! anchor-log-seconds = 3600         # log the audit head as an anchor; 0: only at start and stop
 //!
@@ -126,6 +126,13 @@ pub const MAX_THREADS: usize = 1024;
 /// Threads driving runs per core, by default.
 pub const THREADS_PER_CORE: usize = 3;
 
+/// The longest a client may take to send a request's headers or its body.
+pub const MAX_READ_TIMEOUT_SECONDS: u64 = 3600;
+
+/// The longest any other period of `[serve]` may be (a grace, a pass's
+/// interval, an acknowledgement's wait): a day.
+pub const MAX_PERIOD_SECONDS: u64 = 86_400;
+
 impl ServeConfig {
     /// The threads that drive runs: as set, or three per core this process
     /// may use. More than one per core, because a thread also waits: its
@@ -176,8 +183,8 @@ pub(super) struct RawServe {
     threads: Option<usize>,
     max_queued: Option<usize>,
     max_body_bytes: Option<usize>,
-    body_read_timeout_seconds: Option<usize>,
-    header_read_timeout_seconds: Option<usize>,
+    body_read_timeout_seconds: Option<u64>,
+    header_read_timeout_seconds: Option<u64>,
     max_connections: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     reconcile_seconds: Option<u64>,
@@ -210,6 +217,16 @@ impl RawServe {
             Some(0) => Err(format!("serve.{name} must be at least 1")),
             Some(v) => Ok(v),
             None => Ok(default),
+        };
+        // A period past its bound would be no bound at all (and a time so
+        // far off cannot be reached: the clock's arithmetic overflows).
+        let seconds = |name: &str, value: Option<u64>, default: u64, least: u64, most: u64| {
+            let v = value.unwrap_or(default);
+            if (least..=most).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("serve.{name} is {v}; use {least} to {most}"))
+            }
         };
         if let Some(n) = self.max_in_flight.or(self.workers)
             && n > MAX_IN_FLIGHT
@@ -282,27 +299,53 @@ impl RawServe {
                 self.max_body_bytes,
                 defaults.max_body_bytes,
             )?,
-            body_read_timeout_secs: positive(
+            body_read_timeout_secs: seconds(
                 "body-read-timeout-seconds",
                 self.body_read_timeout_seconds,
-                defaults.body_read_timeout_secs as usize,
-            )? as u64,
-            header_read_timeout_secs: positive(
+                defaults.body_read_timeout_secs,
+                1,
+                MAX_READ_TIMEOUT_SECONDS,
+            )?,
+            header_read_timeout_secs: seconds(
                 "header-read-timeout-seconds",
                 self.header_read_timeout_seconds,
-                defaults.header_read_timeout_secs as usize,
-            )? as u64,
+                defaults.header_read_timeout_secs,
+                1,
+                MAX_READ_TIMEOUT_SECONDS,
+            )?,
             max_connections: positive(
                 "max-connections",
                 self.max_connections,
                 defaults.max_connections,
             )?,
-            shutdown_grace_secs: self
-                .shutdown_grace_seconds
-                .unwrap_or(defaults.shutdown_grace_secs),
-            reconcile_secs: self.reconcile_seconds.unwrap_or(defaults.reconcile_secs),
-            anchor_log_secs: self.anchor_log_seconds.unwrap_or(defaults.anchor_log_secs),
-            deliver_secs: self.deliver_seconds.unwrap_or(defaults.deliver_secs),
+            shutdown_grace_secs: seconds(
+                "shutdown-grace-seconds",
+                self.shutdown_grace_seconds,
+                defaults.shutdown_grace_secs,
+                0,
+                MAX_PERIOD_SECONDS,
+            )?,
+            reconcile_secs: seconds(
+                "reconcile-seconds",
+                self.reconcile_seconds,
+                defaults.reconcile_secs,
+                0,
+                MAX_PERIOD_SECONDS,
+            )?,
+            anchor_log_secs: seconds(
+                "anchor-log-seconds",
+                self.anchor_log_seconds,
+                defaults.anchor_log_secs,
+                0,
+                MAX_PERIOD_SECONDS,
+            )?,
+            deliver_secs: seconds(
+                "deliver-seconds",
+                self.deliver_seconds,
+                defaults.deliver_secs,
+                0,
+                MAX_PERIOD_SECONDS,
+            )?,
             public_url: match self.public_url {
                 None => None,
                 Some(url) => {
@@ -318,8 +361,11 @@ impl RawServe {
                 }
             },
             nats: match self.nats {
-                Some(n) if n.ack_wait_seconds == 0 => {
-                    return Err("serve.nats.ack-wait-seconds must be at least 1".into());
+                Some(n) if !(1..=MAX_PERIOD_SECONDS).contains(&n.ack_wait_seconds) => {
+                    return Err(format!(
+                        "serve.nats.ack-wait-seconds is {}; use 1 to {MAX_PERIOD_SECONDS}",
+                        n.ack_wait_seconds
+                    ));
                 }
                 other => other,
             },
