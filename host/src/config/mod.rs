@@ -227,6 +227,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let defaults = Config::default();
+        within_bounds(&raw.ceiling, &raw.retry).map_err(&invalid)?;
         let ceiling_defaults = HostCeiling::default();
         let http_origins = match raw.ceiling.http_origins {
             None => None,
@@ -294,15 +295,61 @@ impl Config {
             policies: raw.policies.into_iter().map(resolve).collect(),
             serve: raw.serve.finish(&resolve).map_err(invalid)?,
             origins,
-            retry: if raw.retry.attempts == 0 {
-                return Err(invalid(
-                    "retry.attempts must be at least 1 (the first call counts)".into(),
-                ));
-            } else {
-                raw.retry
-            },
+            retry: raw.retry,
         })
     }
+}
+
+/// The most memory an instance can have: a 32-bit WebAssembly memory
+/// holds at most 4 GiB.
+const MAX_MEMORY_MIB: u32 = 4096;
+
+/// The longest call the ceiling may let an adapter make: half the longest
+/// lease (see [`lease`]).
+const MAX_CALL_TIMEOUT_MS: u64 = MAX_LEASE_SECONDS * 1000 / 2;
+
+/// The most calls a transient failure may be given, and the longest pause
+/// between two: past these a run would wait on a target for days.
+const MAX_ATTEMPTS: u32 = 100;
+const MAX_RETRY_DELAY_MS: u64 = 3_600_000;
+
+/// `[ceiling]`'s memory and time and `[retry]`, each within what the
+/// sandbox and the runs can be given (and above zero where zero means
+/// nothing could run).
+fn within_bounds(ceiling: &RawCeiling, retry: &Retry) -> Result<(), String> {
+    if let Some(mib) = ceiling.max_memory_mib
+        && !(1..=MAX_MEMORY_MIB).contains(&mib)
+    {
+        return Err(format!(
+            "ceiling.max-memory-mib is {mib}; use 1 to {MAX_MEMORY_MIB} (a WebAssembly \
+             memory holds at most 4 GiB)"
+        ));
+    }
+    if let Some(ms) = ceiling.max_call_timeout_ms
+        && !(1..=MAX_CALL_TIMEOUT_MS).contains(&ms)
+    {
+        return Err(format!(
+            "ceiling.max-call-timeout-ms is {ms}; use 1 to {MAX_CALL_TIMEOUT_MS} (half the \
+             longest store.lease-seconds, {MAX_LEASE_SECONDS})"
+        ));
+    }
+    if !(1..=MAX_ATTEMPTS).contains(&retry.attempts) {
+        return Err(format!(
+            "retry.attempts is {}; use 1 to {MAX_ATTEMPTS} (the first call counts)",
+            retry.attempts
+        ));
+    }
+    for (name, ms) in [
+        ("base-delay-ms", retry.base_delay_ms),
+        ("max-delay-ms", retry.max_delay_ms),
+    ] {
+        if ms > MAX_RETRY_DELAY_MS {
+            return Err(format!(
+                "retry.{name} is {ms}; at most {MAX_RETRY_DELAY_MS} (an hour)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A run's lease unless `[store] lease-seconds` says otherwise.

@@ -108,6 +108,16 @@ fn a_setting_a_variable_gave_is_refused_naming_the_variable() {
             "unknown variant `bogus`",
         ),
         ("HANDOFF_SERVE_LISTEN", "nonsense", "invalid socket address"),
+        (
+            "HANDOFF_SERVE_HEADER_READ_TIMEOUT_SECONDS",
+            "99999999999",
+            "serve.header-read-timeout-seconds is 99999999999; use 1 to 3600",
+        ),
+        (
+            "HANDOFF_SERVE_DELIVER_SECONDS",
+            "9223372036854775807",
+            "serve.deliver-seconds is 9223372036854775807; use 0 to 86400",
+        ),
     ] {
         let err = with(var, value);
         assert!(
@@ -115,6 +125,24 @@ fn a_setting_a_variable_gave_is_refused_naming_the_variable() {
             "{var}={value}: {err}"
         );
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+    // A number past any setting's type, and a word, each said as it is.
+    for (value, says) in [
+        (
+            "18446744073709551616",
+            "far too large for serve.shutdown-grace-seconds",
+        ),
+        (
+            "thirty",
+            "not a whole number for serve.shutdown-grace-seconds",
+        ),
+    ] {
+        let err = Config::parse_with_env("", Path::new("h.toml"), &move |v| {
+            (v == "HANDOFF_SERVE_SHUTDOWN_GRACE_SECONDS").then(|| value.to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(says), "{value}: {err}");
     }
     // A problem with the file's own setting names no variable.
     let err = Config::parse_with_env("[serve]\nmax-queued = 0\n", Path::new("h.toml"), &|_| None)
@@ -295,4 +323,78 @@ fn roles_name_instances_that_can_publish_and_chains_that_exist() {
         let err = parse(roles).unwrap_err();
         assert!(err.contains(expected), "{roles}: {err}");
     }
+}
+
+#[test]
+fn every_period_of_the_service_is_bounded() {
+    let refused = |text: &str| {
+        Config::parse_with_env(text, Path::new("h.toml"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    };
+    for (setting, most) in [
+        ("body-read-timeout-seconds", 3600),
+        ("header-read-timeout-seconds", 3600),
+        ("shutdown-grace-seconds", 86_400),
+        ("reconcile-seconds", 86_400),
+        ("anchor-log-seconds", 86_400),
+        ("deliver-seconds", 86_400),
+    ] {
+        let text = format!("[serve]\n{setting} = {most}\n");
+        Config::parse_with_env(&text, Path::new("h.toml"), &|_| None).unwrap();
+        let err = refused(&format!("[serve]\n{setting} = {}\n", most + 1));
+        assert!(
+            err.contains(&format!("serve.{setting} is {}; use ", most + 1)),
+            "{setting}: {err}"
+        );
+    }
+    let nats = "[serve.nats]\nserver = \"127.0.0.1:4222\"\nstream = \"S\"\nsubject = \"s.>\"\n";
+    let err = refused(&format!("{nats}ack-wait-seconds = 86401\n"));
+    assert!(
+        err.contains("serve.nats.ack-wait-seconds is 86401; use 1 to 86400"),
+        "{err}"
+    );
+    let err = refused(&format!("{nats}ack-wait-seconds = 0\n"));
+    assert!(err.contains("ack-wait-seconds is 0"), "{err}");
+}
+
+#[test]
+fn the_ceiling_and_the_retries_are_bounded_where_the_sandbox_and_the_runs_can_follow() {
+    let refused = |text: &str| {
+        Config::parse_with_env(text, Path::new("h.toml"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    };
+    for (text, says) in [
+        (
+            "[ceiling]\nmax-memory-mib = 4097\n",
+            "ceiling.max-memory-mib is 4097; use 1 to 4096",
+        ),
+        ("[ceiling]\nmax-memory-mib = 0\n", "max-memory-mib is 0"),
+        (
+            "[ceiling]\nmax-call-timeout-ms = 43200001\n",
+            "ceiling.max-call-timeout-ms is 43200001; use 1 to 43200000",
+        ),
+        (
+            "[retry]\nattempts = 101\n",
+            "retry.attempts is 101; use 1 to 100",
+        ),
+        (
+            "[retry]\nmax-delay-ms = 3600001\n",
+            "retry.max-delay-ms is 3600001; at most 3600000",
+        ),
+        (
+            "[retry]\nbase-delay-ms = 9223372036854775807\n",
+            "retry.base-delay-ms is 9223372036854775807",
+        ),
+    ] {
+        let err = refused(text);
+        assert!(err.contains(says), "{text}: {err}");
+    }
+    // The bounds themselves are taken, and the lease grows to follow the
+    // longest call.
+    let most = "[ceiling]\nmax-memory-mib = 4096\nmax-call-timeout-ms = 43200000\n\
+                [retry]\nattempts = 100\nbase-delay-ms = 3600000\nmax-delay-ms = 3600000\n";
+    let config = Config::parse_with_env(most, Path::new("h.toml"), &|_| None).unwrap();
+    assert_eq!(config.lease.as_secs(), 86_400);
 }
