@@ -15,6 +15,10 @@ pub enum PackageError {
     )]
     NoManifest { dir: PathBuf },
     #[error(
+        "{path}: no such file or directory, so no {MANIFEST_FILE} here; a package is a directory holding {MANIFEST_FILE} and <name>.wasm"
+    )]
+    Missing { path: PathBuf },
+    #[error(
         "{path}: cannot read the component: {source}; build it, or point at the package that holds it"
     )]
     Component {
@@ -39,6 +43,11 @@ impl Package {
     /// directory and manifest; an error when there is no manifest there.
     /// Cheap (no file is read): for checking a configuration at startup.
     pub fn find(path: &Path) -> Result<(PathBuf, PathBuf), PackageError> {
+        if !path.exists() {
+            return Err(PackageError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
         let (dir, manifest_path) = if path.is_dir() {
             (path.to_path_buf(), path.join(MANIFEST_FILE))
         } else {

@@ -166,8 +166,9 @@ fn a_bad_package_path_or_manifest_says_where_and_what() {
     let cwd = tempfile::tempdir().unwrap();
     let out = handoff(cwd.path(), &["adapter", "inspect", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(1));
+    // The path is named as given, not its parent.
     assert!(
-        stderr(&out).contains("no adapter.toml here"),
+        stderr(&out).contains("no/such/dir: no such file or directory, so no adapter.toml here"),
         "{}",
         stderr(&out)
     );
