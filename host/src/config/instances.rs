@@ -43,6 +43,10 @@ pub(super) struct RawInstance {
 }
 
 /// The keys of `[adapters.X]` that are not a surface's.
+/// The most calls an instance's `concurrency` may let in at once: more than
+/// the most runs a service drives at once could never all be in flight.
+const MAX_CONCURRENCY: usize = super::serve::MAX_IN_FLIGHT;
+
 const INSTANCE_KEYS: [&str; 6] = [
     "package",
     "config",
@@ -68,6 +72,16 @@ pub(super) fn finish(
         return Err(format!(
             "adapters.{name}.concurrency is 0, so no call could ever reach it; \
              set 1 or more, or leave it out for no limit"
+        ));
+    }
+    if let Some((name, n)) = raw.iter().find_map(|(name, r)| {
+        r.concurrency
+            .filter(|&n| n > MAX_CONCURRENCY)
+            .map(|n| (name, n))
+    }) {
+        return Err(format!(
+            "adapters.{name}.concurrency is {n}; at most {MAX_CONCURRENCY}, or leave it out \
+             for no limit"
         ));
     }
     raw.into_iter()

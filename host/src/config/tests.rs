@@ -182,6 +182,15 @@ fn an_adapter_concurrency_is_a_positive_count() {
     assert!(err.contains("adapters.tracker.concurrency is 0"), "{err}");
     assert!(parse("-1").is_err());
     assert!(parse("\"many\"").is_err());
+    assert_eq!(
+        parse("4096").unwrap().adapters["tracker"].concurrency,
+        Some(4096)
+    );
+    let err = parse("9223372036854775807").unwrap_err().to_string();
+    assert!(
+        err.contains("adapters.tracker.concurrency is 9223372036854775807; at most 4096"),
+        "{err}"
+    );
     let unset = Config::parse("[adapters.t]\npackage = \"p\"\n", Path::new("h.toml")).unwrap();
     assert_eq!(unset.adapters["t"].concurrency, None);
     assert!(!unset.adapters["t"].one_call_per_record);
