@@ -22,7 +22,16 @@ pub enum TemplateError {
     NotScalar { place: String, reference: String },
     #[error("{place}: {problem}")]
     BadValue { place: String, problem: String },
+    #[error(
+        "{place}: filled in, it is over {MAX_FILLED_BYTES} bytes (a policy's value names \
+         things and links to them; it does not carry them)"
+    )]
+    TooLarge { place: String },
 }
+
+/// The most a filled template may hold: a value from the event, however
+/// large, or one used many times, cannot grow a message or a record past it.
+pub const MAX_FILLED_BYTES: usize = 64 * 1024;
 
 /// What templates are filled from.
 #[derive(Debug, Clone, Copy)]
@@ -69,9 +78,19 @@ pub fn render(text: &str, scope: Scope<'_>, place: &str) -> Result<String, Templ
         })?;
         let reference = after[..end].trim();
         out.push_str(&lookup(reference, scope, place)?);
+        if out.len() > MAX_FILLED_BYTES {
+            return Err(TemplateError::TooLarge {
+                place: place.to_string(),
+            });
+        }
         rest = &after[end + 2..];
     }
     out.push_str(rest);
+    if out.len() > MAX_FILLED_BYTES {
+        return Err(TemplateError::TooLarge {
+            place: place.to_string(),
+        });
+    }
     Ok(out)
 }
 
@@ -129,6 +148,33 @@ mod tests {
         let text = "Release {{event.data.release_id}} v{{ event.data.review_version }} at {{context.milestone_id}}";
         assert_eq!(render(text, s, "step x").unwrap(), "Release R-42 v3 at M-7");
         assert_eq!(render("plain", s, "p").unwrap(), "plain");
+    }
+
+    #[test]
+    fn a_filled_template_is_bounded_however_often_a_value_is_used() {
+        let event = json!({ "data": { "big": "x".repeat(40 * 1024) } });
+        let context = json!({});
+        let s = Scope {
+            event: &event,
+            context: &context,
+        };
+        assert_eq!(
+            render("{{event.data.big}}", s, "p").unwrap().len(),
+            40 * 1024
+        );
+        let err = render(
+            "{{event.data.big}} {{event.data.big}}",
+            s,
+            "step notify subject",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            TemplateError::TooLarge {
+                place: "step notify subject".into()
+            }
+        );
+        assert!(err.to_string().contains("over 65536 bytes"), "{err}");
     }
 
     #[test]
