@@ -10,6 +10,10 @@ use std::collections::BTreeSet;
 
 const CONDITION_PATHS: &str = "exists, applied, state, revision, links, fields.NAME";
 
+/// The most `[[check]]`s, and the most `[[step]]`s, a policy may have: a
+/// closure's remaining work is a few steps, and each run records every one.
+pub const MAX_PARTS: usize = 100;
+
 /// Every rule, in the order a reader meets the file's parts.
 pub(super) fn check(raw: &RawPolicy) -> Result<(), String> {
     shape(raw)?;
@@ -45,6 +49,17 @@ fn shape(raw: &RawPolicy) -> Result<(), String> {
     }
     if raw.trigger.states.iter().any(|s| s.trim().is_empty()) {
         return Err("trigger.states holds an empty state: name each state that authorizes".into());
+    }
+    for (part, count) in [
+        ("[[check]]", raw.checks.len()),
+        ("[[step]]", raw.steps.len()),
+    ] {
+        if count > MAX_PARTS {
+            return Err(format!(
+                "{count} {part}s; a policy has at most {MAX_PARTS} (split the work into \
+                 policies of their own)"
+            ));
+        }
     }
     let mut names = BTreeSet::new();
     for check in &raw.checks {

@@ -304,3 +304,36 @@ fn a_policy_that_would_show_in_another_order_than_it_reads_is_refused() {
     // Right-to-left text itself is text.
     parse(&RELEASE.replace("ready for scheduling", "ready for scheduling (שלום)")).unwrap();
 }
+
+#[test]
+fn a_policy_has_at_most_a_hundred_checks_and_a_hundred_steps() {
+    let steps = |n: usize| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "\n[[step]]\nid = \"s{i}\"\nadapter = \"checklist\"\n\
+                     record = {{ kind = \"issue\", id = \"c{i}\" }}\n\
+                     action = {{ set-state = \"closed\" }}\ndone-when = {{ state = \"closed\" }}\n"
+                )
+            })
+            .collect::<String>()
+    };
+    let (head, tail) = RELEASE.split_once("\n[follow-up]").unwrap();
+    parse(&format!("{head}{}\n[follow-up]{tail}", steps(97))).unwrap();
+    let err = parse(&format!("{head}{}\n[follow-up]{tail}", steps(98))).unwrap_err();
+    assert!(
+        err.problem
+            .contains("101 [[step]]s; a policy has at most 100"),
+        "{err}"
+    );
+    let checks: String = (0..100)
+        .map(|i| {
+            format!(
+                "\n[[check]]\nname = \"c{i}\"\nadapter = \"tracker\"\n\
+                 record = {{ kind = \"version\", id = \"v{i}\" }}\nexpect = {{ exists = true }}\n"
+            )
+        })
+        .collect();
+    let err = parse(&format!("{head}{checks}\n[follow-up]{tail}")).unwrap_err();
+    assert!(err.problem.contains("101 [[check]]s"), "{err}");
+}
