@@ -23,6 +23,16 @@ pub fn control_character(text: &str, lines: bool) -> Option<char> {
     })
 }
 
+/// `c` as a refusal names it: "the control character U+0007", or "the
+/// bidirectional formatting character U+202E".
+pub fn named(c: char) -> String {
+    if is_bidi_control(c) {
+        format!("the bidirectional formatting character U+{:04X}", c as u32)
+    } else {
+        format!("the control character U+{:04X}", c as u32)
+    }
+}
+
 /// A file's `text` (`what`: "a policy") as a reviewer reads it: refused,
 /// naming the line, when a bidirectional formatting character anywhere in
 /// it (a comment included) would show it in another order.

@@ -26,8 +26,8 @@ pub(super) fn who(text: &str) -> Result<String, String> {
     }
     if let Some(c) = crate::plain::control_character(name, false) {
         return Err(format!(
-            "holds the control character U+{:04X}; a name is one line of plain text",
-            c as u32
+            "holds {}; a name is one line of plain text",
+            crate::plain::named(c)
         ));
     }
     Ok(name.to_string())

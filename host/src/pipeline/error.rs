@@ -80,10 +80,10 @@ pub enum RunError {
     )]
     NoteTooLong(usize),
     #[error(
-        "the {0} holds the control character U+{1:04X}; write plain text (line breaks and tabs \
-         are fine in a note)"
+        "the {0} holds {named}; write plain text (line breaks and tabs are fine in a note)",
+        named = crate::plain::named(*.1)
     )]
-    NotPlainText(&'static str, u32),
+    NotPlainText(&'static str, char),
     #[error("follow-up {id} was already acknowledged by {by} at {at}")]
     AlreadyAcknowledged { id: i64, by: String, at: String },
     #[error("reconciling source adapter {adapter}: {problem}")]

@@ -118,7 +118,7 @@ impl Engine {
 /// terminal of whoever reads it; a note may have line breaks and tabs.
 fn plain_text(what: &'static str, text: &str, lines: bool) -> Result<(), RunError> {
     match crate::plain::control_character(text, lines) {
-        Some(c) => Err(RunError::NotPlainText(what, c as u32)),
+        Some(c) => Err(RunError::NotPlainText(what, c)),
         None => Ok(()),
     }
 }

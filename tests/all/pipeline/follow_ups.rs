@@ -224,6 +224,18 @@ fn a_follow_up_renders_for_people_and_an_abandon_is_recorded() {
             2,
             "holds the control character U+0007; a name is one line",
         ),
+        (
+            "release\u{202e}rotanidrooc",
+            "why",
+            2,
+            "holds the bidirectional formatting character U+202E; a name is one line",
+        ),
+        (
+            "release-coordinator",
+            "done \u{2066}by someone else",
+            1,
+            "the note holds the bidirectional formatting character U+2066",
+        ),
     ] {
         let o = resolve(&s, &id, "abandon", by, &["--note", note]);
         assert_eq!(o.status.code(), Some(code), "{}", text_of(&o));
