@@ -163,7 +163,10 @@ pub mod exit {
 
 /// Run the command line; errors are printed with their causes.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(wrong) => return usage(&wrong),
+    };
     // The demo's output is its table; retries it provokes on purpose are
     // not warnings to the person reading it.
     // Kept to the end: dropping it sends the traces still batched.
@@ -200,6 +203,19 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// A command line clap could not take, or a request for help or the
+/// version. Its error repeats what it was given (`invalid value '…' for
+/// '--by'`), so it is printed as every error is: plain, bounded, inert.
+fn usage(wrong: &clap::Error) -> ExitCode {
+    if !wrong.use_stderr() {
+        // `--help`, `--version`: the text is ours.
+        let _ = wrong.print();
+        return ExitCode::from(exit::OK);
+    }
+    eprint!("{}", said(&wrong.render().to_string()));
+    ExitCode::from(u8::try_from(wrong.exit_code()).unwrap_or(exit::USAGE))
 }
 
 /// Whether `err` is the broken pipe of output nobody reads any more.

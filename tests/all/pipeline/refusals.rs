@@ -274,6 +274,32 @@ fn an_error_repeating_what_it_was_given_is_bounded_and_cannot_drive_the_terminal
         "{} bytes",
         err.len()
     );
+    // A command line the parser itself refuses repeats its value too.
+    for (args, says) in [
+        (
+            vec!["runs", "list", "--outcome", "done\u{1b}[2J\u{202e}"],
+            "\\u{202e}' for '--outcome",
+        ),
+        (
+            vec!["follow-ups", "ack", "1", "--by", "x\u{2067}y"],
+            "bidirectional formatting character U+2067",
+        ),
+    ] {
+        let (code, _, err) = outcome(&s.handoff(&args));
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{202e}') && !err.contains('\u{2067}'),
+            "written out: {err:?}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+    let (code, _, err) = outcome(&s.handoff(&["runs", "list", "--outcome", &long]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.len() < 5_000, "{} bytes", err.len());
+    // Help is still help, on standard output.
+    let (code, out, _) = outcome(&s.handoff(&["runs", "--help"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage: handoff runs"), "{out}");
 }
 
 #[test]
