@@ -34,6 +34,17 @@ fn a_store_is_restored_from_its_backup_only_where_none_is_and_only_when_it_verif
     // A backup is one file: nothing beside it to forget when it is copied.
     assert!(!beside(&backup, "-wal").exists() && !beside(&backup, "-shm").exists());
     let bytes = std::fs::read(&backup).unwrap();
+    // A backup is never written over the store's own files, however named.
+    for own in [
+        "state/handoff.db-wal",
+        "state/../state/handoff.db-shm",
+        "state/handoff.db",
+    ] {
+        let (code, _, err) =
+            outcome(&s.handoff(&["store", "backup", &s.path(own).display().to_string()]));
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("is the store's own file"), "{own}: {err}");
+    }
 
     // Never over a store, nor beside a log that would be read as its own.
     let store = s.path("state/handoff.db");
@@ -53,8 +64,14 @@ fn a_store_is_restored_from_its_backup_only_where_none_is_and_only_when_it_verif
     let (code, _, err) = outcome(&s.handoff(&["--store", stale, "store", "restore", b]));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("stale.db-wal is there"), "{err}");
-    // Nor beside what a restore stopped part-way left, its log included.
+    // Nor beside a rollback journal, which would be played onto it.
     std::fs::remove_file(s.path("restored/stale.db-wal")).unwrap();
+    std::fs::write(s.path("restored/stale.db-journal"), b"an old journal").unwrap();
+    let (code, _, err) = outcome(&s.handoff(&["--store", stale, "store", "restore", b]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("stale.db-journal is there"), "{err}");
+    std::fs::remove_file(s.path("restored/stale.db-journal")).unwrap();
+    // Nor beside what a restore stopped part-way left, its log included.
     std::fs::write(s.path("restored/stale.db.partial-wal"), b"an old log").unwrap();
     let (code, _, err) = outcome(&s.handoff(&["--store", stale, "store", "restore", b]));
     assert_eq!(code, 1, "{err}");

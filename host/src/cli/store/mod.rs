@@ -127,8 +127,36 @@ pub(super) fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
         .with_context(|| format!("syncing {}", dir.display()))
 }
 
+/// Whether `path` names the store at `store` or a file SQLite keeps
+/// beside it (its log, its index of the log, a rollback journal), however
+/// either is written.
+fn one_of_the_stores_files(store: &Path, path: &Path) -> bool {
+    let dir = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .ok()
+    };
+    let (Some(name), Some(here)) = (path.file_name(), dir(path)) else {
+        return false;
+    };
+    dir(store) == Some(here)
+        && ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .any(|suffix| beside(store, suffix).file_name() == Some(name))
+}
+
 fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
     ctx.must_exist()?;
+    if one_of_the_stores_files(&ctx.store_path, path) {
+        bail!(
+            "{} is the store's own file ({} or a file SQLite keeps beside it); a backup is \
+             written to a new file elsewhere",
+            path.display(),
+            ctx.store_path.display()
+        );
+    }
     if path.exists() {
         bail!(
             "{} exists; a backup is written to a new file (remove it, or name another)",

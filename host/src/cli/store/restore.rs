@@ -13,9 +13,15 @@ use crate::store::{Store, StoreError};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-/// A database file and the log and index SQLite keeps beside it.
-fn with_log(db: &Path) -> [PathBuf; 3] {
-    [db.to_path_buf(), beside(db, "-wal"), beside(db, "-shm")]
+/// A database file and what SQLite keeps beside it: the log and its
+/// index, or a rollback journal (which it would play onto a new store).
+fn with_log(db: &Path) -> [PathBuf; 4] {
+    [
+        db.to_path_buf(),
+        beside(db, "-wal"),
+        beside(db, "-shm"),
+        beside(db, "-journal"),
+    ]
 }
 
 pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
