@@ -10,8 +10,11 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
-/// Parse `bytes` as one JSON value whose objects name each member once.
+/// Parse `bytes` as one JSON value whose objects name each member once. A
+/// byte-order mark before it (an editor's, saving a file) is passed over,
+/// as RFC 8259 lets a reader do.
 pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     serde_json::from_slice::<OneReading>(bytes).map(|v| v.0)
 }
 
@@ -121,6 +124,14 @@ mod tests {
         let text = format!(r#"{{"{long}": 1, "{long}": 2}}"#);
         let e = from_slice(text.as_bytes()).unwrap_err().to_string();
         assert!(e.len() < 400 && e.contains("10000 bytes in all"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_value_is_passed_over_and_nowhere_else() {
+        let value = from_slice(b"\xEF\xBB\xBF{\"a\": 1}").unwrap();
+        assert_eq!(value["a"], 1);
+        assert!(from_slice(b"{\"a\": 1}\xEF\xBB\xBF").is_err());
+        assert!(from_slice(b"\xEF\xBB\xBF\xEF\xBB\xBF{}").is_err());
     }
 
     #[test]
