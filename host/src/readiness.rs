@@ -86,10 +86,16 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
         policies.push(configured);
     }
 
-    let sandbox = Sandbox::new(&config.cache_dir, config.ceiling.clone())?;
+    // Made (with its artifact cache) only when there is an adapter to load:
+    // checking a configuration of nothing leaves nothing behind.
+    let sandbox = match config.adapters.is_empty() {
+        true => None,
+        false => Some(Sandbox::new(&config.cache_dir, config.ceiling.clone())?),
+    };
     // Whether each instance that loads may publish (what reaching a role takes).
     let mut publishes = std::collections::BTreeMap::new();
     for (name, instance) in &config.adapters {
+        let sandbox = sandbox.as_ref().expect("made above: there are adapters");
         let subject = format!("adapter {name}");
         let users: Vec<&str> = policies
             .iter()

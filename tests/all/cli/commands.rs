@@ -65,6 +65,24 @@ fn inspect_shows_digests_capabilities_imports_and_approval() {
 }
 
 #[test]
+fn looking_at_a_directory_where_nothing_is_configured_leaves_nothing_there() {
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [
+        &["check"][..],
+        &["adapter", "list"],
+        &["policy", "list"],
+        &["runs", "list"],
+    ] {
+        handoff(cwd.path(), args);
+    }
+    let left: Vec<_> = std::fs::read_dir(cwd.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn approve_then_inspect_list_and_revoke() {
     let cwd = tempfile::tempdir().unwrap();
     let pkg = built("minimal");
