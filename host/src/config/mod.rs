@@ -241,6 +241,8 @@ impl Config {
         };
         let adapters = instances::finish(raw.adapters, &resolve).map_err(&invalid)?;
         let (roles, access) = roles::finish(raw.roles, &adapters, &resolve).map_err(&invalid)?;
+        let serve = raw.serve.finish(&resolve).map_err(&invalid)?;
+        room_for_runs_in_flight(serve.max_in_flight, adapters.len()).map_err(&invalid)?;
         Ok(Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             durability: raw.store.durability.unwrap_or(defaults.durability),
@@ -293,7 +295,7 @@ impl Config {
             roles,
             access,
             policies: raw.policies.into_iter().map(resolve).collect(),
-            serve: raw.serve.finish(&resolve).map_err(invalid)?,
+            serve,
             origins,
             retry: raw.retry,
         })
@@ -350,6 +352,23 @@ fn within_bounds(ceiling: &RawCeiling, retry: &Retry) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `serve.max-in-flight` runs, each holding an instance of each of
+/// `adapters` instances, within the room one sandbox can be given.
+fn room_for_runs_in_flight(runs: usize, adapters: usize) -> Result<(), String> {
+    use crate::sandbox::engine::{MOST_INSTANCES, room_for_runs};
+    let room = room_for_runs(runs, adapters);
+    if room <= MOST_INSTANCES {
+        return Ok(());
+    }
+    Err(format!(
+        "serve.max-in-flight is {runs} with {adapters} adapter instances: the sandbox would \
+         hold room for {room} instances (an instance of each for every run in flight, and for \
+         8 more), reserving about 8 GiB of address space for each; at most {MOST_INSTANCES}, \
+         so at most {} runs in flight with this many instances",
+        (MOST_INSTANCES / adapters.max(1)).saturating_sub(8)
+    ))
 }
 
 /// A run's lease unless `[store] lease-seconds` says otherwise.

@@ -407,3 +407,24 @@ fn the_ceiling_and_the_retries_are_bounded_where_the_sandbox_and_the_runs_can_fo
     let config = Config::parse_with_env(most, Path::new("h.toml"), &|_| None).unwrap();
     assert_eq!(config.lease.as_secs(), 86_400);
 }
+
+#[test]
+fn runs_in_flight_are_bounded_by_the_room_the_sandbox_can_reserve_for_their_instances() {
+    let with = |instances: usize, runs: usize| {
+        let mut text = format!("[serve]\nmax-in-flight = {runs}\n");
+        for i in 0..instances {
+            text.push_str(&format!("[adapters.a{i}]\npackage = \"p\"\n"));
+        }
+        Config::parse_with_env(&text, Path::new("h.toml"), &|_| None)
+    };
+    // Six instances, as the example has: (1528 + 8) x 6 = 9216.
+    assert!(with(6, 1528).is_ok());
+    let err = with(6, 1529).unwrap_err().to_string();
+    assert!(
+        err.contains("serve.max-in-flight is 1529 with 6 adapter instances")
+            && err.contains("at most 1528 runs in flight"),
+        "{err}"
+    );
+    // One instance leaves room for the most the service drives.
+    assert!(with(1, 4096).is_ok());
+}

@@ -95,8 +95,7 @@ impl Host {
     /// for the service's other engines (intake, the API, delivery,
     /// reconciliation).
     pub fn for_runs(config: &Config, runs: usize) -> Result<Host, RunError> {
-        let adapters = config.adapters.len().max(1);
-        let room = (runs + 8).saturating_mul(adapters).max(128);
+        let room = crate::sandbox::engine::room_for_runs(runs, config.adapters.len());
         Host::with_room(config, u32::try_from(room).unwrap_or(u32::MAX))
     }
 
