@@ -97,6 +97,22 @@ pub fn config(key: &str) -> Option<String> {
     backend::config(key)
 }
 
+/// The configuration value `key` as a whole number from 1 to `most`, or
+/// `default` when the operator left it out. Anything else is
+/// [`AdapterError::Invalid`], naming the key: a mistyped value must not
+/// quietly become the default.
+pub fn config_count(key: &str, default: u32, most: u32) -> Result<u32, AdapterError> {
+    let Some(text) = config(key) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=most).contains(&n) => Ok(n),
+        _ => Err(AdapterError::Invalid(format!(
+            "config `{key}` is {text:?}; a whole number from 1 to {most}"
+        ))),
+    }
+}
+
 /// Write a log line; the host attributes it to this adapter.
 pub fn log(level: Level, message: &str) {
     backend::log(level, message)

@@ -199,6 +199,27 @@ mod tests {
     }
 
     #[test]
+    fn a_count_from_config_is_a_whole_number_in_range_or_refused_naming_its_key() {
+        let count = |value: Option<&str>| {
+            let harness = match value {
+                Some(v) => Harness::new().config("observe-window", v),
+                None => Harness::new(),
+            };
+            harness.run(|| crate::config_count("observe-window", 100, 10_000))
+        };
+        assert_eq!(count(None).unwrap(), 100);
+        assert_eq!(count(Some(" 7 ")).unwrap(), 7);
+        assert_eq!(count(Some("10000")).unwrap(), 10_000);
+        for bad in ["0", "10001", "-1", "ten", ""] {
+            let err = count(Some(bad)).unwrap_err();
+            assert!(
+                matches!(&err, AdapterError::Invalid(m) if m.contains("config `observe-window`")),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
     fn requests_without_a_handler_are_denied() {
         let harness = Harness::new();
         let err = harness.run(|| http::get("http://x.test/")).unwrap_err();

@@ -157,10 +157,9 @@ fn settle_record(record: &RecordRef, stored: &Record, writable: bool) -> Result<
     journal::settle(&entry, last.journal_at, writable)
 }
 
-fn window() -> usize {
-    handoff_sdk::config("observe-window")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(100)
+/// How many of a channel's latest messages `observe` reports.
+fn window() -> Result<usize, AdapterError> {
+    handoff_sdk::config_count("observe-window", 100, 10_000).map(|n| n as usize)
 }
 
 /// What a look at a record may finish of what a stop left.
@@ -191,7 +190,7 @@ fn look(record: &RecordRef, settling: Settling) -> Result<Observed, AdapterError
     let sent = match newest {
         None => Vec::new(),
         Some(key) => {
-            let mut sent = channel.log.recent(window())?;
+            let mut sent = channel.log.recent(window()?)?;
             if !sent.contains(&key) {
                 sent.push(key);
             }

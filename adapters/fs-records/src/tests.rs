@@ -133,6 +133,13 @@ fn a_channel_log_shows_its_latest_keys_and_never_repeats_an_old_one() {
     assert!(log.contains("https://e/k3"), "{log}");
     assert_eq!(journal(&dir).len(), 5);
     assert!(!dir.join("channel/coord.json").exists(), "no record file");
+    // A window that is no count is said, not read as the default.
+    let h = h.config("observe-window", "two");
+    let e = h.run(|| Records::observe(coord.clone()));
+    assert!(
+        matches!(&e, Err(AdapterError::Invalid(m)) if m.contains("observe-window")),
+        "{e:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -55,10 +55,9 @@ fn is_bucket_kind(kind: &str) -> bool {
         .any(|k| k.trim() == kind)
 }
 
-fn window() -> u32 {
-    handoff_sdk::config("observe-window")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(100)
+/// How many of a subject's latest messages `observe` reports.
+fn window() -> Result<u32, AdapterError> {
+    handoff_sdk::config_count("observe-window", 100, 10_000)
 }
 
 enum Kind {
@@ -83,7 +82,7 @@ fn kind(record: &RecordRef) -> Result<Kind, AdapterError> {
 }
 
 fn observe_channel(subject: &str) -> Result<Observed, AdapterError> {
-    let keys = nats::recent_msg_ids(&server()?, subject, window())?;
+    let keys = nats::recent_msg_ids(&server()?, subject, window()?)?;
     Ok(Observed {
         exists: true,
         state: "open".into(),

@@ -36,9 +36,7 @@ fn channel(record: &RecordRef) -> Result<(SentLog, String), AdapterError> {
 }
 
 fn observed(log: &SentLog) -> Result<Observed, AdapterError> {
-    let window = handoff_sdk::config("observe-window")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(100);
+    let window = handoff_sdk::config_count("observe-window", 100, 10_000)? as usize;
     Ok(Observed {
         exists: true,
         state: "open".into(),
