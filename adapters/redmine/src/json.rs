@@ -184,6 +184,18 @@ pub fn list_changes(cursor: &str, limit: u32) -> Result<ChangePage, AdapterError
     let limit = limit.clamp(1, 100);
     let mut path = format!("/issues.json?status_id=*&sort=updated_on,id&limit={limit}");
     if let Some(project) = handoff_sdk::config("project") {
+        // Put in the query as it is: only an identifier (or a number) can
+        // be, not a text that would add parameters of its own.
+        if project.is_empty()
+            || !project
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(AdapterError::Invalid(format!(
+                "config project {project:?}: a project's identifier (letters, digits, '-' and \
+                 '_') or its number"
+            )));
+        }
         path.push_str(&format!("&project_id={project}"));
     }
     if !after_time.is_empty() {

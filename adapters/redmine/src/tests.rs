@@ -362,6 +362,40 @@ fn how_long_an_update_takes_to_settle_is_the_operators_to_set() {
 }
 
 #[test]
+fn the_listing_is_limited_to_a_project_named_by_its_identifier_only() {
+    let answer = || listing("Sun, 22 Nov 2026 10:05:01 GMT", &[]);
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = asked.clone();
+    redmine()
+        .config("project", "release-readiness_2")
+        .on_http(move |req| {
+            *seen.lock().unwrap() = req.url.clone();
+            answer()
+        })
+        .run(|| Redmine::list_changes(String::new(), 10))
+        .unwrap();
+    assert!(
+        asked
+            .lock()
+            .unwrap()
+            .ends_with("&project_id=release-readiness_2"),
+        "{}",
+        asked.lock().unwrap()
+    );
+    for bad in ["rel&status_id=closed", "rel#x", "", "a b"] {
+        let err = redmine()
+            .config("project", bad)
+            .on_http(move |_| answer())
+            .run(|| Redmine::list_changes(String::new(), 10))
+            .unwrap_err();
+        assert!(
+            matches!(&err, AdapterError::Invalid(m) if m.contains("config project")),
+            "{bad}: {err:?}"
+        );
+    }
+}
+
+#[test]
 fn without_a_date_in_the_answer_now_is_this_machines_clock() {
     // Redmine's own server (thin) sends no Date. An update stamped far in
     // the future (a server clock ahead of this one) is not over yet; one
