@@ -218,11 +218,18 @@ impl Bounded for ChangePage {
     }
 }
 
+/// The most of an adapter's error message passed on: a few sentences for a
+/// person (a message up to the ceiling's `result-string-bytes` is read, and
+/// cut here, so one failing call does not put 64 KiB into every log line,
+/// packet and notice that repeats it).
+pub const MESSAGE_BYTES: usize = 2048;
+
 /// An adapter's error as it is passed on: its message on one line, with
-/// nothing in it that drives a terminal ([`super::guest_log::escaped`]). The
-/// message is for people, who read it in packets, logs and `runs show`.
+/// nothing in it that drives a terminal ([`super::guest_log::escaped`]), at
+/// most [`MESSAGE_BYTES`]. The message is for people, who read it in
+/// packets, logs and `runs show`.
 pub fn plain(err: AdapterError) -> AdapterError {
-    let line = |s: String| super::guest_log::escaped(&s, usize::MAX);
+    let line = |s: String| super::guest_log::escaped(&s, MESSAGE_BYTES);
     match err {
         AdapterError::NotFound(s) => AdapterError::NotFound(line(s)),
         AdapterError::Conflict(s) => AdapterError::Conflict(line(s)),

@@ -130,6 +130,17 @@ async fn an_adapters_error_message_is_passed_on_on_one_line_with_nothing_that_dr
         message,
         "done\\n## Done\\r\\u{1b}[2J\\u{1b}]0;title\\u{7} \\u{2028}end"
     );
+    // A long one, well within the ceiling, is cut for the people reading it.
+    let long = "why ".repeat(5_000);
+    let answer = instance.observe(&rec("echo-error", &long)).await.unwrap();
+    let Err(AdapterError::Transient(message)) = answer else {
+        panic!("{answer:?}");
+    };
+    assert!(
+        message.len() <= 2048 + '…'.len_utf8() && message.ends_with('…'),
+        "{} bytes",
+        message.len()
+    );
 }
 
 #[tokio::test]
