@@ -12,6 +12,23 @@ use crate::AdapterError;
 /// How many redirects a GET or HEAD follows before giving up.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// The most of a response body an adapter reads: a record, a listing, a
+/// page of changes, never an archive. Past it the call fails as
+/// [`AdapterError::Invalid`] naming the request, before the rest is read
+/// (the instance's memory would otherwise end it less clearly).
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `Ok` while a body of `len` bytes is within [`MAX_RESPONSE_BYTES`].
+fn within_bound(what: &str, len: usize) -> Result<(), AdapterError> {
+    if len > MAX_RESPONSE_BYTES {
+        return Err(AdapterError::Invalid(format!(
+            "{what}: the response body is over {MAX_RESPONSE_BYTES} bytes, the most an adapter \
+             reads"
+        )));
+    }
+    Ok(())
+}
+
 /// An outbound request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -272,7 +289,10 @@ mod backend {
             })?;
             loop {
                 match stream.blocking_read(64 * 1024) {
-                    Ok(chunk) => body.extend_from_slice(&chunk),
+                    Ok(chunk) => {
+                        super::within_bound(&what, body.len() + chunk.len())?;
+                        body.extend_from_slice(&chunk);
+                    }
                     Err(StreamError::Closed) => break,
                     Err(StreamError::LastOperationFailed(e)) => {
                         return Err(AdapterError::Transient(format!(
@@ -324,7 +344,10 @@ mod backend {
     use crate::AdapterError;
 
     pub fn send_once(request: &Request) -> Result<Response, AdapterError> {
-        crate::testing::with_current(|h| h.answer_http(request))
+        let response = crate::testing::with_current(|h| h.answer_http(request))?;
+        let what = format!("{} {}", request.method, request.url);
+        super::within_bound(&what, response.body.len())?;
+        Ok(response)
     }
 }
 

@@ -220,6 +220,28 @@ mod tests {
     }
 
     #[test]
+    fn a_response_past_the_most_an_adapter_reads_is_refused_naming_the_request() {
+        let answer = |len: usize| {
+            Harness::new()
+                .on_http(move |_| Response {
+                    status: 200,
+                    headers: vec![],
+                    body: vec![b'x'; len],
+                })
+                .run(|| http::get("http://a.test/big"))
+        };
+        assert_eq!(
+            answer(http::MAX_RESPONSE_BYTES).unwrap().body.len(),
+            http::MAX_RESPONSE_BYTES
+        );
+        let err = answer(http::MAX_RESPONSE_BYTES + 1).unwrap_err();
+        assert!(
+            matches!(&err, AdapterError::Invalid(m) if m.contains("GET http://a.test/big")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn requests_without_a_handler_are_denied() {
         let harness = Harness::new();
         let err = harness.run(|| http::get("http://x.test/")).unwrap_err();

@@ -53,6 +53,40 @@ async fn http_to_a_declared_origin_reaches_the_real_server() {
 }
 
 #[tokio::test]
+async fn a_response_past_the_most_an_adapter_reads_fails_the_call_naming_the_request() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-big",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("probe-big", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let url = server.url(&format!("/bytes?n={}", 5 * 1024 * 1024));
+    let answer = instance
+        .observe(&rec("http", &format!("GET {url}")))
+        .await
+        .unwrap();
+    let Err(AdapterError::Invalid(message)) = answer else {
+        panic!("{answer:?}");
+    };
+    assert!(
+        message.contains(&format!("GET {url}")) && message.contains("the most an adapter reads"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn an_instance_narrowed_to_get_cannot_put_where_its_grant_would_allow_it() {
     let server = TestServer::start().await;
     let dir = package(

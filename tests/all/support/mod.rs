@@ -123,8 +123,8 @@ pub struct Seen {
 
 /// A real HTTP server on 127.0.0.1 with a few routes:
 /// `/hello` answers "hello"; `/echo-key` sends the request's `x-api-key`
-/// back as a response header; `/redirect?to=URL` answers 302 to URL; anything
-/// else 404. Every request is recorded before it is answered.
+/// back as a response header; `/redirect?to=URL` answers 302 to URL;
+/// `/bytes?n=N` answers N bytes; anything else 404. Every request is recorded before it is answered.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -189,6 +189,14 @@ async fn answer(
                 .unwrap_or("/hello")
                 .to_string();
             (StatusCode::FOUND, [("location", to)]).into_response()
+        }
+        "/bytes" => {
+            let n: usize = uri
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (StatusCode::OK, vec![b'x'; n]).into_response()
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
