@@ -24,6 +24,11 @@ pub enum EventError {
         field: &'static str,
         why: String,
     },
+    #[error(
+        "{origin}: member {name:?} is no CloudEvents attribute: an attribute's name is lower-case \
+         letters and digits, and its value a string, a number or a boolean"
+    )]
+    NotAnAttribute { origin: String, name: String },
 }
 
 /// A validated CloudEvent (structured JSON mode).
@@ -74,6 +79,24 @@ impl CloudEvent {
                 field,
             })
         };
+        // Every other member is an attribute (an extension's included), named
+        // and valued as CloudEvents 1.0 says; `data` and `data_base64` are
+        // the JSON format's own.
+        let attribute = |name: &str, value: &Value| {
+            is_attribute_name(name)
+                && matches!(
+                    value,
+                    Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null
+                )
+        };
+        if let Some((name, _)) = object.iter().find(|(name, value)| {
+            !matches!(name.as_str(), "data" | "data_base64") && !attribute(name, value)
+        }) {
+            return Err(EventError::NotAnAttribute {
+                origin: origin.to_string(),
+                name: crate::kept::render(name, 64),
+            });
+        }
         let spec = required("specversion")?;
         if spec != "1.0" {
             return Err(EventError::Invalid {
@@ -156,6 +179,14 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 /// holding a control character (which CloudEvents strings may not hold),
 /// or a bidirectional formatting one (the id would show in another order
 /// than it is read, wherever people see it: runs, packets, the audit).
+/// A CloudEvents attribute name: lower-case ASCII letters and digits.
+fn is_attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 fn unfit_attribute(value: &str) -> Option<String> {
     if value.len() > MAX_ATTRIBUTE_BYTES {
         return Some(format!(
@@ -214,6 +245,7 @@ pub enum DuplicateOf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(text: &str) -> Result<CloudEvent, EventError> {
         CloudEvent::parse(text.as_bytes(), "event.json")
@@ -227,6 +259,43 @@ mod tests {
         assert_eq!((e.id.as_str(), e.source.as_str()), ("e1", "governance"));
         assert_eq!(e.data["review_id"], "RV-9");
         assert_eq!(e.raw["type"], "release.review.decided");
+    }
+
+    #[test]
+    fn every_other_member_is_an_attribute_named_and_valued_as_cloudevents_says() {
+        let with = |name: &str, value: Value| {
+            let mut v: Value = serde_json::from_str(OK).unwrap();
+            v[name] = value;
+            CloudEvent::from_value(v, "event.json")
+        };
+        // Extensions: lower-case letters and digits, scalar values.
+        for (name, value) in [
+            (
+                "traceparent",
+                json!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ),
+            ("sequence2", json!(7)),
+            ("urgent", json!(true)),
+        ] {
+            assert!(with(name, value).is_ok(), "{name}");
+        }
+        for (name, value) in [
+            ("Bad-Ext", json!("x")),
+            ("review_id", json!("x")),
+            ("", json!("x")),
+            ("nested", json!({ "state": "accepted" })),
+            ("list", json!(["a"])),
+        ] {
+            let err = with(name, value).unwrap_err();
+            assert!(
+                matches!(&err, EventError::NotAnAttribute { name: n, .. } if n == name),
+                "{name}: {err}"
+            );
+            assert!(
+                err.to_string().contains("no CloudEvents attribute"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
