@@ -99,10 +99,13 @@ pub(super) fn finish(
                 ));
             }
         }
-        if r.after_hours == Some(0) {
+        if let Some(hours) = r.after_hours
+            && !(1..=crate::policy::MAX_HOURS).contains(&hours)
+        {
             return Err(format!(
-                "roles.{name}.after-hours is 0; set the hours (1 or more) a packet waits \
-                 unacknowledged before the next role is told"
+                "roles.{name}.after-hours is {hours}; set the hours (1 to {}, a year) a packet \
+                 waits unacknowledged before the next role is told",
+                crate::policy::MAX_HOURS
             ));
         }
         if r.after_hours.is_some() && r.escalate_to.is_none() {

@@ -320,6 +320,10 @@ fn roles_name_instances_that_can_publish_and_chains_that_exist() {
             "[roles.c]\nafter-hours = 0\nescalate-to = \"d\"\n[roles.d]\n",
             "after-hours is 0",
         ),
+        (
+            "[roles.c]\nafter-hours = 8785\nescalate-to = \"d\"\n[roles.d]\n",
+            "after-hours is 8785; set the hours (1 to 8784",
+        ),
         ("[roles.c]\nafter-hours = 3\n", "escalate-to is not"),
         ("[roles.c]\nremind-at = 100\n", "1 to 99"),
         ("[roles.c]\nremind-at = 0\n", "1 to 99"),

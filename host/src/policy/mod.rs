@@ -72,6 +72,10 @@ impl RecordTemplate {
 /// a record's kind or id, a part of a business key.
 pub const MAX_NAME_BYTES: usize = 512;
 
+/// The longest a packet may be given (`sla-hours`), or wait before the next
+/// role is told (`after-hours`): a year.
+pub const MAX_HOURS: u32 = 24 * 366;
+
 /// A record's kind or id as filled in from an event: not empty, and a
 /// [`name`]. Whatever an adapter makes of it (a path, a URL), it is never
 /// asked for a record that could be nobody's.

@@ -121,6 +121,14 @@ fn shape(raw: &RawPolicy) -> Result<(), String> {
     if raw.follow_up.route_to.trim().is_empty() {
         return Err("follow-up.route-to must name a role".into());
     }
+    // 0 is a choice (due as it opens); past a year it is no time at all.
+    let sla = raw.follow_up.sla_hours;
+    if sla > super::MAX_HOURS {
+        return Err(format!(
+            "follow-up.sla-hours is {sla}; at most {} (a year)",
+            super::MAX_HOURS
+        ));
+    }
     Ok(())
 }
 

@@ -252,12 +252,21 @@ fn empty_names_repeated_check_names_and_empty_expectations_are_refused() {
             .contains("check name \"milestone mapping\" is used twice"),
         "{err}"
     );
-    // No time at all is a choice: due as it opens.
-    parse(&RELEASE.replace(
-        "route-to = \"release-coordinator\"",
-        "route-to = \"release-coordinator\"\nsla-hours = 0",
-    ))
-    .unwrap();
+    // No time at all is a choice: due as it opens. More than a year is not.
+    let sla = |hours: u32| {
+        parse(&RELEASE.replace(
+            "route-to = \"release-coordinator\"",
+            &format!("route-to = \"release-coordinator\"\nsla-hours = {hours}"),
+        ))
+    };
+    sla(0).unwrap();
+    sla(8784).unwrap();
+    let err = sla(8785).unwrap_err();
+    assert!(
+        err.problem
+            .contains("follow-up.sla-hours is 8785; at most 8784"),
+        "{err}"
+    );
 }
 
 #[test]
