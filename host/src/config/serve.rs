@@ -126,6 +126,14 @@ pub const MAX_THREADS: usize = 1024;
 /// Threads driving runs per core, by default.
 pub const THREADS_PER_CORE: usize = 3;
 
+/// The most accepted runs that may wait for a turn (`max-queued`): each
+/// holds its ticket in memory, and the store has them all anyway.
+pub const MAX_QUEUED: usize = 1_000_000;
+
+/// The most connections open at once (`max-connections`): each is a file
+/// descriptor and its buffers.
+pub const MAX_CONNECTIONS: usize = 65_536;
+
 /// The longest a client may take to send a request's headers or its body.
 pub const MAX_READ_TIMEOUT_SECONDS: u64 = 3600;
 
@@ -251,6 +259,16 @@ impl RawServe {
                  its evidence, it does not carry it, and each open connection may hold a body \
                  this large)"
             ));
+        }
+        for (name, value, most) in [
+            ("max-queued", self.max_queued, MAX_QUEUED),
+            ("max-connections", self.max_connections, MAX_CONNECTIONS),
+        ] {
+            if let Some(n) = value
+                && n > most
+            {
+                return Err(format!("serve.{name} is {n}; at most {most}"));
+            }
         }
         let mut sources = BTreeMap::new();
         for (name, raw) in self.sources {

@@ -118,6 +118,16 @@ fn a_setting_a_variable_gave_is_refused_naming_the_variable() {
             "9223372036854775807",
             "serve.deliver-seconds is 9223372036854775807; use 0 to 86400",
         ),
+        (
+            "HANDOFF_SERVE_MAX_QUEUED",
+            "9223372036854775807",
+            "serve.max-queued is 9223372036854775807; at most 1000000",
+        ),
+        (
+            "HANDOFF_SERVE_MAX_CONNECTIONS",
+            "65537",
+            "serve.max-connections is 65537; at most 65536",
+        ),
     ] {
         let err = with(var, value);
         assert!(
