@@ -335,6 +335,17 @@ fn within_bounds(ceiling: &RawCeiling, retry: &Retry) -> Result<(), String> {
              longest store.lease-seconds, {MAX_LEASE_SECONDS})"
         ));
     }
+    for (name, value) in [
+        ("result-string-bytes", ceiling.result_string_bytes),
+        ("result-list-entries", ceiling.result_list_entries),
+        ("result-bytes", ceiling.result_bytes),
+    ] {
+        if value == Some(0) {
+            return Err(format!(
+                "ceiling.{name} is 0, so every adapter's answer would be refused; set 1 or more"
+            ));
+        }
+    }
     if !(1..=MAX_ATTEMPTS).contains(&retry.attempts) {
         return Err(format!(
             "retry.attempts is {}; use 1 to {MAX_ATTEMPTS} (the first call counts)",

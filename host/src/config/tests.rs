@@ -403,6 +403,14 @@ fn the_ceiling_and_the_retries_are_bounded_where_the_sandbox_and_the_runs_can_fo
             "retry.attempts is 101; use 1 to 100",
         ),
         (
+            "[ceiling]\nresult-bytes = 0\n",
+            "ceiling.result-bytes is 0, so every adapter's answer would be refused",
+        ),
+        (
+            "[ceiling]\nresult-list-entries = 0\n",
+            "result-list-entries is 0",
+        ),
+        (
             "[retry]\nmax-delay-ms = 3600001\n",
             "retry.max-delay-ms is 3600001; at most 3600000",
         ),
