@@ -106,8 +106,10 @@ impl Verifier {
                 let sent: i64 = timestamp.parse().map_err(|_| {
                     SignatureError::Malformed("webhook-timestamp", "not Unix seconds".into())
                 })?;
-                let age = now - sent;
-                if age.abs() > *tolerance_secs {
+                // Any i64 can be sent: a time that far off is expired, not
+                // an overflow.
+                let age = now.saturating_sub(sent);
+                if age.unsigned_abs() > tolerance_secs.unsigned_abs() {
                     return Err(SignatureError::Expired {
                         age,
                         tolerance: *tolerance_secs,
@@ -269,6 +271,15 @@ mod tests {
             v.verify(&signed(new, NOW + 301), body, NOW),
             Err(SignatureError::Expired { .. })
         ));
+        for far in [i64::MIN, i64::MAX, -1] {
+            assert!(
+                matches!(
+                    v.verify(&signed(new, far), body, NOW),
+                    Err(SignatureError::Expired { .. })
+                ),
+                "{far}"
+            );
+        }
         assert_eq!(
             v.verify(&headers(&[]), body, NOW),
             Err(SignatureError::Missing("webhook-id"))
