@@ -23,6 +23,9 @@ use std::time::Duration;
 
 /// The most one `get-object` returns and one `put-object` writes.
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
+/// The most read of a store that answers a ranged get with the whole
+/// object (to cut the chunk from it): past it, the read is refused.
+const MAX_WHOLE_READ: u64 = 64 * 1024 * 1024;
 /// How long a signed request stays valid: it is sent at once, by the host.
 const SIGNED_FOR: Duration = Duration::from_secs(60);
 /// One scope with what signing needs.
@@ -223,7 +226,14 @@ impl S3Gate {
     ) -> Result<Option<ObjectChunk>, AdapterError> {
         let signed = self.check("get", &endpoint, &bucket, &key, false)?;
         let max = max_bytes.clamp(1, MAX_CHUNK) as u64;
-        let range = format!("bytes={offset}-{}", offset + max - 1);
+        // Any u64 can be asked for: one past any object is said, not
+        // overflowed.
+        let Some(last) = offset.checked_add(max - 1) else {
+            return Err(AdapterError::Invalid(format!(
+                "get-object {key}: offset {offset} is past any object"
+            )));
+        };
+        let range = format!("bytes={offset}-{last}");
         let mut action = signed.bucket.get_object(signed.credentials.as_ref(), &key);
         action.headers_mut().insert("range", range.clone());
         let outgoing = Outgoing {
@@ -233,8 +243,9 @@ impl S3Gate {
             body: Bytes::new(),
         };
         // A store that ignores the range answers the whole object: read at
-        // most what a chunk from the start holds, and refuse past that.
-        let limit = (offset + max) as usize;
+        // most what a chunk from the start holds (within MAX_WHOLE_READ),
+        // and refuse past that.
+        let limit = (last + 1).min(MAX_WHOLE_READ) as usize;
         let (status, headers, body) = self.send(signed, outgoing, limit).await?;
         let etag = etag(&headers);
         match status.as_u16() {

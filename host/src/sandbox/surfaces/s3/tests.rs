@@ -1,4 +1,4 @@
-//! The S3 surface's grant and comparison.
+//! The S3 surface's grant and comparison, and the gate's own refusals.
 
 use super::*;
 
@@ -89,4 +89,37 @@ fn an_instance_can_be_held_to_reading() {
     };
     S3::narrow(&mut g, &read_only).unwrap();
     assert_eq!(g.iter().next().unwrap().mode, FileMode::ReadOnly);
+}
+
+#[tokio::test]
+async fn an_offset_past_any_object_is_refused_before_anything_is_sent() {
+    use crate::sandbox::decision::{AdapterIdent, DecisionLog};
+    let scopes: Vec<S3Scope> = grant(RO).unwrap().into_iter().collect();
+    let policy = S3Policy::load(
+        &scopes,
+        |name| Ok(name.to_string()),
+        HostCeiling::default(),
+        Arc::new(crate::sandbox::net::SystemResolver),
+        tls_client(None, "s3").unwrap(),
+    )
+    .unwrap();
+    let log = DecisionLog::new(Arc::new(AdapterIdent {
+        instance: "archive".into(),
+        component_sha256: "c".repeat(64),
+    }));
+    let gate = S3Gate::new(Arc::new(policy), log);
+    let err = gate
+        .get_object(
+            "http://127.0.0.1:8333".into(),
+            "evidence".into(),
+            "releases/R-1/evidence.tar".into(),
+            u64::MAX,
+            MAX_CHUNK,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, crate::sandbox::bindings::wit::AdapterError::Invalid(m) if m.contains("past any object")),
+        "{err:?}"
+    );
 }
