@@ -58,7 +58,8 @@ pub fn run(ctx: &Ctx, instance: &str, record: &str, action: &str, json: bool) ->
             // The first two only ask for answers: the promises themselves
             // were not reached.
             Some(_) if result.checks.len() <= 2 => format!(
-                "{instance}: the promises could not be tried; fix what the failing call says                  (the record, the action, the system) and run it again"
+                "{instance}: the promises could not be tried; fix what the failing call says \
+                 (the record, the action, the system) and run it again"
             ),
             Some(_) => format!("{instance} does not conform: runs through it could write twice"),
         };

@@ -54,7 +54,10 @@ fn the_reference_record_store_keeps_its_promises_and_writes_once() {
         "--action",
         "set-state=closed",
     ]));
-    assert!(out.contains("could not be tried"), "{out}");
+    assert!(
+        out.contains("could not be tried; fix what the failing call says (the record, the action"),
+        "{out}"
+    );
 }
 
 #[test]
