@@ -236,38 +236,30 @@ impl RawServe {
                 Err(format!("serve.{name} is {v}; use {least} to {most}"))
             }
         };
-        if let Some(n) = self.max_in_flight.or(self.workers)
-            && n > MAX_IN_FLIGHT
-        {
-            return Err(format!(
-                "serve.max-in-flight is {n}; at most {MAX_IN_FLIGHT} (each run in flight holds an \
-                 instance of each adapter it calls)"
-            ));
-        }
-        if let Some(n) = self.threads
-            && n > MAX_THREADS
-        {
-            return Err(format!(
-                "serve.threads is {n}; at most {MAX_THREADS} (0: {THREADS_PER_CORE} per core)"
-            ));
-        }
-        if let Some(n) = self.max_body_bytes
-            && n > MAX_BODY_BYTES
-        {
-            return Err(format!(
-                "serve.max-body-bytes is {n}; at most {MAX_BODY_BYTES} (16 MiB: an event names \
-                 its evidence, it does not carry it, and each open connection may hold a body \
-                 this large)"
-            ));
-        }
-        for (name, value, most) in [
-            ("max-queued", self.max_queued, MAX_QUEUED),
-            ("max-connections", self.max_connections, MAX_CONNECTIONS),
+        // Each count's most, and why, when the reason is not plain.
+        let threads_why = format!(" (0: {THREADS_PER_CORE} per core)");
+        for (name, value, most, why) in [
+            (
+                "max-in-flight",
+                self.max_in_flight.or(self.workers),
+                MAX_IN_FLIGHT,
+                " (each run in flight holds an instance of each adapter it calls)",
+            ),
+            ("threads", self.threads, MAX_THREADS, threads_why.as_str()),
+            (
+                "max-body-bytes",
+                self.max_body_bytes,
+                MAX_BODY_BYTES,
+                " (16 MiB: an event names its evidence, it does not carry it, and each open \
+                 connection may hold a body this large)",
+            ),
+            ("max-queued", self.max_queued, MAX_QUEUED, ""),
+            ("max-connections", self.max_connections, MAX_CONNECTIONS, ""),
         ] {
             if let Some(n) = value
                 && n > most
             {
-                return Err(format!("serve.{name} is {n}; at most {most}"));
+                return Err(format!("serve.{name} is {n}; at most {most}{why}"));
             }
         }
         let mut sources = BTreeMap::new();
