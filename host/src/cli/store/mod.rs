@@ -95,6 +95,24 @@ pub(super) fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// A database file and what SQLite keeps beside it: the log and its
+/// index, or a rollback journal (which it would play onto a new store).
+pub(super) fn with_log(db: &Path) -> [PathBuf; 4] {
+    [
+        db.to_path_buf(),
+        beside(db, "-wal"),
+        beside(db, "-shm"),
+        beside(db, "-journal"),
+    ]
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Where a backup to `path` is written until it is whole.
 pub(super) fn partial_path(path: &Path) -> PathBuf {
     beside(path, ".partial")
@@ -118,10 +136,7 @@ pub(super) fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
             .with_context(|| format!("naming the copy {}", path.display()))?,
         Err(e) => return Err(e).with_context(|| format!("naming the copy {}", path.display())),
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = directory_of(path);
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
@@ -131,20 +146,14 @@ pub(super) fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
 /// beside it (its log, its index of the log, a rollback journal), however
 /// either is written.
 fn one_of_the_stores_files(store: &Path, path: &Path) -> bool {
-    let dir = |p: &Path| {
-        p.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .canonicalize()
-            .ok()
-    };
+    let dir = |p: &Path| directory_of(p).canonicalize().ok();
     let (Some(name), Some(here)) = (path.file_name(), dir(path)) else {
         return false;
     };
     dir(store) == Some(here)
-        && ["", "-wal", "-shm", "-journal"]
+        && with_log(store)
             .iter()
-            .any(|suffix| beside(store, suffix).file_name() == Some(name))
+            .any(|file| file.file_name() == Some(name))
 }
 
 fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {

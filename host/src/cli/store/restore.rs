@@ -7,22 +7,11 @@
 //! restore too.
 
 use super::super::{Ctx, exit};
-use super::{beside, partial_path, put_in_place};
+use super::{beside, partial_path, put_in_place, with_log};
 use crate::audit::anchor::Anchor;
 use crate::store::{Store, StoreError};
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
-
-/// A database file and what SQLite keeps beside it: the log and its
-/// index, or a rollback journal (which it would play onto a new store).
-fn with_log(db: &Path) -> [PathBuf; 4] {
-    [
-        db.to_path_buf(),
-        beside(db, "-wal"),
-        beside(db, "-shm"),
-        beside(db, "-journal"),
-    ]
-}
+use std::path::Path;
 
 pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
     let target = &ctx.store_path;
