@@ -56,13 +56,23 @@ pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `text` with each character `live` says is live written as `\u{..}`.
 pub fn written_out(text: &str, live: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    written_out_as(text, live, |c| format!("\\u{{{:x}}}", c as u32))
+}
+
+/// `text` with each character `live` says is live written as `escape`
+/// writes it; the rest as it is.
+pub fn written_out_as(
+    text: &str,
+    live: impl Fn(char) -> bool,
+    escape: impl Fn(char) -> String,
+) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(&live) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if live(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            out.push_str(&escape(c));
         } else {
             out.push(c);
         }

@@ -38,20 +38,12 @@ pub fn write(args: Arguments<'_>, newline: bool) {
 /// `text` with each character that is live at a terminal written out as
 /// `\uXXXX` (JSON's escape for it).
 fn written_out(text: &str) -> Cow<'_, str> {
-    let live = |c: char| crate::kept::live_at_terminal(c) && c != '\n' && c != '\t';
-    if !text.chars().any(live) {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len() + 12);
-    for c in text.chars() {
-        if live(c) {
-            // Every such character is in the Basic Multilingual Plane.
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out.into()
+    crate::kept::written_out_as(
+        text,
+        |c| crate::kept::live_at_terminal(c) && c != '\n' && c != '\t',
+        // Every such character is in the Basic Multilingual Plane.
+        |c| format!("\\u{:04x}", c as u32),
+    )
 }
 
 /// `println!` for a command's output.
