@@ -10,6 +10,7 @@ mod check;
 mod conform;
 mod demo;
 mod dry_run;
+mod failure;
 mod follow_ups;
 mod policy;
 mod run;
@@ -165,7 +166,7 @@ pub mod exit {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(wrong) => return usage(&wrong),
+        Err(wrong) => return failure::usage(&wrong),
     };
     // The demo's output is its table; retries it provokes on purpose are
     // not warnings to the person reading it.
@@ -177,91 +178,8 @@ pub fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        // The reader of the output went away (`audit export | head`): as
-        // for `say!`, nothing to report.
-        Err(err) if reader_gone(&err) => ExitCode::from(exit::OK),
-        Err(err) => {
-            eprintln!("error: {}", said(&err.to_string()));
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {}", said(&cause.to_string()));
-            }
-            if out_of_space(&err) {
-                eprintln!(
-                    "  what to do: the file system holding the store (or its log) is full; free \
-                     space there, then `handoff resume` finishes any run this one left unfinished \
-                     (nothing past its last commit was written)"
-                );
-            }
-            if damaged(&err) {
-                eprintln!(
-                    "  what to do: the file at the store's path is damaged, or not a store: check \
-                     the path (--store, HANDOFF_STORE, [store] path); if it is the store, move it \
-                     (with its -wal and -shm files) aside to keep for inspection, then `handoff \
-                     store restore BACKUP` from the newest backup"
-                );
-            }
-            ExitCode::from(exit::ERROR)
-        }
+        Err(err) => failure::told(&err),
     }
-}
-
-/// A command line clap could not take, or a request for help or the
-/// version. Its error repeats what it was given (`invalid value '…' for
-/// '--by'`), so it is printed as every error is: plain, bounded, inert.
-fn usage(wrong: &clap::Error) -> ExitCode {
-    if !wrong.use_stderr() {
-        // `--help`, `--version`: the text is ours.
-        let _ = wrong.print();
-        return ExitCode::from(exit::OK);
-    }
-    eprint!("{}", said(&wrong.render().to_string()));
-    ExitCode::from(u8::try_from(wrong.exit_code()).unwrap_or(exit::USAGE))
-}
-
-/// Whether `err` is the broken pipe of output nobody reads any more.
-fn reader_gone(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// Whether `err` comes of a database file SQLite found damaged (or never
-/// a database at all).
-fn damaged(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<rusqlite::Error>(),
-            Some(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-        )
-    })
-}
-
-/// The most of one error (or cause) printed. Ours are a few lines; one
-/// that repeats what it was given (a run id, a value from a file) is cut.
-const SAID_BYTES: usize = 4096;
-
-/// An error as printed at a terminal: at most [`SAID_BYTES`], its lines
-/// kept and anything else that would drive the terminal (an escape
-/// sequence, a bidirectional override from an id or a file) written out.
-fn said(error: &str) -> String {
-    crate::kept::inert_lines(&crate::kept::shortened(error, SAID_BYTES))
-}
-
-/// Whether `err` comes of a full disk: SQLite's "full", the shared-memory
-/// file it could not grow (which a full disk is why of), or the file
-/// system's own.
-fn out_of_space(err: &anyhow::Error) -> bool {
-    use rusqlite::ffi;
-    err.chain().any(|cause| {
-        if let Some(rusqlite::Error::SqliteFailure(e, _)) = cause.downcast_ref::<rusqlite::Error>()
-        {
-            return e.code == rusqlite::ErrorCode::DiskFull
-                || e.extended_code == ffi::SQLITE_IOERR_SHMSIZE;
-        }
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
-    })
 }
 
 fn init_tracing(default: &str, json: bool) -> crate::telemetry::Guard {
@@ -437,27 +355,5 @@ fn load_config(explicit: Option<&Path>) -> Result<Config> {
         Some(path) => Ok(Config::load(path)?),
         None if Path::new("handoff.toml").is_file() => Ok(Config::load(Path::new("handoff.toml"))?),
         None => Ok(Config::from_env()?),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rusqlite::ffi;
-
-    fn sqlite(code: i32) -> anyhow::Error {
-        let e = rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
-        anyhow::Error::from(crate::store::StoreError::Sql(e)).context("opening the store")
-    }
-
-    #[test]
-    fn a_full_disk_is_told_apart_from_other_store_errors() {
-        assert!(out_of_space(&sqlite(ffi::SQLITE_FULL)));
-        assert!(out_of_space(&sqlite(ffi::SQLITE_IOERR_SHMSIZE)));
-        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        assert!(out_of_space(&anyhow::Error::from(io).context("writing")));
-        assert!(!out_of_space(&sqlite(ffi::SQLITE_CONSTRAINT_UNIQUE)));
-        assert!(!out_of_space(&sqlite(ffi::SQLITE_IOERR_WRITE)));
-        assert!(!out_of_space(&anyhow::anyhow!("database or disk is full")));
     }
 }
