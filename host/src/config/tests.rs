@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// Why the configuration `text` is refused.
+fn refused(text: &str) -> String {
+    Config::parse(text, Path::new("h.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn durability_defaults_to_power_and_takes_process() {
     let parse = |text: &str| Config::parse(text, Path::new("h.toml"));
@@ -350,11 +357,6 @@ fn roles_name_instances_that_can_publish_and_chains_that_exist() {
 
 #[test]
 fn every_period_of_the_service_is_bounded() {
-    let refused = |text: &str| {
-        Config::parse_with_env(text, Path::new("h.toml"), &|_| None)
-            .unwrap_err()
-            .to_string()
-    };
     for (setting, most) in [
         ("body-read-timeout-seconds", 3600),
         ("header-read-timeout-seconds", 3600),
@@ -364,7 +366,7 @@ fn every_period_of_the_service_is_bounded() {
         ("deliver-seconds", 86_400),
     ] {
         let text = format!("[serve]\n{setting} = {most}\n");
-        Config::parse_with_env(&text, Path::new("h.toml"), &|_| None).unwrap();
+        Config::parse(&text, Path::new("h.toml")).unwrap();
         let err = refused(&format!("[serve]\n{setting} = {}\n", most + 1));
         assert!(
             err.contains(&format!("serve.{setting} is {}; use ", most + 1)),
@@ -383,11 +385,6 @@ fn every_period_of_the_service_is_bounded() {
 
 #[test]
 fn the_ceiling_and_the_retries_are_bounded_where_the_sandbox_and_the_runs_can_follow() {
-    let refused = |text: &str| {
-        Config::parse_with_env(text, Path::new("h.toml"), &|_| None)
-            .unwrap_err()
-            .to_string()
-    };
     for (text, says) in [
         (
             "[ceiling]\nmax-memory-mib = 4097\n",
@@ -426,7 +423,7 @@ fn the_ceiling_and_the_retries_are_bounded_where_the_sandbox_and_the_runs_can_fo
     // longest call.
     let most = "[ceiling]\nmax-memory-mib = 4096\nmax-call-timeout-ms = 43200000\n\
                 [retry]\nattempts = 100\nbase-delay-ms = 3600000\nmax-delay-ms = 3600000\n";
-    let config = Config::parse_with_env(most, Path::new("h.toml"), &|_| None).unwrap();
+    let config = Config::parse(most, Path::new("h.toml")).unwrap();
     assert_eq!(config.lease.as_secs(), 86_400);
 }
 
@@ -437,7 +434,7 @@ fn runs_in_flight_are_bounded_by_the_room_the_sandbox_can_reserve_for_their_inst
         for i in 0..instances {
             text.push_str(&format!("[adapters.a{i}]\npackage = \"p\"\n"));
         }
-        Config::parse_with_env(&text, Path::new("h.toml"), &|_| None)
+        Config::parse(&text, Path::new("h.toml"))
     };
     // Six instances, as the example has: (1528 + 8) x 6 = 9216.
     assert!(with(6, 1528).is_ok());
