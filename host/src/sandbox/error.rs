@@ -105,6 +105,10 @@ pub enum CallError {
         asked_mib: usize,
         granted_mib: u32,
     },
+    #[error(
+        "adapter {adapter}: held more than {most} host resources at once (open files, streams, sockets, requests) and was stopped"
+    )]
+    Resources { adapter: String, most: usize },
     #[error("adapter {adapter}: trapped: {message}")]
     Trap { adapter: String, message: String },
     #[error(

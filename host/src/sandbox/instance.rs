@@ -14,7 +14,9 @@ use super::error::CallError;
 use super::guest_log;
 use super::linker::HostState;
 use super::manifest::Grants;
-use super::surfaces::limits::{CPU, CallClock, Limits, MEMORY, MemoryLimiter};
+use super::surfaces::limits::{
+    self, CPU, CallClock, Limits, MEMORY, MOST_HOST_RESOURCES, MemoryLimiter, RESOURCES,
+};
 use super::surfaces::{Bindings, Policies};
 use crate::model::{ActionKind, World};
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,7 +120,7 @@ impl LoadedAdapter {
         let state = HostState {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
-            table: Default::default(),
+            table: limits::resource_table(),
             limiter: MemoryLimiter::new(self.grants.limits.memory_mib, log.clone()),
             config: self.config.clone(),
             guest_log: guest_log::GuestLog::new(self.log_budget),
@@ -255,9 +257,21 @@ impl Instance {
                 ms: self.limits.call_timeout_ms,
             });
         }
+        let err = err.expect("not a timeout");
+        if limits::ran_out_of_resources(&err) {
+            log.deny(
+                RESOURCES,
+                "call".into(),
+                format!("held more than {MOST_HOST_RESOURCES} host resources at once"),
+            );
+            return Err(CallError::Resources {
+                adapter,
+                most: MOST_HOST_RESOURCES,
+            });
+        }
         Err(CallError::Trap {
             adapter,
-            message: format!("{:#}", err.expect("not a timeout")),
+            message: format!("{err:#}"),
         })
     }
 

@@ -45,3 +45,4 @@ pub use bindings::wit::{
 pub use error::{CallError, LoadError};
 pub use instance::{CallResult, Instance, LoadedAdapter, action_kind};
 pub use load::{Inspection, Sandbox};
+pub use surfaces::limits::MOST_HOST_RESOURCES;

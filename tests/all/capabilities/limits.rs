@@ -252,3 +252,33 @@ fn an_adapter_flooding_its_log_is_cut_at_its_budget_and_cannot_forge_host_lines(
         Some(&99_800)
     );
 }
+
+/// Each open file, stream or socket a guest holds is a descriptor of the
+/// host process, shared with the store and every other instance: one
+/// instance holding thousands would leave none for the rest.
+#[tokio::test]
+async fn an_instance_holds_a_bounded_number_of_host_resources_at_once() {
+    let evidence = tempfile::tempdir().unwrap();
+    std::fs::write(evidence.path().join("bundle.txt"), "evidence").unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let mut instance = probe_with_files("hoarder", evidence.path(), outbox.path()).await;
+    let few = instance
+        .observe(&rec("hoard", "100 /evidence/bundle.txt"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&few, "opened"), "100");
+    let err = instance
+        .observe(&rec("hoard", "5000 /evidence/bundle.txt"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::Resources { most, .. } if most == handoff::sandbox::MOST_HOST_RESOURCES),
+        "{err}"
+    );
+    assert!(err.to_string().contains("host resources"), "{err}");
+    assert_eq!(denials(&mut instance, "resources").len(), 1);
+    // Only this instance is done with; a fresh one opens files again.
+    let again = instance.observe(&rec("noop", "")).await.unwrap_err();
+    assert!(matches!(again, CallError::Dead { .. }), "{again}");
+}

@@ -131,6 +131,19 @@ impl Target for Probe {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
+            // "COUNT PATH": open PATH that many times and keep every one
+            // open to the end of the call; then how many were opened.
+            "hoard" => {
+                let (count, path) = arg.split_once(' ').unwrap_or((arg, "/"));
+                let mut open = Vec::new();
+                for _ in 0..count.parse::<u32>().unwrap_or(1) {
+                    match std::fs::File::open(path) {
+                        Ok(file) => open.push(file),
+                        Err(e) => return Err(io_error(&format!("open {path}"), e)),
+                    }
+                }
+                done(vec![("opened", open.len().to_string())])
+            }
             "alloc" => {
                 let mib: usize = arg.parse().unwrap_or(1024);
                 let buffer = vec![1u8; mib * 1024 * 1024];

@@ -2,6 +2,10 @@
 //! capped by the ceiling; enforced by an epoch deadline per call (CPU) and a
 //! resource limiter per store that refuses growth past the granted memory.
 //!
+//! Also bounded: the host resources an instance holds at once (open files,
+//! streams, sockets, HTTP requests), each of which lives in the host
+//! process, outside the instance's memory.
+//!
 //! Exceeding a limit traps the instance (it cannot be trusted to continue);
 //! the host classifies the trap and records the denial. A trapped instance
 //! is dropped, never called again.
@@ -11,6 +15,7 @@ use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::surface::{Change, SurfaceId};
 use serde::{Deserialize, Serialize};
 use wasmtime::ResourceLimiter;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 
 /// CPU: the time a call may run.
 pub const CPU: SurfaceId = SurfaceId {
@@ -24,6 +29,37 @@ pub const MEMORY: SurfaceId = SurfaceId {
     name: "memory",
     fix: "raise [limits] memory-mib (and the host ceiling) if the work is legitimate",
 };
+
+/// Host resources: what an instance may hold open at once.
+pub const RESOURCES: SurfaceId = SurfaceId {
+    name: "resources",
+    fix: "drop files, streams, sockets and requests when done with them: an adapter needs a few at a time",
+};
+
+/// The most host resources (open files and directories, streams, sockets,
+/// HTTP requests and responses, pollables) one instance may hold at once.
+/// Each open file or socket is a descriptor of the host process, shared
+/// with the store and every other instance: one instance holding thousands
+/// would leave none for the rest. An adapter's call holds a few at a time
+/// (an HTTP exchange about a dozen).
+pub const MOST_HOST_RESOURCES: usize = 256;
+
+/// The table an instance's host resources live in, holding at most
+/// [`MOST_HOST_RESOURCES`] at once: one more is refused, and wasmtime-wasi
+/// traps the call.
+pub fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MOST_HOST_RESOURCES);
+    table
+}
+
+/// Whether a trapped call was stopped by a full resource table.
+pub fn ran_out_of_resources(trap: &wasmtime::Error) -> bool {
+    matches!(
+        trap.downcast_ref::<ResourceTableError>(),
+        Some(ResourceTableError::Full)
+    )
+}
 
 /// Default memory limit when the manifest sets none.
 pub const DEFAULT_MEMORY_MIB: u32 = 32;
