@@ -3,9 +3,7 @@
 
 /// A time given on the command line: RFC 3339, its error showing the form.
 pub(super) fn timestamp(text: &str) -> Result<jiff::Timestamp, String> {
-    text.parse().map_err(|e| {
-        format!("not an RFC 3339 time with its offset, such as 2026-12-01T09:00:00Z ({e})")
-    })
+    crate::model::time::parse_rfc3339(text)
 }
 
 /// The most bytes a `--by` may name: a person's or a role's name, shown in

@@ -107,15 +107,12 @@ impl CloudEvent {
         }
         let time = text("time")?;
         if let Some(t) = &time
-            && t.parse::<jiff::Timestamp>().is_err()
+            && let Err(why) = crate::model::time::parse_rfc3339(t)
         {
             return Err(EventError::Invalid {
                 origin: origin.to_string(),
                 field: "time",
-                why: format!(
-                    "{:?} is not an RFC 3339 timestamp",
-                    crate::kept::render(t, 64)
-                ),
+                why: format!("{:?} {why}", crate::kept::render(t, 64)),
             });
         }
         let (id, source, event_type) = (required("id")?, required("source")?, required("type")?);
@@ -398,6 +395,11 @@ mod tests {
         assert!(err.to_string().contains("CloudEvents 1.0"), "{err}");
         let err = parse(&OK.replace("2026-11-22T04:00:00Z", "yesterday")).unwrap_err();
         assert!(err.to_string().contains("RFC 3339"), "{err}");
+        // ISO 8601 forms RFC 3339 does not have, and an offset past 23:59.
+        for time in ["2026-11-22T04:00Z", "2026-11-22T04:00:00+25:00"] {
+            let err = parse(&OK.replace("2026-11-22T04:00:00Z", time)).unwrap_err();
+            assert!(err.to_string().contains("RFC 3339"), "{time}: {err}");
+        }
         assert!(matches!(parse("[1]"), Err(EventError::NotObject { .. })));
     }
 }
