@@ -86,16 +86,16 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
         policies.push(configured);
     }
 
-    // Made (with its artifact cache) only when there is an adapter to load:
-    // checking a configuration of nothing leaves nothing behind.
-    let sandbox = match config.adapters.is_empty() {
-        true => None,
-        false => Some(Sandbox::new(&config.cache_dir, config.ceiling.clone())?),
-    };
+    // Made (with its artifact cache) for the first adapter to load: checking
+    // a configuration of nothing leaves nothing behind.
+    let mut sandbox = None;
     // Whether each instance that loads may publish (what reaching a role takes).
     let mut publishes = std::collections::BTreeMap::new();
     for (name, instance) in &config.adapters {
-        let sandbox = sandbox.as_ref().expect("made above: there are adapters");
+        let sandbox = match &mut sandbox {
+            Some(made) => &*made,
+            none @ None => &*none.insert(Sandbox::new(&config.cache_dir, config.ceiling.clone())?),
+        };
         let subject = format!("adapter {name}");
         let users: Vec<&str> = policies
             .iter()
