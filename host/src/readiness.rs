@@ -130,8 +130,16 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
         } else {
             users.join(", ")
         };
+        let turns = match (
+            package.manifest.one_call_per_record,
+            instance.one_call_per_record,
+        ) {
+            (true, _) => "; one call per record at a time (its adapter declares it)",
+            (false, true) => "; one call per record at a time (configured)",
+            (false, false) => "",
+        };
         let detail = format!(
-            "{} {} (component sha256 {}): approved, loads; used by {used_by}",
+            "{} {} (component sha256 {}): approved, loads; used by {used_by}{turns}",
             package.manifest.name,
             package.manifest.version,
             &package.component_sha256[..12],

@@ -20,10 +20,11 @@
 //!
 //! A record is written with `fs::replace`: a stop mid-write leaves the old
 //! record or the new one whole, never a torn mix of the two. A change reads
-//! the record and writes it back with no lock, so an instance that takes
-//! more than one call at once must take one per record
-//! (`one-call-per-record = true` in `handoff.toml`); appends to the journal
-//! and to channel logs are whole lines whoever else appends.
+//! the record and writes it back with no lock, so calls on one record must
+//! take turns: the manifest declares `one-call-per-record`, and the host
+//! gives each record one call at a time whatever an instance's
+//! configuration says. Appends to the journal and to channel logs are whole
+//! lines whoever else appends.
 //!
 //! Every write that changes something has exactly one line in
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests

@@ -14,8 +14,9 @@
 //! Crash window: none. The key is inside the one object a write replaces
 //! (a PUT is whole or not at all), so a run killed after the store took it
 //! finds its key on the next observe. Two runs attaching to one bundle at
-//! once could each read the list before the other wrote it: give the
-//! instance `one-call-per-record = true` (as `fs-records` needs).
+//! once could each read the list before the other wrote it: the manifest
+//! declares `one-call-per-record`, so the host gives each bundle one call
+//! at a time (as it does `fs-records`' records).
 //!
 //! Config: `endpoint` and `bucket` (required), `prefix` (default none),
 //! `base_url` (links are `<base_url>/<id>`; without it, `s3://<bucket>/<key>`).

@@ -210,6 +210,12 @@ pub fn render(package: &Package, approval: Option<&Approval>, inspection: &Inspe
         let _ = writeln!(out, "           {d}");
     }
     let _ = writeln!(out, "world      {}", m.grants.world);
+    if m.one_call_per_record {
+        let _ = writeln!(
+            out,
+            "calls      one per record at a time (its writes read a record and write it back)"
+        );
+    }
     let _ = writeln!(out, "package    {}", package.dir.display());
     let _ = writeln!(
         out,
@@ -313,6 +319,7 @@ struct Report<'a> {
     manifest_sha256: &'a str,
     declared: &'a Grants,
     config: &'a [crate::sandbox::settings::ConfigKey],
+    one_call_per_record: bool,
     imports: &'a [crate::sandbox::imports::Import],
     exports: &'a [String],
     missing_exports: &'a [String],
@@ -335,6 +342,7 @@ impl<'a> Report<'a> {
             manifest_sha256: &package.manifest_sha256,
             declared: &package.manifest.grants,
             config: &package.manifest.config,
+            one_call_per_record: package.manifest.one_call_per_record,
             imports: &i.imports,
             exports: &i.exports,
             missing_exports: &i.missing_exports,

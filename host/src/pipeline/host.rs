@@ -13,6 +13,7 @@ use super::{ConfiguredPolicy, RunError, Timed, TimingObserver, configure_policy,
 use crate::config::{AdapterInstance, Config, Retry};
 use crate::follow_up::notices::Roles;
 use crate::policy::Policy;
+use crate::sandbox::manifest::Manifest;
 use crate::sandbox::package::Package;
 use crate::sandbox::{LoadError, LoadedAdapter, Sandbox};
 use crate::store::adapters::ApprovalsStamp;
@@ -74,6 +75,27 @@ pub struct Host {
     pub(crate) public_url: Option<String>,
 }
 
+/// The configured instances, each taking one call per record at a time when
+/// its configuration says so or its adapter's manifest declares that it
+/// must (`adapter.one-call-per-record`: its writes read a record and write
+/// it back). Read once, as the process starts; a package whose manifest
+/// cannot be read is left as configured, and refused when it is loaded.
+pub fn taking_declared_turns(
+    instances: &BTreeMap<String, AdapterInstance>,
+) -> BTreeMap<String, AdapterInstance> {
+    instances
+        .iter()
+        .map(|(name, instance)| {
+            let mut instance = instance.clone();
+            instance.one_call_per_record |= Package::find(&instance.package)
+                .ok()
+                .and_then(|(_, manifest)| Manifest::load(&manifest).ok())
+                .is_some_and(|m| m.one_call_per_record);
+            (name.clone(), instance)
+        })
+        .collect()
+}
+
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
@@ -122,27 +144,21 @@ impl Host {
 
     fn adapters_in(config: &Config, instances: u32) -> Result<Host, RunError> {
         let sandbox = Sandbox::with_room(&config.cache_dir, config.ceiling.clone(), instances)?;
+        let adapters = taking_declared_turns(&config.adapters);
         Ok(Host {
             sandbox,
-            instances: config.adapters.clone(),
+            throttle: Arc::new(Throttle::new(adapters.values())),
+            instances: adapters,
             loaded: Mutex::default(),
             policies: Vec::new(),
             approved: Mutex::default(),
             retry: config.retry,
             lease: config.lease,
-            throttle: Arc::new(Throttle::new(config.adapters.values())),
             faults: Faults::from_env(),
             timings: None,
             roles: config.roles.clone(),
             public_url: config.serve.public_url.clone(),
         })
-    }
-
-    /// Use `throttle` for per-adapter concurrency (one shared with a test,
-    /// which holds room or a record's turn as another caller would).
-    pub fn with_throttle(mut self, throttle: Arc<Throttle>) -> Host {
-        self.throttle = throttle;
-        self
     }
 
     /// Report how long each step and each adapter call takes to `observer`.

@@ -45,6 +45,11 @@ pub struct Manifest {
     pub grants: Grants,
     /// The configuration keys it reads (`[[config]]`).
     pub config: Vec<ConfigKey>,
+    /// Calls on one record must take turns (`adapter.one-call-per-record`):
+    /// its writes read a record and write it back with no lock of the
+    /// target's own. The host gives every instance of it one call per
+    /// record at a time, whatever the instance's configuration says.
+    pub one_call_per_record: bool,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +73,8 @@ struct RawAdapter {
     #[serde(default)]
     actions: Vec<String>,
     description: Option<String>,
+    #[serde(default)]
+    one_call_per_record: bool,
 }
 
 impl Manifest {
@@ -139,6 +146,7 @@ impl Manifest {
             name,
             version,
             description: raw.adapter.description,
+            one_call_per_record: raw.adapter.one_call_per_record,
             grants: Grants {
                 world,
                 actions,
@@ -198,6 +206,16 @@ actions = ["set-state", "annotate"]
         assert_eq!(m.grants.world, World::Target);
         assert_eq!(m.grants.capabilities, Capabilities::default());
         assert_eq!(m.grants.limits.memory_mib, DEFAULT_MEMORY_MIB);
+        assert!(!m.one_call_per_record);
+    }
+
+    #[test]
+    fn an_adapter_says_whether_calls_on_one_record_must_take_turns() {
+        let declared = MINIMAL.replace("actions =", "one-call-per-record = true\nactions =");
+        assert!(parse(&declared).unwrap().one_call_per_record);
+        let err = parse(&MINIMAL.replace("actions =", "one-call-per-record = \"yes\"\nactions ="))
+            .unwrap_err();
+        assert!(err.problem.contains("one-call-per-record"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,6 @@ mod unrouted;
 mod workers;
 
 use crate::config::{Config, Scheme};
-use crate::pipeline::throttle::Throttle;
 use crate::pipeline::{Engine, Host};
 use crate::store::Store;
 use crate::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
@@ -175,14 +174,10 @@ pub async fn serve(
     // engine and clients, loaded adapters, policies, one throttle so that
     // `[adapters.X] concurrency` limits the process): every engine below
     // shares it.
-    let throttle = Arc::new(Throttle::new(config.adapters.values()));
-    let metrics = Arc::new(Metrics::with_throttle(throttle.clone()));
+    let host = Host::for_runs(config, serve.max_in_flight)?;
+    let metrics = Arc::new(Metrics::with_throttle(host.throttle().clone()));
     let timed = metrics.clone();
-    let host = Arc::new(
-        Host::for_runs(config, serve.max_in_flight)?
-            .with_throttle(throttle)
-            .with_timings(Arc::new(move |what, took| timed.timed(what, took))),
-    );
+    let host = Arc::new(host.with_timings(Arc::new(move |what, took| timed.timed(what, took))));
     let shared = intake_store.handle();
     let intake_engine = Engine::with_host(host.clone(), intake_store);
     let unfinished = crate::store::runs::unfinished_with_events(&*intake_engine.store().conn()?)?;

@@ -204,13 +204,13 @@ fn a_source_answering_fifty_megabytes_leaves_the_host_under_twice_its_grant() {
         ))
         .unwrap();
     let governance = format!(
-        "[adapters.governance]\nconcurrency = 4\none-call-per-record = true\npackage = \"{}/fs-records\"",
+        "[adapters.governance]\nconcurrency = 4\npackage = \"{}/fs-records\"",
         handoff::BUILT_PACKAGES_DIR
     );
     s.edit_config(
         &governance,
         &format!(
-            "[adapters.governance]\nconcurrency = 4\none-call-per-record = true\npackage = \"{}\"",
+            "[adapters.governance]\nconcurrency = 4\npackage = \"{}\"",
             big.display()
         ),
     );

@@ -64,8 +64,8 @@ fn bad_input_is_refused_naming_the_place_with_nothing_half_written() {
     // Configured, but its package is not where the configuration says.
     let s = Scenario::new();
     s.edit_config(
-        "[adapters.notify]\nconcurrency = 4\none-call-per-record = true\npackage = \"",
-        "[adapters.notify]\nconcurrency = 4\none-call-per-record = true\npackage = \"/nowhere",
+        "[adapters.notify]\nconcurrency = 4\npackage = \"",
+        "[adapters.notify]\nconcurrency = 4\npackage = \"/nowhere",
     );
     refused(
         &s,

@@ -187,13 +187,16 @@ fn steps_already_done_by_hand_are_skipped_as_idempotent_and_logged() {
     assert_steps_walked_their_lifecycle(&s.store(), "run-1");
 }
 
-/// The example's record stores take several calls at once, one per record:
-/// a run's write to a record another call holds waits for its turn, and
-/// goes ahead once that call ends.
+/// The example's record stores take several calls at once, one per record,
+/// because their adapter declares it (the example's configuration does not
+/// say so): a run's write to a record another call holds waits for its
+/// turn, and goes ahead once that call ends.
 #[test]
 fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
     use handoff::model::CloudEvent;
     let s = Scenario::new();
+    let configured = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
+    assert!(!configured.contains("one-call-per-record = true"));
     let context = s.context();
     let event = CloudEvent::parse(
         &std::fs::read(s.path("events/accepted.json")).unwrap(),

@@ -98,8 +98,8 @@ impl Scenario {
     /// caller would), and a runtime to drive it on.
     pub fn engine_sharing_throttle(&self) -> (Engine, Arc<Throttle>, tokio::runtime::Runtime) {
         let config = Config::load(&self.path("handoff.toml")).unwrap();
-        let throttle = Arc::new(Throttle::new(config.adapters.values()));
-        let host = Host::new(&config).unwrap().with_throttle(throttle.clone());
+        let host = Host::new(&config).unwrap();
+        let throttle = host.throttle().clone();
         let engine = Engine::with_host(Arc::new(host), self.store());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -127,7 +127,7 @@ fn scenario(slack: &FakeSlack) -> Scenario {
     std::fs::create_dir_all(s.path("state/sent")).unwrap();
     s.edit_config(
         &format!(
-            "[adapters.notify]\nconcurrency = 4\none-call-per-record = true\npackage = \"{}/fs-records\"\ndirectories = {{ records = \"state/notify\" }}",
+            "[adapters.notify]\nconcurrency = 4\npackage = \"{}/fs-records\"\ndirectories = {{ records = \"state/notify\" }}",
             handoff::BUILT_PACKAGES_DIR
         ),
         &format!(
