@@ -159,11 +159,19 @@ async fn owned(app: &Arc<App>, who: &Principal, id: i64) -> Result<FollowUp, Ref
     Ok(f)
 }
 
-/// The caller's role takes the packet on.
+/// An ack's body, when it has one: nothing. Who takes the packet on is the
+/// caller's role, never a name in the body (a client sending `{"by": ...}`
+/// is told so, not answered as if its name were taken).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {}
+
+/// The caller's role takes the packet on. The body is empty or `{}`.
 #[utoipa::path(post, path = "/v1/follow-ups/{id}/ack", params(("id" = i64, Path, description = "The follow-up id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`follow_up`, `acknowledged_by`", body = Object),
+        (status = 400, description = "A body other than none or `{}`", body = RefusalBody),
         (status = 404, description = "No such follow-up", body = RefusalBody),
         (status = 409, description = "Already acknowledged or resolved", body = RefusalBody),
         (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
@@ -173,10 +181,24 @@ pub(super) async fn acknowledge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
         let id = follow_up_id(&id)?;
+        let body = taken(body, MAX_ACTION_BYTES)?;
+        if !body.trim_ascii().is_empty() {
+            serde_json::from_slice::<AckBody>(&body).map_err(|e| {
+                refusal(
+                    StatusCode::BAD_REQUEST,
+                    "bad-body",
+                    format!(
+                        "{e}; an ack takes no body (or {{}}): who takes the packet on is the \
+                         token's role"
+                    ),
+                )
+            })?;
+        }
         take_on(&app, &who, id).await?;
         ok(json!({ "follow_up": id, "acknowledged_by": who.role }))
     }

@@ -335,13 +335,40 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
     );
     assert_eq!(code, 404);
 
+    // Who takes it on is the token's role: a body naming someone else, or
+    // anything but none or `{}`, is refused and takes nothing on.
+    for body in [r#"{"by": "someone-else"}"#, "[1]", "ack"] {
+        let (code, refused) = call(
+            &service,
+            "POST",
+            "/v1/follow-ups/1/ack",
+            Some(COORDINATOR),
+            Some(body),
+        );
+        assert_eq!(
+            (code, refused["reason"].as_str()),
+            (400, Some("bad-body")),
+            "{body}: {refused}"
+        );
+        assert!(
+            refused["error"].as_str().unwrap().contains("token's role"),
+            "{refused}"
+        );
+    }
+    let (code, open) = call(&service, "GET", "/v1/follow-ups/1", Some(COORDINATOR), None);
+    assert_eq!(
+        (code, &open["acknowledged_by"]),
+        (200, &Value::Null),
+        "{open}"
+    );
+
     // The coordinator takes it on, once.
     let (code, acked) = call(
         &service,
         "POST",
         "/v1/follow-ups/1/ack",
         Some(COORDINATOR),
-        Some(""),
+        Some("{}"),
     );
     assert_eq!(
         (code, acked["acknowledged_by"].as_str()),
