@@ -5,7 +5,7 @@ use super::super::App;
 use super::super::workers::RunTicket;
 use super::auth::{Principal, caller, may_act, may_see, owns};
 use super::refusal::{
-    Refusal, RefusalBody, answer, follow_up_id, no_follow_up, ok, refusal, taken,
+    Refusal, RefusalBody, answer, follow_up_id, no_follow_up, no_query, ok, refusal, taken,
 };
 use super::{MAX_ACTION_BYTES, MAX_LISTED, read, write};
 use crate::config::roles::Scope;
@@ -15,7 +15,7 @@ use crate::model::ResolutionVerdict;
 use crate::store::follow_ups;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -119,6 +119,7 @@ pub(in crate::serve) fn packets(
 #[utoipa::path(get, path = "/v1/follow-ups/{id}", params(("id" = i64, Path, description = "The follow-up id")),
     security(("bearer" = [])),
     responses(
+        (status = 400, description = "A query parameter (it takes none)", body = RefusalBody),
         (status = 200, description = "The follow-up with its `notices`", body = Object),
         (status = 404, description = "No such follow-up", body = RefusalBody),
         (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
@@ -128,9 +129,11 @@ pub(super) async fn show_follow_up(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
+        no_query(query.as_deref())?;
         let id = follow_up_id(&id)?;
         let (f, notices) = read(&app, move |s| {
             let conn = s.conn()?;
@@ -171,7 +174,7 @@ struct AckBody {}
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`follow_up`, `acknowledged_by`", body = Object),
-        (status = 400, description = "A body other than none or `{}`", body = RefusalBody),
+        (status = 400, description = "A body other than none or `{}`; or a query parameter (it takes none)", body = RefusalBody),
         (status = 404, description = "No such follow-up", body = RefusalBody),
         (status = 409, description = "Already acknowledged or resolved", body = RefusalBody),
         (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
@@ -181,10 +184,12 @@ pub(super) async fn acknowledge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
+        no_query(query.as_deref())?;
         let id = follow_up_id(&id)?;
         let body = taken(body, MAX_ACTION_BYTES)?;
         if !body.trim_ascii().is_empty() {
@@ -234,7 +239,7 @@ pub(in crate::serve) struct ResolveBody {
     request_body = ResolveBody, security(("bearer" = [])),
     responses(
         (status = 202, description = "`follow_up`, `resolution`, `by`, `run_id`", body = Object),
-        (status = 400, description = "Not the body described", body = RefusalBody),
+        (status = 400, description = "Not the body described; or a query parameter (it takes none)", body = RefusalBody),
         (status = 404, description = "No such follow-up", body = RefusalBody),
         (status = 409, description = "Already resolved", body = RefusalBody),
         (status = 413, description = "A body over 16 KiB or a note over 4 KiB", body = RefusalBody),
@@ -245,10 +250,12 @@ pub(super) async fn resolve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
+        no_query(query.as_deref())?;
         let id = follow_up_id(&id)?;
         let body = taken(body, MAX_ACTION_BYTES)?;
         let body: ResolveBody = serde_json::from_slice(&body).map_err(|e| {

@@ -127,6 +127,23 @@ pub(in crate::serve) fn shown(id: &str) -> String {
     crate::kept::shortened(id, SHOWN_ID_BYTES).into_owned()
 }
 
+/// An endpoint that reads no query parameters refuses any, as the lists
+/// refuse an unknown one: `?role=...` on one packet would otherwise pass as
+/// if it had been applied.
+pub(in crate::serve) fn no_query(query: Option<&str>) -> Result<(), Refusal> {
+    match query {
+        Some(q) if !q.is_empty() => Err(refusal(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            format!(
+                "this endpoint takes no query parameters (given {:?}); send it without them",
+                shown(q)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A follow-up's id from a path: a number, or there is no such follow-up.
 pub(in crate::serve) fn follow_up_id(id: &str) -> Result<i64, Refusal> {
     id.parse().map_err(|_| {

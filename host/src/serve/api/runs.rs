@@ -2,10 +2,10 @@
 
 use super::super::App;
 use super::auth::caller;
-use super::refusal::{RefusalBody, answer, ok, refusal, shown};
+use super::refusal::{RefusalBody, answer, no_query, ok, refusal, shown};
 use super::{MAX_LISTED, read};
 use crate::store::{follow_ups, runs, steps};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
@@ -52,6 +52,7 @@ pub(super) async fn list_runs(
 #[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "The run id")),
     security(("bearer" = [])),
     responses(
+        (status = 400, description = "A query parameter (it takes none)", body = RefusalBody),
         (status = 200, description = "The run, `steps`, `follow_ups`, `timeline`", body = Object),
         (status = 404, description = "No such run", body = RefusalBody),
         (status = 401, description = "No token, or one of no role", body = RefusalBody),
@@ -60,9 +61,11 @@ pub(super) async fn show_run(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
         caller(&app, &headers)?;
+        no_query(query.as_deref())?;
         let shown = read(&app, move |s| {
             let conn = s.conn()?;
             let Some(run) = runs::get(&conn, &id)? else {
@@ -84,12 +87,18 @@ pub(super) async fn show_run(
 /// The audit chain's newest row, as an anchor to keep.
 #[utoipa::path(get, path = "/v1/audit/head", security(("bearer" = [])),
     responses(
+        (status = 400, description = "A query parameter (it takes none)", body = RefusalBody),
         (status = 200, description = "`seq`, `hash`, `anchor` (SEQ:HASH)", body = Object),
         (status = 401, description = "No token, or one of no role", body = RefusalBody),
         (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
-pub(super) async fn audit_head(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn audit_head(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let result = async {
         caller(&app, &headers)?;
+        no_query(query.as_deref())?;
         let head = read(&app, |s| Ok(s.audit_head()?)).await?;
         ok(match head {
             Some(anchor) => {

@@ -334,6 +334,21 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         None,
     );
     assert_eq!(code, 404);
+    // An endpoint that reads no parameters refuses one rather than pass it
+    // over as if it had been applied.
+    for (method, path, body) in [
+        ("GET", "/v1/follow-ups/1?role=release-manager", None),
+        ("GET", "/v1/runs/run-1?steps=none", None),
+        ("GET", "/v1/audit/head?seq=1", None),
+        ("POST", "/v1/follow-ups/1/ack?by=someone-else", Some("")),
+    ] {
+        let (code, refused) = call(&service, method, path, Some(COORDINATOR), body);
+        assert_eq!(
+            (code, refused["reason"].as_str()),
+            (400, Some("bad-query")),
+            "{path}: {refused}"
+        );
+    }
 
     // Who takes it on is the token's role: a body naming someone else, or
     // anything but none or `{}`, is refused and takes nothing on.
