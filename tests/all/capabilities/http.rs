@@ -293,3 +293,37 @@ async fn a_name_resolving_into_a_denied_network_is_refused() {
     let recorded = denials(&mut instance, "http");
     assert!(recorded[0].contains("denied network"), "{recorded:?}");
 }
+
+/// What a request holds (its fields, body, streams, response) is released
+/// when it is done: an instance making more requests than it may hold
+/// resources at once keeps making them.
+#[tokio::test]
+async fn an_instance_makes_more_requests_than_it_may_hold_resources_at_once() {
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "probe-many",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let adapter = approved(
+        &sandbox(),
+        dir.path(),
+        &AdapterInstance::new("probe-many", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let requests = handoff::sandbox::MOST_HOST_RESOURCES + 44;
+    for _ in 0..requests {
+        let observed = instance
+            .observe(&rec("http", &format!("GET {}", server.url("/hello"))))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(field(&observed, "status"), "200");
+    }
+    assert_eq!(server.requests().len(), requests);
+}
