@@ -41,6 +41,7 @@ fn shape(raw: &RawPolicy) -> Result<(), String> {
     if raw.policy.id.trim().is_empty() || raw.policy.version.trim().is_empty() {
         return Err("policy.id and policy.version must not be empty".into());
     }
+    names(raw)?;
     if raw.trigger.event_type.trim().is_empty() {
         return Err("trigger.type is empty: name the CloudEvent type this policy answers".into());
     }
@@ -156,6 +157,47 @@ fn source(raw: &RawPolicy) -> Result<(), String> {
 }
 
 /// A template's references, well formed.
+/// Every name the policy gives (its id and version, its trigger, its
+/// checks, steps and role) is bounded like a name an event fills in: each
+/// is repeated in runs, packets, notices and the audit of every run.
+fn names(raw: &RawPolicy) -> Result<(), String> {
+    let mut named: Vec<(String, &str)> = vec![
+        ("policy.id".into(), &raw.policy.id),
+        ("policy.version".into(), &raw.policy.version),
+        ("trigger.type".into(), &raw.trigger.event_type),
+        ("follow-up.route-to".into(), &raw.follow_up.route_to),
+    ];
+    named.extend(
+        raw.trigger
+            .states
+            .iter()
+            .map(|s| ("a trigger state".into(), s.as_str())),
+    );
+    named.extend(
+        raw.checks
+            .iter()
+            .map(|c| ("a check's name".into(), c.name.as_str())),
+    );
+    for step in &raw.steps {
+        named.push(("a step's id".into(), &step.id));
+        for state in step.from_states.iter().flatten() {
+            named.push((
+                format!("step {:?}'s from-states", kept_short(&step.id)),
+                state,
+            ));
+        }
+    }
+    for (place, value) in named {
+        super::name(value).map_err(|why| format!("{place} {why}"))?;
+    }
+    Ok(())
+}
+
+/// A name as an error repeats it: its start when it is long.
+fn kept_short(name: &str) -> std::borrow::Cow<'_, str> {
+    crate::kept::shortened(name, 64)
+}
+
 fn text(text: &str, place: String) -> Result<Vec<String>, String> {
     template::references(text, &place).map_err(|e| e.to_string())
 }

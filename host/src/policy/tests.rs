@@ -346,3 +346,31 @@ fn a_policy_has_at_most_a_hundred_checks_and_a_hundred_steps() {
     let err = parse(&format!("{head}{checks}\n[follow-up]{tail}")).unwrap_err();
     assert!(err.problem.contains("101 [[check]]s"), "{err}");
 }
+
+#[test]
+fn every_name_a_policy_gives_is_bounded_like_a_name_an_event_fills_in() {
+    let long = "n".repeat(crate::policy::MAX_NAME_BYTES + 1);
+    let most = "n".repeat(crate::policy::MAX_NAME_BYTES);
+    for (from, place) in [
+        ("id = \"release-readiness-closure\"", "policy.id"),
+        ("version = \"3\"", "policy.version"),
+        ("type = \"release.review.decided\"", "trigger.type"),
+        ("name = \"milestone mapping\"", "a check's name"),
+        ("id = \"close-checklist\"", "a step's id"),
+        ("route-to = \"release-coordinator\"", "follow-up.route-to"),
+    ] {
+        let (key, _) = from.split_once(" = ").unwrap();
+        let at_most = RELEASE.replacen(from, &format!("{key} = \"{most}\""), 1);
+        parse(&at_most).unwrap_or_else(|e| panic!("{place} of {} bytes: {e}", most.len()));
+        let err = parse(&RELEASE.replacen(from, &format!("{key} = \"{long}\""), 1)).unwrap_err();
+        assert!(
+            err.problem
+                .contains(&format!("{place} is 513 bytes; at most 512")),
+            "{place}: {err}"
+        );
+        assert!(
+            !err.problem.contains(&long),
+            "the error repeats the name whole"
+        );
+    }
+}
