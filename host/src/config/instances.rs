@@ -9,10 +9,16 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The longest instance or role name.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// What an instance or role name is made of, as its refusal says.
+pub const PLAIN_NAME: &str = "letters, digits, '-', '_' and '.', starting with a letter or digit";
+
 /// Whether `name` may name an adapter instance: it is written into log
 /// fields, metric labels and audit rows, so it is kept to a plain word.
 pub fn valid_instance_name(name: &str) -> bool {
-    name.len() <= 64
+    name.len() <= MAX_NAME_CHARS
         && name
             .chars()
             .next()
@@ -63,9 +69,9 @@ pub(super) fn finish(
 ) -> Result<BTreeMap<String, AdapterInstance>, String> {
     if let Some(name) = raw.keys().find(|name| !valid_instance_name(name)) {
         return Err(format!(
-            "adapters.{name:?}: an instance name is letters, digits, '-', '_' and '.', \
-             starting with a letter or digit (it names the instance in logs, metrics and \
-             the audit trail)"
+            "adapters.{:?}: an instance name is {PLAIN_NAME}, at most {MAX_NAME_CHARS} of \
+             them (it names the instance in logs, metrics and the audit trail)",
+            crate::kept::shortened(name, MAX_NAME_CHARS)
         ));
     }
     if let Some((name, _)) = raw.iter().find(|(_, r)| r.concurrency == Some(0)) {

@@ -55,9 +55,11 @@ pub(super) fn finish(
     for (name, r) in &raw {
         if !super::valid_instance_name(name) {
             return Err(format!(
-                "roles.{name:?}: a role name is letters, digits, '-', '_' and '.', starting \
-                 with a letter or digit (it names the role in messages, metrics and the audit \
-                 trail)"
+                "roles.{:?}: a role name is {}, at most {} of them (it names the role in \
+                 messages, metrics and the audit trail)",
+                crate::kept::shortened(name, super::instances::MAX_NAME_CHARS),
+                super::instances::PLAIN_NAME,
+                super::instances::MAX_NAME_CHARS
             ));
         }
         for (i, instance) in r.reach.iter().enumerate() {

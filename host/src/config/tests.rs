@@ -177,6 +177,20 @@ fn an_instance_name_is_a_plain_word() {
         assert!(err.to_string().contains("instance name"), "{bad}: {err}");
     }
     assert!(valid_instance_name("tracker-2.eu_west"));
+    // Long names: the refusal says how long a name may be, and repeats only
+    // the start of the one given.
+    let long = "n".repeat(1000);
+    for text in [
+        format!("[adapters.{long}]\npackage = \"p\"\n"),
+        format!("[roles.{long}]\nreach = []\n"),
+    ] {
+        let err = Config::parse(&text, Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 64"), "{err}");
+        assert!(err.len() < 400, "{err}");
+    }
+    assert!(valid_instance_name(&"n".repeat(64)));
 }
 
 #[test]
