@@ -202,8 +202,9 @@ impl AdapterCalls {
             Err(err @ CallError::NotExported { .. }) => {
                 Failure::Final(Reason::OutOfScope, err.to_string())
             }
-            Err(err @ CallError::Oversize { .. }) => {
-                // The same call would answer the same again: not retried.
+            Err(err @ (CallError::Oversize { .. } | CallError::Resources { .. })) => {
+                // The same call would answer (or hold) the same again: not
+                // retried.
                 Failure::Final(Reason::CapabilityDenied, err.to_string())
             }
             // A trapped or timed-out instance is finished; the next attempt

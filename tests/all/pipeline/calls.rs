@@ -70,3 +70,53 @@ fn a_decision_that_cannot_be_stored_fails_the_call_and_is_never_dropped() {
     assert_eq!(server.requests().len(), 2);
     assert_eq!(decided(&store), before);
 }
+
+/// An adapter holding more host resources than an instance may is stopped
+/// once and not tried again: the same call would hold the same again. It
+/// goes to a person as a capability denied, its denial audited once.
+#[test]
+fn a_call_holding_too_many_host_resources_is_not_retried_and_goes_to_a_person() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("bundle.txt"), "evidence").unwrap();
+    let grant = "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n";
+    let pkg = package("probe", &probe_manifest("hoarder", grant));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("handoff.db");
+    let mut store = Store::open(&db).unwrap();
+    approve(&mut store, pkg.path());
+    let config = Config::parse(
+        &format!(
+            "[store]\npath = \"{}\"\ncache-dir = \"{}/artifact-cache\"\n\
+             [retry]\nattempts = 3\nbase-delay-ms = 0\n\
+             [adapters.hoarder]\npackage = \"{}\"\ndirectories = {{ evidence = \"{}\" }}\n",
+            db.display(),
+            env!("CARGO_TARGET_TMPDIR"),
+            pkg.path().display(),
+            files.path().display()
+        ),
+        Path::new("handoff.toml"),
+    )
+    .unwrap();
+    let mut calls = AdapterCalls::new(Arc::new(Host::for_adapters(&config).unwrap()), &store);
+    let halt = rt
+        .block_on(calls.observe("hoarder", &rec("hoard", "5000 /evidence/bundle.txt")))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        halt.reason,
+        handoff::model::Reason::CapabilityDenied,
+        "{halt:?}"
+    );
+    assert!(halt.summary.contains("host resources"), "{}", halt.summary);
+    let denials: Vec<_> = store
+        .audit_rows(None)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "capability-decision" && r.payload.contains("\"resources\""))
+        .collect();
+    assert_eq!(denials.len(), 1, "{denials:?}");
+}
