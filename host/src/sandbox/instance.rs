@@ -220,7 +220,7 @@ impl Instance {
                 self.store
                     .data()
                     .log
-                    .deny(MEMORY, format!("{call} result"), over.to_string());
+                    .deny_call(MEMORY, format!("{call} result"), over.to_string());
                 return Err(CallError::Oversize {
                     adapter,
                     call,
@@ -244,7 +244,7 @@ impl Instance {
             Some(e) => matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)),
         };
         if timed_out {
-            log.deny(
+            log.deny_call(
                 CPU,
                 "call".into(),
                 format!(
@@ -259,7 +259,7 @@ impl Instance {
         }
         let err = err.expect("not a timeout");
         if limits::ran_out_of_resources(&err) {
-            log.deny(
+            log.deny_call(
                 RESOURCES,
                 "call".into(),
                 format!("held more than {MOST_HOST_RESOURCES} host resources at once"),
@@ -324,7 +324,7 @@ impl Instance {
             self.store
                 .data()
                 .log
-                .deny(ACTION, kind.name().into(), reason.clone());
+                .deny_call(ACTION, kind.name().into(), reason.clone());
             return Ok(Err(AdapterError::Denied(format!(
                 "{}: {reason}",
                 self.adapter

@@ -282,3 +282,46 @@ async fn an_instance_holds_a_bounded_number_of_host_resources_at_once() {
     let again = instance.observe(&rec("noop", "")).await.unwrap_err();
     assert!(matches!(again, CallError::Dead { .. }), "{again}");
 }
+
+/// Every capability decision of a call is kept (in the audit chain, the
+/// log) one by one up to a bound; the rest are counted in one decision per
+/// surface and verdict. An adapter refused thousands of times in one call
+/// cannot fill the store or the log with them.
+#[tokio::test]
+async fn the_decisions_one_call_makes_are_kept_one_by_one_up_to_a_bound_and_the_rest_counted() {
+    let dir = package("probe", &probe_manifest("flooder", ""));
+    let adapter = approved(
+        &sandbox(),
+        dir.path(),
+        &AdapterInstance::new("flooder", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let asked = 250;
+    let flood = instance
+        .observe(&rec("http-flood", &format!("{asked} http://127.0.0.1:9/")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&flood, "refused"), asked.to_string());
+    let decisions = instance.take_decisions();
+    let most = handoff::sandbox::decision::MOST_DECISIONS_PER_CALL;
+    assert_eq!(decisions.len(), most + 1, "{:?}", decisions.last());
+    let counted = decisions.last().unwrap();
+    assert_eq!(
+        (counted.surface.name, counted.verdict),
+        ("http", handoff::sandbox::decision::Verdict::Denied)
+    );
+    assert!(
+        counted.reason.contains(&format!("{} more", asked - most)),
+        "{}",
+        counted.reason
+    );
+    // The next call starts with a bound of its own.
+    let again = instance
+        .observe(&rec("http-flood", "2 http://127.0.0.1:9/"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&again, "refused"), "2");
+    assert_eq!(denials(&mut instance, "http").len(), 2);
+}

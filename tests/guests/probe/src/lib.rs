@@ -98,6 +98,22 @@ impl Target for Probe {
                     ("headers", header_names.join(",")),
                 ])
             }
+            // "COUNT URL": that many GETs, whatever each answers; then how
+            // many were answered and how many refused.
+            "http-flood" => {
+                let (count, url) = arg.split_once(' ').unwrap_or((arg, ""));
+                let (mut answered, mut refused) = (0u32, 0u32);
+                for _ in 0..count.parse::<u32>().unwrap_or(1) {
+                    match http::send(Request::new("GET", url)) {
+                        Ok(_) => answered += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                done(vec![
+                    ("answered", answered.to_string()),
+                    ("refused", refused.to_string()),
+                ])
+            }
             "read" => handoff_sdk::fs::read_to_string(arg).and_then(|c| done(vec![("content", c)])),
             "write" => handoff_sdk::fs::write(arg, b"written by probe").and_then(|()| done(vec![])),
             "list" => handoff_sdk::fs::list(arg).and_then(|n| done(vec![("names", n.join(","))])),

@@ -208,7 +208,7 @@ impl ResourceLimiter for MemoryLimiter {
             return Ok(true);
         }
         self.exceeded = Some(desired);
-        self.log.deny(
+        self.log.deny_call(
             MEMORY,
             format!(
                 "grow linear memory to {} MiB",
