@@ -155,12 +155,8 @@ impl DecisionLog {
             more,
         } = std::mem::take(&mut *self.kept());
         for ((_, verdict), (surface, count)) in more {
-            let word = match verdict {
-                Verdict::Allowed => "allowed",
-                Verdict::Denied => "denied",
-            };
             let reason = format!(
-                "{count} more {word} {} decisions in this call were counted, not kept one by \
+                "{count} more {verdict} {} decisions in this call were counted, not kept one by \
                  one (at most {MOST_DECISIONS_PER_CALL} a call are)",
                 surface.name
             );
