@@ -38,17 +38,49 @@ impl Origin {
         let (host, port) =
             split_host_port(rest).ok_or_else(|| format!("{url:?}: cannot read host and port"))?;
         let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| format!("{url:?}: port {p:?} is not a number from 0 to 65535"))?,
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => {
+                    return Err(format!(
+                        "{url:?}: port {p:?} is not a number from 1 to 65535"
+                    ));
+                }
+                Ok(p) => p,
+            },
             None => default_port,
         };
-        Ok(Origin {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-        })
+        let host = host.to_ascii_lowercase();
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(format!(
+                "{url:?}: {host} is a wildcard address, which grants too much; name the \
+                 server's own address"
+            ));
+        }
+        if !(host.parse::<std::net::IpAddr>().is_ok() || dns_name(&host)) {
+            return Err(format!(
+                "{url:?}: {host:?} is neither a host name (labels of letters, digits, '-' and \
+                 '_', joined by dots) nor an IP address; a grant names one host, no pattern"
+            ));
+        }
+        Ok(Origin { scheme, host, port })
     }
+}
+
+/// A host name as DNS has it: at most 253 characters, in labels of 1 to 63
+/// letters, digits, `-` (not at either end) and `_` (service names some
+/// private networks resolve), joined by dots.
+fn dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 impl fmt::Display for Origin {

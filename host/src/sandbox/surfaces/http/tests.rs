@@ -46,6 +46,35 @@ fn origins_are_normalized_and_paths_refused() {
 }
 
 #[test]
+fn an_origin_names_one_real_host_and_a_port_a_server_can_listen_on() {
+    for url in [
+        "http://tracker.example.internal:8080",
+        "https://redmine_app",
+        "http://127.0.0.1:3000",
+        "http://[::1]:3000",
+        "https://xn--bcher-kva.example",
+    ] {
+        Origin::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    for (url, why) in [
+        ("http://*.example.com", "no pattern"),
+        ("http://exa mple.com", "neither a host name"),
+        ("http://-lead.example", "neither a host name"),
+        ("http://a..b", "neither a host name"),
+        ("http://bücher.example", "neither a host name"),
+        ("http://127.0.0.1:0", "from 1 to 65535"),
+        ("http://0.0.0.0:3000", "wildcard address"),
+        ("http://[::]:3000", "wildcard address"),
+        ("http://127.0.0.1:65536", "from 1 to 65535"),
+    ] {
+        let err = Origin::parse(url).unwrap_err();
+        assert!(err.contains(why), "{url}: {err}");
+    }
+    let long = format!("http://{}.example", "a".repeat(64));
+    assert!(Origin::parse(&long).is_err());
+}
+
+#[test]
 fn without_methods_only_safe_methods_are_granted() {
     let g = grant("[[http]]\nurl = \"https://h\"\n").unwrap();
     let only = g.values().next().unwrap();
