@@ -96,13 +96,15 @@ impl Surface for Files {
         for (i, files) in entries.into_iter().enumerate() {
             let at = format!("[{i}]");
             if files.name.is_empty()
+                || files.name.len() > 64
                 || !files
                     .name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(format!(
-                    "{at}.name {:?}: a logical directory name (letters, digits, '-', '_'), not a path",
+                    "{at}.name {:?}: a logical directory name (at most 64 letters, digits, '-', \
+                     '_'), not a path",
                     files.name
                 ));
             }

@@ -17,6 +17,15 @@ fn names_are_logical_not_paths() {
     assert!(err.contains("logical directory name"), "{err}");
     let err = grant("[[files]]\nname = \"a\"\nmode = \"rw\"\n").unwrap_err();
     assert!(err.contains("read-write"), "{err}");
+    let named = |n: usize| {
+        format!(
+            "[[files]]\nname = \"{}\"\nmode = \"read-only\"\n",
+            "d".repeat(n)
+        )
+    };
+    grant(&named(64)).unwrap();
+    let err = grant(&named(65)).unwrap_err();
+    assert!(err.contains("at most 64"), "{err}");
 }
 
 #[test]

@@ -156,7 +156,9 @@ impl Surface for Http {
                                 KNOWN_METHODS.join(", ")
                             ));
                         }
-                        set.insert(upper);
+                        if !set.insert(upper) {
+                            return Err(format!("{at}.methods: {m:?} is listed twice"));
+                        }
                     }
                     if set.is_empty() {
                         return Err(format!(

@@ -43,6 +43,8 @@ fn origins_are_normalized_and_paths_refused() {
     assert_eq!(only.methods.iter().collect::<Vec<_>>(), ["GET", "PUT"]);
     let err = grant("[[http]]\nurl = \"http://h/api\"\n").unwrap_err();
     assert!(err.starts_with("[0].url"), "{err}");
+    let err = grant("[[http]]\nurl = \"http://h\"\nmethods = [\"GET\", \"get\"]\n").unwrap_err();
+    assert!(err.contains("\"get\" is listed twice"), "{err}");
 }
 
 #[test]
