@@ -39,19 +39,29 @@ pub(super) struct RawConfigKey {
     about: String,
 }
 
+/// The longest key an adapter may declare.
+const MAX_KEY_CHARS: usize = 64;
+
+/// The longest `about` a key may have.
+const MAX_ABOUT_BYTES: usize = 512;
+
 /// Validate the declarations: each key well formed and declared once.
 pub(super) fn parse(raw: Vec<RawConfigKey>) -> Result<Vec<ConfigKey>, String> {
     let mut keys: Vec<ConfigKey> = Vec::new();
     for r in raw {
         let stem = r.key.strip_suffix('*').unwrap_or(&r.key);
         let well_formed = !stem.is_empty()
+            && r.key.len() <= MAX_KEY_CHARS
+            && stem.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && stem
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !well_formed {
             return Err(format!(
-                "[[config]] key {:?}: use lowercase letters, digits, '-' and '_', with an optional '*' at the end for a family of keys",
-                r.key
+                "[[config]] key {:?}: use at most {MAX_KEY_CHARS} lowercase letters, digits, '-' \
+                 and '_', starting with a letter or digit, with an optional '*' at the end for a \
+                 family of keys",
+                crate::kept::shortened(&r.key, MAX_KEY_CHARS)
             ));
         }
         if r.required && r.key.ends_with('*') {
@@ -64,6 +74,14 @@ pub(super) fn parse(raw: Vec<RawConfigKey>) -> Result<Vec<ConfigKey>, String> {
             return Err(format!(
                 "[[config]] key {:?}: `about` must say what the value means",
                 r.key
+            ));
+        }
+        if r.about.len() > MAX_ABOUT_BYTES {
+            return Err(format!(
+                "[[config]] key {:?}: `about` is {} bytes; at most {MAX_ABOUT_BYTES} (one line \
+                 a reviewer reads beside the key)",
+                r.key,
+                r.about.len()
             ));
         }
         if keys.iter().any(|k| k.key == r.key) {
@@ -170,6 +188,8 @@ mod tests {
             (vec![raw("*", false)], "lowercase"),
             (vec![raw("to-*", true)], "cannot be required"),
             (vec![raw("a", false), raw("a", true)], "declared twice"),
+            (vec![raw("-lead", false)], "starting with a letter or digit"),
+            (vec![raw(&"k".repeat(65), false)], "at most 64"),
         ] {
             let err = parse(declared).unwrap_err();
             assert!(err.contains(expected), "{err}");
@@ -177,5 +197,9 @@ mod tests {
         let mut silent = raw("a", false);
         silent.about = " ".into();
         assert!(parse(vec![silent]).unwrap_err().contains("about"));
+        parse(vec![raw(&"k".repeat(64), false)]).unwrap();
+        let mut long = raw("a", false);
+        long.about = "x".repeat(513);
+        assert!(parse(vec![long]).unwrap_err().contains("at most 512"));
     }
 }
