@@ -19,6 +19,9 @@ use thiserror::Error;
 /// The manifest's file name inside a package directory.
 pub const MANIFEST_FILE: &str = "adapter.toml";
 
+/// The longest `adapter.description`.
+const MAX_DESCRIPTION_BYTES: usize = 1024;
+
 #[derive(Debug, Error)]
 #[error("{path}: {problem}")]
 pub struct ManifestError {
@@ -112,22 +115,35 @@ impl Manifest {
         }
         let name = raw.adapter.name;
         if name.is_empty()
+            || name.len() > 64
             || !name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         {
             return Err(err(format!(
-                "adapter.name {name:?}: use lower-case letters, digits, '-' and '_'"
+                "adapter.name {:?}: use at most 64 lower-case letters, digits, '-' and '_'",
+                crate::kept::shortened(&name, 64)
             )));
         }
         let version = raw.adapter.version;
-        if version.split('.').count() != 3
+        if version.len() > 32
+            || version.split('.').count() != 3
             || !version
                 .split('.')
                 .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         {
             return Err(err(format!(
-                "adapter.version {version:?}: use MAJOR.MINOR.PATCH, e.g. \"0.1.0\""
+                "adapter.version {:?}: use MAJOR.MINOR.PATCH, at most 32 characters, e.g. \"0.1.0\"",
+                crate::kept::shortened(&version, 32)
+            )));
+        }
+        if let Some(d) = &raw.adapter.description
+            && d.len() > MAX_DESCRIPTION_BYTES
+        {
+            return Err(err(format!(
+                "adapter.description is {} bytes; at most {MAX_DESCRIPTION_BYTES} (a line or two \
+                 a reviewer reads)",
+                d.len()
             )));
         }
         let world = World::parse(&raw.adapter.world).ok_or_else(|| {
@@ -207,6 +223,25 @@ actions = ["set-state", "annotate"]
         assert_eq!(m.grants.capabilities, Capabilities::default());
         assert_eq!(m.grants.limits.memory_mib, DEFAULT_MEMORY_MIB);
         assert!(!m.one_call_per_record);
+    }
+
+    #[test]
+    fn the_names_a_reviewer_reads_are_bounded() {
+        let named = |n: usize| MINIMAL.replace("\"tracker\"", &format!("\"{}\"", "t".repeat(n)));
+        parse(&named(64)).unwrap();
+        let err = parse(&named(65)).unwrap_err();
+        assert!(err.problem.contains("at most 64"), "{err}");
+        let err = parse(&MINIMAL.replace("0.1.0", &format!("{}.1.0", "9".repeat(40)))).unwrap_err();
+        assert!(err.problem.contains("at most 32"), "{err}");
+        let described = |n: usize| {
+            MINIMAL.replace(
+                "actions =",
+                &format!("description = \"{}\"\nactions =", "d".repeat(n)),
+            )
+        };
+        parse(&described(1024)).unwrap();
+        let err = parse(&described(1025)).unwrap_err();
+        assert!(err.problem.contains("at most 1024"), "{err}");
     }
 
     #[test]
