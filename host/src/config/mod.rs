@@ -14,6 +14,7 @@ use thiserror::Error;
 
 pub mod env;
 mod instances;
+mod protected;
 pub mod roles;
 pub mod serve;
 pub use instances::valid_instance_name;
@@ -243,7 +244,7 @@ impl Config {
         let (roles, access) = roles::finish(raw.roles, &adapters, &resolve).map_err(&invalid)?;
         let serve = raw.serve.finish(&resolve).map_err(&invalid)?;
         room_for_runs_in_flight(serve.max_in_flight, adapters.len()).map_err(&invalid)?;
-        Ok(Config {
+        let config = Config {
             store_path: raw.store.path.map(resolve).unwrap_or(defaults.store_path),
             durability: raw.store.durability.unwrap_or(defaults.durability),
             retain_days: raw.store.retain_days,
@@ -298,7 +299,9 @@ impl Config {
             serve,
             origins,
             retry: raw.retry,
-        })
+        };
+        protected::check(&config).map_err(&invalid)?;
+        Ok(config)
     }
 }
 

@@ -461,3 +461,44 @@ fn runs_in_flight_are_bounded_by_the_room_the_sandbox_can_reserve_for_their_inst
     // One instance leaves room for the most the service drives.
     assert!(with(1, 4096).is_ok());
 }
+
+#[test]
+fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
+    let root = tempfile::tempdir().unwrap();
+    let at = |p: &str| root.path().join(p);
+    for dir in ["state/notify", "state/cache", "secrets", "elsewhere"] {
+        std::fs::create_dir_all(at(dir)).unwrap();
+    }
+    std::os::unix::fs::symlink(at("state"), at("state-link")).unwrap();
+    let config = |bound: &str| {
+        format!(
+            "[store]\npath = \"{}\"\ncache-dir = \"{}\"\n\
+             [adapters.notify]\npackage = \"p\"\ndirectories = {{ records = \"{bound}\" }}\n\
+             secrets = {{ key = {{ file = \"{}\" }} }}\n",
+            at("state/handoff.db").display(),
+            at("state/cache").display(),
+            at("secrets/key").display(),
+        )
+    };
+    for fine in ["state/notify", "elsewhere", "state-link/notify"] {
+        Config::parse(&config(&at(fine).display().to_string()), &at("h.toml"))
+            .unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+    for (bound, what) in [
+        ("state", "the store"),
+        ("state/../state/.", "the store"),
+        ("state-link", "the store"),
+        (".", "the store"),
+        ("state/cache", "the artifact cache"),
+        ("state/cache/x86", "the artifact cache"),
+        ("secrets", "a secret file of adapters.notify"),
+    ] {
+        let err = Config::parse(&config(&at(bound).display().to_string()), &at("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("adapters.notify.directories.records") && err.contains(what),
+            "{bound}: {err}"
+        );
+    }
+}
