@@ -141,7 +141,10 @@ pub fn run(cmd: AdapterCommand, ctx: &Ctx) -> Result<u8> {
                 let rows: Vec<_> = approvals.iter().map(ApprovalJson::from).collect();
                 say!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
-                say!("no adapters approved in {}", ctx.store_path.display());
+                say!(
+                    "no adapters approved in {}",
+                    ctx.config.store_path.display()
+                );
             } else {
                 for a in &approvals {
                     let state = match (&a.revoked_by, &a.revoked_at) {

@@ -114,7 +114,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> Result<u8> {
             // A run with no rows is a run that is not there (a mistyped id),
             // said so rather than exported as nothing.
             if let (Some(id), 0) = (&run, rows) {
-                anyhow::bail!("no run {id} in {}", ctx.store_path.display());
+                anyhow::bail!("no run {id} in {}", ctx.config.store_path.display());
             }
             Ok(exit::OK)
         }

@@ -47,7 +47,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     let s = &c.serve;
     let path = |p: &std::path::Path| p.display().to_string();
     let mut values: Vec<(&str, String)> = vec![
-        ("store.path", path(&ctx.store_path)),
+        ("store.path", path(&ctx.config.store_path)),
         ("store.cache-dir", path(&c.cache_dir)),
         (
             "store.durability",
@@ -103,10 +103,7 @@ fn effective(ctx: &Ctx) -> Vec<(String, String, Origin)> {
     values
         .into_iter()
         .map(|(key, value)| {
-            let mut from = c.origins.get(key).cloned().unwrap_or(Origin::Default);
-            if key == "store.path" && ctx.store_path != c.store_path {
-                from = Origin::Env("--store or HANDOFF_STORE".into());
-            }
+            let from = c.origins.get(key).cloned().unwrap_or(Origin::Default);
             (key.to_string(), value, from)
         })
         .collect()

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub fn dry_run(ctx: &Ctx, events: &[PathBuf], context: Option<&Path>, json: bool) -> Result<u8> {
     // A dry run stores nothing: where no store is yet, it reads an empty
     // one in memory (nothing approved) rather than make the file.
-    let mut engine = if ctx.store_path.exists() {
+    let mut engine = if ctx.config.store_path.exists() {
         engine(ctx)?
     } else {
         crate::pipeline::Engine::new(&ctx.config, crate::store::Store::in_memory()?)?

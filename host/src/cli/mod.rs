@@ -240,11 +240,11 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Man { dir } => return man_pages(dir),
         _ => {}
     }
-    let config = load_config(cli.config.as_deref())?;
-    let ctx = Ctx {
-        store_path: cli.store.unwrap_or_else(|| config.store_path.clone()),
-        config,
+    let config = match cli.store {
+        Some(store) => load_config(cli.config.as_deref())?.with_store(store)?,
+        None => load_config(cli.config.as_deref())?,
     };
+    let ctx = Ctx { config };
     match cli.command {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
@@ -304,16 +304,17 @@ fn man_pages(dir: &Path) -> Result<u8> {
 
 /// What every command may need.
 pub(crate) struct Ctx {
+    /// With its store where `--store` says, when it says.
     pub config: Config,
-    pub store_path: PathBuf,
 }
 
 impl Ctx {
     /// The store, made (with its directory) when there is none yet: for
     /// the commands that put something in it (approve, run, serve).
     pub fn open_store(&self) -> Result<Store> {
-        let store = Store::open(&self.store_path)
-            .with_context(|| format!("opening the store at {}", self.store_path.display()))?;
+        let store = Store::open(&self.config.store_path).with_context(|| {
+            format!("opening the store at {}", self.config.store_path.display())
+        })?;
         store.set_durability(self.config.durability)?;
         Ok(store)
     }
@@ -330,7 +331,7 @@ impl Ctx {
     /// The store when there is one, else an empty one in memory: for the
     /// commands that only look at what is approved, which write nothing.
     pub fn store_or_empty(&self) -> Result<Store> {
-        if self.store_path.exists() {
+        if self.config.store_path.exists() {
             self.open_store()
         } else {
             Ok(Store::in_memory()?)
@@ -339,11 +340,11 @@ impl Ctx {
 
     /// Refuses, saying where it looked, when the store file is missing.
     pub fn must_exist(&self) -> Result<()> {
-        if !self.store_path.exists() {
+        if !self.config.store_path.exists() {
             anyhow::bail!(
                 "there is no store at {}: nothing has been stored with this configuration yet \
                  (check --store, HANDOFF_STORE or [store] path)",
-                self.store_path.display()
+                self.config.store_path.display()
             );
         }
         Ok(())

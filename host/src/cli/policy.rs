@@ -146,7 +146,10 @@ pub fn run(cmd: PolicyCommand, ctx: &Ctx) -> Result<u8> {
                     .collect();
                 say!("{}", serde_json::to_string_pretty(&rows)?);
             } else if approvals.is_empty() {
-                say!("no policies approved in {}", ctx.store_path.display());
+                say!(
+                    "no policies approved in {}",
+                    ctx.config.store_path.display()
+                );
             } else {
                 for a in &approvals {
                     let state = match &a.revoked_by {

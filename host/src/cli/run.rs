@@ -68,7 +68,7 @@ pub(crate) fn read_event(
 
 pub fn run_event(ctx: &Ctx, event: &Path, context: Option<&Path>, json: bool) -> Result<u8> {
     let (event, context) = read_event(event, context, ctx.config.serve.max_body_bytes)?;
-    if !ctx.store_path.exists() {
+    if !ctx.config.store_path.exists() {
         // Approvals live in the store: with none yet, no policy is approved
         // and the event is refused. Said from an empty store in memory, so
         // that a refusal leaves no empty store file behind.

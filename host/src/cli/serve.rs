@@ -21,7 +21,7 @@ pub fn serve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<u8> {
             .with_context(|| format!("listening on {addr} (serve.listen or --listen)"))?;
         crate::serve::serve(
             &ctx.config,
-            ctx.store_path.clone(),
+            ctx.config.store_path.clone(),
             listener,
             shutdown,
             |bound| {

@@ -305,6 +305,26 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration with its store at `path` instead (`--store` on the
+    /// command line), checked again: no adapter's directory may reach that
+    /// store either.
+    pub fn with_store(mut self, path: PathBuf) -> Result<Config, ConfigError> {
+        if path != self.store_path {
+            self.origins.insert(
+                "store.path".into(),
+                env::Origin::Env("--store or HANDOFF_STORE".into()),
+            );
+        }
+        self.store_path = path;
+        protected::check(&self).map_err(|problem| ConfigError::Invalid {
+            path: self.store_path.clone(),
+            problem,
+        })?;
+        Ok(self)
+    }
+}
+
 /// The most memory an instance can have: a 32-bit WebAssembly memory
 /// holds at most 4 GiB.
 const MAX_MEMORY_MIB: u32 = 4096;

@@ -382,3 +382,30 @@ fn check_shows_each_setting_in_force_and_where_it_came_from() {
         "{said}"
     );
 }
+
+/// A store named on the command line is held to what the configuration's
+/// own is: no adapter's directory may reach it. Elsewhere, it is in force
+/// and said to come from the command line.
+#[test]
+fn a_store_given_on_the_command_line_may_not_lie_in_an_adapters_directory() {
+    let s = Scenario::new();
+    let out = s.handoff(&["--store", "state/notify/handoff.db", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("adapters.notify.directories.records") && err.contains("the store"),
+        "{err}"
+    );
+    assert!(!s.path("state/notify/handoff.db").exists());
+    let out = s.handoff(&["--store", "state/other.db", "check", "--json"]);
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = &answer["configuration"]["store.path"];
+    assert_eq!(setting["from"], "env --store or HANDOFF_STORE", "{setting}");
+    assert!(
+        setting["value"]
+            .as_str()
+            .unwrap()
+            .ends_with("state/other.db"),
+        "{setting}"
+    );
+}

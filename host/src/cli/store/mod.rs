@@ -158,12 +158,12 @@ fn one_of_the_stores_files(store: &Path, path: &Path) -> bool {
 
 fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
     ctx.must_exist()?;
-    if one_of_the_stores_files(&ctx.store_path, path) {
+    if one_of_the_stores_files(&ctx.config.store_path, path) {
         bail!(
             "{} is the store's own file ({} or a file SQLite keeps beside it); a backup is \
              written to a new file elsewhere",
             path.display(),
-            ctx.store_path.display()
+            ctx.config.store_path.display()
         );
     }
     if path.exists() {
@@ -188,8 +188,8 @@ fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
     }
     // A connection of its own: the copy is one read transaction, which must
     // not hold up this process's other users of the shared one.
-    let store = Store::open_unshared(&ctx.store_path)
-        .with_context(|| format!("opening the store at {}", ctx.store_path.display()))?;
+    let store = Store::open_unshared(&ctx.config.store_path)
+        .with_context(|| format!("opening the store at {}", ctx.config.store_path.display()))?;
     let target = partial.to_str().context("the backup path is not UTF-8")?;
     let started = std::time::Instant::now();
     let copied = store
@@ -233,7 +233,7 @@ fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
     match verified {
         Ok(v) => say!(
             "backed up {} to {} ({bytes} bytes in {took:.2?}); its audit chain verifies: {} rows, head {}",
-            ctx.store_path.display(),
+            ctx.config.store_path.display(),
             path.display(),
             v.rows,
             head.as_deref().unwrap_or("(empty)")

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 pub(super) fn restore(ctx: &Ctx, backup: &Path, json: bool) -> Result<u8> {
-    let target = &ctx.store_path;
+    let target = &ctx.config.store_path;
     if !backup.is_file() {
         bail!(
             "{} is not a file: give the path of a backup (`handoff store backup PATH` writes one)",
