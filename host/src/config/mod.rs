@@ -14,7 +14,7 @@ use thiserror::Error;
 
 pub mod env;
 mod instances;
-mod protected;
+pub mod protected;
 pub mod roles;
 pub mod serve;
 pub use instances::valid_instance_name;

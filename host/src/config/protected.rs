@@ -41,25 +41,44 @@ pub(super) fn check(config: &Config) -> Result<(), String> {
         .map(|(what, path)| (what, real(&path)))
         .collect();
     let cache = real(&config.cache_dir);
-    for (name, instance) in &config.adapters {
-        for (directory, bound) in &instance.surfaces.files.directories {
-            let dir = real(bound);
-            let reached = protected
-                .iter()
-                .find(|(_, path)| path.starts_with(&dir))
-                .map(|(what, _)| what.as_str())
-                .or_else(|| dir.starts_with(&cache).then_some("the artifact cache"));
-            if let Some(what) = reached {
-                return Err(format!(
-                    "adapters.{name}.directories.{directory} = {}: it holds {what}, which an \
-                     adapter must never reach; bind a directory of the adapter's own (such as \
-                     one beside the store, not above it)",
-                    bound.display()
-                ));
-            }
+    for (name, directory, bound) in bound_directories(config) {
+        let dir = real(bound);
+        let reached = protected
+            .iter()
+            .find(|(_, path)| path.starts_with(&dir))
+            .map(|(what, _)| what.as_str())
+            .or_else(|| dir.starts_with(&cache).then_some("the artifact cache"));
+        if let Some(what) = reached {
+            return Err(format!(
+                "adapters.{name}.directories.{directory} = {}: it holds {what}, which an \
+                 adapter must never reach; bind a directory of the adapter's own (such as \
+                 one beside the store, not above it)",
+                bound.display()
+            ));
         }
     }
     Ok(())
+}
+
+/// The adapter directory that `path` would lie in, as
+/// `adapters.NAME.directories.DIR`: where a copy of the store must not go.
+pub fn reached_by_an_adapter(config: &Config, path: &Path) -> Option<String> {
+    let path = real(path);
+    bound_directories(config)
+        .find(|(_, _, bound)| path.starts_with(real(bound)))
+        .map(|(name, directory, _)| format!("adapters.{name}.directories.{directory}"))
+}
+
+/// Every directory bound to an instance: its instance, its name, its path.
+fn bound_directories(config: &Config) -> impl Iterator<Item = (&str, &str, &PathBuf)> {
+    config.adapters.iter().flat_map(|(name, instance)| {
+        instance
+            .surfaces
+            .files
+            .directories
+            .iter()
+            .map(move |(directory, bound)| (name.as_str(), directory.as_str(), bound))
+    })
 }
 
 /// `path` as the file system resolves it: its nearest existing ancestor

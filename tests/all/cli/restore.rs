@@ -45,6 +45,15 @@ fn a_store_is_restored_from_its_backup_only_where_none_is_and_only_when_it_verif
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("is the store's own file"), "{own}: {err}");
     }
+    // Nor where an adapter could read it.
+    let exposed = s.path("state/notify/copy.db");
+    let (code, _, err) = outcome(&s.handoff(&["store", "backup", exposed.to_str().unwrap()]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("lies in adapters.notify.directories.records"),
+        "{err}"
+    );
+    assert!(!exposed.exists() && !beside(&exposed, ".partial").exists());
 
     // Never over a store, nor beside a log that would be read as its own.
     let store = s.path("state/handoff.db");

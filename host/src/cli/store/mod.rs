@@ -166,6 +166,13 @@ fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
             ctx.config.store_path.display()
         );
     }
+    if let Some(directory) = crate::config::protected::reached_by_an_adapter(&ctx.config, path) {
+        bail!(
+            "{} lies in {directory}: a copy of the store there could be read by that adapter; \
+             back up to a place no adapter reaches",
+            path.display()
+        );
+    }
     if path.exists() {
         bail!(
             "{} exists; a backup is written to a new file (remove it, or name another)",
