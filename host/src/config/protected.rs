@@ -1,6 +1,7 @@
 //! What no adapter's directory may reach: the store (its file, and the log
 //! and shared memory SQLite keeps beside it), the artifact cache of
-//! compiled native code, and every secret file the configuration names. A
+//! compiled native code, and every secret file and CA file the
+//! configuration names. A
 //! directory bound to an instance (`directories = { name = "path" }`) that
 //! holds one of them, or lies inside the cache, would let the adapter read
 //! or rewrite what the host trusts: approvals and the audit chain, code the
@@ -16,24 +17,46 @@ pub(super) fn check(config: &Config) -> Result<(), String> {
         ("the store".into(), config.store_path.clone()),
         ("the artifact cache".into(), config.cache_dir.clone()),
     ];
-    let mut secret = |owner: String, source: &SecretSource| {
+    let secret = |protected: &mut Vec<(String, PathBuf)>, owner: String, source: &SecretSource| {
         if let SecretSource::File(path) = source {
             protected.push((owner, path.clone()));
         }
     };
     for (name, instance) in &config.adapters {
         for source in instance.secrets.sources.values() {
-            secret(format!("a secret file of adapters.{name}"), source);
+            secret(
+                &mut protected,
+                format!("a secret file of adapters.{name}"),
+                source,
+            );
+        }
+        // The certificates the host trusts for an instance's connections:
+        // an adapter that could change them could vouch for any server as
+        // a granted one, and be sent the credentials the host injects.
+        let b = &instance.surfaces;
+        for ca in [&b.http.http_ca_file, &b.smtp.smtp_ca_file, &b.s3.s3_ca_file]
+            .into_iter()
+            .flatten()
+        {
+            protected.push((format!("a CA file of adapters.{name}"), ca.clone()));
         }
     }
     for (role, access) in &config.access {
         for source in &access.tokens {
-            secret(format!("a token file of roles.{role}"), source);
+            secret(
+                &mut protected,
+                format!("a token file of roles.{role}"),
+                source,
+            );
         }
     }
     for (name, source) in &config.serve.sources {
         for s in &source.secrets {
-            secret(format!("a secret file of serve.sources.{name:?}"), s);
+            secret(
+                &mut protected,
+                format!("a secret file of serve.sources.{name:?}"),
+                s,
+            );
         }
     }
     let protected: Vec<(String, PathBuf)> = protected

@@ -466,7 +466,13 @@ fn runs_in_flight_are_bounded_by_the_room_the_sandbox_can_reserve_for_their_inst
 fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
     let root = tempfile::tempdir().unwrap();
     let at = |p: &str| root.path().join(p);
-    for dir in ["state/notify", "state/cache", "secrets", "elsewhere"] {
+    for dir in [
+        "state/notify",
+        "state/cache",
+        "secrets",
+        "certs",
+        "elsewhere",
+    ] {
         std::fs::create_dir_all(at(dir)).unwrap();
     }
     std::os::unix::fs::symlink(at("state"), at("state-link")).unwrap();
@@ -474,10 +480,11 @@ fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
         format!(
             "[store]\npath = \"{}\"\ncache-dir = \"{}\"\n\
              [adapters.notify]\npackage = \"p\"\ndirectories = {{ records = \"{bound}\" }}\n\
-             secrets = {{ key = {{ file = \"{}\" }} }}\n",
+             secrets = {{ key = {{ file = \"{}\" }} }}\nhttp-ca-file = \"{}\"\n",
             at("state/handoff.db").display(),
             at("state/cache").display(),
             at("secrets/key").display(),
+            at("certs/ca.pem").display(),
         )
     };
     for fine in ["state/notify", "elsewhere", "state-link/notify"] {
@@ -492,6 +499,7 @@ fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
         ("state/cache", "the artifact cache"),
         ("state/cache/x86", "the artifact cache"),
         ("secrets", "a secret file of adapters.notify"),
+        ("certs", "a CA file of adapters.notify"),
     ] {
         let err = Config::parse(&config(&at(bound).display().to_string()), &at("h.toml"))
             .unwrap_err()
