@@ -300,7 +300,7 @@ impl Config {
             origins,
             retry: raw.retry,
         };
-        protected::check(&config).map_err(&invalid)?;
+        protected::check(&config, Some(path)).map_err(&invalid)?;
         Ok(config)
     }
 }
@@ -317,7 +317,7 @@ impl Config {
             );
         }
         self.store_path = path;
-        protected::check(&self).map_err(|problem| ConfigError::Invalid {
+        protected::check(&self, None).map_err(|problem| ConfigError::Invalid {
             path: self.store_path.clone(),
             problem,
         })?;

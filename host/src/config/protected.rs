@@ -1,7 +1,8 @@
 //! What no adapter's directory may reach: the store (its file, and the log
 //! and shared memory SQLite keeps beside it), the artifact cache of
-//! compiled native code, and every secret file and CA file the
-//! configuration names. A
+//! compiled native code, the configuration file and the service's
+//! workflow context, and every secret file and CA file the configuration
+//! names. A
 //! directory bound to an instance (`directories = { name = "path" }`) that
 //! holds one of them, or lies inside the cache, would let the adapter read
 //! or rewrite what the host trusts: approvals and the audit chain, code the
@@ -12,11 +13,19 @@ use super::{Config, SecretSource};
 use std::path::{Component, Path, PathBuf};
 
 /// The first directory binding that reaches a protected path, as a refusal.
-pub(super) fn check(config: &Config) -> Result<(), String> {
+/// `file` is the configuration's own file, when it came from one: an
+/// adapter that could rewrite it would bind itself more at the next start.
+pub(super) fn check(config: &Config, file: Option<&Path>) -> Result<(), String> {
     let mut protected: Vec<(String, PathBuf)> = vec![
         ("the store".into(), config.store_path.clone()),
         ("the artifact cache".into(), config.cache_dir.clone()),
     ];
+    if let Some(file) = file {
+        protected.push(("the configuration file".into(), file.to_path_buf()));
+    }
+    if let Some(context) = &config.serve.context {
+        protected.push(("the service's workflow context".into(), context.clone()));
+    }
     let secret = |protected: &mut Vec<(String, PathBuf)>, owner: String, source: &SecretSource| {
         if let SecretSource::File(path) = source {
             protected.push((owner, path.clone()));

@@ -463,7 +463,7 @@ fn runs_in_flight_are_bounded_by_the_room_the_sandbox_can_reserve_for_their_inst
 }
 
 #[test]
-fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
+fn no_adapter_directory_reaches_the_store_the_cache_the_configuration_or_a_secret() {
     let root = tempfile::tempdir().unwrap();
     let at = |p: &str| root.path().join(p);
     for dir in [
@@ -471,6 +471,8 @@ fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
         "state/cache",
         "secrets",
         "certs",
+        "etc",
+        "ctx",
         "elsewhere",
     ] {
         std::fs::create_dir_all(at(dir)).unwrap();
@@ -478,17 +480,18 @@ fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
     std::os::unix::fs::symlink(at("state"), at("state-link")).unwrap();
     let config = |bound: &str| {
         format!(
-            "[store]\npath = \"{}\"\ncache-dir = \"{}\"\n\
+            "[store]\npath = \"{}\"\ncache-dir = \"{}\"\n[serve]\ncontext = \"{}\"\n\
              [adapters.notify]\npackage = \"p\"\ndirectories = {{ records = \"{bound}\" }}\n\
              secrets = {{ key = {{ file = \"{}\" }} }}\nhttp-ca-file = \"{}\"\n",
             at("state/handoff.db").display(),
             at("state/cache").display(),
+            at("ctx/context.json").display(),
             at("secrets/key").display(),
             at("certs/ca.pem").display(),
         )
     };
     for fine in ["state/notify", "elsewhere", "state-link/notify"] {
-        Config::parse(&config(&at(fine).display().to_string()), &at("h.toml"))
+        Config::parse(&config(&at(fine).display().to_string()), &at("etc/h.toml"))
             .unwrap_or_else(|e| panic!("{fine}: {e}"));
     }
     for (bound, what) in [
@@ -500,8 +503,10 @@ fn no_adapter_directory_reaches_the_store_the_cache_or_a_secret_file() {
         ("state/cache/x86", "the artifact cache"),
         ("secrets", "a secret file of adapters.notify"),
         ("certs", "a CA file of adapters.notify"),
+        ("etc", "the configuration file"),
+        ("ctx", "the service's workflow context"),
     ] {
-        let err = Config::parse(&config(&at(bound).display().to_string()), &at("h.toml"))
+        let err = Config::parse(&config(&at(bound).display().to_string()), &at("etc/h.toml"))
             .unwrap_err()
             .to_string();
         assert!(
