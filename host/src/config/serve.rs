@@ -358,17 +358,7 @@ impl RawServe {
             )?,
             public_url: match self.public_url {
                 None => None,
-                Some(url) => {
-                    let url = url.trim_end_matches('/').to_string();
-                    if !(url.starts_with("http://") || url.starts_with("https://"))
-                        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-                    {
-                        return Err(format!(
-                            "serve.public-url {url:?}: an http:// or https:// address people reach the service at"
-                        ));
-                    }
-                    Some(url)
-                }
+                Some(url) => Some(public_url(&url)?),
             },
             nats: match self.nats {
                 Some(n) if !(1..=MAX_PERIOD_SECONDS).contains(&n.ack_wait_seconds) => {
@@ -382,4 +372,47 @@ impl RawServe {
             sources,
         })
     }
+}
+
+/// The longest `public-url`: a link to a packet is made of it in every
+/// notice.
+const MAX_PUBLIC_URL_BYTES: usize = 2048;
+
+/// `serve.public-url`: where people reach the service, as the start of a
+/// link (`{public-url}/ui/follow-ups/ID`): http or https, a host, an
+/// optional port and path; no user name or password (every notice would
+/// carry them), no query or fragment (a path after them would not be
+/// one). Its trailing `/` is dropped.
+fn public_url(given: &str) -> Result<String, String> {
+    let shown = crate::kept::shortened(given, 128);
+    let refused = |why: &str| {
+        format!(
+            "serve.public-url {shown:?}: {why}; give the http:// or https:// address people \
+             reach the service at, such as https://handoff.example.internal"
+        )
+    };
+    if given.len() > MAX_PUBLIC_URL_BYTES {
+        return Err(refused(&format!(
+            "it is {} bytes, at most {MAX_PUBLIC_URL_BYTES}",
+            given.len()
+        )));
+    }
+    if given.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refused("it holds white space or a control character"));
+    }
+    let url = url::Url::parse(given).map_err(|e| refused(&format!("not an address ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(refused("not an http or https address of a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refused(
+            "it carries a user name or password, which every notice would repeat",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(refused(
+            "it has a query or fragment, after which a packet's path could not follow",
+        ));
+    }
+    Ok(given.trim_end_matches('/').to_string())
 }

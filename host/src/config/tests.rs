@@ -515,3 +515,38 @@ fn no_adapter_directory_reaches_the_store_the_cache_the_configuration_or_a_secre
         );
     }
 }
+
+#[test]
+fn the_public_url_is_the_start_of_a_link_to_a_packet() {
+    let url = |u: &str| {
+        Config::parse(
+            &format!("[serve]\npublic-url = \"{u}\"\n"),
+            Path::new("h.toml"),
+        )
+        .map(|c| c.serve.public_url.unwrap())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        url("https://handoff.example.internal/").unwrap(),
+        "https://handoff.example.internal"
+    );
+    assert_eq!(
+        url("http://127.0.0.1:8480/handoff").unwrap(),
+        "http://127.0.0.1:8480/handoff"
+    );
+    for (given, why) in [
+        ("javascript:alert(1)", "not an http or https address"),
+        ("ftp://files.example", "not an http or https address"),
+        ("https://user:pw@h.example", "user name or password"),
+        ("https://h.example/ui?x=1", "query or fragment"),
+        ("https://h.example/#top", "query or fragment"),
+        ("https://h.example/a b", "white space"),
+        ("https://", "not an address"),
+    ] {
+        let err = url(given).unwrap_err();
+        assert!(err.contains(why), "{given}: {err}");
+    }
+    let long = format!("https://h.example/{}", "p".repeat(3000));
+    let err = url(&long).unwrap_err();
+    assert!(err.contains("at most 2048") && err.len() < 600, "{err}");
+}
