@@ -264,6 +264,17 @@ impl RawServe {
         }
         let mut sources = BTreeMap::new();
         for (name, raw) in self.sources {
+            // A name no event's `source` can have would never match one.
+            if let Some(why) = (name.is_empty())
+                .then(|| "is empty".to_string())
+                .or_else(|| crate::model::event::unfit_attribute(&name))
+            {
+                return Err(format!(
+                    "serve.sources.{:?}: a source {why}, so no event could come from it; name \
+                     the CloudEvent `source` its events carry",
+                    crate::kept::shortened(&name, 128)
+                ));
+            }
             if raw.secrets.is_empty() {
                 return Err(format!(
                     "serve.sources.{name:?} has no secrets: handoff does not accept unsigned \

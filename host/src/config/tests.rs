@@ -550,3 +550,23 @@ fn the_public_url_is_the_start_of_a_link_to_a_packet() {
     let err = url(&long).unwrap_err();
     assert!(err.contains("at most 2048") && err.len() < 600, "{err}");
 }
+
+#[test]
+fn a_source_is_named_as_an_event_can_carry_it() {
+    let source = |name: &str| {
+        format!(
+            "[serve.sources.\"{name}\"]\nsignature = \"standard-webhooks\"\n\
+             secrets = [{{ env = \"S\" }}]\n"
+        )
+    };
+    Config::parse(&source("governance/release-reviews"), Path::new("h.toml")).unwrap();
+    for (name, why) in [
+        (String::new(), "is empty"),
+        ("s".repeat(1100), "at most"),
+        ("a\\u202eb".to_string(), "another order"),
+        ("a\\tb".to_string(), "control character"),
+    ] {
+        let err = refused(&source(&name));
+        assert!(err.contains(why) && err.len() < 600, "{name:?}: {err}");
+    }
+}

@@ -184,7 +184,10 @@ fn is_attribute_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-fn unfit_attribute(value: &str) -> Option<String> {
+/// Why `value` cannot be a CloudEvent's `id`, `source`, `type` or
+/// `subject` as handoff takes them: too long, or holding a control or
+/// reordering character.
+pub fn unfit_attribute(value: &str) -> Option<String> {
     if value.len() > MAX_ATTRIBUTE_BYTES {
         return Some(format!(
             "is {} bytes; at most {MAX_ATTRIBUTE_BYTES}",
