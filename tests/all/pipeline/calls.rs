@@ -10,6 +10,35 @@ use handoff::store::Store;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The probe adapter declaring `grant`, approved in a store of its own and
+/// configured as instance `name` with `more` (its bindings, then any
+/// section), on a host for calling adapters; with the directories of the
+/// package and the store, to keep for as long as the host is used.
+fn probe_instance(
+    name: &str,
+    grant: &str,
+    more: &str,
+) -> ([tempfile::TempDir; 2], Store, Arc<Host>) {
+    let pkg = package("probe", &probe_manifest(name, grant));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("handoff.db");
+    let mut store = Store::open(&db).unwrap();
+    approve(&mut store, pkg.path());
+    let config = Config::parse(
+        &format!(
+            "[store]\npath = \"{}\"\ncache-dir = \"{}/artifact-cache\"\n\
+             [adapters.{name}]\npackage = \"{}\"\n{more}",
+            db.display(),
+            env!("CARGO_TARGET_TMPDIR"),
+            pkg.path().display()
+        ),
+        Path::new("handoff.toml"),
+    )
+    .unwrap();
+    let host = Arc::new(Host::for_adapters(&config).unwrap());
+    ([pkg, dir], store, host)
+}
+
 #[test]
 fn a_decision_that_cannot_be_stored_fails_the_call_and_is_never_dropped() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -21,23 +50,8 @@ fn a_decision_that_cannot_be_stored_fails_the_call_and_is_never_dropped() {
         "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\"]\n",
         server.origin()
     );
-    let pkg = package("probe", &probe_manifest("prober", &grant));
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("handoff.db");
-    let mut store = Store::open(&db).unwrap();
-    approve(&mut store, pkg.path());
-    let config = Config::parse(
-        &format!(
-            "[store]\npath = \"{}\"\ncache-dir = \"{}/artifact-cache\"\n\
-             [adapters.prober]\npackage = \"{}\"\n",
-            db.display(),
-            env!("CARGO_TARGET_TMPDIR"),
-            pkg.path().display()
-        ),
-        Path::new("handoff.toml"),
-    )
-    .unwrap();
-    let mut calls = AdapterCalls::new(Arc::new(Host::for_adapters(&config).unwrap()), &store);
+    let (_kept, store, host) = probe_instance("prober", &grant, "");
+    let mut calls = AdapterCalls::new(host, &store);
     let hello = rec("http", &format!("GET {}", server.url("/hello")));
     let decided = |store: &Store| {
         store
@@ -83,25 +97,12 @@ fn a_call_holding_too_many_host_resources_is_not_retried_and_goes_to_a_person() 
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("bundle.txt"), "evidence").unwrap();
     let grant = "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n";
-    let pkg = package("probe", &probe_manifest("hoarder", grant));
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("handoff.db");
-    let mut store = Store::open(&db).unwrap();
-    approve(&mut store, pkg.path());
-    let config = Config::parse(
-        &format!(
-            "[store]\npath = \"{}\"\ncache-dir = \"{}/artifact-cache\"\n\
-             [retry]\nattempts = 3\nbase-delay-ms = 0\n\
-             [adapters.hoarder]\npackage = \"{}\"\ndirectories = {{ evidence = \"{}\" }}\n",
-            db.display(),
-            env!("CARGO_TARGET_TMPDIR"),
-            pkg.path().display(),
-            files.path().display()
-        ),
-        Path::new("handoff.toml"),
-    )
-    .unwrap();
-    let mut calls = AdapterCalls::new(Arc::new(Host::for_adapters(&config).unwrap()), &store);
+    let bound = format!(
+        "directories = {{ evidence = \"{}\" }}\n[retry]\nattempts = 3\nbase-delay-ms = 0\n",
+        files.path().display()
+    );
+    let (_kept, store, host) = probe_instance("hoarder", grant, &bound);
+    let mut calls = AdapterCalls::new(host, &store);
     let halt = rt
         .block_on(calls.observe("hoarder", &rec("hoard", "5000 /evidence/bundle.txt")))
         .unwrap()
