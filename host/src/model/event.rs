@@ -172,10 +172,6 @@ impl CloudEvent {
 /// named in log lines.
 pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 
-/// Why an identifying attribute cannot be taken, if it cannot: too long,
-/// holding a control character (which CloudEvents strings may not hold),
-/// or a bidirectional formatting one (the id would show in another order
-/// than it is read, wherever people see it: runs, packets, the audit).
 /// A CloudEvents attribute name: lower-case ASCII letters and digits.
 fn is_attribute_name(name: &str) -> bool {
     !name.is_empty()
@@ -184,9 +180,10 @@ fn is_attribute_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// Why `value` cannot be a CloudEvent's `id`, `source`, `type` or
-/// `subject` as handoff takes them: too long, or holding a control or
-/// reordering character.
+/// Why an identifying attribute cannot be taken, if it cannot: too long,
+/// holding a control character (which CloudEvents strings may not hold),
+/// or a bidirectional formatting one (the id would show in another order
+/// than it is read, wherever people see it: runs, packets, the audit).
 pub fn unfit_attribute(value: &str) -> Option<String> {
     if value.len() > MAX_ATTRIBUTE_BYTES {
         return Some(format!(

@@ -156,7 +156,6 @@ fn source(raw: &RawPolicy) -> Result<(), String> {
     Ok(())
 }
 
-/// A template's references, well formed.
 /// Every name the policy gives (its id and version, its trigger, its
 /// checks, steps and role) is bounded like a name an event fills in: each
 /// is repeated in runs, packets, notices and the audit of every run.
@@ -181,10 +180,8 @@ fn names(raw: &RawPolicy) -> Result<(), String> {
     for step in &raw.steps {
         named.push(("a step's id".into(), &step.id));
         for state in step.from_states.iter().flatten() {
-            named.push((
-                format!("step {:?}'s from-states", kept_short(&step.id)),
-                state,
-            ));
+            // (The step's id is checked before these, so it is short.)
+            named.push((format!("step {:?}'s from-states", step.id), state));
         }
     }
     for (place, value) in named {
@@ -193,11 +190,7 @@ fn names(raw: &RawPolicy) -> Result<(), String> {
     Ok(())
 }
 
-/// A name as an error repeats it: its start when it is long.
-fn kept_short(name: &str) -> std::borrow::Cow<'_, str> {
-    crate::kept::shortened(name, 64)
-}
-
+/// A template's references, well formed.
 fn text(text: &str, place: String) -> Result<Vec<String>, String> {
     template::references(text, &place).map_err(|e| e.to_string())
 }
