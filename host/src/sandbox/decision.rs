@@ -85,19 +85,10 @@ impl DecisionLog {
         &self.ident
     }
 
+    /// A decision, kept one by one while the call has made fewer than
+    /// [`MOST_DECISIONS_PER_CALL`], else counted.
     pub fn record(&self, surface: SurfaceId, target: String, verdict: Verdict, reason: String) {
-        self.record_bounded(surface, target, verdict, reason, true)
-    }
-
-    fn record_bounded(
-        &self,
-        surface: SurfaceId,
-        target: String,
-        verdict: Verdict,
-        reason: String,
-        bounded: bool,
-    ) {
-        if bounded {
+        {
             let mut kept = self.kept();
             if kept.one_by_one.len() >= MOST_DECISIONS_PER_CALL {
                 kept.more
@@ -107,6 +98,11 @@ impl DecisionLog {
                 return;
             }
         }
+        self.keep(surface, target, verdict, reason);
+    }
+
+    /// A decision kept one by one, logged when it is a denial.
+    fn keep(&self, surface: SurfaceId, target: String, verdict: Verdict, reason: String) {
         // A target (a URL, a subject) can come from the guest: what is
         // logged and kept of it is bounded.
         let target = crate::kept::render(&target, crate::kept::KEPT_STRING_BYTES);
@@ -144,7 +140,7 @@ impl DecisionLog {
     /// A denial that ends the call (a limit passed, an action refused):
     /// there is at most one a call, and it is always kept one by one.
     pub fn deny_call(&self, surface: SurfaceId, target: String, reason: String) {
-        self.record_bounded(surface, target, Verdict::Denied, reason, false)
+        self.keep(surface, target, Verdict::Denied, reason)
     }
 
     /// Take every decision recorded so far: those kept one by one, then one
