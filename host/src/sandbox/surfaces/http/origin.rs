@@ -49,22 +49,17 @@ impl Origin {
             None => default_port,
         };
         let host = host.to_ascii_lowercase();
-        if host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified())
-        {
-            return Err(format!(
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => Err(format!(
                 "{url:?}: {host} is a wildcard address, which grants too much; name the \
                  server's own address"
-            ));
-        }
-        if !(host.parse::<std::net::IpAddr>().is_ok() || dns_name(&host)) {
-            return Err(format!(
+            )),
+            Err(_) if !dns_name(&host) => Err(format!(
                 "{url:?}: {host:?} is neither a host name (labels of letters, digits, '-' and \
                  '_', joined by dots) nor an IP address; a grant names one host, no pattern"
-            ));
+            )),
+            _ => Ok(Origin { scheme, host, port }),
         }
-        Ok(Origin { scheme, host, port })
     }
 }
 
