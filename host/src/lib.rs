@@ -25,6 +25,7 @@ pub mod files;
 pub mod follow_up;
 pub mod kept;
 pub mod model;
+pub mod paths;
 pub mod pipeline;
 pub mod plain;
 pub mod policy;

@@ -146,14 +146,10 @@ pub(super) fn put_in_place(partial: &Path, path: &Path) -> Result<()> {
 /// beside it (its log, its index of the log, a rollback journal), however
 /// either is written.
 fn one_of_the_stores_files(store: &Path, path: &Path) -> bool {
-    let dir = |p: &Path| directory_of(p).canonicalize().ok();
-    let (Some(name), Some(here)) = (path.file_name(), dir(path)) else {
-        return false;
-    };
-    dir(store) == Some(here)
-        && with_log(store)
-            .iter()
-            .any(|file| file.file_name() == Some(name))
+    let path = crate::paths::resolved(path);
+    with_log(store)
+        .iter()
+        .any(|file| crate::paths::resolved(file) == path)
 }
 
 fn backup(ctx: &Ctx, path: &Path, json: bool) -> Result<u8> {
