@@ -19,6 +19,13 @@ use thiserror::Error;
 /// The manifest's file name inside a package directory.
 pub const MANIFEST_FILE: &str = "adapter.toml";
 
+/// The longest name a manifest gives: the adapter's, a directory's, a
+/// config key's.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// The longest `adapter.version`.
+const MAX_VERSION_CHARS: usize = 32;
+
 /// The longest `adapter.description`.
 const MAX_DESCRIPTION_BYTES: usize = 1024;
 
@@ -115,26 +122,28 @@ impl Manifest {
         }
         let name = raw.adapter.name;
         if name.is_empty()
-            || name.len() > 64
+            || name.len() > MAX_NAME_CHARS
             || !name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         {
             return Err(err(format!(
-                "adapter.name {:?}: use at most 64 lower-case letters, digits, '-' and '_'",
-                crate::kept::shortened(&name, 64)
+                "adapter.name {:?}: use at most {MAX_NAME_CHARS} lower-case letters, digits, \
+                 '-' and '_'",
+                crate::kept::shortened(&name, MAX_NAME_CHARS)
             )));
         }
         let version = raw.adapter.version;
-        if version.len() > 32
+        if version.len() > MAX_VERSION_CHARS
             || version.split('.').count() != 3
             || !version
                 .split('.')
                 .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         {
             return Err(err(format!(
-                "adapter.version {:?}: use MAJOR.MINOR.PATCH, at most 32 characters, e.g. \"0.1.0\"",
-                crate::kept::shortened(&version, 32)
+                "adapter.version {:?}: use MAJOR.MINOR.PATCH, at most {MAX_VERSION_CHARS} \
+                 characters, e.g. \"0.1.0\"",
+                crate::kept::shortened(&version, MAX_VERSION_CHARS)
             )));
         }
         if let Some(d) = &raw.adapter.description

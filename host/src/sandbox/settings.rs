@@ -7,6 +7,7 @@
 //! Values are not privileges (what an adapter may reach is its
 //! capabilities), so declaring keys widens nothing an approval covers.
 
+use super::manifest::MAX_NAME_CHARS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,9 +40,6 @@ pub(super) struct RawConfigKey {
     about: String,
 }
 
-/// The longest key an adapter may declare.
-const MAX_KEY_CHARS: usize = 64;
-
 /// The longest `about` a key may have.
 const MAX_ABOUT_BYTES: usize = 512;
 
@@ -51,17 +49,17 @@ pub(super) fn parse(raw: Vec<RawConfigKey>) -> Result<Vec<ConfigKey>, String> {
     for r in raw {
         let stem = r.key.strip_suffix('*').unwrap_or(&r.key);
         let well_formed = !stem.is_empty()
-            && r.key.len() <= MAX_KEY_CHARS
+            && r.key.len() <= MAX_NAME_CHARS
             && stem.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && stem
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !well_formed {
             return Err(format!(
-                "[[config]] key {:?}: use at most {MAX_KEY_CHARS} lowercase letters, digits, '-' \
+                "[[config]] key {:?}: use at most {MAX_NAME_CHARS} lowercase letters, digits, '-' \
                  and '_', starting with a letter or digit, with an optional '*' at the end for a \
                  family of keys",
-                crate::kept::shortened(&r.key, MAX_KEY_CHARS)
+                crate::kept::shortened(&r.key, MAX_NAME_CHARS)
             ));
         }
         if r.required && r.key.ends_with('*') {

@@ -12,6 +12,7 @@ mod tests;
 
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
+use crate::sandbox::manifest::MAX_NAME_CHARS;
 use crate::sandbox::surface::{Change, HasGate, LoadContext, Surface, SurfaceId};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,15 +97,15 @@ impl Surface for Files {
         for (i, files) in entries.into_iter().enumerate() {
             let at = format!("[{i}]");
             if files.name.is_empty()
-                || files.name.len() > 64
+                || files.name.len() > MAX_NAME_CHARS
                 || !files
                     .name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(format!(
-                    "{at}.name {:?}: a logical directory name (at most 64 letters, digits, '-', \
-                     '_'), not a path",
+                    "{at}.name {:?}: a logical directory name (at most {MAX_NAME_CHARS} letters, \
+                     digits, '-', '_'), not a path",
                     files.name
                 ));
             }
