@@ -240,10 +240,10 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Man { dir } => return man_pages(dir),
         _ => {}
     }
-    let config = match cli.store {
-        Some(store) => load_config(cli.config.as_deref())?.with_store(store)?,
-        None => load_config(cli.config.as_deref())?,
-    };
+    let mut config = load_config(cli.config.as_deref())?;
+    if let Some(store) = cli.store {
+        config = config.with_store(store)?;
+    }
     let ctx = Ctx { config };
     match cli.command {
         Command::Adapter(cmd) => adapter::run(cmd, &ctx),

@@ -303,9 +303,7 @@ impl Config {
         protected::check(&config, Some(path)).map_err(&invalid)?;
         Ok(config)
     }
-}
 
-impl Config {
     /// The configuration with its store at `path` instead (`--store` on the
     /// command line), checked again: no adapter's directory may reach that
     /// store either.
