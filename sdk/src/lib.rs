@@ -113,6 +113,14 @@ pub fn config_count(key: &str, default: u32, most: u32) -> Result<u32, AdapterEr
     }
 }
 
+/// How many of a channel's latest messages `observe` reports as applied,
+/// for a target that cannot be asked whether one key was written (mail, a
+/// webhook, a subject): config `observe-window`, 100 unless the operator
+/// says otherwise, at most 10,000 ([`config_count`]'s refusal otherwise).
+pub fn observe_window() -> Result<u32, AdapterError> {
+    config_count("observe-window", 100, 10_000)
+}
+
 /// Write a log line; the host attributes it to this adapter.
 pub fn log(level: Level, message: &str) {
     backend::log(level, message)

@@ -205,7 +205,7 @@ mod tests {
                 Some(v) => Harness::new().config("observe-window", v),
                 None => Harness::new(),
             };
-            harness.run(|| crate::config_count("observe-window", 100, 10_000))
+            harness.run(crate::observe_window)
         };
         assert_eq!(count(None).unwrap(), 100);
         assert_eq!(count(Some(" 7 ")).unwrap(), 7);

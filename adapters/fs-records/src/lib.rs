@@ -158,11 +158,6 @@ fn settle_record(record: &RecordRef, stored: &Record, writable: bool) -> Result<
     journal::settle(&entry, last.journal_at, writable)
 }
 
-/// How many of a channel's latest messages `observe` reports.
-fn window() -> Result<usize, AdapterError> {
-    handoff_sdk::config_count("observe-window", 100, 10_000).map(|n| n as usize)
-}
-
 /// What a look at a record may finish of what a stop left.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Settling {
@@ -191,7 +186,9 @@ fn look(record: &RecordRef, settling: Settling) -> Result<Observed, AdapterError
     let sent = match newest {
         None => Vec::new(),
         Some(key) => {
-            let mut sent = channel.log.recent(window()?)?;
+            let mut sent = channel
+                .log
+                .recent(handoff_sdk::observe_window()? as usize)?;
             if !sent.contains(&key) {
                 sent.push(key);
             }

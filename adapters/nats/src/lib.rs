@@ -55,11 +55,6 @@ fn is_bucket_kind(kind: &str) -> bool {
         .any(|k| k.trim() == kind)
 }
 
-/// How many of a subject's latest messages `observe` reports.
-fn window() -> Result<u32, AdapterError> {
-    handoff_sdk::config_count("observe-window", 100, 10_000)
-}
-
 enum Kind {
     Channel(String),
     Entry { bucket: String, key: String },
@@ -82,7 +77,7 @@ fn kind(record: &RecordRef) -> Result<Kind, AdapterError> {
 }
 
 fn observe_channel(subject: &str) -> Result<Observed, AdapterError> {
-    let keys = nats::recent_msg_ids(&server()?, subject, window()?)?;
+    let keys = nats::recent_msg_ids(&server()?, subject, handoff_sdk::observe_window()?)?;
     Ok(Observed {
         exists: true,
         state: "open".into(),

@@ -44,7 +44,7 @@ fn channel(record: &RecordRef) -> Result<(SentLog, Vec<String>), AdapterError> {
 }
 
 fn observed(log: &SentLog, to: &[String]) -> Result<Observed, AdapterError> {
-    let window = handoff_sdk::config_count("observe-window", 100, 10_000)? as usize;
+    let window = handoff_sdk::observe_window()? as usize;
     Ok(Observed {
         exists: true,
         state: "open".into(),

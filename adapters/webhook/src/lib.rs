@@ -36,7 +36,7 @@ fn channel(record: &RecordRef) -> Result<(SentLog, String), AdapterError> {
 }
 
 fn observed(log: &SentLog) -> Result<Observed, AdapterError> {
-    let window = handoff_sdk::config_count("observe-window", 100, 10_000)? as usize;
+    let window = handoff_sdk::observe_window()? as usize;
     Ok(Observed {
         exists: true,
         state: "open".into(),
