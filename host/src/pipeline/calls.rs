@@ -202,7 +202,11 @@ impl AdapterCalls {
             Err(err @ CallError::NotExported { .. }) => {
                 Failure::Final(Reason::OutOfScope, err.to_string())
             }
-            Err(err @ (CallError::Oversize { .. } | CallError::Resources { .. })) => {
+            Err(
+                err @ (CallError::Oversize { .. }
+                | CallError::Resources { .. }
+                | CallError::Writes { .. }),
+            ) => {
                 // The same call would answer (or hold) the same again: not
                 // retried.
                 Failure::Final(Reason::CapabilityDenied, err.to_string())

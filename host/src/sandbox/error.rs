@@ -109,6 +109,11 @@ pub enum CallError {
         "adapter {adapter}: held more than {most} host resources at once (open files, streams, sockets, requests) and was stopped"
     )]
     Resources { adapter: String, most: usize },
+    #[error("adapter {adapter}: {bound} and was stopped")]
+    Writes {
+        adapter: String,
+        bound: super::surfaces::files::writes::WriteBound,
+    },
     #[error("adapter {adapter}: trapped: {message}")]
     Trap { adapter: String, message: String },
     #[error(

@@ -14,6 +14,7 @@ use super::error::CallError;
 use super::guest_log;
 use super::linker::HostState;
 use super::manifest::Grants;
+use super::surfaces::files::writes::{self, WRITES};
 use super::surfaces::limits::{
     self, CPU, CallClock, Limits, MEMORY, MOST_HOST_RESOURCES, MemoryLimiter, RESOURCES,
 };
@@ -187,7 +188,9 @@ impl Instance {
                 adapter: self.adapter.clone(),
             });
         }
-        self.store.data_mut().clock = CallClock::start(self.limits.call_timeout_ms);
+        let state = self.store.data_mut();
+        state.clock = CallClock::start(self.limits.call_timeout_ms);
+        state.gates.files.begin_call();
         self.store.set_epoch_deadline(1);
         Ok(())
     }
@@ -268,6 +271,10 @@ impl Instance {
                 adapter,
                 most: MOST_HOST_RESOURCES,
             });
+        }
+        if let Some(bound) = writes::past_write_bound(&err) {
+            log.deny_call(WRITES, "call".into(), bound.to_string());
+            return Err(CallError::Writes { adapter, bound });
         }
         Err(CallError::Trap {
             adapter,

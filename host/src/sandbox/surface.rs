@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// A surface's name and what an operator does about a legitimate denial on
@@ -177,7 +177,7 @@ pub trait Surface: 'static {
     /// Link the interfaces whose every call goes through the gate.
     /// (wasi-http's types are linked by the HTTP surface; it needs the
     /// instance's state to be a `WasiHttpView`.)
-    fn add_to_linker<T: HasGate<Self> + WasiHttpView + Send + 'static>(
+    fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()>;
 }

@@ -283,6 +283,94 @@ async fn an_instance_holds_a_bounded_number_of_host_resources_at_once() {
     assert!(matches!(again, CallError::Dead { .. }), "{again}");
 }
 
+/// A read-write directory says where an adapter may write, not how much:
+/// what one call writes there (bytes, and files made) is bounded, so one
+/// call cannot fill the disk the store lives on, or its inodes, in the
+/// seconds its time limit gives it.
+#[tokio::test]
+async fn what_one_call_writes_into_its_directories_is_bounded() {
+    use handoff::sandbox::surfaces::files::writes::{
+        MOST_BYTES_PER_CALL, MOST_ENTRIES_PER_CALL, WriteBound,
+    };
+    let evidence = tempfile::tempdir().unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let size = |name: &str| {
+        std::fs::metadata(outbox.path().join(name))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let mut instance = probe_with_files("filler", evidence.path(), outbox.path()).await;
+    // Within the bound, call after call: each call has the whole budget.
+    for name in ["a", "b"] {
+        let wrote = instance
+            .observe(&rec("fill", &format!("40 /outbox/{name}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(field(&wrote, "written-mib"), "40");
+        assert_eq!(size(name), 40 << 20);
+    }
+    instance
+        .observe(&rec("make", "1000 /outbox"))
+        .await
+        .unwrap()
+        .unwrap();
+    instance
+        .observe(&rec("grow", "32 /outbox/sparse"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(size("sparse"), 32 << 20);
+    assert!(denials(&mut instance, "files").is_empty());
+
+    // Past it, the call is stopped before the bytes land, its denial kept.
+    let err = instance
+        .observe(&rec("fill", "100 /outbox/big"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Writes {
+                bound: WriteBound::Bytes,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("wrote more than 64 MiB"), "{err}");
+    assert!(size("big") <= MOST_BYTES_PER_CALL, "{}", size("big"));
+    let denied = denials(&mut instance, "files");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(denied[0].contains("64 MiB"), "{denied:?}");
+    let again = instance.observe(&rec("noop", "")).await.unwrap_err();
+    assert!(matches!(again, CallError::Dead { .. }), "{again}");
+
+    // Files made, bytes written in place (WASI's positioned write, not a
+    // stream) and a file grown without being written count too; each call
+    // in a fresh instance, stopped as the first was.
+    std::fs::create_dir(outbox.path().join("many")).unwrap();
+    for (op, arg, bound) in [
+        ("make", "5000 /outbox/many", WriteBound::Entries),
+        ("pwrite", "100 /outbox placed", WriteBound::Bytes),
+        ("grow", "1024 /outbox/huge", WriteBound::Bytes),
+    ] {
+        let mut instance = probe_with_files(op, evidence.path(), outbox.path()).await;
+        let err = instance.observe(&rec(op, arg)).await.unwrap_err();
+        assert!(
+            matches!(&err, CallError::Writes { bound: b, .. } if *b == bound),
+            "{op}: {err}"
+        );
+        assert_eq!(denials(&mut instance, "files").len(), 1, "{op}");
+    }
+    let made = std::fs::read_dir(outbox.path().join("many"))
+        .unwrap()
+        .count();
+    assert_eq!(made, MOST_ENTRIES_PER_CALL as usize);
+    assert!(size("placed") <= MOST_BYTES_PER_CALL, "{}", size("placed"));
+    assert_eq!(size("huge"), 0);
+}
+
 /// Every capability decision of a call is kept (in the audit chain, the
 /// log) one by one up to a bound; the rest are counted in one decision per
 /// surface and verdict. An adapter refused thousands of times in one call

@@ -85,39 +85,54 @@ fn a_decision_that_cannot_be_stored_fails_the_call_and_is_never_dropped() {
     assert_eq!(decided(&store), before);
 }
 
-/// An adapter holding more host resources than an instance may is stopped
-/// once and not tried again: the same call would hold the same again. It
+/// A call stopped at a bound of the sandbox (more host resources held at
+/// once than an instance may, more written into its directories than a
+/// call may) is not tried again: the same call would do the same again. It
 /// goes to a person as a capability denied, its denial audited once.
 #[test]
-fn a_call_holding_too_many_host_resources_is_not_retried_and_goes_to_a_person() {
+fn a_call_stopped_at_a_sandbox_bound_is_not_retried_and_goes_to_a_person() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let files = tempfile::tempdir().unwrap();
-    std::fs::write(files.path().join("bundle.txt"), "evidence").unwrap();
-    let grant = "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n";
-    let bound = format!(
-        "directories = {{ evidence = \"{}\" }}\n[retry]\nattempts = 3\nbase-delay-ms = 0\n",
-        files.path().display()
-    );
-    let (_kept, store, host) = probe_instance("hoarder", grant, &bound);
-    let mut calls = AdapterCalls::new(host, &store);
-    let halt = rt
-        .block_on(calls.observe("hoarder", &rec("hoard", "5000 /evidence/bundle.txt")))
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(
-        halt.reason,
-        handoff::model::Reason::CapabilityDenied,
-        "{halt:?}"
-    );
-    assert!(halt.summary.contains("host resources"), "{}", halt.summary);
-    let denials: Vec<_> = store
-        .audit_rows(None)
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.kind == "capability-decision" && r.payload.contains("\"resources\""))
-        .collect();
-    assert_eq!(denials.len(), 1, "{denials:?}");
+    for (op, arg, surface, says) in [
+        (
+            "hoard",
+            "5000 /files/bundle.txt",
+            "resources",
+            "host resources",
+        ),
+        ("fill", "100 /files/big", "files", "wrote more than 64 MiB"),
+    ] {
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("bundle.txt"), "evidence").unwrap();
+        let grant = "[[capabilities.files]]\nname = \"files\"\nmode = \"read-write\"\n";
+        let bound = format!(
+            "directories = {{ files = \"{}\" }}\n[retry]\nattempts = 3\nbase-delay-ms = 0\n",
+            files.path().display()
+        );
+        let (_kept, store, host) = probe_instance("bounded", grant, &bound);
+        let mut calls = AdapterCalls::new(host, &store);
+        let halt = rt
+            .block_on(calls.observe("bounded", &rec(op, arg)))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            halt.reason,
+            handoff::model::Reason::CapabilityDenied,
+            "{op}: {halt:?}"
+        );
+        assert!(halt.summary.contains(says), "{op}: {}", halt.summary);
+        let denials: Vec<_> = store
+            .audit_rows(None)
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                r.kind == "capability-decision"
+                    && r.payload.contains(&format!("\"{surface}\""))
+                    && r.payload.contains("denied")
+            })
+            .collect();
+        assert_eq!(denials.len(), 1, "{op}: {denials:?}");
+    }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// Generates, from the one list of surfaces, every type and loop that
@@ -191,7 +191,7 @@ macro_rules! registered {
         }
 
         /// Link every surface's interfaces.
-        pub fn add_to_linker<T: HasGates + WasiHttpView + Send + 'static>(
+        pub fn add_to_linker<T: HasGates + WasiView + WasiHttpView + Send + 'static>(
             linker: &mut Linker<T>,
         ) -> wasmtime::Result<()> {
             $( <$surface as Surface>::add_to_linker(linker)?; )+

@@ -128,6 +128,68 @@ impl Target for Probe {
             "write-raw" => std::fs::write(arg, b"written by probe")
                 .map_err(|e| io_error(&format!("write {arg}"), e))
                 .and_then(|()| done(vec![])),
+            // `MIB PATH`: that many MiB written to one file, a MiB at a time.
+            "fill" => {
+                use std::io::Write;
+                let (mib, path) = arg.split_once(' ').unwrap_or(("1", arg));
+                let chunk = vec![b'x'; 1024 * 1024];
+                let mut file = std::fs::File::create(path)
+                    .map_err(|e| io_error(&format!("create {path}"), e))?;
+                for _ in 0..mib.parse::<u32>().unwrap_or(1) {
+                    file.write_all(&chunk)
+                        .map_err(|e| io_error(&format!("write {path}"), e))?;
+                }
+                done(vec![("written-mib", mib.to_string())])
+            }
+            // `MIB DIR NAME`: that many MiB written to DIR/NAME, a MiB at a
+            // time, by positioned writes (WASI's `descriptor.write`, not a
+            // stream).
+            "pwrite" => {
+                use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let mut parts = arg.splitn(3, ' ');
+                let (mib, dir, name) = (
+                    parts.next().unwrap_or("1"),
+                    parts.next().unwrap_or("/"),
+                    parts.next().unwrap_or("file"),
+                );
+                let (root, _) = wasip2::filesystem::preopens::get_directories()
+                    .into_iter()
+                    .find(|(_, path)| path == dir)
+                    .ok_or_else(|| AdapterError::NotFound(format!("no directory {dir}")))?;
+                let file = root
+                    .open_at(
+                        PathFlags::empty(),
+                        name,
+                        OpenFlags::CREATE,
+                        DescriptorFlags::WRITE,
+                    )
+                    .map_err(|e| AdapterError::Invalid(format!("open {name}: {e}")))?;
+                let chunk = vec![b'x'; 1024 * 1024];
+                for i in 0..u64::from(mib.parse::<u32>().unwrap_or(1)) {
+                    file.write(&chunk, i * chunk.len() as u64)
+                        .map_err(|e| AdapterError::Invalid(format!("write {name}: {e}")))?;
+                }
+                done(vec![("written-mib", mib.to_string())])
+            }
+            // `MIB PATH`: a file made that many MiB long without writing it.
+            "grow" => {
+                let (mib, path) = arg.split_once(' ').unwrap_or(("1", arg));
+                let file = std::fs::File::create(path)
+                    .map_err(|e| io_error(&format!("create {path}"), e))?;
+                file.set_len(u64::from(mib.parse::<u32>().unwrap_or(1)) * 1024 * 1024)
+                    .map_err(|e| io_error(&format!("grow {path}"), e))?;
+                done(vec![])
+            }
+            // `COUNT DIR`: that many empty files made in a directory.
+            "make" => {
+                let (count, dir) = arg.split_once(' ').unwrap_or(("1", arg));
+                let count = count.parse::<u32>().unwrap_or(1);
+                for i in 0..count {
+                    std::fs::File::create(format!("{dir}/f{i}"))
+                        .map_err(|e| io_error(&format!("make {dir}/f{i}"), e))?;
+                }
+                done(vec![("made", count.to_string())])
+            }
             "env" => {
                 let all: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 match std::env::var(arg) {

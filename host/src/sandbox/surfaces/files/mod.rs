@@ -5,10 +5,12 @@
 //! preopened at `/<name>` with the granted mode, so `..`, absolute paths and
 //! symlinks pointing out resolve to nothing (enforced by the preopen's
 //! capability-based resolution), and writes to a read-only preopen fail. A
-//! declared directory the operator did not bind is not mounted.
+//! declared directory the operator did not bind is not mounted. What one
+//! call may write and make there is bounded ([`writes`]).
 
 #[cfg(test)]
 mod tests;
+pub mod writes;
 
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
@@ -19,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// The files surface.
@@ -90,7 +92,7 @@ impl Surface for Files {
     type Binding = FilesBinding;
     type Shared = ();
     type Policy = Mounts;
-    type Gate = ();
+    type Gate = writes::Writes;
 
     fn parse(entries: Vec<RawFiles>) -> Result<FileGrants, String> {
         let mut grants = BTreeMap::new();
@@ -243,7 +245,7 @@ impl Surface for Files {
         mounts: &Arc<Mounts>,
         wasi: &mut WasiCtxBuilder,
         _: &DecisionLog,
-    ) -> wasmtime::Result<()> {
+    ) -> wasmtime::Result<writes::Writes> {
         // File operations run on the calling thread instead of a round trip
         // through tokio's blocking pool for each open, read and write: a
         // local file operation is shorter than the thread hand-off. It must
@@ -256,14 +258,15 @@ impl Surface for Files {
             };
             wasi.preopened_dir(&m.host_path, m.guest_path(), perms)?;
         }
-        Ok(())
+        Ok(writes::Writes::default())
     }
 
-    fn add_to_linker<T: HasGate<Self> + WasiHttpView + Send + 'static>(
-        _: &mut Linker<T>,
+    fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
+        linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         // wasi:filesystem is linked for every instance with WASI; what an
-        // instance can open is only what was preopened.
-        Ok(())
+        // instance can open is only what was preopened, and what one call
+        // may write there is bounded.
+        writes::add_to_linker(linker)
     }
 }

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// The HTTP surface.
@@ -360,7 +360,7 @@ impl Surface for Http {
         Ok(HttpGate::new(policy.clone(), log.clone()))
     }
 
-    fn add_to_linker<T: HasGate<Self> + WasiHttpView + Send + 'static>(
+    fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         // Every request of the guest reaches the send hook of the state's

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// The NATS surface.
@@ -126,7 +126,7 @@ impl Surface for Nats {
         ))
     }
 
-    fn add_to_linker<T: HasGate<Self> + WasiHttpView + Send + 'static>(
+    fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         jetstream::add_to_linker::<T, GateOf<Nats>>(linker, |state| state.gate())

@@ -38,7 +38,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// The S3 surface.
@@ -296,7 +296,7 @@ impl Surface for S3 {
         Ok(S3Gate::new(policy.clone(), log.clone()))
     }
 
-    fn add_to_linker<T: HasGate<Self> + WasiHttpView + Send + 'static>(
+    fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         s3::add_to_linker::<T, GateOf<S3>>(linker, |state| state.gate())

@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// The sockets surface.
@@ -120,7 +120,7 @@ impl Surface for Sockets {
         Ok(())
     }
 
-    fn add_to_linker<T: HasGate<Self> + WasiHttpView + Send + 'static>(
+    fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
         _: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         // wasi:sockets is linked for every instance with WASI; the address
