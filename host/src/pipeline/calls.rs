@@ -205,7 +205,7 @@ impl AdapterCalls {
             Err(
                 err @ (CallError::Oversize { .. }
                 | CallError::Resources { .. }
-                | CallError::Writes { .. }),
+                | CallError::Stopped { .. }),
             ) => {
                 // The same call would answer (or hold) the same again: not
                 // retried.

@@ -109,10 +109,13 @@ pub enum CallError {
         "adapter {adapter}: held more than {most} host resources at once (open files, streams, sockets, requests) and was stopped"
     )]
     Resources { adapter: String, most: usize },
-    #[error("adapter {adapter}: {bound} and was stopped")]
-    Writes {
+    /// A surface's gate stopped the call at a bound it keeps per call
+    /// (what the call wrote into its directories, say).
+    #[error("adapter {adapter}: {why} and was stopped")]
+    Stopped {
         adapter: String,
-        bound: super::surfaces::files::writes::WriteBound,
+        surface: &'static str,
+        why: String,
     },
     #[error("adapter {adapter}: trapped: {message}")]
     Trap { adapter: String, message: String },

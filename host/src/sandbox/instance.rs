@@ -14,11 +14,10 @@ use super::error::CallError;
 use super::guest_log;
 use super::linker::HostState;
 use super::manifest::Grants;
-use super::surfaces::files::writes::{self, WRITES};
 use super::surfaces::limits::{
     self, CPU, CallClock, Limits, MEMORY, MOST_HOST_RESOURCES, MemoryLimiter, RESOURCES,
 };
-use super::surfaces::{Bindings, Policies};
+use super::surfaces::{self, Bindings, Policies};
 use crate::model::{ActionKind, World};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -190,7 +189,7 @@ impl Instance {
         }
         let state = self.store.data_mut();
         state.clock = CallClock::start(self.limits.call_timeout_ms);
-        state.gates.files.begin_call();
+        state.gates.begin_call();
         self.store.set_epoch_deadline(1);
         Ok(())
     }
@@ -272,9 +271,13 @@ impl Instance {
                 most: MOST_HOST_RESOURCES,
             });
         }
-        if let Some(bound) = writes::past_write_bound(&err) {
-            log.deny_call(WRITES, "call".into(), bound.to_string());
-            return Err(CallError::Writes { adapter, bound });
+        if let Some((surface, why)) = surfaces::stopped_call(&err) {
+            log.deny_call(surface, "call".into(), why.clone());
+            return Err(CallError::Stopped {
+                adapter,
+                surface: surface.name,
+                why,
+            });
         }
         Err(CallError::Trap {
             adapter,

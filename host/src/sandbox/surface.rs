@@ -6,8 +6,9 @@
 //! the WIT imports the grant makes linkable, the lines a reviewer reads, the
 //! keys of an operator's `[adapters.X]` table it reads and the narrowing
 //! they make, what loading an instance builds (secrets read, TLS made),
-//! the per-instance gate every call goes through first, and the linker
-//! wiring. The shared sandbox code never names a surface: it iterates over
+//! the per-instance gate every call goes through first (with what it
+//! bounds per call, and the calls it stopped), and the linker wiring. The
+//! shared sandbox code never names a surface: it iterates over
 //! the registered ones ([`super::surfaces`]).
 
 use super::binding::Secrets;
@@ -173,6 +174,15 @@ pub trait Surface: 'static {
         wasi: &mut WasiCtxBuilder,
         log: &DecisionLog,
     ) -> wasmtime::Result<Self::Gate>;
+
+    /// A call begins: what the gate bounds per call starts again.
+    fn begin_call(_gate: &mut Self::Gate) {}
+
+    /// Whether a trapped call was stopped by this surface's gate: the
+    /// denial's surface and why.
+    fn stopped_call(_trap: &wasmtime::Error) -> Option<(SurfaceId, String)> {
+        None
+    }
 
     /// Link the interfaces whose every call goes through the gate.
     /// (wasi-http's types are linked by the HTTP surface; it needs the

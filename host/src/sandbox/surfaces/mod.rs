@@ -15,7 +15,7 @@ pub mod sockets;
 
 use super::ceiling::HostCeiling;
 use super::decision::DecisionLog;
-use super::surface::{Change, HasGate, LoadContext, Surface};
+use super::surface::{Change, HasGate, LoadContext, Surface, SurfaceId};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -179,6 +179,23 @@ macro_rules! registered {
                 $( keys.extend_from_slice(<$surface as Surface>::BINDING_KEYS); )+
                 keys
             }
+        }
+
+        impl Gates {
+            /// A call begins: every gate's per-call bounds start again.
+            pub fn begin_call(&mut self) {
+                $( <$surface as Surface>::begin_call(&mut self.$field); )+
+            }
+        }
+
+        /// The surface whose gate stopped a trapped call, and why.
+        pub fn stopped_call(trap: &wasmtime::Error) -> Option<(SurfaceId, String)> {
+            $(
+                if let Some(stopped) = <$surface as Surface>::stopped_call(trap) {
+                    return Some(stopped);
+                }
+            )+
+            None
         }
 
         impl Policies {

@@ -261,6 +261,14 @@ impl Surface for Files {
         Ok(writes::Writes::default())
     }
 
+    fn begin_call(gate: &mut writes::Writes) {
+        gate.begin_call();
+    }
+
+    fn stopped_call(trap: &wasmtime::Error) -> Option<(SurfaceId, String)> {
+        writes::past_write_bound(trap).map(|bound| (writes::WRITES, bound.to_string()))
+    }
+
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
