@@ -4,9 +4,9 @@
 //! the test through the store's own filer API, not through handoff.
 //!
 //! The hostile cases: another bucket, a key outside the prefix (and one
-//! that reads as another path), a write under a read-only grant, a
-//! presigned URL smuggled through HTTP, and credentials that never reach
-//! the adapter.
+//! that reads as another path), a write under a read-only grant, more put
+//! in one call than a call may, a presigned URL smuggled through HTTP, and
+//! credentials that never reach the adapter.
 
 use crate::support::servers::{S3Store as Store, env_var};
 use crate::support::*;
@@ -54,6 +54,12 @@ fn archive_instance(dir: &std::path::Path, store: &Store, bucket: &str) -> Adapt
         "base_url".into(),
         "https://evidence.example.internal".into(),
     );
+    with_credentials(&mut i);
+    i
+}
+
+/// The store's credentials as the instance's secrets, from the environment.
+fn with_credentials(i: &mut AdapterInstance) {
     for (name, var) in [
         ("s3_access_key", "HANDOFF_TEST_S3_ACCESS_KEY"),
         ("s3_secret_key", "HANDOFF_TEST_S3_SECRET_KEY"),
@@ -62,7 +68,6 @@ fn archive_instance(dir: &std::path::Path, store: &Store, bucket: &str) -> Adapt
             .sources
             .insert(name.into(), SecretSource::Env(var.into()));
     }
-    i
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -238,6 +243,59 @@ fn a_write_under_a_read_only_grant_is_denied_and_nothing_is_written() {
     assert!(denied[0].starts_with("put s3"), "{denied:?}");
     assert!(denied[0].contains("is read-only"), "{denied:?}");
     assert_eq!(store.get(&format!("{key}.links.json")), None);
+}
+
+/// A read-write grant says where an adapter may put, not how much: one
+/// call puts at most 64 MiB; the put past it is denied before anything is
+/// sent, and the next call may put again.
+#[test]
+fn what_one_call_puts_is_bounded_and_the_put_past_it_is_never_sent() {
+    use handoff::sandbox::surfaces::s3::MOST_PUT_BYTES_PER_CALL;
+    let store = Store::from_env();
+    let prefix = fresh("flood") + "/part-";
+    let grant = format!(
+        "[[capabilities.s3]]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"releases/\"\n\
+         mode = \"read-write\"\ncredentials = {{ access-key = \"s3_access_key\", secret-key = \"s3_secret_key\" }}\n",
+        store.endpoint, store.bucket
+    );
+    // Sixty-odd MiB through a debug build take more than the probe's second.
+    let manifest = probe_manifest("flooder", &grant)
+        .replace("call-timeout-ms = 1000", "call-timeout-ms = 60000");
+    let pkg = package("probe", &manifest);
+    let mut flooder = AdapterInstance::new("flooder", pkg.path());
+    with_credentials(&mut flooder);
+    let loaded = approved(&sandbox(), pkg.path(), &flooder);
+    let fits = MOST_PUT_BYTES_PER_CALL / (4 << 20);
+    let put = |instance: &mut Instance, count: u64, from: &str| {
+        runtime().block_on(instance.observe(&rec(
+            "s3-put",
+            &format!("{count} {} {} {prefix}{from}", store.endpoint, store.bucket),
+        )))
+    };
+    let mut instance = runtime().block_on(loaded.instantiate()).unwrap();
+    let answer = put(&mut instance, fits + 4, "a").unwrap();
+    assert!(
+        matches!(&answer, Err(AdapterError::Denied(m)) if m.contains("64 MiB")),
+        "{answer:?}"
+    );
+    let denied = denied_s3(&instance.take_decisions());
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0].contains(&format!("{prefix}a{fits}")),
+        "{denied:?}"
+    );
+    // Every put up to the bound is there, whole; the one past it is not.
+    assert_eq!(
+        store
+            .get(&format!("{prefix}a{}", fits - 1))
+            .map(|b| b.len()),
+        Some(4 << 20)
+    );
+    assert_eq!(store.get(&format!("{prefix}a{fits}")), None);
+    // The next call has the whole budget again.
+    let again = put(&mut instance, 1, "b").unwrap();
+    assert!(again.is_ok(), "{again:?}");
+    assert!(store.get(&format!("{prefix}b0")).is_some());
 }
 
 #[test]

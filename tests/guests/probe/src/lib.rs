@@ -171,6 +171,25 @@ impl Target for Probe {
                 }
                 done(vec![("written-mib", mib.to_string())])
             }
+            // `COUNT ENDPOINT BUCKET PREFIX`: that many objects of 4 MiB put
+            // through the host's s3 interface, at PREFIX0, PREFIX1, ...
+            "s3-put" => {
+                let parts: Vec<&str> = arg.splitn(4, ' ').collect();
+                let [count, endpoint, bucket, prefix] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("s3-put {arg}")));
+                };
+                let body = vec![b'x'; 4 * 1024 * 1024];
+                for i in 0..count.parse::<u32>().unwrap_or(1) {
+                    handoff_sdk::s3::put_object(
+                        endpoint,
+                        bucket,
+                        &format!("{prefix}{i}"),
+                        &body,
+                        "application/octet-stream",
+                    )?;
+                }
+                done(vec![("put", count.to_string())])
+            }
             // `MIB PATH`: a file made that many MiB long without writing it.
             "grow" => {
                 let (mib, path) = arg.split_once(' ').unwrap_or(("1", arg));

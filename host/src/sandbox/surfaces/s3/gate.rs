@@ -19,10 +19,16 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The most one `get-object` returns and one `put-object` writes.
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
+/// The most one call may write through `put-object`, all its objects
+/// together: a read-write grant says where an adapter may write, not how
+/// much, and an adapter puts a links object or a record, not bulk data.
+pub const MOST_PUT_BYTES_PER_CALL: u64 = 64 * 1024 * 1024;
+
 /// The most read of a store that answers a ranged get with the whole
 /// object (to cut the chunk from it): past it, the read is refused.
 const MAX_WHOLE_READ: u64 = 64 * 1024 * 1024;
@@ -102,11 +108,22 @@ impl S3Policy {
 pub struct S3Gate {
     pub(super) policy: Arc<S3Policy>,
     pub(super) log: DecisionLog,
+    /// What the call it is in has put so far.
+    put: AtomicU64,
 }
 
 impl S3Gate {
     pub fn new(policy: Arc<S3Policy>, log: DecisionLog) -> Self {
-        S3Gate { policy, log }
+        S3Gate {
+            policy,
+            log,
+            put: AtomicU64::new(0),
+        }
+    }
+
+    /// A new call: nothing put yet.
+    pub fn begin_call(&mut self) {
+        *self.put.get_mut() = 0;
     }
 
     /// The scope that lets `what` happen to `key`, or the denial, logged.
@@ -304,8 +321,22 @@ impl S3Gate {
             ));
         }
         let signed = self.check("put", &endpoint, &bucket, &key, true)?;
-        let action = signed.bucket.put_object(signed.credentials.as_ref(), &key);
         let size = body.len() as u64;
+        let before = self.put.load(Ordering::Relaxed);
+        let put = before + size;
+        if put > MOST_PUT_BYTES_PER_CALL {
+            let target = crate::kept::render(&format!("put s3 {endpoint} {bucket}/{key}"), 512);
+            let reason = format!(
+                "past {} MiB put in one call (at most {} MiB a call)",
+                before >> 20,
+                MOST_PUT_BYTES_PER_CALL >> 20
+            );
+            self.log.deny(S3_ID, target.clone(), reason.clone());
+            return Err(AdapterError::Denied(format!("{target}: {reason}")));
+        }
+        // Counted as sent, whether or not the store keeps it.
+        self.put.store(put, Ordering::Relaxed);
+        let action = signed.bucket.put_object(signed.credentials.as_ref(), &key);
         let outgoing = Outgoing {
             method: http::Method::PUT,
             url: action.sign(SIGNED_FOR),

@@ -23,7 +23,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{MAX_CHUNK, S3Gate, S3Policy};
+pub use gate::{MAX_CHUNK, MOST_PUT_BYTES_PER_CALL, S3Gate, S3Policy};
 pub use grant::{CredentialSecrets, DEFAULT_REGION, S3Scope, key_problem, valid_bucket};
 
 use crate::sandbox::bindings::handoff::adapter::s3;
@@ -294,6 +294,10 @@ impl Surface for S3 {
         log: &DecisionLog,
     ) -> wasmtime::Result<S3Gate> {
         Ok(S3Gate::new(policy.clone(), log.clone()))
+    }
+
+    fn begin_call(gate: &mut S3Gate) {
+        gate.begin_call();
     }
 
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
