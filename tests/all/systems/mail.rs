@@ -104,6 +104,49 @@ fn refused(
     err
 }
 
+/// A grant says who may be written to, not how often: one call sends at
+/// most 16 messages; the one past them is denied before it is sent, and
+/// the next call may send again.
+#[test]
+fn what_one_call_sends_is_bounded_and_the_mail_past_it_never_leaves() {
+    use handoff::sandbox::surfaces::smtp::MOST_MESSAGES_PER_CALL;
+    let server = env_var("HANDOFF_TEST_SMTP_ADDR");
+    let grant = format!(
+        "[[capabilities.smtp]]\nserver = \"{server}\"\nsenders = [\"probe@example.internal\"]\n\
+         recipient-domains = [\"example.internal\"]\n"
+    );
+    let dir = package("probe", &probe_manifest("mailer", &grant));
+    let loaded = approved(
+        &sandbox(),
+        dir.path(),
+        &AdapterInstance::new("mailer", dir.path()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = unique_key("flood");
+    let mut instance = rt.block_on(loaded.instantiate()).unwrap();
+    let mut send = |count: u32, key: &str| {
+        rt.block_on(instance.observe(&rec(
+            "mail",
+            &format!("{count} {server} probe@example.internal ops@example.internal {key}"),
+        )))
+        .unwrap()
+    };
+    let answer = send(MOST_MESSAGES_PER_CALL + 4, &key);
+    assert!(
+        matches!(&answer, Err(AdapterError::Denied(m)) if m.contains("more than 16 messages")),
+        "{answer:?}"
+    );
+    let arrived = |key: &str| mails_in("HANDOFF_TEST_MAILDIR", &format!("Subject: {key} ")).len();
+    assert_eq!(arrived(&key) as u32, MOST_MESSAGES_PER_CALL);
+    // The next call has the whole budget again.
+    let again = unique_key("again");
+    assert!(send(1, &again).is_ok());
+    assert_eq!(arrived(&again), 1);
+}
+
 #[test]
 fn mail_over_starttls_arrives_once_with_the_servers_certificate_verified() {
     let server = env_var("HANDOFF_TEST_SMTP_TLS_ADDR");

@@ -190,6 +190,27 @@ impl Target for Probe {
                 }
                 done(vec![("put", count.to_string())])
             }
+            // `COUNT SERVER FROM TO KEY`: that many mails sent, each with
+            // KEY and its number in its subject and Message-ID.
+            "mail" => {
+                let parts: Vec<&str> = arg.splitn(5, ' ').collect();
+                let [count, server, from, to, key] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("mail {arg}")));
+                };
+                for i in 0..count.parse::<u32>().unwrap_or(1) {
+                    handoff_sdk::mail::send(
+                        server,
+                        &handoff_sdk::mail::Email {
+                            sender: from.into(),
+                            recipients: vec![to.into()],
+                            subject: format!("{key} {i}"),
+                            body: String::new(),
+                            message_id: format!("{key}-{i}@probe.example.internal"),
+                        },
+                    )?;
+                }
+                done(vec![("sent", count.to_string())])
+            }
             // `MIB PATH`: a file made that many MiB long without writing it.
             "grow" => {
                 let (mib, path) = arg.split_once(' ').unwrap_or(("1", arg));

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Connecting and each SMTP command; below the default call limit so an
@@ -139,15 +140,31 @@ impl MailPolicy {
     }
 }
 
+/// The most messages one call may send: a grant says who may be written
+/// to, not how often, and a notice is one message (to up to
+/// 50 addresses).
+pub const MOST_MESSAGES_PER_CALL: u32 = 16;
+
 /// The `mail` interface for one instance.
 pub struct MailGate {
     policy: Arc<MailPolicy>,
     log: DecisionLog,
+    /// Messages the call it is in has tried to send.
+    sent: AtomicU32,
 }
 
 impl MailGate {
     pub fn new(policy: Arc<MailPolicy>, log: DecisionLog) -> Self {
-        MailGate { policy, log }
+        MailGate {
+            policy,
+            log,
+            sent: AtomicU32::new(0),
+        }
+    }
+
+    /// A new call: nothing sent yet.
+    pub fn begin_call(&mut self) {
+        *self.sent.get_mut() = 0;
     }
 
     fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
@@ -186,6 +203,11 @@ impl MailGate {
                     "recipient {to}: domain {domain:?} not granted on this server"
                 )));
             }
+        }
+        if self.sent.fetch_add(1, Ordering::Relaxed) >= MOST_MESSAGES_PER_CALL {
+            return Err(deny(format!(
+                "more than {MOST_MESSAGES_PER_CALL} messages in one call"
+            )));
         }
         self.log
             .allow(SMTP, target, "granted by capabilities.smtp".into());

@@ -10,7 +10,7 @@
 mod gate;
 mod grant;
 
-pub use gate::{MailGate, MailPolicy};
+pub use gate::{MOST_MESSAGES_PER_CALL, MailGate, MailPolicy};
 pub use grant::{
     Login, PLAIN, ScopeKind, SmtpScope, SmtpScopes, Transport, one_transport_per_server,
     parse_grant, parse_login, parse_transport,
@@ -159,6 +159,10 @@ impl Surface for Smtp {
         log: &DecisionLog,
     ) -> wasmtime::Result<MailGate> {
         Ok(MailGate::new(policy.clone(), log.clone()))
+    }
+
+    fn begin_call(gate: &mut MailGate) {
+        gate.begin_call();
     }
 
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
