@@ -113,7 +113,8 @@ pub const PROBE_INERT: &str = "[[capabilities.http]]\nurl = \"http://127.0.0.1:1
     [[capabilities.files]]\nname = \"unbound\"\nmode = \"read-only\"\n\
     [[capabilities.sockets]]\naddress = \"127.0.0.1:1\"\n\
     [[capabilities.s3]]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"inert\"\nprefix = \"\"\nmode = \"read-only\"\n\
-    [[capabilities.smtp]]\nserver = \"127.0.0.1:1\"\nsenders = [\"inert@example.invalid\"]\nrecipient-domains = [\"example.invalid\"]\n";
+    [[capabilities.smtp]]\nserver = \"127.0.0.1:1\"\nsenders = [\"inert@example.invalid\"]\nrecipient-domains = [\"example.invalid\"]\n\
+    [[capabilities.nats]]\nserver = \"127.0.0.1:1\"\nsubjects = [\"inert\"]\n";
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]

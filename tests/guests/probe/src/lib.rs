@@ -211,6 +211,23 @@ impl Target for Probe {
                 }
                 done(vec![("sent", count.to_string())])
             }
+            // `COUNT SERVER SUBJECT`: that many messages published to a
+            // JetStream subject, each with its number as its msg-id's end.
+            "nats-publish" => {
+                let parts: Vec<&str> = arg.splitn(3, ' ').collect();
+                let [count, server, subject] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("nats-publish {arg}")));
+                };
+                for i in 0..count.parse::<u32>().unwrap_or(1) {
+                    handoff_sdk::nats::publish(
+                        server,
+                        subject,
+                        &format!("{subject}-{i}"),
+                        format!("{{\"n\":{i}}}").as_bytes(),
+                    )?;
+                }
+                done(vec![("published", count.to_string())])
+            }
             // `MIB PATH`: a file made that many MiB long without writing it.
             "grow" => {
                 let (mib, path) = arg.split_once(' ').unwrap_or(("1", arg));

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// How long connecting or one JetStream request may take. Below the default
@@ -64,17 +65,37 @@ fn context(client: async_nats::Client) -> async_nats::jetstream::Context {
     ctx
 }
 
+/// The most messages one call may publish and entries it may delete, all
+/// together: a grant says where an adapter may write, not how often, and a
+/// step publishes one message or clears one entry.
+pub const MOST_WRITES_PER_CALL: u32 = 16;
+
+/// The uses of the interface that write.
+const WRITES: [&str; 2] = ["publish", "kv-delete"];
+
 /// The `jetstream` interface for one instance: its effective scopes and the
 /// shared connections.
 pub struct NatsGate {
     scopes: Arc<BTreeSet<NatsScope>>,
     pool: Arc<NatsPool>,
     log: DecisionLog,
+    /// Writes the call it is in has tried.
+    writes: AtomicU32,
 }
 
 impl NatsGate {
     pub fn new(scopes: Arc<BTreeSet<NatsScope>>, pool: Arc<NatsPool>, log: DecisionLog) -> Self {
-        NatsGate { scopes, pool, log }
+        NatsGate {
+            scopes,
+            pool,
+            log,
+            writes: AtomicU32::new(0),
+        }
+    }
+
+    /// A new call: nothing written yet.
+    pub fn begin_call(&mut self) {
+        *self.writes.get_mut() = 0;
     }
 
     /// Check one use against the grant; a denial is logged and returned.
@@ -106,6 +127,13 @@ impl NatsGate {
             };
             return Err(deny(format!(
                 "{noun} not granted on this server by capabilities.nats"
+            )));
+        }
+        if WRITES.contains(&what)
+            && self.writes.fetch_add(1, Ordering::Relaxed) >= MOST_WRITES_PER_CALL
+        {
+            return Err(deny(format!(
+                "more than {MOST_WRITES_PER_CALL} publishes and deletes in one call"
             )));
         }
         self.log

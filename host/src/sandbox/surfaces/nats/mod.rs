@@ -8,7 +8,7 @@
 mod gate;
 mod grant;
 
-pub use gate::{NatsGate, NatsPool};
+pub use gate::{MOST_WRITES_PER_CALL, NatsGate, NatsPool};
 pub use grant::{NatsScope, ScopeKind, parse_grant, subject_matches};
 
 use crate::sandbox::bindings::handoff::adapter::jetstream;
@@ -124,6 +124,10 @@ impl Surface for Nats {
             policy.pool.clone(),
             log.clone(),
         ))
+    }
+
+    fn begin_call(gate: &mut NatsGate) {
+        gate.begin_call();
     }
 
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
