@@ -52,6 +52,70 @@ async fn http_to_a_declared_origin_reaches_the_real_server() {
     );
 }
 
+/// A grant says where an adapter may write, not how often: one call sends
+/// at most 16 requests that write (any method but GET, HEAD, OPTIONS); the
+/// one past them never leaves the host, reads still do, and the next call
+/// may write again.
+#[tokio::test]
+async fn what_one_call_writes_over_http_is_bounded_and_the_request_past_it_never_leaves() {
+    use handoff::sandbox::surfaces::http::MOST_WRITES_PER_CALL;
+    let server = TestServer::start().await;
+    let dir = package(
+        "probe",
+        &probe_manifest(
+            "poster",
+            &format!(
+                "[[capabilities.http]]\nurl = \"{}\"\nmethods = [\"GET\", \"POST\", \"PUT\"]\n",
+                server.origin()
+            ),
+        ),
+    );
+    let adapter = approved(
+        &sandbox(),
+        dir.path(),
+        &AdapterInstance::new("poster", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let writes = |count: u32, method: &str| {
+        rec(
+            "http-writes",
+            &format!("{count} {method} {}", server.url("/hello")),
+        )
+    };
+    let answer = instance
+        .observe(&writes(MOST_WRITES_PER_CALL + 4, "POST"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answer, Err(AdapterError::Denied(m)) if m.contains("refused by the host")),
+        "{answer:?}"
+    );
+    let posts = |server: &TestServer, method: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == method)
+            .count()
+    };
+    assert_eq!(posts(&server, "POST") as u32, MOST_WRITES_PER_CALL);
+    let denied: Vec<_> = instance
+        .take_decisions()
+        .into_iter()
+        .filter(|d| d.surface.name == "http" && d.verdict == Verdict::Denied)
+        .map(|d| d.reason)
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0].contains("more than 16 requests that write"),
+        "{denied:?}"
+    );
+    // Reads are not counted; the next call writes again.
+    instance.observe(&writes(40, "GET")).await.unwrap().unwrap();
+    assert_eq!(posts(&server, "GET"), 40);
+    instance.observe(&writes(1, "PUT")).await.unwrap().unwrap();
+    assert_eq!(posts(&server, "PUT"), 1);
+}
+
 #[tokio::test]
 async fn a_response_past_the_most_an_adapter_reads_fails_the_call_naming_the_request() {
     let server = TestServer::start().await;

@@ -114,6 +114,18 @@ impl Target for Probe {
                     ("refused", refused.to_string()),
                 ])
             }
+            // `COUNT METHOD URL`: that many requests, stopping at the first
+            // that fails.
+            "http-writes" => {
+                let parts: Vec<&str> = arg.splitn(3, ' ').collect();
+                let [count, method, url] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("http-writes {arg}")));
+                };
+                for _ in 0..count.parse::<u32>().unwrap_or(1) {
+                    http::send(Request::new(method, url))?;
+                }
+                done(vec![("sent", count.to_string())])
+            }
             "read" => handoff_sdk::fs::read_to_string(arg).and_then(|c| done(vec![("content", c)])),
             "write" => handoff_sdk::fs::write(arg, b"written by probe").and_then(|()| done(vec![])),
             "list" => handoff_sdk::fs::list(arg).and_then(|n| done(vec![("names", n.join(","))])),

@@ -74,11 +74,43 @@ impl HttpPolicy {
 pub struct HttpGate {
     policy: Arc<HttpPolicy>,
     log: DecisionLog,
+    /// Requests of a method that writes the call it is in has sent.
+    writes: u32,
 }
+
+/// The most requests of a method other than `GET`, `HEAD` and `OPTIONS` one
+/// call may send: a grant says where an adapter may write, not how often,
+/// and a step's write is a request or two.
+pub const MOST_WRITES_PER_CALL: u32 = 16;
 
 impl HttpGate {
     pub fn new(policy: Arc<HttpPolicy>, log: DecisionLog) -> Self {
-        HttpGate { policy, log }
+        HttpGate {
+            policy,
+            log,
+            writes: 0,
+        }
+    }
+
+    /// A new call: nothing written yet.
+    pub fn begin_call(&mut self) {
+        self.writes = 0;
+    }
+
+    /// Whether a request of `method` is one write too many for this call
+    /// (counting it when it is not).
+    fn one_write_too_many(&mut self, method: &http::Method) -> bool {
+        if matches!(
+            *method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        ) {
+            return false;
+        }
+        if self.writes >= MOST_WRITES_PER_CALL {
+            return true;
+        }
+        self.writes += 1;
+        false
     }
 }
 
@@ -206,6 +238,17 @@ impl WasiHttpHooks for HttpGate {
         };
         if let Err(why) = permit(&self.policy, &origin, request.method().as_str()) {
             self.log.deny(HTTP, shown, why);
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        if self.one_write_too_many(request.method()) {
+            self.log.deny(
+                HTTP,
+                shown,
+                format!(
+                    "more than {MOST_WRITES_PER_CALL} requests that write (not GET, HEAD or \
+                     OPTIONS) in one call"
+                ),
+            );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         if let Some(why) = aws_signed(&request) {

@@ -10,7 +10,7 @@ mod origin;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{HttpGate, HttpPolicy};
+pub use gate::{HttpGate, HttpPolicy, MOST_WRITES_PER_CALL};
 pub use origin::Origin;
 
 use crate::sandbox::ceiling::HostCeiling;
@@ -358,6 +358,10 @@ impl Surface for Http {
         log: &DecisionLog,
     ) -> wasmtime::Result<HttpGate> {
         Ok(HttpGate::new(policy.clone(), log.clone()))
+    }
+
+    fn begin_call(gate: &mut HttpGate) {
+        gate.begin_call();
     }
 
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
