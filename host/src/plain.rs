@@ -82,6 +82,31 @@ pub fn control_in_toml(value: &toml::Value, at: &str, lines: bool) -> Option<(St
     }
 }
 
+/// The most characters of one line of a parser's error that is shown.
+const ERROR_LINE_CHARS: usize = 160;
+
+/// The most lines of a parser's error that are shown.
+const ERROR_LINES: usize = 12;
+
+/// A parser's error as a reader gets it (at a terminal, in a log): each
+/// line at most [`ERROR_LINE_CHARS`] characters and the whole at most
+/// [`ERROR_LINES`] lines. A TOML error quotes the line the parser stopped
+/// on, and a file's one line can be a megabyte long.
+pub fn bounded_error(text: &str) -> String {
+    let mut lines: Vec<String> = text
+        .lines()
+        .take(ERROR_LINES)
+        .map(|line| match line.char_indices().nth(ERROR_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        })
+        .collect();
+    if text.lines().nth(ERROR_LINES).is_some() {
+        lines.push("…".into());
+    }
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +127,41 @@ mod tests {
             Some((2, '\u{202E}'))
         );
         assert_eq!(bidi_control_in("a = \"שלום\"\n"), None);
+    }
+
+    #[test]
+    fn a_parsers_error_is_shown_in_bounded_lines() {
+        let deep = format!("y = {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        let err = toml::from_str::<toml::Table>(&deep)
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() > 200_000, "the parser quotes the line");
+        let shown = bounded_error(&err);
+        assert!(shown.len() < 2 * 1024, "{} bytes", shown.len());
+        assert!(shown.starts_with("TOML parse error at line 1"), "{shown}");
+        assert!(shown.lines().all(|l| l.chars().count() <= 161), "{shown}");
+        // A short error is as the parser gave it.
+        let short = toml::from_str::<toml::Table>("a = ")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(bounded_error(&short), short.trim_end());
+        let many: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(bounded_error(&many).lines().count(), 13);
+        // As the configuration, a policy and a manifest are refused.
+        let path = std::path::Path::new("x.toml");
+        for refused in [
+            crate::config::Config::parse(&deep, path)
+                .unwrap_err()
+                .to_string(),
+            crate::policy::Policy::parse(&deep, path)
+                .unwrap_err()
+                .to_string(),
+            crate::sandbox::manifest::Manifest::parse(&deep, path)
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(refused.len() < 4 * 1024, "{} bytes", refused.len());
+            assert!(refused.contains("line 1"), "{refused}");
+        }
     }
 }

@@ -201,8 +201,10 @@ impl Config {
             problem,
         };
         // The file alone first: its errors keep their line and column.
-        let mut raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut raw: RawConfig = toml::from_str(text)
+            .map_err(|e| invalid(crate::plain::bounded_error(&e.to_string())))?;
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|e| invalid(crate::plain::bounded_error(&e.to_string())))?;
         let cwd = std::env::current_dir().unwrap_or_default();
         let origins = env::apply(&mut table, vars, &cwd).map_err(&invalid)?;
         // From here on a problem with a setting a variable gave names the

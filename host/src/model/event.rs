@@ -69,7 +69,10 @@ impl CloudEvent {
                 Some(other) => Err(EventError::Invalid {
                     origin: origin.to_string(),
                     field,
-                    why: format!("must be a string, found {other}"),
+                    why: format!(
+                        "must be a string, found {}",
+                        crate::kept::render(&other.to_string(), 64)
+                    ),
                 }),
             }
         };
@@ -102,7 +105,10 @@ impl CloudEvent {
             return Err(EventError::Invalid {
                 origin: origin.to_string(),
                 field: "specversion",
-                why: format!("is {spec:?}; handoff reads CloudEvents 1.0"),
+                why: format!(
+                    "is {:?}; handoff reads CloudEvents 1.0",
+                    crate::kept::render(&spec, 64)
+                ),
             });
         }
         let time = text("time")?;
@@ -401,5 +407,16 @@ mod tests {
             assert!(err.to_string().contains("RFC 3339"), "{time}: {err}");
         }
         assert!(matches!(parse("[1]"), Err(EventError::NotObject { .. })));
+    }
+
+    /// An error names what it refuses without repeating all of it: the
+    /// message goes back to the sender and into the service's log.
+    #[test]
+    fn a_refusal_quotes_a_bounded_part_of_what_it_refuses() {
+        let long = "9".repeat(100_000);
+        let event = OK.replace("\"1.0\"", &format!("\"{long}\""));
+        let err = parse(&event).unwrap_err().to_string();
+        assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..200]);
+        assert!(err.contains("100000 bytes in all, sha256 "), "{err}");
     }
 }

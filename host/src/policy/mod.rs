@@ -320,11 +320,13 @@ impl Policy {
             path: path.to_path_buf(),
             problem,
         };
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let raw: RawPolicy =
+            toml::from_str(text).map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
         // Read by reviewers at a terminal (`policy inspect`) and sent on in
         // messages: plain text, a message's body with its line breaks.
         crate::plain::in_reading_order(text, "a policy").map_err(err)?;
-        let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
         if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", true) {
             return Err(err(format!(
                 "{at} holds the control character U+{:04X}; a policy is plain text (line breaks \

@@ -106,12 +106,14 @@ impl Manifest {
             path: path.to_path_buf(),
             problem,
         };
-        let raw: RawManifest = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
         // What a reviewer reads at a terminal (`adapter inspect`) says what
         // it says: no escape in it may move the cursor, erase a line or
         // start one that looks like the tool's own.
         crate::plain::in_reading_order(text, "a manifest").map_err(err)?;
-        let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
         if let Some((at, c)) = crate::plain::control_in_toml(&toml::Value::Table(table), "", false)
         {
             return Err(err(format!(
