@@ -41,7 +41,9 @@ pub const WRITES: SurfaceId = SurfaceId {
           keep large objects elsewhere (the s3 capability) and a call's writes small",
 };
 
-/// The interface whose functions are bounded, as wasmtime-wasi links it.
+/// The interface whose functions are bounded, as wasmtime-wasi links it
+/// (the version its WIT has: an upgrade that moves it fails the tests of
+/// this bound, `capabilities::limits`).
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// Why a call was stopped.
