@@ -98,12 +98,7 @@ async fn what_one_call_writes_over_http_is_bounded_and_the_request_past_it_never
             .count()
     };
     assert_eq!(posts(&server, "POST") as u32, MOST_WRITES_PER_CALL);
-    let denied: Vec<_> = instance
-        .take_decisions()
-        .into_iter()
-        .filter(|d| d.surface.name == "http" && d.verdict == Verdict::Denied)
-        .map(|d| d.reason)
-        .collect();
+    let denied = denials(&mut instance, "http");
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert!(
         denied[0].contains("more than 16 requests that write"),
@@ -114,6 +109,68 @@ async fn what_one_call_writes_over_http_is_bounded_and_the_request_past_it_never
     assert_eq!(posts(&server, "GET"), 40);
     instance.observe(&writes(1, "PUT")).await.unwrap().unwrap();
     assert_eq!(posts(&server, "PUT"), 1);
+}
+
+/// A request body is a stream the guest writes while the host sends it:
+/// what one call sends in bodies is bounded, its requests together; the
+/// frame past the bound is not sent and its request fails, and the next
+/// call may send again.
+#[tokio::test]
+async fn what_one_call_sends_in_request_bodies_is_bounded() {
+    use axum::extract::State;
+    use futures_util::StreamExt;
+    use handoff::sandbox::surfaces::http::MOST_BODY_BYTES_PER_CALL;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    /// What the server read: bytes in all, and bodies read to their end.
+    #[derive(Default)]
+    struct Sunk {
+        bytes: AtomicU64,
+        whole: AtomicU64,
+    }
+    async fn sink(State(sunk): State<Arc<Sunk>>, body: axum::body::Body) -> axum::http::StatusCode {
+        let mut frames = body.into_data_stream();
+        while let Some(frame) = frames.next().await {
+            match frame {
+                Ok(data) => sunk.bytes.fetch_add(data.len() as u64, Relaxed),
+                Err(_) => return axum::http::StatusCode::BAD_REQUEST,
+            };
+        }
+        sunk.whole.fetch_add(1, Relaxed);
+        axum::http::StatusCode::OK
+    }
+    let sunk = Arc::new(Sunk::default());
+    let app = axum::Router::new().fallback(sink).with_state(sunk.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // Eight-MiB bodies through a debug build: more memory and time than
+    // the probe's defaults.
+    let manifest = probe_manifest(
+        "uploader",
+        &format!("[[capabilities.http]]\nurl = \"{origin}\"\nmethods = [\"POST\"]\n"),
+    )
+    .replace("memory-mib = 32", "memory-mib = 64")
+    .replace("call-timeout-ms = 1000", "call-timeout-ms = 60000");
+    let dir = package("probe", &manifest);
+    let adapter = approved(
+        &sandbox(),
+        dir.path(),
+        &AdapterInstance::new("uploader", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let fits = MOST_BODY_BYTES_PER_CALL / (8 << 20);
+    let bodies = |count: u64| rec("http-bodies", &format!("{count} 8 {origin}/sink"));
+    let answer = instance.observe(&bodies(fits + 1)).await.unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(sunk.whole.load(Relaxed), fits);
+    assert_eq!(sunk.bytes.load(Relaxed), MOST_BODY_BYTES_PER_CALL);
+    let denied = denials(&mut instance, "http");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(denied[0].contains("64 MiB of request bodies"), "{denied:?}");
+    // The next call has the whole budget again.
+    instance.observe(&bodies(1)).await.unwrap().unwrap();
+    assert_eq!(sunk.whole.load(Relaxed), fits + 1);
 }
 
 #[tokio::test]

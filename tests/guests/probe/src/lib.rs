@@ -126,6 +126,19 @@ impl Target for Probe {
                 }
                 done(vec![("sent", count.to_string())])
             }
+            // `COUNT MIB URL`: that many POSTs of a body of that many MiB,
+            // stopping at the first that fails.
+            "http-bodies" => {
+                let parts: Vec<&str> = arg.splitn(3, ' ').collect();
+                let [count, mib, url] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("http-bodies {arg}")));
+                };
+                let body = vec![b'x'; mib.parse::<usize>().unwrap_or(1) << 20];
+                for _ in 0..count.parse::<u32>().unwrap_or(1) {
+                    http::send(Request::new("POST", url).body(body.clone()))?;
+                }
+                done(vec![("sent", count.to_string())])
+            }
             "read" => handoff_sdk::fs::read_to_string(arg).and_then(|c| done(vec![("content", c)])),
             "write" => handoff_sdk::fs::write(arg, b"written by probe").and_then(|()| done(vec![])),
             "list" => handoff_sdk::fs::list(arg).and_then(|n| done(vec![("names", n.join(","))])),

@@ -25,6 +25,7 @@
 //! Redirects are responses like any other; the SDK follows them by sending a
 //! new request, which comes through this hook again.
 
+use super::body::BodyBudget;
 use super::{HTTP, HttpGrant, Origin};
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
@@ -76,6 +77,8 @@ pub struct HttpGate {
     log: DecisionLog,
     /// Requests of a method that writes the call it is in has sent.
     writes: u32,
+    /// What is left of the call's budget of request-body bytes.
+    bodies: BodyBudget,
 }
 
 /// The most requests of a method other than `GET`, `HEAD` and `OPTIONS` one
@@ -89,12 +92,14 @@ impl HttpGate {
             policy,
             log,
             writes: 0,
+            bodies: BodyBudget::default(),
         }
     }
 
     /// A new call: nothing written yet.
     pub fn begin_call(&mut self) {
         self.writes = 0;
+        self.bodies.refill();
     }
 
     /// Whether a request of `method` is one write too many for this call
@@ -268,6 +273,8 @@ impl WasiHttpHooks for HttpGate {
                 request.headers_mut().insert(name, value);
             }
         }
+        let mut request =
+            request.map(|body| self.bodies.limit(body, self.log.clone(), shown.clone()));
         let policy = self.policy.clone();
         let log = self.log.clone();
         Box::new(async move {

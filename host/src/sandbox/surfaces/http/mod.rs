@@ -5,11 +5,13 @@
 //! methods (`http-methods`) and trust a private CA for HTTPS
 //! (`http-ca-file`).
 
+mod body;
 mod gate;
 mod origin;
 #[cfg(test)]
 mod tests;
 
+pub use body::MOST_BODY_BYTES_PER_CALL;
 pub use gate::{HttpGate, HttpPolicy, MOST_WRITES_PER_CALL};
 pub use origin::Origin;
 
