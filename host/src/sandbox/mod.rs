@@ -21,6 +21,7 @@ pub mod artifacts;
 pub mod binding;
 pub mod bindings;
 pub mod bounds;
+pub mod budget;
 pub mod ceiling;
 pub mod decision;
 pub mod engine;

@@ -14,17 +14,15 @@
 //! instance is finished, and the host records the denial.
 
 use super::Files;
+use crate::sandbox::budget::ByteBudget;
 use crate::sandbox::surface::{HasGate, SurfaceId};
-use bytes::Bytes;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
 };
-use wasmtime_wasi::p2::{DynOutputStream, FsResult, OutputStream, Pollable, StreamError};
+use wasmtime_wasi::p2::{DynOutputStream, FsResult};
 
 /// The most bytes one call may write into its directories (or grow files
 /// by).
@@ -63,25 +61,28 @@ pub fn past_write_bound(trap: &wasmtime::Error) -> Option<WriteBound> {
 /// One instance's budget for the call it is in (the files surface's gate).
 pub struct Writes {
     /// Bytes left; shared with the streams the instance writes through.
-    bytes: Arc<AtomicU64>,
+    bytes: ByteBudget,
     entries: u32,
 }
 
 impl Default for Writes {
     fn default() -> Self {
         Writes {
-            bytes: Arc::new(AtomicU64::new(MOST_BYTES_PER_CALL)),
+            bytes: ByteBudget::new(MOST_BYTES_PER_CALL),
             entries: MOST_ENTRIES_PER_CALL,
         }
     }
 }
 
 impl Writes {
-    /// A new call: the whole budget again (streams opened in an earlier
-    /// call count against this one's).
+    /// A new call: the whole budget again.
     pub fn begin_call(&mut self) {
-        self.bytes.store(MOST_BYTES_PER_CALL, Ordering::Relaxed);
+        self.bytes.refill();
         self.entries = MOST_ENTRIES_PER_CALL;
+    }
+
+    fn take_bytes(&self, n: usize) -> Result<(), WriteBound> {
+        self.bytes.take(n).then_some(()).ok_or(WriteBound::Bytes)
     }
 
     fn take_entry(&mut self) -> Result<(), WriteBound> {
@@ -90,74 +91,12 @@ impl Writes {
     }
 }
 
-fn take_bytes(left: &AtomicU64, n: usize) -> Result<(), WriteBound> {
-    let n = u64::try_from(n).unwrap_or(u64::MAX);
-    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-        left.checked_sub(n)
-    })
-    .map(drop)
-    .map_err(|_| WriteBound::Bytes)
-}
-
 /// wasmtime-wasi's answer as the component function returns it: its error
 /// code, or the trap it carries.
 fn answer<V>(result: FsResult<V>) -> wasmtime::Result<(Result<V, ErrorCode>,)> {
     match result {
         Ok(v) => Ok((Ok(v),)),
         Err(e) => Ok((Err(e.downcast()?),)),
-    }
-}
-
-/// A stream into a file whose every write takes its share of the budget.
-struct Counted {
-    inner: DynOutputStream,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Counted {
-    fn take(&self, n: usize) -> Result<(), StreamError> {
-        take_bytes(&self.bytes, n).map_err(|bound| StreamError::Trap(bound.into()))
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for Counted {
-    async fn ready(&mut self) {
-        self.inner.ready().await
-    }
-}
-
-#[async_trait::async_trait]
-impl OutputStream for Counted {
-    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.take(bytes.len())?;
-        self.inner.write(bytes)
-    }
-
-    fn flush(&mut self) -> Result<(), StreamError> {
-        self.inner.flush()
-    }
-
-    fn check_write(&mut self) -> Result<usize, StreamError> {
-        self.inner.check_write()
-    }
-
-    async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.take(bytes.len())?;
-        self.inner.blocking_write_and_flush(bytes).await
-    }
-
-    fn write_zeroes(&mut self, n: usize) -> Result<(), StreamError> {
-        self.take(n)?;
-        self.inner.write_zeroes(n)
-    }
-
-    async fn write_ready(&mut self) -> Result<usize, StreamError> {
-        self.inner.write_ready().await
-    }
-
-    async fn cancel(&mut self) {
-        self.inner.cancel().await
     }
 }
 
@@ -173,7 +112,7 @@ fn counted<T: HasGate<Files> + WasiView>(
     let bytes = state.gate().bytes.clone();
     let table = state.filesystem().table;
     let inner = table.delete(stream)?;
-    let wrapped: DynOutputStream = Box::new(Counted { inner, bytes });
+    let wrapped = bytes.counting(inner, || WriteBound::Bytes.into());
     Ok((Ok(table.push(wrapped)?),))
 }
 
@@ -189,7 +128,7 @@ pub fn add_to_linker<T: HasGate<Files> + WasiView + Send + 'static>(
         |mut store, (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
             Box::new(async move {
                 let state = store.data_mut();
-                take_bytes(&state.gate().bytes, buffer.len())?;
+                state.gate().take_bytes(buffer.len())?;
                 answer(state.filesystem().write(fd, buffer, offset).await)
             })
         },
@@ -231,7 +170,7 @@ pub fn add_to_linker<T: HasGate<Files> + WasiView + Send + 'static>(
                     Err(e) => return answer(Err(e)),
                 };
                 let growth = usize::try_from(size.saturating_sub(now)).unwrap_or(usize::MAX);
-                take_bytes(&state.gate().bytes, growth)?;
+                state.gate().take_bytes(growth)?;
                 answer(state.filesystem().set_size(fd, size).await)
             })
         },

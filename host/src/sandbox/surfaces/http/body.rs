@@ -6,48 +6,30 @@
 //! recorded once.
 
 use super::HTTP;
+use crate::sandbox::budget::ByteBudget;
 use crate::sandbox::decision::DecisionLog;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// The most bytes of request bodies one call may send.
 pub const MOST_BODY_BYTES_PER_CALL: u64 = 64 * 1024 * 1024;
 
-/// A call's budget of body bytes, shared by the bodies of its requests.
-#[derive(Clone)]
-pub struct BodyBudget(Arc<AtomicU64>);
-
-impl Default for BodyBudget {
-    fn default() -> Self {
-        BodyBudget(Arc::new(AtomicU64::new(MOST_BODY_BYTES_PER_CALL)))
-    }
-}
-
-impl BodyBudget {
-    /// A new call: the whole budget again.
-    pub fn refill(&self) {
-        self.0.store(MOST_BODY_BYTES_PER_CALL, Ordering::Relaxed);
-    }
-
-    /// `body`, sent only as far as the budget goes; `shown` names the
-    /// request in the denial.
-    pub fn limit(&self, body: WasiBody, log: DecisionLog, shown: String) -> WasiBody {
-        http_body_util::BodyExt::boxed_unsync(Budgeted {
-            inner: body,
-            left: self.0.clone(),
-            denial: Some((log, shown)),
-        })
-    }
+/// `body`, sent only as far as the call's `budget` goes; `shown` names the
+/// request in the denial.
+pub fn limited(body: WasiBody, budget: &ByteBudget, log: DecisionLog, shown: String) -> WasiBody {
+    http_body_util::BodyExt::boxed_unsync(Budgeted {
+        inner: body,
+        budget: budget.clone(),
+        denial: Some((log, shown)),
+    })
 }
 
 /// A request body whose data frames take their share of the call's budget.
 struct Budgeted {
     inner: WasiBody,
-    left: Arc<AtomicU64>,
+    budget: ByteBudget,
     /// Where the denial goes, until it has gone.
     denial: Option<(DecisionLog, String)>,
 }
@@ -65,13 +47,8 @@ impl Body for Budgeted {
             Poll::Ready(Some(Ok(frame))) => frame,
             other => return other,
         };
-        let len = frame.data_ref().map_or(0, |d| d.len() as u64);
-        let taken = this
-            .left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(len)
-            });
-        if taken.is_err() {
+        let len = frame.data_ref().map_or(0, Bytes::len);
+        if !this.budget.take(len) {
             if let Some((log, shown)) = this.denial.take() {
                 log.deny(
                     HTTP,

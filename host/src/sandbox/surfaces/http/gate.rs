@@ -25,8 +25,9 @@
 //! Redirects are responses like any other; the SDK follows them by sending a
 //! new request, which comes through this hook again.
 
-use super::body::BodyBudget;
+use super::body::{MOST_BODY_BYTES_PER_CALL, limited};
 use super::{HTTP, HttpGrant, Origin};
+use crate::sandbox::budget::ByteBudget;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::pool::{BodyError, Pool};
@@ -78,7 +79,7 @@ pub struct HttpGate {
     /// Requests of a method that writes the call it is in has sent.
     writes: u32,
     /// What is left of the call's budget of request-body bytes.
-    bodies: BodyBudget,
+    bodies: ByteBudget,
 }
 
 /// The most requests of a method other than `GET`, `HEAD` and `OPTIONS` one
@@ -92,7 +93,7 @@ impl HttpGate {
             policy,
             log,
             writes: 0,
-            bodies: BodyBudget::default(),
+            bodies: ByteBudget::new(MOST_BODY_BYTES_PER_CALL),
         }
     }
 
@@ -274,7 +275,7 @@ impl WasiHttpHooks for HttpGate {
             }
         }
         let mut request =
-            request.map(|body| self.bodies.limit(body, self.log.clone(), shown.clone()));
+            request.map(|body| limited(body, &self.bodies, self.log.clone(), shown.clone()));
         let policy = self.policy.clone();
         let log = self.log.clone();
         Box::new(async move {

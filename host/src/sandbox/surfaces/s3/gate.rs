@@ -9,6 +9,7 @@ use super::grant::{S3Scope, key_problem};
 use super::request::{ERROR_BODY, Outgoing, content_range_total, etag, info, oversize, refusal};
 use crate::sandbox::bindings::handoff::adapter::s3::{self, ObjectChunk, ObjectInfo};
 use crate::sandbox::bindings::wit::AdapterError;
+use crate::sandbox::budget::ByteBudget;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::Resolve;
@@ -19,7 +20,6 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The most one `get-object` returns and one `put-object` writes.
@@ -108,8 +108,8 @@ impl S3Policy {
 pub struct S3Gate {
     pub(super) policy: Arc<S3Policy>,
     pub(super) log: DecisionLog,
-    /// What the call it is in has put so far.
-    put: AtomicU64,
+    /// What the call it is in may still put.
+    put: ByteBudget,
 }
 
 impl S3Gate {
@@ -117,13 +117,13 @@ impl S3Gate {
         S3Gate {
             policy,
             log,
-            put: AtomicU64::new(0),
+            put: ByteBudget::new(MOST_PUT_BYTES_PER_CALL),
         }
     }
 
     /// A new call: nothing put yet.
     pub fn begin_call(&mut self) {
-        *self.put.get_mut() = 0;
+        self.put.refill();
     }
 
     /// The scope that lets `what` happen to `key`, or the denial, logged.
@@ -322,20 +322,16 @@ impl S3Gate {
         }
         let signed = self.check("put", &endpoint, &bucket, &key, true)?;
         let size = body.len() as u64;
-        let before = self.put.load(Ordering::Relaxed);
-        let put = before + size;
-        if put > MOST_PUT_BYTES_PER_CALL {
+        // Counted as sent, whether or not the store keeps it.
+        if !self.put.take(body.len()) {
             let target = crate::kept::render(&format!("put s3 {endpoint} {bucket}/{key}"), 512);
             let reason = format!(
-                "past {} MiB put in one call (at most {} MiB a call)",
-                before >> 20,
+                "more than {} MiB put in one call",
                 MOST_PUT_BYTES_PER_CALL >> 20
             );
             self.log.deny(S3_ID, target.clone(), reason.clone());
             return Err(AdapterError::Denied(format!("{target}: {reason}")));
         }
-        // Counted as sent, whether or not the store keeps it.
-        self.put.store(put, Ordering::Relaxed);
         let action = signed.bucket.put_object(signed.credentials.as_ref(), &key);
         let outgoing = Outgoing {
             method: http::Method::PUT,
