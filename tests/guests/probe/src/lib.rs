@@ -285,6 +285,20 @@ impl Target for Probe {
             "tcp" => std::net::TcpStream::connect(arg)
                 .map_err(|e| io_error(&format!("connect {arg}"), e))
                 .and_then(|_| done(vec![])),
+            // `MIB ADDR`: that many MiB sent through a connection, a MiB at
+            // a time.
+            "tcp-send" => {
+                use std::io::Write;
+                let (mib, addr) = arg.split_once(' ').unwrap_or(("1", arg));
+                let mut conn = std::net::TcpStream::connect(addr)
+                    .map_err(|e| io_error(&format!("connect {addr}"), e))?;
+                let chunk = vec![b'x'; 1024 * 1024];
+                for _ in 0..mib.parse::<u32>().unwrap_or(1) {
+                    conn.write_all(&chunk)
+                        .map_err(|e| io_error(&format!("send to {addr}"), e))?;
+                }
+                done(vec![("sent-mib", mib.to_string())])
+            }
             "spin" => {
                 let mut n: u64 = 0;
                 loop {

@@ -5,6 +5,9 @@
 //! itself is what is checked. The ceiling can turn sockets off for every
 //! adapter (`[ceiling] sockets = false`).
 
+pub mod writes;
+
+use crate::sandbox::budget::ByteBudget;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::normalize_socket;
@@ -45,7 +48,7 @@ impl Surface for Sockets {
     type Binding = NoBinding;
     type Shared = ();
     type Policy = BTreeSet<SocketAddr>;
-    type Gate = ();
+    type Gate = ByteBudget;
 
     fn parse(entries: Vec<RawSocket>) -> Result<BTreeSet<SocketAddr>, String> {
         let mut out = BTreeSet::new();
@@ -109,7 +112,7 @@ impl Surface for Sockets {
         granted: &Arc<Self::Grant>,
         wasi: &mut WasiCtxBuilder,
         log: &DecisionLog,
-    ) -> wasmtime::Result<()> {
+    ) -> wasmtime::Result<ByteBudget> {
         wasi.allow_udp(false).allow_ip_name_lookup(false);
         wasi.allow_tcp(!granted.is_empty());
         let (granted, log) = (granted.clone(), log.clone());
@@ -117,15 +120,25 @@ impl Surface for Sockets {
             let verdict = check(&granted, addr, use_, &log);
             Box::pin(async move { verdict })
         });
-        Ok(())
+        Ok(ByteBudget::new(writes::MOST_BYTES_PER_CALL))
+    }
+
+    fn begin_call(gate: &mut ByteBudget) {
+        gate.refill();
+    }
+
+    fn stopped_call(trap: &wasmtime::Error) -> Option<(SurfaceId, String)> {
+        trap.downcast_ref::<writes::SentTooMuch>()
+            .map(|sent| (writes::SENT, sent.to_string()))
     }
 
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(
-        _: &mut Linker<T>,
+        linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         // wasi:sockets is linked for every instance with WASI; the address
-        // check installed by `gate` decides every bind and connect.
-        Ok(())
+        // check installed by `gate` decides every bind and connect, and what
+        // a call sends through its connections is bounded.
+        writes::add_to_linker(linker)
     }
 }
 
