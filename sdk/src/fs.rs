@@ -4,7 +4,9 @@
 //! directories exists for the component. These helpers add clear, typed
 //! errors on top: a path outside every mount (absolute elsewhere, or `..`
 //! climbing out) is [`AdapterError::Denied`] naming the mounts, a refused
-//! write is `denied`, a missing file `not-found`.
+//! write is `denied`, a missing file `not-found`. One call may write at
+//! most 64 MiB into its directories and make at most 1,024 files,
+//! directories and links there; past either the host stops the call.
 
 use crate::AdapterError;
 use std::path::{Component, Path, PathBuf};

@@ -5,7 +5,9 @@
 //! configured, and refuses the rest. A refusal comes back as
 //! [`AdapterError::Denied`] naming the request, so an adapter can simply use
 //! `?`. Redirects are followed (GET and HEAD, at most [`MAX_REDIRECTS`]), and
-//! every hop is checked by the host again.
+//! every hop is checked by the host again. One call may send at most 16
+//! requests of a method that writes (any but GET, HEAD and OPTIONS) and 64
+//! MiB of request bodies in all; the host refuses the request past either.
 
 use crate::AdapterError;
 

@@ -2,8 +2,9 @@
 //!
 //! The host builds and sends the message and checks the server, the sender
 //! and every recipient's domain against the grant; a refusal comes back as
-//! [`AdapterError::Denied`]. Only available inside a component: natively
-//! [`send`] answers `unsupported`.
+//! [`AdapterError::Denied`], as is a mail past the 16 one call may send.
+//! Only available inside a component: natively [`send`] answers
+//! `unsupported`.
 
 use crate::AdapterError;
 

@@ -2,7 +2,8 @@
 //!
 //! The host holds the connection and checks every call against the granted
 //! server, subject patterns and buckets; a refusal comes back as
-//! [`AdapterError::Denied`]. Servers are named `IP:port`, as declared.
+//! [`AdapterError::Denied`], as is a publish or delete past the 16 one call
+//! may make. Servers are named `IP:port`, as declared.
 //! Only available inside a component: natively every call answers
 //! `unsupported`, so unit tests exercise the rest of an adapter's logic and
 //! the real server is reached in integration tests.

@@ -3,9 +3,10 @@
 //! The host holds the credentials and signs every request; it checks the
 //! endpoint, the bucket, the key (under a granted prefix) and, for a write,
 //! that the grant is read-write. A refusal comes back as
-//! [`AdapterError::Denied`]. Only available inside a component: natively
-//! every call answers `unsupported`, so unit tests exercise the rest of an
-//! adapter's logic and the real store is reached in integration tests.
+//! [`AdapterError::Denied`], as is a put past the 64 MiB one call may put
+//! in all. Only available inside a component: natively every call answers
+//! `unsupported`, so unit tests exercise the rest of an adapter's logic and
+//! the real store is reached in integration tests.
 
 use crate::AdapterError;
 
