@@ -1,6 +1,7 @@
 //! What an adapter may touch, in lines a reviewer reads: its actions, each
 //! surface's grant (HTTP origins and methods, directories, sockets, NATS
-//! subjects and buckets, SMTP servers, ...), and its limits. For a loaded
+//! subjects and buckets, SMTP servers, ...), its limits, and what one call
+//! may write under the grant (the host's bounds). For a loaded
 //! instance, the directories are shown where they really are, and the
 //! configuration keys it was given.
 
@@ -54,6 +55,13 @@ fn lines(g: &Grants, bindings: Option<&Bindings>) -> Vec<String> {
         }
     }
     out.push(line("limits", &g.limits.line()));
+    let per_call = g.capabilities.per_call();
+    if !per_call.is_empty() {
+        out.push(line(
+            "per call",
+            &format!("at most {}", per_call.join("; ")),
+        ));
+    }
     out
 }
 

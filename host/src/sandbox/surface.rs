@@ -175,6 +175,12 @@ pub trait Surface: 'static {
         log: &DecisionLog,
     ) -> wasmtime::Result<Self::Gate>;
 
+    /// What the gate lets one call write under this grant, for a reviewer
+    /// (`64 MiB put`); none when the grant writes nothing.
+    fn per_call(_grant: &Self::Grant) -> Option<String> {
+        None
+    }
+
     /// A call begins: what the gate bounds per call starts again.
     fn begin_call(_gate: &mut Self::Gate) {}
 

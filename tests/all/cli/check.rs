@@ -204,6 +204,7 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
         "files     /records = state/queue  read-write",
         "sockets   (none)",
         "limits    memory 64 MiB, 5000 ms per call",
+        "per call  at most files 64 MiB written, 1024 entries made",
         "config    (none set)",
         "asked     release-readiness-closure: step clear-review-queue (clear-entry on review-queue)",
         "asked     release-readiness-closure: step tell-scheduler (publish on channel)",

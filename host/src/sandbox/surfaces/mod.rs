@@ -135,6 +135,17 @@ macro_rules! registered {
                 )+]
             }
 
+            /// What one call may write, per surface whose grant writes.
+            pub fn per_call(&self) -> Vec<String> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(most) = <$surface as Surface>::per_call(&self.$field) {
+                        out.push(format!("{} {most}", <$surface as Surface>::ID.name));
+                    }
+                )+
+                out
+            }
+
             /// Every surface narrowed to reading (a shadow run's grant).
             pub fn read_only(&mut self) {
                 $( <$surface as Surface>::read_only(&mut self.$field); )+

@@ -261,6 +261,16 @@ impl Surface for Files {
         Ok(writes::Writes::default())
     }
 
+    fn per_call(grant: &FileGrants) -> Option<String> {
+        grant.values().any(|m| *m == FileMode::ReadWrite).then(|| {
+            format!(
+                "{} MiB written, {} entries made",
+                writes::MOST_BYTES_PER_CALL >> 20,
+                writes::MOST_ENTRIES_PER_CALL
+            )
+        })
+    }
+
     fn begin_call(gate: &mut writes::Writes) {
         gate.begin_call();
     }

@@ -362,6 +362,19 @@ impl Surface for Http {
         Ok(HttpGate::new(policy.clone(), log.clone()))
     }
 
+    fn per_call(grant: &HttpGrants) -> Option<String> {
+        let writes = grant
+            .values()
+            .flat_map(|g| &g.methods)
+            .any(|m| !matches!(m.as_str(), "GET" | "HEAD" | "OPTIONS"));
+        writes.then(|| {
+            format!(
+                "{MOST_WRITES_PER_CALL} requests that write, {} MiB of bodies",
+                MOST_BODY_BYTES_PER_CALL >> 20
+            )
+        })
+    }
+
     fn begin_call(gate: &mut HttpGate) {
         gate.begin_call();
     }

@@ -186,3 +186,11 @@ fn a_shadow_grant_keeps_only_the_reading_methods() {
     let methods: Vec<&String> = g.values().flat_map(|g| &g.methods).collect();
     assert_eq!(methods, ["GET"]);
 }
+
+#[test]
+fn a_reviewer_is_told_the_per_call_bound_only_of_a_grant_that_writes() {
+    assert_eq!(Http::per_call(&grant(GET).unwrap()), None);
+    let writes = Http::per_call(&grant(GET_PUT).unwrap()).unwrap();
+    assert!(writes.contains("16 requests that write"), "{writes}");
+    assert!(writes.contains("64 MiB of bodies"), "{writes}");
+}

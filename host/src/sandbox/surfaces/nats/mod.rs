@@ -126,6 +126,10 @@ impl Surface for Nats {
         ))
     }
 
+    fn per_call(grant: &Self::Grant) -> Option<String> {
+        (!grant.is_empty()).then(|| format!("{MOST_WRITES_PER_CALL} publishes and deletes"))
+    }
+
     fn begin_call(gate: &mut NatsGate) {
         gate.begin_call();
     }

@@ -296,6 +296,13 @@ impl Surface for S3 {
         Ok(S3Gate::new(policy.clone(), log.clone()))
     }
 
+    fn per_call(grant: &Self::Grant) -> Option<String> {
+        grant
+            .iter()
+            .any(|s| s.mode == FileMode::ReadWrite)
+            .then(|| format!("{} MiB put", MOST_PUT_BYTES_PER_CALL >> 20))
+    }
+
     fn begin_call(gate: &mut S3Gate) {
         gate.begin_call();
     }

@@ -161,6 +161,10 @@ impl Surface for Smtp {
         Ok(MailGate::new(policy.clone(), log.clone()))
     }
 
+    fn per_call(grant: &SmtpScopes) -> Option<String> {
+        (!grant.is_empty()).then(|| format!("{MOST_MESSAGES_PER_CALL} mails"))
+    }
+
     fn begin_call(gate: &mut MailGate) {
         gate.begin_call();
     }

@@ -123,6 +123,10 @@ impl Surface for Sockets {
         Ok(ByteBudget::new(writes::MOST_BYTES_PER_CALL))
     }
 
+    fn per_call(grant: &Self::Grant) -> Option<String> {
+        (!grant.is_empty()).then(|| format!("{} MiB sent", writes::MOST_BYTES_PER_CALL >> 20))
+    }
+
     fn begin_call(gate: &mut ByteBudget) {
         gate.refill();
     }
