@@ -321,6 +321,9 @@ struct Report<'a> {
     component_sha256: &'a str,
     manifest_sha256: &'a str,
     declared: &'a Grants,
+    /// What one call may write under the declared grant (the host's
+    /// bounds), per surface that writes.
+    per_call: Vec<String>,
     config: &'a [crate::sandbox::settings::ConfigKey],
     one_call_per_record: bool,
     imports: &'a [crate::sandbox::imports::Import],
@@ -344,6 +347,7 @@ impl<'a> Report<'a> {
             component_sha256: &package.component_sha256,
             manifest_sha256: &package.manifest_sha256,
             declared: &package.manifest.grants,
+            per_call: package.manifest.grants.capabilities.per_call(),
             config: &package.manifest.config,
             one_call_per_record: package.manifest.one_call_per_record,
             imports: &i.imports,

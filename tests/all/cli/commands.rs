@@ -104,6 +104,8 @@ fn approve_then_inspect_list_and_revoke() {
     assert_eq!(report["loads"], true);
     assert_eq!(report["approval"]["approved_by"], "sec-review");
     assert_eq!(report["status"], "approved, unchanged");
+    // It writes nothing: no bound on what a call writes applies to it.
+    assert_eq!(report["per_call"], serde_json::json!([]));
     assert!(
         report["imports"]
             .as_array()
