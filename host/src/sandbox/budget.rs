@@ -6,6 +6,8 @@
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::pipe::ClosedOutputStream;
 use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError};
 
 /// Bytes one call may still write; shared by whatever writes them (the
@@ -40,18 +42,25 @@ impl ByteBudget {
             .is_ok()
     }
 
-    /// `inner`, each write taking its share first; a write past the budget
-    /// traps the call with `past()` (which the surface recognises).
-    pub fn counting(
+    /// The output stream `stream` names in `table` (as wasmtime-wasi made
+    /// it), swapped in place for one whose every write takes its share
+    /// first; a write past the budget traps the call with `past()` (which
+    /// the surface recognises). In place: the stream keeps its handle and
+    /// its parent (a socket's streams are its children).
+    pub fn count_writes(
         &self,
-        inner: DynOutputStream,
+        table: &mut ResourceTable,
+        stream: &Resource<DynOutputStream>,
         past: fn() -> wasmtime::Error,
-    ) -> DynOutputStream {
-        Box::new(Counted {
+    ) -> wasmtime::Result<()> {
+        let slot = table.get_mut(stream)?;
+        let inner = std::mem::replace(slot, Box::new(ClosedOutputStream));
+        *slot = Box::new(Counted {
             inner,
             budget: self.clone(),
             past,
-        })
+        });
+        Ok(())
     }
 }
 

@@ -276,7 +276,8 @@ impl Surface for Files {
     }
 
     fn stopped_call(trap: &wasmtime::Error) -> Option<(SurfaceId, String)> {
-        writes::past_write_bound(trap).map(|bound| (writes::WRITES, bound.to_string()))
+        trap.downcast_ref::<writes::WriteBound>()
+            .map(|bound| (writes::WRITES, bound.to_string()))
     }
 
     fn add_to_linker<T: HasGate<Self> + WasiView + WasiHttpView + Send + 'static>(

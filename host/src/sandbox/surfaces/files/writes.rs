@@ -53,11 +53,6 @@ pub enum WriteBound {
     Entries,
 }
 
-/// Whether a trapped call was stopped by its write budget, and how.
-pub fn past_write_bound(trap: &wasmtime::Error) -> Option<WriteBound> {
-    trap.downcast_ref::<WriteBound>().copied()
-}
-
 /// One instance's budget for the call it is in (the files surface's gate).
 pub struct Writes {
     /// Bytes left; shared with the streams the instance writes through.
@@ -110,10 +105,10 @@ fn counted<T: HasGate<Files> + WasiView>(
         Err(e) => return answer(Err(e)),
     };
     let bytes = state.gate().bytes.clone();
-    let table = state.filesystem().table;
-    let inner = table.delete(stream)?;
-    let wrapped = bytes.counting(inner, || WriteBound::Bytes.into());
-    Ok((Ok(table.push(wrapped)?),))
+    bytes.count_writes(state.filesystem().table, &stream, || {
+        WriteBound::Bytes.into()
+    })?;
+    Ok((Ok(stream),))
 }
 
 /// Link the bounded functions over wasmtime-wasi's own (which must be

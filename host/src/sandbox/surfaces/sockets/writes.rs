@@ -54,11 +54,7 @@ pub fn add_to_linker<T: HasGate<Sockets> + WasiView + Send + 'static>(
                     Ok(streams) => streams,
                     Err(e) => return Ok((Err::<Streams, ErrorCode>(e.downcast()?),)),
                 };
-                // The stream stays the socket's child: swapped in place.
-                let slot: &mut DynOutputStream = view.table.get_mut(&output)?;
-                let inner =
-                    std::mem::replace(slot, Box::new(wasmtime_wasi::p2::pipe::ClosedOutputStream));
-                *slot = budget.counting(inner, || SentTooMuch.into());
+                budget.count_writes(view.table, &output, || SentTooMuch.into())?;
                 Ok((Ok((input, output)),))
             })
         },
