@@ -1,7 +1,9 @@
-//! A call's budget of bytes, and an output stream whose writes take their
-//! share of it: how a surface bounds what one call writes (into files, a
-//! socket, request bodies, a bucket) when the writing is done by code it
-//! does not own (wasmtime-wasi's streams) or spread over many requests.
+//! A call's budget, of bytes or of writes counted one by one, and an output
+//! stream whose writes take their share of it: how a surface bounds what
+//! one call writes (bytes into files, a socket, request bodies, a bucket;
+//! files made, mails, publishes, requests that write), also when the
+//! writing is done by code it does not own (wasmtime-wasi's streams) or
+//! spread over many requests.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -10,17 +12,18 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::ClosedOutputStream;
 use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError};
 
-/// Bytes one call may still write; shared by whatever writes them (the
-/// instance's streams, its requests' bodies), filled again at each call.
+/// What one call may still write (bytes, or writes one by one); shared by
+/// whatever writes (the instance's streams, its requests' bodies), filled
+/// again at each call.
 #[derive(Clone)]
-pub struct ByteBudget {
+pub struct Budget {
     left: Arc<AtomicU64>,
     most: u64,
 }
 
-impl ByteBudget {
+impl Budget {
     pub fn new(most: u64) -> Self {
-        ByteBudget {
+        Budget {
             left: Arc::new(AtomicU64::new(most)),
             most,
         }
@@ -32,7 +35,8 @@ impl ByteBudget {
         self.left.store(self.most, Ordering::Relaxed);
     }
 
-    /// Take `n` bytes; false, taking nothing, when fewer are left.
+    /// Take `n` (bytes, or 1 for a write); false, taking nothing, when fewer
+    /// are left.
     pub fn take(&self, n: usize) -> bool {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         self.left
@@ -67,7 +71,7 @@ impl ByteBudget {
 /// An output stream whose every write takes its share of a budget.
 struct Counted {
     inner: DynOutputStream,
-    budget: ByteBudget,
+    budget: Budget,
     past: fn() -> wasmtime::Error,
 }
 
@@ -128,7 +132,7 @@ mod tests {
 
     #[test]
     fn a_budget_is_taken_whole_or_not_at_all_and_refilled() {
-        let budget = ByteBudget::new(10);
+        let budget = Budget::new(10);
         let shared = budget.clone();
         assert!(budget.take(6));
         assert!(!shared.take(5), "4 left");

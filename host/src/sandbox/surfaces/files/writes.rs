@@ -14,7 +14,7 @@
 //! instance is finished, and the host records the denial.
 
 use super::Files;
-use crate::sandbox::budget::ByteBudget;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::surface::{HasGate, SurfaceId};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiView;
@@ -56,15 +56,15 @@ pub enum WriteBound {
 /// One instance's budget for the call it is in (the files surface's gate).
 pub struct Writes {
     /// Bytes left; shared with the streams the instance writes through.
-    bytes: ByteBudget,
-    entries: u32,
+    bytes: Budget,
+    entries: Budget,
 }
 
 impl Default for Writes {
     fn default() -> Self {
         Writes {
-            bytes: ByteBudget::new(MOST_BYTES_PER_CALL),
-            entries: MOST_ENTRIES_PER_CALL,
+            bytes: Budget::new(MOST_BYTES_PER_CALL),
+            entries: Budget::new(MOST_ENTRIES_PER_CALL.into()),
         }
     }
 }
@@ -73,16 +73,18 @@ impl Writes {
     /// A new call: the whole budget again.
     pub fn begin_call(&mut self) {
         self.bytes.refill();
-        self.entries = MOST_ENTRIES_PER_CALL;
+        self.entries.refill();
     }
 
     fn take_bytes(&self, n: usize) -> Result<(), WriteBound> {
         self.bytes.take(n).then_some(()).ok_or(WriteBound::Bytes)
     }
 
-    fn take_entry(&mut self) -> Result<(), WriteBound> {
-        self.entries = self.entries.checked_sub(1).ok_or(WriteBound::Entries)?;
-        Ok(())
+    fn take_entry(&self) -> Result<(), WriteBound> {
+        self.entries
+            .take(1)
+            .then_some(())
+            .ok_or(WriteBound::Entries)
     }
 }
 

@@ -6,7 +6,7 @@
 //! recorded once.
 
 use super::HTTP;
-use crate::sandbox::budget::ByteBudget;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::decision::DecisionLog;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::pin::Pin;
@@ -18,7 +18,7 @@ pub const MOST_BODY_BYTES_PER_CALL: u64 = 64 * 1024 * 1024;
 
 /// `body`, sent only as far as the call's `budget` goes; `shown` names the
 /// request in the denial.
-pub fn limited(body: WasiBody, budget: &ByteBudget, log: DecisionLog, shown: String) -> WasiBody {
+pub fn limited(body: WasiBody, budget: &Budget, log: DecisionLog, shown: String) -> WasiBody {
     http_body_util::BodyExt::boxed_unsync(Budgeted {
         inner: body,
         budget: budget.clone(),
@@ -29,7 +29,7 @@ pub fn limited(body: WasiBody, budget: &ByteBudget, log: DecisionLog, shown: Str
 /// A request body whose data frames take their share of the call's budget.
 struct Budgeted {
     inner: WasiBody,
-    budget: ByteBudget,
+    budget: Budget,
     /// Where the denial goes, until it has gone.
     denial: Option<(DecisionLog, String)>,
 }

@@ -27,7 +27,7 @@
 
 use super::body::{MOST_BODY_BYTES_PER_CALL, limited};
 use super::{HTTP, HttpGrant, Origin};
-use crate::sandbox::budget::ByteBudget;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::pool::{BodyError, Pool};
@@ -76,10 +76,10 @@ impl HttpPolicy {
 pub struct HttpGate {
     policy: Arc<HttpPolicy>,
     log: DecisionLog,
-    /// Requests of a method that writes the call it is in has sent.
-    writes: u32,
+    /// Requests of a method that writes the call it is in may still send.
+    writes: Budget,
     /// What is left of the call's budget of request-body bytes.
-    bodies: ByteBudget,
+    bodies: Budget,
 }
 
 /// The most requests of a method other than `GET`, `HEAD` and `OPTIONS` one
@@ -92,31 +92,25 @@ impl HttpGate {
         HttpGate {
             policy,
             log,
-            writes: 0,
-            bodies: ByteBudget::new(MOST_BODY_BYTES_PER_CALL),
+            writes: Budget::new(MOST_WRITES_PER_CALL.into()),
+            bodies: Budget::new(MOST_BODY_BYTES_PER_CALL),
         }
     }
 
     /// A new call: nothing written yet.
     pub fn begin_call(&mut self) {
-        self.writes = 0;
+        self.writes.refill();
         self.bodies.refill();
     }
 
     /// Whether a request of `method` is one write too many for this call
     /// (counting it when it is not).
-    fn one_write_too_many(&mut self, method: &http::Method) -> bool {
-        if matches!(
+    fn one_write_too_many(&self, method: &http::Method) -> bool {
+        let reads = matches!(
             *method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-        ) {
-            return false;
-        }
-        if self.writes >= MOST_WRITES_PER_CALL {
-            return true;
-        }
-        self.writes += 1;
-        false
+        );
+        !reads && !self.writes.take(1)
     }
 }
 

@@ -6,6 +6,7 @@ use super::NATS;
 use super::grant::{NatsScope, ScopeKind, concrete_subject, subject_matches, valid_key};
 use crate::sandbox::bindings::handoff::adapter::jetstream::{self, KvEntry, PublishAck};
 use crate::sandbox::bindings::wit::AdapterError;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::parse_server;
 use futures_util::StreamExt;
@@ -13,7 +14,6 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// How long connecting or one JetStream request may take. Below the default
@@ -79,8 +79,8 @@ pub struct NatsGate {
     scopes: Arc<BTreeSet<NatsScope>>,
     pool: Arc<NatsPool>,
     log: DecisionLog,
-    /// Writes the call it is in has tried.
-    writes: AtomicU32,
+    /// Writes the call it is in may still make.
+    writes: Budget,
 }
 
 impl NatsGate {
@@ -89,13 +89,13 @@ impl NatsGate {
             scopes,
             pool,
             log,
-            writes: AtomicU32::new(0),
+            writes: Budget::new(MOST_WRITES_PER_CALL.into()),
         }
     }
 
     /// A new call: nothing written yet.
     pub fn begin_call(&mut self) {
-        *self.writes.get_mut() = 0;
+        self.writes.refill();
     }
 
     /// Check one use against the grant; a denial is logged and returned.
@@ -129,9 +129,7 @@ impl NatsGate {
                 "{noun} not granted on this server by capabilities.nats"
             )));
         }
-        if WRITES.contains(&what)
-            && self.writes.fetch_add(1, Ordering::Relaxed) >= MOST_WRITES_PER_CALL
-        {
+        if WRITES.contains(&what) && !self.writes.take(1) {
             return Err(deny(format!(
                 "more than {MOST_WRITES_PER_CALL} publishes and deletes in one call"
             )));

@@ -9,7 +9,7 @@ use super::grant::{S3Scope, key_problem};
 use super::request::{ERROR_BODY, Outgoing, content_range_total, etag, info, oversize, refusal};
 use crate::sandbox::bindings::handoff::adapter::s3::{self, ObjectChunk, ObjectInfo};
 use crate::sandbox::bindings::wit::AdapterError;
-use crate::sandbox::budget::ByteBudget;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::Resolve;
@@ -109,7 +109,7 @@ pub struct S3Gate {
     pub(super) policy: Arc<S3Policy>,
     pub(super) log: DecisionLog,
     /// What the call it is in may still put.
-    put: ByteBudget,
+    put: Budget,
 }
 
 impl S3Gate {
@@ -117,7 +117,7 @@ impl S3Gate {
         S3Gate {
             policy,
             log,
-            put: ByteBudget::new(MOST_PUT_BYTES_PER_CALL),
+            put: Budget::new(MOST_PUT_BYTES_PER_CALL),
         }
     }
 

@@ -8,6 +8,7 @@ use super::SMTP;
 use super::grant::{Login, ScopeKind, SmtpScope, Transport, transport_of};
 use crate::sandbox::bindings::handoff::adapter::mail::{self, Email};
 use crate::sandbox::bindings::wit::AdapterError;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::parse_server;
 use lettre::message::{Mailbox, header::ContentType};
@@ -18,7 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Connecting and each SMTP command; below the default call limit so an
@@ -149,8 +149,8 @@ pub const MOST_MESSAGES_PER_CALL: u32 = 16;
 pub struct MailGate {
     policy: Arc<MailPolicy>,
     log: DecisionLog,
-    /// Messages the call it is in has tried to send.
-    sent: AtomicU32,
+    /// Messages the call it is in may still send.
+    sent: Budget,
 }
 
 impl MailGate {
@@ -158,13 +158,13 @@ impl MailGate {
         MailGate {
             policy,
             log,
-            sent: AtomicU32::new(0),
+            sent: Budget::new(MOST_MESSAGES_PER_CALL.into()),
         }
     }
 
     /// A new call: nothing sent yet.
     pub fn begin_call(&mut self) {
-        *self.sent.get_mut() = 0;
+        self.sent.refill();
     }
 
     fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
@@ -204,7 +204,7 @@ impl MailGate {
                 )));
             }
         }
-        if self.sent.fetch_add(1, Ordering::Relaxed) >= MOST_MESSAGES_PER_CALL {
+        if !self.sent.take(1) {
             return Err(deny(format!(
                 "more than {MOST_MESSAGES_PER_CALL} messages in one call"
             )));

@@ -7,7 +7,7 @@
 
 pub mod writes;
 
-use crate::sandbox::budget::ByteBudget;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::ceiling::HostCeiling;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::normalize_socket;
@@ -48,7 +48,7 @@ impl Surface for Sockets {
     type Binding = NoBinding;
     type Shared = ();
     type Policy = BTreeSet<SocketAddr>;
-    type Gate = ByteBudget;
+    type Gate = Budget;
 
     fn parse(entries: Vec<RawSocket>) -> Result<BTreeSet<SocketAddr>, String> {
         let mut out = BTreeSet::new();
@@ -112,7 +112,7 @@ impl Surface for Sockets {
         granted: &Arc<Self::Grant>,
         wasi: &mut WasiCtxBuilder,
         log: &DecisionLog,
-    ) -> wasmtime::Result<ByteBudget> {
+    ) -> wasmtime::Result<Budget> {
         wasi.allow_udp(false).allow_ip_name_lookup(false);
         wasi.allow_tcp(!granted.is_empty());
         let (granted, log) = (granted.clone(), log.clone());
@@ -120,14 +120,14 @@ impl Surface for Sockets {
             let verdict = check(&granted, addr, use_, &log);
             Box::pin(async move { verdict })
         });
-        Ok(ByteBudget::new(writes::MOST_BYTES_PER_CALL))
+        Ok(Budget::new(writes::MOST_BYTES_PER_CALL))
     }
 
     fn per_call(grant: &Self::Grant) -> Option<String> {
         (!grant.is_empty()).then(|| format!("{} MiB sent", writes::MOST_BYTES_PER_CALL >> 20))
     }
 
-    fn begin_call(gate: &mut ByteBudget) {
+    fn begin_call(gate: &mut Budget) {
         gate.refill();
     }
 
