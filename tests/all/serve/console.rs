@@ -351,6 +351,41 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
         // In the frame of the person logged in.
         assert!(a.body.contains("id=\"role\""), "{path}: {}", a.body);
     }
+    // A parameter a page does not take, one given twice, or a value it
+    // does not know is refused, not shown as if applied (a mistyped
+    // filter listed everything).
+    for (path, says) in [
+        ("/ui/follow-ups?stat=resolved", "stat"),
+        ("/ui/follow-ups?status=closed", "closed"),
+        ("/ui/follow-ups?status=all&status=open", "status"),
+        ("/ui/follow-ups/1?done=everything", "everything"),
+        ("/ui/follow-ups/1?role=reviewer", "role"),
+        ("/ui/runs?outcome=completed&polcy=x", "polcy"),
+        ("/ui/runs/r?resumed=first", "resumed"),
+        ("/ui/dashboard?days=90", "days"),
+        ("/ui/audit?from=1", "from"),
+        ("/ui/adapters?all=1", "all"),
+        ("/ui/shadow?run=1", "run"),
+    ] {
+        let a = client.get(path);
+        assert_eq!(a.code, 400, "{path}: {}", a.body);
+        assert!(
+            a.body.contains("id=\"error\"") && a.body.contains(says),
+            "{path}: a page naming {says:?}: {}",
+            a.body
+        );
+    }
+    let long = format!("/ui/runs?{}=1", "p".repeat(20_000));
+    let a = client.get(&long);
+    assert_eq!(a.code, 400);
+    assert!(a.body.len() < 8_000, "what it repeats is cut short");
+    // A form posted to an address with a query, and the login page asked
+    // with one, are refused the same way.
+    let a = client.post("/ui/follow-ups/1/ack?as=reviewer", &format!("csrf={csrf}"));
+    assert_eq!(a.code, 400, "{}", a.body);
+    let a = Client::new(&service).get("/ui/login?next=/ui/runs&then=/ui/audit");
+    assert_eq!(a.code, 400, "{}", a.body);
+    assert!(a.body.contains("then"), "{}", a.body);
 
     // Another team sees neither the packet nor a form.
     let mut other = Client::new(&service);

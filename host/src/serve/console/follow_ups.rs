@@ -4,23 +4,24 @@
 
 use super::super::App;
 use super::super::api::follow_ups::{ResolveBody, STATUSES, decide, packets, take_on};
-use super::super::api::refusal::{Refusal, follow_up_id, no_follow_up, taken};
+use super::super::api::refusal::{Refusal, follow_up_id, no_follow_up, refusal, taken};
 use super::super::api::{auth, read};
 use super::session::{self, Visitor};
-use super::{Fields, Frame, MAX_FORM_BYTES, form, html, refused, require};
+use super::{Fields, Frame, MAX_FORM_BYTES, NoParameters, asked, form, html, refused, visit};
 use crate::follow_up::{FollowUp, Resolution};
 use crate::store::follow_ups;
 use crate::store::notices::NoticeRow;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct InboxQuery {
     status: Option<String>,
 }
@@ -43,21 +44,20 @@ struct Inbox {
 
 /// The packets the visitor's role owns (a reviewer: all), overdue first,
 /// then by due time.
-pub(super) async fn inbox(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    uri: Uri,
-    query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+pub(super) async fn inbox(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let (v, q): (_, InboxQuery) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
-    let status = query
-        .ok()
-        .and_then(|q| q.0.status)
-        .filter(|s| STATUSES.contains(&s.as_str()))
-        .unwrap_or_else(|| "open".into());
+    let status = q.status.unwrap_or_else(|| "open".into());
+    if !STATUSES.contains(&status.as_str()) {
+        let why = format!("status {status:?}: one of {}", STATUSES.join(", "));
+        return refused(
+            &app,
+            Some(&v),
+            refusal(StatusCode::BAD_REQUEST, "bad-query", why),
+        );
+    }
     let now = crate::store::now_rfc3339();
     let (app2, who, wanted, at) = (app.clone(), v.who.clone(), status.clone(), now.clone());
     let rows = read(&app, move |s| {
@@ -103,7 +103,11 @@ struct PacketPage {
     done: Option<String>,
 }
 
+/// What the packet page may say was just done (after a form's redirect).
+const DONE: [&str; 4] = ["acknowledged", "resume", "abandon", "mark-resolved"];
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct PacketQuery {
     done: Option<String>,
 }
@@ -115,20 +119,26 @@ pub(super) async fn packet(
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
-    query: Result<Query<PacketQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+    let (v, q): (_, PacketQuery) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
     let id = match follow_up_id(&id) {
         Ok(id) => id,
         Err(r) => return refused(&app, Some(&v), r),
     };
-    let done = query
-        .ok()
-        .and_then(|q| q.0.done)
-        .filter(|d| ["acknowledged", "resume", "abandon", "mark-resolved"].contains(&d.as_str()));
+    let done = q.done;
+    if let Some(d) = &done
+        && !DONE.contains(&d.as_str())
+    {
+        let why = format!("done {d:?}: one of {}", DONE.join(", "));
+        return refused(
+            &app,
+            Some(&v),
+            refusal(StatusCode::BAD_REQUEST, "bad-query", why),
+        );
+    }
     let found = read(&app, move |s| {
         let conn = s.conn()?;
         let f = follow_ups::get(&conn, id)?.ok_or_else(|| no_follow_up(id))?;
@@ -164,6 +174,7 @@ pub(super) async fn packet(
 fn posted(
     app: &App,
     headers: &HeaderMap,
+    uri: &Uri,
     id: &str,
     body: Result<Bytes, BytesRejection>,
     allowed: &[&str],
@@ -172,14 +183,15 @@ fn posted(
     let v = session::visitor(app, headers).ok_or_else(|| {
         (
             None,
-            super::super::api::refusal::refusal(
+            refusal(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "log in again: the session has ended",
             ),
         )
     })?;
-    let fields = taken(body, MAX_FORM_BYTES)
+    let fields = asked::<NoParameters>(uri)
+        .and_then(|_| taken(body, MAX_FORM_BYTES))
         .and_then(|body| form(&body, allowed))
         .map_err(|r| (Some(v.clone()), r))?;
     session::check_csrf(&v, fields.get("csrf").map(String::as_str))
@@ -191,10 +203,11 @@ fn posted(
 pub(super) async fn acknowledge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (v, id, _) = match posted(&app, &headers, &id, body, &["csrf"]) {
+    let (v, id, _) = match posted(&app, &headers, &uri, &id, body, &["csrf"]) {
         Ok(p) => p,
         Err((v, r)) => return refused(&app, v.as_ref(), r),
     };
@@ -207,12 +220,14 @@ pub(super) async fn acknowledge(
 pub(super) async fn resolve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let (v, id, mut fields) = match posted(
         &app,
         &headers,
+        &uri,
         &id,
         body,
         &["csrf", "action", "note", "verdict"],

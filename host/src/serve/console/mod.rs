@@ -14,7 +14,7 @@ mod shadow;
 mod status;
 
 use super::App;
-use super::api::refusal::{Refusal, taken};
+use super::api::refusal::{Refusal, refusal, taken};
 use crate::readiness::Finding;
 use askama::Template;
 use axum::Router;
@@ -166,13 +166,43 @@ fn require(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<Visitor, Redirec
     })
 }
 
+/// The parameters of a page that takes none.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoParameters {}
+
+/// The person asking for a page and what the page was asked, or the answer
+/// instead: the way to the login page for a stranger, a refusal for a
+/// parameter the page does not take, one given twice or a value of the
+/// wrong kind. Read as strictly as the API reads its lists: a mistyped
+/// filter shown as if it had been applied would mislead whoever reads the
+/// page.
+fn visit<T: serde::de::DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(Visitor, T), Box<Response>> {
+    let v = require(app, headers, uri).map_err(|login| Box::new(login.into_response()))?;
+    match asked(uri) {
+        Ok(q) => Ok((v, q)),
+        Err(r) => Err(Box::new(refused(app, Some(&v), r))),
+    }
+}
+
+/// A page's parameters from its address, strictly (see [`visit`]).
+fn asked<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, Refusal> {
+    axum::extract::Query::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))
+}
+
 /// A form's fields by name.
 type Fields = BTreeMap<String, String>;
 
 /// A posted form's fields; a field not in `allowed`, one given twice, or
 /// a body that is not a form is refused.
 fn form(body: &[u8], allowed: &[&str]) -> Result<Fields, Refusal> {
-    let bad = |why: String| super::api::refusal::refusal(StatusCode::BAD_REQUEST, "bad-form", why);
+    let bad = |why: String| refusal(StatusCode::BAD_REQUEST, "bad-form", why);
     let mut fields = BTreeMap::new();
     for (name, value) in url::form_urlencoded::parse(body) {
         if !allowed.contains(&name.as_ref()) {
@@ -210,14 +240,16 @@ struct LoginPage {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoginQuery {
     next: Option<String>,
 }
 
-async fn login_page(
-    query: Result<axum::extract::Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let next = query.ok().and_then(|q| q.0.next);
+async fn login_page(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let next = match asked::<LoginQuery>(&uri) {
+        Ok(q) => q.next,
+        Err(r) => return refused(&app, None, r),
+    };
     html(
         StatusCode::OK,
         &LoginPage {
@@ -231,10 +263,12 @@ async fn login_page(
 async fn login(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let fields = match session::same_site(&headers)
-        .and_then(|()| taken(body, MAX_FORM_BYTES))
+        .and_then(|()| asked::<NoParameters>(&uri))
+        .and_then(|_| taken(body, MAX_FORM_BYTES))
         .and_then(|body| form(&body, &["token", "next"]))
     {
         Ok(f) => f,
@@ -272,10 +306,12 @@ fn with_cookie(to: Redirect, cookie: String) -> Response {
 async fn logout(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let result = (|| {
         session::same_site(&headers)?;
+        asked::<NoParameters>(&uri)?;
         let fields = form(&taken(body, MAX_FORM_BYTES)?, &["csrf"])?;
         if let Some(v) = session::visitor(&app, &headers) {
             session::check_csrf(&v, fields.get("csrf").map(String::as_str))?;

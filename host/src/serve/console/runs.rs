@@ -4,16 +4,16 @@
 use super::super::App;
 use super::super::api::refusal::{refusal, shown};
 use super::super::api::{MAX_LISTED, read};
-use super::{Frame, html, refused, require};
+use super::{Frame, html, refused, visit};
 use crate::audit::Row;
 use crate::follow_up::FollowUp;
 use crate::model::Outcome;
 use crate::store::runs::{self, RunRecord};
 use crate::store::steps::{self, StepRow};
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use std::sync::Arc;
 const PAYLOAD_CHARS: usize = 400;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RunsQuery {
     outcome: Option<String>,
     policy: Option<String>,
@@ -38,20 +39,11 @@ struct RunsPage {
     scanned: usize,
 }
 
-pub(super) async fn list(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    uri: Uri,
-    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let (v, q): (_, RunsQuery) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
-    let q = query.map(|q| q.0).unwrap_or(RunsQuery {
-        outcome: None,
-        policy: None,
-    });
     let outcome = q.outcome.unwrap_or_default();
     let which = match runs::Which::parse(&outcome) {
         Ok(which) => which,
@@ -120,6 +112,7 @@ struct RunPage {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RunQuery {
     resumed: Option<i64>,
 }
@@ -129,13 +122,12 @@ pub(super) async fn show(
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
-    query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+    let (v, q): (_, RunQuery) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
-    let resumed = query.ok().and_then(|q| q.0.resumed);
+    let resumed = q.resumed;
     let found = read(&app, move |s| {
         let conn = s.conn()?;
         let Some(run) = runs::get(&conn, &id)? else {

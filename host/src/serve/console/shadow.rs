@@ -4,12 +4,12 @@
 
 use super::super::App;
 use super::super::api::refusal::{Refusal, refusal};
-use super::{Frame, html, refused, require};
+use super::{Frame, NoParameters, html, refused, visit};
 use crate::pipeline::shadow::report::{RunVerdict, Verdict};
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 
 /// How many shadowed runs the page looks at (the newest).
@@ -25,9 +25,9 @@ struct ShadowPage {
 }
 
 pub(super) async fn report(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+    let (v, NoParameters {}) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
     let app2 = app.clone();
     // The report calls adapters (async) on the API's engine, which lives

@@ -5,7 +5,7 @@
 
 use super::super::App;
 use super::super::api::read;
-use super::{Frame, html, refused, require};
+use super::{Frame, NoParameters, html, refused, visit};
 use crate::audit::{self, Row};
 use crate::readiness::Finding;
 use crate::store::stats::Handoffs;
@@ -13,7 +13,7 @@ use crate::store::{Store, StoreError};
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 
 /// How far back the outcomes go.
@@ -68,9 +68,9 @@ pub(super) async fn dashboard(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+    let (v, NoParameters {}) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
     let found = read(&app, |s| Ok((s.stats()?, s.outcomes_by_day(DAYS)?))).await;
     let (stats, by_day) = match found {
@@ -136,9 +136,9 @@ struct AuditPage {
 /// connection of its own (the shared reader answers `/metrics` and
 /// `/readyz` meanwhile).
 pub(super) async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+    let (v, NoParameters {}) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
     let _one_at_a_time = app.console.verifying.lock().await;
     let path = app.shared.path().to_path_buf();
@@ -190,9 +190,9 @@ pub(super) async fn adapters(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let v = match require(&app, &headers, &uri) {
-        Ok(v) => v,
-        Err(login) => return login.into_response(),
+    let (v, NoParameters {}) = match visit(&app, &headers, &uri) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
     };
     let findings = &app.console.findings;
     html(
