@@ -10,7 +10,7 @@
 
 use crate::AdapterError;
 
-pub use crate::bindings::s3::{ObjectChunk, ObjectInfo};
+pub use crate::bindings::s3::{Expected, ObjectChunk, ObjectInfo};
 
 /// The most one [`get_object`] returns (the host's cap).
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
@@ -44,6 +44,23 @@ pub fn put_object(
     content_type: &str,
 ) -> Result<ObjectInfo, AdapterError> {
     backend::put_object(endpoint, bucket, key, body, content_type)
+}
+
+/// Write an object whole only if it is as `expected` when the store takes
+/// the write: [`Expected::Absent`] to make it, [`Expected::Etag`] with the
+/// entity tag a read returned to replace what was read. When another
+/// writer (another run, another process) got there first, nothing is
+/// written and the error is [`AdapterError::Conflict`]: read again, decide
+/// again. What a read-change-write of a shared object needs.
+pub fn put_object_if(
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    content_type: &str,
+    expected: &Expected,
+) -> Result<ObjectInfo, AdapterError> {
+    backend::put_object_if(endpoint, bucket, key, body, content_type, expected)
 }
 
 /// Read a whole object in turns of at most [`MAX_CHUNK`] bytes, handing
@@ -119,6 +136,17 @@ mod backend {
     ) -> Result<ObjectInfo, AdapterError> {
         s3::put_object(e, b, k, body, content_type)
     }
+
+    pub fn put_object_if(
+        e: &str,
+        b: &str,
+        k: &str,
+        body: &[u8],
+        content_type: &str,
+        expected: &s3::Expected,
+    ) -> Result<ObjectInfo, AdapterError> {
+        s3::put_object_if(e, b, k, body, content_type, expected)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -149,6 +177,17 @@ mod backend {
         _: &str,
         _: &[u8],
         _: &str,
+    ) -> Result<ObjectInfo, AdapterError> {
+        Err(native())
+    }
+
+    pub fn put_object_if(
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &[u8],
+        _: &str,
+        _: &super::Expected,
     ) -> Result<ObjectInfo, AdapterError> {
         Err(native())
     }

@@ -14,9 +14,13 @@
 //! Crash window: none. The key is inside the one object a write replaces
 //! (a PUT is whole or not at all), so a run killed after the store took it
 //! finds its key on the next observe. Two runs attaching to one bundle at
-//! once could each read the list before the other wrote it: the manifest
-//! declares `one-call-per-record`, so the host gives each bundle one call
-//! at a time (as it does `fs-records`' records).
+//! once could each read the list before the other wrote it. In one process
+//! the manifest's `one-call-per-record` gives each bundle one call at a
+//! time (as it does `fs-records`' records); across processes (two
+//! services, or a service and `handoff run`) each write is conditional on
+//! the list being the one read (`put-object-if`), so a writer that lost
+//! the race reads the list again, with the other's link in it, and adds
+//! its own to that.
 //!
 //! Config: `endpoint` and `bucket` (required), `prefix` (default none),
 //! `base_url` (links are `<base_url>/<id>`; without it, `s3://<bucket>/<key>`).
@@ -35,7 +39,7 @@ struct Attached {
     links: Vec<Attachment>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Attachment {
     url: String,
     title: String,
@@ -78,7 +82,17 @@ fn links_key(place: &Place) -> String {
     format!("{}.links.json", place.key)
 }
 
+/// How many times an attach reads the list again after another writer
+/// changed it between its read and its write.
+const ATTEMPTS: u32 = 8;
+
 fn attached(place: &Place) -> Result<Attached, AdapterError> {
+    Ok(attached_as_read(place)?.0)
+}
+
+/// The attached links, and what a write replacing them must expect: the
+/// object as read, or none.
+fn attached_as_read(place: &Place) -> Result<(Attached, s3::Expected), AdapterError> {
     let chunk = s3::get_object(
         &place.endpoint,
         &place.bucket,
@@ -87,7 +101,7 @@ fn attached(place: &Place) -> Result<Attached, AdapterError> {
         MAX_LINKS_BYTES,
     )?;
     let Some(chunk) = chunk else {
-        return Ok(Attached::default());
+        return Ok((Attached::default(), s3::Expected::Absent));
     };
     if chunk.total_size > u64::from(MAX_LINKS_BYTES) {
         return Err(AdapterError::Invalid(format!(
@@ -96,9 +110,39 @@ fn attached(place: &Place) -> Result<Attached, AdapterError> {
             chunk.total_size
         )));
     }
-    serde_json::from_slice(&chunk.bytes).map_err(|e| {
+    let links = serde_json::from_slice(&chunk.bytes).map_err(|e| {
         AdapterError::Invalid(format!("{} is not a links object: {e}", links_key(place)))
-    })
+    })?;
+    Ok((links, s3::Expected::Etag(chunk.etag)))
+}
+
+/// Add the link under `key` to the bundle's list unless it is there: a
+/// write conditional on the list as read, read again when another writer
+/// changed it first.
+fn attach(place: &Place, link: Attachment) -> Result<(), AdapterError> {
+    for _ in 0..ATTEMPTS {
+        let (mut attached, expected) = attached_as_read(place)?;
+        if attached.links.iter().any(|a| a.key == link.key) {
+            return Ok(());
+        }
+        attached.links.push(link.clone());
+        let body = serde_json::to_vec_pretty(&attached).expect("links encode");
+        match s3::put_object_if(
+            &place.endpoint,
+            &place.bucket,
+            &links_key(place),
+            &body,
+            "application/json",
+            &expected,
+        ) {
+            Err(AdapterError::Conflict(_)) => continue,
+            done => return done.map(drop),
+        }
+    }
+    Err(AdapterError::Transient(format!(
+        "{}: changed by another writer at each of {ATTEMPTS} attempts",
+        links_key(place)
+    )))
 }
 
 fn observe(place: &Place) -> Result<Observed, AdapterError> {
@@ -149,18 +193,7 @@ impl Target for Archive {
                 place.key, place.bucket
             )));
         }
-        let mut attached = attached(&place)?;
-        if !attached.links.iter().any(|a| a.key == key) {
-            attached.links.push(Attachment { url, title, key });
-            let body = serde_json::to_vec_pretty(&attached).expect("links encode");
-            s3::put_object(
-                &place.endpoint,
-                &place.bucket,
-                &links_key(&place),
-                &body,
-                "application/json",
-            )?;
-        }
+        attach(&place, Attachment { url, title, key })?;
         observe(&place)
     }
 }

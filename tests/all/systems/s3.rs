@@ -426,3 +426,116 @@ fn the_credentials_never_reach_the_adapter_and_wrong_ones_are_refused_by_the_sto
         "a signature leaked: {shown}"
     );
 }
+
+/// A conditional put writes only over what the writer read: an object made
+/// only where none is, replaced only while it is the one read; otherwise
+/// the store refuses, nothing is written, and the adapter gets `conflict`.
+#[test]
+fn a_conditional_put_writes_only_over_the_object_it_read() {
+    let store = Store::from_env();
+    let key = fresh("conditional");
+    let grant = format!(
+        "[[capabilities.s3]]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"releases/\"\n\
+         mode = \"read-write\"\ncredentials = {{ access-key = \"s3_access_key\", secret-key = \"s3_secret_key\" }}\n",
+        store.endpoint, store.bucket
+    );
+    let pkg = package("probe", &probe_manifest("writer", &grant));
+    let mut writer = AdapterInstance::new("writer", pkg.path());
+    with_credentials(&mut writer);
+    let loaded = approved(&sandbox(), pkg.path(), &writer);
+    let put = |expected: &str, body: &str| {
+        runtime().block_on(async {
+            let mut instance = loaded.instantiate().await.unwrap();
+            let arg = format!(
+                "{} {} {key} {expected} {body}",
+                store.endpoint, store.bucket
+            );
+            let answer = instance.observe(&rec("s3-put-if", &arg)).await.unwrap();
+            answer.map(|seen| {
+                seen.fields
+                    .iter()
+                    .find(|(k, _)| k == "etag")
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            })
+        })
+    };
+    let conflict = |answer: Result<String, AdapterError>, says: &str| match answer {
+        Err(AdapterError::Conflict(m)) => assert!(m.contains(says), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+
+    let first = put("absent", "one").unwrap();
+    assert_eq!(store.get(&key).as_deref(), Some(&b"one"[..]));
+    // Another writer made it first.
+    conflict(put("absent", "two"), "an object is there");
+    assert_eq!(store.get(&key).as_deref(), Some(&b"one"[..]));
+    // Replaced while it is the one read...
+    let second = put(&first, "three").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(store.get(&key).as_deref(), Some(&b"three"[..]));
+    // ...and not once another write came between.
+    conflict(put(&first, "four"), "not the one read");
+    assert_eq!(store.get(&key).as_deref(), Some(&b"three"[..]));
+    // An entity tag that is no header's is refused before anything is sent.
+    let answer = put("a\"b", "five");
+    assert!(
+        matches!(&answer, Err(AdapterError::Invalid(m)) if m.contains("entity tag")),
+        "{answer:?}"
+    );
+    assert_eq!(store.get(&key).as_deref(), Some(&b"three"[..]));
+}
+
+/// Writers attaching links to one bundle at once, each on an instance of
+/// its own (as two services on one bucket would: no per-record turn
+/// between them), lose none of each other's links.
+#[test]
+fn links_attached_at_once_by_many_writers_are_all_kept() {
+    const WRITERS: usize = 6;
+    let store = Store::from_env();
+    let pkg = archive_package(&store, &store.bucket, "releases/", "read-write");
+    let loaded = approved(
+        &sandbox(),
+        pkg.path(),
+        &archive_instance(pkg.path(), &store, &store.bucket),
+    );
+    let key = fresh("crowded") + "/evidence.tar";
+    store.put(&key, b"evidence");
+    let start = std::sync::Barrier::new(WRITERS);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                let (loaded, key, start) = (&loaded, &key, &start);
+                s.spawn(move || {
+                    runtime().block_on(async {
+                        let mut instance = loaded.instantiate().await.unwrap();
+                        let action = Action::AttachLink(Link {
+                            url: format!("https://tracker.example.internal/w/{i}"),
+                            title: format!("writer {i}"),
+                        });
+                        start.wait();
+                        instance
+                            .apply(&rec("bundle", key), &action, &format!("race-{i}"))
+                            .await
+                            .unwrap()
+                    })
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for answer in &answers {
+        assert!(answer.is_ok(), "{answer:?}");
+    }
+    let links: serde_json::Value =
+        serde_json::from_slice(&store.get(&format!("{key}.links.json")).unwrap()).unwrap();
+    let mut keys: Vec<&str> = links["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    let expected: Vec<String> = (0..WRITERS).map(|i| format!("race-{i}")).collect();
+    assert_eq!(keys, expected, "{links}");
+}

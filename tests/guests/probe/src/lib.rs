@@ -215,6 +215,27 @@ impl Target for Probe {
                 }
                 done(vec![("put", count.to_string())])
             }
+            // `ENDPOINT BUCKET KEY EXPECTED BODY`: BODY put at KEY only if
+            // the object is as EXPECTED (`absent`, or an entity tag).
+            "s3-put-if" => {
+                let parts: Vec<&str> = arg.splitn(5, ' ').collect();
+                let [endpoint, bucket, key, expected, body] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("s3-put-if {arg}")));
+                };
+                let expected = match expected {
+                    "absent" => handoff_sdk::s3::Expected::Absent,
+                    tag => handoff_sdk::s3::Expected::Etag(tag.into()),
+                };
+                let info = handoff_sdk::s3::put_object_if(
+                    endpoint,
+                    bucket,
+                    key,
+                    body.as_bytes(),
+                    "text/plain",
+                    &expected,
+                )?;
+                done(vec![("etag", info.etag)])
+            }
             // `COUNT SERVER FROM TO KEY`: that many mails sent, each with
             // KEY and its number in its subject and Message-ID.
             "mail" => {

@@ -7,7 +7,7 @@
 use super::S3_ID;
 use super::grant::{S3Scope, key_problem};
 use super::request::{ERROR_BODY, Outgoing, content_range_total, etag, info, oversize, refusal};
-use crate::sandbox::bindings::handoff::adapter::s3::{self, ObjectChunk, ObjectInfo};
+use crate::sandbox::bindings::handoff::adapter::s3::{self, Expected, ObjectChunk, ObjectInfo};
 use crate::sandbox::bindings::wit::AdapterError;
 use crate::sandbox::budget::Budget;
 use crate::sandbox::ceiling::HostCeiling;
@@ -297,6 +297,8 @@ impl S3Gate {
         }
     }
 
+    /// Put an object, only as `expected` when given (the store checks it
+    /// as it takes the write; a refusal is `conflict`, nothing written).
     pub async fn put_object(
         &self,
         endpoint: String,
@@ -304,7 +306,13 @@ impl S3Gate {
         key: String,
         body: Vec<u8>,
         content_type: String,
+        expected: Option<Expected>,
     ) -> Result<ObjectInfo, AdapterError> {
+        let condition = match &expected {
+            None => None,
+            Some(Expected::Absent) => Some(("if-none-match", "*".to_string())),
+            Some(Expected::Etag(tag)) => Some(("if-match", quoted_etag(tag)?)),
+        };
         if body.len() > MAX_CHUNK as usize {
             return Err(AdapterError::Invalid(format!(
                 "put-object: {} bytes; an object written through s3 is at most {MAX_CHUNK}",
@@ -336,13 +344,29 @@ impl S3Gate {
         let outgoing = Outgoing {
             method: http::Method::PUT,
             url: action.sign(SIGNED_FOR),
-            headers: vec![
+            headers: [
                 ("content-type", content_type.clone()),
                 ("content-length", size.to_string()),
-            ],
+            ]
+            .into_iter()
+            .chain(condition)
+            .collect(),
             body: Bytes::from(body),
         };
         let (status, headers, answer) = self.send(signed, outgoing, ERROR_BODY).await?;
+        if status == http::StatusCode::PRECONDITION_FAILED && expected.is_some() {
+            let found = match expected {
+                Some(Expected::Absent) => "an object is there",
+                _ => "the object there is not the one read",
+            };
+            return Err(AdapterError::Conflict(crate::kept::render(
+                &format!(
+                    "s3 put {bucket}/{key}: {found} (another writer changed it); \
+                     nothing was written: read it again"
+                ),
+                1024,
+            )));
+        }
         if !status.is_success() {
             return Err(refusal("put", &bucket, &key, status, answer));
         }
@@ -383,6 +407,48 @@ impl s3::Host for S3Gate {
         body: Vec<u8>,
         content_type: String,
     ) -> Result<ObjectInfo, AdapterError> {
-        S3Gate::put_object(self, endpoint, bucket, key, body, content_type).await
+        S3Gate::put_object(self, endpoint, bucket, key, body, content_type, None).await
     }
+
+    async fn put_object_if(
+        &mut self,
+        endpoint: String,
+        bucket: String,
+        key: String,
+        body: Vec<u8>,
+        content_type: String,
+        expected: Expected,
+    ) -> Result<ObjectInfo, AdapterError> {
+        S3Gate::put_object(
+            self,
+            endpoint,
+            bucket,
+            key,
+            body,
+            content_type,
+            Some(expected),
+        )
+        .await
+    }
+}
+
+/// The longest entity tag a conditional put may name (a store's are an
+/// MD5 in hex, with a part count for a multipart upload).
+const MAX_ETAG: usize = 128;
+
+/// An entity tag as `If-Match` carries it: quoted, as the store sends it
+/// (the adapter has it without quotes; quoted ones are taken too).
+fn quoted_etag(tag: &str) -> Result<String, AdapterError> {
+    let bare = tag.trim_matches('"');
+    if bare.is_empty()
+        || bare.len() > MAX_ETAG
+        || !bare.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
+    {
+        return Err(AdapterError::Invalid(format!(
+            "put-object-if: the entity tag must be 1 to {MAX_ETAG} printable characters \
+             without quotes, as a read returned it (given {})",
+            crate::kept::render(tag, 80)
+        )));
+    }
+    Ok(format!("\"{bare}\""))
 }
