@@ -6,7 +6,9 @@
 
 use super::S3_ID;
 use super::grant::{S3Scope, key_problem};
-use super::request::{ERROR_BODY, Outgoing, content_range_total, etag, info, oversize, refusal};
+use super::request::{
+    ERROR_BODY, Outgoing, content_range_total, etag, info, oversize, quoted_etag, refusal,
+};
 use crate::sandbox::bindings::handoff::adapter::s3::{self, Expected, ObjectChunk, ObjectInfo};
 use crate::sandbox::bindings::wit::AdapterError;
 use crate::sandbox::budget::Budget;
@@ -430,25 +432,4 @@ impl s3::Host for S3Gate {
         )
         .await
     }
-}
-
-/// The longest entity tag a conditional put may name (a store's are an
-/// MD5 in hex, with a part count for a multipart upload).
-const MAX_ETAG: usize = 128;
-
-/// An entity tag as `If-Match` carries it: quoted, as the store sends it
-/// (the adapter has it without quotes; quoted ones are taken too).
-fn quoted_etag(tag: &str) -> Result<String, AdapterError> {
-    let bare = tag.trim_matches('"');
-    if bare.is_empty()
-        || bare.len() > MAX_ETAG
-        || !bare.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
-    {
-        return Err(AdapterError::Invalid(format!(
-            "put-object-if: the entity tag must be 1 to {MAX_ETAG} printable characters \
-             without quotes, as a read returned it (given {})",
-            crate::kept::render(tag, 80)
-        )));
-    }
-    Ok(format!("\"{bare}\""))
 }
