@@ -4,17 +4,21 @@
 //! adapters and is approved as it stands; each adapter instance's package
 //! is approved as it stands and loads with its bindings (secrets, CA
 //! files, directories). Every problem is reported, not only the first, and
-//! nothing is written: no approval, no audit row, no run.
+//! nothing is written: no approval, no audit row, no run. Each ready
+//! instance's reach says what it may touch, what the policies ask of it,
+//! and whose directories it shares.
 
 use crate::config::Config;
 use crate::pipeline::{self, ConfiguredPolicy, RunError};
 use crate::policy::{Policy, Step};
 use crate::sandbox::manifest::Grants;
 use crate::sandbox::package::Package;
-use crate::sandbox::{Sandbox, narrowing};
+use crate::sandbox::surfaces::files::FileMode;
+use crate::sandbox::{LoadedAdapter, Sandbox, narrowing};
 use crate::store::Store;
 use crate::store::policies::PolicyStatus;
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// One thing checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,6 +95,8 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
     let mut sandbox = None;
     // Whether each instance that loads may publish (what reaching a role takes).
     let mut publishes = std::collections::BTreeMap::new();
+    // Every directory mounted for an instance that loads.
+    let mut mounts: Vec<Mount> = Vec::new();
     for (name, instance) in &config.adapters {
         let sandbox = match &mut sandbox {
             Some(made) => &*made,
@@ -121,6 +127,7 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
             name.clone(),
             narrowing::allows(loaded.grants(), crate::model::ActionKind::Publish),
         );
+        mounts.extend(Mount::all_of(name, &loaded));
         if let Some(refused) = steps_refused(&policies, name, loaded.grants()) {
             findings.push(Finding::problem(subject, refused));
             continue;
@@ -153,8 +160,79 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
             ..Finding::ready(subject, detail)
         });
     }
+    for finding in &mut findings {
+        if let (None, Some(name)) = (&finding.problem, finding.subject.strip_prefix("adapter ")) {
+            finding.reach.extend(shared(&mounts, name));
+        }
+    }
     findings.extend(roles(config, &policies, &publishes));
     Ok(findings)
+}
+
+/// A directory mounted for an instance: where it really is, and how.
+struct Mount {
+    instance: String,
+    name: String,
+    bound: PathBuf,
+    real: PathBuf,
+    mode: FileMode,
+}
+
+impl Mount {
+    fn all_of(instance: &str, loaded: &LoadedAdapter) -> Vec<Mount> {
+        let bound = &loaded.bindings().files.directories;
+        loaded
+            .grants()
+            .capabilities
+            .files
+            .iter()
+            .filter_map(|(name, mode)| {
+                let path = bound.get(name)?;
+                Some(Mount {
+                    instance: instance.to_string(),
+                    name: name.clone(),
+                    bound: path.clone(),
+                    real: crate::paths::resolved(path),
+                    mode: *mode,
+                })
+            })
+            .collect()
+    }
+
+    fn writes(&self) -> bool {
+        self.mode == FileMode::ReadWrite
+    }
+}
+
+/// Where `instance`'s directories overlap another instance's and one of the
+/// two may write there: each keeps to its grant, yet one can change what
+/// the other reads (a record store bound above the decision source's
+/// directory could rewrite its decisions). Shown beside the grant, so a
+/// reviewer reading one instance sees who else reaches its files.
+fn shared(mounts: &[Mount], instance: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for mine in mounts.iter().filter(|m| m.instance == instance) {
+        for other in mounts.iter().filter(|m| m.instance != instance) {
+            if !mine.real.starts_with(&other.real) && !other.real.starts_with(&mine.real) {
+                continue;
+            }
+            let who = &other.instance;
+            let effect = match (mine.writes(), other.writes()) {
+                (false, false) => continue,
+                (true, false) => format!("it can change what {who} reads there"),
+                (false, true) => format!("{who} can change what it reads there"),
+                (true, true) => format!("it and {who} can each change what the other reads there"),
+            };
+            lines.push(format!(
+                "shares    /{} = {} with {who}'s /{} = {}: {effect}",
+                mine.name,
+                mine.bound.display(),
+                other.name,
+                other.bound.display()
+            ));
+        }
+    }
+    lines
 }
 
 /// Each role: who reaches it and its escalation chain; a problem when an

@@ -223,6 +223,44 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
                  `actions = [\"set-state\"]` in [adapters.checklist] would take them away";
     assert!(out.lines().any(|l| l.trim() == spare), "{out}");
 
+    // The checklist bound where the decision source reads could rewrite
+    // its decisions, and a queue bound inside the tracker's directory
+    // shares it: each instance's reach says so. Stores side by side, or
+    // two that only read, share nothing worth a line.
+    s.edit_config(
+        "directories = { records = \"state/checklist\" }",
+        "directories = { records = \"state/governance\" }",
+    );
+    s.edit_config(
+        "directories = { records = \"state/queue\" }",
+        "directories = { records = \"state/tracker/queue\" }",
+    );
+    std::fs::create_dir_all(s.path("state/tracker/queue")).unwrap();
+    let (code, out, err) = outcome(&s.handoff(&["check", "--reach"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let shares: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("shares "))
+        .collect();
+    let expected = [
+        "shares    /records = state/governance with checklist's /records = state/governance: \
+         checklist can change what it reads there",
+        "shares    /records = state/governance with governance's /records = state/governance: \
+         it can change what governance reads there",
+        "shares    /records = state/tracker with queue's /records = state/tracker/queue: \
+         it and queue can each change what the other reads there",
+        "shares    /records = state/tracker/queue with tracker's /records = state/tracker: \
+         it and tracker can each change what the other reads there",
+    ];
+    let mut sorted = shares.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "{out}");
+    s.edit_config(
+        "\"state/governance\" }\n\n[adapters.tracker]",
+        "\"state/checklist\" }\n\n[adapters.tracker]",
+    );
+    s.edit_config("\"state/tracker/queue\"", "\"state/queue\"");
     let (_, out, _) = outcome(&s.handoff(&["check", "--json"]));
     let answer: Value = serde_json::from_str(out.trim()).unwrap();
     let findings = answer["findings"].as_array().unwrap();
