@@ -103,9 +103,6 @@ struct PacketPage {
     done: Option<String>,
 }
 
-/// What the packet page may say was just done (after a form's redirect).
-const DONE: [&str; 4] = ["acknowledged", "resume", "abandon", "mark-resolved"];
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PacketQuery {
@@ -129,10 +126,12 @@ pub(super) async fn packet(
         Err(r) => return refused(&app, Some(&v), r),
     };
     let done = q.done;
+    // What a form's redirect says was just done: taken on, or resolved.
     if let Some(d) = &done
-        && !DONE.contains(&d.as_str())
+        && d != "acknowledged"
+        && Resolution::parse(d).is_none()
     {
-        let why = format!("done {d:?}: one of {}", DONE.join(", "));
+        let why = format!("done {d:?}: acknowledged, {}", Resolution::names());
         return refused(
             &app,
             Some(&v),
