@@ -304,9 +304,26 @@ pub async fn serve(
         max_connections: serve.max_connections,
         header_read_timeout: Duration::from_secs(serve.header_read_timeout_secs),
     };
+    // A store that refuses every write (a group of writes could not be
+    // committed) stops the service as a signal does, and the process then
+    // exits with an error: a supervisor that restarts what fails (systemd's
+    // `Restart=on-failure`) starts it again, and the runs resume from what
+    // the store holds. Until then it answers 503.
+    let (refused, refused_now) = watch::channel(None::<String>);
     listener::serve(listener, router, limits, async move {
-        shutdown.await;
-        tracing::info!("stopping: intake closed, letting the runs in flight finish");
+        tokio::select! {
+            () = shutdown => {
+                tracing::info!("stopping: intake closed, letting the runs in flight finish");
+            }
+            why = stopping.shared.until_writes_refused() => {
+                tracing::error!(
+                    why = %crate::kept::render(&why, 200),
+                    "stopping: the store refuses every write; handoff exits with an error, to \
+                     be started again (the runs resume from what the store holds)"
+                );
+                refused.send_replace(Some(why));
+            }
+        }
         stopping.stopping.store(true, Ordering::SeqCst);
         stopping.ready.store(false, Ordering::SeqCst);
     })
@@ -329,7 +346,14 @@ pub async fn serve(
         );
     }
     log_anchor(&app, "stop");
-    Ok(())
+    match refused_now.borrow().clone() {
+        Some(why) => Err(anyhow!(
+            "the store refuses every write ({}); start handoff again: the runs resume from \
+             what the store holds",
+            crate::kept::render(&why, 200)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Log the audit head as an anchor: logs shipped elsewhere then hold

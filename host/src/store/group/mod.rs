@@ -116,6 +116,16 @@ impl Store {
         self.shared.has_syncer().and_then(|s| s.lost_because())
     }
 
+    /// Resolves, with the reason, once this connection refuses every write
+    /// (a batch of its writes could not be committed); never when it does
+    /// not commit in groups.
+    pub async fn until_writes_refused(&self) -> String {
+        match self.shared.has_syncer() {
+            Some(syncer) => syncer.until_lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Writes made, the commits that carried them and the syncs that made
     /// those durable, when this connection commits in groups.
     pub fn group_counts(&self) -> Option<GroupCounts> {

@@ -44,6 +44,8 @@ pub struct Syncer {
     wake: Condvar,
     /// For waiting tasks: the last batch known durable.
     durable: tokio::sync::watch::Sender<u64>,
+    /// For whoever must stop once a batch is lost: why it was.
+    lost_watch: tokio::sync::watch::Sender<Option<String>>,
     /// Sync the log too (power durability), or only commit.
     pub(super) power: bool,
     /// How long a batch nobody asks for stays open ([`MAX_OPEN`]).
@@ -79,6 +81,7 @@ impl Syncer {
             state: Mutex::default(),
             wake: Condvar::new(),
             durable: tokio::sync::watch::Sender::new(0),
+            lost_watch: tokio::sync::watch::Sender::new(None),
             power,
             max_open,
             gate: Gate::for_path(db),
@@ -171,12 +174,26 @@ impl Syncer {
         }
     }
 
-    /// Refused once a batch was lost.
     /// Why every later write and wait is refused, once a batch was lost.
     pub(in crate::store) fn lost_because(&self) -> Option<String> {
         lock(&self.state).lost.clone()
     }
 
+    /// Why a batch was lost, as soon as one is.
+    pub(in crate::store) async fn until_lost(&self) -> String {
+        let mut lost = self.lost_watch.subscribe();
+        let why = match lost.wait_for(Option::is_some).await {
+            Ok(why) => why.clone(),
+            // The sender lives as long as this syncer.
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Refused once a batch was lost.
     pub(in crate::store) fn check(&self) -> Result<(), StoreError> {
         match &lock(&self.state).lost {
             Some(_) => Err(lost()),
@@ -237,6 +254,7 @@ impl Syncer {
                  the store refuses every write until handoff is started again"
             );
             s.lost = Some(why.to_string());
+            self.lost_watch.send_replace(Some(why.to_string()));
         }
         // Counted as committed, so nobody waits for it (the waits see it
         // lost); not as synced: an earlier commit may still wait for its
