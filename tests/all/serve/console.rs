@@ -375,6 +375,16 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
             a.body
         );
     }
+    // What the pages' own links and forms ask for is taken.
+    for path in [
+        "/ui/runs?outcome=&policy=",
+        "/ui/runs?outcome=completed&policy=release-readiness-closure",
+        "/ui/follow-ups?status=overdue",
+        "/ui/follow-ups/1?done=acknowledged",
+        "/ui/follow-ups/1?done=mark-resolved",
+    ] {
+        assert_eq!(client.get(path).code, 200, "{path}");
+    }
     let long = format!("/ui/runs?{}=1", "p".repeat(20_000));
     let a = client.get(&long);
     assert_eq!(a.code, 400);
