@@ -246,6 +246,35 @@ fn plain_text_to_a_server_that_requires_starttls_is_refused_by_the_server() {
     assert!(format!("{err:?}").contains("STARTTLS"), "{err:?}");
 }
 
+/// A server that takes the connection and never answers (hung, or not a
+/// mail server at all) is the server's fault, said as such: a `transient`
+/// error naming it, before the call's own limit would stop the call as one
+/// that ran too long. Nothing is recorded as sent.
+#[test]
+fn a_server_that_never_answers_is_a_transient_error_naming_it() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = silent.local_addr().unwrap().to_string();
+    // Connections are taken (the kernel queues them) and never answered.
+    let dir = smtp_package(&server, "");
+    let sent = tempfile::tempdir().unwrap();
+    let loaded = approved(
+        &sandbox(),
+        dir.path(),
+        &instance(dir.path(), &server, sent.path(), None),
+    );
+    let err = publish(&loaded, &unique_key("silent")).expect_err("nothing answers");
+    let AdapterError::Transient(m) = &err else {
+        panic!("expected a transient error, got {err:?}");
+    };
+    assert!(m.contains(&server) && m.contains("no answer"), "{m}");
+    let log = std::fs::read_to_string(sent.path().join("release-coordinators.sent"));
+    assert!(
+        log.unwrap_or_default().is_empty(),
+        "no key recorded as sent"
+    );
+    drop(silent);
+}
+
 #[test]
 fn a_grant_that_drops_starttls_is_refused_until_approved_again() {
     let server = env_var("HANDOFF_TEST_SMTP_TLS_ADDR");

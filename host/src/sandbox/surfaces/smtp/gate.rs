@@ -24,6 +24,12 @@ use std::time::Duration;
 /// Connecting and each SMTP command; below the default call limit so an
 /// unreachable server is a `transient` error.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// One mail's whole exchange, from connecting to the server's answer to
+/// its end. lettre's async transport bounds the connection, not each read:
+/// a server that takes the connection and never answers would otherwise
+/// hold the call until its limit stopped it (the `smtp` adapter's is 10 s),
+/// reported as a call that ran too long rather than as the server's fault.
+const SEND_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_BODY: usize = 256 * 1024;
 const MAX_RECIPIENTS: usize = 50;
 
@@ -290,23 +296,28 @@ impl MailGate {
             }
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        builder
-            .build()
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                let m = format!("smtp {addr}: {e}");
-                if e.is_tls() || refused_certificate(&e) {
-                    // A certificate that does not verify will not verify on
-                    // the next try either: a person must look.
-                    AdapterError::Denied(m)
-                } else if e.is_permanent() {
-                    AdapterError::Conflict(m)
-                } else {
-                    AdapterError::Transient(m)
-                }
-            })
+        let sent = tokio::time::timeout(SEND_TIMEOUT, builder.build().send(message)).await;
+        let Ok(sent) = sent else {
+            // Perhaps taken already, perhaps not: as with any other break
+            // in the exchange, the run tries again with the same Message-ID.
+            return Err(AdapterError::Transient(format!(
+                "smtp {addr}: no answer within {} s (the server took the connection but did \
+                 not finish the exchange)",
+                SEND_TIMEOUT.as_secs()
+            )));
+        };
+        sent.map(|_| ()).map_err(|e| {
+            let m = format!("smtp {addr}: {e}");
+            if e.is_tls() || refused_certificate(&e) {
+                // A certificate that does not verify will not verify on
+                // the next try either: a person must look.
+                AdapterError::Denied(m)
+            } else if e.is_permanent() {
+                AdapterError::Conflict(m)
+            } else {
+                AdapterError::Transient(m)
+            }
+        })
     }
 }
 
