@@ -94,9 +94,16 @@ impl LoadError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CallError {
     #[error(
-        "adapter {adapter}: the call ran past its {ms} ms limit and was stopped (limits.call-timeout-ms)"
+        "adapter {adapter}: the call ran past its {ms} ms limit {} and was stopped (limits.call-timeout-ms)",
+        if *waiting { "waiting for an answer (from a server it reached, or the host)" } else { "running its own code" }
     )]
-    Timeout { adapter: String, ms: u64 },
+    Timeout {
+        adapter: String,
+        ms: u64,
+        /// Parked in a host call (a request, a connection) rather than
+        /// running guest code when the limit came.
+        waiting: bool,
+    },
     #[error(
         "adapter {adapter}: memory limit exceeded (asked for {asked_mib} MiB, granted {granted_mib} MiB; limits.memory-mib)"
     )]

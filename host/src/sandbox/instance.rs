@@ -15,7 +15,7 @@ use super::guest_log;
 use super::linker::HostState;
 use super::manifest::Grants;
 use super::surfaces::limits::{
-    self, CPU, CallClock, Limits, MEMORY, MOST_HOST_RESOURCES, MemoryLimiter, RESOURCES,
+    self, CPU, CallClock, Limits, MEMORY, MOST_HOST_RESOURCES, MemoryLimiter, RESOURCES, WAITING,
 };
 use super::surfaces::{self, Bindings, Policies};
 use crate::model::{ActionKind, World};
@@ -241,22 +241,30 @@ impl Instance {
                 granted_mib: self.limits.memory_mib,
             });
         }
+        // The host's own deadline ends a call parked in a host call (the
+        // guest waits on a server); the epoch interrupts guest code that
+        // runs on.
+        let waiting = err.is_none();
         let timed_out = match &err {
             None => true,
             Some(e) => matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)),
         };
         if timed_out {
+            let ms = self.limits.call_timeout_ms;
+            let (surface, doing) = if waiting {
+                (WAITING, "waiting for an answer")
+            } else {
+                (CPU, "running its own code")
+            };
             log.deny_call(
-                CPU,
+                surface,
                 "call".into(),
-                format!(
-                    "ran past {} ms (limits.call-timeout-ms)",
-                    self.limits.call_timeout_ms
-                ),
+                format!("ran past {ms} ms {doing} (limits.call-timeout-ms)"),
             );
             return Err(CallError::Timeout {
                 adapter,
-                ms: self.limits.call_timeout_ms,
+                ms,
+                waiting,
             });
         }
         let err = err.expect("not a timeout");

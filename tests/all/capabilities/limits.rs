@@ -17,13 +17,67 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     );
     let mut instance = adapter.instantiate().await.unwrap();
     let err = instance.observe(&rec("spin", "")).await.unwrap_err();
-    assert!(matches!(err, CallError::Timeout { ms: 1000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CallError::Timeout {
+                ms: 1000,
+                waiting: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("running its own code"), "{err}");
     assert_eq!(denials(&mut instance, "cpu").len(), 1);
     // The trapped instance refuses further calls; a fresh one works.
     let again = instance.observe(&rec("noop", "")).await.unwrap_err();
     assert!(matches!(again, CallError::Dead { .. }), "{again}");
     let mut fresh = adapter.instantiate().await.unwrap();
     assert!(fresh.observe(&rec("noop", "")).await.unwrap().is_ok());
+}
+
+/// A call that runs out its time waiting on a server (one that takes the
+/// connection and never answers) is stopped at the same limit, and says it
+/// was waiting: the fault is most likely the server's, not the adapter's
+/// code, and raising its limit is not the first thing to try.
+#[tokio::test]
+async fn a_call_stopped_while_it_waits_on_a_server_says_so() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", silent.local_addr().unwrap());
+    let grant = format!("[[capabilities.http]]\nurl = \"{origin}\"\nmethods = [\"GET\"]\n");
+    let dir = package("probe", &probe_manifest("waiter", &grant));
+    let sandbox = sandbox();
+    let adapter = approved(
+        &sandbox,
+        dir.path(),
+        &AdapterInstance::new("waiter", dir.path()),
+    );
+    let mut instance = adapter.instantiate().await.unwrap();
+    let err = instance
+        .observe(&rec("http", &format!("GET {origin}/status")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Timeout {
+                ms: 1000,
+                waiting: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("waiting for an answer"), "{err}");
+    let decisions = instance.take_decisions();
+    let denied: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d.verdict == handoff::sandbox::decision::Verdict::Denied)
+        .map(|d| d.surface.name)
+        .collect();
+    assert_eq!(denied, ["time"], "{decisions:?}");
+    drop(silent);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -17,10 +17,19 @@ use serde::{Deserialize, Serialize};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{ResourceTable, ResourceTableError};
 
-/// CPU: the time a call may run.
+/// CPU: the time a call may run, spent running its own code.
 pub const CPU: SurfaceId = SurfaceId {
     name: "cpu",
     fix: "raise [limits] call-timeout-ms (and the host ceiling) if the work is legitimate",
+};
+
+/// Time: the time a call may run, spent waiting for what it asked of the
+/// host (a server's answer, a connection): the fault is most likely the
+/// system it waited on, not the adapter.
+pub const WAITING: SurfaceId = SurfaceId {
+    name: "time",
+    fix: "the system the adapter waited on did not answer within the call's limit: look at it \
+          (raise [limits] call-timeout-ms only if it is slow by nature)",
 };
 
 /// Memory: how far an instance's memory may grow; also what a result may
