@@ -1,8 +1,9 @@
 //! The service's NATS JetStream door against the test NATS server: a
 //! message stored before its ack and recognised when it comes again, a
 //! stream that is not there refusing the start, a busy service leaving
-//! the backlog in the stream, and a stopping one leaving new messages
-//! there for the next.
+//! the backlog in the stream, a stopping one leaving new messages there
+//! for the next, and a server that goes away: gone for good, or restarted
+//! under the service, which takes up the stream again by itself.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -71,6 +72,18 @@ impl Decisions {
 
     fn publish(&self, body: Vec<u8>) {
         self.publish_on(&self.subject, body)
+    }
+
+    /// One publish, and its answer (an error, while the server is away).
+    fn try_publish(&self, body: Vec<u8>) -> Result<(), String> {
+        self.rt.block_on(async {
+            let ack = self
+                .js
+                .publish(self.subject.clone(), body.into())
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map(drop).map_err(|e| e.to_string())
+        })
     }
 
     fn publish_on(&self, subject: &str, body: Vec<u8>) {
@@ -328,9 +341,18 @@ impl OwnNats {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        OwnNats {
+            child: OwnNats::serve(port, dir.path()),
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// `nats-server` on `port` keeping its streams in `dir`, once it listens.
+    fn serve(port: u16, dir: &std::path::Path) -> std::process::Child {
         let child = std::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -340,16 +362,19 @@ impl OwnNats {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        OwnNats {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        }
+        child
     }
 
     fn kill(&mut self) {
         let _ = self.child.kill();
         self.child.wait().unwrap();
+    }
+
+    /// Killed, then started again on its port with its streams.
+    fn restart(&mut self) {
+        self.kill();
+        let port = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = OwnNats::serve(port, self._dir.path());
     }
 }
 
@@ -381,4 +406,56 @@ fn a_service_whose_nats_server_is_gone_stops_without_waiting_on_it() {
     service.wait_for("serve.nats: stopped taking messages");
     let (status, _) = service.ended();
     assert!(status.success(), "{status}");
+}
+
+/// The NATS server goes away under the service and comes back (killed and
+/// started again on its port, with its streams): the door takes up the
+/// stream again by itself, and a message published after the restart is
+/// taken and acknowledged, with no restart of the service.
+#[test]
+fn a_nats_server_restarted_under_the_service_is_taken_up_again() {
+    let mut nats = OwnNats::start();
+    let decisions = Decisions::on(&nats.url, "restarted");
+    let s = scenario(1, 10);
+    // An acknowledgement the killed server had not kept yet comes back
+    // as a redelivery, soon.
+    decisions.feed(&s, "ack-wait-seconds = 1\n");
+    let body = std::fs::read(s.path("events/accepted.json")).unwrap();
+    let service = Service::start(&s, None);
+    decisions.publish(body.clone());
+    decisions.settle(&s, 1, Duration::from_secs(60));
+
+    nats.restart();
+    // The test's own client reconnects as the service's must: the stream
+    // takes the message once the server has its streams back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = decisions.try_publish(body.clone()) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server took nothing: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while decisions.pending() != (0, 0, 2) {
+        assert!(
+            Instant::now() < deadline,
+            "the message published after the restart was not taken: {:?}",
+            decisions.pending()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run_id = s.runs()[0].run_id.clone();
+    assert_eq!(outcome_of(&s, &run_id), "completed");
+    assert_eq!(s.runs().len(), 1, "the second is the first again");
+    assert_eq!(s.writes().len(), 6, "each step written once");
+    let (_, metrics) = service.get("/metrics");
+    let duplicates: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("handoff_events_duplicate_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // The second message, and the first again if its ack died with the
+    // server.
+    assert!((1..=2).contains(&duplicates), "{metrics}");
 }
