@@ -285,6 +285,58 @@ fn check_reach_shows_what_each_instance_may_touch_and_what_it_is_asked() {
     );
 }
 
+/// Two instances of one S3 archive package, one narrowed to reading: the
+/// one that writes can change what the other reads, and both say so.
+#[test]
+fn two_instances_reaching_one_buckets_keys_say_who_can_change_what() {
+    let s = Scenario::new();
+    let package = crate::support::built("s3-archive");
+    let approved = s.handoff(&[
+        "adapter",
+        "approve",
+        package.to_str().unwrap(),
+        "--by",
+        "reviewer",
+    ]);
+    assert!(approved.status.success(), "{}", text(&approved.stderr));
+    let instance = |name: &str, more: &str| {
+        format!(
+            "\n[adapters.{name}]\npackage = {package:?}\n\
+             config = {{ endpoint = \"http://127.0.0.1:8433\", bucket = \"evidence\" }}\n\
+             secrets = {{ s3_access_key = {{ env = \"ARCHIVE_KEY\" }}, s3_secret_key = {{ env = \"ARCHIVE_KEY\" }} }}\n{more}"
+        )
+    };
+    let config = std::fs::read_to_string(s.path("handoff.toml")).unwrap()
+        + &instance("evidence", "")
+        + &instance("evidence-reader", "s3-read-only = true\n");
+    std::fs::write(s.path("handoff.toml"), config).unwrap();
+    let o = s
+        .command(&["check", "--reach"])
+        .env("ARCHIVE_KEY", "not-used-by-check")
+        .output()
+        .unwrap();
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let shares: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("shares ") && l.contains("s3 "))
+        .collect();
+    let keys = "s3 http://127.0.0.1:8433 evidence/releases/*";
+    assert_eq!(
+        shares,
+        [
+            format!(
+                "shares    {keys} with evidence-reader's {keys}: it can change what evidence-reader reads there"
+            ),
+            format!(
+                "shares    {keys} with evidence's {keys}: evidence can change what it reads there"
+            ),
+        ],
+        "{out}"
+    );
+}
+
 #[test]
 fn an_instance_narrowed_by_the_operator_is_not_asked_to_do_more() {
     let s = Scenario::new();

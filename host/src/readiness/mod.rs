@@ -13,12 +13,12 @@ use crate::pipeline::{self, ConfiguredPolicy, RunError};
 use crate::policy::{Policy, Step};
 use crate::sandbox::manifest::Grants;
 use crate::sandbox::package::Package;
-use crate::sandbox::surfaces::files::FileMode;
-use crate::sandbox::{LoadedAdapter, Sandbox, narrowing};
+use crate::sandbox::{Sandbox, narrowing};
 use crate::store::Store;
 use crate::store::policies::PolicyStatus;
 use serde::Serialize;
-use std::path::PathBuf;
+
+mod shares;
 
 /// One thing checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,8 +95,8 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
     let mut sandbox = None;
     // Whether each instance that loads may publish (what reaching a role takes).
     let mut publishes = std::collections::BTreeMap::new();
-    // Every directory mounted for an instance that loads.
-    let mut mounts: Vec<Mount> = Vec::new();
+    // Where each instance that loads reaches (its directories, its keys).
+    let mut reached: Vec<shares::Reached> = Vec::new();
     for (name, instance) in &config.adapters {
         let sandbox = match &mut sandbox {
             Some(made) => &*made,
@@ -127,7 +127,7 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
             name.clone(),
             narrowing::allows(loaded.grants(), crate::model::ActionKind::Publish),
         );
-        mounts.extend(Mount::all_of(name, &loaded));
+        reached.extend(shares::of(name, &loaded));
         if let Some(refused) = steps_refused(&policies, name, loaded.grants()) {
             findings.push(Finding::problem(subject, refused));
             continue;
@@ -162,77 +162,11 @@ pub fn check(config: &Config, store: &Store) -> Result<Vec<Finding>, RunError> {
     }
     for finding in &mut findings {
         if let (None, Some(name)) = (&finding.problem, finding.subject.strip_prefix("adapter ")) {
-            finding.reach.extend(shared(&mounts, name));
+            finding.reach.extend(shares::lines(&reached, name));
         }
     }
     findings.extend(roles(config, &policies, &publishes));
     Ok(findings)
-}
-
-/// A directory mounted for an instance: where it really is, and how.
-struct Mount {
-    instance: String,
-    name: String,
-    bound: PathBuf,
-    real: PathBuf,
-    mode: FileMode,
-}
-
-impl Mount {
-    fn all_of(instance: &str, loaded: &LoadedAdapter) -> Vec<Mount> {
-        let bound = &loaded.bindings().files.directories;
-        loaded
-            .grants()
-            .capabilities
-            .files
-            .iter()
-            .filter_map(|(name, mode)| {
-                let path = bound.get(name)?;
-                Some(Mount {
-                    instance: instance.to_string(),
-                    name: name.clone(),
-                    bound: path.clone(),
-                    real: crate::paths::resolved(path),
-                    mode: *mode,
-                })
-            })
-            .collect()
-    }
-
-    fn writes(&self) -> bool {
-        self.mode == FileMode::ReadWrite
-    }
-}
-
-/// Where `instance`'s directories overlap another instance's and one of the
-/// two may write there: each keeps to its grant, yet one can change what
-/// the other reads (a record store bound above the decision source's
-/// directory could rewrite its decisions). Shown beside the grant, so a
-/// reviewer reading one instance sees who else reaches its files.
-fn shared(mounts: &[Mount], instance: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    for mine in mounts.iter().filter(|m| m.instance == instance) {
-        for other in mounts.iter().filter(|m| m.instance != instance) {
-            if !mine.real.starts_with(&other.real) && !other.real.starts_with(&mine.real) {
-                continue;
-            }
-            let who = &other.instance;
-            let effect = match (mine.writes(), other.writes()) {
-                (false, false) => continue,
-                (true, false) => format!("it can change what {who} reads there"),
-                (false, true) => format!("{who} can change what it reads there"),
-                (true, true) => format!("it and {who} can each change what the other reads there"),
-            };
-            lines.push(format!(
-                "shares    /{} = {} with {who}'s /{} = {}: {effect}",
-                mine.name,
-                mine.bound.display(),
-                other.name,
-                other.bound.display()
-            ));
-        }
-    }
-    lines
 }
 
 /// Each role: who reaches it and its escalation chain; a problem when an
