@@ -25,6 +25,7 @@ pub mod intake;
 mod listener;
 pub mod metrics;
 mod nats;
+mod probes;
 pub mod signature;
 mod unrouted;
 mod workers;
@@ -35,8 +36,6 @@ use crate::store::Store;
 use crate::store::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use anyhow::{Context, Result, anyhow};
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use metrics::Metrics;
 use serde_json::Value;
@@ -274,9 +273,9 @@ pub async fn serve(
 
     let router = Router::new()
         .route("/v1/events", post(intake::post_event))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::render_metrics))
         .merge(api::routes())
         .merge(console::routes())
         .fallback(unrouted::no_such_path)
@@ -414,48 +413,4 @@ async fn prune_periodically(path: PathBuf, days: u32, mut stopped: watch::Receiv
             _ = stopped.changed() => return,
         }
     }
-}
-
-/// Alive, unless the store refuses every write until the process starts
-/// again (a group of writes could not be committed): a supervisor that
-/// restarts what is unhealthy then resumes the runs.
-async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, String) {
-    match app.shared.writes_refused() {
-        None => (StatusCode::OK, "ok\n".into()),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, unhealthy(&why)),
-    }
-}
-
-async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
-    if let Some(why) = app.shared.writes_refused() {
-        return (StatusCode::SERVICE_UNAVAILABLE, unhealthy(&why));
-    }
-    if app.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n".into())
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
-    }
-}
-
-fn unhealthy(why: &str) -> String {
-    format!(
-        "unhealthy: the store refuses every write ({}); start handoff again\n",
-        crate::kept::render(why, 200).replace('\n', " ")
-    )
-}
-
-async fn render_metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoResponse {
-    let text = tokio::task::spawn_blocking(move || {
-        let store = app.reader.lock().unwrap_or_else(|p| p.into_inner());
-        app.metrics.render(&store, app.shared.group_counts())
-    })
-    .await
-    .unwrap_or_default();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
 }
