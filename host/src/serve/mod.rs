@@ -308,7 +308,6 @@ pub async fn serve(
     // exits with an error: a supervisor that restarts what fails (systemd's
     // `Restart=on-failure`) starts it again, and the runs resume from what
     // the store holds. Until then it answers 503.
-    let (refused, refused_now) = watch::channel(None::<String>);
     listener::serve(listener, router, limits, async move {
         tokio::select! {
             () = shutdown => {
@@ -320,7 +319,6 @@ pub async fn serve(
                     "stopping: the store refuses every write; handoff exits with an error, to \
                      be started again (the runs resume from what the store holds)"
                 );
-                refused.send_replace(Some(why));
             }
         }
         stopping.stopping.store(true, Ordering::SeqCst);
@@ -345,7 +343,7 @@ pub async fn serve(
         );
     }
     log_anchor(&app, "stop");
-    match refused_now.borrow().clone() {
+    match app.shared.writes_refused() {
         Some(why) => Err(anyhow!(
             "the store refuses every write ({}); start handoff again: the runs resume from \
              what the store holds",

@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Connecting and each SMTP command; below the default call limit so an
-/// unreachable server is a `transient` error.
+/// Connecting (all that lettre's async transport bounds); below the
+/// default call limit so an unreachable server is a `transient` error.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(3);
 /// One mail's whole exchange, from connecting to the server's answer to
 /// its end. lettre's async transport bounds the connection, not each read:
