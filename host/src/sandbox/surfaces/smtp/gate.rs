@@ -5,31 +5,21 @@
 //! is refused before anything is sent.
 
 use super::SMTP;
+use super::exchange::{Route, exchange};
 use super::grant::{Login, ScopeKind, SmtpScope, Transport, transport_of};
-use crate::sandbox::bindings::handoff::adapter::mail::{self, Email};
+use crate::sandbox::bindings::handoff::adapter::mail::{self, DeliveryFailure, Email};
 use crate::sandbox::bindings::wit::AdapterError;
 use crate::sandbox::budget::Budget;
 use crate::sandbox::decision::DecisionLog;
 use crate::sandbox::net::parse_server;
+use lettre::Message;
 use lettre::message::{Mailbox, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Connecting (all that lettre's async transport bounds); below the
-/// default call limit so an unreachable server is a `transient` error.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(3);
-/// One mail's whole exchange, from connecting to the server's answer to
-/// its end. lettre's async transport bounds the connection, not each read:
-/// a server that takes the connection and never answers would otherwise
-/// hold the call until its limit stopped it (the `smtp` adapter's is 10 s),
-/// reported as a call that ran too long rather than as the server's fault.
-const SEND_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_BODY: usize = 256 * 1024;
 const MAX_RECIPIENTS: usize = 50;
 
@@ -220,7 +210,28 @@ impl MailGate {
         Ok(addr)
     }
 
-    pub async fn send(&self, server: String, email: Email) -> Result<(), AdapterError> {
+    /// Send one mail, saying on failure whether the server may hold it.
+    pub async fn deliver(&self, server: String, email: Email) -> Result<(), DeliveryFailure> {
+        let (route, message) = self
+            .prepare(&server, &email)
+            .map_err(DeliveryFailure::NotDelivered)?;
+        exchange(&route, &message, |m, e| {
+            if e.is_tls() || refused_certificate(e) {
+                // A certificate that does not verify will not verify on
+                // the next try either: a person must look.
+                AdapterError::Denied(m)
+            } else if e.is_permanent() {
+                AdapterError::Conflict(m)
+            } else {
+                AdapterError::Transient(m)
+            }
+        })
+        .await
+    }
+
+    /// The mail checked against the grant and built, and how its server is
+    /// reached.
+    fn prepare(&self, server: &str, email: &Email) -> Result<(Route<'_>, Message), AdapterError> {
         let invalid = |m: String| AdapterError::Invalid(format!("mail: {m}"));
         if email.recipients.is_empty() || email.recipients.len() > MAX_RECIPIENTS {
             return Err(invalid(format!(
@@ -244,7 +255,7 @@ impl MailGate {
         if email.subject.chars().any(|c| c.is_control()) {
             return Err(invalid("the subject contains control characters".into()));
         }
-        let addr = self.check(&server, &email)?;
+        let addr = self.check(server, email)?;
         let Some(transport) = transport_of(&self.policy.scopes, addr) else {
             // The grant always names one; fail closed if it does not.
             return Err(AdapterError::Denied(format!(
@@ -270,59 +281,44 @@ impl MailGate {
         // (STARTTLS, or implicit from the first byte), nothing is sent
         // before the session is encrypted and the certificate verified for
         // the granted name.
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
-                .port(addr.port())
-                .timeout(Some(SMTP_TIMEOUT));
-        if let Some(name) = transport.tls_name() {
-            let Some(params) = self.policy.tls.get(&addr) else {
+        let tls = match transport.tls_name() {
+            None => None,
+            Some(name) => Some(self.policy.tls.get(&addr).ok_or_else(|| {
                 // Made at load for every TLS server; fail closed.
-                return Err(AdapterError::Denied(format!(
-                    "smtp {addr}: no TLS client for {name}"
-                )));
-            };
-            builder = builder.tls(match transport {
-                Transport::ImplicitTls(_) => Tls::Wrapper(params.clone()),
-                _ => Tls::Required(params.clone()),
-            });
-        }
-        if let Some((user, password)) = self.policy.credentials.get(&addr) {
-            // Only ever over TLS (the grant cannot say otherwise; checked
-            // again here, failing closed).
-            if transport == Transport::Plain {
-                return Err(AdapterError::Denied(format!(
-                    "smtp {addr}: a login without TLS is never used"
-                )));
-            }
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
-        let sent = tokio::time::timeout(SEND_TIMEOUT, builder.build().send(message)).await;
-        let Ok(sent) = sent else {
-            // Perhaps taken already, perhaps not: as with any other break
-            // in the exchange, the run tries again with the same Message-ID.
-            return Err(AdapterError::Transient(format!(
-                "smtp {addr}: no answer within {} s (the server took the connection but did \
-                 not finish the exchange)",
-                SEND_TIMEOUT.as_secs()
-            )));
+                AdapterError::Denied(format!("smtp {addr}: no TLS client for {name}"))
+            })?),
         };
-        sent.map(|_| ()).map_err(|e| {
-            let m = format!("smtp {addr}: {e}");
-            if e.is_tls() || refused_certificate(&e) {
-                // A certificate that does not verify will not verify on
-                // the next try either: a person must look.
-                AdapterError::Denied(m)
-            } else if e.is_permanent() {
-                AdapterError::Conflict(m)
-            } else {
-                AdapterError::Transient(m)
-            }
-        })
+        let login = self.policy.credentials.get(&addr);
+        // Only ever over TLS (the grant cannot say otherwise; checked
+        // again here, failing closed).
+        if login.is_some() && transport == Transport::Plain {
+            return Err(AdapterError::Denied(format!(
+                "smtp {addr}: a login without TLS is never used"
+            )));
+        }
+        let route = Route {
+            addr,
+            transport,
+            tls,
+            login,
+        };
+        Ok((route, message))
     }
 }
 
 impl mail::Host for MailGate {
     async fn send(&mut self, server: String, email: Email) -> Result<(), AdapterError> {
-        MailGate::send(self, server, email).await
+        // The older function: a mail perhaps taken is a `transient` error,
+        // tried again with the same Message-ID, as before `deliver`.
+        MailGate::deliver(self, server, email)
+            .await
+            .map_err(|failure| match failure {
+                DeliveryFailure::NotDelivered(e) => e,
+                DeliveryFailure::Unsure(m) => AdapterError::Transient(m),
+            })
+    }
+
+    async fn deliver(&mut self, server: String, email: Email) -> Result<(), DeliveryFailure> {
+        MailGate::deliver(self, server, email).await
     }
 }

@@ -7,6 +7,7 @@
 //! TLS (`smtp-ca-file`). The transport is one scope per server, so dropping
 //! TLS widens the grant.
 
+mod exchange;
 mod gate;
 mod grant;
 
