@@ -132,6 +132,16 @@ pub fn append_making_dir(path: &str, contents: &[u8]) -> Result<(), AdapterError
     }
 }
 
+/// Remove a file; one that is not there is no error (what the caller
+/// wanted holds).
+pub fn remove_file(path: &str) -> Result<(), AdapterError> {
+    let p = inside_mounts(path)?;
+    match backend::remove_file(&p, path) {
+        Err(AdapterError::NotFound(_)) => Ok(()),
+        done => done,
+    }
+}
+
 /// Create a directory and its parents (no error if it exists).
 pub fn create_dir_all(path: &str) -> Result<(), AdapterError> {
     let p = inside_mounts(path)?;

@@ -116,12 +116,31 @@ pub fn get(url: &str) -> Result<Response, AdapterError> {
     send(Request::new("GET", url))
 }
 
+/// Why a request has no response, and whether the server may have
+/// received it all the same.
+#[derive(Debug)]
+pub struct NoResponse {
+    pub error: AdapterError,
+    /// The whole request went out and then the exchange broke (the
+    /// connection closed, or no answer in time): the server may have acted
+    /// on it. `false` when it certainly did not get it (the host refused
+    /// it, the name did not resolve, the connection or its TLS failed).
+    pub maybe_received: bool,
+}
+
+/// Send one request, following no redirect, and say on failure whether
+/// the server may have received it: what an adapter needs to deliver at
+/// most once ([`crate::sent::SentLog::deliver`]).
+pub fn send_once(request: &Request) -> Result<Response, NoResponse> {
+    backend::send_once(request)
+}
+
 /// Send a request, following redirects for GET and HEAD.
 pub fn send(request: Request) -> Result<Response, AdapterError> {
     let follows = request.method == "GET" || request.method == "HEAD";
     let mut request = request;
     for _ in 0..=MAX_REDIRECTS {
-        let response = backend::send_once(&request)?;
+        let response = backend::send_once(&request).map_err(|n| n.error)?;
         let location = response.header("location").map(str::to_string);
         match (follows, response.status, location) {
             (true, 301 | 302 | 303 | 307 | 308, Some(location)) => {
@@ -193,22 +212,82 @@ fn resolve_location(base: &str, location: &str) -> String {
 
 #[cfg(target_arch = "wasm32")]
 mod backend {
-    use super::{Request, Response, split_url};
+    use super::{NoResponse, Request, Response, split_url};
     use crate::AdapterError;
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{
-        ErrorCode, Fields, HeaderError, Method, OutgoingBody, OutgoingRequest, Scheme,
+        ErrorCode, Fields, FutureIncomingResponse, HeaderError, IncomingResponse, Method,
+        OutgoingBody, OutgoingRequest, Scheme,
     };
     use wasip2::io::streams::StreamError;
 
-    pub fn send_once(request: &Request) -> Result<Response, AdapterError> {
+    /// The request sent; anything that fails before the whole of it went
+    /// out cannot have been acted on.
+    pub fn send_once(request: &Request) -> Result<Response, NoResponse> {
         let what = format!("{} {}", request.method, request.url);
+        let pending = start(request, &what).map_err(|error| NoResponse {
+            error,
+            maybe_received: false,
+        })?;
+        pending.subscribe().block();
+        let incoming = match pending.get() {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(e))) => {
+                let maybe_received = !before_the_request(&e);
+                return Err(NoResponse {
+                    error: error_code(&what, e),
+                    maybe_received,
+                });
+            }
+            Some(Err(())) | None => {
+                return Err(NoResponse {
+                    error: AdapterError::Transient(format!("{what}: response already taken")),
+                    maybe_received: true,
+                });
+            }
+        };
+        // An answer came: the server has the request, whatever its body.
+        read_response(incoming, &what).map_err(|error| NoResponse {
+            error,
+            maybe_received: true,
+        })
+    }
+
+    /// Failures that come before a request can reach the server: the host
+    /// refused it, the name or the address led nowhere, the connection or
+    /// its TLS handshake failed.
+    fn before_the_request(e: &ErrorCode) -> bool {
+        matches!(
+            e,
+            ErrorCode::DnsTimeout
+                | ErrorCode::DnsError(_)
+                | ErrorCode::DestinationNotFound
+                | ErrorCode::DestinationUnavailable
+                | ErrorCode::DestinationIpProhibited
+                | ErrorCode::DestinationIpUnroutable
+                | ErrorCode::ConnectionRefused
+                | ErrorCode::ConnectionTimeout
+                | ErrorCode::TlsProtocolError
+                | ErrorCode::TlsCertificateError
+                | ErrorCode::TlsAlertReceived(_)
+                | ErrorCode::HttpRequestDenied
+                | ErrorCode::HttpRequestMethodInvalid
+                | ErrorCode::HttpRequestUriInvalid
+                | ErrorCode::HttpRequestUriTooLong
+                | ErrorCode::HttpRequestHeaderSectionSize(_)
+                | ErrorCode::HttpRequestHeaderSize(_)
+                | ErrorCode::HttpRequestBodySize(_)
+        )
+    }
+
+    /// Everything up to the request's last byte handed to the host.
+    fn start(request: &Request, what: &str) -> Result<FutureIncomingResponse, AdapterError> {
         let url = split_url(&request.url)?;
         let headers = Fields::new();
         for (name, value) in &request.headers {
             headers
                 .append(name, value.as_bytes())
-                .map_err(|e| header_error(&what, name, e))?;
+                .map_err(|e| header_error(what, name, e))?;
         }
         // A body goes with its length: some servers (thin, under Redmine)
         // ignore a chunked request body.
@@ -220,7 +299,7 @@ mod backend {
             let length = request.body.len().to_string();
             headers
                 .append("content-length", length.as_bytes())
-                .map_err(|e| header_error(&what, "content-length", e))?;
+                .map_err(|e| header_error(what, "content-length", e))?;
         }
         let outgoing = OutgoingRequest::new(headers);
         let method = match request.method.as_str() {
@@ -253,7 +332,7 @@ mod backend {
             .map_err(|()| invalid("path"))?;
         let body = outgoing.body().map_err(|()| invalid("body"))?;
 
-        let pending = outgoing_handler::handle(outgoing, None).map_err(|e| error_code(&what, e))?;
+        let pending = outgoing_handler::handle(outgoing, None).map_err(|e| error_code(what, e))?;
         {
             let stream = body.write().map_err(|()| invalid("body stream"))?;
             for chunk in request.body.chunks(4096) {
@@ -262,18 +341,13 @@ mod backend {
                     .map_err(|e| AdapterError::Transient(format!("{what}: writing body: {e:?}")))?;
             }
         }
-        OutgoingBody::finish(body, None).map_err(|e| error_code(&what, e))?;
+        OutgoingBody::finish(body, None).map_err(|e| error_code(what, e))?;
+        Ok(pending)
+    }
 
-        pending.subscribe().block();
-        let incoming = match pending.get() {
-            Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(e))) => return Err(error_code(&what, e)),
-            Some(Err(())) | None => {
-                return Err(AdapterError::Transient(format!(
-                    "{what}: response already taken"
-                )));
-            }
-        };
+    /// The response's status, headers and body (at most
+    /// [`super::MAX_RESPONSE_BYTES`]).
+    fn read_response(incoming: IncomingResponse, what: &str) -> Result<Response, AdapterError> {
         let status = incoming.status();
         let headers = incoming
             .headers()
@@ -292,7 +366,7 @@ mod backend {
             loop {
                 match stream.blocking_read(64 * 1024) {
                     Ok(chunk) => {
-                        super::within_bound(&what, body.len() + chunk.len())?;
+                        super::within_bound(what, body.len() + chunk.len())?;
                         body.extend_from_slice(&chunk);
                     }
                     Err(StreamError::Closed) => break,
@@ -342,13 +416,22 @@ mod backend {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod backend {
-    use super::{Request, Response};
-    use crate::AdapterError;
+    use super::{NoResponse, Request, Response};
 
-    pub fn send_once(request: &Request) -> Result<Response, AdapterError> {
-        let response = crate::testing::with_current(|h| h.answer_http(request))?;
+    /// The harness's answer; its errors stand for requests that never
+    /// left.
+    pub fn send_once(request: &Request) -> Result<Response, NoResponse> {
+        let not_sent = |error| NoResponse {
+            error,
+            maybe_received: false,
+        };
+        let response =
+            crate::testing::with_current(|h| h.answer_http(request)).map_err(not_sent)?;
         let what = format!("{} {}", request.method, request.url);
-        super::within_bound(&what, response.body.len())?;
+        super::within_bound(&what, response.body.len()).map_err(|error| NoResponse {
+            error,
+            maybe_received: true,
+        })?;
         Ok(response)
     }
 }

@@ -2,11 +2,20 @@
 //! read back (a mail server, a webhook receiver).
 //!
 //! One file per channel under a granted directory, one key per line. An
-//! adapter checks [`SentLog::contains`] before delivering, records the key
-//! right after the target accepted it, and reports [`SentLog::recent`] as the
-//! channel's applied keys. A crash between the delivery and the record can
-//! still deliver twice; the target receives the same key both times (a
-//! `Message-ID`, a `webhook-id`), so it can recognise the repeat.
+//! adapter delivers through [`SentLog::deliver`], which skips a key already
+//! delivered, records the key once the target took it, and reports
+//! [`SentLog::recent`] as the channel's applied keys.
+//!
+//! A delivery is marked before it goes out (`<channel>.sending/`, one small
+//! file per key under way), so the one moment a log cannot record, after
+//! the target took the key and before its line is written, is not taken
+//! for "never sent": a process killed there, or a target that took the
+//! message and never answered, leaves the mark, and the next try does not
+//! deliver again. It answers `conflict` instead, saying the key may have
+//! been delivered, and the run hands that to a person. Only after that
+//! answer does a try deliver again: the run is resumed because a person
+//! looked and found nothing arrived. Each delivery therefore reaches its
+//! target at most once unless a person decides otherwise.
 //!
 //! Beside the log, `<channel>.index/` spreads the same keys over 256
 //! bucket files (`00`..`ff`, by a fixed hash of the key), so asking whether
@@ -17,7 +26,8 @@
 //! before it is indexed: a stop between the two leaves it in the log only,
 //! where it still counts among the recent keys (the channel reads as
 //! delivered, so the step is not applied again); asked about after it has
-//! left that window, it would be delivered again, with the same key.
+//! left that window, its delivery mark (removed only after both) still
+//! keeps it from being delivered twice.
 
 use crate::{AdapterError, fs};
 
@@ -37,16 +47,43 @@ pub struct SentLog {
 /// In the index directory: every key of the log is in its bucket.
 const COMPLETE: &str = ".complete";
 
-/// The bucket a key belongs in: FNV-1a (64-bit) of its bytes, low byte.
-/// Part of the on-disk format: changing it would hide indexed keys.
-fn bucket_name(key: &str) -> String {
+/// FNV-1a (64-bit) of a key's bytes. Part of the on-disk format:
+/// changing it would hide indexed keys and delivery marks.
+fn fnv1a(key: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{:02x}", hash & 0xff)
+    hash
 }
+
+/// The bucket a key belongs in: the low byte of its hash.
+fn bucket_name(key: &str) -> String {
+    format!("{:02x}", fnv1a(key) & 0xff)
+}
+
+/// How one try at delivering a key ended, as the adapter learned it.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The target took it.
+    Delivered,
+    /// The target certainly does not hold it: the try failed before
+    /// anything was handed over, or the target answered that it would not
+    /// take it. Trying again cannot deliver it twice.
+    NotDelivered(AdapterError),
+    /// It was handed over and no answer came (the connection broke, or the
+    /// answer did not come in time): the target may hold it. Why, for the
+    /// person who will look.
+    Unsure(String),
+}
+
+/// A delivery under way: marked before it went out, removed once its
+/// outcome is known.
+const SENDING: &str = "sending";
+/// A delivery whose outcome nobody knows, and that a person was asked
+/// about: the next try delivers it.
+const ASKED: &str = "asked";
 
 /// A file's bytes, or none if it does not exist.
 fn read_or_empty(path: &str) -> Result<Vec<u8>, AdapterError> {
@@ -140,26 +177,126 @@ impl SentLog {
         unreachable!("the last pass returns")
     }
 
-    /// Record a delivered key.
-    pub fn record(&self, key: &str) -> Result<(), AdapterError> {
-        if key.contains(['\n', '\r']) {
-            return Err(AdapterError::Invalid(
-                "a key cannot contain a line break".into(),
-            ));
+    /// Deliver `key` with `send`, at most once: not at all when the key was
+    /// delivered already, and not again when an earlier try may have
+    /// delivered it. Then the answer is `conflict`, saying so, and the key
+    /// is marked as asked about: the next try delivers it (the run was
+    /// resumed by a person who looked and found it had not arrived).
+    pub fn deliver(&self, key: &str, send: impl FnOnce() -> Delivery) -> Result<(), AdapterError> {
+        fits_a_line(key)?;
+        if self.contains(key)? {
+            return Ok(());
         }
-        if key.len() as u64 >= MAX_LINE {
-            return Err(AdapterError::Invalid(format!(
-                "a key of {} bytes is longer than a sent log keeps ({} at most)",
-                key.len(),
-                MAX_LINE - 1
+        let mark = self.mark_of(key);
+        match self.marked(&mark, key)? {
+            Some(Marked::Sending) => {
+                self.set_mark(&mark, ASKED, key)?;
+                return Err(unsure(key, "an earlier try stopped while delivering it"));
+            }
+            Some(Marked::Asked) => self.set_mark(&mark, SENDING, key)?,
+            None => fs::append_making_dir(&mark, format!("{SENDING}\n{key}\n").as_bytes())?,
+        }
+        match send() {
+            Delivery::Delivered => {
+                self.record(key)?;
+                fs::remove_file(&mark)
+            }
+            Delivery::NotDelivered(e) => {
+                fs::remove_file(&mark)?;
+                Err(e)
+            }
+            Delivery::Unsure(why) => {
+                self.set_mark(&mark, ASKED, key)?;
+                Err(unsure(key, &why))
+            }
+        }
+    }
+
+    /// The file that marks `key` as under way.
+    fn mark_of(&self, key: &str) -> String {
+        format!("{}.sending/{:016x}", self.stem(), fnv1a(key))
+    }
+
+    fn stem(&self) -> &str {
+        self.path.strip_suffix(".sent").unwrap_or(&self.path)
+    }
+
+    /// What the mark of `key` says, if there is one. A mark cut short (a
+    /// process killed while making it) reads as under way: that is the
+    /// answer that never delivers twice.
+    fn marked(&self, mark: &str, key: &str) -> Result<Option<Marked>, AdapterError> {
+        let text = match fs::read(mark) {
+            Ok(text) => text,
+            Err(AdapterError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8_lossy(&text);
+        let mut lines = text.lines();
+        let (state, marked_key) = (lines.next().unwrap_or(""), lines.next());
+        if let Some(other) = marked_key.map(str::trim_end)
+            && !other.is_empty()
+            && other != key
+        {
+            return Err(AdapterError::Conflict(format!(
+                "{key}: its delivery mark {mark} belongs to another key ({other}); \
+                 nothing was delivered: remove the mark once that key's delivery is settled"
             )));
         }
+        Ok(Some(if state == ASKED {
+            Marked::Asked
+        } else {
+            Marked::Sending
+        }))
+    }
+
+    /// Say `state` in an existing mark, in place (a file of one page: a
+    /// stop leaves the old words or the new).
+    fn set_mark(&self, mark: &str, state: &str, key: &str) -> Result<(), AdapterError> {
+        fs::replace(mark, format!("{state}\n{key}\n").as_bytes())
+    }
+
+    /// Record a delivered key. [`SentLog::deliver`] does, once the target
+    /// took it.
+    pub fn record(&self, key: &str) -> Result<(), AdapterError> {
+        fits_a_line(key)?;
         // The log first: a stop between the two leaves a key the log shows
         // as recent (so the channel reads as delivered) rather than an
         // indexed key the log never got.
         fs::append(&self.path, format!("{key}\n").as_bytes())?;
         self.add(&bucket_name(key), key)
     }
+}
+
+/// What a delivery mark says.
+enum Marked {
+    Sending,
+    Asked,
+}
+
+/// The answer when a key may have been delivered.
+fn unsure(key: &str, why: &str) -> AdapterError {
+    AdapterError::Conflict(format!(
+        "{key} may have been delivered already ({why}), and this target cannot be asked \
+         whether it was: look there. If it did not arrive, resuming the run delivers it; \
+         if it did, resuming would deliver it a second time"
+    ))
+}
+
+/// A key a log line can hold.
+fn fits_a_line(key: &str) -> Result<(), AdapterError> {
+    if key.contains(['\n', '\r']) {
+        return Err(AdapterError::Invalid(
+            "a key cannot contain a line break".into(),
+        ));
+    }
+    if key.len() as u64 >= MAX_LINE {
+        return Err(AdapterError::Invalid(format!(
+            "a key of {} bytes is longer than a sent log keeps ({} at most)",
+            key.len(),
+            MAX_LINE - 1
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -231,6 +368,94 @@ mod tests {
             assert!(log.contains("hk1-old-39").unwrap());
             assert!(log.contains("a key with spaces").unwrap());
             assert!(!log.contains("hk1-never").unwrap());
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Deliver `key` on `log`, counting the tries that reached `send`.
+    fn deliver_counting(
+        log: &SentLog,
+        key: &str,
+        tries: &std::cell::Cell<u32>,
+        outcome: impl FnOnce() -> Delivery,
+    ) -> Result<(), AdapterError> {
+        log.deliver(key, || {
+            tries.set(tries.get() + 1);
+            outcome()
+        })
+    }
+
+    #[test]
+    fn a_key_is_delivered_at_most_once_unless_a_person_was_asked_first() {
+        let dir = std::env::temp_dir().join(format!("handoff-sdk-deliver-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let h = Harness::new().dir("sent", &dir);
+        let marks = dir.join("coord.sending");
+        let tries = std::cell::Cell::new(0);
+        h.run(|| {
+            let log = SentLog::new("/sent", "coord").unwrap();
+            // Taken: recorded once, never tried again.
+            deliver_counting(&log, "hk1-a", &tries, || Delivery::Delivered).unwrap();
+            deliver_counting(&log, "hk1-a", &tries, || Delivery::Delivered).unwrap();
+            assert_eq!(tries.get(), 1);
+            assert_eq!(log.recent(10).unwrap(), ["hk1-a"]);
+
+            // Certainly not taken: the error, and the next try goes out.
+            let refused = AdapterError::Transient("connection refused".into());
+            let e = deliver_counting(&log, "hk1-b", &tries, || Delivery::NotDelivered(refused));
+            assert!(matches!(e, Err(AdapterError::Transient(_))), "{e:?}");
+            deliver_counting(&log, "hk1-b", &tries, || Delivery::Delivered).unwrap();
+            assert_eq!(tries.get(), 3);
+
+            // Handed over, no answer: a person is asked, then it goes out
+            // again once, on the try after the question.
+            let e = deliver_counting(&log, "hk1-c", &tries, || {
+                Delivery::Unsure("the connection broke".into())
+            });
+            let Err(AdapterError::Conflict(m)) = e else {
+                panic!("{e:?}")
+            };
+            assert!(m.contains("hk1-c may have been delivered already (the connection broke)"));
+            deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered).unwrap();
+            deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered).unwrap();
+            assert_eq!(tries.get(), 5);
+
+            // Killed while delivering: the next try does not deliver, it
+            // asks; the one after it delivers.
+            let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                deliver_counting(&log, "hk1-d", &tries, || panic!("killed mid-delivery"))
+            }));
+            assert!(killed.is_err());
+            assert_eq!(tries.get(), 6);
+            let e = deliver_counting(&log, "hk1-d", &tries, || Delivery::Delivered);
+            let Err(AdapterError::Conflict(m)) = e else {
+                panic!("{e:?}")
+            };
+            assert!(
+                m.contains("an earlier try stopped while delivering it"),
+                "{m}"
+            );
+            assert_eq!(tries.get(), 6, "the try after a kill sends nothing");
+            deliver_counting(&log, "hk1-d", &tries, || Delivery::Delivered).unwrap();
+            assert_eq!(tries.get(), 7);
+            assert_eq!(
+                log.recent(10).unwrap(),
+                ["hk1-a", "hk1-b", "hk1-c", "hk1-d"]
+            );
+        });
+        assert_eq!(
+            std::fs::read_dir(&marks).unwrap().count(),
+            0,
+            "no mark outlives its delivery"
+        );
+        // A mark cut short by a kill while it was made reads as under way.
+        std::fs::write(marks.join(format!("{:016x}", fnv1a("hk1-e"))), b"").unwrap();
+        h.run(|| {
+            let log = SentLog::new("/sent", "coord").unwrap();
+            let e = deliver_counting(&log, "hk1-e", &tries, || Delivery::Delivered);
+            assert!(matches!(e, Err(AdapterError::Conflict(_))), "{e:?}");
+            assert_eq!(tries.get(), 7);
         });
         std::fs::remove_dir_all(&dir).unwrap();
     }

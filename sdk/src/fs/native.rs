@@ -16,6 +16,10 @@ pub fn try_exists(p: &Path, shown: &str) -> Result<bool, AdapterError> {
     std::fs::exists(host_path(p)).map_err(|e| super::io_error("look up", shown, e))
 }
 
+pub fn remove_file(p: &Path, shown: &str) -> Result<(), AdapterError> {
+    std::fs::remove_file(host_path(p)).map_err(|e| super::io_error("remove", shown, e))
+}
+
 pub fn create_dir_all(p: &Path, shown: &str) -> Result<(), AdapterError> {
     std::fs::create_dir_all(host_path(p)).map_err(|e| super::io_error("create", shown, e))
 }

@@ -177,6 +177,12 @@ fn kind_at(dir: &Descriptor, rel: &str) -> Result<DescriptorType, ErrorCode> {
     }
 }
 
+pub fn remove_file(p: &Path, shown: &str) -> Result<(), AdapterError> {
+    let (dir, rel) = locate(p, "remove", shown)?;
+    dir.unlink_file_at(&rel)
+        .map_err(|c| error("remove", shown, c))
+}
+
 /// Create `p` and its missing parents; one existing already as a
 /// directory is no error.
 pub fn create_dir_all(p: &Path, shown: &str) -> Result<(), AdapterError> {
