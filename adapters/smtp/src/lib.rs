@@ -8,15 +8,15 @@
 //! `observe` reports the latest `observe-window` (default 100) recorded keys
 //! as applied, so the host skips a mail already sent.
 //!
-//! Crash window: between the server's `250 OK` for the mail and the key's
-//! line in `/sent/<id>.sent`. A process killed there sends the mail again
-//! when the run resumes, with the same `Message-ID`, which a mail client
-//! shows as one message. SMTP cannot close it: a mail server cannot be
-//! asked whether it took a message, and recording the key before sending
-//! would lose the mail instead when the send fails.
+//! At most once: the mail goes out through `SentLog::deliver`, which marks
+//! it under way first. A process killed after the server took the mail and
+//! before its key was recorded, or a server that took the message and never
+//! answered, leaves the mark; the next try then sends nothing and answers
+//! `conflict` ("may have been delivered"), so a person looks, and a resume
+//! after that sends it once more. Every try carries the same `Message-ID`.
 
-use handoff_sdk::mail::{self, Email};
-use handoff_sdk::sent::SentLog;
+use handoff_sdk::mail::{self, DeliveryFailure, Email};
+use handoff_sdk::sent::{Delivery, SentLog};
 use handoff_sdk::{
     Action, AdapterError, Message, Observed, RecordRef, Target, action_name, export,
 };
@@ -83,17 +83,19 @@ impl Target for Smtp {
             )));
         };
         let (log, to) = channel(&record)?;
-        if !log.contains(&key)? {
-            let email = Email {
-                sender: config("from")?,
-                recipients: to.clone(),
-                subject: message.subject.clone(),
-                body: body(message, &key),
-                message_id: format!("{key}@handoff"),
-            };
-            mail::send(&config("server")?, &email)?;
-            log.record(&key)?;
-        }
+        let email = Email {
+            sender: config("from")?,
+            recipients: to.clone(),
+            subject: message.subject.clone(),
+            body: body(message, &key),
+            message_id: format!("{key}@handoff"),
+        };
+        let server = config("server")?;
+        log.deliver(&key, || match mail::deliver(&server, &email) {
+            Ok(()) => Delivery::Delivered,
+            Err(DeliveryFailure::NotDelivered(e)) => Delivery::NotDelivered(e),
+            Err(DeliveryFailure::Unsure(why)) => Delivery::Unsure(why),
+        })?;
         observed(&log, &to)
     }
 }

@@ -7,15 +7,17 @@
 //! the receiver answered 2xx. `observe` reports the latest `observe-window`
 //! (default 100) recorded keys as applied.
 //!
-//! Crash window: between the receiver's 2xx and the key's line in
-//! `/sent/<id>.sent`. A process killed there posts again when the run
-//! resumes, with the same `webhook-id`, so a receiver that dedupes by it
-//! (Standard Webhooks asks receivers to) shows one message; Slack-style
-//! incoming webhooks do not, and show two. A webhook cannot be read back,
-//! so the adapter cannot learn whether the first post arrived.
+//! At most once: the post goes out through `SentLog::deliver`, which marks
+//! it under way first. A process killed after the receiver took the post
+//! and before its key was recorded, or a receiver that took it and never
+//! answered, leaves the mark; the next try then posts nothing and answers
+//! `conflict` ("may have been delivered"), so a person looks, and a resume
+//! after that posts once more. A receiver's non-2xx answer is taken at its
+//! word: not delivered (tried again on `429` and `5xx`). Every try carries
+//! the same `webhook-id`.
 
 use handoff_sdk::http::{self, Request};
-use handoff_sdk::sent::SentLog;
+use handoff_sdk::sent::{Delivery, SentLog};
 use handoff_sdk::{
     Action, AdapterError, Message, Observed, RecordRef, Target, action_name, export,
 };
@@ -86,29 +88,29 @@ impl Target for Webhook {
             )));
         };
         let (log, url) = channel(&record)?;
-        if !log.contains(&key)? {
-            let body = serde_json::json!({ "text": text(message) }).to_string();
-            let response = http::send(
-                Request::new("POST", &url)
-                    .header("webhook-id", &key)
-                    .json(body),
-            )?;
-            match response.status {
-                200..=299 => log.record(&key)?,
-                429 | 500..=599 => {
-                    return Err(AdapterError::Transient(format!(
-                        "POST {}: the receiver answered {}",
-                        record.id, response.status
-                    )));
-                }
-                status => {
-                    return Err(AdapterError::Conflict(format!(
-                        "POST {}: the receiver refused it with {status}",
-                        record.id
-                    )));
-                }
+        let body = serde_json::json!({ "text": text(message) }).to_string();
+        let request = Request::new("POST", &url)
+            .header("webhook-id", &key)
+            .json(body);
+        log.deliver(&key, || match http::send_once(&request) {
+            Ok(response) => match response.status {
+                200..=299 => Delivery::Delivered,
+                // The receiver's own answer that it did not take it: tried
+                // again (rate limited, or its failure) or handed to a person.
+                429 | 500..=599 => Delivery::NotDelivered(AdapterError::Transient(format!(
+                    "POST {}: the receiver answered {}",
+                    record.id, response.status
+                ))),
+                status => Delivery::NotDelivered(AdapterError::Conflict(format!(
+                    "POST {}: the receiver refused it with {status}",
+                    record.id
+                ))),
+            },
+            Err(failed) if failed.maybe_received => {
+                Delivery::Unsure(format!("POST {}: {}", record.id, failed.error.message()))
             }
-        }
+            Err(failed) => Delivery::NotDelivered(failed.error),
+        })?;
         observed(&log)
     }
 }

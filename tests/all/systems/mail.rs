@@ -18,7 +18,7 @@ const CERTIFICATE_NAME: &str = "smtp.handoff.test";
 
 /// The built smtp adapter with its mail grant for `server` over
 /// `transport` (the manifest lines for `tls`, or none).
-fn smtp_package(server: &str, transport: &str) -> TempDir {
+pub(super) fn smtp_package(server: &str, transport: &str) -> TempDir {
     let manifest = std::fs::read_to_string(built("smtp").join("adapter.toml")).unwrap();
     let start = manifest.find("[[capabilities.smtp]]").unwrap();
     let end = start + manifest[start..].find("senders").unwrap();
@@ -36,7 +36,12 @@ fn starttls(name: &str) -> String {
 
 /// The instance an operator binds: the server, sender and role address as
 /// config, the sent log's directory, and the CA file when given.
-fn instance(dir: &Path, server: &str, sent: &Path, ca: Option<PathBuf>) -> AdapterInstance {
+pub(super) fn instance(
+    dir: &Path,
+    server: &str,
+    sent: &Path,
+    ca: Option<PathBuf>,
+) -> AdapterInstance {
     let mut i = AdapterInstance::new("notify", dir);
     for (k, v) in [
         ("server", server),
@@ -57,7 +62,10 @@ fn instance(dir: &Path, server: &str, sent: &Path, ca: Option<PathBuf>) -> Adapt
 }
 
 /// Publish one message with `key` through the adapter; its answer.
-fn publish(loaded: &handoff::sandbox::LoadedAdapter, key: &str) -> Result<(), AdapterError> {
+pub(super) fn publish(
+    loaded: &handoff::sandbox::LoadedAdapter,
+    key: &str,
+) -> Result<(), AdapterError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,11 +91,11 @@ fn received(key: &str) -> usize {
 }
 
 /// How many mails in the Maildir that `maildir_var` names carry `key`.
-fn received_in(maildir_var: &str, key: &str) -> usize {
+pub(super) fn received_in(maildir_var: &str, key: &str) -> usize {
     mails_in(maildir_var, key).len()
 }
 
-fn unique_key(what: &str) -> String {
+pub(super) fn unique_key(what: &str) -> String {
     format!("hk1-{what}-{}", std::process::id())
 }
 

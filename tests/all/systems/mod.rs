@@ -7,6 +7,7 @@
 mod end_to_end;
 mod https;
 mod mail;
+mod mail_once;
 mod nats;
 mod nats_door;
 mod notices;

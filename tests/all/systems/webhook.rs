@@ -31,34 +31,49 @@ struct Posted {
     body: Value,
 }
 
-#[derive(Default)]
 struct Receiver {
     posted: Vec<Posted>,
-    /// Answers to give, in order; after they run out, `200 ok`.
+    /// Answers to give, in order; after they run out, `200 ok`. [`KILL`]
+    /// kills the process that posted, once it is known, instead.
     script: VecDeque<u16>,
+    /// The process [`KILL`] kills (0 until the test names it).
+    poster: tokio::sync::watch::Receiver<u32>,
 }
+
+/// In a script: SIGKILL the process that posted, after the post arrived
+/// and before it is answered (the moment its sent log cannot record).
+const KILL: u16 = 0;
 
 /// The fake Slack receiver, served on its own thread's runtime so that the
 /// test can drive the `handoff` binary synchronously.
 struct FakeSlack {
     origin: String,
     state: Arc<Mutex<Receiver>>,
+    poster: tokio::sync::watch::Sender<u32>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl FakeSlack {
     fn start(script: &[u16]) -> FakeSlack {
+        let (poster, watching) = tokio::sync::watch::channel(0);
         let state = Arc::new(Mutex::new(Receiver {
             posted: Vec::new(),
             script: script.iter().copied().collect(),
+            poster: watching,
         }));
         let app = Router::new().fallback(answer).with_state(state.clone());
         let (origin, runtime) = crate::support::serve_in_background(app);
         FakeSlack {
             origin,
             state,
+            poster,
             _runtime: runtime,
         }
+    }
+
+    /// The process a [`KILL`] in the script kills.
+    fn posting_from(&self, pid: u32) {
+        self.poster.send_replace(pid);
     }
 
     fn posted(&self) -> Vec<Posted> {
@@ -78,19 +93,32 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    // Taken (and recorded) before anything else: a kill comes after.
+    let mut poster = {
+        let mut state = state.lock().unwrap();
+        state.posted.push(Posted {
+            path: uri.path().to_string(),
+            webhook_id: header("webhook-id"),
+            content_type: header("content-type"),
+            traceparent: header("traceparent"),
+            body: serde_json::from_str(&body).unwrap_or(Value::Null),
+        });
+        (state.script.front() == Some(&KILL)).then(|| state.poster.clone())
+    };
+    if let Some(poster) = poster.as_mut() {
+        let pid = *poster.wait_for(|pid| *pid != 0).await.unwrap();
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill {pid}");
+    }
     let mut state = state.lock().unwrap();
-    state.posted.push(Posted {
-        path: uri.path().to_string(),
-        webhook_id: header("webhook-id"),
-        content_type: header("content-type"),
-        traceparent: header("traceparent"),
-        body: serde_json::from_str(&body).unwrap_or(Value::Null),
-    });
     if uri.path() != HOOK_PATH {
         return (StatusCode::NOT_FOUND, "no_service").into_response();
     }
     match state.script.pop_front().unwrap_or(200) {
-        200 => (StatusCode::OK, "ok").into_response(),
+        200 | KILL => (StatusCode::OK, "ok").into_response(),
         429 => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", "1")],
@@ -190,6 +218,78 @@ fn rate_limited_and_server_errors_are_retried_with_the_same_webhook_id() {
         ids[0].is_some() && ids.iter().all(|id| *id == ids[0]),
         "{ids:?}"
     );
+}
+
+/// The one moment a sent log cannot cover: the receiver has the post and
+/// the process is killed before it hears the answer. The run resumed after
+/// it does not post again; it hands the step to a person, saying the post
+/// may have arrived, and posts once more only when that person resumes it.
+#[test]
+fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_again() {
+    use std::os::unix::process::ExitStatusExt;
+    let slack = FakeSlack::start(&[KILL]);
+    let s = scenario(&slack);
+    let mut child = s
+        .command(&[
+            "run",
+            "--event",
+            "events/accepted.json",
+            "--context",
+            "context.json",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    slack.posting_from(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert_eq!(slack.posted().len(), 1);
+
+    let o = s.handoff(&["resume", "--json"]);
+    let resumed = crate::support::scenario::text(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "a person is asked: {resumed}");
+    assert_eq!(slack.posted().len(), 1, "not posted again: {resumed}");
+    let packet = s.follow_up(1)["packet"].clone();
+    assert_eq!(packet["reason"], "target-refused", "{packet}");
+    let summary = packet["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(
+            "may have been delivered already (an earlier try stopped while delivering it)"
+        ),
+        "{summary}"
+    );
+    let pending: Vec<&str> = packet["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["notify-coordinator"], "{packet}");
+
+    // The person looked, found nothing, and resumes: posted once more.
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        "1",
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+        "--json",
+    ]);
+    let done: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(done["outcome"], "completed", "{done}");
+    let posted = slack.posted();
+    assert_eq!(posted.len(), 2, "{posted:#?}");
+    assert_eq!(posted[0].webhook_id, posted[1].webhook_id);
+    let key = posted[0].webhook_id.clone().unwrap();
+    let sent = std::fs::read_to_string(s.path("state/sent/release-coordinators.sent")).unwrap();
+    assert_eq!(sent.lines().collect::<Vec<_>>(), [key.as_str()]);
+    // And nothing more on another delivery of the event.
+    let (code, again) = run(&s, "events/accepted.json");
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(slack.posted().len(), 2);
 }
 
 #[test]

@@ -10,8 +10,10 @@ use crate::support::scenario::*;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod handover;
 mod mail;
 mod nats;
+pub use handover::*;
 pub use mail::*;
 pub use nats::*;
 
