@@ -212,6 +212,31 @@ impl SentLog {
         }
     }
 
+    /// As [`SentLog::deliver`], for a target that drops a repeat of the
+    /// key by itself (a receiver that keeps the `webhook-id`s it has seen,
+    /// as Standard Webhooks asks receivers to): no mark is kept, and a try
+    /// whose outcome is unsure is `transient`, tried again with the same
+    /// key; the target keeps one. Only the operator, who knows the target,
+    /// can say that it does.
+    pub fn deliver_repeatable(
+        &self,
+        key: &str,
+        send: impl FnOnce() -> Delivery,
+    ) -> Result<(), AdapterError> {
+        fits_a_line(key)?;
+        if self.contains(key)? {
+            return Ok(());
+        }
+        match send() {
+            Delivery::Delivered => self.record(key),
+            Delivery::NotDelivered(e) => Err(e),
+            Delivery::Unsure(why) => Err(AdapterError::Transient(format!(
+                "{key} may have been delivered already ({why}); it goes again with the same \
+                 key, which the target drops if it has it"
+            ))),
+        }
+    }
+
     /// The file that marks `key` as under way.
     fn mark_of(&self, key: &str) -> String {
         format!("{}.sending/{:016x}", self.stem(), fnv1a(key))
@@ -457,6 +482,37 @@ mod tests {
             assert!(matches!(e, Err(AdapterError::Conflict(_))), "{e:?}");
             assert_eq!(tries.get(), 7);
         });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_target_that_drops_repeats_is_tried_again_when_unsure() {
+        let dir = std::env::temp_dir().join(format!("handoff-sdk-repeat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let h = Harness::new().dir("sent", &dir);
+        let tries = std::cell::Cell::new(0);
+        let counting = |outcome: Delivery| {
+            tries.set(tries.get() + 1);
+            outcome
+        };
+        h.run(|| {
+            let log = SentLog::new("/sent", "coord").unwrap();
+            let e =
+                log.deliver_repeatable("hk1-a", || counting(Delivery::Unsure("no answer".into())));
+            assert!(matches!(e, Err(AdapterError::Transient(_))), "{e:?}");
+            log.deliver_repeatable("hk1-a", || counting(Delivery::Delivered))
+                .unwrap();
+            log.deliver_repeatable("hk1-a", || counting(Delivery::Delivered))
+                .unwrap();
+            assert_eq!(
+                tries.get(),
+                2,
+                "tried again once unsure, never once recorded"
+            );
+            assert_eq!(log.recent(10).unwrap(), ["hk1-a"]);
+        });
+        assert!(!dir.join("coord.sending").exists(), "no marks");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -14,7 +14,9 @@
 //! `conflict` ("may have been delivered"), so a person looks, and a resume
 //! after that posts once more. A receiver's non-2xx answer is taken at its
 //! word: not delivered (tried again on `429` and `5xx`). Every try carries
-//! the same `webhook-id`.
+//! the same `webhook-id`. An operator whose receiver drops a repeated
+//! `webhook-id` (Standard Webhooks asks receivers to) sets config
+//! `receiver-dedupes = "true"`: such a post is then simply posted again.
 
 use handoff_sdk::http::{self, Request};
 use handoff_sdk::sent::{Delivery, SentLog};
@@ -47,6 +49,20 @@ fn observed(log: &SentLog) -> Result<Observed, AdapterError> {
         links: Vec::new(),
         applied_keys: log.recent(window)?,
     })
+}
+
+/// Config `receiver-dedupes`: whether the receiver drops a post whose
+/// `webhook-id` it has seen (`"true"`), so a post that may have arrived is
+/// posted again rather than handed to a person; `"false"` (the default)
+/// for one that does not, as Slack's incoming webhooks.
+fn receiver_dedupes() -> Result<bool, AdapterError> {
+    match handoff_sdk::config("receiver-dedupes").as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(AdapterError::Invalid(format!(
+            "config `receiver-dedupes` is {other:?}: use \"true\" or \"false\""
+        ))),
+    }
 }
 
 /// Slack's `text` field: `&`, `<` and `>` escaped, links as `<url|title>`.
@@ -92,7 +108,7 @@ impl Target for Webhook {
         let request = Request::new("POST", &url)
             .header("webhook-id", &key)
             .json(body);
-        log.deliver(&key, || match http::send_once(&request) {
+        let post = || match http::send_once(&request) {
             Ok(response) => match response.status {
                 200..=299 => Delivery::Delivered,
                 // The receiver's own answer that it did not take it: tried
@@ -110,7 +126,12 @@ impl Target for Webhook {
                 Delivery::Unsure(format!("POST {}: {}", record.id, failed.error.message()))
             }
             Err(failed) => Delivery::NotDelivered(failed.error),
-        })?;
+        };
+        if receiver_dedupes()? {
+            log.deliver_repeatable(&key, post)?;
+        } else {
+            log.deliver(&key, post)?;
+        }
         observed(&log)
     }
 }

@@ -133,6 +133,11 @@ async fn answer(
 /// The filesystem example with `notify` served by the webhook adapter,
 /// whose manifest now declares the receiver's origin (and is approved).
 fn scenario(slack: &FakeSlack) -> Scenario {
+    scenario_with(slack, "")
+}
+
+/// As [`scenario`], with more of the instance's config (`, key = "value"`).
+fn scenario_with(slack: &FakeSlack, more_config: &str) -> Scenario {
     let s = Scenario::new();
     let package = s.path("packages/webhook");
     std::fs::create_dir_all(&package).unwrap();
@@ -160,7 +165,7 @@ fn scenario(slack: &FakeSlack) -> Scenario {
         ),
         &format!(
             "[adapters.notify]\npackage = \"{}\"\ndirectories = {{ sent = \"state/sent\" }}\n\
-             config = {{ url-release-coordinators = \"{}{HOOK_PATH}\" }}",
+             config = {{ url-release-coordinators = \"{}{HOOK_PATH}\"{more_config} }}",
             package.display(),
             slack.origin
         ),
@@ -290,6 +295,37 @@ fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_agai
     let (code, again) = run(&s, "events/accepted.json");
     assert_eq!(code, 0, "{again}");
     assert_eq!(slack.posted().len(), 2);
+}
+
+/// A receiver its operator says drops a repeated `webhook-id` (as
+/// Standard Webhooks asks) is posted to again after the same kill, with
+/// the same `webhook-id`, and the run completes with nobody asked.
+#[test]
+fn a_receiver_that_drops_repeats_is_posted_to_again_after_a_kill_without_asking_anyone() {
+    use std::os::unix::process::ExitStatusExt;
+    let slack = FakeSlack::start(&[KILL]);
+    let s = scenario_with(&slack, ", receiver-dedupes = \"true\"");
+    let mut child = s
+        .command(&[
+            "run",
+            "--event",
+            "events/accepted.json",
+            "--context",
+            "context.json",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    slack.posting_from(child.id());
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    let o = s.handoff(&["resume", "--json"]);
+    let resumed = crate::support::scenario::text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{resumed}");
+    assert!(resumed.contains("\"outcome\":\"completed\""), "{resumed}");
+    let posted = slack.posted();
+    assert_eq!(posted.len(), 2, "{posted:#?}");
+    assert_eq!(posted[0].webhook_id, posted[1].webhook_id);
 }
 
 #[test]
