@@ -111,6 +111,7 @@ fn is_over_limit(e: &axum::Error) -> bool {
 pub async fn post_event(
     State(app): State<Arc<App>>,
     reading: Option<axum::Extension<super::listener::Reading>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -122,6 +123,11 @@ pub async fn post_event(
             "stopping",
             "handoff is shutting down; send again later".into(),
         );
+    }
+    // The door reads no parameters: one a sender adds (`?source=...`)
+    // would otherwise pass as if it had been applied.
+    if let Err(refused) = super::api::refusal::no_query(uri.query()) {
+        return refuse(&app, refused.status, refused.reason, refused.error);
     }
     let read = tokio::time::timeout(
         app.body_read_timeout,

@@ -130,7 +130,17 @@ impl Service {
     }
 
     pub(crate) fn post(&self, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
-        let mut request = ureq::post(&format!("{}/v1/events", self.url));
+        self.post_to("/v1/events", headers, body)
+    }
+
+    /// POST to `path` (the door, perhaps with a query).
+    pub(crate) fn post_to(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut request = ureq::post(&format!("{}{path}", self.url));
         for (k, v) in headers {
             request = request.set(k, v);
         }

@@ -316,7 +316,7 @@ fn binary_mode_is_refused_since_no_signature_covers_its_headers_and_github_signa
 }
 
 #[test]
-fn a_body_cut_short_is_400_not_413_and_a_foreign_content_type_is_415() {
+fn a_body_cut_short_or_a_query_is_400_not_413_and_a_foreign_content_type_is_415() {
     use std::io::{Read, Write};
     let s = scenario(1, 100);
     let service = Service::start(&s, None);
@@ -343,8 +343,21 @@ fn a_body_cut_short_is_400_not_413_and_a_foreign_content_type_is_415() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("body-unreadable"), "{answer}");
     }
-    // The whole body, later, is taken.
-    let (code, _) = service.post(&headers, &body);
+    // The door reads no query parameters: one given is refused, not
+    // ignored as if it had been applied, and nothing is stored.
+    let (code, answer) = service.post_to("/v1/events?source=other", &headers, &body);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (400, Some("bad-query")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"].as_str().unwrap().contains("source=other"),
+        "{answer}"
+    );
+    assert_eq!(events_stored(&s), 0);
+    // The whole body, later, is taken (an empty query is no parameter).
+    let (code, _) = service.post_to("/v1/events?", &headers, &body);
     assert_eq!(code, 202);
 
     let other = decision("cut-2", "RV-602");
