@@ -182,7 +182,16 @@ impl SentLog {
     /// delivered it. Then the answer is `conflict`, saying so, and the key
     /// is marked as asked about: the next try delivers it (the run was
     /// resumed by a person who looked and found it had not arrived).
-    pub fn deliver(&self, key: &str, send: impl FnOnce() -> Delivery) -> Result<(), AdapterError> {
+    ///
+    /// `about` names the delivery for the person who will look (`the mail
+    /// "Release R-1 done" to ops@example.com`): the key alone is seldom
+    /// what they can see.
+    pub fn deliver(
+        &self,
+        key: &str,
+        about: &str,
+        send: impl FnOnce() -> Delivery,
+    ) -> Result<(), AdapterError> {
         fits_a_line(key)?;
         if self.contains(key)? {
             return Ok(());
@@ -191,7 +200,11 @@ impl SentLog {
         match self.marked(&mark, key)? {
             Some(Marked::Sending) => {
                 self.set_mark(&mark, ASKED, key)?;
-                return Err(unsure(key, "an earlier try stopped while delivering it"));
+                return Err(unsure(
+                    key,
+                    about,
+                    "an earlier try stopped while delivering it",
+                ));
             }
             Some(Marked::Asked) => self.set_mark(&mark, SENDING, key)?,
             None => fs::append_making_dir(&mark, format!("{SENDING}\n{key}\n").as_bytes())?,
@@ -207,7 +220,7 @@ impl SentLog {
             }
             Delivery::Unsure(why) => {
                 self.set_mark(&mark, ASKED, key)?;
-                Err(unsure(key, &why))
+                Err(unsure(key, about, &why))
             }
         }
     }
@@ -299,11 +312,11 @@ enum Marked {
 }
 
 /// The answer when a key may have been delivered.
-fn unsure(key: &str, why: &str) -> AdapterError {
+fn unsure(key: &str, about: &str, why: &str) -> AdapterError {
     AdapterError::Conflict(format!(
-        "{key} may have been delivered already ({why}), and this target cannot be asked \
-         whether it was: look there. If it did not arrive, resuming the run delivers it; \
-         if it did, resuming would deliver it a second time"
+        "{about} (key {key}) may have been delivered already ({why}), and this target cannot \
+         be asked whether it was: look there. If it did not arrive, resuming the run \
+         delivers it; if it did, resuming would deliver it a second time"
     ))
 }
 
@@ -404,7 +417,7 @@ mod tests {
         tries: &std::cell::Cell<u32>,
         outcome: impl FnOnce() -> Delivery,
     ) -> Result<(), AdapterError> {
-        log.deliver(key, || {
+        log.deliver(key, "the note", || {
             tries.set(tries.get() + 1);
             outcome()
         })
@@ -441,7 +454,12 @@ mod tests {
             let Err(AdapterError::Conflict(m)) = e else {
                 panic!("{e:?}")
             };
-            assert!(m.contains("hk1-c may have been delivered already (the connection broke)"));
+            assert!(
+                m.contains(
+                    "the note (key hk1-c) may have been delivered already (the connection broke)"
+                ),
+                "{m}"
+            );
             deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered).unwrap();
             deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered).unwrap();
             assert_eq!(tries.get(), 5);

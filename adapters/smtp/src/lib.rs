@@ -91,7 +91,13 @@ impl Target for Smtp {
             message_id: format!("{key}@handoff"),
         };
         let server = config("server")?;
-        log.deliver(&key, || match mail::deliver(&server, &email) {
+        let about = format!(
+            "the mail {:?} to {} (Message-ID <{}>)",
+            email.subject,
+            to.join(", "),
+            email.message_id
+        );
+        log.deliver(&key, &about, || match mail::deliver(&server, &email) {
             Ok(()) => Delivery::Delivered,
             Err(DeliveryFailure::NotDelivered(e)) => Delivery::NotDelivered(e),
             Err(DeliveryFailure::Unsure(why)) => Delivery::Unsure(why),

@@ -130,7 +130,8 @@ impl Target for Webhook {
         if receiver_dedupes()? {
             log.deliver_repeatable(&key, post)?;
         } else {
-            log.deliver(&key, post)?;
+            let about = format!("the post {:?} to channel {}", message.subject, record.id);
+            log.deliver(&key, &about, post)?;
         }
         observed(&log)
     }

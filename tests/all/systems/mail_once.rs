@@ -37,8 +37,10 @@ fn a_mail_the_server_took_without_answering_is_sent_again_only_after_a_person_wa
         panic!("a person must look: {err:?}");
     };
     assert!(
-        m.contains(&format!("{key} may have been delivered already"))
-            && m.contains("the message was handed over"),
+        m.contains(&format!(
+            "the mail \"Release R-1 closure done\" to release-coordinators@example.internal \
+             (Message-ID <{key}@handoff>) (key {key}) may have been delivered already"
+        )) && m.contains("the message was handed over"),
         "{m}"
     );
     assert_eq!(arrived(&key), 1, "the receiver has it");
