@@ -8,12 +8,15 @@
 //! `observe` reports the latest `observe-window` (default 100) recorded keys
 //! as applied, so the host skips a mail already sent.
 //!
-//! At most once: the mail goes out through `SentLog::deliver`, which marks
-//! it under way first. A process killed after the server took the mail and
-//! before its key was recorded, or a server that took the message and never
-//! answered, leaves the mark; the next try then sends nothing and answers
-//! `conflict` ("may have been delivered"), so a person looks, and a resume
-//! after that sends it once more. Every try carries the same `Message-ID`.
+//! At most once: the mail is prepared (connected, the envelope taken,
+//! nothing sent), then handed over through `SentLog::deliver`, which marks
+//! it under way first. A process killed after the handover began and
+//! before the key was recorded, or a server that took the message and
+//! never answered, leaves the mark; the next try then sends nothing and
+//! answers `conflict` ("may have been delivered"), so a person looks, and a
+//! resume after that sends it once more. A stop before the handover leaves
+//! no mark: the next try simply sends. Every try carries the same
+//! `Message-ID`.
 
 use handoff_sdk::mail::{self, DeliveryFailure, Email};
 use handoff_sdk::sent::{Delivery, SentLog};
@@ -83,25 +86,29 @@ impl Target for Smtp {
             )));
         };
         let (log, to) = channel(&record)?;
-        let email = Email {
-            sender: config("from")?,
-            recipients: to.clone(),
-            subject: message.subject.clone(),
-            body: body(message, &key),
-            message_id: format!("{key}@handoff"),
-        };
-        let server = config("server")?;
-        let about = format!(
-            "the mail {:?} to {} (Message-ID <{}>)",
-            email.subject,
-            to.join(", "),
-            email.message_id
-        );
-        log.deliver(&key, &about, || match mail::deliver(&server, &email) {
-            Ok(()) => Delivery::Delivered,
-            Err(DeliveryFailure::NotDelivered(e)) => Delivery::NotDelivered(e),
-            Err(DeliveryFailure::Unsure(why)) => Delivery::Unsure(why),
-        })?;
+        if !log.contains(&key)? {
+            let email = Email {
+                sender: config("from")?,
+                recipients: to.clone(),
+                subject: message.subject.clone(),
+                body: body(message, &key),
+                message_id: format!("{key}@handoff"),
+            };
+            let about = format!(
+                "the mail {:?} to {} (Message-ID <{}>)",
+                email.subject,
+                to.join(", "),
+                email.message_id
+            );
+            // Connected and the envelope taken before the mail is marked
+            // under way: a stop before the handover leaves no question.
+            let ready = mail::prepare(&config("server")?, &email)?;
+            log.deliver(&key, &about, || match ready.hand_over() {
+                Ok(()) => Delivery::Delivered,
+                Err(DeliveryFailure::NotDelivered(e)) => Delivery::NotDelivered(e),
+                Err(DeliveryFailure::Unsure(why)) => Delivery::Unsure(why),
+            })?;
+        }
         observed(&log, &to)
     }
 }

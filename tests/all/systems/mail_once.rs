@@ -5,6 +5,7 @@
 //! receiver's Maildir.
 
 use super::mail::{instance, publish, received_in, smtp_package, unique_key};
+use crate::support::scenario::Scenario;
 use crate::support::servers::{Break, HandoverRelay, env_var};
 use crate::support::*;
 use handoff::sandbox::{AdapterError, LoadedAdapter};
@@ -68,4 +69,131 @@ fn a_mail_cut_off_before_it_was_handed_over_is_simply_tried_again() {
     // No person needed: the next try sends it.
     publish(&loaded, &key).unwrap();
     assert_eq!(arrived(&key), 1);
+}
+
+/// The filesystem example with `notify` served by the smtp adapter through
+/// `relay` (its manifest granting the relay's address, approved), and the
+/// package's directory, which must outlive the scenario.
+fn scenario_through(relay: &HandoverRelay) -> (Scenario, TempDir) {
+    let s = Scenario::new();
+    let package = smtp_package(relay.addr(), "");
+    let pkg = handoff::sandbox::package::Package::read(package.path()).unwrap();
+    s.store()
+        .approve_adapter(&handoff::store::adapters::NewApproval::of(
+            &pkg,
+            "security-review",
+        ))
+        .unwrap();
+    std::fs::create_dir_all(s.path("state/sent")).unwrap();
+    s.edit_config(
+        &format!(
+            "[adapters.notify]\nconcurrency = 4\npackage = \"{}/fs-records\"\ndirectories = {{ records = \"state/notify\" }}",
+            handoff::BUILT_PACKAGES_DIR
+        ),
+        &format!(
+            "[adapters.notify]\npackage = \"{}\"\ndirectories = {{ sent = \"state/sent\" }}\n\
+             config = {{ server = \"{}\", from = \"handoff@example.internal\", \
+             to-release-coordinators = \"release-coordinators@example.internal\" }}",
+            package.path().display(),
+            relay.addr()
+        ),
+    );
+    (s, package)
+}
+
+/// `handoff run` of the example's event, killed by the relay.
+fn run_killed_by(s: &Scenario, relay: &HandoverRelay) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = s
+        .command(&[
+            "run",
+            "--event",
+            "events/accepted.json",
+            "--context",
+            "context.json",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    relay.sender_is(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+}
+
+/// The notify step's key, as the store holds it.
+fn notify_key(s: &Scenario) -> String {
+    s.store()
+        .conn()
+        .unwrap()
+        .query_row(
+            "SELECT idem_key FROM steps WHERE step_id = 'notify-coordinator'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// `handoff resume --json`: its exit code and report.
+fn resume(s: &Scenario) -> (i32, serde_json::Value) {
+    let o = s.handoff(&["resume", "--json"]);
+    let report = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", crate::support::scenario::text(&o.stderr)));
+    (o.status.code().unwrap(), report)
+}
+
+/// The real binary killed at both sides of the handover, against the real
+/// receiver. Killed with the envelope taken and nothing handed over, the
+/// run resumes and sends the mail once, asking nobody. Killed once the
+/// receiver has the mail, the resumed run sends nothing and asks a person;
+/// their resume sends it once more. (One test: both runs share a key, so
+/// their counts in the one Maildir must not interleave.)
+#[test]
+fn the_binary_killed_before_the_handover_sends_once_and_after_it_asks_a_person() {
+    let before = HandoverRelay::start(&env_var("HANDOFF_TEST_SMTP_ADDR"), Break::KillBeforeData);
+    let (s, _package) = scenario_through(&before);
+    run_killed_by(&s, &before);
+    let key = notify_key(&s);
+    let base = arrived(&key);
+    let (code, report) = resume(&s);
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("completed")),
+        "{report}"
+    );
+    assert_eq!(arrived(&key), base + 1, "sent once, nobody asked");
+
+    let at = HandoverRelay::start(&env_var("HANDOFF_TEST_SMTP_ADDR"), Break::KillAtHandover);
+    let (s, _package) = scenario_through(&at);
+    run_killed_by(&s, &at);
+    assert_eq!(notify_key(&s), key);
+    assert_eq!(arrived(&key), base + 2, "the receiver has it");
+    let (code, report) = resume(&s);
+    assert_eq!(code, 3, "a person is asked: {report}");
+    assert_eq!(arrived(&key), base + 2, "not sent again");
+    let summary = s.follow_up(1)["packet"]["summary"].clone();
+    assert!(
+        summary.as_str().unwrap().contains(&format!(
+            "(Message-ID <{key}@handoff>) (key {key}) may have been delivered already (an \
+             earlier try stopped while delivering it)"
+        )),
+        "{summary}"
+    );
+    let o = s.handoff(&[
+        "follow-ups",
+        "resolve",
+        "1",
+        "--action",
+        "resume",
+        "--by",
+        "release-coordinator",
+        "--json",
+    ]);
+    let done: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(
+        arrived(&key),
+        base + 3,
+        "sent once more, as the person chose"
+    );
 }

@@ -5,8 +5,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// What the relay does, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,11 +18,40 @@ pub enum Break {
     /// instead of relaying the receiver's answer: the receiver has the
     /// mail, the sender cannot know.
     AfterHandover,
+    /// SIGKILL the sending process (see [`HandoverRelay::sender_is`]) when
+    /// it sends `DATA`, before the receiver sees it: nothing handed over.
+    KillBeforeData,
+    /// As [`Break::AfterHandover`], SIGKILLing the sending process instead
+    /// of relaying the receiver's answer.
+    KillAtHandover,
 }
 
 /// The relay; it stops with the test process.
 pub struct HandoverRelay {
     addr: String,
+    sender: Arc<Sender>,
+}
+
+/// The process a kill is for, once the test knows it.
+#[derive(Default)]
+struct Sender {
+    pid: Mutex<u32>,
+    known: Condvar,
+}
+
+impl Sender {
+    /// SIGKILL the sender, waiting until the test has named it.
+    fn kill(&self) {
+        let mut pid = self.pid.lock().unwrap();
+        while *pid == 0 {
+            pid = self.known.wait(pid).unwrap();
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill {pid}");
+    }
 }
 
 /// The end of a message's data, as SMTP writes it.
@@ -34,15 +63,24 @@ impl HandoverRelay {
         let addr = listener.local_addr().unwrap().to_string();
         let upstream = upstream.to_string();
         let spent = Arc::new(AtomicBool::new(false));
+        let sender = Arc::new(Sender::default());
+        let for_kills = sender.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let upstream = upstream.clone();
                 let spent = spent.clone();
-                std::thread::spawn(move || relay(client, &upstream, how, &spent));
+                let sender = for_kills.clone();
+                std::thread::spawn(move || relay(client, &upstream, how, &spent, &sender));
             }
         });
-        HandoverRelay { addr }
+        HandoverRelay { addr, sender }
+    }
+
+    /// The process a `Kill...` break kills.
+    pub fn sender_is(&self, pid: u32) {
+        *self.sender.pid.lock().unwrap() = pid;
+        self.sender.known.notify_all();
     }
 
     /// `IP:port` to send through.
@@ -51,7 +89,13 @@ impl HandoverRelay {
     }
 }
 
-fn relay(client: TcpStream, upstream: &str, how: Break, spent: &AtomicBool) {
+fn relay(
+    client: TcpStream,
+    upstream: &str,
+    how: Break,
+    spent: &Arc<AtomicBool>,
+    sender: &Arc<Sender>,
+) {
     if how == Break::BeforeGreeting && !spent.swap(true, Ordering::SeqCst) {
         let _ = client.shutdown(Shutdown::Both);
         return;
@@ -61,11 +105,20 @@ fn relay(client: TcpStream, upstream: &str, how: Break, spent: &AtomicBool) {
     let (mut from_client, mut to_server) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
     let seen = handed_over.clone();
+    let (spent_here, killer) = (spent.clone(), sender.clone());
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         let mut tail = Vec::new();
         while let Ok(n) = from_client.read(&mut buf) {
             if n == 0 {
+                break;
+            }
+            if how == Break::KillBeforeData
+                && buf[..n].starts_with(b"DATA\r\n")
+                && !spent_here.swap(true, Ordering::SeqCst)
+            {
+                // Killed with the envelope taken and nothing handed over.
+                killer.kill();
                 break;
             }
             // Seen before it is relayed, so the answer cannot come first.
@@ -87,11 +140,15 @@ fn relay(client: TcpStream, upstream: &str, how: Break, spent: &AtomicBool) {
         if n == 0 {
             break;
         }
-        if how == Break::AfterHandover
+        if matches!(how, Break::AfterHandover | Break::KillAtHandover)
             && handed_over.load(Ordering::SeqCst)
             && !spent.swap(true, Ordering::SeqCst)
         {
-            // The receiver answered the message: it has it. Cut.
+            // The receiver answered the message: it has it. Cut (or kill
+            // the sender first).
+            if how == Break::KillAtHandover {
+                sender.kill();
+            }
             let _ = to_client.shutdown(Shutdown::Both);
             let _ = from_server.shutdown(Shutdown::Both);
             return;

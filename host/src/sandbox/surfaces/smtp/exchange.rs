@@ -1,11 +1,13 @@
-//! One mail's SMTP exchange, step by step, so that a failure can say on
-//! which side of the handover it came: up to the server's `354` for `DATA`
-//! the server holds nothing, and a failure there is `not-delivered`; once
-//! the message and its closing dot are written, only the server's answer
-//! tells. A reply with a code (`4xx`, `5xx`) says it did not take the mail;
-//! a connection that breaks, or no answer in time, leaves it `unsure`. A
-//! mail must not go out twice because its sender could not tell these
-//! apart (the SDK's `SentLog::deliver` keeps them apart for adapters).
+//! One mail's SMTP exchange in two parts, so that a failure can say on
+//! which side of the handover it came. [`prepare`] goes up to the server's
+//! `354` for `DATA`: the server holds nothing yet, a failure there is
+//! `not-delivered`, and a mail prepared and dropped is never sent.
+//! [`hand_over`] writes the message and its closing dot, and only the
+//! server's answer tells: a reply with a code (`4xx`, `5xx`) says it did
+//! not take the mail; a connection that breaks, or no answer in time,
+//! leaves it `unsure`. An adapter marks the mail as under way between the
+//! two (the SDK's `SentLog::deliver`), so that a process killed before the
+//! handover leaves nothing to ask a person about.
 
 use super::grant::Transport;
 use crate::sandbox::bindings::handoff::adapter::mail::DeliveryFailure;
@@ -27,7 +29,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// takes the connection and never answers would otherwise hold the call
 /// until its limit stopped it (the `smtp` adapter's is 10 s), reported as
 /// a call that ran too long rather than as the server's fault.
-const SEND_TIMEOUT: Duration = Duration::from_secs(8);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(8);
 /// Saying goodbye once the mail is taken: nothing depends on it.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -40,61 +42,113 @@ pub struct Route<'a> {
     pub login: Option<&'a (String, String)>,
 }
 
-/// Send `message` through `route`.
-pub async fn exchange(
-    route: &Route<'_>,
-    message: &Message,
-    classify: impl Fn(String, &Error) -> AdapterError,
-) -> Result<(), DeliveryFailure> {
+/// A mail the server is ready to take: the connection after `354`.
+pub struct Ready {
+    addr: SocketAddr,
+    conn: AsyncSmtpConnection,
+    bytes: Vec<u8>,
+    /// When the whole exchange must have ended.
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready").field("addr", &self.addr).finish()
+    }
+}
+
+/// What a failure before the handover is: a certificate that does not
+/// verify is `denied` (it will not verify on the next try either: a person
+/// must look), a permanent refusal `conflict`, the rest `transient`.
+fn classify(message: String, e: &Error) -> AdapterError {
+    if e.is_tls() || refused_certificate(e) {
+        AdapterError::Denied(message)
+    } else if e.is_permanent() {
+        AdapterError::Conflict(message)
+    } else {
+        AdapterError::Transient(message)
+    }
+}
+
+/// Whether the server's certificate did not verify: rustls says so from
+/// inside the I/O error that ended the handshake.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+        }
+        at = err.source();
+    }
+    false
+}
+
+/// Send `message` through `route` in one go.
+pub async fn exchange(route: &Route<'_>, message: &Message) -> Result<(), DeliveryFailure> {
+    let ready = prepare(route, message)
+        .await
+        .map_err(DeliveryFailure::NotDelivered)?;
+    hand_over(ready).await
+}
+
+/// Everything up to the server's `354` for `DATA`; nothing handed over.
+pub async fn prepare(route: &Route<'_>, message: &Message) -> Result<Ready, AdapterError> {
     let addr = route.addr;
     let deadline = Instant::now() + SEND_TIMEOUT;
-    let late = |stage: &str| {
-        format!(
-            "smtp {addr}: no answer within {} s ({stage})",
-            SEND_TIMEOUT.as_secs()
-        )
-    };
     let bytes = message.formatted();
-    let mut conn = match timeout_at(deadline, before_handover(route, message, &bytes)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(Refused::Smtp(e))) => {
-            return Err(DeliveryFailure::NotDelivered(classify(
-                format!("smtp {addr}: {e}"),
-                &e,
-            )));
-        }
-        Ok(Err(Refused::Unfit(why))) => {
-            return Err(DeliveryFailure::NotDelivered(AdapterError::Invalid(
-                format!("smtp {addr}: {why}"),
-            )));
-        }
-        Err(_) => {
-            return Err(DeliveryFailure::NotDelivered(AdapterError::Transient(
-                late(
-                    "the server took the connection but did not take the mail; nothing was handed over",
-                ),
-            )));
-        }
-    };
+    match timeout_at(deadline, before_handover(route, message, &bytes)).await {
+        Ok(Ok(conn)) => Ok(Ready {
+            addr,
+            conn,
+            bytes,
+            deadline,
+        }),
+        Ok(Err(Refused::Smtp(e))) => Err(classify(format!("smtp {addr}: {e}"), &e)),
+        Ok(Err(Refused::Unfit(why))) => Err(AdapterError::Invalid(format!("smtp {addr}: {why}"))),
+        Err(_) => Err(AdapterError::Transient(format!(
+            "smtp {addr}: no answer within {} s (the server took the connection but did not \
+             take the mail; nothing was handed over)",
+            SEND_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Write the message and wait for the server's answer, within what is
+/// left of the exchange's time.
+pub async fn hand_over(ready: Ready) -> Result<(), DeliveryFailure> {
+    let Ready {
+        addr,
+        mut conn,
+        bytes,
+        deadline,
+    } = ready;
     // From here on the server may hold the mail.
-    let answer = timeout_at(deadline, conn.message(&bytes)).await;
-    match answer {
+    match timeout_at(deadline, conn.message(&bytes)).await {
         Ok(Ok(_)) => {
             let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
             Ok(())
         }
-        Ok(Err(e)) if e.status().is_some() => {
-            // The server answered the message with a code: it did not take it.
-            Err(DeliveryFailure::NotDelivered(classify(
-                format!("smtp {addr}: {e}"),
-                &e,
-            )))
-        }
+        // The server answered the message with a code: it did not take it.
+        Ok(Err(e)) if e.status().is_some() => Err(DeliveryFailure::NotDelivered(classify(
+            format!("smtp {addr}: {e}"),
+            &e,
+        ))),
         Ok(Err(e)) => Err(DeliveryFailure::Unsure(format!(
             "smtp {addr}: the message was handed over and then {e}: the server may hold it"
         ))),
-        Err(_) => Err(DeliveryFailure::Unsure(late(
-            "the message was handed over and its answer never came: the server may hold it",
+        Err(_) => Err(DeliveryFailure::Unsure(format!(
+            "smtp {addr}: no answer within {} s (the message was handed over and its answer \
+             never came: the server may hold it)",
+            SEND_TIMEOUT.as_secs()
         ))),
     }
 }

@@ -2,12 +2,14 @@
 //! the host (lettre), so a guest can set only what the interface offers
 //! (sender, recipients, subject, a plain-text body and the Message-ID);
 //! each is checked against the grant, and a header injection through CR/LF
-//! is refused before anything is sent.
+//! is refused before anything is sent. A mail prepared (`prepare`) waits,
+//! connected, for its `hand-over` until the call ends; how the exchange
+//! goes is `exchange.rs`.
 
 use super::SMTP;
-use super::exchange::{Route, exchange};
+use super::exchange::{self, Ready, Route, exchange};
 use super::grant::{Login, ScopeKind, SmtpScope, Transport, transport_of};
-use crate::sandbox::bindings::handoff::adapter::mail::{self, DeliveryFailure, Email};
+use crate::sandbox::bindings::handoff::adapter::mail::{self, DeliveryFailure, Email, ReadyMail};
 use crate::sandbox::bindings::wit::AdapterError;
 use crate::sandbox::budget::Budget;
 use crate::sandbox::decision::DecisionLog;
@@ -15,35 +17,14 @@ use crate::sandbox::net::parse_server;
 use lettre::Message;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use wasmtime::component::Resource;
 
 const MAX_BODY: usize = 256 * 1024;
 const MAX_RECIPIENTS: usize = 50;
-
-/// Whether the server's certificate did not verify: rustls says so from
-/// inside the I/O error that ended the handshake.
-fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut at = Some(e);
-    while let Some(err) = at {
-        let inner = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return matches!(
-                    tls,
-                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-                );
-            }
-        }
-        at = err.source();
-    }
-    false
-}
 
 /// What an instance may send, and how, fixed when it is loaded.
 #[derive(Default)]
@@ -147,6 +128,10 @@ pub struct MailGate {
     log: DecisionLog,
     /// Messages the call it is in may still send.
     sent: Budget,
+    /// Mails prepared in this call and not yet handed over, by their
+    /// resource's number; dropped (and so never sent) when the call ends.
+    ready: HashMap<u32, Ready>,
+    next_ready: u32,
 }
 
 impl MailGate {
@@ -155,12 +140,15 @@ impl MailGate {
             policy,
             log,
             sent: Budget::new(MOST_MESSAGES_PER_CALL.into()),
+            ready: HashMap::new(),
+            next_ready: 0,
         }
     }
 
     /// A new call: nothing sent yet.
     pub fn begin_call(&mut self) {
         self.sent.refill();
+        self.ready.clear();
     }
 
     fn granted(&self, server: SocketAddr, kind: ScopeKind, value: &str) -> bool {
@@ -210,28 +198,39 @@ impl MailGate {
         Ok(addr)
     }
 
-    /// Send one mail, saying on failure whether the server may hold it.
-    pub async fn deliver(&self, server: String, email: Email) -> Result<(), DeliveryFailure> {
-        let (route, message) = self
-            .prepare(&server, &email)
-            .map_err(DeliveryFailure::NotDelivered)?;
-        exchange(&route, &message, |m, e| {
-            if e.is_tls() || refused_certificate(e) {
-                // A certificate that does not verify will not verify on
-                // the next try either: a person must look.
-                AdapterError::Denied(m)
-            } else if e.is_permanent() {
-                AdapterError::Conflict(m)
-            } else {
-                AdapterError::Transient(m)
-            }
-        })
-        .await
+    /// Send one mail in one go, a mail perhaps taken being `transient`.
+    pub async fn send(&self, server: String, email: Email) -> Result<(), AdapterError> {
+        let (route, message) = self.prepare_mail(&server, &email)?;
+        exchange(&route, &message)
+            .await
+            .map_err(|failure| match failure {
+                DeliveryFailure::NotDelivered(e) => e,
+                // The older function: tried again with the same Message-ID.
+                DeliveryFailure::Unsure(m) => AdapterError::Transient(m),
+            })
+    }
+
+    /// A mail taken up to the handover, kept for this call.
+    pub async fn prepare(
+        &mut self,
+        server: String,
+        email: Email,
+    ) -> Result<Resource<ReadyMail>, AdapterError> {
+        let (route, message) = self.prepare_mail(&server, &email)?;
+        let ready = exchange::prepare(&route, &message).await?;
+        let rep = self.next_ready;
+        self.next_ready = self.next_ready.wrapping_add(1);
+        self.ready.insert(rep, ready);
+        Ok(Resource::new_own(rep))
     }
 
     /// The mail checked against the grant and built, and how its server is
     /// reached.
-    fn prepare(&self, server: &str, email: &Email) -> Result<(Route<'_>, Message), AdapterError> {
+    fn prepare_mail(
+        &self,
+        server: &str,
+        email: &Email,
+    ) -> Result<(Route<'_>, Message), AdapterError> {
         let invalid = |m: String| AdapterError::Invalid(format!("mail: {m}"));
         if email.recipients.is_empty() || email.recipients.len() > MAX_RECIPIENTS {
             return Err(invalid(format!(
@@ -308,17 +307,31 @@ impl MailGate {
 
 impl mail::Host for MailGate {
     async fn send(&mut self, server: String, email: Email) -> Result<(), AdapterError> {
-        // The older function: a mail perhaps taken is a `transient` error,
-        // tried again with the same Message-ID, as before `deliver`.
-        MailGate::deliver(self, server, email)
-            .await
-            .map_err(|failure| match failure {
-                DeliveryFailure::NotDelivered(e) => e,
-                DeliveryFailure::Unsure(m) => AdapterError::Transient(m),
-            })
+        MailGate::send(self, server, email).await
     }
 
-    async fn deliver(&mut self, server: String, email: Email) -> Result<(), DeliveryFailure> {
-        MailGate::deliver(self, server, email).await
+    async fn prepare(
+        &mut self,
+        server: String,
+        email: Email,
+    ) -> Result<Resource<ReadyMail>, AdapterError> {
+        MailGate::prepare(self, server, email).await
+    }
+}
+
+impl mail::HostReadyMail for MailGate {
+    async fn hand_over(&mut self, mail: Resource<ReadyMail>) -> Result<(), DeliveryFailure> {
+        match self.ready.remove(&mail.rep()) {
+            Some(ready) => exchange::hand_over(ready).await,
+            None => Err(DeliveryFailure::NotDelivered(AdapterError::Invalid(
+                "mail: this mail was handed over already".into(),
+            ))),
+        }
+    }
+
+    async fn drop(&mut self, mail: Resource<ReadyMail>) -> wasmtime::Result<()> {
+        // Dropped before the handover: the server discards the envelope.
+        self.ready.remove(&mail.rep());
+        Ok(())
     }
 }
