@@ -197,3 +197,49 @@ fn the_binary_killed_before_the_handover_sends_once_and_after_it_asks_a_person()
         "sent once more, as the person chose"
     );
 }
+
+/// A prepared mail is sent by its one hand-over: dropped, it never
+/// arrives; handed over again, the second is refused and nothing more is
+/// sent.
+#[test]
+fn a_prepared_mail_is_sent_once_by_its_hand_over_and_never_when_dropped() {
+    let server = env_var("HANDOFF_TEST_SMTP_ADDR");
+    let grant = format!(
+        "[[capabilities.smtp]]\nserver = \"{server}\"\nsenders = [\"probe@example.internal\"]\n\
+         recipient-domains = [\"example.internal\"]\n"
+    );
+    let dir = package("probe", &probe_manifest("mailer", &grant));
+    let loaded = approved(
+        &sandbox(),
+        dir.path(),
+        &handoff::config::AdapterInstance::new("mailer", dir.path()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut instance = rt.block_on(loaded.instantiate()).unwrap();
+    let mut prepared = |how: &str, key: &str| {
+        let arg = format!("{how} {server} probe@example.internal ops@example.internal {key}");
+        rt.block_on(instance.observe(&rec("mail-prepared", &arg)))
+            .unwrap()
+            .unwrap()
+    };
+    let dropped = unique_key("prepared-dropped");
+    prepared("dropped", &dropped);
+    let twice = unique_key("prepared-twice");
+    let answer = prepared("twice", &twice);
+    assert_eq!(field(&answer, "first"), "Ok(())");
+    let second = field(&answer, "second");
+    assert!(
+        second.contains("NotDelivered") && second.contains("handed over already"),
+        "{second}"
+    );
+    let arrived = |key: &str| {
+        crate::support::servers::mails_in("HANDOFF_TEST_MAILDIR", &format!("Subject: {key} ")).len()
+    };
+    assert_eq!(arrived(&twice), 1);
+    // The dropped one was prepared before the one sent after it: had it
+    // been sent, it would be there by now.
+    assert_eq!(arrived(&dropped), 0);
+}

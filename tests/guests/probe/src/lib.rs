@@ -257,6 +257,35 @@ impl Target for Probe {
                 }
                 done(vec![("sent", count.to_string())])
             }
+            // `HOW SERVER FROM TO KEY`: one mail prepared, then handed over
+            // twice (`twice`: the second answer is the error) or dropped
+            // unsent (`dropped`).
+            "mail-prepared" => {
+                let parts: Vec<&str> = arg.splitn(5, ' ').collect();
+                let [how, server, from, to, key] = parts[..] else {
+                    return Err(AdapterError::Invalid(format!("mail-prepared {arg}")));
+                };
+                let ready = handoff_sdk::mail::prepare(
+                    server,
+                    &handoff_sdk::mail::Email {
+                        sender: from.into(),
+                        recipients: vec![to.into()],
+                        subject: format!("{key} prepared"),
+                        body: String::new(),
+                        message_id: format!("{key}@probe.example.internal"),
+                    },
+                )?;
+                if how == "dropped" {
+                    drop(ready);
+                    return done(vec![("sent", "0".into())]);
+                }
+                let first = ready.hand_over();
+                let second = ready.hand_over();
+                done(vec![
+                    ("first", format!("{first:?}")),
+                    ("second", format!("{second:?}")),
+                ])
+            }
             // `COUNT SERVER SUBJECT`: that many messages published to a
             // JetStream subject, each with its number as its msg-id's end.
             "nats-publish" => {

@@ -324,7 +324,9 @@ impl mail::HostReadyMail for MailGate {
         match self.ready.remove(&mail.rep()) {
             Some(ready) => exchange::hand_over(ready).await,
             None => Err(DeliveryFailure::NotDelivered(AdapterError::Invalid(
-                "mail: this mail was handed over already".into(),
+                "mail: this mail was handed over already, or prepared in an earlier call (a \
+                 prepared mail lasts as long as its call)"
+                    .into(),
             ))),
         }
     }
