@@ -271,9 +271,10 @@ impl SentLog {
         let text = String::from_utf8_lossy(&text);
         let mut lines = text.lines();
         let (state, marked_key) = (lines.next().unwrap_or(""), lines.next());
-        if let Some(other) = marked_key.map(str::trim_end)
-            && !other.is_empty()
-            && other != key
+        // A key line cut short is this key's (the mark's name is its hash);
+        // only a whole other key is another's.
+        if let Some(other) = marked_key
+            && !key.starts_with(other)
         {
             return Err(AdapterError::Conflict(format!(
                 "{key}: its delivery mark {mark} belongs to another key ({other}); \
@@ -492,12 +493,34 @@ mod tests {
             0,
             "no mark outlives its delivery"
         );
-        // A mark cut short by a kill while it was made reads as under way.
+        // A mark cut short by a kill while it was made reads as under way,
+        // whether nothing or part of the key was written; one holding a
+        // whole other key is refused, naming it.
         std::fs::write(marks.join(format!("{:016x}", fnv1a("hk1-e"))), b"").unwrap();
+        std::fs::write(
+            marks.join(format!("{:016x}", fnv1a("hk1-f"))),
+            b"sending\nhk1-",
+        )
+        .unwrap();
+        std::fs::write(
+            marks.join(format!("{:016x}", fnv1a("hk1-g"))),
+            b"sending\nhk1-x\n",
+        )
+        .unwrap();
         h.run(|| {
             let log = SentLog::new("/sent", "coord").unwrap();
-            let e = deliver_counting(&log, "hk1-e", &tries, || Delivery::Delivered);
-            assert!(matches!(e, Err(AdapterError::Conflict(_))), "{e:?}");
+            for key in ["hk1-e", "hk1-f"] {
+                let e = deliver_counting(&log, key, &tries, || Delivery::Delivered);
+                let Err(AdapterError::Conflict(m)) = e else {
+                    panic!("{key}: {e:?}")
+                };
+                assert!(m.contains("may have been delivered already"), "{m}");
+            }
+            let e = deliver_counting(&log, "hk1-g", &tries, || Delivery::Delivered);
+            let Err(AdapterError::Conflict(m)) = e else {
+                panic!("{e:?}")
+            };
+            assert!(m.contains("belongs to another key (hk1-x)"), "{m}");
             assert_eq!(tries.get(), 7);
         });
         std::fs::remove_dir_all(&dir).unwrap();
