@@ -121,6 +121,14 @@ pub fn observe_window() -> Result<u32, AdapterError> {
     config_count("observe-window", 100, 10_000)
 }
 
+/// In an `apply`: whether a person resumed this step after it failed (its
+/// follow-up resolved with `resume`), so that a delivery an earlier try may
+/// have made is to be made again, as they decided. False in every other
+/// call, and after a crash or a retry ([`sent::SentLog::deliver`] asks).
+pub fn person_resumed() -> bool {
+    backend::person_resumed()
+}
+
 /// Write a log line; the host attributes it to this adapter.
 pub fn log(level: Level, message: &str) {
     backend::log(level, message)
@@ -184,6 +192,10 @@ mod backend {
         host::config(key)
     }
 
+    pub fn person_resumed() -> bool {
+        host::person_resumed()
+    }
+
     pub fn log(level: Level, message: &str) {
         host::log(level, message)
     }
@@ -195,6 +207,10 @@ mod backend {
 
     pub fn config(key: &str) -> Option<String> {
         crate::testing::with_current(|h| h.config_value(key))
+    }
+
+    pub fn person_resumed() -> bool {
+        crate::testing::with_current(|h| h.answer_person_resumed())
     }
 
     pub fn log(level: Level, message: &str) {

@@ -10,12 +10,13 @@
 //! file per key under way), so the one moment a log cannot record, after
 //! the target took the key and before its line is written, is not taken
 //! for "never sent": a process killed there, or a target that took the
-//! message and never answered, leaves the mark, and the next try does not
-//! deliver again. It answers `conflict` instead, saying the key may have
-//! been delivered, and the run hands that to a person. Only after that
-//! answer does a try deliver again: the run is resumed because a person
-//! looked and found nothing arrived. Each delivery therefore reaches its
-//! target at most once unless a person decides otherwise.
+//! message and never answered, leaves the mark, and no later try delivers
+//! again. It answers `conflict` instead, saying the key may have been
+//! delivered, and the run hands that to a person. Only a try in a step
+//! that person resumed delivers it again ([`crate::person_resumed`], which
+//! the host answers from its store: a retry or a resume after a crash is
+//! not their decision). Each delivery therefore reaches its target at most
+//! once unless a person decides otherwise.
 //!
 //! Beside the log, `<channel>.index/` spreads the same keys over 256
 //! bucket files (`00`..`ff`, by a fixed hash of the key), so asking whether
@@ -78,12 +79,9 @@ pub enum Delivery {
     Unsure(String),
 }
 
-/// A delivery under way: marked before it went out, removed once its
-/// outcome is known.
+/// A delivery under way: marked before it went out, removed once it is
+/// known to have arrived or not.
 const SENDING: &str = "sending";
-/// A delivery whose outcome nobody knows, and that a person was asked
-/// about: the next try delivers it.
-const ASKED: &str = "asked";
 
 /// A file's bytes, or none if it does not exist.
 fn read_or_empty(path: &str) -> Result<Vec<u8>, AdapterError> {
@@ -179,9 +177,9 @@ impl SentLog {
 
     /// Deliver `key` with `send`, at most once: not at all when the key was
     /// delivered already, and not again when an earlier try may have
-    /// delivered it. Then the answer is `conflict`, saying so, and the key
-    /// is marked as asked about: the next try delivers it (the run was
-    /// resumed by a person who looked and found it had not arrived).
+    /// delivered it. Then the answer is `conflict`, saying so, and the run
+    /// goes to a person; only a try in a step that person resumed
+    /// ([`crate::person_resumed`]) delivers it again.
     ///
     /// `about` names the delivery for the person who will look (`the mail
     /// "Release R-1 done" to ops@example.com`): the key alone is seldom
@@ -197,17 +195,17 @@ impl SentLog {
             return Ok(());
         }
         let mark = self.mark_of(key);
-        match self.marked(&mark, key)? {
-            Some(Marked::Sending) => {
-                self.set_mark(&mark, ASKED, key)?;
+        if self.marked(&mark, key)? {
+            // Only a person who looked may have it sent again.
+            if !crate::person_resumed() {
                 return Err(unsure(
                     key,
                     about,
-                    "an earlier try stopped while delivering it",
+                    "an earlier try ended without learning whether it arrived",
                 ));
             }
-            Some(Marked::Asked) => self.set_mark(&mark, SENDING, key)?,
-            None => fs::append_making_dir(&mark, format!("{SENDING}\n{key}\n").as_bytes())?,
+        } else {
+            fs::append_making_dir(&mark, format!("{SENDING}\n{key}\n").as_bytes())?;
         }
         match send() {
             Delivery::Delivered => {
@@ -218,10 +216,8 @@ impl SentLog {
                 fs::remove_file(&mark)?;
                 Err(e)
             }
-            Delivery::Unsure(why) => {
-                self.set_mark(&mark, ASKED, key)?;
-                Err(unsure(key, about, &why))
-            }
+            // The mark stays, for the next try to find.
+            Delivery::Unsure(why) => Err(unsure(key, about, &why)),
         }
     }
 
@@ -259,18 +255,17 @@ impl SentLog {
         self.path.strip_suffix(".sent").unwrap_or(&self.path)
     }
 
-    /// What the mark of `key` says, if there is one. A mark cut short (a
-    /// process killed while making it) reads as under way: that is the
-    /// answer that never delivers twice.
-    fn marked(&self, mark: &str, key: &str) -> Result<Option<Marked>, AdapterError> {
+    /// Whether `key` is marked under way. A mark cut short (a process
+    /// killed while making it) counts: that is the answer that never
+    /// delivers twice.
+    fn marked(&self, mark: &str, key: &str) -> Result<bool, AdapterError> {
         let text = match fs::read(mark) {
             Ok(text) => text,
-            Err(AdapterError::NotFound(_)) => return Ok(None),
+            Err(AdapterError::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
         let text = String::from_utf8_lossy(&text);
-        let mut lines = text.lines();
-        let (state, marked_key) = (lines.next().unwrap_or(""), lines.next());
+        let marked_key = text.lines().nth(1);
         // A key line cut short is this key's (the mark's name is its hash);
         // only a whole other key is another's.
         if let Some(other) = marked_key
@@ -281,17 +276,7 @@ impl SentLog {
                  nothing was delivered: remove the mark once that key's delivery is settled"
             )));
         }
-        Ok(Some(if state == ASKED {
-            Marked::Asked
-        } else {
-            Marked::Sending
-        }))
-    }
-
-    /// Say `state` in an existing mark, in place (a file of one page: a
-    /// stop leaves the old words or the new).
-    fn set_mark(&self, mark: &str, state: &str, key: &str) -> Result<(), AdapterError> {
-        fs::replace(mark, format!("{state}\n{key}\n").as_bytes())
+        Ok(true)
     }
 
     /// Record a delivered key. [`SentLog::deliver`] does, once the target
@@ -304,12 +289,6 @@ impl SentLog {
         fs::append(&self.path, format!("{key}\n").as_bytes())?;
         self.add(&bucket_name(key), key)
     }
-}
-
-/// What a delivery mark says.
-enum Marked {
-    Sending,
-    Asked,
 }
 
 /// The answer when a key may have been delivered.
@@ -425,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_is_delivered_at_most_once_unless_a_person_was_asked_first() {
+    fn a_key_is_delivered_at_most_once_unless_a_person_resumed_it() {
         let dir = std::env::temp_dir().join(format!("handoff-sdk-deliver-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -447,8 +426,9 @@ mod tests {
             deliver_counting(&log, "hk1-b", &tries, || Delivery::Delivered).unwrap();
             assert_eq!(tries.get(), 3);
 
-            // Handed over, no answer: a person is asked, then it goes out
-            // again once, on the try after the question.
+            // Handed over, no answer: a person is asked. Every try after it
+            // asks again, sending nothing, until one in a step the person
+            // resumed: that one sends, once.
             let e = deliver_counting(&log, "hk1-c", &tries, || {
                 Delivery::Unsure("the connection broke".into())
             });
@@ -461,12 +441,19 @@ mod tests {
                 ),
                 "{m}"
             );
+            for _ in 0..2 {
+                let e = deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered);
+                assert!(matches!(e, Err(AdapterError::Conflict(_))), "{e:?}");
+            }
+            assert_eq!(tries.get(), 4, "nothing sent until a person resumed");
+            h.person_resumed(true);
             deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered).unwrap();
             deliver_counting(&log, "hk1-c", &tries, || Delivery::Delivered).unwrap();
             assert_eq!(tries.get(), 5);
+            h.person_resumed(false);
 
             // Killed while delivering: the next try does not deliver, it
-            // asks; the one after it delivers.
+            // asks; a person's resume delivers.
             let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 deliver_counting(&log, "hk1-d", &tries, || panic!("killed mid-delivery"))
             }));
@@ -477,15 +464,22 @@ mod tests {
                 panic!("{e:?}")
             };
             assert!(
-                m.contains("an earlier try stopped while delivering it"),
+                m.contains("an earlier try ended without learning whether it arrived"),
                 "{m}"
             );
             assert_eq!(tries.get(), 6, "the try after a kill sends nothing");
+            h.person_resumed(true);
             deliver_counting(&log, "hk1-d", &tries, || Delivery::Delivered).unwrap();
+            h.person_resumed(false);
             assert_eq!(tries.get(), 7);
+            // A person's resume of a key never tried sends it as any try.
+            h.person_resumed(true);
+            deliver_counting(&log, "hk1-e0", &tries, || Delivery::Delivered).unwrap();
+            h.person_resumed(false);
+            assert_eq!(tries.get(), 8);
             assert_eq!(
                 log.recent(10).unwrap(),
-                ["hk1-a", "hk1-b", "hk1-c", "hk1-d"]
+                ["hk1-a", "hk1-b", "hk1-c", "hk1-d", "hk1-e0"]
             );
         });
         assert_eq!(
@@ -521,7 +515,7 @@ mod tests {
                 panic!("{e:?}")
             };
             assert!(m.contains("belongs to another key (hk1-x)"), "{m}");
-            assert_eq!(tries.get(), 7);
+            assert_eq!(tries.get(), 8);
         });
         std::fs::remove_dir_all(&dir).unwrap();
     }

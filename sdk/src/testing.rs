@@ -39,6 +39,7 @@ struct State {
     requests: Vec<Request>,
     logs: Vec<(Level, String)>,
     dirs: Vec<(String, std::path::PathBuf)>,
+    person_resumed: bool,
 }
 
 /// Configuration, scripted HTTP answers and captured logs for native tests.
@@ -74,6 +75,12 @@ impl Harness {
             .config
             .insert(key.to_string(), value.to_string());
         self
+    }
+
+    /// What [`crate::person_resumed`] answers from now on (as the host
+    /// would in an `apply` of a step a person resumed).
+    pub fn person_resumed(&self, resumed: bool) {
+        self.state.borrow_mut().person_resumed = resumed;
     }
 
     /// Bind a directory the adapter sees at `/<name>` (as an operator would).
@@ -140,6 +147,11 @@ impl Harness {
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn config_value(&self, key: &str) -> Option<String> {
         self.state.borrow().config.get(key).cloned()
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn answer_person_resumed(&self) -> bool {
+        self.state.borrow().person_resumed
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -12,9 +12,9 @@
 //! nothing sent), then handed over through `SentLog::deliver`, which marks
 //! it under way first. A process killed after the handover began and
 //! before the key was recorded, or a server that took the message and
-//! never answered, leaves the mark; the next try then sends nothing and
-//! answers `conflict` ("may have been delivered"), so a person looks, and a
-//! resume after that sends it once more. A stop before the handover leaves
+//! never answered, leaves the mark; every later try then sends nothing
+//! and answers `conflict` ("may have been delivered"), so a person looks,
+//! and only their resume sends it once more. A stop before the handover leaves
 //! no mark: the next try simply sends. Every try carries the same
 //! `Message-ID`.
 

@@ -10,9 +10,9 @@
 //! At most once: the post goes out through `SentLog::deliver`, which marks
 //! it under way first. A process killed after the receiver took the post
 //! and before its key was recorded, or a receiver that took it and never
-//! answered, leaves the mark; the next try then posts nothing and answers
-//! `conflict` ("may have been delivered"), so a person looks, and a resume
-//! after that posts once more. A receiver's non-2xx answer is taken at its
+//! answered, leaves the mark; every later try then posts nothing and
+//! answers `conflict` ("may have been delivered"), so a person looks, and
+//! only their resume posts once more. A receiver's non-2xx answer is taken at its
 //! word: not delivered (tried again on `429` and `5xx`). Every try carries
 //! the same `webhook-id`. An operator whose receiver drops a repeated
 //! `webhook-id` (Standard Webhooks asks receivers to) sets config

@@ -274,19 +274,28 @@ impl AdapterCalls {
         .await
     }
 
+    /// Apply `action` with `key`; `person_resumed` says a person resumed
+    /// the step after it failed (the adapter may ask).
     pub async fn apply(
         &mut self,
         adapter: &str,
         record: &RecordRef,
         action: &Action,
         key: &str,
+        person_resumed: bool,
     ) -> Result<Result<Observed, Halt>, RunError> {
         let record_key = record_key(record);
+        // Only the first try: a retry after it is no longer what the
+        // person saw.
+        let mut first = person_resumed;
         self.retrying(
             adapter,
             APPLY,
             Some(&record_key),
-            async |i: &mut Instance| i.apply(record, action, key).await,
+            async |i: &mut Instance| {
+                let resumed = std::mem::take(&mut first);
+                i.apply_as(record, action, key, resumed).await
+            },
         )
         .await
     }

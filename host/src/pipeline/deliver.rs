@@ -188,7 +188,7 @@ impl Engine {
                 .collect(),
         });
         match calls
-            .apply(&notice.instance, &record, &action, &notice.key)
+            .apply(&notice.instance, &record, &action, &notice.key, false)
             .await?
         {
             Ok(_) => {

@@ -119,10 +119,12 @@ fn not_to_be_moved(step: &PlannedStep, seen: &View) -> Option<Halt> {
     Some(halt.about(&step.adapter, &step.record.kind, &step.record.id))
 }
 
-/// Apply the step's action with its key.
+/// Apply the step's action with its key; `person_resumed` says a person
+/// resumed it after it failed.
 pub async fn write(
     calls: &mut AdapterCalls,
     step: &PlannedStep,
+    person_resumed: bool,
 ) -> Result<Result<(), Halt>, RunError> {
     let applied = calls
         .apply(
@@ -130,6 +132,7 @@ pub async fn write(
             &step.record_ref(),
             &step.action.to_wit(),
             &step.key,
+            person_resumed,
         )
         .await?;
     Ok(applied.map(|_| ()))

@@ -128,6 +128,7 @@ impl LoadedAdapter {
             gates,
             // Instantiating (start functions included) is held to a call's limit.
             clock: CallClock::start(self.grants.limits.call_timeout_ms),
+            person_resumed: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -189,6 +190,7 @@ impl Instance {
         }
         let state = self.store.data_mut();
         state.clock = CallClock::start(self.limits.call_timeout_ms);
+        state.person_resumed = false;
         state.gates.begin_call();
         self.store.set_epoch_deadline(1);
         Ok(())
@@ -332,6 +334,18 @@ impl Instance {
         action: &Action,
         idempotency_key: &str,
     ) -> CallResult<Observed> {
+        self.apply_as(record, action, idempotency_key, false).await
+    }
+
+    /// [`Instance::apply`], saying whether a person resumed the step (the
+    /// adapter asks with `host.person-resumed`).
+    pub async fn apply_as(
+        &mut self,
+        record: &RecordRef,
+        action: &Action,
+        idempotency_key: &str,
+        person_resumed: bool,
+    ) -> CallResult<Observed> {
         let target = self.target()?;
         let kind = action_kind(action);
         if !self.actions.contains(&kind) {
@@ -349,6 +363,7 @@ impl Instance {
             ))));
         }
         self.begin()?;
+        self.store.data_mut().person_resumed = person_resumed;
         let timeout = self.timeout();
         let outcome = tokio::time::timeout(
             timeout,

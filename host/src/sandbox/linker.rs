@@ -33,6 +33,8 @@ pub struct HostState {
     pub gates: Gates,
     /// The time limit of the call it is in.
     pub clock: CallClock,
+    /// Whether the call is an `apply` of a step a person resumed.
+    pub person_resumed: bool,
 }
 
 impl HasGates for HostState {
@@ -73,6 +75,10 @@ impl host::Host for HostState {
 
     async fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+
+    async fn person_resumed(&mut self) -> bool {
+        self.person_resumed
     }
 }
 

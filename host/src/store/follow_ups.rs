@@ -133,6 +133,18 @@ pub fn overdue(conn: &Connection, now: &str) -> Result<i64, StoreError> {
     )?)
 }
 
+/// Whether a person resumed the run from its latest follow-up (resolved
+/// it with `resume`).
+pub fn latest_resumed(conn: &Connection, run_id: &str) -> Result<bool, StoreError> {
+    let latest: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT resolution FROM follow_ups WHERE run_id = ?1 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?;
+    Ok(latest.flatten().as_deref() == Some(Resolution::Resume.name()))
+}
+
 /// A run's follow-ups, oldest first.
 pub fn for_run(conn: &Connection, run_id: &str) -> Result<Vec<FollowUp>, StoreError> {
     let mut stmt = conn.prepare(&format!("{SELECT} WHERE run_id = ?1 ORDER BY id"))?;

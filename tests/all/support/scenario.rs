@@ -171,6 +171,45 @@ impl Scenario {
         self.handoff(&["run", "--event", event, "--context", "context.json"])
     }
 
+    /// `handoff run` of the example's accepted event, SIGKILLed from
+    /// outside: `kill` is told its pid (and kills it when its moment
+    /// comes); the run's end is checked to be that kill.
+    pub fn run_killed(&self, kill: impl FnOnce(u32)) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self
+            .command(&[
+                "run",
+                "--event",
+                "events/accepted.json",
+                "--context",
+                "context.json",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn handoff");
+        kill(child.id());
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+
+    /// `follow-ups resolve ID --action resume` by the example's role: the
+    /// run's report.
+    pub fn resume_follow_up(&self, id: i64) -> Value {
+        let o = self.handoff(&[
+            "follow-ups",
+            "resolve",
+            &id.to_string(),
+            "--action",
+            "resume",
+            "--by",
+            "release-coordinator",
+            "--json",
+        ]);
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("resolve {id}: {e}: {}", text(&o.stderr)))
+    }
+
     /// `handoff run` in the background, stopping at a fault point.
     pub fn spawn_paused(&self, point: &str) -> Child {
         self.spawn_paused_with("events/accepted.json", point)

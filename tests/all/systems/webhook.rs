@@ -231,24 +231,9 @@ fn rate_limited_and_server_errors_are_retried_with_the_same_webhook_id() {
 /// may have arrived, and posts once more only when that person resumes it.
 #[test]
 fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_again() {
-    use std::os::unix::process::ExitStatusExt;
     let slack = FakeSlack::start(&[KILL]);
     let s = scenario(&slack);
-    let mut child = s
-        .command(&[
-            "run",
-            "--event",
-            "events/accepted.json",
-            "--context",
-            "context.json",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    slack.posting_from(child.id());
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(9), "{status:?}");
+    s.run_killed(|pid| slack.posting_from(pid));
     assert_eq!(slack.posted().len(), 1);
 
     let o = s.handoff(&["resume", "--json"]);
@@ -263,7 +248,7 @@ fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_agai
             "notify apply: the post \"Release R-2026.11 closure done (review RV-118 v3)\" to \
              channel release-coordinators (key hk1-"
         ) && summary.contains(
-            "may have been delivered already (an earlier try stopped while delivering it)"
+            "may have been delivered already (an earlier try ended without learning whether it arrived)"
         ),
         "{summary}"
     );
@@ -276,17 +261,7 @@ fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_agai
     assert_eq!(pending, ["notify-coordinator"], "{packet}");
 
     // The person looked, found nothing, and resumes: posted once more.
-    let o = s.handoff(&[
-        "follow-ups",
-        "resolve",
-        "1",
-        "--action",
-        "resume",
-        "--by",
-        "release-coordinator",
-        "--json",
-    ]);
-    let done: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let done = s.resume_follow_up(1);
     assert_eq!(done["outcome"], "completed", "{done}");
     let posted = slack.posted();
     assert_eq!(posted.len(), 2, "{posted:#?}");
@@ -300,28 +275,52 @@ fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_agai
     assert_eq!(slack.posted().len(), 2);
 }
 
+/// The run's own record of asking a person can be lost too: a resume that
+/// found the post may have arrived, killed before it recorded its packet,
+/// leaves the next resume to find the same, and post nothing.
+#[test]
+fn a_resume_killed_before_it_recorded_its_question_still_posts_nothing() {
+    use std::io::{BufRead, BufReader};
+    let slack = FakeSlack::start(&[KILL]);
+    let s = scenario(&slack);
+    s.run_killed(|pid| slack.posting_from(pid));
+    let mut resuming = s
+        .command(&["resume"])
+        .env(
+            "HANDOFF_FAULT_PAUSE",
+            "after-failed-apply:notify-coordinator",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let paused = BufReader::new(resuming.stderr.take().unwrap())
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains(handoff::pipeline::faults::PAUSED));
+    assert!(paused.is_some(), "the resume never reached its pause point");
+    resuming.kill().unwrap();
+    resuming.wait().unwrap();
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM follow_ups"),
+        0,
+        "no packet recorded"
+    );
+
+    let o = s.handoff(&["resume", "--json"]);
+    let resumed = crate::support::scenario::text(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "a person is asked: {resumed}");
+    assert_eq!(slack.posted().len(), 1, "never posted again: {resumed}");
+}
+
 /// A receiver its operator says drops a repeated `webhook-id` (as
 /// Standard Webhooks asks) is posted to again after the same kill, with
 /// the same `webhook-id`, and the run completes with nobody asked.
 #[test]
 fn a_receiver_that_drops_repeats_is_posted_to_again_after_a_kill_without_asking_anyone() {
-    use std::os::unix::process::ExitStatusExt;
     let slack = FakeSlack::start(&[KILL]);
     let s = scenario_with(&slack, ", receiver-dedupes = \"true\"");
-    let mut child = s
-        .command(&[
-            "run",
-            "--event",
-            "events/accepted.json",
-            "--context",
-            "context.json",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    slack.posting_from(child.id());
-    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    s.run_killed(|pid| slack.posting_from(pid));
     let o = s.handoff(&["resume", "--json"]);
     let resumed = crate::support::scenario::text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{resumed}");

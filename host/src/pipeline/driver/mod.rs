@@ -234,6 +234,9 @@ impl<'e> Driver<'e> {
                 return Ok(Some(halt));
             }
         }
+        // Read before the intent moves the step on: a failed step whose
+        // run a person resumed since is written as they decided.
+        let person_resumed = self.person_resumed(&step.id)?;
         // The intent, with its key, is on record before the write.
         self.move_step(&step.id, StepEvent::IntentRecorded, 1, None, vec![row])?;
         // ...and committed (and synced, with power durability) when the
@@ -242,7 +245,10 @@ impl<'e> Driver<'e> {
         self.engine.store.durable().await?;
         let faults = self.engine.host.faults.clone();
         faults.point("before-apply", &step.id).await;
-        if let Err(halt) = execute::write(&mut self.calls, step).await? {
+        if let Err(halt) = execute::write(&mut self.calls, step, person_resumed).await? {
+            // A crash here, after the target's answer and before the run
+            // records it, must not let the next try write again.
+            faults.point("after-failed-apply", &step.id).await;
             return self.fail(step, halt, true);
         }
         *fresh = false;
@@ -264,6 +270,20 @@ impl<'e> Driver<'e> {
         }
         faults.point("after-record", &step.id).await;
         Ok(None)
+    }
+
+    /// Whether a person resumed this step: it failed, and the run's latest
+    /// follow-up was resolved with `resume` (after a crash the step has
+    /// moved on from `failed`, so a later drive is no longer theirs).
+    fn person_resumed(&self, step_id: &str) -> Result<bool, RunError> {
+        if self.row(step_id).map(|r| r.state) != Some(StepState::Failed) {
+            return Ok(false);
+        }
+        let conn = self.engine.store.conn()?;
+        Ok(crate::store::follow_ups::latest_resumed(
+            &conn,
+            &self.run.run_id,
+        )?)
     }
 
     async fn revalidate(&mut self) -> Result<Reading, RunError> {

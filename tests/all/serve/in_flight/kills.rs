@@ -153,18 +153,7 @@ fn resume_those_a_person_must_look_at(
             summary.contains("may have been delivered already"),
             "{run_id}: {packet}"
         );
-        let o = s.handoff(&[
-            "follow-ups",
-            "resolve",
-            &id.to_string(),
-            "--action",
-            "resume",
-            "--by",
-            "release-coordinator",
-            "--json",
-        ]);
-        let done: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{run_id}: {e}: {}", text(&o.stderr)));
+        let done = s.resume_follow_up(id);
         assert_eq!(done["outcome"], "completed", "{run_id}: {done}");
     }
     stopped.len()
