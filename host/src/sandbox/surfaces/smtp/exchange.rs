@@ -29,7 +29,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// takes the connection and never answers would otherwise hold the call
 /// until its limit stopped it (the `smtp` adapter's is 10 s), reported as
 /// a call that ran too long rather than as the server's fault.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(8);
+const SEND_TIMEOUT: Duration = Duration::from_secs(8);
 /// Saying goodbye once the mail is taken: nothing depends on it.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -154,7 +154,7 @@ pub async fn hand_over(ready: Ready) -> Result<(), DeliveryFailure> {
 }
 
 /// Why the exchange stopped before the handover.
-pub enum Refused {
+enum Refused {
     /// lettre's error (the connection, TLS, or the server's answer).
     Smtp(Error),
     /// The mail needs what the server does not offer.
