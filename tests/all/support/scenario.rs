@@ -171,6 +171,26 @@ impl Scenario {
         self.handoff(&["run", "--event", event, "--context", "context.json"])
     }
 
+    /// Serve `notify` with the package at `package` (approved here)
+    /// instead of the example's `fs-records` channel: its `sent` directory
+    /// under `state/sent`, and `config` (the inside of a TOML inline table).
+    pub fn notify_through(&self, package: &Path, config: &str) {
+        crate::support::approve(&mut self.store(), package);
+        std::fs::create_dir_all(self.path("state/sent")).unwrap();
+        self.edit_config(
+            &format!(
+                "[adapters.notify]\nconcurrency = 4\npackage = \"{}/fs-records\"\n\
+                 directories = {{ records = \"state/notify\" }}",
+                handoff::BUILT_PACKAGES_DIR
+            ),
+            &format!(
+                "[adapters.notify]\npackage = \"{}\"\ndirectories = {{ sent = \"state/sent\" }}\n\
+                 config = {{ {config} }}",
+                package.display()
+            ),
+        );
+    }
+
     /// `handoff run` of the example's accepted event, SIGKILLed from
     /// outside: `kill` is told its pid (and kills it when its moment
     /// comes); the run's end is checked to be that kill.
@@ -191,6 +211,14 @@ impl Scenario {
         kill(child.id());
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+
+    /// `handoff resume --json`: its exit code and report.
+    pub fn resume_json(&self) -> (i32, Value) {
+        let o = self.handoff(&["resume", "--json"]);
+        let report = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("resume: {e}: {}", text(&o.stderr)));
+        (o.status.code().unwrap(), report)
     }
 
     /// `follow-ups resolve ID --action resume` by the example's role: the

@@ -61,10 +61,44 @@ pub(super) fn instance(
     i
 }
 
+/// The smtp adapter granted `server` over `transport`, approved and loaded
+/// with a sent log of its own (and the CA file, when given); the
+/// directories live as long as it.
+pub(super) struct Smtp {
+    pub loaded: handoff::sandbox::LoadedAdapter,
+    pub sent: TempDir,
+    _package: TempDir,
+}
+
+pub(super) fn smtp(server: &str, transport: &str, ca: Option<PathBuf>) -> Smtp {
+    let package = smtp_package(server, transport);
+    let sent = tempfile::tempdir().unwrap();
+    let loaded = approved(
+        &sandbox(),
+        package.path(),
+        &instance(package.path(), server, sent.path(), ca),
+    );
+    Smtp {
+        loaded,
+        sent,
+        _package: package,
+    }
+}
+
 /// Publish one message with `key` through the adapter; its answer.
 pub(super) fn publish(
     loaded: &handoff::sandbox::LoadedAdapter,
     key: &str,
+) -> Result<(), AdapterError> {
+    publish_as(loaded, key, false)
+}
+
+/// [`publish`], saying whether a person resumed the step
+/// (`host.person-resumed`).
+pub(super) fn publish_as(
+    loaded: &handoff::sandbox::LoadedAdapter,
+    key: &str,
+    person_resumed: bool,
 ) -> Result<(), AdapterError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -78,7 +112,12 @@ pub(super) fn publish(
             links: vec![],
         });
         instance
-            .apply(&rec("channel", "release-coordinators"), &message, key)
+            .apply_as(
+                &rec("channel", "release-coordinators"),
+                &message,
+                key,
+                person_resumed,
+            )
             .await
             .unwrap()
             .map(|_| ())
@@ -112,13 +151,9 @@ fn refused(
     err
 }
 
-/// A grant says who may be written to, not how often: one call sends at
-/// most 16 messages; the one past them is denied before it is sent, and
-/// the next call may send again.
-#[test]
-fn what_one_call_sends_is_bounded_and_the_mail_past_it_never_leaves() {
-    use handoff::sandbox::surfaces::smtp::MOST_MESSAGES_PER_CALL;
-    let server = env_var("HANDOFF_TEST_SMTP_ADDR");
+/// The probe adapter granted `server`, from probe@example.internal to
+/// example.internal, approved and loaded (its package directory first).
+pub(super) fn probe_mailer(server: &str) -> (TempDir, handoff::sandbox::LoadedAdapter) {
     let grant = format!(
         "[[capabilities.smtp]]\nserver = \"{server}\"\nsenders = [\"probe@example.internal\"]\n\
          recipient-domains = [\"example.internal\"]\n"
@@ -129,6 +164,17 @@ fn what_one_call_sends_is_bounded_and_the_mail_past_it_never_leaves() {
         dir.path(),
         &AdapterInstance::new("mailer", dir.path()),
     );
+    (dir, loaded)
+}
+
+/// A grant says who may be written to, not how often: one call sends at
+/// most 16 messages; the one past them is denied before it is sent, and
+/// the next call may send again.
+#[test]
+fn what_one_call_sends_is_bounded_and_the_mail_past_it_never_leaves() {
+    use handoff::sandbox::surfaces::smtp::MOST_MESSAGES_PER_CALL;
+    let server = env_var("HANDOFF_TEST_SMTP_ADDR");
+    let (_dir, loaded) = probe_mailer(&server);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -159,18 +205,13 @@ fn what_one_call_sends_is_bounded_and_the_mail_past_it_never_leaves() {
 fn mail_over_starttls_arrives_once_with_the_servers_certificate_verified() {
     let server = env_var("HANDOFF_TEST_SMTP_TLS_ADDR");
     let ca = PathBuf::from(env_var("HANDOFF_TEST_SMTP_TLS_CA"));
-    let dir = smtp_package(&server, &starttls(CERTIFICATE_NAME));
-    let sent = tempfile::tempdir().unwrap();
-    let loaded = approved(
-        &sandbox(),
-        dir.path(),
-        &instance(dir.path(), &server, sent.path(), Some(ca)),
-    );
+    let mailer = smtp(&server, &starttls(CERTIFICATE_NAME), Some(ca));
+    let loaded = &mailer.loaded;
     let key = unique_key("starttls");
-    publish(&loaded, &key).unwrap();
+    publish(loaded, &key).unwrap();
     assert_eq!(received(&key), 1);
     // The sent log recognises it: a second publish sends nothing.
-    publish(&loaded, &key).unwrap();
+    publish(loaded, &key).unwrap();
     assert_eq!(received(&key), 1);
 }
 
@@ -182,15 +223,10 @@ fn a_certificate_for_another_name_or_from_an_unknown_ca_stops_the_mail() {
         ("other.handoff.test", Some(ca), "another name"),
         (CERTIFICATE_NAME, None, "the public roots only"),
     ] {
-        let dir = smtp_package(&server, &starttls(name));
-        let sent = tempfile::tempdir().unwrap();
-        let loaded = approved(
-            &sandbox(),
-            dir.path(),
-            &instance(dir.path(), &server, sent.path(), ca),
-        );
+        let mailer = smtp(&server, &starttls(name), ca);
+        let loaded = &mailer.loaded;
         let err = refused(
-            &loaded,
+            loaded,
             "HANDOFF_TEST_SMTP_TLS_MAILDIR",
             &case.replace(' ', "-"),
         );
@@ -242,14 +278,9 @@ fn mail_over_implicit_tls_arrives_once_with_the_servers_certificate_verified() {
 #[test]
 fn plain_text_to_a_server_that_requires_starttls_is_refused_by_the_server() {
     let server = env_var("HANDOFF_TEST_SMTP_TLS_ADDR");
-    let dir = smtp_package(&server, "");
-    let sent = tempfile::tempdir().unwrap();
-    let loaded = approved(
-        &sandbox(),
-        dir.path(),
-        &instance(dir.path(), &server, sent.path(), None),
-    );
-    let err = refused(&loaded, "HANDOFF_TEST_SMTP_TLS_MAILDIR", "plain");
+    let mailer = smtp(&server, "", None);
+    let loaded = &mailer.loaded;
+    let err = refused(loaded, "HANDOFF_TEST_SMTP_TLS_MAILDIR", "plain");
     assert!(matches!(err, AdapterError::Conflict(_)), "{err:?}");
     assert!(format!("{err:?}").contains("STARTTLS"), "{err:?}");
 }
@@ -263,19 +294,14 @@ fn a_server_that_never_answers_is_a_transient_error_naming_it() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = silent.local_addr().unwrap().to_string();
     // Connections are taken (the kernel queues them) and never answered.
-    let dir = smtp_package(&server, "");
-    let sent = tempfile::tempdir().unwrap();
-    let loaded = approved(
-        &sandbox(),
-        dir.path(),
-        &instance(dir.path(), &server, sent.path(), None),
-    );
-    let err = publish(&loaded, &unique_key("silent")).expect_err("nothing answers");
+    let mailer = smtp(&server, "", None);
+    let loaded = &mailer.loaded;
+    let err = publish(loaded, &unique_key("silent")).expect_err("nothing answers");
     let AdapterError::Transient(m) = &err else {
         panic!("expected a transient error, got {err:?}");
     };
     assert!(m.contains(&server) && m.contains("no answer"), "{m}");
-    let log = std::fs::read_to_string(sent.path().join("release-coordinators.sent"));
+    let log = std::fs::read_to_string(mailer.sent.path().join("release-coordinators.sent"));
     assert!(
         log.unwrap_or_default().is_empty(),
         "no key recorded as sent"

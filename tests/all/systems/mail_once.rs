@@ -4,25 +4,12 @@
 //! certainly did not is simply tried again. What arrived is read from the
 //! receiver's Maildir.
 
-use super::mail::{instance, publish, received_in, smtp_package, unique_key};
+use super::mail::{probe_mailer, publish, publish_as, received_in, smtp, smtp_package, unique_key};
 use crate::support::scenario::Scenario;
 use crate::support::servers::{Break, HandoverRelay, env_var};
 use crate::support::*;
-use handoff::sandbox::{AdapterError, LoadedAdapter};
+use handoff::sandbox::AdapterError;
 use tempfile::TempDir;
-
-/// The smtp adapter granted the relay in front of the plain receiver, with
-/// a sent log of its own (kept in the returned directories).
-fn through(relay: &HandoverRelay) -> (LoadedAdapter, TempDir, TempDir) {
-    let dir = smtp_package(relay.addr(), "");
-    let sent = tempfile::tempdir().unwrap();
-    let loaded = approved(
-        &sandbox(),
-        dir.path(),
-        &instance(dir.path(), relay.addr(), sent.path(), None),
-    );
-    (loaded, dir, sent)
-}
 
 fn arrived(key: &str) -> usize {
     received_in("HANDOFF_TEST_MAILDIR", key)
@@ -31,9 +18,10 @@ fn arrived(key: &str) -> usize {
 #[test]
 fn a_mail_the_server_took_without_answering_is_sent_again_only_when_a_person_resumes() {
     let relay = HandoverRelay::start(&env_var("HANDOFF_TEST_SMTP_ADDR"), Break::AfterHandover);
-    let (loaded, _dir, sent) = through(&relay);
+    let mailer = smtp(relay.addr(), "", None);
+    let loaded = &mailer.loaded;
     let key = unique_key("unanswered");
-    let err = publish(&loaded, &key).expect_err("the answer never came");
+    let err = publish(loaded, &key).expect_err("the answer never came");
     let AdapterError::Conflict(m) = &err else {
         panic!("a person must look: {err:?}");
     };
@@ -46,55 +34,35 @@ fn a_mail_the_server_took_without_answering_is_sent_again_only_when_a_person_res
     );
     assert_eq!(arrived(&key), 1, "the receiver has it");
     assert!(
-        std::fs::read_to_string(sent.path().join("release-coordinators.sent"))
+        std::fs::read_to_string(mailer.sent.path().join("release-coordinators.sent"))
             .unwrap_or_default()
             .is_empty(),
         "not recorded as delivered: nobody knows"
     );
     // Tried again without a person (a retry, a resume after a crash):
     // asked again, nothing sent.
-    let again = publish(&loaded, &key).expect_err("nobody looked yet");
+    let again = publish(loaded, &key).expect_err("nobody looked yet");
     assert!(matches!(again, AdapterError::Conflict(_)), "{again:?}");
     assert_eq!(arrived(&key), 1);
     // A person's resume sends it, once.
-    publish_as_resumed(&loaded, &key).unwrap();
+    publish_as(loaded, &key, true).unwrap();
     assert_eq!(arrived(&key), 2);
-    publish(&loaded, &key).unwrap();
-    publish_as_resumed(&loaded, &key).unwrap();
+    publish(loaded, &key).unwrap();
+    publish_as(loaded, &key, true).unwrap();
     assert_eq!(arrived(&key), 2, "recorded now: never a third");
-}
-
-/// Publish as in a step a person resumed (`host.person-resumed` true).
-fn publish_as_resumed(loaded: &LoadedAdapter, key: &str) -> Result<(), AdapterError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut instance = loaded.instantiate().await.unwrap();
-        let message = handoff::sandbox::Action::Publish(handoff::sandbox::Message {
-            subject: "Release R-1 closure done".into(),
-            body: String::new(),
-            links: vec![],
-        });
-        instance
-            .apply_as(&rec("channel", "release-coordinators"), &message, key, true)
-            .await
-            .unwrap()
-            .map(|_| ())
-    })
 }
 
 #[test]
 fn a_mail_cut_off_before_it_was_handed_over_is_simply_tried_again() {
     let relay = HandoverRelay::start(&env_var("HANDOFF_TEST_SMTP_ADDR"), Break::BeforeGreeting);
-    let (loaded, _dir, _sent) = through(&relay);
+    let mailer = smtp(relay.addr(), "", None);
+    let loaded = &mailer.loaded;
     let key = unique_key("before-greeting");
-    let err = publish(&loaded, &key).expect_err("the connection closed at once");
+    let err = publish(loaded, &key).expect_err("the connection closed at once");
     assert!(matches!(err, AdapterError::Transient(_)), "{err:?}");
     assert_eq!(arrived(&key), 0);
     // No person needed: the next try sends it.
-    publish(&loaded, &key).unwrap();
+    publish(loaded, &key).unwrap();
     assert_eq!(arrived(&key), 1);
 }
 
@@ -104,24 +72,11 @@ fn a_mail_cut_off_before_it_was_handed_over_is_simply_tried_again() {
 fn scenario_through(relay: &HandoverRelay) -> (Scenario, TempDir) {
     let s = Scenario::new();
     let package = smtp_package(relay.addr(), "");
-    let pkg = handoff::sandbox::package::Package::read(package.path()).unwrap();
-    s.store()
-        .approve_adapter(&handoff::store::adapters::NewApproval::of(
-            &pkg,
-            "security-review",
-        ))
-        .unwrap();
-    std::fs::create_dir_all(s.path("state/sent")).unwrap();
-    s.edit_config(
+    s.notify_through(
+        package.path(),
         &format!(
-            "[adapters.notify]\nconcurrency = 4\npackage = \"{}/fs-records\"\ndirectories = {{ records = \"state/notify\" }}",
-            handoff::BUILT_PACKAGES_DIR
-        ),
-        &format!(
-            "[adapters.notify]\npackage = \"{}\"\ndirectories = {{ sent = \"state/sent\" }}\n\
-             config = {{ server = \"{}\", from = \"handoff@example.internal\", \
-             to-release-coordinators = \"release-coordinators@example.internal\" }}",
-            package.path().display(),
+            "server = \"{}\", from = \"handoff@example.internal\", \
+             to-release-coordinators = \"release-coordinators@example.internal\"",
             relay.addr()
         ),
     );
@@ -141,14 +96,6 @@ fn notify_key(s: &Scenario) -> String {
         .unwrap()
 }
 
-/// `handoff resume --json`: its exit code and report.
-fn resume(s: &Scenario) -> (i32, serde_json::Value) {
-    let o = s.handoff(&["resume", "--json"]);
-    let report = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", crate::support::scenario::text(&o.stderr)));
-    (o.status.code().unwrap(), report)
-}
-
 /// The real binary killed at both sides of the handover, against the real
 /// receiver. Killed with the envelope taken and nothing handed over, the
 /// run resumes and sends the mail once, asking nobody. Killed once the
@@ -162,7 +109,7 @@ fn the_binary_killed_before_the_handover_sends_once_and_after_it_asks_a_person()
     s.run_killed(|pid| before.sender_is(pid));
     let key = notify_key(&s);
     let base = arrived(&key);
-    let (code, report) = resume(&s);
+    let (code, report) = s.resume_json();
     assert_eq!(
         (code, report["outcome"].as_str()),
         (0, Some("completed")),
@@ -175,7 +122,7 @@ fn the_binary_killed_before_the_handover_sends_once_and_after_it_asks_a_person()
     s.run_killed(|pid| at.sender_is(pid));
     assert_eq!(notify_key(&s), key);
     assert_eq!(arrived(&key), base + 2, "the receiver has it");
-    let (code, report) = resume(&s);
+    let (code, report) = s.resume_json();
     assert_eq!(code, 3, "a person is asked: {report}");
     assert_eq!(arrived(&key), base + 2, "not sent again");
     let summary = s.follow_up(1)["packet"]["summary"].clone();
@@ -201,16 +148,7 @@ fn the_binary_killed_before_the_handover_sends_once_and_after_it_asks_a_person()
 #[test]
 fn a_prepared_mail_is_sent_once_by_its_hand_over_and_never_when_dropped() {
     let server = env_var("HANDOFF_TEST_SMTP_ADDR");
-    let grant = format!(
-        "[[capabilities.smtp]]\nserver = \"{server}\"\nsenders = [\"probe@example.internal\"]\n\
-         recipient-domains = [\"example.internal\"]\n"
-    );
-    let dir = package("probe", &probe_manifest("mailer", &grant));
-    let loaded = approved(
-        &sandbox(),
-        dir.path(),
-        &handoff::config::AdapterInstance::new("mailer", dir.path()),
-    );
+    let (_dir, loaded) = probe_mailer(&server);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

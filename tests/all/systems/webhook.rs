@@ -150,23 +150,10 @@ fn scenario_with(slack: &FakeSlack, more_config: &str) -> Scenario {
         manifest.replace("https://hooks.slack.com", &slack.origin),
     )
     .unwrap();
-    let pkg = handoff::sandbox::package::Package::read(&package).unwrap();
-    s.store()
-        .approve_adapter(&handoff::store::adapters::NewApproval::of(
-            &pkg,
-            "security-review",
-        ))
-        .unwrap();
-    std::fs::create_dir_all(s.path("state/sent")).unwrap();
-    s.edit_config(
+    s.notify_through(
+        &package,
         &format!(
-            "[adapters.notify]\nconcurrency = 4\npackage = \"{}/fs-records\"\ndirectories = {{ records = \"state/notify\" }}",
-            handoff::BUILT_PACKAGES_DIR
-        ),
-        &format!(
-            "[adapters.notify]\npackage = \"{}\"\ndirectories = {{ sent = \"state/sent\" }}\n\
-             config = {{ url-release-coordinators = \"{}{HOOK_PATH}\"{more_config} }}",
-            package.display(),
+            "url-release-coordinators = \"{}{HOOK_PATH}\"{more_config}",
             slack.origin
         ),
     );
@@ -236,9 +223,8 @@ fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_agai
     s.run_killed(|pid| slack.posting_from(pid));
     assert_eq!(slack.posted().len(), 1);
 
-    let o = s.handoff(&["resume", "--json"]);
-    let resumed = crate::support::scenario::text(&o.stdout);
-    assert_eq!(o.status.code(), Some(3), "a person is asked: {resumed}");
+    let (code, resumed) = s.resume_json();
+    assert_eq!(code, 3, "a person is asked: {resumed}");
     assert_eq!(slack.posted().len(), 1, "not posted again: {resumed}");
     let packet = s.follow_up(1)["packet"].clone();
     assert_eq!(packet["reason"], "target-refused", "{packet}");
@@ -307,9 +293,8 @@ fn a_resume_killed_before_it_recorded_its_question_still_posts_nothing() {
         "no packet recorded"
     );
 
-    let o = s.handoff(&["resume", "--json"]);
-    let resumed = crate::support::scenario::text(&o.stdout);
-    assert_eq!(o.status.code(), Some(3), "a person is asked: {resumed}");
+    let (code, resumed) = s.resume_json();
+    assert_eq!(code, 3, "a person is asked: {resumed}");
     assert_eq!(slack.posted().len(), 1, "never posted again: {resumed}");
 }
 
@@ -321,10 +306,12 @@ fn a_receiver_that_drops_repeats_is_posted_to_again_after_a_kill_without_asking_
     let slack = FakeSlack::start(&[KILL]);
     let s = scenario_with(&slack, ", receiver-dedupes = \"true\"");
     s.run_killed(|pid| slack.posting_from(pid));
-    let o = s.handoff(&["resume", "--json"]);
-    let resumed = crate::support::scenario::text(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{resumed}");
-    assert!(resumed.contains("\"outcome\":\"completed\""), "{resumed}");
+    let (code, resumed) = s.resume_json();
+    assert_eq!(
+        (code, resumed["outcome"].as_str()),
+        (0, Some("completed")),
+        "{resumed}"
+    );
     let posted = slack.posted();
     assert_eq!(posted.len(), 2, "{posted:#?}");
     assert_eq!(posted[0].webhook_id, posted[1].webhook_id);
