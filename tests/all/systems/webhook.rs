@@ -130,6 +130,16 @@ async fn answer(
     }
 }
 
+/// The steps a packet leaves pending.
+fn pending_steps(packet: &Value) -> Vec<&str> {
+    packet["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_str().unwrap())
+        .collect()
+}
+
 /// The filesystem example with `notify` served by the webhook adapter,
 /// whose manifest now declares the receiver's origin (and is approved).
 fn scenario(slack: &FakeSlack) -> Scenario {
@@ -238,13 +248,7 @@ fn a_process_killed_while_its_post_is_answered_asks_a_person_before_posting_agai
         ),
         "{summary}"
     );
-    let pending: Vec<&str> = packet["pending"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(pending, ["notify-coordinator"], "{packet}");
+    assert_eq!(pending_steps(&packet), ["notify-coordinator"], "{packet}");
 
     // The person looked, found nothing, and resumes: posted once more.
     let done = s.resume_follow_up(1);
@@ -327,13 +331,7 @@ fn a_revoked_webhook_url_is_refused_not_retried_and_goes_to_a_person() {
     assert_eq!(slack.posted().len(), 1, "a refusal is not retried");
     let packet = &report["packet"];
     assert_eq!(packet["reason"], "target-refused", "{packet}");
-    let pending: Vec<&str> = packet["pending"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(pending, ["notify-coordinator"], "{packet}");
+    assert_eq!(pending_steps(packet), ["notify-coordinator"], "{packet}");
     assert!(
         packet["summary"].as_str().unwrap().contains("404"),
         "the receiver's answer is in the packet: {packet}"
