@@ -8,9 +8,9 @@
 //! `observe` reports the latest `observe-window` (default 100) recorded keys
 //! as applied, so the host skips a mail already sent.
 //!
-//! At most once: the mail is prepared (connected, the envelope taken,
-//! nothing sent), then handed over through `SentLog::deliver`, which marks
-//! it under way first. A process killed after the handover began and
+//! At most once: through `SentLog::deliver_prepared`, the mail is prepared
+//! (connected, the envelope taken, nothing sent), then marked under way and
+//! handed over. A process killed after the handover began and
 //! before the key was recorded, or a server that took the message and
 //! never answered, leaves the mark; every later try then sends nothing
 //! and answers `conflict` ("may have been delivered"), so a person looks,
@@ -86,29 +86,32 @@ impl Target for Smtp {
             )));
         };
         let (log, to) = channel(&record)?;
-        if !log.contains(&key)? {
-            let email = Email {
-                sender: config("from")?,
-                recipients: to.clone(),
-                subject: message.subject.clone(),
-                body: body(message, &key),
-                message_id: format!("{key}@handoff"),
-            };
-            let about = format!(
-                "the mail {:?} to {} (Message-ID <{}>)",
-                email.subject,
-                to.join(", "),
-                email.message_id
-            );
-            // Connected and the envelope taken before the mail is marked
-            // under way: a stop before the handover leaves no question.
-            let ready = mail::prepare(&config("server")?, &email)?;
-            log.deliver(&key, &about, || match ready.hand_over() {
+        let email = Email {
+            sender: config("from")?,
+            recipients: to.clone(),
+            subject: message.subject.clone(),
+            body: body(message, &key),
+            message_id: format!("{key}@handoff"),
+        };
+        let about = format!(
+            "the mail {:?} to {} (Message-ID <{}>)",
+            email.subject,
+            to.join(", "),
+            email.message_id
+        );
+        let server = config("server")?;
+        // Connected and the envelope taken before the mail is marked under
+        // way: a stop before the handover leaves no question.
+        log.deliver_prepared(
+            &key,
+            &about,
+            || mail::prepare(&server, &email),
+            |ready| match ready.hand_over() {
                 Ok(()) => Delivery::Delivered,
                 Err(DeliveryFailure::NotDelivered(e)) => Delivery::NotDelivered(e),
                 Err(DeliveryFailure::Unsure(why)) => Delivery::Unsure(why),
-            })?;
-        }
+            },
+        )?;
         observed(&log, &to)
     }
 }

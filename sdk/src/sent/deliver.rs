@@ -41,24 +41,41 @@ impl SentLog {
         about: &str,
         send: impl FnOnce() -> Delivery,
     ) -> Result<(), AdapterError> {
+        self.deliver_prepared(key, about, || Ok(()), |()| send())
+    }
+
+    /// [`SentLog::deliver`] in two parts: `prepare` readies the delivery
+    /// without handing anything over (connected, a mail's envelope taken),
+    /// and only then is it marked under way and `send` hands it over. A
+    /// stop while it is prepared leaves no mark, so the next try simply
+    /// delivers. Neither runs when the key was delivered already or an
+    /// earlier try may have delivered it.
+    pub fn deliver_prepared<T>(
+        &self,
+        key: &str,
+        about: &str,
+        prepare: impl FnOnce() -> Result<T, AdapterError>,
+        send: impl FnOnce(T) -> Delivery,
+    ) -> Result<(), AdapterError> {
         fits_a_line(key)?;
         if self.contains(key)? {
             return Ok(());
         }
         let mark = self.mark_of(key);
-        if self.marked(&mark, key)? {
-            // Only a person who looked may have it sent again.
-            if !crate::person_resumed() {
-                return Err(unsure(
-                    key,
-                    about,
-                    "an earlier try ended without learning whether it arrived",
-                ));
-            }
-        } else {
+        let marked = self.marked(&mark, key)?;
+        // Only a person who looked may have it sent again.
+        if marked && !crate::person_resumed() {
+            return Err(unsure(
+                key,
+                about,
+                "an earlier try ended without learning whether it arrived",
+            ));
+        }
+        let ready = prepare()?;
+        if !marked {
             fs::append_making_dir(&mark, format!("{SENDING}\n{key}\n").as_bytes())?;
         }
-        match send() {
+        match send(ready) {
             Delivery::Delivered => {
                 self.record(key)?;
                 fs::remove_file(&mark)

@@ -150,18 +150,42 @@ fn a_key_is_delivered_at_most_once_unless_a_person_resumed_it() {
             "{m}"
         );
         assert_eq!(tries.get(), 6, "the try after a kill sends nothing");
+        // Nor prepares anything (no connection for a delivery it will not
+        // make).
+        let prepared = std::cell::Cell::new(0);
+        let e = log.deliver_prepared(
+            "hk1-d",
+            "the note",
+            || {
+                prepared.set(prepared.get() + 1);
+                Ok(())
+            },
+            |()| Delivery::Delivered,
+        );
+        assert!(matches!(e, Err(AdapterError::Conflict(_))), "{e:?}");
+        assert_eq!(prepared.get(), 0);
+        // A failure while preparing leaves no mark: the next try delivers.
+        let e = log.deliver_prepared(
+            "hk1-p",
+            "the note",
+            || Err::<(), _>(AdapterError::Transient("no connection".into())),
+            |()| Delivery::Delivered,
+        );
+        assert!(matches!(e, Err(AdapterError::Transient(_))), "{e:?}");
+        deliver_counting(&log, "hk1-p", &tries, || Delivery::Delivered).unwrap();
+        assert_eq!(tries.get(), 7);
         h.person_resumed(true);
         deliver_counting(&log, "hk1-d", &tries, || Delivery::Delivered).unwrap();
         h.person_resumed(false);
-        assert_eq!(tries.get(), 7);
+        assert_eq!(tries.get(), 8);
         // A person's resume of a key never tried sends it as any try.
         h.person_resumed(true);
         deliver_counting(&log, "hk1-e0", &tries, || Delivery::Delivered).unwrap();
         h.person_resumed(false);
-        assert_eq!(tries.get(), 8);
+        assert_eq!(tries.get(), 9);
         assert_eq!(
             log.recent(10).unwrap(),
-            ["hk1-a", "hk1-b", "hk1-c", "hk1-d", "hk1-e0"]
+            ["hk1-a", "hk1-b", "hk1-c", "hk1-p", "hk1-d", "hk1-e0"]
         );
     });
     assert_eq!(
@@ -197,7 +221,7 @@ fn a_key_is_delivered_at_most_once_unless_a_person_resumed_it() {
             panic!("{e:?}")
         };
         assert!(m.contains("belongs to another key (hk1-x)"), "{m}");
-        assert_eq!(tries.get(), 8);
+        assert_eq!(tries.get(), 9);
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
