@@ -51,12 +51,6 @@ pub struct Ready {
     deadline: Instant,
 }
 
-impl std::fmt::Debug for Ready {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ready").field("addr", &self.addr).finish()
-    }
-}
-
 /// What a failure before the handover is: a certificate that does not
 /// verify is `denied` (it will not verify on the next try either: a person
 /// must look), a permanent refusal `conflict`, the rest `transient`.
