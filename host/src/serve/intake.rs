@@ -177,12 +177,17 @@ pub async fn post_event(
         Err(r) => return refuse(&app, r.status, r.reason, r.message),
     };
     let Some(source) = raw.get("source").and_then(Value::as_str) else {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "bad-event",
-            "the event has no source".into(),
-        );
+        let why = match &raw {
+            Value::Object(o) if o.contains_key("source") => {
+                "the event's source is not a string".to_string()
+            }
+            Value::Object(_) => "the event has no source".to_string(),
+            other => format!(
+                "not a structured CloudEvent: the body is JSON {}, not an object",
+                json_kind(other)
+            ),
+        };
+        return refuse(&app, StatusCode::BAD_REQUEST, "bad-event", why);
     };
     let Some(verifier) = app.verifiers.get(source) else {
         return refuse(
@@ -284,4 +289,16 @@ pub(super) async fn take(
         }
     }
     Ok((accepted, event_id))
+}
+
+/// What a JSON value is, for a refusal.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }

@@ -226,6 +226,21 @@ fn missing_wrong_expired_and_unknown_signatures_are_refused_counted_and_not_stor
     );
     let error = answer["error"].as_str().unwrap();
     assert!(error.contains("\"state\" is given twice"), "{error}");
+    // JSON, but no object: said as such, not as an event missing a source.
+    for (body, says) in [
+        (&b"[]"[..], "JSON an array, not an object"),
+        (&b"null"[..], "JSON null, not an object"),
+        (&br#"{"source": 7}"#[..], "source is not a string"),
+    ] {
+        let (code, answer) = service.post(&signed("m-shape", body), body);
+        assert_eq!(
+            (code, answer["reason"].as_str()),
+            (400, Some("bad-event")),
+            "{answer}"
+        );
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(says), "{error}");
+    }
     assert_eq!(events_stored(&s), 0, "nothing refused is stored");
 
     // The same request, correctly signed, is taken.
