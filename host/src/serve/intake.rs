@@ -1,14 +1,16 @@
 //! `POST /v1/events`: the door. A request becomes a stored event and run,
 //! or a refusal with a status and a body saying what is wrong.
 //!
-//! Order: the body, within its size (413) and time (408; a body cut short
-//! is 400) → structured mode only (binary mode: 400, since no signature
-//! covers the `ce-*` headers that would route and dedupe the event; a
-//! content type other than CloudEvents JSON or JSON: 415) → the event's
-//! `source` must be configured (403) → its signature (401) → the event
-//! itself (400) → room in the run queue (429, nothing stored) → stored
-//! with its run (group commit) → 202 with the run id, or 200 `duplicate`
-//! with the existing run's id. The answer is sent only after the commit.
+//! Order: the body, within its size (413; before it is sent when the
+//! sender waits for `100 Continue` and declares more) and time (408; a
+//! body cut short is 400) → structured mode only (binary mode: 400, since
+//! no signature covers the `ce-*` headers that would route and dedupe the
+//! event; a content type other than CloudEvents JSON or JSON: 415) → the
+//! event's `source` must be configured (403) → its signature (401) → the
+//! event itself (400) → room in the run queue (429, nothing stored) →
+//! stored with its run (group commit) → 202 with the run id, or 200
+//! `duplicate` with the existing run's id. The answer is sent only after
+//! the commit.
 
 use super::App;
 use super::api::refusal::shown;
@@ -97,6 +99,36 @@ fn structured(headers: &HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
 
 /// Whether reading a body failed because it is over the size limit (and
 /// not because the client stopped sending it).
+fn too_large(app: &App) -> Response {
+    refuse(
+        app,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        format!(
+            "the body is over {} bytes (serve.max-body-bytes)",
+            app.max_body_bytes
+        ),
+    )
+}
+
+/// The body's length as its `Content-Length` declares it (hyper has
+/// refused a request whose header is not one number).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether the sender sends its body only once told to continue.
+fn waits_to_send(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 fn is_over_limit(e: &axum::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
@@ -129,6 +161,16 @@ pub async fn post_event(
     if let Err(refused) = super::api::refusal::no_query(uri.query()) {
         return refuse(&app, refused.status, refused.reason, refused.error);
     }
+    // A sender that waits to be told to send its body (`Expect:
+    // 100-continue`), declaring one larger than the door takes, is refused
+    // before it sends it. One already sending is read up to the limit
+    // instead: closing on a body still arriving resets the connection, and
+    // the sender may lose the answer with it.
+    if waits_to_send(&headers)
+        && declared_length(&headers).is_some_and(|n| n > app.max_body_bytes as u64)
+    {
+        return too_large(&app);
+    }
     let read = tokio::time::timeout(
         app.body_read_timeout,
         axum::body::to_bytes(body, app.max_body_bytes),
@@ -139,17 +181,7 @@ pub async fn post_event(
     }
     let body = match read {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_over_limit(&e) => {
-            return refuse(
-                &app,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!(
-                    "the body is over {} bytes (serve.max-body-bytes)",
-                    app.max_body_bytes
-                ),
-            );
-        }
+        Ok(Err(e)) if is_over_limit(&e) => return too_large(&app),
         Ok(Err(e)) => {
             // Cut short, or not what its headers said: not final for the
             // sender, who may send it again whole.

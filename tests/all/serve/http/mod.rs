@@ -394,3 +394,61 @@ fn a_body_cut_short_or_a_query_is_400_not_413_and_a_foreign_content_type_is_415(
     );
     assert_eq!(service.post(&headers, &other).0, 202);
 }
+
+#[test]
+fn a_body_declared_too_large_is_413_before_it_is_sent_and_one_that_stalls_is_408() {
+    use std::io::{Read, Write};
+    let s = Scenario::new();
+    with_serve(
+        &s,
+        serve_config(1, 100, 0, SOURCE).replace(
+            "shutdown-grace-seconds = 1",
+            "shutdown-grace-seconds = 1\nbody-read-timeout-seconds = 1",
+        ),
+    );
+    let service = Service::start(&s, None);
+    let addr = service.url.trim_start_matches("http://").to_string();
+    // Headers, then what the sender sends of its body without waiting.
+    let ask = |declared: u64, expect: &str, sent: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {declared}\r\n{expect}\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(sent).unwrap();
+        // The write side stays open: the answer cannot wait for its end.
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    // A sender that waits for `100 Continue` and declares more than
+    // max-body-bytes (8192) is refused before it sends a byte of it (were
+    // it told to continue, it would be waited for until 408).
+    let answer = ask(8193, "Expect: 100-continue\r\n", b"");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(answer.contains("\"too-large\""), "{answer}");
+    assert!(answer.contains("8192 bytes"), "{answer}");
+    // One within the limit is told to continue.
+    let answer = ask(100, "Expect: 100-continue\r\n", b"");
+    assert!(answer.starts_with("HTTP/1.1 100 Continue"), "{answer}");
+    assert!(answer.contains("HTTP/1.1 408"), "{answer}");
+    // A body sent without waiting is read up to the limit, then refused.
+    let answer = ask(9000, "", &[b' '; 9000]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Declared within it, but the rest never comes: 408 once the body
+    // has had its time (the answer is what the test waits for).
+    let answer = ask(100, "", b"{");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body-timeout\""), "{answer}");
+    assert_eq!(events_stored(&s), 0);
+    let (_, metrics) = service.get("/metrics");
+    assert_lines(
+        &metrics,
+        &[
+            "handoff_requests_refused_total{reason=\"too-large\"} 2",
+            "handoff_requests_refused_total{reason=\"body-timeout\"} 2",
+        ],
+    );
+}
