@@ -44,7 +44,19 @@ pub(super) fn usage(wrong: &clap::Error) -> ExitCode {
         let _ = wrong.print();
         return ExitCode::from(exit::OK);
     }
-    eprint!("{}", said(&wrong.render().to_string()));
+    let mut rendered = wrong.render().to_string();
+    // A long value given (a name, a path) is shown by its start, so that
+    // what is wrong with it, which clap writes after it, is still read.
+    if let Some(clap::error::ContextValue::String(value)) =
+        wrong.get(clap::error::ContextKind::InvalidValue)
+        && value.len() > SHOWN_VALUE_BYTES
+    {
+        rendered = rendered.replace(
+            value.as_str(),
+            &crate::kept::shortened(value, SHOWN_VALUE_BYTES),
+        );
+    }
+    eprint!("{}", said(&rendered));
     ExitCode::from(u8::try_from(wrong.exit_code()).unwrap_or(exit::USAGE))
 }
 
@@ -65,6 +77,10 @@ fn damaged(err: &anyhow::Error) -> bool {
         )
     })
 }
+
+/// The most of a value given on the command line that a usage error
+/// repeats.
+const SHOWN_VALUE_BYTES: usize = 256;
 
 /// The most of one error (or cause) printed. Ours are a few lines; one
 /// that repeats what it was given (a run id, a value from a file) is cut.

@@ -129,6 +129,19 @@ fn approve_then_inspect_list_and_revoke() {
         assert!(stderr(&out).contains("--by"), "{}", stderr(&out));
         assert!(stderr(&out).len() < 1000, "{}", stderr(&out));
     }
+    // A very long one is shown by its start, and why it is refused is
+    // still said after it.
+    let out = handoff(
+        cwd.path(),
+        &["adapter", "revoke", "minimal", "--by", &"r".repeat(100_000)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(100000 bytes)") && stderr(&out).contains("a name is at most 256"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).len() < 1000, "{}", stderr(&out));
     let out = handoff(
         cwd.path(),
         &["adapter", "revoke", "minimal", "--by", "sec-review"],
