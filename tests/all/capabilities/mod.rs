@@ -136,12 +136,14 @@ async fn probe_with_files(
     evidence: &std::path::Path,
     outbox: &std::path::Path,
 ) -> handoff::sandbox::Instance {
+    // Some of these calls write tens of MiB.
     let dir = package(
         "probe",
-        &probe_manifest(
+        &probe_manifest_timed(
             name,
             "[[capabilities.files]]\nname = \"evidence\"\nmode = \"read-only\"\n\
              [[capabilities.files]]\nname = \"outbox\"\nmode = \"read-write\"\n",
+            10_000,
         ),
     );
     let mut cfg = AdapterInstance::new(name, dir.path());

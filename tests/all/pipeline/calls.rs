@@ -19,7 +19,8 @@ fn probe_instance(
     grant: &str,
     more: &str,
 ) -> ([tempfile::TempDir; 2], Store, Arc<Host>) {
-    let pkg = package("probe", &probe_manifest(name, grant));
+    // The bounded calls write up to 64 MiB before they are stopped.
+    let pkg = package("probe", &probe_manifest_timed(name, grant, 10_000));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("handoff.db");
     let mut store = Store::open(&db).unwrap();

@@ -103,9 +103,16 @@ pub fn rec(kind: &str, id: &str) -> RecordRef {
 /// for it declares all three: these inert entries (a closed port, an unbound
 /// directory) cover the imports without granting anything reachable.
 pub fn probe_manifest(name: &str, capabilities: &str) -> String {
+    probe_manifest_timed(name, capabilities, 1000)
+}
+
+/// [`probe_manifest`] with a call time limit of its own: a probe that
+/// writes tens of MiB in one call needs more than a second from a debug
+/// build on a machine busy with the other tests.
+pub fn probe_manifest_timed(name: &str, capabilities: &str, call_timeout_ms: u64) -> String {
     format!(
         "[adapter]\nname = \"{name}\"\nversion = \"0.1.0\"\nworld = \"handoff:adapter/target-adapter@0.1.0\"\n\
-         actions = [\"set-state\", \"annotate\"]\n{capabilities}\n{PROBE_INERT}\n[limits]\nmemory-mib = 32\ncall-timeout-ms = 1000\n"
+         actions = [\"set-state\", \"annotate\"]\n{capabilities}\n{PROBE_INERT}\n[limits]\nmemory-mib = 32\ncall-timeout-ms = {call_timeout_ms}\n"
     )
 }
 
