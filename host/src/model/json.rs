@@ -3,8 +3,9 @@
 //! is refused. RFC 8259 leaves such an object's meaning to the reader, so a
 //! relay, a signer or a person may read `"state": "rejected"` where the last
 //! of two would have handoff read `"accepted"`; handoff stops instead of
-//! choosing one. Depth and size stay bounded as `serde_json` bounds them (128
-//! levels) and as the caller bounds the bytes.
+//! choosing one. A body read as a struct must be an object (serde would
+//! take an array by position). Depth and size stay bounded as `serde_json`
+//! bounds them (128 levels) and as the caller bounds the bytes.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -16,6 +17,30 @@ use std::fmt;
 pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     serde_json::from_slice::<OneReading>(bytes).map(|v| v.0)
+}
+
+/// Parse `bytes` as one JSON object (as [`from_slice`] reads it) into `T`.
+/// Anything but an object is refused: serde reads a struct from an array
+/// too, by position, which would pass over the member names that
+/// `deny_unknown_fields` checks.
+pub fn object_from_slice<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let value = from_slice(bytes).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err(format!("the body is JSON {}, not an object", kind(&value)));
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// What a JSON value is, as a message names it.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// A value read with every object checked for a member named twice.
@@ -132,6 +157,29 @@ mod tests {
         assert_eq!(value["a"], 1);
         assert!(from_slice(b"{\"a\": 1}\xEF\xBB\xBF").is_err());
         assert!(from_slice(b"\xEF\xBB\xBF\xEF\xBB\xBF{}").is_err());
+    }
+
+    #[test]
+    fn a_struct_is_read_from_an_object_only_never_by_position() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            action: String,
+            note: Option<String>,
+        }
+        let body: Body = object_from_slice(br#"{"action": "resume"}"#).unwrap();
+        assert_eq!((body.action.as_str(), body.note), ("resume", None));
+        // serde_json alone takes the array by position.
+        assert!(serde_json::from_slice::<Body>(br#"["resume", "x"]"#).is_ok());
+        for (text, says) in [
+            (&br#"["resume", "x"]"#[..], "JSON an array, not an object"),
+            (b"null", "JSON null, not an object"),
+            (br#"{"action": "a", "action": "b"}"#, "given twice"),
+            (br#"{"action": "a", "by": "b"}"#, "unknown field `by`"),
+        ] {
+            let e = object_from_slice::<Body>(text).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

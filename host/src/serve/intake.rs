@@ -216,7 +216,7 @@ pub async fn post_event(
             Value::Object(_) => "the event has no source".to_string(),
             other => format!(
                 "not a structured CloudEvent: the body is JSON {}, not an object",
-                json_kind(other)
+                crate::model::json::kind(other)
             ),
         };
         return refuse(&app, StatusCode::BAD_REQUEST, "bad-event", why);
@@ -321,16 +321,4 @@ pub(super) async fn take(
         }
     }
     Ok((accepted, event_id))
-}
-
-/// What a JSON value is, for a refusal.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

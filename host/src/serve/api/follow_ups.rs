@@ -193,7 +193,7 @@ pub(super) async fn acknowledge(
         let id = follow_up_id(&id)?;
         let body = taken(body, MAX_ACTION_BYTES)?;
         if !body.trim_ascii().is_empty() {
-            serde_json::from_slice::<AckBody>(&body).map_err(|e| {
+            crate::model::json::object_from_slice::<AckBody>(&body).map_err(|e| {
                 refusal(
                     StatusCode::BAD_REQUEST,
                     "bad-body",
@@ -258,7 +258,7 @@ pub(super) async fn resolve(
         no_query(query.as_deref())?;
         let id = follow_up_id(&id)?;
         let body = taken(body, MAX_ACTION_BYTES)?;
-        let body: ResolveBody = serde_json::from_slice(&body).map_err(|e| {
+        let body: ResolveBody = crate::model::json::object_from_slice(&body).map_err(|e| {
             refusal(
                 StatusCode::BAD_REQUEST,
                 "bad-body",

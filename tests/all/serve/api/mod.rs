@@ -370,10 +370,30 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
             "{refused}"
         );
     }
+    // A resolution is an object: serde would read the body's struct from
+    // an array by position, past the names it checks.
+    for body in [r#"["abandon", "by position", null]"#, "null"] {
+        let (code, refused) = call(
+            &service,
+            "POST",
+            "/v1/follow-ups/1/resolve",
+            Some(COORDINATOR),
+            Some(body),
+        );
+        assert_eq!(
+            (code, refused["reason"].as_str()),
+            (400, Some("bad-body")),
+            "{body}: {refused}"
+        );
+        assert!(
+            refused["error"].as_str().unwrap().contains("not an object"),
+            "{refused}"
+        );
+    }
     let (code, open) = call(&service, "GET", "/v1/follow-ups/1", Some(COORDINATOR), None);
     assert_eq!(
-        (code, &open["acknowledged_by"]),
-        (200, &Value::Null),
+        (code, &open["acknowledged_by"], &open["resolution"]),
+        (200, &Value::Null, &Value::Null),
         "{open}"
     );
 
