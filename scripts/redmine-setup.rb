@@ -3,6 +3,10 @@
 # release-readiness scenario needs (statuses, custom fields, workflow), and
 # print the admin's API key as the last line.
 ActiveRecord::Base.connection.migration_context.migrate
+# Write-ahead logging (kept in the database file): a request's write no
+# longer waits for the mailer thread's reads to end, which on a busy
+# machine ran past the busy timeout and answered 500.
+ActiveRecord::Base.connection.execute("PRAGMA journal_mode=WAL")
 # Models loaded while booting saw the empty schema.
 ActiveRecord::Base.descendants.each(&:reset_column_information)
 Redmine::DefaultData::Loader.load("en")
