@@ -13,10 +13,13 @@
 //! real record; [`readiness`] checks that everything it names would be
 //! let run (`handoff check`); [`serve`] is the long-lived service (`handoff
 //! serve`); [`cli`] is the `handoff` command; [`backtraces`] keeps error
-//! values from walking the stack when nothing will show it.
+//! values from walking the stack when nothing will show it; [`by_name`]
+//! reads every struct of a file or body by its members' names, never by
+//! position.
 
 pub mod audit;
 pub mod backtraces;
+pub mod by_name;
 pub mod cli;
 pub mod config;
 pub mod conform;

@@ -201,7 +201,7 @@ impl Config {
             problem,
         };
         // The file alone first: its errors keep their line and column.
-        let mut raw: RawConfig = toml::from_str(text)
+        let mut raw: RawConfig = crate::by_name::from_toml(text)
             .map_err(|e| invalid(crate::plain::bounded_error(&e.to_string())))?;
         let mut table: toml::Table = toml::from_str(text)
             .map_err(|e| invalid(crate::plain::bounded_error(&e.to_string())))?;
@@ -215,9 +215,8 @@ impl Config {
             problem: env::naming_variables(problem, &from_env),
         };
         if origins.values().any(|o| matches!(o, env::Origin::Env(_))) {
-            raw = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
+            raw = crate::by_name::from_toml_value(toml::Value::Table(table)).map_err(
+                |e: toml::de::Error| {
                     // (Its text ends "\nin `section.key`\n".)
                     invalid(
                         e.to_string()
@@ -225,7 +224,8 @@ impl Config {
                             .collect::<Vec<_>>()
                             .join(" "),
                     )
-                })?;
+                },
+            )?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };

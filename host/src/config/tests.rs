@@ -201,6 +201,23 @@ fn unknown_keys_are_refused() {
 }
 
 #[test]
+fn a_table_given_by_position_is_refused_in_the_file_and_from_a_variable() {
+    // Read field by field, `[5, 10, 1000]` would be attempts, base delay
+    // and maximum delay, and `handoff check` would show them as defaults.
+    let err = refused("retry = [5, 10, 1000]\n");
+    assert!(err.contains("given by position"), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+    let err = refused("[serve]\nlisten = \"127.0.0.1:0\"\nsources.\"a/b\" = [\"none\"]\n");
+    assert!(err.contains("given by position"), "{err}");
+    // A variable over the file reads the whole file again, still by name.
+    let vars = |name: &str| (name == "HANDOFF_STORE_DURABILITY").then(|| "process".to_string());
+    let err = Config::parse_with_env("retry = [5, 10, 1000]\n", Path::new("h.toml"), &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("given by position"), "{err}");
+}
+
+#[test]
 fn an_adapter_concurrency_is_a_positive_count() {
     let parse = |n: &str| {
         Config::parse(

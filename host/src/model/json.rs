@@ -28,7 +28,7 @@ pub fn object_from_slice<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Str
     if !value.is_object() {
         return Err(format!("the body is JSON {}, not an object", kind(&value)));
     }
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    crate::by_name::from_json_value(value).map_err(|e| e.to_string())
 }
 
 /// What a JSON value is, as a message names it.

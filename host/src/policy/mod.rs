@@ -320,8 +320,8 @@ impl Policy {
             path: path.to_path_buf(),
             problem,
         };
-        let raw: RawPolicy =
-            toml::from_str(text).map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
+        let raw: RawPolicy = crate::by_name::from_toml(text)
+            .map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
         // Read by reviewers at a terminal (`policy inspect`) and sent on in
         // messages: plain text, a message's body with its line breaks.
         crate::plain::in_reading_order(text, "a policy").map_err(err)?;

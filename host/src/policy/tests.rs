@@ -83,6 +83,28 @@ fn unknown_keys_and_actions_are_refused_with_their_names() {
 }
 
 #[test]
+fn a_record_or_a_message_given_by_position_is_refused() {
+    for (named, positional) in [
+        (
+            "{ kind = \"issue\", id = \"{{context.checklist_id}}\" }",
+            "[\"issue\", \"{{context.checklist_id}}\"]",
+        ),
+        (
+            "{ subject = \"Release {{event.data.release_id}} ready for scheduling\", links = \
+             [\"{{context.evidence_url}}\"] }",
+            "[\"Release {{event.data.release_id}} ready\", \"body\", [\"{{context.evidence_url}}\"]]",
+        ),
+    ] {
+        let err = parse(&RELEASE.replace(named, positional)).unwrap_err();
+        assert!(
+            err.problem.contains("given by position"),
+            "{positional}: {err}"
+        );
+        assert!(err.problem.contains("line "), "where it is: {err}");
+    }
+}
+
+#[test]
 fn bad_templates_and_conditions_fail_at_load_naming_the_step() {
     let err = parse(&RELEASE.replace("{{context.checklist_id}}", "{{env.HOME}}")).unwrap_err();
     assert!(

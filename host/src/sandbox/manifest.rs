@@ -106,8 +106,8 @@ impl Manifest {
             path: path.to_path_buf(),
             problem,
         };
-        let raw: RawManifest =
-            toml::from_str(text).map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
+        let raw: RawManifest = crate::by_name::from_toml(text)
+            .map_err(|e| err(crate::plain::bounded_error(&e.to_string())))?;
         // What a reviewer reads at a terminal (`adapter inspect`) says what
         // it says: no escape in it may move the cursor, erase a line or
         // start one that looks like the tool's own.
@@ -316,6 +316,20 @@ actions = ["set-state", "annotate"]
         let err = parse(&MINIMAL.replace("\"annotate\"", "\"deploy\"")).unwrap_err();
         assert!(err.problem.contains("\"deploy\""), "{err}");
         assert!(err.problem.contains("clear-entry"), "{err}");
+    }
+
+    #[test]
+    fn a_grant_or_a_limit_given_by_position_is_refused() {
+        // serde alone would read these arrays field by field: a URL, its
+        // methods and a header to inject; a memory size and a call timeout.
+        for extra in [
+            "[capabilities]\nhttp = [[\"https://h.example\", [\"GET\"], [\"authorization\", \"token\"]]]\n",
+            "limits = [4096, 600000]\n",
+        ] {
+            let text = MINIMAL.replace("[adapter]", &format!("{extra}[adapter]"));
+            let err = parse(&text).unwrap_err();
+            assert!(err.problem.contains("given by position"), "{extra}: {err}");
+        }
     }
 
     #[test]

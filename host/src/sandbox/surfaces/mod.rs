@@ -257,7 +257,9 @@ fn take<S: Surface>(
             own.insert((*key).to_string(), value);
         }
     }
-    let parse = |table: toml::Table| toml::Value::Table(table).try_into::<S::Binding>();
+    let parse = |table: toml::Table| {
+        crate::by_name::from_toml_value::<S::Binding>(toml::Value::Table(table))
+    };
     let mut binding = parse(own.clone()).map_err(|e| {
         // Named by the key that does not parse on its own.
         let key = own.iter().find_map(|(key, value)| {

@@ -1,0 +1,402 @@
+//! Structs read by their members' names only. serde's derived `Deserialize`
+//! for a struct also takes an array and fills the fields in order, so
+//! `retry = [5, 10, 1000]` in `handoff.toml` would be read as attempts, base
+//! delay and maximum delay. That passes over the names `deny_unknown_fields`
+//! checks, and leaves whoever reviews the file (a manifest's grants, a
+//! policy's steps) to guess which value is which. [`Named`] wraps any
+//! deserializer and refuses a struct given by position, at every depth;
+//! everything else passes through unchanged.
+//!
+//! (A struct read through `#[serde(flatten)]` or an untagged enum is read
+//! from serde's buffered copy, not through this wrapper; such fields are
+//! parsed again on their own, as each sandbox surface does with its keys.)
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
+};
+use std::fmt;
+
+/// What a refusal says; the format's own error adds where (a TOML file's
+/// line and column, a JSON path's key).
+const BY_POSITION: &str = "values given by position (an array) where named keys belong; name \
+                           each value (`key = value`), so that none is read by where it stands";
+
+/// `text` as TOML, read into `T` with every struct by name.
+pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
+    T::deserialize(Named(toml::de::Deserializer::parse(text)?))
+}
+
+/// A TOML value read into `T` with every struct by name.
+pub fn from_toml_value<T: DeserializeOwned>(value: toml::Value) -> Result<T, toml::de::Error> {
+    T::deserialize(Named(value))
+}
+
+/// A JSON value read into `T` with every struct by name.
+pub fn from_json_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, serde_json::Error> {
+    T::deserialize(Named(value))
+}
+
+/// A deserializer whose structs must be given by name.
+pub struct Named<D>(pub D);
+
+/// A visitor, or a seed, whose nested values are read through [`Named`];
+/// `refuse_seq` when it reads a struct.
+struct Guard<V> {
+    inner: V,
+    refuse_seq: bool,
+}
+
+fn guard<V>(inner: V) -> Guard<V> {
+    Guard {
+        inner,
+        refuse_seq: false,
+    }
+}
+
+macro_rules! forward_plain {
+    ($($method:ident),* $(,)?) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+                self.0.$method(guard(visitor))
+            }
+        )*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
+    type Error = D::Error;
+
+    forward_plain!(
+        deserialize_any,
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_option,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_map,
+        deserialize_identifier,
+        deserialize_ignored_any,
+    );
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_unit_struct(name, guard(visitor))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_newtype_struct(name, guard(visitor))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple(len, guard(visitor))
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple_struct(name, len, guard(visitor))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let strict = Guard {
+            inner: visitor,
+            refuse_seq: true,
+        };
+        self.0.deserialize_struct(name, fields, strict)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_enum(name, variants, guard(visitor))
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Guard<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.inner.deserialize(Named(d))
+    }
+}
+
+macro_rules! forward_visits {
+    ($($method:ident: $ty:ty),* $(,)?) => {
+        $(
+            fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+                self.inner.$method(v)
+            }
+        )*
+    };
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Guard<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visits!(
+        visit_bool: bool,
+        visit_i8: i8,
+        visit_i16: i16,
+        visit_i32: i32,
+        visit_i64: i64,
+        visit_i128: i128,
+        visit_u8: u8,
+        visit_u16: u16,
+        visit_u32: u32,
+        visit_u64: u64,
+        visit_u128: u128,
+        visit_f32: f32,
+        visit_f64: f64,
+        visit_char: char,
+        visit_str: &str,
+        visit_borrowed_str: &'de str,
+        visit_string: String,
+        visit_bytes: &[u8],
+        visit_borrowed_bytes: &'de [u8],
+        visit_byte_buf: Vec<u8>,
+    );
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_some(Named(d))
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_newtype_struct(Named(d))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        if self.refuse_seq {
+            return Err(de::Error::custom(BY_POSITION));
+        }
+        self.inner.visit_seq(Guard {
+            inner: seq,
+            refuse_seq: false,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(guard(map))
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_enum(guard(data))
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Guard<A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        self.inner.next_element_seed(guard(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Guard<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.inner.next_key_seed(guard(seed))
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        self.inner.next_value_seed(guard(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Guard<A> {
+    type Error = A::Error;
+    type Variant = Guard<A::Variant>;
+
+    fn variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<(T::Value, Guard<A::Variant>), A::Error> {
+        let (value, variant) = self.inner.variant_seed(guard(seed))?;
+        Ok((value, guard(variant)))
+    }
+}
+
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Guard<A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        self.inner.unit_variant()
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        self.inner.newtype_variant_seed(guard(seed))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        self.inner.tuple_variant(len, guard(visitor))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        let strict = Guard {
+            inner: visitor,
+            refuse_seq: true,
+        };
+        self.inner.struct_variant(fields, strict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Retry {
+        attempts: u32,
+        base: u32,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        name: Option<String>,
+        retry: Option<Retry>,
+        #[serde(default)]
+        steps: Vec<Retry>,
+        #[serde(default)]
+        by_key: BTreeMap<String, Retry>,
+        #[serde(default)]
+        pair: Option<(u32, Retry)>,
+        kind: Option<Kind>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Plain,
+        Timed { after: u32 },
+    }
+
+    #[test]
+    fn serde_alone_reads_a_struct_by_position_and_named_does_not_at_any_depth() {
+        // What this module is for: serde fills a struct from an array.
+        let alone: File = toml::from_str("retry = [5, 10]").unwrap();
+        assert_eq!(
+            alone.retry,
+            Some(Retry {
+                attempts: 5,
+                base: 10
+            })
+        );
+        for text in [
+            "retry = [5, 10]",
+            "steps = [[1, 2]]",
+            "by_key.a = [1, 2]",
+            "pair = [1, [2, 3]]",
+            "kind = { timed = [5] }",
+        ] {
+            let err = from_toml::<File>(text).unwrap_err().to_string();
+            assert!(err.contains("given by position"), "{text}: {err}");
+            assert!(err.contains("line 1"), "{text}: where is said: {err}");
+            let json: serde_json::Value =
+                serde_json::to_value(toml::from_str::<toml::Table>(text).unwrap()).unwrap();
+            // serde_json refuses a struct variant from an array itself.
+            let json_alone = serde_json::from_value::<File>(json.clone()).is_ok();
+            let err = from_json_value::<File>(json).unwrap_err().to_string();
+            assert!(
+                err.contains("given by position") || !json_alone,
+                "{text} as JSON: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn everything_given_by_name_reads_as_serde_reads_it() {
+        let text = "name = \"n\"\nretry = { attempts = 5, base = 10 }\n\
+                    steps = [{ attempts = 1, base = 2 }]\nby_key.a = { attempts = 3, base = 4 }\n\
+                    pair = [1, { attempts = 6, base = 7 }]\nkind = { timed = { after = 8 } }\n";
+        let named: File = from_toml(text).unwrap();
+        assert_eq!(named, toml::from_str::<File>(text).unwrap());
+        let value: toml::Value = toml::from_str(text).unwrap();
+        assert_eq!(from_toml_value::<File>(value).unwrap(), named);
+        let plain: File = from_toml("kind = \"plain\"").unwrap();
+        assert_eq!(plain.kind, Some(Kind::Plain));
+        // Unknown keys are still refused by the struct, with their place.
+        let err = from_toml::<File>("\n[retry]\nattempts = 1\nbase = 2\nextra = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("extra") && err.contains("line 5"), "{err}");
+    }
+}
