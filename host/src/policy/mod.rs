@@ -106,7 +106,10 @@ pub fn name(value: &str) -> Result<(), String> {
 
 /// A condition value: a string (templated) or a boolean (for `exists`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a condition's value: text (a template, in quotes) or true / false"
+)]
 pub enum Expected {
     Bool(bool),
     Text(String),

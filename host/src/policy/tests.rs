@@ -122,6 +122,20 @@ fn bad_templates_and_conditions_fail_at_load_naming_the_step() {
     );
     let err = parse(&RELEASE.replace("exists = true,", "exists = \"yes\",")).unwrap_err();
     assert!(err.problem.contains("exists takes true or false"), "{err}");
+    // A number, a table: what a value may be is said, not the enum's name.
+    for value in ["5", "{ is = \"closed\" }"] {
+        let err = parse(&RELEASE.replace(
+            "done-when = { state = \"closed\" }",
+            &format!("done-when = {{ state = {value} }}"),
+        ))
+        .unwrap_err();
+        assert!(
+            err.problem
+                .contains("text (a template, in quotes) or true / false")
+                && !err.problem.contains("untagged"),
+            "{value}: {err}"
+        );
+    }
 }
 
 #[test]
