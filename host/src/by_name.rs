@@ -4,8 +4,10 @@
 //! delay and maximum delay. That passes over the names `deny_unknown_fields`
 //! checks, and leaves whoever reviews the file (a manifest's grants, a
 //! policy's steps) to guess which value is which. [`Named`] wraps any
-//! deserializer and refuses a struct given by position, at every depth;
-//! everything else passes through unchanged.
+//! deserializer and refuses a struct given by position, at every depth. A
+//! value of another kind where a struct belongs is refused as serde refuses
+//! it, but naming "a table of named keys" rather than the Rust type
+//! (`expected struct RawServe`). Everything else passes through unchanged.
 //!
 //! (A struct read through `#[serde(flatten)]` or an untagged enum is read
 //! from serde's buffered copy, not through this wrapper; such fields are
@@ -13,7 +15,7 @@
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
-    VariantAccess, Visitor,
+    Unexpected, VariantAccess, Visitor,
 };
 use std::fmt;
 
@@ -43,17 +45,34 @@ pub fn from_json_value<T: DeserializeOwned>(
 pub struct Named<D>(pub D);
 
 /// A visitor, or a seed, whose nested values are read through [`Named`];
-/// `refuse_seq` when it reads a struct.
+/// `in_struct` when it reads a struct.
 struct Guard<V> {
     inner: V,
-    refuse_seq: bool,
+    in_struct: bool,
 }
 
 fn guard<V>(inner: V) -> Guard<V> {
     Guard {
         inner,
-        refuse_seq: false,
+        in_struct: false,
     }
+}
+
+/// What a struct is, as a refusal names it: serde's own words would be the
+/// Rust type's name (`expected struct RawServe`).
+const A_TABLE: &str = "a table of named keys";
+
+/// `result`, except that serde's "invalid type" refusal of a value where a
+/// struct belongs names a table instead of the type. Any other refusal
+/// (a custom type's own) is kept as it is.
+fn as_table<T, E: de::Error>(result: Result<T, E>, unexpected: Unexpected) -> Result<T, E> {
+    result.map_err(|e| {
+        if e.to_string().starts_with("invalid type: ") {
+            E::invalid_type(unexpected, &A_TABLE)
+        } else {
+            e
+        }
+    })
 }
 
 macro_rules! forward_plain {
@@ -138,7 +157,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
     ) -> Result<V::Value, D::Error> {
         let strict = Guard {
             inner: visitor,
-            refuse_seq: true,
+            in_struct: true,
         };
         self.0.deserialize_struct(name, fields, strict)
     }
@@ -166,10 +185,13 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Guard<S> {
 }
 
 macro_rules! forward_visits {
-    ($($method:ident: $ty:ty),* $(,)?) => {
+    ($($method:ident: $ty:ty => $unexpected:expr),* $(,)?) => {
         $(
             fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
-                self.inner.$method(v)
+                if !self.in_struct {
+                    return self.inner.$method(v);
+                }
+                as_table(self.inner.$method(v), $unexpected(v))
             }
         )*
     };
@@ -183,34 +205,58 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Guard<V> {
     }
 
     forward_visits!(
-        visit_bool: bool,
-        visit_i8: i8,
-        visit_i16: i16,
-        visit_i32: i32,
-        visit_i64: i64,
-        visit_i128: i128,
-        visit_u8: u8,
-        visit_u16: u16,
-        visit_u32: u32,
-        visit_u64: u64,
-        visit_u128: u128,
-        visit_f32: f32,
-        visit_f64: f64,
-        visit_char: char,
-        visit_str: &str,
-        visit_borrowed_str: &'de str,
-        visit_string: String,
-        visit_bytes: &[u8],
-        visit_borrowed_bytes: &'de [u8],
-        visit_byte_buf: Vec<u8>,
+        visit_bool: bool => Unexpected::Bool,
+        visit_i8: i8 => |v| Unexpected::Signed(v as i64),
+        visit_i16: i16 => |v| Unexpected::Signed(v as i64),
+        visit_i32: i32 => |v| Unexpected::Signed(v as i64),
+        visit_i64: i64 => Unexpected::Signed,
+        visit_i128: i128 => |_| Unexpected::Other("an integer"),
+        visit_u8: u8 => |v| Unexpected::Unsigned(v as u64),
+        visit_u16: u16 => |v| Unexpected::Unsigned(v as u64),
+        visit_u32: u32 => |v| Unexpected::Unsigned(v as u64),
+        visit_u64: u64 => Unexpected::Unsigned,
+        visit_u128: u128 => |_| Unexpected::Other("an integer"),
+        visit_f32: f32 => |v| Unexpected::Float(v as f64),
+        visit_f64: f64 => Unexpected::Float,
+        visit_char: char => Unexpected::Char,
+        visit_str: &str => Unexpected::Str,
+        visit_borrowed_str: &'de str => Unexpected::Str,
+        visit_bytes: &[u8] => Unexpected::Bytes,
+        visit_borrowed_bytes: &'de [u8] => Unexpected::Bytes,
     );
 
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        if !self.in_struct {
+            return self.inner.visit_string(v);
+        }
+        as_table(self.inner.visit_str(&v), Unexpected::Str(&v))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<V::Value, E> {
+        if !self.in_struct {
+            return self.inner.visit_byte_buf(v);
+        }
+        as_table(self.inner.visit_bytes(&v), Unexpected::Bytes(&v))
+    }
+
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
-        self.inner.visit_none()
+        let in_struct = self.in_struct;
+        let read = self.inner.visit_none();
+        if in_struct {
+            as_table(read, Unexpected::Option)
+        } else {
+            read
+        }
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
-        self.inner.visit_unit()
+        let in_struct = self.in_struct;
+        let read = self.inner.visit_unit();
+        if in_struct {
+            as_table(read, Unexpected::Unit)
+        } else {
+            read
+        }
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
@@ -222,12 +268,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Guard<V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        if self.refuse_seq {
+        if self.in_struct {
             return Err(de::Error::custom(BY_POSITION));
         }
         self.inner.visit_seq(Guard {
             inner: seq,
-            refuse_seq: false,
+            in_struct: false,
         })
     }
 
@@ -309,7 +355,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Guard<A> {
     ) -> Result<V::Value, A::Error> {
         let strict = Guard {
             inner: visitor,
-            refuse_seq: true,
+            in_struct: true,
         };
         self.inner.struct_variant(fields, strict)
     }
@@ -393,6 +439,20 @@ mod tests {
         assert_eq!(from_toml_value::<File>(value).unwrap(), named);
         let plain: File = from_toml("kind = \"plain\"").unwrap();
         assert_eq!(plain.kind, Some(Kind::Plain));
+        // A value where a table belongs is named as such, not by the
+        // Rust type's name.
+        for text in [
+            "retry = 5",
+            "retry = \"x\"",
+            "steps = [true]",
+            "by_key.a = 1.5",
+        ] {
+            let err = from_toml::<File>(text).unwrap_err().to_string();
+            assert!(
+                err.contains("expected a table of named keys") && !err.contains("struct"),
+                "{text}: {err}"
+            );
+        }
         // Unknown keys are still refused by the struct, with their place.
         let err = from_toml::<File>("\n[retry]\nattempts = 1\nbase = 2\nextra = 3\n")
             .unwrap_err()
