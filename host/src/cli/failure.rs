@@ -13,9 +13,12 @@ pub(super) fn told(err: &anyhow::Error) -> ExitCode {
     if reader_gone(err) {
         return ExitCode::from(exit::OK);
     }
-    eprintln!("error: {}", said(&err.to_string()));
-    for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {}", said(&cause.to_string()));
+    let mut lines = told_lines(err).into_iter();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for cause in lines {
+        eprintln!("  caused by: {cause}");
     }
     if out_of_space(err) {
         eprintln!(
@@ -33,6 +36,21 @@ pub(super) fn told(err: &anyhow::Error) -> ExitCode {
         );
     }
     ExitCode::from(exit::ERROR)
+}
+
+/// The error, then each cause that what was said before it does not
+/// already quote (many errors end with their source's text, as
+/// "cannot open the store at X: unable to open database file" does),
+/// each bounded and inert.
+fn told_lines(err: &anyhow::Error) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if lines.is_empty() || !lines.iter().any(|line| line.contains(&text)) {
+            lines.push(text);
+        }
+    }
+    lines.iter().map(|line| said(line)).collect()
 }
 
 /// A command line clap could not take, or a request for help or the
@@ -118,6 +136,24 @@ mod tests {
     fn sqlite(code: i32) -> anyhow::Error {
         let e = rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
         anyhow::Error::from(crate::store::StoreError::Sql(e)).context("opening the store")
+    }
+
+    #[test]
+    fn a_cause_its_error_already_quotes_is_not_said_again() {
+        let inner = anyhow::anyhow!("unable to open database file: /tmp");
+        let err = inner
+            .context("cannot open the store at /tmp: unable to open database file: /tmp")
+            .context("opening the store at /tmp");
+        assert_eq!(
+            told_lines(&err),
+            [
+                "opening the store at /tmp",
+                "cannot open the store at /tmp: unable to open database file: /tmp"
+            ]
+        );
+        // A cause that says something new is kept.
+        let err = anyhow::anyhow!("disk I/O error").context("reading the run's steps");
+        assert_eq!(told_lines(&err).len(), 2);
     }
 
     #[test]
