@@ -45,7 +45,7 @@ pub fn from_json_value<T: DeserializeOwned>(
 pub struct Named<D>(pub D);
 
 /// A visitor, or a seed, whose nested values are read through [`Named`];
-/// `in_struct` when it reads a struct.
+/// `in_struct` when it reads a struct or a map.
 struct Guard<V> {
     inner: V,
     in_struct: bool,
@@ -111,7 +111,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
         deserialize_option,
         deserialize_unit,
         deserialize_seq,
-        deserialize_map,
         deserialize_identifier,
         deserialize_ignored_any,
     );
@@ -147,6 +146,16 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.0.deserialize_tuple_struct(name, len, guard(visitor))
+    }
+
+    /// A map, or a struct with a flattened field (which serde reads as
+    /// a map): by name too.
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let strict = Guard {
+            inner: visitor,
+            in_struct: true,
+        };
+        self.0.deserialize_map(strict)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -388,6 +397,14 @@ mod tests {
         kind: Option<Kind>,
     }
 
+    /// Read as a map by serde, for its flattened field.
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Open {
+        name: String,
+        #[serde(flatten)]
+        rest: BTreeMap<String, u32>,
+    }
+
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(rename_all = "lowercase")]
     enum Kind {
@@ -453,6 +470,18 @@ mod tests {
                 "{text}: {err}"
             );
         }
+        // So is a struct serde reads as a map, for its flattened field.
+        #[derive(Debug, Deserialize)]
+        struct Holder {
+            #[allow(dead_code)]
+            open: Open,
+        }
+        for text in ["open = 5", "open = [\"n\", 1]"] {
+            let err = from_toml::<Holder>(text).unwrap_err().to_string();
+            assert!(!err.contains("struct"), "{text}: {err}");
+        }
+        let held: Holder = from_toml("open = { name = \"n\", a = 1 }").unwrap();
+        assert_eq!(held.open.rest["a"], 1);
         // Unknown keys are still refused by the struct, with their place.
         let err = from_toml::<File>("\n[retry]\nattempts = 1\nbase = 2\nextra = 3\n")
             .unwrap_err()
