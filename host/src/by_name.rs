@@ -7,11 +7,14 @@
 //! deserializer and refuses a struct given by position, at every depth. A
 //! value of another kind where a struct belongs is refused as serde refuses
 //! it, but naming "a table of named keys" rather than the Rust type
-//! (`expected struct RawServe`). Everything else passes through unchanged.
+//! (`expected struct RawServe`); so is a plain value ("a whole number from
+//! 0 to 65535", not `expected u16`). Everything else passes through
+//! unchanged.
 //!
-//! (A struct read through `#[serde(flatten)]` or an untagged enum is read
-//! from serde's buffered copy, not through this wrapper; such fields are
-//! parsed again on their own, as each sandbox surface does with its keys.)
+//! (The fields of a struct with a `#[serde(flatten)]` field, and an
+//! untagged enum's value, are read from serde's buffered copy, not through
+//! this wrapper; such values are parsed again on their own, as each sandbox
+//! surface does with the keys flattened into an instance's table.)
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
@@ -44,42 +47,68 @@ pub fn from_json_value<T: DeserializeOwned>(
 /// A deserializer whose structs must be given by name.
 pub struct Named<D>(pub D);
 
-/// A visitor, or a seed, whose nested values are read through [`Named`];
-/// `in_struct` when it reads a struct or a map.
+/// A visitor, or a seed, whose nested values are read through [`Named`].
 struct Guard<V> {
     inner: V,
-    in_struct: bool,
+    reads: Reads,
+}
+
+/// What a [`Guard`]'s visitor reads, as far as refusals go.
+#[derive(Clone, Copy)]
+enum Reads {
+    /// Anything; refused, if at all, in the visitor's own words.
+    Any,
+    /// A struct or a map: by name only, and named a table when refused.
+    Table,
+    /// A plain value, named in these words when refused: serde's own
+    /// would be the Rust type's (`expected u32`, `expected struct
+    /// RawServe`).
+    Words(&'static str),
 }
 
 fn guard<V>(inner: V) -> Guard<V> {
     Guard {
         inner,
-        in_struct: false,
+        reads: Reads::Any,
     }
 }
 
-/// What a struct is, as a refusal names it: serde's own words would be the
-/// Rust type's name (`expected struct RawServe`).
 const A_TABLE: &str = "a table of named keys";
 
-/// `result`, except that serde's "invalid type" refusal of a value where a
-/// struct belongs names a table instead of the type. Any other refusal
-/// (a custom type's own) is kept as it is.
-fn as_table<T, E: de::Error>(result: Result<T, E>, unexpected: Unexpected) -> Result<T, E> {
-    result.map_err(|e| {
-        if e.to_string().starts_with("invalid type: ") {
-            E::invalid_type(unexpected, &A_TABLE)
-        } else {
-            e
+impl Reads {
+    fn words(self) -> Option<&'static str> {
+        match self {
+            Reads::Any => None,
+            Reads::Table => Some(A_TABLE),
+            Reads::Words(words) => Some(words),
         }
-    })
+    }
+
+    /// `result`, except that serde's "invalid type" or "invalid value"
+    /// refusal names what belongs here in words. Any other refusal (a
+    /// custom type's own) is kept as it is.
+    fn told<T, E: de::Error>(self, result: Result<T, E>, unexpected: Unexpected) -> Result<T, E> {
+        let Some(words) = self.words() else {
+            return result;
+        };
+        result.map_err(|e| {
+            let said = e.to_string();
+            if said.starts_with("invalid type: ") {
+                E::invalid_type(unexpected, &words)
+            } else if said.starts_with("invalid value: ") {
+                E::invalid_value(unexpected, &words)
+            } else {
+                e
+            }
+        })
+    }
 }
 
 macro_rules! forward_plain {
-    ($($method:ident),* $(,)?) => {
+    ($($method:ident => $reads:expr),* $(,)?) => {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-                self.0.$method(guard(visitor))
+                self.0.$method(Guard { inner: visitor, reads: $reads })
             }
         )*
     };
@@ -89,30 +118,30 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
     type Error = D::Error;
 
     forward_plain!(
-        deserialize_any,
-        deserialize_bool,
-        deserialize_i8,
-        deserialize_i16,
-        deserialize_i32,
-        deserialize_i64,
-        deserialize_i128,
-        deserialize_u8,
-        deserialize_u16,
-        deserialize_u32,
-        deserialize_u64,
-        deserialize_u128,
-        deserialize_f32,
-        deserialize_f64,
-        deserialize_char,
-        deserialize_str,
-        deserialize_string,
-        deserialize_bytes,
-        deserialize_byte_buf,
-        deserialize_option,
-        deserialize_unit,
-        deserialize_seq,
-        deserialize_identifier,
-        deserialize_ignored_any,
+        deserialize_any => Reads::Any,
+        deserialize_bool => Reads::Words("true or false"),
+        deserialize_i8 => Reads::Words("a whole number from -128 to 127"),
+        deserialize_i16 => Reads::Words("a whole number from -32768 to 32767"),
+        deserialize_i32 => Reads::Words("a whole number from -2147483648 to 2147483647"),
+        deserialize_i64 => Reads::Words("a whole number"),
+        deserialize_i128 => Reads::Words("a whole number"),
+        deserialize_u8 => Reads::Words("a whole number from 0 to 255"),
+        deserialize_u16 => Reads::Words("a whole number from 0 to 65535"),
+        deserialize_u32 => Reads::Words("a whole number from 0 to 4294967295"),
+        deserialize_u64 => Reads::Words("a whole number, 0 or more"),
+        deserialize_u128 => Reads::Words("a whole number, 0 or more"),
+        deserialize_f32 => Reads::Words("a number"),
+        deserialize_f64 => Reads::Words("a number"),
+        deserialize_char => Reads::Words("one character"),
+        deserialize_str => Reads::Any,
+        deserialize_string => Reads::Any,
+        deserialize_bytes => Reads::Any,
+        deserialize_byte_buf => Reads::Any,
+        deserialize_option => Reads::Any,
+        deserialize_unit => Reads::Any,
+        deserialize_seq => Reads::Words("an array"),
+        deserialize_identifier => Reads::Any,
+        deserialize_ignored_any => Reads::Any,
     );
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -153,7 +182,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         let strict = Guard {
             inner: visitor,
-            in_struct: true,
+            reads: Reads::Table,
         };
         self.0.deserialize_map(strict)
     }
@@ -166,7 +195,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
     ) -> Result<V::Value, D::Error> {
         let strict = Guard {
             inner: visitor,
-            in_struct: true,
+            reads: Reads::Table,
         };
         self.0.deserialize_struct(name, fields, strict)
     }
@@ -197,10 +226,10 @@ macro_rules! forward_visits {
     ($($method:ident: $ty:ty => $unexpected:expr),* $(,)?) => {
         $(
             fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
-                if !self.in_struct {
+                if matches!(self.reads, Reads::Any) {
                     return self.inner.$method(v);
                 }
-                as_table(self.inner.$method(v), $unexpected(v))
+                self.reads.told(self.inner.$method(v), $unexpected(v))
             }
         )*
     };
@@ -235,37 +264,27 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Guard<V> {
     );
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
-        if !self.in_struct {
+        if matches!(self.reads, Reads::Any) {
             return self.inner.visit_string(v);
         }
-        as_table(self.inner.visit_str(&v), Unexpected::Str(&v))
+        self.reads
+            .told(self.inner.visit_str(&v), Unexpected::Str(&v))
     }
 
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<V::Value, E> {
-        if !self.in_struct {
+        if matches!(self.reads, Reads::Any) {
             return self.inner.visit_byte_buf(v);
         }
-        as_table(self.inner.visit_bytes(&v), Unexpected::Bytes(&v))
+        self.reads
+            .told(self.inner.visit_bytes(&v), Unexpected::Bytes(&v))
     }
 
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
-        let in_struct = self.in_struct;
-        let read = self.inner.visit_none();
-        if in_struct {
-            as_table(read, Unexpected::Option)
-        } else {
-            read
-        }
+        self.reads.told(self.inner.visit_none(), Unexpected::Option)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
-        let in_struct = self.in_struct;
-        let read = self.inner.visit_unit();
-        if in_struct {
-            as_table(read, Unexpected::Unit)
-        } else {
-            read
-        }
+        self.reads.told(self.inner.visit_unit(), Unexpected::Unit)
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
@@ -277,13 +296,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Guard<V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        if self.in_struct {
+        if matches!(self.reads, Reads::Table) {
             return Err(de::Error::custom(BY_POSITION));
         }
-        self.inner.visit_seq(Guard {
-            inner: seq,
-            in_struct: false,
-        })
+        // What went wrong inside (an element's own refusal) stands as
+        // said: only a plain value's refusal is put in words.
+        self.inner.visit_seq(guard(seq))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
@@ -364,7 +382,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Guard<A> {
     ) -> Result<V::Value, A::Error> {
         let strict = Guard {
             inner: visitor,
-            in_struct: true,
+            reads: Reads::Table,
         };
         self.inner.struct_variant(fields, strict)
     }
@@ -467,6 +485,29 @@ mod tests {
             let err = from_toml::<File>(text).unwrap_err().to_string();
             assert!(
                 err.contains("expected a table of named keys") && !err.contains("struct"),
+                "{text}: {err}"
+            );
+        }
+        // A plain value of the wrong kind is named in words, not as the
+        // Rust type; a refusal inside an array is the element's own.
+        for (text, words) in [
+            (
+                "retry = { attempts = -1, base = 2 }",
+                "a whole number from 0 to 4294967295",
+            ),
+            (
+                "retry = { attempts = \"5\", base = 2 }",
+                "a whole number from 0 to 4294967295",
+            ),
+            ("steps = 5", "expected an array"),
+            (
+                "steps = [{ attempts = true, base = 1 }]",
+                "expected a whole number from 0",
+            ),
+        ] {
+            let err = from_toml::<File>(text).unwrap_err().to_string();
+            assert!(
+                err.contains(words) && !err.contains("u32") && !err.contains("sequence"),
                 "{text}: {err}"
             );
         }

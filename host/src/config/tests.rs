@@ -281,7 +281,7 @@ fn an_instance_key_no_surface_reads_is_refused_with_the_keys_there_are() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("adapters.t: ") && err.contains("sequence"),
+        err.contains("adapters.t: ") && err.contains("expected an array"),
         "{err}"
     );
 }
