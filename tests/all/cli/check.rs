@@ -500,3 +500,46 @@ fn a_store_given_on_the_command_line_may_not_lie_in_an_adapters_directory() {
         "{setting}"
     );
 }
+
+#[test]
+fn a_table_written_as_its_values_in_order_is_refused_where_it_stands() {
+    let s = Scenario::new();
+    // A policy whose record is its kind and id in order: serde alone would
+    // read them as the two fields.
+    let policy = std::fs::read_to_string(s.path("policies/release-readiness.toml")).unwrap();
+    let named = "record = { kind = \"checklist\", id = \"{{context.checklist_id}}\" }";
+    assert!(policy.contains(named));
+    std::fs::write(
+        s.path("policies/in-order.toml"),
+        policy.replace(
+            named,
+            "record = [\"checklist\", \"{{context.checklist_id}}\"]",
+        ),
+    )
+    .unwrap();
+    s.edit_config(
+        "policies = [\"policies/release-readiness.toml\"]",
+        "policies = [\"policies/release-readiness.toml\", \"policies/in-order.toml\"]",
+    );
+    let (code, findings) = check_json(&s);
+    assert_eq!(code, 1);
+    let problem = problem_of(&findings, "policy policies/in-order.toml");
+    assert!(problem.contains("given by position"), "{problem}");
+
+    // The operator's own file: attempts, base delay and maximum delay in
+    // order would have been read as such, and shown as defaults.
+    s.edit_config(
+        "[retry]\nattempts = 3\nbase-delay-ms = 5\nmax-delay-ms = 20\n",
+        "",
+    );
+    s.edit_config("[store]", "retry = [3, 100, 1000]\n\n[store]");
+    for command in [&["check"][..], &["run", "--event", "events/accepted.json"]] {
+        let (code, _, err) = outcome(&s.handoff(command));
+        assert_eq!(code, 1, "{command:?}: {err}");
+        assert!(
+            err.contains("given by position") && err.contains("retry = [3, 100, 1000]"),
+            "{command:?}: {err}"
+        );
+    }
+    assert!(s.writes().is_empty(), "nothing was written");
+}
