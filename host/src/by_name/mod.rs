@@ -73,6 +73,14 @@ fn guard<V>(inner: V) -> Guard<V> {
     }
 }
 
+/// A guard on a visitor of a struct or a map.
+fn table<V>(inner: V) -> Guard<V> {
+    Guard {
+        inner,
+        reads: Reads::Table,
+    }
+}
+
 const A_TABLE: &str = "a table of named keys";
 
 impl Reads {
@@ -180,11 +188,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
     /// A map, or a struct with a flattened field (which serde reads as
     /// a map): by name too.
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let strict = Guard {
-            inner: visitor,
-            reads: Reads::Table,
-        };
-        self.0.deserialize_map(strict)
+        self.0.deserialize_map(table(visitor))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -193,11 +197,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Named<D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let strict = Guard {
-            inner: visitor,
-            reads: Reads::Table,
-        };
-        self.0.deserialize_struct(name, fields, strict)
+        self.0.deserialize_struct(name, fields, table(visitor))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -226,9 +226,6 @@ macro_rules! forward_visits {
     ($($method:ident: $ty:ty => $unexpected:expr),* $(,)?) => {
         $(
             fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
-                if matches!(self.reads, Reads::Any) {
-                    return self.inner.$method(v);
-                }
                 self.reads.told(self.inner.$method(v), $unexpected(v))
             }
         )*
@@ -380,11 +377,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Guard<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        let strict = Guard {
-            inner: visitor,
-            reads: Reads::Table,
-        };
-        self.inner.struct_variant(fields, strict)
+        self.inner.struct_variant(fields, table(visitor))
     }
 }
 

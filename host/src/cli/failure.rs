@@ -46,7 +46,7 @@ fn told_lines(err: &anyhow::Error) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if lines.is_empty() || !lines.iter().any(|line| line.contains(&text)) {
+        if !lines.iter().any(|line| line.contains(&text)) {
             lines.push(text);
         }
     }
