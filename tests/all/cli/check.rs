@@ -31,6 +31,25 @@ fn problem_of(findings: &[(String, Option<String>)], subject: &str) -> String {
         .unwrap_or_else(|| panic!("no problem for {subject}: {findings:?}"))
 }
 
+/// A second policy in the configuration: the example's with `from`
+/// replaced by `to`, as `policies/NAME`.
+fn add_policy(s: &Scenario, name: &str, from: &str, to: &str) {
+    let policy = std::fs::read_to_string(s.path("policies/release-readiness.toml")).unwrap();
+    assert!(
+        policy.contains(from),
+        "{from:?} not in the example's policy"
+    );
+    std::fs::write(
+        s.path(&format!("policies/{name}")),
+        policy.replace(from, to),
+    )
+    .unwrap();
+    s.edit_config(
+        "policies = [\"policies/release-readiness.toml\"]",
+        &format!("policies = [\"policies/release-readiness.toml\", \"policies/{name}\"]"),
+    );
+}
+
 const ADAPTERS: [&str; 6] = [
     "archive",
     "checklist",
@@ -95,15 +114,11 @@ fn check_names_every_missing_approval_and_is_ready_once_they_are_given() {
 fn check_reports_every_problem_at_once_each_with_its_place() {
     let s = Scenario::new();
     // A second policy with a key no policy has.
-    let policy = std::fs::read_to_string(s.path("policies/release-readiness.toml")).unwrap();
-    std::fs::write(
-        s.path("policies/extra.toml"),
-        policy.replace("[follow-up]", "[follow-up]\nescalate = true"),
-    )
-    .unwrap();
-    s.edit_config(
-        "policies = [\"policies/release-readiness.toml\"]",
-        "policies = [\"policies/release-readiness.toml\", \"policies/extra.toml\"]",
+    add_policy(
+        &s,
+        "extra.toml",
+        "[follow-up]",
+        "[follow-up]\nescalate = true",
     );
     // The approved policy changed since its approval.
     s.edit_policy("id = \"tell-scheduler\"", "id = \"hand-to-scheduler\"");
@@ -506,20 +521,11 @@ fn a_table_written_as_its_values_in_order_is_refused_where_it_stands() {
     let s = Scenario::new();
     // A policy whose record is its kind and id in order: serde alone would
     // read them as the two fields.
-    let policy = std::fs::read_to_string(s.path("policies/release-readiness.toml")).unwrap();
-    let named = "record = { kind = \"checklist\", id = \"{{context.checklist_id}}\" }";
-    assert!(policy.contains(named));
-    std::fs::write(
-        s.path("policies/in-order.toml"),
-        policy.replace(
-            named,
-            "record = [\"checklist\", \"{{context.checklist_id}}\"]",
-        ),
-    )
-    .unwrap();
-    s.edit_config(
-        "policies = [\"policies/release-readiness.toml\"]",
-        "policies = [\"policies/release-readiness.toml\", \"policies/in-order.toml\"]",
+    add_policy(
+        &s,
+        "in-order.toml",
+        "record = { kind = \"checklist\", id = \"{{context.checklist_id}}\" }",
+        "record = [\"checklist\", \"{{context.checklist_id}}\"]",
     );
     let (code, findings) = check_json(&s);
     assert_eq!(code, 1);
