@@ -133,17 +133,56 @@ impl RateLimit {
     }
 }
 
+/// What a request's `Authorization` headers present.
+#[derive(Debug)]
+enum Presented<'a> {
+    /// One header, of the bearer scheme: its token.
+    Bearer(&'a str),
+    /// No header, or one of another scheme or not text.
+    Nothing,
+    /// More than one header: which credential is meant cannot be told, so
+    /// none is taken (a proxy may have added one).
+    Several,
+}
+
+/// The bearer token of a request's one `Authorization` header. The scheme
+/// is matched without regard to case (RFC 9110 §11.1).
+fn presented(headers: &HeaderMap) -> Presented<'_> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(first), None) = (all.next(), all.next()) else {
+        return if headers.contains_key(header::AUTHORIZATION) {
+            Presented::Several
+        } else {
+            Presented::Nothing
+        };
+    };
+    let Some((scheme, token)) = first.to_str().ok().and_then(|v| v.split_once(' ')) else {
+        return Presented::Nothing;
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Presented::Bearer(token)
+    } else {
+        Presented::Nothing
+    }
+}
+
 /// The caller, from its bearer token, within its rate.
 pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, Refusal> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    identify(app, presented).map_err(|r| match presented {
-        None if r.status == StatusCode::UNAUTHORIZED => refusal(
+    let presented = presented(headers);
+    let token = match presented {
+        Presented::Bearer(token) => Some(token),
+        Presented::Nothing | Presented::Several => None,
+    };
+    identify(app, token).map_err(|r| match presented {
+        Presented::Nothing if r.status == StatusCode::UNAUTHORIZED => refusal(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "send Authorization: Bearer TOKEN (a role's token from [roles.NAME] tokens)",
+        ),
+        Presented::Several if r.status == StatusCode::UNAUTHORIZED => refusal(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send one Authorization header: with several, which is meant cannot be told",
         ),
         _ => r,
     })
@@ -272,6 +311,32 @@ mod tests {
                 .unwrap_err()
                 .contains("each role needs its own")
         );
+    }
+
+    #[test]
+    fn one_authorization_header_of_the_bearer_scheme_in_any_case_presents_its_token() {
+        use axum::http::HeaderValue;
+        let with = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::AUTHORIZATION, HeaderValue::from_static(v));
+            }
+            headers
+        };
+        let seen = |values: &[&'static str]| match presented(&with(values)) {
+            Presented::Bearer(t) => format!("token {t}"),
+            Presented::Nothing => "nothing".to_string(),
+            Presented::Several => "several".to_string(),
+        };
+        assert_eq!(seen(&["Bearer abc"]), "token abc");
+        assert_eq!(seen(&["bearer abc"]), "token abc");
+        assert_eq!(seen(&["BEARER abc"]), "token abc");
+        assert_eq!(seen(&[]), "nothing");
+        assert_eq!(seen(&["Basic YWJj"]), "nothing");
+        assert_eq!(seen(&["Bearer"]), "nothing");
+        assert_eq!(seen(&["Bearerabc"]), "nothing");
+        assert_eq!(seen(&["Bearer abc", "Bearer def"]), "several");
+        assert_eq!(seen(&["Bearer abc", "Basic YWJj"]), "several");
     }
 
     #[test]

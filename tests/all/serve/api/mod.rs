@@ -89,6 +89,25 @@ pub(super) fn call(
     (status, value)
 }
 
+/// `GET /v1/follow-ups` with these `Authorization` header values, as they
+/// are (a client library keeps one of a name): status and body.
+fn with_authorization(service: &Service, values: &[&str]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = service.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request =
+        format!("GET /v1/follow-ups HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for v in values {
+        request.push_str(&format!("Authorization: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let code = answer[9..12].parse().unwrap();
+    (code, answer)
+}
+
 fn ids(list: &Value) -> Vec<i64> {
     list.as_array()
         .unwrap()
@@ -120,6 +139,19 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         (code, body["reason"].as_str()),
         (401, Some("unauthenticated"))
     );
+    // The scheme's name in any case; but two credentials at once (a proxy
+    // may add one) name no caller, whichever comes first.
+    let (code, answer) = with_authorization(&service, &[&format!("bearer {COORDINATOR}")]);
+    assert_eq!(code, 200, "{answer}");
+    for both in [
+        [OTHER, COORDINATOR],
+        [COORDINATOR, "not-a-token-of-anyone-at-all"],
+    ] {
+        let lines = both.map(|t| format!("Bearer {t}"));
+        let (code, answer) = with_authorization(&service, &[&lines[0], &lines[1]]);
+        assert_eq!(code, 401, "{answer}");
+        assert!(answer.contains("send one Authorization header"), "{answer}");
+    }
 
     // The coordinator sees its packet; the manager too (it is on the
     // coordinator's escalation chain); another team neither sees nor acts.
@@ -477,7 +509,7 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
     assert_lines(
         &metrics,
         &[
-            "handoff_requests_refused_total{reason=\"api-unauthenticated\"} 4",
+            "handoff_requests_refused_total{reason=\"api-unauthenticated\"} 6",
             "handoff_requests_refused_total{reason=\"api-forbidden\"} 5",
             "handoff_requests_refused_total{reason=\"api-conflict\"} 1",
             "handoff_requests_refused_total{reason=\"api-too-large\"} 2",
