@@ -5,7 +5,8 @@ use super::super::App;
 use super::super::workers::RunTicket;
 use super::auth::{Principal, caller, may_act, may_see, owns};
 use super::refusal::{
-    Refusal, RefusalBody, answer, follow_up_id, no_follow_up, no_query, ok, refusal, taken,
+    Refusal, RefusalBody, answer, bad_query, follow_up_id, no_follow_up, no_query, ok, refusal,
+    taken,
 };
 use super::{MAX_ACTION_BYTES, MAX_LISTED, read, write};
 use crate::config::roles::Scope;
@@ -48,8 +49,12 @@ pub(super) async fn list_follow_ups(
 ) -> Response {
     let result = async {
         let who = caller(&app, &headers)?;
-        let Query(q) =
-            query.map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))?;
+        let Query(q) = query.map_err(|e| {
+            bad_query(
+                e,
+                "role=R (a role) and status=S (open, acknowledged, overdue, resolved or all)",
+            )
+        })?;
         if let (Some(role), Scope::Role) = (&q.role, who.scope)
             && !owns(&app.api.roles, &who.role, role)
         {

@@ -144,9 +144,30 @@ pub(in crate::serve) fn no_query(query: Option<&str>) -> Result<(), Refusal> {
     }
 }
 
-/// A follow-up's id from a path: a number, or there is no such follow-up.
+/// A list's query that does not read as its parameters: axum's words for
+/// what went wrong (a parameter unknown or given twice, a number that is
+/// none), without its preamble, and what the list takes.
+pub(in crate::serve) fn bad_query(
+    rejection: axum::extract::rejection::QueryRejection,
+    takes: &str,
+) -> Refusal {
+    let text = rejection.body_text();
+    let why = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    refusal(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        format!("the query does not read: {why}; this list takes {takes}"),
+    )
+}
+
+/// A follow-up's id from a path: a number as the API writes it (digits, no
+/// sign or leading zero), or there is no such follow-up.
 pub(in crate::serve) fn follow_up_id(id: &str) -> Result<i64, Refusal> {
-    id.parse().map_err(|_| {
+    let canonical =
+        id.bytes().all(|b| b.is_ascii_digit()) && !(id.len() > 1 && id.starts_with('0'));
+    canonical.then(|| id.parse().ok()).flatten().ok_or_else(|| {
         refusal(
             StatusCode::NOT_FOUND,
             "not-found",

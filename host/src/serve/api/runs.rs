@@ -2,7 +2,7 @@
 
 use super::super::App;
 use super::auth::caller;
-use super::refusal::{RefusalBody, answer, no_query, ok, refusal, shown};
+use super::refusal::{RefusalBody, answer, bad_query, no_query, ok, refusal, shown};
 use super::{MAX_LISTED, read};
 use crate::store::{follow_ups, runs, steps};
 use axum::extract::{Path, Query, RawQuery, State};
@@ -37,7 +37,7 @@ pub(super) async fn list_runs(
     let result = async {
         caller(&app, &headers)?;
         let Query(q) =
-            query.map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))?;
+            query.map_err(|e| bad_query(e, "outcome=O (an outcome, or unfinished) and limit=N (a whole number; at most 500 are listed)"))?;
         let which = runs::Which::parse(q.outcome.as_deref().unwrap_or_default())
             .map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e))?;
         let limit = q.limit.unwrap_or(100).min(MAX_LISTED);

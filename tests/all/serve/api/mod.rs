@@ -288,6 +288,21 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
             Some(""),
             (404, "not-found"),
         ),
+        // One packet, one address: no sign, no leading zero.
+        (
+            "GET",
+            "/v1/follow-ups/+1",
+            Some(COORDINATOR),
+            None,
+            (404, "not-found"),
+        ),
+        (
+            "GET",
+            "/v1/follow-ups/01",
+            Some(COORDINATOR),
+            None,
+            (404, "not-found"),
+        ),
         (
             "GET",
             long_run.as_str(),
@@ -358,6 +373,21 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
         None,
     );
     assert_eq!(code, 400);
+    // A number that is none is refused in words, with what the list takes.
+    let (code, refused) = call(
+        &service,
+        "GET",
+        "/v1/runs?limit=-1",
+        Some(COORDINATOR),
+        None,
+    );
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        error.starts_with("the query does not read: limit: ")
+            && error.contains("limit=N (a whole number"),
+        "{error}"
+    );
     let (code, _) = call(
         &service,
         "GET",
