@@ -26,9 +26,25 @@ pub const ANCHORS_BYTES: u64 = 64 * 1024 * 1024;
 /// `path`'s bytes, if it holds at most `max`; else an error of kind
 /// [`io::ErrorKind::FileTooLarge`] that names the limit.
 pub fn read_at_most(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
+    let file = open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     read_from_at_most(file, size, max)
+}
+
+/// `path` opened to be read. A named pipe that no one writes to would hold
+/// the open forever: it is opened without waiting, so it reads as empty,
+/// and then read as any file (a pipe being written, as a shell's `<(...)`
+/// gives, is read to its end).
+fn open(path: &Path) -> io::Result<std::fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 /// What `reader` holds (about `size` bytes, as its metadata says), if at
@@ -132,6 +148,32 @@ mod tests {
     fn an_endless_file_is_refused_after_the_limit() {
         let e = read_at_most(Path::new("/dev/zero"), 1024).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+    }
+
+    #[test]
+    fn a_named_pipe_no_one_writes_to_reads_as_empty_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("p");
+        let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+        rustix::fs::mkfifoat(rustix::fs::CWD, &pipe, mode).unwrap();
+        // Before, the open waited for a writer that never came: the bound
+        // here is that failure's, not a wait for the answer.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(read_at_most(&pipe, 1024).unwrap()));
+        let read = rx.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(read, Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_pipe_being_written_is_read_to_its_end() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        // What a shell's `<(...)` names: /dev/fd/N of a pipe.
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"one line\n").unwrap();
+        drop(writer);
+        let path = format!("/proc/self/fd/{}", reader.as_raw_fd());
+        assert_eq!(read_at_most(Path::new(&path), 1024).unwrap(), b"one line\n");
     }
 
     #[test]
