@@ -62,7 +62,7 @@ pub(super) async fn list_follow_ups(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!(
-                    "{} may list its own follow-ups only, not {role}'s",
+                    "{} may list its own follow-ups only, not role {role:?}'s",
                     who.role
                 ),
             ));
