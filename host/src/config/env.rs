@@ -137,6 +137,17 @@ pub fn apply(
     env: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<BTreeMap<String, Origin>, String> {
+    // Two names for one setting in one file: which was meant cannot be told.
+    if let Some(serve) = table.get("serve").and_then(|s| s.as_table())
+        && serve.contains_key("workers")
+        && serve.contains_key("max-in-flight")
+    {
+        return Err(
+            "serve.workers and serve.max-in-flight are one setting (workers is its \
+                    older name): keep max-in-flight alone"
+                .into(),
+        );
+    }
     let mut origins = BTreeMap::new();
     for (section, key, var, kind) in SETTINGS {
         let name = format!("{section}.{key}");
@@ -242,6 +253,15 @@ mod tests {
         );
         assert_eq!(origins["serve.max-queued"], Origin::File);
         assert_eq!(origins["serve.listen"], Origin::Default);
+        // The older name in the file, the newer from the environment: the
+        // environment's value, not two names for one setting.
+        let mut older: toml::Table = toml::from_str("[serve]\nworkers = 3\n").unwrap();
+        let origins = apply(&mut older, &env, Path::new("/srv")).unwrap();
+        assert_eq!(older["serve"]["max-in-flight"].as_integer(), Some(7));
+        assert_eq!(
+            origins["serve.max-in-flight"],
+            Origin::Env("HANDOFF_SERVE_MAX_IN_FLIGHT".into())
+        );
         let bad = |var: &str| (var == "HANDOFF_SERVE_MAX_IN_FLIGHT").then(|| "many".to_string());
         let err = apply(&mut table, &bad, Path::new("/")).unwrap_err();
         assert!(

@@ -63,13 +63,12 @@ fn runs_in_flight_are_bounded_and_workers_is_their_older_name() {
         parse("[serve]\nworkers = 3\n").unwrap().serve.max_in_flight,
         3
     );
-    assert_eq!(
-        parse("[serve]\nworkers = 3\nmax-in-flight = 5\nthreads = 2\n")
-            .unwrap()
-            .serve
-            .max_in_flight,
-        5,
-        "max-in-flight wins"
+    let both = parse("[serve]\nworkers = 3\nmax-in-flight = 5\nthreads = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        both.contains("keep max-in-flight alone"),
+        "one setting under two names is refused: {both}"
     );
     for (bad, says) in [
         ("max-in-flight = 0", "at least 1"),
