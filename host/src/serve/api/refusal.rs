@@ -158,7 +158,9 @@ pub(in crate::serve) fn bad_query(
     refusal(
         StatusCode::BAD_REQUEST,
         "bad-query",
-        format!("the query does not read: {why}; this list takes {takes}"),
+        // What the list takes first: a long parameter's name in `why` is
+        // what the cut at the end of a refusal leaves off.
+        format!("this list takes {takes}; the query does not read: {why}"),
     )
 }
 

@@ -384,8 +384,9 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
     let error = refused["error"].as_str().unwrap_or_default();
     assert_eq!(code, 400, "{refused}");
     assert!(
-        error.starts_with("the query does not read: limit: ")
-            && error.contains("limit=N (a whole number"),
+        error.starts_with("this list takes outcome=O")
+            && error.contains("limit=N (a whole number")
+            && error.ends_with("the query does not read: limit: invalid digit found in string"),
         "{error}"
     );
     let (code, _) = call(
