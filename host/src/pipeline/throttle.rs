@@ -10,6 +10,14 @@
 //! calls on the same record take turns. That is what a store that reads a
 //! record, changes it and writes it back, with no lock of its own, needs
 //! to take more than one call at once without losing an update.
+//!
+//! Whatever the adapter, one run at a time takes a step that changes a
+//! record ([`Throttle::step_on`]): its look, its write and its
+//! confirmation. Two runs (of two decisions) closing one checklist would
+//! otherwise both look, both find it open, and both close it; the second
+//! now looks after the first has written, finds it closed and skips. (A
+//! message published is each run's own, found by its key: runs publishing
+//! to one channel take no such turn.)
 
 use crate::config::AdapterInstance;
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +30,13 @@ pub struct Throttle {
     limits: BTreeMap<String, Arc<Limit>>,
     /// The instances that take one call per record at a time.
     per_record: BTreeMap<String, Arc<Records>>,
+    /// The records a run is taking a step on now, of every instance.
+    steps: Arc<Records>,
+}
+
+/// A run's hold on a record for one step, released when dropped.
+pub struct StepTurn {
+    _record: RecordTurn,
 }
 
 /// The records of one instance with a call on them or waiting for one.
@@ -57,6 +72,31 @@ impl Drop for RecordTurn {
         {
             busy.remove(&self.key);
         }
+    }
+}
+
+impl Records {
+    /// `key`'s turn, once every holder before has let it go.
+    async fn hold(records: &Arc<Records>, key: &str) -> RecordTurn {
+        let lock = {
+            let mut busy = records.busy.lock().unwrap_or_else(|p| p.into_inner());
+            busy.entry(key.to_string()).or_default().clone()
+        };
+        let mut turn = RecordTurn {
+            records: records.clone(),
+            key: key.to_string(),
+            guard: None,
+        };
+        // Held in `turn` from here on: a wait given up on still lets the
+        // record be forgotten.
+        turn.guard = Some(match lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let _waiting = records.waiters.enter();
+                lock.lock_owned().await
+            }
+        });
+        turn
     }
 }
 
@@ -128,6 +168,7 @@ impl Throttle {
     pub fn new<'a>(instances: impl IntoIterator<Item = &'a AdapterInstance>) -> Throttle {
         let instances: Vec<_> = instances.into_iter().collect();
         Throttle {
+            steps: Arc::default(),
             per_record: instances
                 .iter()
                 .filter(|i| i.one_call_per_record)
@@ -177,32 +218,20 @@ impl Throttle {
     /// call waiting for its record holds no room another could use).
     pub async fn turn(&self, adapter: &str, record: &str) -> Turn {
         let record = match self.per_record.get(adapter) {
-            Some(records) => {
-                let lock = {
-                    let mut busy = records.busy.lock().unwrap_or_else(|p| p.into_inner());
-                    busy.entry(record.to_string()).or_default().clone()
-                };
-                let mut turn = RecordTurn {
-                    records: records.clone(),
-                    key: record.to_string(),
-                    guard: None,
-                };
-                // Held in `turn` from here on: a wait given up on still
-                // lets the record be forgotten.
-                turn.guard = Some(match lock.clone().try_lock_owned() {
-                    Ok(guard) => guard,
-                    Err(_) => {
-                        let _waiting = records.waiters.enter();
-                        lock.lock_owned().await
-                    }
-                });
-                Some(turn)
-            }
+            Some(records) => Some(Records::hold(records, record).await),
             None => None,
         };
         Turn {
             _room: self.acquire(adapter).await,
             _record: record,
+        }
+    }
+
+    /// Wait until no other run is taking a step on `record` (as
+    /// `system/kind/id`), then hold it for this run's step.
+    pub async fn step_on(&self, record: &str) -> StepTurn {
+        StepTurn {
+            _record: Records::hold(&self.steps, record).await,
         }
     }
 

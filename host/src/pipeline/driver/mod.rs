@@ -22,7 +22,7 @@ use super::{Engine, RunError, Timed, confirm, revalidate, validate};
 use crate::model::{Reason, StepEvent, StepState};
 use crate::policy::Revalidate;
 use crate::policy::condition::View;
-use crate::policy::plan::{self, PlannedStep};
+use crate::policy::plan::{self, PlannedAction, PlannedStep};
 use crate::policy::template::Scope;
 use crate::policy::{Mode, Policy};
 use crate::store::runs::RunRecord;
@@ -207,6 +207,20 @@ impl<'e> Driver<'e> {
         step: &PlannedStep,
         fresh: &mut bool,
     ) -> Result<Option<Halt>, RunError> {
+        // The look, the write and the confirmation, with no other run's step
+        // on this record in between (see `throttle`). A message is the
+        // run's own, found by its own key: runs publishing to one channel
+        // go side by side.
+        let r = step.record_ref();
+        let throttle = self.engine.host.throttle.clone();
+        let _step_turn = match step.action {
+            PlannedAction::Publish { .. } => None,
+            _ => Some(
+                throttle
+                    .step_on(&format!("{}/{}/{}", r.system, r.kind, r.id))
+                    .await,
+            ),
+        };
         let look = match execute::look(&mut self.calls, step).await? {
             Ok(look) => look,
             Err(halt) => {

@@ -7,8 +7,9 @@
 //! runs commit in groups gets its turn. The service killed with runs in
 //! flight: `kills.rs`; a run taken over by another driver while its post
 //! waited: `taken_over.rs`; an adapter's concurrency and one call per
-//! record held with many runs in flight: `limits.rs`; a commit that fails
-//! under runs in flight: `store_lost.rs`.
+//! record held with many runs in flight: `limits.rs`; runs of different
+//! decisions sharing a target record: `shared_records.rs`; a commit that
+//! fails under runs in flight: `store_lost.rs`.
 
 use crate::support::scenario::*;
 use crate::support::service::*;
@@ -25,6 +26,7 @@ use holding::Holding;
 mod holding;
 mod kills;
 mod limits;
+mod shared_records;
 mod store_lost;
 mod taken_over;
 
