@@ -137,17 +137,6 @@ pub fn apply(
     env: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<BTreeMap<String, Origin>, String> {
-    // Two names for one setting in one file: which was meant cannot be told.
-    if let Some(serve) = table.get("serve").and_then(|s| s.as_table())
-        && serve.contains_key("workers")
-        && serve.contains_key("max-in-flight")
-    {
-        return Err(
-            "serve.workers and serve.max-in-flight are one setting (workers is its \
-                    older name): keep max-in-flight alone"
-                .into(),
-        );
-    }
     let mut origins = BTreeMap::new();
     for (section, key, var, kind) in SETTINGS {
         let name = format!("{section}.{key}");

@@ -203,6 +203,7 @@ impl Config {
         // The file alone first: its errors keep their line and column.
         let mut raw: RawConfig = crate::by_name::from_toml(text)
             .map_err(|e| invalid(crate::plain::bounded_error(&e.to_string())))?;
+        raw.serve.named_once().map_err(&invalid)?;
         let mut table: toml::Table = toml::from_str(text)
             .map_err(|e| invalid(crate::plain::bounded_error(&e.to_string())))?;
         let cwd = std::env::current_dir().unwrap_or_default();

@@ -204,6 +204,19 @@ pub(super) struct RawServe {
     sources: BTreeMap<String, RawSource>,
 }
 
+impl RawServe {
+    /// The file's own section, before any variable overrides it: one
+    /// setting under both its names cannot tell which was meant.
+    pub(super) fn named_once(&self) -> Result<(), String> {
+        match (self.max_in_flight, self.workers) {
+            (Some(_), Some(_)) => Err("serve.workers and serve.max-in-flight are one setting \
+                                       (workers is its older name): keep max-in-flight alone"
+                .into()),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawSource {

@@ -368,6 +368,6 @@ impl AdapterCalls {
 const APPLY: &str = "apply";
 
 /// A record as the throttle knows it: `system/kind/id`.
-fn record_key(r: &RecordRef) -> String {
+pub(super) fn record_key(r: &RecordRef) -> String {
     format!("{}/{}/{}", r.system, r.kind, r.id)
 }

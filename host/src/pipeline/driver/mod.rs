@@ -13,6 +13,7 @@ mod moves;
 mod take;
 
 use super::calls::AdapterCalls;
+use super::calls::record_key;
 use super::execute::{self, Look};
 use super::halt::Halt;
 use super::lease::Lease;
@@ -211,15 +212,10 @@ impl<'e> Driver<'e> {
         // on this record in between (see `throttle`). A message is the
         // run's own, found by its own key: runs publishing to one channel
         // go side by side.
-        let r = step.record_ref();
-        let throttle = self.engine.host.throttle.clone();
+        let throttle = &self.engine.host.throttle;
         let _step_turn = match step.action {
             PlannedAction::Publish { .. } => None,
-            _ => Some(
-                throttle
-                    .step_on(&format!("{}/{}/{}", r.system, r.kind, r.id))
-                    .await,
-            ),
+            _ => Some(throttle.step_on(&record_key(&step.record_ref())).await),
         };
         let look = match execute::look(&mut self.calls, step).await? {
             Ok(look) => look,
