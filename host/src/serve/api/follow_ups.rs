@@ -5,8 +5,8 @@ use super::super::App;
 use super::super::workers::RunTicket;
 use super::auth::{Principal, caller, may_act, may_see, owns};
 use super::refusal::{
-    Refusal, RefusalBody, answer, bad_query, follow_up_id, no_follow_up, no_query, ok, refusal,
-    taken,
+    Refusal, RefusalBody, answer, bad_query, follow_up_id, json_body, no_follow_up, no_query, ok,
+    refusal, taken,
 };
 use super::{MAX_ACTION_BYTES, MAX_LISTED, read, write};
 use crate::config::roles::Scope;
@@ -182,6 +182,7 @@ struct AckBody {}
         (status = 400, description = "A body other than none or `{}`; or a query parameter (it takes none)", body = RefusalBody),
         (status = 404, description = "No such follow-up", body = RefusalBody),
         (status = 409, description = "Already acknowledged or resolved", body = RefusalBody),
+        (status = 415, description = "A body sent as other than application/json", body = RefusalBody),
         (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
         (status = 401, description = "No token, or one of no role", body = RefusalBody),
         (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
@@ -197,6 +198,7 @@ pub(super) async fn acknowledge(
         no_query(query.as_deref())?;
         let id = follow_up_id(&id)?;
         let body = taken(body, MAX_ACTION_BYTES)?;
+        json_body(&headers, &body)?;
         if !body.trim_ascii().is_empty() {
             crate::model::json::object_from_slice::<AckBody>(&body).map_err(|e| {
                 refusal(
@@ -248,6 +250,7 @@ pub(in crate::serve) struct ResolveBody {
         (status = 404, description = "No such follow-up", body = RefusalBody),
         (status = 409, description = "Already resolved", body = RefusalBody),
         (status = 413, description = "A body over 16 KiB or a note over 4 KiB", body = RefusalBody),
+        (status = 415, description = "A body sent as other than application/json", body = RefusalBody),
         (status = 403, description = "Not the caller's packet, or a reviewer acting", body = RefusalBody),
         (status = 401, description = "No token, or one of no role", body = RefusalBody),
         (status = 429, description = "Past the caller's rate; see Retry-After", body = RefusalBody)))]
@@ -263,6 +266,7 @@ pub(super) async fn resolve(
         no_query(query.as_deref())?;
         let id = follow_up_id(&id)?;
         let body = taken(body, MAX_ACTION_BYTES)?;
+        json_body(&headers, &body)?;
         let body: ResolveBody = crate::model::json::object_from_slice(&body).map_err(|e| {
             refusal(
                 StatusCode::BAD_REQUEST,

@@ -6,7 +6,7 @@ use crate::pipeline::RunError;
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -204,10 +204,80 @@ pub(in crate::serve) fn taken(
     })
 }
 
+/// A body the API reads is JSON. One sent as something else (a form, as
+/// `curl -d` sends it without `-H 'Content-Type: application/json'`, or
+/// plain text) is refused 415, not read as JSON anyway; so is one with two
+/// `Content-Type` headers. Without the header a body is taken as JSON, and
+/// an empty body, having nothing to misread, is taken whatever it says.
+pub(in crate::serve) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<(), Refusal> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let mut said = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(first), None) = (said.next(), said.next()) else {
+        return match headers.contains_key(header::CONTENT_TYPE) {
+            false => Ok(()),
+            true => Err(refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send one Content-Type header, application/json",
+            )),
+        };
+    };
+    let kind = String::from_utf8_lossy(first.as_bytes());
+    if crate::model::event::media_essence(&kind) == "application/json" {
+        return Ok(());
+    }
+    Err(refusal(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        format!(
+            "the body is JSON: send it with Content-Type: application/json (this one says {:?})",
+            shown(&kind)
+        ),
+    ))
+}
+
 pub(in crate::serve) fn no_follow_up(id: i64) -> Refusal {
     refusal(
         StatusCode::NOT_FOUND,
         "not-found",
         format!("no follow-up {id}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(values: &[&str], body: &str) -> Result<(), u16> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(header::CONTENT_TYPE, v.parse().unwrap());
+        }
+        json_body(&headers, &Bytes::copy_from_slice(body.as_bytes())).map_err(|r| r.status.as_u16())
+    }
+
+    #[test]
+    fn a_body_is_read_as_json_only_when_it_says_so_or_says_nothing() {
+        let body = r#"{"action": "abandon"}"#;
+        assert_eq!(kinds(&[], body), Ok(()));
+        assert_eq!(kinds(&["application/json"], body), Ok(()));
+        assert_eq!(kinds(&["Application/JSON; charset=utf-8"], body), Ok(()));
+        for other in [
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "",
+        ] {
+            assert_eq!(kinds(&[other], body), Err(415), "{other}");
+        }
+        assert_eq!(
+            kinds(&["application/json", "application/json"], body),
+            Err(415)
+        );
+        // An empty body has nothing to misread.
+        assert_eq!(kinds(&["application/x-www-form-urlencoded"], ""), Ok(()));
+    }
 }

@@ -225,6 +225,33 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
             "{refused}"
         );
     }
+    // A body is JSON, and says so (or says nothing): a form, as `curl -d`
+    // sends one, is refused rather than read as JSON anyway.
+    for (kind, expected) in [
+        ("application/x-www-form-urlencoded", 415),
+        ("text/plain", 415),
+        // Past the check: the action is what is refused.
+        ("application/json; charset=utf-8", 400),
+    ] {
+        let answer = ureq::post(&format!("{}/v1/follow-ups/1/resolve", service.url))
+            .set("authorization", &format!("Bearer {COORDINATOR}"))
+            .set("content-type", kind)
+            .send_string(r#"{"action": "close-it"}"#);
+        let Err(ureq::Error::Status(code, refused)) = answer else {
+            panic!("{kind}: {answer:?}");
+        };
+        let refused: Value = refused.into_json().unwrap();
+        assert_eq!(code, expected, "{kind}: {refused}");
+        if code == 415 {
+            assert_eq!(refused["reason"], "unsupported-media-type", "{refused}");
+            assert!(
+                refused["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("Content-Type: application/json")),
+                "{refused}"
+            );
+        }
+    }
     let long_note = json!({ "action": "abandon", "note": "x".repeat(5000) }).to_string();
     let (code, _) = call(
         &service,
@@ -545,6 +572,7 @@ fn roles_read_and_act_on_their_own_packets_a_reviewer_only_reads_and_each_action
             "handoff_requests_refused_total{reason=\"api-conflict\"} 1",
             "handoff_requests_refused_total{reason=\"api-too-large\"} 2",
             "handoff_requests_refused_total{reason=\"api-method-not-allowed\"} 2",
+            "handoff_requests_refused_total{reason=\"api-unsupported-media-type\"} 2",
         ],
     );
 }
