@@ -374,6 +374,7 @@ fn the_console_refuses_strangers_other_sites_missing_tokens_and_other_roles() {
             "{path}: a page naming {says:?}: {}",
             a.body
         );
+        assert!(!a.body.contains("Failed to deserialize"), "{}", a.body);
     }
     // What the pages' own links and forms ask for is taken.
     for path in [

@@ -151,10 +151,7 @@ pub(in crate::serve) fn bad_query(
     rejection: axum::extract::rejection::QueryRejection,
     takes: &str,
 ) -> Refusal {
-    let text = rejection.body_text();
-    let why = text
-        .strip_prefix("Failed to deserialize query string: ")
-        .unwrap_or(&text);
+    let why = unread(&rejection);
     refusal(
         StatusCode::BAD_REQUEST,
         "bad-query",
@@ -162,6 +159,17 @@ pub(in crate::serve) fn bad_query(
         // what the cut at the end of a refusal leaves off.
         format!("this list takes {takes}; the query does not read: {why}"),
     )
+}
+
+/// Why a query did not read, in serde's words without axum's preamble
+/// (`Failed to deserialize query string: `), which says nothing a person
+/// can act on.
+pub(in crate::serve) fn unread(rejection: &axum::extract::rejection::QueryRejection) -> String {
+    let text = rejection.body_text();
+    match text.strip_prefix("Failed to deserialize query string: ") {
+        Some(why) => why.to_string(),
+        None => text,
+    }
 }
 
 /// A follow-up's id from a path: a number as the API writes it (digits, no

@@ -14,7 +14,7 @@ mod shadow;
 mod status;
 
 use super::App;
-use super::api::refusal::{Refusal, refusal, taken};
+use super::api::refusal::{Refusal, refusal, taken, unread};
 use crate::readiness::Finding;
 use askama::Template;
 use axum::Router;
@@ -193,7 +193,11 @@ fn visit<T: serde::de::DeserializeOwned>(
 fn asked<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, Refusal> {
     axum::extract::Query::try_from_uri(uri)
         .map(|q| q.0)
-        .map_err(|e| refusal(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))
+        .map_err(|e| {
+            let why = unread(&e);
+            let why = format!("this page's address does not read: {why}");
+            refusal(StatusCode::BAD_REQUEST, "bad-query", why)
+        })
 }
 
 /// A form's fields by name.
