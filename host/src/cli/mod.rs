@@ -113,9 +113,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the service: signed events over HTTP (POST /v1/events), runs
-    /// driven by a fixed set of workers, /healthz, /readyz and /metrics;
-    /// stops on SIGTERM or Ctrl-C.
+    /// Run the service: signed events over HTTP (POST /v1/events), up to
+    /// serve.max-in-flight runs driven at once, /healthz, /readyz and
+    /// /metrics; stops on SIGTERM or Ctrl-C.
     Serve {
         /// Overrides serve.listen (use 127.0.0.1:0 for any free port).
         #[arg(long)]

@@ -1,8 +1,8 @@
 //! `handoff serve`: the long-lived service. Events arrive over HTTP
 //! (`POST /v1/events`, signed per source) or from a durable NATS JetStream
 //! consumer, or are found by reconciliation polling. Each is stored with
-//! its run before the answer (or the ack) goes back; runs are driven by a
-//! fixed set of workers.
+//! its run before the answer (or the ack) goes back; up to `max-in-flight`
+//! runs are driven at once, each an async task on a fixed set of threads.
 //!
 //! ```text
 //!  request ─► intake (size, mode, source, signature, event) ─► commit ─► 202
@@ -10,12 +10,12 @@
 //!                                                               │
 //!                               bounded run queue ◄─────────────┘ (full: 429)
 //!                                      │
-//!        max-in-flight run tasks on `threads` threads (each its own engine;
-//!                     one host, one shared store connection)
+//!        max-in-flight run tasks on `threads` threads (one wasmtime engine
+//!            and one host for them all, one shared store connection)
 //! ```
 //!
 //! Shutdown (SIGTERM or Ctrl-C): intake answers 503, the listener closes,
-//! each worker finishes the run it is driving and stops; runs still queued
+//! each task finishes the run it is driving and stops; runs still queued
 //! stay unfinished in the store and are queued again on the next start.
 
 pub mod api;
