@@ -23,13 +23,13 @@
 //! the record and writes it back with no lock, so calls on one record must
 //! take turns: the manifest declares `one-call-per-record`, and the host
 //! gives each record one call at a time whatever an instance's
-//! configuration says. That turn is the process's: two processes (two
-//! services on one store, or a service and `handoff run`) changing one
-//! record at the same moment could each write over the other's change, as
-//! a file offers no write conditional on what was read (the `s3-archive`
-//! adapter's store does, and it uses it). The store is the embedded
-//! default, for one service. Appends to the journal and to channel logs
-//! are whole lines whoever else appends.
+//! configuration says, across every process on one handoff store (a
+//! service and `handoff run`, or runs started side by side). Two
+//! deployments with stores of their own writing one directory of records
+//! would not see each other's turns, and could each write over the other's
+//! change, as a file offers no write conditional on what was read (the
+//! `s3-archive` adapter's store does, and it uses it). Appends to the
+//! journal and to channel logs are whole lines whoever else appends.
 //!
 //! Every write that changes something has exactly one line in
 //! `/records/journal.jsonl` (kind, id, action, idempotency key), so tests

@@ -17,7 +17,13 @@ use std::path::{Path, PathBuf};
 /// `file` is the configuration's own file, when it came from one: an
 /// adapter that could rewrite it would bind itself more at the next start.
 pub(super) fn check(config: &Config, file: Option<&Path>) -> Result<(), String> {
-    let mut protected: Vec<(String, &Path)> = vec![("the store".into(), &config.store_path)];
+    // The lock files of the runs' turns on records: an adapter that could
+    // remove one could let two processes change a record at once.
+    let turns = crate::pipeline::throttle::across::directory(&config.store_path);
+    let mut protected: Vec<(String, &Path)> = vec![
+        ("the store".into(), &config.store_path),
+        ("the store's record turns".into(), &turns),
+    ];
     protected.extend(file.map(|f| ("the configuration file".into(), f)));
     protected.extend(
         (config.serve.context.as_deref()).map(|c| ("the service's workflow context".into(), c)),

@@ -159,7 +159,7 @@ impl AdapterCalls {
         // Held for the call only: a run waiting between retries or on
         // another adapter does not keep this one's room.
         let turn = match record {
-            Some(record) => Some(self.host.throttle.turn(adapter, record).await),
+            Some(record) => Some(self.host.throttle.turn(adapter, record).await?),
             None => None,
         };
         let permit = match record {

@@ -21,6 +21,8 @@ pub enum RunError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("a record's turn could not be taken: {0}")]
+    RecordTurn(#[from] super::throttle::across::TurnError),
     #[error(transparent)]
     Lifecycle(#[from] crate::model::IllegalTransition),
     #[error(transparent)]

@@ -147,7 +147,9 @@ impl Host {
         let adapters = taking_declared_turns(&config.adapters);
         Ok(Host {
             sandbox,
-            throttle: Arc::new(Throttle::new(adapters.values())),
+            throttle: Arc::new(
+                Throttle::new(adapters.values()).across_processes(&config.store_path),
+            ),
             instances: adapters,
             loaded: Mutex::default(),
             policies: Vec::new(),

@@ -15,6 +15,7 @@ mod reference;
 mod refusals;
 mod runs;
 pub(crate) mod shadow;
+mod side_by_side;
 #[cfg(feature = "otlp")]
 pub(crate) mod traces;
 

@@ -215,7 +215,7 @@ impl<'e> Driver<'e> {
         let throttle = &self.engine.host.throttle;
         let _step_turn = match step.action {
             PlannedAction::Publish { .. } => None,
-            _ => Some(throttle.step_on(&record_key(&step.record_ref())).await),
+            _ => Some(throttle.step_on(&record_key(&step.record_ref())).await?),
         };
         let look = match execute::look(&mut self.calls, step).await? {
             Ok(look) => look,

@@ -18,8 +18,15 @@
 //! now looks after the first has written, finds it closed and skips. (A
 //! message published is each run's own, found by its key: runs publishing
 //! to one channel take no such turn.)
+//!
+//! Both kinds of turn hold across the processes that share one store too
+//! ([`across`]), once the host names its store
+//! ([`Throttle::across_processes`]).
+
+pub mod across;
 
 use crate::config::AdapterInstance;
+use across::{Across, Held, TurnError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +41,10 @@ pub struct Throttle {
     steps: Arc<Records>,
 }
 
+/// The layers of turns, as their lock files beside the store name them.
+const STEP: &str = "step";
+const CALL: &str = "call";
+
 /// A run's hold on a record for one step, released when dropped.
 pub struct StepTurn {
     _record: RecordTurn,
@@ -45,6 +56,9 @@ struct Records {
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Calls waiting for their record's turn now.
     waiters: Waiters,
+    /// Where other processes on the store take their turns, and the layer
+    /// these turns are in.
+    across: Option<(Arc<Across>, &'static str)>,
 }
 
 /// The right to make one call: room under the adapter's limit, and the
@@ -58,10 +72,15 @@ struct RecordTurn {
     records: Arc<Records>,
     key: String,
     guard: Option<OwnedMutexGuard<()>>,
+    /// The turn across processes, taken once this process's was.
+    across: Option<Held>,
 }
 
 impl Drop for RecordTurn {
     fn drop(&mut self) {
+        // The other processes' turn first: this process's next holder
+        // then finds the file free.
+        self.across.take();
         self.guard.take();
         // Forget a record no one holds or waits for, so the map holds only
         // the records in use.
@@ -76,8 +95,16 @@ impl Drop for RecordTurn {
 }
 
 impl Records {
-    /// `key`'s turn, once every holder before has let it go.
-    async fn hold(records: &Arc<Records>, key: &str) -> RecordTurn {
+    fn across(across: Option<&Arc<Across>>, layer: &'static str) -> Records {
+        Records {
+            across: across.map(|a| (a.clone(), layer)),
+            ..Records::default()
+        }
+    }
+
+    /// `key`'s turn, once every holder before has let it go, in this
+    /// process and then in the others on its store.
+    async fn hold(records: &Arc<Records>, key: &str) -> Result<RecordTurn, TurnError> {
         let lock = {
             let mut busy = records.busy.lock().unwrap_or_else(|p| p.into_inner());
             busy.entry(key.to_string()).or_default().clone()
@@ -86,6 +113,7 @@ impl Records {
             records: records.clone(),
             key: key.to_string(),
             guard: None,
+            across: None,
         };
         // Held in `turn` from here on: a wait given up on still lets the
         // record be forgotten.
@@ -96,7 +124,10 @@ impl Records {
                 lock.lock_owned().await
             }
         });
-        turn
+        if let Some((across, layer)) = &records.across {
+            turn.across = Some(across.hold(layer, key).await?);
+        }
+        Ok(turn)
     }
 }
 
@@ -212,27 +243,42 @@ impl Throttle {
             .map(|(name, l)| (name.as_str(), l.peak.load(Ordering::SeqCst)))
     }
 
+    /// The same throttle, its record turns held across every process on
+    /// the store at `store` as well.
+    pub fn across_processes(self, store: &std::path::Path) -> Throttle {
+        let across = Arc::new(Across::beside(store));
+        Throttle {
+            steps: Arc::new(Records::across(Some(&across), STEP)),
+            per_record: self
+                .per_record
+                .into_keys()
+                .map(|name| (name, Arc::new(Records::across(Some(&across), CALL))))
+                .collect(),
+            limits: self.limits,
+        }
+    }
+
     /// Wait for the right to call `adapter` about `record` (a record's
     /// identity, as `system/kind/id`): the record's turn first, when the
     /// instance takes one call per record, then room under its limit (so a
     /// call waiting for its record holds no room another could use).
-    pub async fn turn(&self, adapter: &str, record: &str) -> Turn {
+    pub async fn turn(&self, adapter: &str, record: &str) -> Result<Turn, TurnError> {
         let record = match self.per_record.get(adapter) {
-            Some(records) => Some(Records::hold(records, record).await),
+            Some(records) => Some(Records::hold(records, record).await?),
             None => None,
         };
-        Turn {
+        Ok(Turn {
             _room: self.acquire(adapter).await,
             _record: record,
-        }
+        })
     }
 
     /// Wait until no other run is taking a step on `record` (as
     /// `system/kind/id`), then hold it for this run's step.
-    pub async fn step_on(&self, record: &str) -> StepTurn {
-        StepTurn {
-            _record: Records::hold(&self.steps, record).await,
-        }
+    pub async fn step_on(&self, record: &str) -> Result<StepTurn, TurnError> {
+        Ok(StepTurn {
+            _record: Records::hold(&self.steps, record).await?,
+        })
     }
 
     /// How many records of `adapter` have a call on them or waiting now.
