@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 /// `file` is the configuration's own file, when it came from one: an
 /// adapter that could rewrite it would bind itself more at the next start.
 pub(super) fn check(config: &Config, file: Option<&Path>) -> Result<(), String> {
-    // The lock files of the runs' turns on records: an adapter that could
-    // remove one could let two processes change a record at once.
-    let turns = crate::pipeline::throttle::across::directory(&config.store_path);
+    // The lock file of the runs' turns on records: an adapter that could
+    // replace it could let two processes change a record at once.
+    let turns = crate::pipeline::throttle::across::file_beside(&config.store_path);
     let mut protected: Vec<(String, &Path)> = vec![
         ("the store".into(), &config.store_path),
         ("the store's record turns".into(), &turns),

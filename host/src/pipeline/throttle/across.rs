@@ -3,44 +3,56 @@
 //! the throttle's own locks give each record one holder at a time; this
 //! makes that holder wait, too, while another process holds the record.
 //!
-//! The turns are file locks (`flock`, released by the kernel when the file
-//! closes, so also when a process is killed) on a fixed set of files
-//! beside the store, `<store>.turns/<layer>-<bucket>`: a record's key picks
-//! one of [`BUCKETS`] by its hash. A fixed set, made as first needed, so
-//! the directory never grows with the records touched; two records in one
-//! bucket only wait for each other, which is safe and, at 4,096 buckets,
-//! rare. A lock another holder keeps is tried again after a short pause
-//! (a blocked `flock` would hold a thread the run's task cannot give up).
+//! The turns are byte-range locks on one file beside the store,
+//! `<store>.turns`: a record's key (and its layer: a step's turn and the
+//! calls inside it are held apart) picks one byte of it by its hash. The
+//! file holds nothing and never grows, and taking or giving back a turn is
+//! one `fcntl`, whatever the number of records. The locks are the open
+//! file's (Linux's open file description locks, elsewhere the process's),
+//! so the kernel lets them go when the process ends, killed or not. This
+//! process keeps the file open for as long as it lives and counts its own
+//! holders of a byte (two keys whose hashes meet share it), giving the
+//! byte back when the last lets go. A byte another process holds is tried
+//! again after a short pause: a blocking lock would hold a thread the
+//! run's task could not give up.
 
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::libc;
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// How many lock files each layer has.
-pub const BUCKETS: u16 = 4096;
-
-/// The first pause before a held lock is tried again, and the longest.
+/// The first pause before a byte another process holds is tried again,
+/// and the longest.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(25);
 
-/// Where the turns of the processes on one store are kept.
+/// The turns of the processes on one store, as this process takes them.
 #[derive(Debug)]
 pub struct Across {
-    dir: PathBuf,
+    path: PathBuf,
+    /// The lock file, opened at the first turn and kept open.
+    file: OnceLock<File>,
+    /// The bytes this process holds, and how many of its holders each has.
+    held: Mutex<HashMap<i64, usize>>,
 }
 
 /// A record's turn across processes, held until dropped.
 #[derive(Debug)]
 pub struct Held {
-    _file: File,
+    across: Arc<Across>,
+    byte: i64,
 }
 
 /// Why a turn could not be taken.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{path}: {source}; handoff keeps the turns its processes take on records there, beside its \
-     store, and must be able to make and lock files in that directory"
+    "{path}: {source}; handoff takes its processes' turns on records in this file beside its \
+     store, and must be able to make it and lock it"
 )]
 pub struct TurnError {
     pub path: PathBuf,
@@ -48,65 +60,129 @@ pub struct TurnError {
     pub source: std::io::Error,
 }
 
-impl Across {
-    /// The turns of the processes that share the store at `store`.
-    pub fn beside(store: &Path) -> Across {
-        Across {
-            dir: directory(store),
-        }
-    }
-
-    /// The lock file of `key` in `layer` (`step` or `call`: a step's turn
-    /// and the calls inside it hold different files).
-    fn file_of(&self, layer: &str, key: &str) -> PathBuf {
-        let hash = Sha256::digest(key.as_bytes());
-        let bucket = u16::from_be_bytes([hash[0], hash[1]]) % BUCKETS;
-        self.dir.join(format!("{layer}-{bucket:03x}"))
-    }
-
-    /// `key`'s turn in `layer`, once no other process holds its file.
-    pub async fn hold(&self, layer: &str, key: &str) -> Result<Held, TurnError> {
-        let path = self.file_of(layer, key);
-        let failed = |source| TurnError {
-            path: path.clone(),
-            source,
-        };
-        let file = match open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.dir).map_err(failed)?;
-                open(&path).map_err(failed)?
-            }
-            Err(e) => return Err(failed(e)),
-        };
-        let mut pause = FIRST_PAUSE;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Held { _file: file }),
-                Err(TryLockError::WouldBlock) => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(LONGEST_PAUSE);
-                }
-                Err(TryLockError::Error(e)) => return Err(failed(e)),
-            }
-        }
-    }
-}
-
-/// The directory of the turns of the processes on the store at `store`.
-pub fn directory(store: &Path) -> PathBuf {
+/// The file of the turns of the processes on the store at `store`.
+pub fn file_beside(store: &Path) -> PathBuf {
     let mut name = store.file_name().unwrap_or_default().to_os_string();
     name.push(".turns");
     store.with_file_name(name)
 }
 
-fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+/// The byte of `key` in `layer`: any of 2^62, so that two records share
+/// one only by a collision of their hashes.
+fn byte_of(layer: &str, key: &str) -> i64 {
+    let hash = Sha256::new()
+        .chain_update(layer.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let first: [u8; 8] = hash[..8].try_into().expect("a sha256 has 32 bytes");
+    i64::try_from(u64::from_be_bytes(first) >> 2).expect("62 bits fit")
+}
+
+impl Across {
+    /// The turns of the processes that share the store at `store`.
+    pub fn beside(store: &Path) -> Across {
+        Across {
+            path: file_beside(store),
+            file: OnceLock::new(),
+            held: Mutex::default(),
+        }
+    }
+
+    fn file(&self) -> Result<&File, TurnError> {
+        if let Some(file) = self.file.get() {
+            return Ok(file);
+        }
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(|source| TurnError {
+                path: self.path.clone(),
+                source,
+            })?;
+        // Another task may have opened it meanwhile: one is kept.
+        Ok(self.file.get_or_init(|| opened))
+    }
+
+    /// `key`'s turn in `layer` (`step` or `call`), once no other process
+    /// holds its byte.
+    pub async fn hold(self: &Arc<Self>, layer: &str, key: &str) -> Result<Held, TurnError> {
+        let byte = byte_of(layer, key);
+        let mut pause = FIRST_PAUSE;
+        loop {
+            if self.try_hold(byte)? {
+                return Ok(Held {
+                    across: self.clone(),
+                    byte,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// Whether this process now holds `byte` once more (false: another
+    /// process holds it).
+    fn try_hold(&self, byte: i64) -> Result<bool, TurnError> {
+        let file = self.file()?;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(holders) = held.get_mut(&byte) {
+            *holders += 1;
+            return Ok(true);
+        }
+        match lock(file, byte, libc::F_WRLCK) {
+            Ok(()) => {
+                held.insert(byte, 1);
+                Ok(true)
+            }
+            // Another process holds it.
+            Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
+            Err(e) => Err(TurnError {
+                path: self.path.clone(),
+                source: e.into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.across.held.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(holders) = held.get_mut(&self.byte) else {
+            return;
+        };
+        *holders -= 1;
+        if *holders > 0 {
+            return;
+        }
+        held.remove(&self.byte);
+        if let Some(file) = self.across.file.get()
+            && let Err(e) = lock(file, self.byte, libc::F_UNLCK)
+        {
+            // Let go when the process ends, then.
+            tracing::error!(path = %self.across.path.display(), error = %e,
+                "a record's turn could not be given back to the other processes");
+        }
+    }
+}
+
+/// Lock (`F_WRLCK`) or unlock (`F_UNLCK`) one byte of `file`, not waiting.
+fn lock(file: &File, byte: i64, kind: libc::c_int) -> Result<(), Errno> {
+    let range = libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: byte,
+        l_len: 1,
+        l_pid: 0,
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let set = FcntlArg::F_OFD_SETLK(&range);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let set = FcntlArg::F_SETLK(&range);
+    fcntl(file, set).map(drop)
 }
 
 #[cfg(test)]
@@ -124,50 +200,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_record_held_by_one_holder_waits_for_it_and_other_layers_do_not() {
+    async fn a_record_another_process_holds_waits_for_it_and_its_own_holders_share_it() {
         let dir = tempfile::tempdir().unwrap();
-        // Two processes, as two open files of one lock each.
-        let first = Across::beside(&dir.path().join("handoff.db"));
-        let second = Across::beside(&dir.path().join("handoff.db"));
+        let store = dir.path().join("handoff.db");
+        // Two processes, as two open files of one lock file.
+        let first = Arc::new(Across::beside(&store));
+        let second = Arc::new(Across::beside(&store));
         let held = first
             .hold("step", "checklist/checklist/CL-7")
             .await
             .unwrap();
-        assert!(dir.path().join("handoff.db.turns").is_dir());
+        assert!(dir.path().join("handoff.db.turns").is_file());
         let mut waiting = pin!(second.hold("step", "checklist/checklist/CL-7"));
         assert!(ready(waiting.as_mut()).is_none(), "the same record waits");
-        // A call inside the step takes the other layer's file.
-        let call = ready(pin!(second.hold("call", "checklist/checklist/CL-7")));
-        assert!(call.is_some_and(|c| c.is_ok()));
+        // Another record, and the calls inside the step, do not.
+        for (layer, key) in [
+            ("step", "checklist/checklist/CL-8"),
+            ("call", "checklist/checklist/CL-7"),
+        ] {
+            let other = ready(pin!(second.hold(layer, key)));
+            assert!(other.is_some_and(|o| o.is_ok()), "{layer} {key}");
+        }
+        // Within the first, a second holder of the byte (a key whose hash
+        // met this one's) keeps it held when the first lets go.
+        let again = first
+            .hold("step", "checklist/checklist/CL-7")
+            .await
+            .unwrap();
         drop(held);
-        // Its next try, after its pause, finds the file free.
+        assert!(ready(waiting.as_mut()).is_none(), "still held");
+        drop(again);
+        // Its next try, after its pause, finds the byte free.
         let taken = waiting.await;
         assert!(taken.is_ok(), "{taken:?}");
+        assert!(ready(pin!(first.hold("step", "checklist/checklist/CL-7"))).is_none());
     }
 
     #[test]
-    fn a_key_keeps_its_file_and_the_files_are_a_fixed_set() {
-        let across = Across::beside(Path::new("/var/lib/handoff/handoff.db"));
-        let one = across.file_of("step", "tracker/release/R-1");
-        assert_eq!(one, across.file_of("step", "tracker/release/R-1"));
-        assert!(one.starts_with("/var/lib/handoff/handoff.db.turns"));
-        let names: std::collections::BTreeSet<_> = (0..20_000)
-            .map(|i| across.file_of("call", &format!("r/k/{i}")))
-            .collect();
-        assert!(names.len() <= usize::from(BUCKETS), "{}", names.len());
+    fn a_key_keeps_its_byte_and_a_layer_its_own() {
+        assert_eq!(byte_of("step", "r/k/1"), byte_of("step", "r/k/1"));
+        assert_ne!(byte_of("step", "r/k/1"), byte_of("call", "r/k/1"));
+        assert_ne!(byte_of("step", "r/k/1"), byte_of("step", "r/k/2"));
+        assert!((0..10_000).all(|i| byte_of("call", &format!("r/k/{i}")) >= 0));
+        let turns = file_beside(Path::new("/var/lib/handoff/handoff.db"));
+        assert_eq!(turns, Path::new("/var/lib/handoff/handoff.db.turns"));
     }
 
     #[test]
-    fn a_directory_that_cannot_be_made_is_said_with_its_path() {
+    fn a_file_that_cannot_be_made_is_said_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
-        let blocker = dir.path().join("store.db.turns");
-        std::fs::write(&blocker, b"a file where the directory would be").unwrap();
-        let across = Across::beside(&dir.path().join("store.db"));
+        let across = Arc::new(Across::beside(&dir.path().join("gone/store.db")));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let e = runtime.block_on(across.hold("step", "r/k/1")).unwrap_err();
-        assert!(e.to_string().contains("store.db.turns"), "{e}");
+        assert!(e.to_string().contains("gone/store.db.turns"), "{e}");
     }
 }
