@@ -12,6 +12,7 @@
 use super::halt::Halt;
 use super::host::{AdapterLoad, Host};
 use super::lease::Lease;
+use super::throttle::Processes;
 use super::{RunError, Timed};
 use crate::model::Reason;
 use crate::sandbox::{
@@ -65,6 +66,8 @@ pub struct AdapterCalls {
     shadow: bool,
     /// The run's lease, kept before writes (a run's calls only).
     lease: Option<Lease>,
+    /// Whose record turns its calls wait for (see [`Processes`]).
+    processes: Processes,
 }
 
 impl AdapterCalls {
@@ -79,7 +82,15 @@ impl AdapterCalls {
             fresh: false,
             shadow: false,
             lease: None,
+            processes: Processes::All,
         }
+    }
+
+    /// Calls of a run that records nothing (a dry run, a shadow run): their
+    /// record turns are this process's only.
+    pub fn recording_nothing(mut self) -> AdapterCalls {
+        self.processes = Processes::ThisProcess;
+        self
     }
 
     /// The calls of a run that holds `lease`: a write that may have waited
@@ -159,7 +170,12 @@ impl AdapterCalls {
         // Held for the call only: a run waiting between retries or on
         // another adapter does not keep this one's room.
         let turn = match record {
-            Some(record) => Some(self.host.throttle.turn(adapter, record).await?),
+            Some(record) => Some(
+                self.host
+                    .throttle
+                    .turn(adapter, record, self.processes)
+                    .await?,
+            ),
             None => None,
         };
         let permit = match record {

@@ -46,11 +46,14 @@ fn kinds(preview: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// What a dry run may not change: the targets' journals and records, and
-/// every table of the store (the audit chain included).
+/// What a dry run may not change: the targets' journals and records,
+/// every table of the store (the audit chain included), and what is beside
+/// the store (the lock file of the runs' turns on records, which only a
+/// run that writes makes).
 fn untouched(s: &Scenario) -> Value {
     let tables = ["events", "runs", "steps", "follow_ups", "audit"];
     json!({
+        "turns": s.path("state/handoff.db.turns").exists(),
         "writes": s.writes(),
         "checklist": s.record("checklist", "checklist", "CL-7"),
         "release": s.record("tracker", "release", "R-2026.11"),
@@ -87,10 +90,12 @@ fn a_dry_run_reads_everything_writes_nothing_and_the_event_still_runs_after() {
     assert_eq!((&p["refused"], &p["halt"]), (&Value::Null, &Value::Null));
     assert_eq!(untouched(&s), before);
 
-    // The event was not taken in: it runs for real, every step written.
+    // The event was not taken in: it runs for real, every step written,
+    // each on its record's turn.
     let o = s.run();
     assert_eq!(outcome(&o).0, 0, "{}", text(&o.stderr));
     assert_eq!(s.writes().len(), 6);
+    assert!(s.path("state/handoff.db.turns").is_file());
 
     // Now a run would be suppressed, and the dry run says by which run.
     let (code, p) = dry_run(&s, "events/accepted.json");

@@ -194,6 +194,7 @@ fn steps_already_done_by_hand_are_skipped_as_idempotent_and_logged() {
 #[test]
 fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
     use handoff::model::CloudEvent;
+    use handoff::pipeline::throttle::Processes;
     let s = Scenario::new();
     let configured = std::fs::read_to_string(s.path("handoff.toml")).unwrap();
     assert!(!configured.contains("one-call-per-record = true"));
@@ -205,7 +206,9 @@ fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
     .unwrap();
     let (mut engine, throttle, rt) = s.engine_sharing_throttle();
     let report = rt.block_on(async {
-        let held = throttle.turn("checklist", "checklist/checklist/CL-7").await;
+        let held = throttle
+            .turn("checklist", "checklist/checklist/CL-7", Processes::All)
+            .await;
         let mut run = std::pin::pin!(engine.submit(&event, &context));
         tokio::select! {
             biased;

@@ -19,6 +19,7 @@ use super::halt::Halt;
 use super::lease::Lease;
 use super::record::{Recorder, Recording, Row};
 use super::stage::Reading;
+use super::throttle::Processes;
 use super::{Engine, RunError, Timed, confirm, revalidate, validate};
 use crate::model::{Reason, StepEvent, StepState};
 use crate::policy::Revalidate;
@@ -95,8 +96,9 @@ impl<'e> Driver<'e> {
             (recording == Recording::On).then_some(run.run_id.as_str()),
             &run.event_id,
         );
-        if recording == Recording::On {
-            calls = calls.leased(lease.clone());
+        match recording {
+            Recording::On => calls = calls.leased(lease.clone()),
+            Recording::Off => calls = calls.recording_nothing(),
         }
         if policy.mode == Mode::Shadow {
             calls = calls.shadowed();
@@ -215,7 +217,17 @@ impl<'e> Driver<'e> {
         let throttle = &self.engine.host.throttle;
         let _step_turn = match step.action {
             PlannedAction::Publish { .. } => None,
-            _ => Some(throttle.step_on(&record_key(&step.record_ref())).await?),
+            _ => {
+                let processes = match self.recorder.recording() {
+                    Recording::On => Processes::All,
+                    Recording::Off => Processes::ThisProcess,
+                };
+                Some(
+                    throttle
+                        .step_on(&record_key(&step.record_ref()), processes)
+                        .await?,
+                )
+            }
         };
         let look = match execute::look(&mut self.calls, step).await? {
             Ok(look) => look,

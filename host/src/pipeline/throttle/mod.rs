@@ -41,7 +41,17 @@ pub struct Throttle {
     steps: Arc<Records>,
 }
 
-/// The layers of turns, as their lock files beside the store name them.
+/// Whose turns a holder waits for: this process's runs only (a dry run or
+/// a shadow run, which write nothing another process could race, and so
+/// make no lock file beside the store), or the other processes' on the
+/// store too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processes {
+    ThisProcess,
+    All,
+}
+
+/// The layers of turns, held apart in the lock file beside the store.
 const STEP: &str = "step";
 const CALL: &str = "call";
 
@@ -103,8 +113,13 @@ impl Records {
     }
 
     /// `key`'s turn, once every holder before has let it go, in this
-    /// process and then in the others on its store.
-    async fn hold(records: &Arc<Records>, key: &str) -> Result<RecordTurn, TurnError> {
+    /// process and then, for [`Processes::All`], in the others on its
+    /// store.
+    async fn hold(
+        records: &Arc<Records>,
+        key: &str,
+        processes: Processes,
+    ) -> Result<RecordTurn, TurnError> {
         let lock = {
             let mut busy = records.busy.lock().unwrap_or_else(|p| p.into_inner());
             busy.entry(key.to_string()).or_default().clone()
@@ -124,8 +139,8 @@ impl Records {
                 lock.lock_owned().await
             }
         });
-        if let Some((across, layer)) = &records.across {
-            turn.across = Some(across.hold(layer, key).await?);
+        if let (Some((others, layer)), Processes::All) = (&records.across, processes) {
+            turn.across = Some(others.hold(layer, key).await?);
         }
         Ok(turn)
     }
@@ -262,9 +277,14 @@ impl Throttle {
     /// identity, as `system/kind/id`): the record's turn first, when the
     /// instance takes one call per record, then room under its limit (so a
     /// call waiting for its record holds no room another could use).
-    pub async fn turn(&self, adapter: &str, record: &str) -> Result<Turn, TurnError> {
+    pub async fn turn(
+        &self,
+        adapter: &str,
+        record: &str,
+        processes: Processes,
+    ) -> Result<Turn, TurnError> {
         let record = match self.per_record.get(adapter) {
-            Some(records) => Some(Records::hold(records, record).await?),
+            Some(records) => Some(Records::hold(records, record, processes).await?),
             None => None,
         };
         Ok(Turn {
@@ -275,9 +295,9 @@ impl Throttle {
 
     /// Wait until no other run is taking a step on `record` (as
     /// `system/kind/id`), then hold it for this run's step.
-    pub async fn step_on(&self, record: &str) -> Result<StepTurn, TurnError> {
+    pub async fn step_on(&self, record: &str, processes: Processes) -> Result<StepTurn, TurnError> {
         Ok(StepTurn {
-            _record: Records::hold(&self.steps, record).await?,
+            _record: Records::hold(&self.steps, record, processes).await?,
         })
     }
 
@@ -380,12 +400,22 @@ mod tests {
         let mut records = instance("records", Some(3));
         records.one_call_per_record = true;
         let throttle = Throttle::new(&[records, instance("tracker", Some(3))]);
-        let first = ready(pin!(throttle.turn("records", "r/checklist/CL-1"))).unwrap();
-        let mut same = pin!(throttle.turn("records", "r/checklist/CL-1"));
+        let first = ready(pin!(throttle.turn(
+            "records",
+            "r/checklist/CL-1",
+            Processes::All
+        )))
+        .unwrap();
+        let mut same = pin!(throttle.turn("records", "r/checklist/CL-1", Processes::All));
         assert!(ready(same.as_mut()).is_none(), "the same record waits");
         assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_some());
         assert!(ready(pin!(throttle.until_waiting_for_records("records", 2))).is_none());
-        let other = ready(pin!(throttle.turn("records", "r/checklist/CL-2"))).unwrap();
+        let other = ready(pin!(throttle.turn(
+            "records",
+            "r/checklist/CL-2",
+            Processes::All
+        )))
+        .unwrap();
         assert_eq!(throttle.records_in_use("records"), 2);
         // The call waiting for its record holds no room: one is left of 3.
         let last_room = ready(pin!(throttle.acquire("records"))).unwrap();
@@ -393,7 +423,7 @@ mod tests {
         drop(last_room);
         {
             // A wait given up on leaves nothing behind once the record is free.
-            let mut given_up = pin!(throttle.turn("records", "r/checklist/CL-2"));
+            let mut given_up = pin!(throttle.turn("records", "r/checklist/CL-2", Processes::All));
             assert!(ready(given_up.as_mut()).is_none());
         }
         drop(other);
@@ -405,15 +435,29 @@ mod tests {
         assert_eq!(throttle.records_in_use("records"), 0);
         {
             // A wait given up on after its turn came, before it took it.
-            let held = ready(pin!(throttle.turn("records", "r/checklist/CL-3"))).unwrap();
-            let mut late = pin!(throttle.turn("records", "r/checklist/CL-3"));
+            let held = ready(pin!(throttle.turn(
+                "records",
+                "r/checklist/CL-3",
+                Processes::All
+            )))
+            .unwrap();
+            let mut late = pin!(throttle.turn("records", "r/checklist/CL-3", Processes::All));
             assert!(ready(late.as_mut()).is_none());
             drop(held);
         }
         assert_eq!(throttle.records_in_use("records"), 0);
         // Without the setting, calls on one record do not take turns.
-        let a = ready(pin!(throttle.turn("tracker", "r/checklist/CL-1"))).unwrap();
-        let b = ready(pin!(throttle.turn("tracker", "r/checklist/CL-1")));
+        let a = ready(pin!(throttle.turn(
+            "tracker",
+            "r/checklist/CL-1",
+            Processes::All
+        )))
+        .unwrap();
+        let b = ready(pin!(throttle.turn(
+            "tracker",
+            "r/checklist/CL-1",
+            Processes::All
+        )));
         assert!(b.is_some());
         assert_eq!(throttle.records_in_use("tracker"), 0);
         drop(a);

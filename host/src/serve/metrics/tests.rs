@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::AdapterInstance;
-use crate::pipeline::throttle::Throttle;
+use crate::pipeline::throttle::{Processes, Throttle};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Waker};
@@ -42,11 +42,15 @@ fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
     };
     let mut second = pin!(throttle.acquire("tracker"));
     assert!(poll(second.as_mut()).is_pending());
-    let record_turn = match poll(pin!(throttle.turn("records", "r/queue/Q-1"))) {
+    let record_turn = match poll(pin!(throttle.turn(
+        "records",
+        "r/queue/Q-1",
+        Processes::All
+    ))) {
         std::task::Poll::Ready(turn) => turn,
         std::task::Poll::Pending => panic!("the first call on the record has its turn"),
     };
-    let mut same_record = pin!(throttle.turn("records", "r/queue/Q-1"));
+    let mut same_record = pin!(throttle.turn("records", "r/queue/Q-1", Processes::All));
     assert!(poll(same_record.as_mut()).is_pending());
     let text = metrics.render(&store, None);
     for line in [
