@@ -15,6 +15,11 @@
 //! byte back when the last lets go. A byte another process holds is tried
 //! again after a short pause: a blocking lock would hold a thread the
 //! run's task could not give up.
+//!
+//! A file lock reaches the processes of one machine, which is what a
+//! SQLite store has. Replicas on a shared PostgreSQL store would take this
+//! turn from the store itself (an advisory lock on the key's hash), here,
+//! behind the same `hold`.
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
@@ -89,6 +94,7 @@ impl Across {
         }
     }
 
+    /// The lock file, opened the first time (called with `held` locked).
     fn file(&self) -> Result<&File, TurnError> {
         if let Some(file) = self.file.get() {
             return Ok(file);
@@ -103,7 +109,6 @@ impl Across {
                 path: self.path.clone(),
                 source,
             })?;
-        // Another task may have opened it meanwhile: one is kept.
         Ok(self.file.get_or_init(|| opened))
     }
 
@@ -127,8 +132,11 @@ impl Across {
     /// Whether this process now holds `byte` once more (false: another
     /// process holds it).
     fn try_hold(&self, byte: i64) -> Result<bool, TurnError> {
-        let file = self.file()?;
+        // Under the count's lock, so that the file is opened once: a
+        // second descriptor closed again would, where the locks are the
+        // process's, give back every byte this process holds.
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let file = self.file()?;
         if let Some(holders) = held.get_mut(&byte) {
             *holders += 1;
             return Ok(true);

@@ -89,7 +89,7 @@ struct RecordTurn {
 impl Drop for RecordTurn {
     fn drop(&mut self) {
         // The other processes' turn first: this process's next holder
-        // then finds the file free.
+        // then finds the record's byte free.
         self.across.take();
         self.guard.take();
         // Forget a record no one holds or waits for, so the map holds only
@@ -105,9 +105,10 @@ impl Drop for RecordTurn {
 }
 
 impl Records {
-    fn across(across: Option<&Arc<Across>>, layer: &'static str) -> Records {
+    /// Records whose turns are held across processes too, in `layer`.
+    fn across(across: &Arc<Across>, layer: &'static str) -> Records {
         Records {
-            across: across.map(|a| (a.clone(), layer)),
+            across: Some((across.clone(), layer)),
             ..Records::default()
         }
     }
@@ -263,11 +264,11 @@ impl Throttle {
     pub fn across_processes(self, store: &std::path::Path) -> Throttle {
         let across = Arc::new(Across::beside(store));
         Throttle {
-            steps: Arc::new(Records::across(Some(&across), STEP)),
+            steps: Arc::new(Records::across(&across, STEP)),
             per_record: self
                 .per_record
                 .into_keys()
-                .map(|name| (name, Arc::new(Records::across(Some(&across), CALL))))
+                .map(|name| (name, Arc::new(Records::across(&across, CALL))))
                 .collect(),
             limits: self.limits,
         }
