@@ -115,18 +115,24 @@ impl Across {
     /// `key`'s turn in `layer` (`step` or `call`), once no other process
     /// holds its byte.
     pub async fn hold(self: &Arc<Self>, layer: &str, key: &str) -> Result<Held, TurnError> {
-        let byte = byte_of(layer, key);
         let mut pause = FIRST_PAUSE;
         loop {
-            if self.try_hold(byte)? {
-                return Ok(Held {
-                    across: self.clone(),
-                    byte,
-                });
+            if let Some(held) = self.take(layer, key)? {
+                return Ok(held);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
+    }
+
+    /// `key`'s turn in `layer` now, or none while another process holds
+    /// its byte.
+    pub fn take(self: &Arc<Self>, layer: &str, key: &str) -> Result<Option<Held>, TurnError> {
+        let byte = byte_of(layer, key);
+        Ok(self.try_hold(byte)?.then(|| Held {
+            across: self.clone(),
+            byte,
+        }))
     }
 
     /// Whether this process now holds `byte` once more (false: another

@@ -141,7 +141,14 @@ impl Records {
             }
         });
         if let (Some((others, layer)), Processes::All) = (&records.across, processes) {
-            turn.across = Some(others.hold(layer, key).await?);
+            turn.across = Some(match others.take(layer, key)? {
+                Some(held) => held,
+                // Counted with the waits in this process.
+                None => {
+                    let _waiting = records.waiters.enter();
+                    others.hold(layer, key).await?
+                }
+            });
         }
         Ok(turn)
     }
@@ -462,5 +469,30 @@ mod tests {
         assert!(b.is_some());
         assert_eq!(throttle.records_in_use("tracker"), 0);
         drop(a);
+    }
+
+    #[tokio::test]
+    async fn a_call_waiting_for_another_process_is_counted_and_goes_on_once_it_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("handoff.db");
+        let mut records = instance("records", None);
+        records.one_call_per_record = true;
+        let throttle = Throttle::new(&[records]).across_processes(&store);
+        // Another process, as another open file of the lock file.
+        let other = Arc::new(Across::beside(&store));
+        let theirs = other.hold(CALL, "r/queue/Q-1").await.unwrap();
+        let mut ours = pin!(throttle.turn("records", "r/queue/Q-1", Processes::All));
+        assert!(ready(ours.as_mut()).is_none(), "the other process holds it");
+        assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_some());
+        // A dry run's call does not wait for other processes.
+        let dry = ready(pin!(throttle.turn(
+            "records",
+            "r/queue/Q-2",
+            Processes::ThisProcess
+        )));
+        assert!(dry.is_some_and(|t| t.is_ok()));
+        drop(theirs);
+        assert!(ours.await.is_ok());
+        assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_none());
     }
 }
