@@ -243,6 +243,7 @@ fn an_adapter_limit_holds_across_workers_and_each_step_and_call_is_timed_by_adap
             // Every run has finished: nobody waits at a limit any more.
             "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
             "handoff_adapter_calls_waiting_for_record{adapter=\"tracker\"} 0",
+            "handoff_steps_waiting_for_record 0",
             // Six runs: two tracker steps and one checklist step each.
             "handoff_step_seconds_count{adapter=\"tracker\"} 12",
             "handoff_step_seconds_count{adapter=\"checklist\"} 6",

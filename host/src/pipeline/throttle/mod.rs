@@ -316,6 +316,12 @@ impl Throttle {
         })
     }
 
+    /// Steps waiting for their record's turn now (another run's step holds
+    /// it, in this process or another on the store).
+    pub fn steps_waiting(&self) -> usize {
+        self.steps.waiters.now()
+    }
+
     /// Each limited adapter: its limit and the calls waiting for room now.
     pub fn limits(&self) -> impl Iterator<Item = (&str, usize, usize)> {
         self.limits

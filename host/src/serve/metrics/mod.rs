@@ -277,7 +277,7 @@ impl Metrics {
             &mut out,
             "handoff_adapter_calls_waiting_for_record",
             "gauge",
-            "Calls waiting for their record's turn now ([adapters.X] one-call-per-record).",
+            "Calls waiting for their record's turn now ([adapters.X] one-call-per-record), held in this process or another on the store.",
         );
         for (adapter, waiting) in self.throttle.record_waits() {
             let _ = writeln!(
@@ -286,6 +286,17 @@ impl Metrics {
                 label(adapter)
             );
         }
+        family(
+            &mut out,
+            "handoff_steps_waiting_for_record",
+            "gauge",
+            "Steps waiting for another run's step on their record to end now, in this process or another on the store.",
+        );
+        let _ = writeln!(
+            out,
+            "handoff_steps_waiting_for_record {}",
+            self.throttle.steps_waiting()
+        );
         family(
             &mut out,
             "handoff_adapter_log_lines_dropped_total",

@@ -52,11 +52,18 @@ fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
     };
     let mut same_record = pin!(throttle.turn("records", "r/queue/Q-1", Processes::All));
     assert!(poll(same_record.as_mut()).is_pending());
+    let step = match poll(pin!(throttle.step_on("r/checklist/CL-1", Processes::All))) {
+        std::task::Poll::Ready(turn) => turn,
+        std::task::Poll::Pending => panic!("the first step on the record has its turn"),
+    };
+    let mut same_step = pin!(throttle.step_on("r/checklist/CL-1", Processes::All));
+    assert!(poll(same_step.as_mut()).is_pending());
     let text = metrics.render(&store, None);
     for line in [
         "handoff_adapter_concurrency_limit{adapter=\"tracker\"} 1",
         "handoff_adapter_calls_waiting{adapter=\"tracker\"} 1",
         "handoff_adapter_calls_waiting_for_record{adapter=\"records\"} 1",
+        "handoff_steps_waiting_for_record 1",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
     }
@@ -64,10 +71,13 @@ fn an_adapter_limit_and_the_calls_waiting_at_it_are_exposed() {
     assert!(poll(second.as_mut()).is_ready());
     drop(record_turn);
     assert!(poll(same_record.as_mut()).is_ready());
+    drop(step);
+    assert!(poll(same_step.as_mut()).is_ready());
     let text = metrics.render(&store, None);
     for line in [
         "handoff_adapter_calls_waiting{adapter=\"tracker\"} 0",
         "handoff_adapter_calls_waiting_for_record{adapter=\"records\"} 0",
+        "handoff_steps_waiting_for_record 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
     }
