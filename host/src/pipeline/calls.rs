@@ -93,6 +93,12 @@ impl AdapterCalls {
         self
     }
 
+    /// Whose record turns these calls wait for; a run's steps wait for the
+    /// same.
+    pub fn processes(&self) -> Processes {
+        self.processes
+    }
+
     /// The calls of a run that holds `lease`: a write that may have waited
     /// long since the lease was last renewed renews it first.
     pub fn leased(mut self, lease: Lease) -> AdapterCalls {

@@ -19,7 +19,6 @@ use super::halt::Halt;
 use super::lease::Lease;
 use super::record::{Recorder, Recording, Row};
 use super::stage::Reading;
-use super::throttle::Processes;
 use super::{Engine, RunError, Timed, confirm, revalidate, validate};
 use crate::model::{Reason, StepEvent, StepState};
 use crate::policy::Revalidate;
@@ -217,17 +216,11 @@ impl<'e> Driver<'e> {
         let throttle = &self.engine.host.throttle;
         let _step_turn = match step.action {
             PlannedAction::Publish { .. } => None,
-            _ => {
-                let processes = match self.recorder.recording() {
-                    Recording::On => Processes::All,
-                    Recording::Off => Processes::ThisProcess,
-                };
-                Some(
-                    throttle
-                        .step_on(&record_key(&step.record_ref()), processes)
-                        .await?,
-                )
-            }
+            _ => Some(
+                throttle
+                    .step_on(&record_key(&step.record_ref()), self.calls.processes())
+                    .await?,
+            ),
         };
         let look = match execute::look(&mut self.calls, step).await? {
             Ok(look) => look,

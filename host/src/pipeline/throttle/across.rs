@@ -201,17 +201,9 @@ fn lock(file: &File, byte: i64, kind: libc::c_int) -> Result<(), Errno> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::ready;
     use super::*;
-    use std::future::Future;
     use std::pin::pin;
-    use std::task::{Context, Poll, Waker};
-
-    fn ready<F: Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
-        match f.poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(v) => Some(v),
-            Poll::Pending => None,
-        }
-    }
 
     #[tokio::test]
     async fn a_record_another_process_holds_waits_for_it_and_its_own_holders_share_it() {
