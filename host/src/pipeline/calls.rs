@@ -289,7 +289,7 @@ impl AdapterCalls {
         adapter: &str,
         record: &RecordRef,
     ) -> Result<Result<Observed, Halt>, RunError> {
-        let key = record_key(record);
+        let key = self.host.throttle.record_key(record);
         self.retrying(adapter, "observe", Some(&key), async |i: &mut Instance| {
             i.observe(record).await
         })
@@ -306,7 +306,7 @@ impl AdapterCalls {
         key: &str,
         person_resumed: bool,
     ) -> Result<Result<Observed, Halt>, RunError> {
-        let record_key = record_key(record);
+        let record_key = self.host.throttle.record_key(record);
         // Only the first try: a retry after it is no longer what the
         // person saw.
         let mut first = person_resumed;
@@ -327,7 +327,7 @@ impl AdapterCalls {
         adapter: &str,
         record: &RecordRef,
     ) -> Result<Result<Decision, Halt>, RunError> {
-        let key = record_key(record);
+        let key = self.host.throttle.record_key(record);
         self.retrying(
             adapter,
             "read-decision",
@@ -355,7 +355,7 @@ impl AdapterCalls {
         adapter: &str,
         record: &RecordRef,
     ) -> Result<Result<Observed, Failure>, RunError> {
-        let key = record_key(record);
+        let key = self.host.throttle.record_key(record);
         self.attempt(
             adapter,
             "observe",
@@ -374,7 +374,7 @@ impl AdapterCalls {
         action: &Action,
         key: &str,
     ) -> Result<Result<Observed, Failure>, RunError> {
-        let record_key = record_key(record);
+        let record_key = self.host.throttle.record_key(record);
         self.attempt(
             adapter,
             APPLY,
@@ -388,8 +388,3 @@ impl AdapterCalls {
 
 /// The call that writes to a target.
 const APPLY: &str = "apply";
-
-/// A record as the throttle knows it: `system/kind/id`.
-pub(super) fn record_key(r: &RecordRef) -> String {
-    format!("{}/{}/{}", r.system, r.kind, r.id)
-}

@@ -206,9 +206,12 @@ fn a_call_on_a_record_another_call_holds_waits_for_its_turn() {
     .unwrap();
     let (mut engine, throttle, rt) = s.engine_sharing_throttle();
     let report = rt.block_on(async {
-        let held = throttle
-            .turn("checklist", "checklist/checklist/CL-7", Processes::All)
-            .await;
+        let record = throttle.record_key(&handoff::sandbox::RecordRef {
+            system: "checklist".into(),
+            kind: "checklist".into(),
+            id: "CL-7".into(),
+        });
+        let held = throttle.turn("checklist", &record, Processes::All).await;
         let mut run = std::pin::pin!(engine.submit(&event, &context));
         tokio::select! {
             biased;

@@ -13,7 +13,6 @@ mod moves;
 mod take;
 
 use super::calls::AdapterCalls;
-use super::calls::record_key;
 use super::execute::{self, Look};
 use super::halt::Halt;
 use super::lease::Lease;
@@ -218,7 +217,10 @@ impl<'e> Driver<'e> {
             PlannedAction::Publish { .. } => None,
             _ => Some(
                 throttle
-                    .step_on(&record_key(&step.record_ref()), self.calls.processes())
+                    .step_on(
+                        &throttle.record_key(&step.record_ref()),
+                        self.calls.processes(),
+                    )
                     .await?,
             ),
         };

@@ -22,11 +22,18 @@
 //! Both kinds of turn hold across the processes that share one store too
 //! ([`across`]), once the host names its store
 //! ([`Throttle::across_processes`]).
+//!
+//! A record is known by where it lives ([`Throttle::record_key`]):
+//! instances bound to the same directories (two instances of one record
+//! store, each narrowed to other actions) reach the same records, so they
+//! take their turns together; any other instance's records are its own.
 
 pub mod across;
 
 use crate::config::AdapterInstance;
+use crate::sandbox::RecordRef;
 use across::{Across, Held, TurnError};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +42,11 @@ use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 #[derive(Debug, Default)]
 pub struct Throttle {
     limits: BTreeMap<String, Arc<Limit>>,
-    /// The instances that take one call per record at a time.
+    /// Where each instance's records live, as [`Throttle::record_key`]
+    /// names them: its name, or its directories when it is bound to some.
+    places: BTreeMap<String, String>,
+    /// The instances that take one call per record at a time (instances
+    /// in one place share their records' turns).
     per_record: BTreeMap<String, Arc<Records>>,
     /// The records a run is taking a step on now, of every instance.
     steps: Arc<Records>,
@@ -146,6 +157,11 @@ impl Records {
                 // Counted with the waits in this process.
                 None => {
                     let _waiting = records.waiters.enter();
+                    tracing::info!(
+                        record = %key,
+                        turn = %layer,
+                        "waiting for another process on this store, which holds the record"
+                    );
                     others.hold(layer, key).await?
                 }
             });
@@ -221,13 +237,22 @@ impl Throttle {
     /// `one-call-per-record`.
     pub fn new<'a>(instances: impl IntoIterator<Item = &'a AdapterInstance>) -> Throttle {
         let instances: Vec<_> = instances.into_iter().collect();
-        Throttle {
-            steps: Arc::default(),
-            per_record: instances
+        let places: BTreeMap<String, String> = instances
+            .iter()
+            .map(|i| (i.name.clone(), place_of(i)))
+            .collect();
+        let per_record = shared_by_place(
+            &places,
+            instances
                 .iter()
                 .filter(|i| i.one_call_per_record)
-                .map(|i| (i.name.clone(), Arc::default()))
-                .collect(),
+                .map(|i| i.name.clone()),
+            Records::default,
+        );
+        Throttle {
+            steps: Arc::default(),
+            places,
+            per_record,
             limits: instances
                 .into_iter()
                 .filter_map(|i| {
@@ -270,19 +295,29 @@ impl Throttle {
     /// the store at `store` as well.
     pub fn across_processes(self, store: &std::path::Path) -> Throttle {
         let across = Arc::new(Across::beside(store));
+        let per_record = shared_by_place(&self.places, self.per_record.into_keys(), || {
+            Records::across(&across, CALL)
+        });
         Throttle {
             steps: Arc::new(Records::across(&across, STEP)),
-            per_record: self
-                .per_record
-                .into_keys()
-                .map(|name| (name, Arc::new(Records::across(&across, CALL))))
-                .collect(),
+            places: self.places,
+            per_record,
             limits: self.limits,
         }
     }
 
+    /// A record as its turns are taken: `place/kind/id`, where the place
+    /// is where its instance's records live (see [`place_of`]).
+    pub fn record_key(&self, record: &RecordRef) -> String {
+        let place = self
+            .places
+            .get(&record.system)
+            .map_or(record.system.as_str(), String::as_str);
+        format!("{place}/{}/{}", record.kind, record.id)
+    }
+
     /// Wait for the right to call `adapter` about `record` (a record's
-    /// identity, as `system/kind/id`): the record's turn first, when the
+    /// identity, as [`Throttle::record_key`] names it): the record's turn first, when the
     /// instance takes one call per record, then room under its limit (so a
     /// call waiting for its record holds no room another could use).
     pub async fn turn(
@@ -302,7 +337,7 @@ impl Throttle {
     }
 
     /// Wait until no other run is taking a step on `record` (as
-    /// `system/kind/id`), then hold it for this run's step.
+    /// [`Throttle::record_key`] names it), then hold it for this run's step.
     pub async fn step_on(&self, record: &str, processes: Processes) -> Result<StepTurn, TurnError> {
         Ok(StepTurn {
             _record: Records::hold(&self.steps, record, processes).await?,
@@ -359,6 +394,56 @@ impl Throttle {
             None => std::future::pending().await,
         }
     }
+}
+
+/// Where an instance's records live: its name, or, for an instance bound
+/// to directories, those directories (as the file system resolves them,
+/// so two spellings of one directory are one place). Two instances of a
+/// record store on one directory then take their turns on its records
+/// together, as one instance would.
+fn place_of(instance: &AdapterInstance) -> String {
+    let directories = &instance.surfaces.files.directories;
+    if directories.is_empty() {
+        return instance.name.clone();
+    }
+    let mut paths: Vec<std::path::PathBuf> = directories
+        .values()
+        .map(|p| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.clone())
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut digest = Sha256::new();
+    for path in &paths {
+        digest.update(path.as_os_str().as_encoded_bytes());
+        digest.update([0]);
+    }
+    let digest = digest.finalize();
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("directories-{short}")
+}
+
+/// One `Records` for each place among `names`, handed to every instance
+/// there.
+fn shared_by_place(
+    places: &BTreeMap<String, String>,
+    names: impl Iterator<Item = String>,
+    make: impl Fn() -> Records,
+) -> BTreeMap<String, Arc<Records>> {
+    let mut by_place: HashMap<String, Arc<Records>> = HashMap::new();
+    names
+        .map(|name| {
+            let place = places.get(&name).cloned().unwrap_or_else(|| name.clone());
+            let records = by_place
+                .entry(place)
+                .or_insert_with(|| Arc::new(make()))
+                .clone();
+            (name, records)
+        })
+        .collect()
 }
 
 #[cfg(test)]

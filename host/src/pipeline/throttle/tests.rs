@@ -139,3 +139,52 @@ async fn a_call_waiting_for_another_process_is_counted_and_goes_on_once_it_lets_
     assert!(ours.await.is_ok());
     assert!(ready(pin!(throttle.until_waiting_for_records("records", 1))).is_none());
 }
+
+#[test]
+fn instances_bound_to_one_directory_share_their_records_turns_and_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tracker")).unwrap();
+    std::fs::create_dir(dir.path().join("queue")).unwrap();
+    let bound = |name: &str, directory: std::path::PathBuf| {
+        let mut i = instance(name, None);
+        i.one_call_per_record = true;
+        i.surfaces
+            .files
+            .directories
+            .insert("records".into(), directory);
+        i
+    };
+    let throttle = Throttle::new(&[
+        bound("tracker", dir.path().join("tracker")),
+        // The same directory, spelled another way.
+        bound("links", dir.path().join("queue/../tracker")),
+        bound("queue", dir.path().join("queue")),
+        instance("webhook", None),
+    ]);
+    let record = |system: &str| RecordRef {
+        system: system.into(),
+        kind: "release".into(),
+        id: "R-1".into(),
+    };
+    let key = throttle.record_key(&record("tracker"));
+    assert_eq!(key, throttle.record_key(&record("links")));
+    assert!(
+        key.starts_with("directories-") && key.ends_with("/release/R-1"),
+        "{key}"
+    );
+    assert_ne!(key, throttle.record_key(&record("queue")));
+    assert_eq!(
+        throttle.record_key(&record("webhook")),
+        "webhook/release/R-1"
+    );
+
+    let held = ready(pin!(throttle.turn("tracker", &key, Processes::ThisProcess))).unwrap();
+    let mut other = pin!(throttle.turn("links", &key, Processes::ThisProcess));
+    assert!(
+        ready(other.as_mut()).is_none(),
+        "a call through the other instance on the record waits"
+    );
+    assert_eq!(throttle.records_in_use("links"), 1);
+    drop(held);
+    assert!(ready(other.as_mut()).is_some());
+}
