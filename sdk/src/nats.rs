@@ -42,9 +42,28 @@ pub fn kv_delete(server: &str, bucket: &str, key: &str) -> Result<(), AdapterErr
     backend::kv_delete(server, bucket, key)
 }
 
+/// Delete a key, its delete marker carrying `Nats-Msg-Id` = `msg_id` (the
+/// step's idempotency key), which [`kv_msg_id`] reads back.
+pub fn kv_delete_keyed(
+    server: &str,
+    bucket: &str,
+    key: &str,
+    msg_id: &str,
+) -> Result<(), AdapterError> {
+    backend::kv_delete_keyed(server, bucket, key, msg_id)
+}
+
+/// The `Nats-Msg-Id` of a key's latest entry (a delete marker included),
+/// if it carries one.
+pub fn kv_msg_id(server: &str, bucket: &str, key: &str) -> Result<Option<String>, AdapterError> {
+    backend::kv_msg_id(server, bucket, key)
+}
+
 #[cfg(target_arch = "wasm32")]
 mod backend {
-    pub use crate::bindings::jetstream::{kv_delete, kv_get, publish, recent_msg_ids};
+    pub use crate::bindings::jetstream::{
+        kv_delete, kv_delete_keyed, kv_get, kv_msg_id, publish, recent_msg_ids,
+    };
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -68,6 +87,14 @@ mod backend {
     }
 
     pub fn kv_delete(_: &str, _: &str, _: &str) -> Result<(), AdapterError> {
+        Err(native())
+    }
+
+    pub fn kv_delete_keyed(_: &str, _: &str, _: &str, _: &str) -> Result<(), AdapterError> {
+        Err(native())
+    }
+
+    pub fn kv_msg_id(_: &str, _: &str, _: &str) -> Result<Option<String>, AdapterError> {
         Err(native())
     }
 }

@@ -10,7 +10,8 @@
 //! - a **queue entry** (a kind listed in `bucket-kinds`, id = the key) is a
 //!   key in the key-value bucket named like the kind. It is `queued` while
 //!   it holds a value and `cleared` once deleted (the delete marker stays);
-//!   `clear-entry` deletes it.
+//!   `clear-entry` deletes it, the marker carrying the idempotency key as
+//!   its `Nats-Msg-Id`, which `observe` reports as applied.
 //!
 //! Config: `server` (`IP:port`, required), `subject-prefix` (default
 //! `handoff`), `bucket-kinds` (comma-separated, default `review-queue`),
@@ -25,7 +26,9 @@
 //! `observe-window` latest messages, a resumed run would publish again,
 //! with the same msg-id: the server cannot recognise a key it has
 //! forgotten. A queue entry's delete is idempotent (deleting it twice is
-//! one delete marker's effect).
+//! one delete marker's effect), and its marker carries its key: a process
+//! killed after the delete and before the host recorded it finds the key
+//! on observe, and the step counts as done by this run, not skipped.
 
 use handoff_sdk::{
     Action, AdapterError, Message, Observed, RecordRef, Target, action_name, export, nats,
@@ -101,13 +104,21 @@ fn observe_entry(bucket: &str, key: &str) -> Result<Observed, AdapterError> {
             }
         }
     }
+    // A delete marker carries the key of the step that cleared the entry
+    // (none when it was cleared some other way).
+    let applied_keys = match entry.deleted {
+        true => nats::kv_msg_id(&server()?, bucket, key)?
+            .into_iter()
+            .collect(),
+        false => Vec::new(),
+    };
     Ok(Observed {
         exists: true,
         state: if entry.deleted { "cleared" } else { "queued" }.into(),
         revision: Some(entry.revision.to_string()),
         fields,
         links: Vec::new(),
-        applied_keys: Vec::new(),
+        applied_keys,
     })
 }
 
@@ -156,7 +167,7 @@ impl Target for Nats {
                         )));
                     }
                     Some(e) if e.deleted => {}
-                    Some(_) => nats::kv_delete(&server, &bucket, &entry)?,
+                    Some(_) => nats::kv_delete_keyed(&server, &bucket, &entry, &key)?,
                 }
                 observe_entry(&bucket, &entry)
             }

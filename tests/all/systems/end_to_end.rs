@@ -361,17 +361,16 @@ fn nats_stopped_mid_run_leaves_a_partial_run_and_resume_does_only_the_rest() {
 fn killed_after_any_write_on_real_servers_resumes_without_writing_it_again() {
     let (r, n) = (Redmine::from_env(), Nats::from_env());
     // Each step's write, on each server: Redmine (an issue's status, a
-    // link in a note), the NATS bucket and subject, the mail. A write that
-    // carries its key is recognised when the resumed run observes it; a
-    // queue entry's delete carries none (it is idempotent), so the resumed
-    // run finds the entry gone and skips the step.
-    for (point, outcome) in [
-        ("after-apply:close-checklist", "completed"),
-        ("after-apply:sync-tracker", "completed"),
-        ("after-apply:attach-evidence", "completed"),
-        ("after-apply:clear-review-queue", "completed-with-skips"),
-        ("after-apply:tell-scheduler", "completed"),
-        ("after-apply:notify-coordinator", "completed"),
+    // link in a note), the NATS bucket (the delete marker carries the key)
+    // and subject, the mail. Each carries its key, so the resumed run
+    // recognises the write as its own rather than skipping the step.
+    for point in [
+        "after-apply:close-checklist",
+        "after-apply:sync-tracker",
+        "after-apply:attach-evidence",
+        "after-apply:clear-review-queue",
+        "after-apply:tell-scheduler",
+        "after-apply:notify-coordinator",
     ] {
         let seeded = seed(&r, &n);
         let s = scenario(&r, &n, &seeded);
@@ -387,7 +386,19 @@ fn killed_after_any_write_on_real_servers_resumes_without_writing_it_again() {
         let o = s.handoff(&["resume", "--json"]);
         let resumed: Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("{point}: {e}: {}", text(&o.stderr)));
-        assert_eq!(resumed["outcome"], outcome, "{point}: {resumed}");
+        assert_eq!(resumed["outcome"], "completed", "{point}: {resumed}");
+        let recovered = s
+            .store()
+            .audit_rows(Some("run-1"))
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.kind == "step-applied")
+            .filter(|row| serde_json::from_str::<Value>(&row.payload).unwrap()["recovered"] == true)
+            .count();
+        assert_eq!(
+            recovered, 1,
+            "{point}: the write before the kill is recognised"
+        );
         assert_all_done_once(&r, &n, &seeded);
         let verify = s.handoff(&["audit", "verify"]);
         assert_eq!(verify.status.code(), Some(0), "{point}");

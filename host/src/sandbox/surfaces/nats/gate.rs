@@ -2,6 +2,8 @@
 //! its scopes first, then made by the host on connections it holds (one
 //! per server, shared by every adapter of the process).
 
+mod kv;
+
 use super::NATS;
 use super::grant::{NatsScope, ScopeKind, concrete_subject, subject_matches, valid_key};
 use crate::sandbox::bindings::handoff::adapter::jetstream::{self, KvEntry, PublishAck};
@@ -161,11 +163,7 @@ impl NatsGate {
                 "publish: {subject:?} is not a concrete subject"
             )));
         }
-        if msg_id.is_empty() || msg_id.chars().any(|c| c.is_control()) {
-            return Err(AdapterError::Invalid(
-                "publish: the msg-id must be non-empty, without control characters".into(),
-            ));
-        }
+        valid_msg_id("publish", &msg_id)?;
         if payload.len() > MAX_PAYLOAD {
             return Err(AdapterError::Invalid(format!(
                 "publish: payload of {} bytes exceeds {MAX_PAYLOAD}",
@@ -278,62 +276,16 @@ impl NatsGate {
             .await
             .unwrap_or_else(|_| Err(transient(&"timed out")))
     }
+}
 
-    async fn bucket(
-        &self,
-        server: &str,
-        bucket: &str,
-        key: &str,
-        what: &str,
-    ) -> Result<async_nats::jetstream::kv::Store, AdapterError> {
-        if !valid_key(key) {
-            return Err(AdapterError::Invalid(format!(
-                "{what}: key {key:?}: a key is letters, digits and '-/_=.', not starting or ending with '.'"
-            )));
-        }
-        let addr = self.check(server, ScopeKind::Bucket, bucket, what)?;
-        let js = self.jetstream(addr).await?;
-        js.get_key_value(bucket).await.map_err(|e| {
-            use async_nats::jetstream::context::KeyValueErrorKind as K;
-            match e.kind() {
-                K::GetBucket => {
-                    AdapterError::NotFound(format!("bucket {bucket} on nats {addr}: {e}"))
-                }
-                _ => AdapterError::Transient(format!("bucket {bucket} on nats {addr}: {e}")),
-            }
-        })
+/// A `Nats-Msg-Id` the host sends: not empty, no control characters.
+fn valid_msg_id(what: &str, msg_id: &str) -> Result<(), AdapterError> {
+    if msg_id.is_empty() || msg_id.chars().any(|c| c.is_control()) {
+        return Err(AdapterError::Invalid(format!(
+            "{what}: the msg-id must be non-empty, without control characters"
+        )));
     }
-
-    pub async fn kv_get(
-        &self,
-        server: String,
-        bucket: String,
-        key: String,
-    ) -> Result<Option<KvEntry>, AdapterError> {
-        let store = self.bucket(&server, &bucket, &key, "kv-get").await?;
-        let entry = store
-            .entry(key.clone())
-            .await
-            .map_err(|e| AdapterError::Transient(format!("kv-get {bucket}/{key}: {e}")))?;
-        Ok(entry.map(|e| KvEntry {
-            revision: e.revision,
-            deleted: e.operation != async_nats::jetstream::kv::Operation::Put,
-            value: e.value.to_vec(),
-        }))
-    }
-
-    pub async fn kv_delete(
-        &self,
-        server: String,
-        bucket: String,
-        key: String,
-    ) -> Result<(), AdapterError> {
-        let store = self.bucket(&server, &bucket, &key, "kv-delete").await?;
-        store
-            .delete(key.clone())
-            .await
-            .map_err(|e| AdapterError::Transient(format!("kv-delete {bucket}/{key}: {e}")))
-    }
+    Ok(())
 }
 
 impl jetstream::Host for NatsGate {
@@ -372,5 +324,24 @@ impl jetstream::Host for NatsGate {
         key: String,
     ) -> Result<(), AdapterError> {
         NatsGate::kv_delete(self, server, bucket, key).await
+    }
+
+    async fn kv_delete_keyed(
+        &mut self,
+        server: String,
+        bucket: String,
+        key: String,
+        msg_id: String,
+    ) -> Result<(), AdapterError> {
+        NatsGate::kv_delete_keyed(self, server, bucket, key, msg_id).await
+    }
+
+    async fn kv_msg_id(
+        &mut self,
+        server: String,
+        bucket: String,
+        key: String,
+    ) -> Result<Option<String>, AdapterError> {
+        NatsGate::kv_msg_id(self, server, bucket, key).await
     }
 }
